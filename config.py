@@ -1,0 +1,214 @@
+"""Settings for DonorHub: one class per environment, every value overridable from the environment.
+
+`DONORHUB_ENV` picks the class (development, testing, production). Production refuses to start
+with unsafe values; see `ProductionConfig.check`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("DONORHUB_INSTANCE_DIR", BASE_DIR / "instance"))
+
+#: Published in the repository, so never acceptable outside development.
+DEVELOPMENT_SECRET_KEY = "dev-only-not-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class UnsafeConfiguration(RuntimeError):
+    """The configuration must not be used for this environment; the message says what to set."""
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def normalise_database_url(url: str) -> str:
+    """Send bare PostgreSQL URLs to psycopg 3, which is the driver this project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def default_sqlite_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'donorhub.sqlite3'}"
+
+
+class Config:
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        os.environ.get("DATABASE_URL", "") or default_sqlite_url()
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    #: The address that links in e-mails point at; never taken from the request's Host header.
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    PREFERRED_URL_SCHEME = "https"
+    #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    PROXY_COUNT = env_int("PROXY_COUNT", 0)
+
+    CHARITY_NAME = os.environ.get("CHARITY_NAME", "Safe Harbour Children's Trust")
+    CHARITY_REGISTRATION = os.environ.get("CHARITY_REGISTRATION", "Registered charity 1234567")
+
+    # Sessions: the cookie carries a per-user version, so the server can end every session.
+    SESSION_COOKIE_NAME = "__Host-session"
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_NAME = "__Host-remember"
+    REMEMBER_COOKIE_SECURE = True
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_DURATION = timedelta(days=env_int("REMEMBER_DAYS", 30))
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 60)
+    STAFF_SESSION_IDLE_MINUTES = env_int("STAFF_SESSION_IDLE_MINUTES", 30)
+    SESSION_ABSOLUTE_HOURS = env_int("SESSION_ABSOLUTE_HOURS", 12)
+
+    WTF_CSRF_TIME_LIMIT = 3600
+    WTF_CSRF_SSL_STRICT = True
+
+    PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 12)
+    PASSWORD_MAX_LENGTH = 256
+    #: argon2id parameters (RFC 9106 low-memory profile; OWASP minimum is m=19 MiB, t=2).
+    ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 65536)
+    ARGON2_PARALLELISM = env_int("ARGON2_PARALLELISM", 4)
+    RESET_TOKEN_MAX_AGE = timedelta(hours=1)
+    VERIFY_TOKEN_MAX_AGE = timedelta(days=7)
+    TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "DonorHub")
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_SIGN_IN = os.environ.get("RATELIMIT_SIGN_IN", "10 per minute;50 per hour")
+    RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute;30 per hour")
+    RATELIMIT_RESET = os.environ.get("RATELIMIT_RESET", "5 per minute;30 per hour")
+    RATELIMIT_TOTP = os.environ.get("RATELIMIT_TOTP", "6 per minute")
+
+    #: "smtp" delivers; "hold" keeps mail in the outbox (development: nothing leaves the machine).
+    MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "smtp")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
+    MAIL_PORT = env_int("MAIL_PORT", 25)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+    MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
+    MAIL_FROM = os.environ.get("MAIL_FROM", "DonorHub <hello@donorhub.invalid>")
+    MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 20)
+    MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 8)
+    MAIL_BATCH_SIZE = env_int("MAIL_BATCH_SIZE", 50)
+    DATA_PROTECTION_EMAIL = os.environ.get("DATA_PROTECTION_EMAIL", "privacy@donorhub.invalid")
+
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+
+    JOBS_LOCK_ID = 7_400_417  # PostgreSQL advisory lock key; any constant unique to this app
+    JOBS_MAIL_INTERVAL_SECONDS = env_int("JOBS_MAIL_INTERVAL_SECONDS", 30)
+
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    #: Extra origins that forms may submit to or be redirected to (Stripe Checkout).
+    CSP_FORM_ACTION = env_list("CSP_FORM_ACTION", "https://checkout.stripe.com")
+    HSTS = False
+
+    @staticmethod
+    def check(config: Mapping[str, Any]) -> None:
+        """Raise UnsafeConfiguration when a value makes this environment unsafe."""
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    # Plain-HTTP on 127.0.0.1: a Secure cookie or __Host- name would not survive there.
+    SESSION_COOKIE_NAME = "donorhub_session"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_NAME = "donorhub_remember"
+    REMEMBER_COOKIE_SECURE = False
+    WTF_CSRF_SSL_STRICT = False
+    PREFERRED_URL_SCHEME = "http"
+    MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "hold")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_development_only")
+
+
+class TestingConfig(DevelopmentConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key-0123456789abcdef0123456789"  # noqa: S105
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    MAIL_DELIVERY = "smtp"
+    MAIL_PORT = 0
+    # Cheap hashes keep the suite fast; the production parameters have their own test.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 8192
+    ARGON2_PARALLELISM = 1
+    RATELIMIT_STORAGE_URI = "memory://"
+    STRIPE_WEBHOOK_SECRET = "whsec_testing_only"  # noqa: S105
+    PUBLIC_BASE_URL = "http://donorhub.test"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    HSTS = True
+
+    @staticmethod
+    def check(config: Mapping[str, Any]) -> None:
+        key = config.get("SECRET_KEY") or ""
+        if not key:
+            raise UnsafeConfiguration("SECRET_KEY is not set: set it to a random value of at "
+                                      "least 32 characters, e.g. from `python -c 'import "
+                                      "secrets; print(secrets.token_urlsafe(48))'`.")
+        if key == DEVELOPMENT_SECRET_KEY or "change" in key.lower() or key.lower() in {"secret", "dev", "development"}:
+            raise UnsafeConfiguration("SECRET_KEY is a published default: set it to a new random "
+                                      "value of at least 32 characters.")
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise UnsafeConfiguration(f"SECRET_KEY is too short: set it to a random value of at "
+                                      f"least {MIN_SECRET_KEY_LENGTH} characters.")
+        if config.get("DEBUG") or env_bool("FLASK_DEBUG", False):
+            raise UnsafeConfiguration("DEBUG is on: unset FLASK_DEBUG in production, because the "
+                                      "debugger runs any code a visitor sends.")
+        if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
+            raise UnsafeConfiguration("DATABASE_URL points at SQLite: set it to a PostgreSQL URL "
+                                      "(postgresql+psycopg://user:password@host/dbname).")
+        if not config.get("STRIPE_WEBHOOK_SECRET"):
+            raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
+                                      "(whsec_...) of your Stripe webhook endpoint into it.")
+        if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory"):
+            raise UnsafeConfiguration("RATELIMIT_STORAGE_URI is in-process memory: set it to "
+                                      "Redis (redis://host:6379/0) so limits hold across workers.")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for_environment() -> type[Config]:
+    name = os.environ.get("DONORHUB_ENV", "development").strip().lower()
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise UnsafeConfiguration(
+            f"DONORHUB_ENV must be one of {', '.join(CONFIGS)}, not {name!r}."
+        ) from None

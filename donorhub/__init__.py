@@ -1,0 +1,113 @@
+"""DonorHub: donations and child sponsorship for a charity that rescues and cares for children."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config, config_for_environment
+
+
+def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Flask:
+    """Build the app: configuration, extensions, blueprints, CLI, error handlers."""
+    config_class = config_class or config_for_environment()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    app = Flask(
+        __name__,
+        template_folder=os.path.join(root, "templates"),
+        static_folder=os.path.join(root, "static"),
+        instance_path=os.environ.get("DONORHUB_INSTANCE_DIR", os.path.join(root, "instance")),
+    )
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    config_class.check(app.config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    from donorhub.logs import configure_logging
+
+    configure_logging(app.config["LOG_LEVEL"])
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=0)  # type: ignore[method-assign]
+    # Large bodies are refused before any view parses them.
+    app.config.setdefault("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_cli(app)
+    register_templates(app)
+
+    from donorhub import security
+    from donorhub.errors import register_error_handlers
+
+    security.init_app(app)
+    register_error_handlers(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from flask_login import user_loaded_from_cookie
+
+    from donorhub.accounts.services import load_user_from_id
+    from donorhub.extensions import csrf, db, limiter, login_manager, migrate
+    from donorhub.security import stamp_session
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path),
+                                                     "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.sign_in"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(load_user_from_id)
+
+    @user_loaded_from_cookie.connect_via(app)
+    def restart_session_clock(_sender, user):
+        stamp_session()
+
+    # Import every model so that metadata (and Alembic) sees the whole schema.
+    import donorhub.models  # noqa: F401
+
+
+def register_blueprints(app: Flask) -> None:
+    from donorhub.accounts import bp as accounts_bp
+    from donorhub.accounts import views as _accounts_views  # noqa: F401
+    from donorhub.main import bp as main_bp
+    from donorhub.main import views as _main_views  # noqa: F401
+    from donorhub.staff import bp as staff_bp
+    from donorhub.staff import views as _staff_views  # noqa: F401
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(staff_bp)
+    if app.config.get("TESTING"):
+        from donorhub.testing_routes import bp as testing_bp
+
+        app.register_blueprint(testing_bp)
+
+
+def register_cli(app: Flask) -> None:
+    from donorhub.accounts.cli import accounts_cli
+    from donorhub.demo.cli import demo_cli
+    from donorhub.jobs.cli import jobs_cli
+
+    app.cli.add_command(accounts_cli)
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(jobs_cli)
+
+
+def register_templates(app: Flask) -> None:
+    from flask_login import current_user
+
+    from donorhub.accounts.models import StaffRole
+
+    @app.context_processor
+    def globals_for_templates() -> dict[str, Any]:
+        return {"charity_name": app.config["CHARITY_NAME"],
+                "charity_registration": app.config["CHARITY_REGISTRATION"],
+                "StaffRole": StaffRole, "current_user": current_user}

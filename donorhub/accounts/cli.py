@@ -1,0 +1,46 @@
+"""`flask accounts create-staff EMAIL --role ROLE`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from donorhub.accounts import services
+from donorhub.accounts.models import StaffRole
+from donorhub.database import unit_of_work
+from donorhub.errors import DomainError
+
+accounts_cli = AppGroup("accounts", help="Manage accounts.")
+
+
+def read_password() -> str:
+    """From a hidden prompt on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n")
+
+
+@accounts_cli.command("create-staff")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice([r.value for r in StaffRole]),
+              help="The staff role to grant.")
+@click.option("--name", default="", help="The person's name as staff will see it.")
+def create_staff(email: str, role: str, name: str) -> None:
+    """Create a staff account (the password is read from a prompt or standard input)."""
+    password = read_password()
+    if not password:
+        raise click.ClickException("No password was given on standard input or at the prompt.")
+    try:
+        with unit_of_work():
+            user = services.create_staff_account(email, name or email.split("@")[0], password,
+                                                 StaffRole(role), actor=None)
+    except services.WeakPassword as error:
+        raise click.ClickException("That password is too weak: " + " ".join(error.problems)) \
+            from None
+    except DomainError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Staff account {user.id} has the {role} role. It sets up two-factor sign-in "
+               "the first time it signs in.")

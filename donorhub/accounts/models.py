@@ -1,0 +1,132 @@
+"""Accounts: every account is a donor; some also hold staff roles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from donorhub.database import TimestampMixin, utcnow
+from donorhub.extensions import db
+
+
+class StaffRole(StrEnum):
+    ADMIN = "admin"
+    FUNDRAISER = "fundraiser"
+    SAFEGUARDING_OFFICER = "safeguarding_officer"
+
+
+class User(TimestampMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stored lower-cased and trimmed, so look-ups and uniqueness are case-blind.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    email_verified_at: Mapped[datetime | None]
+    last_sign_in_at: Mapped[datetime | None]
+    is_disabled: Mapped[bool] = mapped_column(default=False)
+    #: Part of every session and remember cookie; bumping it ends them all on the server.
+    session_version: Mapped[int] = mapped_column(default=1)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
+    #: The last TOTP time-step accepted, so a code cannot be used twice.
+    totp_last_step: Mapped[int | None]
+    deletion_requested_at: Mapped[datetime | None]
+
+    roles: Mapped[list[UserRole]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    # Flask-Login protocol, written out so the session version is part of the id.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_disabled
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return f"{self.id}.{self.session_version}"
+
+    @property
+    def staff_roles(self) -> frozenset[str]:
+        return frozenset(role.role.value for role in self.roles)
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.roles)
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_secret is not None
+
+    @property
+    def is_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    def has_role(self, role: StaffRole | str) -> bool:
+        return str(role) in self.staff_roles
+
+    def end_all_sessions(self) -> None:
+        self.session_version += 1
+
+    def __repr__(self) -> str:  # no e-mail: reprs end up in logs
+        return f"<User {self.id}>"
+
+
+class UserRole(db.Model):
+    __tablename__ = "user_roles"
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[StaffRole] = mapped_column(
+        Enum(StaffRole, native_enum=False, length=32, validate_strings=True,
+             values_callable=lambda roles: [r.value for r in roles])
+    )
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class DataRequestKind(StrEnum):
+    ERASURE = "erasure"
+    EXPORT = "export"
+
+
+class DataRequestStatus(StrEnum):
+    REQUESTED = "requested"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class DataRequest(db.Model):
+    """A donor's request about their personal data, carried out by staff."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[DataRequestKind] = mapped_column(
+        Enum(DataRequestKind, native_enum=False, length=16, validate_strings=True,
+             values_callable=lambda kinds: [k.value for k in kinds])
+    )
+    status: Mapped[DataRequestStatus] = mapped_column(
+        Enum(DataRequestStatus, native_enum=False, length=16, validate_strings=True,
+             values_callable=lambda kinds: [k.value for k in kinds]),
+        default=DataRequestStatus.REQUESTED,
+    )
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]

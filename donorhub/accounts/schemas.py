@@ -1,0 +1,107 @@
+"""Input schemas for the account forms. Shape only: services check what needs the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
+                   error_messages={"required": "Enter your e-mail address.",
+                                   "invalid": "Enter an e-mail address like name@example.com."})
+
+
+def normalise_email(value: str) -> str:
+    return value.strip().lower()
+
+
+class EmailField(fields.Email):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.strip()
+        return normalise_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class PasswordField(fields.String):
+    """Taken exactly as typed: no trimming, no case folding."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.Length(min=1, max=1024))
+        kwargs.setdefault("error_messages", {"required": "Enter a password."})
+        super().__init__(required=True, **kwargs)
+
+
+class CheckboxField(fields.Boolean):
+    truthy = {"on", "1", "true", "yes", "y"}
+    falsy = {"off", "0", "false", "no", "n", ""}
+
+
+class FormSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+@dataclass(frozen=True)
+class Registration:
+    email: str
+    full_name: str
+    password: str
+
+
+class RegisterSchema(FormSchema):
+    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                              error_messages={"required": "Enter your name."})
+    email = EmailField(**EMAIL_FIELD)
+    password = PasswordField()
+    password_confirm = PasswordField()
+
+    @validates_schema
+    def passwords_match(self, data, **_kwargs):
+        if data.get("password") != data.get("password_confirm"):
+            raise ValidationError("The two passwords are not the same.", "password_confirm")
+
+    @post_load
+    def build(self, data, **_kwargs) -> Registration:
+        name = " ".join(data["full_name"].split())
+        if not name:
+            raise ValidationError("Enter your name.", "full_name")
+        return Registration(email=data["email"], full_name=name, password=data["password"])
+
+
+class SignInSchema(FormSchema):
+    email = EmailField(**EMAIL_FIELD)
+    password = PasswordField()
+    remember = CheckboxField(load_default=False)
+
+
+class EmailOnlySchema(FormSchema):
+    email = EmailField(**EMAIL_FIELD)
+
+
+class NewPasswordSchema(FormSchema):
+    password = PasswordField()
+    password_confirm = PasswordField()
+
+    @validates_schema
+    def passwords_match(self, data, **_kwargs):
+        if data.get("password") != data.get("password_confirm"):
+            raise ValidationError("The two passwords are not the same.", "password_confirm")
+
+
+class ChangePasswordSchema(NewPasswordSchema):
+    current_password = PasswordField()
+
+
+class ChangeEmailSchema(FormSchema):
+    email = EmailField(**EMAIL_FIELD)
+    current_password = PasswordField()
+
+
+class TotpSchema(FormSchema):
+    code = fields.String(required=True, validate=validate.Regexp(
+        r"^\s*\d{3}\s?\d{3}\s*$", error="Enter the 6-digit code from your authenticator app."),
+        error_messages={"required": "Enter the 6-digit code from your authenticator app."})
+
+
+class ConfirmPasswordSchema(FormSchema):
+    current_password = PasswordField()

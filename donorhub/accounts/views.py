@@ -1,0 +1,367 @@
+"""Account pages. Views parse with a schema, call a service, commit once, render."""
+
+from __future__ import annotations
+
+import time
+
+from flask import (current_app, flash, redirect, render_template, request, session, url_for)
+from flask_login import current_user, login_user, logout_user
+
+from donorhub.accounts import bp, services, tokens
+from donorhub.accounts.schemas import (
+    ChangeEmailSchema,
+    ChangePasswordSchema,
+    ConfirmPasswordSchema,
+    EmailOnlySchema,
+    NewPasswordSchema,
+    RegisterSchema,
+    SignInSchema,
+    TotpSchema,
+)
+from donorhub.accounts.models import User
+from donorhub.errors import DomainError
+from donorhub.extensions import db, limiter
+from donorhub.forms import load_form
+from donorhub.logs import log_security_event
+from donorhub.qr import qr_svg
+from donorhub.security import is_safe_next, public, signed_in, stamp_session
+
+#: How long a staff member has between the password and the second factor.
+PENDING_SIGN_IN_SECONDS = 300
+
+
+def limit(config_key: str):
+    return limiter.limit(lambda: current_app.config[config_key], methods=["POST"])
+
+
+def next_target(default: str = "main.home") -> str:
+    target = request.values.get("next")
+    return target if is_safe_next(target) else url_for(default)
+
+
+def begin_session(user: User, *, remember: bool, mfa: bool) -> None:
+    """Start a fresh session: nothing from before sign-in carries over (session fixation)."""
+    session.clear()
+    login_user(user, remember=remember and not user.is_staff)
+    session["mfa"] = mfa
+    stamp_session()
+
+
+# Registration ------------------------------------------------------------------------------
+
+@bp.route("/register", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_REGISTER")
+def register():
+    """Create a donor account."""
+    if request.method == "GET":
+        return render_template("accounts/register.html", errors={}, form={})
+    data, errors = load_form(RegisterSchema())
+    if not errors:
+        try:
+            services.register_account(data.email, data.full_name, data.password)
+        except services.WeakPassword as error:
+            errors = {"password": error.problems}
+    if errors:
+        form = {k: v for k, v in request.form.items() if "password" not in k}
+        return render_template("accounts/register.html", errors=errors, form=form), 422
+    db.session.commit()
+    return render_template("accounts/check_inbox.html", reason="register")
+
+
+@bp.get("/verify/<token>")
+@public
+def verify_email(token: str):
+    """Confirm an e-mail address from the link we sent."""
+    try:
+        services.verify_email(token)
+    except tokens.InvalidToken:
+        return render_template("accounts/link_invalid.html", what="confirmation"), 400
+    db.session.commit()
+    flash("Thank you: your e-mail address is confirmed.", "success")
+    return redirect(url_for("accounts.settings") if current_user.is_authenticated
+                    else url_for("accounts.sign_in"))
+
+
+@bp.post("/verify/resend")
+@signed_in
+@limit("RATELIMIT_RESET")
+def resend_verification():
+    """Send the confirmation link again."""
+    if not current_user.is_verified:
+        services.send_verification(current_user)
+        db.session.commit()
+    flash("We have sent the confirmation link again.", "success")
+    return redirect(url_for("accounts.settings"))
+
+
+# Signing in and out ------------------------------------------------------------------------
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_SIGN_IN")
+def sign_in():
+    """Sign in with e-mail and password; staff then give a second factor."""
+    if request.method == "GET":
+        return render_template("accounts/sign_in.html", errors={}, form={},
+                               expired=request.args.get("expired"))
+    data, errors = load_form(SignInSchema())
+    user = services.authenticate(data["email"], data["password"]) if not errors else None
+    if user is None:
+        log_security_event("sign_in_failed")
+        # One message for unknown address and wrong password, so neither is revealed.
+        errors = errors or {"_schema": ["The e-mail address or password is not right."]}
+        form = {"email": request.form.get("email", "")}
+        db.session.rollback()
+        return render_template("accounts/sign_in.html", errors=errors, form=form), 422
+    db.session.commit()
+    if user.is_staff:
+        session.clear()
+        session["pending"] = {"uid": user.id, "sv": user.session_version,
+                              "at": int(time.time()), "next": request.values.get("next")}
+        log_security_event("sign_in_password_ok", user_id=user.id, staff=True)
+        target = "accounts.two_factor" if user.has_totp else "accounts.two_factor_setup"
+        return redirect(url_for(target))
+    begin_session(user, remember=data["remember"], mfa=False)
+    log_security_event("sign_in_succeeded", user_id=user.id)
+    return redirect(next_target())
+
+
+def pending_staff_user() -> User | None:
+    pending = session.get("pending")
+    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > \
+            PENDING_SIGN_IN_SECONDS:
+        return None
+    user = db.session.get(User, pending.get("uid"))
+    if user is None or user.is_disabled or user.session_version != pending.get("sv"):
+        return None
+    return user
+
+
+def finish_staff_sign_in(user: User):
+    target = session.get("pending", {}).get("next")
+    begin_session(user, remember=False, mfa=True)
+    log_security_event("sign_in_succeeded", user_id=user.id, staff=True)
+    return redirect(target if is_safe_next(target) else url_for("staff.dashboard"))
+
+
+@bp.route("/two-factor", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_TOTP")
+def two_factor():
+    """The second step of a staff sign-in: a code from the authenticator app."""
+    user = pending_staff_user()
+    if user is None or not user.has_totp:
+        session.pop("pending", None)
+        flash("Please sign in again.", "info")
+        return redirect(url_for("accounts.sign_in"))
+    if request.method == "GET":
+        return render_template("accounts/two_factor.html", errors={})
+    data, errors = load_form(TotpSchema())
+    if not errors and services.verify_totp(user, data["code"]):
+        db.session.commit()
+        return finish_staff_sign_in(user)
+    log_security_event("mfa_failed", user_id=user.id)
+    errors = errors or {"code": ["That code is not right, or it was already used. Wait for "
+                                 "the next code and try again."]}
+    return render_template("accounts/two_factor.html", errors=errors), 422
+
+
+@bp.route("/two-factor/setup", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_TOTP")
+def two_factor_setup():
+    """First staff sign-in: connect an authenticator app."""
+    user = pending_staff_user()
+    if user is None or user.has_totp:
+        session.pop("pending", None)
+        return redirect(url_for("accounts.sign_in"))
+    enrolment = services.begin_totp_enrolment(user)
+    db.session.commit()
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        data, errors = load_form(TotpSchema())
+        if not errors and services.finish_totp_enrolment(user, data["code"]):
+            db.session.commit()
+            return finish_staff_sign_in(user)
+        log_security_event("mfa_failed", user_id=user.id, enrolment=True)
+        errors = errors or {"code": ["That code is not right. Check the time on your phone "
+                                     "and try the newest code."]}
+    return render_template("accounts/two_factor_setup.html", errors=errors,
+                           secret=enrolment.secret, qr=qr_svg(enrolment.provisioning_uri)), \
+        (422 if errors else 200)
+
+
+@bp.post("/sign-out")
+@public
+def sign_out():
+    """Sign out here and end every other session of this account."""
+    if current_user.is_authenticated:
+        user = db.session.get(User, current_user.id)
+        user.end_all_sessions()
+        db.session.commit()
+        log_security_event("signed_out", user_id=user.id)
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "success")
+    return redirect(url_for("main.home"))
+
+
+# Forgotten password ------------------------------------------------------------------------
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_RESET")
+def forgot_password():
+    """Ask for a password reset link."""
+    if request.method == "GET":
+        return render_template("accounts/forgot_password.html", errors={}, form={})
+    data, errors = load_form(EmailOnlySchema())
+    if errors:
+        return render_template("accounts/forgot_password.html", errors=errors,
+                               form=request.form), 422
+    services.request_password_reset(data["email"])
+    db.session.commit()
+    return render_template("accounts/check_inbox.html", reason="reset")
+
+
+@bp.get("/reset/<token>")
+@public
+def reset_password(token: str):
+    """Move the token out of the address bar, so it is not kept in history or referrers."""
+    session["reset_token"] = token
+    return redirect(url_for("accounts.choose_new_password"))
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_RESET")
+def choose_new_password():
+    """Choose a new password after following a reset link."""
+    token = session.get("reset_token", "")
+    try:
+        services.user_for_reset_token(token)
+    except tokens.InvalidToken:
+        session.pop("reset_token", None)
+        response = render_template("accounts/link_invalid.html", what="password reset"), 400
+        return response
+    if request.method == "GET":
+        return render_template("accounts/reset_password.html", errors={})
+    data, errors = load_form(NewPasswordSchema())
+    if not errors:
+        try:
+            user = services.reset_password(token, data["password"])
+        except services.WeakPassword as error:
+            errors = {"password": error.problems}
+    if errors:
+        db.session.rollback()
+        return render_template("accounts/reset_password.html", errors=errors), 422
+    db.session.commit()
+    log_security_event("password_reset", user_id=user.id)
+    logout_user()
+    session.clear()
+    flash("Your password is changed. Please sign in with it.", "success")
+    return redirect(url_for("accounts.sign_in"))
+
+
+@bp.after_request
+def no_referrer_on_token_pages(response):
+    if request.endpoint in {"accounts.reset_password", "accounts.choose_new_password",
+                            "accounts.verify_email", "accounts.confirm_email_change"}:
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# Settings ----------------------------------------------------------------------------------
+
+def render_settings(errors: dict | None = None, status: int = 200, section: str = ""):
+    return render_template("accounts/settings.html", errors=errors or {}, section=section), \
+        status
+
+
+@bp.get("")
+@signed_in
+def settings():
+    """The account page: password, e-mail address, deleting the account."""
+    return render_settings()
+
+
+@bp.post("/password")
+@signed_in
+def change_password():
+    """Change the password; every other session ends."""
+    data, errors = load_form(ChangePasswordSchema())
+    if not errors:
+        user = db.session.get(User, current_user.id)
+        try:
+            services.change_password(user, data["current_password"], data["password"])
+        except services.WeakPassword as error:
+            errors = {"password": error.problems}
+        except services.WrongPassword as error:
+            errors = {"current_password": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_settings(errors, 422, "password")
+    db.session.commit()
+    log_security_event("password_changed", user_id=user.id)
+    # This session carries on under the new session version; all others are now dead.
+    mfa = session.get("mfa", False)
+    begin_session(user, remember=False, mfa=mfa)
+    flash("Your password is changed. Other devices have been signed out.", "success")
+    return redirect(url_for("accounts.settings"))
+
+
+@bp.post("/email")
+@signed_in
+def change_email():
+    """Ask to change the e-mail address; it changes once the new address is confirmed."""
+    data, errors = load_form(ChangeEmailSchema())
+    if not errors:
+        user = db.session.get(User, current_user.id)
+        try:
+            services.request_email_change(user, data["email"], data["current_password"])
+        except services.WrongPassword as error:
+            errors = {"current_password": [str(error)]}
+        except DomainError as error:
+            errors = {"email": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_settings(errors, 422, "email")
+    db.session.commit()
+    flash("We have sent a link to the new address. Your address changes when you follow it.",
+          "success")
+    return redirect(url_for("accounts.settings"))
+
+
+@bp.get("/email/confirm/<token>")
+@public
+def confirm_email_change(token: str):
+    """Confirm a new e-mail address from the link we sent to it."""
+    try:
+        services.confirm_email_change(token)
+    except (tokens.InvalidToken, services.EmailTaken):
+        return render_template("accounts/link_invalid.html", what="address change"), 400
+    db.session.commit()
+    flash("Your e-mail address is changed.", "success")
+    return redirect(url_for("accounts.settings") if current_user.is_authenticated
+                    else url_for("accounts.sign_in"))
+
+
+@bp.post("/delete")
+@signed_in
+def request_deletion():
+    """Ask us to delete the account and its personal data."""
+    data, errors = load_form(ConfirmPasswordSchema())
+    if not errors:
+        user = db.session.get(User, current_user.id)
+        try:
+            services.request_account_deletion(user, data["current_password"])
+        except services.WrongPassword as error:
+            errors = {"current_password": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_settings(errors, 422, "delete")
+    db.session.commit()
+    flash("We have your request. We will delete your personal data within 30 days and "
+          "write to you when it is done.", "success")
+    return redirect(url_for("accounts.settings"))

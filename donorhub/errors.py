@@ -1,0 +1,92 @@
+"""Domain errors and the handlers that turn every error into a page or a problem document."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from donorhub.logs import log_security_event
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A business rule was broken. The message is safe to show to the person who acted."""
+
+
+class IllegalTransition(DomainError):
+    """A status field was asked to move where its state machine does not allow."""
+
+
+class NotPermitted(DomainError):
+    """The acting user may not do this."""
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra):
+    """An RFC 9457 problem document."""
+    body = {"type": "about:blank", "title": title, "status": status,
+            "request_id": getattr(g, "request_id", None)}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+_MESSAGES = {
+    400: ("Bad request", "We could not understand that request."),
+    403: ("Not allowed", "You do not have permission to see this page."),
+    404: ("Page not found", "We could not find that page. It may have moved, or the link may "
+                            "be incomplete."),
+    405: ("Not allowed", "That action is not available here."),
+    413: ("Too large", "What you sent is larger than we accept."),
+    429: ("Too many attempts", "You have tried that too many times. Please wait a few minutes "
+                               "and try again."),
+    500: ("Something went wrong", "Something went wrong on our side. Nothing you entered was "
+                                  "lost; please try again in a moment."),
+}
+
+
+def render_error(status: int):
+    title, message = _MESSAGES.get(status, _MESSAGES[500] if status >= 500 else _MESSAGES[400])
+    if wants_json():
+        return problem(status, title, message)
+    return render_template("errors/error.html", status=status, title=title,
+                           message=message), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error: CSRFError):
+        log_security_event("csrf_failure", reason=error.description[:64])
+        if wants_json():
+            return problem(400, "Form expired", "The form expired or was not sent from our site.")
+        return render_template("errors/error.html", status=400, title="This form has expired",
+                               message="For your security, forms expire. Please go back, "
+                                       "reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        status = error.code or 500
+        if status == 429:
+            log_security_event("rate_limited", endpoint=request.endpoint or "")
+        return render_error(status)
+
+    @app.errorhandler(Exception)
+    def unhandled(error: Exception):
+        if isinstance(error, HTTPException):
+            return http_error(error)
+        # The request id ties the page the person sees to this log record.
+        log.exception("unhandled error", extra={"error_type": type(error).__name__})
+        return render_error(InternalServerError.code)

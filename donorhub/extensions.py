@@ -1,0 +1,17 @@
+"""Flask extensions, created unbound and initialised in create_app()."""
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+
+from donorhub.database import Base
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+# No default limits: each sensitive route names its own, so ordinary pages are never throttled.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -1,0 +1,34 @@
+"""Reading HTML forms through marshmallow schemas, the same way in every view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+
+def load_form(schema: Schema) -> tuple[Any, dict[str, list[str]]]:
+    """(data, {}) when the form is valid, or (None, errors by field) when it is not.
+
+    The CSRF token is checked by Flask-WTF before the view runs, so it is not a field here;
+    any other field the schema does not name is refused rather than silently ignored.
+    """
+    form = {key: value for key, value in request.form.items() if key != "csrf_token"}
+    try:
+        return schema.load(form), {}
+    except ValidationError as error:
+        return None, flatten_errors(error.messages)
+
+
+def flatten_errors(messages: Any) -> dict[str, list[str]]:
+    if isinstance(messages, list):
+        return {"_schema": [str(m) for m in messages]}
+    errors: dict[str, list[str]] = {}
+    for field, value in messages.items():
+        if isinstance(value, dict):
+            value = [text for texts in value.values() for text in texts]
+        texts = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        errors[field] = [t.replace("Unknown field.", "This form does not accept that field.")
+                         for t in texts]
+    return errors

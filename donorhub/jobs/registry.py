@@ -1,0 +1,61 @@
+"""What a scheduled job is, and the list of every job the scheduler runs."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from donorhub.extensions import db
+
+log = logging.getLogger("donorhub.jobs")
+
+#: Each feature that has scheduled work lists it in `JOBS` in its jobs.py module.
+JOB_MODULES = ("donorhub.mail.jobs",)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    #: Runs inside an app context; owns its commits (each unit of work whole or not at all);
+    #: returns a one-line summary for the log.
+    func: Callable[[], str | None]
+    #: Called inside an app context, so intervals can come from configuration.
+    trigger: Callable[[], dict[str, Any]]
+    description: str
+
+
+def all_jobs() -> list[JobSpec]:
+    jobs: list[JobSpec] = []
+    for module_name in JOB_MODULES:
+        jobs.extend(importlib.import_module(module_name).JOBS)
+    names = [job.name for job in jobs]
+    if len(names) != len(set(names)):
+        raise RuntimeError("two jobs share a name")
+    return jobs
+
+
+def find_job(name: str) -> JobSpec | None:
+    return next((job for job in all_jobs() if job.name == name), None)
+
+
+def run_job(app: Flask, job: JobSpec) -> bool:
+    """Run one job now. A failure is logged and rolled back; the scheduler lives on."""
+    started = time.monotonic()
+    with app.app_context():
+        try:
+            summary = job.func()
+        except Exception:
+            db.session.rollback()
+            log.exception("job failed", extra={"job": job.name})
+            return False
+        finally:
+            db.session.remove()
+    log.info("job finished", extra={"job": job.name, "summary": summary or "",
+                                    "seconds": round(time.monotonic() - started, 3)})
+    return True

@@ -1,0 +1,43 @@
+"""Queueing mail: render both bodies from templates/emails and write an outbox row."""
+
+from __future__ import annotations
+
+import secrets
+from email.utils import parseaddr
+from typing import Any
+
+from flask import current_app, render_template
+
+from donorhub.extensions import db
+from donorhub.mail.models import OutboxMessage
+
+
+def queue_mail(recipient: str, template: str, *, subject: str, sensitive: bool = False,
+               headers: dict[str, str] | None = None, **context: Any) -> OutboxMessage:
+    """Add a message to the outbox in the caller's transaction; it goes out after commit.
+
+    `template` names templates/emails/<template>.txt and, if present, .html.
+    """
+    context = {"subject": subject, "base_url": current_app.config["PUBLIC_BASE_URL"],
+               "charity_name": current_app.config["CHARITY_NAME"], **context}
+    text_body = render_template(f"emails/{template}.txt", **context)
+    try:
+        html_body: str | None = render_template(f"emails/{template}.html", **context)
+    except Exception as error:  # TemplateNotFound: an HTML part is optional
+        if type(error).__name__ != "TemplateNotFound":
+            raise
+        html_body = None
+    domain = parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "donorhub"
+    message = OutboxMessage(
+        recipient=recipient,
+        subject=subject,
+        text_body=text_body,
+        html_body=html_body,
+        headers=headers or {},
+        template=template,
+        is_sensitive=sensitive,
+        message_id=f"<{secrets.token_hex(16)}@{domain}>",
+    )
+    db.session.add(message)
+    db.session.flush()
+    return message

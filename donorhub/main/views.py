@@ -1,0 +1,25 @@
+"""The home page and the health check."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, render_template
+from sqlalchemy import text
+
+from donorhub.extensions import db
+from donorhub.main import bp
+from donorhub.security import public
+
+
+@bp.get("/")
+@public
+def home():
+    """What the charity does and how to help."""
+    return render_template("main/home.html")
+
+
+@bp.get("/healthz")
+@public
+def healthz():
+    """For the load balancer: the app answers and the database is reachable."""
+    db.session.execute(text("SELECT 1"))
+    return jsonify(status="ok", environment=current_app.config["ENV_NAME"])

@@ -1,0 +1,5 @@
+"""Every model, imported in one place so metadata and migrations see the whole schema."""
+
+from donorhub.accounts.models import DataRequest, User, UserRole  # noqa: F401
+from donorhub.mail.models import OutboxMessage  # noqa: F401
+from donorhub.staff.models import AuditEvent  # noqa: F401

@@ -1,0 +1,190 @@
+"""Security on every response: access classification, session checks, headers, request ids."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+
+from donorhub.logs import log_security_event
+
+log = logging.getLogger(__name__)
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    SIGNED_IN = "signed_in"
+    STAFF = "staff"
+    #: Machine-to-machine endpoints that authenticate themselves (the Stripe webhook).
+    MACHINE = "machine"
+
+
+def public(view: View) -> View:
+    """Anyone may call this view."""
+    view.access = Access.PUBLIC  # type: ignore[attr-defined]
+    return view
+
+
+def machine(view: View) -> View:
+    """Called by another system that proves itself (e.g. a signed webhook), not by a browser."""
+    view.access = Access.MACHINE  # type: ignore[attr-defined]
+    return view
+
+
+def signed_in(view: View) -> View:
+    """Only a signed-in account may call this view."""
+    view.access = Access.SIGNED_IN  # type: ignore[attr-defined]
+    return view
+
+
+def staff(*roles: str) -> Callable[[View], View]:
+    """Only staff holding one of `roles`, signed in with two factors, may call this view."""
+    if not roles:
+        raise ValueError("name at least one staff role")
+
+    def decorate(view: View) -> View:
+        view.access = Access.STAFF  # type: ignore[attr-defined]
+        view.roles = frozenset(roles)  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def view_access(app: Flask, endpoint: str | None) -> tuple[Access | None, frozenset[str]]:
+    if endpoint is None:
+        return None, frozenset()
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return Access.PUBLIC, frozenset()
+    view = app.view_functions.get(endpoint)
+    return getattr(view, "access", None), getattr(view, "roles", frozenset())
+
+
+def enforce_access() -> Any:
+    """Deny by default: a view that was never classified answers 403, whoever asks."""
+    if request.endpoint is None:
+        return None  # 404/405 are raised by routing itself
+    access, roles = view_access(current_app, request.endpoint)
+    if access is None:
+        log.error("unclassified view", extra={"endpoint": request.endpoint})
+        abort(403)
+    if access in (Access.PUBLIC, Access.MACHINE):
+        return None
+    if not current_user.is_authenticated:
+        log_security_event("authorization_denied", endpoint=request.endpoint, reason="anonymous")
+        return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?")))
+    if access is Access.STAFF:
+        if not current_user.staff_roles & roles:
+            log_security_event("authorization_denied", user_id=current_user.id,
+                               endpoint=request.endpoint, reason="role")
+            abort(403)
+        if not session.get("mfa"):
+            if current_user.has_totp:
+                return redirect(url_for("accounts.two_factor", next=request.full_path))
+            return redirect(url_for("accounts.two_factor_setup"))
+    return None
+
+
+def stamp_session(now: datetime | None = None) -> None:
+    """Mark the start of an authenticated session (for the absolute timeout)."""
+    now = now or datetime.now(UTC)
+    session["auth_at"] = int(now.timestamp())
+    session["seen_at"] = int(now.timestamp())
+
+
+def enforce_session_timeouts() -> Any:
+    """End sessions that sat idle too long, or that began too long ago."""
+    if not current_user.is_authenticated:
+        return None
+    now = int(datetime.now(UTC).timestamp())
+    config = current_app.config
+    idle_minutes = (config["STAFF_SESSION_IDLE_MINUTES"] if current_user.staff_roles
+                    else config["SESSION_IDLE_MINUTES"])
+    auth_at = session.get("auth_at")
+    seen_at = session.get("seen_at")
+    expired = (
+        auth_at is None or seen_at is None
+        or now - seen_at > idle_minutes * 60
+        or now - auth_at > config["SESSION_ABSOLUTE_HOURS"] * 3600
+    )
+    if expired:
+        user_id = current_user.id
+        logout_user()
+        session.clear()
+        log_security_event("session_expired", user_id=user_id)
+        if request.method == "GET":
+            return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?"),
+                                    expired=1))
+        return redirect(url_for("accounts.sign_in", expired=1))
+    # Write at most once a minute, so most requests do not re-issue the cookie.
+    if now - seen_at >= 60:
+        session["seen_at"] = now
+    return None
+
+
+def assign_request_id() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    # Accept an upstream id only when it is short and plain, so it cannot inject into logs.
+    if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+        g.request_id = incoming
+    else:
+        g.request_id = secrets.token_hex(8)
+
+
+def content_security_policy(form_action_extra: list[str]) -> str:
+    form_action = " ".join(["'self'", *form_action_extra])
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        f"form-action {form_action}",
+    ])
+
+
+def add_security_headers(response):
+    config = current_app.config
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        config["CSP_FORM_ACTION"]
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+    if config.get("HSTS"):
+        response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if current_user.is_authenticated or request.path.startswith(("/account", "/staff")):
+        response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+    response.headers.pop("Server", None)
+    response.headers.pop("X-Powered-By", None)
+    return response
+
+
+def is_safe_next(target: str | None) -> bool:
+    """Only same-site paths: no scheme, no host, no protocol-relative or backslash tricks."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return False
+    return "\\" not in target and "\n" not in target and "\r" not in target
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(assign_request_id)
+    app.before_request(enforce_session_timeouts)
+    app.before_request(enforce_access)
+    app.after_request(add_security_headers)
+
+

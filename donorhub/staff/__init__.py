@@ -1,0 +1,5 @@
+"""The staff area at /staff: every view is for staff roles signed in with two factors."""
+
+from flask import Blueprint
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")

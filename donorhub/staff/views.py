@@ -1,0 +1,116 @@
+"""The staff dashboard, the outbox and account administration."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from donorhub.accounts import services as account_services
+from donorhub.accounts.models import StaffRole, User, UserRole
+from donorhub.extensions import db
+from donorhub.mail.models import OutboxMessage, OutboxStatus
+from donorhub.security import staff
+from donorhub.staff import bp
+from donorhub.staff.audit import record_audit
+from donorhub.staff.models import AuditEvent
+
+ANY_STAFF = (StaffRole.ADMIN, StaffRole.FUNDRAISER, StaffRole.SAFEGUARDING_OFFICER)
+PAGE_SIZE = 50
+
+
+@bp.get("")
+@staff(*ANY_STAFF)
+def dashboard():
+    """The staff home: what needs attention, by role."""
+    counts = dict(db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    ).all())
+    return render_template("staff/dashboard.html", outbox_counts=counts)
+
+
+def bodies_visible(message: OutboxMessage) -> bool:
+    """Sign-in and reset links are readable only while mail is held on this machine."""
+    return not message.is_sensitive or current_app.config["MAIL_DELIVERY"] != "smtp"
+
+
+@bp.get("/outbox")
+@staff(StaffRole.ADMIN)
+def outbox():
+    """Mail waiting, sent or failed. In development, the only place mail is read."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    status = request.args.get("status")
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
+    if status in {s.value for s in OutboxStatus}:
+        query = query.where(OutboxMessage.status == status)
+    messages = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template("staff/outbox.html", messages=messages, page=page, status=status,
+                           statuses=list(OutboxStatus))
+
+
+@bp.get("/outbox/<int:message_id>")
+@staff(StaffRole.ADMIN)
+def outbox_message(message_id: int):
+    """One message as the recipient sees it (text part)."""
+    message = db.get_or_404(OutboxMessage, message_id)
+    return render_template("staff/outbox_message.html", message=message,
+                           show_body=bodies_visible(message))
+
+
+@bp.post("/outbox/<int:message_id>/resend")
+@staff(StaffRole.ADMIN)
+def resend_message(message_id: int):
+    """Queue a message again after a person checked it did not arrive."""
+    message = db.get_or_404(OutboxMessage, message_id)
+    if message.status not in (OutboxStatus.UNCERTAIN, OutboxStatus.FAILED):
+        abort(409)
+    message.status = OutboxStatus.PENDING
+    message.attempts = 0
+    record_audit(current_user, "mail.resent", "outbox_message", message.id, {})
+    db.session.commit()
+    flash("The message is queued again.", "success")
+    return redirect(url_for("staff.outbox_message", message_id=message.id))
+
+
+@bp.get("/accounts")
+@staff(StaffRole.ADMIN)
+def accounts():
+    """Staff accounts and their roles."""
+    staff_users = db.session.scalars(
+        select(User).join(UserRole).distinct().order_by(User.id)
+    ).all()
+    return render_template("staff/accounts.html", staff_users=staff_users)
+
+
+@bp.post("/accounts/<int:user_id>/disable")
+@staff(StaffRole.ADMIN)
+def disable_account(user_id: int):
+    """Disable an account: it can no longer sign in, and its sessions end now."""
+    user = db.get_or_404(User, user_id)
+    if user.id == current_user.id:
+        flash("You cannot disable your own account.", "error")
+        return redirect(url_for("staff.accounts"))
+    account_services.set_account_disabled(current_user, user, disabled=True)
+    db.session.commit()
+    flash("The account is disabled and signed out everywhere.", "success")
+    return redirect(url_for("staff.accounts"))
+
+
+@bp.post("/accounts/<int:user_id>/enable")
+@staff(StaffRole.ADMIN)
+def enable_account(user_id: int):
+    """Let a disabled account sign in again."""
+    user = db.get_or_404(User, user_id)
+    account_services.set_account_disabled(current_user, user, disabled=False)
+    db.session.commit()
+    flash("The account can sign in again.", "success")
+    return redirect(url_for("staff.accounts"))
+
+
+@bp.get("/audit")
+@staff(StaffRole.ADMIN)
+def audit():
+    """The append-only log of staff actions."""
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())
+                                .limit(200)).all()
+    return render_template("staff/audit.html", events=events)
