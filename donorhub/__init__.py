@@ -35,12 +35,15 @@ def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Fl
     # Large bodies are refused before any view parses them.
     app.config.setdefault("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 
+    from donorhub import security
+
+    # First of all hooks, so that even a CSRF failure is logged with its request id.
+    app.before_request(security.assign_request_id)
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
     register_templates(app)
 
-    from donorhub import security
     from donorhub.errors import register_error_handlers
 
     security.init_app(app)

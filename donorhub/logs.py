@@ -17,6 +17,7 @@ security_log = logging.getLogger("donorhub.security")
 _REDACTIONS = [
     (re.compile(r"(sk|rk|pk)_(test|live)_[A-Za-z0-9]+"), r"\1_\2_[redacted]"),
     (re.compile(r"whsec_[A-Za-z0-9_]+"), "whsec_[redacted]"),
+    (re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^@\s]+@", re.I), r"\1[credentials]@"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
     (re.compile(r"(/(?:reset|verify|confirm|unsubscribe|manage)/)[A-Za-z0-9._-]{12,}"),
      r"\1[token]"),
@@ -42,10 +43,14 @@ def coarse_ip(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-class RequestContextFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = getattr(g, "request_id", None) if has_request_context() else None
-        return True
+_base_record_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every record, whichever handler formats it, carries the request id."""
+    record = _base_record_factory(*args, **kwargs)
+    record.request_id = getattr(g, "request_id", None) if has_request_context() else None
+    return record
 
 
 class RedactingJsonFormatter(JsonFormatter):
@@ -54,6 +59,8 @@ class RedactingJsonFormatter(JsonFormatter):
 
 
 def configure_logging(level: str) -> None:
+    if logging.getLogRecordFactory() is not _record_with_request_id:
+        logging.setLogRecordFactory(_record_with_request_id)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingJsonFormatter(
         "{levelname}{name}{message}{request_id}",
@@ -61,7 +68,6 @@ def configure_logging(level: str) -> None:
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="ts",
     ))
-    handler.addFilter(RequestContextFilter())
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, "_donorhub", False)]
     handler._donorhub = True  # type: ignore[attr-defined]

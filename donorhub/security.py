@@ -182,7 +182,6 @@ def is_safe_next(target: str | None) -> bool:
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(assign_request_id)
     app.before_request(enforce_session_timeouts)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)

@@ -1,0 +1,80 @@
+"""Small helpers shared by the tests: forms with CSRF tokens, signing in, mail."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pyotp
+
+CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = "a perfectly long test password"  # noqa: S105
+
+
+def csrf_token(client, page: str = "/account/sign-in") -> str:
+    response = client.get(page)
+    match = CSRF_PATTERN.search(response.get_data(as_text=True))
+    assert match, f"no CSRF token on {page} ({response.status_code})"
+    return match.group(1)
+
+
+def post_form(client, url: str, data: dict | None = None, *, token_page: str | None = None,
+              **kwargs):
+    """POST like a browser: fetch a page for the CSRF token first, then submit."""
+    token = csrf_token(client, token_page or "/account/sign-in")
+    return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
+
+
+def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | None = None,
+            remember: bool = False):
+    form = {"email": email, "password": password}
+    if remember:
+        form["remember"] = "on"
+    response = post_form(client, "/account/sign-in", form)
+    if totp_secret is not None:
+        assert response.status_code == 302, response.status_code
+        page = response.headers["Location"]
+        token = csrf_token(client, page)
+        response = client.post(page, data={"csrf_token": token,
+                                           "code": pyotp.TOTP(totp_secret).now()})
+    return response
+
+
+def sign_out(client):
+    return post_form(client, "/account/sign-out", token_page="/")
+
+
+@dataclass
+class ReceivedMail:
+    envelope_from: str
+    recipients: list[str]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part is not None else ""
+
+    def links(self) -> list[str]:
+        return re.findall(r"https?://\S+", self.text)
+
+
+@dataclass
+class MailSink:
+    messages: list[ReceivedMail] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
+        self.messages.append(ReceivedMail(
+            envelope.mail_from, list(envelope.rcpt_tos),
+            message_from_bytes(envelope.original_content or envelope.content,
+                               policy=policy.default)))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[ReceivedMail]:
+        return [m for m in self.messages if address in m.recipients]
