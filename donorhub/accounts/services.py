@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from donorhub.accounts import passwords, tokens
 from donorhub.accounts.models import DataRequest, DataRequestKind, StaffRole, User, UserRole
-from donorhub.staff.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.mail.services import queue_mail
+from donorhub.staff.audit import record_audit
 
 TOTP_STEP_SECONDS = 30
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from flask import (current_app, flash, redirect, render_template, request, session, url_for)
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from donorhub.accounts import bp, services, tokens
+from donorhub.accounts.models import User
 from donorhub.accounts.schemas import (
     ChangeEmailSchema,
     ChangePasswordSchema,
@@ -18,7 +19,6 @@ from donorhub.accounts.schemas import (
     SignInSchema,
     TotpSchema,
 )
-from donorhub.accounts.models import User
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
 from donorhub.forms import load_form

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -184,6 +183,6 @@ def close_quietly(connection: smtplib.SMTP | None) -> None:
     if connection is not None:
         try:
             connection.quit()
-        except (OSError, smtplib.SMTPException, socket.timeout):
+        except (TimeoutError, OSError, smtplib.SMTPException):
             pass
     return None

@@ -233,7 +233,7 @@ def test_security_events_are_structured_and_free_of_personal_data(app, make_user
 def test_production_refuses_unsafe_settings():
     import pytest
 
-    from config import UnsafeConfiguration
+    from config import DEVELOPMENT_SECRET_KEY, UnsafeConfiguration
     from donorhub import create_app
 
     safe = {"SECRET_KEY": "k" * 48, "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
@@ -242,7 +242,7 @@ def test_production_refuses_unsafe_settings():
     unsafe = {
         "missing SECRET_KEY": {"SECRET_KEY": ""},
         "short SECRET_KEY": {"SECRET_KEY": "short-key"},
-        "default SECRET_KEY": {"SECRET_KEY": "dev-only-not-secret-0123456789abcdef0123456789abcdef"},
+        "default SECRET_KEY": {"SECRET_KEY": DEVELOPMENT_SECRET_KEY},
         "DEBUG on": {"DEBUG": True},
         "SQLite": {"SQLALCHEMY_DATABASE_URI": "sqlite:///x.db"},
         "no webhook secret": {"STRIPE_WEBHOOK_SECRET": ""},

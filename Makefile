@@ -1,0 +1,66 @@
+# DonorHub: `make run` serves the app with demo data; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+export FLASK_APP := wsgi
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test test-slow lint install install-test browser db clean help
+
+help:
+	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
+	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL)"
+	@echo "make lint   ruff and bandit"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installs are pinned by constraints.txt, so every machine gets the same versions.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+db: install
+	$(BIN)/flask db upgrade
+
+run: db
+	$(BIN)/flask demo seed --if-empty
+	@echo "DonorHub is starting on http://127.0.0.1:$(PORT) (Ctrl-C stops the web server and the jobs process)"
+	@$(BIN)/flask jobs run & jobs_pid=$$!; \
+	  trap 'kill $$jobs_pid 2>/dev/null; wait $$jobs_pid 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+
+# Debian's Chromium for the browser tests; Playwright cannot download a browser here.
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser tests..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "!!! chromium could not be installed: the browser tests will be SKIPPED !!!"; \
+	  else \
+	    echo "!!! $(CHROMIUM) is missing and this is not root: the browser tests will be SKIPPED !!!"; \
+	  fi; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub config.py wsgi.py
+
+test: install-test browser lint
+	$(BIN)/pytest
+
+test-slow: install-test browser
+	$(BIN)/pytest -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports
