@@ -40,6 +40,21 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def parse_homes(text: str) -> dict[str, str]:
+    homes = {}
+    for item in env_list_of(text):
+        code, _, region = item.partition("=")
+        if not code.strip() or not region.strip():
+            raise UnsafeConfiguration("FEED_HOMES must look like 'MH-01=Maharashtra,WB-01=West "
+                                      "Bengal'.")
+        homes[code.strip()] = region.strip()
+    return homes
+
+
+def env_list_of(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def normalise_database_url(url: str) -> str:
     """Send bare PostgreSQL URLs to psycopg 3, which is the driver this project installs."""
     for prefix in ("postgres://", "postgresql://"):
@@ -126,6 +141,24 @@ class Config:
     JOBS_LOCK_ID = 7_400_417  # PostgreSQL advisory lock key; any constant unique to this app
     JOBS_MAIL_INTERVAL_SECONDS = env_int("JOBS_MAIL_INTERVAL_SECONDS", 30)
 
+    # The partner feed (docs/feed-contract.md) and the release checks ------------------------
+    FEED_PARTNER = os.environ.get("FEED_PARTNER", "mumbai-safe-homes")
+    #: Home code -> the state or union territory it is in: "MH-01=Maharashtra,WB-01=...".
+    FEED_HOMES = parse_homes(os.environ.get(
+        "FEED_HOMES", "MH-01=Maharashtra,MH-02=Maharashtra,WB-01=West Bengal,DL-01=Delhi"))
+    FEED_DIR = os.environ.get("FEED_DIR", "")
+    FEED_URL = os.environ.get("FEED_URL", "")
+    FEED_TOKEN = os.environ.get("FEED_TOKEN", "")
+    FEED_TIMEOUT_SECONDS = env_int("FEED_TIMEOUT_SECONDS", 30)
+    FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 50 * 1024 * 1024)
+    #: Keys the HMAC of the partner's references; losing it orphans every child record.
+    FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY", "")
+    FEED_IMPORT_MINUTES = env_int("FEED_IMPORT_MINUTES", 60)
+    #: K of the k-anonymity release check and of small-cell suppression.
+    RELEASE_K = env_int("RELEASE_K", 5)
+    EXIT_NOTICE_MIN_DAYS = env_int("EXIT_NOTICE_MIN_DAYS", 7)
+    EXIT_NOTICE_MAX_DAYS = env_int("EXIT_NOTICE_MAX_DAYS", 21)
+
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     #: Extra origins that forms may submit to or be redirected to (Stripe Checkout).
     CSP_FORM_ACTION = env_list("CSP_FORM_ACTION", "https://checkout.stripe.com")
@@ -148,6 +181,9 @@ class DevelopmentConfig(Config):
     PREFERRED_URL_SCHEME = "http"
     MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "hold")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_development_only")
+    FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY",
+                                        "development-only-pseudonym-key-not-secret")
+    FEED_DIR = os.environ.get("FEED_DIR", str(INSTANCE_DIR / "feed-drop"))
 
 
 class TestingConfig(DevelopmentConfig):
@@ -164,6 +200,8 @@ class TestingConfig(DevelopmentConfig):
     RATELIMIT_STORAGE_URI = "memory://"
     STRIPE_WEBHOOK_SECRET = "whsec_testing_only"  # noqa: S105
     PUBLIC_BASE_URL = "http://donorhub.test"
+    FEED_PSEUDONYM_KEY = "testing-pseudonym-key-0123456789abcdef"  # noqa: S105
+    FEED_DIR = ""
 
 
 class ProductionConfig(Config):
@@ -192,6 +230,14 @@ class ProductionConfig(Config):
         if not config.get("STRIPE_WEBHOOK_SECRET"):
             raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
                                       "(whsec_...) of your Stripe webhook endpoint into it.")
+        pseudonym_key = config.get("FEED_PSEUDONYM_KEY") or ""
+        if len(pseudonym_key) < MIN_SECRET_KEY_LENGTH or pseudonym_key in KNOWN_TEST_KEYS:
+            raise UnsafeConfiguration("FEED_PSEUDONYM_KEY is missing, short or published: set "
+                                      "it to a random value of at least 32 characters and "
+                                      "keep it with the database backups.")
+        feed_url = config.get("FEED_URL") or ""
+        if feed_url and not feed_url.startswith("https://"):
+            raise UnsafeConfiguration("FEED_URL must start with https:// in production.")
         if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory"):
             raise UnsafeConfiguration("RATELIMIT_STORAGE_URI is in-process memory: set it to "
                                       "Redis (redis://host:6379/0) so limits hold across workers.")
@@ -215,4 +261,6 @@ def config_for_environment() -> type[Config]:
 
 
 #: Keys that appear in this repository, and so can never protect a real deployment.
-KNOWN_TEST_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, TestingConfig.SECRET_KEY})
+KNOWN_TEST_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, TestingConfig.SECRET_KEY,
+                             DevelopmentConfig.FEED_PSEUDONYM_KEY,
+                             TestingConfig.FEED_PSEUDONYM_KEY})

@@ -82,12 +82,16 @@ def register_blueprints(app: Flask) -> None:
     from donorhub.accounts import views as _accounts_views  # noqa: F401
     from donorhub.main import bp as main_bp
     from donorhub.main import views as _main_views  # noqa: F401
+    from donorhub.sponsorship import bp as sponsorship_bp
+    from donorhub.sponsorship import views as _sponsorship_views  # noqa: F401
     from donorhub.staff import bp as staff_bp
+    from donorhub.staff import safeguarding_views as _safeguarding_views  # noqa: F401
     from donorhub.staff import views as _staff_views  # noqa: F401
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(sponsorship_bp)
     if app.config.get("TESTING"):
         from donorhub.testing_routes import bp as testing_bp
 
@@ -97,10 +101,12 @@ def register_blueprints(app: Flask) -> None:
 def register_cli(app: Flask) -> None:
     from donorhub.accounts.cli import accounts_cli
     from donorhub.demo.cli import demo_cli
+    from donorhub.feed.cli import feed_cli
     from donorhub.jobs.cli import jobs_cli
 
     app.cli.add_command(accounts_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(feed_cli)
     app.cli.add_command(jobs_cli)
 
 

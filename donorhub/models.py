@@ -1,5 +1,15 @@
 """Every model, imported in one place so metadata and migrations see the whole schema."""
 
 from donorhub.accounts.models import DataRequest, User, UserRole  # noqa: F401
+from donorhub.feed.models import (  # noqa: F401
+    AliasUse,
+    Child,
+    ChildRelease,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    FeedRun,
+    HomeStat,
+)
 from donorhub.mail.models import OutboxMessage  # noqa: F401
 from donorhub.staff.models import AuditEvent  # noqa: F401

@@ -1,0 +1,68 @@
+"""Pseudonyms: keyed hashes of the partner's references, random aliases and public tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from functools import cache
+from importlib import resources
+
+from sqlalchemy import select
+
+from donorhub.extensions import db
+from donorhub.feed.models import AliasUse
+
+
+def keyed_hash(key: str, partner: str, kind: str, token: str) -> str:
+    """HMAC-SHA256 of a partner token: stable for matching, useless without the key."""
+    message = f"{partner}\x1f{kind}\x1f{token}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+@cache
+def alias_words() -> tuple[str, ...]:
+    text = resources.files("donorhub.feed").joinpath("data/aliases.txt").read_text("utf-8")
+    return tuple(line.strip() for line in text.splitlines()
+                 if line.strip() and not line.startswith("#"))
+
+
+class AliasesExhausted(RuntimeError):
+    """Every alias has been used once; the list must grow before another child arrives."""
+
+
+class AliasPool:
+    """Draws random aliases never given out before, and records each so it never is again.
+
+    Loaded once per import. Single words first; when they run out, two words ("Wren Meadow"),
+    which gives tens of thousands more.
+    """
+
+    def __init__(self) -> None:
+        self.used = set(db.session.scalars(select(AliasUse.alias)))
+        self.words = alias_words()
+        self.free_singles = [word for word in self.words if word not in self.used]
+
+    def draw(self) -> str:
+        if self.free_singles:
+            alias = self.free_singles.pop(secrets.randbelow(len(self.free_singles)))
+        else:
+            alias = self._draw_pair()
+        self.used.add(alias)
+        db.session.add(AliasUse(alias=alias))
+        return alias
+
+    def _draw_pair(self) -> str:
+        capacity = len(self.words) * (len(self.words) - 1)
+        if len(self.used) - len(self.words) >= capacity:
+            raise AliasesExhausted("every alias has been used; add words to aliases.txt")
+        while True:  # random probes: the pair space is far larger than what is used
+            first, second = secrets.choice(self.words), secrets.choice(self.words)
+            alias = f"{first} {second}"
+            if first != second and alias not in self.used:
+                return alias
+
+
+def new_public_token() -> str:
+    """256 random bits: says nothing about the child and cannot be guessed."""
+    return secrets.token_urlsafe(32)

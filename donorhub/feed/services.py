@@ -1,0 +1,470 @@
+"""Importing the partner's feed: parse → guard → pseudonymise → upsert → release checks.
+
+A batch is one unit of work: the caller (CLI, job) commits once at the end, so a crash or a
+kill at any moment leaves the state before the batch or after it. Unique indexes on the
+batch id and the file's SHA-256 make a second import of the same batch a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from donorhub.accounts.models import StaffRole, User, UserRole
+from donorhub.database import utcnow
+from donorhub.extensions import db
+from donorhub.feed import guard, release
+from donorhub.feed.models import (
+    Child,
+    ChildRelease,
+    ChildStatus,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    FeedRun,
+    FeedRunStatus,
+    HomeStat,
+    ReviewStatus,
+)
+from donorhub.feed.parse import (
+    BatchRejected,
+    ChildRecord,
+    ExitRecord,
+    FeedSettings,
+    HomeStatsRecord,
+    ParsedFeed,
+    UnknownFieldRejected,
+    UpdateRecord,
+    parse_feed,
+)
+from donorhub.feed.pseudonyms import AliasPool, keyed_hash, new_public_token
+from donorhub.mail.services import queue_mail
+
+log = logging.getLogger(__name__)
+
+#: Field names worth naming to staff when a batch carries them; any other unknown key is
+#: reported only by position, because a key could itself be an identifier.
+KNOWN_LEAK_FIELDS = frozenset({
+    "name", "first_name", "last_name", "surname", "full_name", "dob", "date_of_birth",
+    "birthday", "age", "school", "village", "district", "address", "phone", "email", "photo",
+    "image", "reason", "case_no", "case_number", "fir", "fir_no", "aadhaar", "religion",
+    "caste", "father", "mother", "guardian", "health", "notes", "origin", "rescue_date",
+    "location", "gps",
+})
+ILLUSTRATIONS = 12
+
+
+@dataclass
+class ImportReport:
+    batch: str | None = None
+    status: str = "completed"
+    reason: str | None = None
+    records: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    exits: int = 0
+    already_imported: bool = False
+    problems: list[dict] = field(default_factory=list)
+
+    def problem(self, line: int, field_name: str | None, rule: str, effect: str) -> None:
+        self.problems.append({"line": line, "field": field_name, "rule": rule,
+                              "effect": effect})
+
+
+class FeedNotConfigured(RuntimeError):
+    """The settings needed to import are missing; the message says which."""
+
+
+def feed_settings(today: date) -> FeedSettings:
+    config = current_app.config
+    homes = config["FEED_HOMES"]
+    if not config["FEED_PARTNER"] or not homes:
+        raise FeedNotConfigured("Set FEED_PARTNER and FEED_HOMES before importing a feed.")
+    return FeedSettings(partner=config["FEED_PARTNER"], homes=frozenset(homes), today=today,
+                        max_bytes=config["FEED_MAX_BYTES"], home_regions=homes)
+
+
+def pseudonym_key() -> str:
+    key = current_app.config["FEED_PSEUDONYM_KEY"]
+    if not key:
+        raise FeedNotConfigured("Set FEED_PSEUDONYM_KEY to a long random secret before "
+                                "importing a feed.")
+    return key
+
+
+def digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def import_batch(raw: bytes, *, source: str, now: datetime | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Import one batch in the caller's transaction. Never commits.
+
+    A rejected batch leaves only a FeedRun row saying why (lines, fields, rules; no values)
+    and, when fields outside the contract arrived, mail to the safeguarding officers.
+    """
+    now = now or datetime.now(UTC)
+    settings = feed_settings(now.date())
+    key = pseudonym_key()
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if _completed_run(sha256=sha256) is not None:
+        return ImportReport(already_imported=True, status="already imported")
+    try:
+        parsed = parse_feed(raw, settings)
+    except UnknownFieldRejected as error:
+        reason = describe_unknown_fields(error)
+        _record_rejection(settings.partner, None, sha256, source, reason, now)
+        alert_safeguarding_officers(reason)
+        return ImportReport(status="rejected", reason=reason)
+    except BatchRejected as error:
+        reason = str(error)[:500]
+        _record_rejection(settings.partner, None, sha256, source, reason, now)
+        return ImportReport(status="rejected", reason=reason)
+    if _completed_run(partner=settings.partner, batch=parsed.header.batch) is not None:
+        return ImportReport(batch=parsed.header.batch, already_imported=True,
+                            status="already imported")
+    run = FeedRun(partner=settings.partner, batch=parsed.header.batch, sha256=sha256,
+                  status=FeedRunStatus.COMPLETED, source=source, started_at=now)
+    db.session.add(run)
+    db.session.flush()  # claims the batch: a concurrent import of it now fails here
+    report = Importer(parsed, key, settings.partner, now, progress).run()
+    for attribute in ("records", "created", "updated", "unchanged", "rejected", "quarantined",
+                      "exits"):
+        setattr(run, attribute, getattr(report, attribute))
+    run.report = report.problems[:1000]
+    run.finished_at = datetime.now(UTC)
+    return report
+
+
+def reject_oversized(source: str, now: datetime | None = None) -> ImportReport:
+    now = now or datetime.now(UTC)
+    reason = f"The file is larger than {current_app.config['FEED_MAX_BYTES']} bytes."
+    _record_rejection(current_app.config["FEED_PARTNER"], None, "0" * 64, source, reason, now)
+    return ImportReport(status="rejected", reason=reason)
+
+
+def _completed_run(**criteria) -> FeedRun | None:
+    query = select(FeedRun).where(FeedRun.status == FeedRunStatus.COMPLETED)
+    for name, value in criteria.items():
+        query = query.where(getattr(FeedRun, name) == value)
+    return db.session.scalars(query).first()
+
+
+def _record_rejection(partner, batch, sha256, source, reason, now) -> None:
+    db.session.add(FeedRun(partner=partner, batch=batch, sha256=sha256, source=source,
+                           status=FeedRunStatus.REJECTED, reason=reason[:500], started_at=now,
+                           finished_at=datetime.now(UTC)))
+    db.session.flush()
+
+
+def describe_unknown_fields(error: UnknownFieldRejected) -> str:
+    parts = []
+    for (line, name), position in zip(error.fields, error.positions, strict=True):
+        leaf = name.rsplit(".", 1)[-1]
+        label = f"'{name}'" if leaf in KNOWN_LEAK_FIELDS else f"field #{position}"
+        parts.append(f"line {line}: {label}")
+    shown = "; ".join(parts[:20]) + (f"; and {len(parts) - 20} more" if len(parts) > 20 else "")
+    return f"Fields outside the contract ({shown}). Nothing was imported and the file was " \
+           "not kept."[:500]
+
+
+def alert_safeguarding_officers(reason: str) -> None:
+    officers = db.session.scalars(
+        select(User).join(UserRole).where(UserRole.role == StaffRole.SAFEGUARDING_OFFICER,
+                                          User.is_disabled.is_(False))).all()
+    for officer in officers:
+        queue_mail(officer.email, "feed/batch_rejected",
+                   subject="A feed batch was rejected: fields outside the contract",
+                   name=officer.full_name, reason=reason)
+
+
+class Importer:
+    """Applies the records of one parsed batch. Children first, so updates can find them."""
+
+    def __init__(self, parsed: ParsedFeed, key: str, partner: str, now: datetime,
+                 progress: Callable[[int, int], None] | None):
+        self.parsed = parsed
+        self.key = key
+        self.partner = partner
+        self.now = now
+        self.progress = progress or (lambda _done, _total: None)
+        self.report = ImportReport(batch=parsed.header.batch)
+        self.children_by_hash: dict[str, Child] = {}
+        self.updates_by_hash: dict[str, ChildUpdate] = {}
+        self.aliases: AliasPool | None = None
+
+    def run(self) -> ImportReport:
+        parsed, report = self.parsed, self.report
+        report.records = parsed.header.records
+        for error in parsed.rejected:
+            report.problem(error.line, error.field, error.rule, "record rejected")
+        report.rejected = len(parsed.rejected_lines)
+        self._load_existing()
+        steps = [(parsed.children, self._apply_child), (parsed.updates, self._apply_update),
+                 (parsed.home_stats, self._apply_home_stats), (parsed.exits, self._apply_exit)]
+        total = sum(len(records) for records, _ in steps)
+        done = 0
+        # Every row this batch touches was loaded above; flushing before each query would
+        # only cost time.
+        with db.session.no_autoflush:
+            for records, apply in steps:
+                for record in records:
+                    apply(record)
+                    done += 1
+                    if done % 100 == 0 or done == total:
+                        self.progress(done, total)
+        db.session.flush()
+        refresh_releases(self.now.date())
+        return report
+
+    def _hash(self, kind: str, token: str) -> str:
+        return keyed_hash(self.key, self.partner, kind, token)
+
+    def _load_existing(self) -> None:
+        """Fetch every row this batch may touch in a few queries, not one per record."""
+        child_hashes = list({self._hash("child", r.ref) for r in self.parsed.children} | {
+            self._hash("child", r.child) for r in self.parsed.updates if r.child} | {
+            self._hash("child", r.child) for r in self.parsed.exits})
+        for start in range(0, len(child_hashes), 500):
+            chunk = child_hashes[start:start + 500]
+            for child in db.session.scalars(select(Child).where(Child.ref_hash.in_(chunk))
+                                            .options(selectinload(Child.about),
+                                                     selectinload(Child.release))):
+                self.children_by_hash[child.ref_hash] = child
+        update_hashes = list({self._hash("update", r.id) for r in self.parsed.updates})
+        for start in range(0, len(update_hashes), 500):
+            chunk = update_hashes[start:start + 500]
+            for update in db.session.scalars(select(ChildUpdate).where(
+                    ChildUpdate.source_hash.in_(chunk))):
+                self.updates_by_hash[update.source_hash] = update
+
+    def _reject(self, line: int, field_name: str | None, rule: str) -> None:
+        self.report.problem(line, field_name, rule, "record rejected")
+        self.report.rejected += 1
+
+    def _apply_child(self, record: ChildRecord) -> None:
+        ref_hash = self._hash("child", record.ref)
+        content = digest(record.home, record.age_band, record.gender, record.region,
+                         record.stage, record.joined_year, record.interests,
+                         record.consent.profile, record.consent.updates, record.consent.basis,
+                         str(record.consent.expires), record.about)
+        child = self.children_by_hash.get(ref_hash)
+        if child is not None and child.status == ChildStatus.EXITED:
+            self._reject(record.line, "ref", "a child who has left the programme cannot "
+                                             "return under the same reference")
+            return
+        if child is not None and child.content_hash == content:
+            self.report.unchanged += 1
+            return
+        if child is None:
+            if self.aliases is None:
+                self.aliases = AliasPool()
+            child = Child(ref_hash=ref_hash, alias=self.aliases.draw(),
+                          public_token=new_public_token(),
+                          illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
+                          first_seen_at=self.now)
+            db.session.add(child)
+            self.children_by_hash[ref_hash] = child
+            self.report.created += 1
+        else:
+            self.report.updated += 1
+        child.home_code = record.home
+        child.age_band = record.age_band
+        child.gender = record.gender
+        child.region = record.region
+        child.stage = record.stage
+        child.joined_year = record.joined_year
+        child.interests = list(record.interests)
+        child.consent_profile = record.consent.profile
+        child.consent_updates = record.consent.updates
+        child.consent_basis = record.consent.basis
+        child.consent_expires = str(record.consent.expires)
+        child.content_hash = content
+        self._apply_about(child, record)
+
+    def _apply_about(self, child: Child, record: ChildRecord) -> None:
+        existing = child.about
+        if record.about is None:
+            if existing is not None:
+                withdraw_text(existing)
+            return
+        if existing is not None and existing.original == record.about and \
+                existing.status != ReviewStatus.WITHDRAWN:
+            return
+        findings = [finding_dict(f) for f in guard.scan_text(record.about)]
+        status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
+        if status is ReviewStatus.QUARANTINED:
+            self.report.quarantined += 1
+            self.report.problem(record.line, "about", "the PII guard found a possible "
+                                "identifier", "quarantined")
+        if existing is None:
+            child.about = ChildText(original=record.about, status=status, findings=findings,
+                                    received_at=self.now)
+        else:
+            existing.original, existing.status, existing.findings = record.about, status, \
+                findings
+            existing.approved = None
+            existing.received_at = self.now
+            existing.reviewed_by_id = existing.reviewed_at = None
+
+    def _apply_update(self, record: UpdateRecord) -> None:
+        child = None
+        if record.child is not None:
+            child = self.children_by_hash.get(self._hash("child", record.child))
+            if child is None:
+                self._reject(record.line, "child", "the update names a child the platform "
+                                                   "does not know")
+                return
+            if child.status == ChildStatus.EXITED:
+                self._reject(record.line, "child", "the child has left the programme")
+                return
+        source_hash = self._hash("update", record.id)
+        content = digest(child.ref_hash if child else None, record.home, str(record.period),
+                         record.category, record.milestones, record.text)
+        existing = self.updates_by_hash.get(source_hash)
+        if existing is not None and existing.content_hash == content:
+            self.report.unchanged += 1
+            return
+        if existing is not None and existing.published_at is not None:
+            self._reject(record.line, "id", "an update that is already published cannot be "
+                                            "replaced")
+            return
+        findings = [finding_dict(f) for f in guard.scan_text(record.text)] if record.text \
+            else []
+        status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
+        if findings:
+            self.report.quarantined += 1
+            self.report.problem(record.line, "text", "the PII guard found a possible "
+                                "identifier", "quarantined")
+        if existing is None:
+            existing = ChildUpdate(source_hash=source_hash, received_at=self.now)
+            db.session.add(existing)
+            self.updates_by_hash[source_hash] = existing
+            self.report.created += 1
+        else:
+            self.report.updated += 1
+        existing.child = child
+        existing.home_code = record.home if child is None else child.home_code
+        existing.period = str(record.period)
+        existing.category = record.category
+        existing.milestones = list(record.milestones)
+        existing.original_text = record.text
+        existing.approved_text = None
+        existing.status = status
+        existing.findings = findings
+        existing.content_hash = content
+        existing.reviewed_by_id = existing.reviewed_at = None
+
+    def _apply_home_stats(self, record: HomeStatsRecord) -> None:
+        row = db.session.scalar(select(HomeStat).where(HomeStat.home_code == record.home,
+                                                       HomeStat.period == str(record.period)))
+        values = {"children_in_care": record.children_in_care, "in_school": record.in_school,
+                  "in_vocational_training": record.in_vocational_training,
+                  "reintegrated": record.reintegrated, "new_arrivals": record.new_arrivals}
+        if row is None:
+            db.session.add(HomeStat(home_code=record.home, period=str(record.period),
+                                    **values))
+            self.report.created += 1
+        elif any(getattr(row, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(row, name, value)
+            self.report.updated += 1
+        else:
+            self.report.unchanged += 1
+
+    def _apply_exit(self, record: ExitRecord) -> None:
+        child = self.children_by_hash.get(self._hash("child", record.child))
+        if child is None:
+            self._reject(record.line, "child", "the exit names a child the platform does not "
+                                               "know")
+            return
+        if child.status == ChildStatus.EXITED:
+            self.report.unchanged += 1
+            return
+        record_exit(child, str(record.period), self.now)
+        self.report.exits += 1
+
+
+def finding_dict(finding: guard.Finding) -> dict:
+    return {"detector": finding.detector, "start": finding.start, "end": finding.end,
+            "rule": finding.rule}
+
+
+def withdraw_text(text: ChildText) -> None:
+    text.status = ReviewStatus.WITHDRAWN
+    text.original = None
+    text.approved = None
+    text.findings = []
+
+
+def record_exit(child: Child, period: str, now: datetime) -> None:
+    """Unpublish at once, purge the child's words everywhere, and owe sponsors a neutral
+    notice after a random delay, so its timing says nothing about when or why."""
+    child.status = ChildStatus.EXITED
+    child.exited_period = period
+    child.exited_at = now
+    if child.about is not None:
+        withdraw_text(child.about)
+    for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
+        update.status = ReviewStatus.WITHDRAWN
+        update.original_text = update.approved_text = None
+        update.milestones = []
+        update.findings = []
+    if child.release is not None:
+        child.release.is_listed = False
+        child.release.updates_allowed = False
+    config = current_app.config
+    low, high = config["EXIT_NOTICE_MIN_DAYS"], config["EXIT_NOTICE_MAX_DAYS"]
+    delay = timedelta(days=low) + timedelta(seconds=secrets.randbelow(
+        int(timedelta(days=high - low).total_seconds()) + 1))
+    db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
+
+
+def refresh_releases(today: date) -> int:
+    """Recompute what may be shown of every child. Returns how many are listed."""
+    k = current_app.config["RELEASE_K"]
+    children = db.session.scalars(select(Child).options(selectinload(Child.release))).all()
+    crowd = [
+        release.ChildFacts(c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year,
+                           tuple(c.interests))
+        for c in children
+        if c.status == ChildStatus.ACTIVE and c.consent_profile
+        and release.consent_current(c.consent_expires, today)
+    ]
+    decided = release.release_children(crowd, k, today)
+    for child in children:
+        row = child.release
+        if row is None:
+            row = ChildRelease()
+            child.release = row  # through the parent, so the save cascade adds it
+        released = decided.get(child.id)
+        if released is None:
+            row.is_listed = False
+            row.updates_allowed = False
+            row.age_text = row.gender_text = row.region_text = None
+            row.stage_text = row.joined_text = None
+            row.interests = []
+            row.level = -1
+            row.crowd_size = 0
+        else:
+            row.is_listed = True
+            row.updates_allowed = child.consent_updates
+            row.age_text, row.gender_text = released.age_text, released.gender_text
+            row.region_text, row.stage_text = released.region_text, released.stage_text
+            row.joined_text = released.joined_text
+            row.interests = list(released.interests)
+            row.level, row.crowd_size = released.level, released.crowd_size
+        row.computed_at = utcnow()
+    return len(decided)

@@ -1,0 +1,154 @@
+"""The safeguarding officer's area: the review queue, decisions, and the import history."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from marshmallow import fields, validate
+from sqlalchemy import func, select
+
+from donorhub.accounts.models import StaffRole
+from donorhub.accounts.schemas import CheckboxField, FormSchema
+from donorhub.errors import DomainError
+from donorhub.extensions import db
+from donorhub.feed import review
+from donorhub.feed.models import Child, ChildRelease, ChildStatus, FeedRun
+from donorhub.forms import load_form
+from donorhub.security import staff
+from donorhub.staff import bp
+from donorhub.staff.audit import record_audit
+
+OFFICER = StaffRole.SAFEGUARDING_OFFICER
+
+
+class ApproveSchema(FormSchema):
+    mode = fields.String(required=True, validate=validate.OneOf(["as_sent", "edited"]))
+    text = fields.String(load_default=None, validate=validate.Length(max=600))
+    confirm = CheckboxField(load_default=False)
+
+
+class RejectSchema(FormSchema):
+    reason = fields.String(required=True, validate=validate.OneOf(list(review.REJECTION_REASONS)),
+                           error_messages={"required": "Choose a reason for rejecting."})
+
+
+def load_item(kind: str, item_id: int) -> review.ReviewItem:
+    if kind not in review.KINDS:
+        abort(404)
+    try:
+        return review.open_item(current_user, kind, item_id)
+    except LookupError:
+        abort(404)
+
+
+@bp.get("/safeguarding")
+@staff(OFFICER)
+def safeguarding():
+    """Items waiting for a decision, quarantined first."""
+    items = review.review_queue()
+    listed = db.session.scalar(select(func.count()).select_from(ChildRelease).where(
+        ChildRelease.is_listed.is_(True))) or 0
+    active = db.session.scalar(select(func.count()).select_from(Child).where(
+        Child.status == ChildStatus.ACTIVE)) or 0
+    record_audit(current_user, "safeguarding.queue_viewed", "queue", None, {"items": len(items)})
+    db.session.commit()
+    return render_template("staff/safeguarding/queue.html", items=items, listed=listed,
+                           active=active)
+
+
+def render_review(item: review.ReviewItem, *, errors=None, status=200, edited_text=None,
+                  needs_confirmation=None):
+    original = review.original_text(item.kind, item.id)
+    segments = review.masked_segments(original, item.findings)
+    masked = review.masked_text(original, item.findings)
+    preview_text = None if item.findings else original
+    preview = review.sponsor_preview(item.kind, item.id, preview_text)
+    db.session.commit()  # the audit row of this view
+    return render_template("staff/safeguarding/review.html", item=item, segments=segments,
+                           masked=masked if edited_text is None else edited_text,
+                           preview=preview, errors=errors or {},
+                           reasons=review.REJECTION_REASONS,
+                           needs_confirmation=needs_confirmation), status
+
+
+@bp.get("/safeguarding/<kind>/<int:item_id>")
+@staff(OFFICER)
+def review_item(kind: str, item_id: int):
+    """One item: the text with flagged parts masked, and what a sponsor would read."""
+    return render_review(load_item(kind, item_id))
+
+
+@bp.get("/safeguarding/<kind>/<int:item_id>/reveal")
+@staff(OFFICER)
+def reveal_item(kind: str, item_id: int):
+    """The text with nothing masked, when a flagged part must be judged. Audited."""
+    item = load_item(kind, item_id)
+    text, findings = review.reveal(current_user, kind, item_id)
+    db.session.commit()
+    return render_template("staff/safeguarding/reveal.html", item=item, text=text,
+                           findings=findings)
+
+
+@bp.post("/safeguarding/<kind>/<int:item_id>/approve")
+@staff(OFFICER)
+def approve_item(kind: str, item_id: int):
+    """Approve as sent, or as edited."""
+    item = load_item(kind, item_id)
+    data, errors = load_form(ApproveSchema())
+    if errors:
+        db.session.rollback()
+        return render_review(load_item(kind, item_id), errors=errors, status=422)
+    edited = data["text"] if data["mode"] == "edited" else None
+    try:
+        review.approve(current_user, kind, item_id, edited_text=edited,
+                       confirmed=data["confirm"])
+    except review.NeedsConfirmation as error:
+        db.session.rollback()
+        return render_review(load_item(kind, item_id), status=422, edited_text=edited,
+                             errors={"confirm": [str(error)]},
+                             needs_confirmation=len(error.findings))
+    except DomainError as error:
+        db.session.rollback()
+        return render_review(load_item(kind, item_id), status=422, edited_text=edited,
+                             errors={"text": [str(error)]})
+    db.session.commit()
+    flash(f"Approved: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
+          "success")
+    return redirect(url_for("staff.safeguarding"))
+
+
+@bp.post("/safeguarding/<kind>/<int:item_id>/reject")
+@staff(OFFICER)
+def reject_item(kind: str, item_id: int):
+    """Reject: no sponsor will ever see this text."""
+    item = load_item(kind, item_id)
+    data, errors = load_form(RejectSchema())
+    if not errors:
+        try:
+            review.reject(current_user, kind, item_id, data["reason"])
+        except DomainError as error:
+            errors = {"reason": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_review(load_item(kind, item_id), errors=errors, status=422)
+    db.session.commit()
+    flash(f"Rejected: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
+          "success")
+    return redirect(url_for("staff.safeguarding"))
+
+
+@bp.get("/safeguarding/imports")
+@staff(OFFICER, StaffRole.ADMIN)
+def feed_imports():
+    """Every batch the partner sent: counts, and reasons as lines, fields and rules."""
+    runs = db.session.scalars(select(FeedRun).order_by(FeedRun.id.desc()).limit(100)).all()
+    return render_template("staff/safeguarding/imports.html", runs=runs)
+
+
+@bp.get("/safeguarding/imports/<int:run_id>")
+@staff(OFFICER, StaffRole.ADMIN)
+def feed_import(run_id: int):
+    """One batch's report."""
+    run = db.get_or_404(FeedRun, run_id)
+    return render_template("staff/safeguarding/import.html", run=run,
+                           show_all=request.args.get("all") == "1")
