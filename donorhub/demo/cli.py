@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffRole, User
 from donorhub.database import unit_of_work, utcnow
+from donorhub.demo.feed_seed import seed_feed
 from donorhub.extensions import db
 
 demo_cli = AppGroup("demo", help="Demo data for development (refused in production).")
@@ -53,6 +54,7 @@ def seed(if_empty: bool) -> None:
                 db.session.add(User(email=email, full_name=name, email_verified_at=utcnow(),
                                     password_hash=account_services.passwords.hash_password(
                                         DEMO_PASSWORD)))
+    click.echo(seed_feed())
     click.echo("Demo data is in. Sign in at /account/sign-in with these (development only):")
     click.echo(f"  password for every demo account: {DEMO_PASSWORD}")
     for email, _name, role in DEMO_STAFF:

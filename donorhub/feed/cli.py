@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -28,15 +29,15 @@ def import_command(path: Path | None, dry_run: bool) -> None:
             raise click.ClickException("No PATH was given and neither FEED_DIR nor FEED_URL is "
                                        "set.")
     elif path.is_dir():
-        source = DropDirectorySource(path, current_app.config["FEED_MAX_BYTES"], label="cli")
+        source = DropDirectorySource(path, current_app.config["FEED_MAX_BYTES"], label="cli",
+                                     delete_processed=False)
     else:
         source = SingleFileSource(path)
     bar: dict = {}
 
     def progress(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = click.progressbar(length=total, label="Importing",
-                                           file=click.get_text_stream("stderr"))
+            bar["bar"] = click.progressbar(length=total, label="Importing", file=sys.stderr)
             bar["bar"].__enter__()
             bar["done"] = 0
         bar["bar"].update(done - bar["done"])

@@ -52,10 +52,11 @@ def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | Non
             raise
         if not dry_run:
             feed_file.discard()
+        # "created" is a LogRecord attribute, hence the prefixed names.
         log.info("feed batch processed", extra={
-            "status": report.status, "created": report.created, "updated": report.updated,
-            "unchanged": report.unchanged, "rejected": report.rejected,
-            "quarantined": report.quarantined, "exits": report.exits, "dry_run": dry_run})
+            "status": report.status, "n_created": report.created, "n_updated": report.updated,
+            "n_unchanged": report.unchanged, "n_rejected": report.rejected,
+            "n_quarantined": report.quarantined, "n_exits": report.exits, "dry_run": dry_run})
         results.append((feed_file.name, report))
     return results
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,15 +41,18 @@ class DropDirectorySource:
     directory: Path
     max_bytes: int
     label: str = "drop-directory"
+    #: The configured drop directory is consumed; a folder named on the command line is not.
+    delete_processed: bool = True
 
     def batches(self) -> Iterator[FeedFile]:
         if not self.directory.is_dir():
             raise SourceError(f"The drop directory {self.directory} does not exist.")
         for path in sorted(self.directory.glob("*.jsonl")):
+            owned = path if self.delete_processed else None
             if path.stat().st_size > self.max_bytes:
-                yield FeedFile(path.name, b"", path, oversized=True)
+                yield FeedFile(path.name, b"", owned, oversized=True)
                 continue
-            yield FeedFile(path.name, path.read_bytes(), path)
+            yield FeedFile(path.name, path.read_bytes(), owned)
 
 
 @dataclass
@@ -71,6 +75,8 @@ class HttpsSource:
                     context=context if self.url.startswith("https") else None) as response:
                 raw = response.read(self.max_bytes + 1)
         except OSError as error:
+            if isinstance(error, urllib.error.HTTPError):
+                error.close()  # its body is an open socket
             raise SourceError(f"The feed could not be fetched ({type(error).__name__}).") \
                 from error
         if len(raw) > self.max_bytes:
