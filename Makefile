@@ -7,7 +7,7 @@ PORT ?= 5000
 export FLASK_APP := wsgi
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-slow lint install install-test browser db clean help
+.PHONY: run test test-slow lint install install-test browser db clean help fuzz bench
 
 help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
@@ -33,11 +33,24 @@ install-test: $(VENV)/.installed-test
 db: install
 	$(BIN)/flask db upgrade
 
+# Without STRIPE_SECRET_KEY, payments go to the local Stripe simulator (docs/stripe-simulator.md),
+# which signs its webhooks with the app's development secret and posts them to this server.
+STRIPE_SIMULATOR_PORT ?= 12111
+STRIPE_WEBHOOK_SECRET ?= whsec_development_only
 run: db
 	$(BIN)/flask demo seed --if-empty
-	@echo "DonorHub is starting on http://127.0.0.1:$(PORT) (Ctrl-C stops the web server and the jobs process)"
-	@$(BIN)/flask jobs run & jobs_pid=$$!; \
-	  trap 'kill $$jobs_pid 2>/dev/null; wait $$jobs_pid 2>/dev/null' EXIT INT TERM; \
+	@echo "DonorHub is starting on http://127.0.0.1:$(PORT) (Ctrl-C stops the web server, the jobs process and the Stripe simulator)"
+	@export STRIPE_WEBHOOK_SECRET=$(STRIPE_WEBHOOK_SECRET) STRIPE_SIMULATOR_PORT=$(STRIPE_SIMULATOR_PORT) \
+	  PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}; \
+	  if [ -z "$$STRIPE_SECRET_KEY" ]; then \
+	    export STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_SIMULATOR_PORT) \
+	      CSP_FORM_ACTION=https://checkout.stripe.com,http://127.0.0.1:$(STRIPE_SIMULATOR_PORT); \
+	    $(BIN)/python -m donorhub.payments.simulator --port $(STRIPE_SIMULATOR_PORT) \
+	      --webhook-url http://127.0.0.1:$(PORT)/stripe/webhook \
+	      --webhook-secret $(STRIPE_WEBHOOK_SECRET) --db instance/stripe-simulator.sqlite3 & sim_pid=$$!; \
+	  fi; \
+	  $(BIN)/flask jobs run & jobs_pid=$$!; \
+	  trap 'kill $$jobs_pid $$sim_pid 2>/dev/null; wait $$jobs_pid $$sim_pid 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 # Debian's Chromium for the browser tests; Playwright cannot download a browser here.
@@ -61,6 +74,14 @@ test: install-test browser lint
 
 test-slow: install-test browser
 	$(BIN)/pytest -m slow
+
+# Coverage-guided fuzzing of the feed parser (atheris); FUZZ_SECONDS=1200 for the slow tier.
+FUZZ_SECONDS ?= 60
+fuzz: install-test
+	$(BIN)/pip install --quiet -c constraints.txt atheris
+	mkdir -p /tmp/donorhub-fuzz-corpus
+	$(BIN)/python tests/fuzz/fuzz_feed_parser.py /tmp/donorhub-fuzz-corpus tests/fuzz/corpus \
+	  -max_total_time=$(FUZZ_SECONDS) -timeout=1 -rss_limit_mb=1024
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache reports
