@@ -138,6 +138,37 @@ class Config:
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 
+    # --- Donations and payments (issue 3) ------------------------------------------------
+    # Every value is documented in docs/configuration.md. Money is in minor units.
+    #: Without STRIPE_SECRET_KEY the gateway talks to the local Stripe simulator here.
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111").rstrip("/")
+    STRIPE_SIMULATOR_PORT = env_int("STRIPE_SIMULATOR_PORT", 12111)
+    #: Seconds per HTTP call to Stripe, and the library's own retries on top (same key).
+    STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+    STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+    #: A webhook signed further than this from now (past or future) is refused.
+    STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+    #: How long a Checkout Session stays open (Stripe allows 30 minutes to 24 hours).
+    CHECKOUT_EXPIRY_MINUTES = env_int("CHECKOUT_EXPIRY_MINUTES", 60)
+    #: Smallest and largest gift per currency, and the preset amounts the form offers.
+    DONATION_LIMITS: dict = {"gbp": (200, 2_500_000), "usd": (200, 3_000_000),
+                             "eur": (200, 3_000_000), "inr": (10_000, 200_000_000)}
+    DONATION_PRESETS: dict = {"gbp": (1000, 2500, 5000, 10000), "usd": (1000, 2500, 5000, 10000),
+                              "eur": (1000, 2500, 5000, 10000),
+                              "inr": (50_000, 100_000, 250_000, 500_000)}
+    DONATION_DEFAULT_CURRENCY = os.environ.get("DONATION_DEFAULT_CURRENCY", "gbp")
+    #: "Cover the fees": (percent in basis points, fixed fee in minor units) per currency.
+    DONATION_FEE_COVER: dict = {"gbp": (150, 20), "eur": (150, 25), "usd": (290, 30),
+                                "inr": (300, 0)}
+    #: The Gift Aid declaration wording in force (texts live in donorhub/donations/giftaid.py).
+    GIFT_AID_DECLARATION_VERSION = os.environ.get("GIFT_AID_DECLARATION_VERSION", "2026-01")
+    #: How long the pause/cancel link in a receipt works.
+    PLAN_MANAGE_LINK_MAX_AGE = timedelta(days=env_int("PLAN_MANAGE_LINK_DAYS", 400))
+    #: Reconciliation: how often the job runs, and how far back it looks the first time.
+    STRIPE_RECONCILE_INTERVAL_MINUTES = env_int("STRIPE_RECONCILE_INTERVAL_MINUTES", 15)
+    STRIPE_RECONCILE_LOOKBACK_HOURS = env_int("STRIPE_RECONCILE_LOOKBACK_HOURS", 72)
+    # --- end of donations and payments ----------------------------------------------------
+
     JOBS_LOCK_ID = 7_400_417  # PostgreSQL advisory lock key; any constant unique to this app
     JOBS_MAIL_INTERVAL_SECONDS = env_int("JOBS_MAIL_INTERVAL_SECONDS", 30)
 
@@ -184,6 +215,9 @@ class DevelopmentConfig(Config):
     FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY",
                                         "development-only-pseudonym-key-not-secret")
     FEED_DIR = os.environ.get("FEED_DIR", str(INSTANCE_DIR / "feed-drop"))
+    # The donate form redirects to the local Stripe simulator's checkout page.
+    CSP_FORM_ACTION = env_list("CSP_FORM_ACTION",
+                               "https://checkout.stripe.com,http://127.0.0.1:12111")
 
 
 class TestingConfig(DevelopmentConfig):
@@ -230,6 +264,9 @@ class ProductionConfig(Config):
         if not config.get("STRIPE_WEBHOOK_SECRET"):
             raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
                                       "(whsec_...) of your Stripe webhook endpoint into it.")
+        if not config.get("STRIPE_SECRET_KEY"):
+            raise UnsafeConfiguration("STRIPE_SECRET_KEY is not set: copy your Stripe secret "
+                                      "key (sk_live_... or rk_live_...) into it.")
         pseudonym_key = config.get("FEED_PSEUDONYM_KEY") or ""
         if len(pseudonym_key) < MIN_SECRET_KEY_LENGTH or pseudonym_key in KNOWN_TEST_KEYS:
             raise UnsafeConfiguration("FEED_PSEUDONYM_KEY is missing, short or published: set "

@@ -92,6 +92,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(sponsorship_bp)
+    from donorhub import payments
+    from donorhub.donations import views as donations_views
+
+    donations_views.register(app)
+    payments.init_app(app)
     if app.config.get("TESTING"):
         from donorhub.testing_routes import bp as testing_bp
 

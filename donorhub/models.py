@@ -1,6 +1,15 @@
 """Every model, imported in one place so metadata and migrations see the whole schema."""
 
 from donorhub.accounts.models import DataRequest, User, UserRole  # noqa: F401
+from donorhub.donations.models import (  # noqa: F401
+    Donation,
+    Donor,
+    GiftAidClaim,
+    GiftAidDeclaration,
+    Receipt,
+    ReceiptCounter,
+    RecurringPlan,
+)
 from donorhub.feed.models import (  # noqa: F401
     AliasUse,
     Child,
@@ -12,4 +21,5 @@ from donorhub.feed.models import (  # noqa: F401
     HomeStat,
 )
 from donorhub.mail.models import OutboxMessage  # noqa: F401
+from donorhub.payments.models import StripeEvent  # noqa: F401
 from donorhub.staff.models import AuditEvent  # noqa: F401

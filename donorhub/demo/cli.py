@@ -12,6 +12,7 @@ from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffRole, User
 from donorhub.database import unit_of_work, utcnow
 from donorhub.demo.feed_seed import seed_feed
+from donorhub.donations.demo import seed_donations
 from donorhub.extensions import db
 
 demo_cli = AppGroup("demo", help="Demo data for development (refused in production).")
@@ -54,6 +55,7 @@ def seed(if_empty: bool) -> None:
                 db.session.add(User(email=email, full_name=name, email_verified_at=utcnow(),
                                     password_hash=account_services.passwords.hash_password(
                                         DEMO_PASSWORD)))
+        seed_donations()
     click.echo(seed_feed())
     click.echo("Demo data is in. Sign in at /account/sign-in with these (development only):")
     click.echo(f"  password for every demo account: {DEMO_PASSWORD}")

@@ -1,7 +1,7 @@
 """feed: children (T1), texts, updates, releases, aliases, runs, exit notices
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-28 10:46:08.001505
 
 """
@@ -13,7 +13,7 @@ import donorhub.database
 
 # revision identifiers, used by Alembic.
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

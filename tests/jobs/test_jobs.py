@@ -93,7 +93,7 @@ def test_run_once_runs_one_job_and_unknown_names_fail_clearly(app, tmp_path, mai
     result = subprocess.run(flask("jobs", "run-once", "no_such_job"), cwd=ROOT, env=env,
                             text=True, capture_output=True, timeout=60)
     assert result.returncode != 0
-    assert "There is no job called 'no_such_job'; the jobs are: send_mail." in result.stderr
+    assert "There is no job called 'no_such_job'; the jobs are: send_mail" in result.stderr
 
 
 def test_a_failing_job_rolls_back_and_reports(app):

@@ -16,7 +16,7 @@ from tests.metrics import METRICS
 from tests.security.routes import all_routes, state_changing
 
 #: Machine endpoints authenticate themselves and are the only ones without CSRF.
-CSRF_EXEMPT: set[str] = set()
+CSRF_EXEMPT: set[str] = {"payments_webhook.receive"}
 
 
 def test_every_route_is_classified(app):
@@ -251,7 +251,7 @@ def test_production_refuses_unsafe_settings():
 
     safe = {"SECRET_KEY": "k" * 48, "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
             "STRIPE_WEBHOOK_SECRET": "whsec_x", "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
-            "DEBUG": False,
+            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False,
             "FEED_PSEUDONYM_KEY": "p" * 40}
     unsafe = {
         "missing SECRET_KEY": {"SECRET_KEY": ""},
@@ -262,6 +262,7 @@ def test_production_refuses_unsafe_settings():
         "DEBUG on": {"DEBUG": True},
         "SQLite": {"SQLALCHEMY_DATABASE_URI": "sqlite:///x.db"},
         "no webhook secret": {"STRIPE_WEBHOOK_SECRET": ""},
+        "no Stripe key": {"STRIPE_SECRET_KEY": ""},
         "memory rate limits": {"RATELIMIT_STORAGE_URI": "memory://"},
     }
     started = 0

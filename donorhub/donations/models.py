@@ -1,0 +1,387 @@
+"""Donors, gifts, recurring plans, receipts and Gift Aid declarations.
+
+Money is an integer of minor units plus a lower-case ISO 4217 code, as Stripe sends it.
+Statuses are enums whose moves are listed explicitly; any other move raises IllegalTransition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from donorhub.database import TimestampMixin, utcnow
+from donorhub.errors import IllegalTransition
+from donorhub.extensions import db
+
+
+def new_public_id() -> str:
+    """An opaque id: the only thing about a gift that Stripe and URLs ever see."""
+    return uuid.uuid4().hex
+
+
+def _enum(kind: type[StrEnum], length: int = 24) -> Enum:
+    return Enum(kind, native_enum=False, length=length, validate_strings=True,
+                values_callable=lambda members: [m.value for m in members])
+
+
+class Donor(TimestampMixin, db.Model):
+    """Whoever gives: found or created by e-mail, so guests need no account.
+
+    A signed-in account with the same, verified address claims the donor (user_id)."""
+
+    __tablename__ = "donors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Lower-cased and trimmed.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), unique=True)
+
+    def __repr__(self) -> str:  # no e-mail: reprs end up in logs
+        return f"<Donor {self.id}>"
+
+
+class Frequency(StrEnum):
+    ONCE = "once"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+
+    @property
+    def stripe_interval(self) -> str:
+        return {"monthly": "month", "yearly": "year"}[self.value]
+
+
+class DonationKind(StrEnum):
+    ONCE = "once"
+    #: One paid invoice of a recurring plan.
+    INSTALMENT = "instalment"
+
+
+class DonationStatus(StrEnum):
+    PENDING = "pending"              # sent to Checkout, nothing confirmed yet
+    PROCESSING = "processing"        # a delayed payment method is on its way
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"              # the Checkout Session closed unpaid
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+    CHARGED_BACK = "charged_back"    # dispute lost
+    NEEDS_REVIEW = "needs_review"    # Stripe's amount or currency differs from ours
+
+
+_S = DonationStatus
+DONATION_MOVES: dict[DonationStatus, frozenset[DonationStatus]] = {
+    _S.PENDING: frozenset({_S.PROCESSING, _S.PAID, _S.FAILED, _S.EXPIRED, _S.NEEDS_REVIEW,
+                           _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
+    _S.PROCESSING: frozenset({_S.PAID, _S.FAILED, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED,
+                              _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
+    _S.FAILED: frozenset({_S.NEEDS_REVIEW}),
+    _S.EXPIRED: frozenset({_S.NEEDS_REVIEW}),
+    _S.PAID: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
+                        _S.NEEDS_REVIEW}),
+    _S.PARTIALLY_REFUNDED: frozenset({_S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
+                                      _S.NEEDS_REVIEW}),
+    _S.DISPUTED: frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.CHARGED_BACK,
+                            _S.NEEDS_REVIEW}),
+    _S.REFUNDED: frozenset({_S.NEEDS_REVIEW}),
+    _S.CHARGED_BACK: frozenset({_S.NEEDS_REVIEW}),
+    _S.NEEDS_REVIEW: frozenset(),
+}
+#: Statuses in which money was received (and may since have gone back).
+MONEY_RECEIVED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED,
+                            _S.CHARGED_BACK})
+
+
+class Donation(TimestampMixin, db.Model):
+    """One gift of money: a one-off gift, or one paid instalment of a recurring plan.
+
+    Its status is derived from facts that only ever grow (paid, amount refunded, dispute
+    outcome, ...), so the final state is the same whatever order Stripe's events arrive in.
+    """
+
+    __tablename__ = "donations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
+                                          index=True)
+    plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recurring_plans.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[DonationKind] = mapped_column(_enum(DonationKind, 16))
+    #: What the donor pays in total, including any fee cover.
+    amount_minor: Mapped[int]
+    #: The part of amount_minor that covers card fees (0 when not chosen).
+    fee_cover_minor: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: "general" for the general fund, "campaign" with campaign_id when campaigns land.
+    designation: Mapped[str] = mapped_column(String(32), default="general")
+    #: A campaign's id. The foreign key is added when campaigns land (issue 7).
+    campaign_id: Mapped[int | None]
+    dedication: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[DonationStatus] = mapped_column(_enum(DonationStatus),
+                                                   default=DonationStatus.PENDING, index=True)
+
+    # Checkout: the attempt number is part of the idempotency key; it moves on only after
+    # Stripe refused the request for good (never after a timeout, 5xx or 429).
+    checkout_attempt: Mapped[int] = mapped_column(default=1)
+    checkout_expires_at: Mapped[datetime | None]
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+
+    # Facts from Stripe. Each only ever moves one way.
+    paid_at: Mapped[datetime | None]
+    processing: Mapped[bool] = mapped_column(default=False)
+    payment_failed: Mapped[bool] = mapped_column(default=False)
+    expired: Mapped[bool] = mapped_column(default=False)
+    amount_refunded_minor: Mapped[int] = mapped_column(default=0)
+    #: None, "open", "won" or "lost".
+    dispute_status: Mapped[str | None] = mapped_column(String(8))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    #: Why staff must look at this gift (amount or currency mismatch); never overwritten.
+    review_reason: Mapped[str | None] = mapped_column(String(200))
+
+    gift_aid_declaration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True)
+    gift_aid_claim_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gift_aid_claims.id", ondelete="RESTRICT"), index=True)
+
+    donor: Mapped[Donor] = relationship()
+    plan: Mapped[RecurringPlan | None] = relationship(back_populates="gifts")
+    receipt: Mapped[Receipt | None] = relationship(back_populates="donation", uselist=False)
+    gift_aid_declaration: Mapped[GiftAidDeclaration | None] = relationship()
+
+    @property
+    def gift_minor(self) -> int:
+        """The gift itself, without the fee cover."""
+        return self.amount_minor - self.fee_cover_minor
+
+    @property
+    def is_paid(self) -> bool:
+        return self.paid_at is not None
+
+    def derived_status(self) -> DonationStatus:
+        if self.review_reason:
+            return _S.NEEDS_REVIEW
+        if self.paid_at is not None:
+            if self.dispute_status == "lost":
+                return _S.CHARGED_BACK
+            if self.dispute_status == "open":
+                return _S.DISPUTED
+            if self.amount_refunded_minor >= self.amount_minor:
+                return _S.REFUNDED
+            if self.amount_refunded_minor > 0:
+                return _S.PARTIALLY_REFUNDED
+            return _S.PAID
+        if self.payment_failed:
+            return _S.FAILED
+        if self.processing:
+            return _S.PROCESSING
+        if self.expired:
+            return _S.EXPIRED
+        return _S.PENDING
+
+    def settle(self) -> DonationStatus:
+        """Move to the status the facts call for; raises IllegalTransition on a regression."""
+        target = self.derived_status()
+        current = self.status or _S.PENDING
+        if target != current:
+            if target not in DONATION_MOVES[current]:
+                raise IllegalTransition(f"donation {self.id}: {current} -> {target}")
+            self.status = target
+        return self.status
+
+    def __repr__(self) -> str:
+        return f"<Donation {self.id} {self.status}>"
+
+
+class PlanStatus(StrEnum):
+    PENDING = "pending"        # sent to Checkout
+    ACTIVE = "active"
+    PAST_DUE = "past_due"      # the latest payment failed; Stripe will retry
+    PAUSED = "paused"          # the donor paused collection
+    CANCELLED = "cancelled"    # the donor (or staff) stopped it
+    ENDED = "ended"            # Stripe ended it, or Checkout expired before it began
+
+
+_P = PlanStatus
+PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
+    _P.PENDING: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
+    _P.ACTIVE: frozenset({_P.PAST_DUE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
+    _P.PAST_DUE: frozenset({_P.ACTIVE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
+    _P.PAUSED: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.CANCELLED, _P.ENDED}),
+    _P.CANCELLED: frozenset(),
+    _P.ENDED: frozenset(),
+}
+LIVE_PLAN_STATUSES = frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED})
+
+
+class RecurringPlan(TimestampMixin, db.Model):
+    """A monthly or yearly gift: one Stripe subscription; each paid invoice is a Donation."""
+
+    __tablename__ = "recurring_plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
+                                          index=True)
+    amount_minor: Mapped[int]
+    fee_cover_minor: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    frequency: Mapped[Frequency] = mapped_column(_enum(Frequency, 16))
+    designation: Mapped[str] = mapped_column(String(32), default="general")
+    #: A campaign's id. The foreign key is added when campaigns land (issue 7).
+    campaign_id: Mapped[int | None]
+    dedication: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[PlanStatus] = mapped_column(_enum(PlanStatus), default=PlanStatus.PENDING,
+                                               index=True)
+
+    checkout_attempt: Mapped[int] = mapped_column(default=1)
+    checkout_expires_at: Mapped[datetime | None]
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+
+    #: Part of every pause/cancel link; bumping it revokes the links already sent.
+    manage_version: Mapped[int] = mapped_column(default=1)
+    #: Counts the donor's changes; part of the idempotency key of each change.
+    revision: Mapped[int] = mapped_column(default=0)
+    #: An amount the donor asked for that Stripe has not confirmed yet (see services).
+    pending_amount_minor: Mapped[int | None]
+
+    # Facts from Stripe, applied only when newer than what we hold (Stripe's clock).
+    latest_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    latest_invoice_created: Mapped[int | None]
+    #: "paid", "failed" or "action_required" for latest_invoice_id.
+    latest_invoice_state: Mapped[str | None] = mapped_column(String(16))
+    last_failure_code: Mapped[str | None] = mapped_column(String(64))
+    subscription_synced_at: Mapped[int | None]
+    paused: Mapped[bool] = mapped_column(default=False)
+    checkout_completed: Mapped[bool] = mapped_column(default=False)
+    current_period_end: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    #: Stripe ended the subscription (deleted event) or the checkout expired unpaid.
+    stripe_ended: Mapped[bool] = mapped_column(default=False)
+
+    donor: Mapped[Donor] = relationship()
+    gifts: Mapped[list[Donation]] = relationship(back_populates="plan",
+                                                 order_by="Donation.id")
+
+    @property
+    def gift_minor(self) -> int:
+        return self.amount_minor - self.fee_cover_minor
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_PLAN_STATUSES
+
+    def derived_status(self) -> PlanStatus:
+        if self.cancelled_at is not None:
+            return _P.CANCELLED
+        if self.stripe_ended:
+            return _P.ENDED
+        if self.paused:
+            return _P.PAUSED
+        if self.latest_invoice_state in ("failed", "action_required"):
+            return _P.PAST_DUE
+        if self.latest_invoice_state == "paid" or self.checkout_completed:
+            return _P.ACTIVE
+        return _P.PENDING
+
+    def settle(self) -> PlanStatus:
+        target = self.derived_status()
+        current = self.status or _P.PENDING
+        if target != current:
+            if target not in PLAN_MOVES[current]:
+                raise IllegalTransition(f"plan {self.id}: {current} -> {target}")
+            self.status = target
+        return self.status
+
+    def __repr__(self) -> str:
+        return f"<RecurringPlan {self.id} {self.status}>"
+
+
+class ReceiptCounter(db.Model):
+    """The last receipt number given in each year; its row lock serialises numbering."""
+
+    __tablename__ = "receipt_counters"
+
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(default=0)
+
+
+class Receipt(db.Model):
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("year", "sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
+                                             unique=True)
+    year: Mapped[int]
+    sequence: Mapped[int]
+    #: e.g. "2026-000042": unique, sequential within the year, never reused.
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    donation: Mapped[Donation] = relationship(back_populates="receipt")
+
+
+class GiftAidScope(StrEnum):
+    #: This gift, gifts in the past four years, and all future gifts until cancelled.
+    ALL = "all"
+    #: Only the gift it was made with.
+    SINGLE = "single"
+
+
+class GiftAidDeclaration(db.Model):
+    """A donor's Gift Aid declaration, with the fields HMRC requires (giving.md 3a)."""
+
+    __tablename__ = "gift_aid_declarations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
+                                          index=True)
+    title: Mapped[str | None] = mapped_column(String(4))
+    first_name: Mapped[str] = mapped_column(String(35))
+    last_name: Mapped[str] = mapped_column(String(35))
+    house: Mapped[str] = mapped_column(String(100))
+    address_line: Mapped[str | None] = mapped_column(String(200))
+    postcode: Mapped[str] = mapped_column(String(10))
+    scope: Mapped[GiftAidScope] = mapped_column(_enum(GiftAidScope, 8))
+    text_version: Mapped[str] = mapped_column(String(16))
+    #: "web" (the only channel so far), "oral" or "paper".
+    channel: Mapped[str] = mapped_column(String(8), default="web")
+    declared_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+
+    donor: Mapped[Donor] = relationship()
+
+    def covers(self, donation: Donation, when: datetime) -> bool:
+        if self.cancelled_at is not None and self.cancelled_at <= when:
+            return False
+        if self.scope is GiftAidScope.SINGLE:
+            # A single-gift declaration is linked from the gift it was made with.
+            return donation.gift_aid_declaration_id == self.id
+        return True
+
+
+class GiftAidClaim(db.Model):
+    """One export of claimable gifts in HMRC's schedule; each gift is claimed once."""
+
+    __tablename__ = "gift_aid_claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+    rows: Mapped[int]
+    total_minor: Mapped[int]

@@ -1,0 +1,376 @@
+"""Giving pages: the donate form, thank-you, history, statements, plans; staff exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from donorhub.accounts.models import StaffRole
+from donorhub.donations import bp, giftaid, services, staff_bp
+from donorhub.donations.models import Donation, PlanStatus, RecurringPlan
+from donorhub.donations.money import CURRENCIES, CURRENCY_NAMES, format_money
+from donorhub.donations.schemas import (
+    EmptySchema,
+    GiftAidExportSchema,
+    NewGiftSchema,
+    PlanChangeSchema,
+)
+from donorhub.errors import DomainError, NotPermitted
+from donorhub.extensions import db
+from donorhub.forms import load_form
+from donorhub.payments.gateway import GatewayError
+from donorhub.security import public, signed_in, staff
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_blueprint(staff_bp)
+    app.add_template_filter(format_money, "money")
+
+
+def form_context(form: dict, errors: dict) -> dict:
+    config = current_app.config
+    currency = form.get("currency")
+    if currency not in CURRENCIES:
+        currency = config["DONATION_DEFAULT_CURRENCY"]
+    presets = config["DONATION_PRESETS"]
+    fee_examples = {c: {p: services.fee_cover_for(c, p) for p in presets[c]}
+                    for c in CURRENCIES}
+    return {"form": form, "errors": errors, "currency": currency, "currencies": CURRENCIES,
+            "currency_names": CURRENCY_NAMES, "presets": presets, "limits":
+            config["DONATION_LIMITS"], "fee_examples": fee_examples,
+            "fee_rules": config["DONATION_FEE_COVER"],
+            "declaration": giftaid.declaration_text(
+                config["GIFT_AID_DECLARATION_VERSION"], amount="this gift",
+                charity=config["CHARITY_NAME"]),
+            "declaration_note": giftaid.DECLARATION_NOTE}
+
+
+def gateway_failure_page(row, error: GatewayError):
+    """Stripe could not open the checkout: say so plainly and offer to try again."""
+    db.session.commit()  # keep the gift (and its attempt number) so the retry reuses its key
+    status = 503 if error.retryable else 502
+    return render_template("donations/try_again.html", row=row, error=error), status
+
+
+@bp.route("/donate", methods=["GET", "POST"])
+@public
+def donate():
+    """Give once, monthly or yearly."""
+    if request.method == "GET":
+        form = {"frequency": request.args.get("frequency", "monthly"),
+                "currency": request.args.get("currency", "") if request.args.get("currency")
+                in CURRENCIES else ""}
+        if current_user.is_authenticated:
+            form["full_name"] = current_user.full_name
+        return render_template("donations/donate.html", **form_context(form, {}))
+    data, errors = load_form(NewGiftSchema())
+    started = None
+    if not errors:
+        try:
+            started = services.start_donation(data, current_user)
+        except services.GiftRejected as error:
+            errors = {error.field: [str(error)]}
+    if errors:
+        db.session.rollback()
+        form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        return render_template("donations/donate.html", **form_context(form, errors)), 422
+    try:
+        url = services.open_checkout(started.row)
+    except GatewayError as error:
+        return gateway_failure_page(started.row, error)
+    db.session.commit()
+    return redirect(url, code=303)
+
+
+@bp.post("/donate/retry/<public_id>")
+@public
+def retry(public_id: str):
+    """Try again to open the checkout of a gift; the same idempotency key is sent."""
+    load_form(EmptySchema())
+    row = services.find_by_public_id(public_id)
+    if row is None:
+        abort(404)
+    try:
+        url = services.open_checkout(row)
+    except DomainError:
+        return redirect(url_for("donations.thank_you", ref=row.public_id))
+    except GatewayError as error:
+        return gateway_failure_page(row, error)
+    db.session.commit()
+    return redirect(url, code=303)
+
+
+@bp.get("/donate/thank-you")
+@public
+def thank_you():
+    """Where Checkout sends the donor back. The webhook, not this page, confirms the gift."""
+    row = services.find_by_session(request.args.get("session_id", "")) or \
+        services.find_by_public_id(request.args.get("ref", ""))
+    if row is None:
+        abort(404)
+    if isinstance(row, Donation):
+        confirmed = row.is_paid
+    else:
+        confirmed = row.status not in (PlanStatus.PENDING,)
+    return render_template("donations/thank_you.html", row=row, confirmed=confirmed,
+                           is_plan=isinstance(row, RecurringPlan))
+
+
+@bp.get("/donate/cancelled")
+@public
+def cancelled():
+    """Checkout's cancel link: nothing was taken; offer to go back."""
+    row = services.find_by_public_id(request.args.get("ref", ""))
+    return render_template("donations/cancelled.html", row=row)
+
+
+# Signed-in donors --------------------------------------------------------------------------
+
+@bp.get("/donate/history")
+@signed_in
+def history():
+    """Your gifts, regular gifts and Gift Aid declarations."""
+    donor = services.donor_for_user(current_user)
+    data = services.history(donor) if donor else {"gifts": [], "plans": [], "declarations": []}
+    today = date.today()
+    uk_year = today.year if today >= date(today.year, 4, 6) else today.year - 1
+    in_year = today.year if today.month >= 4 else today.year - 1
+    return render_template("donations/history.html", donor=donor, uk_year=uk_year,
+                           in_year=in_year, **data)
+
+
+@bp.get("/donate/statement/<region>/<int:year>")
+@signed_in
+def statement(region: str, year: int):
+    """A printable statement of one tax year (UK: 6 April to 5 April; India: April to March)."""
+    if region not in ("uk", "in") or not 2000 <= year <= 2100:
+        abort(404)
+    donor = services.donor_for_user(current_user)
+    period = services.tax_year(region, year)
+    data = services.statement(donor, period) if donor else {"rows": [], "totals": {}}
+    return render_template("donations/statement.html", donor=donor, period=period,
+                           year=year, **data)
+
+
+def _own_plan(public_id: str) -> RecurringPlan:
+    plan = db.session.scalar(db.select(RecurringPlan).where(
+        RecurringPlan.public_id == public_id))
+    if plan is None:
+        abort(404)
+    try:
+        services.check_owner(plan, current_user)
+    except NotPermitted:
+        abort(404)  # the same answer as for a plan that does not exist
+    return plan
+
+
+@bp.get("/donate/plans/<public_id>")
+@signed_in
+def plan(public_id: str):
+    """Change, pause, resume or cancel one regular gift."""
+    row = _own_plan(public_id)
+    return render_template("donations/plan.html", plan=row, errors={}, form={},
+                           action_base=url_for("donations.plan", public_id=public_id))
+
+
+def _plan_action(plan_row: RecurringPlan, action: str, back: str):
+    load_form(EmptySchema())
+    try:
+        if action == "pause":
+            services.pause_plan(plan_row, current_user if current_user.is_authenticated
+                                else None)
+            message = "Your regular gift is paused. Nothing more will be taken until you resume."
+        elif action == "resume":
+            services.resume_plan(plan_row, current_user if current_user.is_authenticated
+                                 else None)
+            message = "Your regular gift is running again."
+        elif action == "cancel":
+            services.cancel_plan(plan_row, current_user if current_user.is_authenticated
+                                 else None)
+            message = "Your regular gift is cancelled. Nothing more will be taken."
+        elif action == "card":
+            url = services.card_update_url(plan_row, current_app.config["PUBLIC_BASE_URL"]
+                                           + back)
+            db.session.commit()
+            return redirect(url, code=303)
+        else:
+            abort(404)
+    except GatewayError:
+        db.session.rollback()
+        flash("We could not reach our payment provider, so nothing has changed. Please try "
+              "again in a minute.", "error")
+        return redirect(back)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(back)
+    db.session.commit()
+    flash(message, "success")
+    return redirect(back if action != "cancel" or current_user.is_authenticated
+                    else url_for("donations.manage_done"))
+
+
+@bp.post("/donate/plans/<public_id>/<action>")
+@signed_in
+def plan_action(public_id: str, action: str):
+    """Pause, resume, cancel, or update the card of your regular gift."""
+    row = _own_plan(public_id)
+    return _plan_action(row, action, url_for("donations.plan", public_id=public_id))
+
+
+@bp.post("/donate/plans/<public_id>/change")
+@signed_in
+def change_plan(public_id: str):
+    """Change the amount or switch between monthly and yearly."""
+    row = _own_plan(public_id)
+    data, errors = load_form(PlanChangeSchema())
+    if not errors:
+        try:
+            services.prepare_plan_change(row, data.amount_minor, data.frequency)
+        except services.GiftRejected as error:
+            errors = {"amount": [str(error)]}
+        except DomainError as error:
+            errors = {"_schema": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_template("donations/plan.html", plan=row, errors=errors,
+                               form=request.form,
+                               action_base=url_for("donations.plan", public_id=public_id)), 422
+    # The amount asked for is committed before Stripe is called, so an invoice that Stripe
+    # raises at once for the new amount is recognised by the webhook, not flagged.
+    db.session.commit()
+    try:
+        services.apply_plan_change(row, data.amount_minor, data.frequency, current_user)
+    except GatewayError:
+        db.session.rollback()
+        row.pending_amount_minor = None
+        db.session.commit()
+        flash("We could not reach our payment provider, so nothing has changed. Please try "
+              "again in a minute.", "error")
+        return redirect(url_for("donations.plan", public_id=public_id))
+    db.session.commit()
+    flash("Your regular gift is changed.", "success")
+    return redirect(url_for("donations.plan", public_id=public_id))
+
+
+@bp.post("/donate/gift-aid/<int:declaration_id>/cancel")
+@signed_in
+def cancel_gift_aid(declaration_id: int):
+    """Cancel a Gift Aid declaration: later gifts are not claimed."""
+    load_form(EmptySchema())
+    donor = services.donor_for_user(current_user)
+    if donor is None:
+        abort(404)
+    try:
+        services.cancel_declaration(donor, declaration_id)
+    except NotPermitted:
+        abort(404)
+    db.session.commit()
+    flash("Your Gift Aid declaration is cancelled. We will not claim Gift Aid on gifts from "
+          "today.", "success")
+    return redirect(url_for("donations.history"))
+
+
+# The signed link in every receipt: pause or cancel without signing in ---------------------
+
+def _plan_from_token(token: str) -> RecurringPlan | None:
+    return services.plan_for_manage_token(token)
+
+
+@bp.get("/donate/manage/<token>")
+@public
+def manage(token: str):
+    """Pause or cancel a regular gift from the link in a receipt (no sign-in needed)."""
+    row = _plan_from_token(token)
+    if row is None:
+        return render_template("donations/manage_invalid.html"), 400
+    return render_template("donations/manage.html", plan=row, token=token)
+
+
+@bp.post("/donate/manage/<token>/<action>")
+@public
+def manage_action(token: str, action: str):
+    """Carry out the donor's choice from the receipt link (POST, CSRF-protected)."""
+    row = _plan_from_token(token)
+    if row is None:
+        return render_template("donations/manage_invalid.html"), 400
+    if action not in ("pause", "resume", "cancel", "card"):
+        abort(404)
+    return _plan_action(row, action, url_for("donations.manage", token=token))
+
+
+@bp.get("/donate/manage-done")
+@public
+def manage_done():
+    """After cancelling from a receipt link (which then stops working)."""
+    return render_template("donations/manage_done.html")
+
+
+# Staff: flagged gifts and the Gift Aid claim -----------------------------------------------
+
+@staff_bp.get("")
+@staff(StaffRole.FUNDRAISER, StaffRole.ADMIN)
+def staff_home():
+    """Gifts that need a person: amount mismatches and disputes."""
+    return render_template("donations/staff/home.html", flagged=services.flagged_gifts())
+
+
+@staff_bp.route("/gift-aid", methods=["GET", "POST"])
+@staff(StaffRole.FUNDRAISER, StaffRole.ADMIN)
+def gift_aid_export():
+    """Check, then export, a Gift Aid claim in HMRC's schedule columns."""
+    if request.method == "GET":
+        form = {"date_from": request.args.get("date_from", ""),
+                "date_to": request.args.get("date_to", "")}
+        preview = None
+        if form["date_from"] and form["date_to"]:
+            try:
+                preview = services.preview_claim(date.fromisoformat(form["date_from"]),
+                                                 date.fromisoformat(form["date_to"]))
+            except ValueError:
+                preview = None
+        return render_template("donations/staff/gift_aid.html", form=form, errors={},
+                               preview=preview, columns=giftaid.SCHEDULE_COLUMNS)
+    data, errors = load_form(GiftAidExportSchema())
+    preview = None
+    if not errors:
+        preview = services.preview_claim(data["date_from"], data["date_to"])
+        try:
+            claim = services.record_claim(preview, current_user)
+        except DomainError as error:
+            errors = {"_schema": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return render_template("donations/staff/gift_aid.html", form=request.form,
+                               errors=errors, preview=preview,
+                               columns=giftaid.SCHEDULE_COLUMNS), 422
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(giftaid.SCHEDULE_COLUMNS)
+    for row, _amount, _gift in preview.rows:
+        writer.writerow([_csv_safe(cell) for cell in row.cells()])
+    db.session.commit()
+    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="gift-aid-claim-{claim.id}.csv"')
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _csv_safe(cell: str) -> str:
+    """No spreadsheet formulas: a cell never starts with = + - @."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell

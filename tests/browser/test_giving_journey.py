@@ -1,0 +1,100 @@
+"""A guest gives £25 a month in a real browser through the simulator's checkout page, reads
+the receipt from the real SMTP server and cancels with the link in it, without signing in."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from config import TestingConfig
+from donorhub.donations.models import PlanStatus, RecurringPlan
+from donorhub.extensions import db
+from donorhub.mail.sender import send_due_mail
+from donorhub.payments.simulator import start_simulator
+from tests.metrics import METRICS
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def giving_server(app_factory):
+    """The app over real HTTP, with a simulator that delivers webhooks to it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    sim = start_simulator(f"{base_url}/stripe/webhook", TestingConfig.STRIPE_WEBHOOK_SECRET,
+                          deliver_webhooks=True, webhook_retry_delays=(0.2, 0.5, 1))
+    app = app_factory(PUBLIC_BASE_URL=base_url, STRIPE_API_BASE=sim.base_url,
+                      CSP_FORM_ACTION=[sim.base_url])
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base_url, app, sim
+    server.shutdown()
+    thread.join(timeout=10)
+    sim.shutdown()
+
+
+def wait_for(predicate, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def plan_status(app):
+    with app.app_context():
+        status = db.session.scalar(select(RecurringPlan.status))
+        db.session.remove()
+        return status
+
+
+def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, page, mailbox):
+    base_url, app, sim = giving_server
+    violations = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    started = time.monotonic()
+    page.goto(base_url + "/donate")
+    page.get_by_label("Every month").check()
+    page.get_by_label("£25.00").check()
+    page.get_by_label("Your name").fill("Bina Browser")
+    page.get_by_label("Your e-mail address").fill("bina@example.org")
+    page.get_by_role("button", name="Continue to payment").click()
+    assert page.url.startswith(sim.base_url + "/checkout/")
+    assert "£25.00" in page.content()
+    page.get_by_role("button", name="Succeed").click()
+    page.wait_for_url(base_url + "/donate/thank-you*")
+    assert page.get_by_role("heading", name="Thank you").is_visible()
+    wait_for(lambda: plan_status(app) is PlanStatus.ACTIVE)
+    page.reload()
+    assert "is confirmed" in page.content()
+
+    def receipts():
+        with app.app_context():  # the receipt comes with invoice.paid, maybe a moment later
+            send_due_mail()
+            db.session.remove()
+        return [m for m in mailbox.to("bina@example.org") if "receipt" in m.subject]
+
+    receipt = wait_for(receipts)[0]
+    assert "£25.00" in receipt.text and "Receipt number:" in receipt.text
+    link = next(link for link in receipt.links() if "/donate/manage/" in link)
+    assert link.startswith(base_url)
+    page.goto(link)
+    page.get_by_role("button", name="Cancel my gift").click()
+    assert page.get_by_role("heading", name="Your regular gift is cancelled").is_visible()
+    wait_for(lambda: plan_status(app) is PlanStatus.CANCELLED)
+    page.goto(link)
+    assert "This link no longer works" in page.content()
+    assert violations == []
+    METRICS.report("browser: guest monthly gift → receipt → cancel from link (s)",
+                   f"{time.monotonic() - started:.1f}")
