@@ -275,3 +275,26 @@ def test_production_refuses_unsafe_settings():
     app = create_app(ProductionConfig, **safe)
     assert app.config["HSTS"] is True
     METRICS.report("9.5 unsafe production configs tried / started", f"{len(unsafe)} / {started}")
+
+
+def test_database_errors_do_not_carry_statement_parameters_into_logs(app, log_guard):
+    """A failed INSERT's error text must not include the values (names, texts) it carried."""
+    from sqlalchemy.exc import IntegrityError
+
+    from donorhub.accounts.models import User
+
+    with app.app_context():
+        db.session.add(User(email="dup@example.org", full_name="Planted Fullname Canary",
+                            password_hash="x"))
+        db.session.commit()
+        db.session.add(User(email="dup@example.org", full_name="Second Planted Canary",
+                            password_hash="x"))
+        try:
+            db.session.commit()
+        except IntegrityError as error:
+            message = str(error)
+        else:
+            raise AssertionError("the duplicate insert should have failed")
+        db.session.rollback()
+    assert "Planted" not in message and "dup@example.org" not in message
+    assert "[SQL parameters hidden due to hide_parameters=True]" in message
