@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     from donorhub.accounts import bp as accounts_bp
     from donorhub.accounts import views as _accounts_views  # noqa: F401
     from donorhub.main import bp as main_bp
+    from donorhub.main import impact_views as _impact_views  # noqa: F401
     from donorhub.main import views as _main_views  # noqa: F401
     from donorhub.sponsorship import bp as sponsorship_bp
     from donorhub.sponsorship import views as _sponsorship_views  # noqa: F401

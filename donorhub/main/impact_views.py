@@ -1,0 +1,16 @@
+"""The public impact page."""
+
+from __future__ import annotations
+
+from flask import render_template
+
+from donorhub.feed.impact import MEASURES, latest_impact
+from donorhub.main import bp
+from donorhub.security import public
+
+
+@bp.get("/impact")
+@public
+def impact():
+    """What the safe homes did last quarter, in counts that cannot single anyone out."""
+    return render_template("main/impact.html", table=latest_impact(), measures=MEASURES)
