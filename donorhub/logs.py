@@ -22,6 +22,10 @@ _REDACTIONS = [
     (re.compile(r"(/(?:reset|verify|confirm|unsubscribe|manage)/)[A-Za-z0-9._-]{12,}"),
      r"\1[token]"),
     (re.compile(r"((?:token|password|secret|code)=)[^&\s]+", re.I), r"\1[redacted]"),
+    # PostgreSQL's error details quote the values themselves, whatever hide_parameters says.
+    (re.compile(r"(Key \([^)]*\)=\().*?(\) (?:already exists|is not present|conflicts))"),
+     r"\1[redacted]\2"),
+    (re.compile(r"(Failing row contains \().*?\)(?=\.?(?:\\n|\n|\s|$))"), r"\1[redacted])"),
 ]
 
 
