@@ -159,6 +159,10 @@ class Config:
                               "eur": (1000, 2500, 5000, 10000),
                               "inr": (50_000, 100_000, 250_000, 500_000)}
     DONATION_DEFAULT_CURRENCY = os.environ.get("DONATION_DEFAULT_CURRENCY", "gbp")
+    #: Reports and converted campaign totals are in this currency (staff set the rates).
+    REPORTING_CURRENCY = os.environ.get("REPORTING_CURRENCY", "gbp")
+    #: Access-Control-Allow-Origin of the public campaign totals API (GET only, no cookies).
+    CAMPAIGN_API_ALLOWED_ORIGINS = os.environ.get("CAMPAIGN_API_ALLOWED_ORIGINS", "*")
     #: "Cover the fees": (percent in basis points, fixed fee in minor units) per currency.
     DONATION_FEE_COVER: dict = {"gbp": (150, 20), "eur": (150, 25), "usd": (290, 30),
                                 "inr": (300, 0)}
@@ -170,6 +174,19 @@ class Config:
     STRIPE_RECONCILE_INTERVAL_MINUTES = env_int("STRIPE_RECONCILE_INTERVAL_MINUTES", 15)
     STRIPE_RECONCILE_LOOKBACK_HOURS = env_int("STRIPE_RECONCILE_LOOKBACK_HOURS", 72)
     # --- end of donations and payments ----------------------------------------------------
+
+    # --- Sponsorship (issue 5; docs/sponsorship.md) ---------------------------------------
+    #: How many sponsors one child may have at once; the database enforces it (places).
+    SPONSORS_PER_CHILD = env_int("SPONSORS_PER_CHILD", 1)
+    #: How long choosing a child holds the place while the sponsor completes Checkout.
+    SPONSORSHIP_HOLD_MINUTES = env_int("SPONSORSHIP_HOLD_MINUTES", 15)
+    #: Days a sponsorship may stay past due before it lapses and the child is listed again.
+    SPONSORSHIP_GRACE_DAYS = env_int("SPONSORSHIP_GRACE_DAYS", 14)
+    #: The monthly sponsorship, in minor units per currency (fixed: sponsors do not choose it).
+    SPONSORSHIP_MONTHLY_AMOUNTS: dict = {"gbp": 2500, "usd": 3000, "eur": 3000,
+                                         "inr": 150_000}
+    SPONSORSHIP_JOBS_INTERVAL_MINUTES = env_int("SPONSORSHIP_JOBS_INTERVAL_MINUTES", 5)
+    # --- end of sponsorship ---------------------------------------------------------------
 
     JOBS_LOCK_ID = 7_400_417  # PostgreSQL advisory lock key; any constant unique to this app
     JOBS_MAIL_INTERVAL_SECONDS = env_int("JOBS_MAIL_INTERVAL_SECONDS", 30)
@@ -191,6 +208,12 @@ class Config:
     RELEASE_K = env_int("RELEASE_K", 5)
     EXIT_NOTICE_MIN_DAYS = env_int("EXIT_NOTICE_MIN_DAYS", 7)
     EXIT_NOTICE_MAX_DAYS = env_int("EXIT_NOTICE_MAX_DAYS", 21)
+    #: Approved updates are released together: "quarterly" (on this day of January, April,
+    #: July and October) or "monthly" (on this day of every month).
+    UPDATES_PUBLICATION_CADENCE = os.environ.get("UPDATES_PUBLICATION_CADENCE", "quarterly")
+    UPDATES_PUBLICATION_DAY = env_int("UPDATES_PUBLICATION_DAY", 15)
+    #: Updates made only of milestone codes (DonorHub's own sentences) skip the officer.
+    UPDATES_AUTO_APPROVE_CODED = env_bool("UPDATES_AUTO_APPROVE_CODED", False)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     #: Extra origins that forms may submit to or be redirected to (Stripe Checkout).

@@ -80,6 +80,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from donorhub.accounts import bp as accounts_bp
     from donorhub.accounts import views as _accounts_views  # noqa: F401
+    from donorhub.campaigns import views as campaigns_views  # (adds to staff_bp: import first)
     from donorhub.main import bp as main_bp
     from donorhub.main import impact_views as _impact_views  # noqa: F401
     from donorhub.main import views as _main_views  # noqa: F401
@@ -87,12 +88,19 @@ def register_blueprints(app: Flask) -> None:
     from donorhub.sponsorship import views as _sponsorship_views  # noqa: F401
     from donorhub.staff import bp as staff_bp
     from donorhub.staff import safeguarding_views as _safeguarding_views  # noqa: F401
+    from donorhub.staff import staff_views as _issue7_staff_views  # noqa: F401
     from donorhub.staff import views as _staff_views  # noqa: F401
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(sponsorship_bp)
+    from donorhub.updates import bp as updates_bp
+    from donorhub.updates import views as _updates_views  # noqa: F401
+
+    app.register_blueprint(updates_bp)
+    campaigns_views.register(app)
+    app.register_blueprint(_issue7_staff_views.dp_views.bp)
     from donorhub import payments
     from donorhub.donations import views as donations_views
 

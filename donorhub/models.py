@@ -1,6 +1,8 @@
 """Every model, imported in one place so metadata and migrations see the whole schema."""
 
 from donorhub.accounts.models import DataRequest, User, UserRole  # noqa: F401
+from donorhub.campaigns.models import Campaign, ExchangeRate  # noqa: F401
+from donorhub.donations.dunning import PlanPaymentFailure  # noqa: F401
 from donorhub.donations.models import (  # noqa: F401
     Donation,
     Donor,
@@ -22,4 +24,24 @@ from donorhub.feed.models import (  # noqa: F401
 )
 from donorhub.mail.models import OutboxMessage  # noqa: F401
 from donorhub.payments.models import StripeEvent  # noqa: F401
-from donorhub.staff.models import AuditEvent  # noqa: F401
+from donorhub.sponsorship.models import (  # noqa: F401
+    ConductAcceptance,
+    Disclosure,
+    SponsorMessage,
+    Sponsorship,
+    SponsorshipPlace,
+    SponsorSuspension,
+)
+from donorhub.staff.models import (  # noqa: F401
+    AuditEvent,
+    DonorConsent,
+    DonorErasure,
+    DonorNote,
+    OfflineGift,
+    Refund,
+)
+from donorhub.updates.models import (  # noqa: F401
+    NotificationPreference,
+    Publication,
+    UpdateNotification,
+)

@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass
 
 import pyotp
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import select
 
+from donorhub import urls
 from donorhub.accounts import passwords, tokens
 from donorhub.accounts.models import DataRequest, DataRequestKind, StaffRole, User, UserRole
 from donorhub.database import utcnow
@@ -40,8 +41,7 @@ class EmailTaken(DomainError):
 
 def external_url(endpoint: str, **values) -> str:
     """An absolute link for e-mails, built from PUBLIC_BASE_URL, never from the Host header."""
-    path = url_for(endpoint, _external=False, **values)
-    return current_app.config["PUBLIC_BASE_URL"] + path
+    return urls.external_url(endpoint, **values)
 
 
 def check_password_policy(password: str, email: str | None = None) -> None:

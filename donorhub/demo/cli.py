@@ -14,6 +14,7 @@ from donorhub.database import unit_of_work, utcnow
 from donorhub.demo.feed_seed import seed_feed
 from donorhub.donations.demo import seed_donations
 from donorhub.extensions import db
+from donorhub.sponsorship.demo import seed_sponsorships
 
 demo_cli = AppGroup("demo", help="Demo data for development (refused in production).")
 
@@ -56,7 +57,9 @@ def seed(if_empty: bool) -> None:
                                     password_hash=account_services.passwords.hash_password(
                                         DEMO_PASSWORD)))
         seed_donations()
+        __import__("donorhub.campaigns.demo").campaigns.demo.seed_campaigns()
     click.echo(seed_feed())
+    click.echo(seed_sponsorships())
     click.echo("Demo data is in. Sign in at /account/sign-in with these (development only):")
     click.echo(f"  password for every demo account: {DEMO_PASSWORD}")
     for email, _name, role in DEMO_STAFF:

@@ -46,7 +46,10 @@ def seed_donations() -> None:
     guest = services.find_or_create_donor("guest@demo.donorhub.invalid", "Gale Guest")
     declaration = GiftAidDeclaration(donor=dana, title="Ms", first_name="Dana",
                                      last_name="Donor", house="12", postcode="SW1A 1AA",
-                                     scope=GiftAidScope.ALL, text_version="2026-01")
+                                     scope=GiftAidScope.ALL, text_version="2026-01",
+                                     declared_at=utcnow() - timedelta(200),
+                                     effective_at=utcnow() - timedelta(200),
+                                     confirmed_at=utcnow() - timedelta(200))
     db.session.add(declaration)
     db.session.flush()
     _gift(dana, 2500, "gbp", 40, declaration=declaration)

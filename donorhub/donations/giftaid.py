@@ -7,8 +7,13 @@ the donor saw; the texts are kept here forever, so any declaration can be shown 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+#: HMRC's dates are UK dates: a gift at 00:30 on 1 July in London is dated 01/07.
+UK = ZoneInfo("Europe/London")
 
 #: Every wording ever shown, by version. Never edit one: add a new version.
 DECLARATION_TEXTS = {
@@ -46,9 +51,28 @@ def normalise_postcode(value: str) -> str | None:
     return f"{match.group(1)} {match.group(2)}"
 
 
+def schedule_name(value: str) -> str:
+    """A name as HMRC's schedule takes it: accents dropped ("Zoë" -> "Zoe"), hyphens as
+    spaces (double-barrelled names take a space: "Smith-Jones" -> "Smith Jones")."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", value)
+                    if not unicodedata.combining(c))
+    plain = "".join(" " if unicodedata.category(c) == "Pd" else c
+                    for c in plain.replace("\u2019", "'"))
+    return " ".join(plain.split())
+
+
 def schedule_last_name(value: str) -> str:
-    """HMRC: double-barrelled names take a space, not a hyphen."""
-    return " ".join(value.replace("-", " ").split())
+    return schedule_name(value)
+
+
+def claim_deadline(gift_day: date) -> date:
+    """The last day to claim a gift: 4 years after the end of the UK tax year (5 April) in
+    which it was received (giving.md 3a; the charity's accounting period follows the tax
+    year here)."""
+    year_end = date(gift_day.year, 4, 5)
+    if gift_day > year_end:
+        year_end = date(gift_day.year + 1, 4, 5)
+    return date(year_end.year + 4, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -76,28 +100,30 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
 
     problems = []
     title = (title or "").strip()
-    first = " ".join(first_name.split())
-    last = schedule_last_name(last_name)
+    first = schedule_name(first_name)
+    last = schedule_name(last_name)
     house = " ".join(house.split())
     code = normalise_postcode(postcode or "")
     if len(title) > 4:
         problems.append("title is longer than 4 characters")
     if not first or len(first) > 35 or not NAME_OK.match(first):
-        problems.append("first name must be 1 to 35 letters")
+        problems.append("first name must be 1 to 35 letters (A-Z, spaces, apostrophes)")
     if not last or len(last) > 35 or not NAME_OK.match(last):
-        problems.append("last name must be 1 to 35 letters")
+        problems.append("last name must be 1 to 35 letters (A-Z, spaces, apostrophes)")
     if not house or len(house) > 40:
         problems.append("house name or number is missing or too long")
     if code is None:
         problems.append("postcode is not a UK postcode")
+    gift_day = paid_at.astimezone(UK).date()
     if paid_at > now:
         problems.append("donation date is in the future")
-    if (now - paid_at).days > 4 * 365:
-        problems.append("donation is older than the 4-year claim window")
+    deadline = claim_deadline(gift_day)
+    if now.astimezone(UK).date() > deadline:
+        problems.append(f"too late to claim: HMRC's 4-year window closed on {deadline:%-d %B %Y}")
     if amount_minor <= 0:
         problems.append("amount must be more than 0.00")
     row = ScheduleRow(donation_id=donation_id, title=title, first_name=first, last_name=last,
-                      house=house, postcode=code or postcode, date=paid_at.strftime("%d/%m/%y"),
+                      house=house, postcode=code or postcode, date=gift_day.strftime("%d/%m/%y"),
                       amount=plain_amount(amount_minor))
     if not re.fullmatch(r"\d{2}/\d{2}/\d{2}", row.date):
         problems.append("date is not DD/MM/YY")

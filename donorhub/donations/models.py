@@ -81,8 +81,12 @@ DONATION_MOVES: dict[DonationStatus, frozenset[DonationStatus]] = {
                            _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
     _S.PROCESSING: frozenset({_S.PAID, _S.FAILED, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED,
                               _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
-    _S.FAILED: frozenset({_S.NEEDS_REVIEW}),
-    _S.EXPIRED: frozenset({_S.NEEDS_REVIEW}),
+    # Money that arrives after a failure or an expiry (another checkout session of the same
+    # gift, a late async success) is recorded: facts of payment override failure and expiry.
+    _S.FAILED: frozenset({_S.PAID, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED, _S.REFUNDED,
+                          _S.DISPUTED, _S.CHARGED_BACK}),
+    _S.EXPIRED: frozenset({_S.PROCESSING, _S.FAILED, _S.PAID, _S.NEEDS_REVIEW,
+                           _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
     _S.PAID: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
                         _S.NEEDS_REVIEW}),
     _S.PARTIALLY_REFUNDED: frozenset({_S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
@@ -121,8 +125,8 @@ class Donation(TimestampMixin, db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     #: "general" for the general fund, "campaign" with campaign_id when campaigns land.
     designation: Mapped[str] = mapped_column(String(32), default="general")
-    #: A campaign's id. The foreign key is added when campaigns land (issue 7).
-    campaign_id: Mapped[int | None]
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[DonationStatus] = mapped_column(_enum(DonationStatus),
                                                    default=DonationStatus.PENDING, index=True)
@@ -218,7 +222,9 @@ PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
     _P.PAST_DUE: frozenset({_P.ACTIVE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
     _P.PAUSED: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.CANCELLED, _P.ENDED}),
     _P.CANCELLED: frozenset(),
-    _P.ENDED: frozenset(),
+    # Only a plan whose checkout had expired unpaid leaves ENDED: money then arrived through
+    # another session of it (derived_status keeps a subscription that Stripe ended ENDED).
+    _P.ENDED: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED}),
 }
 LIVE_PLAN_STATUSES = frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED})
 
@@ -237,8 +243,8 @@ class RecurringPlan(TimestampMixin, db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     frequency: Mapped[Frequency] = mapped_column(_enum(Frequency, 16))
     designation: Mapped[str] = mapped_column(String(32), default="general")
-    #: A campaign's id. The foreign key is added when campaigns land (issue 7).
-    campaign_id: Mapped[int | None]
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[PlanStatus] = mapped_column(_enum(PlanStatus), default=PlanStatus.PENDING,
                                                index=True)
@@ -262,15 +268,24 @@ class RecurringPlan(TimestampMixin, db.Model):
     #: "paid", "failed" or "action_required" for latest_invoice_id.
     latest_invoice_state: Mapped[str | None] = mapped_column(String(16))
     last_failure_code: Mapped[str | None] = mapped_column(String(64))
+    #: Stripe's `created` and id of the newest subscription event applied (Stripe's clock
+    #: only; the id breaks ties within a second).
     subscription_synced_at: Mapped[int | None]
+    subscription_synced_event: Mapped[str | None] = mapped_column(String(255))
     paused: Mapped[bool] = mapped_column(default=False)
     checkout_completed: Mapped[bool] = mapped_column(default=False)
     current_period_end: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
-    #: Stripe ended the subscription (deleted event) or the checkout expired unpaid.
+    #: Stripe ended the subscription (deleted event). Final.
     stripe_ended: Mapped[bool] = mapped_column(default=False)
+    #: The plan's checkout session expired unpaid: ENDED unless money arrives after all
+    #: (another session of the plan completed), which overrides it.
+    checkout_expired: Mapped[bool] = mapped_column(default=False)
+    #: The declaration made with this plan's checkout (it covers the plan's instalments).
+    gift_aid_declaration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True)
 
     donor: Mapped[Donor] = relationship()
     gifts: Mapped[list[Donation]] = relationship(back_populates="plan",
@@ -295,6 +310,8 @@ class RecurringPlan(TimestampMixin, db.Model):
             return _P.PAST_DUE
         if self.latest_invoice_state == "paid" or self.checkout_completed:
             return _P.ACTIVE
+        if self.checkout_expired:
+            return _P.ENDED
         return _P.PENDING
 
     def settle(self) -> PlanStatus:
@@ -362,16 +379,41 @@ class GiftAidDeclaration(db.Model):
     channel: Mapped[str] = mapped_column(String(8), default="web")
     declared_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
+    #: When the gift (or plan) it was made with was paid. Until then it covers nothing, so a
+    #: declaration from an abandoned checkout never takes effect.
+    effective_at: Mapped[datetime | None]
+    #: When the donor confirmed the "all gifts" scope: signed in with a verified account that
+    #: owns the address, or through the signed link mailed to it. Until then a declaration
+    #: covers only the gift (or the plan's gifts) it was made with.
+    confirmed_at: Mapped[datetime | None]
 
     donor: Mapped[Donor] = relationship()
 
     def covers(self, donation: Donation, when: datetime) -> bool:
+        if self.effective_at is None:
+            return False
         if self.cancelled_at is not None and self.cancelled_at <= when:
             return False
-        if self.scope is GiftAidScope.SINGLE:
-            # A single-gift declaration is linked from the gift it was made with.
+        if self.scope is GiftAidScope.SINGLE or self.confirmed_at is None:
+            # Linked from the gift (or the plan's instalments) it was made with.
             return donation.gift_aid_declaration_id == self.id
         return True
+
+
+class CheckoutSessionRecord(db.Model):
+    """Every Checkout Session ever opened for a gift or plan, so any session's events and
+    return page map to the row after "Try again" opened a newer one."""
+
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    donation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("donations.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recurring_plans.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class GiftAidClaim(db.Model):

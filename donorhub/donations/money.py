@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import format_currency
@@ -18,10 +19,14 @@ class BadAmount(ValueError):
     """Not an amount of money we can read."""
 
 
+#: Digits with an optional decimal point and at most two decimals (no "1e3", "inf", "-5").
+_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
+
+
 def parse_amount(text: str) -> int:
     """'25', '25.5', '1,000.00' -> minor units. At most two decimal places."""
     cleaned = text.strip().replace(",", "").lstrip("£$€₹").strip()
-    if not cleaned or len(cleaned) > 15:
+    if not cleaned or len(cleaned) > 15 or not _AMOUNT.fullmatch(cleaned):
         raise BadAmount(text)
     try:
         value = Decimal(cleaned)

@@ -36,6 +36,8 @@ class NewGift:
     full_name: str
     email: str | None
     gift_aid: GiftAidDetails | None
+    #: The slug of the campaign the gift goes to (from the campaign page), or None.
+    campaign: str | None = None
 
 
 class NewGiftSchema(FormSchema):
@@ -54,6 +56,7 @@ class NewGiftSchema(FormSchema):
         max=200, error="Keep the dedication under 200 characters."))
     designation = fields.String(load_default="general", validate=validate.OneOf(
         ("general",), error="Choose where your gift goes."))
+    campaign = fields.String(load_default="", validate=validate.Length(max=64))
     full_name = fields.String(required=True, validate=validate.Length(min=1, max=200),
                               error_messages={"required": "Enter your name."})
     email = EmailField(**{**EMAIL_FIELD, "required": False, "load_default": None})
@@ -116,7 +119,7 @@ class NewGiftSchema(FormSchema):
             custom_minor=custom, cover_fees=data["cover_fees"],
             dedication=" ".join(data["dedication"].split()) or None,
             designation=data["designation"], full_name=name, email=data["email"],
-            gift_aid=gift_aid)
+            gift_aid=gift_aid, campaign=data["campaign"].strip() or None)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.database import utcnow
-from donorhub.donations import giftaid
+from donorhub.donations import dunning, giftaid
 from donorhub.donations.models import (
     MONEY_RECEIVED,
+    CheckoutSessionRecord,
     Donation,
     DonationKind,
     DonationStatus,
@@ -82,6 +83,10 @@ class GiftRejected(DomainError):
         self.field = field
 
 
+class CheckoutAlreadyPaid(DomainError):
+    """The donor paid the previous checkout session while we were about to replace it."""
+
+
 class NotReady(Exception):
     """An event refers to a row that another event has not created yet: answer 5xx, so
     Stripe delivers it again later (reconciliation covers it too)."""
@@ -120,6 +125,12 @@ def donor_for_user(user) -> Donor | None:
         donor = db.session.scalar(select(Donor).where(Donor.email == user.email,
                                                       Donor.user_id.is_(None)))
     return donor
+
+
+def _owns_address(user, donor: Donor) -> bool:
+    """A signed-in account whose verified address is the donor's."""
+    return bool(user is not None and user.is_authenticated and user.is_verified
+                and (user.email or "").strip().lower() == donor.email)
 
 
 def _claim(donor: Donor, user) -> None:
@@ -196,12 +207,26 @@ def start_donation(gift: NewGift, user=None) -> Started:
         if not gift.email:
             raise GiftRejected("email", "Enter your e-mail address, for your receipt.")
         donor = find_or_create_donor(gift.email, gift.full_name)
+    designation, campaign_id = gift.designation, None
+    if gift.campaign:
+        from donorhub.campaigns import services as campaign_services
+
+        campaign = campaign_services.campaign_for_gift(gift.campaign)
+        if campaign is None:
+            raise GiftRejected("campaign", "That campaign is no longer taking gifts; your "
+                                           "gift can go to our general fund instead.")
+        designation, campaign_id = "campaign", campaign.id
     declaration = None
     if gift.gift_aid is not None:
+        # Takes effect only when this gift is paid; covers other gifts only once the owner
+        # of the address confirms (here: signed in and verified as that address).
         declaration = make_declaration(donor, gift.gift_aid, GiftAidScope.ALL)
+        if _owns_address(user, donor):
+            declaration.confirmed_at = utcnow()
     common = dict(donor=donor, amount_minor=priced.total_minor,
                   fee_cover_minor=priced.fee_cover_minor, currency=gift.currency,
-                  designation=gift.designation, dedication=gift.dedication)
+                  designation=designation, campaign_id=campaign_id,
+                  dedication=gift.dedication)
     if gift.frequency == "once":
         donation = Donation(kind=DonationKind.ONCE, status=DonationStatus.PENDING,
                             gift_aid_declaration_id=declaration.id if declaration else None,
@@ -210,6 +235,7 @@ def start_donation(gift: NewGift, user=None) -> Started:
         db.session.flush()
         return Started("donation", donation)
     plan = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
+                         gift_aid_declaration_id=declaration.id if declaration else None,
                          **common)
     db.session.add(plan)
     db.session.flush()
@@ -242,6 +268,8 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
     # Stripe wants expires_at at least 30 minutes ahead; a request repeated with the same key
     # must be identical, so a session too close to its end needs a new attempt.
     if row.checkout_expires_at is None or row.checkout_expires_at < now + timedelta(minutes=31):
+        # The previous session must not stay payable beside the new one (paid twice).
+        _close_previous_session(row)
         if row.checkout_expires_at is not None:
             row.checkout_attempt += 1
         row.checkout_expires_at = (now + expiry).replace(microsecond=0)
@@ -268,8 +296,37 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
                                                    "retryable": error.retryable})
         raise
     row.stripe_checkout_session_id = session.id
+    _remember_session(row, session.id)
     db.session.flush()
     return session.url
+
+
+def _close_previous_session(row: Donation | RecurringPlan) -> None:
+    """Expire the row's open session before a new attempt opens another.
+
+    :raises CheckoutAlreadyPaid: the donor completed it meanwhile (open no other).
+    :raises GatewayError: Stripe could not be asked; nothing new is opened.
+    """
+    session_id = row.stripe_checkout_session_id
+    if not session_id:
+        return
+    status = get_gateway().close_checkout(session_id, f"{checkout_key(row)}-expire")
+    if status == "complete":
+        raise CheckoutAlreadyPaid("Your payment is being confirmed.")
+    if status != "expired":
+        raise GatewayError("Our payment provider had a problem.", retryable=True,
+                           kind="not_expired")
+
+
+def _remember_session(row: Donation | RecurringPlan, session_id: str) -> None:
+    """Keep every session id of a gift or plan (a replayed create returns the same id)."""
+    known = db.session.scalar(select(CheckoutSessionRecord).where(
+        CheckoutSessionRecord.session_id == session_id))
+    if known is None:
+        is_plan = isinstance(row, RecurringPlan)
+        db.session.add(CheckoutSessionRecord(
+            session_id=session_id, attempt=row.checkout_attempt,
+            donation_id=None if is_plan else row.id, plan_id=row.id if is_plan else None))
 
 
 def find_by_public_id(public_id: str) -> Donation | RecurringPlan | None:
@@ -280,8 +337,14 @@ def find_by_public_id(public_id: str) -> Donation | RecurringPlan | None:
 
 
 def find_by_session(session_id: str) -> Donation | RecurringPlan | None:
+    """The gift or plan of any checkout session it ever had."""
     if not session_id or len(session_id) > 255:
         return None
+    record = db.session.scalar(select(CheckoutSessionRecord).where(
+        CheckoutSessionRecord.session_id == session_id))
+    if record is not None:
+        return (db.session.get(Donation, record.donation_id) if record.donation_id
+                else db.session.get(RecurringPlan, record.plan_id))
     return (db.session.scalar(select(Donation).where(
         Donation.stripe_checkout_session_id == session_id))
         or db.session.scalar(select(RecurringPlan).where(
@@ -314,11 +377,17 @@ def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
 
 
 def _gift_aid_for(donation: Donation) -> None:
-    """Link a GBP gift to the declaration that covers it (none for other currencies)."""
+    """Link a GBP gift to the declaration that covers it (none for other currencies).
+
+    A declaration made with this gift (or its plan) takes effect now that the money has
+    arrived; one from a checkout that was never paid never does."""
     if donation.currency != "gbp" or donation.paid_at is None:
         return
     if donation.gift_aid_declaration_id is not None:
         declaration = db.session.get(GiftAidDeclaration, donation.gift_aid_declaration_id)
+        if declaration is not None and declaration.effective_at is None \
+                and declaration.cancelled_at is None:
+            declaration.effective_at = donation.paid_at
         if declaration is not None and not declaration.covers(donation, donation.paid_at):
             donation.gift_aid_declaration_id = None
         return
@@ -326,11 +395,44 @@ def _gift_aid_for(donation: Donation) -> None:
         select(GiftAidDeclaration).where(
             GiftAidDeclaration.donor_id == donation.donor_id,
             GiftAidDeclaration.scope == GiftAidScope.ALL,
+            GiftAidDeclaration.effective_at.is_not(None),
+            GiftAidDeclaration.confirmed_at.is_not(None),
             or_(GiftAidDeclaration.cancelled_at.is_(None),
                 GiftAidDeclaration.cancelled_at > donation.paid_at))
         .order_by(GiftAidDeclaration.declared_at.desc()).limit(1))
     if declaration is not None:
         donation.gift_aid_declaration_id = declaration.id
+
+
+def _gift_aid_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
+                                  salt="donorhub.donations.gift-aid-confirm")
+
+
+def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
+    token = _gift_aid_serializer().dumps({"d": declaration.id})
+    return _external("donations.confirm_gift_aid", token=token)
+
+
+def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
+    """The declaration a mailed link confirms (30 days); None when invalid or not pending."""
+    try:
+        payload = _gift_aid_serializer().loads(token, max_age=30 * 24 * 3600)
+    except (BadSignature, SignatureExpired):
+        return None
+    declaration = db.session.get(GiftAidDeclaration, payload.get("d")) \
+        if isinstance(payload, dict) else None
+    if declaration is None or declaration.effective_at is None \
+            or declaration.cancelled_at is not None:
+        return None
+    return declaration
+
+
+def confirm_declaration(declaration: GiftAidDeclaration, actor=None) -> None:
+    """The owner of the address confirmed "this gift and all others" (link or account)."""
+    if declaration.confirmed_at is None:
+        declaration.confirmed_at = utcnow()
+        record_audit(actor, "gift_aid.confirmed", "gift_aid_declaration", declaration.id, {})
 
 
 def gift_aid_status(donation: Donation) -> str:
@@ -359,8 +461,10 @@ def _next_receipt_sequence(year: int) -> int:
 
 
 def issue_receipt(donation: Donation) -> Receipt | None:
-    """One receipt and one e-mail per gift, when the money has arrived and stays with us."""
-    if donation.receipt is not None or donation.status is not DonationStatus.PAID:
+    """One receipt and one e-mail per gift, once the money has arrived and is not all
+    refunded (a partial refund, whenever it arrived, is shown on the receipt)."""
+    if donation.receipt is not None or donation.status not in (
+            DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
         return None
     year = donation.paid_at.year
     sequence = _next_receipt_sequence(year)
@@ -378,13 +482,26 @@ def issue_receipt(donation: Donation) -> Receipt | None:
         fee_cover=(format_money(donation.fee_cover_minor, donation.currency)
                    if donation.fee_cover_minor else None),
         date=donation.paid_at.strftime("%-d %B %Y"),
-        designation="our general fund" if donation.designation == "general" else "a campaign",
+        designation={"general": "our general fund", "sponsorship": "a monthly sponsorship"
+                     }.get(donation.designation, "a campaign"),
         dedication=donation.dedication, gift_aid=gift_aid_status(donation),
+        refunded=(format_money(donation.amount_refunded_minor, donation.currency)
+                  if donation.amount_refunded_minor else None),
+        gift_aid_confirm_url=_confirm_link_for(donation),
         registration=current_app.config["CHARITY_REGISTRATION"],
         plan=plan, frequency=plan.frequency.value if plan else None,
         manage_url=manage_url(plan) if plan else None,
         history_url=_external("donations.history"))
     return receipt
+
+
+def _confirm_link_for(donation: Donation) -> str | None:
+    """The link that extends a declaration to all gifts, while it covers only this one."""
+    declaration = donation.gift_aid_declaration
+    if declaration is None or declaration.scope is not GiftAidScope.ALL \
+            or declaration.confirmed_at is not None or declaration.effective_at is None:
+        return None
+    return gift_aid_confirm_url(declaration)
 
 
 # Signed link to manage a plan without signing in -------------------------------------------
@@ -454,22 +571,44 @@ def _mismatch(row: Donation, amount: int | None, currency: str | None) -> str:
             f"{row.currency}")
 
 
+def _second_payment(donation: Donation, intent_id: str | None) -> bool:
+    """Another PaymentIntent than the one that paid this gift (a second checkout session)."""
+    return bool(intent_id and donation.stripe_payment_intent_id
+                and intent_id != donation.stripe_payment_intent_id)
+
+
+def _flag_second_payment(donation: Donation, intent_id: str, event: PaymentEvent) -> str:
+    record_audit(None, "payment.second_payment", "donation", donation.id,
+                 {"payment_intent": intent_id, "event": event.type})
+    return _flag(donation, f"paid twice: second payment {intent_id} through another checkout "
+                           "session; refund it", event)
+
+
 def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None = None,
-               charge_id: str | None = None) -> None:
+               charge_id: str | None = None) -> str:
+    """Money arrived: record it whatever the status said (expired, failed), link Gift Aid,
+    settle, receipt. A second distinct payment for the same gift is flagged for staff."""
+    if _second_payment(donation, intent_id):
+        return _flag_second_payment(donation, intent_id, event)
     if intent_id and not donation.stripe_payment_intent_id:
         donation.stripe_payment_intent_id = intent_id
     if charge_id and not donation.stripe_charge_id:
         donation.stripe_charge_id = charge_id
     if donation.paid_at is None:
         donation.paid_at = event.created
-        _gift_aid_for(donation)
+    _gift_aid_for(donation)
     donation.settle()
     issue_receipt(donation)
+    return "flagged" if donation.review_reason else "applied"
 
 
 def _donation_for_session(s: CheckoutSessionData) -> Donation | None:
     if s.refs.donation:
         return _lock_donation(public_id=s.refs.donation)
+    record = db.session.scalar(select(CheckoutSessionRecord).where(
+        CheckoutSessionRecord.session_id == s.id))
+    if record is not None and record.donation_id:
+        return _lock_donation(id=record.donation_id)
     return _lock_donation(stripe_checkout_session_id=s.id)
 
 
@@ -481,15 +620,18 @@ def record_checkout_completed(event: PaymentEvent) -> str:
     donation = _donation_for_session(s)
     if donation is None:
         return "ignored"
-    if donation.stripe_checkout_session_id not in (None, s.id):
-        if donation.paid_at is not None and s.payment_status == "paid":
-            return _flag(donation, "paid twice through two checkout sessions", event)
+    # Any session of the gift counts (an older one may be paid after "Try again"); the
+    # current one stays what open_checkout stored.
     donation.stripe_checkout_session_id = donation.stripe_checkout_session_id or s.id
     if not _amount_matches(donation, s.amount_total, s.currency):
         return _flag(donation, _mismatch(donation, s.amount_total, s.currency), event)
     if s.payment_status == "paid":
-        _mark_paid(donation, event, intent_id=s.payment_intent_id)
+        return _mark_paid(donation, event, intent_id=s.payment_intent_id)
     elif s.payment_status == "unpaid":
+        if donation.paid_at is not None:
+            if _second_payment(donation, s.payment_intent_id):
+                return _flag_second_payment(donation, s.payment_intent_id, event)
+            return "applied"
         donation.processing = True
         if s.payment_intent_id and not donation.stripe_payment_intent_id:
             donation.stripe_payment_intent_id = s.payment_intent_id
@@ -508,8 +650,7 @@ def record_async_payment_succeeded(event: PaymentEvent) -> str:
     if not _amount_matches(donation, s.amount_total, s.currency):
         return _flag(donation, _mismatch(donation, s.amount_total, s.currency), event)
     donation.processing = True
-    _mark_paid(donation, event, intent_id=s.payment_intent_id)
-    return "applied"
+    return _mark_paid(donation, event, intent_id=s.payment_intent_id)
 
 
 def record_async_payment_failed(event: PaymentEvent) -> str:
@@ -518,6 +659,8 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
     donation = _donation_for_session(s)
     if donation is None:
         return "ignored"
+    if donation.paid_at is not None or donation.stripe_checkout_session_id not in (None, s.id):
+        return "applied"  # paid anyway, or an older session's attempt
     if not donation.payment_failed:
         donation.payment_failed = True
         donation.processing = True
@@ -536,10 +679,9 @@ def record_checkout_expired(event: PaymentEvent) -> str:
         plan = _lock_plan(s.refs.plan, None)
         if plan is None or plan.stripe_checkout_session_id not in (None, s.id):
             return "ignored"
-        if not plan.checkout_completed and plan.latest_invoice_state is None:
-            plan.stripe_ended = True
-            plan.ended_at = plan.ended_at or event.created
-            plan.settle()
+        # A fact, not an end: an older session of the plan paid later overrides it.
+        plan.checkout_expired = True
+        plan.settle()
         return "applied"
     donation = _donation_for_session(s)
     if donation is None or donation.stripe_checkout_session_id not in (None, s.id):
@@ -559,8 +701,7 @@ def record_payment_intent_succeeded(event: PaymentEvent) -> str:
         return "ignored"
     if not _amount_matches(donation, p.amount_received, p.currency):
         return _flag(donation, _mismatch(donation, p.amount_received, p.currency), event)
-    _mark_paid(donation, event, intent_id=p.id)
-    return "applied"
+    return _mark_paid(donation, event, intent_id=p.id)
 
 
 def _donation_for_payment(refs_donation: str | None, intent_id: str | None,
@@ -573,18 +714,39 @@ def _donation_for_payment(refs_donation: str | None, intent_id: str | None,
         donation = _lock_donation(stripe_payment_intent_id=intent_id)
         if donation is not None:
             return donation
+        if not refs_donation:
+            # A dispute carries no metadata, and the intent may not be stored yet: its
+            # metadata says whose it is.
+            intent = get_gateway().payment_intent(intent_id)
+            if intent is not None and intent.refs.donation:
+                return _lock_donation(public_id=intent.refs.donation)
         invoice_id = get_gateway().invoice_for_payment_intent(intent_id) \
             if not refs_donation else None
         if invoice_id:
             donation = _lock_donation(stripe_invoice_id=invoice_id)
             if donation is None:
-                raise NotReady("the invoice's gift is not recorded yet")
+                if _invoice_is_ours(invoice_id):
+                    raise NotReady("the invoice's gift is not recorded yet")
+                log.info("payment of an invoice that is not ours ignored")
+                return None
             if not donation.stripe_payment_intent_id:
                 donation.stripe_payment_intent_id = intent_id
             return donation
     if charge_id:
         return _lock_donation(stripe_charge_id=charge_id)
     return None
+
+
+def _invoice_is_ours(invoice_id: str) -> bool:
+    """The invoice belongs to one of our plans (its subscription carries our reference)."""
+    invoice = get_gateway().invoice(invoice_id)
+    if invoice is None:
+        return False
+    if invoice.refs.plan or invoice.refs.sponsorship:
+        return True
+    return invoice.subscription_id is not None and db.session.scalar(
+        select(RecurringPlan.id).where(
+            RecurringPlan.stripe_subscription_id == invoice.subscription_id)) is not None
 
 
 def record_charge_refunded(event: PaymentEvent) -> str:
@@ -595,11 +757,17 @@ def record_charge_refunded(event: PaymentEvent) -> str:
         return "ignored"
     if not _amount_matches(donation, c.amount, c.currency):
         return _flag(donation, _mismatch(donation, c.amount, c.currency), event)
+    if _second_payment(donation, c.payment_intent_id):
+        # A refund of the duplicate payment (staff's fix), not of this gift's money.
+        return _flag_second_payment(donation, c.payment_intent_id, event)
     newly = c.amount_refunded > donation.amount_refunded_minor
+    had_receipt = donation.receipt is not None
     donation.amount_refunded_minor = max(donation.amount_refunded_minor, c.amount_refunded)
     # A refunded charge had succeeded: the money arrived before it went back.
-    _mark_paid(donation, event, intent_id=c.payment_intent_id, charge_id=c.id)
-    if newly and donation.receipt is not None:
+    outcome = _mark_paid(donation, event, intent_id=c.payment_intent_id, charge_id=c.id)
+    if outcome == "flagged":
+        return outcome
+    if newly and had_receipt:
         queue_mail(donation.donor.email, "donations/refunded",
                    subject=f"Your refund for receipt {donation.receipt.number}",
                    name=donation.donor.full_name, number=donation.receipt.number,
@@ -613,16 +781,16 @@ def _record_dispute(event: PaymentEvent, closed: bool) -> str:
     donation = _donation_for_payment(None, d.payment_intent_id, d.charge_id)
     if donation is None:
         return "ignored"
+    record_audit(None, "payment.dispute_closed" if closed else "payment.dispute_opened",
+                 "donation", donation.id, {"status": d.status or "unknown"})
+    if _second_payment(donation, d.payment_intent_id):
+        return _flag_second_payment(donation, d.payment_intent_id, event)
     if closed:
         donation.dispute_status = "lost" if d.status == "lost" else "won"
     elif donation.dispute_status is None:
         donation.dispute_status = "open"
-    if donation.paid_at is None:
-        donation.paid_at = event.created
-    donation.settle()
-    record_audit(None, "payment.dispute_closed" if closed else "payment.dispute_opened",
-                 "donation", donation.id, {"status": d.status or "unknown"})
-    return "applied"
+    # A disputed charge had succeeded: the money arrived (a won dispute keeps it: receipt).
+    return _mark_paid(donation, event, intent_id=d.payment_intent_id, charge_id=d.charge_id)
 
 
 def record_dispute_created(event: PaymentEvent) -> str:
@@ -639,16 +807,34 @@ def _plan_checkout_completed(event: PaymentEvent, s: CheckoutSessionData) -> str
     plan = _lock_plan(s.refs.plan, s.subscription_id)
     if plan is None:
         return "ignored"
-    if plan.stripe_checkout_session_id not in (None, s.id):
-        return "ignored"
+    # Any session of the plan counts: an older one may be paid after "Try again".
     plan.stripe_checkout_session_id = plan.stripe_checkout_session_id or s.id
+    if _other_subscription(plan, s.subscription_id, event):
+        return "flagged"  # its paid invoice becomes a flagged gift for staff
     _link_subscription(plan, s.subscription_id, s.customer_id)
     if s.amount_total != plan.amount_minor or (s.currency or "") != plan.currency:
+        record_audit(None, "payment.flagged", "plan", plan.id, {"event": event.type})
         log.warning("plan checkout amount differs", extra={"plan_id": plan.id})
-    plan.checkout_completed = True
-    plan.started_at = plan.started_at or event.created
+        return "flagged"  # not activated; its invoice's gift is flagged for staff
+    if s.payment_status in ("paid", "no_payment_required"):
+        plan.checkout_completed = True  # an unpaid (delayed) session waits for invoice.paid
+        plan.started_at = plan.started_at or event.created
     plan.settle()
     return "applied"
+
+
+def _other_subscription(plan: RecurringPlan, subscription_id: str | None,
+                        event: PaymentEvent) -> bool:
+    """A second subscription for one plan (paid through two checkout sessions): never
+    applied to the plan; audited so staff cancel it (its gifts are flagged)."""
+    if not (subscription_id and plan.stripe_subscription_id
+            and subscription_id != plan.stripe_subscription_id):
+        return False
+    record_audit(None, "plan.second_subscription", "plan", plan.id,
+                 {"subscription": subscription_id, "event": event.type})
+    log.warning("second subscription for one plan", extra={"plan_id": plan.id,
+                                                           "event_type": event.type})
+    return True
 
 
 def _link_subscription(plan: RecurringPlan, subscription_id: str | None,
@@ -673,7 +859,10 @@ def record_invoice_paid(event: PaymentEvent) -> str:
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
         return "ignored"
+    if _other_subscription(plan, inv.subscription_id, event):
+        return _second_subscription_gift(plan, inv, event)
     _link_subscription(plan, inv.subscription_id, inv.customer_id)
+    dunning.record_payment(inv.id, inv.amount_paid, event.created)  # failure history
     if _newer_invoice(plan, inv, "paid"):
         plan.latest_invoice_id = inv.id
         plan.latest_invoice_created = inv.created
@@ -689,15 +878,33 @@ def record_invoice_paid(event: PaymentEvent) -> str:
                     amount_minor=inv.amount_paid, fee_cover_minor=fee,
                     currency=inv.currency, designation=plan.designation,
                     campaign_id=plan.campaign_id, dedication=plan.dedication,
-                    status=DonationStatus.PENDING, stripe_invoice_id=inv.id)
+                    status=DonationStatus.PENDING, stripe_invoice_id=inv.id,
+                    gift_aid_declaration_id=plan.gift_aid_declaration_id)
     db.session.add(gift)
     db.session.flush()
     if inv.amount_paid not in expected or inv.currency != plan.currency:
         gift.paid_at = event.created
         return _flag(gift, f"Stripe charged {inv.amount_paid} {inv.currency}; the plan is "
                            f"{plan.amount_minor} {plan.currency}", event)
-    _mark_paid(gift, event)
-    return "applied"
+    return _mark_paid(gift, event)
+
+
+def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
+                              event: PaymentEvent) -> str:
+    """Money taken by a plan's second subscription: recorded, and flagged for staff to cancel
+    that subscription and refund (the plan itself follows its first subscription only)."""
+    gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
+    if gift is None:
+        gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
+                        amount_minor=inv.amount_paid, fee_cover_minor=0,
+                        currency=inv.currency, designation=plan.designation,
+                        campaign_id=plan.campaign_id, dedication=plan.dedication,
+                        status=DonationStatus.PENDING, stripe_invoice_id=inv.id,
+                        paid_at=event.created)
+        db.session.add(gift)
+        db.session.flush()
+    return _flag(gift, f"second subscription {inv.subscription_id} for one regular gift: "
+                       "cancel it in Stripe and refund", event)
 
 
 def _failure_words(code: str | None) -> str:
@@ -710,7 +917,12 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
         return "ignored"
+    if _other_subscription(plan, inv.subscription_id, event):
+        return "flagged"
     _link_subscription(plan, inv.subscription_id, inv.customer_id)
+    history = dunning.record_failure(plan.id, inv.id, inv.currency, inv.amount_due,
+                                     inv.attempt_count, event.created) \
+        if state == "failed" else None  # every failed invoice, even an older one
     if not _newer_invoice(plan, inv, state):
         return "applied"  # an older invoice, or one since paid: nothing to tell the donor
     plan.latest_invoice_id = inv.id
@@ -724,6 +936,8 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
             failure = None  # the reason is a courtesy; the state change must not wait
         code = failure.code if failure else None
     plan.last_failure_code = (code or "unknown")[:64]
+    if history is not None and history.reason_code is None:
+        history.reason_code = plan.last_failure_code
     if plan.settle() is PlanStatus.PAST_DUE:
         queue_mail(plan.donor.email, "donations/payment_failed",
                    subject="Your regular gift did not go through",
@@ -748,16 +962,21 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     plan = _lock_plan(sub.refs.plan, sub.id)
     if plan is None:
         return "ignored"
+    if _other_subscription(plan, sub.id, event):
+        return "flagged"
     _link_subscription(plan, sub.id, sub.customer_id)
-    if event.created_ts <= (plan.subscription_synced_at or 0):
-        return "applied"  # older than what we hold (or our own change, already applied)
+    if sub.status == "canceled":  # final, whatever its order: the ended mail goes once
+        _stripe_ended(plan, event)
+    # Stripe's clock only, with the event id as a tiebreak within one second: every order of
+    # the same events ends in the same state.
+    if (event.created_ts, event.id) <= (plan.subscription_synced_at or 0,
+                                        plan.subscription_synced_event or ""):
+        return "applied"  # older than what we hold
     plan.subscription_synced_at = event.created_ts
+    plan.subscription_synced_event = event.id[:255]
     plan.paused = sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)
-    if sub.status == "canceled":
-        plan.stripe_ended = True
-        plan.ended_at = plan.ended_at or event.created
     if sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor \
             and sub.amount != plan.pending_amount_minor:
         # Changed outside DonorHub (Stripe's dashboard): Stripe is what will be charged.
@@ -777,8 +996,18 @@ def record_subscription_deleted(event: PaymentEvent) -> str:
     plan = _lock_plan(sub.refs.plan, sub.id)
     if plan is None:
         return "ignored"
+    if _other_subscription(plan, sub.id, event):
+        return "flagged"
+    _link_subscription(plan, sub.id, sub.customer_id)
+    _stripe_ended(plan, event)
+    return "applied"
+
+
+def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
+    """Stripe ended the subscription (deleted, or an update saying canceled, whichever
+    comes first): record it once, and tell the donor once unless they cancelled it."""
     if plan.stripe_ended:
-        return "applied"
+        return
     plan.stripe_ended = True
     plan.ended_at = plan.ended_at or event.created
     if plan.settle() is PlanStatus.ENDED:
@@ -786,7 +1015,6 @@ def record_subscription_deleted(event: PaymentEvent) -> str:
                    subject="Your regular gift has ended", name=plan.donor.full_name,
                    amount=format_money(plan.amount_minor, plan.currency),
                    frequency=plan.frequency.value, donate_url=_external("donations.donate"))
-    return "applied"
 
 
 # Donor's own changes to a plan -------------------------------------------------------------
@@ -801,10 +1029,6 @@ def _require_live(plan: RecurringPlan) -> str:
     if not plan.is_live or not plan.stripe_subscription_id:
         raise DomainError("This regular gift is not running, so it cannot be changed.")
     return plan.stripe_subscription_id
-
-
-def _now_ts() -> int:
-    return int(utcnow().timestamp())
 
 
 def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) -> None:
@@ -828,7 +1052,6 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
     plan.fee_cover_minor = 0
     plan.frequency = Frequency(frequency)
     plan.pending_amount_minor = None
-    plan.subscription_synced_at = _now_ts()
     record_audit(actor, "plan.changed", "plan", plan.id, {"amount_minor": amount_minor,
                                                           "frequency": frequency})
     queue_mail(plan.donor.email, "donations/plan_changed", subject="Your regular gift is changed",
@@ -836,19 +1059,22 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
                frequency=frequency, manage_url=manage_url(plan))
 
 
-def pause_plan(plan: RecurringPlan, actor) -> None:
+def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+    """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
+    sponsor before the delayed neutral notice)."""
     sub_id = _require_live(plan)
     if plan.paused:
         return
     plan.revision += 1
     get_gateway().pause_subscription(sub_id, f"plan-{plan.public_id}-pause-{plan.revision}")
     plan.paused = True
-    plan.subscription_synced_at = _now_ts()
     plan.settle()
     record_audit(actor, "plan.paused", "plan", plan.id, {})
-    queue_mail(plan.donor.email, "donations/plan_paused", subject="Your regular gift is paused",
-               name=plan.donor.full_name, amount=format_money(plan.amount_minor, plan.currency),
-               frequency=plan.frequency.value, manage_url=manage_url(plan))
+    if notify:
+        queue_mail(plan.donor.email, "donations/plan_paused",
+                   subject="Your regular gift is paused", name=plan.donor.full_name,
+                   amount=format_money(plan.amount_minor, plan.currency),
+                   frequency=plan.frequency.value, manage_url=manage_url(plan))
 
 
 def resume_plan(plan: RecurringPlan, actor) -> None:
@@ -858,13 +1084,13 @@ def resume_plan(plan: RecurringPlan, actor) -> None:
     plan.revision += 1
     get_gateway().resume_subscription(sub_id, f"plan-{plan.public_id}-resume-{plan.revision}")
     plan.paused = False
-    plan.subscription_synced_at = _now_ts()
     plan.settle()
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
 
 
-def cancel_plan(plan: RecurringPlan, actor) -> None:
-    """Stop the plan now. The donor's wish is recorded even if Stripe had already ended it."""
+def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+    """Stop the plan now. The donor's wish is recorded even if Stripe had already ended it.
+    `notify=False`: the caller sends its own mail (a sponsorship that lapsed)."""
     if plan.status in (PlanStatus.CANCELLED, PlanStatus.ENDED):
         return
     gateway = get_gateway()
@@ -877,10 +1103,11 @@ def cancel_plan(plan: RecurringPlan, actor) -> None:
     plan.manage_version += 1  # the links already sent stop working
     plan.settle()
     record_audit(actor, "plan.cancelled", "plan", plan.id, {})
-    queue_mail(plan.donor.email, "donations/plan_cancelled",
-               subject="Your regular gift is cancelled", name=plan.donor.full_name,
-               amount=format_money(plan.amount_minor, plan.currency),
-               frequency=plan.frequency.value, donate_url=_external("donations.donate"))
+    if notify:
+        queue_mail(plan.donor.email, "donations/plan_cancelled",
+                   subject="Your regular gift is cancelled", name=plan.donor.full_name,
+                   amount=format_money(plan.amount_minor, plan.currency),
+                   frequency=plan.frequency.value, donate_url=_external("donations.donate"))
 
 
 def card_update_url(plan: RecurringPlan, return_url: str) -> str:
@@ -900,8 +1127,10 @@ def history(donor: Donor) -> dict:
     plans = db.session.scalars(select(RecurringPlan).where(
         RecurringPlan.donor_id == donor.id, RecurringPlan.status != PlanStatus.PENDING)
         .order_by(RecurringPlan.id.desc())).all()
+    # A declaration from a checkout that was never paid is nobody's word: not shown.
     declarations = db.session.scalars(select(GiftAidDeclaration).where(
-        GiftAidDeclaration.donor_id == donor.id).order_by(GiftAidDeclaration.id.desc())).all()
+        GiftAidDeclaration.donor_id == donor.id, GiftAidDeclaration.effective_at.is_not(None))
+        .order_by(GiftAidDeclaration.id.desc())).all()
     return {"gifts": gifts, "plans": plans, "declarations": declarations}
 
 
@@ -959,8 +1188,9 @@ class ClaimPreview:
 
 
 def claimable_gifts(date_from: date, date_to: date) -> list[Donation]:
-    start = datetime.combine(date_from, time(0), UTC)
-    end = datetime.combine(date_to + timedelta(days=1), time(0), UTC)
+    """Dates are UK dates (Europe/London), as on HMRC's schedule."""
+    start = datetime.combine(date_from, time(0), giftaid.UK).astimezone(UTC)
+    end = datetime.combine(date_to + timedelta(days=1), time(0), giftaid.UK).astimezone(UTC)
     return db.session.scalars(
         select(Donation).where(
             Donation.currency == "gbp", Donation.status == DonationStatus.PAID,
@@ -990,20 +1220,53 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
 
 
 def record_claim(preview: ClaimPreview, actor) -> GiftAidClaim:
-    """Mark every gift of a valid preview as claimed, so none is claimed twice."""
-    if preview.problems:
-        raise DomainError("Fix the rows with problems before exporting the claim.")
+    """Mark every valid gift of the preview as claimed, so none is claimed twice.
+
+    Rows with problems are left out (the page lists them and why) and stay claimable once
+    fixed. The claim is one conditional UPDATE: a concurrent export that claimed any of these
+    gifts first makes this one fail whole, so no gift is ever in two claims."""
     if not preview.rows:
         raise DomainError("There are no gifts to claim in those dates.")
     claim = GiftAidClaim(created_by_id=actor.id if actor else None, rows=len(preview.rows),
                          total_minor=preview.total_minor)
     db.session.add(claim)
     db.session.flush()
+    ids = [gift.id for _row, _amount, gift in preview.rows]
+    claimed = db.session.execute(
+        update(Donation).where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
+        .values(gift_aid_claim_id=claim.id).execution_options(synchronize_session=False))
+    if claimed.rowcount != len(ids):
+        raise DomainError("Another export has just claimed some of these gifts. Check "
+                          "again, then export what is left.")
     for _row, _amount, gift in preview.rows:
-        gift.gift_aid_claim_id = claim.id
+        db.session.expire(gift, ["gift_aid_claim_id"])
     record_audit(actor, "export.gift_aid", "gift_aid_claim", claim.id,
-                 {"rows": len(preview.rows), "total_minor": preview.total_minor})
+                 {"rows": len(preview.rows), "total_minor": preview.total_minor,
+                  "excluded": len(preview.problems)})
     return claim
+
+
+def claim_rows(claim_id: int) -> list | None:
+    """The rows of an earlier claim, to download its file again (None: no such claim)."""
+    if db.session.get(GiftAidClaim, claim_id) is None:
+        return None
+    gifts = db.session.scalars(select(Donation).where(Donation.gift_aid_claim_id == claim_id)
+                               .order_by(Donation.paid_at, Donation.id)).all()
+    rows = []
+    for gift in gifts:
+        declaration = gift.gift_aid_declaration
+        row, _problems = giftaid.build_row(
+            donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
+            last_name=declaration.last_name, house=declaration.house,
+            postcode=declaration.postcode, paid_at=gift.paid_at, amount_minor=gift.gift_minor,
+            now=gift.paid_at)
+        rows.append(row)
+    return rows
+
+
+def recent_claims() -> list[GiftAidClaim]:
+    return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
+                              .limit(20)).all()
 
 
 def flagged_gifts() -> list[Donation]:

@@ -19,6 +19,7 @@ from flask import (
 from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
+from donorhub.campaigns import services as campaign_services
 from donorhub.donations import bp, giftaid, services, staff_bp
 from donorhub.donations.models import Donation, PlanStatus, RecurringPlan
 from donorhub.donations.money import CURRENCIES, CURRENCY_NAMES, format_money
@@ -49,7 +50,10 @@ def form_context(form: dict, errors: dict) -> dict:
     presets = config["DONATION_PRESETS"]
     fee_examples = {c: {p: services.fee_cover_for(c, p) for p in presets[c]}
                     for c in CURRENCIES}
-    return {"form": form, "errors": errors, "currency": currency, "currencies": CURRENCIES,
+    campaign = (campaign_services.campaign_for_gift(form["campaign"])
+                if form.get("campaign") else None)
+    return {"campaign": campaign,
+            "form": form, "errors": errors, "currency": currency, "currencies": CURRENCIES,
             "currency_names": CURRENCY_NAMES, "presets": presets, "limits":
             config["DONATION_LIMITS"], "fee_examples": fee_examples,
             "fee_rules": config["DONATION_FEE_COVER"],
@@ -76,6 +80,8 @@ def donate():
                 in CURRENCIES else ""}
         if current_user.is_authenticated:
             form["full_name"] = current_user.full_name
+        if request.args.get("campaign"):
+            form["campaign"] = request.args.get("campaign", "")[:64]
         return render_template("donations/donate.html", **form_context(form, {}))
     data, errors = load_form(NewGiftSchema())
     started = None
@@ -187,7 +193,10 @@ def plan(public_id: str):
                            action_base=url_for("donations.plan", public_id=public_id))
 
 
-def _plan_action(plan_row: RecurringPlan, action: str, back: str):
+def _plan_action(plan_row: RecurringPlan, action: str, back: str,
+                 card_return: str | None = None):
+    """`card_return`: where Stripe's Billing Portal sends the donor back (never a manage
+    token URL: the portal's page would then hold a live token)."""
     load_form(EmptySchema())
     try:
         if action == "pause":
@@ -204,7 +213,7 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str):
             message = "Your regular gift is cancelled. Nothing more will be taken."
         elif action == "card":
             url = services.card_update_url(plan_row, current_app.config["PUBLIC_BASE_URL"]
-                                           + back)
+                                           + (card_return or back))
             db.session.commit()
             return redirect(url, code=303)
         else:
@@ -285,6 +294,24 @@ def cancel_gift_aid(declaration_id: int):
     return redirect(url_for("donations.history"))
 
 
+@bp.route("/donate/gift-aid/confirm/<token>", methods=["GET", "POST"])
+@public
+def confirm_gift_aid(token: str):
+    """The link in a receipt that extends a Gift Aid declaration to all the donor's gifts.
+    GET only shows the question; the POST (CSRF-protected) confirms."""
+    declaration = services.declaration_for_confirm_token(token)
+    if declaration is None:
+        return render_template("donations/gift_aid_confirm.html", declaration=None), 400
+    if request.method == "POST":
+        load_form(EmptySchema())
+        services.confirm_declaration(declaration)
+        db.session.commit()
+        return render_template("donations/gift_aid_confirm.html", declaration=declaration,
+                               done=True)
+    return render_template("donations/gift_aid_confirm.html", declaration=declaration,
+                           token=token, done=False)
+
+
 # The signed link in every receipt: pause or cancel without signing in ---------------------
 
 def _plan_from_token(token: str) -> RecurringPlan | None:
@@ -310,7 +337,8 @@ def manage_action(token: str, action: str):
         return render_template("donations/manage_invalid.html"), 400
     if action not in ("pause", "resume", "cancel", "card"):
         abort(404)
-    return _plan_action(row, action, url_for("donations.manage", token=token))
+    return _plan_action(row, action, url_for("donations.manage", token=token),
+                        card_return=url_for("donations.card_done"))
 
 
 @bp.get("/donate/manage-done")
@@ -318,6 +346,13 @@ def manage_action(token: str, action: str):
 def manage_done():
     """After cancelling from a receipt link (which then stops working)."""
     return render_template("donations/manage_done.html")
+
+
+@bp.get("/donate/manage/done")
+@public
+def card_done():
+    """Where Stripe's Billing Portal sends a donor who came from a receipt link."""
+    return render_template("donations/card_done.html")
 
 
 # Staff: flagged gifts and the Gift Aid claim -----------------------------------------------
@@ -344,7 +379,8 @@ def gift_aid_export():
             except ValueError:
                 preview = None
         return render_template("donations/staff/gift_aid.html", form=form, errors={},
-                               preview=preview, columns=giftaid.SCHEDULE_COLUMNS)
+                               preview=preview, columns=giftaid.SCHEDULE_COLUMNS,
+                               claims=services.recent_claims())
     data, errors = load_form(GiftAidExportSchema())
     preview = None
     if not errors:
@@ -357,16 +393,36 @@ def gift_aid_export():
         db.session.rollback()
         return render_template("donations/staff/gift_aid.html", form=request.form,
                                errors=errors, preview=preview,
-                               columns=giftaid.SCHEDULE_COLUMNS), 422
+                               columns=giftaid.SCHEDULE_COLUMNS,
+                               claims=services.recent_claims()), 422
+    body = _claim_csv([row for row, _amount, _gift in preview.rows])
+    db.session.commit()
+    return _csv_response(body, claim.id)
+
+
+@staff_bp.get("/gift-aid/claims/<int:claim_id>.csv")
+@staff(StaffRole.FUNDRAISER, StaffRole.ADMIN)
+def gift_aid_claim_file(claim_id: int):
+    """Download an exported claim's file again (the same rows; nothing is claimed)."""
+    rows = services.claim_rows(claim_id)
+    if rows is None:
+        abort(404)
+    return _csv_response(_claim_csv(rows), claim_id)
+
+
+def _claim_csv(rows) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(giftaid.SCHEDULE_COLUMNS)
-    for row, _amount, _gift in preview.rows:
+    for row in rows:
         writer.writerow([_csv_safe(cell) for cell in row.cells()])
-    db.session.commit()
-    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    return buffer.getvalue()
+
+
+def _csv_response(body: str, claim_id: int):
+    response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = (
-        f'attachment; filename="gift-aid-claim-{claim.id}.csv"')
+        f'attachment; filename="gift-aid-claim-{claim_id}.csv"')
     response.headers["Cache-Control"] = "no-store"
     return response
 

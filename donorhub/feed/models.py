@@ -121,8 +121,10 @@ class ChildUpdate(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reviewed_at: Mapped[datetime | None]
-    #: Set by the publication schedule (updates issue); a published update is never replaced.
+    #: Set by the publication schedule; a published update is never replaced.
     published_at: Mapped[datetime | None]
+    publication_id: Mapped[int | None] = mapped_column(ForeignKey("publications.id"),
+                                                       index=True)
 
     child: Mapped[Child | None] = relationship()
 

@@ -16,7 +16,8 @@ from donorhub.extensions import db
 log = logging.getLogger("donorhub.jobs")
 
 #: Each feature that has scheduled work lists it in `JOBS` in its jobs.py module.
-JOB_MODULES = ("donorhub.mail.jobs", "donorhub.feed.jobs", "donorhub.payments.jobs")
+JOB_MODULES = ("donorhub.mail.jobs", "donorhub.feed.jobs", "donorhub.payments.jobs",
+               "donorhub.sponsorship.jobs", "donorhub.updates.jobs")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,11 @@ from donorhub.security import public
 @public
 def home():
     """What the charity does and how to help."""
-    return render_template("main/home.html")
+    from donorhub.campaigns import services as campaign_services
+
+    campaigns = [(c, campaign_services.campaign_totals(c))
+                 for c in campaign_services.live_campaigns()]
+    return render_template("main/home.html", campaigns=campaigns)
 
 
 @bp.get("/healthz")

@@ -15,8 +15,8 @@ payments_cli = AppGroup("payments", help="Stripe: reconciliation and the local s
 
 @payments_cli.command("reconcile")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-              default=None, help="UTC date (or date and time) to look back to. Default: the "
-                                 "newest event already applied, less ten minutes.")
+              default=None, help="UTC date (or date and time) to look back to. Default: "
+                                 "STRIPE_RECONCILE_LOOKBACK_HOURS (72) ago.")
 def reconcile_command(since: datetime | None) -> None:
     """List Stripe's events and apply any that were missed (idempotent)."""
     from donorhub.payments.reconcile import reconcile

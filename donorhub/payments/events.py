@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 #: The metadata keys we set on Stripe objects: opaque ids of our rows, nothing else.
-OUR_METADATA_KEYS = ("donation", "plan")
+OUR_METADATA_KEYS = ("donation", "plan", "sponsorship")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Refs:
 
     donation: str | None = None
     plan: str | None = None
+    #: A sponsorship's public id (donorhub/sponsorship): its plan's events go there first.
+    sponsorship: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,15 @@ _READERS = {
     "subscription": _subscription,
     "dispute": _dispute,
 }
+
+
+def read_object(obj: Mapping[str, Any]) -> Subject | None:
+    """One Stripe object (not an event) as our dataclass, or None for other types."""
+    reader = _READERS.get(obj.get("object"))
+    try:
+        return reader(obj) if reader else None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise MalformedEvent(type(error).__name__) from error
 
 
 def event_from_dict(data: Mapping[str, Any]) -> PaymentEvent:

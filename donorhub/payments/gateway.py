@@ -24,7 +24,13 @@ from typing import Protocol
 import stripe
 from flask import Flask, current_app
 
-from donorhub.payments.events import PaymentEvent, event_from_dict
+from donorhub.payments.events import (
+    InvoiceData,
+    PaymentEvent,
+    PaymentIntentData,
+    event_from_dict,
+    read_object,
+)
 
 log = logging.getLogger(__name__)
 # stripe-python logs whole response bodies at DEBUG, e-mail addresses included.
@@ -73,6 +79,26 @@ class SubscriptionChange:
     interval: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundRequest:
+    #: Exactly one of payment_intent_id and charge_id.
+    payment_intent_id: str | None
+    charge_id: str | None
+    amount_minor: int
+    #: Stripe's reasons only ("duplicate", "fraudulent", "requested_by_customer") or None.
+    reason: str | None
+    idempotency_key: str
+    #: Opaque ids only: Stripe sees no names, notes or child data.
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    id: str
+    status: str
+    amount_minor: int
+
+
 class GatewayError(Exception):
     """Stripe did not do what we asked. `message` is safe to show to a donor."""
 
@@ -93,6 +119,9 @@ class InvalidWebhook(Exception):
 class PaymentGateway(Protocol):
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
     def expire_checkout(self, session_id: str) -> None: ...
+    def close_checkout(self, session_id: str, idempotency_key: str) -> str: ...
+    def payment_intent(self, intent_id: str) -> PaymentIntentData | None: ...
+    def invoice(self, invoice_id: str) -> InvoiceData | None: ...
     def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent: ...
     def list_events(self, since: int) -> Iterator[PaymentEvent]: ...
     def invoice_payment_failure(self, invoice_id: str) -> PaymentFailure | None: ...
@@ -102,6 +131,8 @@ class PaymentGateway(Protocol):
     def resume_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def billing_portal_url(self, customer_id: str, return_url: str) -> str: ...
+    def refund(self, request: RefundRequest) -> RefundResult: ...
+    def delete_customer(self, customer_id: str) -> bool: ...
 
 
 def _translate(error: stripe.StripeError) -> GatewayError:
@@ -185,6 +216,47 @@ class StripeGateway:
             pass  # already complete or expired
         except stripe.StripeError as error:
             raise _translate(error) from None
+
+    def close_checkout(self, session_id: str, idempotency_key: str) -> str:
+        """Expire a session so it can no longer be paid; returns its final status:
+        "expired", or "complete" when the donor paid it meanwhile (then open no other)."""
+        try:
+            session = self.client.v1.checkout.sessions.expire(
+                session_id, None, {"idempotency_key": idempotency_key})
+            return session.status or "expired"
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return "expired"  # nothing there to pay
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        try:  # not open any more: complete, or expired already?
+            return self.client.v1.checkout.sessions.retrieve(session_id).status or "expired"
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+
+    def payment_intent(self, intent_id: str) -> PaymentIntentData | None:
+        """A PaymentIntent as our dataclass (its metadata carries our refs); None if unknown."""
+        try:
+            intent = self.client.v1.payment_intents.retrieve(intent_id)
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return None
+            raise _translate(error) from None
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        return read_object(intent.to_dict())  # type: ignore[return-value]
+
+    def invoice(self, invoice_id: str) -> InvoiceData | None:
+        """An invoice as our dataclass (its subscription metadata carries our refs)."""
+        try:
+            invoice = self.client.v1.invoices.retrieve(invoice_id)
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return None
+            raise _translate(error) from None
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        return read_object(invoice.to_dict())  # type: ignore[return-value]
 
     # -- Webhooks and events --
 
@@ -304,6 +376,37 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise _translate(error) from None
         return session.url
+
+    # -- Refunds and customers --
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund part or all of a charge; the same idempotency key never refunds twice."""
+        params: dict = {"amount": request.amount_minor, "metadata": dict(request.metadata)}
+        if request.payment_intent_id:
+            params["payment_intent"] = request.payment_intent_id
+        else:
+            params["charge"] = request.charge_id
+        if request.reason:
+            params["reason"] = request.reason
+        try:
+            refund = self.client.v1.refunds.create(
+                params, {"idempotency_key": request.idempotency_key})
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        return RefundResult(id=refund.id, status=refund.status or "pending",
+                            amount_minor=refund.amount)
+
+    def delete_customer(self, customer_id: str) -> bool:
+        """Delete a customer (erasure). True when deleted now or already gone."""
+        try:
+            self.client.v1.customers.delete(customer_id)
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return True
+            raise _translate(error) from None
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        return True
 
     # -- The simulator's control endpoints (development and tests only) --
 

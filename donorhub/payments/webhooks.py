@@ -23,6 +23,7 @@ from donorhub.payments.events import MalformedEvent, PaymentEvent
 from donorhub.payments.gateway import InvalidWebhook, get_gateway
 from donorhub.payments.models import StripeEvent
 from donorhub.security import machine
+from donorhub.sponsorship import services as sponsorship
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ HANDLERS: dict[str, Callable[[PaymentEvent], str]] = {
     "charge.dispute.created": donations.record_dispute_created,
     "charge.dispute.closed": donations.record_dispute_closed,
 }
+#: Events of a sponsorship's subscription (metadata {"sponsorship": <opaque id>}) reach the
+#: sponsorship first, which links its plan and hands the money to the handler above.
+HANDLERS = {event_type: sponsorship.route(handler) for event_type, handler in HANDLERS.items()}
 
 
 class DuplicateEvent(Exception):

@@ -1,20 +1,102 @@
-"""Public profiles of children waiting for a sponsor, built only from released fields."""
+"""Sponsorship rules: public profiles, matching, holds with a database-enforced cap, payment
+through the donations plan machinery, the sponsor portal, the ledger, lifecycle and exits.
+
+Everything a sponsor or the public sees of a child is built here from `ChildRelease` (the
+release checks' output), approved text and approved, published updates: never from the
+child's raw attributes. Services flush, never commit.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
+from donorhub.database import utcnow
+from donorhub.donations import services as donations
+from donorhub.donations.models import Frequency, PlanStatus, RecurringPlan
+from donorhub.donations.money import format_money
+from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildRelease, ChildStatus, ChildText, ReviewStatus
+from donorhub.feed.models import (
+    Child,
+    ChildRelease,
+    ChildStatus,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    ReviewStatus,
+)
+from donorhub.feed.vocab import MILESTONE_SENTENCES
+from donorhub.mail.services import queue_mail
+from donorhub.payments.events import (
+    CheckoutSessionData,
+    InvoiceData,
+    PaymentEvent,
+    SubscriptionData,
+)
+from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
+from donorhub.sponsorship import conduct
+from donorhub.sponsorship.models import (
+    AWAITS_CHOICE,
+    PLACE_HOLDING,
+    SHOWS_CHILD,
+    ConductAcceptance,
+    Disclosure,
+    SponsorMessage,
+    Sponsorship,
+    SponsorshipPlace,
+    SponsorshipStatus,
+    SponsorSuspension,
+)
+from donorhub.staff.audit import record_audit
+
+log = logging.getLogger(__name__)
 
 INTEREST_NAMES = {"writing_stories": "writing stories", "kho_kho": "kho kho"}
+#: Generic on purpose (R7): the only product name Stripe and bank statements ever see.
+PRODUCT_NAME = "Monthly sponsorship"
+#: The exact neutral words of an exit (R23).
+MOVED_ON_WORDS = "has moved on from this part of our programme"
+NEWS_MAIL_SUBJECT = "We have news about your sponsorship"
+CHOICES = ("new_match", "general_fund", "stop")
+SUSPENSION_REASONS = ("concern_raised", "conduct_breach", "vetting_review", "other")
 
+_S = SponsorshipStatus
+
+
+# Errors ------------------------------------------------------------------------------------
+
+class ChildTaken(DomainError):
+    """Every place of this child was taken a moment ago."""
+
+
+class ChildUnavailable(DomainError):
+    """No listed child with a free place has this token."""
+
+
+class NotEligible(DomainError):
+    """The account may not start a sponsorship yet; `reason` says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# Public profiles ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ProfileCard:
-    """Everything a sponsor or the public may see of one child. Nothing else exists for them."""
+    """Everything a sponsor or the public may see of one child. Nothing else exists for them.
+
+    `token` is the public profile token; the portal builds cards with token "" (a sponsor
+    must not be able to link their child to a public card)."""
 
     token: str
     alias: str
@@ -42,38 +124,884 @@ class ProfileCard:
     def interests_text(self) -> str | None:
         if not self.interests:
             return None
-        names = [INTEREST_NAMES.get(i, i) for i in self.interests]
+        names = [interest_name(i) for i in self.interests]
         if len(names) == 1:
             return f"Enjoys {names[0]}."
         return f"Enjoys {', '.join(names[:-1])} and {names[-1]}."
 
+    def shown_fields(self) -> dict:
+        """The facts on the card, for the disclosure ledger (the token is not a fact)."""
+        return {"alias": self.alias, "illustration": self.illustration,
+                "age": self.age_text, "gender": self.gender_text, "region": self.region_text,
+                "stage": self.stage_text, "joined": self.joined_text,
+                "interests": list(self.interests), "about": self.about}
 
-def _card(child: Child, released: ChildRelease, about: ChildText | None) -> ProfileCard:
+
+def interest_name(code: str) -> str:
+    return INTEREST_NAMES.get(code, code.replace("_", " "))
+
+
+def _card(child: Child, released: ChildRelease, about: ChildText | None, *,
+          token: str | None = None) -> ProfileCard:
     approved_about = about.approved if about is not None and \
         about.status == ReviewStatus.APPROVED else None
     return ProfileCard(
-        token=child.public_token, alias=child.alias, illustration=child.illustration,
+        token=child.public_token if token is None else token, alias=child.alias,
+        illustration=child.illustration,
         age_text=released.age_text, gender_text=released.gender_text,
         region_text=released.region_text, stage_text=released.stage_text,
         joined_text=released.joined_text, interests=tuple(released.interests),
         about=approved_about)
 
 
-def _listed_query():
-    return (select(Child, ChildRelease, ChildText)
-            .join(ChildRelease, ChildRelease.child_id == Child.id)
-            .outerjoin(ChildText, ChildText.child_id == Child.id)
-            .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True)))
+def _places_taken():
+    return (select(func.count(SponsorshipPlace.id))
+            .where(SponsorshipPlace.child_id == Child.id).scalar_subquery())
 
 
-def listed_profiles() -> list[ProfileCard]:
-    """Every child the release checks allow to be listed, longest-waiting first."""
+def _listed_query(*, with_free_place: bool = True):
+    query = (select(Child, ChildRelease, ChildText)
+             .join(ChildRelease, ChildRelease.child_id == Child.id)
+             .outerjoin(ChildText, ChildText.child_id == Child.id)
+             .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True)))
+    if with_free_place:
+        query = query.where(_places_taken() < current_app.config["SPONSORS_PER_CHILD"])
+    return query
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A visitor's choices. Every value is compared with RELEASED text only: filtering on a
+    raw attribute would let someone learn an unreleased fact from which cards appear."""
+
+    age: str | None = None
+    region: str | None = None
+    stage: str | None = None
+    interest: str | None = None
+
+    def matches(self, card: ProfileCard) -> bool:
+        return ((not self.age or card.age_text == self.age)
+                and (not self.region or card.region_text == self.region)
+                and (not self.stage or card.stage_text == self.stage)
+                and (not self.interest or self.interest in card.interests))
+
+    @property
+    def any(self) -> bool:
+        return bool(self.age or self.region or self.stage or self.interest)
+
+
+def listed_profiles(filters: Filters | None = None) -> list[ProfileCard]:
+    """Listed children with a free place, longest-waiting first, that fit `filters`."""
     rows = db.session.execute(_listed_query().order_by(Child.first_seen_at, Child.id)).all()
-    return [_card(child, released, about) for child, released, about in rows]
+    cards = [_card(child, released, about) for child, released, about in rows]
+    if filters is not None:
+        cards = [c for c in cards if filters.matches(c)]
+    return cards
+
+
+def filter_options(cards: list[ProfileCard]) -> dict[str, list[str]]:
+    """The released values present on the cards that are open now."""
+    return {
+        "age": sorted({c.age_text for c in cards if c.age_text}),
+        "region": sorted({c.region_text for c in cards if c.region_text}),
+        "stage": sorted({c.stage_text for c in cards if c.stage_text}),
+        "interest": sorted({i for c in cards for i in c.interests}),
+    }
 
 
 def profile_by_token(token: str) -> ProfileCard | None:
+    """A public profile: only while the child is listed and has a free place."""
     if not token or len(token) > 64:
         return None
     row = db.session.execute(_listed_query().where(Child.public_token == token)).first()
     return _card(*row) if row is not None else None
+
+
+def match(filters: Filters) -> ProfileCard | None:
+    """"Match me": the child who has waited longest among those that fit the preferences."""
+    cards = listed_profiles(filters)
+    return cards[0] if cards else None
+
+
+# Eligibility: verified e-mail, code of conduct, suspension ---------------------------------
+
+def is_suspended(user_id: int) -> bool:
+    return db.session.scalar(select(SponsorSuspension.id).where(
+        SponsorSuspension.user_id == user_id, SponsorSuspension.lifted_at.is_(None))
+        .limit(1)) is not None
+
+
+def accepted_current_conduct(user_id: int) -> bool:
+    return db.session.scalar(select(ConductAcceptance.id).where(
+        ConductAcceptance.user_id == user_id,
+        ConductAcceptance.version == conduct.CURRENT_VERSION).limit(1)) is not None
+
+
+def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAcceptance:
+    """Record that `user` accepted `version` (only the current version can be accepted)."""
+    if version != conduct.CURRENT_VERSION:
+        raise DomainError("The code of conduct has changed. Please read the new version.")
+    row = db.session.scalar(select(ConductAcceptance).where(
+        ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+    if row is not None:
+        return row
+    row = ConductAcceptance(user_id=user.id, version=version, accepted_at=now or utcnow())
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+    except IntegrityError:  # the same person, accepting twice at the same moment
+        row = db.session.scalar(select(ConductAcceptance).where(
+            ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+    return row
+
+
+def may_see_children(user) -> bool:
+    """Child content (even an alias) is shown only to sponsors who are not suspended and
+    who accepted the code of conduct in force."""
+    return (user is not None and user.is_authenticated and not is_suspended(user.id)
+            and accepted_current_conduct(user.id))
+
+
+def check_can_sponsor(user) -> None:
+    if user is None or not user.is_authenticated:
+        raise NotEligible("sign_in", "Please sign in first.")
+    if not user.is_verified:
+        raise NotEligible("unverified", "Please confirm your e-mail address first: we sent "
+                                        "you a link when you created your account.")
+    if is_suspended(user.id):
+        raise NotEligible("suspended", "Your account cannot start a sponsorship at the "
+                                       "moment. Please contact us.")
+    if not accepted_current_conduct(user.id):
+        raise NotEligible("conduct", "Please read and accept our code of conduct first.")
+
+
+# Holds and places --------------------------------------------------------------------------
+
+def _claim_place(child_id: int, sponsorship: Sponsorship) -> bool:
+    """INSERT a place row for the first free place number. The unique constraint on
+    (child_id, place_number) is the guard: a concurrent claim of the same place fails here
+    (PostgreSQL makes the second insert wait for the first transaction, then refuses it)."""
+    cap = current_app.config["SPONSORS_PER_CHILD"]
+    taken = set(db.session.scalars(select(SponsorshipPlace.place_number).where(
+        SponsorshipPlace.child_id == child_id)))
+    for number in range(1, cap + 1):
+        if number in taken:
+            continue
+        try:
+            with db.session.begin_nested():
+                db.session.add(SponsorshipPlace(child_id=child_id, place_number=number,
+                                                sponsorship_id=sponsorship.id))
+        except IntegrityError:
+            continue
+        return True
+    return False
+
+
+def _free_place(sponsorship: Sponsorship) -> None:
+    db.session.execute(delete(SponsorshipPlace).where(
+        SponsorshipPlace.sponsorship_id == sponsorship.id))
+
+
+def _child_open(child: Child | None) -> bool:
+    return (child is not None and child.status == ChildStatus.ACTIVE
+            and child.release is not None and child.release.is_listed)
+
+
+def hold_child(user, token: str, currency: str, now: datetime | None = None) -> Sponsorship:
+    """Hold a place of the child with public `token` for SPONSORSHIP_HOLD_MINUTES.
+
+    :raises NotEligible: no verified e-mail, no current code-of-conduct acceptance, suspended.
+    :raises ChildUnavailable: no listed child with a free place has that token.
+    :raises ChildTaken: someone else took the last place a moment ago (roll back).
+    """
+    check_can_sponsor(user)
+    now = now or utcnow()
+    amounts = current_app.config["SPONSORSHIP_MONTHLY_AMOUNTS"]
+    if currency not in amounts:
+        raise DomainError("Choose pounds, dollars, euros or rupees.")
+    if not token or len(token) > 64:
+        raise ChildUnavailable("That child is no longer waiting for a sponsor.")
+    child = db.session.scalar(select(Child).join(ChildRelease).where(
+        Child.public_token == token, Child.status == ChildStatus.ACTIVE,
+        ChildRelease.is_listed.is_(True)))
+    if child is None:
+        raise ChildUnavailable("That child is no longer waiting for a sponsor.")
+    mine = db.session.scalar(select(Sponsorship).where(
+        Sponsorship.user_id == user.id, Sponsorship.child_id == child.id,
+        Sponsorship.status.in_(PLACE_HOLDING)))
+    if mine is not None:
+        if mine.status is _S.PENDING and mine.currency == currency:
+            return mine  # back again within the hold: carry on with the same place
+        if mine.status is _S.PENDING:
+            _end_hold(mine, now)
+        else:
+            raise DomainError("You already sponsor this child.")
+    donor = donations.donor_for_user(user) or donations.find_or_create_donor(
+        user.email, user.full_name)
+    plan = RecurringPlan(donor=donor, amount_minor=amounts[currency], currency=currency,
+                         frequency=Frequency.MONTHLY, designation="sponsorship",
+                         status=PlanStatus.PENDING)
+    hold = timedelta(minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
+    sponsorship = Sponsorship(user_id=user.id, child_id=child.id, plan=plan,
+                              amount_minor=amounts[currency], currency=currency,
+                              status=_S.PENDING, hold_expires_at=now + hold)
+    db.session.add_all([plan, sponsorship])
+    db.session.flush()
+    if not _claim_place(child.id, sponsorship):
+        raise ChildTaken("Someone else has just chosen this child.")
+    return sponsorship
+
+
+def _external(endpoint: str, **values) -> str:
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return current_app.config["PUBLIC_BASE_URL"] + path
+
+
+def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
+    """Create (or fetch again, by idempotency key) the subscription's Checkout Session.
+
+    Stripe is told: "Monthly sponsorship", the amount, and {"sponsorship": <opaque id>}.
+    Nothing about the child. The caller commits the hold BEFORE calling this, so a slow
+    Stripe never keeps a place row locked against other sponsors.
+    """
+    now = now or utcnow()
+    if sponsorship.status is not _S.PENDING or sponsorship.hold_expires_at is None \
+            or sponsorship.hold_expires_at <= now:
+        raise DomainError("This hold has ended. Please choose again.")
+    if not _child_open(sponsorship.child):
+        raise DomainError("This child is no longer waiting for a sponsor.")
+    # Stripe wants expires_at at least 30 minutes ahead, and a repeated request with the
+    # same key must be identical: a session too close to its end needs a new attempt.
+    if sponsorship.checkout_expires_at is None \
+            or sponsorship.checkout_expires_at < now + timedelta(minutes=31):
+        if sponsorship.checkout_expires_at is not None:
+            sponsorship.checkout_attempt += 1
+        minutes = max(current_app.config["CHECKOUT_EXPIRY_MINUTES"], 35)
+        sponsorship.checkout_expires_at = (now + timedelta(minutes=minutes)).replace(
+            microsecond=0)
+    request = CheckoutRequest(
+        idempotency_key=f"sponsorship-{sponsorship.public_id}-checkout-"
+                        f"{sponsorship.checkout_attempt}",
+        mode="subscription", amount_minor=sponsorship.amount_minor,
+        currency=sponsorship.currency, product_name=PRODUCT_NAME,
+        success_url=_external("sponsorship.portal", welcome="1"),
+        cancel_url=_external("sponsorship.portal"),
+        expires_at=int(sponsorship.checkout_expires_at.timestamp()),
+        customer_email=sponsorship.user.email,
+        metadata={"sponsorship": sponsorship.public_id}, interval="month")
+    try:
+        session = get_gateway().create_checkout(request)
+    except GatewayError as error:
+        if not error.retryable:
+            sponsorship.checkout_attempt += 1
+            sponsorship.checkout_expires_at = None
+        log.warning("sponsorship checkout not created", extra={"kind": error.kind})
+        raise
+    sponsorship.stripe_checkout_session_id = session.id
+    if sponsorship.plan is not None:
+        sponsorship.plan.stripe_checkout_session_id = session.id
+    db.session.flush()
+    return session.url
+
+
+def _end_hold(sponsorship: Sponsorship, now: datetime) -> None:
+    """The hold is over unpaid: free the place in this transaction."""
+    sponsorship.move(_S.EXPIRED)
+    sponsorship.hold_expires_at = None
+    sponsorship.ended_at = now
+    _free_place(sponsorship)
+
+
+def release_expired_holds(now: datetime | None = None) -> int:
+    """Holds past their time, and holds of children no longer listed, give their place back.
+
+    Each is its own unit of work (the job commits). The Checkout Session is expired at
+    Stripe first, so it cannot be paid afterwards; if that fails, or the sponsor paid at the
+    same moment, the payment webhook finds the hold gone and re-places or asks the sponsor
+    to choose (status unplaced)."""
+    now = now or utcnow()
+    rows = db.session.scalars(
+        select(Sponsorship).outerjoin(Child, Child.id == Sponsorship.child_id)
+        .outerjoin(ChildRelease, ChildRelease.child_id == Child.id)
+        .where(Sponsorship.status == _S.PENDING)
+        .where((Sponsorship.hold_expires_at <= now) | (Child.status != ChildStatus.ACTIVE)
+               | (ChildRelease.is_listed.is_not(True)))).all()
+    released = 0
+    for sponsorship in rows:
+        session_id = sponsorship.stripe_checkout_session_id
+        if session_id:
+            try:
+                get_gateway().expire_checkout(session_id)
+            except GatewayError as error:
+                log.warning("could not expire a sponsorship checkout",
+                            extra={"kind": error.kind})
+        sponsorship = db.session.scalar(select(Sponsorship).where(
+            Sponsorship.id == sponsorship.id).with_for_update()
+            .execution_options(populate_existing=True))
+        if sponsorship.status is not _S.PENDING:
+            db.session.commit()
+            continue
+        _end_hold(sponsorship, now)
+        db.session.commit()
+        released += 1
+    return released
+
+
+# Stripe's events ---------------------------------------------------------------------------
+# The sponsorship owns a RecurringPlan (designation "sponsorship"), and the donations
+# handlers record the money (plan status, instalments, receipts, failure mail). Stripe's
+# objects carry {"sponsorship": <public id>} only, so events with that key come here first:
+# we link the plan to the subscription, let the donations handler apply the money, then
+# derive the sponsorship's status from the plan's. Like the donations handlers this is
+# idempotent and order-independent: the status is derived from facts that only move one way.
+
+def route(donations_handler):
+    """Wrap a donations handler so that sponsorship events reach the sponsorship first."""
+
+    def handle(event: PaymentEvent) -> str:
+        refs = getattr(event.subject, "refs", None)
+        if refs is None or not refs.sponsorship:
+            return donations_handler(event)
+        return _apply(event, donations_handler)
+
+    handle.__name__ = getattr(donations_handler, "__name__", "handler")
+    return handle
+
+
+def _subject_ids(subject) -> tuple[str | None, str | None]:
+    if isinstance(subject, CheckoutSessionData | InvoiceData):
+        return subject.subscription_id, subject.customer_id
+    if isinstance(subject, SubscriptionData):
+        return subject.id, subject.customer_id
+    return None, None
+
+
+def _apply(event: PaymentEvent, donations_handler) -> str:
+    sponsorship = db.session.scalar(select(Sponsorship).where(
+        Sponsorship.public_id == event.subject.refs.sponsorship).with_for_update())
+    if sponsorship is None or sponsorship.plan is None:
+        return "ignored"
+    plan = db.session.scalar(select(RecurringPlan).where(
+        RecurringPlan.id == sponsorship.plan_id).with_for_update())
+    subscription_id, customer_id = _subject_ids(event.subject)
+    if subscription_id and not plan.stripe_subscription_id:
+        plan.stripe_subscription_id = subscription_id
+    if customer_id and not plan.stripe_customer_id:
+        plan.stripe_customer_id = customer_id
+    db.session.flush()
+    if event.type == "checkout.session.expired":
+        s = event.subject
+        if sponsorship.stripe_checkout_session_id in (None, s.id) \
+                and not plan.checkout_completed and plan.latest_invoice_state is None:
+            plan.stripe_ended = True
+            plan.ended_at = plan.ended_at or event.created
+            plan.settle()
+            if sponsorship.status is _S.PENDING:
+                _end_hold(sponsorship, event.created)
+        return "applied"
+    outcome = donations_handler(event)
+    sync(sponsorship, event.created)
+    return outcome
+
+
+def _plan_started(plan: RecurringPlan) -> bool:
+    return plan.checkout_completed or plan.latest_invoice_state is not None
+
+
+def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipStatus:
+    """Derive the sponsorship's status from its plan's (which the webhooks keep current)."""
+    now = now or utcnow()
+    plan = sponsorship.plan
+    current = sponsorship.status
+    if plan is None or current in (_S.MOVED_ON, _S.UNPLACED, _S.ENDED, _S.LAPSED,
+                                   _S.CANCELLED):
+        return current
+    status = plan.status
+    if status is PlanStatus.PENDING:
+        return current
+    if status is PlanStatus.CANCELLED:
+        target = _S.CANCELLED if current is not _S.EXPIRED else _S.EXPIRED
+    elif status is PlanStatus.ENDED:
+        target = _S.LAPSED if _plan_started(plan) and current is not _S.EXPIRED else current
+        if current is _S.PENDING and not _plan_started(plan):
+            target = _S.EXPIRED
+    elif status is PlanStatus.ACTIVE:
+        target = _S.ACTIVE
+    else:  # past due, or paused from the donations pages: the grace period runs
+        target = _S.PAST_DUE
+    if current is _S.EXPIRED and target in (_S.ACTIVE, _S.PAST_DUE):
+        # Paid after the hold had gone: take a place again if the child is still open.
+        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child_id,
+                                                                sponsorship)):
+            sponsorship.move(_S.UNPLACED)
+            sponsorship.notified_at = now
+            _message(sponsorship, "unplaced")
+            _news_mail(sponsorship)
+            return sponsorship.status
+    if target is current:
+        if target is _S.ACTIVE:
+            sponsorship.past_due_since = None
+        return current
+    sponsorship.move(target)
+    if target in (_S.ACTIVE, _S.PAST_DUE):
+        sponsorship.hold_expires_at = None
+        sponsorship.started_at = sponsorship.started_at or now
+        sponsorship.past_due_since = (sponsorship.past_due_since or now) \
+            if target is _S.PAST_DUE else None
+    elif target is _S.CANCELLED:
+        sponsorship.cancelled_at = sponsorship.cancelled_at or now
+        _free_place(sponsorship)
+    elif target is _S.LAPSED:
+        sponsorship.lapsed_at = now
+        _free_place(sponsorship)
+        _message(sponsorship, "lapsed")
+    elif target is _S.EXPIRED:
+        _end_hold(sponsorship, now)
+    return sponsorship.status
+
+
+# Mail and portal messages (no child content, ever) ----------------------------------------
+
+def _message(sponsorship: Sponsorship, kind: str) -> None:
+    db.session.add(SponsorMessage(user_id=sponsorship.user_id,
+                                  sponsorship_id=sponsorship.id, kind=kind))
+
+
+def _news_mail(sponsorship: Sponsorship) -> None:
+    """The only mail about a child's sponsorship news: it says nothing but "sign in"."""
+    queue_mail(sponsorship.user.email, "sponsorship/news", subject=NEWS_MAIL_SUBJECT,
+               name=sponsorship.user.full_name,
+               portal_url=_external("sponsorship.portal"))
+
+
+# Sponsor actions ---------------------------------------------------------------------------
+
+def own_sponsorship(user, token: str) -> Sponsorship | None:
+    """The user's own sponsorship with this portal token, or None (the view answers 404)."""
+    if user is None or not user.is_authenticated or not token or len(token) > 64:
+        return None
+    return db.session.scalar(select(Sponsorship).where(
+        Sponsorship.portal_token == token, Sponsorship.user_id == user.id,
+        Sponsorship.status != _S.EXPIRED))
+
+
+def cancel(user, sponsorship: Sponsorship, now: datetime | None = None) -> None:
+    """The sponsor stops: Stripe stops collecting, the place is freed."""
+    if sponsorship.user_id != user.id:
+        raise NotPermitted("That sponsorship is not yours.")
+    if sponsorship.status not in (_S.ACTIVE, _S.PAST_DUE, _S.PENDING):
+        raise DomainError("This sponsorship is not running.")
+    now = now or utcnow()
+    if sponsorship.plan is not None:
+        donations.cancel_plan(sponsorship.plan, user)
+    sponsorship.move(_S.CANCELLED)
+    sponsorship.cancelled_at = now
+    sponsorship.hold_expires_at = None
+    _free_place(sponsorship)
+
+
+def card_update_url(sponsorship: Sponsorship, return_url: str) -> str:
+    if sponsorship.plan is None:
+        raise DomainError("There is no card on file for this sponsorship yet.")
+    return donations.card_update_url(sponsorship.plan, return_url)
+
+
+def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
+                      now: datetime | None = None) -> None:
+    """After the neutral notice: a new match, the safe homes' general fund, or stop.
+
+    Nothing more is charged for the old sponsorship unless the sponsor chooses the general
+    fund, which resumes the same monthly gift as a regular gift to the general fund."""
+    if sponsorship.user_id != user.id:
+        raise NotPermitted("That sponsorship is not yours.")
+    if sponsorship.status not in AWAITS_CHOICE or sponsorship.notified_at is None:
+        raise DomainError("There is nothing to choose for this sponsorship.")
+    if choice not in CHOICES:
+        raise DomainError("Choose one of the three options.")
+    now = now or utcnow()
+    plan = sponsorship.plan
+    if choice == "general_fund":
+        if plan is None or not plan.is_live or not plan.stripe_subscription_id:
+            raise DomainError("Your monthly gift cannot be moved; please start a new gift.")
+        plan.designation = "general"
+        donations.resume_plan(plan, user)
+    elif plan is not None and plan.status not in (PlanStatus.CANCELLED, PlanStatus.ENDED):
+        donations.cancel_plan(plan, user)
+    sponsorship.outcome = choice
+    sponsorship.ended_at = now
+    sponsorship.move(_S.ENDED)
+    _free_place(sponsorship)
+
+
+# Lifecycle jobs ----------------------------------------------------------------------------
+
+def lapse_overdue(now: datetime | None = None) -> int:
+    """Past-due sponsorships older than the grace period lapse: Stripe stops, the place is
+    freed (the child is listed again), the sponsor gets a mail and a portal message."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=current_app.config["SPONSORSHIP_GRACE_DAYS"])
+    ids = db.session.scalars(select(Sponsorship.id).where(
+        Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff)).all()
+    lapsed = 0
+    for sponsorship_id in ids:
+        sponsorship = db.session.scalar(select(Sponsorship).where(
+            Sponsorship.id == sponsorship_id).with_for_update()
+            .execution_options(populate_existing=True))
+        if sponsorship is None or sponsorship.status is not _S.PAST_DUE:
+            db.session.rollback()
+            continue
+        try:
+            if sponsorship.plan is not None:
+                donations.cancel_plan(sponsorship.plan, None, notify=False)
+        except GatewayError as error:
+            db.session.rollback()
+            log.warning("could not stop a lapsed sponsorship", extra={"kind": error.kind})
+            continue
+        sponsorship.move(_S.LAPSED)
+        sponsorship.lapsed_at = now
+        _free_place(sponsorship)
+        _message(sponsorship, "lapsed")
+        queue_mail(sponsorship.user.email, "sponsorship/lapsed",
+                   subject="Your sponsorship has ended", name=sponsorship.user.full_name,
+                   grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
+                   portal_url=_external("sponsorship.portal"))
+        db.session.commit()
+        lapsed += 1
+    return lapsed
+
+
+def stop_collection_after_exits(now: datetime | None = None) -> int:
+    """Step 1 of an exit, soon after the import: stop charging for the old sponsorship.
+
+    The feed import records the exit and its ExitNotice in its own transaction and never
+    calls Stripe. This job picks up ExitNotice rows, pauses each sponsorship's collection at
+    Stripe (no mail: nothing may tell the sponsor before the delayed notice), and marks the
+    sponsorship moved_on, freeing the place. One unit of work per sponsorship; a Stripe
+    failure leaves it for the next run.
+    """
+    now = now or utcnow()
+    ids = db.session.scalars(
+        select(Sponsorship.id).join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
+        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all()
+    ids += db.session.scalars(select(Sponsorship.id).where(
+        Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
+    stopped = 0
+    for sponsorship_id in ids:
+        sponsorship = db.session.scalar(select(Sponsorship).where(
+            Sponsorship.id == sponsorship_id).with_for_update()
+            .execution_options(populate_existing=True))
+        if sponsorship.collection_stopped_at is not None:
+            db.session.rollback()
+            continue
+        plan = sponsorship.plan
+        try:
+            if plan is not None and plan.is_live and plan.stripe_subscription_id:
+                donations.pause_plan(plan, None, notify=False)
+        except GatewayError as error:
+            db.session.rollback()
+            log.warning("could not stop collection after an exit", extra={"kind": error.kind})
+            continue
+        sponsorship.collection_stopped_at = now
+        if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
+            sponsorship.move(_S.MOVED_ON)
+            _free_place(sponsorship)
+        db.session.commit()
+        stopped += 1
+    return stopped
+
+
+def send_exit_notices(now: datetime | None = None) -> int:
+    """Step 2 of an exit, when ExitNotice.notify_after has passed: each sponsor gets the
+    content-free mail and the portal message with the three choices. Waits while any of the
+    child's sponsorships still has collection running (step 1 not done yet)."""
+    now = now or utcnow()
+    notices = db.session.scalars(select(ExitNotice).where(
+        ExitNotice.notify_after <= now, ExitNotice.sent_at.is_(None))).all()
+    sent = 0
+    for notice in notices:
+        rows = db.session.scalars(select(Sponsorship).where(
+            Sponsorship.child_id == notice.child_id)).all()
+        if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
+            continue  # collection not stopped yet: step 1 first
+        for sponsorship in rows:
+            if sponsorship.status is _S.MOVED_ON and sponsorship.notified_at is None:
+                sponsorship.notified_at = now
+                _message(sponsorship, "moved_on")
+                _news_mail(sponsorship)
+                sent += 1
+        notice.sent_at = now
+        db.session.commit()
+    return sent
+
+
+# The portal --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateView:
+    id: int
+    period: str
+    sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PortalEntry:
+    sponsorship: Sponsorship
+    #: None when nothing of the child may be shown (see portal_entry).
+    profile: ProfileCard | None
+    updates: tuple[UpdateView, ...]
+    payment_text: str
+    messages: tuple[str, ...]
+    awaits_choice: bool
+
+
+def _period_text(period: str) -> str:
+    year, _, quarter = period.partition("-Q")
+    months = {"1": "January to March", "2": "April to June", "3": "July to September",
+              "4": "October to December"}
+    return f"{months.get(quarter, '')} {year}".strip()
+
+
+def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[UpdateView, ...]]:
+    """What ANY sponsor of this child may see, built from the child alone, so all sponsors
+    of a child see the same facts: the released fields, the approved about text, and the
+    approved, published updates (when the release allows updates), oldest first."""
+    if not _child_open(child):
+        return None, ()
+    released = child.release
+    about = child.about
+    profile = _card(child, released, about, token="")
+    updates: list[UpdateView] = []
+    if released.updates_allowed:
+        rows = db.session.scalars(select(ChildUpdate).where(
+            ChildUpdate.child_id == child.id, ChildUpdate.status == ReviewStatus.APPROVED,
+            ChildUpdate.published_at.is_not(None))
+            .order_by(ChildUpdate.published_at, ChildUpdate.id)).all()
+        for row in rows:
+            sentences = [f"{child.alias} {MILESTONE_SENTENCES[code]}."
+                         for code in row.milestones if code in MILESTONE_SENTENCES]
+            if row.approved_text:
+                sentences.append(row.approved_text)
+            if sentences:
+                updates.append(UpdateView(row.id, _period_text(row.period), tuple(sentences)))
+    return profile, tuple(updates)
+
+
+_PAYMENT_TEXT = {
+    _S.PENDING: "We are waiting for Stripe to confirm your first payment.",
+    _S.ACTIVE: "Active: {amount} a month.",
+    _S.PAST_DUE: "Your last payment did not go through. Please update your card: the "
+                 "sponsorship stays yours for {grace} days from the failed payment.",
+    _S.LAPSED: "This sponsorship has ended because the payments did not go through.",
+    _S.CANCELLED: "You cancelled this sponsorship. Nothing more will be taken.",
+    _S.MOVED_ON: "Payments for this sponsorship are stopped.",
+    _S.UNPLACED: "Payments for this sponsorship are stopped.",
+    _S.ENDED: "This sponsorship has ended.",
+    _S.EXPIRED: "This hold ended before payment.",
+}
+
+
+def _message_text(kind: str, alias: str | None) -> str:
+    who = alias or "The child you sponsored"
+    if kind == "moved_on":
+        return (f"{who} {MOVED_ON_WORDS}. Thank you for everything your sponsorship "
+                "gave. Please choose what happens next: nothing more is charged for this "
+                "sponsorship unless you choose to continue.")
+    if kind == "unplaced":
+        return ("Your payment arrived after your hold on this child's place had ended, and "
+                "another sponsor had taken the place. Please choose what happens next: "
+                "nothing more is charged unless you choose to continue.")
+    return "This sponsorship has ended because its payments did not go through."
+
+
+def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> PortalEntry:
+    profile, updates = (None, ())
+    if show_children and sponsorship.status in SHOWS_CHILD:
+        profile, updates = child_content(sponsorship.child)
+    alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) \
+        else None
+    kinds = db.session.scalars(select(SponsorMessage.kind).where(
+        SponsorMessage.sponsorship_id == sponsorship.id)
+        .order_by(SponsorMessage.created_at, SponsorMessage.id)).all()
+    payment = _PAYMENT_TEXT[sponsorship.status].format(
+        amount=format_money(sponsorship.amount_minor, sponsorship.currency),
+        grace=current_app.config["SPONSORSHIP_GRACE_DAYS"])
+    awaits = sponsorship.status in AWAITS_CHOICE and sponsorship.notified_at is not None
+    return PortalEntry(sponsorship, profile, updates, payment,
+                       tuple(_message_text(k, alias) for k in kinds), awaits)
+
+
+def portal(user) -> list[PortalEntry]:
+    """The signed-in sponsor's own sponsorships (unpaid holds that ended are left out)."""
+    show = may_see_children(user)
+    rows = db.session.scalars(select(Sponsorship).where(
+        Sponsorship.user_id == user.id, Sponsorship.status != _S.EXPIRED)
+        .order_by(Sponsorship.id.desc())).all()
+    return [portal_entry(user, s, show_children=show) for s in rows]
+
+
+def _sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False)
+                          .encode()).hexdigest()
+
+
+def content_hash(profile: ProfileCard, updates: tuple[UpdateView, ...]) -> tuple[str, str]:
+    profile_hash = _sha(profile.shown_fields())
+    return profile_hash, _sha([profile_hash, [[u.id, list(u.sentences)] for u in updates]])
+
+
+def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> None:
+    """Append what this sponsor was just shown to the ledger (once per content per day)."""
+    if entry.profile is None:
+        return
+    now = now or utcnow()
+    sponsorship = entry.sponsorship
+    profile_hash, full_hash = content_hash(entry.profile, entry.updates)
+    day = now.date().isoformat()
+    exists = db.session.scalar(select(Disclosure.id).where(
+        Disclosure.sponsorship_id == sponsorship.id, Disclosure.content_hash == full_hash,
+        Disclosure.shown_on == day).limit(1))
+    if exists is not None:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.add(Disclosure(
+                user_id=user.id, sponsorship_id=sponsorship.id,
+                child_id=sponsorship.child_id, profile_hash=profile_hash,
+                update_ids=[u.id for u in entry.updates], content_hash=full_hash,
+                shown_on=day, shown_at=now))
+    except IntegrityError:
+        pass  # the same view in two tabs at once: one row is the record
+
+
+# Staff -------------------------------------------------------------------------------------
+
+def suspend(actor, email: str, reason: str, now: datetime | None = None) -> SponsorSuspension:
+    """Hide all child content from a sponsor at once (and stop new sponsorships)."""
+    from donorhub.accounts.models import User
+
+    if reason not in SUSPENSION_REASONS:
+        raise DomainError("Choose a reason from the list.")
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise DomainError("No account has that e-mail address.")
+    if user.is_staff:
+        raise DomainError("Staff accounts are managed on the staff accounts page.")
+    open_row = db.session.scalar(select(SponsorSuspension).where(
+        SponsorSuspension.user_id == user.id, SponsorSuspension.lifted_at.is_(None)))
+    if open_row is not None:
+        return open_row
+    row = SponsorSuspension(user_id=user.id, reason=reason, suspended_at=now or utcnow(),
+                            suspended_by_id=actor.id if actor else None)
+    db.session.add(row)
+    db.session.flush()
+    record_audit(actor, "sponsorship.sponsor_suspended", "user", user.id, {"reason": reason})
+    return row
+
+
+def lift_suspension(actor, suspension_id: int, now: datetime | None = None) -> None:
+    row = db.session.get(SponsorSuspension, suspension_id)
+    if row is None or row.lifted_at is not None:
+        raise DomainError("That suspension is not open.")
+    row.lifted_at = now or utcnow()
+    row.lifted_by_id = actor.id if actor else None
+    record_audit(actor, "sponsorship.suspension_lifted", "user", row.user_id, {})
+
+
+@dataclass(frozen=True)
+class StaffOverview:
+    waiting: list  # (alias, waiting days, free places)
+    by_status: dict  # status -> [(sponsorship, alias)]
+    match_days_median: float | None
+    matched: int
+    suspended: list  # SponsorSuspension
+
+
+def staff_overview(now: datetime | None = None) -> StaffOverview:
+    now = now or utcnow()
+    cap = current_app.config["SPONSORS_PER_CHILD"]
+    waiting = []
+    rows = db.session.execute(
+        select(Child.alias, Child.first_seen_at, _places_taken())
+        .join(ChildRelease, ChildRelease.child_id == Child.id)
+        .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True),
+               _places_taken() < cap)
+        .order_by(Child.first_seen_at, Child.id)).all()
+    for alias, first_seen, taken in rows:
+        waiting.append((alias, max(0, (now - first_seen).days), cap - taken))
+    by_status: dict = {}
+    for status in (_S.ACTIVE, _S.PAST_DUE, _S.LAPSED):
+        found = db.session.execute(
+            select(Sponsorship, Child.alias).outerjoin(Child, Child.id == Sponsorship.child_id)
+            .where(Sponsorship.status == status).order_by(Sponsorship.id.desc())
+            .limit(500)).all()
+        by_status[status.value] = found
+    waits = sorted(
+        (started - first_seen).total_seconds() / 86400
+        for started, first_seen in db.session.execute(
+            select(Sponsorship.started_at, Child.first_seen_at)
+            .join(Child, Child.id == Sponsorship.child_id)
+            .where(Sponsorship.started_at.is_not(None))).all())
+    median = None
+    if waits:
+        middle = len(waits) // 2
+        median = waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2
+    suspended = db.session.scalars(select(SponsorSuspension).where(
+        SponsorSuspension.lifted_at.is_(None)).order_by(SponsorSuspension.id.desc())).all()
+    return StaffOverview(waiting, by_status, median, len(waits), suspended)
+
+
+def sponsors_to_notify(child_ids: set[int]) -> list[int]:
+    """Users with a live sponsorship of any of these children who may see child content
+    (for the updates feature's notifications; the mail itself carries no child content)."""
+    from donorhub.accounts.models import User
+
+    if not child_ids:
+        return []
+    user_ids = set(db.session.scalars(select(Sponsorship.user_id).where(
+        Sponsorship.child_id.in_(child_ids),
+        Sponsorship.status.in_([SponsorshipStatus.ACTIVE, SponsorshipStatus.PAST_DUE]))))
+    users = [db.session.get(User, user_id) for user_id in sorted(user_ids)]
+    return [user.id for user in users if user is not None and not user.is_disabled
+            and not is_suspended(user.id) and accepted_current_conduct(user.id)]
+
+
+# For other features (through services only) ------------------------------------------------
+
+@dataclass(frozen=True)
+class DonorSponsorship:
+    alias: str | None
+    status: str
+
+
+def donor_sponsorships(donor_id: int) -> list[DonorSponsorship]:
+    """A donor's sponsorships for the staff donor page: alias and status only."""
+    rows = db.session.execute(
+        select(Child.alias, Sponsorship.status)
+        .join(RecurringPlan, RecurringPlan.id == Sponsorship.plan_id)
+        .outerjoin(Child, Child.id == Sponsorship.child_id)
+        .where(RecurringPlan.donor_id == donor_id, Sponsorship.status != _S.EXPIRED)
+        .order_by(Sponsorship.id.desc())).all()
+    return [DonorSponsorship(alias, status.value.replace("_", " ")) for alias, status in rows]
+
+
+def sponsorship_report_rows(date_from, date_to) -> list[tuple[str, int | str]]:
+    """Counts for the staff reports (no child data): started, lapsed, cancelled and moved on
+    in the period, and live now."""
+    start = datetime.combine(date_from, datetime.min.time()).replace(tzinfo=utcnow().tzinfo)
+    end = datetime.combine(date_to, datetime.min.time()).replace(
+        tzinfo=utcnow().tzinfo) + timedelta(days=1)
+
+    def between(column) -> int:
+        return db.session.scalar(select(func.count()).select_from(Sponsorship).where(
+            column >= start, column < end)) or 0
+
+    live = db.session.scalar(select(func.count()).select_from(Sponsorship).where(
+        Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))) or 0
+    return [("sponsorships started", between(Sponsorship.started_at)),
+            ("sponsorships lapsed", between(Sponsorship.lapsed_at)),
+            ("sponsorships cancelled by the sponsor", between(Sponsorship.cancelled_at)),
+            ("sponsorships ended after a child moved on", db.session.scalar(
+                select(func.count()).select_from(Sponsorship).where(
+                    Sponsorship.outcome.is_not(None), Sponsorship.ended_at >= start,
+                    Sponsorship.ended_at < end)) or 0),
+            ("sponsorships live now (active or past due)", live)]

@@ -1,25 +1,296 @@
-"""Public pages: children waiting for a sponsor, as anonymized profiles."""
+"""Sponsorship pages: public profiles and matching, choosing a child, the code of conduct,
+the sponsor portal (/my/sponsorships) and the staff overview (/staff/sponsorship)."""
 
 from __future__ import annotations
 
-from flask import abort, render_template
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
-from donorhub.security import public
-from donorhub.sponsorship import bp, services
+from donorhub.accounts.models import StaffRole
+from donorhub.donations.money import CURRENCY_NAMES, format_money
+from donorhub.errors import DomainError
+from donorhub.extensions import db
+from donorhub.forms import load_form
+from donorhub.payments.gateway import GatewayError
+from donorhub.security import public, signed_in, staff
+from donorhub.sponsorship import bp, conduct, services
+from donorhub.sponsorship.schemas import (
+    ChoiceSchema,
+    ChooseSchema,
+    ConductSchema,
+    EmptySchema,
+    SuspendSchema,
+)
+from donorhub.staff.audit import record_audit
+
+FILTER_NAMES = ("age", "region", "stage", "interest")
+
+
+def _viewer_suspended() -> bool:
+    return current_user.is_authenticated and services.is_suspended(current_user.id)
+
+
+def _filters(options: dict[str, list[str]]) -> services.Filters:
+    """Only values that some open card shows are taken; anything else is ignored."""
+    chosen = {}
+    for name in FILTER_NAMES:
+        value = request.args.get(name, "")
+        chosen[name] = value if value in options[name] else None
+    return services.Filters(**chosen)
+
+
+def _amounts() -> list[tuple[str, str, str]]:
+    return [(code, CURRENCY_NAMES.get(code, code), format_money(amount, code))
+            for code, amount in current_app.config["SPONSORSHIP_MONTHLY_AMOUNTS"].items()]
 
 
 @bp.get("/sponsor")
 @public
 def waiting_children():
-    """Profiles of children waiting for a sponsor."""
-    return render_template("sponsorship/waiting.html", profiles=services.listed_profiles())
+    """Profiles of children waiting for a sponsor, filterable by released values."""
+    if _viewer_suspended():
+        return render_template("sponsorship/suspended.html"), 403
+    everyone = services.listed_profiles()
+    options = services.filter_options(everyone)
+    filters = _filters(options)
+    profiles = [c for c in everyone if filters.matches(c)]
+    return render_template("sponsorship/waiting.html", profiles=profiles, options=options,
+                           filters=filters, total=len(everyone),
+                           interest_name=services.interest_name,
+                           no_match=request.args.get("no_match") == "1")
+
+
+@bp.get("/sponsor/match")
+@public
+def match_me():
+    """"Match me": the longest-waiting child who fits the optional preferences."""
+    if _viewer_suspended():
+        return render_template("sponsorship/suspended.html"), 403
+    options = services.filter_options(services.listed_profiles())
+    card = services.match(_filters(options))
+    if card is None:
+        args = {k: v for k, v in request.args.items() if k in FILTER_NAMES}
+        return redirect(url_for("sponsorship.waiting_children", no_match="1", **args))
+    return redirect(url_for("sponsorship.profile", token=card.token, matched="1"))
 
 
 @bp.get("/sponsor/<token>")
 @public
 def profile(token: str):
     """One child's anonymized profile."""
+    if _viewer_suspended():
+        return render_template("sponsorship/suspended.html"), 403
     card = services.profile_by_token(token)
     if card is None:
         abort(404)
-    return render_template("sponsorship/profile.html", card=card)
+    return render_template("sponsorship/profile.html", card=card, amounts=_amounts(),
+                           matched=request.args.get("matched") == "1",
+                           hold_minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
+
+
+@bp.post("/sponsor/<token>/choose")
+@signed_in
+def choose(token: str):
+    """Hold this child's place, then go to Stripe Checkout for the monthly sponsorship."""
+    data, errors = load_form(ChooseSchema())
+    if errors:
+        flash("Choose a currency for your sponsorship.", "error")
+        return redirect(url_for("sponsorship.profile", token=token))
+    try:
+        sponsorship = services.hold_child(current_user, token, data["currency"])
+        db.session.commit()  # the place is ours before Stripe is called
+    except services.NotEligible as error:
+        db.session.rollback()
+        if error.reason == "conduct":
+            return redirect(url_for("sponsorship.code_of_conduct",
+                                    next=url_for("sponsorship.profile", token=token)))
+        return render_template("sponsorship/not_eligible.html", reason=error.reason,
+                               message=str(error)), 403
+    except services.ChildTaken:
+        db.session.rollback()
+        return render_template("sponsorship/taken.html"), 409
+    except services.ChildUnavailable:
+        db.session.rollback()
+        abort(404)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("sponsorship.portal"))
+    return _to_checkout(sponsorship)
+
+
+def _to_checkout(sponsorship):
+    try:
+        url = services.open_checkout(sponsorship)
+    except GatewayError as error:
+        db.session.commit()  # keep the hold and its attempt number for the retry
+        return render_template("sponsorship/try_again.html", sponsorship=sponsorship,
+                               error=error), 503 if error.retryable else 502
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("sponsorship.waiting_children"))
+    db.session.commit()
+    return redirect(url, code=303)
+
+
+def _safe_next(value: str) -> str:
+    if value.startswith("/sponsor/") and "//" not in value and "\\" not in value:
+        return value
+    return url_for("sponsorship.portal")
+
+
+@bp.route("/sponsor/code-of-conduct", methods=["GET", "POST"])
+@signed_in
+def code_of_conduct():
+    """The child-protection code of conduct; accepting it is required before sponsoring."""
+    accepted = services.accepted_current_conduct(current_user.id)
+    errors: dict = {}
+    if request.method == "POST":
+        data, errors = load_form(ConductSchema())
+        if not errors and not data["accept"]:
+            errors = {"accept": ["Tick the box to accept the code of conduct."]}
+        if not errors:
+            try:
+                services.accept_conduct(current_user, data["version"])
+            except DomainError as error:
+                db.session.rollback()
+                errors = {"_schema": [str(error)]}
+            else:
+                db.session.commit()
+                flash("Thank you. You have accepted our code of conduct.", "success")
+                return redirect(_safe_next(data["next"]))
+    return render_template("sponsorship/conduct.html", code=conduct.CURRENT, accepted=accepted,
+                           errors=errors, next=request.values.get("next", "")), \
+        400 if errors else 200
+
+
+# The sponsor portal ------------------------------------------------------------------------
+
+@bp.get("/my/sponsorships")
+@signed_in
+def portal():
+    """The signed-in sponsor's own sponsorships."""
+    entries = services.portal(current_user)
+    return render_template("sponsorship/portal.html", entries=entries,
+                           suspended=services.is_suspended(current_user.id),
+                           conduct_ok=services.accepted_current_conduct(current_user.id),
+                           welcome=request.args.get("welcome") == "1")
+
+
+def _own(token: str):
+    sponsorship = services.own_sponsorship(current_user, token)
+    if sponsorship is None:
+        abort(404)  # someone else's token and no token at all look the same
+    return sponsorship
+
+
+@bp.get("/my/sponsorships/<token>")
+@signed_in
+def portal_sponsorship(token: str):
+    """One sponsorship: the released profile, approved updates, payment and controls."""
+    sponsorship = _own(token)
+    show = services.may_see_children(current_user)
+    entry = services.portal_entry(current_user, sponsorship, show_children=show)
+    services.record_disclosure(current_user, entry)
+    db.session.commit()
+    return render_template("sponsorship/sponsorship.html", entry=entry, token=token,
+                           suspended=services.is_suspended(current_user.id),
+                           conduct_ok=services.accepted_current_conduct(current_user.id))
+
+
+@bp.post("/my/sponsorships/<token>/<action>")
+@signed_in
+def portal_action(token: str, action: str):
+    """Cancel, update the card, or (after a child moved on) choose what happens next."""
+    sponsorship = _own(token)
+    back = url_for("sponsorship.portal_sponsorship", token=token)
+    try:
+        if action == "cancel":
+            load_form(EmptySchema())
+            services.cancel(current_user, sponsorship)
+            message = "Your sponsorship is cancelled. Nothing more will be taken."
+        elif action == "card":
+            load_form(EmptySchema())
+            url = services.card_update_url(sponsorship,
+                                           current_app.config["PUBLIC_BASE_URL"] + back)
+            db.session.commit()
+            return redirect(url, code=303)
+        elif action == "choice":
+            data, errors = load_form(ChoiceSchema())
+            if errors:
+                flash("Choose one of the three options.", "error")
+                return redirect(back)
+            services.choose_after_exit(current_user, sponsorship, data["choice"])
+            if data["choice"] == "new_match":
+                db.session.commit()
+                flash("Thank you. Choose a child below, or press \"Match me\".", "success")
+                return redirect(url_for("sponsorship.waiting_children"))
+            message = ("Thank you. Your monthly gift now goes to the safe homes' general "
+                       "fund." if data["choice"] == "general_fund" else
+                       "Your sponsorship has stopped. Nothing more will be taken.")
+        elif action == "pay":
+            load_form(EmptySchema())
+            return _to_checkout(sponsorship)
+        else:
+            abort(404)
+    except GatewayError:
+        db.session.rollback()
+        flash("We could not reach our payment provider, so nothing has changed. Please try "
+              "again in a minute.", "error")
+        return redirect(back)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(back)
+    db.session.commit()
+    flash(message, "success")
+    return redirect(back)
+
+
+# Staff -------------------------------------------------------------------------------------
+
+@bp.get("/staff/sponsorship")
+@staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
+def staff_overview():
+    """Waiting children (by alias), sponsorships by status, time to match, suspensions."""
+    overview = services.staff_overview()
+    record_audit(current_user, "sponsorship.overview_viewed", "sponsorship", None, {})
+    db.session.commit()
+    return render_template("sponsorship/staff.html", overview=overview,
+                           reasons=services.SUSPENSION_REASONS, errors={})
+
+
+@bp.post("/staff/sponsorship/suspend")
+@staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
+def staff_suspend():
+    """Suspend a sponsor: all child content is hidden from them at once."""
+    data, errors = load_form(SuspendSchema())
+    if errors:
+        flash("Enter the sponsor's e-mail address and choose a reason.", "error")
+        return redirect(url_for("sponsorship.staff_overview"))
+    try:
+        services.suspend(current_user, data["email"], data["reason"])
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("sponsorship.staff_overview"))
+    db.session.commit()
+    flash("The sponsor is suspended: they see no child content from now on.", "success")
+    return redirect(url_for("sponsorship.staff_overview"))
+
+
+@bp.post("/staff/sponsorship/suspensions/<int:suspension_id>/lift")
+@staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
+def staff_lift(suspension_id: int):
+    """Lift a suspension."""
+    load_form(EmptySchema())
+    try:
+        services.lift_suspension(current_user, suspension_id)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("sponsorship.staff_overview"))
+    db.session.commit()
+    flash("The suspension is lifted.", "success")
+    return redirect(url_for("sponsorship.staff_overview"))

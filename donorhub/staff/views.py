@@ -13,7 +13,6 @@ from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.security import staff
 from donorhub.staff import bp
 from donorhub.staff.audit import record_audit
-from donorhub.staff.models import AuditEvent
 
 ANY_STAFF = (StaffRole.ADMIN, StaffRole.FUNDRAISER, StaffRole.SAFEGUARDING_OFFICER)
 PAGE_SIZE = 50
@@ -110,7 +109,10 @@ def enable_account(user_id: int):
 @bp.get("/audit")
 @staff(StaffRole.ADMIN)
 def audit():
-    """The append-only log of staff actions."""
-    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())
-                                .limit(200)).all()
-    return render_template("staff/audit.html", events=events)
+    """The append-only log of staff actions, with filters (who, action, subject, dates)."""
+    from donorhub.staff.audit_filters import ACTION_GROUPS, AuditFilterSchema, filtered_events
+
+    filters = AuditFilterSchema().load(request.args)
+    events = filtered_events(filters)
+    return render_template("staff/audit.html", events=events, filters=filters,
+                           action_groups=ACTION_GROUPS)

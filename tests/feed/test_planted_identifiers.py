@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
 from donorhub.extensions import db
 from donorhub.feed.models import Child, ChildText, ChildUpdate, FeedRun
 from donorhub.mail.sender import send_due_mail
+from donorhub.sponsorship import services as sponsorship_services
+from donorhub.sponsorship.models import Sponsorship
 from tests.feed.builders import Batch, child, exit_record, home_stats, update
 from tests.helpers import csrf_token, sign_in
 from tests.metrics import METRICS
@@ -69,12 +72,18 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
     roles = {
         "anonymous": None,
         "donor": make_user(),
+        "sponsor": make_user(),
         "admin": make_user(roles=("admin",)),
         "fundraiser": make_user(roles=("fundraiser",)),
         "safeguarding_officer": make_user(roles=("safeguarding_officer",)),
     }
-    for batch in batches:
+    import_feed(batches[0])
+    sponsor_planted_children(app, roles["sponsor"].id, roles["safeguarding_officer"].id)
+    for batch in batches[1:]:
         import_feed(batch)
+    with app.app_context():  # the exit's neutral notice, as the jobs would send it
+        sponsorship_services.stop_collection_after_exits()
+        sponsorship_services.send_exit_notices(datetime.now(UTC) + timedelta(days=30))
 
     # The officer approves one quarantined text after editing the identifiers out.
     officer = roles["safeguarding_officer"]
@@ -105,6 +114,15 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
                     responses_checked += 1
                     hits += [(role, path, c) for c in canaries if c in body]
     assert hits == [], hits[:5]
+    # The walk saw the sponsor's portal with real content: an approved, published update
+    # and the neutral notice of the child who exited.
+    sponsor_client = app.test_client()
+    sign_in(sponsor_client, roles["sponsor"].email)
+    portal_pages = "".join(sponsor_client.get(path).get_data(as_text=True) for path in
+                           arguments(next(r for r in all_routes(app)
+                                          if r.endpoint == "sponsorship.portal_sponsorship")))
+    assert "She enjoyed the art class." in portal_pages
+    assert "has moved on from this part of our programme" in portal_pages
 
     with app.app_context():
         report = send_due_mail()
@@ -133,6 +151,30 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
                    "database refs)")
 
 
+def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
+    """The sponsor role sponsors the first planted child (with an approved, published
+    update) and the one that will exit, so the portal walk sees real child data."""
+    from donorhub.accounts.models import User
+    from donorhub.feed import review
+    from donorhub.sponsorship import conduct
+    from donorhub.sponsorship.models import SponsorshipStatus
+
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        sponsorship_services.accept_conduct(user, conduct.CURRENT_VERSION)
+        listed = db.session.scalars(select(Child).order_by(Child.id)).all()
+        for child in (listed[0], listed[5]):
+            row = sponsorship_services.hold_child(user, child.public_token, "gbp")
+            row.move(SponsorshipStatus.ACTIVE)
+            row.started_at = datetime.now(UTC)
+        update_row = db.session.scalars(select(ChildUpdate).where(
+            ChildUpdate.child_id == listed[0].id)).first()
+        review.approve(db.session.get(User, officer_id), "update", update_row.id,
+                       edited_text="She enjoyed the art class.", confirmed=True)
+        update_row.published_at = datetime.now(UTC)
+        db.session.commit()
+
+
 def route_arguments(app):
     """Real values for every route parameter, so each page shows real (planted) data."""
     with app.app_context():
@@ -140,6 +182,7 @@ def route_arguments(app):
         texts = db.session.scalars(select(ChildText.id)).all()
         updates = db.session.scalars(select(ChildUpdate.id)).all()
         runs = db.session.scalars(select(FeedRun.id)).all()
+        portal_tokens = db.session.scalars(select(Sponsorship.portal_token)).all()
 
     def arguments(route) -> list[str]:
         rule = route.rule
@@ -151,6 +194,11 @@ def route_arguments(app):
             suffix = "/reveal" if route.endpoint == "staff.reveal_item" else ""
             return [f"/staff/safeguarding/about/{i}{suffix}" for i in texts] + \
                 [f"/staff/safeguarding/update/{i}{suffix}" for i in updates]
+        if route.endpoint == "sponsorship.portal_sponsorship":
+            return [f"/my/sponsorships/{token}" for token in portal_tokens]
+        if route.endpoint == "staff.report":
+            from donorhub.staff.reports import REPORTS
+            return [f"/staff/reports/{key}" for key in REPORTS]
         if route.endpoint == "staff.feed_import":
             return [f"/staff/safeguarding/imports/{i}" for i in runs]
         # Every other parameterised route must be given real arguments here, or this walk
@@ -163,9 +211,11 @@ def route_arguments(app):
 
 
 #: Blueprints that hold no child data at all (money only).
-NO_CHILD_DATA_BLUEPRINTS = {"donations", "payments", "donations_staff"}
+NO_CHILD_DATA_BLUEPRINTS = {"donations", "payments", "donations_staff", "campaigns"}
 #: Routes whose parameters are tokens or ids that no child data can be reached through.
 GENERIC_ARGUMENTS_OK = {
     "static", "accounts.verify_email", "accounts.reset_password",
-    "accounts.confirm_email_change", "staff.outbox_message",
+    "accounts.confirm_email_change", "staff.outbox_message", "updates.unsubscribe_page",
+    # Campaigns and donors (issue 7): money and donor data; sponsorships by alias only.
+    "staff.campaign_detail", "staff.campaign_edit", "staff.donor", "staff.data_protection",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,8 +75,18 @@ def test_jobs_list_shows_every_job_with_its_next_run(app, tmp_path):
     result = subprocess.run(flask("jobs", "list"), cwd=ROOT, env=flask_env(app, tmp_path),
                             text=True, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "send_mail" in result.stdout
-    assert "Deliver due e-mail" in result.stdout
+    with app.app_context():
+        from donorhub.jobs.registry import all_jobs
+
+        jobs = all_jobs()
+    expected = {"send_mail", "import_feed", "refresh_releases", "publish_updates",
+                "send_update_notifications"}
+    assert expected <= {job.name for job in jobs}
+    listed = {line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert listed == {job.name for job in jobs}
+    for job in jobs:
+        line = next(line for line in result.stdout.splitlines() if line.startswith(job.name))
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", line), line
 
 
 def test_run_once_runs_one_job_and_unknown_names_fail_clearly(app, tmp_path, mailbox):

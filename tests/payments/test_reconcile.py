@@ -50,3 +50,44 @@ def test_reconcile_job_and_simulate_renewal_command(pay_app, pay_client, sim):
     assert run_job(pay_app, job)
     with pay_app.app_context():
         assert db.session.get(RecurringPlan, plan_id).status is PlanStatus.PAST_DUE
+
+
+def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_client, sim):
+    """Review, defect 2: the webhook was down when a gift was paid; when it came back one
+    fresh event arrived live, 20 minutes later. The scheduled run (no --since) must still find
+    the gap, whatever the newest event we hold."""
+    from datetime import timedelta
+
+    from donorhub.database import utcnow
+
+    sim.pay(checkout_url(give(pay_client)))  # its events are never delivered
+    with pay_app.app_context():
+        db.session.add(StripeEvent(event_id="evt_live_after_outage", type="customer.created",
+                                   stripe_created_at=utcnow() + timedelta(minutes=20),
+                                   source="webhook", outcome="ignored"))
+        db.session.commit()
+    result = pay_app.test_cli_runner().invoke(args=["payments", "reconcile"])
+    assert result.exit_code == 0, result.output
+    with pay_app.app_context():
+        assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID
+    METRICS.report("reconciliation after an outage, default window: gap events applied",
+                   "all")
+
+
+def test_reconcile_retries_an_event_that_failed_in_the_previous_run(pay_app, pay_client, sim,
+                                                                     backend):
+    from donorhub.jobs.registry import find_job, run_job
+    from tests.payments.test_webhooks import _break_outbox
+
+    sim.pay(checkout_url(give(pay_client)))
+    with pay_app.app_context():
+        _break_outbox(backend, True)  # the receipt cannot be written: the event fails
+    failed = pay_app.test_cli_runner().invoke(args=["payments", "reconcile"])
+    assert failed.exit_code == 1 and "failed" in failed.output
+    with pay_app.app_context():
+        assert db.session.scalar(select(Donation.status)) is DonationStatus.PENDING
+        _break_outbox(backend, False)
+        job = find_job("reconcile_stripe")
+    assert run_job(pay_app, job)  # the next scheduled run, default window
+    with pay_app.app_context():
+        assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID

@@ -1,0 +1,86 @@
+"""Campaigns and the staff-set exchange rates used to convert campaign and report totals.
+
+Money is an integer of minor units plus a lower-case ISO code; rates are Decimals stored as
+NUMERIC, never floats.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import Enum, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from donorhub.database import TimestampMixin, utcnow
+from donorhub.errors import IllegalTransition
+from donorhub.extensions import db
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"      # staff only
+    LIVE = "live"        # published: public page, home page, JSON total
+    CLOSED = "closed"    # the public page stays (totals frozen in meaning), no more giving
+
+
+CAMPAIGN_MOVES: dict[CampaignStatus, frozenset[CampaignStatus]] = {
+    CampaignStatus.DRAFT: frozenset({CampaignStatus.LIVE}),
+    CampaignStatus.LIVE: frozenset({CampaignStatus.CLOSED}),
+    CampaignStatus.CLOSED: frozenset(),
+}
+
+
+class Campaign(TimestampMixin, db.Model):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    summary: Mapped[str] = mapped_column(String(300))
+    #: Markdown, rendered through markdown-it-py then nh3 with an allow-list.
+    body_md: Mapped[str] = mapped_column(Text, default="")
+    goal_minor: Mapped[int]
+    goal_currency: Mapped[str] = mapped_column(String(3))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date | None]
+    #: The appeal (source) code printed on letters and used in reports.
+    appeal_code: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[CampaignStatus] = mapped_column(
+        Enum(CampaignStatus, native_enum=False, length=16, validate_strings=True,
+             values_callable=lambda members: [m.value for m in members]),
+        default=CampaignStatus.DRAFT, index=True)
+    published_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+
+    def move_to(self, target: CampaignStatus) -> None:
+        if target not in CAMPAIGN_MOVES[self.status]:
+            raise IllegalTransition(f"campaign {self.id}: {self.status} -> {target}")
+        self.status = target
+        if target is CampaignStatus.LIVE:
+            self.published_at = utcnow()
+        elif target is CampaignStatus.CLOSED:
+            self.closed_at = utcnow()
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.id} {self.status}>"
+
+
+class ExchangeRate(db.Model):
+    """One unit of `currency` is worth `rate` units of `reporting_currency`.
+
+    Rows are history: the newest row per pair applies. Who set it and when are kept.
+    """
+
+    __tablename__ = "exchange_rates"
+    __table_args__ = (Index("ix_exchange_rates_pair", "currency", "reporting_currency",
+                            "set_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    reporting_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(Numeric(18, 8))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))

@@ -1,0 +1,140 @@
+"""Data protection: a donor's own data as JSON, and erasure carried out by staff.
+
+Erasure overwrites personal data (names, e-mails, addresses, notes, dedications), keeps the
+financial records the law requires (amounts, dates, currencies, receipt numbers, Gift Aid
+claim links), deletes the Stripe customers, disables the account, and is audited.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from donorhub.accounts.models import DataRequest, DataRequestKind, DataRequestStatus, User
+from donorhub.database import utcnow
+from donorhub.donations import services as donation_services
+from donorhub.donations.models import Donation, Donor, GiftAidDeclaration, RecurringPlan
+from donorhub.errors import DomainError
+from donorhub.extensions import db
+from donorhub.payments.gateway import get_gateway
+from donorhub.staff.audit import record_audit
+from donorhub.staff.models import DonorConsent, DonorErasure, DonorNote, OfflineGift
+
+ERASED_NAME = "Erased donor"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def export_for_user(user: User) -> dict:
+    """Everything we hold about the signed-in person, and nobody else's."""
+    donor = donation_services.donor_for_user(user)
+    data: dict = {"account": {"email": user.email, "full_name": user.full_name,
+                              "created_at": _iso(user.created_at),
+                              "email_verified_at": _iso(user.email_verified_at)},
+                  "donor": None, "gifts": [], "plans": [], "gift_aid_declarations": [],
+                  "consents": []}
+    if donor is None:
+        return data
+    data["donor"] = {"email": donor.email, "full_name": donor.full_name,
+                     "created_at": _iso(donor.created_at)}
+    for g in db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)
+                                .order_by(Donation.id)):
+        data["gifts"].append({
+            "id": g.public_id, "amount_minor": g.amount_minor, "currency": g.currency,
+            "fee_cover_minor": g.fee_cover_minor, "status": g.status.value,
+            "paid_at": _iso(g.paid_at), "refunded_minor": g.amount_refunded_minor,
+            "designation": g.designation, "dedication": g.dedication,
+            "receipt": g.receipt.number if g.receipt else None})
+    for p in db.session.scalars(select(RecurringPlan).where(RecurringPlan.donor_id == donor.id)
+                                .order_by(RecurringPlan.id)):
+        data["plans"].append({"id": p.public_id, "amount_minor": p.amount_minor,
+                              "currency": p.currency, "frequency": p.frequency.value,
+                              "status": p.status.value, "started_at": _iso(p.started_at)})
+    for d in db.session.scalars(select(GiftAidDeclaration).where(
+            GiftAidDeclaration.donor_id == donor.id).order_by(GiftAidDeclaration.id)):
+        data["gift_aid_declarations"].append({
+            "title": d.title, "first_name": d.first_name, "last_name": d.last_name,
+            "house": d.house, "address_line": d.address_line, "postcode": d.postcode,
+            "scope": d.scope.value, "declared_at": _iso(d.declared_at),
+            "cancelled_at": _iso(d.cancelled_at)})
+    for c in db.session.scalars(select(DonorConsent).where(DonorConsent.donor_id == donor.id)
+                                .order_by(DonorConsent.id)):
+        data["consents"].append({"channel": c.channel, "granted": c.granted,
+                                 "source": c.source, "recorded_at": _iso(c.recorded_at)})
+    return data
+
+
+def open_requests() -> list[DataRequest]:
+    return list(db.session.scalars(select(DataRequest).where(
+        DataRequest.status == DataRequestStatus.REQUESTED).order_by(DataRequest.id)))
+
+
+def donor_for_request(request: DataRequest) -> Donor | None:
+    if request.user_id is None:
+        return None
+    return db.session.scalar(select(Donor).where(Donor.user_id == request.user_id))
+
+
+def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) -> DonorErasure:
+    """Erase a donor's personal data. Stripe first: if it fails, nothing here changes."""
+    if db.session.scalar(select(DonorErasure.id).where(DonorErasure.donor_id == donor.id)):
+        raise DomainError("This donor was already erased.")
+    plans = list(db.session.scalars(select(RecurringPlan).where(
+        RecurringPlan.donor_id == donor.id)))
+    if any(p.is_live for p in plans):
+        raise DomainError("Cancel this donor's live plans first, so no payment is taken "
+                          "after erasure.")
+    customers = sorted({p.stripe_customer_id for p in plans if p.stripe_customer_id})
+    gateway = get_gateway()
+    for customer_id in customers:
+        gateway.delete_customer(customer_id)
+    tag = f"erased-{donor.id}"
+    donor.email = f"{tag}@erased.invalid"
+    donor.full_name = ERASED_NAME
+    for declaration in db.session.scalars(select(GiftAidDeclaration).where(
+            GiftAidDeclaration.donor_id == donor.id)):
+        # HMRC needs the claim figures (kept on the gifts and claims), not the address.
+        declaration.title = None
+        declaration.first_name = "Erased"
+        declaration.last_name = "Erased"
+        declaration.house = "Erased"
+        declaration.address_line = None
+        declaration.postcode = "ERASED"
+    for gift in db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)):
+        gift.dedication = None
+    for plan in plans:
+        plan.dedication = None
+        plan.stripe_customer_id = None
+    for note in db.session.scalars(select(DonorNote).where(DonorNote.donor_id == donor.id)):
+        note.body = "[erased]"
+    for offline in db.session.scalars(select(OfflineGift).join(
+            Donation, Donation.id == OfflineGift.donation_id).where(
+            Donation.donor_id == donor.id)):
+        offline.reference = None
+    if donor.user_id is not None:
+        user = db.session.get(User, donor.user_id)
+        user.email = f"{tag}@erased.invalid"
+        user.full_name = ERASED_NAME
+        user.is_disabled = True
+        user.totp_secret = None
+        user.totp_pending_secret = None
+        user.end_all_sessions()
+        for request in db.session.scalars(select(DataRequest).where(
+                DataRequest.user_id == user.id,
+                DataRequest.status == DataRequestStatus.REQUESTED,
+                DataRequest.kind == DataRequestKind.ERASURE)):
+            request.status = DataRequestStatus.COMPLETED
+            request.completed_at = utcnow()
+    if data_request is not None and data_request.status is DataRequestStatus.REQUESTED:
+        data_request.status = DataRequestStatus.COMPLETED
+        data_request.completed_at = utcnow()
+    erasure = DonorErasure(donor_id=donor.id, erased_by_id=actor.id,
+                           data_request_id=data_request.id if data_request else None,
+                           stripe_customers_deleted=len(customers))
+    db.session.add(erasure)
+    db.session.flush()
+    record_audit(actor, "donor.erased", "donor", donor.id,
+                 {"stripe_customers_deleted": len(customers),
+                  "data_request": data_request.id if data_request else None})
+    return erasure

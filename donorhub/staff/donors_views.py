@@ -1,0 +1,159 @@
+"""Staff pages for donors: the list, the donor page, notes, consents, offline gifts, refunds."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from marshmallow import ValidationError
+
+from donorhub.accounts.models import StaffRole
+from donorhub.campaigns import services as campaign_services
+from donorhub.donations.models import Donation, Donor
+from donorhub.donations.money import CURRENCIES
+from donorhub.errors import DomainError
+from donorhub.extensions import db
+from donorhub.forms import flatten_errors, load_form
+from donorhub.payments.gateway import GatewayError
+from donorhub.security import staff
+from donorhub.staff import bp
+from donorhub.staff import donors as services
+from donorhub.staff.schemas import (
+    ConsentSchema,
+    DonorFilterSchema,
+    NoteSchema,
+    OfflineGiftSchema,
+    RefundSchema,
+)
+
+FUNDRAISING = (StaffRole.FUNDRAISER, StaffRole.ADMIN)
+
+
+@bp.get("/donors")
+@staff(*FUNDRAISING)
+def donors():
+    """Search and filter donors."""
+    try:
+        filters = DonorFilterSchema().load(request.args)
+        errors = {}
+    except ValidationError as error:
+        filters, errors = services.DonorFilters(), flatten_errors(error.messages)
+    rows = services.search_donors(filters)
+    return render_template("staff/donors/list.html", rows=rows, filters=filters,
+                           errors=errors, campaigns=campaign_services.campaign_choices(),
+                           args=request.args), (422 if errors else 200)
+
+
+@bp.get("/donors/<int:donor_id>")
+@staff(*FUNDRAISING)
+def donor(donor_id: int):
+    """One donor: gifts, plans, sponsorships (aliases only), Gift Aid, consents, notes."""
+    row = db.get_or_404(Donor, donor_id)
+    page = services.donor_page(row, current_user)
+    db.session.commit()  # the audit row of this view
+    return render_template("staff/donors/detail.html", page=page,
+                           refundable={g.id: services.refundable_minor(g) for g in page.gifts},
+                           reasons=services.REFUND_REASONS)
+
+
+def _back(donor_id: int):
+    return redirect(url_for("staff.donor", donor_id=donor_id), code=303)
+
+
+@bp.post("/donors/<int:donor_id>/notes")
+@staff(*FUNDRAISING)
+def donor_note(donor_id: int):
+    """Add a note to a donor."""
+    row = db.get_or_404(Donor, donor_id)
+    data, errors = load_form(NoteSchema())
+    if errors:
+        flash("Write a note of up to 2,000 characters.", "error")
+        return _back(donor_id)
+    try:
+        services.add_note(row, data["body"], current_user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _back(donor_id)
+    db.session.commit()
+    flash("Note added.", "success")
+    return _back(donor_id)
+
+
+@bp.post("/donors/<int:donor_id>/consents")
+@staff(*FUNDRAISING)
+def donor_consent(donor_id: int):
+    """Record a donor's marketing consent (or its withdrawal) for one channel."""
+    row = db.get_or_404(Donor, donor_id)
+    data, errors = load_form(ConsentSchema())
+    if errors:
+        abort(400)
+    services.record_consent(row, data["channel"], data["granted"] == "yes", data["source"],
+                            current_user)
+    db.session.commit()
+    flash("Consent recorded.", "success")
+    return _back(donor_id)
+
+
+def _offline_form(form: dict, errors: dict, status: int = 200):
+    donor_row = None
+    if form.get("donor_id"):
+        try:
+            donor_row = db.session.get(Donor, int(form["donor_id"]))
+        except ValueError:
+            donor_row = None
+    return render_template("staff/donors/offline.html", form=form, errors=errors,
+                           donor=donor_row, currencies=CURRENCIES,
+                           methods=services.OFFLINE_METHODS,
+                           campaigns=campaign_services.campaign_choices()), status
+
+
+@bp.route("/gifts/offline", methods=["GET", "POST"])
+@staff(*FUNDRAISING)
+def offline_gift():
+    """Enter a cash, cheque or bank-transfer gift, with a receipt if asked."""
+    if request.method == "GET":
+        form = {"entry_key": secrets.token_hex(16), "donor_id": request.args.get("donor", ""),
+                "currency": "gbp", "send_receipt": "on"}
+        return _offline_form(form, {})
+    data, errors = load_form(OfflineGiftSchema())
+    if not errors:
+        try:
+            gift, created = services.record_offline_gift(data, current_user)
+        except DomainError as error:
+            errors = {"_schema": [str(error)]}
+    if errors:
+        db.session.rollback()
+        return _offline_form(dict(request.form), errors, 422)
+    db.session.commit()
+    flash("Gift recorded." if created else "That gift was already recorded; nothing added.",
+          "success")
+    return _back(gift.donor_id)
+
+
+@bp.post("/gifts/<int:donation_id>/refund")
+@staff(*FUNDRAISING)
+def refund(donation_id: int):
+    """Refund part or all of a gift, with a reason."""
+    gift = db.get_or_404(Donation, donation_id)
+    donor_id = gift.donor_id
+    data, errors = load_form(RefundSchema())
+    if errors:
+        flash(" ".join(m for ms in errors.values() for m in ms), "error")
+        return _back(donor_id)
+    try:
+        services.refund_gift(donation_id, data["amount_minor"], data["reason"], data["note"],
+                             current_user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _back(donor_id)
+    except GatewayError as error:
+        db.session.rollback()
+        flash(f"Stripe did not refund: {error.message}", "error")
+        return _back(donor_id)
+    db.session.commit()
+    flash("Refund sent to Stripe." if gift.stripe_payment_intent_id or gift.stripe_charge_id
+          else "Refund recorded.", "success")
+    return _back(donor_id)

@@ -1,0 +1,71 @@
+"""A sponsor's journey in a real browser: browse the waiting children, "Match me", accept the
+code of conduct, pay on the simulator's checkout page (webhooks delivered by the simulator),
+and see the child's profile and updates in the portal."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from donorhub.extensions import db
+from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
+from tests.browser.test_giving_journey import giving_server, wait_for  # noqa: F401 - fixture
+from tests.feed.conftest import import_feed  # noqa: F401 - fixture
+from tests.helpers import PASSWORD
+from tests.metrics import METRICS
+from tests.sponsorship.conftest import load_children
+
+pytestmark = pytest.mark.browser
+
+
+def sponsorship_status(app):
+    with app.app_context():
+        status = db.session.scalar(select(Sponsorship.status))
+        db.session.remove()
+        return status
+
+
+def test_browse_match_accept_pay_and_read_the_portal(
+        giving_server, page, make_user, import_feed):  # noqa: F811 - pytest fixtures
+    base_url, app, sim = giving_server
+    kids = load_children(app, import_feed, 5)
+    user = make_user("sita@example.org")
+    violations = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    started = time.monotonic()
+    page.goto(base_url + "/account/sign-in")
+    page.get_by_label("E-mail address").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(base_url + "/sponsor")
+    assert page.locator(".profile-card").count() == 5
+    page.get_by_role("button", name="Match me").click()
+    longest_waiting = kids.aliases[0]
+    assert page.get_by_role("heading", name=longest_waiting, exact=True).is_visible()
+    assert "has waited longest" in page.content()
+    page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
+    # First time: the code of conduct, then back to the profile.
+    assert page.get_by_role("heading", name="Our code of conduct for sponsors").is_visible()
+    page.get_by_label("I have read the code of conduct and I will keep to it").check()
+    page.get_by_role("button", name="Accept and continue").click()
+    page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
+    assert page.url.startswith(sim.base_url + "/checkout/")
+    assert "£25.00" in page.content() and "Monthly sponsorship" in page.content()
+    assert longest_waiting not in page.content()
+    page.get_by_role("button", name="Succeed").click()
+    page.wait_for_url(base_url + "/my/sponsorships*")
+    wait_for(lambda: sponsorship_status(app) is SponsorshipStatus.ACTIVE)
+    page.reload()
+    page.get_by_role("link", name=longest_waiting, exact=True).click()
+    assert page.get_by_role("heading", name=f"My sponsorship of {longest_waiting}").is_visible()
+    content = page.content()
+    assert f"{longest_waiting} passed the term exams." in content
+    assert "She read a whole book to her class." in content
+    assert "Active: £25.00 a month." in content
+    assert kids.tokens[0] not in content
+    assert violations == []
+    METRICS.report("browser: browse → match me → code of conduct → pay → portal (s)",
+                   f"{time.monotonic() - started:.1f}")

@@ -1,0 +1,128 @@
+"""Sponsorship fixtures: listed children from a real feed import, sponsors, and paying
+through the local Stripe simulator with the real stripe library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from donorhub.database import utcnow
+from donorhub.extensions import db
+from donorhub.feed import review
+from donorhub.feed.models import Child, ChildUpdate
+from donorhub.sponsorship import conduct, services
+from donorhub.sponsorship.models import Sponsorship
+from tests.feed.builders import Batch, crowd, update
+from tests.feed.conftest import NOW, import_feed  # noqa: F401 - a fixture
+from tests.helpers import csrf_token, sign_in
+from tests.payments.stripe_helpers import (  # noqa: F401 - fixtures
+    Postman,
+    pay_app,
+    pay_client,
+    sim,
+    simulator,
+)
+
+
+@dataclass
+class Kids:
+    """Children imported from one batch, oldest arrival first."""
+
+    ids: list[int]
+    tokens: list[str]
+    aliases: list[str]
+    refs: list[str]
+
+
+def load_children(app, import_feed, size: int = 5, *, updates: bool = True,  # noqa: F811
+                  **overrides) -> Kids:
+    """`size` look-alike children (listed by the release checks), each with one update that
+    an officer approves and that is published, so the portal has content."""
+    records = crowd(size, **overrides)
+    batch = Batch().add(*records)
+    if updates:
+        batch.add(*[update(r["ref"], text="She read a whole book to her class.")
+                    for r in records])
+    import_feed(batch)
+    with app.app_context():
+        children = db.session.scalars(select(Child).where(Child.status == "active")
+                                      .order_by(Child.first_seen_at, Child.id)).all()
+        children = children[-size:]
+        if updates:
+            from donorhub.accounts.models import User
+
+            officer = db.session.scalar(select(User).where(User.email == "officer@x.invalid"))
+            if officer is None:
+                officer = User(email="officer@x.invalid", full_name="Officer",
+                               password_hash="x")  # noqa: S106 - never signs in
+                db.session.add(officer)
+                db.session.flush()
+            for row in db.session.scalars(select(ChildUpdate).where(
+                    ChildUpdate.child_id.in_([c.id for c in children]))):
+                review.approve(officer, "update", row.id)
+                row.published_at = utcnow()
+        db.session.commit()
+        kids = Kids([c.id for c in children], [c.public_token for c in children],
+                    [c.alias for c in children], [r["ref"] for r in records])
+        db.session.remove()
+    return kids
+
+
+@pytest.fixture
+def sponsor(app, make_user):
+    """A verified account that accepted the current code of conduct."""
+
+    def make(email: str | None = None, *, accept: bool = True, target_app=None):
+        handle = make_user(email)
+        with (target_app or app).app_context():
+            if accept:
+                from donorhub.accounts.models import User
+
+                services.accept_conduct(db.session.get(User, handle.id),
+                                        conduct.CURRENT_VERSION)
+                db.session.commit()
+            db.session.remove()
+        return handle
+
+    return make
+
+
+def signed_in_client(app, user):
+    client = app.test_client()
+    response = sign_in(client, user.email, user.password)
+    assert response.status_code == 302
+    return client
+
+
+def choose(client, token: str, currency: str = "gbp"):
+    return client.post(f"/sponsor/{token}/choose", data={
+        "csrf_token": csrf_token(client, f"/sponsor/{token}"), "currency": currency})
+
+
+def sponsor_through_stripe(app, client, stripe_sim, token: str) -> tuple[Sponsorship, Postman]:
+    """Choose a child, pay on the simulator's checkout page, deliver the webhooks."""
+    response = choose(client, token)
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    status, _ = stripe_sim.pay(response.headers["Location"])
+    assert status == 303
+    postman = Postman(stripe_sim, client)
+    postman.flush()
+    with app.app_context():
+        row = db.session.scalar(select(Sponsorship).order_by(Sponsorship.id.desc()))
+        db.session.expunge(row)
+        db.session.remove()
+    return row, postman
+
+
+def state(app, sponsorship_id: int):
+    with app.app_context():
+        row = db.session.get(Sponsorship, sponsorship_id)
+        result = (row.status, row.plan.status if row.plan else None)
+        db.session.remove()
+        return result
+
+
+__all__ = ["NOW", "Kids", "load_children", "signed_in_client", "choose",
+           "sponsor_through_stripe", "state"]
