@@ -679,6 +679,8 @@ def record_checkout_expired(event: PaymentEvent) -> str:
         plan = _lock_plan(s.refs.plan, None)
         if plan is None or plan.stripe_checkout_session_id not in (None, s.id):
             return "ignored"
+        if _superseded(plan, s.id):
+            return "applied"
         # A fact, not an end: an older session of the plan paid later overrides it.
         plan.checkout_expired = True
         plan.settle()
@@ -686,9 +688,19 @@ def record_checkout_expired(event: PaymentEvent) -> str:
     donation = _donation_for_session(s)
     if donation is None or donation.stripe_checkout_session_id not in (None, s.id):
         return "ignored"
+    if _superseded(donation, s.id):
+        return "applied"
     donation.expired = True
     donation.settle()
     return "applied"
+
+
+def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
+    """A session we expired ourselves to open a newer attempt (even if opening that attempt
+    then failed): its expiry does not end the gift, so the donor can still try again."""
+    record = db.session.scalar(select(CheckoutSessionRecord).where(
+        CheckoutSessionRecord.session_id == session_id))
+    return record is not None and record.attempt < row.checkout_attempt
 
 
 def record_payment_intent_succeeded(event: PaymentEvent) -> str:

@@ -241,3 +241,35 @@ def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_cli
     check()
     METRICS.report(f"1 plan orders with an expired second session ({backend}) / wrong final "
                    "states", f"{stats['examples']} / {stats['wrong']}")
+
+
+def test_expiring_the_old_session_then_failing_to_open_a_new_one_keeps_the_gift_open(
+        pay_app, pay_client, sim, monkeypatch):
+    """"Try again" expired the old session, then Stripe failed to open the new one: the old
+    session's expiry event must not end the gift, so the next try works."""
+    from donorhub.payments.gateway import GatewayError, get_gateway
+
+    url_a = checkout_url(give(pay_client))
+    with pay_app.app_context():
+        gateway = get_gateway()
+
+    def down(_request):
+        raise GatewayError("Our payment provider had a problem.", retryable=True,
+                           kind="server_error", status=500)
+
+    monkeypatch.setattr(gateway, "create_checkout", down)
+    assert _try_again(pay_app, pay_client, Donation).status_code == 503
+    monkeypatch.undo()
+    assert sim.api(f"/v1/checkout/sessions/{session_id_from(url_a)}")["status"] == "expired"
+    assert set(deliver(pay_client, sim.events())) == {200}  # its expiry arrives
+    with pay_app.app_context():
+        assert db.session.scalar(select(Donation.status)) is DonationStatus.PENDING
+    token = csrf_from(pay_client, "/donate")
+    with pay_app.app_context():
+        public_id = db.session.scalar(select(Donation.public_id))
+    url_b = checkout_url(pay_client.post(f"/donate/retry/{public_id}",
+                                         data={"csrf_token": token}))
+    assert sim.pay(url_b)[0] == 303
+    assert set(deliver(pay_client, sim.events())) == {200}
+    with pay_app.app_context():
+        assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID

@@ -128,6 +128,7 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
         report = send_due_mail()
     mail_text = "\n".join(m.message.as_string() for m in mailbox.messages)
     assert report.sent >= 1 and mailbox.messages
+    assert any(m.subject == "A new update is waiting for you" for m in mailbox.messages)
     assert [c for c in canaries if c in mail_text] == []
 
     with app.app_context():
@@ -171,8 +172,13 @@ def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
             ChildUpdate.child_id == listed[0].id)).first()
         review.approve(db.session.get(User, officer_id), "update", update_row.id,
                        edited_text="She enjoyed the art class.", confirmed=True)
-        update_row.published_at = datetime.now(UTC)
         db.session.commit()
+        # Published and announced the way the jobs do it, so the rendered update and the
+        # notification e-mail are part of what this test checks.
+        from donorhub.updates import jobs as update_jobs
+
+        assert update_jobs.publish_updates().startswith("published")
+        assert "mailed=1" in update_jobs.send_update_notifications()
 
 
 def route_arguments(app):
