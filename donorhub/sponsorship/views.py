@@ -22,6 +22,7 @@ from donorhub.sponsorship.schemas import (
     SuspendSchema,
 )
 from donorhub.staff.audit import record_audit
+from donorhub.updates import services as updates_services
 
 FILTER_NAMES = ("age", "region", "stage", "interest")
 
@@ -194,7 +195,9 @@ def portal_sponsorship(token: str):
     entry = services.portal_entry(current_user, sponsorship, show_children=show)
     services.record_disclosure(current_user, entry)
     db.session.commit()
-    return render_template("sponsorship/sponsorship.html", entry=entry, token=token,
+    home = (updates_services.home_news(sponsorship.child.home_code)
+            if entry.profile is not None and sponsorship.child is not None else None)
+    return render_template("sponsorship/sponsorship.html", entry=entry, token=token, home=home,
                            suspended=services.is_suspended(current_user.id),
                            conduct_ok=services.accepted_current_conduct(current_user.id))
 

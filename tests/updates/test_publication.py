@@ -263,3 +263,31 @@ def test_exit_withdraws_published_updates(app, import_feed, make_user):
         withdrawn = db.session.scalars(select(ChildUpdate).where(
             ChildUpdate.status == ReviewStatus.WITHDRAWN)).all()
         assert len(withdrawn) == 1 and withdrawn[0].approved_text is None
+
+
+def test_the_portal_shows_home_news_and_suppressed_home_counts(app, import_feed, make_user):
+    from tests.feed.builders import home_stats
+
+    officer = make_user(roles=("safeguarding_officer",))
+    person = make_user()
+    records = crowd(5)
+    import_feed(Batch().add(*records, home_stats("MH-02", children_in_care=37, in_school=30,
+                                                 in_vocational_training=5, reintegrated=4,
+                                                 new_arrivals=3),
+                            update(home="MH-02", milestones=["celebrated_festival"],
+                                   text="The garden gave its first tomatoes.")), now=IMPORTED)
+    approve_all(app, officer.id)
+    sponsor(app, person.id, first_child_id(app))
+    run_publish(app, "2026-11-28 05:00:00+00:00")
+    with app.app_context():
+        token = db.session.scalar(select(Sponsorship.portal_token))
+    client = app.test_client()
+    sign_in(client, person.email)
+    page = client.get(f"/my/sponsorships/{token}").get_data(as_text=True)
+    assert "News from the safe home" in page
+    assert "The children at the home celebrated" in page
+    assert "The garden gave its first tomatoes." in page
+    assert ">37<" in page and ">30<" in page
+    # 4 and 3 are below K=5; 5 is not, but the row had hidden cells already (>=2).
+    assert ">4<" not in page and ">3<" not in page
+    assert "MH-02" not in page
