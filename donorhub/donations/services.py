@@ -296,7 +296,7 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
                                                    "retryable": error.retryable})
         raise
     row.stripe_checkout_session_id = session.id
-    _remember_session(row, session.id)
+    remember_session(row, session.id)
     db.session.flush()
     return session.url
 
@@ -307,10 +307,19 @@ def _close_previous_session(row: Donation | RecurringPlan) -> None:
     :raises CheckoutAlreadyPaid: the donor completed it meanwhile (open no other).
     :raises GatewayError: Stripe could not be asked; nothing new is opened.
     """
-    session_id = row.stripe_checkout_session_id
+    close_session(row.stripe_checkout_session_id, f"{checkout_key(row)}-expire")
+
+
+def close_session(session_id: str | None, idempotency_key: str) -> None:
+    """Expire a Checkout Session at Stripe so it can no longer be paid (gifts, plans and
+    sponsorships alike, before any new attempt opens another session).
+
+    :raises CheckoutAlreadyPaid: it was completed meanwhile (open no other).
+    :raises GatewayError: Stripe could not be asked; nothing new may be opened.
+    """
     if not session_id:
         return
-    status = get_gateway().close_checkout(session_id, f"{checkout_key(row)}-expire")
+    status = get_gateway().close_checkout(session_id, idempotency_key)
     if status == "complete":
         raise CheckoutAlreadyPaid("Your payment is being confirmed.")
     if status != "expired":
@@ -318,8 +327,9 @@ def _close_previous_session(row: Donation | RecurringPlan) -> None:
                            kind="not_expired")
 
 
-def _remember_session(row: Donation | RecurringPlan, session_id: str) -> None:
-    """Keep every session id of a gift or plan (a replayed create returns the same id)."""
+def remember_session(row: Donation | RecurringPlan, session_id: str) -> None:
+    """Keep every session id of a gift or plan (a replayed create returns the same id); a
+    sponsorship's sessions are kept under its plan, with the sponsorship's attempt number."""
     known = db.session.scalar(select(CheckoutSessionRecord).where(
         CheckoutSessionRecord.session_id == session_id))
     if known is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -35,12 +35,7 @@ from donorhub.feed.models import (
 )
 from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
-from donorhub.payments.events import (
-    CheckoutSessionData,
-    InvoiceData,
-    PaymentEvent,
-    SubscriptionData,
-)
+from donorhub.payments.events import PaymentEvent
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -313,6 +308,7 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     :raises NotEligible: no verified e-mail, no current code-of-conduct acceptance, suspended.
     :raises ChildUnavailable: no listed child with a free place has that token.
     :raises ChildTaken: someone else took the last place a moment ago (roll back).
+    :raises donations.CheckoutAlreadyPaid: the old hold (another currency) was paid meanwhile.
     """
     check_can_sponsor(user)
     now = now or utcnow()
@@ -333,6 +329,12 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
         if mine.status is _S.PENDING and mine.currency == currency:
             return mine  # back again within the hold: carry on with the same place
         if mine.status is _S.PENDING:
+            # Another currency: the old hold's session must not stay payable.
+            try:
+                _close_previous_session(mine)
+            except GatewayError as error:
+                raise DomainError("We could not reach our payment provider. Please try "
+                                  "again in a moment.") from error
             _end_hold(mine, now)
         else:
             raise DomainError("You already sponsor this child.")
@@ -370,18 +372,26 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
         raise DomainError("This hold has ended. Please choose again.")
     if not _child_open(sponsorship.child):
         raise DomainError("This child is no longer waiting for a sponsor.")
+    plan = sponsorship.plan
     # Stripe wants expires_at at least 30 minutes ahead, and a repeated request with the
     # same key must be identical: a session too close to its end needs a new attempt.
     if sponsorship.checkout_expires_at is None \
             or sponsorship.checkout_expires_at < now + timedelta(minutes=31):
+        # The previous session must not stay payable beside the new one (two
+        # subscriptions): expire it first. Paid meanwhile -> CheckoutAlreadyPaid, nothing
+        # opened; Stripe unreachable -> GatewayError, nothing opened.
+        _close_previous_session(sponsorship)
         if sponsorship.checkout_expires_at is not None:
             sponsorship.checkout_attempt += 1
         minutes = max(current_app.config["CHECKOUT_EXPIRY_MINUTES"], 35)
         sponsorship.checkout_expires_at = (now + timedelta(minutes=minutes)).replace(
             microsecond=0)
+    if plan is not None:
+        # The plan's sessions are recorded with the sponsorship's attempt number, so the
+        # donations handlers know an expiry of a session we replaced is not an end.
+        plan.checkout_attempt = sponsorship.checkout_attempt
     request = CheckoutRequest(
-        idempotency_key=f"sponsorship-{sponsorship.public_id}-checkout-"
-                        f"{sponsorship.checkout_attempt}",
+        idempotency_key=_checkout_key(sponsorship),
         mode="subscription", amount_minor=sponsorship.amount_minor,
         currency=sponsorship.currency, product_name=PRODUCT_NAME,
         success_url=_external("sponsorship.portal", welcome="1"),
@@ -395,13 +405,31 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
         if not error.retryable:
             sponsorship.checkout_attempt += 1
             sponsorship.checkout_expires_at = None
+            if plan is not None:
+                plan.checkout_attempt = sponsorship.checkout_attempt
         log.warning("sponsorship checkout not created", extra={"kind": error.kind})
         raise
     sponsorship.stripe_checkout_session_id = session.id
-    if sponsorship.plan is not None:
-        sponsorship.plan.stripe_checkout_session_id = session.id
+    if plan is not None:
+        plan.stripe_checkout_session_id = session.id
+        donations.remember_session(plan, session.id)  # every session stays findable
     db.session.flush()
     return session.url
+
+
+def _checkout_key(sponsorship: Sponsorship) -> str:
+    return f"sponsorship-{sponsorship.public_id}-checkout-{sponsorship.checkout_attempt}"
+
+
+def _close_previous_session(sponsorship: Sponsorship) -> None:
+    """Expire the sponsorship's stored session at Stripe (donations' machinery) before a
+    new attempt or a new hold replaces it.
+
+    :raises donations.CheckoutAlreadyPaid: the sponsor paid it meanwhile.
+    :raises GatewayError: Stripe could not be asked.
+    """
+    donations.close_session(sponsorship.stripe_checkout_session_id,
+                            f"{_checkout_key(sponsorship)}-expire")
 
 
 def _end_hold(sponsorship: Sponsorship, now: datetime) -> None:
@@ -468,38 +496,25 @@ def route(donations_handler):
     return handle
 
 
-def _subject_ids(subject) -> tuple[str | None, str | None]:
-    if isinstance(subject, CheckoutSessionData | InvoiceData):
-        return subject.subscription_id, subject.customer_id
-    if isinstance(subject, SubscriptionData):
-        return subject.id, subject.customer_id
-    return None, None
+def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
+    """The event as the donations handlers expect a plan's: refs naming the plan, so they
+    find it by our reference (not by a subscription id that may be a second one)."""
+    refs = replace(event.subject.refs, plan=plan.public_id)
+    return replace(event, subject=replace(event.subject, refs=refs))
 
 
 def _apply(event: PaymentEvent, donations_handler) -> str:
+    """The donations handler records the money exactly as for a regular gift: every session
+    of the plan maps to it, an expiry is a fact that a payment overrides (and the expiry of a
+    session we replaced is no fact at all), a second subscription is never linked and each
+    invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
+    status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
+    hold ended."""
     sponsorship = db.session.scalar(select(Sponsorship).where(
         Sponsorship.public_id == event.subject.refs.sponsorship).with_for_update())
     if sponsorship is None or sponsorship.plan is None:
         return "ignored"
-    plan = db.session.scalar(select(RecurringPlan).where(
-        RecurringPlan.id == sponsorship.plan_id).with_for_update())
-    subscription_id, customer_id = _subject_ids(event.subject)
-    if subscription_id and not plan.stripe_subscription_id:
-        plan.stripe_subscription_id = subscription_id
-    if customer_id and not plan.stripe_customer_id:
-        plan.stripe_customer_id = customer_id
-    db.session.flush()
-    if event.type == "checkout.session.expired":
-        s = event.subject
-        if sponsorship.stripe_checkout_session_id in (None, s.id) \
-                and not plan.checkout_completed and plan.latest_invoice_state is None:
-            plan.stripe_ended = True
-            plan.ended_at = plan.ended_at or event.created
-            plan.settle()
-            if sponsorship.status is _S.PENDING:
-                _end_hold(sponsorship, event.created)
-        return "applied"
-    outcome = donations_handler(event)
+    outcome = donations_handler(_for_plan(event, sponsorship.plan))
     sync(sponsorship, event.created)
     return outcome
 

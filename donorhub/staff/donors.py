@@ -78,7 +78,10 @@ def donor_query(f: DonorFilters, now: datetime | None = None):
     if f.lapsed:
         query = query.where(gifts.c.last_gift < now - LAPSED_AFTER, ~live_plan)
     if f.gift_aid:
+        # Only declarations in effect: one from a checkout never paid covers nothing
+        # (GiftAidDeclaration.effective_at), whatever its scope or confirmation.
         query = query.where(exists().where(GiftAidDeclaration.donor_id == Donor.id,
+                                           GiftAidDeclaration.effective_at.is_not(None),
                                            GiftAidDeclaration.cancelled_at.is_(None)))
     if f.campaign_id:
         query = query.where(exists().where(Donation.donor_id == Donor.id,
