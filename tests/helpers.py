@@ -78,3 +78,13 @@ class MailSink:
 
     def to(self, address: str) -> list[ReceivedMail]:
         return [m for m in self.messages if address in m.recipients]
+
+
+def mentions(text: str, alias: str) -> bool:
+    """Whether `alias` appears as a name in `text`: a whole word, and not inside the
+    charity's own name (aliases are nature words, such as "Harbour" or "Star")."""
+    from config import TestingConfig
+
+    text = text.replace(TestingConfig.CHARITY_NAME, "").replace(
+        TestingConfig.CHARITY_NAME.replace("'", "&#39;"), "")
+    return re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", text) is not None

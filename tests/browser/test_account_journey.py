@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
 
 from donorhub.mail.sender import send_due_mail
 from tests.helpers import PASSWORD
@@ -32,24 +33,24 @@ def test_register_verify_sign_in_sign_out(live_server, page, mailbox):
     page.get_by_label("Choose a password").fill(PASSWORD)
     page.get_by_label("Type the password again").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
 
     assert deliver_mail(live_server.app).sent == 1
     [mail] = mailbox.to("browser.journey@example.org")
     link = next(link for link in mail.links() if "/account/verify/" in link)
     assert link.startswith(live_server)
     page.goto(link)
-    assert "your e-mail address is confirmed" in page.content()
+    expect(page.get_by_text("your e-mail address is confirmed")).to_be_visible()
 
     page.get_by_label("E-mail address").fill("browser.journey@example.org")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("link", name="Your account").click()
-    assert page.get_by_role("heading", name="Your account", exact=True).is_visible()
+    expect(page.get_by_role("heading", name="Your account", exact=True)).to_be_visible()
     assert "not confirmed yet" not in page.content()
 
     page.get_by_role("button", name="Sign out").click()
-    assert "You are signed out." in page.content()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
     page.goto(live_server + "/account")
     assert urlparse(page.url).path == "/account/sign-in"
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -74,7 +75,7 @@ def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, pa
     assert "£25.00" in page.content()
     page.get_by_role("button", name="Succeed").click()
     page.wait_for_url(base_url + "/donate/thank-you*")
-    assert page.get_by_role("heading", name="Thank you").is_visible()
+    expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
     wait_for(lambda: plan_status(app) is PlanStatus.ACTIVE)
     page.reload()
     assert "is confirmed" in page.content()
@@ -91,7 +92,7 @@ def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, pa
     assert link.startswith(base_url)
     page.goto(link)
     page.get_by_role("button", name="Cancel my gift").click()
-    assert page.get_by_role("heading", name="Your regular gift is cancelled").is_visible()
+    expect(page.get_by_role("heading", name="Your regular gift is cancelled")).to_be_visible()
     wait_for(lambda: plan_status(app) is PlanStatus.CANCELLED)
     page.goto(link)
     assert "This link no longer works" in page.content()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from donorhub.extensions import db
@@ -44,11 +45,11 @@ def test_browse_match_accept_pay_and_read_the_portal(
     assert page.locator(".profile-card").count() == 5
     page.get_by_role("button", name="Match me").click()
     longest_waiting = kids.aliases[0]
-    assert page.get_by_role("heading", name=longest_waiting, exact=True).is_visible()
+    expect(page.get_by_role("heading", name=longest_waiting, exact=True)).to_be_visible()
     assert "has waited longest" in page.content()
     page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
     # First time: the code of conduct, then back to the profile.
-    assert page.get_by_role("heading", name="Our code of conduct for sponsors").is_visible()
+    expect(page.get_by_role("heading", name="Our code of conduct for sponsors")).to_be_visible()
     page.get_by_label("I have read the code of conduct and I will keep to it").check()
     page.get_by_role("button", name="Accept and continue").click()
     page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
@@ -60,7 +61,7 @@ def test_browse_match_accept_pay_and_read_the_portal(
     wait_for(lambda: sponsorship_status(app) is SponsorshipStatus.ACTIVE)
     page.reload()
     page.get_by_role("link", name=longest_waiting, exact=True).click()
-    assert page.get_by_role("heading", name=f"My sponsorship of {longest_waiting}").is_visible()
+    expect(page.get_by_role("heading", name=f"My sponsorship of {longest_waiting}")).to_be_visible()
     content = page.content()
     assert f"{longest_waiting} passed the term exams." in content
     assert "She read a whole book to her class." in content
