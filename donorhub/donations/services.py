@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -58,6 +59,7 @@ from donorhub.payments.gateway import (
 from donorhub.staff.audit import record_audit
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRODUCT_NAMES = {"once": "Donation", "monthly": "Monthly donation", "yearly": "Yearly donation"}
 #: Stripe's decline codes in plain words, for the mail that asks a donor to update a card.
@@ -622,9 +624,18 @@ def _donation_for_session(s: CheckoutSessionData) -> Donation | None:
     return _lock_donation(stripe_checkout_session_id=s.id)
 
 
+def _subject(event: PaymentEvent, kind: type[T]) -> T:
+    """The event's object, checked to be what the dispatch table promised. An explicit check,
+    not an assert (which `python -O` removes): a mismatch fails the webhook, so Stripe retries
+    once the table is mended."""
+    if not isinstance(event.subject, kind):
+        raise TypeError(f"{event.type} carries {type(event.subject).__name__}, "
+                        f"not {kind.__name__}")
+    return event.subject
+
+
 def record_checkout_completed(event: PaymentEvent) -> str:
-    s = event.subject
-    assert isinstance(s, CheckoutSessionData)
+    s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         return _plan_checkout_completed(event, s)
     donation = _donation_for_session(s)
@@ -652,8 +663,7 @@ def record_checkout_completed(event: PaymentEvent) -> str:
 
 
 def record_async_payment_succeeded(event: PaymentEvent) -> str:
-    s = event.subject
-    assert isinstance(s, CheckoutSessionData)
+    s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
         return "ignored"
@@ -664,8 +674,7 @@ def record_async_payment_succeeded(event: PaymentEvent) -> str:
 
 
 def record_async_payment_failed(event: PaymentEvent) -> str:
-    s = event.subject
-    assert isinstance(s, CheckoutSessionData)
+    s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
         return "ignored"
@@ -683,8 +692,7 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
 
 
 def record_checkout_expired(event: PaymentEvent) -> str:
-    s = event.subject
-    assert isinstance(s, CheckoutSessionData)
+    s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         plan = _lock_plan(s.refs.plan, None)
         if plan is None or plan.stripe_checkout_session_id not in (None, s.id):
@@ -714,8 +722,7 @@ def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
 
 
 def record_payment_intent_succeeded(event: PaymentEvent) -> str:
-    p = event.subject
-    assert isinstance(p, PaymentIntentData)
+    p = _subject(event, PaymentIntentData)
     if not p.refs.donation:
         return "ignored"  # an invoice's intent: invoice.paid records those gifts
     donation = _lock_donation(public_id=p.refs.donation)
@@ -772,8 +779,7 @@ def _invoice_is_ours(invoice_id: str) -> bool:
 
 
 def record_charge_refunded(event: PaymentEvent) -> str:
-    c = event.subject
-    assert isinstance(c, ChargeData)
+    c = _subject(event, ChargeData)
     donation = _donation_for_payment(c.refs.donation, c.payment_intent_id, c.id)
     if donation is None:
         return "ignored"
@@ -798,8 +804,7 @@ def record_charge_refunded(event: PaymentEvent) -> str:
 
 
 def _record_dispute(event: PaymentEvent, closed: bool) -> str:
-    d = event.subject
-    assert isinstance(d, DisputeData)
+    d = _subject(event, DisputeData)
     donation = _donation_for_payment(None, d.payment_intent_id, d.charge_id)
     if donation is None:
         return "ignored"
@@ -876,8 +881,7 @@ def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> boo
 
 
 def record_invoice_paid(event: PaymentEvent) -> str:
-    inv = event.subject
-    assert isinstance(inv, InvoiceData)
+    inv = _subject(event, InvoiceData)
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
         return "ignored"
@@ -934,8 +938,7 @@ def _failure_words(code: str | None) -> str:
 
 
 def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
-    inv = event.subject
-    assert isinstance(inv, InvoiceData)
+    inv = _subject(event, InvoiceData)
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
         return "ignored"
@@ -978,15 +981,24 @@ def record_invoice_action_required(event: PaymentEvent) -> str:
     return _record_invoice_problem(event, "action_required")
 
 
-def record_subscription_updated(event: PaymentEvent) -> str:
-    sub = event.subject
-    assert isinstance(sub, SubscriptionData)
+def _plan_of_subscription_event(event: PaymentEvent,
+                                ) -> tuple[SubscriptionData, RecurringPlan | None, str | None]:
+    """The locked plan a subscription event is about, linked to it; or the outcome to answer
+    at once: "ignored" (not ours) or "flagged" (a second subscription of one plan)."""
+    sub = _subject(event, SubscriptionData)
     plan = _lock_plan(sub.refs.plan, sub.id)
     if plan is None:
-        return "ignored"
+        return sub, None, "ignored"
     if _other_subscription(plan, sub.id, event):
-        return "flagged"
+        return sub, None, "flagged"
     _link_subscription(plan, sub.id, sub.customer_id)
+    return sub, plan, None
+
+
+def record_subscription_updated(event: PaymentEvent) -> str:
+    sub, plan, outcome = _plan_of_subscription_event(event)
+    if plan is None:
+        return outcome
     if sub.status == "canceled":  # final, whatever its order: the ended mail goes once
         _stripe_ended(plan, event)
     # Stripe's clock only, with the event id as a tiebreak within one second: every order of
@@ -1013,14 +1025,9 @@ def record_subscription_updated(event: PaymentEvent) -> str:
 
 
 def record_subscription_deleted(event: PaymentEvent) -> str:
-    sub = event.subject
-    assert isinstance(sub, SubscriptionData)
-    plan = _lock_plan(sub.refs.plan, sub.id)
+    _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
-        return "ignored"
-    if _other_subscription(plan, sub.id, event):
-        return "flagged"
-    _link_subscription(plan, sub.id, sub.customer_id)
+        return outcome
     _stripe_ended(plan, event)
     return "applied"
 

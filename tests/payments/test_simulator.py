@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from donorhub.payments.simulator import start_simulator
 from donorhub.payments.simulator.app import decode_params
 from donorhub.payments.simulator.objects import API_VERSION
+from tests.payments.stripe_helpers import http
 
 SECRET = "whsec_test_simulator_secret"
 FIXTURES = Path(__file__).parents[2] / "donorhub/payments/simulator/fixtures.json"
@@ -93,32 +91,6 @@ class WebhookReceiver:
         self._server.server_close()
         self._thread.join()
 
-
-def http(method: str, url: str, *, form: dict | None = None, json_body: dict | None = None,
-         key: str | None = None) -> tuple[int, dict[str, str], str]:
-    """One HTTP request without following redirects; returns (status, headers, body)."""
-    data, headers = None, {}
-    if form is not None:
-        data = urllib.parse.urlencode(form).encode()
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if json_body is not None:
-        data = json.dumps(json_body).encode()
-        headers["Content-Type"] = "application/json"
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args):
-            return None
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, dict(exc.headers), exc.read().decode()
 
 
 def control(sim, path: str, method: str = "POST", **body: Any) -> dict:
