@@ -64,6 +64,13 @@ browser:
 	    echo "!!! $(CHROMIUM) is missing and this is not root: the browser tests will be SKIPPED !!!"; \
 	  fi; \
 	fi
+	@$(MAKE) --no-print-directory node_modules/.installed
+
+# axe-core (test-only, from the npm registry) for the accessibility checks of the browser tests.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null)
+	npm ci --silent --no-audit --no-fund
+	touch $@
 
 lint: install-test
 	$(BIN)/ruff check .

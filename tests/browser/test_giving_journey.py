@@ -59,13 +59,15 @@ def plan_status(app):
         return status
 
 
-def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, page, mailbox):
+def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, page, mailbox,
+                                                               axe):
     base_url, app, sim = giving_server
     violations = []
     page.on("console", lambda message: violations.append(message.text)
             if "Content Security Policy" in message.text else None)
     started = time.monotonic()
     page.goto(base_url + "/donate")
+    axe.check(page)
     page.get_by_label("Every month").check()
     page.get_by_label("£25.00").check()
     page.get_by_label("Your name").fill("Bina Browser")
@@ -79,6 +81,7 @@ def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, pa
     wait_for(lambda: plan_status(app) is PlanStatus.ACTIVE)
     page.reload()
     assert "is confirmed" in page.content()
+    axe.check(page)
 
     def receipts():
         with app.app_context():  # the receipt comes with invoice.paid, maybe a moment later
@@ -91,11 +94,14 @@ def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, pa
     link = next(link for link in receipt.links() if "/donate/manage/" in link)
     assert link.startswith(base_url)
     page.goto(link)
+    axe.check(page)
     page.get_by_role("button", name="Cancel my gift").click()
     expect(page.get_by_role("heading", name="Your regular gift is cancelled")).to_be_visible()
+    axe.check(page)
     wait_for(lambda: plan_status(app) is PlanStatus.CANCELLED)
     page.goto(link)
     assert "This link no longer works" in page.content()
+    axe.check(page)
     assert violations == []
     METRICS.report("browser: guest monthly gift → receipt → cancel from link (s)",
                    f"{time.monotonic() - started:.1f}")
