@@ -1122,13 +1122,22 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     `notify=False`: the caller sends its own mail (a sponsorship that lapsed)."""
     if plan.status in (PlanStatus.CANCELLED, PlanStatus.ENDED):
         return
-    gateway = get_gateway()
-    if plan.stripe_subscription_id:
-        gateway.cancel_subscription(plan.stripe_subscription_id,
-                                    f"plan-{plan.public_id}-cancel")
-    elif plan.stripe_checkout_session_id:
-        gateway.expire_checkout(plan.stripe_checkout_session_id)
+    # The donor's wish is written (flushed) before Stripe is asked: the write holds the plan's
+    # row, so the webhook Stripe sends at once for the cancellation waits for this commit and
+    # finds a plan the donor cancelled. Asked first, the webhook saw a plan "ended by Stripe"
+    # and the donor got "has ended" on top of "is cancelled". The caller rolls back on error.
     plan.cancelled_at = utcnow()
+    db.session.flush()
+    gateway = get_gateway()
+    try:
+        if plan.stripe_subscription_id:
+            gateway.cancel_subscription(plan.stripe_subscription_id,
+                                        f"plan-{plan.public_id}-cancel")
+        elif plan.stripe_checkout_session_id:
+            gateway.expire_checkout(plan.stripe_checkout_session_id)
+    except Exception:  # Stripe unreachable, or the checkout was paid meanwhile
+        plan.cancelled_at = None  # nothing changed at Stripe: nor here
+        raise
     plan.manage_version += 1  # the links already sent stop working
     plan.settle()
     record_audit(actor, "plan.cancelled", "plan", plan.id, {})
