@@ -1003,11 +1003,16 @@ def record_subscription_updated(event: PaymentEvent) -> str:
         _stripe_ended(plan, event)
     # Stripe's clock only, with the event id as a tiebreak within one second: every order of
     # the same events ends in the same state.
-    if (event.created_ts, event.id) <= (plan.subscription_synced_at or 0,
-                                        plan.subscription_synced_event or ""):
+    held = (plan.subscription_synced_at or 0, plan.subscription_synced_event or "")
+    if event.created_ts < held[0]:
         return "applied"  # older than what we hold
-    plan.subscription_synced_at = event.created_ts
-    plan.subscription_synced_event = event.id[:255]
+    if event.created_ts == held[0]:
+        # Two updates within one second cannot be ordered by their events (the id is random;
+        # a pause and a resume a moment apart could leave the plan paused while Stripe
+        # collects): take the subscription as Stripe holds it now, newer than both.
+        sub = get_gateway().subscription(sub.id) or sub
+    plan.subscription_synced_at, synced_event = max(held, (event.created_ts, event.id[:255]))
+    plan.subscription_synced_event = synced_event
     plan.paused = sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)

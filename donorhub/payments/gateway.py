@@ -28,6 +28,7 @@ from donorhub.payments.events import (
     InvoiceData,
     PaymentEvent,
     PaymentIntentData,
+    SubscriptionData,
     event_from_dict,
     read_object,
 )
@@ -126,6 +127,7 @@ class PaymentGateway(Protocol):
     def list_events(self, since: int) -> Iterator[PaymentEvent]: ...
     def invoice_payment_failure(self, invoice_id: str) -> PaymentFailure | None: ...
     def invoice_for_payment_intent(self, intent_id: str) -> str | None: ...
+    def subscription(self, subscription_id: str) -> SubscriptionData | None: ...
     def change_subscription(self, change: SubscriptionChange) -> None: ...
     def pause_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def resume_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
@@ -320,6 +322,18 @@ class StripeGateway:
 
     def _subscription(self, subscription_id: str):
         return self.client.v1.subscriptions.retrieve(subscription_id)
+
+    def subscription(self, subscription_id: str) -> SubscriptionData | None:
+        """The subscription as Stripe holds it now; None if Stripe does not know it."""
+        try:
+            sub = self._subscription(subscription_id)
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return None
+            raise _translate(error) from None
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        return read_object(sub.to_dict())  # type: ignore[return-value]
 
     def change_subscription(self, change: SubscriptionChange) -> None:
         try:

@@ -16,7 +16,14 @@ from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from tests.helpers import sign_in
 from tests.metrics import METRICS
-from tests.payments.stripe_helpers import Postman, checkout_url, csrf_from, give, send_mail
+from tests.payments.stripe_helpers import (
+    Postman,
+    checkout_url,
+    csrf_from,
+    deliver,
+    give,
+    send_mail,
+)
 
 
 def start_plan(app, client, sim, **form) -> tuple[RecurringPlan, Postman]:
@@ -155,11 +162,49 @@ def test_plan_events_in_reverse_order_reach_the_same_state(pay_app, pay_client, 
     with pay_app.app_context():
         plan_id = db.session.scalar(select(RecurringPlan.id))
     events = sim.events()
-    from tests.payments.stripe_helpers import deliver
-
     assert set(deliver(pay_client, list(reversed(events)) + events)) == {200}
     assert plan_state(pay_app, plan_id) == (PlanStatus.ACTIVE, 1)
     with pay_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.template == "donations/receipt")) == 1
         assert db.session.scalar(select(func.count()).select_from(Donation)) == 1
+
+
+def test_pause_and_resume_in_one_second_end_as_stripe_ends_whatever_the_delivery_order(
+        pay_app, pay_client, sim):
+    """Two subscription.updated events of one second cannot be ordered from the events alone
+    (the id is random): the plan must follow what Stripe holds, not the luck of the ids."""
+    plan, postman = start_plan(pay_app, pay_client, sim)
+    with pay_app.app_context():
+        from donorhub.donations import services
+
+        row = db.session.get(RecurringPlan, plan.id)
+        services.pause_plan(row, None, notify=False)
+        db.session.commit()
+        row = db.session.get(RecurringPlan, plan.id)
+        services.resume_plan(row, None)
+        db.session.commit()
+    assert sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")["pause_collection"] \
+        is None
+    updates = [e for e in sim.events() if e["id"] not in postman.sent
+               and e["type"] == "customer.subscription.updated"]
+    pause, resume = updates[-2], updates[-1]
+    assert pause["data"]["object"]["pause_collection"] and \
+        not resume["data"]["object"]["pause_collection"]
+    # Same second; the resume's id sorts first, and it arrives first: the stale pause event,
+    # delivered late, must not pause a plan that Stripe is collecting.
+    resume.update(created=pause["created"], id="evt_0000000000000000resume")
+    pause.update(id="evt_zzzzzzzzzzzzzzzzpause")
+    assert deliver(pay_client, [resume, pause]) == [200, 200]
+    assert plan_state(pay_app, plan.id)[0] is PlanStatus.ACTIVE
+    # And the other way round: the pause arrives first, then the resume: still active.
+    with pay_app.app_context():
+        row = db.session.get(RecurringPlan, plan.id)
+        row.subscription_synced_at, row.subscription_synced_event = 0, ""
+        db.session.commit()
+    pause.update(id="evt_zzzzzzzzzzzzzzzzpause2")
+    resume.update(id="evt_0000000000000000resume2")
+    assert deliver(pay_client, [pause, resume]) == [200, 200]
+    assert plan_state(pay_app, plan.id)[0] is PlanStatus.ACTIVE
+    METRICS.report("plans: pause+resume in one second, both delivery orders / wrong states",
+                   "2 / 0")

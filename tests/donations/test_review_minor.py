@@ -206,7 +206,9 @@ def test_subscription_updates_in_one_second_converge_in_any_order(pay_app, pay_c
         event["id"] += "_again"
     assert deliver(pay_client, [running, paused]) == [200, 200]
     with pay_app.app_context():
-        assert db.session.scalar(select(RecurringPlan.paused)) is first is True
+        # Both orders end alike, and as Stripe holds the subscription (running): events of
+        # one second cannot be ordered, so the app asks Stripe instead of trusting the ids.
+        assert db.session.scalar(select(RecurringPlan.paused)) is first is False
 
 
 def test_billing_portal_returns_to_a_plain_page_not_the_manage_link(pay_app, pay_client, sim):
