@@ -1,6 +1,11 @@
 """Every model, imported in one place so metadata and migrations see the whole schema."""
 
-from donorhub.accounts.models import DataRequest, User, UserRole  # noqa: F401
+from donorhub.accounts.models import (  # noqa: F401
+    DataRequest,
+    StaffInvitation,
+    User,
+    UserRole,
+)
 from donorhub.campaigns.models import Campaign, ExchangeRate  # noqa: F401
 from donorhub.donations.dunning import PlanPaymentFailure  # noqa: F401
 from donorhub.donations.models import (  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, utcnow
@@ -130,3 +130,44 @@ class DataRequest(db.Model):
     )
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+
+
+class StaffInvitation(db.Model):
+    """An admin's invitation to join the staff (docs/operations.md, "Staff accounts").
+
+    The roles are granted only when the invited person follows the link and chooses a
+    password. So a mistyped address gains nothing, an account that someone else registered
+    with the address before is not handed staff rights, and the admin never sets or sees a
+    password.
+    """
+
+    __tablename__ = "staff_invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    #: Role codes (StaffRole values) to grant on acceptance.
+    roles: Mapped[list] = mapped_column(JSON)
+    invited_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    #: The account that accepted it (new, or one that already existed for the address).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    def is_pending(self, now: datetime | None = None) -> bool:
+        return (self.accepted_at is None and self.withdrawn_at is None
+                and (now or utcnow()) < self.expires_at)
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.withdrawn_at is not None:
+            return "withdrawn"
+        return "waiting" if self.is_pending() else "expired"
+
+    def __repr__(self) -> str:  # no e-mail: reprs end up in logs
+        return f"<StaffInvitation {self.id}>"

@@ -7,7 +7,9 @@ same transaction (rules of the house, DESIGN.md section 2).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pyotp
 from flask import current_app
@@ -15,7 +17,14 @@ from sqlalchemy import select
 
 from donorhub import urls
 from donorhub.accounts import passwords, tokens
-from donorhub.accounts.models import DataRequest, DataRequestKind, StaffRole, User, UserRole
+from donorhub.accounts.models import (
+    DataRequest,
+    DataRequestKind,
+    StaffInvitation,
+    StaffRole,
+    User,
+    UserRole,
+)
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
@@ -251,6 +260,12 @@ def create_staff_account(email: str, full_name: str, password: str, role: StaffR
         db.session.add(user)
     elif user.has_role(role):
         raise DomainError(f"That account already has the {role.value} role.")
+    elif not user.is_verified:
+        # Anyone can register with an address they cannot read; granting a role to that
+        # account would hand staff rights to whoever chose its password.
+        raise DomainError("That address has an account whose e-mail address was never "
+                          "confirmed, so it may not be this person's. Invite them from the "
+                          "staff accounts page instead: they choose a password from the link.")
     user.roles.append(UserRole(role=role))
     db.session.flush()
     record_audit(actor, "staff.role_granted", "user", user.id, {"role": role.value})
@@ -262,6 +277,152 @@ def set_account_disabled(actor: User | None, user: User, disabled: bool) -> None
     user.end_all_sessions()
     record_audit(actor, "account.disabled" if disabled else "account.enabled", "user",
                  user.id, {})
+
+
+#: How long an invitation link works. Longer than a reset link (one hour), because a new
+#: colleague may not read the mail the same day; it still works only once.
+INVITATION_MAX_AGE = timedelta(hours=72)
+
+
+class AlreadyStaff(DomainError):
+    """The address already belongs to a staff account (which the admin's list shows)."""
+
+
+class InvitationWaiting(DomainError):
+    """An invitation to the address is still waiting (which the admin's list shows)."""
+
+
+def _role_codes(roles: Iterable[StaffRole | str]) -> list[str]:
+    return sorted({StaffRole(role).value for role in roles})
+
+
+def pending_invitation(email: str, now: datetime | None = None) -> StaffInvitation | None:
+    rows = db.session.scalars(select(StaffInvitation).where(
+        StaffInvitation.email == email.strip().lower(),
+        StaffInvitation.accepted_at.is_(None), StaffInvitation.withdrawn_at.is_(None)))
+    return next((row for row in rows if row.is_pending(now)), None)
+
+
+def invite_staff(actor: User, email: str, full_name: str, roles: Iterable[StaffRole | str],
+                 now: datetime | None = None) -> StaffInvitation:
+    """Invite a person to the staff: a single-use link, mailed after commit, lets them choose
+    their own password; the roles are granted only then (see StaffInvitation).
+
+    Whether the address already has a donor account makes no difference to what the admin
+    sees, so the form cannot be used to learn who has an account.
+
+    :raises AlreadyStaff: the address belongs to a staff account.
+    :raises InvitationWaiting: an earlier invitation to the address has not expired yet.
+    """
+    email, now = email.strip().lower(), now or utcnow()
+    codes = _role_codes(roles)
+    if not codes:
+        raise DomainError("Choose at least one role.")
+    existing = find_user_by_email(email)
+    if existing is not None and existing.is_staff:
+        raise AlreadyStaff("This address already has a staff account: change its roles from "
+                           "the list of staff accounts.")
+    if pending_invitation(email, now) is not None:
+        raise InvitationWaiting("An invitation to this address is waiting already. Withdraw "
+                                "it first to send a new one.")
+    invitation = StaffInvitation(email=email, full_name=full_name, roles=codes,
+                                 invited_by_id=actor.id, created_at=now,
+                                 expires_at=now + INVITATION_MAX_AGE)
+    db.session.add(invitation)
+    db.session.flush()
+    record_audit(actor, "staff.invited", "staff_invitation", invitation.id,
+                 {"roles": ".".join(codes)})
+    token = tokens.make_token("invite", {"inv": invitation.id, "email": email})
+    queue_mail(email, "accounts/staff_invitation", sensitive=True,
+               subject=f"You are invited to the staff area of {current_app.config['CHARITY_NAME']}",
+               name=full_name, hours=int(INVITATION_MAX_AGE.total_seconds() // 3600),
+               invitation_url=external_url("accounts.accept_invitation", token=token))
+    return invitation
+
+
+def invitation_for_token(token: str, now: datetime | None = None) -> StaffInvitation:
+    """:raises tokens.InvalidToken: the link is broken, expired, used or withdrawn."""
+    payload = tokens.read_token("invite", token, INVITATION_MAX_AGE)
+    invitation = db.session.get(StaffInvitation, payload.get("inv"))
+    if (invitation is None or invitation.email != payload.get("email")
+            or not invitation.is_pending(now)):
+        raise tokens.InvalidToken("invite")
+    return invitation
+
+
+def accept_invitation(token: str, password: str, now: datetime | None = None) -> User:
+    """Set the invited person's password and grant the invited roles. Works once.
+
+    An account that already exists for the address (a donor, say) becomes the staff account:
+    its password is replaced and its sessions end, so whoever registered it before the owner
+    of the mailbox followed this link cannot keep using it.
+
+    :raises tokens.InvalidToken: see invitation_for_token; or the account is disabled.
+    :raises WeakPassword: before anything is written.
+    """
+    now = now or utcnow()
+    invitation = invitation_for_token(token, now)
+    check_password_policy(password, invitation.email)
+    user = find_user_by_email(invitation.email)
+    if user is None:
+        user = User(email=invitation.email, full_name=invitation.full_name,
+                    password_hash=passwords.hash_password(password), password_changed_at=now,
+                    email_verified_at=now)
+        db.session.add(user)
+    elif user.is_disabled:
+        raise tokens.InvalidToken("invite")  # an invitation never revives a disabled account
+    else:
+        set_password(user, password)
+        # Following the link proved the person reads this mailbox.
+        user.email_verified_at = user.email_verified_at or now
+    inviter = db.session.get(User, invitation.invited_by_id) \
+        if invitation.invited_by_id is not None else None
+    for code in invitation.roles:
+        if not user.has_role(code):
+            user.roles.append(UserRole(role=StaffRole(code)))
+    db.session.flush()
+    for code in invitation.roles:
+        record_audit(inviter, "staff.role_granted", "user", user.id,
+                     {"role": code, "invitation": invitation.id})
+    invitation.accepted_at = now
+    invitation.user_id = user.id
+    record_audit(user, "staff.invitation_accepted", "staff_invitation", invitation.id, {})
+    return user
+
+
+def withdraw_invitation(actor: User, invitation: StaffInvitation) -> None:
+    """The link stops working at once."""
+    if not invitation.is_pending():
+        raise DomainError("This invitation was accepted, withdrawn or has expired already.")
+    invitation.withdrawn_at = utcnow()
+    record_audit(actor, "staff.invitation_withdrawn", "staff_invitation", invitation.id, {})
+
+
+def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -> bool:
+    """Give a staff account exactly `roles`. Returns whether anything changed.
+
+    Roles are read from the database on every request, so a removed role stops working on
+    the person's next click; their sessions carry on.
+    """
+    wanted = set(_role_codes(roles))
+    if not user.is_staff:
+        raise DomainError("This is not a staff account.")
+    if not wanted:
+        raise DomainError("Choose at least one role. To end someone's access, disable the "
+                          "account instead.")
+    if user.id == actor.id and StaffRole.ADMIN.value not in wanted:
+        raise DomainError("You cannot remove your own admin role. Ask another admin.")
+    current = set(user.staff_roles)
+    for role in [r for r in user.roles if r.role.value not in wanted]:
+        user.roles.remove(role)
+    for code in sorted(wanted - current):
+        user.roles.append(UserRole(role=StaffRole(code)))
+    db.session.flush()
+    for code in sorted(current - wanted):
+        record_audit(actor, "staff.role_revoked", "user", user.id, {"role": code})
+    for code in sorted(wanted - current):
+        record_audit(actor, "staff.role_granted", "user", user.id, {"role": code})
+    return wanted != current
 
 
 # Two-factor sign-in ------------------------------------------------------------------------

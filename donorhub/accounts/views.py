@@ -264,10 +264,58 @@ def choose_new_password():
     return redirect(url_for("accounts.sign_in"))
 
 
+# Staff invitations -------------------------------------------------------------------------
+
+@bp.get("/invitation/<token>")
+@public
+def accept_invitation(token: str):
+    """Move the token out of the address bar, as for a reset link."""
+    session["invitation_token"] = token
+    return redirect(url_for("accounts.choose_staff_password"))
+
+
+@bp.route("/invitation", methods=["GET", "POST"])
+@public
+@limit("RATELIMIT_RESET")
+def choose_staff_password():
+    """Accept a staff invitation by choosing a password; two-factor set-up follows sign-in."""
+    token = session.get("invitation_token", "")
+    try:
+        invitation = services.invitation_for_token(token)
+    except tokens.InvalidToken:
+        session.pop("invitation_token", None)
+        return render_template("accounts/link_invalid.html", what="invitation"), 400
+    if request.method == "GET":
+        return render_template("accounts/staff_invitation.html", errors={},
+                               invitation=invitation)
+    data, errors = load_form(NewPasswordSchema())
+    if not errors:
+        try:
+            user = services.accept_invitation(token, data["password"])
+        except services.WeakPassword as error:
+            errors = {"password": error.problems}
+        except tokens.InvalidToken:
+            db.session.rollback()
+            session.pop("invitation_token", None)
+            return render_template("accounts/link_invalid.html", what="invitation"), 400
+    if errors:
+        db.session.rollback()
+        return render_template("accounts/staff_invitation.html", errors=errors,
+                               invitation=invitation), 422
+    db.session.commit()
+    log_security_event("staff_invitation_accepted", user_id=user.id)
+    logout_user()
+    session.clear()
+    flash("Your password is set. Sign in with it, then connect your authenticator app.",
+          "success")
+    return redirect(url_for("accounts.sign_in"))
+
+
 @bp.after_request
 def no_referrer_on_token_pages(response):
     if request.endpoint in {"accounts.reset_password", "accounts.choose_new_password",
-                            "accounts.verify_email", "accounts.confirm_email_change"}:
+                            "accounts.verify_email", "accounts.confirm_email_change",
+                            "accounts.accept_invitation", "accounts.choose_staff_password"}:
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

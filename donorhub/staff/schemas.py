@@ -7,6 +7,7 @@ from datetime import date
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from donorhub.accounts.models import StaffRole
 from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
 from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
 from donorhub.staff.donors import (
@@ -144,3 +145,41 @@ class ExportSchema(FormSchema):
 
 
 SAFE_KEY = re.compile(r"^[0-9a-f]{32}$")
+
+
+# Staff accounts (admins) ------------------------------------------------------------------
+
+#: One checkbox per role, named role_<code>: HTML forms send repeated names, which load_form
+#: (one value per name) would cut to the first.
+ROLE_FIELDS = {f"role_{role.value}": role for role in StaffRole}
+
+
+class _RolesMixin:
+    @post_load
+    def collect_roles(self, data, **kwargs):
+        roles = [role for name, role in ROLE_FIELDS.items() if data.pop(name)]
+        if not roles:
+            raise ValidationError("Choose at least one role.", "roles")
+        return {**data, "roles": roles}
+
+
+class StaffRolesSchema(_RolesMixin, FormSchema):
+    role_admin = CheckboxField(load_default=False)
+    role_fundraiser = CheckboxField(load_default=False)
+    role_safeguarding_officer = CheckboxField(load_default=False)
+
+
+class StaffInvitationSchema(StaffRolesSchema):
+    full_name = fields.String(required=True, validate=[
+        validate.Length(max=200), validate.Regexp(r"\S", error="Enter the person's name.")],
+        error_messages={"required": "Enter the person's name."})
+    email = EmailField(**{**EMAIL_FIELD, "error_messages": {
+        "required": "Enter their e-mail address.",
+        "invalid": "Enter an e-mail address like name@example.com."}})
+
+    @post_load
+    def tidy_name(self, data, **kwargs):
+        name = " ".join(data["full_name"].split())
+        if not name:
+            raise ValidationError("Enter the person's name.", "full_name")
+        return {**data, "full_name": name}

@@ -224,4 +224,6 @@ GENERIC_ARGUMENTS_OK = {
     "accounts.confirm_email_change", "staff.outbox_message", "updates.unsubscribe_page",
     # Campaigns and donors (issue 7): money and donor data; sponsorships by alias only.
     "staff.campaign_detail", "staff.campaign_edit", "staff.donor", "staff.data_protection",
+    # Staff accounts and invitations (issue 8): staff names only, invitation tokens.
+    "accounts.accept_invitation", "staff.account",
 }
