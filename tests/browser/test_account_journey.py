@@ -19,7 +19,7 @@ def deliver_mail(app):
         return send_due_mail()
 
 
-def test_register_verify_sign_in_sign_out(live_server, page, mailbox):
+def test_register_verify_sign_in_sign_out(live_server, page, mailbox, axe):
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     violations = []
@@ -27,13 +27,17 @@ def test_register_verify_sign_in_sign_out(live_server, page, mailbox):
             if "Content Security Policy" in message.text else None)
 
     page.goto(live_server + "/")
-    page.get_by_role("link", name="Create an account").first.click()
+    axe.check(page)
+    with page.expect_navigation():
+        page.get_by_role("link", name="Create an account").first.click()
+    axe.check(page)
     page.get_by_label("Your name").fill("Priti Browser")
     page.get_by_label("E-mail address").fill("browser.journey@example.org")
     page.get_by_label("Choose a password").fill(PASSWORD)
     page.get_by_label("Type the password again").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    axe.check(page)
 
     assert deliver_mail(live_server.app).sent == 1
     [mail] = mailbox.to("browser.journey@example.org")
@@ -41,18 +45,24 @@ def test_register_verify_sign_in_sign_out(live_server, page, mailbox):
     assert link.startswith(live_server)
     page.goto(link)
     expect(page.get_by_text("your e-mail address is confirmed")).to_be_visible()
+    axe.check(page)
 
     page.get_by_label("E-mail address").fill("browser.journey@example.org")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    axe.check(page)
     page.get_by_role("link", name="Your account").click()
     expect(page.get_by_role("heading", name="Your account", exact=True)).to_be_visible()
+    axe.check(page)
     assert "not confirmed yet" not in page.content()
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You are signed out.")).to_be_visible()
+    axe.check(page)
     page.goto(live_server + "/account")
     assert urlparse(page.url).path == "/account/sign-in"
+    axe.check(page)
 
     origin = urlparse(live_server).netloc
     off_origin = [url for url in requests if urlparse(url).netloc != origin
@@ -77,8 +87,9 @@ def test_csp_stops_a_script_that_escaping_missed(live_server, page):
                    f"0 / {len(violations)}")
 
 
-def test_keyboard_reaches_the_sign_in_form_in_order(live_server, page):
+def test_keyboard_reaches_the_sign_in_form_in_order(live_server, page, axe):
     page.goto(live_server + "/account/sign-in")
+    axe.check(page)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
     focused = []

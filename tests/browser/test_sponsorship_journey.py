@@ -29,7 +29,7 @@ def sponsorship_status(app):
 
 
 def test_browse_match_accept_pay_and_read_the_portal(
-        giving_server, page, make_user, import_feed):  # noqa: F811 - pytest fixtures
+        giving_server, page, make_user, import_feed, axe):  # noqa: F811 - pytest fixtures
     base_url, app, sim = giving_server
     kids = load_children(app, import_feed, 5)
     user = make_user("sita@example.org")
@@ -38,20 +38,29 @@ def test_browse_match_accept_pay_and_read_the_portal(
             if "Content Security Policy" in message.text else None)
     started = time.monotonic()
     page.goto(base_url + "/account/sign-in")
+    axe.check(page)
     page.get_by_label("E-mail address").fill(user.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    axe.check(page)
     page.goto(base_url + "/sponsor")
     assert page.locator(".profile-card").count() == 5
+    axe.check(page)
     page.get_by_role("button", name="Match me").click()
     longest_waiting = kids.aliases[0]
     expect(page.get_by_role("heading", name=longest_waiting, exact=True)).to_be_visible()
     assert "has waited longest" in page.content()
+    axe.check(page)
     page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
     # First time: the code of conduct, then back to the profile.
     expect(page.get_by_role("heading", name="Our code of conduct for sponsors")).to_be_visible()
+    axe.check(page)
     page.get_by_label("I have read the code of conduct and I will keep to it").check()
-    page.get_by_role("button", name="Accept and continue").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Accept and continue").click()
+    expect(page.get_by_role("button", name=f"Sponsor {longest_waiting}")).to_be_visible()
+    axe.check(page)
     page.get_by_role("button", name=f"Sponsor {longest_waiting}").click()
     assert page.url.startswith(sim.base_url + "/checkout/")
     assert "£25.00" in page.content() and "Monthly sponsorship" in page.content()
@@ -60,8 +69,10 @@ def test_browse_match_accept_pay_and_read_the_portal(
     page.wait_for_url(base_url + "/my/sponsorships*")
     wait_for(lambda: sponsorship_status(app) is SponsorshipStatus.ACTIVE)
     page.reload()
+    axe.check(page)
     page.get_by_role("link", name=longest_waiting, exact=True).click()
     expect(page.get_by_role("heading", name=f"My sponsorship of {longest_waiting}")).to_be_visible()
+    axe.check(page)
     content = page.content()
     assert f"{longest_waiting} passed the term exams." in content
     assert "She read a whole book to her class." in content
