@@ -494,8 +494,7 @@ def issue_receipt(donation: Donation) -> Receipt | None:
         fee_cover=(format_money(donation.fee_cover_minor, donation.currency)
                    if donation.fee_cover_minor else None),
         date=donation.paid_at.strftime("%-d %B %Y"),
-        designation={"general": "our general fund", "sponsorship": "a monthly sponsorship"
-                     }.get(donation.designation, "a campaign"),
+        designation=_designation_words(donation),
         dedication=donation.dedication, gift_aid=gift_aid_status(donation),
         refunded=(format_money(donation.amount_refunded_minor, donation.currency)
                   if donation.amount_refunded_minor else None),
@@ -505,6 +504,18 @@ def issue_receipt(donation: Donation) -> Receipt | None:
         manage_url=manage_url(plan) if plan else None,
         history_url=_external("donations.history"))
     return receipt
+
+
+def _designation_words(donation: Donation) -> str:
+    """What the receipt says the gift is for: the campaign by its public name."""
+    if donation.designation == "campaign" and donation.campaign_id is not None:
+        from donorhub.campaigns import services as campaign_services
+
+        campaign = campaign_services.get_campaign(donation.campaign_id)
+        if campaign is not None:
+            return f"our campaign “{campaign.name}”"
+    return {"general": "our general fund", "sponsorship": "a monthly sponsorship"
+            }.get(donation.designation, "a campaign")
 
 
 def _confirm_link_for(donation: Donation) -> str | None:
@@ -1111,7 +1122,7 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
                    frequency=plan.frequency.value, manage_url=manage_url(plan))
 
 
-def resume_plan(plan: RecurringPlan, actor) -> None:
+def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     sub_id = _require_live(plan)
     if not plan.paused:
         return
@@ -1120,6 +1131,11 @@ def resume_plan(plan: RecurringPlan, actor) -> None:
     plan.paused = False
     plan.settle()
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
+    if notify:
+        queue_mail(plan.donor.email, "donations/plan_resumed",
+                   subject="Your regular gift is running again", name=plan.donor.full_name,
+                   amount=format_money(plan.amount_minor, plan.currency),
+                   frequency=plan.frequency.value, manage_url=manage_url(plan))
 
 
 def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:

@@ -54,3 +54,28 @@ def test_amount_and_currency_come_from_the_server(pay_app, pay_client, sim):
     with pay_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Donation)) == 0
     assert sim.requests("/v1/checkout") == []
+
+
+def test_a_campaign_gift_receipt_names_the_campaign(pay_app, pay_client, sim, mailbox,
+                                                    make_user):
+    from datetime import date, timedelta
+
+    from donorhub.accounts.models import User
+    from donorhub.campaigns import services as campaigns
+
+    fundraiser = make_user(roles=("fundraiser",))
+    with pay_app.app_context():
+        actor = db.session.get(User, fundraiser.id)
+        campaign = campaigns.create_campaign(
+            {"name": "Winter beds appeal", "slug": "winter-beds", "summary": "Warm beds",
+             "body_md": "Beds.", "goal_minor": 500000, "goal_currency": "gbp",
+             "starts_on": date.today() - timedelta(days=1),
+             "ends_on": date.today() + timedelta(days=30), "appeal_code": "WB26"}, actor)
+        campaigns.publish_campaign(campaign, actor)
+        db.session.commit()
+    sim.pay(checkout_url(give(pay_client, campaign="winter-beds")))
+    assert set(deliver(pay_client, sim.events())) == {200}
+    send_mail(pay_app)
+    (receipt,) = [m for m in mailbox.to("gita@example.org") if "receipt" in m.subject]
+    assert "Winter beds appeal" in receipt.text
+    assert "general fund" not in receipt.text

@@ -89,6 +89,9 @@ def test_receipt_link_pauses_resumes_and_cancels_without_signing_in(pay_app, pay
     assert guest.post(f"{path}/resume", data={"csrf_token": token}).status_code == 302
     postman.flush()
     assert plan_state(pay_app, plan.id)[0] is PlanStatus.ACTIVE
+    send_mail(pay_app)
+    assert [m.subject for m in mailbox.to("gita@example.org")
+            if "running again" in m.subject] == ["Your regular gift is running again"]
     # No CSRF token: refused, nothing changes.
     assert guest.post(f"{path}/cancel").status_code == 400
     response = guest.post(f"{path}/cancel", data={"csrf_token": token})
