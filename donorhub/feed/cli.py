@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from donorhub.feed.jobs import configured_source, run_import
+from donorhub.feed.jobs import ImportFailed, configured_source, run_import
 from donorhub.feed.services import FeedNotConfigured
 from donorhub.feed.source import DropDirectorySource, SingleFileSource, SourceError
 
@@ -47,7 +47,9 @@ def import_command(path: Path | None, dry_run: bool) -> None:
 
     try:
         results = run_import(source, dry_run=dry_run, progress=progress)
-    except (FeedNotConfigured, SourceError) as error:
+    except (FeedNotConfigured, SourceError, ImportFailed) as error:
+        if "bar" in bar:  # end the progress line before the message
+            bar.pop("bar").__exit__(None, None, None)
         raise click.ClickException(str(error)) from None
     if not results:
         click.echo("There was nothing to import.")

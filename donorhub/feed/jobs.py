@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from donorhub.database import unit_of_work
 from donorhub.extensions import db
@@ -31,6 +32,46 @@ def configured_source() -> FeedSource | None:
     return None
 
 
+class ImportFailed(Exception):
+    """The database could not store a batch; nothing of it was kept. The message is one
+    sentence for the operator and carries no feed content."""
+
+
+def storage_failure(error: SQLAlchemyError) -> str:
+    """Why the database refused the batch, in words an operator can act on (no values)."""
+    original = getattr(error, "orig", None)
+    # SQLite says "database or disk is full"; PostgreSQL "could not extend file ...: No space
+    # left on device" (53100), or, for a new connection, "could not write init file".
+    if getattr(original, "sqlstate", None) == "53100" or any(
+            words in str(original) for words in ("database or disk is full",
+                                                 "No space left on device", "could not write")):
+        return ("The import failed because the database could not write to its disk (most "
+                "likely it is full); nothing of the batch was imported, so free some space "
+                "and run the import again.")
+    return (f"The import failed because the database refused to store the batch "
+            f"({type(original or error).__name__}); nothing of it was imported.")
+
+
+def _record_failure(label: str, feed_file, reason: str, now: datetime | None) -> bool:
+    """Write the failure to the import history in a transaction of its own; on a full disk
+    even that row may not fit, and then the log line is the only record."""
+    import hashlib
+
+    from donorhub.feed.models import FeedRun, FeedRunStatus
+
+    try:
+        db.session.add(FeedRun(partner=current_app.config["FEED_PARTNER"], batch=None,
+                               sha256=hashlib.sha256(feed_file.raw).hexdigest(),
+                               status=FeedRunStatus.FAILED, source=label, reason=reason,
+                               started_at=now or datetime.now(UTC),
+                               finished_at=datetime.now(UTC)))
+        db.session.commit()
+        return True
+    except SQLAlchemyError:
+        db.session.rollback()
+        return False
+
+
 def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | None = None,
                progress: Callable[[int, int], None] | None = None,
                ) -> list[tuple[str, services.ImportReport]]:
@@ -47,6 +88,17 @@ def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | Non
                 db.session.rollback()
             else:
                 db.session.commit()
+        except SQLAlchemyError as error:
+            # A full disk, a lost connection: the batch is rolled back whole and its file
+            # kept (not discarded) for the next run. The error's text stays out of the
+            # message: the operator needs what to do, the log has the error class.
+            db.session.rollback()
+            reason = storage_failure(error)
+            recorded = not dry_run and _record_failure(source.label, feed_file, reason, now)
+            log.error("feed batch failed", extra={  # no traceback: it would quote SQL
+                "error": type(getattr(error, "orig", None) or error).__name__,
+                "recorded": recorded})
+            raise ImportFailed(reason) from None
         except BaseException:
             db.session.rollback()
             raise

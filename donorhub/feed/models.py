@@ -187,6 +187,9 @@ class AliasUse(db.Model):
 class FeedRunStatus(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
+    #: The database could not store the batch (e.g. its disk was full); nothing of it was
+    #: kept and the same batch may be sent or imported again.
+    FAILED = "failed"
 
 
 class FeedRun(db.Model):
