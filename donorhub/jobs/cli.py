@@ -16,6 +16,8 @@ from donorhub.jobs.scheduler import build_scheduler, next_run_times
 
 jobs_cli = AppGroup("jobs", help="Scheduled work: run the scheduler, list or run jobs.")
 log = logging.getLogger("donorhub.jobs")
+#: How often the scheduler checks that it still holds the jobs lock (see SchedulerLock.keep).
+LOCK_CHECK_SECONDS = 5
 
 
 @jobs_cli.command("run")
@@ -29,18 +31,34 @@ def run_scheduler() -> None:
                    "this one is stopping so that no job runs twice.", err=True)
         sys.exit(3)
     scheduler = build_scheduler(app)
+    lost = []
+
+    def keep_lock():
+        # A database restart ends the session that holds the lock: take it again, or stop
+        # if another jobs process took it meanwhile, so that no job runs twice.
+        if not lock.keep():
+            lost.append(True)
+            log.error("jobs lock taken by another process; this one stops")
+            scheduler.shutdown(wait=False)
+
+    scheduler.add_job(keep_lock, "interval", seconds=LOCK_CHECK_SECONDS, id="keep_jobs_lock",
+                      max_instances=1, coalesce=True)
 
     def stop(_signum, _frame):
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"Jobs process started with {len(scheduler.get_jobs())} jobs.")
+    click.echo(f"Jobs process started with {len(scheduler.get_jobs()) - 1} jobs.")
     try:
         scheduler.start()
     finally:
         lock.release()
         click.echo("Jobs process stopped.")
+    if lost:
+        click.echo("Another jobs process took the lock after the database connection was "
+                   "lost; this one stopped so that no job runs twice.", err=True)
+        sys.exit(3)
 
 
 @jobs_cli.command("list")

@@ -52,6 +52,34 @@ class SchedulerLock:
         self._file = handle
         return True
 
+    def keep(self) -> bool:
+        """Whether we still hold the lock, taking it again if our connection was lost.
+
+        A session-level advisory lock lives exactly as long as its connection. When
+        PostgreSQL restarts (or a failover or network cut ends the session) the lock is
+        gone without a word to us, and a second jobs process could take it: so the
+        scheduler asks here every few seconds. False: another process holds it now, and
+        this one must stop. While the database is unreachable we still count as the holder
+        (no job of ours can run then either) and try again next time.
+        """
+        if self._file is not None:
+            return True  # a file lock lasts as long as this process
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT 1")).scalar()
+                self._connection.commit()
+                return True
+            except Exception:  # the session, and with it the lock, is gone
+                try:
+                    self._connection.close()
+                except Exception:  # noqa: S110 - closing a dead connection may fail too
+                    pass
+                self._connection = None
+        try:
+            return self.acquire()
+        except Exception:  # the database is still away: try again at the next check
+            return True
+
     def lock_path(self, database: str | None) -> Path:
         if database and database != ":memory:":
             return Path(database + ".jobs.lock")
@@ -59,9 +87,12 @@ class SchedulerLock:
 
     def release(self) -> None:
         if self._connection is not None:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                     {"key": self.lock_id})
-            self._connection.close()
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                         {"key": self.lock_id})
+                self._connection.close()
+            except Exception:  # noqa: S110 - the session is gone, and its lock with it
+                pass
             self._connection = None
         if self._file is not None:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
