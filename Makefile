@@ -7,12 +7,14 @@ PORT ?= 5000
 export FLASK_APP := wsgi
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-slow lint install install-test browser db clean help fuzz bench
+.PHONY: run test test-slow lint install install-test browser db clean help fuzz bench tools bench-tools bench-load
 
 help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL)"
-	@echo "make lint   ruff and bandit"
+	@echo "make lint   ruff, bandit and semgrep"
+	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
+	@echo "make bench-load   the wrk load benchmark (docs/benchmarks.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,15 +74,58 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
 
-lint: install-test
+# Security tools in virtualenvs of their own: semgrep and wapiti3 pin dependencies that
+# conflict with the app's and with each other's. Exact versions: .semgrep/tools-requirements.txt
+# and tests/slow/dast-requirements.txt (pip freeze of each).
+TOOLS_VENV := .venv-tools
+DAST_VENV := .venv-dast
+SEMGREP_VERSION := 1.185.0
+WAPITI_VERSION := 3.2.3
+
+$(TOOLS_VENV)/.installed: .semgrep/tools-requirements.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet -r .semgrep/tools-requirements.txt
+	$(TOOLS_VENV)/bin/semgrep --version | grep -qx '$(SEMGREP_VERSION)'
+	touch $@
+
+$(DAST_VENV)/.installed: tests/slow/dast-requirements.txt
+	$(PYTHON) -m venv $(DAST_VENV)
+	$(DAST_VENV)/bin/pip install --quiet -r tests/slow/dast-requirements.txt
+	$(DAST_VENV)/bin/wapiti --version 2>/dev/null | grep -q '$(WAPITI_VERSION)'
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed $(DAST_VENV)/.installed
+
+# semgrep: the project's own rules only (registry rules cannot be fetched here and
+# `--config p/...` hangs), so always a local file, no metrics, no version check, and a timeout.
+SEMGREP := timeout 300 $(TOOLS_VENV)/bin/semgrep scan --experimental --metrics=off \
+  --disable-version-check --no-git-ignore --quiet --error --config .semgrep/donorhub.yml
+
+lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub config.py wsgi.py
+	$(SEMGREP) donorhub config.py wsgi.py templates
 
-test: install-test browser lint
-	$(BIN)/pytest
+test: install-test browser bench-tools lint
+	$(BIN)/pytest -m "not slow"
 
-test-slow: install-test browser
+test-slow: install-test browser bench-tools tools
 	$(BIN)/pytest -m slow
+
+# wrk (Debian's package) for the load benchmark, bench/load.py, and its smoke test.
+bench-tools:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's wrk for the load benchmark..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+	      || echo "!!! wrk could not be installed: the load smoke test will be SKIPPED !!!"; \
+	  else \
+	    echo "!!! wrk is missing and this is not root: the load smoke test will be SKIPPED !!!"; \
+	  fi; \
+	fi
+
+bench-load: install bench-tools
+	$(BIN)/python bench/load.py
 
 # Coverage-guided fuzzing of the feed parser (atheris); FUZZ_SECONDS=1200 for the slow tier.
 FUZZ_SECONDS ?= 60
@@ -91,4 +136,4 @@ fuzz: install-test
 	  -max_total_time=$(FUZZ_SECONDS) -timeout=1 -rss_limit_mb=1024
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache reports
+	rm -rf $(VENV) $(TOOLS_VENV) $(DAST_VENV) node_modules .pytest_cache .ruff_cache reports

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from donorhub.logs import log_security_event
@@ -62,8 +63,24 @@ def render_error(status: int):
     title, message = _MESSAGES.get(status, _MESSAGES[500] if status >= 500 else _MESSAGES[400])
     if wants_json():
         return problem(status, title, message)
-    return render_template("errors/error.html", status=status, title=title,
-                           message=message), status
+    try:
+        return render_template("errors/error.html", status=status, title=title,
+                               message=message), status
+    except Exception:
+        # The layout needs the database (the signed-in person, say), and the database may be
+        # what failed: still our page, with the request id and, through after_request, every
+        # security header, never the server's bare one.
+        log.warning("error page rendered without its layout", exc_info=True)
+        return _bare_error_page(status, title, message), status
+
+
+def _bare_error_page(status: int, title: str, message: str) -> Response:
+    request_id = escape(getattr(g, "request_id", "") or "")
+    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>"
+            f"<p>{escape(message)}</p><p>Reference: {request_id}</p></main></body></html>")
+    return Response(body, status=status, mimetype="text/html")
 
 
 def register_error_handlers(app: Flask) -> None:

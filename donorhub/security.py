@@ -165,12 +165,26 @@ def add_security_headers(response):
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
     if config.get("HSTS"):
         response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-    if current_user.is_authenticated or request.path.startswith(("/account", "/staff")):
+    # From the session cookie, not current_user: loading the person needs the database, and
+    # the headers must go out on the error page of a request whose database failed.
+    signed_in = "_user_id" in session or request.cookies.get(
+        config.get("REMEMBER_COOKIE_NAME", "remember_token")) is not None
+    if signed_in or request.path.startswith(("/account", "/staff")):
         response.headers["Cache-Control"] = "no-store"
     response.headers["X-Request-ID"] = getattr(g, "request_id", "")
     response.headers.pop("Server", None)
     response.headers.pop("X-Powered-By", None)
     return response
+
+
+def refuse_nul_bytes() -> None:
+    """400 for a NUL character in the path, the query or a form field: no page takes one,
+    and PostgreSQL refuses it in a text parameter, which would otherwise surface as a 500."""
+    values = [request.path, *(part for item in request.args.items(multi=True) for part in item)]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [part for item in request.form.items(multi=True) for part in item]
+    if any("\x00" in value for value in values):
+        abort(400)
 
 
 def is_safe_next(target: str | None) -> bool:
@@ -181,6 +195,7 @@ def is_safe_next(target: str | None) -> bool:
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_timeouts)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)

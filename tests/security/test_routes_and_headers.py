@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+import pytest
 import time_machine
 from sqlalchemy import text
 
@@ -308,3 +309,39 @@ def test_database_errors_do_not_carry_values_into_logs(app, log_guard, backend):
             db.session.rollback()
     assert any("handler failed" in record for record in log_guard.records)
     # log_guard fails this test at teardown if any watched value reached a record.
+
+
+def test_the_error_page_works_and_keeps_its_headers_when_the_database_is_gone(
+        app, make_user, backend, tmp_path):
+    """A database outage fails every request, and the error page itself needs the database
+    (the signed-in person is loaded for the layout): it must still be our page, with the
+    request id and every security header, never the server's bare one."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    if backend != "sqlite":
+        pytest.skip("the outage is made by taking the SQLite file away; "
+                    "tests/system/test_postgres_restart.py stops a real PostgreSQL server")
+    user = make_user()
+    client = app.test_client()
+    sign_in(client, user.email)
+    assert client.get("/account").status_code == 200
+    path = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database
+    with app.app_context():
+        db.engine.dispose()
+    os.replace(path, tmp_path / "away.sqlite3")  # a new connection finds an empty database
+    try:
+        for url, headers in (("/account", {}), ("/", {}),
+                             ("/donate", {"Accept": "application/json"})):
+            response = client.get(url, headers=headers)
+            body = response.get_data(as_text=True)
+            assert response.status_code == 500, (url, response.status_code)
+            assert header_problems(response, signed_in=True, production=False) == [], url
+            assert response.headers["X-Request-ID"] in body
+            assert "Traceback" not in body and "sqlite" not in body.lower()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        os.replace(tmp_path / "away.sqlite3", path)
+    METRICS.report("9.4 error page with the database gone: our page, headers missing", "yes / 0")

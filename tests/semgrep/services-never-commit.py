@@ -1,0 +1,35 @@
+# ruff: noqa  (a semgrep fixture: deliberately bad code, never imported or run)
+# Test cases for .semgrep/donorhub.yml: services-never-commit (stands for a services.py).
+from donorhub.extensions import db
+
+
+def cancel_plan(plan, actor):
+    plan.status = "cancelled"
+    # ok: services-never-commit
+    db.session.flush()
+    # ruleid: services-never-commit
+    db.session.commit()
+
+
+def refund(connection):
+    # ruleid: services-never-commit
+    connection.commit()
+
+
+def release_expired_holds(now=None):
+    # Allowlisted batch job: one unit of work per sponsorship around its Stripe call.
+    for _sponsorship in []:
+        # ok: services-never-commit
+        db.session.commit()
+    return 0
+
+
+def stop_collection_after_exits(now=None):
+    # ok: services-never-commit
+    db.session.commit()
+
+
+def lapse_overdue_helper():
+    # Same prefix, not the allowlisted function itself.
+    # ruleid: services-never-commit
+    db.session.commit()
