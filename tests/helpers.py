@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -38,8 +39,18 @@ def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | 
         page = response.headers["Location"]
         token = csrf_token(client, page)
         response = client.post(page, data={"csrf_token": token,
-                                           "code": pyotp.TOTP(totp_secret).now()})
+                                           "code": current_totp(totp_secret)})
     return response
+
+
+def current_totp(secret: str, margin: float = 3) -> str:
+    """The code of the current 30-second step, waiting out a step that ends within `margin`
+    seconds: the app accepts the current step only, so a code made at 29.9 s and checked at
+    30.1 s fails. A browser that types and submits the code needs a wider margin."""
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.05)
+    return pyotp.TOTP(secret).now()
 
 
 def sign_out(client):

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from config import ProductionConfig
 from donorhub.extensions import db
 from donorhub.security import view_access
-from tests.helpers import PASSWORD, csrf_token, sign_in
+from tests.helpers import PASSWORD, csrf_token, current_totp, sign_in
 from tests.metrics import METRICS
 from tests.security.routes import all_routes, state_changing
 
@@ -152,14 +152,12 @@ def test_security_headers_on_every_response(app_factory, make_user, backend):
                                    data={"csrf_token": token, "email": user.email,
                                          "password": PASSWORD})
             if user.totp_secret:
-                import pyotp
-
                 page = client.get(f"{base}/account/two-factor")
                 token = re.search(r'name="csrf_token" value="([^"]+)"',
                                   page.get_data(as_text=True))[1]
                 client.post(f"{base}/account/two-factor", headers={"Referer": base + "/"},
                             data={"csrf_token": token,
-                                  "code": pyotp.TOTP(user.totp_secret).now()})
+                                  "code": current_totp(user.totp_secret)})
         urls = [r.url() for r in all_routes(app) if "GET" in r.methods] + [
             "/no-such-page", "/_testing/boom", "/static/css/site.css"]
         for url in urls:

@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import pyotp
 import pytest
 import time_machine
 from sqlalchemy import func, select
@@ -20,7 +19,7 @@ from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from donorhub.mail.sender import send_due_mail
 from donorhub.staff.models import AuditEvent
-from tests.helpers import PASSWORD, csrf_token, sign_in
+from tests.helpers import PASSWORD, csrf_token, current_totp, sign_in
 
 NEW_PASSWORD = "a brand new staff password of mine"  # noqa: S105
 SECRET_PATTERN = re.compile(r'<code class="secret">([A-Z2-7]+)</code>')
@@ -113,7 +112,7 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
     secret = SECRET_PATTERN.search(setup).group(1)
     log_guard.watch(secret)
     response = newcomer.post("/account/two-factor/setup", data={
-        "code": pyotp.TOTP(secret).now(),
+        "code": current_totp(secret),
         "csrf_token": csrf_token(newcomer, "/account/two-factor/setup")})
     assert response.headers["Location"].endswith("/staff")
     assert newcomer.get("/staff/donors").status_code == 200
