@@ -236,29 +236,26 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise _translate(error) from None
 
-    def payment_intent(self, intent_id: str) -> PaymentIntentData | None:
-        """A PaymentIntent as our dataclass (its metadata carries our refs); None if unknown."""
+    @staticmethod
+    def _retrieve(resource, object_id: str):
+        """One object read from Stripe, as our dataclass; None if Stripe does not know it."""
         try:
-            intent = self.client.v1.payment_intents.retrieve(intent_id)
+            found = resource.retrieve(object_id)
         except stripe.InvalidRequestError as error:
             if getattr(error, "code", "") == "resource_missing":
                 return None
             raise _translate(error) from None
         except stripe.StripeError as error:
             raise _translate(error) from None
-        return read_object(intent.to_dict())  # type: ignore[return-value]
+        return read_object(found.to_dict())
+
+    def payment_intent(self, intent_id: str) -> PaymentIntentData | None:
+        """A PaymentIntent as our dataclass (its metadata carries our refs); None if unknown."""
+        return self._retrieve(self.client.v1.payment_intents, intent_id)
 
     def invoice(self, invoice_id: str) -> InvoiceData | None:
         """An invoice as our dataclass (its subscription metadata carries our refs)."""
-        try:
-            invoice = self.client.v1.invoices.retrieve(invoice_id)
-        except stripe.InvalidRequestError as error:
-            if getattr(error, "code", "") == "resource_missing":
-                return None
-            raise _translate(error) from None
-        except stripe.StripeError as error:
-            raise _translate(error) from None
-        return read_object(invoice.to_dict())  # type: ignore[return-value]
+        return self._retrieve(self.client.v1.invoices, invoice_id)
 
     # -- Webhooks and events --
 
@@ -325,15 +322,7 @@ class StripeGateway:
 
     def subscription(self, subscription_id: str) -> SubscriptionData | None:
         """The subscription as Stripe holds it now; None if Stripe does not know it."""
-        try:
-            sub = self._subscription(subscription_id)
-        except stripe.InvalidRequestError as error:
-            if getattr(error, "code", "") == "resource_missing":
-                return None
-            raise _translate(error) from None
-        except stripe.StripeError as error:
-            raise _translate(error) from None
-        return read_object(sub.to_dict())  # type: ignore[return-value]
+        return self._retrieve(self.client.v1.subscriptions, subscription_id)
 
     def change_subscription(self, change: SubscriptionChange) -> None:
         try:
