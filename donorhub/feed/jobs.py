@@ -55,16 +55,8 @@ def storage_failure(error: SQLAlchemyError) -> str:
 def _record_failure(label: str, feed_file, reason: str, now: datetime | None) -> bool:
     """Write the failure to the import history in a transaction of its own; on a full disk
     even that row may not fit, and then the log line is the only record."""
-    import hashlib
-
-    from donorhub.feed.models import FeedRun, FeedRunStatus
-
     try:
-        db.session.add(FeedRun(partner=current_app.config["FEED_PARTNER"], batch=None,
-                               sha256=hashlib.sha256(feed_file.raw).hexdigest(),
-                               status=FeedRunStatus.FAILED, source=label, reason=reason,
-                               started_at=now or datetime.now(UTC),
-                               finished_at=datetime.now(UTC)))
+        services.record_failure(feed_file.raw, label, reason, now)
         db.session.commit()
         return True
     except SQLAlchemyError:

@@ -162,11 +162,19 @@ def _completed_run(**criteria) -> FeedRun | None:
     return db.session.scalars(query).first()
 
 
-def _record_rejection(partner, batch, sha256, source, reason, now) -> None:
+def _record_rejection(partner, batch, sha256, source, reason, now,
+                      status: FeedRunStatus = FeedRunStatus.REJECTED) -> None:
     db.session.add(FeedRun(partner=partner, batch=batch, sha256=sha256, source=source,
-                           status=FeedRunStatus.REJECTED, reason=reason[:500], started_at=now,
+                           status=status, reason=reason[:500], started_at=now,
                            finished_at=datetime.now(UTC)))
     db.session.flush()
+
+
+def record_failure(raw: bytes, source: str, reason: str, now: datetime | None = None) -> None:
+    """A batch the database could not store (a full disk, a lost connection), in the import
+    history; `reason` carries no feed content."""
+    _record_rejection(current_app.config["FEED_PARTNER"], None, hashlib.sha256(raw).hexdigest(),
+                      source, reason, now or datetime.now(UTC), FeedRunStatus.FAILED)
 
 
 def describe_unknown_fields(error: UnknownFieldRejected) -> str:

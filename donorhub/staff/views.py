@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffInvitation, StaffRole, User, UserRole
@@ -77,6 +78,7 @@ def resend_message(message_id: int):
 def render_accounts(errors: dict | None = None, form: dict | None = None, status: int = 200):
     staff_users = db.session.scalars(
         select(User).join(UserRole).distinct().order_by(User.id)
+        .options(selectinload(User.roles))  # the page lists each person's roles
     ).all()
     invitations = db.session.scalars(select(StaffInvitation).where(
         StaffInvitation.accepted_at.is_(None), StaffInvitation.withdrawn_at.is_(None))
