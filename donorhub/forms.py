@@ -32,3 +32,17 @@ def flatten_errors(messages: Any) -> dict[str, list[str]]:
         errors[field] = [t.replace("Unknown field.", "This form does not accept that field.")
                          for t in texts]
     return errors
+
+
+#: What makes a name into a link in a mail reader. A person's name never contains these.
+_LINK_MARKERS = ("http", "www.", "://")
+NAME_WITH_LINK = ("Enter a name without a web address (a name cannot contain “http”, "
+                  "“www.” or “://”).")
+
+
+def check_plain_name(value: str) -> None:
+    """Refuse a name that carries a link: names go into mail (receipts, invitations), where
+    a link would turn a genuine message from the charity into someone's phishing."""
+    lowered = (value or "").lower()
+    if any(marker in lowered for marker in _LINK_MARKERS):
+        raise ValidationError(NAME_WITH_LINK)
