@@ -120,3 +120,25 @@ def test_a_double_clicked_giving_form_opens_one_gift_and_one_checkout(
     assert response.status_code == 422
     assert "already sent this form with a different gift" in response.get_data(as_text=True)
     assert _count(pay_app, model) == 1
+
+
+def test_a_double_clicked_pause_when_signed_in_mails_once(pay_app, pay_client, sim,
+                                                         monkeypatch, make_user, backend):
+    from tests.helpers import sign_in
+
+    user = make_user("gita@example.org")
+    plan, _token = _live_plan(pay_app, pay_client, sim)
+    page = f"/donate/plans/{plan.public_id}"
+    clients = [pay_app.test_client() for _ in range(2)]
+    for client in clients:
+        sign_in(client, user.email)
+    tokens = [csrf_from(c, page) for c in clients]
+
+    def click(n: int):
+        return lambda: clients[n].post(f"{page}/pause",
+                                       data={"csrf_token": tokens[n]}).status_code
+
+    codes = _race(monkeypatch, services, "check_owner", [click(0), click(1)])
+    assert codes == [302, 302]
+    assert _count(pay_app, OutboxMessage,
+                  OutboxMessage.template == "donations/plan_paused") == 1
