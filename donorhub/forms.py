@@ -40,9 +40,19 @@ NAME_WITH_LINK = ("Enter a name without a web address (a name cannot contain “
                   "“www.” or “://”).")
 
 
+def has_link(value: str | None) -> bool:
+    lowered = (value or "").lower()
+    return any(marker in lowered for marker in _LINK_MARKERS)
+
+
 def check_plain_name(value: str) -> None:
     """Refuse a name that carries a link: names go into mail (receipts, invitations), where
     a link would turn a genuine message from the charity into someone's phishing."""
-    lowered = (value or "").lower()
-    if any(marker in lowered for marker in _LINK_MARKERS):
+    if has_link(value):
         raise ValidationError(NAME_WITH_LINK)
+
+
+def name_for_mail(value: str | None, fallback: str = "friend") -> str:
+    """A name to address someone by in mail: a name stored before links were refused (or
+    by any other path) is never put into a message; the greeting falls back instead."""
+    return fallback if not value or has_link(value) else value

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from donorhub.database import TimestampMixin, utcnow
 from donorhub.errors import IllegalTransition
 from donorhub.extensions import db
+from donorhub.forms import name_for_mail
 
 
 def new_public_id() -> str:
@@ -179,12 +180,12 @@ class Donation(TimestampMixin, db.Model):
 
     @property
     def payer_name(self) -> str:
-        """Whom mail about this gift addresses: the payer of this gift."""
+        """Whom mail about this gift addresses: the payer of this gift (never a link)."""
         if self.donor_name:
-            return self.donor_name
+            return name_for_mail(self.donor_name)
         if self.plan is not None and self.plan.donor_name:
-            return self.plan.donor_name
-        return self.donor.full_name
+            return name_for_mail(self.plan.donor_name)
+        return name_for_mail(self.donor.full_name)
 
     @property
     def paid_frequency(self) -> str:
@@ -333,8 +334,9 @@ class RecurringPlan(TimestampMixin, db.Model):
 
     @property
     def payer_name(self) -> str:
-        """Whom mail about this plan addresses: the person who set it up and paid for it."""
-        return self.donor_name or self.donor.full_name
+        """Whom mail about this plan addresses: the person who set it up and paid for it
+        (never a link)."""
+        return name_for_mail(self.donor_name or self.donor.full_name)
 
     def derived_status(self) -> PlanStatus:
         if self.cancelled_at is not None:

@@ -40,6 +40,7 @@ from donorhub.donations.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.donations.schemas import NewGift
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
+from donorhub.forms import name_for_mail
 from donorhub.mail.services import queue_mail
 from donorhub.payments.events import (
     ChargeData,
@@ -461,7 +462,7 @@ def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
         declaration.cancelled_at = utcnow()
         queue_mail(donor.email, "donations/gift_aid_cancelled",
                    subject="Your Gift Aid declaration is cancelled",
-                   name=f"{declaration.first_name} {declaration.last_name}",
+                   name=name_for_mail(f"{declaration.first_name} {declaration.last_name}"),
                    declared_at=declaration.declared_at)
     return declaration
 

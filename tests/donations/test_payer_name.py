@@ -109,3 +109,23 @@ def test_the_giving_and_register_forms_say_why_a_name_is_refused(pay_app, pay_cl
     assert response.status_code == 422
     assert "without a web address" in response.get_data(as_text=True)
     assert sim.requests("/v1/checkout") == []
+
+
+def test_a_name_stored_with_a_link_before_the_rule_is_never_put_into_mail(pay_app, pay_client,
+                                                                          sim, mailbox):
+    from donorhub.donations.models import Donation
+
+    url = checkout_url(give(pay_client, email=VICTIM, full_name="Vicky Victim"))
+    with pay_app.app_context():
+        # As a row written before names with links were refused would hold it.
+        gift = db.session.scalar(select(Donation))
+        gift.donor_name = "friend, verify at https://evil.example/verify"
+        db.session.commit()
+    assert sim.pay(url)[0] == 303
+    Postman(sim, pay_client).flush()
+    send_mail(pay_app)
+    (receipt,) = [m for m in mailbox.to(VICTIM) if "receipt" in m.subject]
+    assert receipt.text.startswith("Dear friend,")
+    html = receipt.message.get_body(preferencelist=("html",))
+    assert "evil.example" not in receipt.text
+    assert html is None or "evil.example" not in html.get_content()
