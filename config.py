@@ -152,9 +152,11 @@ class Config:
     STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
     #: How long a Checkout Session stays open (Stripe allows 30 minutes to 24 hours).
     CHECKOUT_EXPIRY_MINUTES = env_int("CHECKOUT_EXPIRY_MINUTES", 60)
-    #: Smallest and largest gift per currency, and the preset amounts the form offers.
+    #: Smallest and largest total per payment (gift plus any fee cover) per currency, and the
+    #: preset amounts the form offers. Stripe charges at most 99,999,999 minor units in one
+    #: payment (₹9,99,999.99), so the rupee maximum is ₹9,99,999.
     DONATION_LIMITS: dict = {"gbp": (200, 2_500_000), "usd": (200, 3_000_000),
-                             "eur": (200, 3_000_000), "inr": (10_000, 200_000_000)}
+                             "eur": (200, 3_000_000), "inr": (10_000, 99_999_900)}
     DONATION_PRESETS: dict = {"gbp": (1000, 2500, 5000, 10000), "usd": (1000, 2500, 5000, 10000),
                               "eur": (1000, 2500, 5000, 10000),
                               "inr": (50_000, 100_000, 250_000, 500_000)}

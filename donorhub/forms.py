@@ -32,3 +32,27 @@ def flatten_errors(messages: Any) -> dict[str, list[str]]:
         errors[field] = [t.replace("Unknown field.", "This form does not accept that field.")
                          for t in texts]
     return errors
+
+
+#: What makes a name into a link in a mail reader. A person's name never contains these.
+_LINK_MARKERS = ("http", "www.", "://")
+NAME_WITH_LINK = ("Enter a name without a web address (a name cannot contain “http”, "
+                  "“www.” or “://”).")
+
+
+def has_link(value: str | None) -> bool:
+    lowered = (value or "").lower()
+    return any(marker in lowered for marker in _LINK_MARKERS)
+
+
+def check_plain_name(value: str) -> None:
+    """Refuse a name that carries a link: names go into mail (receipts, invitations), where
+    a link would turn a genuine message from the charity into someone's phishing."""
+    if has_link(value):
+        raise ValidationError(NAME_WITH_LINK)
+
+
+def name_for_mail(value: str | None, fallback: str = "friend") -> str:
+    """A name to address someone by in mail: a name stored before links were refused (or
+    by any other path) is never put into a message; the greeting falls back instead."""
+    return fallback if not value or has_link(value) else value

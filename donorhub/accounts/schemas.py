@@ -14,6 +14,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from donorhub.forms import check_plain_name
+
 EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
                    error_messages={"required": "Enter your e-mail address.",
                                    "invalid": "Enter an e-mail address like name@example.com."})
@@ -57,7 +59,8 @@ class Registration:
 
 
 class RegisterSchema(FormSchema):
-    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200),
+    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
+                                                      check_plain_name],
                               error_messages={"required": "Enter your name."})
     email = EmailField(**EMAIL_FIELD)
     password = PasswordField()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from donorhub.database import TimestampMixin, utcnow
 from donorhub.errors import IllegalTransition
 from donorhub.extensions import db
+from donorhub.forms import name_for_mail
 
 
 def new_public_id() -> str:
@@ -128,6 +129,16 @@ class Donation(TimestampMixin, db.Model):
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
+    #: The payer's name for this gift, as typed on the form that was paid (or copied from
+    #: the plan for an instalment). Receipts and mails about this gift use it, never a name
+    #: that someone else's checkout under the same address left on the donor record.
+    donor_name: Mapped[str | None] = mapped_column(String(200))
+    #: The interval the gift was paid under ("once", "monthly", "yearly"): a later switch of
+    #: its plan does not relabel it.
+    frequency: Mapped[str | None] = mapped_column(String(16))
+    #: The one-time token of the giving form that started this gift: the same form sent
+    #: twice (a double click) finds this row and its checkout instead of opening another.
+    form_nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[DonationStatus] = mapped_column(_enum(DonationStatus),
                                                    default=DonationStatus.PENDING, index=True)
 
@@ -166,6 +177,22 @@ class Donation(TimestampMixin, db.Model):
     def gift_minor(self) -> int:
         """The gift itself, without the fee cover."""
         return self.amount_minor - self.fee_cover_minor
+
+    @property
+    def payer_name(self) -> str:
+        """Whom mail about this gift addresses: the payer of this gift (never a link)."""
+        if self.donor_name:
+            return name_for_mail(self.donor_name)
+        if self.plan is not None and self.plan.donor_name:
+            return name_for_mail(self.plan.donor_name)
+        return name_for_mail(self.donor.full_name)
+
+    @property
+    def paid_frequency(self) -> str:
+        """The interval this gift was paid under (older rows: their plan's, else once)."""
+        if self.frequency:
+            return self.frequency
+        return self.plan.frequency.value if self.plan is not None else "once"
 
     @property
     def is_paid(self) -> bool:
@@ -246,6 +273,10 @@ class RecurringPlan(TimestampMixin, db.Model):
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
+    #: The payer's name, as typed on the form that started the plan (see Donation).
+    donor_name: Mapped[str | None] = mapped_column(String(200))
+    #: The one-time token of the giving form that started the plan (see Donation).
+    form_nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[PlanStatus] = mapped_column(_enum(PlanStatus), default=PlanStatus.PENDING,
                                                index=True)
 
@@ -261,6 +292,8 @@ class RecurringPlan(TimestampMixin, db.Model):
     revision: Mapped[int] = mapped_column(default=0)
     #: An amount the donor asked for that Stripe has not confirmed yet (see services).
     pending_amount_minor: Mapped[int | None]
+    #: The interval asked for with pending_amount_minor ("monthly" or "yearly").
+    pending_frequency: Mapped[str | None] = mapped_column(String(16))
 
     # Facts from Stripe, applied only when newer than what we hold (Stripe's clock).
     latest_invoice_id: Mapped[str | None] = mapped_column(String(255))
@@ -298,6 +331,12 @@ class RecurringPlan(TimestampMixin, db.Model):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_PLAN_STATUSES
+
+    @property
+    def payer_name(self) -> str:
+        """Whom mail about this plan addresses: the person who set it up and paid for it
+        (never a link)."""
+        return name_for_mail(self.donor_name or self.donor.full_name)
 
     def derived_status(self) -> PlanStatus:
         if self.cancelled_at is not None:

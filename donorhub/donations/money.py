@@ -19,13 +19,20 @@ class BadAmount(ValueError):
     """Not an amount of money we can read."""
 
 
-#: Digits with an optional decimal point and at most two decimals (no "1e3", "inf", "-5").
-_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
+#: ASCII digits with an optional decimal point and at most two decimals (no "1e3", "inf",
+#: "-5", no full-width or other scripts' digits).
+_AMOUNT = re.compile(r"\A[0-9]+(?:\.[0-9]{1,2})?\Z")
+
+#: The largest amount Stripe charges in one payment, in minor units, per currency
+#: (stripe.com/docs/currencies, "Minimum and maximum charge amounts": 8 digits).
+STRIPE_MAX_MINOR = {"gbp": 99_999_999, "usd": 99_999_999, "eur": 99_999_999,
+                    "inr": 99_999_999}
 
 
 def parse_amount(text: str) -> int:
     """'25', '25.5', '1,000.00' -> minor units. At most two decimal places."""
-    cleaned = text.strip().replace(",", "").lstrip("£$€₹").strip()
+    # Spaces only: a newline, a tab or another script's digits make it unreadable.
+    cleaned = text.strip(" ").replace(",", "").lstrip("£$€₹").strip(" ")
     if not cleaned or len(cleaned) > 15 or not _AMOUNT.fullmatch(cleaned):
         raise BadAmount(text)
     try:

@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
 from donorhub.donations.giftaid import normalise_postcode
 from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
+from donorhub.forms import check_plain_name
 
 FREQUENCIES = ("once", "monthly", "yearly")
 
@@ -38,6 +39,8 @@ class NewGift:
     gift_aid: GiftAidDetails | None
     #: The slug of the campaign the gift goes to (from the campaign page), or None.
     campaign: str | None = None
+    #: The form's one-time token: the same form sent twice starts one gift, not two.
+    form_token: str | None = None
 
 
 class NewGiftSchema(FormSchema):
@@ -47,24 +50,30 @@ class NewGiftSchema(FormSchema):
     currency = fields.String(required=True, validate=validate.OneOf(
         CURRENCIES, error="Choose pounds, dollars, euros or rupees."),
         error_messages={"required": "Choose a currency."})
-    amount_choice = fields.String(required=True, validate=validate.Regexp(
-        r"^(custom|\d{1,9})$", error="Choose an amount."),
-        error_messages={"required": "Choose an amount."})
+    # ASCII digits only, the whole value (\Z: no trailing newline): no other script's digits.
+    amount_choice = fields.String(load_default="", validate=validate.Regexp(
+        r"\A(?:custom|[0-9]{1,9})?\Z", error="Choose an amount."))
     custom_amount = fields.String(load_default="", validate=validate.Length(max=20))
+    form_token = fields.String(load_default=None, validate=validate.Regexp(
+        r"\A[A-Za-z0-9_-]{16,64}\Z", error="This form has expired. Please check it and "
+                                            "send it again."))
     cover_fees = CheckboxField(load_default=False)
     dedication = fields.String(load_default="", validate=validate.Length(
         max=200, error="Keep the dedication under 200 characters."))
     designation = fields.String(load_default="general", validate=validate.OneOf(
         ("general",), error="Choose where your gift goes."))
     campaign = fields.String(load_default="", validate=validate.Length(max=64))
-    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200),
+    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
+                                                      check_plain_name],
                               error_messages={"required": "Enter your name."})
     email = EmailField(**{**EMAIL_FIELD, "required": False, "load_default": None})
     gift_aid = CheckboxField(load_default=False)
     gift_aid_title = fields.String(load_default="", validate=validate.Length(
         max=4, error="A title has at most 4 letters (Mr, Mrs, Ms, Dr, Prof)."))
-    gift_aid_first_name = fields.String(load_default="", validate=validate.Length(max=35))
-    gift_aid_last_name = fields.String(load_default="", validate=validate.Length(max=35))
+    gift_aid_first_name = fields.String(load_default="", validate=[
+        validate.Length(max=35), check_plain_name])
+    gift_aid_last_name = fields.String(load_default="", validate=[
+        validate.Length(max=35), check_plain_name])
     gift_aid_house = fields.String(load_default="", validate=validate.Length(max=40))
     gift_aid_address = fields.String(load_default="", validate=validate.Length(max=200))
     gift_aid_postcode = fields.String(load_default="", validate=validate.Length(max=10))
@@ -93,15 +102,7 @@ class NewGiftSchema(FormSchema):
 
     @post_load
     def build(self, data, **_kwargs) -> NewGift:
-        preset = custom = None
-        if data["amount_choice"] == "custom":
-            try:
-                custom = parse_amount(data["custom_amount"])
-            except BadAmount:
-                raise ValidationError("Enter an amount like 25 or 25.50.",
-                                      "custom_amount") from None
-        else:
-            preset = int(data["amount_choice"])
+        preset, custom = _chosen_amount(data["amount_choice"], data["custom_amount"])
         name = " ".join(data["full_name"].split())
         if not name:
             raise ValidationError("Enter your name.", "full_name")
@@ -119,7 +120,30 @@ class NewGiftSchema(FormSchema):
             custom_minor=custom, cover_fees=data["cover_fees"],
             dedication=" ".join(data["dedication"].split()) or None,
             designation=data["designation"], full_name=name, email=data["email"],
-            gift_aid=gift_aid, campaign=data["campaign"].strip() or None)
+            gift_aid=gift_aid, campaign=data["campaign"].strip() or None,
+            form_token=data["form_token"])
+
+
+def _chosen_amount(choice: str, typed: str) -> tuple[int | None, int | None]:
+    """(preset, typed amount): exactly one is set.
+
+    An amount the donor typed is what they mean, whichever radio button is still ticked
+    (typing £40 and leaving the preset £25 ticked means £40). A typed text we cannot read is
+    asked about again, never replaced by a preset; nothing typed means the ticked preset.
+    """
+    typed = typed.strip(" ")
+    if typed:
+        try:
+            return None, parse_amount(typed)
+        except BadAmount:
+            raise ValidationError("Enter an amount like 25 or 25.50 in “Your amount”, or "
+                                  "clear it to give the amount ticked above.",
+                                  "custom_amount") from None
+    if choice == "custom":
+        raise ValidationError("Enter your amount, like 25 or 25.50.", "custom_amount")
+    if not choice:
+        raise ValidationError("Choose an amount, or enter your own.", "amount_choice")
+    return int(choice), None
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,11 @@ from donorhub.donations.models import (
     ReceiptCounter,
     RecurringPlan,
 )
-from donorhub.donations.money import fee_cover, format_money
+from donorhub.donations.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.donations.schemas import NewGift
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
+from donorhub.forms import name_for_mail
 from donorhub.mail.services import queue_mail
 from donorhub.payments.events import (
     ChargeData,
@@ -155,17 +156,54 @@ class Priced:
         return self.gift_minor + self.fee_cover_minor
 
 
-def check_amount(currency: str, amount_minor: int) -> None:
+def amount_limits(currency: str) -> tuple[int, int]:
+    """The smallest and largest total we take in one payment: the configured limits, and
+    never more than Stripe charges in one payment (8 digits of minor units)."""
     limits = current_app.config["DONATION_LIMITS"]
     if currency not in limits:
         raise GiftRejected("currency", "Choose pounds, dollars, euros or rupees.")
     low, high = limits[currency]
-    if amount_minor < low:
-        raise GiftRejected("custom_amount", f"The smallest gift we can take is "
-                                            f"{format_money(low, currency)}.")
-    if amount_minor > high:
-        raise GiftRejected("custom_amount", f"For gifts over {format_money(high, currency)}, "
-                                            "please contact us so we can thank you properly.")
+    return low, min(high, STRIPE_MAX_MINOR[currency])
+
+
+def limit_words(amount_minor: int, currency: str) -> str:
+    """£25,000 or ₹9,99,999 for a whole amount, £2.50 otherwise (Babel, per currency)."""
+    text = format_money(amount_minor, currency)
+    return text[:-3] if amount_minor % 100 == 0 and text.endswith(".00") else text
+
+
+def largest_covered_gift(currency: str, high: int) -> int:
+    """The largest gift whose total with the card fees covered stays within `high`."""
+    percent_bp, fixed = current_app.config["DONATION_FEE_COVER"][currency]
+    gift = high * (10_000 - percent_bp) // 10_000 - fixed
+    while gift > 0 and gift + fee_cover(gift, percent_bp, fixed) > high:
+        gift -= 1
+    while gift + 1 + fee_cover(gift + 1, percent_bp, fixed) <= high:
+        gift += 1
+    return max(gift, 0)
+
+
+def check_amount(currency: str, amount_minor: int, *, cover_fees: bool = False,
+                 field: str = "custom_amount") -> int:
+    """Check a gift against the limits; returns the fee cover to add (0 unless asked).
+
+    The total charged (gift plus fee cover) must stay within the configured maximum and
+    Stripe's; the message names the field and gives the range in money."""
+    low, high = amount_limits(currency)
+    between = (f"Enter an amount between {limit_words(low, currency)} and "
+               f"{limit_words(high, currency)}.")
+    if not low <= amount_minor <= high:
+        raise GiftRejected(field, between)
+    cover = fee_cover_for(currency, amount_minor) if cover_fees else 0
+    if amount_minor + cover > high:
+        largest = largest_covered_gift(currency, high)
+        raise GiftRejected(field, (
+            f"With the card fees covered the total would be "
+            f"{format_money(amount_minor + cover, currency)}, over our limit of "
+            f"{limit_words(high, currency)}. Enter an amount between "
+            f"{limit_words(low, currency)} and {format_money(largest, currency)}, or leave "
+            "out the card fees."))
+    return cover
 
 
 def fee_cover_for(currency: str, gift_minor: int) -> int:
@@ -181,10 +219,11 @@ def price_gift(gift: NewGift) -> Priced:
             raise GiftRejected("amount_choice", "Choose one of the amounts shown, or enter "
                                                 "your own.")
         amount = gift.preset_minor
+        field = "amount_choice"
     else:
         amount = gift.custom_minor or 0
-    check_amount(gift.currency, amount)
-    cover = fee_cover_for(gift.currency, amount) if gift.cover_fees else 0
+        field = "custom_amount"
+    cover = check_amount(gift.currency, amount, cover_fees=gift.cover_fees, field=field)
     return Priced(amount, cover)
 
 
@@ -194,14 +233,47 @@ def price_gift(gift: NewGift) -> Priced:
 class Started:
     kind: str  # "donation" or "plan"
     row: Donation | RecurringPlan
+    #: The same form (its one-time token) was sent before: `row` is the gift it started,
+    #: and nothing new was recorded. The caller rolls back and reopens that gift's checkout.
+    repeated: bool = False
+
+
+def find_by_form_token(token: str | None) -> Donation | RecurringPlan | None:
+    """The gift or plan a giving form's one-time token started, if any."""
+    if not token:
+        return None
+    return (db.session.scalar(select(Donation).where(Donation.form_nonce == token))
+            or db.session.scalar(select(RecurringPlan).where(RecurringPlan.form_nonce == token)))
+
+
+def _same_form(row: Donation | RecurringPlan, gift: NewGift, priced: Priced,
+               email: str) -> Started:
+    """The form was sent again (a double click, or back and send): the same gift when it
+    asks for the same thing; otherwise the donor is asked again, so nobody is charged an
+    amount other than the one they saw last."""
+    frequency = row.frequency.value if isinstance(row, RecurringPlan) else "once"
+    if (row.amount_minor, row.currency, frequency, row.donor.email) != (
+            priced.total_minor, gift.currency, gift.frequency, email):
+        raise GiftRejected("_schema", "You already sent this form with a different gift. "
+                                      "Check the amount and the details, then send it again.")
+    return Started("plan" if isinstance(row, RecurringPlan) else "donation", row,
+                   repeated=True)
 
 
 def start_donation(gift: NewGift, user=None) -> Started:
     """Record the gift (pending) for the donor; the caller then opens Checkout.
 
-    A signed-in donor gives as their account's address, whatever the form said.
+    A signed-in donor gives as their account's address, whatever the form said. The form's
+    one-time token is stored with the gift: the same form sent again finds that gift.
     """
     priced = price_gift(gift)
+    if user is not None and user.is_authenticated:
+        email = (user.email or "").strip().lower()
+    else:
+        email = (gift.email or "").strip().lower()
+    earlier = find_by_form_token(gift.form_token)
+    if earlier is not None:
+        return _same_form(earlier, gift, priced, email)
     if user is not None and user.is_authenticated:
         donor = donor_for_user(user) or find_or_create_donor(user.email, gift.full_name)
         _claim(donor, user)
@@ -228,20 +300,26 @@ def start_donation(gift: NewGift, user=None) -> Started:
     common = dict(donor=donor, amount_minor=priced.total_minor,
                   fee_cover_minor=priced.fee_cover_minor, currency=gift.currency,
                   designation=designation, campaign_id=campaign_id,
-                  dedication=gift.dedication)
+                  dedication=gift.dedication, donor_name=gift.full_name,
+                  form_nonce=gift.form_token,
+                  gift_aid_declaration_id=declaration.id if declaration else None)
     if gift.frequency == "once":
-        donation = Donation(kind=DonationKind.ONCE, status=DonationStatus.PENDING,
-                            gift_aid_declaration_id=declaration.id if declaration else None,
+        row = Donation(kind=DonationKind.ONCE, status=DonationStatus.PENDING,
+                       frequency="once", **common)
+    else:
+        row = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
                             **common)
-        db.session.add(donation)
-        db.session.flush()
-        return Started("donation", donation)
-    plan = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
-                         gift_aid_declaration_id=declaration.id if declaration else None,
-                         **common)
-    db.session.add(plan)
-    db.session.flush()
-    return Started("plan", plan)
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+    except IntegrityError:
+        # The same form, sent at the same moment by another request that got there first
+        # (the unique token waited for its commit): that request's gift is this one.
+        earlier = find_by_form_token(gift.form_token)
+        if earlier is None:
+            raise
+        return _same_form(earlier, gift, priced, email)
+    return Started("plan" if isinstance(row, RecurringPlan) else "donation", row)
 
 
 def _external(endpoint: str, **values) -> str:
@@ -383,7 +461,8 @@ def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
     if declaration.cancelled_at is None:
         declaration.cancelled_at = utcnow()
         queue_mail(donor.email, "donations/gift_aid_cancelled",
-                   subject="Your Gift Aid declaration is cancelled", name=donor.full_name,
+                   subject="Your Gift Aid declaration is cancelled",
+                   name=name_for_mail(f"{declaration.first_name} {declaration.last_name}"),
                    declared_at=declaration.declared_at)
     return declaration
 
@@ -488,7 +567,7 @@ def issue_receipt(donation: Donation) -> Receipt | None:
     queue_mail(
         donation.donor.email, "donations/receipt",
         subject=f"Thank you: your receipt {receipt.number}",
-        name=donation.donor.full_name, number=receipt.number,
+        name=donation.payer_name, number=receipt.number,
         amount=format_money(donation.amount_minor, donation.currency),
         gift=format_money(donation.gift_minor, donation.currency),
         fee_cover=(format_money(donation.fee_cover_minor, donation.currency)
@@ -619,6 +698,10 @@ def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None
         donation.stripe_charge_id = charge_id
     if donation.paid_at is None:
         donation.paid_at = event.created
+        if donation.donor_name and donation.donor.full_name != donation.donor_name:
+            # The donor record shows the name of whoever last paid under the address, never
+            # a name left by a checkout that was not paid.
+            donation.donor.full_name = donation.donor_name
     _gift_aid_for(donation)
     donation.settle()
     issue_receipt(donation)
@@ -696,7 +779,7 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
         donation.processing = True
         if donation.settle() is DonationStatus.FAILED:
             queue_mail(donation.donor.email, "donations/payment_failed_once",
-                       subject="Your gift did not go through", name=donation.donor.full_name,
+                       subject="Your gift did not go through", name=donation.payer_name,
                        amount=format_money(donation.amount_minor, donation.currency),
                        donate_url=_external("donations.donate"))
     return "applied"
@@ -809,7 +892,7 @@ def record_charge_refunded(event: PaymentEvent) -> str:
     if newly and had_receipt:
         queue_mail(donation.donor.email, "donations/refunded",
                    subject=f"Your refund for receipt {donation.receipt.number}",
-                   name=donation.donor.full_name, number=donation.receipt.number,
+                   name=donation.payer_name, number=donation.receipt.number,
                    amount=format_money(donation.amount_refunded_minor, donation.currency))
     return "applied"
 
@@ -911,7 +994,13 @@ def record_invoice_paid(event: PaymentEvent) -> str:
         return "applied"  # the same invoice through another event or reconciliation
     expected = {plan.amount_minor, plan.pending_amount_minor or plan.amount_minor}
     fee = plan.fee_cover_minor if inv.amount_paid == plan.amount_minor else 0
+    # The interval this payment was taken under: an invoice raised by a switch Stripe has
+    # made but we have not recorded yet is under the interval asked for.
+    paid_under = plan.frequency.value
+    if inv.billing_reason == "subscription_update" and plan.pending_frequency:
+        paid_under = plan.pending_frequency
     gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
+                    donor_name=plan.donor_name, frequency=paid_under,
                     amount_minor=inv.amount_paid, fee_cover_minor=fee,
                     currency=inv.currency, designation=plan.designation,
                     campaign_id=plan.campaign_id, dedication=plan.dedication,
@@ -933,6 +1022,7 @@ def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
     if gift is None:
         gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
+                        donor_name=plan.donor_name, frequency=plan.frequency.value,
                         amount_minor=inv.amount_paid, fee_cover_minor=0,
                         currency=inv.currency, designation=plan.designation,
                         campaign_id=plan.campaign_id, dedication=plan.dedication,
@@ -977,7 +1067,7 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
     if plan.settle() is PlanStatus.PAST_DUE:
         queue_mail(plan.donor.email, "donations/payment_failed",
                    subject="Your regular gift did not go through",
-                   name=plan.donor.full_name, reason=_failure_words(code),
+                   name=plan.payer_name, reason=_failure_words(code),
                    amount=format_money(inv.amount_due, inv.currency),
                    frequency=plan.frequency.value, action_required=state == "action_required",
                    manage_url=manage_url(plan))
@@ -1057,12 +1147,25 @@ def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
     plan.ended_at = plan.ended_at or event.created
     if plan.settle() is PlanStatus.ENDED:
         queue_mail(plan.donor.email, "donations/plan_ended",
-                   subject="Your regular gift has ended", name=plan.donor.full_name,
+                   subject="Your regular gift has ended", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
                    frequency=plan.frequency.value, donate_url=_external("donations.donate"))
 
 
 # Donor's own changes to a plan -------------------------------------------------------------
+
+def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
+    """Hold the plan's row until the commit and read it afresh, so a second request for the
+    same change (a double click) waits for the first and then sees its effect: no second
+    Stripe call, no second mail. SQLite has no row locks: a write takes its database lock
+    (reads there run outside any transaction, so the fresh read sees the first commit)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(update(RecurringPlan).where(RecurringPlan.id == plan.id)
+                           .values(revision=RecurringPlan.revision)
+                           .execution_options(synchronize_session=False))
+    return db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
+                             .with_for_update().execution_options(populate_existing=True))
+
 
 def check_owner(plan: RecurringPlan, user) -> None:
     donor = donor_for_user(user)
@@ -1080,8 +1183,9 @@ def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) 
     """Step 1 (committed before Stripe is called): note the amount we are about to ask for,
     so an invoice Stripe raises at once for it is recognised, not flagged."""
     _require_live(plan)
-    check_amount(plan.currency, amount_minor)
+    check_amount(plan.currency, amount_minor, field="amount")
     plan.pending_amount_minor = amount_minor
+    plan.pending_frequency = Frequency(frequency).value
     plan.revision += 1
 
 
@@ -1097,10 +1201,11 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
     plan.fee_cover_minor = 0
     plan.frequency = Frequency(frequency)
     plan.pending_amount_minor = None
+    plan.pending_frequency = None
     record_audit(actor, "plan.changed", "plan", plan.id, {"amount_minor": amount_minor,
                                                           "frequency": frequency})
     queue_mail(plan.donor.email, "donations/plan_changed", subject="Your regular gift is changed",
-               name=plan.donor.full_name, amount=format_money(amount_minor, plan.currency),
+               name=plan.payer_name, amount=format_money(amount_minor, plan.currency),
                frequency=frequency, manage_url=manage_url(plan))
 
 
@@ -1117,7 +1222,7 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     record_audit(actor, "plan.paused", "plan", plan.id, {})
     if notify:
         queue_mail(plan.donor.email, "donations/plan_paused",
-                   subject="Your regular gift is paused", name=plan.donor.full_name,
+                   subject="Your regular gift is paused", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
                    frequency=plan.frequency.value, manage_url=manage_url(plan))
 
@@ -1133,7 +1238,7 @@ def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
     if notify:
         queue_mail(plan.donor.email, "donations/plan_resumed",
-                   subject="Your regular gift is running again", name=plan.donor.full_name,
+                   subject="Your regular gift is running again", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
                    frequency=plan.frequency.value, manage_url=manage_url(plan))
 
@@ -1164,7 +1269,7 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     record_audit(actor, "plan.cancelled", "plan", plan.id, {})
     if notify:
         queue_mail(plan.donor.email, "donations/plan_cancelled",
-                   subject="Your regular gift is cancelled", name=plan.donor.full_name,
+                   subject="Your regular gift is cancelled", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
                    frequency=plan.frequency.value, donate_url=_external("donations.donate"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from datetime import date
 
 from flask import (
@@ -53,9 +54,12 @@ def form_context(form: dict, errors: dict) -> dict:
     campaign = (campaign_services.campaign_for_gift(form["campaign"])
                 if form.get("campaign") else None)
     return {"campaign": campaign,
+            # A new one-time token on every page: the same page sent twice starts one gift.
+            "form_token": secrets.token_urlsafe(24),
             "form": form, "errors": errors, "currency": currency, "currencies": CURRENCIES,
-            "currency_names": CURRENCY_NAMES, "presets": presets, "limits":
-            config["DONATION_LIMITS"], "fee_examples": fee_examples,
+            "currency_names": CURRENCY_NAMES, "presets": presets,
+            "limits": {c: services.amount_limits(c) for c in CURRENCIES},
+            "fee_examples": fee_examples,
             "fee_rules": config["DONATION_FEE_COVER"],
             "declaration": giftaid.declaration_text(
                 config["GIFT_AID_DECLARATION_VERSION"], amount="this gift",
@@ -92,12 +96,21 @@ def donate():
             errors = {error.field: [str(error)]}
     if errors:
         db.session.rollback()
-        form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        form = {k: v for k, v in request.form.items() if k not in ("csrf_token", "form_token")}
         return render_template("donations/donate.html", **form_context(form, errors)), 422
+    row = started.row
+    if started.repeated:
+        # The same form again (a double click): the gift the first one started, and its
+        # checkout (the same idempotency key gives the same session). Nothing new is kept.
+        db.session.rollback()
+        row = services.find_by_form_token(data.form_token)
     try:
-        url = services.open_checkout(started.row)
+        url = services.open_checkout(row)
+    except DomainError:
+        db.session.rollback()
+        return redirect(url_for("donations.thank_you", ref=row.public_id))
     except GatewayError as error:
-        return gateway_failure_page(started.row, error)
+        return gateway_failure_page(row, error)
     db.session.commit()
     return redirect(url, code=303)
 
@@ -198,6 +211,9 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
     """`card_return`: where Stripe's Billing Portal sends the donor back (never a manage
     token URL: the portal's page would then hold a live token)."""
     load_form(EmptySchema())
+    if action in ("pause", "resume", "cancel"):
+        # A double click: the second request waits here for the first and sees its effect.
+        plan_row = services.lock_plan_for_change(plan_row)
     try:
         if action == "pause":
             services.pause_plan(plan_row, current_user if current_user.is_authenticated

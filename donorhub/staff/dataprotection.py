@@ -2,7 +2,8 @@
 
 Erasure overwrites personal data (names, e-mails, addresses, notes, dedications), keeps the
 financial records the law requires (amounts, dates, currencies, receipt numbers, Gift Aid
-claim links), deletes the Stripe customers, disables the account, and is audited.
+claim links, and each Gift Aid declaration behind a claim already filed, as claimed, for
+HMRC's audit), deletes the Stripe customers, disables the account, and is audited.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def export_for_user(user: User) -> dict:
             "fee_cover_minor": g.fee_cover_minor, "status": g.status.value,
             "paid_at": _iso(g.paid_at), "refunded_minor": g.amount_refunded_minor,
             "designation": g.designation, "dedication": g.dedication,
+            "name": g.donor_name, "frequency": g.paid_frequency,
             "receipt": g.receipt.number if g.receipt else None})
     for p in db.session.scalars(select(RecurringPlan).where(RecurringPlan.donor_id == donor.id)
                                 .order_by(RecurringPlan.id)):
@@ -92,9 +94,18 @@ def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) ->
     tag = f"erased-{donor.id}"
     donor.email = f"{tag}@erased.invalid"
     donor.full_name = ERASED_NAME
+    # A declaration behind a claim already filed is kept as claimed (name, address, text
+    # version, scope, dates): HMRC may audit the claim for 6 years, and the declaration is
+    # the charity's evidence. Every other declaration is erased.
+    filed = set(db.session.scalars(select(Donation.gift_aid_declaration_id).where(
+        Donation.gift_aid_claim_id.is_not(None),
+        Donation.gift_aid_declaration_id.is_not(None)).join(
+        GiftAidDeclaration, GiftAidDeclaration.id == Donation.gift_aid_declaration_id).where(
+        GiftAidDeclaration.donor_id == donor.id)))
     for declaration in db.session.scalars(select(GiftAidDeclaration).where(
             GiftAidDeclaration.donor_id == donor.id)):
-        # HMRC needs the claim figures (kept on the gifts and claims), not the address.
+        if declaration.id in filed:
+            continue
         declaration.title = None
         declaration.first_name = "Erased"
         declaration.last_name = "Erased"
@@ -103,8 +114,10 @@ def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) ->
         declaration.postcode = "ERASED"
     for gift in db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)):
         gift.dedication = None
+        gift.donor_name = None
     for plan in plans:
         plan.dedication = None
+        plan.donor_name = None
         plan.stripe_customer_id = None
     for note in db.session.scalars(select(DonorNote).where(DonorNote.donor_id == donor.id)):
         note.body = "[erased]"
@@ -136,5 +149,6 @@ def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) ->
     db.session.flush()
     record_audit(actor, "donor.erased", "donor", donor.id,
                  {"stripe_customers_deleted": len(customers),
+                  "gift_aid_declarations_kept_for_filed_claims": len(filed),
                   "data_request": data_request.id if data_request else None})
     return erasure

@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from donorhub.accounts.models import StaffRole
 from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
 from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
+from donorhub.forms import check_plain_name
 from donorhub.staff.donors import (
     CONSENT_CHANNELS,
     OFFLINE_METHODS,
@@ -80,7 +81,8 @@ class ConsentSchema(FormSchema):
 class OfflineGiftSchema(FormSchema):
     donor_id = OptionalInt(load_default=None, allow_none=True)
     email = EmailField(**{**EMAIL_FIELD, "required": False, "load_default": None})
-    full_name = fields.String(load_default="", validate=validate.Length(max=200))
+    full_name = fields.String(load_default="", validate=[validate.Length(max=200),
+                                                     check_plain_name])
     amount = fields.String(required=True, validate=validate.Length(min=1, max=20))
     currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
     method = fields.String(required=True, validate=validate.OneOf(OFFLINE_METHODS))
@@ -171,7 +173,8 @@ class StaffRolesSchema(_RolesMixin, FormSchema):
 
 class StaffInvitationSchema(StaffRolesSchema):
     full_name = fields.String(required=True, validate=[
-        validate.Length(max=200), validate.Regexp(r"\S", error="Enter the person's name.")],
+        validate.Length(max=200), validate.Regexp(r"\S", error="Enter the person's name."),
+        check_plain_name],
         error_messages={"required": "Enter the person's name."})
     email = EmailField(**{**EMAIL_FIELD, "error_messages": {
         "required": "Enter their e-mail address.",
