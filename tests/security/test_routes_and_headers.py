@@ -252,10 +252,14 @@ def test_production_refuses_unsafe_settings():
     from config import DEVELOPMENT_SECRET_KEY, UnsafeConfiguration
     from donorhub import create_app
 
-    safe = {"SECRET_KEY": "k" * 48, "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
-            "STRIPE_WEBHOOK_SECRET": "whsec_x", "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
-            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False,
-            "FEED_PSEUDONYM_KEY": "p" * 40}
+    # Overrides of create_app: the same checks from the environment alone, as production
+    # really starts, are in test_production_environment.py.
+    safe = {"SECRET_KEY": "Zx8-q3JtV0pM2rN7aY5uW1eK4cH9gB6dF3sL0oP2iQ",
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
+            "STRIPE_WEBHOOK_SECRET": "whsec_Qm3vT8yL1nB5xR7cK2wJ9dF4hG6sA0pE",
+            "RATELIMIT_STORAGE_URI": "redis://x:6379/0", "PUBLIC_BASE_URL": "https://x.example",
+            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False, "MAIL_DELIVERY": "smtp",
+            "FEED_PSEUDONYM_KEY": "Qm3vT8yL1nB5xR7cK2wJ9dF4hG6sA0pE-prod-pseudonym"}
     unsafe = {
         "missing SECRET_KEY": {"SECRET_KEY": ""},
         "no pseudonym key": {"FEED_PSEUDONYM_KEY": ""},
@@ -267,6 +271,13 @@ def test_production_refuses_unsafe_settings():
         "no webhook secret": {"STRIPE_WEBHOOK_SECRET": ""},
         "no Stripe key": {"STRIPE_SECRET_KEY": ""},
         "memory rate limits": {"RATELIMIT_STORAGE_URI": "memory://"},
+        "published webhook secret": {"STRIPE_WEBHOOK_SECRET": "whsec_development_only"},
+        "one-character webhook secret": {"STRIPE_WEBHOOK_SECRET": "x"},
+        "SECRET_KEY of one character": {"SECRET_KEY": "k" * 48},
+        "plain-HTTP PUBLIC_BASE_URL": {"PUBLIC_BASE_URL": "http://127.0.0.1:5000"},
+        "rate limits off": {"RATELIMIT_ENABLED": False},
+        "mail held": {"MAIL_DELIVERY": "hold"},
+        "Stripe test key": {"STRIPE_SECRET_KEY": "sk_test_x"},
     }
     started = 0
     for name, change in unsafe.items():
