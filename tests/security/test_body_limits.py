@@ -65,10 +65,7 @@ def post_big(client, url: str, size: int, *, declared: bool = True, **kwargs):
     return response, stream.read_bytes
 
 
-def test_the_limits_are_set():
-    from donorhub import create_app
-
-    app = create_app()  # development, from this environment
+def test_the_limits_are_set(app):
     assert app.config["MAX_CONTENT_LENGTH"] == DEFAULT_MAX_CONTENT_LENGTH == 2 * MB
     assert app.config["MAX_UPLOAD_LENGTH"] == DEFAULT_MAX_UPLOAD_LENGTH == 20 * MB
 
