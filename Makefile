@@ -106,7 +106,7 @@ lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub config.py wsgi.py
 	$(SEMGREP) donorhub config.py wsgi.py templates
 
-test: install-test browser bench-tools lint
+test: install-test browser bench-tools stack-tools lint
 	$(BIN)/pytest -m "not slow"
 
 test-slow: install-test browser bench-tools tools
@@ -121,6 +121,20 @@ bench-tools:
 	      || echo "!!! wrk could not be installed: the load smoke test will be SKIPPED !!!"; \
 	  else \
 	    echo "!!! wrk is missing and this is not root: the load smoke test will be SKIPPED !!!"; \
+	  fi; \
+	fi
+
+# Debian's nginx for the production stack test (tests/system/test_production_stack.py);
+# RUNLEVEL=1: the package must not start the machine's own nginx, the test runs a private one.
+.PHONY: stack-tools
+stack-tools:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's nginx-light for the production stack test..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq nginx-light openssl >/dev/null) \
+	      || echo "!!! nginx could not be installed: the production stack test will be SKIPPED !!!"; \
+	  else \
+	    echo "!!! nginx is missing and this is not root: the production stack test will be SKIPPED !!!"; \
 	  fi; \
 	fi
 

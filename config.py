@@ -15,9 +15,25 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("DONORHUB_INSTANCE_DIR", BASE_DIR / "instance"))
 
-#: Published in the repository, so never acceptable outside development.
+#: Published in the repository, so never acceptable outside development. These are string
+#: constants on purpose: a value read from the environment must never land in the list of
+#: published keys (the operator's real key would then be refused as "published").
 DEVELOPMENT_SECRET_KEY = "dev-only-not-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
+TESTING_SECRET_KEY = "testing-secret-key-0123456789abcdef0123456789"  # noqa: S105
+DEVELOPMENT_PSEUDONYM_KEY = "development-only-pseudonym-key-not-secret"
+TESTING_PSEUDONYM_KEY = "testing-pseudonym-key-0123456789abcdef"
+DEVELOPMENT_WEBHOOK_SECRET = "whsec_development_only"  # noqa: S105
+TESTING_WEBHOOK_SECRET = "whsec_testing_only"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+#: A secret made of fewer distinct characters than this is not random ('a' * 32, 'abab…').
+MIN_SECRET_DISTINCT_CHARACTERS = 10
+#: Stripe's signing secrets are "whsec_" and 32 or more random characters; fewer than this
+#: after the prefix is not one Stripe issued.
+MIN_WEBHOOK_SECRET_LENGTH = 24
+#: Requests larger than this are refused (413) before their body is read.
+DEFAULT_MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+#: The larger allowance of the named staff upload routes (`donorhub.security.staff_upload`).
+DEFAULT_MAX_UPLOAD_LENGTH = 20 * 1024 * 1024
 
 
 class UnsafeConfiguration(RuntimeError):
@@ -137,13 +153,23 @@ class Config:
     MAIL_BATCH_SIZE = env_int("MAIL_BATCH_SIZE", 50)
     DATA_PROTECTION_EMAIL = os.environ.get("DATA_PROTECTION_EMAIL", "privacy@donorhub.invalid")
 
+    #: Requests with a larger body are answered 413 before the body is read; the staff
+    #: upload routes (`donorhub.security.staff_upload`) get MAX_UPLOAD_LENGTH instead.
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH)
+    MAX_UPLOAD_LENGTH = env_int("MAX_UPLOAD_LENGTH", DEFAULT_MAX_UPLOAD_LENGTH)
+
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    #: Production refuses Stripe test keys (sk_test_, rk_test_) and STRIPE_API_BASE unless
+    #: this is on: a staging site taking test payments, or the production stack test.
+    ALLOW_STRIPE_TEST_MODE = env_bool("ALLOW_STRIPE_TEST_MODE", False)
 
     # --- Donations and payments (issue 3) ------------------------------------------------
     # Every value is documented in docs/configuration.md. Money is in minor units.
-    #: Without STRIPE_SECRET_KEY the gateway talks to the local Stripe simulator here.
-    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111").rstrip("/")
+    #: Where API calls go instead of Stripe: the local Stripe simulator. Used without
+    #: STRIPE_SECRET_KEY (development's default below), or with a test key when
+    #: ALLOW_STRIPE_TEST_MODE is on. Empty: Stripe itself.
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").rstrip("/")
     STRIPE_SIMULATOR_PORT = env_int("STRIPE_SIMULATOR_PORT", 12111)
     #: Seconds per HTTP call to Stripe, and the library's own retries on top (same key).
     STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
@@ -238,9 +264,9 @@ class DevelopmentConfig(Config):
     WTF_CSRF_SSL_STRICT = False
     PREFERRED_URL_SCHEME = "http"
     MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "hold")
-    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_development_only")
-    FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY",
-                                        "development-only-pseudonym-key-not-secret")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", DEVELOPMENT_WEBHOOK_SECRET)
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111").rstrip("/")
+    FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY", DEVELOPMENT_PSEUDONYM_KEY)
     FEED_DIR = os.environ.get("FEED_DIR", str(INSTANCE_DIR / "feed-drop"))
     # The donate form redirects to the local Stripe simulator's checkout page.
     CSP_FORM_ACTION = env_list("CSP_FORM_ACTION",
@@ -250,7 +276,7 @@ class DevelopmentConfig(Config):
 class TestingConfig(DevelopmentConfig):
     ENV_NAME = "testing"
     TESTING = True
-    SECRET_KEY = "testing-secret-key-0123456789abcdef0123456789"  # noqa: S105
+    SECRET_KEY = TESTING_SECRET_KEY
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     MAIL_DELIVERY = "smtp"
     MAIL_PORT = 0
@@ -259,10 +285,19 @@ class TestingConfig(DevelopmentConfig):
     ARGON2_MEMORY_COST = 8192
     ARGON2_PARALLELISM = 1
     RATELIMIT_STORAGE_URI = "memory://"
-    STRIPE_WEBHOOK_SECRET = "whsec_testing_only"  # noqa: S105
+    STRIPE_WEBHOOK_SECRET = TESTING_WEBHOOK_SECRET
     PUBLIC_BASE_URL = "http://donorhub.test"
-    FEED_PSEUDONYM_KEY = "testing-pseudonym-key-0123456789abcdef"  # noqa: S105
+    FEED_PSEUDONYM_KEY = TESTING_PSEUDONYM_KEY
     FEED_DIR = ""
+
+
+def too_little_variety(value: str) -> bool:
+    """True for a value that is plainly not random: one character repeated, 'abab…'."""
+    return len(set(value)) < MIN_SECRET_DISTINCT_CHARACTERS
+
+
+def is_stripe_test_key(key: str) -> bool:
+    return key.startswith(("sk_test_", "rk_test_"))
 
 
 class ProductionConfig(Config):
@@ -271,6 +306,7 @@ class ProductionConfig(Config):
 
     @staticmethod
     def check(config: Mapping[str, Any]) -> None:
+        """Refuse to start, with one sentence naming the setting, when a value is unsafe."""
         key = config.get("SECRET_KEY") or ""
         if not key:
             raise UnsafeConfiguration("SECRET_KEY is not set: set it to a random value of at "
@@ -282,29 +318,70 @@ class ProductionConfig(Config):
         if len(key) < MIN_SECRET_KEY_LENGTH:
             raise UnsafeConfiguration(f"SECRET_KEY is too short: set it to a random value of at "
                                       f"least {MIN_SECRET_KEY_LENGTH} characters.")
+        if too_little_variety(key):
+            raise UnsafeConfiguration("SECRET_KEY is not random (too few distinct characters): "
+                                      "set it to a value from secrets.token_urlsafe(48).")
         if config.get("DEBUG") or env_bool("FLASK_DEBUG", False):
             raise UnsafeConfiguration("DEBUG is on: unset FLASK_DEBUG in production, because the "
                                       "debugger runs any code a visitor sends.")
         if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
             raise UnsafeConfiguration("DATABASE_URL points at SQLite: set it to a PostgreSQL URL "
                                       "(postgresql+psycopg://user:password@host/dbname).")
-        if not config.get("STRIPE_WEBHOOK_SECRET"):
+        base_url = str(config.get("PUBLIC_BASE_URL") or "")
+        if not base_url.startswith("https://") or len(base_url) <= len("https://"):
+            raise UnsafeConfiguration("PUBLIC_BASE_URL must be the site's https:// address "
+                                      "(e.g. https://give.example.org): links in e-mails use it.")
+        webhook_secret = config.get("STRIPE_WEBHOOK_SECRET") or ""
+        if not webhook_secret:
             raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
                                       "(whsec_...) of your Stripe webhook endpoint into it.")
-        if not config.get("STRIPE_SECRET_KEY"):
+        if webhook_secret in KNOWN_TEST_KEYS:
+            raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is a value published in this "
+                                      "repository: copy your endpoint's signing secret into it.")
+        random_part = webhook_secret.removeprefix("whsec_")
+        if (not webhook_secret.startswith("whsec_") or len(random_part) < MIN_WEBHOOK_SECRET_LENGTH
+                or too_little_variety(random_part)):
+            raise UnsafeConfiguration(f"STRIPE_WEBHOOK_SECRET is not a Stripe signing secret "
+                                      f"(whsec_ and at least {MIN_WEBHOOK_SECRET_LENGTH} random "
+                                      f"characters): copy your endpoint's secret into it.")
+        stripe_key = config.get("STRIPE_SECRET_KEY") or ""
+        if not stripe_key:
             raise UnsafeConfiguration("STRIPE_SECRET_KEY is not set: copy your Stripe secret "
                                       "key (sk_live_... or rk_live_...) into it.")
+        test_mode = bool(config.get("ALLOW_STRIPE_TEST_MODE"))
+        if is_stripe_test_key(stripe_key) and not test_mode:
+            raise UnsafeConfiguration("STRIPE_SECRET_KEY is a test key: use the live key "
+                                      "(sk_live_... or rk_live_...), or set "
+                                      "ALLOW_STRIPE_TEST_MODE=true on a test site.")
+        if not stripe_key.startswith(("sk_live_", "rk_live_")) and not is_stripe_test_key(
+                stripe_key):
+            raise UnsafeConfiguration("STRIPE_SECRET_KEY is not a Stripe secret key: copy your "
+                                      "key (sk_live_... or rk_live_...) into it.")
+        if config.get("STRIPE_API_BASE") and not (test_mode and is_stripe_test_key(stripe_key)):
+            raise UnsafeConfiguration("STRIPE_API_BASE is set: unset it, because live payments "
+                                      "go to Stripe itself (it is for ALLOW_STRIPE_TEST_MODE "
+                                      "with a test key only).")
         pseudonym_key = config.get("FEED_PSEUDONYM_KEY") or ""
-        if len(pseudonym_key) < MIN_SECRET_KEY_LENGTH or pseudonym_key in KNOWN_TEST_KEYS:
+        if (len(pseudonym_key) < MIN_SECRET_KEY_LENGTH or pseudonym_key in KNOWN_TEST_KEYS
+                or too_little_variety(pseudonym_key)):
             raise UnsafeConfiguration("FEED_PSEUDONYM_KEY is missing, short or published: set "
                                       "it to a random value of at least 32 characters and "
                                       "keep it with the database backups.")
         feed_url = config.get("FEED_URL") or ""
         if feed_url and not feed_url.startswith("https://"):
             raise UnsafeConfiguration("FEED_URL must start with https:// in production.")
+        if not config.get("RATELIMIT_ENABLED", True):
+            raise UnsafeConfiguration("RATELIMIT_ENABLED is off: unset it in production, "
+                                      "because sign-in and reset limits stop password guessing.")
         if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory"):
             raise UnsafeConfiguration("RATELIMIT_STORAGE_URI is in-process memory: set it to "
                                       "Redis (redis://host:6379/0) so limits hold across workers.")
+        if config.get("MAIL_DELIVERY") != "smtp":
+            raise UnsafeConfiguration("MAIL_DELIVERY must be smtp in production (hold keeps "
+                                      "every message, reset links included, in the outbox).")
+        if not config.get("MAX_CONTENT_LENGTH"):
+            raise UnsafeConfiguration("MAX_CONTENT_LENGTH is not set: unset the variable to "
+                                      "keep the 2 MB limit on request bodies.")
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -324,7 +401,10 @@ def config_for_environment() -> type[Config]:
         ) from None
 
 
-#: Keys that appear in this repository, and so can never protect a real deployment.
-KNOWN_TEST_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, TestingConfig.SECRET_KEY,
-                             DevelopmentConfig.FEED_PSEUDONYM_KEY,
-                             TestingConfig.FEED_PSEUDONYM_KEY})
+#: Keys that appear in this repository, and so can never protect a real deployment. Built
+#: from the string constants above only, never from a class attribute (those read the
+#: environment). tests/security/test_production_environment.py finds every secret-looking
+#: literal in the repository and proves production refuses each.
+KNOWN_TEST_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, TESTING_SECRET_KEY,
+                             DEVELOPMENT_PSEUDONYM_KEY, TESTING_PSEUDONYM_KEY,
+                             DEVELOPMENT_WEBHOOK_SECRET, TESTING_WEBHOOK_SECRET})

@@ -32,13 +32,12 @@ def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Fl
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=0)  # type: ignore[method-assign]
-    # Large bodies are refused before any view parses them.
-    app.config.setdefault("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
-
     from donorhub import security
 
     # First of all hooks, so that even a CSRF failure is logged with its request id.
     app.before_request(security.assign_request_id)
+    # Then, before anything reads a body (CSRF, forms, the webhook): too large is 413.
+    app.before_request(security.refuse_large_bodies)
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)

@@ -57,6 +57,41 @@ def staff(*roles: str) -> Callable[[View], View]:
     return decorate
 
 
+#: The path under which every staff upload route lives, so that the reverse proxy can give
+#: these paths alone a larger body limit (docs/deploy.md, `location /staff/uploads/`).
+STAFF_UPLOAD_PREFIX = "/staff/uploads/"
+
+
+def staff_upload(view: View) -> View:
+    """Let this staff view receive bodies up to MAX_UPLOAD_LENGTH instead of
+    MAX_CONTENT_LENGTH (file imports, archives). Its route must be under
+    STAFF_UPLOAD_PREFIX and the view classified @staff (a test checks both); the larger
+    allowance applies only to a signed-in staff session."""
+    view.staff_upload = True  # type: ignore[attr-defined]
+    return view
+
+
+def body_limit() -> int | None:
+    """The body limit of this request: MAX_UPLOAD_LENGTH on a staff upload route for a
+    signed-in staff session, MAX_CONTENT_LENGTH everywhere else."""
+    config = current_app.config
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "staff_upload", False) and "_user_id" in session \
+            and current_user.is_authenticated and current_user.staff_roles:
+        return config.get("MAX_UPLOAD_LENGTH") or config["MAX_CONTENT_LENGTH"]
+    return config["MAX_CONTENT_LENGTH"]
+
+
+def refuse_large_bodies() -> None:
+    """413 from the declared length, before a byte of the body is read; a body without a
+    length (chunked) is cut off by Werkzeug at the same limit while it is read."""
+    limit = body_limit()
+    request.max_content_length = limit
+    if limit is not None and request.content_length is not None \
+            and request.content_length > limit:
+        abort(413)
+
+
 def view_access(app: Flask, endpoint: str | None) -> tuple[Access | None, frozenset[str]]:
     if endpoint is None:
         return None, frozenset()

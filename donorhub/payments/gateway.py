@@ -5,7 +5,9 @@ our row, so a retry (the library's own, or the donor pressing "Try again") canno
 create twice. Calls have a short timeout and a bounded number of retries.
 
 Without STRIPE_SECRET_KEY (development, demo, tests) the same code talks over HTTP to the
-local Stripe simulator at STRIPE_API_BASE (docs/stripe-simulator.md).
+local Stripe simulator at STRIPE_API_BASE (docs/stripe-simulator.md). With a key, calls go to
+Stripe itself, except a test key (sk_test_/rk_test_) under ALLOW_STRIPE_TEST_MODE with
+STRIPE_API_BASE set: that is the simulator standing in for Stripe on a test site.
 """
 
 from __future__ import annotations
@@ -168,16 +170,19 @@ class StripeGateway:
 
     def __init__(self, *, secret_key: str, api_base: str, webhook_secret: str,
                  timeout_seconds: float, max_network_retries: int, tolerance_seconds: int,
-                 production: bool):
+                 production: bool, allow_test_mode: bool = False):
         if not secret_key and production:
             raise RuntimeError("STRIPE_SECRET_KEY is required in production")
         self.uses_simulator = not secret_key
+        # A live key is only ever sent to Stripe itself.
+        redirected = bool(secret_key and api_base and allow_test_mode
+                          and secret_key.startswith(("sk_test_", "rk_test_")))
         self.api_base = api_base
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance_seconds
         options: dict = {"max_network_retries": max_network_retries,
                          "http_client": stripe.new_default_http_client(timeout=timeout_seconds)}
-        if self.uses_simulator:
+        if self.uses_simulator or redirected:
             options["base_addresses"] = {"api": api_base}
         self.client = stripe.StripeClient(secret_key or SIMULATOR_KEY, **options)
 
@@ -454,5 +459,6 @@ def get_gateway() -> StripeGateway:
             timeout_seconds=config["STRIPE_TIMEOUT_SECONDS"],
             max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"],
             tolerance_seconds=config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"],
-            production=config["ENV_NAME"] == "production")
+            production=config["ENV_NAME"] == "production",
+            allow_test_mode=config["ALLOW_STRIPE_TEST_MODE"])
     return holder.gateway  # type: ignore[return-value]

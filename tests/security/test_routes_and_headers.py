@@ -247,15 +247,22 @@ def test_security_events_are_structured_and_free_of_personal_data(app, make_user
 
 
 def test_production_refuses_unsafe_settings():
+    import secrets
+
     import pytest
 
     from config import DEVELOPMENT_SECRET_KEY, UnsafeConfiguration
     from donorhub import create_app
 
-    safe = {"SECRET_KEY": "k" * 48, "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
-            "STRIPE_WEBHOOK_SECRET": "whsec_x", "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
-            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False,
-            "FEED_PSEUDONYM_KEY": "p" * 40}
+    # Overrides of create_app: the same checks from the environment alone, as production
+    # really starts, are in test_production_environment.py.
+    # Random, not literals: any secret written in the repository counts as published.
+    safe = {"SECRET_KEY": secrets.token_urlsafe(48),
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
+            "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(32),
+            "RATELIMIT_STORAGE_URI": "redis://x:6379/0", "PUBLIC_BASE_URL": "https://x.example",
+            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False, "MAIL_DELIVERY": "smtp",
+            "FEED_PSEUDONYM_KEY": secrets.token_urlsafe(48)}
     unsafe = {
         "missing SECRET_KEY": {"SECRET_KEY": ""},
         "no pseudonym key": {"FEED_PSEUDONYM_KEY": ""},
@@ -267,6 +274,13 @@ def test_production_refuses_unsafe_settings():
         "no webhook secret": {"STRIPE_WEBHOOK_SECRET": ""},
         "no Stripe key": {"STRIPE_SECRET_KEY": ""},
         "memory rate limits": {"RATELIMIT_STORAGE_URI": "memory://"},
+        "published webhook secret": {"STRIPE_WEBHOOK_SECRET": "whsec_development_only"},
+        "one-character webhook secret": {"STRIPE_WEBHOOK_SECRET": "x"},
+        "SECRET_KEY of one character": {"SECRET_KEY": "k" * 48},
+        "plain-HTTP PUBLIC_BASE_URL": {"PUBLIC_BASE_URL": "http://127.0.0.1:5000"},
+        "rate limits off": {"RATELIMIT_ENABLED": False},
+        "mail held": {"MAIL_DELIVERY": "hold"},
+        "Stripe test key": {"STRIPE_SECRET_KEY": "sk_test_x"},
     }
     started = 0
     for name, change in unsafe.items():
