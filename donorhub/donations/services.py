@@ -933,10 +933,15 @@ def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> boo
     held = plan.latest_invoice_created or 0
     if invoice.created != held or plan.latest_invoice_id is None:
         return invoice.created > held
-    sub = get_gateway().subscription(invoice.subscription_id) \
-        if invoice.subscription_id else None
+    try:
+        sub = get_gateway().subscription(invoice.subscription_id) \
+            if invoice.subscription_id else None
+    except GatewayError:
+        # Stripe cannot say now: the last heard wins (a later event or reconcile corrects it).
+        log.warning("could not order two invoices of one second", extra={"plan_id": plan.id})
+        return True
     if sub is None or sub.latest_invoice_id not in (invoice.id, plan.latest_invoice_id):
-        return True  # neither is the newest: keep the last heard, as before
+        return True  # neither is the newest: the last heard wins
     return sub.latest_invoice_id == invoice.id
 
 

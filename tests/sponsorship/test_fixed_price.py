@@ -81,6 +81,9 @@ def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, spo
     page = client.get(f"/donate/plans/{public_id}").get_data(as_text=True)
     assert "sponsorship page" in page and "Save the change" not in page
     assert "sponsorship page" in client.get("/donate/history").get_data(as_text=True)
+    with pay_app.app_context():
+        assert donations.flagged_plans() == []  # the sponsorship's own events flag nothing
+        db.session.remove()
     METRICS.report("sponsorship plan through donation routes: POSTs tried / changes",
                    f"{len(tried)} / 0")
 
