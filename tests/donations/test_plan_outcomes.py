@@ -86,6 +86,8 @@ def test_a_change_whose_answer_timed_out_is_not_called_unchanged_and_settles_fro
     assert "could not confirm the change" in shown and "e-mail you" in shown
     row = _plan(slow_app, plan.id)
     assert (row.amount_minor, row.pending_amount_minor) == (2500, 12000)
+    assert "not confirmed by our payment provider yet" in client.get(page).get_data(
+        as_text=True)
     _wait_for_stripe(sim, plan.stripe_subscription_id, 12000)
     postman.flush()  # Stripe's events for the change it applied
     row = _plan(slow_app, plan.id)
