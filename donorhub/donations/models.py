@@ -233,6 +233,11 @@ class Donation(TimestampMixin, db.Model):
         return f"<Donation {self.id} {self.status}>"
 
 
+#: The designation of a sponsorship's plan (donorhub/sponsorship): its amount is fixed and
+#: it is run from the sponsorship's pages, never through the donation routes.
+SPONSORSHIP_DESIGNATION = "sponsorship"
+
+
 class PlanStatus(StrEnum):
     PENDING = "pending"        # sent to Checkout
     ACTIVE = "active"
@@ -245,9 +250,11 @@ class PlanStatus(StrEnum):
 _P = PlanStatus
 PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
     _P.PENDING: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
-    _P.ACTIVE: frozenset({_P.PAST_DUE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
-    _P.PAST_DUE: frozenset({_P.ACTIVE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
-    _P.PAUSED: frozenset({_P.ACTIVE, _P.PAST_DUE, _P.CANCELLED, _P.ENDED}),
+    # Back to PENDING only when the checkout that started the plan turns out to have charged
+    # another amount or currency (its events can arrive after the first invoice's).
+    _P.ACTIVE: frozenset({_P.PENDING, _P.PAST_DUE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
+    _P.PAST_DUE: frozenset({_P.PENDING, _P.ACTIVE, _P.PAUSED, _P.CANCELLED, _P.ENDED}),
+    _P.PAUSED: frozenset({_P.PENDING, _P.ACTIVE, _P.PAST_DUE, _P.CANCELLED, _P.ENDED}),
     _P.CANCELLED: frozenset(),
     # Only a plan whose checkout had expired unpaid leaves ENDED: money then arrived through
     # another session of it (derived_status keeps a subscription that Stripe ended ENDED).
@@ -316,6 +323,11 @@ class RecurringPlan(TimestampMixin, db.Model):
     #: The plan's checkout session expired unpaid: ENDED unless money arrives after all
     #: (another session of the plan completed), which overrides it.
     checkout_expired: Mapped[bool] = mapped_column(default=False)
+    #: Stripe's checkout (or a later subscription) reported another amount, currency or
+    #: interval than this plan's: never activated by it, left for staff (see review_reason).
+    checkout_mismatch: Mapped[bool] = mapped_column(default=False)
+    #: Why staff must look at this plan; the first reason is kept.
+    review_reason: Mapped[str | None] = mapped_column(String(200))
     #: The declaration made with this plan's checkout (it covers the plan's instalments).
     gift_aid_declaration_id: Mapped[int | None] = mapped_column(
         ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True)
@@ -343,6 +355,8 @@ class RecurringPlan(TimestampMixin, db.Model):
             return _P.CANCELLED
         if self.stripe_ended:
             return _P.ENDED
+        if self.checkout_mismatch:
+            return _P.PENDING  # never activated by a checkout that charged something else
         if self.paused:
             return _P.PAUSED
         if self.latest_invoice_state in ("failed", "action_required"):

@@ -22,6 +22,7 @@ from donorhub.database import utcnow
 from donorhub.donations import dunning, giftaid
 from donorhub.donations.models import (
     MONEY_RECEIVED,
+    SPONSORSHIP_DESIGNATION,
     CheckoutSessionRecord,
     Donation,
     DonationKind,
@@ -686,8 +687,23 @@ def _flag_second_payment(donation: Donation, intent_id: str, event: PaymentEvent
                            "session; refund it", event)
 
 
+def _stripe_time(timestamp: int | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+def _record_paid_at(donation: Donation, event: PaymentEvent,
+                    paid_at: datetime | None = None) -> None:
+    """When the money was paid, on Stripe's clock: the charge's or invoice's own time where
+    the event carries it, else the event's time. A refund or dispute heard first gives a later
+    time than the payment's, so the earliest time heard wins: every order of the same events
+    ends with the same `paid_at`."""
+    when = paid_at or event.created
+    if donation.paid_at is None or when < donation.paid_at:
+        donation.paid_at = when
+
+
 def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None = None,
-               charge_id: str | None = None) -> str:
+               charge_id: str | None = None, paid_at: datetime | None = None) -> str:
     """Money arrived: record it whatever the status said (expired, failed), link Gift Aid,
     settle, receipt. A second distinct payment for the same gift is flagged for staff."""
     if _second_payment(donation, intent_id):
@@ -696,12 +712,13 @@ def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None
         donation.stripe_payment_intent_id = intent_id
     if charge_id and not donation.stripe_charge_id:
         donation.stripe_charge_id = charge_id
-    if donation.paid_at is None:
-        donation.paid_at = event.created
-        if donation.donor_name and donation.donor.full_name != donation.donor_name:
-            # The donor record shows the name of whoever last paid under the address, never
-            # a name left by a checkout that was not paid.
-            donation.donor.full_name = donation.donor_name
+    first_payment_heard = donation.paid_at is None
+    _record_paid_at(donation, event, paid_at)
+    if first_payment_heard and donation.donor_name \
+            and donation.donor.full_name != donation.donor_name:
+        # The donor record shows the name of whoever last paid under the address, never
+        # a name left by a checkout that was not paid.
+        donation.donor.full_name = donation.donor_name
     _gift_aid_for(donation)
     donation.settle()
     issue_receipt(donation)
@@ -886,7 +903,8 @@ def record_charge_refunded(event: PaymentEvent) -> str:
     had_receipt = donation.receipt is not None
     donation.amount_refunded_minor = max(donation.amount_refunded_minor, c.amount_refunded)
     # A refunded charge had succeeded: the money arrived before it went back.
-    outcome = _mark_paid(donation, event, intent_id=c.payment_intent_id, charge_id=c.id)
+    outcome = _mark_paid(donation, event, intent_id=c.payment_intent_id, charge_id=c.id,
+                         paid_at=_stripe_time(c.created))
     if outcome == "flagged":
         return outcome
     if newly and had_receipt:
@@ -934,14 +952,38 @@ def _plan_checkout_completed(event: PaymentEvent, s: CheckoutSessionData) -> str
         return "flagged"  # its paid invoice becomes a flagged gift for staff
     _link_subscription(plan, s.subscription_id, s.customer_id)
     if s.amount_total != plan.amount_minor or (s.currency or "") != plan.currency:
-        record_audit(None, "payment.flagged", "plan", plan.id, {"event": event.type})
-        log.warning("plan checkout amount differs", extra={"plan_id": plan.id})
-        return "flagged"  # not activated; its invoice's gift is flagged for staff
+        # Not activated, whatever its invoices say; its invoice's gift is flagged too.
+        _checkout_mismatched(plan, f"the checkout charged {s.amount_total} {s.currency}; "
+                                   f"the plan is {plan.amount_minor} {plan.currency}", event)
+        return "flagged"
     if s.payment_status in ("paid", "no_payment_required"):
         plan.checkout_completed = True  # an unpaid (delayed) session waits for invoice.paid
         plan.started_at = plan.started_at or event.created
     plan.settle()
     return "applied"
+
+
+def flag_plan(plan: RecurringPlan, reason: str, event_type: str) -> None:
+    """Staff must look at this plan (listed on the staff page); the first reason is kept."""
+    if not plan.review_reason:
+        plan.review_reason = reason[:200]
+        record_audit(None, "plan.flagged", "plan", plan.id, {"event": event_type})
+        log.warning("plan flagged for staff", extra={"plan_id": plan.id,
+                                                     "event_type": event_type})
+
+
+def _checkout_mismatched(plan: RecurringPlan, reason: str, event: PaymentEvent) -> None:
+    """The checkout that starts the plan charged another amount or currency: a fact that
+    keeps the plan from becoming active (in every order of its events), for staff."""
+    plan.checkout_mismatch = True
+    flag_plan(plan, reason, event.type)
+    plan.settle()
+
+
+def flagged_plans() -> list[RecurringPlan]:
+    return db.session.scalars(select(RecurringPlan).where(
+        RecurringPlan.review_reason.is_not(None))
+        .order_by(RecurringPlan.id.desc()).limit(200)).all()
 
 
 def _other_subscription(plan: RecurringPlan, subscription_id: str | None,
@@ -968,10 +1010,24 @@ def _link_subscription(plan: RecurringPlan, subscription_id: str | None,
 
 def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> bool:
     """Apply an invoice outcome only if it is about the newest invoice we know of; for the
-    same invoice, "paid" is final (a late failure notice cannot undo it)."""
+    same invoice, "paid" is final (a late failure notice cannot undo it). Two invoices created
+    in the same second cannot be ordered by their `created`: the subscription's latest invoice,
+    as Stripe holds it now, says which is newer."""
     if plan.latest_invoice_id == invoice.id:
         return plan.latest_invoice_state != "paid"
-    return invoice.created >= (plan.latest_invoice_created or 0)
+    held = plan.latest_invoice_created or 0
+    if invoice.created != held or plan.latest_invoice_id is None:
+        return invoice.created > held
+    try:
+        sub = get_gateway().subscription(invoice.subscription_id) \
+            if invoice.subscription_id else None
+    except GatewayError:
+        # Stripe cannot say now: the last heard wins (a later event or reconcile corrects it).
+        log.warning("could not order two invoices of one second", extra={"plan_id": plan.id})
+        return True
+    if sub is None or sub.latest_invoice_id not in (invoice.id, plan.latest_invoice_id):
+        return True  # neither is the newest: the last heard wins
+    return sub.latest_invoice_id == invoice.id
 
 
 def record_invoice_paid(event: PaymentEvent) -> str:
@@ -989,10 +1045,15 @@ def record_invoice_paid(event: PaymentEvent) -> str:
         plan.latest_invoice_state = "paid"
     plan.started_at = plan.started_at or event.created
     plan.settle()
+    expected = {plan.amount_minor, plan.pending_amount_minor or plan.amount_minor}
+    if inv.billing_reason == "subscription_create" and (
+            inv.amount_paid not in expected or inv.currency != plan.currency):
+        _checkout_mismatched(plan, f"the first invoice charged {inv.amount_paid} "
+                                   f"{inv.currency}; the plan is {plan.amount_minor} "
+                                   f"{plan.currency}", event)
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
     if gift is not None:
         return "applied"  # the same invoice through another event or reconciliation
-    expected = {plan.amount_minor, plan.pending_amount_minor or plan.amount_minor}
     fee = plan.fee_cover_minor if inv.amount_paid == plan.amount_minor else 0
     # The interval this payment was taken under: an invoice raised by a switch Stripe has
     # made but we have not recorded yet is under the interval asked for.
@@ -1008,11 +1069,12 @@ def record_invoice_paid(event: PaymentEvent) -> str:
                     gift_aid_declaration_id=plan.gift_aid_declaration_id)
     db.session.add(gift)
     db.session.flush()
+    paid_at = _stripe_time(inv.paid_at)
     if inv.amount_paid not in expected or inv.currency != plan.currency:
-        gift.paid_at = event.created
+        _record_paid_at(gift, event, paid_at)
         return _flag(gift, f"Stripe charged {inv.amount_paid} {inv.currency}; the plan is "
                            f"{plan.amount_minor} {plan.currency}", event)
-    return _mark_paid(gift, event)
+    return _mark_paid(gift, event, paid_at=paid_at)
 
 
 def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
@@ -1027,7 +1089,7 @@ def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
                         currency=inv.currency, designation=plan.designation,
                         campaign_id=plan.campaign_id, dedication=plan.dedication,
                         status=DonationStatus.PENDING, stripe_invoice_id=inv.id,
-                        paid_at=event.created)
+                        paid_at=_stripe_time(inv.paid_at) or event.created)
         db.session.add(gift)
         db.session.flush()
     return _flag(gift, f"second subscription {inv.subscription_id} for one regular gift: "
@@ -1117,15 +1179,19 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     plan.paused = sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)
-    if sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor \
-            and sub.amount != plan.pending_amount_minor:
+    if sub.amount and sub.currency == plan.currency \
+            and sub.amount == plan.pending_amount_minor and sub.interval in ("month", "year"):
+        # The donor's change, applied by Stripe, whose answer we never had (a timeout, or a
+        # worker that died before recording it): settled here and confirmed by mail.
+        settle_plan_change(plan, sub.amount, _frequency_of(sub.interval).value, None)
+    elif sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor:
         # Changed outside DonorHub (Stripe's dashboard): Stripe is what will be charged.
         record_audit(None, "plan.amount_changed_in_stripe", "plan", plan.id,
                      {"amount_minor": sub.amount})
         plan.amount_minor = sub.amount
         plan.fee_cover_minor = 0
     if sub.interval in ("month", "year"):
-        plan.frequency = Frequency.MONTHLY if sub.interval == "month" else Frequency.YEARLY
+        plan.frequency = _frequency_of(sub.interval)
     plan.settle()
     return "applied"
 
@@ -1167,10 +1233,26 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
                              .with_for_update().execution_options(populate_existing=True))
 
 
+def _frequency_of(interval: str) -> Frequency:
+    return Frequency.MONTHLY if interval == "month" else Frequency.YEARLY
+
+
 def check_owner(plan: RecurringPlan, user) -> None:
     donor = donor_for_user(user)
     if donor is None or donor.id != plan.donor_id:
         raise NotPermitted("That regular gift is not yours.")
+
+
+def is_sponsorship_plan(plan: RecurringPlan) -> bool:
+    return plan.designation == SPONSORSHIP_DESIGNATION
+
+
+def check_donation_plan(plan: RecurringPlan) -> None:
+    """A sponsorship's plan has the sponsorship's fixed amount and is run from the
+    sponsorship's pages (which free the child's place); no donation route changes it."""
+    if is_sponsorship_plan(plan):
+        raise DomainError("This regular gift is a child's sponsorship. Its amount is fixed; "
+                          "you can stop it or update your card from your sponsorship page.")
 
 
 def _require_live(plan: RecurringPlan) -> str:
@@ -1181,7 +1263,9 @@ def _require_live(plan: RecurringPlan) -> str:
 
 def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) -> None:
     """Step 1 (committed before Stripe is called): note the amount we are about to ask for,
-    so an invoice Stripe raises at once for it is recognised, not flagged."""
+    so an invoice Stripe raises at once for it is recognised, not flagged, and a change
+    Stripe applied without our hearing its answer is settled by its event."""
+    check_donation_plan(plan)
     _require_live(plan)
     check_amount(plan.currency, amount_minor, field="amount")
     plan.pending_amount_minor = amount_minor
@@ -1190,13 +1274,51 @@ def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) 
 
 
 def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> None:
-    """Step 2: ask Stripe, then record what it accepted."""
+    """Step 2: ask Stripe, then record what it accepted (unless its event already did)."""
+    check_donation_plan(plan)
     sub_id = _require_live(plan)
     key = f"plan-{plan.public_id}-change-{plan.revision}-{amount_minor}-{frequency}"
     interval = Frequency(frequency).stripe_interval
     get_gateway().change_subscription(SubscriptionChange(
         subscription_id=sub_id, idempotency_key=key, amount_minor=amount_minor,
         currency=plan.currency, interval=interval))
+    settle_plan_change(lock_plan_for_change(plan), amount_minor, frequency, actor)
+
+
+def confirm_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
+                        actor) -> bool:
+    """After an answer from Stripe that leaves the outcome unknown (a timeout, a 5xx, a 409
+    for a request still running): ask Stripe for the subscription. True: the change is
+    applied, and recorded here. False: not (yet) applied; the amount asked for stays pending,
+    so the event of a change Stripe applies later settles it (and mails the donor)."""
+    plan = lock_plan_for_change(plan)
+    if not plan.stripe_subscription_id:
+        return False
+    try:
+        sub = get_gateway().subscription(plan.stripe_subscription_id)
+    except GatewayError:
+        return False
+    interval = Frequency(frequency).stripe_interval
+    if sub is None or (sub.amount, sub.currency, sub.interval) != (
+            amount_minor, plan.currency, interval):
+        return False
+    settle_plan_change(plan, amount_minor, frequency, actor)
+    return True
+
+
+def abandon_plan_change(plan: RecurringPlan) -> None:
+    """Stripe refused the change for good: nothing is pending any more."""
+    plan = lock_plan_for_change(plan)
+    plan.pending_amount_minor = None
+    plan.pending_frequency = None
+
+
+def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> bool:
+    """Record a change Stripe applied, once: by the request that asked for it, or by the
+    subscription's event when that request never heard Stripe's answer. The donor is mailed
+    once, by whichever comes first. False if it was already recorded."""
+    if plan.pending_amount_minor != amount_minor:
+        return False
     plan.amount_minor = amount_minor
     plan.fee_cover_minor = 0
     plan.frequency = Frequency(frequency)
@@ -1207,6 +1329,7 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
     queue_mail(plan.donor.email, "donations/plan_changed", subject="Your regular gift is changed",
                name=plan.payer_name, amount=format_money(amount_minor, plan.currency),
                frequency=frequency, manage_url=manage_url(plan))
+    return True
 
 
 def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:

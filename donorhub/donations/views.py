@@ -206,15 +206,24 @@ def plan(public_id: str):
                            action_base=url_for("donations.plan", public_id=public_id))
 
 
+#: What the donation pages do to a regular gift (besides changing it). A sponsorship's plan
+#: only updates its card here: the rest goes through the sponsorship's pages.
+PLAN_ACTIONS = ("pause", "resume", "cancel", "card")
+
+
 def _plan_action(plan_row: RecurringPlan, action: str, back: str,
                  card_return: str | None = None):
     """`card_return`: where Stripe's Billing Portal sends the donor back (never a manage
     token URL: the portal's page would then hold a live token)."""
     load_form(EmptySchema())
+    if action not in PLAN_ACTIONS:
+        abort(404)
     if action in ("pause", "resume", "cancel"):
         # A double click: the second request waits here for the first and sees its effect.
         plan_row = services.lock_plan_for_change(plan_row)
     try:
+        if action != "card":
+            services.check_donation_plan(plan_row)
         if action == "pause":
             services.pause_plan(plan_row, current_user if current_user.is_authenticated
                                 else None)
@@ -232,8 +241,6 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
                                            + (card_return or back))
             db.session.commit()
             return redirect(url, code=303)
-        else:
-            abort(404)
     except GatewayError:
         db.session.rollback()
         flash("We could not reach our payment provider, so nothing has changed. Please try "
@@ -278,18 +285,29 @@ def change_plan(public_id: str):
     # The amount asked for is committed before Stripe is called, so an invoice that Stripe
     # raises at once for the new amount is recognised by the webhook, not flagged.
     db.session.commit()
+    back = url_for("donations.plan", public_id=public_id)
     try:
         services.apply_plan_change(row, data.amount_minor, data.frequency, current_user)
-    except GatewayError:
+    except GatewayError as error:
         db.session.rollback()
-        row.pending_amount_minor = None
+        if not error.retryable:  # Stripe refused it: nothing changed there
+            services.abandon_plan_change(row)
+            db.session.commit()
+            flash("Our payment provider did not accept the change, so nothing has changed.",
+                  "error")
+            return redirect(back)
+        # A timeout or a 5xx: Stripe may have applied it (and charged at once). Ask Stripe.
+        confirmed = services.confirm_plan_change(row, data.amount_minor, data.frequency,
+                                                 current_user)
         db.session.commit()
-        flash("We could not reach our payment provider, so nothing has changed. Please try "
-              "again in a minute.", "error")
-        return redirect(url_for("donations.plan", public_id=public_id))
+        if not confirmed:
+            flash("We could not confirm the change with our payment provider yet. If it goes "
+                  "through we will e-mail you to confirm it; if no e-mail comes within an "
+                  "hour, please check this page before trying again.", "error")
+            return redirect(back)
     db.session.commit()
     flash("Your regular gift is changed.", "success")
-    return redirect(url_for("donations.plan", public_id=public_id))
+    return redirect(back)
 
 
 @bp.post("/donate/gift-aid/<int:declaration_id>/cancel")
@@ -351,7 +369,7 @@ def manage_action(token: str, action: str):
     row = _plan_from_token(token)
     if row is None:
         return render_template("donations/manage_invalid.html"), 400
-    if action not in ("pause", "resume", "cancel", "card"):
+    if action not in PLAN_ACTIONS:
         abort(404)
     return _plan_action(row, action, url_for("donations.manage", token=token),
                         card_return=url_for("donations.card_done"))
@@ -377,7 +395,8 @@ def card_done():
 @staff(StaffRole.FUNDRAISER, StaffRole.ADMIN)
 def staff_home():
     """Gifts that need a person: amount mismatches and disputes."""
-    return render_template("donations/staff/home.html", flagged=services.flagged_gifts())
+    return render_template("donations/staff/home.html", flagged=services.flagged_gifts(),
+                           flagged_plans=services.flagged_plans())
 
 
 @staff_bp.route("/gift-aid", methods=["GET", "POST"])

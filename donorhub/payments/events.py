@@ -60,6 +60,8 @@ class ChargeData:
     status: str
     refunded: bool
     refs: Refs
+    #: When the charge was made: the time the money was paid (Stripe's clock).
+    created: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class InvoiceData:
     created: int
     attempt_count: int
     next_payment_attempt: int | None
+    #: status_transitions.paid_at: when the invoice was paid (Stripe's clock).
+    paid_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class SubscriptionData:
     current_period_end: int | None
     paused: bool
     cancel_at_period_end: bool
+    #: The subscription's newest invoice (orders two invoices raised in the same second).
+    latest_invoice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,8 @@ def _charge(o: Mapping[str, Any]) -> ChargeData:
         id=o["id"], payment_intent_id=_id(o.get("payment_intent")),
         amount=int(o.get("amount") or 0), amount_refunded=int(o.get("amount_refunded") or 0),
         currency=o.get("currency") or "", status=o.get("status") or "",
-        refunded=bool(o.get("refunded")), refs=_refs(o.get("metadata")))
+        refunded=bool(o.get("refunded")), refs=_refs(o.get("metadata")),
+        created=o.get("created"))
 
 
 def _invoice(o: Mapping[str, Any]) -> InvoiceData:
@@ -180,7 +187,8 @@ def _invoice(o: Mapping[str, Any]) -> InvoiceData:
         amount_paid=int(o.get("amount_paid") or 0), currency=o.get("currency") or "",
         refs=_refs(details.get("metadata")), created=int(o.get("created") or 0),
         attempt_count=int(o.get("attempt_count") or 0),
-        next_payment_attempt=o.get("next_payment_attempt"))
+        next_payment_attempt=o.get("next_payment_attempt"),
+        paid_at=(o.get("status_transitions") or {}).get("paid_at"))
 
 
 def _subscription(o: Mapping[str, Any]) -> SubscriptionData:
@@ -198,7 +206,8 @@ def _subscription(o: Mapping[str, Any]) -> SubscriptionData:
         item_id=item.get("id"), product_id=_id(price.get("product")),
         current_period_end=item.get("current_period_end"),
         paused=bool(o.get("pause_collection")),
-        cancel_at_period_end=bool(o.get("cancel_at_period_end")))
+        cancel_at_period_end=bool(o.get("cancel_at_period_end")),
+        latest_invoice_id=_id(o.get("latest_invoice")))
 
 
 def _dispute(o: Mapping[str, Any]) -> DisputeData:

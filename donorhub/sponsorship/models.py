@@ -61,7 +61,8 @@ _S = SponsorshipStatus
 SPONSORSHIP_MOVES: dict[SponsorshipStatus, frozenset[SponsorshipStatus]] = {
     _S.PENDING: frozenset({_S.ACTIVE, _S.PAST_DUE, _S.EXPIRED, _S.CANCELLED, _S.MOVED_ON,
                            _S.LAPSED}),
-    _S.EXPIRED: frozenset({_S.ACTIVE, _S.PAST_DUE, _S.UNPLACED}),
+    # LAPSED: paid after all, and Stripe had ended it (its end heard before its payment).
+    _S.EXPIRED: frozenset({_S.ACTIVE, _S.PAST_DUE, _S.UNPLACED, _S.LAPSED}),
     _S.ACTIVE: frozenset({_S.PAST_DUE, _S.CANCELLED, _S.MOVED_ON, _S.LAPSED}),
     _S.PAST_DUE: frozenset({_S.ACTIVE, _S.CANCELLED, _S.MOVED_ON, _S.LAPSED}),
     _S.MOVED_ON: frozenset({_S.ENDED}),

@@ -20,7 +20,12 @@ from sqlalchemy.exc import IntegrityError
 
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
-from donorhub.donations.models import Frequency, PlanStatus, RecurringPlan
+from donorhub.donations.models import (
+    SPONSORSHIP_DESIGNATION,
+    Frequency,
+    PlanStatus,
+    RecurringPlan,
+)
 from donorhub.donations.money import format_money
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
@@ -35,7 +40,7 @@ from donorhub.feed.models import (
 )
 from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
-from donorhub.payments.events import PaymentEvent
+from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -341,7 +346,7 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     donor = donations.donor_for_user(user) or donations.find_or_create_donor(
         user.email, user.full_name)
     plan = RecurringPlan(donor=donor, amount_minor=amounts[currency], currency=currency,
-                         frequency=Frequency.MONTHLY, designation="sponsorship",
+                         frequency=Frequency.MONTHLY, designation=SPONSORSHIP_DESIGNATION,
                          status=PlanStatus.PENDING)
     hold = timedelta(minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
     sponsorship = Sponsorship(user_id=user.id, child_id=child.id, plan=plan,
@@ -463,9 +468,7 @@ def release_expired_holds(now: datetime | None = None) -> int:
             except GatewayError as error:
                 log.warning("could not expire a sponsorship checkout",
                             extra={"kind": error.kind})
-        sponsorship = db.session.scalar(select(Sponsorship).where(
-            Sponsorship.id == sponsorship.id).with_for_update()
-            .execution_options(populate_existing=True))
+        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
         if sponsorship.status is not _S.PENDING:
             db.session.commit()
             continue
@@ -503,6 +506,38 @@ def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
     return replace(event, subject=replace(event.subject, refs=refs))
 
 
+def lock_sponsorship(where) -> Sponsorship | None:
+    """Lock a sponsorship, then its plan, re-read from the database: THE lock order of the
+    money rows, everywhere (docs/donations.md, "Lock order"): sponsorship, then its plan,
+    then the plan's gifts, then the receipt counter. Every path that writes a sponsorship
+    and its plan (the sponsor's cancel and choice, the lapse and exit jobs, the webhooks)
+    takes its locks through here, so two of them never wait for each other in a circle."""
+    sponsorship = db.session.scalar(select(Sponsorship).where(where).with_for_update()
+                                    .execution_options(populate_existing=True))
+    if sponsorship is not None and sponsorship.plan_id is not None:
+        db.session.scalar(select(RecurringPlan).where(
+            RecurringPlan.id == sponsorship.plan_id).with_for_update()
+            .execution_options(populate_existing=True))
+    return sponsorship
+
+
+def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
+    """What Stripe reports that differs from the sponsorship's fixed monthly price."""
+    if isinstance(subject, SubscriptionData) and subject.amount is not None:
+        found = (subject.amount, subject.currency, subject.interval, subject.interval_count or 1)
+        fixed = (sponsorship.amount_minor, sponsorship.currency, "month", 1)
+        if found != fixed:
+            return (f"Stripe's subscription is {subject.amount} {subject.currency} every "
+                    f"{subject.interval_count or 1} {subject.interval}; the sponsorship is "
+                    f"{sponsorship.amount_minor} {sponsorship.currency} a month")
+    if isinstance(subject, InvoiceData) and subject.amount_paid and (
+            subject.amount_paid, subject.currency) != (sponsorship.amount_minor,
+                                                        sponsorship.currency):
+        return (f"Stripe charged {subject.amount_paid} {subject.currency}; the sponsorship "
+                f"is {sponsorship.amount_minor} {sponsorship.currency} a month")
+    return None
+
+
 def _apply(event: PaymentEvent, donations_handler) -> str:
     """The donations handler records the money exactly as for a regular gift: every session
     of the plan maps to it, an expiry is a fact that a payment overrides (and the expiry of a
@@ -510,13 +545,22 @@ def _apply(event: PaymentEvent, donations_handler) -> str:
     invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
     status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
     hold ended."""
-    sponsorship = db.session.scalar(select(Sponsorship).where(
-        Sponsorship.public_id == event.subject.refs.sponsorship).with_for_update())
+    sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
         return "ignored"
-    outcome = donations_handler(_for_plan(event, sponsorship.plan))
+    plan = sponsorship.plan
+    mismatch = _price_mismatch(sponsorship, event.subject) \
+        if plan.designation == SPONSORSHIP_DESIGNATION else None
+    if mismatch:
+        # The fixed price is never given up silently: staff look at it, and a subscription
+        # at another price is not adopted as the plan's amount or frequency.
+        donations.flag_plan(plan, mismatch, event.type)
+        if isinstance(event.subject, SubscriptionData):
+            event = replace(event, subject=replace(event.subject, amount=None,
+                                                   interval=None))
+    outcome = donations_handler(_for_plan(event, plan))
     sync(sponsorship, event.created)
-    return outcome
+    return "flagged" if mismatch and outcome == "applied" else outcome
 
 
 def _plan_started(plan: RecurringPlan) -> bool:
@@ -537,9 +581,12 @@ def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipSt
     if status is PlanStatus.CANCELLED:
         target = _S.CANCELLED if current is not _S.EXPIRED else _S.EXPIRED
     elif status is PlanStatus.ENDED:
-        target = _S.LAPSED if _plan_started(plan) and current is not _S.EXPIRED else current
-        if current is _S.PENDING and not _plan_started(plan):
-            target = _S.EXPIRED
+        # Stripe ended it. Paid at least once: lapsed, whatever order the events came in
+        # (an end heard before the payment first made it look like an unpaid hold).
+        if _plan_started(plan):
+            target = _S.LAPSED
+        else:
+            target = _S.EXPIRED if current is _S.PENDING else current
     elif status is PlanStatus.ACTIVE:
         target = _S.ACTIVE
     else:  # past due, or paused from the donations pages: the grace period runs
@@ -568,6 +615,7 @@ def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipSt
         _free_place(sponsorship)
     elif target is _S.LAPSED:
         sponsorship.lapsed_at = now
+        sponsorship.ended_at = None  # not an unpaid hold after all
         _free_place(sponsorship)
         _message(sponsorship, "lapsed")
     elif target is _S.EXPIRED:
@@ -601,9 +649,14 @@ def own_sponsorship(user, token: str) -> Sponsorship | None:
 
 
 def cancel(user, sponsorship: Sponsorship, now: datetime | None = None) -> None:
-    """The sponsor stops: Stripe stops collecting, the place is freed."""
+    """The sponsor stops: Stripe stops collecting, the place is freed. Locks in the one
+    order (sponsorship, then plan) and decides under the lock, so a double-click cancels
+    once and the webhook Stripe sends for it waits for this commit."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
+    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    if sponsorship.status is _S.CANCELLED:
+        return  # the same wish, already carried out (a second click)
     if sponsorship.status not in (_S.ACTIVE, _S.PAST_DUE, _S.PENDING):
         raise DomainError("This sponsorship is not running.")
     now = now or utcnow()
@@ -629,6 +682,7 @@ def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
     fund, which resumes the same monthly gift as a regular gift to the general fund."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
+    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
     if sponsorship.status not in AWAITS_CHOICE or sponsorship.notified_at is None:
         raise DomainError("There is nothing to choose for this sponsorship.")
     if choice not in CHOICES:
@@ -659,9 +713,7 @@ def lapse_overdue(now: datetime | None = None) -> int:
         Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff)).all()
     lapsed = 0
     for sponsorship_id in ids:
-        sponsorship = db.session.scalar(select(Sponsorship).where(
-            Sponsorship.id == sponsorship_id).with_for_update()
-            .execution_options(populate_existing=True))
+        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
         if sponsorship is None or sponsorship.status is not _S.PAST_DUE:
             db.session.rollback()
             continue
@@ -702,9 +754,7 @@ def stop_collection_after_exits(now: datetime | None = None) -> int:
         Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
     stopped = 0
     for sponsorship_id in ids:
-        sponsorship = db.session.scalar(select(Sponsorship).where(
-            Sponsorship.id == sponsorship_id).with_for_update()
-            .execution_options(populate_existing=True))
+        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
         if sponsorship.collection_stopped_at is not None:
             db.session.rollback()
             continue
