@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from marshmallow import (
@@ -13,6 +15,8 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+
+from donorhub.accounts.codes import normalise_recovery_code
 
 EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
                    error_messages={"required": "Enter your e-mail address.",
@@ -49,6 +53,18 @@ class FormSchema(Schema):
         unknown = RAISE
 
 
+#: A name is shown to people (and, once the address is confirmed, greets its owner in mail), so
+#: it may not carry a web address someone could use to send phishing links in our name.
+NAME_WITH_LINK = ("Enter your name without a web address: names cannot contain links, "
+                  "\"http\", \"://\" or \"www.\".")
+_LINK_MARKERS = ("http", "://", "www.")
+
+
+def looks_like_a_link(text: str) -> bool:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return any(marker in folded for marker in _LINK_MARKERS)
+
+
 @dataclass(frozen=True)
 class Registration:
     email: str
@@ -73,6 +89,8 @@ class RegisterSchema(FormSchema):
         name = " ".join(data["full_name"].split())
         if not name:
             raise ValidationError("Enter your name.", "full_name")
+        if looks_like_a_link(name):
+            raise ValidationError(NAME_WITH_LINK, "full_name")
         return Registration(email=data["email"], full_name=name, password=data["password"])
 
 
@@ -105,10 +123,32 @@ class ChangeEmailSchema(FormSchema):
     current_password = PasswordField()
 
 
+CODE_MESSAGE = ("Enter the 6-digit code from your authenticator app, or one of your "
+                "recovery codes.")
+
+
+def _second_factor_code(value: str) -> None:
+    if len(value) > 32 or (re.fullmatch(r"\s*[0-9]{3}\s?[0-9]{3}\s*", value) is None
+                           and normalise_recovery_code(value) is None):
+        raise ValidationError(CODE_MESSAGE)
+
+
 class TotpSchema(FormSchema):
+    """The second step of a staff sign-in: an authenticator code or a recovery code."""
+
+    code = fields.String(required=True, validate=_second_factor_code,
+                         error_messages={"required": CODE_MESSAGE})
+
+
+class AuthenticatorCodeSchema(FormSchema):
     code = fields.String(required=True, validate=validate.Regexp(
-        r"^\s*\d{3}\s?\d{3}\s*$", error="Enter the 6-digit code from your authenticator app."),
+        r"^\s*[0-9]{3}\s?[0-9]{3}\s*$",
+        error="Enter the 6-digit code from your authenticator app."),
         error_messages={"required": "Enter the 6-digit code from your authenticator app."})
+
+
+class RecoveryCodesSchema(AuthenticatorCodeSchema):
+    current_password = PasswordField()
 
 
 class ConfirmPasswordSchema(FormSchema):
