@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import pyotp
 from flask import current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from donorhub import urls
@@ -210,7 +211,9 @@ def request_password_reset(email: str) -> None:
     time taken does not tell anyone whether the address has an account.
     """
     email = email.strip().lower()
-    user = find_user_by_email(email)
+    # Roles are not needed, and loading them would be one more query for accounts only.
+    user = db.session.scalar(select(User).options(lazyload(User.roles))
+                             .where(User.email == email))
     allowed = recipient_mail_allowed(email, "reset")
     exists = user is not None and not user.is_disabled
     subject_user = user if exists else User(id=0, email=email, full_name="",
