@@ -115,7 +115,8 @@ class RecoveryCode(db.Model):
 class MailThrottle(db.Model):
     """One row per mail of a throttled kind asked for, keyed by a keyed hash of the address,
     so one mailbox cannot be flooded from many client addresses. Written whether or not an
-    account exists, so the work is the same either way. Rows older than a day are useless."""
+    account exists, so the work is the same either way. Rows older than an hour no longer
+    count; accounts.services.recipient_mail_allowed deletes them when the address comes back."""
 
     __tablename__ = "mail_throttle"
     __table_args__ = (Index("ix_mail_throttle_recipient_kind_at", "recipient_hash", "kind",

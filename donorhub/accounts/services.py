@@ -105,24 +105,22 @@ def recipient_mail_allowed(address: str, kind: str, now: datetime | None = None)
 
     At most MAIL_PER_RECIPIENT_PER_HOUR requests per address and kind in any hour lead to
     mail, from however many client addresses they come. The request is counted whether or not
-    an account has the address (the same statements run either way).
+    an account has the address (the same statements run either way). Only a keyed hash of
+    the address is stored; rows of an address never asked for again stay (one small row per
+    request, already limited per client address).
     """
     now = now or utcnow()
     key = recipient_hash(address)
+    # This address's rows that no longer count go as it is asked for again (an index look-up).
+    db.session.execute(MailThrottle.__table__.delete().where(
+        MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
+        MailThrottle.created_at <= now - timedelta(hours=1)))
     earlier = db.session.scalar(select(func.count()).select_from(MailThrottle).where(
         MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
         MailThrottle.created_at > now - timedelta(hours=1)))
     db.session.add(MailThrottle(recipient_hash=key, kind=kind, created_at=now))
     db.session.flush()
     return earlier < current_app.config["MAIL_PER_RECIPIENT_PER_HOUR"]
-
-
-def purge_mail_throttle(now: datetime | None = None) -> int:
-    """Forget throttle rows older than a day (they no longer count for anything)."""
-    cutoff = (now or utcnow()) - timedelta(days=1)
-    result = db.session.execute(MailThrottle.__table__.delete().where(
-        MailThrottle.created_at < cutoff))
-    return result.rowcount or 0
 
 
 # Registration and verification -------------------------------------------------------------
@@ -206,9 +204,12 @@ def load_user_from_id(user_id_with_version: str) -> User | None:
 def request_password_reset(email: str) -> None:
     """Mail a reset link when the account exists; say nothing either way.
 
-    The same work is done whether or not the account exists (look-up, throttle count, token,
-    both bodies rendered); only adding the finished message to the outbox differs, so the
-    time taken does not tell anyone whether the address has an account.
+    The same work is done whether or not the account exists, so the time taken does not tell
+    anyone whether the address has an account: the look-up, the per-recipient count, a token,
+    both bodies rendered, and the message written to the outbox inside a savepoint. The
+    savepoint is kept only for an account (within the per-recipient cap) and rolled back
+    otherwise, so the statements differ only in RELEASE or ROLLBACK TO, and nothing about an
+    unknown address is kept.
     """
     email = email.strip().lower()
     # Roles are not needed, and loading them would be one more query for accounts only.
@@ -220,12 +221,15 @@ def request_password_reset(email: str) -> None:
                                             password_hash=_NO_ACCOUNT_HASH, session_version=1)
     token = tokens.make_token("reset", {"uid": subject_user.id,
                                         "fp": tokens.account_fingerprint(subject_user)})
-    message = render_mail(email, "accounts/reset", subject="Reset your password",
+    message = render_mail(subject_user.email, "accounts/reset", subject="Reset your password",
                           sensitive=True, name=greeting_name(subject_user),
                           reset_url=external_url("accounts.reset_password", token=token))
+    savepoint = db.session.begin_nested()
+    add_to_outbox(message)
     if exists and allowed:
-        message.recipient = user.email
-        add_to_outbox(message)
+        savepoint.commit()
+    else:
+        savepoint.rollback()
 
 
 #: Stands in for a password hash when a reset is asked for an address without an account.
@@ -661,6 +665,24 @@ def use_recovery_code(user: User, code: str) -> bool:
                name=greeting_name(user), left=left,
                reset_url=external_url("accounts.forgot_password"))
     return True
+
+
+def reset_second_factor(user: User, actor: User | None = None) -> None:
+    """For a staff member who lost their authenticator (and their recovery codes): remove the
+    authenticator and the recovery codes and end every session; the next sign-in with the
+    password enrols a new authenticator. Tells the owner by mail (docs/operations.md)."""
+    if not user.is_staff:
+        raise DomainError("This is not a staff account.")
+    user.totp_secret = None
+    user.totp_pending_secret = None
+    user.totp_last_step = None
+    user.totp_failures = 0
+    user.end_all_sessions()
+    db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    record_audit(actor, "staff.second_factor_reset", "user", user.id, {})
+    queue_mail(user.email, "accounts/second_factor_reset",
+               subject="Two-factor sign-in was reset for your staff account",
+               name=greeting_name(user), reset_url=external_url("accounts.forgot_password"))
 
 
 def check_second_factor(user: User, code: str, now: float | None = None) -> bool:

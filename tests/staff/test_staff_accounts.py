@@ -136,6 +136,7 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
          {"role": "safeguarding_officer", "invitation": invitation_id}),
         ("staff.invitation_accepted", new_id, invitation_id, {}),
         ("staff.totp_enrolled", new_id, new_id, {}),
+        ("staff.recovery_codes_made", new_id, new_id, {"count": 10}),
     ]
 
 
