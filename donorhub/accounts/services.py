@@ -224,12 +224,17 @@ def request_password_reset(email: str) -> None:
     message = render_mail(subject_user.email, "accounts/reset", subject="Reset your password",
                           sensitive=True, name=greeting_name(subject_user),
                           reset_url=external_url("accounts.reset_password", token=token))
-    savepoint = db.session.begin_nested()
-    add_to_outbox(message)
-    if exists and allowed:
-        savepoint.commit()
-    else:
-        savepoint.rollback()
+    try:
+        with db.session.begin_nested():  # released on leaving the block, or rolled back
+            add_to_outbox(message)
+            if not (exists and allowed):
+                raise _NotSent
+    except _NotSent:
+        pass
+
+
+class _NotSent(Exception):
+    """Rolls back the savepoint holding a reset message that must not go out."""
 
 
 #: Stands in for a password hash when a reset is asked for an address without an account.
