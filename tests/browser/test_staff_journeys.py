@@ -306,7 +306,8 @@ def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their
         ("staff.role_granted", "user", new_id, {"role": "fundraiser",
                                                 "invitation": invitation_id})]
     assert [a for a, *_ in audit_trail(app, new_id)] == ["staff.invitation_accepted",
-                                                          "staff.totp_enrolled"]
+                                                          "staff.totp_enrolled",
+                                                          "staff.recovery_codes_made"]
     METRICS.report("browser: admin invites staff → e-mail → password → 2FA enrolment → role "
                    "pages / other roles refused (s)",
                    f"{time.monotonic() - started:.1f} / 3 of 3 refused")
