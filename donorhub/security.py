@@ -236,11 +236,6 @@ def is_safe_next(target: str | None) -> bool:
     return True
 
 
-def safe_next_or(target: str | None, default: str) -> str:
-    """`target` when it is a safe same-site path (is_safe_next), otherwise `default`."""
-    return target if is_safe_next(target) else default
-
-
 def init_app(app: Flask) -> None:
     app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_timeouts)
