@@ -139,6 +139,19 @@ class Config:
     RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute;30 per hour")
     RATELIMIT_RESET = os.environ.get("RATELIMIT_RESET", "5 per minute;30 per hour")
     RATELIMIT_TOTP = os.environ.get("RATELIMIT_TOTP", "6 per minute")
+    #: Second-factor attempts per ACCOUNT, whatever the client address (docs/security.md).
+    RATELIMIT_TOTP_ACCOUNT = os.environ.get("RATELIMIT_TOTP_ACCOUNT",
+                                            "10 per hour;20 per day")
+    #: Re-entering the current password (change e-mail or password, delete the account,
+    #: new recovery codes): per client address and per account.
+    RATELIMIT_REAUTH = os.environ.get("RATELIMIT_REAUTH", "5 per minute;20 per hour")
+    #: Wrong codes in a row that end every pending staff sign-in (password again).
+    MFA_MAX_FAILURES = env_int("MFA_MAX_FAILURES", 5)
+    #: Wrong current passwords in a row that end every session of the account.
+    REAUTH_MAX_FAILURES = env_int("REAUTH_MAX_FAILURES", 5)
+    #: Reset and "already registered" mails to one address, per kind, per hour (from any
+    #: number of client addresses); more requests are answered the same and send nothing.
+    MAIL_PER_RECIPIENT_PER_HOUR = env_int("MAIL_PER_RECIPIENT_PER_HOUR", 3)
 
     #: "smtp" delivers; "hold" keeps mail in the outbox (development: nothing leaves the machine).
     MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "smtp")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from flask import request
@@ -41,8 +42,9 @@ NAME_WITH_LINK = ("Enter a name without a web address (a name cannot contain “
 
 
 def has_link(value: str | None) -> bool:
-    lowered = (value or "").lower()
-    return any(marker in lowered for marker in _LINK_MARKERS)
+    # NFKC first: full-width "ｈｔｔｐ" or "：／／" read as a link in a mail reader too.
+    folded = unicodedata.normalize("NFKC", value or "").casefold()
+    return any(marker in folded for marker in _LINK_MARKERS)
 
 
 def check_plain_name(value: str) -> None:

@@ -1,4 +1,4 @@
-"""`flask accounts create-staff EMAIL --role ROLE`."""
+"""`flask accounts create-staff EMAIL --role ROLE`, `flask accounts reset-two-factor EMAIL`."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def create_staff(email: str, role: str, name: str) -> None:
         raise click.ClickException(str(error)) from None
     click.echo(f"Staff account {user.id} has the {role} role. It sets up two-factor sign-in "
                "the first time it signs in.")
+
+
+@accounts_cli.command("reset-two-factor")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset_two_factor(email: str, yes: bool) -> None:
+    """Remove a staff member's authenticator and recovery codes (they lost both): their
+    sessions end, and their next sign-in sets up a new authenticator. Check who is asking
+    first (docs/operations.md)."""
+    if not yes:
+        click.confirm(f"Reset two-factor sign-in for {email}? Check it is really them first",
+                      abort=True)
+    try:
+        with unit_of_work():
+            user = services.find_user_by_email(email)
+            if user is None:
+                raise DomainError("There is no account with that address.")
+            services.reset_second_factor(user)
+            user_id = user.id
+    except DomainError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Two-factor sign-in of account {user_id} is reset; its sessions have ended. "
+               "It sets up a new authenticator at its next sign-in. The owner was told by "
+               "e-mail.")

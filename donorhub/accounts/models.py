@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, utcnow
@@ -34,8 +34,18 @@ class User(TimestampMixin, db.Model):
     session_version: Mapped[int] = mapped_column(default=1)
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
-    #: The last TOTP time-step accepted, so a code cannot be used twice.
+    #: The last TOTP time-step accepted, so a code cannot be used twice. Moved forward only by
+    #: a conditional UPDATE (accounts.services.verify_totp), so two racing submissions of one
+    #: code cannot both win.
     totp_last_step: Mapped[int | None]
+    #: Wrong second-factor codes in a row; at MFA_MAX_FAILURES every pending sign-in ends.
+    totp_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: How many times the second factor locked; part of every pending sign-in, so raising
+    #: it ends them all (the person must start again with the password).
+    totp_lockouts: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Wrong current passwords in a row on the account page; at REAUTH_MAX_FAILURES every
+    #: session of the account ends.
+    reauth_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     deletion_requested_at: Mapped[datetime | None]
 
     roles: Mapped[list[UserRole]] = relationship(
@@ -82,6 +92,40 @@ class User(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:  # no e-mail: reprs end up in logs
         return f"<User {self.id}>"
+
+
+class RecoveryCode(db.Model):
+    """A one-time code a staff member can give instead of an authenticator code.
+
+    Only a keyed hash is stored (accounts.services.recovery_code_hash); the codes themselves
+    are shown once, when made.
+    """
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set once, by a conditional UPDATE: a code works once even when raced.
+    used_at: Mapped[datetime | None]
+
+
+class MailThrottle(db.Model):
+    """One row per mail of a throttled kind asked for, keyed by a keyed hash of the address,
+    so one mailbox cannot be flooded from many client addresses. Written whether or not an
+    account exists, so the work is the same either way. Rows older than an hour no longer
+    count; accounts.services.recipient_mail_allowed deletes them when the address comes back."""
+
+    __tablename__ = "mail_throttle"
+    __table_args__ = (Index("ix_mail_throttle_recipient_kind_at", "recipient_hash", "kind",
+                            "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class UserRole(db.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from marshmallow import (
@@ -14,6 +15,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from donorhub.accounts.codes import normalise_recovery_code
 from donorhub.forms import check_plain_name
 
 EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
@@ -108,10 +110,32 @@ class ChangeEmailSchema(FormSchema):
     current_password = PasswordField()
 
 
+CODE_MESSAGE = ("Enter the 6-digit code from your authenticator app, or one of your "
+                "recovery codes.")
+
+
+def _second_factor_code(value: str) -> None:
+    if len(value) > 32 or (re.fullmatch(r"\s*[0-9]{3}\s?[0-9]{3}\s*", value) is None
+                           and normalise_recovery_code(value) is None):
+        raise ValidationError(CODE_MESSAGE)
+
+
 class TotpSchema(FormSchema):
+    """The second step of a staff sign-in: an authenticator code or a recovery code."""
+
+    code = fields.String(required=True, validate=_second_factor_code,
+                         error_messages={"required": CODE_MESSAGE})
+
+
+class AuthenticatorCodeSchema(FormSchema):
     code = fields.String(required=True, validate=validate.Regexp(
-        r"^\s*\d{3}\s?\d{3}\s*$", error="Enter the 6-digit code from your authenticator app."),
+        r"^\s*[0-9]{3}\s?[0-9]{3}\s*$",
+        error="Enter the 6-digit code from your authenticator app."),
         error_messages={"required": "Enter the 6-digit code from your authenticator app."})
+
+
+class RecoveryCodesSchema(AuthenticatorCodeSchema):
+    current_password = PasswordField()
 
 
 class ConfirmPasswordSchema(FormSchema):

@@ -6,6 +6,9 @@ same transaction (rules of the house, DESIGN.md section 2).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,13 +16,23 @@ from datetime import datetime, timedelta
 
 import pyotp
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from donorhub import urls
 from donorhub.accounts import passwords, tokens
+from donorhub.accounts.codes import (
+    RECOVERY_ALPHABET,
+    RECOVERY_CODE_COUNT,
+    RECOVERY_CODE_LENGTH,
+    normalise_recovery_code,
+)
 from donorhub.accounts.models import (
     DataRequest,
     DataRequestKind,
+    MailThrottle,
+    RecoveryCode,
     StaffInvitation,
     StaffRole,
     User,
@@ -28,7 +41,7 @@ from donorhub.accounts.models import (
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.mail.services import queue_mail
+from donorhub.mail.services import add_to_outbox, queue_mail, render_mail
 from donorhub.staff.audit import record_audit
 
 TOTP_STEP_SECONDS = 30
@@ -66,6 +79,50 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
+def greeting_name(user: User) -> str | None:
+    """The name to greet an account holder by in mail, or None to greet neutrally.
+
+    Anyone can register any address with any name, so until the address is confirmed the name
+    is unverified text chosen by whoever typed it: it never goes into mail to that address.
+    """
+    return user.full_name if user.is_verified else None
+
+
+def _secret_keys() -> list[bytes]:
+    config = current_app.config
+    return [str(key).encode() for key in [config["SECRET_KEY"],
+                                           *(config.get("SECRET_KEY_FALLBACKS") or [])]]
+
+
+def recipient_hash(address: str) -> str:
+    """A keyed hash of an e-mail address, for counting mail to it without storing it."""
+    return hmac.new(_secret_keys()[0], b"mail-throttle:" + address.strip().lower().encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def recipient_mail_allowed(address: str, kind: str, now: datetime | None = None) -> bool:
+    """Count one request for a `kind` of mail to `address`; whether it may still be sent.
+
+    At most MAIL_PER_RECIPIENT_PER_HOUR requests per address and kind in any hour lead to
+    mail, from however many client addresses they come. The request is counted whether or not
+    an account has the address (the same statements run either way). Only a keyed hash of
+    the address is stored; rows of an address never asked for again stay (one small row per
+    request, already limited per client address).
+    """
+    now = now or utcnow()
+    key = recipient_hash(address)
+    # This address's rows that no longer count go as it is asked for again (an index look-up).
+    db.session.execute(MailThrottle.__table__.delete().where(
+        MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
+        MailThrottle.created_at <= now - timedelta(hours=1)))
+    earlier = db.session.scalar(select(func.count()).select_from(MailThrottle).where(
+        MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
+        MailThrottle.created_at > now - timedelta(hours=1)))
+    db.session.add(MailThrottle(recipient_hash=key, kind=kind, created_at=now))
+    db.session.flush()
+    return earlier < current_app.config["MAIL_PER_RECIPIENT_PER_HOUR"]
+
+
 # Registration and verification -------------------------------------------------------------
 
 def register_account(email: str, full_name: str, password: str) -> User | None:
@@ -79,11 +136,14 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
     check_password_policy(password, email)
     password_hash = passwords.hash_password(password)  # both branches pay for one hash
     existing = find_user_by_email(email)
+    # Counted in both branches; only the "already registered" mail is ever held back.
+    allowed = recipient_mail_allowed(email, "already_registered")
     if existing is not None:
-        queue_mail(existing.email, "accounts/already_registered",
-                   subject="Someone tried to create an account with your address",
-                   sign_in_url=external_url("accounts.sign_in"),
-                   reset_url=external_url("accounts.forgot_password"))
+        if allowed:
+            queue_mail(existing.email, "accounts/already_registered",
+                       subject="Someone tried to create an account with your address",
+                       sign_in_url=external_url("accounts.sign_in"),
+                       reset_url=external_url("accounts.forgot_password"))
         return None
     user = User(email=email, full_name=full_name, password_hash=password_hash)
     db.session.add(user)
@@ -94,9 +154,9 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
 
 def send_verification(user: User) -> None:
     token = tokens.make_token("verify", {"uid": user.id, "email": user.email})
+    # No name: the address is not confirmed, so whoever registered could have typed anything.
     queue_mail(user.email, "accounts/verify", subject="Confirm your e-mail address",
-               sensitive=True, name=user.full_name,
-               verify_url=external_url("accounts.verify_email", token=token))
+               sensitive=True, verify_url=external_url("accounts.verify_email", token=token))
 
 
 def verify_email(token: str) -> User:
@@ -142,14 +202,43 @@ def load_user_from_id(user_id_with_version: str) -> User | None:
 # Passwords ---------------------------------------------------------------------------------
 
 def request_password_reset(email: str) -> None:
-    """Mail a reset link when the account exists; say nothing either way."""
-    user = find_user_by_email(email)
-    if user is None or user.is_disabled:
-        return
-    token = tokens.make_token("reset", {"uid": user.id, "fp": tokens.account_fingerprint(user)})
-    queue_mail(user.email, "accounts/reset", subject="Reset your password", sensitive=True,
-               name=user.full_name, reset_url=external_url("accounts.reset_password",
-                                                           token=token))
+    """Mail a reset link when the account exists; say nothing either way.
+
+    The same work is done whether or not the account exists, so the time taken does not tell
+    anyone whether the address has an account: the look-up, the per-recipient count, a token,
+    both bodies rendered, and the message written to the outbox inside a savepoint. The
+    savepoint is kept only for an account (within the per-recipient cap) and rolled back
+    otherwise, so the statements differ only in RELEASE or ROLLBACK TO, and nothing about an
+    unknown address is kept.
+    """
+    email = email.strip().lower()
+    # Roles are not needed, and loading them would be one more query for accounts only.
+    user = db.session.scalar(select(User).options(lazyload(User.roles))
+                             .where(User.email == email))
+    allowed = recipient_mail_allowed(email, "reset")
+    exists = user is not None and not user.is_disabled
+    subject_user = user if exists else User(id=0, email=email, full_name="",
+                                            password_hash=_NO_ACCOUNT_HASH, session_version=1)
+    token = tokens.make_token("reset", {"uid": subject_user.id,
+                                        "fp": tokens.account_fingerprint(subject_user)})
+    message = render_mail(subject_user.email, "accounts/reset", subject="Reset your password",
+                          sensitive=True, name=greeting_name(subject_user),
+                          reset_url=external_url("accounts.reset_password", token=token))
+    try:
+        with db.session.begin_nested():  # released on leaving the block, or rolled back
+            add_to_outbox(message)
+            if not (exists and allowed):
+                raise _NotSent
+    except _NotSent:
+        pass
+
+
+class _NotSent(Exception):
+    """Rolls back the savepoint holding a reset message that must not go out."""
+
+
+#: Stands in for a password hash when a reset is asked for an address without an account.
+_NO_ACCOUNT_HASH = "$argon2id$v=19$m=65536,t=3,p=4$" + "A" * 22 + "$" + "A" * 43
 
 
 def user_for_reset_token(token: str) -> User:
@@ -171,8 +260,7 @@ def reset_password(token: str, new_password: str) -> User:
 
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
-    if not passwords.verify_password(user.password_hash, current_password):
-        raise WrongPassword("Your current password is not right.")
+    check_current_password(user, current_password)
     set_password(user, new_password)
 
 
@@ -182,20 +270,21 @@ def set_password(user: User, new_password: str) -> None:
     user.password_changed_at = utcnow()
     user.end_all_sessions()
     queue_mail(user.email, "accounts/password_changed", subject="Your password was changed",
-               name=user.full_name, reset_url=external_url("accounts.forgot_password"))
+               name=greeting_name(user), reset_url=external_url("accounts.forgot_password"))
 
 
 # E-mail address ----------------------------------------------------------------------------
 
 def request_email_change(user: User, new_email: str, current_password: str) -> None:
-    if not passwords.verify_password(user.password_hash, current_password):
-        raise WrongPassword("Your current password is not right.")
+    check_current_password(user, current_password)
     new_email = new_email.strip().lower()
     if new_email == user.email:
         raise DomainError("That is already your e-mail address.")
     if find_user_by_email(new_email) is not None:
         # Say nothing to the requester that they could not learn from registering; tell the
-        # owner of the address instead.
+        # owner of the address instead (at most so often: see recipient_mail_allowed).
+        if not recipient_mail_allowed(new_email, "already_registered"):
+            return
         queue_mail(new_email, "accounts/already_registered",
                    subject="Someone tried to use your address for another account",
                    sign_in_url=external_url("accounts.sign_in"),
@@ -203,11 +292,12 @@ def request_email_change(user: User, new_email: str, current_password: str) -> N
         return
     token = tokens.make_token("change-email", {"uid": user.id, "old": user.email,
                                                "new": new_email})
+    # No name to the new address: nobody there has confirmed anything yet.
     queue_mail(new_email, "accounts/confirm_new_email", subject="Confirm your new e-mail address",
-               sensitive=True, name=user.full_name,
+               sensitive=True,
                confirm_url=external_url("accounts.confirm_email_change", token=token))
     queue_mail(user.email, "accounts/email_change_requested",
-               subject="A change of e-mail address was requested", name=user.full_name)
+               subject="A change of e-mail address was requested", name=greeting_name(user))
 
 
 def confirm_email_change(token: str) -> User:
@@ -226,8 +316,7 @@ def confirm_email_change(token: str) -> User:
 # Account deletion --------------------------------------------------------------------------
 
 def request_account_deletion(user: User, current_password: str) -> DataRequest:
-    if not passwords.verify_password(user.password_hash, current_password):
-        raise WrongPassword("Your current password is not right.")
+    check_current_password(user, current_password)
     existing = db.session.scalar(select(DataRequest).where(
         DataRequest.user_id == user.id, DataRequest.kind == DataRequestKind.ERASURE,
         DataRequest.status == "requested"))
@@ -238,7 +327,7 @@ def request_account_deletion(user: User, current_password: str) -> DataRequest:
     db.session.add(request)
     db.session.flush()
     queue_mail(user.email, "accounts/deletion_requested",
-               subject="We have your request to delete your account", name=user.full_name)
+               subject="We have your request to delete your account", name=greeting_name(user))
     queue_mail(current_app.config["DATA_PROTECTION_EMAIL"], "accounts/deletion_to_staff",
                subject=f"Erasure request #{request.id}", request_id=request.id,
                user_id=user.id)
@@ -450,30 +539,195 @@ def _code_matches(secret: str, code: str, step: int) -> bool:
     return pyotp.utils.strings_equal(expected, code)
 
 
-def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> bool:
+def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> list[str] | None:
+    """Turn the second factor on when `code` matches the new secret.
+
+    Returns the account's new recovery codes (shown once, stored only hashed), or None when
+    the code is wrong.
+    """
     code = "".join(code.split())
     step = current_step(now)
     if user.totp_pending_secret is None or not _code_matches(user.totp_pending_secret, code,
                                                              step):
-        return False
+        return None
     user.totp_secret = user.totp_pending_secret
     user.totp_pending_secret = None
     user.totp_last_step = step
+    user.totp_failures = 0
     record_audit(user, "staff.totp_enrolled", "user", user.id, {})
-    return True
+    return new_recovery_codes(user)
 
 
 def verify_totp(user: User, code: str, now: float | None = None) -> bool:
-    """Only the current 30-second step, and never a step already used (no replays)."""
+    """Only the current 30-second step, and never a step already used (no replays).
+
+    The step is claimed by one conditional UPDATE (... WHERE totp_last_step < :step): of two
+    submissions of one code racing on any database, exactly one changes the row; the other
+    sees a row count of 0 and fails.
+    """
     code = "".join(code.split())
     step = current_step(now)
-    if user.totp_secret is None:
+    if user.totp_secret is None or not _code_matches(user.totp_secret, code, step):
         return False
-    if user.totp_last_step is not None and step <= user.totp_last_step:
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id,
+               or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step, totp_failures=0)
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
         return False
-    if not _code_matches(user.totp_secret, code, step):
-        return False
-    user.totp_last_step = step
+    set_committed_value(user, "totp_last_step", step)
+    set_committed_value(user, "totp_failures", 0)
     return True
 
 
+class SecondFactorLocked(DomainError):
+    """Too many wrong codes in a row: every pending sign-in of the account has ended."""
+
+
+def record_second_factor_failure(user: User) -> None:
+    """Count a wrong code (authenticator or recovery). At MFA_MAX_FAILURES in a row, end every
+    pending sign-in of the account (they carry totp_lockouts) and tell the owner by mail.
+
+    Both counters move by UPDATEs on the row, so failures racing from many clients are all
+    counted and exactly one of them locks.
+
+    :raises SecondFactorLocked: this failure locked the second factor.
+    """
+    limit = current_app.config["MFA_MAX_FAILURES"]
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(totp_failures=User.totp_failures + 1)
+                       .execution_options(synchronize_session=False))
+    locked = db.session.execute(
+        update(User).where(User.id == user.id, User.totp_failures >= limit)
+        .values(totp_failures=0, totp_lockouts=User.totp_lockouts + 1)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    db.session.refresh(user, ["totp_failures", "totp_lockouts"])
+    if not locked:
+        return
+    record_audit(user, "staff.second_factor_locked", "user", user.id, {"failures": limit})
+    queue_mail(user.email, "accounts/second_factor_locked",
+               subject="Wrong sign-in codes were entered for your staff account",
+               name=greeting_name(user), failures=limit,
+               reset_url=external_url("accounts.forgot_password"))
+    raise SecondFactorLocked(f"{limit} wrong codes in a row")
+
+
+# Recovery codes ----------------------------------------------------------------------------
+
+def recovery_code_hash(user_id: int, code: str, key: bytes | None = None) -> str:
+    """HMAC-SHA256 under the app's secret key: the database alone cannot check a guess.
+    The codes carry 49 random bits each, so a slow password hash adds nothing but delay."""
+    key = key if key is not None else _secret_keys()[0]
+    return hmac.new(key, f"recovery-code:{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the account's recovery codes by RECOVERY_CODE_COUNT new ones; returns them
+    (the only time they exist in clear)."""
+    db.session.execute(RecoveryCode.__table__.delete().where(
+        RecoveryCode.user_id == user.id))
+    codes = ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+             for _ in range(RECOVERY_CODE_COUNT)]
+    for code in codes:
+        db.session.add(RecoveryCode(user_id=user.id, code_hash=recovery_code_hash(user.id,
+                                                                                  code)))
+    db.session.flush()
+    record_audit(user, "staff.recovery_codes_made", "user", user.id,
+                 {"count": RECOVERY_CODE_COUNT})
+    return [f"{code[:5]}-{code[5:]}" for code in codes]
+
+
+def unused_recovery_codes(user: User) -> int:
+    return db.session.scalar(select(func.count()).select_from(RecoveryCode).where(
+        RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))) or 0
+
+
+def use_recovery_code(user: User, code: str) -> bool:
+    """Accept one unused recovery code, once: the UPDATE claims it only while used_at is
+    still empty, so two racing submissions of one code cannot both succeed. Tells the owner
+    by mail, with how many codes are left."""
+    folded = normalise_recovery_code(code)
+    if folded is None:
+        return False
+    hashes = [recovery_code_hash(user.id, folded, key) for key in _secret_keys()]
+    claimed = db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash.in_(hashes),
+               RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        return False
+    db.session.execute(update(User).where(User.id == user.id).values(totp_failures=0)
+                       .execution_options(synchronize_session=False))
+    set_committed_value(user, "totp_failures", 0)
+    left = unused_recovery_codes(user)
+    record_audit(user, "staff.recovery_code_used", "user", user.id, {"left": left})
+    queue_mail(user.email, "accounts/recovery_code_used",
+               subject="A recovery code was used to sign in to your staff account",
+               name=greeting_name(user), left=left,
+               reset_url=external_url("accounts.forgot_password"))
+    return True
+
+
+def reset_second_factor(user: User, actor: User | None = None) -> None:
+    """For a staff member who lost their authenticator (and their recovery codes): remove the
+    authenticator and the recovery codes and end every session; the next sign-in with the
+    password enrols a new authenticator. Tells the owner by mail (docs/operations.md)."""
+    if not user.is_staff:
+        raise DomainError("This is not a staff account.")
+    user.totp_secret = None
+    user.totp_pending_secret = None
+    user.totp_last_step = None
+    user.totp_failures = 0
+    user.end_all_sessions()
+    db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    record_audit(actor, "staff.second_factor_reset", "user", user.id, {})
+    queue_mail(user.email, "accounts/second_factor_reset",
+               subject="Two-factor sign-in was reset for your staff account",
+               name=greeting_name(user), reset_url=external_url("accounts.forgot_password"))
+
+
+def check_second_factor(user: User, code: str, now: float | None = None) -> bool:
+    """An authenticator code, or one of the account's recovery codes."""
+    if normalise_recovery_code(code) is not None:
+        return use_recovery_code(user, code)
+    return verify_totp(user, code, now)
+
+
+# Re-entering the current password ----------------------------------------------------------
+
+class SessionsEnded(DomainError):
+    """Too many wrong current passwords in a row: every session of the account has ended."""
+
+
+def check_current_password(user: User, password: str) -> None:
+    """For changes that need the password again (e-mail, password, deletion, recovery codes).
+
+    A wrong password is counted on the account; at REAUTH_MAX_FAILURES in a row every session
+    of the account ends (whoever holds a stolen session must then know the password anyway).
+    The caller commits in both cases, so the count survives the failed request.
+
+    :raises WrongPassword: the password is not right.
+    :raises SessionsEnded: ... and it was the last try: the account's sessions have ended.
+    """
+    if passwords.verify_password(user.password_hash, password):
+        if user.reauth_failures:
+            user.reauth_failures = 0
+        return
+    limit = current_app.config["REAUTH_MAX_FAILURES"]
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(reauth_failures=User.reauth_failures + 1)
+                       .execution_options(synchronize_session=False))
+    ended = db.session.execute(
+        update(User).where(User.id == user.id, User.reauth_failures >= limit)
+        .values(reauth_failures=0, session_version=User.session_version + 1)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    db.session.refresh(user, ["reauth_failures", "session_version"])
+    if ended:
+        record_audit(user, "account.sessions_ended_wrong_password", "user", user.id,
+                     {"failures": limit})
+        raise SessionsEnded(f"{limit} wrong passwords in a row")
+    raise WrongPassword("Your current password is not right.")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 
 from donorhub.accounts import bp, services, tokens
-from donorhub.accounts.models import User
+from donorhub.accounts.models import StaffRole, User
 from donorhub.accounts.schemas import (
+    AuthenticatorCodeSchema,
     ChangeEmailSchema,
     ChangePasswordSchema,
     ConfirmPasswordSchema,
     EmailOnlySchema,
     NewPasswordSchema,
+    RecoveryCodesSchema,
     RegisterSchema,
     SignInSchema,
     TotpSchema,
@@ -24,7 +27,7 @@ from donorhub.extensions import db, limiter
 from donorhub.forms import load_form
 from donorhub.logs import log_security_event
 from donorhub.qr import qr_svg
-from donorhub.security import is_safe_next, public, signed_in, stamp_session
+from donorhub.security import is_safe_next, public, signed_in, staff, stamp_session
 
 #: How long a staff member has between the password and the second factor.
 PENDING_SIGN_IN_SECONDS = 300
@@ -32,6 +35,37 @@ PENDING_SIGN_IN_SECONDS = 300
 
 def limit(config_key: str):
     return limiter.limit(lambda: current_app.config[config_key], methods=["POST"])
+
+
+def pending_account_key() -> str:
+    """Rate-limit key for the second step: the account whose password was given, wherever
+    the attempts come from (the pending cookie can be handed to any number of clients)."""
+    pending = session.get("pending")
+    uid = pending.get("uid") if isinstance(pending, dict) else None
+    return f"account:{uid}" if isinstance(uid, int) else f"address:{get_remote_address()}"
+
+
+def signed_in_account_key() -> str:
+    return f"account:{current_user.id}" if current_user.is_authenticated \
+        else f"address:{get_remote_address()}"
+
+
+#: Wrong second-factor codes count against the account; a successful sign-in does not.
+limit_second_factor_per_account = limiter.limit(
+    lambda: current_app.config["RATELIMIT_TOTP_ACCOUNT"], methods=["POST"],
+    key_func=pending_account_key, scope="second-factor-account",
+    deduct_when=lambda _response: not g.get("second_factor_ok"))
+
+#: Every page that asks for the current password again shares one budget per client address
+#: and one per account.
+limit_reauth_per_address = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_REAUTH"], scope="reauth-address",
+    methods=["POST"])
+limit_reauth_per_account = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_REAUTH"], scope="reauth-account",
+    key_func=signed_in_account_key, methods=["POST"])
+
+ANY_STAFF = tuple(StaffRole)
 
 
 def next_target(default: str = "main.home") -> str:
@@ -118,7 +152,8 @@ def sign_in():
     if user.is_staff:
         session.clear()
         session["pending"] = {"uid": user.id, "sv": user.session_version,
-                              "at": int(time.time()), "next": request.values.get("next")}
+                              "lk": user.totp_lockouts, "at": int(time.time()),
+                              "next": request.values.get("next")}
         log_security_event("sign_in_password_ok", user_id=user.id, staff=True)
         target = "accounts.two_factor" if user.has_totp else "accounts.two_factor_setup"
         return redirect(url_for(target))
@@ -133,23 +168,32 @@ def pending_staff_user() -> User | None:
             PENDING_SIGN_IN_SECONDS:
         return None
     user = db.session.get(User, pending.get("uid"))
-    if user is None or user.is_disabled or user.session_version != pending.get("sv"):
+    # A lock-out (too many wrong codes) raises totp_lockouts and so ends every pending sign-in.
+    if user is None or user.is_disabled or user.session_version != pending.get("sv") \
+            or user.totp_lockouts != pending.get("lk"):
         return None
     return user
 
 
-def finish_staff_sign_in(user: User):
+def start_staff_session(user: User) -> str:
+    """Sign the staff member in; where to go next (a safe `next`, or the staff dashboard)."""
     target = session.get("pending", {}).get("next")
     begin_session(user, remember=False, mfa=True)
     log_security_event("sign_in_succeeded", user_id=user.id, staff=True)
-    return redirect(target if is_safe_next(target) else url_for("staff.dashboard"))
+    return target if is_safe_next(target) else url_for("staff.dashboard")
+
+
+def finish_staff_sign_in(user: User):
+    return redirect(start_staff_session(user))
 
 
 @bp.route("/two-factor", methods=["GET", "POST"])
 @public
 @limit("RATELIMIT_TOTP")
+@limit_second_factor_per_account
 def two_factor():
-    """The second step of a staff sign-in: a code from the authenticator app."""
+    """The second step of a staff sign-in: a code from the authenticator app, or a recovery
+    code. MFA_MAX_FAILURES wrong codes in a row end the pending sign-in."""
     user = pending_staff_user()
     if user is None or not user.has_totp:
         session.pop("pending", None)
@@ -158,10 +202,22 @@ def two_factor():
     if request.method == "GET":
         return render_template("accounts/two_factor.html", errors={})
     data, errors = load_form(TotpSchema())
-    if not errors and services.verify_totp(user, data["code"]):
+    if not errors and services.check_second_factor(user, data["code"]):
         db.session.commit()
+        g.second_factor_ok = True
         return finish_staff_sign_in(user)
     log_security_event("mfa_failed", user_id=user.id)
+    if not errors:
+        try:
+            services.record_second_factor_failure(user)
+        except services.SecondFactorLocked:
+            db.session.commit()
+            session.pop("pending", None)
+            log_security_event("mfa_locked", user_id=user.id)
+            flash("Too many wrong codes. To keep the account safe, sign in again from the "
+                  "start. We have told the account's owner by e-mail.", "error")
+            return redirect(url_for("accounts.sign_in"))
+        db.session.commit()
     errors = errors or {"code": ["That code is not right, or it was already used. Wait for "
                                  "the next code and try again."]}
     return render_template("accounts/two_factor.html", errors=errors), 422
@@ -180,10 +236,14 @@ def two_factor_setup():
     db.session.commit()
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        data, errors = load_form(TotpSchema())
-        if not errors and services.finish_totp_enrolment(user, data["code"]):
+        data, errors = load_form(AuthenticatorCodeSchema())
+        codes = services.finish_totp_enrolment(user, data["code"]) if not errors else None
+        if codes is not None:
             db.session.commit()
-            return finish_staff_sign_in(user)
+            target = start_staff_session(user)
+            # Shown once, in this answer only: never stored in clear, never in the cookie.
+            return render_template("accounts/recovery_codes.html", codes=codes,
+                                   continue_to=target, enrolled=True)
         log_security_event("mfa_failed", user_id=user.id, enrolment=True)
         errors = errors or {"code": ["That code is not right. Check the time on your phone "
                                      "and try the newest code."]}
@@ -334,8 +394,25 @@ def settings():
     return render_settings()
 
 
+def wrong_current_password(error: Exception, section: str):
+    """Keep the failure count (commit), and answer: the form again, or, after the last try,
+    signed out everywhere."""
+    db.session.commit()
+    if isinstance(error, services.SessionsEnded):
+        log_security_event("reauth_locked", user_id=current_user.id)
+        logout_user()
+        session.clear()
+        flash("Too many wrong passwords: you are signed out everywhere. Sign in again, or "
+              "reset your password if you have forgotten it.", "error")
+        return redirect(url_for("accounts.sign_in"))
+    log_security_event("reauth_failed", user_id=current_user.id)
+    return render_settings({"current_password": [str(error)]}, 422, section)
+
+
 @bp.post("/password")
 @signed_in
+@limit_reauth_per_address
+@limit_reauth_per_account
 def change_password():
     """Change the password; every other session ends."""
     data, errors = load_form(ChangePasswordSchema())
@@ -345,8 +422,8 @@ def change_password():
             services.change_password(user, data["current_password"], data["password"])
         except services.WeakPassword as error:
             errors = {"password": error.problems}
-        except services.WrongPassword as error:
-            errors = {"current_password": [str(error)]}
+        except (services.WrongPassword, services.SessionsEnded) as error:
+            return wrong_current_password(error, "password")
     if errors:
         db.session.rollback()
         return render_settings(errors, 422, "password")
@@ -361,6 +438,8 @@ def change_password():
 
 @bp.post("/email")
 @signed_in
+@limit_reauth_per_address
+@limit_reauth_per_account
 def change_email():
     """Ask to change the e-mail address; it changes once the new address is confirmed."""
     data, errors = load_form(ChangeEmailSchema())
@@ -368,8 +447,8 @@ def change_email():
         user = db.session.get(User, current_user.id)
         try:
             services.request_email_change(user, data["email"], data["current_password"])
-        except services.WrongPassword as error:
-            errors = {"current_password": [str(error)]}
+        except (services.WrongPassword, services.SessionsEnded) as error:
+            return wrong_current_password(error, "email")
         except DomainError as error:
             errors = {"email": [str(error)]}
     if errors:
@@ -397,6 +476,8 @@ def confirm_email_change(token: str):
 
 @bp.post("/delete")
 @signed_in
+@limit_reauth_per_address
+@limit_reauth_per_account
 def request_deletion():
     """Ask us to delete the account and its personal data."""
     data, errors = load_form(ConfirmPasswordSchema())
@@ -404,8 +485,8 @@ def request_deletion():
         user = db.session.get(User, current_user.id)
         try:
             services.request_account_deletion(user, data["current_password"])
-        except services.WrongPassword as error:
-            errors = {"current_password": [str(error)]}
+        except (services.WrongPassword, services.SessionsEnded) as error:
+            return wrong_current_password(error, "delete")
     if errors:
         db.session.rollback()
         return render_settings(errors, 422, "delete")
@@ -413,3 +494,40 @@ def request_deletion():
     flash("We have your request. We will delete your personal data within 30 days and "
           "write to you when it is done.", "success")
     return redirect(url_for("accounts.settings"))
+
+
+# Recovery codes ----------------------------------------------------------------------------
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+@staff(*ANY_STAFF)
+@limit_reauth_per_address
+@limit_reauth_per_account
+def recovery_codes():
+    """Make a new set of recovery codes (the old ones stop working): needs the password and
+    a current authenticator code."""
+    user = db.session.get(User, current_user.id)
+    errors: dict = {}
+    if request.method == "POST":
+        data, errors = load_form(RecoveryCodesSchema())
+        if not errors:
+            try:
+                services.check_current_password(user, data["current_password"])
+            except (services.WrongPassword, services.SessionsEnded) as error:
+                db.session.commit()
+                if isinstance(error, services.SessionsEnded):
+                    return wrong_current_password(error, "recovery")
+                log_security_event("reauth_failed", user_id=user.id)
+                errors = {"current_password": [str(error)]}
+        if not errors and not services.verify_totp(user, data["code"]):
+            log_security_event("mfa_failed", user_id=user.id, recovery_codes=True)
+            errors = {"code": ["That code is not right, or it was already used. Wait for "
+                               "the next code and try again."]}
+        if not errors:
+            codes = services.new_recovery_codes(user)
+            db.session.commit()
+            log_security_event("recovery_codes_made", user_id=user.id)
+            return render_template("accounts/recovery_codes.html", codes=codes,
+                                   continue_to=url_for("accounts.settings"), enrolled=False)
+        db.session.rollback()
+    return render_template("accounts/recovery_codes_new.html", errors=errors,
+                           left=services.unused_recovery_codes(user)), 422 if errors else 200

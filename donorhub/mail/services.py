@@ -18,6 +18,21 @@ def queue_mail(recipient: str, template: str, *, subject: str, sensitive: bool =
 
     `template` names templates/emails/<template>.txt and, if present, .html.
     """
+    message = render_mail(recipient, template, subject=subject, sensitive=sensitive,
+                          headers=headers, **context)
+    add_to_outbox(message)
+    return message
+
+
+def add_to_outbox(message: OutboxMessage) -> None:
+    db.session.add(message)
+    db.session.flush()
+
+
+def render_mail(recipient: str, template: str, *, subject: str, sensitive: bool = False,
+                headers: dict[str, str] | None = None, **context: Any) -> OutboxMessage:
+    """The outbox row for a message, rendered but not added to the session (queue_mail adds
+    it). Lets a caller do the same work whether or not it then sends (no timing oracle)."""
     context = {"subject": subject, "base_url": current_app.config["PUBLIC_BASE_URL"],
                "charity_name": current_app.config["CHARITY_NAME"], **context}
     text_body = render_template(f"emails/{template}.txt", **context)
@@ -38,6 +53,4 @@ def queue_mail(recipient: str, template: str, *, subject: str, sensitive: bool =
         is_sensitive=sensitive,
         message_id=f"<{secrets.token_hex(16)}@{domain}>",
     )
-    db.session.add(message)
-    db.session.flush()
     return message

@@ -12,7 +12,7 @@ from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import load_form
 from donorhub.payments.gateway import GatewayError
-from donorhub.security import public, signed_in, staff
+from donorhub.security import is_safe_next, public, signed_in, staff
 from donorhub.sponsorship import bp, conduct, services
 from donorhub.sponsorship.schemas import (
     ChoiceSchema,
@@ -136,7 +136,8 @@ def _to_checkout(sponsorship):
 
 
 def _safe_next(value: str) -> str:
-    if value.startswith("/sponsor/") and "//" not in value and "\\" not in value:
+    """Back to the child's page after accepting the code: same-site sponsor pages only."""
+    if is_safe_next(value) and value.startswith("/sponsor/"):
         return value
     return url_for("sponsorship.portal")
 

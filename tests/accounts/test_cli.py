@@ -54,3 +54,32 @@ def test_demo_seed_fills_an_empty_database_once(app):
         assert db.session.scalar(select(func.count()).select_from(User)) == 6
     code = runner.invoke(args=["demo", "totp", "admin@demo.donorhub.invalid"])
     assert code.exit_code == 0 and code.output.strip().isdigit()
+
+
+def test_reset_two_factor_makes_the_next_sign_in_enrol_again(app, make_user):
+    from donorhub.mail.models import OutboxMessage
+    from tests.helpers import PASSWORD, post_form, sign_in
+
+    officer = make_user(roles=("fundraiser",))
+    client = app.test_client()
+    assert sign_in(client, officer.email, totp_secret=officer.totp_secret).status_code == 302
+    assert client.get("/staff").status_code == 200
+    result = app.test_cli_runner().invoke(args=["accounts", "reset-two-factor",
+                                                officer.email, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/staff").status_code == 302  # the old session is over
+    again = app.test_client()
+    response = post_form(again, "/account/sign-in", {"email": officer.email,
+                                                     "password": PASSWORD})
+    assert response.headers["Location"] == "/account/two-factor/setup"
+    with app.app_context():
+        user = db.session.get(User, officer.id)
+        assert user.totp_secret is None
+        assert db.session.scalar(select(OutboxMessage.template).where(
+            OutboxMessage.recipient == officer.email)) == "accounts/second_factor_reset"
+        assert db.session.scalar(select(AuditEvent.action).order_by(AuditEvent.id.desc())) \
+            == "staff.second_factor_reset"
+    donor = make_user()
+    refused = app.test_cli_runner().invoke(args=["accounts", "reset-two-factor", donor.email,
+                                                 "--yes"])
+    assert refused.exit_code != 0 and "not a staff account" in refused.output

@@ -262,6 +262,10 @@ def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their
         log_guard.watch(secret)
         newcomer.get_by_label("6-digit code").fill(fresh_code(secret))
         newcomer.get_by_role("button", name="Turn on two-factor sign-in").click()
+        expect(newcomer.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+        expect(newcomer.locator("ol.recovery-codes li")).to_have_count(10)
+        axe.check(newcomer)
+        newcomer.get_by_role("link", name="I have kept my codes: continue").click()
         newcomer.wait_for_url(live_server + "/staff")
         axe.check(newcomer)
 
@@ -302,7 +306,8 @@ def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their
         ("staff.role_granted", "user", new_id, {"role": "fundraiser",
                                                 "invitation": invitation_id})]
     assert [a for a, *_ in audit_trail(app, new_id)] == ["staff.invitation_accepted",
-                                                          "staff.totp_enrolled"]
+                                                          "staff.totp_enrolled",
+                                                          "staff.recovery_codes_made"]
     METRICS.report("browser: admin invites staff → e-mail → password → 2FA enrolment → role "
                    "pages / other roles refused (s)",
                    f"{time.monotonic() - started:.1f} / 3 of 3 refused")

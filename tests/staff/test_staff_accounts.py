@@ -114,7 +114,8 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
     response = newcomer.post("/account/two-factor/setup", data={
         "code": current_totp(secret),
         "csrf_token": csrf_token(newcomer, "/account/two-factor/setup")})
-    assert response.headers["Location"].endswith("/staff")
+    # Signed in: the page shows the recovery codes once, with the way on to the staff area.
+    assert response.status_code == 200 and 'href="/staff"' in response.get_data(as_text=True)
     assert newcomer.get("/staff/donors").status_code == 200
     assert newcomer.get("/staff/safeguarding").status_code == 200
     assert newcomer.get("/staff/accounts").status_code == 403
@@ -135,6 +136,7 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
          {"role": "safeguarding_officer", "invitation": invitation_id}),
         ("staff.invitation_accepted", new_id, invitation_id, {}),
         ("staff.totp_enrolled", new_id, new_id, {}),
+        ("staff.recovery_codes_made", new_id, new_id, {"count": 10}),
     ]
 
 
