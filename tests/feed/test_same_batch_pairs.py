@@ -119,7 +119,8 @@ def test_two_records_about_one_child_in_one_batch(app, client, import_feed, star
             return
         token = ours.public_token
         batch_updates = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.child_id == ours.id, ChildUpdate.original_text.like(f"{BATCH_WORDS[1]}%"))).all()
+            ChildUpdate.child_id == ours.id,
+            ChildUpdate.original_text.like(f"{BATCH_WORDS[1]}%"))).all()
         assert len(batch_updates) == kept_updates
         if "home_stats" in (first, second):
             assert db.session.scalar(select(HomeStat.children_in_care)) == 37
