@@ -107,5 +107,5 @@ def test_malformed_signature_headers_and_bodies_answer_400_and_change_nothing(ap
     assert post(client, other, f"t={now},v1={'0' * 64},v1={hmac_of(other, now)}"
                 ).status_code == 200
     assert stored_events(app) == before + 2
-    METRICS.report("10.x malformed webhook headers and bodies / not answered 400",
+    METRICS.report("10.13 malformed webhook headers and bodies / not answered 400",
                    f"{len(headers) + len(bodies)} / 0")

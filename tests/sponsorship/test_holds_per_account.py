@@ -155,12 +155,13 @@ def test_choose_is_rate_limited_per_account_and_per_address(limited_app, import_
         assert sign_in(client, person.email, person.password).status_code == 302, n
         clients.append(client)
     # One account, a new address each time: the account's limit applies.
-    codes = [post_choose(clients[0], kids.tokens[n], f"10.0.0.{n + 1}").status_code
-             for n in range(3)]
-    assert codes == [303, 303, 429]
+    codes_account = [post_choose(clients[0], kids.tokens[n], f"10.0.0.{n + 1}").status_code
+                     for n in range(3)]
+    assert codes_account == [303, 303, 429]
     # One address, other accounts (none past its own limit): the address's limit applies.
     codes = [post_choose(clients[1 + n % 3], kids.tokens[3 + n], "10.9.9.9").status_code
              for n in range(5)]
     assert codes[:4] == [303, 303, 303, 303] and codes[4] == 429
-    METRICS.report("sponsorship holds per account / choose rate limits (address, account)",
-                   "1 / 10 per minute;30 per hour, 5 per minute;20 per hour")
+    METRICS.report("7.4 choose rate limits: first 429 per account / per address",
+                   f"request {codes_account.index(429) + 1} (limit 2) / "
+                   f"request {codes.index(429) + 1} (limit 4)")

@@ -113,5 +113,5 @@ def test_no_key_from_any_mail_appears_on_the_production_outbox_pages(app_factory
     assert seen == []
     older_page = client.get(f"{BASE}/staff/outbox/{ids[-1]}").get_data(as_text=True)
     assert "/donate/manage/[hidden]" in older_page  # readable, with the key hidden
-    METRICS.report("14.x outbox: mail templates rendered with keys / keys shown to staff "
+    METRICS.report("14.2 outbox: mail templates rendered with keys / keys shown to staff "
                    "(production)", f"{len(names)} / 0")
