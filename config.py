@@ -152,6 +152,11 @@ class Config:
     #: Reset and "already registered" mails to one address, per kind, per hour (from any
     #: number of client addresses); more requests are answered the same and send nothing.
     MAIL_PER_RECIPIENT_PER_HOUR = env_int("MAIL_PER_RECIPIENT_PER_HOUR", 3)
+    #: Choosing a child to sponsor (each choice holds a place): per client address, and
+    #: per account.
+    RATELIMIT_CHOOSE = os.environ.get("RATELIMIT_CHOOSE", "10 per minute;30 per hour")
+    RATELIMIT_CHOOSE_ACCOUNT = os.environ.get("RATELIMIT_CHOOSE_ACCOUNT",
+                                              "5 per minute;20 per hour")
 
     #: "smtp" delivers; "hold" keeps mail in the outbox (development: nothing leaves the machine).
     MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "smtp")
@@ -221,6 +226,8 @@ class Config:
     SPONSORS_PER_CHILD = env_int("SPONSORS_PER_CHILD", 1)
     #: How long choosing a child holds the place while the sponsor completes Checkout.
     SPONSORSHIP_HOLD_MINUTES = env_int("SPONSORSHIP_HOLD_MINUTES", 15)
+    #: Holds an account may let run out unpaid in 24 hours before it must wait.
+    SPONSORSHIP_HOLD_TIMEOUTS_PER_DAY = env_int("SPONSORSHIP_HOLD_TIMEOUTS_PER_DAY", 3)
     #: Days a sponsorship may stay past due before it lapses and the child is listed again.
     SPONSORSHIP_GRACE_DAYS = env_int("SPONSORSHIP_GRACE_DAYS", 14)
     #: The monthly sponsorship, in minor units per currency (fixed: sponsors do not choose it).
@@ -298,6 +305,9 @@ class TestingConfig(DevelopmentConfig):
     ARGON2_MEMORY_COST = 8192
     ARGON2_PARALLELISM = 1
     RATELIMIT_STORAGE_URI = "memory://"
+    # Property tests choose children dozens of times from one account; the limit on
+    # choosing has its own test, with its own low limits.
+    RATELIMIT_CHOOSE = RATELIMIT_CHOOSE_ACCOUNT = "1000 per minute"
     STRIPE_WEBHOOK_SECRET = TESTING_WEBHOOK_SECRET
     PUBLIC_BASE_URL = "http://donorhub.test"
     FEED_PSEUDONYM_KEY = TESTING_PSEUDONYM_KEY

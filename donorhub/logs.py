@@ -54,6 +54,9 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Every record, whichever handler formats it, carries the request id."""
     record = _base_record_factory(*args, **kwargs)
     record.request_id = getattr(g, "request_id", None) if has_request_context() else None
+    upstream = getattr(g, "upstream_request_id", None) if has_request_context() else None
+    if upstream:  # a proxy's id, for matching its logs; never shown to anyone
+        record.upstream_request_id = upstream
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import unicodedata
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 from flask_login import current_user, logout_user
 
 from donorhub.logs import log_security_event
+from donorhub.urls import carries_secret
 
 log = logging.getLogger(__name__)
 View = TypeVar("View", bound=Callable[..., Any])
@@ -166,12 +168,16 @@ def enforce_session_timeouts() -> Any:
 
 
 def assign_request_id() -> None:
+    """Our own id for every request: it is the reference shown on error pages, so a visitor
+    must not choose it. An id sent by a proxy is kept for the logs only, as
+    `upstream_request_id`, and only when it is short and plain."""
+    g.request_id = secrets.token_hex(8)
     incoming = request.headers.get("X-Request-ID", "")
-    # Accept an upstream id only when it is short and plain, so it cannot inject into logs.
-    if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
-        g.request_id = incoming
-    else:
-        g.request_id = secrets.token_hex(8)
+    if 1 <= len(incoming) <= 64 and UPSTREAM_ID.fullmatch(incoming):
+        g.upstream_request_id = incoming
+
+
+UPSTREAM_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def content_security_policy(form_action_extra: list[str]) -> str:
@@ -208,6 +214,9 @@ def add_security_headers(response):
         config.get("REMEMBER_COOKIE_NAME", "remember_token")) is not None
     if signed_in or request.path.startswith(("/account", "/staff")):
         response.headers["Cache-Control"] = "no-store"
+    if carries_secret():  # a token in the address: no cache keeps it, no Referer repeats it
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Request-ID"] = getattr(g, "request_id", "")
     response.headers.pop("Server", None)
     response.headers.pop("X-Powered-By", None)

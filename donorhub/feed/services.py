@@ -212,6 +212,9 @@ class Importer:
         self.children_by_hash: dict[str, Child] = {}
         self.updates_by_hash: dict[str, ChildUpdate] = {}
         self.aliases: AliasPool | None = None
+        # Children who leave in this very batch: whatever the order of the lines, the exit
+        # wins, so none of their words from this batch is ever stored.
+        self.exiting = {self._hash("child", r.child) for r in parsed.exits}
 
     def run(self) -> ImportReport:
         parsed, report = self.parsed, self.report
@@ -300,6 +303,8 @@ class Importer:
         child.consent_basis = record.consent.basis
         child.consent_expires = str(record.consent.expires)
         child.content_hash = content
+        if ref_hash in self.exiting:
+            return  # record_exit withdraws any text she had; this batch's is never kept
         self._apply_about(child, record)
 
     def _apply_about(self, child: Child, record: ChildRecord) -> None:
@@ -337,6 +342,10 @@ class Importer:
                 return
             if child.status == ChildStatus.EXITED:
                 self._reject(record.line, "child", "the child has left the programme")
+                return
+            if child.ref_hash in self.exiting:
+                self._reject(record.line, "child", "the child leaves the programme in this "
+                                                   "batch")
                 return
         source_hash = self._hash("update", record.id)
         content = digest(child.ref_hash if child else None, record.home, str(record.period),
@@ -420,6 +429,9 @@ def withdraw_text(text: ChildText) -> None:
 def record_exit(child: Child, period: str, now: datetime) -> None:
     """Unpublish at once, purge the child's words everywhere, and owe sponsors a neutral
     notice after a random delay, so its timing says nothing about when or why."""
+    # A child first seen in this batch has no id yet, and updates added in this transaction
+    # are not in the database yet: flush, so the notice can name her and the purge sees them.
+    db.session.flush()
     child.status = ChildStatus.EXITED
     child.exited_period = period
     child.exited_at = now

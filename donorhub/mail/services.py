@@ -10,6 +10,7 @@ from flask import current_app, render_template
 
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
+from donorhub.urls import holds_secret
 
 
 def queue_mail(recipient: str, template: str, *, subject: str, sensitive: bool = False,
@@ -50,7 +51,10 @@ def render_mail(recipient: str, template: str, *, subject: str, sensitive: bool 
         html_body=html_body,
         headers=headers or {},
         template=template,
-        is_sensitive=sensitive,
+        # A link that acts as a key (manage, confirm, unsubscribe, reset...) makes the whole
+        # message sensitive: staff never read it in production.
+        is_sensitive=sensitive or holds_secret(text_body, html_body,
+                                               *(headers or {}).values()),
         message_id=f"<{secrets.token_hex(16)}@{domain}>",
     )
     return message

@@ -232,7 +232,7 @@ def read_object(obj: Mapping[str, Any]) -> Subject | None:
     reader = _READERS.get(obj.get("object"))
     try:
         return reader(obj) if reader else None
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as error:
         raise MalformedEvent(type(error).__name__) from error
 
 
@@ -246,5 +246,5 @@ def event_from_dict(data: Mapping[str, Any]) -> PaymentEvent:
             id=str(data["id"]), type=str(data["type"]),
             created=datetime.fromtimestamp(int(data["created"]), UTC),
             livemode=bool(data.get("livemode")), subject=subject)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as error:
         raise MalformedEvent(type(error).__name__) from error

@@ -157,12 +157,47 @@ def _translate(error: stripe.StripeError) -> GatewayError:
                         kind="refused", status=status)
 
 
-def _signature_timestamp(header: str) -> int | None:
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
-            return int(value)
-    return None
+#: One element of a Stripe-Signature header, exactly as Stripe writes it: a scheme (t, v1,
+#: v0...) and a plain value, no spaces, no signs.
+_SIGNATURE_ELEMENT = re.compile(r"(t)=([0-9]{1,12})|(v[0-9])=([0-9a-f]{1,128})")
+
+
+@dataclass(frozen=True)
+class SignatureHeader:
+    timestamp: int
+    v1: tuple[str, ...]
+
+    def canonical(self) -> str:
+        """The header rebuilt from what we read, so stripe verifies the very same t."""
+        return ",".join([f"t={self.timestamp}", *(f"v1={sig}" for sig in self.v1)])
+
+
+def parse_signature_header(header: str) -> SignatureHeader | None:
+    """Read a Stripe-Signature header strictly, or None: exactly one `t`, a plain decimal
+    integer; at least one `v1` of lower-case hex; nothing else but other `vN` schemes. Our
+    checks and stripe's then read one timestamp (a lenient reader could pick another `t`)."""
+    timestamps, v1 = [], []
+    for element in header.split(","):
+        match = _SIGNATURE_ELEMENT.fullmatch(element)
+        if match is None:
+            return None
+        if match.group(1):
+            timestamps.append(int(match.group(2)))
+        elif match.group(3) == "v1":
+            if len(match.group(4)) != 64:
+                return None
+            v1.append(match.group(4))
+    if len(timestamps) != 1 or not v1:
+        return None
+    return SignatureHeader(timestamps[0], tuple(v1))
+
+
+def _json_object(payload: bytes) -> bool:
+    """Strict UTF-8 JSON whose top level is an object, as every Stripe event is."""
+    try:
+        return isinstance(json.loads(payload.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
 
 
 class StripeGateway:
@@ -272,12 +307,16 @@ class StripeGateway:
         """
         if not signature or not self.webhook_secret:
             raise InvalidWebhook("missing signature")
-        timestamp = _signature_timestamp(signature)
-        if timestamp is None or timestamp > time.time() + self.tolerance:
+        header = parse_signature_header(signature)
+        if header is None:
+            raise InvalidWebhook("header")
+        if header.timestamp > time.time() + self.tolerance:
             raise InvalidWebhook("timestamp")
+        if not _json_object(payload):
+            raise InvalidWebhook("payload")
         try:
-            event = self.client.construct_event(payload, signature, self.webhook_secret,
-                                                tolerance=self.tolerance)
+            event = self.client.construct_event(payload, header.canonical(),
+                                                self.webhook_secret, tolerance=self.tolerance)
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise InvalidWebhook(type(error).__name__) from None
         return event_from_dict(event.to_dict())

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
+from donorhub.errors import problem
 from donorhub.extensions import csrf, db
 from donorhub.logs import log_security_event
 from donorhub.payments.events import MalformedEvent, PaymentEvent
@@ -87,7 +88,7 @@ def receive():
         event = get_gateway().parse_webhook(payload, signature)
     except (InvalidWebhook, MalformedEvent) as error:
         log_security_event("webhook_rejected", reason=type(error).__name__)
-        return Response("invalid signature or payload\n", 400, mimetype="text/plain")
+        return problem(400, "Bad request", "The signature or the payload is not valid.")
     try:
         outcome = apply_event(event)
         db.session.commit()

@@ -20,8 +20,10 @@ from sqlalchemy import (
     CheckConstraint,
     Enum,
     ForeignKey,
+    Index,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -81,6 +83,12 @@ AWAITS_CHOICE = frozenset({_S.MOVED_ON, _S.UNPLACED})
 
 class Sponsorship(TimestampMixin, db.Model):
     __tablename__ = "sponsorships"
+    __table_args__ = (
+        # One open hold per account, whatever the timing: a second concurrent insert fails.
+        Index("uq_sponsorships_one_hold_per_user", "user_id", unique=True,
+              sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Stripe's metadata {"sponsorship": public_id}; nothing else about it reaches Stripe.
@@ -116,6 +124,9 @@ class Sponsorship(TimestampMixin, db.Model):
     collection_stopped_at: Mapped[datetime | None]
     #: When the neutral notice (mail + portal message) went to the sponsor.
     notified_at: Mapped[datetime | None]
+    #: When the hold ran out unpaid (not replaced, not ended because the child left): too
+    #: many of these in a day make the account wait before holding a child again.
+    hold_timed_out_at: Mapped[datetime | None]
 
     plan = relationship("RecurringPlan")
     child = relationship("Child")

@@ -314,9 +314,16 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     :raises ChildUnavailable: no listed child with a free place has that token.
     :raises ChildTaken: someone else took the last place a moment ago (roll back).
     :raises donations.CheckoutAlreadyPaid: the old hold (another currency) was paid meanwhile.
+    :raises HoldRefused: the account let too many holds run out lately, or another choose of
+        the same account won a race a moment ago.
+
+    An account holds at most one child at a time: choosing another child ends the hold on
+    the first (its Checkout Session expired at Stripe first), as a sponsor who changed their
+    mind expects. A unique index on open holds per account enforces it under any timing.
     """
     check_can_sponsor(user)
     now = now or utcnow()
+    _check_hold_allowance(user, now)
     amounts = current_app.config["SPONSORSHIP_MONTHLY_AMOUNTS"]
     if currency not in amounts:
         raise DomainError("Choose pounds, dollars, euros or rupees.")
@@ -343,6 +350,17 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
             _end_hold(mine, now)
         else:
             raise DomainError("You already sponsor this child.")
+    for other in db.session.scalars(select(Sponsorship).where(
+            Sponsorship.user_id == user.id, Sponsorship.status == _S.PENDING)).all():
+        if other is mine:
+            continue
+        # One hold per account: the earlier choice gives its place back.
+        try:
+            _close_previous_session(other)
+        except GatewayError as error:
+            raise DomainError("We could not reach our payment provider. Please try "
+                              "again in a moment.") from error
+        _end_hold(other, now)
     donor = donations.donor_for_user(user) or donations.find_or_create_donor(
         user.email, user.full_name)
     plan = RecurringPlan(donor=donor, amount_minor=amounts[currency], currency=currency,
@@ -353,10 +371,37 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
                               amount_minor=amounts[currency], currency=currency,
                               status=_S.PENDING, hold_expires_at=now + hold)
     db.session.add_all([plan, sponsorship])
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another choose of this account (a second tab, a double click) holds a child now.
+        raise HoldRefused("You are already choosing a child in another window. Finish "
+                          "there, or choose again in a moment.") from None
     if not _claim_place(child.id, sponsorship):
         raise ChildTaken("Someone else has just chosen this child.")
     return sponsorship
+
+
+class HoldRefused(DomainError):
+    """This account may not hold a child right now; the message says why and until when."""
+
+
+def _check_hold_allowance(user, now: datetime) -> None:
+    """An account that let SPONSORSHIP_HOLD_TIMEOUTS_PER_DAY holds run out in the last 24
+    hours waits until the oldest of them is a day old: holding children without paying
+    hides them from every other sponsor."""
+    allowed = current_app.config["SPONSORSHIP_HOLD_TIMEOUTS_PER_DAY"]
+    recent = db.session.scalars(
+        select(Sponsorship.hold_timed_out_at).where(
+            Sponsorship.user_id == user.id,
+            Sponsorship.hold_timed_out_at > now - timedelta(hours=24))
+        .order_by(Sponsorship.hold_timed_out_at.desc()).limit(allowed)).all()
+    if len(recent) >= allowed:
+        until = recent[-1] + timedelta(hours=24)
+        raise HoldRefused(
+            f"You have let {allowed} holds run out in the last day without completing "
+            f"them, so other sponsors get a turn. You can choose a child again after "
+            f"{until:%H:%M} UTC on {until:%-d %B}.")
 
 
 def _external(endpoint: str, **values) -> str:
@@ -472,6 +517,8 @@ def release_expired_holds(now: datetime | None = None) -> int:
         if sponsorship.status is not _S.PENDING:
             db.session.commit()
             continue
+        if sponsorship.hold_expires_at is not None and sponsorship.hold_expires_at <= now:
+            sponsorship.hold_timed_out_at = now  # ran out unpaid (not: the child left)
         _end_hold(sponsorship, now)
         db.session.commit()
         released += 1

@@ -9,7 +9,7 @@ from flask_login import current_user
 from donorhub.accounts.models import StaffRole
 from donorhub.donations.money import CURRENCY_NAMES, format_money
 from donorhub.errors import DomainError
-from donorhub.extensions import db
+from donorhub.extensions import db, limiter
 from donorhub.forms import load_form
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import is_safe_next, public, signed_in, staff
@@ -89,8 +89,14 @@ def profile(token: str):
                            hold_minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
 
 
+def _account_key() -> str:
+    return f"account:{current_user.get_id()}"
+
+
 @bp.post("/sponsor/<token>/choose")
 @signed_in
+@limiter.limit(lambda: current_app.config["RATELIMIT_CHOOSE"])  # per client address
+@limiter.limit(lambda: current_app.config["RATELIMIT_CHOOSE_ACCOUNT"], key_func=_account_key)
 def choose(token: str):
     """Hold this child's place, then go to Stripe Checkout for the monthly sponsorship."""
     data, errors = load_form(ChooseSchema())

@@ -17,6 +17,7 @@ from donorhub.security import staff
 from donorhub.staff import bp
 from donorhub.staff.audit import record_audit
 from donorhub.staff.schemas import StaffInvitationSchema, StaffRolesSchema
+from donorhub.urls import mask_secrets
 
 ANY_STAFF = (StaffRole.ADMIN, StaffRole.FUNDRAISER, StaffRole.SAFEGUARDING_OFFICER)
 PAGE_SIZE = 50
@@ -33,8 +34,19 @@ def dashboard():
 
 
 def bodies_visible(message: OutboxMessage) -> bool:
-    """Sign-in and reset links are readable only while mail is held on this machine."""
+    """Mail with a link that acts as a key is readable only while mail is held on this
+    machine (development), never where mail is really sent."""
     return not message.is_sensitive or current_app.config["MAIL_DELIVERY"] != "smtp"
+
+
+def body_for_staff(message: OutboxMessage) -> str | None:
+    """The text staff may read: where mail is really sent, any key-like link that slipped
+    through unmarked (older messages, a new template) is hidden as well."""
+    if not bodies_visible(message):
+        return None
+    if current_app.config["MAIL_DELIVERY"] == "smtp":
+        return mask_secrets(message.text_body)
+    return message.text_body
 
 
 @bp.get("/outbox")
@@ -56,8 +68,9 @@ def outbox():
 def outbox_message(message_id: int):
     """One message as the recipient sees it (text part)."""
     message = db.get_or_404(OutboxMessage, message_id)
+    body = body_for_staff(message)
     return render_template("staff/outbox_message.html", message=message,
-                           show_body=bodies_visible(message))
+                           show_body=body is not None, body=body)
 
 
 @bp.post("/outbox/<int:message_id>/resend")
