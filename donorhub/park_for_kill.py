@@ -153,6 +153,9 @@ def _listen_to_transactions() -> None:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
+    def watching(point: str) -> bool:  # listeners stay once added; they act only when asked
+        return _plan is not None and _plan.point == point
+
     @event.listens_for(Engine, "before_cursor_execute")
     def note_write(_conn, _cursor, statement, _parameters, _context, _executemany):
         words = statement.lstrip().split(None, 1)
@@ -161,6 +164,8 @@ def _listen_to_transactions() -> None:
 
     @event.listens_for(Session, "before_commit")
     def before_commit(session):
+        if not watching("before-commit"):
+            return
         session.flush()  # the writes reach the database inside the open transaction
         if getattr(_local, "wrote", False):
             arrive("before-commit")
@@ -168,7 +173,7 @@ def _listen_to_transactions() -> None:
     @event.listens_for(Session, "after_commit")
     def after_commit(_session):
         wrote, _local.wrote = getattr(_local, "wrote", False), False
-        if wrote:
+        if wrote and watching("after-commit"):
             arrive("after-commit")
 
     @event.listens_for(Session, "after_rollback")
