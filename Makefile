@@ -131,7 +131,8 @@ bench-tools:
 # them here instead of in its main run. Kill points: docs/operations.md "Testing".
 STRESSED_TESTS := tests/faults tests/feed/test_atomicity.py tests/jobs/test_jobs.py \
   tests/mail/test_sender.py tests/payments/test_faults.py tests/payments/test_simulator.py \
-  tests/payments/test_webhooks.py tests/sponsorship/test_cap.py
+  tests/payments/test_webhooks.py tests/sponsorship/test_cap.py \
+  tests/security/test_gunicorn_limits.py
 STRESS_CPUS ?= 4
 STRESS_LIMIT_SECONDS ?= 1800
 .PHONY: test-stressed stress-tools
