@@ -14,6 +14,7 @@ help:
 	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL)"
 	@echo "make lint   ruff, bandit and semgrep"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
+	@echo "make test-stressed   the timing-sensitive tests under stress --cpu 4 (part of make test)"
 	@echo "make bench-load   the wrk load benchmark (docs/benchmarks.md)"
 
 $(BIN)/python:
@@ -107,7 +108,7 @@ lint: install-test $(TOOLS_VENV)/.installed
 	$(SEMGREP) donorhub config.py wsgi.py templates
 
 test: install-test browser bench-tools stack-tools lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" $(addprefix --ignore=,$(STRESSED_TESTS))
 
 test-slow: install-test browser bench-tools tools
 	$(BIN)/pytest -m slow
@@ -137,6 +138,42 @@ stack-tools:
 	    echo "!!! nginx is missing and this is not root: the production stack test will be SKIPPED !!!"; \
 	  fi; \
 	fi
+
+# The timing-sensitive tests (processes killed at a point, races, waits for a process, a
+# webhook or a delivery) run under CPU contention: `stress --cpu 4` beside the pytest run, for
+# as long as it lasts, on SQLite and (with TEST_DATABASE_URL) PostgreSQL. `make test` runs
+# them here instead of in its main run. Kill points: docs/operations.md "Testing".
+STRESSED_TESTS := tests/faults tests/feed/test_atomicity.py tests/jobs/test_jobs.py \
+  tests/mail/test_sender.py tests/payments/test_faults.py tests/payments/test_simulator.py \
+  tests/payments/test_webhooks.py tests/sponsorship/test_cap.py \
+  tests/security/test_gunicorn_limits.py
+STRESS_CPUS ?= 4
+STRESS_LIMIT_SECONDS ?= 1800
+.PHONY: test-stressed stress-tools
+test: test-stressed
+
+stress-tools:
+	@if ! command -v stress >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's stress for the timing-sensitive tests..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress >/dev/null) \
+	      || echo "!!! stress could not be installed: the timing-sensitive tests will run WITHOUT load !!!"; \
+	  else \
+	    echo "!!! stress is missing and this is not root: the timing-sensitive tests will run WITHOUT load !!!"; \
+	  fi; \
+	fi
+
+# stress runs in a session of its own, so that all of its workers stop with it when pytest
+# ends (--timeout stops them anyway should this shell die first).
+test-stressed: install-test stress-tools
+	@if command -v stress >/dev/null; then \
+	  setsid stress --cpu $(STRESS_CPUS) --timeout $(STRESS_LIMIT_SECONDS) >/dev/null 2>&1 & stress_pid=$$!; \
+	  trap 'kill -TERM -- -$$stress_pid 2>/dev/null; wait $$stress_pid 2>/dev/null' EXIT; \
+	  echo "Timing-sensitive tests under stress --cpu $(STRESS_CPUS) (pid $$stress_pid)"; \
+	else \
+	  echo "!!! stress is missing: the timing-sensitive tests run WITHOUT load !!!"; \
+	fi; \
+	$(BIN)/pytest -m "not slow" $(STRESSED_TESTS)
 
 bench-load: install bench-tools
 	$(BIN)/python bench/load.py

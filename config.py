@@ -330,6 +330,10 @@ class ProductionConfig(Config):
     @staticmethod
     def check(config: Mapping[str, Any]) -> None:
         """Refuse to start, with one sentence naming the setting, when a value is unsafe."""
+        if os.environ.get("DONORHUB_TEST_PARK_AT", "").strip():
+            raise UnsafeConfiguration("DONORHUB_TEST_PARK_AT is set: it parks processes for the "
+                                      "fault tests to kill; unset every DONORHUB_TEST_PARK_* "
+                                      "variable in production.")
         key = config.get("SECRET_KEY") or ""
         if not key:
             raise UnsafeConfiguration("SECRET_KEY is not set: set it to a random value of at "

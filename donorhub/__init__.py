@@ -24,6 +24,9 @@ def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Fl
     app.config.from_object(config_class)
     app.config.update(overrides)
     config_class.check(app.config)
+    from donorhub import park_for_kill
+
+    park_for_kill.install(app)  # test-only kill points; nothing unless DONORHUB_TEST_PARK_AT
     os.makedirs(app.instance_path, exist_ok=True)
 
     from donorhub.logs import configure_logging

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from functools import cache
 from importlib import resources
 
+from flask import current_app
 from sqlalchemy import select
 
 from donorhub.extensions import db
@@ -27,6 +29,21 @@ def alias_words() -> tuple[str, ...]:
                  if line.strip() and not line.startswith("#"))
 
 
+def name_words(name: str) -> frozenset[str]:
+    """The words of a name, lower-cased ("Safe Harbour Children's Trust" -> safe, harbour,
+    children, trust)."""
+    return frozenset(word.lower() for word in re.findall(r"[^\W\d_]+", name)
+                     if len(word) > 1)
+
+
+def usable_aliases(charity_name: str) -> tuple[str, ...]:
+    """The alias words that share no word with the charity's name: an alias must name the
+    child alone, so that no page that shows the charity's name ("Safe Harbour ...") seems to
+    name a child "Harbour", and no check for a child's alias matches the charity."""
+    taken = name_words(charity_name)
+    return tuple(word for word in alias_words() if not name_words(word) & taken)
+
+
 class AliasesExhausted(RuntimeError):
     """Every alias has been used once; the list must grow before another child arrives."""
 
@@ -40,7 +57,7 @@ class AliasPool:
 
     def __init__(self) -> None:
         self.used = set(db.session.scalars(select(AliasUse.alias)))
-        self.words = alias_words()
+        self.words = usable_aliases(current_app.config["CHARITY_NAME"])
         self.free_singles = [word for word in self.words if word not in self.used]
 
     def draw(self) -> str:

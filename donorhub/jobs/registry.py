@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask
 
+from donorhub import park_for_kill
 from donorhub.extensions import db
 
 log = logging.getLogger("donorhub.jobs")
@@ -50,7 +51,9 @@ def run_job(app: Flask, job: JobSpec) -> bool:
     started = time.monotonic()
     with app.app_context():
         try:
+            park_for_kill.arrive("job-start", job.name)
             summary = job.func()
+            park_for_kill.arrive("job-end", job.name)
         except Exception:
             db.session.rollback()
             log.exception("job failed", extra={"job": job.name})

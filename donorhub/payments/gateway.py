@@ -26,6 +26,7 @@ from typing import Protocol
 import stripe
 from flask import Flask, current_app
 
+from donorhub import park_for_kill
 from donorhub.payments.events import (
     InvoiceData,
     PaymentEvent,
@@ -215,8 +216,9 @@ class StripeGateway:
         self.api_base = api_base
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance_seconds
-        options: dict = {"max_network_retries": max_network_retries,
-                         "http_client": stripe.new_default_http_client(timeout=timeout_seconds)}
+        http_client = park_for_kill.wrap_http_client(
+            stripe.new_default_http_client(timeout=timeout_seconds))
+        options: dict = {"max_network_retries": max_network_retries, "http_client": http_client}
         if self.uses_simulator or redirected:
             options["base_addresses"] = {"api": api_base}
         self.client = stripe.StripeClient(secret_key or SIMULATOR_KEY, **options)

@@ -4,12 +4,15 @@ work, and what a person cares about happens exactly once.
 Every job of `flask jobs list` runs in a real subprocess (`flask jobs run` or
 `flask jobs run-once NAME`) against this test's database (a file-backed SQLite copy, or
 PostgreSQL when TEST_DATABASE_URL is set), talking to a real SMTP server (aiosmtpd) and to the
-Stripe simulator over HTTP. "During" is observed, not guessed: the k-th SMTP hand-over (held
-open by the server until the kill), the k-th Stripe API call (slowed by the simulator's delay
-fault, so the kill lands while Stripe is acting and before our commit), the n-th row a job
-commits, or, for jobs that do their work in one transaction (publish_updates,
-refresh_releases, each exit notice), the moment another connection holds an open write
-transaction on the database. The slow tier adds kills at random moments across whole runs.
+Stripe simulator over HTTP. "During" is a place, never a moment: the process is parked there
+and killed while it waits, so a slow or busy machine changes nothing. The places: the k-th SMTP
+hand-over (the server holds its reply until the kill), and, through the test-only kill points
+of donorhub/park_for_kill.py (tests/kill_points.py), just after the k-th Stripe API call
+returned (Stripe has acted, nothing of ours is committed), just after the n-th committed unit
+of work, or, for jobs that do their work in one transaction (publish_updates,
+refresh_releases, each exit notice), inside that transaction with its writes flushed. The slow
+tier adds a kill at every step of whole runs (start, inside the transaction, after the
+commit, the end).
 
 `flask jobs run` holds the jobs lock; `flask jobs run-once` does not take it, so the lock is
 checked after killing the scheduler (the send_mail test).
@@ -19,19 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from config import TestingConfig
 from donorhub.database import utcnow
@@ -42,6 +43,7 @@ from tests.conftest import free_port
 from tests.feed.builders import Batch, child, crowd, exit_record
 from tests.feed.builders import update as update_record
 from tests.helpers import MailSink
+from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import checkout_url, give
 from tests.sponsorship.conftest import (
@@ -52,7 +54,6 @@ from tests.sponsorship.conftest import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-POLL = 0.005
 
 
 # Processes -----------------------------------------------------------------------------------
@@ -88,41 +89,32 @@ def start(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[subprocess.P
     return process, log
 
 
-def kill_when(env: dict[str, str], tmp_path: Path, reached: Callable[[], bool], *args: str,
-              timeout: float = 90, may_finish: bool = False) -> bool:
-    """Start `flask ARGS` and SIGKILL it the moment `reached()` turns true (polled).
-    Returns True when it was killed; False when `may_finish` and it ended first."""
+def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
+                   *args: str) -> None:
+    """Start `flask ARGS` and SIGKILL it once `held` is set: the SMTP server holds the
+    process's hand-over open (its reply withheld), so it waits there until the kill. The
+    0.05 s wait only lets a process that ended early fail the test at once."""
     process, log = start(env, tmp_path, *args)
-    deadline = time.monotonic() + timeout
     try:
-        while not reached():
+        while not held.wait(0.05):
             if process.poll() is not None:
-                if may_finish and process.returncode == 0:
-                    return False
                 raise AssertionError(f"flask {' '.join(args)} ended (exit {process.returncode})"
                                      f" before the kill point:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the kill point never came:\n{log.read_text()[-3000:]}")
-            time.sleep(POLL)
         process.send_signal(signal.SIGKILL)
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=30)
+        process.wait(timeout=120)
     assert process.returncode == -signal.SIGKILL
-    return True
 
 
-def kill_at(env: dict[str, str], tmp_path: Path, after: float, *args: str) -> bool:
-    """SIGKILL `flask ARGS` `after` seconds in; True if it was still running then."""
-    process, _log = start(env, tmp_path, *args)
-    try:
-        process.wait(timeout=after)
-        return False
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        return True
+def kill_parked(env: dict[str, str], tmp_path: Path, point: str, *args: str, nth: int = 1,
+                match: str = "", may_finish: bool = False) -> bool:
+    """Start `flask ARGS` parked at the `nth` arrival at `point` (donorhub/park_for_kill.py)
+    and SIGKILL it there. True when killed; False when `may_finish` and it ended first."""
+    with ParkingSpot() as spot:
+        process, log = start({**env, **spot.env(point, nth, match)}, tmp_path, *args)
+        return spot.kill_when_parked(process, log, may_finish=may_finish)
 
 
 def run_to_end(env: dict[str, str], tmp_path: Path, *args: str) -> str:
@@ -131,16 +123,11 @@ def run_to_end(env: dict[str, str], tmp_path: Path, *args: str) -> str:
     return log.read_text()
 
 
-def time_to_end(env, tmp_path, *args) -> float:
-    started = time.monotonic()
-    run_to_end(env, tmp_path, *args)
-    return time.monotonic() - started
-
-
-def lock_is_free(app, tmp_path: Path, within: float = 10) -> bool:
+def lock_is_free(app, tmp_path: Path, within: float = 120) -> bool:
     """A new process can take the jobs lock (the one `flask jobs run` holds). PostgreSQL
     frees an advisory lock when the dead process's backend sees its socket close, which
-    takes a moment; the file lock beside a SQLite file is freed by the kernel at once."""
+    takes a moment; the file lock beside a SQLite file is freed by the kernel at once.
+    `within` only bounds a lock that is never freed: the first free moment ends the wait."""
     from donorhub.jobs.lock import SchedulerLock
 
     deadline = time.monotonic() + within
@@ -153,29 +140,6 @@ def lock_is_free(app, tmp_path: Path, within: float = 10) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-def writing(app) -> bool:
-    """Whether another connection has a write transaction open on this test's database:
-    the observable "during" of a job that does all its work in one transaction."""
-    import sqlite3
-
-    from sqlalchemy.engine import make_url
-
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    if url.get_backend_name() == "sqlite":
-        connection = sqlite3.connect(url.database, timeout=0, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-            return False
-        except sqlite3.OperationalError:
-            return True  # "database is locked": a writer is in its transaction
-        finally:
-            connection.close()
-    return bool(scalar(app, text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")))
 
 
 def scalar(app, statement):
@@ -251,13 +215,15 @@ def test_send_mail_killed_mid_hand_over_delivers_each_message_once(app, tmp_path
                        subject=f"Notice {n}", name=f"Reader {n}", reset_url="x")
         db.session.commit()
         db.session.remove()
+    # The sender waits up to ten minutes for a reply, so it is still waiting at the kill.
     env = job_env(app, tmp_path, MAIL_DELIVERY="smtp", MAIL_SERVER="127.0.0.1",
-                  MAIL_PORT=str(port), JOBS_MAIL_INTERVAL_SECONDS="1")
+                  MAIL_PORT=str(port), JOBS_MAIL_INTERVAL_SECONDS="1",
+                  MAIL_TIMEOUT_SECONDS="600")
 
     # Kill 1: the scheduler itself (`flask jobs run`, which holds the jobs lock), while the
     # SMTP server holds the reply to the 6th message.
     sink.hold(6)
-    kill_when(env, tmp_path, sink.reached.is_set, "jobs", "run")
+    kill_when_held(env, tmp_path, sink.reached, "jobs", "run")
     sink.release.set()
     assert lock_is_free(app, tmp_path), "the killed jobs process still holds the jobs lock"
     states = dict(Counter(s for (s,) in rows(app, select(OutboxMessage.status))))
@@ -265,7 +231,7 @@ def test_send_mail_killed_mid_hand_over_delivers_each_message_once(app, tmp_path
                       OutboxStatus.PENDING: total - 6}, states
     # Kill 2: `flask jobs run-once send_mail`, at the 15th hand-over overall.
     sink.hold(15)
-    kill_when(env, tmp_path, sink.reached.is_set, "jobs", "run-once", "send_mail")
+    kill_when_held(env, tmp_path, sink.reached, "jobs", "run-once", "send_mail")
     sink.release.set()
     # The next run completes the rest; the two messages in hand stay "sending" (not re-sent).
     run_to_end(env, tmp_path, "jobs", "run-once", "send_mail")
@@ -330,10 +296,11 @@ def test_update_notifications_killed_mid_run_tell_each_person_once(app, tmp_path
     def mails() -> int:
         return count(app, OutboxMessage, OutboxMessage.template == "updates/new_update")
 
-    kill_when(env, tmp_path, lambda: notified() >= 10, "jobs", "run-once",
-              "send_update_notifications")
+    # Parked just after the 10th person's unit of work committed.
+    kill_parked(env, tmp_path, "after-commit", "jobs", "run-once", "send_update_notifications",
+                nth=10)
     decided = notified()
-    assert 10 <= decided < people, decided
+    assert decided == 10, decided
     assert mails() == decided  # each decision and its mail committed together
     run_to_end(env, tmp_path, "jobs", "run-once", "send_update_notifications")
     per_person = Counter(r for (r,) in rows(app, select(OutboxMessage.recipient).where(
@@ -390,16 +357,15 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
     import_feed(Batch().add(*[exit_record(ref) for ref in kids.refs]))
     outbox_before = count(pay_app, OutboxMessage)
     before = api_calls(sim, "POST", "/v1/subscriptions/")
-    sim.fault(path_prefix="/v1/subscriptions/", method="POST", delay_seconds=0.4, times=50)
     env = job_env(pay_app, tmp_path)
-    kill_when(env, tmp_path, lambda: api_calls(sim, "POST", "/v1/subscriptions/") - before >= 3,
-              "jobs", "run-once", "stop_collection_after_exits")
-    time.sleep(0.5)  # Stripe finishes the call in hand, as it would
+    # Parked as the 3rd pause returns from Stripe: Stripe has acted, our commit not made.
+    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "stop_collection_after_exits",
+                nth=3, match="POST /v1/subscriptions/")
+    assert api_calls(sim, "POST", "/v1/subscriptions/") - before == 3
     moved = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.MOVED_ON)
     paused_at_stripe = sum(1 for s in subs.values()
                            if sim.api(f"/v1/subscriptions/{s}")["pause_collection"])
     assert moved == 2 and paused_at_stripe == 3, (moved, paused_at_stripe)
-    sim.clear_faults()
     run_to_end(env, tmp_path, "jobs", "run-once", "stop_collection_after_exits")
     final = rows(pay_app, select(Sponsorship.status, Sponsorship.collection_stopped_at)
                  .where(Sponsorship.id.in_(ids)))
@@ -415,9 +381,8 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
     report("stop_collection_after_exits", backend, 1,
            "Stripe paused 3 / recorded 2 (the call in hand)", duplicates, missing)
 
-    # Step 2, the neutral notice: one short transaction per notice. The kill aims at an
-    # open write transaction; if the run is too quick to catch, it counts as not caught and
-    # random kills follow.
+    # Step 2, the neutral notice: one short transaction per notice. Killed inside the first
+    # notice's transaction, then just after one notice committed, then inside the next.
     from donorhub.feed.models import ExitNotice
     from donorhub.sponsorship.models import SponsorMessage
 
@@ -425,16 +390,16 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
         db.session.execute(update(ExitNotice).values(notify_after=utcnow() - timedelta(days=1)))
         db.session.commit()
         db.session.remove()
-    caught = kill_when(env, tmp_path, lambda: writing(pay_app), "jobs", "run-once",
-                       "send_sponsor_exit_notices", may_finish=True)
-    told = count(pay_app, ExitNotice, ExitNotice.sent_at.is_not(None))
-    mailed = count(pay_app, OutboxMessage, OutboxMessage.template == "sponsorship/news")
-    assert mailed == told, (mailed, told)  # each notice and its mail commit together
-    kills, landed = random_kills(env, tmp_path, 2, "jobs", "run-once",
-                                 "send_sponsor_exit_notices")
-    landed = (f"write transaction {'caught' if caught else 'missed (run too quick)'}, "
-              f"{told}/{how_many} notices after it; {landed}")
-    kills += int(caught)
+    told_after = []
+    for point in ("before-commit", "after-commit", "before-commit"):
+        kill_parked(env, tmp_path, point, "jobs", "run-once", "send_sponsor_exit_notices")
+        told = count(pay_app, ExitNotice, ExitNotice.sent_at.is_not(None))
+        mailed = count(pay_app, OutboxMessage, OutboxMessage.template == "sponsorship/news")
+        assert mailed == told, (mailed, told)  # each notice and its mail commit together
+        told_after.append(told)
+    assert told_after == [0, 1, 1], told_after
+    kills, landed = 3, ("inside a notice's transaction / after one committed / inside the "
+                        f"next: {'/'.join(map(str, told_after))} of {how_many} notices kept")
     run_to_end(env, tmp_path, "jobs", "run-once", "send_sponsor_exit_notices")
     notices = Counter(r for (r,) in rows(pay_app, select(OutboxMessage.recipient).where(
         OutboxMessage.template == "sponsorship/news")))
@@ -444,14 +409,6 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
     missing = (how_many - len(notices)) + (how_many - len(messages))
     assert duplicates == 0 and missing == 0, (notices, messages)
     report("send_sponsor_exit_notices", backend, kills, landed, duplicates, missing)
-
-
-def random_kills(env, tmp_path, kills: int, *args: str, seed: int = 20261201,
-                 low: float = 1.0, high: float = 6.0) -> tuple[int, str]:
-    """Kill at random moments; say how many landed while the process was still running."""
-    rng = random.Random(seed)
-    running = sum(kill_at(env, tmp_path, rng.uniform(low, high), *args) for _ in range(kills))
-    return kills, f"{running}/{kills} kills landed while running (random moments)"
 
 
 def test_lapse_killed_mid_stripe_call_lapses_each_once(pay_app, tmp_path, backend,
@@ -467,15 +424,13 @@ def test_lapse_killed_mid_stripe_call_lapses_each_once(pay_app, tmp_path, backen
         db.session.commit()
         db.session.remove()
     before = api_calls(sim, "DELETE", "/v1/subscriptions/")
-    sim.fault(path_prefix="/v1/subscriptions/", method="DELETE", delay_seconds=0.4, times=50)
     env = job_env(pay_app, tmp_path)
-    kill_when(env, tmp_path,
-              lambda: api_calls(sim, "DELETE", "/v1/subscriptions/") - before >= 3,
-              "jobs", "run-once", "lapse_sponsorships")
-    time.sleep(0.5)
+    # Parked as the 3rd cancellation returns from Stripe: Stripe has acted, our commit not made.
+    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "lapse_sponsorships",
+                nth=3, match="DELETE /v1/subscriptions/")
+    assert api_calls(sim, "DELETE", "/v1/subscriptions/") - before == 3
     lapsed = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.LAPSED)
     assert lapsed == 2, lapsed
-    sim.clear_faults()
     run_to_end(env, tmp_path, "jobs", "run-once", "lapse_sponsorships")
     assert count(pay_app, Sponsorship, Sponsorship.id.in_(ids),
                  Sponsorship.status == SponsorshipStatus.LAPSED) == how_many
@@ -511,15 +466,13 @@ def test_hold_release_killed_mid_stripe_call_releases_each_once(pay_app, tmp_pat
         db.session.commit()
         db.session.remove()
     before = api_calls(sim, "POST", "/v1/checkout/sessions/", "/expire")
-    sim.fault(path_prefix="/v1/checkout/sessions/", method="POST", delay_seconds=0.4, times=50)
     env = job_env(pay_app, tmp_path)
-    kill_when(env, tmp_path, lambda: api_calls(sim, "POST", "/v1/checkout/sessions/",
-                                               "/expire") - before >= 3,
-              "jobs", "run-once", "release_sponsorship_holds")
-    time.sleep(0.5)
+    # Parked as the 3rd expiry returns from Stripe: Stripe has acted, our commit not made.
+    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "release_sponsorship_holds",
+                nth=3, match="POST /v1/checkout/sessions/")
+    assert api_calls(sim, "POST", "/v1/checkout/sessions/", "/expire") - before == 3
     released = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.EXPIRED)
     assert released == 2, released
-    sim.clear_faults()
     run_to_end(env, tmp_path, "jobs", "run-once", "release_sponsorship_holds")
     assert count(pay_app, Sponsorship) == how_many
     assert count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.EXPIRED) \
@@ -546,10 +499,10 @@ def test_reconcile_killed_mid_run_applies_each_event_once(pay_app, pay_client, t
         sim.pay(checkout_url(give(pay_client, email=f"giver{n}@example.org")))
     events = {e["id"] for e in sim.events()}  # none delivered: the webhook "was down"
     env = job_env(pay_app, tmp_path)
-    kill_when(env, tmp_path, lambda: count(pay_app, StripeEvent) >= 8, "jobs", "run-once",
-              "reconcile_stripe")
+    # Parked just after the 8th unit of work (one event each) committed.
+    kill_parked(env, tmp_path, "after-commit", "jobs", "run-once", "reconcile_stripe", nth=8)
     applied = count(pay_app, StripeEvent)
-    assert 8 <= applied < len(events), applied
+    assert applied == 8 < len(events), applied
     run_to_end(env, tmp_path, "jobs", "run-once", "reconcile_stripe")
     held = Counter(r for (r,) in rows(pay_app, select(StripeEvent.event_id)))
     duplicates = sum(n - 1 for n in held.values())
@@ -579,15 +532,12 @@ def test_publish_updates_killed_inside_its_transaction_publishes_once(app, tmp_p
     waiting = count(app, ChildUpdate, ChildUpdate.published_at.is_(None))
     assert waiting == 200
     env = job_env(app, tmp_path, UPDATES_AUTO_APPROVE_CODED="1")
-    kill_when(env, tmp_path, lambda: writing(app), "jobs", "run-once", "publish_updates")
-    # One transaction: nothing of it stays, or (when the SIGKILL arrived just after the
-    # commit it interrupted) all of it; never some updates published.
+    # Parked inside its one transaction, every write flushed, the commit not yet made.
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "publish_updates")
     publications = count(app, Publication)
     still_waiting = count(app, ChildUpdate, ChildUpdate.published_at.is_(None))
-    assert (publications, still_waiting) in ((0, waiting), (1, 0)), (publications,
-                                                                     still_waiting)
-    kills, landed = 1, ("killed inside its write transaction: 0 published, 0 publications"
-                        if publications == 0 else "the kill came just after its commit")
+    assert (publications, still_waiting) == (0, waiting)  # nothing of it stays
+    kills, landed = 1, "killed inside its write transaction: 0 published, 0 publications"
     run_to_end(env, tmp_path, "jobs", "run-once", "publish_updates")
     assert count(app, Publication) == 1
     published = Counter(r for (r,) in rows(app, select(ChildUpdate.publication_id).where(
@@ -613,13 +563,11 @@ def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
     assert before == {"12-14": 30, "9-11": 30}
     env = job_env(app, tmp_path)
     decided = Counter({"12-14": 30})
-    kill_when(env, tmp_path, lambda: writing(app), "jobs", "run-once", "refresh_releases")
-    # One transaction: the kill leaves the listing as it was, or (when the SIGKILL arrived
-    # just after the commit it interrupted) wholly decided; never some children decided.
+    # Parked inside its one transaction, every write flushed, the commit not yet made.
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "refresh_releases")
     at_kill = Counter(r for (r,) in rows(app, listed_query))
-    assert at_kill in (before, decided), at_kill
-    kills, landed = 1, ("killed inside its write transaction: listing unchanged"
-                        if at_kill == before else "the kill came just after its commit")
+    assert at_kill == before, at_kill  # the listing as it was: no child decided
+    kills, landed = 1, "killed inside its write transaction: listing unchanged"
     run_to_end(env, tmp_path, "jobs", "run-once", "refresh_releases")
     after = Counter(r for (r,) in rows(app, listed_query))
     assert after == decided
@@ -642,10 +590,12 @@ def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_pat
         (drop / f"batch-{b}.jsonl").write_bytes(Batch(batch=f"kill-{b}").add(*records).bytes())
     env = job_env(app, tmp_path, FEED_DIR=str(drop))
     completed = (FeedRun.status == FeedRunStatus.COMPLETED)
-    kill_when(env, tmp_path, lambda: count(app, FeedRun, completed) >= 1, "jobs", "run-once",
-              "import_feed")
+    # Parked just after the first batch committed, before its file is taken out of the drop
+    # directory: the next run finds that batch already imported.
+    kill_parked(env, tmp_path, "after-commit", "jobs", "run-once", "import_feed")
     done = count(app, FeedRun, completed)
     files_left = sorted(p.name for p in drop.glob("*.jsonl"))
+    assert done == 1 and len(files_left) == batches, (done, files_left)
     assert count(app, Child) == done * per_batch  # whole batches only
     run_to_end(env, tmp_path, "jobs", "run-once", "import_feed")
     runs = Counter(r for (r,) in rows(app, select(FeedRun.batch).where(completed)))
@@ -658,12 +608,12 @@ def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_pat
            f"{done} batch(es) committed, files left {files_left}", duplicates, missing)
 
 
-@pytest.mark.slow  # five more kills per job, each a fresh process
+@pytest.mark.slow  # four more kills per job, each a fresh process
 @pytest.mark.parametrize("job", ["publish_updates", "refresh_releases"])
-def test_single_transaction_jobs_killed_at_random_moments(app, tmp_path, backend, import_feed,
-                                                          job):
-    """Kills across the whole run (start-up, the transaction, the commit, the exit): each
-    leaves the state before the job or after it, never between."""
+def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
+        app, tmp_path, backend, import_feed, job):
+    """A kill at each step of the run (as the job starts, inside its transaction, just after
+    its commit, as it returns) leaves exactly the state before the job or after it."""
     from donorhub.feed import services as feed
     from donorhub.feed.models import Child, ChildRelease, ChildUpdate, ReviewStatus
     from donorhub.updates.models import Publication
@@ -695,23 +645,22 @@ def test_single_transaction_jobs_killed_at_random_moments(app, tmp_path, backend
     reset()
     before = state()
     env = job_env(app, tmp_path, UPDATES_AUTO_APPROVE_CODED="1")
-    full = time_to_end(env, tmp_path, "jobs", "run-once", job)
+    run_to_end(env, tmp_path, "jobs", "run-once", job)
     after = state()
     assert after != before
     reset()
     assert state() == before
-    rng = random.Random(f"{job}-20261201")
-    landed = Counter()
-    for _ in range(5):
-        running = kill_at(env, tmp_path, rng.uniform(0.2, full * 1.1), "jobs", "run-once", job)
+    landed = []
+    for point, expected in (("job-start", before), ("before-commit", before),
+                            ("after-commit", after), ("job-end", after)):
+        kill_parked(env, tmp_path, point, "jobs", "run-once", job)
         now = state()
-        assert now in (before, after), now  # never between
-        landed["while running" if running else "after exit"] += 1
-        landed["left before" if now == before else "left after"] += 1
+        assert now == expected, (point, now)
+        landed.append(f"{point}: left {'before' if now == before else 'after'}")
+        reset()
     run_to_end(env, tmp_path, "jobs", "run-once", job)
     assert state() == after
-    report(f"{job} (random moments)", backend, 5,
-           ", ".join(f"{k} {v}" for k, v in sorted(landed.items())), 0, 0)
+    report(f"{job} (every step)", backend, len(landed), ", ".join(landed), 0, 0)
 
 
 def test_every_job_has_a_kill_test():

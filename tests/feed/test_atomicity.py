@@ -1,21 +1,21 @@
-"""A kill -9 at any moment of an import leaves the state before it or after it, and the next
-run completes it exactly once (SQLite in WAL mode and PostgreSQL)."""
+"""A kill -9 inside an import's transaction or just after its commit leaves the state before it
+or after it, and the next run completes it exactly once (SQLite in WAL mode and PostgreSQL).
+The process is parked at each point (tests/kill_points.py) and killed there, never after a
+delay."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sqlalchemy import text
 
 from donorhub.extensions import db
 from tests.feed.builders import Batch, child, home_stats, update
+from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,20 +49,25 @@ def big_batch(children: int) -> bytes:
     return Batch(batch="atomic-1").add(*records).bytes()
 
 
-def run_import(app, path: Path, env: dict, kill_after: float | None) -> int | None:
+def run_import(path: Path, env: dict) -> int:
     command = [sys.executable, "-m", "flask", "feed", "import", str(path)]
-    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL) as process:
-        if kill_after is None:
-            return process.wait(timeout=300)
-        time.sleep(kill_after)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        return None
+    return subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=600, check=False).returncode
 
 
-def test_import_survives_kill_9_at_random_moments(app, tmp_path, backend):
+def kill_import_at(path: Path, env: dict, point: str, nth: int) -> bool:
+    """Run the import parked at the `nth` arrival at `point` and SIGKILL it there; False when
+    the import finished before reaching it."""
+    command = [sys.executable, "-m", "flask", "feed", "import", str(path)]
+    with ParkingSpot() as spot:
+        process = subprocess.Popen(command, cwd=ROOT, env={**env, **spot.env(point, nth)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return spot.kill_when_parked(process, may_finish=True)
+
+
+def test_import_survives_kill_9_at_every_commit_point(app, tmp_path, backend):
+    """Killed inside each write transaction of the import (its writes flushed) and just
+    after each commit: every kill leaves the state before the import or after it."""
     path = tmp_path / "atomic.jsonl"
     path.write_bytes(big_batch(1500))
     env = {**os.environ, "FLASK_APP": "wsgi", "DONORHUB_ENV": "development",
@@ -70,38 +75,29 @@ def test_import_survives_kill_9_at_random_moments(app, tmp_path, backend):
            "FEED_PSEUDONYM_KEY": app.config["FEED_PSEUDONYM_KEY"],
            "DONORHUB_INSTANCE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"}
     before = signature(app)
-    # Time one full import on a scratch copy first, so kills land across its whole length.
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    timing_env = dict(env)
-    if backend == "sqlite":
-        import shutil
-
-        copy = scratch / "copy.sqlite3"
-        shutil.copyfile(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), copy)
-        timing_env["DATABASE_URL"] = f"sqlite:///{copy}"
-        started = time.monotonic()
-        assert run_import(app, path, timing_env, None) == 0
-        full = time.monotonic() - started
-    else:
-        full = 8.0
-    rng = random.Random(20261128)
     states = {"before": 0, "after": 0}
+    kills = 0
     after = None
-    kills = 6
-    for _ in range(kills):
-        run_import(app, path, env, kill_after=rng.uniform(0.2, full * 1.1))
+    # Inside the batch's transaction: nothing of it stays, however many times.
+    for _ in range(2):
+        assert kill_import_at(path, env, "before-commit", 1)
+        kills += 1
+        assert signature(app) == before, "a kill inside the transaction left a partial import"
+        states["before"] += 1
+    # Just after the batch's commit: all of it stays; later commits (if any) change nothing.
+    for nth in range(1, 10):
+        if not kill_import_at(path, env, "after-commit", nth):
+            break
+        kills += 1
         now = signature(app)
-        if now == before:
-            states["before"] += 1
-            continue
+        assert now != before
         after = after or now
         assert now == after, "a kill left a state that is neither before nor after"
         states["after"] += 1
-    assert run_import(app, path, env, None) == 0
+    assert states["after"] >= 1
+    assert run_import(path, env) == 0
     final = signature(app)
-    assert after is None or final == after
-    assert final != before
+    assert final == after
     with app.app_context():
         children = db.session.execute(text("SELECT count(*) FROM children")).scalar()
         runs = db.session.execute(text(

@@ -179,7 +179,7 @@ def test_fifty_concurrent_attempts_for_five_children_give_five_sponsorships(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=300)  # a guard against a hang only: a busy machine is slow
     elapsed = time.monotonic() - started
     assert errors == []
     won = [o for o in outcomes if o is not None]

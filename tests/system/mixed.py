@@ -525,8 +525,9 @@ def prepare_database(url: str, sponsors: int, prefix: str = "sponsor") -> list[s
 
 # Settling -----------------------------------------------------------------------------------
 
-def wait_for_output(service, words: str, timeout: float = 60) -> None:
-    """Until a started process (stack.Service) has printed `words`; fails if it exits."""
+def wait_for_output(service, words: str, timeout: float = 300) -> None:
+    """Until a started process (stack.Service) has printed `words`; fails if it exits.
+    `timeout` only bounds a process that hangs."""
     deadline = time.monotonic() + timeout
     while words not in service.output():
         if not service.alive() or time.monotonic() > deadline:
@@ -542,8 +543,9 @@ def sim_get(simulator_url: str, path: str) -> dict:
     return response.json()
 
 
-def wait_for_deliveries(simulator_url: str, timeout: float = 60) -> list[dict]:
-    """Until the simulator has no event left to deliver (delivered, or given up)."""
+def wait_for_deliveries(simulator_url: str, timeout: float = 300) -> list[dict]:
+    """Until the simulator has no event left to deliver (delivered, or given up); `timeout`
+    only bounds deliveries that never end (they end in seconds; a busy machine is slower)."""
     deadline = time.monotonic() + timeout
     while True:
         deliveries = sim_get(simulator_url, "/_sim/deliveries")["deliveries"]
