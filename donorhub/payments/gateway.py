@@ -28,6 +28,7 @@ from donorhub.payments.events import (
     InvoiceData,
     PaymentEvent,
     PaymentIntentData,
+    RefundData,
     SubscriptionData,
     event_from_dict,
     read_object,
@@ -134,6 +135,8 @@ class PaymentGateway(Protocol):
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def billing_portal_url(self, customer_id: str, return_url: str) -> str: ...
     def refund(self, request: RefundRequest) -> RefundResult: ...
+    def list_refunds(self, intent_id: str | None, charge_id: str | None
+                     ) -> list[RefundData]: ...
     def delete_customer(self, customer_id: str) -> bool: ...
 
 
@@ -398,6 +401,27 @@ class StripeGateway:
             raise _translate(error) from None
         return RefundResult(id=refund.id, status=refund.status or "pending",
                             amount_minor=refund.amount)
+
+    def list_refunds(self, intent_id: str | None, charge_id: str | None
+                     ) -> list[RefundData]:
+        """Every refund of a payment (to recover a refund whose answer we never recorded)."""
+        params: dict = {"limit": 100}
+        if intent_id:
+            params["payment_intent"] = intent_id
+        elif charge_id:
+            params["charge"] = charge_id
+        else:
+            return []
+        try:
+            page = self.client.v1.refunds.list(params)
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        found = []
+        for refund in page.auto_paging_iter():
+            data = read_object(refund.to_dict())
+            if isinstance(data, RefundData):
+                found.append(data)
+        return found
 
     def delete_customer(self, customer_id: str) -> bool:
         """Delete a customer (erasure). True when deleted now or already gone."""

@@ -1358,6 +1358,20 @@ class Engine:
         self.emit(ctx, "refund.created", refund)
         return self.expand(refund, params.expand())
 
+    def list_refunds(self, params: Params) -> Obj:
+        """GET /v1/refunds filtered by payment_intent or charge, newest first (one page)."""
+        params.check({"payment_intent", "charge", "limit", "starting_after", "ending_before",
+                      "created", "expand"}, {"payment_intent", "charge", "limit", "expand"})
+        limit = params.int("limit", minimum=1) or 10
+        intent_id, charge_id = params.str("payment_intent"), params.str("charge")
+        found = [r.data for r in self.store.of_type("refund")
+                 if (not intent_id or r.data.get("payment_intent") == intent_id)
+                 and (not charge_id or r.data.get("charge") == charge_id)]
+        found.reverse()
+        listing = {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
+                   "url": "/v1/refunds"}
+        return self.expand(listing, params.expand())
+
     def open_dispute(self, ctx: Ctx, charge_id: str, reason: str, amount: int | None) -> Obj:
         charge = self.load(charge_id, "charge").data
         if charge["status"] != "succeeded":
@@ -1575,6 +1589,7 @@ _URL_MAP = Map([
     _api("/v1/subscriptions/<id>", "cancel_subscription", ["DELETE"]),
     _api("/v1/billing_portal/sessions", "create_portal_session", ["POST"]),
     _api("/v1/refunds", "create_refund", ["POST"]),
+    _api("/v1/refunds", "list_refunds", ["GET"]),
     _api("/v1/events", "list_events", ["GET"]),
     _api("/v1/events/<id>", "retrieve_event", ["GET"]),
     _api("/v1/customers", "create_customer", ["POST"]),
@@ -1814,6 +1829,9 @@ class SimulatorApp:
 
     def _api_create_refund(self, ctx, params):
         return self.engine.create_refund(ctx, params)
+
+    def _api_list_refunds(self, ctx, params):
+        return self.engine.list_refunds(params)
 
     def _api_list_events(self, ctx, params):
         return self.engine.list_events(params)
