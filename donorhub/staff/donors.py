@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
 from donorhub.database import utcnow
@@ -303,8 +304,19 @@ def request_refund(donation_id: int, amount_minor: int, reason: str, note: str |
                     currency=donation.currency, reason=reason, note=note,
                     status=RefundStatus.REQUESTED, request_token=request_token,
                     created_by_id=actor.id)
-    db.session.add(refund)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(refund)
+            db.session.flush()
+    except IntegrityError:
+        # The same form, submitted at the same moment (where the row lock is a no-op, as on
+        # SQLite): the unique token lets one in; the other gets its row.
+        existing = db.session.scalar(select(Refund).where(
+            Refund.request_token == request_token))
+        if existing is None or existing.donation_id != donation.id:
+            raise DomainError("This form is out of date: reload the page and try again.") \
+                from None
+        return existing, False
     refund.idempotency_key = f"refund-{refund.id}"
     if offline is not None:
         refund.advance(RefundStatus.SUCCEEDED)
