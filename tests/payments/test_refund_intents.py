@@ -74,6 +74,9 @@ def test_double_submit_of_one_refund_form_refunds_once(pay_app, make_user, sim, 
     for thread in threads:
         thread.join(timeout=60)
     assert codes == {"a": 303, "b": 303}
+    made = [r for r in sim.requests("/v1/refunds") if r["method"] == "POST"
+            and r["outcome"] == "ok"]
+    assert len(made) == 1, made
     assert [r["amount"] for r in stripe_refunds(sim, intent)] == [1000]
     with pay_app.app_context():
         rows = db.session.scalars(select(Refund).where(Refund.donation_id == gift_id)).all()
