@@ -291,7 +291,10 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
-        if not error.retryable:
+        if error.key_spent:
+            # Stripe keeps a refusal, and a 5xx once execution began, under the key for 24
+            # hours, so the next try needs a new one. A session made before a 5xx was never
+            # shown to anyone and expires unpaid.
             row.checkout_attempt += 1
             row.checkout_expires_at = None
         log.warning("checkout not created", extra={"kind": error.kind,

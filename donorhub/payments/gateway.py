@@ -113,6 +113,15 @@ class GatewayError(Exception):
         self.kind = kind
         self.status = status
 
+    @property
+    def key_spent(self) -> bool:
+        """Stripe kept this answer under the idempotency key (for 24 hours): a refusal, or a
+        5xx once execution began (Stripe replays a saved 500). Retrying with the same key
+        only replays it, so the next try needs a new key, once we know the first took no
+        effect (or that an effect nobody saw does no harm). Timeouts, connection failures,
+        409 and 429 are not saved: retry with the same key."""
+        return not self.retryable or (self.status is not None and self.status >= 500)
+
 
 class InvalidWebhook(Exception):
     """Bad or missing signature, or a timestamp outside the tolerance."""

@@ -353,6 +353,12 @@ def send_refund(refund_id: int) -> Refund:
     return row
 
 
+def settle_refund(refund_id: int) -> str | None:
+    """Ask Stripe now what became of a refund whose call failed with a 5xx: "recovered"
+    (Stripe made it), "not_sent" (it did not: the amount is free again) or None."""
+    return refunds.recover_refund(refund_id)
+
+
 def refund_refused(refund_id: int, kind: str) -> None:
     """Stripe refused the request for good (a 4xx): no money moved; the amount is free again."""
     row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())

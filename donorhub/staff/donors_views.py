@@ -166,7 +166,11 @@ def refund(donation_id: int):
         services.send_refund(refund_id)
     except GatewayError as error:
         db.session.rollback()
-        if error.retryable:
+        if error.retryable and error.key_spent:
+            # Stripe answered with an error it keeps under our key for 24 hours, so this
+            # key can never refund: ask Stripe what happened, now.
+            _settle_after_server_error(refund_id)
+        elif error.retryable:
             flash("Stripe's answer did not arrive, so this refund may or may not have been "
                   "made. Do not refund again: DonorHub asks Stripe and records the outcome "
                   "within the hour.", "error")
@@ -182,3 +186,20 @@ def refund(donation_id: int):
     db.session.commit()
     flash("Refund sent to Stripe.", "success")
     return _back(donor_id)
+
+
+def _settle_after_server_error(refund_id: int) -> None:
+    try:
+        outcome = services.settle_refund(refund_id)
+        db.session.commit()
+    except GatewayError:
+        db.session.rollback()
+        outcome = None
+    if outcome == "recovered":
+        flash("Stripe had a problem answering, but the refund was made.", "success")
+    elif outcome == "not_sent":
+        flash("Stripe had a problem and made no refund. You can refund again.", "error")
+    else:
+        flash("Stripe had a problem, so this refund may or may not have been made. Do not "
+              "refund again: DonorHub asks Stripe and records the outcome within the hour.",
+              "error")

@@ -1740,7 +1740,15 @@ class SimulatorApp:
                 if fault.delay_seconds:
                     time.sleep(fault.delay_seconds)  # outside the store lock: a slow Stripe
                 if fault.status:
-                    return _fault_error(fault.status).response(headers), "fault"
+                    error = _fault_error(fault.status).response(headers)
+                    if fault.saved and key:
+                        # Execution had begun: Stripe keeps this answer under the key and
+                        # replays it to every retry with the same key.
+                        self.store.put_idempotent(
+                            key, request_hash=request_hash, method=request.method,
+                            path=request.path, status=error.status_code,
+                            body=error.get_data(as_text=True))
+                    return error, "fault"
             ctx = self._ctx(request, request_id=request_id, idempotency_key=key)
             try:
                 with self.store.transaction():
@@ -1926,9 +1934,14 @@ class SimulatorApp:
             raise ApiError.invalid("Give a status, a delay_seconds, or both.", param="status")
         times = int(values.get("times") or 1)
         fault_method = values.get("method")
+        saved = str(values.get("saved") or "").lower() in ("1", "true", "yes")
+        if saved and (status is None or status in (409, 429)):
+            raise ApiError.invalid("Only an error from a request whose execution began is "
+                                   "saved: give a status other than 409 or 429.",
+                                   param="saved")
         self.store.add_fault(path_prefix=prefix, method=fault_method.upper()
                              if fault_method else None, status=status, times=times,
-                             delay_seconds=delay)
+                             delay_seconds=delay, saved=saved)
         return {"faults": self.store.faults()}
 
     def _control_requests(self, ctx, values):
