@@ -170,3 +170,29 @@ def test_a_refund_that_never_reached_stripe_frees_its_amount(pay_app, make_user,
     assert stripe_refunds(sim, intent) == []
     assert refund(staff, donor_id, gift_id, "50.00").status_code == 303
     assert [r["amount"] for r in stripe_refunds(sim, intent)] == [5000]
+
+
+def test_a_refund_the_bank_returns_later_is_followed_to_failed(pay_app, make_user, sim):
+    """End to end through the simulator: staff refund the whole gift, Stripe confirms it,
+    then the card's bank returns it (refund.failed, refund.updated, charge.refund.updated,
+    and the charge's amount_refunded drops). The refund row ends failed, the gift is paid
+    and counted again, staff see why on the donor page."""
+    donor_client = pay_app.test_client()
+    gift_id, donor_id, intent = paid_gift(pay_app, donor_client, sim)
+    staff, _ = staff_client(pay_app, make_user)
+    assert refund(staff, donor_id, gift_id, "50.00").status_code == 303
+    postman = Postman(sim, donor_client)
+    postman.flush()
+    with pay_app.app_context():
+        assert db.session.get(Donation, gift_id).status is DonationStatus.REFUNDED
+    (made,) = stripe_refunds(sim, intent)
+    sim.control(f"/_sim/refunds/{made['id']}/fail")
+    assert {"refund.failed", "refund.updated", "charge.refund.updated"} <= set(postman.flush())
+    with pay_app.app_context():
+        gift = db.session.get(Donation, gift_id)
+        assert (gift.status, gift.amount_refunded_minor) == (DonationStatus.PAID, 0)
+        row = db.session.scalar(select(Refund).where(Refund.donation_id == gift_id))
+        assert (row.status, row.failure_reason) == (RefundStatus.FAILED,
+                                                    "expired_or_canceled_card")
+    page = staff.get(f"/staff/donors/{donor_id}").get_data(as_text=True)
+    assert "(failed: expired_or_canceled_card)" in page

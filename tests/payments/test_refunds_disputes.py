@@ -17,6 +17,8 @@ from donorhub.donations.models import (
     DonationKind,
     DonationStatus,
     Donor,
+    GiftAidDeclaration,
+    GiftAidScope,
 )
 from donorhub.extensions import db
 from donorhub.staff.models import Refund, RefundStatus
@@ -30,7 +32,7 @@ class Payment:
     """One paid £50 gift's Stripe ids, and Stripe's events about its refunds and disputes,
     shaped as API version 2026-10-28 sends them."""
 
-    def __init__(self, app):
+    def __init__(self, app, *, gift_aid: bool = False):
         suffix = uuid.uuid4().hex[:12]
         self.intent, self.charge = f"pi_{suffix}", f"ch_{suffix}"
         self.dispute = f"dp_{suffix}"
@@ -42,6 +44,10 @@ class Payment:
                 donor = Donor(email="facts@example.org", full_name="Fact Giver")
             row = Donation(donor=donor, kind=DonationKind.ONCE, amount_minor=AMOUNT,
                            currency="gbp", stripe_payment_intent_id=self.intent)
+            if gift_aid:
+                row.gift_aid_declaration = GiftAidDeclaration(
+                    donor=donor, first_name="Fact", last_name="Giver", house="1",
+                    postcode="SW1A 1AA", scope=GiftAidScope.SINGLE, text_version="2026-1")
             db.session.add(row)
             db.session.commit()
             self.row_id, self.public_id = row.id, row.public_id
@@ -194,3 +200,29 @@ def test_a_dispute_never_moves_back(pay_app, pay_client):
     got = truth(pay_app, p.row_id)
     assert got["disputes"] == [DisputeStatus.LOST.value]
     assert got["status"] is DonationStatus.CHARGED_BACK
+
+
+def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client):
+    """Gift Aid claims and campaign-style totals read the derived status: a gift refunded
+    and then charged back is never claimed nor counted; one whose only refund failed is
+    claimable and counted in full again; an open dispute holds the gift out of both."""
+    from datetime import date, timedelta
+
+    from donorhub.campaigns.services import net_gift_expression
+    from donorhub.donations.services import claimable_gifts
+
+    lost, failed, disputed = (Payment(pay_app, gift_aid=True) for _ in range(3))
+    events = [lost.charge_refunded([lost.refund(1, AMOUNT)], 10),
+              lost.dispute_event("charge.dispute.closed", "lost", 20),
+              failed.charge_refunded([failed.refund(1, AMOUNT)], 10),
+              failed.refund_event("refund.updated", 1, AMOUNT, "failed", 20),
+              disputed.dispute_event("charge.dispute.created", "needs_response", 10)]
+    assert [post_event(pay_client, e).status_code for e in events] == [200] * 5
+    with pay_app.app_context():
+        today = date.today()
+        claimable = {g.id for g in claimable_gifts(today - timedelta(days=2),
+                                                   today + timedelta(days=1))}
+        counted = dict(db.session.execute(select(Donation.id, net_gift_expression())).all())
+    assert claimable == {failed.row_id}
+    assert (counted[lost.row_id], counted[failed.row_id], counted[disputed.row_id]) == (
+        0, AMOUNT, 0)

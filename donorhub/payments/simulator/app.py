@@ -1358,6 +1358,31 @@ class Engine:
         self.emit(ctx, "refund.created", refund)
         return self.expand(refund, params.expand())
 
+    def fail_refund(self, ctx: Ctx, refund_id: str, reason: str) -> Obj:
+        """The card's bank returned the refund (days later, after it had succeeded): the
+        refund fails, the money is back with the charity, the charge's amount_refunded drops.
+        Sends refund.failed, refund.updated and charge.refund.updated."""
+        refund = self.load(refund_id, "refund").data
+        if refund["status"] in ("failed", "canceled"):
+            raise ApiError.invalid(f"Refund {refund_id} has already {refund['status']}.")
+        old = copy.deepcopy(refund)
+        refund["status"] = "failed"
+        refund["failure_reason"] = reason
+        refund["failure_balance_transaction"] = new_id("txn_")
+        self.store.save(refund)
+        charge = self.load(refund["charge"], "charge").data
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        for listed in charge["refunds"]["data"]:
+            if listed["id"] == refund_id:
+                listed.update(status="failed", failure_reason=reason)
+        self.store.save(charge)
+        changes = _diff(old, refund)
+        self.emit(ctx, "refund.failed", refund)
+        self.emit(ctx, "refund.updated", refund, changes)
+        self.emit(ctx, "charge.refund.updated", refund, changes)
+        return refund
+
     def list_refunds(self, params: Params) -> Obj:
         """GET /v1/refunds filtered by payment_intent or charge, newest first (one page)."""
         params.check({"payment_intent", "charge", "limit", "starting_after", "ending_before",
@@ -1614,6 +1639,7 @@ _URL_MAP = Map([
     Rule("/_sim/invoices/<id>/pay", endpoint="control:pay_invoice", methods=["POST"]),
     Rule("/_sim/charges/<id>/dispute", endpoint="control:dispute", methods=["POST"]),
     Rule("/_sim/disputes/<id>/close", endpoint="control:close_dispute", methods=["POST"]),
+    Rule("/_sim/refunds/<id>/fail", endpoint="control:fail_refund", methods=["POST"]),
     Rule("/_sim/sessions/<id>/async", endpoint="control:async_payment", methods=["POST"]),
     Rule("/_sim/faults", endpoint="control:list_faults", methods=["GET"]),
     Rule("/_sim/faults", endpoint="control:add_fault", methods=["POST"]),
@@ -1899,6 +1925,14 @@ class SimulatorApp:
         reason = str(values.get("reason") or "fraudulent")
         amount = values.get("amount")
         return self.engine.open_dispute(ctx, id, reason, int(amount) if amount else None)
+
+    def _control_fail_refund(self, ctx, values, id):
+        reason = values.get("failure_reason") or "expired_or_canceled_card"
+        if reason not in ("lost_or_stolen_card", "expired_or_canceled_card", "unknown"):
+            raise ApiError.invalid("failure_reason must be lost_or_stolen_card, "
+                                   "expired_or_canceled_card or unknown.",
+                                   param="failure_reason")
+        return self.engine.fail_refund(ctx, id, reason)
 
     def _control_close_dispute(self, ctx, values, id):
         status = values.get("status")
