@@ -5,7 +5,7 @@ Services: they take the acting user, flush and never commit; views commit once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -17,6 +17,7 @@ from donorhub.donations import refunds
 from donorhub.donations import services as donation_services
 from donorhub.donations.models import (
     LIVE_PLAN_STATUSES,
+    Dispute,
     Donation,
     DonationKind,
     DonationStatus,
@@ -140,6 +141,8 @@ class DonorPage:
     offline: dict[int, OfflineGift]
     sponsorships: list | None
     erasure: DonorErasure | None
+    #: Each gift's disputes (a fact beside its refunds), oldest first.
+    disputes: dict[int, list[Dispute]] = field(default_factory=dict)
 
 
 def donor_page(donor: Donor, actor) -> DonorPage:
@@ -152,6 +155,10 @@ def donor_page(donor: Donor, actor) -> DonorPage:
         refunds.setdefault(refund.donation_id, []).append(refund)
     offline = {o.donation_id: o for o in db.session.scalars(
         select(OfflineGift).where(OfflineGift.donation_id.in_(ids)))}
+    disputes: dict[int, list[Dispute]] = {}
+    for dispute in db.session.scalars(select(Dispute).where(Dispute.donation_id.in_(ids))
+                                      .order_by(Dispute.id)):
+        disputes.setdefault(dispute.donation_id, []).append(dispute)
     page = DonorPage(
         donor=donor, gifts=gifts,
         plans=list(db.session.scalars(select(RecurringPlan).where(
@@ -163,7 +170,7 @@ def donor_page(donor: Donor, actor) -> DonorPage:
                                       .order_by(DonorNote.id.desc()))),
         refunds=refunds, offline=offline, sponsorships=sponsorships_for(donor),
         erasure=db.session.scalar(select(DonorErasure).where(
-            DonorErasure.donor_id == donor.id)))
+            DonorErasure.donor_id == donor.id)), disputes=disputes)
     record_audit(actor, "donor.donor_viewed", "donor", donor.id, {})
     return page
 

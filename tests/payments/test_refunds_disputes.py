@@ -226,3 +226,21 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client):
     assert claimable == {failed.row_id}
     assert (counted[lost.row_id], counted[failed.row_id], counted[disputed.row_id]) == (
         0, AMOUNT, 0)
+
+
+def test_staff_see_a_dispute_of_a_refunded_gift(pay_app, pay_client, make_user):
+    """The case that used to answer 500 for good: refunded in full, then disputed. Staff see
+    it on the donor page and in the list of gifts that need a person."""
+    from tests.campaigns.test_campaigns import staff_client
+
+    p = Payment(pay_app)
+    for event in (p.charge_refunded([p.refund(1, AMOUNT)], 10),
+                  p.dispute_event("charge.dispute.created", "needs_response", 20)):
+        assert post_event(pay_client, event).status_code == 200
+    with pay_app.app_context():
+        donor_id = db.session.get(Donation, p.row_id).donor_id
+    staff, _ = staff_client(pay_app, make_user)
+    page = staff.get(f"/staff/donors/{donor_id}").get_data(as_text=True)
+    assert "dispute £50.00 (needs response)" in page and ">disputed<" in page
+    listed = staff.get("/staff/donations").get_data(as_text=True)
+    assert f"<td>#{p.row_id}</td><td>£50.00</td><td>disputed</td>" in listed
