@@ -26,7 +26,7 @@ def _gift(donor, amount, currency, days_ago, *, plan=None, refunded=0, declarati
     paid_at = utcnow() - timedelta(days=days_ago)
     gift = Donation(donor=donor, plan=plan, kind=DonationKind.INSTALMENT if plan
                     else DonationKind.ONCE, amount_minor=amount, currency=currency,
-                    paid_at=paid_at, amount_refunded_minor=refunded,
+                    paid_at=paid_at, amount_refunded_minor=refunded, stripe_refunded_minor=refunded,
                     gift_aid_declaration_id=declaration.id if declaration else None)
     db.session.add(gift)
     db.session.flush()

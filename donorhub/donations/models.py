@@ -88,13 +88,17 @@ DONATION_MOVES: dict[DonationStatus, frozenset[DonationStatus]] = {
                           _S.DISPUTED, _S.CHARGED_BACK}),
     _S.EXPIRED: frozenset({_S.PROCESSING, _S.FAILED, _S.PAID, _S.NEEDS_REVIEW,
                            _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
+    # Once money has arrived, the status is only a label for the facts (refunds, their
+    # failures, disputes and their outcomes), which may arrive in any order: any of these
+    # labels may follow any other.
     _S.PAID: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
                         _S.NEEDS_REVIEW}),
-    _S.PARTIALLY_REFUNDED: frozenset({_S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
+    _S.PARTIALLY_REFUNDED: frozenset({_S.PAID, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
                                       _S.NEEDS_REVIEW}),
     _S.DISPUTED: frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.CHARGED_BACK,
                             _S.NEEDS_REVIEW}),
-    _S.REFUNDED: frozenset({_S.NEEDS_REVIEW}),
+    _S.REFUNDED: frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
+                            _S.NEEDS_REVIEW}),
     _S.CHARGED_BACK: frozenset({_S.NEEDS_REVIEW}),
     _S.NEEDS_REVIEW: frozenset(),
 }
@@ -156,8 +160,13 @@ class Donation(TimestampMixin, db.Model):
     processing: Mapped[bool] = mapped_column(default=False)
     payment_failed: Mapped[bool] = mapped_column(default=False)
     expired: Mapped[bool] = mapped_column(default=False)
+    #: What has gone back to the donor: derived from the refund facts (donorhub/donations/
+    #: refunds.py), so a refund that fails later lowers it again.
     amount_refunded_minor: Mapped[int] = mapped_column(default=0)
-    #: None, "open", "won" or "lost".
+    #: The highest `amount_refunded` any charge event of this gift reported (Stripe's own sum,
+    #: covering refunds we hear of only through the charge).
+    stripe_refunded_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: None, "open", "won" or "lost": summarised from the gift's Dispute rows.
     dispute_status: Mapped[str | None] = mapped_column(String(8))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     #: Why staff must look at this gift (amount or currency mismatch); never overwritten.
@@ -378,6 +387,66 @@ class RecurringPlan(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<RecurringPlan {self.id} {self.status}>"
+
+
+class DisputeStatus(StrEnum):
+    """Stripe's dispute statuses. A dispute only moves forward: a late "created" event never
+    reopens a closed dispute (see DISPUTE_STAGE)."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"
+    WARNING_UNDER_REVIEW = "warning_under_review"
+    WARNING_CLOSED = "warning_closed"
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    PREVENTED = "prevented"
+    WON = "won"
+    LOST = "lost"
+
+
+_D = DisputeStatus
+#: 0 open and waiting for evidence, 1 under review, 2 closed (final).
+DISPUTE_STAGE: dict[DisputeStatus, int] = {
+    _D.WARNING_NEEDS_RESPONSE: 0, _D.NEEDS_RESPONSE: 0,
+    _D.WARNING_UNDER_REVIEW: 1, _D.UNDER_REVIEW: 1,
+    _D.WARNING_CLOSED: 2, _D.PREVENTED: 2, _D.WON: 2, _D.LOST: 2,
+}
+DISPUTE_MOVES: dict[DisputeStatus, frozenset[DisputeStatus]] = {
+    status: frozenset(other for other, stage in DISPUTE_STAGE.items()
+                      if stage > DISPUTE_STAGE[status]
+                      or (stage == DISPUTE_STAGE[status] and stage < 2 and other != status))
+    for status in DisputeStatus}
+
+
+class Dispute(db.Model):
+    """A dispute (chargeback or inquiry) of a gift's charge: a fact about the payment with its
+    own status, beside any refunds. The gift's dispute_status summarises these rows."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
+                                             index=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[DisputeStatus] = mapped_column(_enum(DisputeStatus))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    def advance(self, target: DisputeStatus) -> bool:
+        """Move to Stripe's newer status; an older one (delivered late) changes nothing."""
+        if target == self.status or DISPUTE_STAGE[target] < DISPUTE_STAGE[self.status]:
+            return False
+        if self.closed:
+            return False  # a closed dispute's outcome is final
+        if target not in DISPUTE_MOVES[self.status]:
+            raise IllegalTransition(f"dispute {self.id}: {self.status} -> {target}")
+        self.status = target
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return DISPUTE_STAGE[self.status] == 2
 
 
 class ReceiptCounter(db.Model):

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.database import utcnow
-from donorhub.donations import dunning, giftaid
+from donorhub.donations import dunning, giftaid, refunds
 from donorhub.donations.models import (
     MONEY_RECEIVED,
     SPONSORSHIP_DESIGNATION,
@@ -370,7 +370,10 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
-        if not error.retryable:
+        if error.key_spent:
+            # Stripe keeps a refusal, and a 5xx once execution began, under the key for 24
+            # hours, so the next try needs a new one. A session made before a 5xx was never
+            # shown to anyone and expires unpaid.
             row.checkout_attempt += 1
             row.checkout_expires_at = None
         log.warning("checkout not created", extra={"kind": error.kind,
@@ -889,6 +892,32 @@ def _invoice_is_ours(invoice_id: str) -> bool:
             RecurringPlan.stripe_subscription_id == invoice.subscription_id)) is not None
 
 
+def find_donation_for_payment(refs_donation: str | None, intent_id: str | None,
+                              charge_id: str | None) -> Donation | None:
+    """The gift (locked) a charge, refund or dispute is about."""
+    return _donation_for_payment(refs_donation, intent_id, charge_id)
+
+
+def mark_paid_by_reversal(donation: Donation, event: PaymentEvent, intent_id: str | None,
+                          charge_id: str | None, *, paid_at: datetime | None = None) -> str:
+    """A refund or dispute of a charge proves it succeeded: record the payment as such, at
+    the charge's own time where the event carries it."""
+    if _second_payment(donation, intent_id):
+        # A refund of the duplicate payment (staff's fix), not of this gift's money.
+        return _flag_second_payment(donation, intent_id, event)
+    return _mark_paid(donation, event, intent_id=intent_id, charge_id=charge_id,
+                      paid_at=paid_at)
+
+
+def tell_donor_of_refund(donation: Donation, refunded_before: int) -> None:
+    """The refund mail, once per rise of the refunded amount of a receipted gift."""
+    if donation.amount_refunded_minor > refunded_before and donation.receipt is not None:
+        queue_mail(donation.donor.email, "donations/refunded",
+                   subject=f"Your refund for receipt {donation.receipt.number}",
+                   name=donation.payer_name, number=donation.receipt.number,
+                   amount=format_money(donation.amount_refunded_minor, donation.currency))
+
+
 def record_charge_refunded(event: PaymentEvent) -> str:
     c = _subject(event, ChargeData)
     donation = _donation_for_payment(c.refs.donation, c.payment_intent_id, c.id)
@@ -897,21 +926,17 @@ def record_charge_refunded(event: PaymentEvent) -> str:
     if not _amount_matches(donation, c.amount, c.currency):
         return _flag(donation, _mismatch(donation, c.amount, c.currency), event)
     if _second_payment(donation, c.payment_intent_id):
-        # A refund of the duplicate payment (staff's fix), not of this gift's money.
         return _flag_second_payment(donation, c.payment_intent_id, event)
-    newly = c.amount_refunded > donation.amount_refunded_minor
+    before = donation.amount_refunded_minor
     had_receipt = donation.receipt is not None
-    donation.amount_refunded_minor = max(donation.amount_refunded_minor, c.amount_refunded)
-    # A refunded charge had succeeded: the money arrived before it went back.
-    outcome = _mark_paid(donation, event, intent_id=c.payment_intent_id, charge_id=c.id,
-                         paid_at=_stripe_time(c.created))
+    refunds.record_charge_facts(donation, c)
+    refunds.recompute_facts(donation)
+    outcome = mark_paid_by_reversal(donation, event, c.payment_intent_id, c.id,
+                                    paid_at=_stripe_time(c.created))
     if outcome == "flagged":
         return outcome
-    if newly and had_receipt:
-        queue_mail(donation.donor.email, "donations/refunded",
-                   subject=f"Your refund for receipt {donation.receipt.number}",
-                   name=donation.payer_name, number=donation.receipt.number,
-                   amount=format_money(donation.amount_refunded_minor, donation.currency))
+    if had_receipt:
+        tell_donor_of_refund(donation, before)
     return "applied"
 
 
@@ -924,10 +949,8 @@ def _record_dispute(event: PaymentEvent, closed: bool) -> str:
                  "donation", donation.id, {"status": d.status or "unknown"})
     if _second_payment(donation, d.payment_intent_id):
         return _flag_second_payment(donation, d.payment_intent_id, event)
-    if closed:
-        donation.dispute_status = "lost" if d.status == "lost" else "won"
-    elif donation.dispute_status is None:
-        donation.dispute_status = "open"
+    refunds.record_dispute(donation, d, closed, event.created)
+    refunds.recompute_facts(donation)
     # A disputed charge had succeeded: the money arrived (a won dispute keeps it: receipt).
     return _mark_paid(donation, event, intent_id=d.payment_intent_id, charge_id=d.charge_id)
 
@@ -938,6 +961,12 @@ def record_dispute_created(event: PaymentEvent) -> str:
 
 def record_dispute_closed(event: PaymentEvent) -> str:
     return _record_dispute(event, closed=True)
+
+
+def record_dispute_updated(event: PaymentEvent) -> str:
+    """A dispute moved on (evidence under review, or closed as won/lost)."""
+    d = _subject(event, DisputeData)
+    return _record_dispute(event, closed=refunds.is_closed(d.status))
 
 
 # Plans -------------------------------------------------------------------------------------

@@ -62,6 +62,22 @@ class ChargeData:
     refs: Refs
     #: When the charge was made: the time the money was paid (Stripe's clock).
     created: int | None = None
+    #: The refunds the event's charge lists (Stripe includes them only when expanded).
+    refunds: tuple[RefundData, ...] = ()
+
+
+@dataclass(frozen=True)
+class RefundData:
+    id: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    status: str
+    #: Our metadata: {"donation": <gift>, "refund": <our Refund row id>}.
+    refs: Refs
+    intent_row: str | None
+    failure_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class DisputeData:
 
 
 Subject = (CheckoutSessionData | PaymentIntentData | ChargeData | InvoiceData
-           | SubscriptionData | DisputeData)
+           | SubscriptionData | DisputeData | RefundData)
 
 
 @dataclass(frozen=True)
@@ -169,12 +185,25 @@ def _payment_intent(o: Mapping[str, Any]) -> PaymentIntentData:
 
 
 def _charge(o: Mapping[str, Any]) -> ChargeData:
+    listed = (o.get("refunds") or {}).get("data") or []
     return ChargeData(
         id=o["id"], payment_intent_id=_id(o.get("payment_intent")),
         amount=int(o.get("amount") or 0), amount_refunded=int(o.get("amount_refunded") or 0),
         currency=o.get("currency") or "", status=o.get("status") or "",
         refunded=bool(o.get("refunded")), refs=_refs(o.get("metadata")),
-        created=o.get("created"))
+        created=o.get("created"),
+        refunds=tuple(_refund(r) for r in listed if isinstance(r, Mapping)))
+
+
+def _refund(o: Mapping[str, Any]) -> RefundData:
+    metadata = o.get("metadata") if isinstance(o.get("metadata"), Mapping) else {}
+    intent_row = str(metadata.get("refund") or "")[:32] or None
+    return RefundData(
+        id=o["id"], charge_id=_id(o.get("charge")),
+        payment_intent_id=_id(o.get("payment_intent")), amount=int(o.get("amount") or 0),
+        currency=o.get("currency") or "", status=o.get("status") or "",
+        refs=_refs(metadata), intent_row=intent_row,
+        failure_reason=o.get("failure_reason"))
 
 
 def _invoice(o: Mapping[str, Any]) -> InvoiceData:
@@ -224,6 +253,7 @@ _READERS = {
     "invoice": _invoice,
     "subscription": _subscription,
     "dispute": _dispute,
+    "refund": _refund,
 }
 
 

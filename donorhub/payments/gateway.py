@@ -31,6 +31,7 @@ from donorhub.payments.events import (
     InvoiceData,
     PaymentEvent,
     PaymentIntentData,
+    RefundData,
     SubscriptionData,
     event_from_dict,
     read_object,
@@ -115,6 +116,15 @@ class GatewayError(Exception):
         self.kind = kind
         self.status = status
 
+    @property
+    def key_spent(self) -> bool:
+        """Stripe kept this answer under the idempotency key (for 24 hours): a refusal, or a
+        5xx once execution began (Stripe replays a saved 500). Retrying with the same key
+        only replays it, so the next try needs a new key, once we know the first took no
+        effect (or that an effect nobody saw does no harm). Timeouts, connection failures,
+        409 and 429 are not saved: retry with the same key."""
+        return not self.retryable or (self.status is not None and self.status >= 500)
+
 
 class InvalidWebhook(Exception):
     """Bad or missing signature, or a timestamp outside the tolerance."""
@@ -137,6 +147,8 @@ class PaymentGateway(Protocol):
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def billing_portal_url(self, customer_id: str, return_url: str) -> str: ...
     def refund(self, request: RefundRequest) -> RefundResult: ...
+    def list_refunds(self, intent_id: str | None, charge_id: str | None
+                     ) -> list[RefundData]: ...
     def delete_customer(self, customer_id: str) -> bool: ...
 
 
@@ -444,6 +456,27 @@ class StripeGateway:
             raise _translate(error) from None
         return RefundResult(id=refund.id, status=refund.status or "pending",
                             amount_minor=refund.amount)
+
+    def list_refunds(self, intent_id: str | None, charge_id: str | None
+                     ) -> list[RefundData]:
+        """Every refund of a payment (to recover a refund whose answer we never recorded)."""
+        params: dict = {"limit": 100}
+        if intent_id:
+            params["payment_intent"] = intent_id
+        elif charge_id:
+            params["charge"] = charge_id
+        else:
+            return []
+        try:
+            page = self.client.v1.refunds.list(params)
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        found = []
+        for refund in page.auto_paging_iter():
+            data = read_object(refund.to_dict())
+            if isinstance(data, RefundData):
+                found.append(data)
+        return found
 
     def delete_customer(self, customer_id: str) -> bool:
         """Delete a customer (erasure). True when deleted now or already gone."""

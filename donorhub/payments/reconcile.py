@@ -39,11 +39,15 @@ class ReconcileReport:
     already_seen: int = 0
     failed: int = 0
     since: datetime | None = None
+    #: Staff refunds whose Stripe answer was lost, settled by asking Stripe.
+    refunds_recovered: int = 0
+    refunds_not_sent: int = 0
 
     def summary(self) -> str:
         return (f"since {self.since:%Y-%m-%d %H:%M} UTC: {self.listed} listed, "
                 f"{self.applied} applied, {self.already_seen} already seen, "
-                f"{self.failed} failed")
+                f"{self.failed} failed; refunds recovered {self.refunds_recovered}, "
+                f"not sent {self.refunds_not_sent}")
 
 
 def default_since() -> datetime:
@@ -52,7 +56,8 @@ def default_since() -> datetime:
     return utcnow() - timedelta(hours=hours)
 
 
-def reconcile(since: datetime | None = None) -> ReconcileReport:
+def reconcile(since: datetime | None = None, refund_age: timedelta | None = None
+              ) -> ReconcileReport:
     """Apply every missed event created at or after `since` (default: the lookback window).
     Each event is its own unit of work."""
     since = since or default_since()
@@ -81,4 +86,29 @@ def reconcile(since: datetime | None = None) -> ReconcileReport:
             report.failed += 1
             log.exception("reconcile: event failed", extra={"event_type": event.type,
                                                             "event_id": event.id})
+    recover_refunds(report, refund_age)
     return report
+
+
+def recover_refunds(report: ReconcileReport, older_than: timedelta | None = None) -> None:
+    """Staff refunds whose Stripe call timed out or whose worker died before recording the
+    answer: ask Stripe (list the payment's refunds, match our row id in the metadata). Each
+    refund is its own unit of work."""
+    from donorhub.donations import refunds
+
+    ids = refunds.stale_refund_ids(older_than if older_than is not None
+                                   else refunds.RECOVER_AFTER)
+    db.session.rollback()
+    for refund_id in ids:
+        try:
+            outcome = refunds.recover_refund(refund_id)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            report.failed += 1
+            log.exception("reconcile: refund recovery failed", extra={"refund_id": refund_id})
+            continue
+        if outcome == "recovered":
+            report.refunds_recovered += 1
+        elif outcome == "not_sent":
+            report.refunds_not_sent += 1

@@ -16,6 +16,7 @@ from flask import request as flask_request
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.database import utcnow
+from donorhub.donations import refunds
 from donorhub.donations import services as donations
 from donorhub.errors import problem
 from donorhub.extensions import csrf, db
@@ -45,6 +46,13 @@ HANDLERS: dict[str, Callable[[PaymentEvent], str]] = {
     "charge.refunded": donations.record_charge_refunded,
     "charge.dispute.created": donations.record_dispute_created,
     "charge.dispute.closed": donations.record_dispute_closed,
+    "charge.dispute.updated": donations.record_dispute_updated,
+    # One refund's own status (a refund can fail after it succeeded). Stripe names the
+    # update event charge.refund.updated or refund.updated depending on the API version.
+    "refund.created": refunds.record_refund_updated,
+    "refund.updated": refunds.record_refund_updated,
+    "refund.failed": refunds.record_refund_updated,
+    "charge.refund.updated": refunds.record_refund_updated,
 }
 #: Events of a sponsorship's subscription (metadata {"sponsorship": <opaque id>}) reach the
 #: sponsorship first, which links its plan and hands the money to the handler above.

@@ -452,7 +452,7 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
-        if not error.retryable:
+        if error.key_spent:  # a refusal or a saved 5xx: the next try needs a new key
             sponsorship.checkout_attempt += 1
             sponsorship.checkout_expires_at = None
             if plan is not None:

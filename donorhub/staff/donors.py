@@ -5,16 +5,19 @@ Services: they take the acting user, flush and never commit; views commit once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
 from donorhub.database import utcnow
+from donorhub.donations import refunds
 from donorhub.donations import services as donation_services
 from donorhub.donations.models import (
     LIVE_PLAN_STATUSES,
+    Dispute,
     Donation,
     DonationKind,
     DonationStatus,
@@ -27,7 +30,15 @@ from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.payments.gateway import RefundRequest, get_gateway
 from donorhub.staff.audit import record_audit
-from donorhub.staff.models import DonorConsent, DonorErasure, DonorNote, OfflineGift, Refund
+from donorhub.staff.models import (
+    REFUND_COUNTED,
+    DonorConsent,
+    DonorErasure,
+    DonorNote,
+    OfflineGift,
+    Refund,
+    RefundStatus,
+)
 
 #: A donor is lapsed when their last counted gift is older than this and no plan is live.
 LAPSED_AFTER = timedelta(days=365)
@@ -130,6 +141,8 @@ class DonorPage:
     offline: dict[int, OfflineGift]
     sponsorships: list | None
     erasure: DonorErasure | None
+    #: Each gift's disputes (a fact beside its refunds), oldest first.
+    disputes: dict[int, list[Dispute]] = field(default_factory=dict)
 
 
 def donor_page(donor: Donor, actor) -> DonorPage:
@@ -142,6 +155,10 @@ def donor_page(donor: Donor, actor) -> DonorPage:
         refunds.setdefault(refund.donation_id, []).append(refund)
     offline = {o.donation_id: o for o in db.session.scalars(
         select(OfflineGift).where(OfflineGift.donation_id.in_(ids)))}
+    disputes: dict[int, list[Dispute]] = {}
+    for dispute in db.session.scalars(select(Dispute).where(Dispute.donation_id.in_(ids))
+                                      .order_by(Dispute.id)):
+        disputes.setdefault(dispute.donation_id, []).append(dispute)
     page = DonorPage(
         donor=donor, gifts=gifts,
         plans=list(db.session.scalars(select(RecurringPlan).where(
@@ -153,7 +170,7 @@ def donor_page(donor: Donor, actor) -> DonorPage:
                                       .order_by(DonorNote.id.desc()))),
         refunds=refunds, offline=offline, sponsorships=sponsorships_for(donor),
         erasure=db.session.scalar(select(DonorErasure).where(
-            DonorErasure.donor_id == donor.id)))
+            DonorErasure.donor_id == donor.id)), disputes=disputes)
     record_audit(actor, "donor.donor_viewed", "donor", donor.id, {})
     return page
 
@@ -256,53 +273,104 @@ def record_offline_gift(data: OfflineGiftInput, actor) -> tuple[Donation, bool]:
 
 def refundable_minor(donation: Donation) -> int:
     """What may still be refunded: never more than was paid, counting refunds asked for
-    that Stripe has not confirmed yet."""
+    whose outcome Stripe has not told us yet."""
     asked = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.donation_id == donation.id, Refund.status.in_(("pending", "succeeded")))) or 0
+        Refund.donation_id == donation.id,
+        Refund.status.in_(REFUND_COUNTED | {RefundStatus.REQUESTED}))) or 0
     return max(0, donation.amount_minor - max(donation.amount_refunded_minor, int(asked)))
 
 
-def refund_gift(donation_id: int, amount_minor: int, reason: str, note: str | None, actor
-                ) -> Refund:
-    """Refund through Stripe (or record an offline refund). The gift's refunded amount moves
-    on Stripe's charge.refunded webhook, which is the source of truth; an offline gift's
-    moves here, because no one else will tell us."""
+def request_refund(donation_id: int, amount_minor: int, reason: str, note: str | None,
+                   request_token: str, actor) -> tuple[Refund, bool]:
+    """The refund staff asked for, as a row of its own: (row, created). The caller commits it
+    before send_refund calls Stripe, so the idempotency key (refund-<row id>) and Stripe's
+    metadata name this one intent whatever happens next. The gift's row lock serialises two
+    submits; the second of the same form (same request_token) gets the first's row.
+
+    An offline gift's refund is recorded at once, because no one else will tell us."""
     donation = db.session.scalar(select(Donation).where(Donation.id == donation_id)
                                  .with_for_update())
     if donation is None:
         raise DomainError("No such gift.")
+    existing = db.session.scalar(select(Refund).where(Refund.request_token == request_token))
+    if existing is not None:
+        if existing.donation_id != donation.id:
+            raise DomainError("This form is out of date: reload the page and try again.")
+        return existing, False
     if reason not in REFUND_REASONS:
         raise DomainError("Choose a reason.")
     if donation.status not in (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
         raise DomainError("Only a paid gift can be refunded.")
     if amount_minor <= 0 or amount_minor > refundable_minor(donation):
         raise DomainError("The amount is more than can be refunded.")
-    count = db.session.scalar(select(func.count()).select_from(Refund).where(
-        Refund.donation_id == donation.id)) or 0
-    refund = Refund(donation_id=donation.id, amount_minor=amount_minor,
-                    currency=donation.currency, reason=reason, note=note,
-                    idempotency_key=f"refund-{donation.public_id}-{count + 1}",
-                    created_by_id=actor.id)
-    db.session.add(refund)
-    db.session.flush()
     offline = db.session.scalar(select(OfflineGift).where(
         OfflineGift.donation_id == donation.id))
+    if offline is None and not (donation.stripe_payment_intent_id or donation.stripe_charge_id):
+        raise DomainError("Stripe holds no payment for this gift.")
+    refund = Refund(donation_id=donation.id, amount_minor=amount_minor,
+                    currency=donation.currency, reason=reason, note=note,
+                    status=RefundStatus.REQUESTED, request_token=request_token,
+                    created_by_id=actor.id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(refund)
+            db.session.flush()
+    except IntegrityError:
+        # The same form, submitted at the same moment (where the row lock is a no-op, as on
+        # SQLite): the unique token lets one in; the other gets its row.
+        existing = db.session.scalar(select(Refund).where(
+            Refund.request_token == request_token))
+        if existing is None or existing.donation_id != donation.id:
+            raise DomainError("This form is out of date: reload the page and try again.") \
+                from None
+        return existing, False
+    refund.idempotency_key = f"refund-{refund.id}"
     if offline is not None:
-        donation.amount_refunded_minor += amount_minor
-        donation.settle()
-        refund.status = "succeeded"
-    else:
-        if not (donation.stripe_payment_intent_id or donation.stripe_charge_id):
-            raise DomainError("Stripe holds no payment for this gift.")
-        result = get_gateway().refund(RefundRequest(
-            payment_intent_id=donation.stripe_payment_intent_id,
-            charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,
-            amount_minor=amount_minor, reason=None if reason == "other" else reason,
-            idempotency_key=refund.idempotency_key,
-            metadata={"donation": donation.public_id, "refund": str(refund.id)}))
-        refund.stripe_refund_id = result.id
-        refund.status = "succeeded" if result.status == "succeeded" else (
-            "failed" if result.status in ("failed", "canceled") else "pending")
+        refund.advance(RefundStatus.SUCCEEDED)
+        refunds.recompute(donation)
     record_audit(actor, "donation.refunded", "donation", donation.id,
                  {"refund": refund.id, "amount_minor": amount_minor, "reason": reason})
-    return refund
+    db.session.flush()
+    return refund, True
+
+
+def send_refund(refund_id: int) -> Refund:
+    """Call Stripe for a committed refund row and record its answer. The same row always
+    sends the same key and the same parameters, so a retry is the same refund, never a
+    second one. Locks the gift, then the refund (the webhook's order)."""
+    row = db.session.get(Refund, refund_id)
+    if row is None:
+        raise DomainError("No such refund.")
+    donation = db.session.scalar(select(Donation).where(Donation.id == row.donation_id)
+                                 .with_for_update())
+    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
+                            .execution_options(populate_existing=True))
+    if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
+        return row  # already sent and answered (a webhook or reconcile got there first)
+    result = get_gateway().refund(RefundRequest(
+        payment_intent_id=donation.stripe_payment_intent_id,
+        charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,
+        amount_minor=row.amount_minor, reason=None if row.reason == "other" else row.reason,
+        idempotency_key=row.idempotency_key,
+        metadata={"donation": donation.public_id, "refund": str(row.id)}))
+    if row.stripe_refund_id is None:
+        row.stripe_refund_id = result.id
+    row.advance(refunds.refund_status(result.status))
+    db.session.flush()
+    return row
+
+
+def settle_refund(refund_id: int) -> str | None:
+    """Ask Stripe now what became of a refund whose call failed with a 5xx: "recovered"
+    (Stripe made it), "not_sent" (it did not: the amount is free again) or None."""
+    return refunds.recover_refund(refund_id)
+
+
+def refund_refused(refund_id: int, kind: str) -> None:
+    """Stripe refused the request for good (a 4xx): no money moved; the amount is free again."""
+    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    if row is not None and row.status is RefundStatus.REQUESTED and not row.stripe_refund_id:
+        row.advance(RefundStatus.NOT_SENT)
+        row.failure_reason = f"refused by Stripe ({kind})"[:64]
+        record_audit(None, "donation.refund_not_sent", "donation", row.donation_id,
+                     {"refund": row.id, "kind": kind})

@@ -19,6 +19,7 @@ from donorhub.payments.gateway import GatewayError
 from donorhub.security import staff
 from donorhub.staff import bp
 from donorhub.staff import donors as services
+from donorhub.staff.models import RefundStatus
 from donorhub.staff.schemas import (
     ConsentSchema,
     DonorFilterSchema,
@@ -54,7 +55,8 @@ def donor(donor_id: int):
     db.session.commit()  # the audit row of this view
     return render_template("staff/donors/detail.html", page=page,
                            refundable={g.id: services.refundable_minor(g) for g in page.gifts},
-                           reasons=services.REFUND_REASONS)
+                           reasons=services.REFUND_REASONS,
+                           refund_token=lambda: secrets.token_hex(16))
 
 
 def _back(donor_id: int):
@@ -135,7 +137,9 @@ def offline_gift():
 @bp.post("/gifts/<int:donation_id>/refund")
 @staff(*FUNDRAISING)
 def refund(donation_id: int):
-    """Refund part or all of a gift, with a reason."""
+    """Refund part or all of a gift, with a reason. Two units of work: the refund row (whose
+    id is the idempotency key) is committed first, then Stripe is called and its answer
+    recorded. A second submit of the same form finds the first row and calls nobody."""
     gift = db.get_or_404(Donation, donation_id)
     donor_id = gift.donor_id
     data, errors = load_form(RefundSchema())
@@ -143,17 +147,59 @@ def refund(donation_id: int):
         flash(" ".join(m for ms in errors.values() for m in ms), "error")
         return _back(donor_id)
     try:
-        services.refund_gift(donation_id, data["amount_minor"], data["reason"], data["note"],
-                             current_user)
+        row, created = services.request_refund(
+            donation_id, data["amount_minor"], data["reason"], data["note"],
+            data["request_token"], current_user)
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
         return _back(donor_id)
+    refund_id, sent = row.id, row.status is not RefundStatus.REQUESTED
+    db.session.commit()
+    if not created:
+        flash("That refund was already asked for; nothing more was sent.", "success")
+        return _back(donor_id)
+    if sent:
+        flash("Refund recorded.", "success")
+        return _back(donor_id)
+    try:
+        services.send_refund(refund_id)
     except GatewayError as error:
         db.session.rollback()
-        flash(f"Stripe did not refund: {error.message}", "error")
+        if error.retryable and error.key_spent:
+            # Stripe answered with an error it keeps under our key for 24 hours, so this
+            # key can never refund: ask Stripe what happened, now.
+            _settle_after_server_error(refund_id)
+        elif error.retryable:
+            flash("Stripe's answer did not arrive, so this refund may or may not have been "
+                  "made. Do not refund again: DonorHub asks Stripe and records the outcome "
+                  "within the hour.", "error")
+        else:
+            services.refund_refused(refund_id, error.kind)
+            db.session.commit()
+            flash(f"Stripe did not refund: {error.message}", "error")
+        return _back(donor_id)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "error")
         return _back(donor_id)
     db.session.commit()
-    flash("Refund sent to Stripe." if gift.stripe_payment_intent_id or gift.stripe_charge_id
-          else "Refund recorded.", "success")
+    flash("Refund sent to Stripe.", "success")
     return _back(donor_id)
+
+
+def _settle_after_server_error(refund_id: int) -> None:
+    try:
+        outcome = services.settle_refund(refund_id)
+        db.session.commit()
+    except GatewayError:
+        db.session.rollback()
+        outcome = None
+    if outcome == "recovered":
+        flash("Stripe had a problem answering, but the refund was made.", "success")
+    elif outcome == "not_sent":
+        flash("Stripe had a problem and made no refund. You can refund again.", "error")
+    else:
+        flash("Stripe had a problem, so this refund may or may not have been made. Do not "
+              "refund again: DonorHub asks Stripe and records the outcome within the hour.",
+              "error")

@@ -107,6 +107,9 @@ class RefundSchema(FormSchema):
     amount = fields.String(required=True, validate=validate.Length(min=1, max=20))
     reason = fields.String(required=True, validate=validate.OneOf(REFUND_REASONS))
     note = fields.String(load_default="", validate=validate.Length(max=500))
+    #: One per rendering of the form: a second submit of it finds the first refund.
+    request_token = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9a-f]{32}$", error="This form is out of date: reload the page and try again."))
 
     @post_load
     def build(self, data, **kwargs):

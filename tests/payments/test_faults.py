@@ -73,13 +73,16 @@ def test_stripe_api_faults_reuse_the_idempotency_key(fault_app, sim, name):
     retry = client.post(f"/donate/retry/{public_id}", data={"csrf_token": token})
     assert retry.status_code == 303 and "/checkout/cs_" in retry.headers["Location"]
     keys = keys_for_checkout(sim)
-    assert len(set(keys)) == 1, keys
+    # Stripe replays a 5xx saved under a key for 24 hours, so after a 5xx the next try
+    # takes a new key; a timeout or a 429 (never saved) retries with the same one.
+    distinct = 2 if CASES[name].get("status", 0) >= 500 else 1
+    assert len(set(keys)) == distinct, keys
     sessions = sim.control("/_sim/objects?type=checkout.session", method="GET")["objects"]
     assert len(sessions) == 1  # never two sessions for one gift
     with fault_app.app_context():
         assert db.session.scalar(select(Donation)).paid_at is None
     METRICS.report(f"10.5 {name}: attempts / distinct keys / first answer (s)",
-                   f"{len(keys)} / 1 / {latency:.1f}")
+                   f"{len(keys)} / {distinct} / {latency:.1f}")
 
 
 def test_a_decline_gives_a_message_and_a_fresh_attempt(fault_app, sim):

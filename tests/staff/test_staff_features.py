@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
@@ -112,7 +113,8 @@ def test_offline_gift_once_with_receipt_and_refund(app, make_user):
     for amount, expected in (("25.00", 0), ("5.00", 500), ("15.01", 500), ("15.00", 2000)):
         client.post(f"/staff/gifts/{gid}/refund",
                     data={"amount": amount, "reason": "requested_by_customer",
-                          "note": "asked by phone", "csrf_token": token})
+                          "note": "asked by phone", "csrf_token": token,
+                          "request_token": secrets.token_hex(16)})
         with app.app_context():
             assert db.session.get(Donation, gid).amount_refunded_minor == expected, amount
     with app.app_context():

@@ -12,6 +12,7 @@ out of them, and "{{7*7}}" must come out literally where the field is shown.
 from __future__ import annotations
 
 import re
+import secrets
 from html.parser import HTMLParser
 
 from markupsafe import escape
@@ -118,7 +119,7 @@ def test_xss_payloads_in_every_staff_field_render_inert_everywhere(app, make_use
         token = csrf_token(admin, f"/staff/donors/{did}")
         admin.post(f"/staff/gifts/{gid}/refund", data={
             "amount": "1.00", "reason": "requested_by_customer", "note": payload[:500],
-            "csrf_token": token})
+            "csrf_token": token, "request_token": secrets.token_hex(16)})
         admin.post(f"/staff/donors/{did}/notes", data={"body": payload, "csrf_token": token})
         made.append((n, payload, cid, slug, did))
 

@@ -1358,6 +1358,45 @@ class Engine:
         self.emit(ctx, "refund.created", refund)
         return self.expand(refund, params.expand())
 
+    def fail_refund(self, ctx: Ctx, refund_id: str, reason: str) -> Obj:
+        """The card's bank returned the refund (days later, after it had succeeded): the
+        refund fails, the money is back with the charity, the charge's amount_refunded drops.
+        Sends refund.failed, refund.updated and charge.refund.updated."""
+        refund = self.load(refund_id, "refund").data
+        if refund["status"] in ("failed", "canceled"):
+            raise ApiError.invalid(f"Refund {refund_id} has already {refund['status']}.")
+        old = copy.deepcopy(refund)
+        refund["status"] = "failed"
+        refund["failure_reason"] = reason
+        refund["failure_balance_transaction"] = new_id("txn_")
+        self.store.save(refund)
+        charge = self.load(refund["charge"], "charge").data
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        for listed in charge["refunds"]["data"]:
+            if listed["id"] == refund_id:
+                listed.update(status="failed", failure_reason=reason)
+        self.store.save(charge)
+        changes = _diff(old, refund)
+        self.emit(ctx, "refund.failed", refund)
+        self.emit(ctx, "refund.updated", refund, changes)
+        self.emit(ctx, "charge.refund.updated", refund, changes)
+        return refund
+
+    def list_refunds(self, params: Params) -> Obj:
+        """GET /v1/refunds filtered by payment_intent or charge, newest first (one page)."""
+        params.check({"payment_intent", "charge", "limit", "starting_after", "ending_before",
+                      "created", "expand"}, {"payment_intent", "charge", "limit", "expand"})
+        limit = params.int("limit", minimum=1) or 10
+        intent_id, charge_id = params.str("payment_intent"), params.str("charge")
+        found = [r.data for r in self.store.of_type("refund")
+                 if (not intent_id or r.data.get("payment_intent") == intent_id)
+                 and (not charge_id or r.data.get("charge") == charge_id)]
+        found.reverse()
+        listing = {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
+                   "url": "/v1/refunds"}
+        return self.expand(listing, params.expand())
+
     def open_dispute(self, ctx: Ctx, charge_id: str, reason: str, amount: int | None) -> Obj:
         charge = self.load(charge_id, "charge").data
         if charge["status"] != "succeeded":
@@ -1575,6 +1614,7 @@ _URL_MAP = Map([
     _api("/v1/subscriptions/<id>", "cancel_subscription", ["DELETE"]),
     _api("/v1/billing_portal/sessions", "create_portal_session", ["POST"]),
     _api("/v1/refunds", "create_refund", ["POST"]),
+    _api("/v1/refunds", "list_refunds", ["GET"]),
     _api("/v1/events", "list_events", ["GET"]),
     _api("/v1/events/<id>", "retrieve_event", ["GET"]),
     _api("/v1/customers", "create_customer", ["POST"]),
@@ -1599,6 +1639,7 @@ _URL_MAP = Map([
     Rule("/_sim/invoices/<id>/pay", endpoint="control:pay_invoice", methods=["POST"]),
     Rule("/_sim/charges/<id>/dispute", endpoint="control:dispute", methods=["POST"]),
     Rule("/_sim/disputes/<id>/close", endpoint="control:close_dispute", methods=["POST"]),
+    Rule("/_sim/refunds/<id>/fail", endpoint="control:fail_refund", methods=["POST"]),
     Rule("/_sim/sessions/<id>/async", endpoint="control:async_payment", methods=["POST"]),
     Rule("/_sim/faults", endpoint="control:list_faults", methods=["GET"]),
     Rule("/_sim/faults", endpoint="control:add_fault", methods=["POST"]),
@@ -1725,7 +1766,15 @@ class SimulatorApp:
                 if fault.delay_seconds:
                     time.sleep(fault.delay_seconds)  # outside the store lock: a slow Stripe
                 if fault.status:
-                    return _fault_error(fault.status).response(headers), "fault"
+                    error = _fault_error(fault.status).response(headers)
+                    if fault.saved and key:
+                        # Execution had begun: Stripe keeps this answer under the key and
+                        # replays it to every retry with the same key.
+                        self.store.put_idempotent(
+                            key, request_hash=request_hash, method=request.method,
+                            path=request.path, status=error.status_code,
+                            body=error.get_data(as_text=True))
+                    return error, "fault"
             ctx = self._ctx(request, request_id=request_id, idempotency_key=key)
             try:
                 with self.store.transaction():
@@ -1815,6 +1864,9 @@ class SimulatorApp:
     def _api_create_refund(self, ctx, params):
         return self.engine.create_refund(ctx, params)
 
+    def _api_list_refunds(self, ctx, params):
+        return self.engine.list_refunds(params)
+
     def _api_list_events(self, ctx, params):
         return self.engine.list_events(params)
 
@@ -1874,6 +1926,14 @@ class SimulatorApp:
         amount = values.get("amount")
         return self.engine.open_dispute(ctx, id, reason, int(amount) if amount else None)
 
+    def _control_fail_refund(self, ctx, values, id):
+        reason = values.get("failure_reason") or "expired_or_canceled_card"
+        if reason not in ("lost_or_stolen_card", "expired_or_canceled_card", "unknown"):
+            raise ApiError.invalid("failure_reason must be lost_or_stolen_card, "
+                                   "expired_or_canceled_card or unknown.",
+                                   param="failure_reason")
+        return self.engine.fail_refund(ctx, id, reason)
+
     def _control_close_dispute(self, ctx, values, id):
         status = values.get("status")
         if status not in ("won", "lost"):
@@ -1908,9 +1968,14 @@ class SimulatorApp:
             raise ApiError.invalid("Give a status, a delay_seconds, or both.", param="status")
         times = int(values.get("times") or 1)
         fault_method = values.get("method")
+        saved = str(values.get("saved") or "").lower() in ("1", "true", "yes")
+        if saved and (status is None or status in (409, 429)):
+            raise ApiError.invalid("Only an error from a request whose execution began is "
+                                   "saved: give a status other than 409 or 429.",
+                                   param="saved")
         self.store.add_fault(path_prefix=prefix, method=fault_method.upper()
                              if fault_method else None, status=status, times=times,
-                             delay_seconds=delay)
+                             delay_seconds=delay, saved=saved)
         return {"faults": self.store.faults()}
 
     def _control_requests(self, ctx, values):

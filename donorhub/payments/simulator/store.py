@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS faults (
     method TEXT,
     status INTEGER,
     remaining INTEGER NOT NULL,
-    delay_seconds REAL NOT NULL DEFAULT 0
+    delay_seconds REAL NOT NULL DEFAULT 0,
+    saved INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -110,6 +111,9 @@ class Fault:
     method: str | None
     status: int | None
     delay_seconds: float
+    #: The error happened after execution began: like Stripe, save it under the request's
+    #: idempotency key, so a retry with that key gets the same error back (for 24 hours).
+    saved: bool = False
 
 
 class Store:
@@ -124,6 +128,9 @@ class Store:
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(faults)")}
+        if "saved" not in columns:  # a database file from before saved faults
+            self._conn.execute("ALTER TABLE faults ADD COLUMN saved INTEGER NOT NULL DEFAULT 0")
         self._conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
@@ -355,13 +362,13 @@ class Store:
 
     def add_fault(
         self, *, path_prefix: str, method: str | None, status: int | None, times: int,
-        delay_seconds: float,
+        delay_seconds: float, saved: bool = False,
     ) -> int:
         with self.transaction():
             cur = self._execute(
-                "INSERT INTO faults (path_prefix, method, status, remaining, delay_seconds)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (path_prefix, method, status, times, delay_seconds),
+                "INSERT INTO faults (path_prefix, method, status, remaining, delay_seconds,"
+                " saved) VALUES (?, ?, ?, ?, ?, ?)",
+                (path_prefix, method, status, times, delay_seconds, int(saved)),
             )
             return cur.lastrowid
 
@@ -369,7 +376,7 @@ class Store:
         """Consume one use of the oldest fault that matches this request, if any."""
         with self.transaction():
             row = self._one(
-                "SELECT seq, path_prefix, method, status, delay_seconds FROM faults"
+                "SELECT seq, path_prefix, method, status, delay_seconds, saved FROM faults"
                 " WHERE remaining > 0 AND substr(?, 1, length(path_prefix)) = path_prefix"
                 " AND (method IS NULL OR method = ?) ORDER BY seq LIMIT 1",
                 (path, method),
@@ -380,7 +387,7 @@ class Store:
                           (row["seq"],))
             self._execute("DELETE FROM faults WHERE remaining <= 0")
             return Fault(row["seq"], row["path_prefix"], row["method"], row["status"],
-                         row["delay_seconds"])
+                         row["delay_seconds"], bool(row["saved"]))
 
     def faults(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM faults ORDER BY seq")

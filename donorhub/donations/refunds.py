@@ -1,0 +1,252 @@
+"""Refunds and disputes as facts about a gift's payment, not steps of one status.
+
+A gift that was paid can be refunded in parts, a refund can fail (or be cancelled) after it
+succeeded, and the cardholder can dispute the charge before or after any refund, with an
+outcome. Stripe's events about these arrive in any order, so each one records a fact that
+only moves forward:
+
+- a Refund row per Stripe refund (staff's own, matched by the id in its metadata, or one made
+  in the Dashboard), whose status only advances (staff/models.py REFUND_STAGE);
+- the highest `amount_refunded` any charge event reported (Stripe's own sum);
+- a Dispute row per Stripe dispute, whose status only advances (models.py DISPUTE_STAGE).
+
+What staff see, reports count and Gift Aid claims follow from `recompute`, which derives the
+refunded amount and the dispute summary from those facts, and then the gift's status label
+(Donation.derived_status): refunded, partially refunded, disputed, charged back (dispute
+lost), paid.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from donorhub.database import utcnow
+from donorhub.donations.models import (
+    DISPUTE_STAGE,
+    Dispute,
+    DisputeStatus,
+    Donation,
+)
+from donorhub.extensions import db
+from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
+from donorhub.payments.gateway import get_gateway
+from donorhub.staff.audit import record_audit
+from donorhub.staff.models import (
+    REFUND_COUNTED,
+    REFUND_UNDONE,
+    Refund,
+    RefundStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+# Refund facts -------------------------------------------------------------------------------
+
+def refund_status(stripe_status: str) -> RefundStatus:
+    try:
+        return RefundStatus(stripe_status)
+    except ValueError:
+        return RefundStatus.PENDING  # an unknown new status: money is on its way back
+
+
+def record_refund(donation: Donation, r: RefundData) -> Refund:
+    """The refund as a fact of the gift: the staff row it was made from (by the id in its
+    metadata), or a new row for a refund made outside DonorHub. Its status only advances."""
+    row = db.session.scalar(select(Refund).where(Refund.stripe_refund_id == r.id)
+                            .with_for_update())
+    if row is None and r.intent_row and r.intent_row.isdigit():
+        row = db.session.scalar(select(Refund).where(
+            Refund.id == int(r.intent_row), Refund.donation_id == donation.id,
+            Refund.stripe_refund_id.is_(None)).with_for_update())
+    if row is None:
+        row = Refund(donation_id=donation.id, amount_minor=r.amount,
+                     currency=(r.currency or donation.currency).lower(), reason="other",
+                     status=RefundStatus.REQUESTED)
+        db.session.add(row)
+        record_audit(None, "donation.refund_seen", "donation", donation.id,
+                     {"stripe_refund": r.id, "amount_minor": r.amount})
+    row.stripe_refund_id = r.id
+    if row.advance(refund_status(r.status)):
+        if r.failure_reason:
+            row.failure_reason = str(r.failure_reason)[:64]
+        if row.status in (RefundStatus.FAILED, RefundStatus.CANCELED):
+            _tell_staff_refund_failed(donation, row)
+    db.session.flush()
+    return row
+
+
+def _tell_staff_refund_failed(donation: Donation, row: Refund) -> None:
+    record_audit(None, "donation.refund_failed", "donation", donation.id,
+                 {"refund": row.id, "status": row.status.value,
+                  "failure_reason": row.failure_reason or "unknown"})
+    log.warning("refund failed at Stripe", extra={"donation_id": donation.id,
+                                                  "refund_id": row.id})
+
+
+def refunded_minor(donation: Donation) -> int:
+    """What has gone back to the donor, from the facts: the refunds that count (staff's,
+    Stripe's, offline), or Stripe's own sum from the charge less the refunds that failed since,
+    whichever is more; never more than was paid."""
+    counted = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.donation_id == donation.id, Refund.status.in_(REFUND_COUNTED))) or 0
+    undone = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.donation_id == donation.id, Refund.status.in_(REFUND_UNDONE),
+        Refund.stripe_refund_id.is_not(None))) or 0
+    from_charge = max(0, (donation.stripe_refunded_minor or 0) - int(undone))
+    return min(donation.amount_minor, max(int(counted), from_charge))
+
+
+# Dispute facts ------------------------------------------------------------------------------
+
+def dispute_status(stripe_status: str, closed: bool) -> DisputeStatus:
+    try:
+        return DisputeStatus(stripe_status)
+    except ValueError:
+        # An unknown status: a closed event is an outcome we do not know (keep the money's
+        # label as won, like before); anything else is an open dispute.
+        return DisputeStatus.WON if closed else DisputeStatus.NEEDS_RESPONSE
+
+
+def is_closed(stripe_status: str) -> bool:
+    return DISPUTE_STAGE[dispute_status(stripe_status, False)] == 2
+
+
+def record_dispute(donation: Donation, d: DisputeData, closed: bool, when: datetime) -> Dispute:
+    row = db.session.scalar(select(Dispute).where(Dispute.stripe_dispute_id == d.id)
+                            .with_for_update())
+    if row is None:
+        # A dispute recorded before disputes had rows of their own: its next event names it.
+        row = db.session.scalar(select(Dispute).where(
+            Dispute.stripe_dispute_id == f"recorded-{donation.id}").with_for_update())
+        if row is not None:
+            row.stripe_dispute_id = d.id
+    target = dispute_status(d.status, closed)
+    if closed and DISPUTE_STAGE[target] < 2:
+        target = DisputeStatus.WON  # a closed event always carries an outcome
+    if row is None:
+        row = Dispute(donation_id=donation.id, stripe_dispute_id=d.id, amount_minor=d.amount,
+                      currency=(d.currency or donation.currency).lower(), status=target,
+                      opened_at=when)
+        db.session.add(row)
+    else:
+        row.advance(target)
+    if row.closed and row.closed_at is None:
+        row.closed_at = when
+    db.session.flush()
+    return row
+
+
+def dispute_summary(donation: Donation) -> str | None:
+    """"lost" if any dispute was lost, "open" if any is open, "won" if all closed otherwise."""
+    statuses = set(db.session.scalars(select(Dispute.status).where(
+        Dispute.donation_id == donation.id)))
+    if not statuses:
+        return None
+    if DisputeStatus.LOST in statuses:
+        return "lost"
+    if any(DISPUTE_STAGE[s] < 2 for s in statuses):
+        return "open"
+    return "won"
+
+
+# Deriving ----------------------------------------------------------------------------------
+
+def recompute_facts(donation: Donation) -> None:
+    """Derive the refunded amount and the dispute summary from the facts."""
+    db.session.flush()
+    donation.amount_refunded_minor = refunded_minor(donation)
+    donation.dispute_status = dispute_summary(donation)
+
+
+def recompute(donation: Donation) -> None:
+    """recompute_facts, then the status label they call for."""
+    recompute_facts(donation)
+    donation.settle()
+
+
+def record_charge_facts(donation: Donation, c: ChargeData) -> None:
+    donation.stripe_refunded_minor = max(donation.stripe_refunded_minor or 0,
+                                         min(c.amount_refunded, donation.amount_minor))
+    for refund in c.refunds:
+        record_refund(donation, refund)
+
+
+# Webhook handlers ---------------------------------------------------------------------------
+
+def record_refund_updated(event: PaymentEvent) -> str:
+    """refund.created / refund.updated / refund.failed / charge.refund.updated (Stripe sends
+    either name depending on the API version): one refund's status, failures included."""
+    from donorhub.donations import services
+
+    r = event.subject
+    if not isinstance(r, RefundData):
+        raise TypeError(f"{event.type} carries {type(r).__name__}, not RefundData")
+    donation = services.find_donation_for_payment(r.refs.donation, r.payment_intent_id,
+                                                  r.charge_id)
+    if donation is None:
+        return "ignored"
+    before = donation.amount_refunded_minor
+    had_receipt = donation.receipt is not None
+    record_refund(donation, r)
+    recompute_facts(donation)
+    # A refund proves the charge succeeded: the money arrived before it went back.
+    outcome = services.mark_paid_by_reversal(donation, event, r.payment_intent_id, r.charge_id)
+    if outcome == "flagged":
+        return outcome
+    if had_receipt:
+        services.tell_donor_of_refund(donation, before)
+    return "applied"
+
+
+# Recovery ----------------------------------------------------------------------------------
+
+#: A staff refund still "requested" after this long was either sent and its answer lost
+#: (a timeout, a worker that died) or never sent at all; reconcile asks Stripe which.
+RECOVER_AFTER = timedelta(minutes=10)
+
+
+def stale_refund_ids(older_than: timedelta = RECOVER_AFTER) -> list[int]:
+    """Staff refunds still "requested" (no Stripe answer recorded) for longer than a call
+    can take: their outcome was lost (a timeout, a worker that died) or they were never sent."""
+    cutoff = utcnow() - older_than
+    return list(db.session.scalars(select(Refund.id).where(
+        Refund.status == RefundStatus.REQUESTED, Refund.stripe_refund_id.is_(None),
+        Refund.created_by_id.is_not(None), Refund.created_at <= cutoff).order_by(Refund.id)))
+
+
+def recover_refund(refund_id: int) -> str | None:
+    """Settle one staff refund whose Stripe call's outcome we never recorded: list the
+    charge's refunds at Stripe and match ours by the row id in their metadata.
+
+    Found: recorded like its event ("recovered"). Not found: Stripe never received it, so it
+    is marked not sent ("not_sent") and no longer holds the amount back (a late replay of the
+    same call is impossible past the age stale_refund_ids waits). The caller commits."""
+    from donorhub.donations import services
+
+    donation = db.session.scalar(select(Donation).join(
+        Refund, Refund.donation_id == Donation.id).where(Refund.id == refund_id)
+        .with_for_update(of=Donation))
+    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    if donation is None or row is None or row.status is not RefundStatus.REQUESTED \
+            or row.stripe_refund_id:
+        return None
+    listed = get_gateway().list_refunds(donation.stripe_payment_intent_id,
+                                        donation.stripe_charge_id)
+    match = next((r for r in listed if r.intent_row == str(row.id)), None)
+    if match is None:
+        row.advance(RefundStatus.NOT_SENT)
+        row.failure_reason = "not received by Stripe"
+        record_audit(None, "donation.refund_not_sent", "donation", donation.id,
+                     {"refund": row.id})
+        return "not_sent"
+    before = donation.amount_refunded_minor
+    record_refund(donation, match)
+    recompute(donation)
+    services.tell_donor_of_refund(donation, before)
+    record_audit(None, "donation.refund_recovered", "donation", donation.id,
+                 {"refund": row.id, "stripe_refund": match.id})
+    return "recovered"
