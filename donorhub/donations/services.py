@@ -8,6 +8,7 @@ each records facts that only move one way and then derives the status (models.py
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
@@ -1361,6 +1362,15 @@ def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, a
     return True
 
 
+def _state_change_key(plan: RecurringPlan, action: str) -> str:
+    """A key of its own for each try at pausing or resuming. Stripe keeps a 5xx under its key
+    for 24 hours, and a failed try rolls back the revision, so a key made of the revision
+    alone would replay that 5xx to every try for a day. Setting the same state twice does no
+    harm, and the plan's row lock already makes a double click act once, so nothing needs
+    the same key across tries; the library's own retries within one try keep it."""
+    return f"plan-{plan.public_id}-{action}-{plan.revision}-{secrets.token_hex(6)}"
+
+
 def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
     sponsor before the delayed neutral notice)."""
@@ -1368,7 +1378,7 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if plan.paused:
         return
     plan.revision += 1
-    get_gateway().pause_subscription(sub_id, f"plan-{plan.public_id}-pause-{plan.revision}")
+    get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
     plan.paused = True
     plan.settle()
     record_audit(actor, "plan.paused", "plan", plan.id, {})
@@ -1384,7 +1394,7 @@ def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if not plan.paused:
         return
     plan.revision += 1
-    get_gateway().resume_subscription(sub_id, f"plan-{plan.public_id}-resume-{plan.revision}")
+    get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
     plan.paused = False
     plan.settle()
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
