@@ -7,6 +7,7 @@ import itertools
 import json
 import uuid
 
+import pytest
 import stripe
 from sqlalchemy import select
 
@@ -348,3 +349,26 @@ def test_refunds_are_listed_page_after_page(pay_app, sim):
     with pay_app.app_context():
         listed = get_gateway().list_refunds(p.intent, None, page_size=2)
     assert [r.id for r in listed] == newest_first
+
+
+@pytest.mark.slow
+def test_every_refund_and_dispute_event_in_every_order(pay_app, pay_client, sim, backend):
+    """Everything Stripe sends about two refunds and a lost dispute, both names of each
+    refund (refund.created and charge.refunded) included: all 720 orders."""
+    def build(p: Payment) -> list[dict]:
+        p.refund(1, 2000)
+        p.refund(2, 3000)
+        p.open_dispute()
+        p.close_dispute("lost")
+        return [p.event("refund.created", 1), p.event("charge.refunded", 1),
+                p.event("refund.created", 2), p.event("charge.refunded", 2),
+                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
+    build.names = ["refund 1 created", "partial refund", "refund 2 created",
+                   "refund of the rest", "dispute", "dispute lost"]
+    expected = {"status": DonationStatus.CHARGED_BACK, "refunded": AMOUNT, "paid": True,
+                "dispute": "lost", "disputes": ["lost"],
+                "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+                "counted": False}
+    tried, wrong = run_orders(pay_app, pay_client, sim, build, expected)
+    METRICS.report(f"all refund/dispute events, every order ({backend}): tried / wrong",
+                   f"{tried} / {wrong}")
