@@ -32,7 +32,7 @@ from donorhub.donations.models import (
 )
 from donorhub.extensions import db
 from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
-from donorhub.payments.gateway import get_gateway
+from donorhub.payments.gateway import GatewayError, get_gateway
 from donorhub.staff.audit import record_audit
 from donorhub.staff.models import (
     REFUND_COUNTED,
@@ -168,11 +168,33 @@ def recompute(donation: Donation) -> None:
     donation.settle()
 
 
+def known_stripe_refunds_minor(donation: Donation) -> int:
+    """The sum of the refunds we hold a Stripe id for and that count."""
+    return int(db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.donation_id == donation.id, Refund.status.in_(REFUND_COUNTED),
+        Refund.stripe_refund_id.is_not(None))) or 0)
+
+
 def record_charge_facts(donation: Donation, c: ChargeData) -> None:
+    """charge.refunded: Stripe's sum (amount_refunded), the only refund fact a Charge carries
+    since API version 2022-11-15. When the sum is more than the refunds we have heard of, one
+    of them is news to us (made in the Dashboard, or its refund.* event is still on its way):
+    list the payment's refunds at Stripe and record each. If Stripe cannot be asked now, the
+    sum still counts (refunded_minor) and the refund.* events bring the rows."""
     donation.stripe_refunded_minor = max(donation.stripe_refunded_minor or 0,
                                          min(c.amount_refunded, donation.amount_minor))
-    for refund in c.refunds:
-        record_refund(donation, refund)
+    if c.amount_refunded <= known_stripe_refunds_minor(donation):
+        return
+    try:
+        listed = get_gateway().list_refunds(c.payment_intent_id, None if c.payment_intent_id
+                                            else c.id)
+    except GatewayError as error:
+        log.warning("could not list a charge's refunds", extra={
+            "donation_id": donation.id, "kind": error.kind})
+        return
+    for refund in listed:
+        if refund.charge_id in (None, c.id):
+            record_refund(donation, refund)
 
 
 # Webhook handlers ---------------------------------------------------------------------------

@@ -62,8 +62,10 @@ class ChargeData:
     refs: Refs
     #: When the charge was made: the time the money was paid (Stripe's clock).
     created: int | None = None
-    #: The refunds the event's charge lists (Stripe includes them only when expanded).
-    refunds: tuple[RefundData, ...] = ()
+    # No list of refunds: since API version 2022-11-15 a Charge carries one only when
+    # expanded, so charge.refunded tells the sum (amount_refunded) and nothing else. The
+    # refunds themselves come from refund.* events, or from GET /v1/refunds (the gateway's
+    # list_refunds) when the sum shows one we have not heard of.
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,12 @@ def _payment_intent(o: Mapping[str, Any]) -> PaymentIntentData:
 
 
 def _charge(o: Mapping[str, Any]) -> ChargeData:
-    listed = (o.get("refunds") or {}).get("data") or []
     return ChargeData(
         id=o["id"], payment_intent_id=_id(o.get("payment_intent")),
         amount=int(o.get("amount") or 0), amount_refunded=int(o.get("amount_refunded") or 0),
         currency=o.get("currency") or "", status=o.get("status") or "",
         refunded=bool(o.get("refunded")), refs=_refs(o.get("metadata")),
-        created=o.get("created"),
-        refunds=tuple(_refund(r) for r in listed if isinstance(r, Mapping)))
+        created=o.get("created"))
 
 
 def _refund(o: Mapping[str, Any]) -> RefundData:

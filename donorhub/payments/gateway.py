@@ -147,8 +147,8 @@ class PaymentGateway(Protocol):
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def billing_portal_url(self, customer_id: str, return_url: str) -> str: ...
     def refund(self, request: RefundRequest) -> RefundResult: ...
-    def list_refunds(self, intent_id: str | None, charge_id: str | None
-                     ) -> list[RefundData]: ...
+    def list_refunds(self, intent_id: str | None, charge_id: str | None, *,
+                     page_size: int = 100) -> list[RefundData]: ...
     def delete_customer(self, customer_id: str) -> bool: ...
 
 
@@ -457,10 +457,12 @@ class StripeGateway:
         return RefundResult(id=refund.id, status=refund.status or "pending",
                             amount_minor=refund.amount)
 
-    def list_refunds(self, intent_id: str | None, charge_id: str | None
-                     ) -> list[RefundData]:
-        """Every refund of a payment (to recover a refund whose answer we never recorded)."""
-        params: dict = {"limit": 100}
+    def list_refunds(self, intent_id: str | None, charge_id: str | None, *,
+                     page_size: int = 100) -> list[RefundData]:
+        """Every refund of a payment (to recover a refund whose answer we never recorded, or
+        to learn one a charge.refunded sum tells of), page after page: auto_paging_iter asks
+        for the next page after the last refund (starting_after) while has_more is true."""
+        params: dict = {"limit": page_size}
         if intent_id:
             params["payment_intent"] = intent_id
         elif charge_id:

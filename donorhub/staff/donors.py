@@ -5,6 +5,7 @@ Services: they take the acting user, flush and never commit; views commit once.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -283,7 +284,7 @@ def refundable_minor(donation: Donation) -> int:
 def request_refund(donation_id: int, amount_minor: int, reason: str, note: str | None,
                    request_token: str, actor) -> tuple[Refund, bool]:
     """The refund staff asked for, as a row of its own: (row, created). The caller commits it
-    before send_refund calls Stripe, so the idempotency key (refund-<row id>) and Stripe's
+    before send_refund calls Stripe, so the idempotency key (refund-<row id>-<random>) and Stripe's
     metadata name this one intent whatever happens next. The gift's row lock serialises two
     submits; the second of the same form (same request_token) gets the first's row.
 
@@ -324,7 +325,11 @@ def request_refund(donation_id: int, amount_minor: int, reason: str, note: str |
             raise DomainError("This form is out of date: reload the page and try again.") \
                 from None
         return existing, False
-    refund.idempotency_key = f"refund-{refund.id}"
+    # The row id alone is not unique at Stripe: after a database restore (or with a second
+    # database on the same Stripe account) ids are handed out again, and within Stripe's 24
+    # hours the same key would replay the old refund or be refused. A random part, stored on
+    # the row before Stripe is called, makes the key this row's for good.
+    refund.idempotency_key = f"refund-{refund.id}-{secrets.token_urlsafe(12)}"
     if offline is not None:
         refund.advance(RefundStatus.SUCCEEDED)
         refunds.recompute(donation)

@@ -124,8 +124,9 @@ REFUND_UNDONE = frozenset({_R.FAILED, _R.CANCELED})
 class Refund(db.Model):
     """A refund of a gift: one staff asked for (created_by_id), or one Stripe told us of that
     was made elsewhere (the Dashboard). A staff refund's row is committed before Stripe is
-    called, and its id is the idempotency key (refund-<id>) and Stripe metadata, so a retry,
-    a double-click or a worker that died is matched to the one refund it asked for."""
+    called; its id and a random part stored on it make the idempotency key
+    (refund-<id>-<random>), its id is Stripe's metadata, so a retry, a double-click or a
+    worker that died is matched to the one refund it asked for."""
 
     __tablename__ = "refunds"
 
@@ -142,7 +143,7 @@ class Refund(db.Model):
              values_callable=lambda members: [m.value for m in members]),
         default=RefundStatus.REQUESTED)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    #: refund-<id> for a staff refund; None for one made outside DonorHub.
+    #: refund-<id>-<random> for a staff refund; None for one made outside DonorHub.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     #: The one-time token of the form that asked for it: a second submit of the same form
     #: finds this row instead of refunding again.

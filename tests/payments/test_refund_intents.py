@@ -8,7 +8,7 @@ import re
 import threading
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.extensions import db
@@ -80,11 +80,12 @@ def test_double_submit_of_one_refund_form_refunds_once(pay_app, make_user, sim, 
     assert [r["amount"] for r in stripe_refunds(sim, intent)] == [1000]
     with pay_app.app_context():
         rows = db.session.scalars(select(Refund).where(Refund.donation_id == gift_id)).all()
-        assert [(r.amount_minor, r.idempotency_key) for r in rows] == [
-            (1000, f"refund-{rows[0].id}")]
+        assert [r.amount_minor for r in rows] == [1000]
+        key = rows[0].idempotency_key
+        assert key.startswith(f"refund-{rows[0].id}-")
     keys = {r["idempotency_key"] for r in sim.requests("/v1/refunds")
             if r["method"] == "POST"}
-    assert keys == {f"refund-{rows[0].id}"}
+    assert keys == {key}
 
 
 def test_a_lost_answer_does_not_block_the_next_refund_and_reconcile_recovers_it(
@@ -196,3 +197,34 @@ def test_a_refund_the_bank_returns_later_is_followed_to_failed(pay_app, make_use
                                                     "expired_or_canceled_card")
     page = staff.get(f"/staff/donors/{donor_id}").get_data(as_text=True)
     assert "(failed: expired_or_canceled_card)" in page
+
+
+def test_a_refund_row_id_handed_out_again_after_a_restore_still_refunds(
+        pay_app, make_user, sim):
+    """A database restored from a backup hands out refund row ids again, while Stripe keeps
+    keys for 24 hours. The row's random part keeps the new refund's key its own: the second
+    gift's £10 is refunded at Stripe (with `refund-<row id>` alone, Stripe refused the reused
+    key, or, with the same parameters, replayed the old refund and no money moved)."""
+    donor_client = pay_app.test_client()
+    first_gift, first_donor, _ = paid_gift(pay_app, donor_client, sim)
+    second_gift, second_donor, second_intent = paid_gift(pay_app, donor_client, sim)
+    staff, _ = staff_client(pay_app, make_user)
+    assert refund(staff, first_donor, first_gift, "10.00").status_code == 303
+    with pay_app.app_context():
+        row = db.session.scalar(select(Refund).where(Refund.donation_id == first_gift))
+        used_id, used_key = row.id, row.idempotency_key
+        # The restore: the backup predates this refund row, so its id is free again.
+        db.session.delete(row)
+        db.session.flush()
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("SELECT setval(pg_get_serial_sequence('refunds', 'id'), "
+                                    ":next, false)"), {"next": used_id})
+        db.session.commit()
+    assert refund(staff, second_donor, second_gift, "10.00").status_code == 303
+    with pay_app.app_context():
+        again = db.session.scalar(select(Refund).where(Refund.donation_id == second_gift))
+        assert again.id == used_id  # the id was handed out again
+        outcome = (again.status, again.stripe_refund_id is not None,
+                   again.idempotency_key != used_key)
+    assert [r["amount"] for r in stripe_refunds(sim, second_intent)] == [1000]
+    assert outcome == (RefundStatus.SUCCEEDED, True, True)

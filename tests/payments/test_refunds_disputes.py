@@ -4,9 +4,11 @@ ends in the same recorded truth, applied through the real webhook view."""
 from __future__ import annotations
 
 import itertools
-import time
+import json
 import uuid
 
+import pytest
+import stripe
 from sqlalchemy import select
 
 from donorhub.campaigns.services import COUNTED_STATUSES
@@ -28,16 +30,33 @@ from tests.payments.stripe_helpers import post_event
 AMOUNT = 5000
 
 
-class Payment:
-    """One paid £50 gift's Stripe ids, and Stripe's events about its refunds and disputes,
-    shaped as API version 2026-10-28 sends them."""
+def _stripe(sim) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_x", base_addresses={"api": sim.base_url})
 
-    def __init__(self, app, *, gift_aid: bool = False):
-        suffix = uuid.uuid4().hex[:12]
-        self.intent, self.charge = f"pi_{suffix}", f"ch_{suffix}"
-        self.dispute = f"dp_{suffix}"
-        self.refund_ids = {1: f"re_a{suffix}", 2: f"re_b{suffix}"}
-        self.created = int(time.time()) - 600
+
+class Payment:
+    """One paid £50 gift at the Stripe simulator: the test refunds it, fails refunds and
+    disputes it there, and delivers the events the simulator kept, shaped as the pinned API
+    version sends them (a Charge carries no list of its refunds), in any order it likes.
+    When a handler asks Stripe (the refunds of a payment), it asks the simulator, which
+    answers with the payment's state now, as Stripe would."""
+
+    def __init__(self, app, sim, *, gift_aid: bool = False):
+        self.sim, self.client = sim, _stripe(sim)
+        newest = sim.api("/v1/events?limit=1")["data"]
+        self.mark = newest[0]["id"] if newest else None
+        self.seen: list[dict] | None = None
+        session = self.client.v1.checkout.sessions.create(params={
+            "mode": "payment", "success_url": "http://127.0.0.1/thanks",
+            "cancel_url": "http://127.0.0.1/give", "customer_email": "facts@example.org",
+            "line_items": [{"quantity": 1, "price_data": {
+                "currency": "gbp", "unit_amount": AMOUNT,
+                "product_data": {"name": "Gift"}}}]})
+        assert sim.pay(session.url)[0] == 303
+        self.intent = self.client.v1.checkout.sessions.retrieve(session.id).payment_intent
+        self.charge = self.client.v1.payment_intents.retrieve(self.intent).latest_charge
+        self.refund_ids: dict[int, str] = {}
+        self.dispute: str | None = None
         with app.app_context():
             donor = db.session.scalar(select(Donor).where(Donor.email == "facts@example.org"))
             if donor is None:
@@ -52,65 +71,93 @@ class Payment:
             db.session.commit()
             self.row_id, self.public_id = row.id, row.public_id
 
-    def _event(self, kind: str, obj: dict, offset: int) -> dict:
-        return {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": kind,
-                "api_version": "2026-10-28.endive", "created": self.created + offset,
-                "livemode": False, "pending_webhooks": 1, "request": {"id": None},
-                "data": {"object": obj}}
+    # What happens at Stripe --------------------------------------------------------------
+    def refund(self, n: int, amount: int) -> None:
+        self.seen = None
+        self.refund_ids[n] = self.client.v1.refunds.create(params={
+            "payment_intent": self.intent, "amount": amount}).id
 
-    def refund(self, n: int, amount: int, status: str = "succeeded") -> dict:
-        return {"id": self.refund_ids[n], "object": "refund", "amount": amount,
-                "charge": self.charge, "payment_intent": self.intent, "currency": "gbp",
-                "created": self.created + n, "metadata": {}, "reason": None,
-                "status": status,
-                "failure_reason": "expired_or_canceled_card" if status == "failed" else None}
+    def fail_refund(self, n: int) -> None:
+        self.seen = None
+        self.sim.control(f"/_sim/refunds/{self.refund_ids[n]}/fail")
 
-    def charge_refunded(self, refunds: list[dict], offset: int) -> dict:
-        total = sum(r["amount"] for r in refunds if r["status"] not in ("failed", "canceled"))
-        charge = {"id": self.charge, "object": "charge", "amount": AMOUNT,
-                  "amount_captured": AMOUNT, "amount_refunded": total, "currency": "gbp",
-                  "payment_intent": self.intent, "status": "succeeded", "paid": True,
-                  "captured": True, "refunded": total == AMOUNT, "disputed": False,
-                  "metadata": {}, "refunds": {"object": "list", "data": list(reversed(refunds)),
-                                              "has_more": False, "total_count": len(refunds),
-                                              "url": f"/v1/charges/{self.charge}/refunds"}}
-        return self._event("charge.refunded", charge, offset)
+    def open_dispute(self) -> None:
+        self.seen = None
+        self.dispute = self.sim.control(f"/_sim/charges/{self.charge}/dispute")["id"]
 
-    def dispute_event(self, kind: str, status: str, offset: int) -> dict:
-        obj = {"id": self.dispute, "object": "dispute", "amount": AMOUNT, "currency": "gbp",
-               "charge": self.charge, "payment_intent": self.intent, "status": status,
-               "reason": "fraudulent", "is_charge_refundable": False, "metadata": {},
-               "created": self.created + 3, "livemode": False}
-        return self._event(kind, obj, offset)
+    def close_dispute(self, outcome: str) -> None:
+        self.seen = None
+        self.sim.control(f"/_sim/disputes/{self.dispute}/close", status=outcome)
 
-    def refund_event(self, kind: str, n: int, amount: int, status: str, offset: int) -> dict:
-        return self._event(kind, self.refund(n, amount, status), offset)
+    # What Stripe sent about it -----------------------------------------------------------
+    def events(self) -> list[dict]:
+        """Every event about this payment, oldest first, exactly as the simulator sends it."""
+        if self.seen is not None:
+            return self.seen
+        mine = (self.intent, self.charge)
+        query = "limit=100" + (f"&ending_before={self.mark}" if self.mark else "")
+        page = self.sim.api(f"/v1/events?{query}")
+        assert not page["has_more"]
+        found = []
+        for event in reversed(page["data"]):
+            obj = event["data"]["object"]
+            if obj.get("payment_intent") in mine or obj.get("charge") in mine \
+                    or obj.get("id") in mine:
+                found.append(event)
+        for event in found:
+            if event["data"]["object"]["object"] == "charge":
+                # The shape Stripe sends since API version 2022-11-15: no list of refunds.
+                assert "refunds" not in event["data"]["object"], event["type"]
+        self.seen = found
+        return found
+
+    def event(self, kind: str, n: int | None = None) -> dict:
+        """The one event of `kind` (for charge.refunded: the n-th; for refund events: about
+        refund n)."""
+        found = [e for e in self.events() if e["type"] == kind]
+        if kind == "charge.refunded":
+            return found[n - 1]
+        if n is not None:
+            found = [e for e in found if e["data"]["object"]["id"] == self.refund_ids[n]]
+        assert len(found) == 1, (kind, n, [e["type"] for e in self.events()])
+        return found[0]
+
+    def label(self, refund_id: str) -> str:
+        return {v: f"refund {k}" for k, v in self.refund_ids.items()}.get(refund_id, refund_id)
 
 
-def truth(app, row_id: int) -> dict:
+def variant(event: dict, kind: str, **fields) -> dict:
+    """A copy of a dispute event under another type and status (a new event id)."""
+    copy = json.loads(json.dumps(event))
+    copy["id"], copy["type"] = f"evt_{uuid.uuid4().hex}", kind
+    copy["data"]["object"].update(fields)
+    return copy
+
+
+def truth(app, payment: Payment) -> dict:
     with app.app_context():
-        row = db.session.get(Donation, row_id)
-        refunds = sorted((r.stripe_refund_id[:4], r.amount_minor, r.status.value)
+        row = db.session.get(Donation, payment.row_id)
+        refunds = sorted((payment.label(r.stripe_refund_id), r.amount_minor, r.status.value)
                          for r in db.session.scalars(select(Refund).where(
-                             Refund.donation_id == row_id)))
+                             Refund.donation_id == payment.row_id)))
         disputes = [d.status.value for d in db.session.scalars(select(Dispute).where(
-            Dispute.donation_id == row_id))]
+            Dispute.donation_id == payment.row_id))]
         return {"status": row.status, "refunded": row.amount_refunded_minor,
                 "paid": row.paid_at is not None, "dispute": row.dispute_status,
                 "disputes": disputes, "refunds": refunds,
                 "counted": row.status in COUNTED_STATUSES}
 
 
-def run_orders(app, client, build, expected_for) -> tuple[int, int]:
+def run_orders(app, client, sim, build, expected_for) -> tuple[int, int]:
     """Deliver every permutation of the events `build(payment)` returns, each to a fresh
     gift; return (orders tried, wrong final states)."""
     tried = wrong = 0
     names = build.names
     for order in itertools.permutations(range(len(names))):
-        payment = Payment(app)
+        payment = Payment(app, sim)
         events = build(payment)
         codes = [post_event(client, events[i]).status_code for i in order]
-        got = truth(app, payment.row_id)
+        got = truth(app, payment)
         tried += 1
         ok = codes == [200] * len(order) and got == expected_for
         wrong += 0 if ok else 1
@@ -120,64 +167,89 @@ def run_orders(app, client, build, expected_for) -> tuple[int, int]:
 
 def _closing(outcome: str):
     def build(p: Payment) -> list[dict]:
-        first, rest = p.refund(1, 2000), p.refund(2, 3000)
-        return [p.charge_refunded([first], 10),
-                p.charge_refunded([first, rest], 20),
-                p.dispute_event("charge.dispute.created", "needs_response", 30),
-                p.dispute_event("charge.dispute.closed", outcome, 40)]
+        p.refund(1, 2000)
+        p.refund(2, 3000)
+        p.open_dispute()
+        p.close_dispute(outcome)
+        return [p.event("charge.refunded", 1), p.event("charge.refunded", 2),
+                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
     build.names = ["partial refund", "refund of the rest", "dispute", f"dispute {outcome}"]
     return build
 
 
-def test_refunds_and_disputes_in_every_order_end_in_one_truth(pay_app, pay_client, backend):
+def test_refunds_and_disputes_in_every_order_end_in_one_truth(pay_app, pay_client, sim,
+                                                              backend):
     """A partial refund, a refund of the rest, a dispute and its outcome (won or lost), in
-    all 24 orders each: the refund before the dispute used to be refused for good (500)."""
+    all 24 orders each, as Stripe sends them now: the two charge.refunded events carry only
+    the refunded sum, and their refund.created events are not delivered (late, or lost), so
+    the refunds themselves come from asking Stripe for the payment's refunds."""
     totals = [0, 0]
     for outcome, status in (("lost", DonationStatus.CHARGED_BACK),
                             ("won", DonationStatus.REFUNDED)):
         expected = {"status": status, "refunded": AMOUNT, "paid": True, "dispute": outcome,
                     "disputes": [outcome],
-                    "refunds": [("re_a", 2000, "succeeded"), ("re_b", 3000, "succeeded")],
+                    "refunds": [("refund 1", 2000, "succeeded"),
+                                ("refund 2", 3000, "succeeded")],
                     "counted": status in COUNTED_STATUSES}
-        tried, wrong = run_orders(pay_app, pay_client, _closing(outcome), expected)
+        tried, wrong = run_orders(pay_app, pay_client, sim, _closing(outcome), expected)
         totals[0] += tried
         totals[1] += wrong
     METRICS.report(f"refund/dispute event orders ({backend}): tried / wrong final states",
                    f"{totals[0]} / {totals[1]}")
 
 
-def test_a_failed_refund_in_any_order_no_longer_counts(pay_app, pay_client, backend):
+def test_refund_events_alone_in_every_order_end_in_one_truth(pay_app, pay_client, sim):
+    """The other half of what Stripe sends: refund.created for each refund (the Refund
+    object, with its status) and the dispute, without any charge.refunded: 24 orders."""
+    def build(p: Payment) -> list[dict]:
+        p.refund(1, 2000)
+        p.refund(2, 3000)
+        p.open_dispute()
+        p.close_dispute("lost")
+        return [p.event("refund.created", 1), p.event("refund.created", 2),
+                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
+    build.names = ["refund 1 created", "refund 2 created", "dispute", "dispute lost"]
+    expected = {"status": DonationStatus.CHARGED_BACK, "refunded": AMOUNT, "paid": True,
+                "dispute": "lost", "disputes": ["lost"],
+                "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+                "counted": False}
+    assert run_orders(pay_app, pay_client, sim, build, expected) == (24, 0)
+
+
+def test_a_failed_refund_in_any_order_no_longer_counts(pay_app, pay_client, sim, backend):
     """Two refunds, the second of which fails later (under each of the two names Stripe
     uses for it), and an open dispute: every order ends with only the first refund counted,
     the failure recorded, and the gift shown as disputed."""
     tried = wrong = 0
     for failure in ("refund.failed", "charge.refund.updated"):
         def build(p: Payment, failure=failure) -> list[dict]:
-            first, rest = p.refund(1, 2000), p.refund(2, 3000)
-            return [p.charge_refunded([first], 10),
-                    p.charge_refunded([first, rest], 20),
-                    p.refund_event(failure, 2, 3000, "failed", 30),
-                    p.dispute_event("charge.dispute.created", "needs_response", 40)]
+            p.refund(1, 2000)
+            p.refund(2, 3000)
+            p.fail_refund(2)
+            p.open_dispute()
+            return [p.event("charge.refunded", 1), p.event("charge.refunded", 2),
+                    p.event(failure, 2), p.event("charge.dispute.created")]
         build.names = ["partial refund", "refund of the rest", failure, "dispute"]
         expected = {"status": DonationStatus.DISPUTED, "refunded": 2000, "paid": True,
                     "dispute": "open", "disputes": ["needs_response"],
-                    "refunds": [("re_a", 2000, "succeeded"), ("re_b", 3000, "failed")],
+                    "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "failed")],
                     "counted": False}
-        done = run_orders(pay_app, pay_client, build, expected)
+        done = run_orders(pay_app, pay_client, sim, build, expected)
         tried, wrong = tried + done[0], wrong + done[1]
     METRICS.report(f"failed-refund event orders ({backend}): tried / wrong final states",
                    f"{tried} / {wrong}")
 
 
-def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, pay_client):
+def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, pay_client,
+                                                                        sim):
     """A full refund that fails: the gift is paid (counted) again and staff see why."""
-    p = Payment(pay_app)
-    refund = p.refund(1, AMOUNT)
-    assert post_event(pay_client, p.charge_refunded([refund], 10)).status_code == 200
-    assert truth(pay_app, p.row_id)["status"] is DonationStatus.REFUNDED
-    assert post_event(pay_client, p.refund_event("refund.updated", 1, AMOUNT, "failed",
-                                                 20)).status_code == 200
-    got = truth(pay_app, p.row_id)
+    p = Payment(pay_app, sim)
+    p.refund(1, AMOUNT)
+    assert post_event(pay_client, p.event("charge.refunded", 1)).status_code == 200
+    assert truth(pay_app, p)["status"] is DonationStatus.REFUNDED
+    p.fail_refund(1)
+    assert post_event(pay_client, p.event("refund.updated", 1)).status_code == 200
+    got = truth(pay_app, p)
     assert got["status"] is DonationStatus.PAID and got["refunded"] == 0 and got["counted"]
     with pay_app.app_context():
         from donorhub.staff.models import AuditEvent
@@ -190,19 +262,22 @@ def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, 
             AuditEvent.subject_id == p.row_id)) is not None
 
 
-def test_a_dispute_never_moves_back(pay_app, pay_client):
+def test_a_dispute_never_moves_back(pay_app, pay_client, sim):
     """A late "created" (needs_response) after the dispute was lost changes nothing."""
-    p = Payment(pay_app)
+    p = Payment(pay_app, sim)
+    p.open_dispute()
+    created = p.event("charge.dispute.created")
     for kind, status in (("charge.dispute.closed", "lost"),
                          ("charge.dispute.updated", "under_review"),
                          ("charge.dispute.created", "needs_response")):
-        assert post_event(pay_client, p.dispute_event(kind, status, 5)).status_code == 200
-    got = truth(pay_app, p.row_id)
+        event = variant(created, kind, status=status)
+        assert post_event(pay_client, event).status_code == 200
+    got = truth(pay_app, p)
     assert got["disputes"] == [DisputeStatus.LOST.value]
     assert got["status"] is DonationStatus.CHARGED_BACK
 
 
-def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client):
+def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     """Gift Aid claims and campaign-style totals read the derived status: a gift refunded
     and then charged back is never claimed nor counted; one whose only refund failed is
     claimable and counted in full again; an open dispute holds the gift out of both."""
@@ -211,12 +286,16 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client):
     from donorhub.campaigns.services import net_gift_expression
     from donorhub.donations.services import claimable_gifts
 
-    lost, failed, disputed = (Payment(pay_app, gift_aid=True) for _ in range(3))
-    events = [lost.charge_refunded([lost.refund(1, AMOUNT)], 10),
-              lost.dispute_event("charge.dispute.closed", "lost", 20),
-              failed.charge_refunded([failed.refund(1, AMOUNT)], 10),
-              failed.refund_event("refund.updated", 1, AMOUNT, "failed", 20),
-              disputed.dispute_event("charge.dispute.created", "needs_response", 10)]
+    lost, failed, disputed = (Payment(pay_app, sim, gift_aid=True) for _ in range(3))
+    lost.refund(1, AMOUNT)
+    lost.open_dispute()
+    lost.close_dispute("lost")
+    failed.refund(1, AMOUNT)
+    failed.fail_refund(1)
+    disputed.open_dispute()
+    events = [lost.event("charge.refunded", 1), lost.event("charge.dispute.closed"),
+              failed.event("charge.refunded", 1), failed.event("refund.updated", 1),
+              disputed.event("charge.dispute.created")]
     assert [post_event(pay_client, e).status_code for e in events] == [200] * 5
     with pay_app.app_context():
         today = date.today()
@@ -228,14 +307,15 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client):
         0, AMOUNT, 0)
 
 
-def test_staff_see_a_dispute_of_a_refunded_gift(pay_app, pay_client, make_user):
+def test_staff_see_a_dispute_of_a_refunded_gift(pay_app, pay_client, sim, make_user):
     """The case that used to answer 500 for good: refunded in full, then disputed. Staff see
     it on the donor page and in the list of gifts that need a person."""
     from tests.campaigns.test_campaigns import staff_client
 
-    p = Payment(pay_app)
-    for event in (p.charge_refunded([p.refund(1, AMOUNT)], 10),
-                  p.dispute_event("charge.dispute.created", "needs_response", 20)):
+    p = Payment(pay_app, sim)
+    p.refund(1, AMOUNT)
+    p.open_dispute()
+    for event in (p.event("charge.refunded", 1), p.event("charge.dispute.created")):
         assert post_event(pay_client, event).status_code == 200
     with pay_app.app_context():
         donor_id = db.session.get(Donation, p.row_id).donor_id
@@ -244,3 +324,51 @@ def test_staff_see_a_dispute_of_a_refunded_gift(pay_app, pay_client, make_user):
     assert "dispute £50.00 (needs response)" in page and ">disputed<" in page
     listed = staff.get("/staff/donations").get_data(as_text=True)
     assert f"<td>#{p.row_id}</td><td>£50.00</td><td>disputed</td>" in listed
+
+
+def test_refunds_are_listed_page_after_page(pay_app, sim):
+    """GET /v1/refunds pages as Stripe does (limit, starting_after, has_more), and the
+    gateway reads every page: seven refunds of one payment in pages of two, each once.
+    (Before, the simulator ignored starting_after and answered has_more for ever.)"""
+    from donorhub.payments.gateway import get_gateway
+
+    p = Payment(pay_app, sim)
+    for n in range(1, 8):
+        p.refund(n, 100)
+    newest_first = [p.refund_ids[n] for n in range(7, 0, -1)]
+    seen, after = [], None
+    for _ in range(10):  # bounded: a list that never ends fails here instead of hanging
+        query = f"payment_intent={p.intent}&limit=2" + (f"&starting_after={after}"
+                                                         if after else "")
+        page = sim.api(f"/v1/refunds?{query}")
+        seen += [r["id"] for r in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["data"][-1]["id"]
+    assert seen == newest_first
+    with pay_app.app_context():
+        listed = get_gateway().list_refunds(p.intent, None, page_size=2)
+    assert [r.id for r in listed] == newest_first
+
+
+@pytest.mark.slow
+def test_every_refund_and_dispute_event_in_every_order(pay_app, pay_client, sim, backend):
+    """Everything Stripe sends about two refunds and a lost dispute, both names of each
+    refund (refund.created and charge.refunded) included: all 720 orders."""
+    def build(p: Payment) -> list[dict]:
+        p.refund(1, 2000)
+        p.refund(2, 3000)
+        p.open_dispute()
+        p.close_dispute("lost")
+        return [p.event("refund.created", 1), p.event("charge.refunded", 1),
+                p.event("refund.created", 2), p.event("charge.refunded", 2),
+                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
+    build.names = ["refund 1 created", "partial refund", "refund 2 created",
+                   "refund of the rest", "dispute", "dispute lost"]
+    expected = {"status": DonationStatus.CHARGED_BACK, "refunded": AMOUNT, "paid": True,
+                "dispute": "lost", "disputes": ["lost"],
+                "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+                "counted": False}
+    tried, wrong = run_orders(pay_app, pay_client, sim, build, expected)
+    METRICS.report(f"all refund/dispute events, every order ({backend}): tried / wrong",
+                   f"{tried} / {wrong}")

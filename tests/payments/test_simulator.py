@@ -228,8 +228,9 @@ def test_every_object_type_has_the_fixture_key_set(quiet_sim, quiet_api):
     assert pay(gift)[0] == 303
     gift = raw_get(quiet_sim, f"/v1/checkout/sessions/{gift.id}")
     intent = raw_get(quiet_sim, f"/v1/payment_intents/{gift['payment_intent']}")
-    charge = raw_get(quiet_sim, f"/v1/charges/{intent['latest_charge']}")
     refund = c.v1.refunds.create(params={"payment_intent": intent["id"], "amount": 500})
+    # The fixture shows `refunds` expanded; a Charge has it only when asked for (below).
+    charge = raw_get(quiet_sim, f"/v1/charges/{intent['latest_charge']}?expand[]=refunds")
     dispute = control(quiet_sim, f"/_sim/charges/{charge['id']}/dispute")
 
     plan = c.v1.checkout.sessions.create(params=plan_params())
@@ -468,6 +469,24 @@ def test_cancel_at_period_end_and_portal_card_update(sim, api, receiver):
 
 
 # --- refunds, disputes, customers ------------------------------------------------------
+
+
+def test_a_charge_lists_its_refunds_only_when_expanded(quiet_sim, quiet_api):
+    """Since API version 2022-11-15 a Charge no longer carries `refunds` unless expanded:
+    not in GET /v1/charges/{id}, not in any event's charge (charge.refunded included)."""
+    c = quiet_api
+    gift = c.v1.checkout.sessions.create(params=gift_params())
+    assert pay(gift)[0] == 303
+    intent = raw_get(quiet_sim, f"/v1/checkout/sessions/{gift.id}")["payment_intent"]
+    refund = c.v1.refunds.create(params={"payment_intent": intent, "amount": 500})
+    charge_id = raw_get(quiet_sim, f"/v1/payment_intents/{intent}")["latest_charge"]
+    assert "refunds" not in raw_get(quiet_sim, f"/v1/charges/{charge_id}")
+    expanded = raw_get(quiet_sim, f"/v1/charges/{charge_id}?expand[]=refunds")["refunds"]
+    assert [r["id"] for r in expanded["data"]] == [refund.id]
+    events = raw_get(quiet_sim, "/v1/events?limit=100")["data"]
+    charges = [e for e in events if e["data"]["object"]["object"] == "charge"]
+    assert {e["type"] for e in charges} >= {"charge.succeeded", "charge.refunded"}
+    assert all("refunds" not in e["data"]["object"] for e in charges)
 
 
 def test_refunds_and_disputes(sim, api, receiver):

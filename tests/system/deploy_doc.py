@@ -1,7 +1,8 @@
 """The example blocks of docs/deploy.md, read by the tests that run them.
 
-A block is a fenced code block right after a line `<!-- example: NAME ... -->`. The tests
-take the settings from these blocks, so the page and the tests are one text.
+A block is a fenced code block right after a line `<!-- example: NAME ... -->` (both may be
+indented alike, inside a list item). The tests take the settings from these blocks, so the page
+and the tests are one text.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import shlex
 from pathlib import Path
 
 DEPLOY_MD = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
-_BLOCK = re.compile(r"<!-- example: (?P<name>[a-z]+)\b[^>]*-->\n```[a-z]*\n(?P<body>.*?)\n```",
-                    re.S)
+_BLOCK = re.compile(r"^(?P<indent>[ ]*)<!-- example: (?P<name>[a-z]+)\b[^>]*-->\n"
+                    r"(?P=indent)```[a-z]*\n(?P<body>.*?)\n(?P=indent)```", re.S | re.M)
 
 
 def example_blocks(path: Path = DEPLOY_MD) -> dict[str, str]:
@@ -20,7 +21,10 @@ def example_blocks(path: Path = DEPLOY_MD) -> dict[str, str]:
     for match in _BLOCK.finditer(path.read_text()):
         if match["name"] in blocks:
             raise ValueError(f"{path.name}: two example blocks named {match['name']!r}")
-        blocks[match["name"]] = match["body"]
+        # A block inside a list item is indented with it: the body without that indent.
+        indent = match["indent"]
+        blocks[match["name"]] = "\n".join(line.removeprefix(indent)
+                                          for line in match["body"].split("\n"))
     return blocks
 
 
@@ -42,6 +46,11 @@ def environment(name: str) -> dict[str, str]:
         key, _, value = assignment.partition("=")
         values[key] = value
     return values
+
+
+def webhook_events() -> list[str]:
+    """The Stripe events docs/deploy.md says to subscribe the webhook endpoint to."""
+    return [line.strip() for line in block("webhookevents").splitlines() if line.strip()]
 
 
 def nginx_block() -> str:

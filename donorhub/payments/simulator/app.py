@@ -378,6 +378,26 @@ def _interval_text(recurring: Obj | None) -> str:
     return interval if count == 1 else f"{count} {interval}s"
 
 
+def _page(found: list[Obj], limit: int, starting_after: str | None,
+          ending_before: str | None, object_type: str) -> tuple[list[Obj], bool]:
+    """One page of a list (newest first) by Stripe's cursors: (page, has_more)."""
+    if starting_after and ending_before:
+        raise ApiError.invalid("You may only specify one of these parameters: "
+                               "ending_before, starting_after.", param="ending_before")
+    ids = [o["id"] for o in found]
+    if starting_after:
+        if starting_after not in ids:
+            raise ApiError.missing(object_type, starting_after, "starting_after")
+        rest = found[ids.index(starting_after) + 1:]
+        return rest[:limit], len(rest) > limit
+    if ending_before:
+        if ending_before not in ids:
+            raise ApiError.missing(object_type, ending_before, "ending_before")
+        rest = found[:ids.index(ending_before)]
+        return rest[-limit:], len(rest) > limit
+    return found[:limit], len(found) > limit
+
+
 def _diff(old: Obj, new: Obj) -> Obj:
     """Stripe's ``previous_attributes``: old values of the top-level fields that changed."""
     return {key: old.get(key) for key in new if old.get(key) != new.get(key)}
@@ -439,12 +459,15 @@ class Engine:
                     self._expand_path(item, rest, full)
             return
         virtual = isinstance(node, dict) and (node.get("object"), key) in {
-            ("checkout.session", "line_items"), ("invoice", "payments")}
+            ("checkout.session", "line_items"), ("invoice", "payments"), ("charge", "refunds")}
         if not isinstance(node, dict) or (key not in node and not virtual):
             raise ApiError.invalid(f"This property cannot be expanded ({full}).", param="expand")
         if virtual:
-            node[key] = (self.session_line_items(node) if key == "line_items"
-                         else self.invoice_payments_list(node["id"]))
+            if key == "refunds":
+                node[key] = self.charge_refunds_list(node["id"])
+            else:
+                node[key] = (self.session_line_items(node) if key == "line_items"
+                             else self.invoice_payments_list(node["id"]))
         elif isinstance(node[key], str):
             stored = self.store.get(node[key])
             if stored is None:
@@ -1352,7 +1375,6 @@ class Engine:
         old = copy.deepcopy(charge)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-        charge["refunds"]["data"].insert(0, refund)
         self.store.save(charge)
         self.emit(ctx, "charge.refunded", charge, _diff(old, charge))
         self.emit(ctx, "refund.created", refund)
@@ -1373,9 +1395,6 @@ class Engine:
         charge = self.load(refund["charge"], "charge").data
         charge["amount_refunded"] -= refund["amount"]
         charge["refunded"] = False
-        for listed in charge["refunds"]["data"]:
-            if listed["id"] == refund_id:
-                listed.update(status="failed", failure_reason=reason)
         self.store.save(charge)
         changes = _diff(old, refund)
         self.emit(ctx, "refund.failed", refund)
@@ -1383,19 +1402,40 @@ class Engine:
         self.emit(ctx, "charge.refund.updated", refund, changes)
         return refund
 
+    def charge_refunds_list(self, charge_id: str) -> Obj:
+        """A Charge's `refunds`, built only when asked for with expand=["refunds"]."""
+        found = self.refunds_of(charge_id=charge_id)
+        return {"object": "list", "data": found[:10], "has_more": len(found) > 10,
+                "url": f"/v1/charges/{charge_id}/refunds"}
+
     def list_refunds(self, params: Params) -> Obj:
-        """GET /v1/refunds filtered by payment_intent or charge, newest first (one page)."""
+        """GET /v1/refunds filtered by payment_intent or charge, newest first, one page of
+        `limit` (1 to 100, default 10) after the `starting_after` (or before the
+        `ending_before`) refund, with `has_more`, as Stripe pages every list."""
         params.check({"payment_intent", "charge", "limit", "starting_after", "ending_before",
-                      "created", "expand"}, {"payment_intent", "charge", "limit", "expand"})
+                      "created", "expand"},
+                     {"payment_intent", "charge", "limit", "starting_after", "ending_before",
+                      "expand"})
         limit = params.int("limit", minimum=1) or 10
+        if limit > 100:
+            raise ApiError.invalid("Invalid limit: must be less than or equal to 100",
+                                   param="limit")
         intent_id, charge_id = params.str("payment_intent"), params.str("charge")
+        found = self.refunds_of(intent_id=intent_id, charge_id=charge_id)
+        page, has_more = _page(found, limit, params.str("starting_after"),
+                               params.str("ending_before"), "refund")
+        listing = {"object": "list", "data": page, "has_more": has_more,
+                   "url": "/v1/refunds"}
+        return self.expand(listing, params.expand())
+
+    def refunds_of(self, *, intent_id: str | None = None, charge_id: str | None = None
+                   ) -> list[Obj]:
+        """A payment's or a charge's refunds, newest first."""
         found = [r.data for r in self.store.of_type("refund")
                  if (not intent_id or r.data.get("payment_intent") == intent_id)
                  and (not charge_id or r.data.get("charge") == charge_id)]
         found.reverse()
-        listing = {"object": "list", "data": found[:limit], "has_more": len(found) > limit,
-                   "url": "/v1/refunds"}
-        return self.expand(listing, params.expand())
+        return found
 
     def open_dispute(self, ctx: Ctx, charge_id: str, reason: str, amount: int | None) -> Obj:
         charge = self.load(charge_id, "charge").data
