@@ -1209,10 +1209,23 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     plan.paused = sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)
-    if sub.amount and sub.currency == plan.currency \
-            and sub.amount == plan.pending_amount_minor and sub.interval in ("month", "year"):
+    if is_sponsorship_plan(plan):
+        # A sponsorship's price is fixed: whatever path brought this subscription (the event,
+        # or Stripe's own copy read back for two updates in one second), its amount and
+        # interval are never adopted. Another price is for staff to look at.
+        if (sub.amount and (sub.amount, sub.currency) != (plan.amount_minor, plan.currency)) \
+                or (sub.interval and sub.interval != plan.frequency.stripe_interval):
+            flag_plan(plan, f"the subscription is {sub.amount} {sub.currency} a "
+                            f"{sub.interval}; the sponsorship is {plan.amount_minor} "
+                            f"{plan.currency} a {plan.frequency.stripe_interval}", event.type)
+        plan.settle()
+        return "applied"
+    if sub.amount and sub.currency == plan.currency and sub.interval in ("month", "year") \
+            and _is_pending_change(plan, sub.amount, _frequency_of(sub.interval).value):
         # The donor's change, applied by Stripe, whose answer we never had (a timeout, or a
-        # worker that died before recording it): settled here and confirmed by mail.
+        # worker that died before recording it): settled here and confirmed by mail. Only
+        # the amount AND interval asked for settle it: a routine update at the old interval
+        # leaves a change of interval alone pending.
         settle_plan_change(plan, sub.amount, _frequency_of(sub.interval).value, None)
     elif sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor:
         # Changed outside DonorHub (Stripe's dashboard): Stripe is what will be charged.
@@ -1343,11 +1356,20 @@ def abandon_plan_change(plan: RecurringPlan) -> None:
     plan.pending_frequency = None
 
 
+def _is_pending_change(plan: RecurringPlan, amount_minor: int, frequency: str) -> bool:
+    """The change the donor asked for and we have not recorded: amount and interval both
+    (a change of interval alone keeps the amount)."""
+    if plan.pending_amount_minor is None or plan.pending_amount_minor != amount_minor:
+        return False
+    return plan.pending_frequency is None or plan.pending_frequency == frequency
+
+
 def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> bool:
     """Record a change Stripe applied, once: by the request that asked for it, or by the
     subscription's event when that request never heard Stripe's answer. The donor is mailed
-    once, by whichever comes first. False if it was already recorded."""
-    if plan.pending_amount_minor != amount_minor:
+    once, by whichever comes first. False if it was already recorded (or another change is
+    the one pending)."""
+    if not _is_pending_change(plan, amount_minor, frequency):
         return False
     plan.amount_minor = amount_minor
     plan.fee_cover_minor = 0
