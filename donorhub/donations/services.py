@@ -404,7 +404,19 @@ def close_session(session_id: str | None, idempotency_key: str) -> None:
     """
     if not session_id:
         return
-    status = get_gateway().close_checkout(session_id, idempotency_key)
+    gateway = get_gateway()
+    try:
+        status = gateway.close_checkout(session_id, idempotency_key)
+    except GatewayError as error:
+        if not (error.retryable and error.key_spent):
+            raise
+        # A 5xx Stripe keeps under the key for 24 hours and replays to every later try: read
+        # the session back and act on what Stripe holds. Open: expire it under a key of this
+        # try's own (expiring twice is a no-op, so nothing needs the same key across tries).
+        status = gateway.checkout_status(session_id)
+        if status == "open":
+            status = gateway.close_checkout(session_id,
+                                            f"{idempotency_key}-{secrets.token_hex(6)}")
     if status == "complete":
         raise CheckoutAlreadyPaid("Your payment is being confirmed.")
     if status != "expired":
