@@ -1216,9 +1216,13 @@ def record_subscription_updated(event: PaymentEvent) -> str:
         # a pause and a resume a moment apart could leave the plan paused while Stripe
         # collects): take the subscription as Stripe holds it now, newer than both.
         sub = get_gateway().subscription(sub.id) or sub
+    elif sub.paused != plan.paused and not is_sponsorship_plan(plan):
+        # Paused or resumed: an event delivered late may say what a later request already
+        # undid. Stripe's copy now decides (and whether the donor is told).
+        sub = get_gateway().subscription(sub.id) or sub
     plan.subscription_synced_at, synced_event = max(held, (event.created_ts, event.id[:255]))
     plan.subscription_synced_event = synced_event
-    plan.paused = sub.paused
+    was_paused, plan.paused = plan.paused, sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)
     if is_sponsorship_plan(plan):
@@ -1248,6 +1252,11 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     if sub.interval in ("month", "year"):
         plan.frequency = _frequency_of(sub.interval)
     plan.settle()
+    if was_paused != plan.paused and plan.is_live:
+        # Paused or resumed at Stripe without our request recording it (a request whose
+        # answer never came, or Stripe's dashboard): the donor is told here, once. A request
+        # that recorded it holds the row first, so this sees no change and mails nothing.
+        _tell_paused_or_resumed(plan)
     return "applied"
 
 
@@ -1405,6 +1414,38 @@ def _state_change_key(plan: RecurringPlan, action: str) -> str:
     return f"plan-{plan.public_id}-{action}-{plan.revision}-{secrets.token_hex(6)}"
 
 
+class PlanOutcomeUnknown(GatewayError):
+    """A pause, resume or cancel whose answer from Stripe never came (a timeout, a 5xx) and
+    which Stripe's copy of the subscription, read back, does not show done (yet). Stripe may
+    still act: the subscription's event then records it and tells the donor."""
+
+    def __init__(self, status: int | None = None):
+        super().__init__("Our payment provider has not confirmed this yet.", retryable=True,
+                         kind="outcome_unknown", status=status)
+
+
+def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
+    """After an unclear answer to a pause, resume or cancel: read the subscription back
+    (the plan's row is still held, so its event waits for this answer) and return if Stripe
+    did what was asked. A refusal is re-raised (nothing changed); otherwise PlanOutcomeUnknown.
+    """
+    if not error.retryable:
+        raise error
+    try:
+        sub = get_gateway().subscription(plan.stripe_subscription_id)
+    except GatewayError:
+        sub = None
+    done = sub is not None and {
+        "pause": sub.paused and sub.status != "canceled",
+        "resume": not sub.paused and sub.status != "canceled",
+        "cancel": sub.status == "canceled",
+    }[action]
+    if not done:
+        raise PlanOutcomeUnknown(error.status) from error
+    log.info("plan action confirmed by reading back", extra={"plan_id": plan.id,
+                                                              "action": action})
+
+
 def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
     sponsor before the delayed neutral notice)."""
@@ -1412,15 +1453,15 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if plan.paused:
         return
     plan.revision += 1
-    get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
+    try:
+        get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
+    except GatewayError as error:
+        _stripe_did(plan, "pause", error)
     plan.paused = True
     plan.settle()
     record_audit(actor, "plan.paused", "plan", plan.id, {})
     if notify:
-        queue_mail(plan.donor.email, "donations/plan_paused",
-                   subject="Your regular gift is paused", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+        _tell_paused_or_resumed(plan)
 
 
 def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
@@ -1428,11 +1469,24 @@ def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if not plan.paused:
         return
     plan.revision += 1
-    get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
+    try:
+        get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
+    except GatewayError as error:
+        _stripe_did(plan, "resume", error)
     plan.paused = False
     plan.settle()
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
     if notify:
+        _tell_paused_or_resumed(plan)
+
+
+def _tell_paused_or_resumed(plan: RecurringPlan) -> None:
+    if plan.paused:
+        queue_mail(plan.donor.email, "donations/plan_paused",
+                   subject="Your regular gift is paused", name=plan.payer_name,
+                   amount=format_money(plan.amount_minor, plan.currency),
+                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+    else:
         queue_mail(plan.donor.email, "donations/plan_resumed",
                    subject="Your regular gift is running again", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
@@ -1453,8 +1507,11 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     gateway = get_gateway()
     try:
         if plan.stripe_subscription_id:
-            gateway.cancel_subscription(plan.stripe_subscription_id,
-                                        f"plan-{plan.public_id}-cancel")
+            try:
+                gateway.cancel_subscription(plan.stripe_subscription_id,
+                                            f"plan-{plan.public_id}-cancel")
+            except GatewayError as error:
+                _stripe_did(plan, "cancel", error)  # cancelled after all: carry on
         elif plan.stripe_checkout_session_id:
             gateway.expire_checkout(plan.stripe_checkout_session_id)
     except Exception:  # Stripe unreachable, or the checkout was paid meanwhile
