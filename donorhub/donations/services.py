@@ -1097,10 +1097,14 @@ def record_invoice_paid(event: PaymentEvent) -> str:
     if gift is not None:
         return "applied"  # the same invoice through another event or reconciliation
     fee = plan.fee_cover_minor if inv.amount_paid == plan.amount_minor else 0
-    # The interval this payment was taken under: an invoice raised by a switch Stripe has
-    # made but we have not recorded yet is under the interval asked for.
+    # The interval this payment was taken under: the invoice's own, where it says (an invoice
+    # delivered after a switch we recorded was still paid under the old interval). Without
+    # one, an invoice raised by a switch Stripe has made but we have not recorded yet is
+    # under the interval asked for.
     paid_under = plan.frequency.value
-    if inv.billing_reason == "subscription_update" and plan.pending_frequency:
+    if inv.interval in ("month", "year"):
+        paid_under = _frequency_of(inv.interval).value
+    elif inv.billing_reason == "subscription_update" and plan.pending_frequency:
         paid_under = plan.pending_frequency
     gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
                     donor_name=plan.donor_name, frequency=paid_under,
