@@ -404,7 +404,19 @@ def close_session(session_id: str | None, idempotency_key: str) -> None:
     """
     if not session_id:
         return
-    status = get_gateway().close_checkout(session_id, idempotency_key)
+    gateway = get_gateway()
+    try:
+        status = gateway.close_checkout(session_id, idempotency_key)
+    except GatewayError as error:
+        if not (error.retryable and error.key_spent):
+            raise
+        # A 5xx Stripe keeps under the key for 24 hours and replays to every later try: read
+        # the session back and act on what Stripe holds. Open: expire it under a key of this
+        # try's own (expiring twice is a no-op, so nothing needs the same key across tries).
+        status = gateway.checkout_status(session_id)
+        if status == "open":
+            status = gateway.close_checkout(session_id,
+                                            f"{idempotency_key}-{secrets.token_hex(6)}")
     if status == "complete":
         raise CheckoutAlreadyPaid("Your payment is being confirmed.")
     if status != "expired":
@@ -1085,10 +1097,14 @@ def record_invoice_paid(event: PaymentEvent) -> str:
     if gift is not None:
         return "applied"  # the same invoice through another event or reconciliation
     fee = plan.fee_cover_minor if inv.amount_paid == plan.amount_minor else 0
-    # The interval this payment was taken under: an invoice raised by a switch Stripe has
-    # made but we have not recorded yet is under the interval asked for.
+    # The interval this payment was taken under: the invoice's own, where it says (an invoice
+    # delivered after a switch we recorded was still paid under the old interval). Without
+    # one, an invoice raised by a switch Stripe has made but we have not recorded yet is
+    # under the interval asked for.
     paid_under = plan.frequency.value
-    if inv.billing_reason == "subscription_update" and plan.pending_frequency:
+    if inv.interval in ("month", "year"):
+        paid_under = _frequency_of(inv.interval).value
+    elif inv.billing_reason == "subscription_update" and plan.pending_frequency:
         paid_under = plan.pending_frequency
     gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
                     donor_name=plan.donor_name, frequency=paid_under,
@@ -1204,15 +1220,32 @@ def record_subscription_updated(event: PaymentEvent) -> str:
         # a pause and a resume a moment apart could leave the plan paused while Stripe
         # collects): take the subscription as Stripe holds it now, newer than both.
         sub = get_gateway().subscription(sub.id) or sub
+    elif sub.paused != plan.paused and not is_sponsorship_plan(plan):
+        # Paused or resumed: an event delivered late may say what a later request already
+        # undid. Stripe's copy now decides (and whether the donor is told).
+        sub = get_gateway().subscription(sub.id) or sub
     plan.subscription_synced_at, synced_event = max(held, (event.created_ts, event.id[:255]))
     plan.subscription_synced_event = synced_event
-    plan.paused = sub.paused
+    was_paused, plan.paused = plan.paused, sub.paused
     if sub.current_period_end:
         plan.current_period_end = datetime.fromtimestamp(sub.current_period_end, UTC)
-    if sub.amount and sub.currency == plan.currency \
-            and sub.amount == plan.pending_amount_minor and sub.interval in ("month", "year"):
+    if is_sponsorship_plan(plan):
+        # A sponsorship's price is fixed: whatever path brought this subscription (the event,
+        # or Stripe's own copy read back for two updates in one second), its amount and
+        # interval are never adopted. Another price is for staff to look at.
+        if (sub.amount and (sub.amount, sub.currency) != (plan.amount_minor, plan.currency)) \
+                or (sub.interval and sub.interval != plan.frequency.stripe_interval):
+            flag_plan(plan, f"the subscription is {sub.amount} {sub.currency} a "
+                            f"{sub.interval}; the sponsorship is {plan.amount_minor} "
+                            f"{plan.currency} a {plan.frequency.stripe_interval}", event.type)
+        plan.settle()
+        return "applied"
+    if sub.amount and sub.currency == plan.currency and sub.interval in ("month", "year") \
+            and _is_pending_change(plan, sub.amount, _frequency_of(sub.interval).value):
         # The donor's change, applied by Stripe, whose answer we never had (a timeout, or a
-        # worker that died before recording it): settled here and confirmed by mail.
+        # worker that died before recording it): settled here and confirmed by mail. Only
+        # the amount AND interval asked for settle it: a routine update at the old interval
+        # leaves a change of interval alone pending.
         settle_plan_change(plan, sub.amount, _frequency_of(sub.interval).value, None)
     elif sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor:
         # Changed outside DonorHub (Stripe's dashboard): Stripe is what will be charged.
@@ -1223,6 +1256,11 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     if sub.interval in ("month", "year"):
         plan.frequency = _frequency_of(sub.interval)
     plan.settle()
+    if was_paused != plan.paused and plan.is_live:
+        # Paused or resumed at Stripe without our request recording it (a request whose
+        # answer never came, or Stripe's dashboard): the donor is told here, once. A request
+        # that recorded it holds the row first, so this sees no change and mails nothing.
+        _tell_paused_or_resumed(plan)
     return "applied"
 
 
@@ -1343,11 +1381,20 @@ def abandon_plan_change(plan: RecurringPlan) -> None:
     plan.pending_frequency = None
 
 
+def _is_pending_change(plan: RecurringPlan, amount_minor: int, frequency: str) -> bool:
+    """The change the donor asked for and we have not recorded: amount and interval both
+    (a change of interval alone keeps the amount)."""
+    if plan.pending_amount_minor is None or plan.pending_amount_minor != amount_minor:
+        return False
+    return plan.pending_frequency is None or plan.pending_frequency == frequency
+
+
 def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> bool:
     """Record a change Stripe applied, once: by the request that asked for it, or by the
     subscription's event when that request never heard Stripe's answer. The donor is mailed
-    once, by whichever comes first. False if it was already recorded."""
-    if plan.pending_amount_minor != amount_minor:
+    once, by whichever comes first. False if it was already recorded (or another change is
+    the one pending)."""
+    if not _is_pending_change(plan, amount_minor, frequency):
         return False
     plan.amount_minor = amount_minor
     plan.fee_cover_minor = 0
@@ -1371,6 +1418,38 @@ def _state_change_key(plan: RecurringPlan, action: str) -> str:
     return f"plan-{plan.public_id}-{action}-{plan.revision}-{secrets.token_hex(6)}"
 
 
+class PlanOutcomeUnknown(GatewayError):
+    """A pause, resume or cancel whose answer from Stripe never came (a timeout, a 5xx) and
+    which Stripe's copy of the subscription, read back, does not show done (yet). Stripe may
+    still act: the subscription's event then records it and tells the donor."""
+
+    def __init__(self, status: int | None = None):
+        super().__init__("Our payment provider has not confirmed this yet.", retryable=True,
+                         kind="outcome_unknown", status=status)
+
+
+def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
+    """After an unclear answer to a pause, resume or cancel: read the subscription back
+    (the plan's row is still held, so its event waits for this answer) and return if Stripe
+    did what was asked. A refusal is re-raised (nothing changed); otherwise PlanOutcomeUnknown.
+    """
+    if not error.retryable:
+        raise error
+    try:
+        sub = get_gateway().subscription(plan.stripe_subscription_id)
+    except GatewayError:
+        sub = None
+    done = sub is not None and {
+        "pause": sub.paused and sub.status != "canceled",
+        "resume": not sub.paused and sub.status != "canceled",
+        "cancel": sub.status == "canceled",
+    }[action]
+    if not done:
+        raise PlanOutcomeUnknown(error.status) from error
+    log.info("plan action confirmed by reading back", extra={"plan_id": plan.id,
+                                                              "action": action})
+
+
 def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
     sponsor before the delayed neutral notice)."""
@@ -1378,15 +1457,15 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if plan.paused:
         return
     plan.revision += 1
-    get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
+    try:
+        get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
+    except GatewayError as error:
+        _stripe_did(plan, "pause", error)
     plan.paused = True
     plan.settle()
     record_audit(actor, "plan.paused", "plan", plan.id, {})
     if notify:
-        queue_mail(plan.donor.email, "donations/plan_paused",
-                   subject="Your regular gift is paused", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+        _tell_paused_or_resumed(plan)
 
 
 def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
@@ -1394,11 +1473,24 @@ def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     if not plan.paused:
         return
     plan.revision += 1
-    get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
+    try:
+        get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
+    except GatewayError as error:
+        _stripe_did(plan, "resume", error)
     plan.paused = False
     plan.settle()
     record_audit(actor, "plan.resumed", "plan", plan.id, {})
     if notify:
+        _tell_paused_or_resumed(plan)
+
+
+def _tell_paused_or_resumed(plan: RecurringPlan) -> None:
+    if plan.paused:
+        queue_mail(plan.donor.email, "donations/plan_paused",
+                   subject="Your regular gift is paused", name=plan.payer_name,
+                   amount=format_money(plan.amount_minor, plan.currency),
+                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+    else:
         queue_mail(plan.donor.email, "donations/plan_resumed",
                    subject="Your regular gift is running again", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
@@ -1419,8 +1511,11 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
     gateway = get_gateway()
     try:
         if plan.stripe_subscription_id:
-            gateway.cancel_subscription(plan.stripe_subscription_id,
-                                        f"plan-{plan.public_id}-cancel")
+            try:
+                gateway.cancel_subscription(plan.stripe_subscription_id,
+                                            f"plan-{plan.public_id}-cancel")
+            except GatewayError as error:
+                _stripe_did(plan, "cancel", error)  # cancelled after all: carry on
         elif plan.stripe_checkout_session_id:
             gateway.expire_checkout(plan.stripe_checkout_session_id)
     except Exception:  # Stripe unreachable, or the checkout was paid meanwhile

@@ -241,6 +241,14 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
                                            + (card_return or back))
             db.session.commit()
             return redirect(url, code=303)
+    except services.PlanOutcomeUnknown:
+        # Stripe may still act on it: its event then records the outcome and mails the donor.
+        db.session.rollback()
+        flash("Our payment provider has not confirmed this yet, so this page still shows "
+              "your regular gift as it was. If it goes through, this page will show it and "
+              "we will e-mail you; if it has not changed in a few minutes, please try again.",
+              "error")
+        return redirect(back)
     except GatewayError:
         db.session.rollback()
         flash("We could not reach our payment provider, so nothing has changed. Please try "

@@ -98,6 +98,9 @@ class InvoiceData:
     next_payment_attempt: int | None
     #: status_transitions.paid_at: when the invoice was paid (Stripe's clock).
     paid_at: int | None = None
+    #: "month" or "year": the interval the invoice charged for, from its own subscription
+    #: line (None when it has none, e.g. a proration alone).
+    interval: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,34 @@ def _invoice(o: Mapping[str, Any]) -> InvoiceData:
         refs=_refs(details.get("metadata")), created=int(o.get("created") or 0),
         attempt_count=int(o.get("attempt_count") or 0),
         next_payment_attempt=o.get("next_payment_attempt"),
-        paid_at=(o.get("status_transitions") or {}).get("paid_at"))
+        paid_at=(o.get("status_transitions") or {}).get("paid_at"),
+        interval=_invoice_interval(o))
+
+
+#: The length in days of a line's service period, for each interval (calendar months and
+#: years; a line of one interval never falls in the other's range).
+_PERIOD_DAYS = {"month": (27, 32), "year": (360, 367)}
+
+
+def _invoice_interval(o: Mapping[str, Any]) -> str | None:
+    """The interval an invoice charged for, from its first subscription line that is not a
+    proration: the line's price where the API version carries it (price.recurring), else its
+    service period (since 2025-03-31 a line names its price by id only)."""
+    for line in (o.get("lines") or {}).get("data") or []:
+        details = (line.get("parent") or {}).get("subscription_item_details") or {}
+        if not details or details.get("proration"):
+            continue
+        interval = ((line.get("price") or {}).get("recurring") or {}).get("interval")
+        if interval in _PERIOD_DAYS:
+            return interval
+        period = line.get("period") or {}
+        start, end = period.get("start"), period.get("end")
+        if isinstance(start, int) and isinstance(end, int) and end > start:
+            days = (end - start) / 86400
+            for name, (low, high) in _PERIOD_DAYS.items():
+                if low <= days <= high:
+                    return name
+    return None
 
 
 def _subscription(o: Mapping[str, Any]) -> SubscriptionData:

@@ -134,6 +134,7 @@ class PaymentGateway(Protocol):
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
     def expire_checkout(self, session_id: str) -> None: ...
     def close_checkout(self, session_id: str, idempotency_key: str) -> str: ...
+    def checkout_status(self, session_id: str) -> str: ...
     def payment_intent(self, intent_id: str) -> PaymentIntentData | None: ...
     def invoice(self, invoice_id: str) -> InvoiceData | None: ...
     def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent: ...
@@ -287,6 +288,18 @@ class StripeGateway:
             raise _translate(error) from None
         try:  # not open any more: complete, or expired already?
             return self.client.v1.checkout.sessions.retrieve(session_id).status or "expired"
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+
+    def checkout_status(self, session_id: str) -> str:
+        """A session's status as Stripe holds it now: "open", "complete" or "expired" (also
+        for a session Stripe does not know: nothing there can be paid)."""
+        try:
+            return self.client.v1.checkout.sessions.retrieve(session_id).status or "expired"
+        except stripe.InvalidRequestError as error:
+            if getattr(error, "code", "") == "resource_missing":
+                return "expired"
+            raise _translate(error) from None
         except stripe.StripeError as error:
             raise _translate(error) from None
 

@@ -123,3 +123,37 @@ def test_stripe_reporting_another_price_for_a_sponsorship_is_flagged(pay_app, im
             Donation.stripe_invoice_id == "in_cheap_renewal"))
         assert cheap.status is DonationStatus.NEEDS_REVIEW
         db.session.remove()
+
+
+def test_another_price_read_back_for_two_updates_in_one_second_is_not_adopted(
+        pay_app, import_feed, sponsor, sim, backend):
+    """Two subscription updates in one second are settled from Stripe's own copy, read back;
+    a sponsorship's plan must not adopt the price that copy carries either."""
+    from donorhub.payments.gateway import SubscriptionChange, get_gateway
+
+    kids = load_children(pay_app, import_feed, 5, updates=False)
+    client = signed_in_client(pay_app, sponsor(target_app=pay_app))
+    row, _postman = sponsor_through_stripe(pay_app, client, sim, kids.tokens[0])
+    with pay_app.app_context():
+        sub_id = db.session.get(Sponsorship, row.id).plan.stripe_subscription_id
+        # Stripe now holds 2.00 a year (changed in Stripe's dashboard).
+        get_gateway().change_subscription(SubscriptionChange(
+            subscription_id=sub_id, idempotency_key="dashboard-change", amount_minor=200,
+            currency="gbp", interval="year"))
+        db.session.remove()
+    (latest,) = sim.events(("customer.subscription.created",))[-1:]
+    # Two updates within one second, each carrying the fixed price: the second is settled
+    # from the subscription as Stripe holds it now.
+    for n in (1, 2):
+        update = copy.deepcopy(latest)
+        update["id"] = f"evt_same_second_{n}"
+        update["type"] = "customer.subscription.updated"
+        update["created"] = latest["created"] + 60
+        assert post_event(client, update).status_code == 200
+    with pay_app.app_context():
+        plan = db.session.get(Sponsorship, row.id).plan
+        assert (plan.amount_minor, plan.frequency) == (2500, Frequency.MONTHLY)
+        assert plan.pending_amount_minor is None
+        assert plan.review_reason and "200" in plan.review_reason
+        assert plan in donations.flagged_plans()
+        db.session.remove()
