@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS faults (
     method TEXT,
     status INTEGER,
     remaining INTEGER NOT NULL,
-    delay_seconds REAL NOT NULL DEFAULT 0
+    delay_seconds REAL NOT NULL DEFAULT 0,
+    hold TEXT,
+    hold_at TEXT NOT NULL DEFAULT 'call'
 );
 """
 
@@ -110,6 +112,8 @@ class Fault:
     method: str | None
     status: int | None
     delay_seconds: float
+    hold: str | None = None
+    hold_at: str = "call"  # "call": before it runs; "answer": after its effect, unanswered
 
 
 class Store:
@@ -124,6 +128,11 @@ class Store:
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(faults)")}
+        if "hold" not in columns:  # a store file written before holds existed
+            self._conn.execute("ALTER TABLE faults ADD COLUMN hold TEXT")
+            self._conn.execute("ALTER TABLE faults ADD COLUMN hold_at TEXT NOT NULL "
+                               "DEFAULT 'call'")
         self._conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
@@ -355,13 +364,13 @@ class Store:
 
     def add_fault(
         self, *, path_prefix: str, method: str | None, status: int | None, times: int,
-        delay_seconds: float,
+        delay_seconds: float, hold: str | None = None, hold_at: str = "call",
     ) -> int:
         with self.transaction():
             cur = self._execute(
-                "INSERT INTO faults (path_prefix, method, status, remaining, delay_seconds)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (path_prefix, method, status, times, delay_seconds),
+                "INSERT INTO faults (path_prefix, method, status, remaining, delay_seconds,"
+                " hold, hold_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path_prefix, method, status, times, delay_seconds, hold, hold_at),
             )
             return cur.lastrowid
 
@@ -369,7 +378,8 @@ class Store:
         """Consume one use of the oldest fault that matches this request, if any."""
         with self.transaction():
             row = self._one(
-                "SELECT seq, path_prefix, method, status, delay_seconds FROM faults"
+                "SELECT seq, path_prefix, method, status, delay_seconds, hold, hold_at"
+                " FROM faults"
                 " WHERE remaining > 0 AND substr(?, 1, length(path_prefix)) = path_prefix"
                 " AND (method IS NULL OR method = ?) ORDER BY seq LIMIT 1",
                 (path, method),
@@ -380,7 +390,7 @@ class Store:
                           (row["seq"],))
             self._execute("DELETE FROM faults WHERE remaining <= 0")
             return Fault(row["seq"], row["path_prefix"], row["method"], row["status"],
-                         row["delay_seconds"])
+                         row["delay_seconds"], row["hold"], row["hold_at"])
 
     def faults(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM faults ORDER BY seq")
