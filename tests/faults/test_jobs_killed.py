@@ -42,7 +42,7 @@ from donorhub.mail.services import queue_mail
 from tests.conftest import free_port
 from tests.feed.builders import Batch, child, crowd, exit_record
 from tests.feed.builders import update as update_record
-from tests.helpers import MailSink
+from tests.helpers import HANG_GUARD_SECONDS, MailSink
 from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import checkout_url, give
@@ -95,8 +95,10 @@ def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
     process's hand-over open (its reply withheld), so it waits there until the kill. The
     0.05 s wait only lets a process that ended early fail the test at once."""
     process, log = start(env, tmp_path, *args)
+    guard = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard only
     try:
         while not held.wait(0.05):
+            assert time.monotonic() < guard, f"hang guard: flask {' '.join(args)} never held"
             if process.poll() is not None:
                 raise AssertionError(f"flask {' '.join(args)} ended (exit {process.returncode})"
                                      f" before the kill point:\n{log.read_text()[-3000:]}")

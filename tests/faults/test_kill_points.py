@@ -94,4 +94,4 @@ def test_a_parked_process_waits_there_until_the_test_lets_it_go(app, tmp_path):
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait()
+                process.wait(timeout=120)
