@@ -100,27 +100,39 @@ def recipient_hash(address: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+#: How long a request for mail to one address counts against it (MAIL_PER_RECIPIENT_PER_HOUR).
+MAIL_THROTTLE_WINDOW = timedelta(hours=1)
+
+
 def recipient_mail_allowed(address: str, kind: str, now: datetime | None = None) -> bool:
     """Count one request for a `kind` of mail to `address`; whether it may still be sent.
 
     At most MAIL_PER_RECIPIENT_PER_HOUR requests per address and kind in any hour lead to
     mail, from however many client addresses they come. The request is counted whether or not
     an account has the address (the same statements run either way). Only a keyed hash of
-    the address is stored; rows of an address never asked for again stay (one small row per
-    request, already limited per client address).
+    the address is stored; rows of an address never asked for again go with the
+    `purge_mail_throttle` job (purge_mail_throttle below).
     """
     now = now or utcnow()
     key = recipient_hash(address)
     # This address's rows that no longer count go as it is asked for again (an index look-up).
     db.session.execute(MailThrottle.__table__.delete().where(
         MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at <= now - timedelta(hours=1)))
+        MailThrottle.created_at <= now - MAIL_THROTTLE_WINDOW))
     earlier = db.session.scalar(select(func.count()).select_from(MailThrottle).where(
         MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at > now - timedelta(hours=1)))
+        MailThrottle.created_at > now - MAIL_THROTTLE_WINDOW))
     db.session.add(MailThrottle(recipient_hash=key, kind=kind, created_at=now))
     db.session.flush()
     return earlier < current_app.config["MAIL_PER_RECIPIENT_PER_HOUR"]
+
+
+def purge_mail_throttle(now: datetime | None = None) -> int:
+    """Delete every throttle row that no longer counts (older than the window), of any
+    address: those of addresses never asked for again would otherwise stay for ever."""
+    cutoff = (now or utcnow()) - MAIL_THROTTLE_WINDOW
+    return db.session.execute(MailThrottle.__table__.delete().where(
+        MailThrottle.created_at <= cutoff)).rowcount
 
 
 # Registration and verification -------------------------------------------------------------
