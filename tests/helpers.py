@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -66,13 +65,9 @@ def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | 
     return response
 
 
-def current_totp(secret: str, margin: float = 3) -> str:
-    """The code of the current 30-second step, waiting out a step that ends within `margin`
-    seconds: the app accepts the current step only, so a code made at 29.9 s and checked at
-    30.1 s fails. A browser that types and submits the code needs a wider margin."""
-    left = 30 - time.time() % 30
-    if left < margin:
-        time.sleep(left + 0.05)
+def current_totp(secret: str) -> str:
+    """The code of the current 30-second step. No waiting for the clock: the app also takes
+    the step before (once), so a code made at 29.9 s and checked at 30.1 s still works."""
     return pyotp.TOTP(secret).now()
 
 

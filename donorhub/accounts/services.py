@@ -551,6 +551,20 @@ def _code_matches(secret: str, code: str, step: int) -> bool:
     return pyotp.utils.strings_equal(expected, code)
 
 
+def _matching_step(secret: str, code: str, now: float | None) -> int | None:
+    """The step whose code `code` is: the current one or the one just before (a code read at
+    the end of its 30 seconds and submitted after them; RFC 6238 5.2 allows one step of
+    drift), newest first; None for any other.
+
+    Safe with the replay guard: a step is claimed only above the last one claimed, so a code
+    of the previous step fails once that step or the current one has been used."""
+    step = current_step(now)
+    for candidate in (step, step - 1):
+        if _code_matches(secret, code, candidate):
+            return candidate
+    return None
+
+
 def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> list[str] | None:
     """Turn the second factor on when `code` matches the new secret.
 
@@ -558,9 +572,9 @@ def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> li
     the code is wrong.
     """
     code = "".join(code.split())
-    step = current_step(now)
-    if user.totp_pending_secret is None or not _code_matches(user.totp_pending_secret, code,
-                                                             step):
+    step = None if user.totp_pending_secret is None else _matching_step(
+        user.totp_pending_secret, code, now)
+    if step is None:
         return None
     user.totp_secret = user.totp_pending_secret
     user.totp_pending_secret = None
@@ -571,15 +585,16 @@ def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> li
 
 
 def verify_totp(user: User, code: str, now: float | None = None) -> bool:
-    """Only the current 30-second step, and never a step already used (no replays).
+    """The current 30-second step or the one before, and never a step at or below one
+    already used (no replays).
 
     The step is claimed by one conditional UPDATE (... WHERE totp_last_step < :step): of two
     submissions of one code racing on any database, exactly one changes the row; the other
     sees a row count of 0 and fails.
     """
     code = "".join(code.split())
-    step = current_step(now)
-    if user.totp_secret is None or not _code_matches(user.totp_secret, code, step):
+    step = None if user.totp_secret is None else _matching_step(user.totp_secret, code, now)
+    if step is None:
         return False
     claimed = db.session.execute(
         update(User)
