@@ -577,6 +577,31 @@ def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
     report("refresh_releases", backend, kills, landed, 0, 0)
 
 
+# purge_mail_throttle ------------------------------------------------------------------------
+
+def test_purge_mail_throttle_killed_inside_its_transaction_purges_nothing_then_all(
+        app, tmp_path, backend):
+    from donorhub.accounts.models import MailThrottle
+
+    now = utcnow()
+    with app.app_context():
+        db.session.add_all([MailThrottle(recipient_hash=f"{n:064x}", kind="reset",
+                                         created_at=now - timedelta(minutes=10 if n < 10
+                                                                    else 130))
+                            for n in range(40)])
+        db.session.commit()
+        db.session.remove()
+    env = job_env(app, tmp_path)
+    # Parked inside its one transaction, the delete flushed, the commit not yet made.
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "purge_mail_throttle")
+    assert count(app, MailThrottle) == 40  # nothing purged
+    run_to_end(env, tmp_path, "jobs", "run-once", "purge_mail_throttle")
+    assert count(app, MailThrottle) == 10  # the ten of the last hour stay
+    assert count(app, MailThrottle, MailThrottle.created_at < now - timedelta(hours=1)) == 0
+    report("purge_mail_throttle", backend, 1, "killed inside its write transaction: 0 purged",
+           0, 0)
+
+
 # import_feed (the drop directory) ----------------------------------------------------------
 
 @pytest.mark.slow  # three batches, two imports (tests/feed/test_atomicity.py covers kill -9)

@@ -4,6 +4,7 @@ waits there; production never parks and refuses to start with the settings prese
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -14,9 +15,14 @@ from donorhub import create_app, park_for_kill
 from tests.faults.test_jobs_killed import ROOT, job_env, start
 from tests.kill_points import ParkingSpot
 
-SAFE_PRODUCTION = {"SECRET_KEY": "k" * 48, "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
-                   "STRIPE_WEBHOOK_SECRET": "whsec_x", "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
-                   "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False, "FEED_PSEUDONYM_KEY": "p" * 40}
+# Settings production accepts (random secrets: a literal in the repository counts as published).
+SAFE_PRODUCTION = {"SECRET_KEY": secrets.token_urlsafe(48),
+                   "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
+                   "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(32),
+                   "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
+                   "PUBLIC_BASE_URL": "https://x.example", "MAIL_DELIVERY": "smtp",
+                   "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False,
+                   "FEED_PSEUDONYM_KEY": secrets.token_urlsafe(48)}
 PARK = {"DONORHUB_TEST_PARK_AT": "before-commit", "DONORHUB_TEST_PARK_NTH": "1",
         "DONORHUB_TEST_PARK_SOCKET": "/nonexistent/donorhub-park-socket"}
 
@@ -28,7 +34,7 @@ def test_production_refuses_to_start_with_a_kill_point_set(monkeypatch, tmp_path
         create_app(ProductionConfig, **SAFE_PRODUCTION)
     # A real production process (the jobs process, from its environment) refuses too.
     env = {**os.environ, **PARK, "FLASK_APP": "wsgi", "DONORHUB_ENV": "production",
-           "DONORHUB_INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "k" * 48,
+           "DONORHUB_INSTANCE_DIR": str(tmp_path), "SECRET_KEY": secrets.token_urlsafe(48),
            "DATABASE_URL": "postgresql+psycopg://x/y"}
     result = subprocess.run([sys.executable, "-m", "flask", "jobs", "list"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
