@@ -146,6 +146,7 @@ stack-tools:
 STRESSED_TESTS := tests/faults tests/feed/test_atomicity.py tests/jobs/test_jobs.py \
   tests/mail/test_sender.py tests/payments/test_faults.py tests/payments/test_simulator.py \
   tests/payments/test_webhooks.py tests/sponsorship/test_cap.py \
+  tests/donations/test_plan_outcomes.py \
   tests/security/test_gunicorn_limits.py
 STRESS_CPUS ?= 4
 STRESS_LIMIT_SECONDS ?= 1800

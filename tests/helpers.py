@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
+import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -12,6 +12,28 @@ import pyotp
 
 CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "a perfectly long test password"  # noqa: S105
+
+#: How long a test waits at a barrier, for an event or for a thread of its own before it
+#: fails: a guard against a hang (a thread that failed before it got there), never a timing
+#: a test relies on.
+HANG_GUARD_SECONDS = 120
+
+
+def barrier(parties: int) -> threading.Barrier:
+    """A barrier that breaks (BrokenBarrierError in every waiter) after the hang guard."""
+    return threading.Barrier(parties, timeout=HANG_GUARD_SECONDS)
+
+
+def wait_for(event: threading.Event, what: str) -> None:
+    if not event.wait(timeout=HANG_GUARD_SECONDS):
+        raise AssertionError(f"hang guard: {what} did not happen in {HANG_GUARD_SECONDS} s")
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=HANG_GUARD_SECONDS)
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    assert not stuck, f"hang guard: {stuck} still running after {HANG_GUARD_SECONDS} s"
 
 
 def csrf_token(client, page: str = "/account/sign-in") -> str:
@@ -43,13 +65,9 @@ def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | 
     return response
 
 
-def current_totp(secret: str, margin: float = 3) -> str:
-    """The code of the current 30-second step, waiting out a step that ends within `margin`
-    seconds: the app accepts the current step only, so a code made at 29.9 s and checked at
-    30.1 s fails. A browser that types and submits the code needs a wider margin."""
-    left = 30 - time.time() % 30
-    if left < margin:
-        time.sleep(left + 0.05)
+def current_totp(secret: str) -> str:
+    """The code of the current 30-second step. No waiting for the clock: the app also takes
+    the step before (once), so a code made at 29.9 s and checked at 30.1 s still works."""
     return pyotp.TOTP(secret).now()
 
 

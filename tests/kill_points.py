@@ -69,7 +69,7 @@ class ParkingSpot:
             assert line.startswith("parked "), line
             return line
         if "ended" in ready:
-            process.wait()
+            process.wait(timeout=HANG_GUARD_SECONDS)
             return None
         raise AssertionError(f"the process neither parked nor ended in {HANG_GUARD_SECONDS} s")
 

@@ -116,7 +116,8 @@ class MailThrottle(db.Model):
     """One row per mail of a throttled kind asked for, keyed by a keyed hash of the address,
     so one mailbox cannot be flooded from many client addresses. Written whether or not an
     account exists, so the work is the same either way. Rows older than an hour no longer
-    count; accounts.services.recipient_mail_allowed deletes them when the address comes back."""
+    count; accounts.services.recipient_mail_allowed deletes them when the address comes back,
+    and the hourly `purge_mail_throttle` job deletes all of them."""
 
     __tablename__ = "mail_throttle"
     __table_args__ = (Index("ix_mail_throttle_recipient_kind_at", "recipient_hash", "kind",

@@ -100,27 +100,39 @@ def recipient_hash(address: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+#: How long a request for mail to one address counts against it (MAIL_PER_RECIPIENT_PER_HOUR).
+MAIL_THROTTLE_WINDOW = timedelta(hours=1)
+
+
 def recipient_mail_allowed(address: str, kind: str, now: datetime | None = None) -> bool:
     """Count one request for a `kind` of mail to `address`; whether it may still be sent.
 
     At most MAIL_PER_RECIPIENT_PER_HOUR requests per address and kind in any hour lead to
     mail, from however many client addresses they come. The request is counted whether or not
     an account has the address (the same statements run either way). Only a keyed hash of
-    the address is stored; rows of an address never asked for again stay (one small row per
-    request, already limited per client address).
+    the address is stored; rows of an address never asked for again go with the
+    `purge_mail_throttle` job (purge_mail_throttle below).
     """
     now = now or utcnow()
     key = recipient_hash(address)
     # This address's rows that no longer count go as it is asked for again (an index look-up).
     db.session.execute(MailThrottle.__table__.delete().where(
         MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at <= now - timedelta(hours=1)))
+        MailThrottle.created_at <= now - MAIL_THROTTLE_WINDOW))
     earlier = db.session.scalar(select(func.count()).select_from(MailThrottle).where(
         MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at > now - timedelta(hours=1)))
+        MailThrottle.created_at > now - MAIL_THROTTLE_WINDOW))
     db.session.add(MailThrottle(recipient_hash=key, kind=kind, created_at=now))
     db.session.flush()
     return earlier < current_app.config["MAIL_PER_RECIPIENT_PER_HOUR"]
+
+
+def purge_mail_throttle(now: datetime | None = None) -> int:
+    """Delete every throttle row that no longer counts (older than the window), of any
+    address: those of addresses never asked for again would otherwise stay for ever."""
+    cutoff = (now or utcnow()) - MAIL_THROTTLE_WINDOW
+    return db.session.execute(MailThrottle.__table__.delete().where(
+        MailThrottle.created_at <= cutoff)).rowcount
 
 
 # Registration and verification -------------------------------------------------------------
@@ -539,6 +551,20 @@ def _code_matches(secret: str, code: str, step: int) -> bool:
     return pyotp.utils.strings_equal(expected, code)
 
 
+def _matching_step(secret: str, code: str, now: float | None) -> int | None:
+    """The step whose code `code` is: the current one or the one just before (a code read at
+    the end of its 30 seconds and submitted after them; RFC 6238 5.2 allows one step of
+    drift), newest first; None for any other.
+
+    Safe with the replay guard: a step is claimed only above the last one claimed, so a code
+    of the previous step fails once that step or the current one has been used."""
+    step = current_step(now)
+    for candidate in (step, step - 1):
+        if _code_matches(secret, code, candidate):
+            return candidate
+    return None
+
+
 def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> list[str] | None:
     """Turn the second factor on when `code` matches the new secret.
 
@@ -546,9 +572,9 @@ def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> li
     the code is wrong.
     """
     code = "".join(code.split())
-    step = current_step(now)
-    if user.totp_pending_secret is None or not _code_matches(user.totp_pending_secret, code,
-                                                             step):
+    step = None if user.totp_pending_secret is None else _matching_step(
+        user.totp_pending_secret, code, now)
+    if step is None:
         return None
     user.totp_secret = user.totp_pending_secret
     user.totp_pending_secret = None
@@ -559,15 +585,16 @@ def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> li
 
 
 def verify_totp(user: User, code: str, now: float | None = None) -> bool:
-    """Only the current 30-second step, and never a step already used (no replays).
+    """The current 30-second step or the one before, and never a step at or below one
+    already used (no replays).
 
     The step is claimed by one conditional UPDATE (... WHERE totp_last_step < :step): of two
     submissions of one code racing on any database, exactly one changes the row; the other
     sees a row count of 0 and fails.
     """
     code = "".join(code.split())
-    step = current_step(now)
-    if user.totp_secret is None or not _code_matches(user.totp_secret, code, step):
+    step = None if user.totp_secret is None else _matching_step(user.totp_secret, code, now)
+    if step is None:
         return False
     claimed = db.session.execute(
         update(User)

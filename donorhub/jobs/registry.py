@@ -18,7 +18,7 @@ log = logging.getLogger("donorhub.jobs")
 
 #: Each feature that has scheduled work lists it in `JOBS` in its jobs.py module.
 JOB_MODULES = ("donorhub.mail.jobs", "donorhub.feed.jobs", "donorhub.payments.jobs",
-               "donorhub.sponsorship.jobs", "donorhub.updates.jobs")
+               "donorhub.sponsorship.jobs", "donorhub.updates.jobs", "donorhub.accounts.jobs")
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import timedelta
 
 from sqlalchemy import event, select
 
-from donorhub.accounts.models import User
+from donorhub.accounts.models import MailThrottle, User
+from donorhub.database import utcnow
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from tests.helpers import PASSWORD, csrf_token, post_form, sign_in
@@ -173,6 +175,30 @@ def test_reset_and_already_registered_mail_is_capped_per_recipient(app_factory, 
     assert stored and not any(victim.email in str(row) for row in stored)
     METRICS.report("L-5 mails to one address from 24 requests from 24 addresses",
                    f"{len(mails)} (cap {cap} per kind per hour)")
+
+
+def test_the_purge_job_deletes_mail_counts_past_their_window_and_keeps_recent_ones(app):
+    """Counts of an address never asked for again do not stay for ever; recent counts stay
+    and still count."""
+    from donorhub.accounts import services
+    from donorhub.jobs.registry import find_job, run_job
+
+    now = utcnow()
+    with app.app_context():
+        for age in (timedelta(hours=1, minutes=1), timedelta(days=30)):
+            services.recipient_mail_allowed("gone@example.org", "reset", now=now - age)
+        for _ in range(3):
+            services.recipient_mail_allowed("kept@example.org", "reset",
+                                            now=now - timedelta(minutes=50))
+        db.session.commit()
+        db.session.remove()
+    assert run_job(app, find_job("purge_mail_throttle"))
+    with app.app_context():
+        left = db.session.scalars(select(MailThrottle.recipient_hash)).all()
+        assert left == [services.recipient_hash("kept@example.org")] * 3
+        assert not services.recipient_mail_allowed("kept@example.org", "reset", now=now)
+        db.session.rollback()
+        db.session.remove()
 
 
 # Unverified text in mail --------------------------------------------------------------------

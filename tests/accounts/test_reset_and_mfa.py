@@ -176,6 +176,27 @@ def test_totp_codes_cannot_be_replayed_or_used_late(app, make_user):
         assert response.status_code == 302
 
 
+def test_a_code_of_the_previous_step_works_once_and_one_two_steps_back_fails(app, make_user):
+    """A code read at the end of its 30 seconds and submitted after them still works (one
+    step of drift), once; a code two steps old never does."""
+    officer = make_user(roles=("admin",))
+    totp = pyotp.TOTP(officer.totp_secret)
+
+    def give(code: str) -> int:
+        client = app.test_client()
+        post_form(client, "/account/sign-in", {"email": officer.email, "password": PASSWORD})
+        return client.post("/account/two-factor", data={
+            "csrf_token": csrf_token(client, "/account/two-factor"), "code": code}).status_code
+
+    with time_machine.travel(datetime(2026, 11, 28, 9, 0, 1, tzinfo=UTC), tick=False):
+        now = datetime.now(UTC).timestamp()
+        assert give(totp.at(now - 60)) == 422, "a code two steps old was accepted"
+        assert give(totp.at(now - 30)) == 302, "the previous step's code was refused"
+        assert give(totp.at(now - 30)) == 422, "the previous step's code worked twice"
+        assert give(totp.now()) == 302  # the current step is still unused
+        assert give(totp.at(now - 30)) == 422  # and now nothing older can be used
+
+
 def test_first_staff_sign_in_enrols_an_authenticator(app, make_user):
     newcomer = make_user(roles=("fundraiser",), totp=False)
     client = app.test_client()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from donorhub.accounts.models import User
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
-from tests.helpers import PASSWORD, csrf_token, post_form
+from tests.helpers import HANG_GUARD_SECONDS, PASSWORD, csrf_token, post_form
 from tests.metrics import METRICS
 
 WRONG = ["000000", "111111", "222222", "333333", "444444", "555555", "666666", "777777"]
@@ -104,10 +104,10 @@ def test_a_code_raced_by_two_submissions_signs_in_once(app_factory, make_user, m
     officer = make_user(roles=("safeguarding_officer",))
     totp = pyotp.TOTP(officer.totp_secret)
     original = services.verify_totp
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=HANG_GUARD_SECONDS)
 
     def verify_after_barrier(*args, **kwargs):
-        barrier.wait(timeout=30)
+        barrier.wait(timeout=HANG_GUARD_SECONDS)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(services, "verify_totp", verify_after_barrier)

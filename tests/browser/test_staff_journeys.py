@@ -15,7 +15,6 @@ import re
 import time
 from datetime import UTC, datetime
 
-import pyotp
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -30,7 +29,7 @@ from donorhub.sponsorship.models import ConductAcceptance, Sponsorship, Sponsors
 from donorhub.staff.models import AuditEvent
 from tests.feed.builders import Batch, crowd, update
 from tests.feed.conftest import import_feed  # noqa: F401 - a fixture
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, current_totp
 from tests.metrics import METRICS
 
 pytestmark = pytest.mark.browser
@@ -43,14 +42,6 @@ REWRITTEN_TEXT = "She won the school relay race. Her family cheered her on."
 NEW_PASSWORD = "correct horse battery staple for staff"  # noqa: S105
 
 
-def fresh_code(secret: str) -> str:
-    """A code with a few seconds of its 30-second step left, so a slow click cannot carry it
-    into the next step (the app accepts only the current one)."""
-    if 30 - time.time() % 30 < 6:
-        time.sleep(30 - time.time() % 30 + 0.1)
-    return pyotp.TOTP(secret).now()
-
-
 def sign_in_as_staff(page, axe, base_url: str, email: str, password: str, secret: str):
     page.goto(base_url + "/account/sign-in")
     axe.check(page)
@@ -59,7 +50,7 @@ def sign_in_as_staff(page, axe, base_url: str, email: str, password: str, secret
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
     axe.check(page)
-    page.get_by_label("6-digit code").fill(fresh_code(secret))
+    page.get_by_label("6-digit code").fill(current_totp(secret))
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(base_url + "/staff")
     axe.check(page)
@@ -260,7 +251,7 @@ def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their
         secret = newcomer.locator("code.secret").inner_text().strip()
         assert re.fullmatch(r"[A-Z2-7]{16,}", secret)
         log_guard.watch(secret)
-        newcomer.get_by_label("6-digit code").fill(fresh_code(secret))
+        newcomer.get_by_label("6-digit code").fill(current_totp(secret))
         newcomer.get_by_role("button", name="Turn on two-factor sign-in").click()
         expect(newcomer.get_by_role("heading", name="Your recovery codes")).to_be_visible()
         expect(newcomer.locator("ol.recovery-codes li")).to_have_count(10)

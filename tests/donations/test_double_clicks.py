@@ -16,6 +16,7 @@ from donorhub.donations.models import PlanStatus, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from donorhub.staff.models import AuditEvent
+from tests.helpers import HANG_GUARD_SECONDS
 from tests.payments.stripe_helpers import Postman, checkout_url, csrf_from, give
 
 MAIL = {"pause": "donations/plan_paused", "resume": "donations/plan_resumed",
@@ -25,12 +26,12 @@ MAIL = {"pause": "donations/plan_paused", "resume": "donations/plan_resumed",
 def _race(monkeypatch, target, name: str, requests: list) -> list:
     """Run each request in its own thread; every thread waits at a barrier just after
     `target.name` has returned (its read is done), so none acts before all have read."""
-    barrier = threading.Barrier(len(requests))
+    barrier = threading.Barrier(len(requests), timeout=HANG_GUARD_SECONDS)
     original = getattr(target, name)
 
     def held(*args, **kwargs):
         result = original(*args, **kwargs)
-        barrier.wait(timeout=30)
+        barrier.wait(timeout=HANG_GUARD_SECONDS)
         return result
 
     monkeypatch.setattr(target, name, held)

@@ -4,7 +4,6 @@ checkouts that charged another amount, invoices of one second, and the time mone
 from __future__ import annotations
 
 import copy
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,7 +24,7 @@ from donorhub.payments.reconcile import reconcile
 from tests.donations.test_plans import start_plan
 from tests.helpers import sign_in
 from tests.metrics import METRICS
-from tests.payments.stripe_helpers import checkout_url, csrf_from, deliver, give, http
+from tests.payments.stripe_helpers import checkout_url, csrf_from, deliver, give
 
 TIMEOUT = 0.5
 
@@ -50,24 +49,6 @@ def _outbox(app, template: str) -> int:
             OutboxMessage.template == template)).all())
 
 
-def _fault(sim, **fault) -> None:
-    """A simulator fault limited to one HTTP method (Sim.fault's `method` is the HTTP method
-    of the control call itself, so it cannot pass one through)."""
-    status, _, body = http("POST", f"{sim.base_url}/_sim/faults", json_body=fault)
-    assert status == 200, body
-
-
-def _wait_for_stripe(sim, sub_id: str, amount: int) -> None:
-    """Until the slow request has done its work at the simulator (a condition, polled)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        price = sim.api(f"/v1/subscriptions/{sub_id}")["items"]["data"][0]["price"]
-        if price["unit_amount"] == amount:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the simulator never applied the change")
-
-
 def test_a_change_whose_answer_timed_out_is_not_called_unchanged_and_settles_from_stripe(
         slow_app, sim, make_user):
     user = make_user("gita@example.org")
@@ -76,9 +57,10 @@ def test_a_change_whose_answer_timed_out_is_not_called_unchanged_and_settles_fro
     sign_in(client, user.email)
     page = f"/donate/plans/{plan.public_id}"
     # Stripe is slow: it applies the change (and charges the yearly price at once) only
-    # after our request has timed out and its retries were told "still in progress".
-    _fault(sim, path_prefix=f"/v1/subscriptions/{plan.stripe_subscription_id}", method="POST",
-              delay_seconds=TIMEOUT + 3, times=1)
+    # after our request has timed out and its retries were told "still in progress". The
+    # test holds the change at the simulator until it has had our answer.
+    sim.fault(path_prefix=f"/v1/subscriptions/{plan.stripe_subscription_id}", method="POST",
+              hold="change", times=1)
     response = client.post(f"{page}/change", data={"csrf_token": csrf_from(client, page),
                                                    "amount": "120", "frequency": "yearly"})
     assert response.status_code == 302
@@ -89,7 +71,9 @@ def test_a_change_whose_answer_timed_out_is_not_called_unchanged_and_settles_fro
     assert (row.amount_minor, row.pending_amount_minor) == (2500, 12000)
     assert "not confirmed by our payment provider yet" in client.get(page).get_data(
         as_text=True)
-    _wait_for_stripe(sim, plan.stripe_subscription_id, 12000)
+    sim.hold("change", "release")  # returns once Stripe has applied the change
+    assert sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")["items"]["data"][0][
+        "price"]["unit_amount"] == 12000
     postman.flush()  # Stripe's events for the change it applied
     row = _plan(slow_app, plan.id)
     assert (row.amount_minor, row.frequency, row.pending_amount_minor, row.status) == (
@@ -114,16 +98,14 @@ def test_a_change_stripe_applied_is_confirmed_before_answering(app_factory, sim,
     sign_in(client, user.email)
     page = f"/donate/plans/{plan.public_id}"
     sub = f"/v1/subscriptions/{plan.stripe_subscription_id}"
-    # The change lands 0.1 s after our request gave up (timeout 1 s); reads are answered
-    # 0.6 s late (the gateway's own read before the change, and ours after it).
-    _fault(sim, path_prefix=sub, method="POST", delay_seconds=1.1, times=1)
-    _fault(sim, path_prefix=sub, method="GET", delay_seconds=0.6, times=2)
+    # Stripe applies the change, but its answer is held back until the test releases it:
+    # our request gives up (timeout 1 s, no retry), and then asks Stripe.
+    sim.fault(path_prefix=sub, method="POST", hold="answer", hold_at="answer", times=1)
     response = client.post(f"{page}/change", data={"csrf_token": csrf_from(client, page),
                                                    "amount": "30", "frequency": "monthly"})
+    sim.hold("answer", "release")  # the answer nobody waits for any more
     shown = client.get(response.headers["Location"]).get_data(as_text=True)
     row = _plan(app, plan.id)
-    if row.pending_amount_minor is not None:
-        pytest.skip("the read reached the simulator before the slow change (busy machine)")
     assert "Your regular gift is changed." in shown
     assert (row.amount_minor, row.pending_amount_minor) == (3000, None)
     postman.flush()

@@ -42,7 +42,7 @@ from donorhub.mail.services import queue_mail
 from tests.conftest import free_port
 from tests.feed.builders import Batch, child, crowd, exit_record
 from tests.feed.builders import update as update_record
-from tests.helpers import MailSink
+from tests.helpers import HANG_GUARD_SECONDS, MailSink
 from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import checkout_url, give
@@ -95,8 +95,10 @@ def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
     process's hand-over open (its reply withheld), so it waits there until the kill. The
     0.05 s wait only lets a process that ended early fail the test at once."""
     process, log = start(env, tmp_path, *args)
+    guard = time.monotonic() + HANG_GUARD_SECONDS  # a hang guard only
     try:
         while not held.wait(0.05):
+            assert time.monotonic() < guard, f"hang guard: flask {' '.join(args)} never held"
             if process.poll() is not None:
                 raise AssertionError(f"flask {' '.join(args)} ended (exit {process.returncode})"
                                      f" before the kill point:\n{log.read_text()[-3000:]}")
@@ -573,6 +575,31 @@ def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
     assert after == decided
     assert count(app, ChildRelease) == 60  # one release row per child, none doubled
     report("refresh_releases", backend, kills, landed, 0, 0)
+
+
+# purge_mail_throttle ------------------------------------------------------------------------
+
+def test_purge_mail_throttle_killed_inside_its_transaction_purges_nothing_then_all(
+        app, tmp_path, backend):
+    from donorhub.accounts.models import MailThrottle
+
+    now = utcnow()
+    with app.app_context():
+        db.session.add_all([MailThrottle(recipient_hash=f"{n:064x}", kind="reset",
+                                         created_at=now - timedelta(minutes=10 if n < 10
+                                                                    else 130))
+                            for n in range(40)])
+        db.session.commit()
+        db.session.remove()
+    env = job_env(app, tmp_path)
+    # Parked inside its one transaction, the delete flushed, the commit not yet made.
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "purge_mail_throttle")
+    assert count(app, MailThrottle) == 40  # nothing purged
+    run_to_end(env, tmp_path, "jobs", "run-once", "purge_mail_throttle")
+    assert count(app, MailThrottle) == 10  # the ten of the last hour stay
+    assert count(app, MailThrottle, MailThrottle.created_at < now - timedelta(hours=1)) == 0
+    report("purge_mail_throttle", backend, 1, "killed inside its write transaction: 0 purged",
+           0, 0)
 
 
 # import_feed (the drop directory) ----------------------------------------------------------

@@ -14,6 +14,7 @@ from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.mail.sender import send_due_mail
 from donorhub.mail.services import queue_mail
 from tests.conftest import free_port
+from tests.helpers import join_all
 
 
 def queue(app, count=1, recipient="reader@example.org"):
@@ -146,8 +147,7 @@ def test_two_senders_at_once_send_each_message_once(app, mailbox, backend):
     threads = [threading.Thread(target=run_sender) for _ in range(2)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join_all(threads)
     subjects = sorted(m.subject for m in mailbox.messages)
     assert subjects == sorted(f"Message {n}" for n in range(20))
     assert statuses(app) == ["sent"] * 20

@@ -96,8 +96,20 @@ class Sim:
         return self.control(f"/_sim/requests?path_prefix={path_prefix}", method="GET")[
             "requests"]
 
-    def fault(self, **fault: Any) -> None:
-        self.control("/_sim/faults", **fault)
+    def fault(self, **fault: Any) -> list[dict]:
+        """Add a simulator fault; every keyword (path_prefix, method, status, times,
+        delay_seconds, hold) goes to the simulator: `method` filters the API calls it hits."""
+        status, _, text = http("POST", f"{self.base_url}/_sim/faults", json_body=fault)
+        assert status == 200, text
+        return json.loads(text)["faults"]
+
+    def hold(self, name: str, action: str, count: int = 1) -> dict:
+        """Drive a named hold: "wait" until `count` calls in all have reached it, or
+        "release" the next `count` and return once their effect is committed."""
+        status, _, text = http("POST", f"{self.base_url}/_sim/holds/{name}/{action}",
+                               json_body={"count": count, "timeout": 120}, timeout=130)
+        assert status == 200, f"hold {name!r} {action} {count}: {text}"
+        return json.loads(text)
 
     def clear_faults(self) -> None:
         http("DELETE", f"{self.base_url}/_sim/faults")

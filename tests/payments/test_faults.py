@@ -7,6 +7,8 @@ including the donor's own "Try again".
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.extensions import db
 from tests.metrics import METRICS
-from tests.payments.stripe_helpers import csrf_from, give
+from tests.payments.stripe_helpers import csrf_from, give, http
 
 TIMEOUT = 1
 
@@ -101,3 +103,40 @@ def test_a_decline_gives_a_message_and_a_fresh_attempt(fault_app, sim):
     assert keys == [f"donation-{public_id}-checkout-1", f"donation-{public_id}-checkout-2"]
     METRICS.report("10.5 card error on create: message shown / next attempt key",
                    "yes / checkout-2")
+
+
+def test_a_fault_for_one_method_leaves_the_other_methods_alone(sim):
+    """Sim.fault(method=...) is the simulator's filter, not the HTTP method of the call that
+    adds the fault: reads of the same path go through, the write takes the fault."""
+    sim.fault(path_prefix="/v1/checkout/sessions", method="POST", status=500, times=1)
+    assert [f["method"] for f in sim.control("/_sim/faults", method="GET")["faults"]] == [
+        "POST"]
+    status, _, text = http("GET", f"{sim.base_url}/v1/checkout/sessions/cs_test_none",
+                           key="sk_test_tests")
+    assert (status, "resource_missing") == (404, json.loads(text)["error"]["code"])  # a GET
+    status, _, _ = http("POST", f"{sim.base_url}/v1/checkout/sessions", form={},
+                        key="sk_test_tests")
+    assert status == 500
+    assert sim.control("/_sim/faults", method="GET")["faults"] == []
+
+
+@pytest.mark.parametrize("hold_at", ["call", "answer"])
+def test_a_hold_keeps_a_call_waiting_until_the_test_releases_it(sim, hold_at):
+    """The test, not a clock, decides when Stripe acts (hold_at=call) or answers
+    (hold_at=answer)."""
+    sim.fault(path_prefix="/v1/events", method="GET", hold="gate", hold_at=hold_at)
+    answers: list[int] = []
+    caller = threading.Thread(target=lambda: answers.append(http(
+        "GET", f"{sim.base_url}/v1/events", key="sk_test_tests")[0]))
+    caller.start()
+    try:
+        assert sim.hold("gate", "wait") == {"hold": "gate", "arrived": 1, "released": 0,
+                                            "done": 0}
+        assert [r["status"] for r in sim.requests("/v1/events")] == [None]
+        assert not answers
+    finally:
+        state = sim.hold("gate", "release")
+        caller.join(120)
+    assert not caller.is_alive(), "the held call never came back"
+    assert state["done"] == 1 and answers == [200]
+    assert [r["status"] for r in sim.requests("/v1/events")] == [200]

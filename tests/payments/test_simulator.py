@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from donorhub.payments.simulator import start_simulator
 from donorhub.payments.simulator.app import decode_params
 from donorhub.payments.simulator.objects import API_VERSION
+from tests.helpers import HANG_GUARD_SECONDS
 from tests.payments.stripe_helpers import http
 
 SECRET = "whsec_test_simulator_secret"
@@ -91,7 +92,7 @@ class WebhookReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join()
+        self._thread.join(timeout=HANG_GUARD_SECONDS)
 
 
 

@@ -18,6 +18,7 @@ from donorhub.donations.models import Donation, DonationKind, DonationStatus, Do
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from donorhub.payments.models import StripeEvent
+from tests.helpers import HANG_GUARD_SECONDS, join_all
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import (
     WEBHOOK_SECRET,
@@ -110,23 +111,28 @@ def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_clien
     event2 = next(e for e in sim.events() if e["type"] == "checkout.session.completed"
                   and e["data"]["object"]["metadata"]["donation"] == second.public_id)
     payload = json.dumps(event2).encode()
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=HANG_GUARD_SECONDS)
     results: list[int] = []
+    errors: list[str] = []
 
     def deliver_once():
-        client = pay_app.test_client()
-        barrier.wait()
-        for _ in range(2):  # 16 deliveries from 8 threads
-            response = client.post("/stripe/webhook", data=payload,
-                                   content_type="application/json",
-                                   headers={"Stripe-Signature": sign(payload)})
-            results.append(response.status_code)
+        try:
+            client = pay_app.test_client()
+            barrier.wait(timeout=HANG_GUARD_SECONDS)
+            for _ in range(2):  # 16 deliveries from 8 threads
+                response = client.post("/stripe/webhook", data=payload,
+                                       content_type="application/json",
+                                       headers={"Stripe-Signature": sign(payload)})
+                results.append(response.status_code)
+        except Exception as error:  # noqa: BLE001 - reported below
+            barrier.abort()  # the others stop waiting at once
+            errors.append(repr(error))
 
     threads = [threading.Thread(target=deliver_once) for _ in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join_all(threads)
+    assert errors == []
     assert results == [200] * 16
     with pay_app.app_context():
         for donation, event_id in ((first, event["id"]), (second, event2["id"])):

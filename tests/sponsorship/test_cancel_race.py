@@ -20,6 +20,7 @@ from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from donorhub.payments.gateway import get_gateway
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
+from tests.helpers import wait_for
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import csrf_from, post_event
 from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
@@ -72,11 +73,11 @@ def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(pay_app, import
         answers[name] = client.post(f"{page}/cancel", data={"csrf_token": token}).status_code
 
     def webhook() -> None:
-        stripe_done.wait(20)
+        wait_for(stripe_done, "the first cancel's Stripe call")
         answers["webhook"] = post_event(pay_app.test_client(), deleted).status_code
 
     def second_click() -> None:
-        stripe_done.wait(20)
+        wait_for(stripe_done, "the first cancel's Stripe call")
         click("second", second, tokens[1])
 
     threads = [threading.Thread(target=click, args=("first", first, tokens[0])),

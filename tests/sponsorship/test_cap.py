@@ -21,6 +21,7 @@ from donorhub.sponsorship.models import (
     SponsorshipPlace,
     SponsorshipStatus,
 )
+from tests.helpers import HANG_GUARD_SECONDS
 from tests.metrics import METRICS
 from tests.sponsorship.conftest import choose, load_children, signed_in_client
 
@@ -163,15 +164,16 @@ def test_fifty_concurrent_attempts_for_five_children_give_five_sponsorships(
         db.session.commit()
         user_ids = [u.id for u in users]
         db.session.remove()
-    barrier = threading.Barrier(50)
+    barrier = threading.Barrier(50, timeout=HANG_GUARD_SECONDS)
     outcomes: list = []
     errors: list = []
 
     def attempt(n: int) -> None:
         try:
-            barrier.wait()
+            barrier.wait(timeout=HANG_GUARD_SECONDS)
             outcomes.append(_hold(racer, user_ids[n], kids.tokens[n % 5]))
         except Exception as error:  # a deadlock or any other failure would land here
+            barrier.abort()
             errors.append(repr(error))
 
     started = time.monotonic()

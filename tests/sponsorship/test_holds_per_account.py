@@ -15,7 +15,7 @@ from donorhub.donations import services as donations_services
 from donorhub.extensions import db
 from donorhub.sponsorship import services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
-from tests.helpers import csrf_token, sign_in
+from tests.helpers import HANG_GUARD_SECONDS, csrf_token, sign_in
 from tests.metrics import METRICS
 from tests.sponsorship.conftest import load_children
 
@@ -77,11 +77,11 @@ def test_two_chooses_at_the_same_moment_leave_one_hold(app, import_feed, sponsor
     user = sponsor()
     # Both requests pass every check (neither sees a hold of the other) before either
     # writes: the database alone must refuse the second hold.
-    both_checked = threading.Barrier(2, timeout=30)
+    both_checked = threading.Barrier(2, timeout=HANG_GUARD_SECONDS)
     original = donations_services.donor_for_user
 
     def donor_after_both_checked(account):
-        both_checked.wait()
+        both_checked.wait(timeout=HANG_GUARD_SECONDS)
         return original(account)
 
     monkeypatch.setattr(donations_services, "donor_for_user", donor_after_both_checked)

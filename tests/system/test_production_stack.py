@@ -11,6 +11,7 @@ of this test's own environment but PATH.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -136,6 +137,8 @@ http {{
     default_type application/octet-stream;
     types {{ text/html html; text/css css; image/svg+xml svg; application/javascript js; }}
     access_log {directory}/access.log;
+    log_format ids '$request_id $request_method $uri $status';
+    access_log {directory}/ids.log ids;
     client_body_temp_path {directory}/client_body;
     proxy_temp_path {directory}/proxy;
     fastcgi_temp_path {directory}/fastcgi;
@@ -156,6 +159,18 @@ def wait_for_mail(mailbox, recipient: str, subject_contains: str, timeout: float
         time.sleep(0.2)
     raise AssertionError(f"no mail {subject_contains!r} to {recipient} within {timeout:.0f} s: "
                          f"{[m.subject for m in mailbox.messages]}")
+
+
+def json_lines(output: str) -> list[dict]:
+    records = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def form_token(page: str) -> str:
@@ -256,7 +271,8 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
 
         page = http.get(f"{base}/account/sign-in")
         signed_in = http.post(f"{base}/account/sign-in",
-                              headers={"Referer": f"{base}/account/sign-in"},
+                              headers={"Referer": f"{base}/account/sign-in",
+                                       "X-Request-ID": "chosen-by-the-visitor"},
                               data={"csrf_token": form_token(page.text), "email": email,
                                     "password": PASSWORD, "remember": "on"},
                               allow_redirects=False)
@@ -267,6 +283,18 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
             flags = [part.strip().lower() for part in cookie.split(";")]
             assert "secure" in flags and "httponly" in flags and "path=/" in flags, cookie
             assert not any(flag.startswith("domain=") for flag in flags), cookie
+        # The app's reference is its own; nginx's id for the request (not the visitor's)
+        # reaches the app's log as upstream_request_id, so the two logs can be matched.
+        ours = signed_in.headers["X-Request-ID"]
+        logged = [record for record in json_lines(web.output())
+                  if record.get("message") == "sign_in_succeeded"
+                  and record.get("request_id") == ours]
+        assert len(logged) == 1, web.output()[-3000:]
+        upstream = logged[0].get("upstream_request_id", "")
+        assert re.fullmatch(r"[0-9a-f]{32}", upstream), logged[0]
+        assert upstream != ours
+        ids = (tmp_path / "nginx" / "ids.log").read_text()
+        assert f"{upstream} POST /account/sign-in 302" in ids, ids[-2000:]
         # The limiter counted this visitor's address (X-Forwarded-For from nginx) in Redis.
         keys = [k.decode() for k in counters.keys("*")]
         assert any("127.0.0.1" in k for k in keys), keys

@@ -1644,6 +1644,59 @@ def _api(rule: str, endpoint: str, methods: list[str]) -> Rule:
     return Rule(rule, endpoint=f"api:{endpoint}", methods=methods)
 
 
+#: How long a held request or a control call waiting on a hold waits at most: a guard
+#: against a test that never releases (it fails loudly), never a timing the test relies on.
+HOLD_GUARD_SECONDS = 300.0
+
+
+class Hold:
+    """A named gate for API calls, driven by the test: requests that take a fault with
+    ``hold`` wait at it (in arrival order) until the test releases them one by one, so a
+    test decides the order of Stripe's answers instead of racing delays against a clock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.arrived = 0   # requests that reached the gate
+        self.released = 0  # tickets handed out by the test
+        self.done = 0      # released requests whose effect is committed
+        self._open = False
+
+    def enter(self) -> bool:
+        """Wait for this request's ticket; False if the guard ran out."""
+        with self._cond:
+            self.arrived += 1
+            ticket = self.arrived
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._open or self.released >= ticket,
+                                       HOLD_GUARD_SECONDS)
+
+    def leave(self) -> None:
+        with self._cond:
+            self.done += 1
+            self._cond.notify_all()
+
+    def wait_arrived(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.arrived >= count, timeout)
+
+    def release(self, count: int, wait: bool, timeout: float) -> bool:
+        with self._cond:
+            self.released += count
+            target = self.released
+            self._cond.notify_all()
+            return not wait or self._cond.wait_for(lambda: self.done >= target, timeout)
+
+    def open(self) -> None:
+        """Let everyone through, now and later (a reset)."""
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def state(self) -> dict[str, int]:
+        with self._cond:
+            return {"arrived": self.arrived, "released": self.released, "done": self.done}
+
+
 _URL_MAP = Map([
     _api("/v1/checkout/sessions", "create_checkout_session", ["POST"]),
     _api("/v1/checkout/sessions/<id>", "retrieve_checkout_session", ["GET"]),
@@ -1684,6 +1737,9 @@ _URL_MAP = Map([
     Rule("/_sim/faults", endpoint="control:list_faults", methods=["GET"]),
     Rule("/_sim/faults", endpoint="control:add_fault", methods=["POST"]),
     Rule("/_sim/faults", endpoint="control:clear_faults", methods=["DELETE"]),
+    Rule("/_sim/holds/<name>", endpoint="hold:state", methods=["GET"]),
+    Rule("/_sim/holds/<name>/wait", endpoint="hold:wait", methods=["POST"]),
+    Rule("/_sim/holds/<name>/release", endpoint="hold:release", methods=["POST"]),
     Rule("/_sim/requests", endpoint="control:requests", methods=["GET"]),
     Rule("/_sim/objects", endpoint="control:objects", methods=["GET"]),
     Rule("/_sim/deliveries", endpoint="control:deliveries", methods=["GET"]),
@@ -1719,6 +1775,8 @@ class SimulatorApp:
             self.deliverer.start()
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
+        self._holds: dict[str, Hold] = {}
+        self._holds_lock = threading.Lock()
         self._jinja = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
             undefined=jinja2.StrictUndefined)
@@ -1727,6 +1785,9 @@ class SimulatorApp:
             datetime.fromtimestamp(ts, UTC).strftime("%d %B %Y") if ts else "")
 
     def close(self) -> None:
+        with self._holds_lock:
+            for hold in self._holds.values():
+                hold.open()
         if self.deliverer:
             self.deliverer.stop()
         self.store.close()
@@ -1756,6 +1817,8 @@ class SimulatorApp:
                 return self._api(request, name, args)
             if kind == "control":
                 return self._control(request, name, args)
+            if kind == "hold":
+                return self._hold_control(request, name, args["name"])
             return self._page(request, name, args)
         finally:
             if self.deliverer:
@@ -1800,9 +1863,18 @@ class SimulatorApp:
             replay = self._idempotency_check(key, request, request_hash, headers)
             if replay is not None:
                 return replay
+        hold, held = None, False
         try:
             fault = self.store.take_fault(request.method, request.path)
             if fault is not None:
+                if fault.hold:  # outside the store lock: the test decides when we go on
+                    hold = self._hold(fault.hold)
+                if hold is not None and fault.hold_at == "call":
+                    held = True
+                    if not hold.enter():
+                        return ApiError(500, f"Hold {fault.hold!r} was never released "
+                                             "(simulated fault).", type="api_error"
+                                        ).response(headers), "fault"
                 if fault.delay_seconds:
                     time.sleep(fault.delay_seconds)  # outside the store lock: a slow Stripe
                 if fault.status:
@@ -1834,11 +1906,16 @@ class SimulatorApp:
                 log.exception("stripe simulator: %s %s failed", request.method, request.path)
                 return ApiError(500, f"The Stripe simulator failed: {type(exc).__name__}: "
                                      f"{exc}", type="api_error").response(headers), "crash"
+            if hold is not None and fault.hold_at == "answer":
+                held = True
+                hold.enter()  # done at Stripe, the answer held back (the guard answers)
             return Response(text, 200, headers=headers, content_type="application/json"), "ok"
         finally:
             if key:
                 with self._inflight_lock:
                     self._inflight.discard(key)
+            if held:
+                hold.leave()
 
     def _idempotency_check(self, key, request, request_hash, headers):
         """None to go ahead (key now in flight); else the response and its log outcome."""
@@ -1951,6 +2028,33 @@ class SimulatorApp:
             return exc.response()
         return _json_response(result)
 
+    def _hold(self, name: str) -> Hold:
+        with self._holds_lock:
+            return self._holds.setdefault(name, Hold())
+
+    def _hold_control(self, request: Request, action: str, name: str) -> Response:
+        """Holds are driven outside the store's transaction: a held request needs it."""
+        values: dict[str, Any] = {**request.args.to_dict()}
+        if request.is_json:
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                return _json_response({"error": "Send a JSON object."}, 400)
+            values.update(body)
+        hold = self._hold(name)
+        try:
+            timeout = min(float(values.get("timeout") or HOLD_GUARD_SECONDS),
+                          HOLD_GUARD_SECONDS)
+            count = int(values.get("count") or 1)
+        except (TypeError, ValueError):
+            return _json_response({"error": "count and timeout must be numbers."}, 400)
+        if action == "wait":
+            ok = hold.wait_arrived(count, timeout)
+        elif action == "release":
+            ok = hold.release(count, bool(values.get("wait", True)), timeout)
+        else:
+            ok = True
+        return _json_response({"hold": name, **hold.state()}, 200 if ok else 504)
+
     def _control_health(self, ctx, values):
         return {"ok": True, "api_version": API_VERSION, "webhook_url": self.webhook_url,
                 "delivering_webhooks": self.deliverer is not None}
@@ -1994,7 +2098,8 @@ class SimulatorApp:
         return {"faults": []}
 
     def _control_add_fault(self, ctx, values):
-        """The next ``times`` API calls under ``path_prefix`` sleep and/or fail."""
+        """The next ``times`` API calls under ``path_prefix`` (and ``method``, if given) wait
+        at the named ``hold`` until released, sleep and/or fail."""
         prefix = str(values.get("path_prefix") or "")
         if not prefix.startswith("/v1/"):
             raise ApiError.invalid("path_prefix must start with /v1/", param="path_prefix")
@@ -2004,8 +2109,14 @@ class SimulatorApp:
             raise ApiError.invalid("status must be an HTTP error status (400-599).",
                                    param="status")
         delay = float(values.get("delay_seconds") or 0)
-        if status is None and not delay:
-            raise ApiError.invalid("Give a status, a delay_seconds, or both.", param="status")
+        hold = str(values.get("hold") or "") or None
+        hold_at = str(values.get("hold_at") or "call")
+        if hold_at not in ("call", "answer"):
+            raise ApiError.invalid("hold_at is call (before the call runs) or answer (after "
+                                   "its effect, before its answer).", param="hold_at")
+        if status is None and not delay and not hold:
+            raise ApiError.invalid("Give a status, a delay_seconds, a hold, or more than "
+                                   "one.", param="status")
         times = int(values.get("times") or 1)
         fault_method = values.get("method")
         saved = str(values.get("saved") or "").lower() in ("1", "true", "yes")
@@ -2015,7 +2126,7 @@ class SimulatorApp:
                                    param="saved")
         self.store.add_fault(path_prefix=prefix, method=fault_method.upper()
                              if fault_method else None, status=status, times=times,
-                             delay_seconds=delay, saved=saved)
+                             delay_seconds=delay, saved=saved, hold=hold, hold_at=hold_at)
         return {"faults": self.store.faults()}
 
     def _control_requests(self, ctx, values):
@@ -2040,6 +2151,10 @@ class SimulatorApp:
 
     def _control_reset(self, ctx, values):
         self.store.reset()
+        with self._holds_lock:  # whoever still waits at a hold goes on
+            holds, self._holds = list(self._holds.values()), {}
+        for hold in holds:
+            hold.open()
         return {"reset": True}
 
     # -- pages --

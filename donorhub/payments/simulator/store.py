@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS faults (
     status INTEGER,
     remaining INTEGER NOT NULL,
     delay_seconds REAL NOT NULL DEFAULT 0,
-    saved INTEGER NOT NULL DEFAULT 0
+    saved INTEGER NOT NULL DEFAULT 0,
+    hold TEXT,
+    hold_at TEXT NOT NULL DEFAULT 'call'
 );
 """
 
@@ -114,6 +116,8 @@ class Fault:
     #: The error happened after execution began: like Stripe, save it under the request's
     #: idempotency key, so a retry with that key gets the same error back (for 24 hours).
     saved: bool = False
+    hold: str | None = None
+    hold_at: str = "call"  # "call": before it runs; "answer": after its effect, unanswered
 
 
 class Store:
@@ -128,9 +132,13 @@ class Store:
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
-        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(faults)")}
-        if "saved" not in columns:  # a database file from before saved faults
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(faults)")}
+        if "saved" not in columns:  # a store file written before saved faults existed
             self._conn.execute("ALTER TABLE faults ADD COLUMN saved INTEGER NOT NULL DEFAULT 0")
+        if "hold" not in columns:  # a store file written before holds existed
+            self._conn.execute("ALTER TABLE faults ADD COLUMN hold TEXT")
+            self._conn.execute("ALTER TABLE faults ADD COLUMN hold_at TEXT NOT NULL "
+                               "DEFAULT 'call'")
         self._conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
@@ -362,13 +370,14 @@ class Store:
 
     def add_fault(
         self, *, path_prefix: str, method: str | None, status: int | None, times: int,
-        delay_seconds: float, saved: bool = False,
+        delay_seconds: float, saved: bool = False, hold: str | None = None,
+        hold_at: str = "call",
     ) -> int:
         with self.transaction():
             cur = self._execute(
                 "INSERT INTO faults (path_prefix, method, status, remaining, delay_seconds,"
-                " saved) VALUES (?, ?, ?, ?, ?, ?)",
-                (path_prefix, method, status, times, delay_seconds, int(saved)),
+                " saved, hold, hold_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (path_prefix, method, status, times, delay_seconds, int(saved), hold, hold_at),
             )
             return cur.lastrowid
 
@@ -376,7 +385,8 @@ class Store:
         """Consume one use of the oldest fault that matches this request, if any."""
         with self.transaction():
             row = self._one(
-                "SELECT seq, path_prefix, method, status, delay_seconds, saved FROM faults"
+                "SELECT seq, path_prefix, method, status, delay_seconds, saved, hold, hold_at"
+                " FROM faults"
                 " WHERE remaining > 0 AND substr(?, 1, length(path_prefix)) = path_prefix"
                 " AND (method IS NULL OR method = ?) ORDER BY seq LIMIT 1",
                 (path, method),
@@ -387,7 +397,7 @@ class Store:
                           (row["seq"],))
             self._execute("DELETE FROM faults WHERE remaining <= 0")
             return Fault(row["seq"], row["path_prefix"], row["method"], row["status"],
-                         row["delay_seconds"], bool(row["saved"]))
+                         row["delay_seconds"], bool(row["saved"]), row["hold"], row["hold_at"])
 
     def faults(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM faults ORDER BY seq")
