@@ -42,7 +42,7 @@ from donorhub.donations.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.donations.schemas import NewGift
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.forms import name_for_mail
+from donorhub.forms import name_for_mail, text_for_mail
 from donorhub.mail.services import queue_mail
 from donorhub.payments.events import (
     ChargeData,
@@ -579,7 +579,7 @@ def issue_receipt(donation: Donation) -> Receipt | None:
                    if donation.fee_cover_minor else None),
         date=donation.paid_at.strftime("%-d %B %Y"),
         designation=_designation_words(donation),
-        dedication=donation.dedication, gift_aid=gift_aid_status(donation),
+        dedication=text_for_mail(donation.dedication), gift_aid=gift_aid_status(donation),
         refunded=(format_money(donation.amount_refunded_minor, donation.currency)
                   if donation.amount_refunded_minor else None),
         gift_aid_confirm_url=_confirm_link_for(donation),
