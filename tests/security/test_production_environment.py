@@ -105,6 +105,11 @@ UNSAFE: dict[str, tuple[dict[str, str | None], str]] = {
     "RATELIMIT_STORAGE_URI unset (memory)": ({"RATELIMIT_STORAGE_URI": None},
                                              "RATELIMIT_STORAGE_URI"),
     "MAIL_DELIVERY hold": ({"MAIL_DELIVERY": "hold"}, "MAIL_DELIVERY"),
+    "SECRET_KEY_FALLBACKS with a published key": (
+        {"SECRET_KEY_FALLBACKS": f"{secrets.token_urlsafe(48)},{config.DEVELOPMENT_SECRET_KEY}"},
+        "SECRET_KEY_FALLBACKS"),
+    "SECRET_KEY_FALLBACKS with a short key": ({"SECRET_KEY_FALLBACKS": "old-key-123"},
+                                              "SECRET_KEY_FALLBACKS"),
     "MAX_CONTENT_LENGTH 0 (no limit)": ({"MAX_CONTENT_LENGTH": "0"}, "MAX_CONTENT_LENGTH"),
 }
 
