@@ -718,15 +718,35 @@ def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None
         donation.stripe_charge_id = charge_id
     first_payment_heard = donation.paid_at is None
     _record_paid_at(donation, event, paid_at)
-    if first_payment_heard and donation.donor_name \
-            and donation.donor.full_name != donation.donor_name:
-        # The donor record shows the name of whoever last paid under the address, never
-        # a name left by a checkout that was not paid.
-        donation.donor.full_name = donation.donor_name
+    if first_payment_heard:
+        _name_donor_after_payment(donation)
     _gift_aid_for(donation)
     donation.settle()
     issue_receipt(donation)
     return "flagged" if donation.review_reason else "applied"
+
+
+def _name_donor_after_payment(donation: Donation) -> None:
+    """The donor record's name (staff pages, Gift Aid views, mail of gifts without a payer
+    name). Anyone can pay under any address, so a payment never renames someone else:
+    a donor record that belongs to an account carries the account holder's own name; a
+    guest donor record is named by its first paid gift (never by a checkout left unpaid)
+    and keeps that name. Each gift keeps its payer's name for its own receipt."""
+    donor = donation.donor
+    if donor.user_id is not None:
+        from donorhub.accounts.models import User
+
+        user = db.session.get(User, donor.user_id)
+        if user is not None and user.full_name and donor.full_name != user.full_name:
+            donor.full_name = user.full_name
+        return
+    if not donation.donor_name or donor.full_name == donation.donor_name:
+        return
+    paid_before = db.session.scalar(select(Donation.id).where(
+        Donation.donor_id == donor.id, Donation.id != donation.id,
+        Donation.paid_at.is_not(None)).limit(1))
+    if paid_before is None:
+        donor.full_name = donation.donor_name
 
 
 def _donation_for_session(s: CheckoutSessionData) -> Donation | None:
