@@ -146,8 +146,10 @@ stack-tools:
 STRESSED_TESTS := tests/faults tests/feed/test_atomicity.py tests/jobs/test_jobs.py \
   tests/mail/test_sender.py tests/payments/test_faults.py tests/payments/test_simulator.py \
   tests/payments/test_webhooks.py tests/sponsorship/test_cap.py \
-  tests/donations/test_plan_outcomes.py \
-  tests/security/test_gunicorn_limits.py
+  tests/security/test_gunicorn_limits.py tests/donations/test_double_clicks.py \
+  tests/donations/test_plan_outcomes.py tests/donations/test_plan_saved_errors.py \
+  tests/sponsorship/test_cancel_race.py tests/sponsorship/test_holds_per_account.py \
+  tests/accounts/test_second_factor.py tests/payments/test_refund_intents.py
 STRESS_CPUS ?= 4
 STRESS_LIMIT_SECONDS ?= 1800
 .PHONY: test-stressed stress-tools

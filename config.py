@@ -89,6 +89,9 @@ class Config:
     TESTING = False
 
     SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    #: Earlier secret keys, comma-separated, still accepted after a rotation (Flask's session
+    #: cookie, staff recovery codes); new values are always made with SECRET_KEY.
+    SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
         os.environ.get("DATABASE_URL", "") or default_sqlite_url()
     )
@@ -297,6 +300,7 @@ class TestingConfig(DevelopmentConfig):
     ENV_NAME = "testing"
     TESTING = True
     SECRET_KEY = TESTING_SECRET_KEY
+    SECRET_KEY_FALLBACKS: list[str] = []
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     MAIL_DELIVERY = "smtp"
     MAIL_PORT = 0
@@ -323,6 +327,19 @@ def is_stripe_test_key(key: str) -> bool:
     return key.startswith(("sk_test_", "rk_test_"))
 
 
+def check_secret_key(name: str, key: str) -> None:
+    """Refuse a published, short or low-variety secret key, naming the setting."""
+    if key in KNOWN_TEST_KEYS or "changeme" in key.lower().replace("-", "").replace("_", ""):
+        raise UnsafeConfiguration(f"{name} is a published default: set it to a new random "
+                                  "value of at least 32 characters.")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise UnsafeConfiguration(f"{name} is too short: set it to a random value of at "
+                                  f"least {MIN_SECRET_KEY_LENGTH} characters.")
+    if too_little_variety(key):
+        raise UnsafeConfiguration(f"{name} is not random (too few distinct characters): "
+                                  "set it to a value from secrets.token_urlsafe(48).")
+
+
 class ProductionConfig(Config):
     ENV_NAME = "production"
     HSTS = True
@@ -339,15 +356,10 @@ class ProductionConfig(Config):
             raise UnsafeConfiguration("SECRET_KEY is not set: set it to a random value of at "
                                       "least 32 characters, e.g. from `python -c 'import "
                                       "secrets; print(secrets.token_urlsafe(48))'`.")
-        if key in KNOWN_TEST_KEYS or "changeme" in key.lower().replace("-", "").replace("_", ""):
-            raise UnsafeConfiguration("SECRET_KEY is a published default: set it to a new random "
-                                      "value of at least 32 characters.")
-        if len(key) < MIN_SECRET_KEY_LENGTH:
-            raise UnsafeConfiguration(f"SECRET_KEY is too short: set it to a random value of at "
-                                      f"least {MIN_SECRET_KEY_LENGTH} characters.")
-        if too_little_variety(key):
-            raise UnsafeConfiguration("SECRET_KEY is not random (too few distinct characters): "
-                                      "set it to a value from secrets.token_urlsafe(48).")
+        check_secret_key("SECRET_KEY", key)
+        for fallback in config.get("SECRET_KEY_FALLBACKS") or []:
+            # An old key accepted still signs in: it must be as strong as the current one.
+            check_secret_key("SECRET_KEY_FALLBACKS", str(fallback))
         if config.get("DEBUG") or env_bool("FLASK_DEBUG", False):
             raise UnsafeConfiguration("DEBUG is on: unset FLASK_DEBUG in production, because the "
                                       "debugger runs any code a visitor sends.")

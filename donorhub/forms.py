@@ -54,6 +54,23 @@ def check_plain_name(value: str) -> None:
         raise ValidationError(NAME_WITH_LINK)
 
 
+TEXT_WITH_LINK = ("Leave out web addresses: this text goes into mail, so it cannot contain "
+                  "“http”, “www.” or “://”.")
+
+
+def check_no_link(value: str) -> None:
+    """Refuse free text that carries a link: a dedication or any other text a visitor types
+    that goes into mail to an address they need not own (the receipt goes to whatever
+    address a guest typed), where a link would make the charity's genuine mail phishing."""
+    if has_link(value):
+        raise ValidationError(TEXT_WITH_LINK)
+
+
+def text_for_mail(value: str | None) -> str | None:
+    """Free text for a message: text stored before links were refused is left out."""
+    return None if not value or has_link(value) else value
+
+
 def name_for_mail(value: str | None, fallback: str = "friend") -> str:
     """A name to address someone by in mail: a name stored before links were refused (or
     by any other path) is never put into a message; the greeting falls back instead."""

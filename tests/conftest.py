@@ -26,6 +26,14 @@ from donorhub.extensions import db
 from tests.helpers import PASSWORD, MailSink
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+def pytest_configure(config):
+    from tests.helpers import in_ci
+
+    if in_ci() and not TEST_DATABASE_URL:
+        raise pytest.UsageError("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL "
+                                "half of every test would not run (.ci/run sets it)")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 CHROMIUM = "/usr/bin/chromium"

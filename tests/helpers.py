@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pyotp
+import pytest
 
 CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "a perfectly long test password"  # noqa: S105
@@ -113,3 +117,37 @@ def mentions(text: str, alias: str) -> bool:
     """Whether `alias` appears as a name in `text`: a whole word. No alias shares a word with
     the charity's name (tests/feed/test_aliases.py), so the name never matches."""
     return re.search(rf"(?<![\w-]){re.escape(alias)}(?![\w-])", text) is not None
+
+
+# Tools and services the suite needs ------------------------------------------------------
+# Locally a test whose tool or service is missing is skipped, loudly. In CI (CI=true, which
+# .ci/run installs everything for) it fails instead: a green CI run has run every test.
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require(available: object, what: str, why: str) -> None:
+    """Skip (locally) or fail (CI=true) the running test unless `available` is true.
+    `what` names the missing tool or service, `why` says what it is needed for."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{what} is missing, so {why} cannot run; CI must run it "
+                    "(.ci/run installs and starts what the tests need)", pytrace=False)
+    pytest.skip(f"!!! {what} is missing: {why} is SKIPPED !!!")
+
+
+def require_tool(name: str, why: str, *, path: str | None = None) -> str:
+    """The path of a program the test needs, found on PATH (or at `path`)."""
+    found = shutil.which(name) or (path if path and os.path.exists(path) else None)
+    require(found, name, why)
+    return found  # type: ignore[return-value]
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False

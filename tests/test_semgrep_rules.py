@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +35,10 @@ SCANNED = ["donorhub", "config.py", "wsgi.py", "templates"]
 COMMON = ["--metrics=off", "--disable-version-check", "--experimental"]
 TIMEOUT_SECONDS = 300
 
-pytestmark = pytest.mark.skipif(
-    not SEMGREP.exists(),
-    reason="!!! .venv-tools/bin/semgrep is missing: the project's semgrep rules were NOT "
-           "checked. Run `make tools` (or `make lint`) to install the pinned semgrep !!!")
+@pytest.fixture(autouse=True)
+def _semgrep_installed():
+    require(SEMGREP.exists(), ".venv-tools/bin/semgrep (make tools, or make lint)",
+            "checking the project's semgrep rules")
 
 
 def semgrep(*args: str, cwd: Path = ROOT) -> dict:

@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
 from donorhub.donations.giftaid import normalise_postcode
 from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
-from donorhub.forms import check_plain_name
+from donorhub.forms import check_no_link, check_plain_name
 
 FREQUENCIES = ("once", "monthly", "yearly")
 
@@ -58,8 +58,8 @@ class NewGiftSchema(FormSchema):
         r"\A[A-Za-z0-9_-]{16,64}\Z", error="This form has expired. Please check it and "
                                             "send it again."))
     cover_fees = CheckboxField(load_default=False)
-    dedication = fields.String(load_default="", validate=validate.Length(
-        max=200, error="Keep the dedication under 200 characters."))
+    dedication = fields.String(load_default="", validate=[validate.Length(
+        max=200, error="Keep the dedication under 200 characters."), check_no_link])
     designation = fields.String(load_default="general", validate=validate.OneOf(
         ("general",), error="Choose where your gift goes."))
     campaign = fields.String(load_default="", validate=validate.Length(max=64))

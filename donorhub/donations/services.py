@@ -42,7 +42,7 @@ from donorhub.donations.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.donations.schemas import NewGift
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.forms import name_for_mail
+from donorhub.forms import name_for_mail, text_for_mail
 from donorhub.mail.services import queue_mail
 from donorhub.payments.events import (
     ChargeData,
@@ -591,7 +591,7 @@ def issue_receipt(donation: Donation) -> Receipt | None:
                    if donation.fee_cover_minor else None),
         date=donation.paid_at.strftime("%-d %B %Y"),
         designation=_designation_words(donation),
-        dedication=donation.dedication, gift_aid=gift_aid_status(donation),
+        dedication=text_for_mail(donation.dedication), gift_aid=gift_aid_status(donation),
         refunded=(format_money(donation.amount_refunded_minor, donation.currency)
                   if donation.amount_refunded_minor else None),
         gift_aid_confirm_url=_confirm_link_for(donation),
@@ -730,15 +730,35 @@ def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None
         donation.stripe_charge_id = charge_id
     first_payment_heard = donation.paid_at is None
     _record_paid_at(donation, event, paid_at)
-    if first_payment_heard and donation.donor_name \
-            and donation.donor.full_name != donation.donor_name:
-        # The donor record shows the name of whoever last paid under the address, never
-        # a name left by a checkout that was not paid.
-        donation.donor.full_name = donation.donor_name
+    if first_payment_heard:
+        _name_donor_after_payment(donation)
     _gift_aid_for(donation)
     donation.settle()
     issue_receipt(donation)
     return "flagged" if donation.review_reason else "applied"
+
+
+def _name_donor_after_payment(donation: Donation) -> None:
+    """The donor record's name (staff pages, Gift Aid views, mail of gifts without a payer
+    name). Anyone can pay under any address, so a payment never renames someone else:
+    a donor record that belongs to an account carries the account holder's own name; a
+    guest donor record is named by its first paid gift (never by a checkout left unpaid)
+    and keeps that name. Each gift keeps its payer's name for its own receipt."""
+    donor = donation.donor
+    if donor.user_id is not None:
+        from donorhub.accounts.models import User
+
+        user = db.session.get(User, donor.user_id)
+        if user is not None and user.full_name and donor.full_name != user.full_name:
+            donor.full_name = user.full_name
+        return
+    if not donation.donor_name or donor.full_name == donation.donor_name:
+        return
+    paid_before = db.session.scalar(select(Donation.id).where(
+        Donation.donor_id == donor.id, Donation.id != donation.id,
+        Donation.paid_at.is_not(None)).limit(1))
+    if paid_before is None:
+        donor.full_name = donation.donor_name
 
 
 def _donation_for_session(s: CheckoutSessionData) -> Donation | None:

@@ -318,8 +318,11 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
         the same account won a race a moment ago.
 
     An account holds at most one child at a time: choosing another child ends the hold on
-    the first (its Checkout Session expired at Stripe first), as a sponsor who changed their
-    mind expects. A unique index on open holds per account enforces it under any timing.
+    the first, as a sponsor who changed their mind expects. A unique index on open holds per
+    account enforces it under any timing. The old hold is ended under lock_sponsorship in
+    this transaction, and its Checkout Session is expired at Stripe only once the new hold
+    has its place: a new hold that fails (child taken, refused, Stripe unreachable) rolls
+    back and leaves the old hold exactly as it was, payable and not timed out.
     """
     check_can_sponsor(user)
     now = now or utcnow()
@@ -340,27 +343,17 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     if mine is not None:
         if mine.status is _S.PENDING and mine.currency == currency:
             return mine  # back again within the hold: carry on with the same place
-        if mine.status is _S.PENDING:
-            # Another currency: the old hold's session must not stay payable.
-            try:
-                _close_previous_session(mine)
-            except GatewayError as error:
-                raise DomainError("We could not reach our payment provider. Please try "
-                                  "again in a moment.") from error
-            _end_hold(mine, now)
-        else:
+        if mine.status is not _S.PENDING:
             raise DomainError("You already sponsor this child.")
-    for other in db.session.scalars(select(Sponsorship).where(
+    # One hold per account: the earlier choice (or this child's hold in another currency)
+    # gives its place back, in this transaction only; its session is expired below.
+    replaced = []
+    for hold_id in db.session.scalars(select(Sponsorship.id).where(
             Sponsorship.user_id == user.id, Sponsorship.status == _S.PENDING)).all():
-        if other is mine:
-            continue
-        # One hold per account: the earlier choice gives its place back.
-        try:
-            _close_previous_session(other)
-        except GatewayError as error:
-            raise DomainError("We could not reach our payment provider. Please try "
-                              "again in a moment.") from error
-        _end_hold(other, now)
+        old = lock_sponsorship(Sponsorship.id == hold_id)
+        if old is not None and old.status is _S.PENDING:
+            _end_hold(old, now)  # ended by the sponsor's choice: not a hold that timed out
+            replaced.append(old)
     donor = donations.donor_for_user(user) or donations.find_or_create_donor(
         user.email, user.full_name)
     plan = RecurringPlan(donor=donor, amount_minor=amounts[currency], currency=currency,
@@ -379,6 +372,14 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
                           "there, or choose again in a moment.") from None
     if not _claim_place(child.id, sponsorship):
         raise ChildTaken("Someone else has just chosen this child.")
+    for old in replaced:
+        # The new hold is secured: now the old checkout must not stay payable. If Stripe
+        # cannot be asked, or the sponsor paid it meanwhile, all of this rolls back.
+        try:
+            _close_previous_session(old)
+        except GatewayError as error:
+            raise DomainError("We could not reach our payment provider. Please try "
+                              "again in a moment.") from error
     return sponsorship
 
 

@@ -14,6 +14,7 @@ from playwright.sync_api import Error as PlaywrightError
 from werkzeug.serving import make_server
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import in_ci, require
 from tests.metrics import METRICS
 
 BROWSER_MISSING = not os.path.exists(CHROMIUM)
@@ -26,13 +27,20 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "browser" in item.keywords and "slow" in item.keywords:
                 item.add_marker(slow)
-    if not BROWSER_MISSING:
+    if not BROWSER_MISSING or in_ci():
         return
     skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: browser tests NOT run "
                                    "(install Debian's chromium; `make test` does as root)")
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _chromium_installed():
+    """Under CI=true a missing Chromium fails the browser tests instead of skipping them."""
+    if BROWSER_MISSING and in_ci():
+        require(False, f"{CHROMIUM} (Debian's chromium; `make browser`)", "the browser tests")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from donorhub.extensions import db
 from tests.feed.builders import Batch, child, home_stats, update
 from tests.feed.test_atomicity import FEED_TABLES
+from tests.helpers import require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +38,11 @@ FREE_AFTER_FILLER = 256 * 1024
 @contextmanager
 def small_disk(where: Path, megabytes: int):
     where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("DISK-FULL TESTS SKIPPED: mounting a tmpfs needs root (CI runs as root)")
+    require(os.geteuid() == 0, "root (to mount a small tmpfs)", "the disk-full tests")
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
                              str(where)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"DISK-FULL TESTS SKIPPED: mount -t tmpfs was refused ({result.stderr!r})")
+    require(result.returncode == 0, f"mount -t tmpfs (refused: {result.stderr.strip()!r})",
+            "the disk-full tests")
     try:
         yield where
     finally:
@@ -195,8 +195,8 @@ def test_postgresql_disk_full_during_import_fails_cleanly(app_factory, tmp_path,
         pytest.skip("runs once, on its own private cluster")
     from tests.system.stack import PrivatePostgres, migrate, postgres_bin
 
-    if postgres_bin() is None:
-        pytest.skip("DISK-FULL TESTS SKIPPED: PostgreSQL's server programs are not installed")
+    require(postgres_bin(), "PostgreSQL's server programs (initdb, pg_ctl)",
+            "the PostgreSQL disk-full test")
     base = Path("/tmp") / f"donorhub-diskfull-{os.getpid()}"  # noqa: S108 - our own folder
     with small_disk(base / "disk", 24) as disk:
         cluster = PrivatePostgres(base / "cluster").init()

@@ -14,9 +14,8 @@ import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port
+from tests.helpers import require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +31,9 @@ def redis_available() -> bool:
         return False
 
 
-@pytest.mark.skipif(not redis_available(), reason="Redis is not running on 127.0.0.1:6379")
 def test_sign_in_limit_holds_across_two_gunicorn_workers(app, tmp_path):
+    require(redis_available(), f"Redis at {REDIS_URL}",
+            "the sign-in limit across gunicorn workers")
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()

@@ -18,11 +18,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 import config
 from config import KNOWN_TEST_KEYS, ProductionConfig, UnsafeConfiguration
 from tests.conftest import free_port
+from tests.helpers import require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,6 +105,11 @@ UNSAFE: dict[str, tuple[dict[str, str | None], str]] = {
     "RATELIMIT_STORAGE_URI unset (memory)": ({"RATELIMIT_STORAGE_URI": None},
                                              "RATELIMIT_STORAGE_URI"),
     "MAIL_DELIVERY hold": ({"MAIL_DELIVERY": "hold"}, "MAIL_DELIVERY"),
+    "SECRET_KEY_FALLBACKS with a published key": (
+        {"SECRET_KEY_FALLBACKS": f"{secrets.token_urlsafe(48)},{config.DEVELOPMENT_SECRET_KEY}"},
+        "SECRET_KEY_FALLBACKS"),
+    "SECRET_KEY_FALLBACKS with a short key": ({"SECRET_KEY_FALLBACKS": "old-key-123"},
+                                              "SECRET_KEY_FALLBACKS"),
     "MAX_CONTENT_LENGTH 0 (no limit)": ({"MAX_CONTENT_LENGTH": "0"}, "MAX_CONTENT_LENGTH"),
 }
 
@@ -203,8 +207,9 @@ def postgres_available() -> bool:
         return False
 
 
-@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running on 5432")
 def test_migrations_jobs_and_gunicorn_start_from_the_production_environment(tmp_path):
+    require(postgres_available(), "PostgreSQL on 127.0.0.1:5432",
+            "starting production from its environment")
     from tests.system.stack import drop_database, fresh_database
 
     name = "donorhub_production_environment"

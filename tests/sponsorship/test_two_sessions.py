@@ -251,3 +251,27 @@ def test_two_paid_sessions_in_any_order_link_one_subscription_and_flag_the_other
                    "double-linked / payments neither linked nor flagged / wrong final states",
                    f"{stats['examples']} / {stats['double_linked']} / {stats['lost']} / "
                    f"{stats['wrong']}")
+
+
+def test_a_new_choice_that_fails_leaves_the_first_hold_payable(pay_app, import_feed, sponsor,
+                                                               sim):
+    """Choosing another child ends the first hold only once the new one has its place: when
+    the other child was taken a moment earlier, the first hold and its checkout are as they
+    were (payable, not left to time out against the sponsor's daily allowance)."""
+    kids = load_children(pay_app, import_feed, 5, updates=False)
+    first = signed_in_client(pay_app, sponsor(target_app=pay_app))
+    url_a = choose(first, kids.tokens[0]).headers["Location"]
+    held = _latest(pay_app)
+    other = signed_in_client(pay_app, sponsor(target_app=pay_app))
+    assert choose(other, kids.tokens[1]).status_code == 303  # takes the only place
+    assert choose(first, kids.tokens[1]).status_code == 409
+    assert not [r for r in sim.requests("/v1/checkout/sessions")
+                if r["path"].endswith("/expire")]
+    assert sim.api(f"/v1/checkout/sessions/{session_id_from(url_a)}")["status"] == "open"
+    with pay_app.app_context():
+        row = db.session.get(Sponsorship, held.id)
+        assert (row.status, row.hold_timed_out_at) == (S.PENDING, None)
+    assert sim.pay(url_a)[0] == 303
+    assert set(deliver(first, sim.events())) == {200}
+    with pay_app.app_context():
+        assert db.session.get(Sponsorship, held.id).status == S.ACTIVE

@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.helpers import require
 from tests.system.stack import PYTHON, ROOT, SERVER_PG
 
 TARGETS = ["baseline /healthz", "home", "donate", "campaign page", "sponsor list",
@@ -30,14 +31,11 @@ def postgres_answers() -> bool:
         return False
 
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("wrk") is None,
-                       reason="!!! wrk is NOT installed (apt-get install -y wrk, or make "
-                              "bench-tools): the load benchmark's smoke test did NOT run !!!"),
-    pytest.mark.skipif(not postgres_answers(),
-                       reason=f"!!! no PostgreSQL at {SERVER_PG}: the load benchmark's smoke "
-                              "test did NOT run !!!"),
-]
+@pytest.fixture(autouse=True)
+def _load_tools():
+    why = "the load benchmark's smoke test"
+    require(shutil.which("wrk"), "wrk (apt-get install wrk, or make bench-tools)", why)
+    require(postgres_answers(), f"PostgreSQL at {SERVER_PG}", why)
 
 
 def test_load_benchmark_reports_every_target_without_an_error(tmp_path):

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import require
 from tests.metrics import METRICS
 from tests.system import deploy_doc
 from tests.system.stack import (
@@ -52,14 +53,13 @@ def reachable(port: int) -> bool:
         return False
 
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(NGINX),
-                       reason="!!! nginx is not installed (apt-get install nginx-light): the "
-                              "production stack test is SKIPPED !!!"),
-    pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed"),
-    pytest.mark.skipif(not reachable(5432), reason="PostgreSQL is not running on 5432"),
-    pytest.mark.skipif(not reachable(6379), reason="Redis is not running on 6379"),
-]
+@pytest.fixture(autouse=True)
+def _stack_tools():
+    why = "the production stack test"
+    require(os.path.exists(NGINX), "nginx (apt-get install nginx-light)", why)
+    require(OPENSSL, "openssl", why)
+    require(reachable(5432), "PostgreSQL on 127.0.0.1:5432", why)
+    require(reachable(6379), "Redis on 127.0.0.1:6379", why)
 
 
 def substitute(text: str, old: str, new: str, *, count: int | None = None) -> str:
