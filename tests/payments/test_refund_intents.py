@@ -16,7 +16,7 @@ from donorhub.payments import gateway as gateway_module
 from donorhub.payments.gateway import GatewayError
 from donorhub.staff.models import Refund, RefundStatus
 from tests.campaigns.test_campaigns import staff_client
-from tests.helpers import csrf_token
+from tests.helpers import HANG_GUARD_SECONDS, barrier, csrf_token, join_all
 from tests.payments.stripe_helpers import Postman, checkout_url, give
 
 FORM_INPUT = re.compile(r'<input[^>]*name="(csrf_token|request_token)"[^>]*value="([^"]*)"')
@@ -60,19 +60,18 @@ def test_double_submit_of_one_refund_form_refunds_once(pay_app, make_user, sim, 
     form = refund_form(first, donor_id, gift_id)
     form["csrf_token"] = csrf_token(first, f"/staff/donors/{donor_id}")
     other = dict(form, csrf_token=csrf_token(second, f"/staff/donors/{donor_id}"))
-    start = threading.Barrier(2)
+    start = barrier(2)
     codes = {}
 
     def submit(name, client, fields):
-        start.wait(timeout=30)
+        start.wait(timeout=HANG_GUARD_SECONDS)
         codes[name] = refund(client, donor_id, gift_id, "10.00", fields).status_code
 
     threads = [threading.Thread(target=submit, args=("a", first, form)),
                threading.Thread(target=submit, args=("b", second, other))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    join_all(threads)
     assert codes == {"a": 303, "b": 303}
     made = [r for r in sim.requests("/v1/refunds") if r["method"] == "POST"
             and r["outcome"] == "ok"]
