@@ -151,3 +151,24 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+def input_schemas() -> list[type]:
+    """Every marshmallow schema class DonorHub defines, after importing every module of the
+    package (schemas live in views modules too): for tests that walk every input field."""
+    import importlib
+    import pkgutil
+
+    from marshmallow import Schema
+
+    import donorhub
+
+    for module in pkgutil.walk_packages(donorhub.__path__, "donorhub."):
+        importlib.import_module(module.name)
+    found, todo = [], list(Schema.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("donorhub.") and cls not in found:
+            found.append(cls)
+    return found

@@ -609,6 +609,22 @@ def verify_totp(user: User, code: str, now: float | None = None) -> bool:
     return True
 
 
+def _count_failure_in_a_row(user: User, counter, limit: int, at_limit: dict) -> bool:
+    """Add one to the account's `counter` of failures in a row; at `limit`, reset it and apply
+    `at_limit` (what ends the account's pending sign-ins or sessions). Both moves are UPDATEs
+    on the row, so failures racing from many clients are all counted and exactly one of them
+    reaches the limit. True for that one."""
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values({counter: counter + 1})
+                       .execution_options(synchronize_session=False))
+    reached = db.session.execute(
+        update(User).where(User.id == user.id, counter >= limit)
+        .values({counter: 0, **at_limit})
+        .execution_options(synchronize_session=False)).rowcount == 1
+    db.session.refresh(user, [counter.key, *(column.key for column in at_limit)])
+    return reached
+
+
 class SecondFactorLocked(DomainError):
     """Too many wrong codes in a row: every pending sign-in of the account has ended."""
 
@@ -623,15 +639,8 @@ def record_second_factor_failure(user: User) -> None:
     :raises SecondFactorLocked: this failure locked the second factor.
     """
     limit = current_app.config["MFA_MAX_FAILURES"]
-    db.session.execute(update(User).where(User.id == user.id)
-                       .values(totp_failures=User.totp_failures + 1)
-                       .execution_options(synchronize_session=False))
-    locked = db.session.execute(
-        update(User).where(User.id == user.id, User.totp_failures >= limit)
-        .values(totp_failures=0, totp_lockouts=User.totp_lockouts + 1)
-        .execution_options(synchronize_session=False)).rowcount == 1
-    db.session.refresh(user, ["totp_failures", "totp_lockouts"])
-    if not locked:
+    if not _count_failure_in_a_row(user, User.totp_failures, limit,
+                                   {User.totp_lockouts: User.totp_lockouts + 1}):
         return
     record_audit(user, "staff.second_factor_locked", "user", user.id, {"failures": limit})
     queue_mail(user.email, "accounts/second_factor_locked",
@@ -745,15 +754,8 @@ def check_current_password(user: User, password: str) -> None:
             user.reauth_failures = 0
         return
     limit = current_app.config["REAUTH_MAX_FAILURES"]
-    db.session.execute(update(User).where(User.id == user.id)
-                       .values(reauth_failures=User.reauth_failures + 1)
-                       .execution_options(synchronize_session=False))
-    ended = db.session.execute(
-        update(User).where(User.id == user.id, User.reauth_failures >= limit)
-        .values(reauth_failures=0, session_version=User.session_version + 1)
-        .execution_options(synchronize_session=False)).rowcount == 1
-    db.session.refresh(user, ["reauth_failures", "session_version"])
-    if ended:
+    if _count_failure_in_a_row(user, User.reauth_failures, limit,
+                               {User.session_version: User.session_version + 1}):
         record_audit(user, "account.sessions_ended_wrong_password", "user", user.id,
                      {"failures": limit})
         raise SessionsEnded(f"{limit} wrong passwords in a row")

@@ -5,17 +5,14 @@ would make the charity's genuine, signed receipt someone's phishing.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import pytest
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 from sqlalchemy import select
 
-import donorhub
 from donorhub.donations.schemas import NewGiftSchema
 from donorhub.extensions import db
 from donorhub.forms import check_no_link, check_plain_name
+from tests.helpers import input_schemas
 from tests.payments.stripe_helpers import Postman, checkout_url, give, send_mail
 
 VICTIM = "vicky@example.org"
@@ -59,16 +56,8 @@ NOT_IN_OTHERS_MAIL = {
 def _free_text_fields() -> list[tuple[type, str]]:
     """Every string field of every input schema not bounded to a list or a pattern (every
     module is imported: schemas live in views modules too)."""
-    for module in pkgutil.walk_packages(donorhub.__path__, "donorhub."):
-        importlib.import_module(module.name)
-    found, seen = [], set()
-    todo = list(Schema.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
-        if not cls.__module__.startswith("donorhub.") or cls in seen:
-            continue
-        seen.add(cls)
+    found = []
+    for cls in input_schemas():
         for name, field in cls._declared_fields.items():
             if type(field) is not fields.String:
                 continue

@@ -6,18 +6,14 @@ put its name into the real donor's receipts, plan mails or donor record.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import pytest
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 from sqlalchemy import select
 
-import donorhub
 from donorhub.donations.models import Donor, RecurringPlan
 from donorhub.extensions import db
 from donorhub.forms import check_plain_name
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, input_schemas
 from tests.payments.stripe_helpers import Postman, checkout_url, give, send_mail
 
 VICTIM = "vicky@example.org"
@@ -61,17 +57,8 @@ LINKS = ["Jo https://evil.example/x", "Jo www.evil.example", "Jo evil.example://
 
 def _name_fields() -> list[tuple[type, str]]:
     """Every field of every input schema that takes a person's name."""
-    for module in pkgutil.walk_packages(donorhub.__path__, "donorhub."):
-        if module.name.endswith((".schemas", ".forms")):
-            importlib.import_module(module.name)
-    found, seen = [], set()
-    todo = list(Schema.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
-        if not cls.__module__.startswith("donorhub.") or cls in seen:
-            continue
-        seen.add(cls)
+    found = []
+    for cls in input_schemas():
         for name in cls._declared_fields:
             if name.endswith(("full_name", "first_name", "last_name")):
                 found.append((cls, name))
