@@ -90,7 +90,7 @@ def register_blueprints(app: Flask) -> None:
     from donorhub.sponsorship import views as _sponsorship_views  # noqa: F401
     from donorhub.staff import bp as staff_bp
     from donorhub.staff import safeguarding_views as _safeguarding_views  # noqa: F401
-    from donorhub.staff import staff_views as _issue7_staff_views  # noqa: F401
+    from donorhub.staff import staff_views as _back_office_views  # noqa: F401
     from donorhub.staff import views as _staff_views  # noqa: F401
 
     app.register_blueprint(main_bp)
@@ -102,7 +102,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(updates_bp)
     campaigns_views.register(app)
-    app.register_blueprint(_issue7_staff_views.dp_views.bp)
+    app.register_blueprint(_back_office_views.dp_views.bp)
     from donorhub import payments
     from donorhub.donations import views as donations_views
 

@@ -2,8 +2,8 @@
 child whose approved updates of past quarters are published, so the portal shows something.
 
 Written straight to the database, like the demo plans (no Stripe subscription behind it);
-sponsor through /sponsor to try the simulator. Publication on a schedule is issue 6: until
-then the demo publishes approved updates of past quarters here.
+sponsor through /sponsor to try the simulator. The publication job releases updates on its
+schedule; the demo publishes approved updates of past quarters here at once.
 """
 
 from __future__ import annotations

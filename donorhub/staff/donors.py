@@ -121,7 +121,7 @@ def current_consents(donor_id: int) -> dict[str, DonorConsent]:
 def sponsorships_for(donor: Donor) -> list | None:
     """The donor's sponsorships, by alias only, through the sponsorship feature's services.
 
-    None when that feature does not offer the function yet (issue 5 is being built)."""
+    None when the sponsorship feature does not offer that function."""
     from donorhub.sponsorship import services as sponsorship_services
 
     finder = getattr(sponsorship_services, "donor_sponsorships", None)

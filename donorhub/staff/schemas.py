@@ -1,4 +1,5 @@
-"""Input schemas for the staff pages of issue 7 (forms refuse unknown fields)."""
+"""Input schemas for the staff back-office pages: donors, refunds, offline gifts, data
+protection (forms refuse unknown fields)."""
 
 from __future__ import annotations
 
