@@ -130,6 +130,12 @@ def register_templates(app: Flask) -> None:
     from flask_login import current_user
 
     from donorhub.accounts.models import StaffRole
+    from donorhub.money import format_money, plain_amount
+
+    # Filters every feature's templates use: registered here, not by whichever feature
+    # happens to be wired first.
+    app.add_template_filter(format_money, "money")
+    app.add_template_filter(plain_amount, "plain_amount")
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:

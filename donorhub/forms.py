@@ -1,4 +1,5 @@
-"""Reading HTML forms through marshmallow schemas, the same way in every view."""
+"""Reading HTML forms through marshmallow schemas, the same way in every view, and the
+field types and base schema every feature's forms are built from."""
 
 from __future__ import annotations
 
@@ -6,7 +7,36 @@ import unicodedata
 from typing import Any
 
 from flask import request
-from marshmallow import Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
+                   error_messages={"required": "Enter your e-mail address.",
+                                   "invalid": "Enter an e-mail address like name@example.com."})
+
+
+def normalise_email(value: str) -> str:
+    return value.strip().lower()
+
+
+class EmailField(fields.Email):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.strip()
+        return normalise_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class CheckboxField(fields.Boolean):
+    truthy = {"on", "1", "true", "yes", "y"}
+    falsy = {"off", "0", "false", "no", "n", ""}
+
+
+class FormSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class EmptySchema(FormSchema):
+    """A form with no fields but its CSRF token: a button that posts."""
 
 
 def load_form(schema: Schema) -> tuple[Any, dict[str, list[str]]]:

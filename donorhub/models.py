@@ -6,7 +6,8 @@ from donorhub.accounts.models import (  # noqa: F401
     User,
     UserRole,
 )
-from donorhub.campaigns.models import Campaign, ExchangeRate  # noqa: F401
+from donorhub.audit import AuditEvent  # noqa: F401
+from donorhub.campaigns.models import Campaign  # noqa: F401
 from donorhub.donations.dunning import PlanPaymentFailure  # noqa: F401
 from donorhub.donations.models import (  # noqa: F401
     Donation,
@@ -28,6 +29,7 @@ from donorhub.feed.models import (  # noqa: F401
     HomeStat,
 )
 from donorhub.mail.models import OutboxMessage  # noqa: F401
+from donorhub.money import ExchangeRate  # noqa: F401
 from donorhub.payments.models import StripeEvent  # noqa: F401
 from donorhub.sponsorship.models import (  # noqa: F401
     ConductAcceptance,
@@ -38,7 +40,6 @@ from donorhub.sponsorship.models import (  # noqa: F401
     SponsorSuspension,
 )
 from donorhub.staff.models import (  # noqa: F401
-    AuditEvent,
     DonorConsent,
     DonorErasure,
     DonorNote,

@@ -17,7 +17,7 @@ def test_migrations_match_the_models(app, backend):
 
 
 def test_audit_log_is_append_only_in_the_database(app, make_user, backend):
-    from donorhub.staff.audit import record_audit
+    from donorhub.audit import record_audit
 
     user = make_user()
     with app.app_context():
@@ -43,7 +43,7 @@ def test_audit_log_is_append_only_in_the_database(app, make_user, backend):
 def test_audit_detail_refuses_personal_data(app):
     import pytest
 
-    from donorhub.staff.audit import record_audit
+    from donorhub.audit import record_audit
 
     with app.app_context():
         for detail in ({"email": "someone@example.org"}, {"note": "Her name is Priya"},

@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 
 from marshmallow import (
-    RAISE,
-    Schema,
     ValidationError,
     fields,
     post_load,
@@ -16,22 +14,13 @@ from marshmallow import (
 )
 
 from donorhub.accounts.codes import normalise_recovery_code
-from donorhub.forms import check_plain_name
-
-EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
-                   error_messages={"required": "Enter your e-mail address.",
-                                   "invalid": "Enter an e-mail address like name@example.com."})
-
-
-def normalise_email(value: str) -> str:
-    return value.strip().lower()
-
-
-class EmailField(fields.Email):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str):
-            value = value.strip()
-        return normalise_email(super()._deserialize(value, attr, data, **kwargs))
+from donorhub.forms import (
+    EMAIL_FIELD,
+    CheckboxField,
+    EmailField,
+    FormSchema,
+    check_plain_name,
+)
 
 
 class PasswordField(fields.String):
@@ -41,16 +30,6 @@ class PasswordField(fields.String):
         kwargs.setdefault("validate", validate.Length(min=1, max=1024))
         kwargs.setdefault("error_messages", {"required": "Enter a password."})
         super().__init__(required=True, **kwargs)
-
-
-class CheckboxField(fields.Boolean):
-    truthy = {"on", "1", "true", "yes", "y"}
-    falsy = {"off", "0", "false", "no", "n", ""}
-
-
-class FormSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ from donorhub.accounts.models import (
     User,
     UserRole,
 )
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.mail.services import add_to_outbox, queue_mail, render_mail
-from donorhub.staff.audit import record_audit
 
 TOTP_STEP_SECONDS = 30
 
@@ -60,10 +60,6 @@ class WrongPassword(DomainError):
 class EmailTaken(DomainError):
     """Another account already uses that e-mail address."""
 
-
-def external_url(endpoint: str, **values) -> str:
-    """An absolute link for e-mails, built from PUBLIC_BASE_URL, never from the Host header."""
-    return urls.external_url(endpoint, **values)
 
 
 def check_password_policy(password: str, email: str | None = None) -> None:
@@ -154,8 +150,8 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
         if allowed:
             queue_mail(existing.email, "accounts/already_registered",
                        subject="Someone tried to create an account with your address",
-                       sign_in_url=external_url("accounts.sign_in"),
-                       reset_url=external_url("accounts.forgot_password"))
+                       sign_in_url=urls.external_url("accounts.sign_in"),
+                       reset_url=urls.external_url("accounts.forgot_password"))
         return None
     user = User(email=email, full_name=full_name, password_hash=password_hash)
     db.session.add(user)
@@ -168,7 +164,7 @@ def send_verification(user: User) -> None:
     token = tokens.make_token("verify", {"uid": user.id, "email": user.email})
     # No name: the address is not confirmed, so whoever registered could have typed anything.
     queue_mail(user.email, "accounts/verify", subject="Confirm your e-mail address",
-               sensitive=True, verify_url=external_url("accounts.verify_email", token=token))
+               sensitive=True, verify_url=urls.external_url("accounts.verify_email", token=token))
 
 
 def verify_email(token: str) -> User:
@@ -235,7 +231,7 @@ def request_password_reset(email: str) -> None:
                                         "fp": tokens.account_fingerprint(subject_user)})
     message = render_mail(subject_user.email, "accounts/reset", subject="Reset your password",
                           sensitive=True, name=greeting_name(subject_user),
-                          reset_url=external_url("accounts.reset_password", token=token))
+                          reset_url=urls.external_url("accounts.reset_password", token=token))
     try:
         with db.session.begin_nested():  # released on leaving the block, or rolled back
             add_to_outbox(message)
@@ -282,7 +278,7 @@ def set_password(user: User, new_password: str) -> None:
     user.password_changed_at = utcnow()
     user.end_all_sessions()
     queue_mail(user.email, "accounts/password_changed", subject="Your password was changed",
-               name=greeting_name(user), reset_url=external_url("accounts.forgot_password"))
+               name=greeting_name(user), reset_url=urls.external_url("accounts.forgot_password"))
 
 
 # E-mail address ----------------------------------------------------------------------------
@@ -299,15 +295,15 @@ def request_email_change(user: User, new_email: str, current_password: str) -> N
             return
         queue_mail(new_email, "accounts/already_registered",
                    subject="Someone tried to use your address for another account",
-                   sign_in_url=external_url("accounts.sign_in"),
-                   reset_url=external_url("accounts.forgot_password"))
+                   sign_in_url=urls.external_url("accounts.sign_in"),
+                   reset_url=urls.external_url("accounts.forgot_password"))
         return
     token = tokens.make_token("change-email", {"uid": user.id, "old": user.email,
                                                "new": new_email})
     # No name to the new address: nobody there has confirmed anything yet.
     queue_mail(new_email, "accounts/confirm_new_email", subject="Confirm your new e-mail address",
                sensitive=True,
-               confirm_url=external_url("accounts.confirm_email_change", token=token))
+               confirm_url=urls.external_url("accounts.confirm_email_change", token=token))
     queue_mail(user.email, "accounts/email_change_requested",
                subject="A change of e-mail address was requested", name=greeting_name(user))
 
@@ -437,7 +433,7 @@ def invite_staff(actor: User, email: str, full_name: str, roles: Iterable[StaffR
     queue_mail(email, "accounts/staff_invitation", sensitive=True,
                subject=f"You are invited to the staff area of {current_app.config['CHARITY_NAME']}",
                name=full_name, hours=int(INVITATION_MAX_AGE.total_seconds() // 3600),
-               invitation_url=external_url("accounts.accept_invitation", token=token))
+               invitation_url=urls.external_url("accounts.accept_invitation", token=token))
     return invitation
 
 
@@ -646,7 +642,7 @@ def record_second_factor_failure(user: User) -> None:
     queue_mail(user.email, "accounts/second_factor_locked",
                subject="Wrong sign-in codes were entered for your staff account",
                name=greeting_name(user), failures=limit,
-               reset_url=external_url("accounts.forgot_password"))
+               reset_url=urls.external_url("accounts.forgot_password"))
     raise SecondFactorLocked(f"{limit} wrong codes in a row")
 
 
@@ -704,7 +700,7 @@ def use_recovery_code(user: User, code: str) -> bool:
     queue_mail(user.email, "accounts/recovery_code_used",
                subject="A recovery code was used to sign in to your staff account",
                name=greeting_name(user), left=left,
-               reset_url=external_url("accounts.forgot_password"))
+               reset_url=urls.external_url("accounts.forgot_password"))
     return True
 
 
@@ -723,7 +719,7 @@ def reset_second_factor(user: User, actor: User | None = None) -> None:
     record_audit(actor, "staff.second_factor_reset", "user", user.id, {})
     queue_mail(user.email, "accounts/second_factor_reset",
                subject="Two-factor sign-in was reset for your staff account",
-               name=greeting_name(user), reset_url=external_url("accounts.forgot_password"))
+               name=greeting_name(user), reset_url=urls.external_url("accounts.forgot_password"))
 
 
 def check_second_factor(user: User, code: str, now: float | None = None) -> bool:

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from donorhub.campaigns.models import Campaign, CampaignStatus, ExchangeRate
+from donorhub.campaigns.models import Campaign, CampaignStatus
 from donorhub.donations.models import Donation, DonationKind, DonationStatus, Donor
 from donorhub.extensions import db
+from donorhub.money import ExchangeRate
 
 CAMPAIGNS = [
     ("safe-beds-winter", "Safe beds this winter", "WINTER", 1_000_000, "gbp",

@@ -1,16 +1,14 @@
-"""Campaigns and the staff-set exchange rates used to convert campaign and report totals.
+"""Campaigns: a public appeal with a goal, a page and a life cycle.
 
-Money is an integer of minor units plus a lower-case ISO code; rates are Decimals stored as
-NUMERIC, never floats.
+Money is an integer of minor units plus a lower-case ISO code, never a float.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import TimestampMixin, utcnow
@@ -66,21 +64,3 @@ class Campaign(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<Campaign {self.id} {self.status}>"
-
-
-class ExchangeRate(db.Model):
-    """One unit of `currency` is worth `rate` units of `reporting_currency`.
-
-    Rows are history: the newest row per pair applies. Who set it and when are kept.
-    """
-
-    __tablename__ = "exchange_rates"
-    __table_args__ = (Index("ix_exchange_rates_pair", "currency", "reporting_currency",
-                            "set_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3))
-    reporting_currency: Mapped[str] = mapped_column(String(3))
-    rate: Mapped[Decimal] = mapped_column(Numeric(18, 8))
-    set_at: Mapped[datetime] = mapped_column(default=utcnow)
-    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))

@@ -6,8 +6,8 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from donorhub.accounts.schemas import FormSchema
-from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
+from donorhub.forms import FormSchema
+from donorhub.money import CURRENCIES, BadAmount, parse_amount
 
 SLUG = validate.Regexp(r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
                        error="Use lower-case letters, digits and single hyphens.")
@@ -53,9 +53,6 @@ class CampaignSchema(FormSchema):
         data["summary"] = data["summary"].strip()
         return data
 
-
-class EmptySchema(FormSchema):
-    pass
 
 
 class RateSchema(FormSchema):

@@ -1,5 +1,5 @@
 """Campaigns: create, edit, publish, close; totals that stay right with refunds, disputes
-and several currencies; staff-set exchange rates; sanitised Markdown.
+and several currencies (converted with the rates of donorhub/money.py); sanitised Markdown.
 
 What counts as raised (docs/campaigns.md): for each gift linked to the campaign whose status
 is paid or partially refunded, `amount − refunded − fee cover`, never below zero. Open
@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 import nh3
 from markdown_it import MarkdownIt
 from sqlalchemy import case, func, select
 
-from donorhub.campaigns.models import Campaign, CampaignStatus, ExchangeRate
+from donorhub.audit import record_audit
+from donorhub.campaigns.models import Campaign, CampaignStatus
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.staff.audit import record_audit
+from donorhub.money import Converted, convert, current_rates
 
 #: Statuses whose money is with the charity now (a full refund leaves 0 by the formula).
 COUNTED_STATUSES = (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED,
@@ -51,66 +52,6 @@ def render_markdown(source: str) -> str:
     return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                      url_schemes=ALLOWED_URL_SCHEMES, link_rel="noopener noreferrer nofollow",
                      strip_comments=True)
-
-
-# Exchange rates ------------------------------------------------------------------------------
-
-def set_rate(currency: str, reporting_currency: str, rate: Decimal, actor) -> ExchangeRate:
-    if currency == reporting_currency:
-        raise DomainError("A currency needs no rate to itself.")
-    if rate <= 0:
-        raise DomainError("A rate must be greater than zero.")
-    row = ExchangeRate(currency=currency, reporting_currency=reporting_currency, rate=rate,
-                       set_by_id=actor.id if actor is not None else None)
-    db.session.add(row)
-    db.session.flush()
-    record_audit(actor, "rate.set", "exchange_rate", row.id,
-                 {"currency": currency, "reporting_currency": reporting_currency})
-    return row
-
-
-def current_rates(reporting_currency: str) -> dict[str, Decimal]:
-    """The newest rate per currency into `reporting_currency` (1 for itself)."""
-    rows = db.session.scalars(
-        select(ExchangeRate).where(ExchangeRate.reporting_currency == reporting_currency)
-        .order_by(ExchangeRate.set_at, ExchangeRate.id)).all()
-    rates = {row.currency: Decimal(row.rate) for row in rows}
-    rates[reporting_currency] = Decimal(1)
-    return rates
-
-
-def rate_history(limit: int = 50) -> list[ExchangeRate]:
-    return list(db.session.scalars(select(ExchangeRate).order_by(ExchangeRate.id.desc())
-                                   .limit(limit)))
-
-
-@dataclass(frozen=True)
-class Converted:
-    #: Sum of the currencies that had a rate, in the target currency, minor units.
-    total_minor: int
-    currency: str
-    #: Currencies with money but no rate: left out of total_minor, shown to staff.
-    missing: tuple[str, ...]
-
-
-def convert(amounts: dict[str, int], target: str, rates: dict[str, Decimal]) -> Converted:
-    """Convert per-currency sums (not single gifts) into `target`, rounding once per
-    currency, half to even, to whole minor units. Rates are Decimal; no floats anywhere."""
-    total, missing = 0, []
-    target_rate = rates.get(target)
-    for currency, minor in sorted(amounts.items()):
-        if currency == target:
-            total += minor
-            continue
-        rate = rates.get(currency)
-        if rate is None or target_rate is None or minor == 0:
-            if minor:
-                missing.append(currency)
-            continue
-        value = (Decimal(minor) * rate / target_rate).quantize(Decimal(1),
-                                                              rounding=ROUND_HALF_EVEN)
-        total += int(value)
-    return Converted(total, target, tuple(missing))
 
 
 # Totals ------------------------------------------------------------------------------------

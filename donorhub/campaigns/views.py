@@ -5,14 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from donorhub import money
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services
 from donorhub.campaigns.models import Campaign
-from donorhub.campaigns.schemas import CampaignSchema, EmptySchema, RateSchema
-from donorhub.donations.money import CURRENCIES, CURRENCY_NAMES, to_decimal
+from donorhub.campaigns.schemas import CampaignSchema, RateSchema
 from donorhub.errors import DomainError, problem
 from donorhub.extensions import db
-from donorhub.forms import load_form
+from donorhub.forms import EmptySchema, load_form
+from donorhub.money import CURRENCIES, CURRENCY_NAMES, to_decimal
 from donorhub.security import public, staff
 from donorhub.staff import bp as staff_bp
 
@@ -198,7 +199,7 @@ def rates():
         data, errors = load_form(RateSchema())
         if not errors:
             try:
-                services.set_rate(data["currency"], reporting, data["rate"], current_user)
+                money.set_rate(data["currency"], reporting, data["rate"], current_user)
             except DomainError as error:
                 errors = {"_schema": [str(error)]}
         if not errors:
@@ -207,7 +208,7 @@ def rates():
             return redirect(url_for("staff.rates"))
         db.session.rollback()
     return render_template("campaigns/staff_rates.html", reporting=reporting,
-                           current=services.current_rates(reporting),
-                           history=services.rate_history(), errors=errors,
+                           current=money.current_rates(reporting),
+                           history=money.rate_history(), errors=errors,
                            currencies=[c for c in CURRENCIES if c != reporting],
                            form=dict(request.form)), (422 if errors else 200)

@@ -96,7 +96,7 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
               house: str, postcode: str, paid_at: datetime, amount_minor: int,
               now: datetime) -> tuple[ScheduleRow, list[str]]:
     """One schedule row and the problems with it (an empty list when it may be claimed)."""
-    from donorhub.donations.money import plain_amount
+    from donorhub.money import plain_amount
 
     problems = []
     title = (title or "").strip()

@@ -128,10 +128,12 @@ class Donation(TimestampMixin, db.Model):
     #: The part of amount_minor that covers card fees (0 when not chosen).
     fee_cover_minor: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3))
-    #: "general" for the general fund, "campaign" with campaign_id when campaigns land.
+    #: "general" for the general fund, "campaign" with campaign_id.
     designation: Mapped[str] = mapped_column(String(32), default="general")
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
+    #: Named, not imported: campaigns build on donations, never the other way round.
+    campaign = relationship("Campaign", viewonly=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
     #: The payer's name for this gift, as typed on the form that was paid (or copied from
     #: the plan for an instalment). Receipts and mails about this gift use it, never a name

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations.models import (
     DISPUTE_STAGE,
@@ -33,7 +34,6 @@ from donorhub.donations.models import (
 from donorhub.extensions import db
 from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
 from donorhub.payments.gateway import GatewayError, get_gateway
-from donorhub.staff.audit import record_audit
 from donorhub.staff.models import (
     REFUND_COUNTED,
     REFUND_UNDONE,

@@ -6,10 +6,16 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
 from donorhub.donations.giftaid import normalise_postcode
-from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
-from donorhub.forms import check_no_link, check_plain_name
+from donorhub.forms import (
+    EMAIL_FIELD,
+    CheckboxField,
+    EmailField,
+    FormSchema,
+    check_no_link,
+    check_plain_name,
+)
+from donorhub.money import CURRENCIES, BadAmount, parse_amount
 
 FREQUENCIES = ("once", "monthly", "yearly")
 
@@ -166,9 +172,6 @@ class PlanChangeSchema(FormSchema):
             raise ValidationError("Enter an amount like 25 or 25.50.", "amount") from None
         return PlanChange(amount_minor=amount, frequency=data["frequency"])
 
-
-class EmptySchema(FormSchema):
-    """Buttons that carry nothing but the CSRF token."""
 
 
 class GiftAidExportSchema(FormSchema):

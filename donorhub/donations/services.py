@@ -19,6 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations import dunning, giftaid, refunds
 from donorhub.donations.models import (
@@ -38,12 +39,12 @@ from donorhub.donations.models import (
     ReceiptCounter,
     RecurringPlan,
 )
-from donorhub.donations.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.donations.schemas import NewGift
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
 from donorhub.forms import name_for_mail, text_for_mail
 from donorhub.mail.services import queue_mail
+from donorhub.money import STRIPE_MAX_MINOR, fee_cover, format_money
 from donorhub.payments.events import (
     ChargeData,
     CheckoutSessionData,
@@ -59,7 +60,7 @@ from donorhub.payments.gateway import (
     SubscriptionChange,
     get_gateway,
 )
-from donorhub.staff.audit import record_audit
+from donorhub.urls import external_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -262,8 +263,11 @@ def _same_form(row: Donation | RecurringPlan, gift: NewGift, priced: Priced,
                    repeated=True)
 
 
-def start_donation(gift: NewGift, user=None) -> Started:
+def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> Started:
     """Record the gift (pending) for the donor; the caller then opens Checkout.
+
+    `campaign_id` is the live campaign the form named, as the caller found it (None when the
+    form named none, or named one that no longer takes gifts).
 
     A signed-in donor gives as their account's address, whatever the form said. The form's
     one-time token is stored with the gift: the same form sent again finds that gift.
@@ -283,15 +287,14 @@ def start_donation(gift: NewGift, user=None) -> Started:
         if not gift.email:
             raise GiftRejected("email", "Enter your e-mail address, for your receipt.")
         donor = find_or_create_donor(gift.email, gift.full_name)
-    designation, campaign_id = gift.designation, None
+    designation = gift.designation
     if gift.campaign:
-        from donorhub.campaigns import services as campaign_services
-
-        campaign = campaign_services.campaign_for_gift(gift.campaign)
-        if campaign is None:
+        if campaign_id is None:
             raise GiftRejected("campaign", "That campaign is no longer taking gifts; your "
                                            "gift can go to our general fund instead.")
-        designation, campaign_id = "campaign", campaign.id
+        designation = "campaign"
+    else:
+        campaign_id = None
     declaration = None
     if gift.gift_aid is not None:
         # Takes effect only when this gift is paid; covers other gifts only once the owner
@@ -323,11 +326,6 @@ def start_donation(gift: NewGift, user=None) -> Started:
         return _same_form(earlier, gift, priced, email)
     return Started("plan" if isinstance(row, RecurringPlan) else "donation", row)
 
-
-def _external(endpoint: str, **values) -> str:
-    """An absolute link from PUBLIC_BASE_URL; works in requests, jobs and CLI alike."""
-    path = current_app.url_map.bind("localhost").build(endpoint, values)
-    return current_app.config["PUBLIC_BASE_URL"] + path
 
 
 def checkout_key(row: Donation | RecurringPlan) -> str:
@@ -363,8 +361,8 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
         mode="subscription" if is_plan else "payment",
         amount_minor=row.amount_minor, currency=row.currency,
         product_name=PRODUCT_NAMES[frequency],
-        success_url=_external("donations.thank_you") + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=_external("donations.cancelled", ref=row.public_id),
+        success_url=external_url("donations.thank_you") + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=external_url("donations.cancelled", ref=row.public_id),
         expires_at=int(row.checkout_expires_at.timestamp()),
         customer_email=row.donor.email, metadata=ref,
         interval=row.frequency.stripe_interval if is_plan else None)
@@ -519,7 +517,7 @@ def _gift_aid_serializer() -> URLSafeTimedSerializer:
 
 def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
     token = _gift_aid_serializer().dumps({"d": declaration.id})
-    return _external("donations.confirm_gift_aid", token=token)
+    return external_url("donations.confirm_gift_aid", token=token)
 
 
 def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
@@ -598,18 +596,14 @@ def issue_receipt(donation: Donation) -> Receipt | None:
         registration=current_app.config["CHARITY_REGISTRATION"],
         plan=plan, frequency=plan.frequency.value if plan else None,
         manage_url=manage_url(plan) if plan else None,
-        history_url=_external("donations.history"))
+        history_url=external_url("donations.history"))
     return receipt
 
 
 def _designation_words(donation: Donation) -> str:
     """What the receipt says the gift is for: the campaign by its public name."""
-    if donation.designation == "campaign" and donation.campaign_id is not None:
-        from donorhub.campaigns import services as campaign_services
-
-        campaign = campaign_services.get_campaign(donation.campaign_id)
-        if campaign is not None:
-            return f"our campaign “{campaign.name}”"
+    if donation.designation == "campaign" and donation.campaign is not None:
+        return f"our campaign “{donation.campaign.name}”"
     return {"general": "our general fund", "sponsorship": "a monthly sponsorship"
             }.get(donation.designation, "a campaign")
 
@@ -635,7 +629,7 @@ def manage_token(plan: RecurringPlan) -> str:
 
 
 def manage_url(plan: RecurringPlan) -> str:
-    return _external("donations.manage", token=manage_token(plan))
+    return external_url("donations.manage", token=manage_token(plan))
 
 
 def plan_for_manage_token(token: str) -> RecurringPlan | None:
@@ -834,7 +828,7 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
             queue_mail(donation.donor.email, "donations/payment_failed_once",
                        subject="Your gift did not go through", name=donation.payer_name,
                        amount=format_money(donation.amount_minor, donation.currency),
-                       donate_url=_external("donations.donate"))
+                       donate_url=external_url("donations.donate"))
     return "applied"
 
 
@@ -1303,7 +1297,7 @@ def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
         queue_mail(plan.donor.email, "donations/plan_ended",
                    subject="Your regular gift has ended", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, donate_url=_external("donations.donate"))
+                   frequency=plan.frequency.value, donate_url=external_url("donations.donate"))
 
 
 # Donor's own changes to a plan -------------------------------------------------------------
@@ -1548,7 +1542,7 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
         queue_mail(plan.donor.email, "donations/plan_cancelled",
                    subject="Your regular gift is cancelled", name=plan.payer_name,
                    amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, donate_url=_external("donations.donate"))
+                   frequency=plan.frequency.value, donate_url=external_url("donations.donate"))
 
 
 def card_update_url(plan: RecurringPlan, return_url: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from datetime import date
 
@@ -21,18 +19,14 @@ from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
+from donorhub.csv import to_csv
 from donorhub.donations import bp, giftaid, services, staff_bp
 from donorhub.donations.models import Donation, PlanStatus, RecurringPlan
-from donorhub.donations.money import CURRENCIES, CURRENCY_NAMES, format_money
-from donorhub.donations.schemas import (
-    EmptySchema,
-    GiftAidExportSchema,
-    NewGiftSchema,
-    PlanChangeSchema,
-)
+from donorhub.donations.schemas import GiftAidExportSchema, NewGiftSchema, PlanChangeSchema
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.forms import load_form
+from donorhub.forms import EmptySchema, load_form
+from donorhub.money import CURRENCIES, CURRENCY_NAMES
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import public, signed_in, staff
 
@@ -40,7 +34,6 @@ from donorhub.security import public, signed_in, staff
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(staff_bp)
-    app.add_template_filter(format_money, "money")
 
 
 def form_context(form: dict, errors: dict) -> dict:
@@ -91,7 +84,10 @@ def donate():
     started = None
     if not errors:
         try:
-            started = services.start_donation(data, current_user)
+            campaign = (campaign_services.campaign_for_gift(data.campaign)
+                        if data.campaign else None)
+            started = services.start_donation(
+                data, current_user, campaign_id=campaign.id if campaign is not None else None)
         except services.GiftRejected as error:
             errors = {error.field: [str(error)]}
     if errors:
@@ -454,12 +450,7 @@ def gift_aid_claim_file(claim_id: int):
 
 
 def _claim_csv(rows) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(giftaid.SCHEDULE_COLUMNS)
-    for row in rows:
-        writer.writerow([_csv_safe(cell) for cell in row.cells()])
-    return buffer.getvalue()
+    return to_csv(list(giftaid.SCHEDULE_COLUMNS), [row.cells() for row in rows])
 
 
 def _csv_response(body: str, claim_id: int):
@@ -469,7 +460,3 @@ def _csv_response(body: str, claim_id: int):
     response.headers["Cache-Control"] = "no-store"
     return response
 
-
-def _csv_safe(cell: str) -> str:
-    """No spreadsheet formulas: a cell never starts with = + - @."""
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell

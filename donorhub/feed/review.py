@@ -13,13 +13,13 @@ from datetime import datetime
 from sqlalchemy import select
 
 from donorhub.accounts.models import User
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.feed import guard
 from donorhub.feed.models import Child, ChildText, ChildUpdate, ReviewStatus
 from donorhub.feed.vocab import MILESTONE_SENTENCES
-from donorhub.staff.audit import record_audit
 
 KINDS = ("about", "update")
 OPEN = (ReviewStatus.PENDING, ReviewStatus.QUARANTINED)

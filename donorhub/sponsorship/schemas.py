@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from donorhub.accounts.schemas import CheckboxField, FormSchema
-from donorhub.donations.money import CURRENCIES
+from donorhub.forms import CheckboxField, FormSchema
+from donorhub.money import CURRENCIES
 from donorhub.sponsorship.services import CHOICES, SUSPENSION_REASONS
 
 
@@ -24,9 +24,6 @@ class ChoiceSchema(FormSchema):
     choice = fields.String(required=True, validate=validate.OneOf(CHOICES), error_messages={
         "required": "Choose one of the three options."})
 
-
-class EmptySchema(FormSchema):
-    """Buttons that carry nothing but the CSRF token."""
 
 
 class SuspendSchema(FormSchema):

@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
 from donorhub.donations.models import (
@@ -26,7 +27,6 @@ from donorhub.donations.models import (
     PlanStatus,
     RecurringPlan,
 )
-from donorhub.donations.money import format_money
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
 from donorhub.feed.models import (
@@ -40,6 +40,7 @@ from donorhub.feed.models import (
 )
 from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
+from donorhub.money import format_money
 from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
@@ -55,7 +56,7 @@ from donorhub.sponsorship.models import (
     SponsorshipStatus,
     SponsorSuspension,
 )
-from donorhub.staff.audit import record_audit
+from donorhub.urls import external_url
 
 log = logging.getLogger(__name__)
 
@@ -405,10 +406,6 @@ def _check_hold_allowance(user, now: datetime) -> None:
             f"{until:%H:%M} UTC on {until:%-d %B}.")
 
 
-def _external(endpoint: str, **values) -> str:
-    path = current_app.url_map.bind("localhost").build(endpoint, values)
-    return current_app.config["PUBLIC_BASE_URL"] + path
-
 
 def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
     """Create (or fetch again, by idempotency key) the subscription's Checkout Session.
@@ -445,8 +442,8 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
         idempotency_key=_checkout_key(sponsorship),
         mode="subscription", amount_minor=sponsorship.amount_minor,
         currency=sponsorship.currency, product_name=PRODUCT_NAME,
-        success_url=_external("sponsorship.portal", welcome="1"),
-        cancel_url=_external("sponsorship.portal"),
+        success_url=external_url("sponsorship.portal", welcome="1"),
+        cancel_url=external_url("sponsorship.portal"),
         expires_at=int(sponsorship.checkout_expires_at.timestamp()),
         customer_email=sponsorship.user.email,
         metadata={"sponsorship": sponsorship.public_id}, interval="month")
@@ -682,7 +679,7 @@ def _news_mail(sponsorship: Sponsorship) -> None:
     """The only mail about a child's sponsorship news: it says nothing but "sign in"."""
     queue_mail(sponsorship.user.email, "sponsorship/news", subject=NEWS_MAIL_SUBJECT,
                name=sponsorship.user.full_name,
-               portal_url=_external("sponsorship.portal"))
+               portal_url=external_url("sponsorship.portal"))
 
 
 # Sponsor actions ---------------------------------------------------------------------------
@@ -779,7 +776,7 @@ def lapse_overdue(now: datetime | None = None) -> int:
         queue_mail(sponsorship.user.email, "sponsorship/lapsed",
                    subject="Your sponsorship has ended", name=sponsorship.user.full_name,
                    grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
-                   portal_url=_external("sponsorship.portal"))
+                   portal_url=external_url("sponsorship.portal"))
         db.session.commit()
         lapsed += 1
     return lapsed

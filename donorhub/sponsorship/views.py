@@ -7,21 +7,15 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
-from donorhub.donations.money import CURRENCY_NAMES, format_money
+from donorhub.audit import record_audit
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
-from donorhub.forms import load_form
+from donorhub.forms import EmptySchema, load_form
+from donorhub.money import CURRENCY_NAMES, format_money
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import is_safe_next, public, signed_in, staff
 from donorhub.sponsorship import bp, conduct, services
-from donorhub.sponsorship.schemas import (
-    ChoiceSchema,
-    ChooseSchema,
-    ConductSchema,
-    EmptySchema,
-    SuspendSchema,
-)
-from donorhub.staff.audit import record_audit
+from donorhub.sponsorship.schemas import ChoiceSchema, ChooseSchema, ConductSchema, SuspendSchema
 from donorhub.updates import services as updates_services
 
 FILTER_NAMES = ("age", "region", "stage", "interest")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 from sqlalchemy import select
 
+from donorhub.audit import AuditEvent
 from donorhub.extensions import db
-from donorhub.staff.models import AuditEvent
 
 #: Action prefixes offered as quick filters ("safeguarding views" is what officers check).
 ACTION_GROUPS = {"": "All", "child.": "Safeguarding data viewed", "export.": "Exports",

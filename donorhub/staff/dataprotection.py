@@ -11,13 +11,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from donorhub.accounts.models import DataRequest, DataRequestKind, DataRequestStatus, User
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations import services as donation_services
 from donorhub.donations.models import Donation, Donor, GiftAidDeclaration, RecurringPlan
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.payments.gateway import get_gateway
-from donorhub.staff.audit import record_audit
 from donorhub.staff.models import DonorConsent, DonorErasure, DonorNote, OfflineGift
 
 ERASED_NAME = "Erased donor"

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from donorhub.audit import record_audit
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
 from donorhub.database import utcnow
 from donorhub.donations import refunds
@@ -26,11 +27,10 @@ from donorhub.donations.models import (
     GiftAidDeclaration,
     RecurringPlan,
 )
-from donorhub.donations.money import CURRENCIES
 from donorhub.errors import DomainError
 from donorhub.extensions import db
+from donorhub.money import CURRENCIES
 from donorhub.payments.gateway import RefundRequest, get_gateway
-from donorhub.staff.audit import record_audit
 from donorhub.staff.models import (
     REFUND_COUNTED,
     DonorConsent,

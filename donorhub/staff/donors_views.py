@@ -11,10 +11,10 @@ from marshmallow import ValidationError
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
 from donorhub.donations.models import Donation, Donor
-from donorhub.donations.money import CURRENCIES
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
+from donorhub.money import CURRENCIES
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import staff
 from donorhub.staff import bp

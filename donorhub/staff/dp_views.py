@@ -8,11 +8,10 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from donorhub.accounts.models import DataRequest, StaffRole
-from donorhub.campaigns.schemas import EmptySchema
 from donorhub.donations.models import Donor
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.forms import load_form
+from donorhub.forms import EmptySchema, load_form
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import signed_in, staff
 from donorhub.staff import bp as staff_bp

@@ -6,10 +6,10 @@ from datetime import date
 
 from sqlalchemy import select
 
+from donorhub.audit import record_audit
 from donorhub.donations.models import Donation, Donor
 from donorhub.extensions import db
 from donorhub.staff import reports
-from donorhub.staff.audit import record_audit
 from donorhub.staff.donors import current_consents
 from donorhub.staff.models import DonorErasure, OfflineGift
 

@@ -20,13 +20,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from flask import current_app
 from sqlalchemy import and_, func, select
 
-from donorhub.campaigns import services as campaign_services
+from donorhub import money
+from donorhub.audit import AuditEvent
 from donorhub.campaigns.models import Campaign
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
 from donorhub.donations.dunning import PlanPaymentFailure
 from donorhub.donations.models import Donation, Frequency, RecurringPlan
 from donorhub.extensions import db
-from donorhub.staff.models import AuditEvent
 
 REPORTS = {
     "totals": "Totals by period",
@@ -75,12 +75,12 @@ def previous_period(date_from: date, date_to: date) -> tuple[date, date]:
 
 def _rates() -> tuple[str, dict]:
     reporting = current_app.config["REPORTING_CURRENCY"]
-    return reporting, campaign_services.current_rates(reporting)
+    return reporting, money.current_rates(reporting)
 
 
 def _converted(by_currency: dict[str, int]) -> tuple[int, tuple[str, ...]]:
     reporting, rates = _rates()
-    result = campaign_services.convert(by_currency, reporting, rates)
+    result = money.convert(by_currency, reporting, rates)
     return result.total_minor, result.missing
 
 

@@ -7,11 +7,11 @@ from flask_login import current_user
 from marshmallow import ValidationError
 
 from donorhub.accounts.models import StaffRole
+from donorhub.csv import to_csv
 from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
 from donorhub.security import staff
 from donorhub.staff import bp, exports, reports
-from donorhub.staff.csvsafe import to_csv
 from donorhub.staff.schemas import DateRangeSchema, ExportSchema
 
 FUNDRAISING = (StaffRole.FUNDRAISER, StaffRole.ADMIN)

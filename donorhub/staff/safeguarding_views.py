@@ -8,15 +8,14 @@ from marshmallow import fields, validate
 from sqlalchemy import func, select
 
 from donorhub.accounts.models import StaffRole
-from donorhub.accounts.schemas import CheckboxField, FormSchema
+from donorhub.audit import record_audit
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.feed import review
 from donorhub.feed.models import Child, ChildRelease, ChildStatus, FeedRun
-from donorhub.forms import load_form
+from donorhub.forms import CheckboxField, FormSchema, load_form
 from donorhub.security import staff
 from donorhub.staff import bp
-from donorhub.staff.audit import record_audit
 
 OFFICER = StaffRole.SAFEGUARDING_OFFICER
 

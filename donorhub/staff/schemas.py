@@ -9,9 +9,8 @@ from datetime import date
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from donorhub.accounts.models import StaffRole
-from donorhub.accounts.schemas import EMAIL_FIELD, CheckboxField, EmailField, FormSchema
-from donorhub.donations.money import CURRENCIES, BadAmount, parse_amount
-from donorhub.forms import check_plain_name
+from donorhub.forms import EMAIL_FIELD, CheckboxField, EmailField, FormSchema, check_plain_name
+from donorhub.money import CURRENCIES, BadAmount, parse_amount
 from donorhub.staff.donors import (
     CONSENT_CHANNELS,
     OFFLINE_METHODS,

@@ -9,13 +9,13 @@ from sqlalchemy.orm import selectinload
 
 from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffInvitation, StaffRole, User, UserRole
+from donorhub.audit import record_audit
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import load_form
 from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.security import staff
 from donorhub.staff import bp
-from donorhub.staff.audit import record_audit
 from donorhub.staff.schemas import StaffInvitationSchema, StaffRolesSchema
 from donorhub.urls import mask_secrets
 

@@ -12,12 +12,12 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from donorhub.accounts.models import User
+from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.extensions import db
 from donorhub.feed.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
 from donorhub.feed.periods import quarter_of
 from donorhub.mail.services import queue_mail
-from donorhub.staff.audit import record_audit
 from donorhub.updates.models import (
     NotificationChoice,
     NotificationPreference,

@@ -7,9 +7,8 @@ from flask_login import current_user
 from marshmallow import fields, validate
 
 from donorhub.accounts.models import User
-from donorhub.accounts.schemas import FormSchema
 from donorhub.extensions import csrf, db
-from donorhub.forms import load_form
+from donorhub.forms import FormSchema, load_form
 from donorhub.security import machine, public, signed_in
 from donorhub.updates import bp, services
 from donorhub.updates.models import NotificationChoice

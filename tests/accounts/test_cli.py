@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from donorhub.accounts.models import User
+from donorhub.audit import AuditEvent
 from donorhub.extensions import db
-from donorhub.staff.models import AuditEvent
 
 
 def test_create_staff_reads_the_password_from_standard_input(app, log_guard):

@@ -20,13 +20,13 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from donorhub.accounts.models import StaffInvitation, User
+from donorhub.audit import AuditEvent
 from donorhub.extensions import db
 from donorhub.feed.models import Child, ChildUpdate, ReviewStatus
 from donorhub.jobs.registry import find_job, run_job
 from donorhub.mail.sender import send_due_mail
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import ConductAcceptance, Sponsorship, SponsorshipStatus
-from donorhub.staff.models import AuditEvent
 from tests.feed.builders import Batch, crowd, update
 from tests.feed.conftest import import_feed  # noqa: F401 - a fixture
 from tests.helpers import PASSWORD, current_totp

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from donorhub import money
 from donorhub.campaigns import services
 from donorhub.campaigns.models import Campaign, CampaignStatus
 from donorhub.donations.models import Donation, DonationKind, Donor
@@ -129,7 +130,7 @@ def test_totals_with_refunds_disputes_and_currencies(app):
         assert totals.donors == 3 and totals.gifts == 4
         # no rate for INR yet: left out and named
         assert totals.raised_minor == 18000 and totals.converted.missing == ("inr",)
-        services.set_rate("inr", "gbp", Decimal("0.0095"), None)
+        money.set_rate("inr", "gbp", Decimal("0.0095"), None)
         db.session.commit()
         totals = services.campaign_totals(c)
         assert totals.raised_minor == 18000 + 950 and totals.percent == 18
@@ -143,11 +144,11 @@ def test_totals_with_refunds_disputes_and_currencies(app):
 def test_conversion_rounds_half_even_once_per_currency():
     rates = {"gbp": Decimal(1), "inr": Decimal("0.005"), "usd": Decimal("0.8")}
     # 1050 paise * 0.005 = 5.25 -> 5 (half even); 1150 * 0.005 = 5.75 -> 6
-    assert services.convert({"inr": 1050}, "gbp", rates).total_minor == 5
-    assert services.convert({"inr": 1150}, "gbp", rates).total_minor == 6
-    assert services.convert({"inr": 250}, "gbp", rates).total_minor == 1  # 1.25 -> 1
+    assert money.convert({"inr": 1050}, "gbp", rates).total_minor == 5
+    assert money.convert({"inr": 1150}, "gbp", rates).total_minor == 6
+    assert money.convert({"inr": 250}, "gbp", rates).total_minor == 1  # 1.25 -> 1
     # into a goal currency other than the reporting one: via the reporting currency
-    assert services.convert({"gbp": 800}, "usd", rates).total_minor == 1000
+    assert money.convert({"gbp": 800}, "usd", rates).total_minor == 1000
 
 
 def test_api_cors_and_problem_documents(app):

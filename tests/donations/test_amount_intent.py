@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from donorhub.donations import services
 from donorhub.donations.models import Donation, RecurringPlan
-from donorhub.donations.money import CURRENCIES, STRIPE_MAX_MINOR
 from donorhub.extensions import db
+from donorhub.money import CURRENCIES, STRIPE_MAX_MINOR
 from tests.payments.stripe_helpers import checkout_url, give
 
 ROW = {"once": Donation, "monthly": RecurringPlan, "yearly": RecurringPlan}

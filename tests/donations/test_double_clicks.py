@@ -11,11 +11,11 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from donorhub.audit import AuditEvent
 from donorhub.donations import services
 from donorhub.donations.models import PlanStatus, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
-from donorhub.staff.models import AuditEvent
 from tests.helpers import HANG_GUARD_SECONDS
 from tests.payments.stripe_helpers import Postman, checkout_url, csrf_from, give
 

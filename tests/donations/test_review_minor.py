@@ -23,10 +23,10 @@ from donorhub.donations.models import (
     PlanStatus,
     RecurringPlan,
 )
-from donorhub.donations.money import BadAmount, parse_amount
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
+from donorhub.money import BadAmount, parse_amount
 from tests.helpers import sign_in
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import (

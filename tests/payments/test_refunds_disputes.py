@@ -252,7 +252,7 @@ def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, 
     got = truth(pay_app, p)
     assert got["status"] is DonationStatus.PAID and got["refunded"] == 0 and got["counted"]
     with pay_app.app_context():
-        from donorhub.staff.models import AuditEvent
+        from donorhub.audit import AuditEvent
 
         row = db.session.scalar(select(Refund).where(Refund.donation_id == p.row_id))
         assert row.status is RefundStatus.FAILED

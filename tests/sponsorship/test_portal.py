@@ -177,7 +177,7 @@ def test_suspension_and_an_outdated_code_hide_every_child(pay_app, app, import_f
         assert not any(alias in body for alias in kids.aliases), path
     with pay_app.app_context():
         ledger_rows = db.session.scalar(select(func.count()).select_from(Disclosure))
-        from donorhub.staff.models import AuditEvent
+        from donorhub.audit import AuditEvent
 
         actions = db.session.scalars(select(AuditEvent.action)).all()
         assert "sponsorship.sponsor_suspended" in actions

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 
 from donorhub.accounts import passwords
 from donorhub.accounts.models import StaffInvitation, User
+from donorhub.audit import AuditEvent
 from donorhub.database import utcnow
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from donorhub.mail.sender import send_due_mail
-from donorhub.staff.models import AuditEvent
 from tests.helpers import PASSWORD, csrf_token, current_totp, sign_in
 
 NEW_PASSWORD = "a brand new staff password of mine"  # noqa: S105

@@ -11,10 +11,11 @@ from datetime import UTC, date, datetime
 from sqlalchemy import func, select
 
 from donorhub.accounts.models import User
+from donorhub.audit import AuditEvent
 from donorhub.donations.models import Donation, DonationStatus, Donor, Frequency, RecurringPlan
 from donorhub.extensions import db
 from donorhub.staff import reports
-from donorhub.staff.models import AuditEvent, DonorNote, OfflineGift
+from donorhub.staff.models import DonorNote, OfflineGift
 from tests.campaigns.test_campaigns import gift, make_campaign, staff_client
 from tests.helpers import csrf_token, sign_in
 from tests.metrics import METRICS
@@ -138,7 +139,7 @@ def test_offline_gift_once_with_receipt_and_refund(app, make_user):
 
 
 def test_csv_cells_are_neutralised():
-    from donorhub.staff.csvsafe import to_csv
+    from donorhub.csv import to_csv
 
     text = to_csv(["a"], [["=1+1"], ["+1"], ["-cmd"], ["@SUM(A1)"], [-5], ["ok"]])
     values = [r[0] for r in csv.reader(io.StringIO(text))][1:]
