@@ -1,14 +1,18 @@
-"""The declarative base, shared column types and the unit-of-work helper for jobs and CLI."""
+"""The declarative base, shared column types, the one check of a status move, and the
+unit-of-work helper for jobs and CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+
+from donorhub.errors import IllegalTransition
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -53,6 +57,17 @@ class Base(DeclarativeBase):
     # One registry carries both, because Flask-SQLAlchemy subclasses this base.
     registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
                         type_annotation_map={datetime: UTCDateTime()})
+
+
+Status = TypeVar("Status")
+
+
+def check_move(moves: Mapping[Status, Collection[Status]], current: Status, target: Status,
+               what: str) -> None:
+    """Every status field moves only along its table of moves: anything else is a bug (or a
+    stale event) that must not be written. `what` names the row, e.g. "refund 7"."""
+    if target not in moves[current]:
+        raise IllegalTransition(f"{what}: {current} -> {target}")
 
 
 class TimestampMixin:
