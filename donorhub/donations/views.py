@@ -55,6 +55,8 @@ def form_context(form: dict, errors: dict) -> dict:
             "limits": {c: services.amount_limits(c) for c in CURRENCIES},
             "fee_examples": fee_examples,
             "fee_rules": config["DONATION_FEE_COVER"],
+            "fee_percent": {c: f"{rule[0] / 100:.1f}"  # basis points, shown as "1.5"
+                            for c, rule in config["DONATION_FEE_COVER"].items()},
             "declaration": giftaid.declaration_text(
                 config["GIFT_AID_DECLARATION_VERSION"], amount="this gift",
                 charity=config["CHARITY_NAME"]),
