@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Engine
@@ -23,8 +24,18 @@ NAMING_CONVENTION = {
 }
 
 
+#: The charity's own zone, for calendar dates.
+UK = ZoneInfo("Europe/London")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def uk_today() -> date:
+    """Today's date in the charity's own zone (Europe/London): HMRC's tax year, a campaign's
+    dates and a gift's received-on date are UK dates, whatever the server's zone."""
+    return datetime.now(UK).date()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -480,7 +480,7 @@ class GiftAidScope(StrEnum):
 
 
 class GiftAidDeclaration(db.Model):
-    """A donor's Gift Aid declaration, with the fields HMRC requires (giving.md 3a)."""
+    """A donor's Gift Aid declaration, with the fields HMRC requires (docs/gift-aid.md)."""
 
     __tablename__ = "gift_aid_declarations"
 
