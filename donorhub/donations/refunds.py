@@ -6,7 +6,7 @@ outcome. Stripe's events about these arrive in any order, so each one records a 
 only moves forward:
 
 - a Refund row per Stripe refund (staff's own, matched by the id in its metadata, or one made
-  in the Dashboard), whose status only advances (staff/models.py REFUND_STAGE);
+  in the Dashboard), whose status only advances (models.py REFUND_STAGE);
 - the highest `amount_refunded` any charge event reported (Stripe's own sum);
 - a Dispute row per Stripe dispute, whose status only advances (models.py DISPUTE_STAGE).
 
@@ -27,19 +27,17 @@ from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations.models import (
     DISPUTE_STAGE,
+    REFUND_COUNTED,
+    REFUND_UNDONE,
     Dispute,
     DisputeStatus,
     Donation,
+    Refund,
+    RefundStatus,
 )
 from donorhub.extensions import db
 from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
 from donorhub.payments.gateway import GatewayError, get_gateway
-from donorhub.staff.models import (
-    REFUND_COUNTED,
-    REFUND_UNDONE,
-    Refund,
-    RefundStatus,
-)
 
 log = logging.getLogger(__name__)
 

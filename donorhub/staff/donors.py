@@ -19,27 +19,25 @@ from donorhub.donations import refunds
 from donorhub.donations import services as donation_services
 from donorhub.donations.models import (
     LIVE_PLAN_STATUSES,
+    REFUND_COUNTED,
     Dispute,
     Donation,
     DonationKind,
     DonationStatus,
     Donor,
+    DonorConsent,
+    DonorErasure,
+    DonorNote,
     GiftAidDeclaration,
+    OfflineGift,
     RecurringPlan,
+    Refund,
+    RefundStatus,
 )
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.money import CURRENCIES
 from donorhub.payments.gateway import RefundRequest, get_gateway
-from donorhub.staff.models import (
-    REFUND_COUNTED,
-    DonorConsent,
-    DonorErasure,
-    DonorNote,
-    OfflineGift,
-    Refund,
-    RefundStatus,
-)
 
 #: A donor is lapsed when their last counted gift is older than this and no plan is live.
 LAPSED_AFTER = timedelta(days=365)

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
-from donorhub.donations.models import Donation, Donor
+from donorhub.donations.models import Donation, Donor, RefundStatus
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
@@ -19,7 +19,6 @@ from donorhub.payments.gateway import GatewayError
 from donorhub.security import staff
 from donorhub.staff import bp
 from donorhub.staff import donors as services
-from donorhub.staff.models import RefundStatus
 from donorhub.staff.schemas import (
     ConsentSchema,
     DonorFilterSchema,

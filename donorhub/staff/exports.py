@@ -7,11 +7,10 @@ from datetime import date
 from sqlalchemy import select
 
 from donorhub.audit import record_audit
-from donorhub.donations.models import Donation, Donor
+from donorhub.donations.models import Donation, Donor, DonorErasure, OfflineGift
 from donorhub.extensions import db
 from donorhub.staff import reports
 from donorhub.staff.donors import current_consents
-from donorhub.staff.models import DonorErasure, OfflineGift
 
 DONATION_COLUMNS = ["gift_id", "donor_id", "paid_on", "currency", "amount_minor",
                     "fee_cover_minor", "refunded_minor", "net_minor", "status", "fund",

@@ -24,8 +24,7 @@ from donorhub import money
 from donorhub.audit import AuditEvent
 from donorhub.campaigns.models import Campaign
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
-from donorhub.donations.dunning import PlanPaymentFailure
-from donorhub.donations.models import Donation, Frequency, RecurringPlan
+from donorhub.donations.models import Donation, Frequency, PlanPaymentFailure, RecurringPlan
 from donorhub.extensions import db
 
 REPORTS = {

@@ -10,11 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from donorhub.donations.models import Donation, DonationStatus
+from donorhub.donations.models import Donation, DonationStatus, Refund, RefundStatus
 from donorhub.extensions import db
 from donorhub.payments import gateway as gateway_module
 from donorhub.payments.gateway import GatewayError
-from donorhub.staff.models import Refund, RefundStatus
 from tests.campaigns.test_campaigns import staff_client
 from tests.helpers import HANG_GUARD_SECONDS, barrier, csrf_token, join_all
 from tests.payments.stripe_helpers import Postman, checkout_url, give

@@ -21,9 +21,10 @@ from donorhub.donations.models import (
     Donor,
     GiftAidDeclaration,
     GiftAidScope,
+    Refund,
+    RefundStatus,
 )
 from donorhub.extensions import db
-from donorhub.staff.models import Refund, RefundStatus
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import post_event
 

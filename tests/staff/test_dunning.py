@@ -11,8 +11,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
-from donorhub.donations.dunning import PlanPaymentFailure
-from donorhub.donations.models import Donor, Frequency, RecurringPlan
+from donorhub.donations.models import Donor, Frequency, PlanPaymentFailure, RecurringPlan
 from donorhub.extensions import db
 from donorhub.payments.events import InvoiceData, PaymentEvent, Refs
 from donorhub.payments.webhooks import DuplicateEvent, apply_event
