@@ -10,7 +10,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint, case
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, utcnow
@@ -247,6 +247,19 @@ class Donation(TimestampMixin, db.Model):
 #: The designation of a sponsorship's plan (donorhub/sponsorship): its amount is fixed and
 #: it is run from the sponsorship's pages, never through the donation routes.
 SPONSORSHIP_DESIGNATION = "sponsorship"
+
+
+#: Statuses whose money is with the charity now (a full refund leaves 0 by the formula);
+#: campaign totals, the donor search and the reports count the same gifts (docs/campaigns.md).
+COUNTED_STATUSES = (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED,
+                    DonationStatus.REFUNDED)
+
+
+def net_gift_expression():
+    """SQL for one gift's counted amount in minor units: amount − refunded − fee cover for a
+    counted status, never below zero; 0 otherwise."""
+    net = Donation.amount_minor - Donation.amount_refunded_minor - Donation.fee_cover_minor
+    return case((Donation.status.in_(COUNTED_STATUSES) & (net > 0), net), else_=0)
 
 
 class PlanStatus(StrEnum):

@@ -11,8 +11,8 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from donorhub.campaigns.services import COUNTED_STATUSES
 from donorhub.donations.models import (
+    COUNTED_STATUSES,
     Dispute,
     DisputeStatus,
     Donation,
@@ -284,7 +284,7 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     claimable and counted in full again; an open dispute holds the gift out of both."""
     from datetime import date, timedelta
 
-    from donorhub.campaigns.services import net_gift_expression
+    from donorhub.donations.models import net_gift_expression
     from donorhub.donations.services import claimable_gifts
 
     lost, failed, disputed = (Payment(pay_app, sim, gift_aid=True) for _ in range(3))

@@ -15,7 +15,7 @@ from donorhub.donations.models import Donor, Frequency, PlanPaymentFailure, Recu
 from donorhub.extensions import db
 from donorhub.payments.events import InvoiceData, PaymentEvent, Refs
 from donorhub.payments.webhooks import DuplicateEvent, apply_event
-from donorhub.staff import reports
+from donorhub.reports import services as reports
 from tests.campaigns.test_campaigns import staff_client
 from tests.metrics import METRICS
 

@@ -22,7 +22,7 @@ from donorhub.donations.models import (
     RecurringPlan,
 )
 from donorhub.extensions import db
-from donorhub.staff import reports
+from donorhub.reports import services as reports
 from tests.campaigns.test_campaigns import gift, make_campaign, staff_client
 from tests.helpers import csrf_token, sign_in
 from tests.metrics import METRICS
