@@ -117,8 +117,8 @@ PLANTED = {
     "donorhub/payments/gateway.py": ("import stripe\n", []),
     "donorhub/feed/jobs.py": ("from donorhub.feed.parse import parse_feed\n", []),
     "donorhub/qr.py": ("from markupsafe import Markup\n\nSVG = Markup('<svg/>')\n", []),
-    "donorhub/staff/views.py": ("from markupsafe import Markup\n\n\ndef note(text):\n"
-                                "    return Markup(text)\n", ["markup-only-allowlisted"]),
+    "donorhub/staff/views/donors.py": ("from markupsafe import Markup\n\n\ndef note(text):\n"
+                                       "    return Markup(text)\n", ["markup-only-allowlisted"]),
     "donorhub/testing_routes.py": ("from flask import render_template_string\n\n"
                                    "PAGE = render_template_string('{{ x }}')\n", []),
     "donorhub/demo/seed.py": ("import random\n\nassert random.random() < 2\n", []),
