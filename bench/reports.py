@@ -31,7 +31,7 @@ from sqlalchemy import text  # noqa: E402
 from config import TestingConfig  # noqa: E402
 from donorhub import create_app  # noqa: E402
 from donorhub.extensions import db  # noqa: E402
-from donorhub.staff import reports  # noqa: E402
+from donorhub.reports import services as reports  # noqa: E402
 
 DBNAME = "donorhub_bench_reports"
 DSN = f"postgresql://postgres@127.0.0.1/{DBNAME}"

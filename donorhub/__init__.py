@@ -58,6 +58,7 @@ def register_extensions(app: Flask) -> None:
 
     from donorhub.accounts.services import load_user_from_id
     from donorhub.extensions import csrf, db, limiter, login_manager, migrate
+    from donorhub.payments import gateway as payments_gateway
     from donorhub.security import stamp_session
 
     db.init_app(app)
@@ -70,6 +71,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Please sign in to see that page."
     login_manager.session_protection = "basic"
     login_manager.user_loader(load_user_from_id)
+    payments_gateway.init_app(app)
 
     @user_loaded_from_cookie.connect_via(app)
     def restart_session_clock(_sender, user):
@@ -80,38 +82,29 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from donorhub.accounts import bp as accounts_bp
+    """Every feature's blueprints. A package's `__init__.py` defines `bp` (and `staff_bp`
+    for its staff pages); importing its views module adds the routes."""
+    from donorhub import accounts, campaigns, donations, main, payments, sponsorship, staff, updates
     from donorhub.accounts import views as _accounts_views  # noqa: F401
-    from donorhub.campaigns import views as campaigns_views  # (adds to staff_bp: import first)
-    from donorhub.main import bp as main_bp
+    from donorhub.campaigns import views as _campaigns_views  # noqa: F401
+    from donorhub.donations import views as _donations_views  # noqa: F401
     from donorhub.main import impact_views as _impact_views  # noqa: F401
     from donorhub.main import views as _main_views  # noqa: F401
-    from donorhub.sponsorship import bp as sponsorship_bp
+    from donorhub.payments import webhooks as _payments_webhooks  # noqa: F401
     from donorhub.sponsorship import views as _sponsorship_views  # noqa: F401
-    from donorhub.staff import bp as staff_bp
-    from donorhub.staff import safeguarding_views as _safeguarding_views  # noqa: F401
-    from donorhub.staff import staff_views as _back_office_views  # noqa: F401
     from donorhub.staff import views as _staff_views  # noqa: F401
-
-    app.register_blueprint(main_bp)
-    app.register_blueprint(accounts_bp)
-    app.register_blueprint(staff_bp)
-    app.register_blueprint(sponsorship_bp)
-    from donorhub.updates import bp as updates_bp
     from donorhub.updates import views as _updates_views  # noqa: F401
 
-    app.register_blueprint(updates_bp)
-    campaigns_views.register(app)
-    app.register_blueprint(_back_office_views.dp_views.bp)
-    from donorhub import payments
-    from donorhub.donations import views as donations_views
-
-    donations_views.register(app)
-    payments.init_app(app)
+    blueprints = [
+        main.bp, accounts.bp, staff.bp, sponsorship.bp, sponsorship.staff_bp, updates.bp,
+        campaigns.bp, campaigns.staff_bp, donations.bp, donations.staff_bp, payments.bp,
+    ]
     if app.config.get("TESTING"):
-        from donorhub.testing_routes import bp as testing_bp
+        from donorhub import testing_routes
 
-        app.register_blueprint(testing_bp)
+        blueprints.append(testing_routes.bp)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
 
 
 def register_cli(app: Flask) -> None:
@@ -119,11 +112,13 @@ def register_cli(app: Flask) -> None:
     from donorhub.demo.cli import demo_cli
     from donorhub.feed.cli import feed_cli
     from donorhub.jobs.cli import jobs_cli
+    from donorhub.payments.cli import payments_cli
 
     app.cli.add_command(accounts_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(feed_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(payments_cli)
 
 
 def register_templates(app: Flask) -> None:

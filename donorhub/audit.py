@@ -5,10 +5,10 @@ Any feature records what staff did through `record_audit`, in the caller's trans
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import utcnow
@@ -57,3 +57,24 @@ def record_audit(actor: User | None, action: str, subject_type: str, subject_id:
                        subject_type=subject_type, subject_id=subject_id, detail=detail)
     db.session.add(event)
     return event
+
+
+def filtered_events(f: dict, limit: int = 200) -> list[AuditEvent]:
+    """The newest events matching the audit page's filters (actor, action prefix, subject,
+    dates from and to, both days included); the keys are those of AuditFilterSchema."""
+    query = select(AuditEvent)
+    if f.get("actor") is not None:
+        query = query.where(AuditEvent.actor_id == f["actor"])
+    if f.get("action"):
+        query = query.where(AuditEvent.action.startswith(f["action"], autoescape=True))
+    if f.get("subject_type"):
+        query = query.where(AuditEvent.subject_type == f["subject_type"])
+    if f.get("subject_id") is not None:
+        query = query.where(AuditEvent.subject_id == f["subject_id"])
+    if f.get("date_from"):
+        query = query.where(AuditEvent.at >= datetime.combine(f["date_from"], time.min,
+                                                              tzinfo=UTC))
+    if f.get("date_to"):
+        query = query.where(AuditEvent.at < datetime.combine(
+            f["date_to"] + timedelta(days=1), time.min, tzinfo=UTC))
+    return list(db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))

@@ -8,15 +8,20 @@ from donorhub.accounts.models import (  # noqa: F401
 )
 from donorhub.audit import AuditEvent  # noqa: F401
 from donorhub.campaigns.models import Campaign  # noqa: F401
-from donorhub.donations.dunning import PlanPaymentFailure  # noqa: F401
 from donorhub.donations.models import (  # noqa: F401
     Donation,
     Donor,
+    DonorConsent,
+    DonorErasure,
+    DonorNote,
     GiftAidClaim,
     GiftAidDeclaration,
+    OfflineGift,
+    PlanPaymentFailure,
     Receipt,
     ReceiptCounter,
     RecurringPlan,
+    Refund,
 )
 from donorhub.feed.models import (  # noqa: F401
     AliasUse,
@@ -38,13 +43,6 @@ from donorhub.sponsorship.models import (  # noqa: F401
     Sponsorship,
     SponsorshipPlace,
     SponsorSuspension,
-)
-from donorhub.staff.models import (  # noqa: F401
-    DonorConsent,
-    DonorErasure,
-    DonorNote,
-    OfflineGift,
-    Refund,
 )
 from donorhub.updates.models import (  # noqa: F401
     NotificationPreference,

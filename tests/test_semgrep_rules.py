@@ -117,8 +117,8 @@ PLANTED = {
     "donorhub/payments/gateway.py": ("import stripe\n", []),
     "donorhub/feed/jobs.py": ("from donorhub.feed.parse import parse_feed\n", []),
     "donorhub/qr.py": ("from markupsafe import Markup\n\nSVG = Markup('<svg/>')\n", []),
-    "donorhub/staff/views.py": ("from markupsafe import Markup\n\n\ndef note(text):\n"
-                                "    return Markup(text)\n", ["markup-only-allowlisted"]),
+    "donorhub/staff/views/donors.py": ("from markupsafe import Markup\n\n\ndef note(text):\n"
+                                       "    return Markup(text)\n", ["markup-only-allowlisted"]),
     "donorhub/testing_routes.py": ("from flask import render_template_string\n\n"
                                    "PAGE = render_template_string('{{ x }}')\n", []),
     "donorhub/demo/seed.py": ("import random\n\nassert random.random() < 2\n", []),
@@ -146,10 +146,10 @@ PLANTED = {
     "donorhub/audit.py": ("from flask import request\n",
                           ["services-never-read-request-state"]),
     # ... but not the edge, the wiring, or database.py's unit of work.
-    "donorhub/staff/views/donors.py": (
+    "donorhub/staff/views/outbox.py": (
         "from flask import request\nfrom donorhub.extensions import db\n\n\n"
         "def page():\n    db.session.commit()\n    return request.args\n", []),
-    "donorhub/staff/donors_views.py": (
+    "donorhub/staff/views/reports.py": (
         "from flask import request\nfrom donorhub.extensions import db\n\n\n"
         "def page():\n    db.session.commit()\n    return request.args\n", []),
     "donorhub/jobs/registry.py": ("from donorhub.extensions import db\n\n\n"

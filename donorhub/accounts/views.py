@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
@@ -22,6 +23,7 @@ from donorhub.accounts.schemas import (
     SignInSchema,
     TotpSchema,
 )
+from donorhub.donations import data_protection
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
 from donorhub.forms import load_form
@@ -531,3 +533,14 @@ def recovery_codes():
         db.session.rollback()
     return render_template("accounts/recovery_codes_new.html", errors=errors,
                            left=services.unused_recovery_codes(user)), 422 if errors else 200
+
+
+@bp.get("/my-data.json")
+@signed_in
+def my_data():
+    """Download everything we hold about you, as JSON."""
+    body = json.dumps(data_protection.export_for_user(current_user), indent=2, sort_keys=True)
+    response = current_app.response_class(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="my-donorhub-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -16,26 +16,19 @@ from decimal import Decimal
 
 import nh3
 from markdown_it import MarkdownIt
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from donorhub.audit import record_audit
 from donorhub.campaigns.models import Campaign, CampaignStatus
 from donorhub.database import uk_today
-from donorhub.donations.models import Donation, DonationStatus
+from donorhub.donations.models import (
+    COUNTED_STATUSES,
+    Donation,
+    net_gift_expression,
+)
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.money import Converted, convert, current_rates
-
-#: Statuses whose money is with the charity now (a full refund leaves 0 by the formula).
-COUNTED_STATUSES = (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED,
-                    DonationStatus.REFUNDED)
-
-
-def net_gift_expression():
-    """SQL for one gift's counted amount in minor units (see the module docstring)."""
-    net = Donation.amount_minor - Donation.amount_refunded_minor - Donation.fee_cover_minor
-    return case((Donation.status.in_(COUNTED_STATUSES) & (net > 0), net), else_=0)
-
 
 # Markdown --------------------------------------------------------------------------------
 

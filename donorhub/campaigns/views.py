@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from donorhub import money
 from donorhub.accounts.models import StaffRole
-from donorhub.campaigns import services
+from donorhub.campaigns import bp, services, staff_bp
 from donorhub.campaigns.models import Campaign
 from donorhub.campaigns.schemas import CampaignSchema, RateSchema
 from donorhub.errors import DomainError, problem
@@ -15,14 +15,8 @@ from donorhub.extensions import db
 from donorhub.forms import EmptySchema, load_form
 from donorhub.money import CURRENCIES, CURRENCY_NAMES, to_decimal
 from donorhub.security import public, staff
-from donorhub.staff import bp as staff_bp
 
-bp = Blueprint("campaigns", __name__)
 FUNDRAISING = (StaffRole.FUNDRAISER, StaffRole.ADMIN)
-
-
-def register(app) -> None:
-    app.register_blueprint(bp)
 
 
 # Public --------------------------------------------------------------------------------------
@@ -98,7 +92,7 @@ def _render_form(campaign, form, errors, status=200):
 
 @staff_bp.get("/campaigns")
 @staff(*FUNDRAISING)
-def campaigns():
+def index():
     """Every campaign with its status and progress."""
     rows = [(c, services.campaign_totals(c)) for c in services.all_campaigns()]
     return render_template("campaigns/staff_list.html", rows=rows)
@@ -106,7 +100,7 @@ def campaigns():
 
 @staff_bp.route("/campaigns/new", methods=["GET", "POST"])
 @staff(*FUNDRAISING)
-def campaign_new():
+def new():
     """Create a campaign (as a draft)."""
     if request.method == "GET":
         return _render_form(None, _form_from(None), {})
@@ -121,12 +115,12 @@ def campaign_new():
         return _render_form(None, dict(request.form), errors, 422)
     db.session.commit()
     flash("Campaign created as a draft.", "success")
-    return redirect(url_for("staff.campaign_detail", campaign_id=campaign.id))
+    return redirect(url_for("campaigns_staff.detail", campaign_id=campaign.id))
 
 
 @staff_bp.get("/campaigns/<int:campaign_id>")
 @staff(*FUNDRAISING)
-def campaign_detail(campaign_id: int):
+def detail(campaign_id: int):
     """One campaign: totals per currency, converted total, preview of the public text."""
     campaign = db.get_or_404(Campaign, campaign_id)
     totals = services.campaign_totals(campaign)
@@ -137,7 +131,7 @@ def campaign_detail(campaign_id: int):
 
 @staff_bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
 @staff(*FUNDRAISING)
-def campaign_edit(campaign_id: int):
+def edit(campaign_id: int):
     """Edit a campaign's text, goal and dates."""
     campaign = db.get_or_404(Campaign, campaign_id)
     if request.method == "GET":
@@ -153,7 +147,7 @@ def campaign_edit(campaign_id: int):
         return _render_form(campaign, dict(request.form), errors, 422)
     db.session.commit()
     flash("Campaign saved.", "success")
-    return redirect(url_for("staff.campaign_detail", campaign_id=campaign.id))
+    return redirect(url_for("campaigns_staff.detail", campaign_id=campaign.id))
 
 
 def _move(campaign_id: int, action: str):
@@ -169,22 +163,22 @@ def _move(campaign_id: int, action: str):
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("staff.campaign_detail", campaign_id=campaign_id), code=303)
+        return redirect(url_for("campaigns_staff.detail", campaign_id=campaign_id), code=303)
     db.session.commit()
     flash("Campaign published." if action == "publish" else "Campaign closed.", "success")
-    return redirect(url_for("staff.campaign_detail", campaign_id=campaign_id))
+    return redirect(url_for("campaigns_staff.detail", campaign_id=campaign_id))
 
 
 @staff_bp.post("/campaigns/<int:campaign_id>/publish")
 @staff(*FUNDRAISING)
-def campaign_publish(campaign_id: int):
+def publish(campaign_id: int):
     """Publish a draft: its page, the home page and the JSON total go live."""
     return _move(campaign_id, "publish")
 
 
 @staff_bp.post("/campaigns/<int:campaign_id>/close")
 @staff(*FUNDRAISING)
-def campaign_close(campaign_id: int):
+def close(campaign_id: int):
     """Close a live campaign: it stops taking gifts; its page stays."""
     return _move(campaign_id, "close")
 
@@ -205,7 +199,7 @@ def rates():
         if not errors:
             db.session.commit()
             flash("Rate saved.", "success")
-            return redirect(url_for("staff.rates"))
+            return redirect(url_for("campaigns_staff.rates"))
         db.session.rollback()
     return render_template("campaigns/staff_rates.html", reporting=reporting,
                            current=money.current_rates(reporting),

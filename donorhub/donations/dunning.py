@@ -21,28 +21,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
+from donorhub.donations.models import Donation, PlanPaymentFailure
 from donorhub.extensions import db
-
-
-class PlanPaymentFailure(db.Model):
-    """A failed instalment (one Stripe invoice of a plan) and whether it was paid later."""
-
-    __tablename__ = "plan_payment_failures"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    plan_id: Mapped[int] = mapped_column(ForeignKey("recurring_plans.id", ondelete="CASCADE"),
-                                         index=True)
-    stripe_invoice_id: Mapped[str] = mapped_column(String(255), unique=True)
-    currency: Mapped[str] = mapped_column(String(3))
-    amount_due_minor: Mapped[int]
-    failed_at: Mapped[datetime] = mapped_column(index=True)
-    attempts: Mapped[int] = mapped_column(default=1)
-    reason_code: Mapped[str | None] = mapped_column(String(64))
-    recovered_at: Mapped[datetime | None]
-    recovered_amount_minor: Mapped[int | None]
 
 
 def record_failure(plan_id: int, invoice_id: str, currency: str, amount_due: int,
@@ -51,8 +33,6 @@ def record_failure(plan_id: int, invoice_id: str, currency: str, amount_due: int
 
     Returns the row, or None when the invoice was already paid at or before this failure.
     """
-    from donorhub.donations.models import Donation
-
     row = db.session.scalar(select(PlanPaymentFailure).where(
         PlanPaymentFailure.stripe_invoice_id == invoice_id))
     paid = db.session.execute(select(Donation.paid_at, Donation.amount_minor).where(

@@ -6,7 +6,7 @@ outcome. Stripe's events about these arrive in any order, so each one records a 
 only moves forward:
 
 - a Refund row per Stripe refund (staff's own, matched by the id in its metadata, or one made
-  in the Dashboard), whose status only advances (staff/models.py REFUND_STAGE);
+  in the Dashboard), whose status only advances (models.py REFUND_STAGE);
 - the highest `amount_refunded` any charge event reported (Stripe's own sum);
 - a Dispute row per Stripe dispute, whose status only advances (models.py DISPUTE_STAGE).
 
@@ -19,27 +19,30 @@ lost), paid.
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations.models import (
     DISPUTE_STAGE,
+    REFUND_COUNTED,
+    REFUND_UNDONE,
     Dispute,
     DisputeStatus,
     Donation,
-)
-from donorhub.extensions import db
-from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
-from donorhub.payments.gateway import GatewayError, get_gateway
-from donorhub.staff.models import (
-    REFUND_COUNTED,
-    REFUND_UNDONE,
+    DonationStatus,
+    OfflineGift,
     Refund,
     RefundStatus,
 )
+from donorhub.errors import DomainError
+from donorhub.extensions import db
+from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
+from donorhub.payments.gateway import GatewayError, RefundRequest, get_gateway
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,120 @@ def refunded_minor(donation: Donation) -> int:
         Refund.stripe_refund_id.is_not(None))) or 0
     from_charge = max(0, (donation.stripe_refunded_minor or 0) - int(undone))
     return min(donation.amount_minor, max(int(counted), from_charge))
+
+
+# Staff refunds: asking, sending, settling --------------------------------------------------
+
+REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "other")
+
+
+def refundable_minor(donation: Donation) -> int:
+    """What may still be refunded: never more than was paid, counting refunds asked for
+    whose outcome Stripe has not told us yet."""
+    asked = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.donation_id == donation.id,
+        Refund.status.in_(REFUND_COUNTED | {RefundStatus.REQUESTED}))) or 0
+    return max(0, donation.amount_minor - max(donation.amount_refunded_minor, int(asked)))
+
+
+def request_refund(donation_id: int, amount_minor: int, reason: str, note: str | None,
+                   request_token: str, actor) -> tuple[Refund, bool]:
+    """The refund staff asked for, as a row of its own: (row, created). The caller commits it
+    before send_refund calls Stripe, so the idempotency key (refund-<row id>-<random>) and Stripe's
+    metadata name this one intent whatever happens next. The gift's row lock serialises two
+    submits; the second of the same form (same request_token) gets the first's row.
+
+    An offline gift's refund is recorded at once, because no one else will tell us."""
+    donation = db.session.scalar(select(Donation).where(Donation.id == donation_id)
+                                 .with_for_update())
+    if donation is None:
+        raise DomainError("No such gift.")
+    existing = db.session.scalar(select(Refund).where(Refund.request_token == request_token))
+    if existing is not None:
+        if existing.donation_id != donation.id:
+            raise DomainError("This form is out of date: reload the page and try again.")
+        return existing, False
+    if reason not in REFUND_REASONS:
+        raise DomainError("Choose a reason.")
+    if donation.status not in (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
+        raise DomainError("Only a paid gift can be refunded.")
+    if amount_minor <= 0 or amount_minor > refundable_minor(donation):
+        raise DomainError("The amount is more than can be refunded.")
+    offline = db.session.scalar(select(OfflineGift).where(
+        OfflineGift.donation_id == donation.id))
+    if offline is None and not (donation.stripe_payment_intent_id or donation.stripe_charge_id):
+        raise DomainError("Stripe holds no payment for this gift.")
+    refund = Refund(donation_id=donation.id, amount_minor=amount_minor,
+                    currency=donation.currency, reason=reason, note=note,
+                    status=RefundStatus.REQUESTED, request_token=request_token,
+                    created_by_id=actor.id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(refund)
+            db.session.flush()
+    except IntegrityError:
+        # The same form, submitted at the same moment (where the row lock is a no-op, as on
+        # SQLite): the unique token lets one in; the other gets its row.
+        existing = db.session.scalar(select(Refund).where(
+            Refund.request_token == request_token))
+        if existing is None or existing.donation_id != donation.id:
+            raise DomainError("This form is out of date: reload the page and try again.") \
+                from None
+        return existing, False
+    # The row id alone is not unique at Stripe: after a database restore (or with a second
+    # database on the same Stripe account) ids are handed out again, and within Stripe's 24
+    # hours the same key would replay the old refund or be refused. A random part, stored on
+    # the row before Stripe is called, makes the key this row's for good.
+    refund.idempotency_key = f"refund-{refund.id}-{secrets.token_urlsafe(12)}"
+    if offline is not None:
+        refund.advance(RefundStatus.SUCCEEDED)
+        recompute(donation)
+    record_audit(actor, "donation.refunded", "donation", donation.id,
+                 {"refund": refund.id, "amount_minor": amount_minor, "reason": reason})
+    db.session.flush()
+    return refund, True
+
+
+def send_refund(refund_id: int) -> Refund:
+    """Call Stripe for a committed refund row and record its answer. The same row always
+    sends the same key and the same parameters, so a retry is the same refund, never a
+    second one. Locks the gift, then the refund (the webhook's order)."""
+    row = db.session.get(Refund, refund_id)
+    if row is None:
+        raise DomainError("No such refund.")
+    donation = db.session.scalar(select(Donation).where(Donation.id == row.donation_id)
+                                 .with_for_update())
+    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
+                            .execution_options(populate_existing=True))
+    if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
+        return row  # already sent and answered (a webhook or reconcile got there first)
+    result = get_gateway().refund(RefundRequest(
+        payment_intent_id=donation.stripe_payment_intent_id,
+        charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,
+        amount_minor=row.amount_minor, reason=None if row.reason == "other" else row.reason,
+        idempotency_key=row.idempotency_key,
+        metadata={"donation": donation.public_id, "refund": str(row.id)}))
+    if row.stripe_refund_id is None:
+        row.stripe_refund_id = result.id
+    row.advance(refund_status(result.status))
+    db.session.flush()
+    return row
+
+
+def settle_refund(refund_id: int) -> str | None:
+    """Ask Stripe now what became of a refund whose call failed with a 5xx: "recovered"
+    (Stripe made it), "not_sent" (it did not: the amount is free again) or None."""
+    return recover_refund(refund_id)
+
+
+def refund_refused(refund_id: int, kind: str) -> None:
+    """Stripe refused the request for good (a 4xx): no money moved; the amount is free again."""
+    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    if row is not None and row.status is RefundStatus.REQUESTED and not row.stripe_refund_id:
+        row.advance(RefundStatus.NOT_SENT)
+        row.failure_reason = f"refused by Stripe ({kind})"[:64]
+        record_audit(None, "donation.refund_not_sent", "donation", row.donation_id,
+                     {"refund": row.id, "kind": kind})
 
 
 # Dispute facts ------------------------------------------------------------------------------

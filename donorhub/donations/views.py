@@ -6,7 +6,6 @@ import secrets
 from datetime import date
 
 from flask import (
-    Flask,
     abort,
     current_app,
     flash,
@@ -30,11 +29,6 @@ from donorhub.forms import EmptySchema, load_form
 from donorhub.money import CURRENCIES, CURRENCY_NAMES
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import public, signed_in, staff
-
-
-def register(app: Flask) -> None:
-    app.register_blueprint(bp)
-    app.register_blueprint(staff_bp)
 
 
 def form_context(form: dict, errors: dict) -> dict:

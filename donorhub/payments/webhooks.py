@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, Response
+from flask import Response
 from flask import request as flask_request
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +21,7 @@ from donorhub.donations import services as donations
 from donorhub.errors import problem
 from donorhub.extensions import csrf, db
 from donorhub.logs import log_security_event
+from donorhub.payments import bp
 from donorhub.payments.events import MalformedEvent, PaymentEvent
 from donorhub.payments.gateway import InvalidWebhook, get_gateway
 from donorhub.payments.models import StripeEvent
@@ -29,7 +30,6 @@ from donorhub.sponsorship import services as sponsorship
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("payments_webhook", __name__)
 
 #: Every event type we act on, in one place. Anything else is recorded and acknowledged.
 HANDLERS: dict[str, Callable[[PaymentEvent], str]] = {

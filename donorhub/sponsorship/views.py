@@ -14,7 +14,7 @@ from donorhub.forms import EmptySchema, load_form
 from donorhub.money import CURRENCY_NAMES, format_money
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import is_safe_next, public, signed_in, staff
-from donorhub.sponsorship import bp, conduct, services
+from donorhub.sponsorship import bp, conduct, services, staff_bp
 from donorhub.sponsorship.schemas import ChoiceSchema, ChooseSchema, ConductSchema, SuspendSchema
 from donorhub.updates import services as updates_services
 
@@ -254,9 +254,9 @@ def portal_action(token: str, action: str):
 
 # Staff -------------------------------------------------------------------------------------
 
-@bp.get("/staff/sponsorship")
+@staff_bp.get("")
 @staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
-def staff_overview():
+def overview():
     """Waiting children (by alias), sponsorships by status, time to match, suspensions."""
     overview = services.staff_overview()
     record_audit(current_user, "sponsorship.overview_viewed", "sponsorship", None, {})
@@ -265,28 +265,28 @@ def staff_overview():
                            reasons=services.SUSPENSION_REASONS, errors={})
 
 
-@bp.post("/staff/sponsorship/suspend")
+@staff_bp.post("/suspend")
 @staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
-def staff_suspend():
+def suspend():
     """Suspend a sponsor: all child content is hidden from them at once."""
     data, errors = load_form(SuspendSchema())
     if errors:
         flash("Enter the sponsor's e-mail address and choose a reason.", "error")
-        return redirect(url_for("sponsorship.staff_overview"))
+        return redirect(url_for("sponsorship_staff.overview"))
     try:
         services.suspend(current_user, data["email"], data["reason"])
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("sponsorship.staff_overview"))
+        return redirect(url_for("sponsorship_staff.overview"))
     db.session.commit()
     flash("The sponsor is suspended: they see no child content from now on.", "success")
-    return redirect(url_for("sponsorship.staff_overview"))
+    return redirect(url_for("sponsorship_staff.overview"))
 
 
-@bp.post("/staff/sponsorship/suspensions/<int:suspension_id>/lift")
+@staff_bp.post("/suspensions/<int:suspension_id>/lift")
 @staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
-def staff_lift(suspension_id: int):
+def lift(suspension_id: int):
     """Lift a suspension."""
     load_form(EmptySchema())
     try:
@@ -294,7 +294,7 @@ def staff_lift(suspension_id: int):
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("sponsorship.staff_overview"))
+        return redirect(url_for("sponsorship_staff.overview"))
     db.session.commit()
     flash("The suspension is lifted.", "success")
-    return redirect(url_for("sponsorship.staff_overview"))
+    return redirect(url_for("sponsorship_staff.overview"))

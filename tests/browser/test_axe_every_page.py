@@ -31,7 +31,7 @@ from tests.security.routes import all_routes
 pytestmark = pytest.mark.browser
 
 #: Not pages: files, JSON and the liveness probe.
-NOT_PAGES = {"static", "main.healthz", "privacy.my_data", "campaigns.campaign_api",
+NOT_PAGES = {"static", "main.healthz", "accounts.my_data", "campaigns.campaign_api",
              "donations_staff.gift_aid_claim_file"}
 VISITORS = [("anonymous", None), ("donor", "donor@demo.donorhub.invalid"),
             ("sponsor", "sponsor@demo.donorhub.invalid"),

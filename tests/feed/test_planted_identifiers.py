@@ -203,7 +203,7 @@ def route_arguments(app):
         if route.endpoint == "sponsorship.portal_sponsorship":
             return [f"/my/sponsorships/{token}" for token in portal_tokens]
         if route.endpoint == "staff.report":
-            from donorhub.staff.reports import REPORTS
+            from donorhub.reports.services import REPORTS
             return [f"/staff/reports/{key}" for key in REPORTS]
         if route.endpoint == "staff.feed_import":
             return [f"/staff/safeguarding/imports/{i}" for i in runs]
@@ -223,7 +223,7 @@ GENERIC_ARGUMENTS_OK = {
     "static", "accounts.verify_email", "accounts.reset_password",
     "accounts.confirm_email_change", "staff.outbox_message", "updates.unsubscribe_page",
     # Campaigns and donors (issue 7): money and donor data; sponsorships by alias only.
-    "staff.campaign_detail", "staff.campaign_edit", "staff.donor", "staff.data_protection",
+    "campaigns_staff.detail", "campaigns_staff.edit", "staff.donor", "staff.data_protection",
     # Staff accounts and invitations (issue 8): staff names only, invitation tokens.
     "accounts.accept_invitation", "staff.account",
 }

@@ -10,11 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from donorhub.donations.models import Donation, DonationStatus
+from donorhub.donations.models import Donation, DonationStatus, Refund, RefundStatus
 from donorhub.extensions import db
 from donorhub.payments import gateway as gateway_module
 from donorhub.payments.gateway import GatewayError
-from donorhub.staff.models import Refund, RefundStatus
 from tests.campaigns.test_campaigns import staff_client
 from tests.helpers import HANG_GUARD_SECONDS, barrier, csrf_token, join_all
 from tests.payments.stripe_helpers import Postman, checkout_url, give
@@ -157,8 +156,8 @@ def test_a_refund_that_never_reached_stripe_frees_its_amount(pay_app, make_user,
     assert refund(staff, donor_id, gift_id, "50.00").status_code == 303
     monkeypatch.undo()
     with pay_app.app_context():
+        from donorhub.donations.refunds import refundable_minor
         from donorhub.payments.reconcile import reconcile
-        from donorhub.staff.donors import refundable_minor
 
         gift = db.session.get(Donation, gift_id)
         assert refundable_minor(gift) == 0  # held while the outcome is unknown

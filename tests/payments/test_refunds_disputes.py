@@ -11,8 +11,8 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from donorhub.campaigns.services import COUNTED_STATUSES
 from donorhub.donations.models import (
+    COUNTED_STATUSES,
     Dispute,
     DisputeStatus,
     Donation,
@@ -21,9 +21,10 @@ from donorhub.donations.models import (
     Donor,
     GiftAidDeclaration,
     GiftAidScope,
+    Refund,
+    RefundStatus,
 )
 from donorhub.extensions import db
-from donorhub.staff.models import Refund, RefundStatus
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import post_event
 
@@ -262,6 +263,46 @@ def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, 
             AuditEvent.subject_id == p.row_id)) is not None
 
 
+def test_a_pending_refund_that_fails_frees_its_amount_again(pay_app, pay_client, sim):
+    """A refund Stripe reports as pending holds its amount back from what staff may still
+    refund; when it later fails (refund.failed), the amount may be refunded again."""
+    from donorhub.donations.refunds import refundable_minor
+
+    p = Payment(pay_app, sim)
+    p.refund(1, 2000)
+    pending = variant(p.event("refund.created", 1), "refund.created", status="pending")
+    assert post_event(pay_client, pending).status_code == 200
+    with pay_app.app_context():
+        row = db.session.scalar(select(Refund).where(Refund.donation_id == p.row_id))
+        assert row.status is RefundStatus.PENDING
+        assert refundable_minor(db.session.get(Donation, p.row_id)) == AMOUNT - 2000
+    p.fail_refund(1)
+    assert post_event(pay_client, p.event("refund.failed", 1)).status_code == 200
+    with pay_app.app_context():
+        row = db.session.scalar(select(Refund).where(Refund.donation_id == p.row_id))
+        assert row.status is RefundStatus.FAILED
+        gift = db.session.get(Donation, p.row_id)
+        assert refundable_minor(gift) == AMOUNT
+        assert gift.amount_refunded_minor == 0 and gift.status is DonationStatus.PAID
+
+
+def test_a_refund_moves_only_forward_through_its_table():
+    """Refund.advance is the one writer of a refund's status: a late older status changes
+    nothing, a final status stays final, and a move the table does not list is refused."""
+    from donorhub.donations.models import REFUND_MOVES
+    from donorhub.errors import IllegalTransition
+
+    row = Refund(id=1, status=RefundStatus.REQUESTED)
+    assert row.advance(RefundStatus.PENDING) and row.status is RefundStatus.PENDING
+    assert not row.advance(RefundStatus.REQUESTED)
+    assert row.advance(RefundStatus.FAILED) and row.status is RefundStatus.FAILED
+    assert not row.advance(RefundStatus.SUCCEEDED)  # final
+    assert set(REFUND_MOVES) == set(RefundStatus)
+    row = Refund(id=2, status=RefundStatus.SUCCEEDED)
+    with pytest.raises(IllegalTransition):
+        row.advance(RefundStatus.CANCELED)  # Stripe cancels only a refund not yet made
+
+
 def test_a_dispute_never_moves_back(pay_app, pay_client, sim):
     """A late "created" (needs_response) after the dispute was lost changes nothing."""
     p = Payment(pay_app, sim)
@@ -283,7 +324,7 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     claimable and counted in full again; an open dispute holds the gift out of both."""
     from datetime import date, timedelta
 
-    from donorhub.campaigns.services import net_gift_expression
+    from donorhub.donations.models import net_gift_expression
     from donorhub.donations.services import claimable_gifts
 
     lost, failed, disputed = (Payment(pay_app, sim, gift_aid=True) for _ in range(3))

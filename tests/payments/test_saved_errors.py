@@ -9,9 +9,8 @@ import json
 
 from sqlalchemy import select
 
-from donorhub.donations.models import Donation
+from donorhub.donations.models import Donation, Refund, RefundStatus
 from donorhub.extensions import db
-from donorhub.staff.models import Refund, RefundStatus
 from tests.campaigns.test_campaigns import staff_client
 from tests.payments.stripe_helpers import checkout_url, csrf_from, give
 from tests.payments.test_refund_intents import paid_gift, refund, stripe_refunds

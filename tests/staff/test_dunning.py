@@ -11,12 +11,11 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
-from donorhub.donations.dunning import PlanPaymentFailure
-from donorhub.donations.models import Donor, Frequency, RecurringPlan
+from donorhub.donations.models import Donor, Frequency, PlanPaymentFailure, RecurringPlan
 from donorhub.extensions import db
 from donorhub.payments.events import InvoiceData, PaymentEvent, Refs
 from donorhub.payments.webhooks import DuplicateEvent, apply_event
-from donorhub.staff import reports
+from donorhub.reports import services as reports
 from tests.campaigns.test_campaigns import staff_client
 from tests.metrics import METRICS
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from donorhub.accounts.models import User
 from donorhub.donations import services
+from donorhub.donations.data_protection import ERASED_NAME, erase_donor
 from donorhub.donations.models import (
     Donation,
     DonationKind,
@@ -21,7 +22,6 @@ from donorhub.donations.models import (
     GiftAidScope,
 )
 from donorhub.extensions import db
-from donorhub.staff.dataprotection import ERASED_NAME, erase_donor
 
 
 def _declaration(donor: Donor, first: str, house: str, postcode: str) -> GiftAidDeclaration:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from donorhub.donations.models import Donor, Frequency, RecurringPlan
 from donorhub.extensions import db
-from donorhub.staff import reports
+from donorhub.reports import services as reports
 
 
 def test_yearly_plans_sum_exactly_and_round_half_even(app):

@@ -12,10 +12,17 @@ from sqlalchemy import func, select
 
 from donorhub.accounts.models import User
 from donorhub.audit import AuditEvent
-from donorhub.donations.models import Donation, DonationStatus, Donor, Frequency, RecurringPlan
+from donorhub.donations.models import (
+    Donation,
+    DonationStatus,
+    Donor,
+    DonorNote,
+    Frequency,
+    OfflineGift,
+    RecurringPlan,
+)
 from donorhub.extensions import db
-from donorhub.staff import reports
-from donorhub.staff.models import DonorNote, OfflineGift
+from donorhub.reports import services as reports
 from tests.campaigns.test_campaigns import gift, make_campaign, staff_client
 from tests.helpers import csrf_token, sign_in
 from tests.metrics import METRICS

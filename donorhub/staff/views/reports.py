@@ -10,8 +10,10 @@ from donorhub.accounts.models import StaffRole
 from donorhub.csv import to_csv
 from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
+from donorhub.reports import exports
+from donorhub.reports import services as reports
 from donorhub.security import staff
-from donorhub.staff import bp, exports, reports
+from donorhub.staff import bp
 from donorhub.staff.schemas import DateRangeSchema, ExportSchema
 
 FUNDRAISING = (StaffRole.FUNDRAISER, StaffRole.ADMIN)

@@ -7,11 +7,16 @@ from datetime import date
 from sqlalchemy import select
 
 from donorhub.audit import record_audit
-from donorhub.donations.models import Donation, Donor
+from donorhub.donations.donors import current_consents
+from donorhub.donations.models import (
+    Donation,
+    Donor,
+    DonorErasure,
+    OfflineGift,
+    net_gift_expression,
+)
 from donorhub.extensions import db
-from donorhub.staff import reports
-from donorhub.staff.donors import current_consents
-from donorhub.staff.models import DonorErasure, OfflineGift
+from donorhub.reports import services as reports
 
 DONATION_COLUMNS = ["gift_id", "donor_id", "paid_on", "currency", "amount_minor",
                     "fee_cover_minor", "refunded_minor", "net_minor", "status", "fund",
@@ -21,8 +26,6 @@ DONOR_COLUMNS = ["donor_id", "full_name", "email", "email_consent", "consent_sou
 
 
 def donations_export(date_from: date, date_to: date, actor) -> tuple[list[str], list[list]]:
-    from donorhub.campaigns.services import net_gift_expression
-
     net = net_gift_expression()
     rows = db.session.execute(
         select(Donation, net, OfflineGift.method)

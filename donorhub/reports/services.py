@@ -1,4 +1,5 @@
-"""Fundraising reports (docs/reports.md has every formula).
+"""Fundraising reports, read-only across donations, campaigns and sponsorship
+(docs/reports.md has every formula).
 
 Conventions, decided once:
 - Donor level, not household level.
@@ -23,10 +24,16 @@ from sqlalchemy import and_, func, select
 from donorhub import money
 from donorhub.audit import AuditEvent
 from donorhub.campaigns.models import Campaign
-from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
-from donorhub.donations.dunning import PlanPaymentFailure
-from donorhub.donations.models import Donation, Frequency, RecurringPlan
+from donorhub.donations.models import (
+    COUNTED_STATUSES,
+    Donation,
+    Frequency,
+    PlanPaymentFailure,
+    RecurringPlan,
+    net_gift_expression,
+)
 from donorhub.extensions import db
+from donorhub.sponsorship import services as sponsorship_services
 
 REPORTS = {
     "totals": "Totals by period",
@@ -371,11 +378,6 @@ def dunning(date_from: date, date_to: date, period: str = "month") -> Report:
 
 
 def sponsorship(date_from: date, date_to: date, period: str = "month") -> Report:
-    from donorhub.sponsorship import services as sponsorship_services
-
-    if not hasattr(sponsorship_services, "sponsorship_report_rows"):
-        return Report("sponsorship", "Sponsorship", ["measure", "value"], [], [],
-                      empty_message="No sponsorship data yet")
     rows = [list(r) for r in sponsorship_services.sponsorship_report_rows(date_from, date_to)]
     return Report("sponsorship", "Sponsorship", ["measure", "value"], rows,
                   [(str(r[0]), int(r[1])) for r in rows if isinstance(r[1], int)], "")

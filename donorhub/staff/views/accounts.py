@@ -1,91 +1,22 @@
-"""The staff dashboard, the outbox and account administration."""
+"""Staff accounts: roles, invitations, disabling and enabling."""
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffInvitation, StaffRole, User, UserRole
-from donorhub.audit import record_audit
-from donorhub.errors import DomainError, IllegalTransition
+from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import load_form
-from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.security import staff
 from donorhub.staff import bp
 from donorhub.staff.schemas import StaffInvitationSchema, StaffRolesSchema
-from donorhub.urls import mask_secrets
 
-ANY_STAFF = (StaffRole.ADMIN, StaffRole.FUNDRAISER, StaffRole.SAFEGUARDING_OFFICER)
 PAGE_SIZE = 50
-
-
-@bp.get("")
-@staff(*ANY_STAFF)
-def dashboard():
-    """The staff home: what needs attention, by role."""
-    counts = dict(db.session.execute(
-        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-    ).all())
-    return render_template("staff/dashboard.html", outbox_counts=counts)
-
-
-def bodies_visible(message: OutboxMessage) -> bool:
-    """Mail with a link that acts as a key is readable only while mail is held on this
-    machine (development), never where mail is really sent."""
-    return not message.is_sensitive or current_app.config["MAIL_DELIVERY"] != "smtp"
-
-
-def body_for_staff(message: OutboxMessage) -> str | None:
-    """The text staff may read: where mail is really sent, any key-like link that slipped
-    through unmarked (older messages, a new template) is hidden as well."""
-    if not bodies_visible(message):
-        return None
-    if current_app.config["MAIL_DELIVERY"] == "smtp":
-        return mask_secrets(message.text_body)
-    return message.text_body
-
-
-@bp.get("/outbox")
-@staff(StaffRole.ADMIN)
-def outbox():
-    """Mail waiting, sent or failed. In development, the only place mail is read."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    status = request.args.get("status")
-    query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
-    if status in {s.value for s in OutboxStatus}:
-        query = query.where(OutboxMessage.status == status)
-    messages = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    return render_template("staff/outbox.html", messages=messages, page=page, status=status,
-                           statuses=list(OutboxStatus))
-
-
-@bp.get("/outbox/<int:message_id>")
-@staff(StaffRole.ADMIN)
-def outbox_message(message_id: int):
-    """One message as the recipient sees it (text part)."""
-    message = db.get_or_404(OutboxMessage, message_id)
-    body = body_for_staff(message)
-    return render_template("staff/outbox_message.html", message=message,
-                           show_body=body is not None, body=body)
-
-
-@bp.post("/outbox/<int:message_id>/resend")
-@staff(StaffRole.ADMIN)
-def resend_message(message_id: int):
-    """Queue a message again after a person checked it did not arrive."""
-    message = db.get_or_404(OutboxMessage, message_id)
-    try:
-        message.queue_again()
-    except IllegalTransition:
-        abort(409)
-    record_audit(current_user, "mail.resent", "outbox_message", message.id, {})
-    db.session.commit()
-    flash("The message is queued again.", "success")
-    return redirect(url_for("staff.outbox_message", message_id=message.id))
 
 
 def render_accounts(errors: dict | None = None, form: dict | None = None, status: int = 200):
@@ -206,15 +137,3 @@ def enable_account(user_id: int):
     db.session.commit()
     flash("The account can sign in again.", "success")
     return redirect(url_for("staff.accounts"))
-
-
-@bp.get("/audit")
-@staff(StaffRole.ADMIN)
-def audit():
-    """The append-only log of staff actions, with filters (who, action, subject, dates)."""
-    from donorhub.staff.audit_filters import ACTION_GROUPS, AuditFilterSchema, filtered_events
-
-    filters = AuditFilterSchema().load(request.args)
-    events = filtered_events(filters)
-    return render_template("staff/audit.html", events=events, filters=filters,
-                           action_groups=ACTION_GROUPS)

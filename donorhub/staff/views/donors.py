@@ -10,16 +10,17 @@ from marshmallow import ValidationError
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
-from donorhub.donations.models import Donation, Donor
+from donorhub.donations import donors as services
+from donorhub.donations import refunds
+from donorhub.donations.models import Donation, Donor, RefundStatus
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
 from donorhub.money import CURRENCIES
 from donorhub.payments.gateway import GatewayError
 from donorhub.security import staff
+from donorhub.sponsorship import services as sponsorship_services
 from donorhub.staff import bp
-from donorhub.staff import donors as services
-from donorhub.staff.models import RefundStatus
 from donorhub.staff.schemas import (
     ConsentSchema,
     DonorFilterSchema,
@@ -54,8 +55,9 @@ def donor(donor_id: int):
     page = services.donor_page(row, current_user)
     db.session.commit()  # the audit row of this view
     return render_template("staff/donors/detail.html", page=page,
-                           refundable={g.id: services.refundable_minor(g) for g in page.gifts},
-                           reasons=services.REFUND_REASONS,
+                           sponsorships=sponsorship_services.donor_sponsorships(row.id),
+                           refundable={g.id: refunds.refundable_minor(g) for g in page.gifts},
+                           reasons=refunds.REFUND_REASONS,
                            refund_token=lambda: secrets.token_hex(16))
 
 
@@ -120,6 +122,9 @@ def offline_gift():
                 "currency": "gbp", "send_receipt": "on"}
         return _offline_form(form, {})
     data, errors = load_form(OfflineGiftSchema())
+    if not errors and data.campaign_id is not None \
+            and campaign_services.get_campaign(data.campaign_id) is None:
+        errors = {"_schema": ["No such campaign."]}
     if not errors:
         try:
             gift, created = services.record_offline_gift(data, current_user)
@@ -147,7 +152,7 @@ def refund(donation_id: int):
         flash(" ".join(m for ms in errors.values() for m in ms), "error")
         return _back(donor_id)
     try:
-        row, created = services.request_refund(
+        row, created = refunds.request_refund(
             donation_id, data["amount_minor"], data["reason"], data["note"],
             data["request_token"], current_user)
     except DomainError as error:
@@ -163,7 +168,7 @@ def refund(donation_id: int):
         flash("Refund recorded.", "success")
         return _back(donor_id)
     try:
-        services.send_refund(refund_id)
+        refunds.send_refund(refund_id)
     except GatewayError as error:
         db.session.rollback()
         if error.retryable and error.key_spent:
@@ -175,7 +180,7 @@ def refund(donation_id: int):
                   "made. Do not refund again: DonorHub asks Stripe and records the outcome "
                   "within the hour.", "error")
         else:
-            services.refund_refused(refund_id, error.kind)
+            refunds.refund_refused(refund_id, error.kind)
             db.session.commit()
             flash(f"Stripe did not refund: {error.message}", "error")
         return _back(donor_id)
@@ -190,7 +195,7 @@ def refund(donation_id: int):
 
 def _settle_after_server_error(refund_id: int) -> None:
     try:
-        outcome = services.settle_refund(refund_id)
+        outcome = refunds.settle_refund(refund_id)
         db.session.commit()
     except GatewayError:
         db.session.rollback()

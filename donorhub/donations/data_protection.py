@@ -14,11 +14,19 @@ from donorhub.accounts.models import DataRequest, DataRequestKind, DataRequestSt
 from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations import services as donation_services
-from donorhub.donations.models import Donation, Donor, GiftAidDeclaration, RecurringPlan
+from donorhub.donations.models import (
+    Donation,
+    Donor,
+    DonorConsent,
+    DonorErasure,
+    DonorNote,
+    GiftAidDeclaration,
+    OfflineGift,
+    RecurringPlan,
+)
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.payments.gateway import get_gateway
-from donorhub.staff.models import DonorConsent, DonorErasure, DonorNote, OfflineGift
 
 ERASED_NAME = "Erased donor"
 
