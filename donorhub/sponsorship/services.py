@@ -19,6 +19,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
+from donorhub.children.models import (
+    Child,
+    ChildRelease,
+    ChildStatus,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    ReviewStatus,
+)
+from donorhub.children.vocab import MILESTONE_SENTENCES
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
 from donorhub.donations.models import (
@@ -29,16 +39,6 @@ from donorhub.donations.models import (
 )
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.feed.models import (
-    Child,
-    ChildRelease,
-    ChildStatus,
-    ChildText,
-    ChildUpdate,
-    ExitNotice,
-    ReviewStatus,
-)
-from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
 from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData

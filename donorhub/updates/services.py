@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from donorhub.accounts.models import User
 from donorhub.audit import record_audit
+from donorhub.children.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
+from donorhub.children.periods import quarter_of
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
-from donorhub.feed.periods import quarter_of
 from donorhub.mail.services import queue_mail
 from donorhub.updates.models import (
     NotificationChoice,
@@ -227,10 +227,10 @@ class HomeNews:
 
 
 def home_news(home_code: str) -> HomeNews:
-    from donorhub.feed.impact import MEASURES
-    from donorhub.feed.models import HomeStat
-    from donorhub.feed.release import suppress_table
-    from donorhub.feed.vocab import MILESTONE_SENTENCES
+    from donorhub.children.impact import MEASURES
+    from donorhub.children.models import HomeStat
+    from donorhub.children.release import suppress_table
+    from donorhub.children.vocab import MILESTONE_SENTENCES
 
     k = current_app.config["RELEASE_K"]
     latest = db.session.scalars(select(HomeStat).where(HomeStat.home_code == home_code)

@@ -11,7 +11,7 @@ import donorhub.feed.pseudonyms
 from donorhub.feed import review, schemas
 
 # ok: raw-feed-only-in-feed
-from donorhub.feed.models import Child, ChildRelease
+from donorhub.children.models import Child, ChildRelease
 # ok: raw-feed-only-in-feed
 from donorhub.feed import review as feed_review
 # ok: raw-feed-only-in-feed

@@ -12,14 +12,14 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from donorhub import guard
 from donorhub.accounts.models import User
 from donorhub.audit import record_audit
+from donorhub.children.models import Child, ChildText, ChildUpdate, ReviewStatus
+from donorhub.children.vocab import MILESTONE_SENTENCES
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.feed import guard
-from donorhub.feed.models import Child, ChildText, ChildUpdate, ReviewStatus
-from donorhub.feed.vocab import MILESTONE_SENTENCES
 
 KINDS = ("about", "update")
 OPEN = (ReviewStatus.PENDING, ReviewStatus.QUARANTINED)

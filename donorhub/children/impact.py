@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import func, select
 
+from donorhub.children.models import HomeStat
+from donorhub.children.release import Cell, column_totals, suppress_table
 from donorhub.extensions import db
-from donorhub.feed.models import HomeStat
-from donorhub.feed.release import Cell, column_totals, suppress_table
 
 MEASURES = {
     "children_in_care": "Children in care",

@@ -19,22 +19,22 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from donorhub import guard
 from donorhub.accounts.models import StaffRole, User, UserRole
-from donorhub.database import utcnow
-from donorhub.extensions import db
-from donorhub.feed import guard, release
-from donorhub.feed.models import (
+from donorhub.children import release
+from donorhub.children.models import (
     Child,
     ChildRelease,
     ChildStatus,
     ChildText,
     ChildUpdate,
     ExitNotice,
-    FeedRun,
-    FeedRunStatus,
     HomeStat,
     ReviewStatus,
 )
+from donorhub.database import utcnow
+from donorhub.extensions import db
+from donorhub.feed.models import FeedRun, FeedRunStatus
 from donorhub.feed.parse import (
     BatchRejected,
     ChildRecord,

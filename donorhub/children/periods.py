@@ -35,6 +35,3 @@ def parse_quarter(text: str) -> Quarter:
 def quarter_of(day: date) -> Quarter:
     return Quarter(day.year, (day.month - 1) // 3 + 1)
 
-
-def format_quarter(quarter: Quarter) -> str:
-    return str(quarter)
