@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from donorhub.children import services as children
 from donorhub.database import unit_of_work
 from donorhub.extensions import db
 from donorhub.feed import importer
@@ -117,7 +118,7 @@ def import_feed() -> str:
 def refresh_releases() -> str:
     """Re-run the release checks daily, so consent that expires hides a child on time."""
     with unit_of_work():
-        listed = importer.refresh_releases(datetime.now(UTC).date())
+        listed = children.refresh_releases(datetime.now(UTC).date())
     return f"{listed} children listed"
 
 

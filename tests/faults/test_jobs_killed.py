@@ -643,7 +643,7 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
     """A kill at each step of the run (as the job starts, inside its transaction, just after
     its commit, as it returns) leaves exactly the state before the job or after it."""
     from donorhub.children.models import Child, ChildRelease, ChildUpdate, ReviewStatus
-    from donorhub.feed import importer as feed
+    from donorhub.children import services as children
     from donorhub.updates.models import Publication
 
     records = crowd(20) + crowd(20, age_band="9-11")
@@ -660,7 +660,7 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
                 published_at=None, publication_id=None, status=ReviewStatus.PENDING))
             db.session.execute(Publication.__table__.delete())
             expire_younger("2027-Q2")
-            feed.refresh_releases(utcnow().date())
+            children.refresh_releases(utcnow().date())
             expire_younger("2026-Q3")
             db.session.commit()
             db.session.remove()
