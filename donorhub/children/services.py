@@ -147,7 +147,9 @@ def receive_about(child: Child, text: str, findings: list[dict], now: datetime) 
         child.about = ChildText(original=text, status=status, findings=findings,
                                 received_at=now)
     else:
-        existing.original, existing.status, existing.findings = text, status, findings
+        existing.original = text
+        existing.status = status
+        existing.findings = findings
         existing.approved = None
         existing.received_at = now
         existing.reviewed_by_id = existing.reviewed_at = None
@@ -215,7 +217,8 @@ def record_exit(child: Child, period: str, now: datetime) -> None:
         withdraw_text(child.about)
     for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
         update.status = ReviewStatus.WITHDRAWN
-        update.original_text = update.approved_text = None
+        update.original_text = None
+        update.approved_text = None
         update.milestones = []
         update.findings = []
     if child.release is not None:
