@@ -1,14 +1,19 @@
-"""The declarative base, shared column types and the unit-of-work helper for jobs and CLI."""
+"""The declarative base, shared column types, the one check of a status move, and the
+unit-of-work helper for jobs and CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+
+from donorhub.errors import IllegalTransition
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -19,8 +24,18 @@ NAMING_CONVENTION = {
 }
 
 
+#: The charity's own zone, for calendar dates.
+UK = ZoneInfo("Europe/London")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def uk_today() -> date:
+    """Today's date in the charity's own zone (Europe/London): HMRC's tax year, a campaign's
+    dates and a gift's received-on date are UK dates, whatever the server's zone."""
+    return datetime.now(UK).date()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -53,6 +68,17 @@ class Base(DeclarativeBase):
     # One registry carries both, because Flask-SQLAlchemy subclasses this base.
     registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
                         type_annotation_map={datetime: UTCDateTime()})
+
+
+Status = TypeVar("Status")
+
+
+def check_move(moves: Mapping[Status, Collection[Status]], current: Status, target: Status,
+               what: str) -> None:
+    """Every status field moves only along its table of moves: anything else is a bug (or a
+    stale event) that must not be written. `what` names the row, e.g. "refund 7"."""
+    if target not in moves[current]:
+        raise IllegalTransition(f"{what}: {current} -> {target}")
 
 
 class TimestampMixin:

@@ -146,6 +146,30 @@ PLANTED = {
         ["template-safe-only-allowlisted", "template-money-never-float"]),
     "templates/donations/plan.html": ("<p>{{ plan.amount_minor / 100 }}</p>\n",
                                       ["template-money-never-float"]),
+    "templates/staff/donors/detail.html": ("<p>{{ refundable[g.id] / 100 }}</p>\n",
+                                           ["template-money-never-float"]),
+    # Every module below the edge is a service for these rules, whatever its name ...
+    "donorhub/donations/refunds.py": (
+        "from flask_login import current_user\nfrom donorhub.extensions import db\n\n\n"
+        "def refund(gift):\n    db.session.commit()\n    return current_user\n",
+        ["services-never-read-request-state"] * 2 + ["services-never-commit"]),
+    "donorhub/audit.py": ("from flask import request\n",
+                          ["services-never-read-request-state"]),
+    # ... but not the edge, the wiring, or database.py's unit of work.
+    "donorhub/staff/views/donors.py": (
+        "from flask import request\nfrom donorhub.extensions import db\n\n\n"
+        "def page():\n    db.session.commit()\n    return request.args\n", []),
+    "donorhub/staff/donors_views.py": (
+        "from flask import request\nfrom donorhub.extensions import db\n\n\n"
+        "def page():\n    db.session.commit()\n    return request.args\n", []),
+    "donorhub/jobs/registry.py": ("from donorhub.extensions import db\n\n\n"
+                                  "def run_job():\n    db.session.commit()\n", []),
+    "donorhub/payments/webhooks.py": (
+        "from flask import request\nfrom donorhub.extensions import db\n\n\n"
+        "def receive():\n    db.session.commit()\n    return request.data\n", []),
+    "donorhub/donations/__init__.py": ("from flask import request\n", []),
+    "donorhub/forms.py": ("from flask import request\n", []),
+    "donorhub/database.py": ("def unit_of_work():\n    yield\n    db.session.commit()\n", []),
 }
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from donorhub.database import TimestampMixin, utcnow
+from donorhub.database import TimestampMixin, check_move, utcnow
 from donorhub.extensions import db
 
 
@@ -155,6 +155,15 @@ class DataRequestStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: A request is carried out or withdrawn once; either is final.
+DATA_REQUEST_MOVES: dict[DataRequestStatus, frozenset[DataRequestStatus]] = {
+    DataRequestStatus.REQUESTED: frozenset({DataRequestStatus.COMPLETED,
+                                            DataRequestStatus.CANCELLED}),
+    DataRequestStatus.COMPLETED: frozenset(),
+    DataRequestStatus.CANCELLED: frozenset(),
+}
+
+
 class DataRequest(db.Model):
     """A donor's request about their personal data, carried out by staff."""
 
@@ -175,6 +184,12 @@ class DataRequest(db.Model):
     )
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+
+    def complete(self, now: datetime) -> None:
+        check_move(DATA_REQUEST_MOVES, self.status, DataRequestStatus.COMPLETED,
+                   f"data request {self.id}")
+        self.status = DataRequestStatus.COMPLETED
+        self.completed_at = now
 
 
 class StaffInvitation(db.Model):

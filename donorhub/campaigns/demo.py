@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
 
 from donorhub.campaigns.models import Campaign, CampaignStatus
+from donorhub.database import uk_today
 from donorhub.donations.models import Donation, DonationKind, DonationStatus, Donor
 from donorhub.extensions import db
 from donorhub.money import ExchangeRate
@@ -30,7 +31,7 @@ def seed_campaigns() -> None:
                                 rate=Decimal("0.0095")))
     db.session.add(ExchangeRate(currency="usd", reporting_currency="gbp", rate=Decimal("0.79")))
     db.session.add(ExchangeRate(currency="eur", reporting_currency="gbp", rate=Decimal("0.85")))
-    today = date.today()
+    today = uk_today()
     for n, (slug, name, code, goal, currency, summary, body) in enumerate(CAMPAIGNS):
         campaign = Campaign(slug=slug, name=name, appeal_code=code, goal_minor=goal,
                             goal_currency=currency, summary=summary, body_md=body,

@@ -11,8 +11,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from donorhub.database import TimestampMixin, utcnow
-from donorhub.errors import IllegalTransition
+from donorhub.database import TimestampMixin, check_move, utcnow
 from donorhub.extensions import db
 
 
@@ -54,8 +53,7 @@ class Campaign(TimestampMixin, db.Model):
         ForeignKey("users.id", ondelete="RESTRICT"))
 
     def move_to(self, target: CampaignStatus) -> None:
-        if target not in CAMPAIGN_MOVES[self.status]:
-            raise IllegalTransition(f"campaign {self.id}: {self.status} -> {target}")
+        check_move(CAMPAIGN_MOVES, self.status, target, f"campaign {self.id}")
         self.status = target
         if target is CampaignStatus.LIVE:
             self.published_at = utcnow()

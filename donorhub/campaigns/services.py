@@ -20,6 +20,7 @@ from sqlalchemy import case, func, select
 
 from donorhub.audit import record_audit
 from donorhub.campaigns.models import Campaign, CampaignStatus
+from donorhub.database import uk_today
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.errors import DomainError
 from donorhub.extensions import db
@@ -155,7 +156,7 @@ def get_campaign(campaign_id: int) -> Campaign | None:
 
 
 def is_open_for_gifts(campaign: Campaign, today: date | None = None) -> bool:
-    today = today or date.today()
+    today = today or uk_today()
     return (campaign.status is CampaignStatus.LIVE and campaign.starts_on <= today
             and (campaign.ends_on is None or today <= campaign.ends_on))
 

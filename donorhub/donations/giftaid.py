@@ -1,6 +1,6 @@
 """Gift Aid: the declaration texts (versioned) and HMRC's claim schedule, row by row.
 
-giving.md section 3a lists what HMRC requires. A declaration stores the version of the text
+docs/gift-aid.md lists what HMRC requires. A declaration stores the version of the text
 the donor saw; the texts are kept here forever, so any declaration can be shown as made.
 """
 
@@ -67,7 +67,7 @@ def schedule_last_name(value: str) -> str:
 
 def claim_deadline(gift_day: date) -> date:
     """The last day to claim a gift: 4 years after the end of the UK tax year (5 April) in
-    which it was received (giving.md 3a; the charity's accounting period follows the tax
+    which it was received (docs/gift-aid.md; the charity's accounting period follows the tax
     year here)."""
     year_end = date(gift_day.year, 4, 5)
     if gift_day > year_end:

@@ -13,8 +13,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from donorhub.database import TimestampMixin, utcnow
-from donorhub.errors import IllegalTransition
+from donorhub.database import TimestampMixin, check_move, utcnow
 from donorhub.extensions import db
 from donorhub.forms import name_for_mail
 
@@ -235,8 +234,7 @@ class Donation(TimestampMixin, db.Model):
         target = self.derived_status()
         current = self.status or _S.PENDING
         if target != current:
-            if target not in DONATION_MOVES[current]:
-                raise IllegalTransition(f"donation {self.id}: {current} -> {target}")
+            check_move(DONATION_MOVES, current, target, f"donation {self.id}")
             self.status = target
         return self.status
 
@@ -382,8 +380,7 @@ class RecurringPlan(TimestampMixin, db.Model):
         target = self.derived_status()
         current = self.status or _P.PENDING
         if target != current:
-            if target not in PLAN_MOVES[current]:
-                raise IllegalTransition(f"plan {self.id}: {current} -> {target}")
+            check_move(PLAN_MOVES, current, target, f"plan {self.id}")
             self.status = target
         return self.status
 
@@ -441,8 +438,7 @@ class Dispute(db.Model):
             return False
         if self.closed:
             return False  # a closed dispute's outcome is final
-        if target not in DISPUTE_MOVES[self.status]:
-            raise IllegalTransition(f"dispute {self.id}: {self.status} -> {target}")
+        check_move(DISPUTE_MOVES, self.status, target, f"dispute {self.id}")
         self.status = target
         return True
 
@@ -484,7 +480,7 @@ class GiftAidScope(StrEnum):
 
 
 class GiftAidDeclaration(db.Model):
-    """A donor's Gift Aid declaration, with the fields HMRC requires (giving.md 3a)."""
+    """A donor's Gift Aid declaration, with the fields HMRC requires (docs/gift-aid.md)."""
 
     __tablename__ = "gift_aid_declarations"
 

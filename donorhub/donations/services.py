@@ -1645,7 +1645,7 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
             donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
             last_name=declaration.last_name, house=declaration.house,
             postcode=declaration.postcode, paid_at=gift.paid_at,
-            # The fee cover is left out until an adviser confirms it qualifies (giving.md 3a).
+            # The fee cover is left out until an adviser confirms it qualifies (docs/gift-aid.md).
             amount_minor=gift.gift_minor, now=now)
         if row_problems:
             problems.append((gift.id, row_problems))

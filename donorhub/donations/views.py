@@ -20,6 +20,7 @@ from flask_login import current_user
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
 from donorhub.csv import to_csv
+from donorhub.database import uk_today
 from donorhub.donations import bp, giftaid, services, staff_bp
 from donorhub.donations.models import Donation, PlanStatus, RecurringPlan
 from donorhub.donations.schemas import GiftAidExportSchema, NewGiftSchema, PlanChangeSchema
@@ -54,6 +55,8 @@ def form_context(form: dict, errors: dict) -> dict:
             "limits": {c: services.amount_limits(c) for c in CURRENCIES},
             "fee_examples": fee_examples,
             "fee_rules": config["DONATION_FEE_COVER"],
+            "fee_percent": {c: f"{rule[0] / 100:.1f}"  # basis points, shown as "1.5"
+                            for c, rule in config["DONATION_FEE_COVER"].items()},
             "declaration": giftaid.declaration_text(
                 config["GIFT_AID_DECLARATION_VERSION"], amount="this gift",
                 charity=config["CHARITY_NAME"]),
@@ -161,7 +164,7 @@ def history():
     """Your gifts, regular gifts and Gift Aid declarations."""
     donor = services.donor_for_user(current_user)
     data = services.history(donor) if donor else {"gifts": [], "plans": [], "declarations": []}
-    today = date.today()
+    today = uk_today()
     uk_year = today.year if today >= date(today.year, 4, 6) else today.year - 1
     in_year = today.year if today.month >= 4 else today.year - 1
     return render_template("donations/history.html", donor=donor, uk_year=uk_year,

@@ -8,7 +8,8 @@ from enum import StrEnum
 from sqlalchemy import JSON, Enum, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from donorhub.database import utcnow
+from donorhub.database import check_move, utcnow
+from donorhub.errors import IllegalTransition
 from donorhub.extensions import db
 
 
@@ -20,6 +21,20 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
     #: A sender died mid-send. Never retried automatically: a person decides (never twice).
     UNCERTAIN = "uncertain"
+
+
+_O = OutboxStatus
+#: Where a message may go from each status. The sender's claim (pending -> sending) and its
+#: sweep of stale claims (sending -> uncertain) are compare-and-set UPDATEs on this table's
+#: moves; everything else goes through `OutboxMessage.move_to`.
+OUTBOX_MOVES: dict[OutboxStatus, frozenset[OutboxStatus]] = {
+    _O.PENDING: frozenset({_O.SENDING}),
+    _O.SENDING: frozenset({_O.SENT, _O.PENDING, _O.FAILED, _O.UNCERTAIN}),
+    _O.SENT: frozenset(),
+    #: Only a person queues a failed or uncertain message again (never twice by itself).
+    _O.FAILED: frozenset({_O.PENDING}),
+    _O.UNCERTAIN: frozenset({_O.PENDING}),
+}
 
 
 class OutboxMessage(db.Model):
@@ -49,3 +64,16 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[datetime | None]
     #: The error class and SMTP code only: server replies can quote the address back.
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+    def move_to(self, target: OutboxStatus) -> None:
+        check_move(OUTBOX_MOVES, self.status, target, f"outbox message {self.id}")
+        self.status = target
+
+    def queue_again(self) -> None:
+        """A person checked that a failed or uncertain message did not arrive. (A message
+        being sent goes back to pending only by the sender's own retry.)"""
+        if self.status not in (OutboxStatus.FAILED, OutboxStatus.UNCERTAIN):
+            raise IllegalTransition(f"outbox message {self.id}: {self.status} is not "
+                                    "failed or uncertain")
+        self.move_to(OutboxStatus.PENDING)
+        self.attempts = 0

@@ -13,6 +13,7 @@ from email.utils import formatdate
 from flask import current_app
 from sqlalchemy import select, update
 
+from donorhub.database import unit_of_work
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage, OutboxStatus
 
@@ -102,7 +103,6 @@ def mark_stale_claims_uncertain(now: datetime) -> int:
                OutboxMessage.claimed_at < now - STALE_CLAIM)
         .values(status=OutboxStatus.UNCERTAIN, last_error="sender stopped mid-send")
     )
-    db.session.commit()
     return result.rowcount or 0
 
 
@@ -114,7 +114,6 @@ def claim(message_id: int, now: datetime) -> bool:
         .values(status=OutboxStatus.SENDING, claimed_at=now,
                 attempts=OutboxMessage.attempts + 1)
     )
-    db.session.commit()
     return result.rowcount == 1
 
 
@@ -122,7 +121,8 @@ def send_due_mail(now: datetime | None = None) -> SendReport:
     """Send every pending message that is due. Each message is its own unit of work."""
     config = current_app.config
     now = now or datetime.now(UTC)
-    report = SendReport(uncertain=mark_stale_claims_uncertain(now))
+    with unit_of_work():
+        report = SendReport(uncertain=mark_stale_claims_uncertain(now))
     if config["MAIL_DELIVERY"] != "smtp":
         report.held = db.session.scalar(
             select(db.func.count()).where(OutboxMessage.status == OutboxStatus.PENDING)
@@ -140,43 +140,54 @@ def send_due_mail(now: datetime | None = None) -> SendReport:
     connection: smtplib.SMTP | None = None
     try:
         for message_id in due_ids:
-            if not claim(message_id, now):
+            # The claim is committed before SMTP is spoken to: if this process dies while
+            # sending, the message stays "sending" and is later marked uncertain, never
+            # sent twice.
+            with unit_of_work():
+                claimed = claim(message_id, now)
+            if not claimed:
                 continue
-            message = db.session.get(OutboxMessage, message_id)
-            if message is None:
-                continue
-            try:
-                if connection is None:
-                    connection = open_connection(config)
-                transmit(connection, build_email(message, config["MAIL_FROM"]))
-            except RetryLater as error:
-                connection = close_quietly(connection)
-                if message.attempts >= config["MAIL_MAX_ATTEMPTS"]:
-                    message.status = OutboxStatus.FAILED
-                    report.failed += 1
-                else:
-                    message.status = OutboxStatus.PENDING
-                    message.next_attempt_at = now + backoff(message.attempts)
-                    report.retried += 1
-                message.last_error = str(error)[:200]
-            except Refused as error:
-                message.status = OutboxStatus.FAILED
-                message.last_error = str(error)[:200]
-                report.failed += 1
-            except (OSError, smtplib.SMTPException) as error:
-                # Lost mid-conversation: the server may have taken it, so no automatic retry.
-                connection = close_quietly(connection)
-                message.status = OutboxStatus.UNCERTAIN
-                message.last_error = type(error).__name__
-                report.uncertain += 1
-            else:
-                message.status = OutboxStatus.SENT
-                message.sent_at = datetime.now(UTC)
-                report.sent += 1
-            db.session.commit()
+            with unit_of_work():
+                connection = _send_claimed(message_id, connection, report, now, config)
     finally:
         close_quietly(connection)
     return report
+
+
+def _send_claimed(message_id: int, connection: smtplib.SMTP | None, report: SendReport,
+                  now: datetime, config) -> smtplib.SMTP | None:
+    """Send one claimed message and record the outcome; returns the connection to reuse."""
+    message = db.session.get(OutboxMessage, message_id)
+    if message is not None:
+        try:
+            if connection is None:
+                connection = open_connection(config)
+            transmit(connection, build_email(message, config["MAIL_FROM"]))
+        except RetryLater as error:
+            connection = close_quietly(connection)
+            if message.attempts >= config["MAIL_MAX_ATTEMPTS"]:
+                message.move_to(OutboxStatus.FAILED)
+                report.failed += 1
+            else:
+                message.move_to(OutboxStatus.PENDING)
+                message.next_attempt_at = now + backoff(message.attempts)
+                report.retried += 1
+            message.last_error = str(error)[:200]
+        except Refused as error:
+            message.move_to(OutboxStatus.FAILED)
+            message.last_error = str(error)[:200]
+            report.failed += 1
+        except (OSError, smtplib.SMTPException) as error:
+            # Lost mid-conversation: the server may have taken it, so no automatic retry.
+            connection = close_quietly(connection)
+            message.move_to(OutboxStatus.UNCERTAIN)
+            message.last_error = type(error).__name__
+            report.uncertain += 1
+        else:
+            message.move_to(OutboxStatus.SENT)
+            message.sent_at = datetime.now(UTC)
+            report.sent += 1
+    return connection
 
 
 def close_quietly(connection: smtplib.SMTP | None) -> None:

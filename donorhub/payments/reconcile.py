@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from donorhub.database import utcnow
+from donorhub.database import unit_of_work, utcnow
 from donorhub.extensions import db
 from donorhub.payments.gateway import get_gateway
 from donorhub.payments.models import StripeEvent
@@ -75,14 +75,12 @@ def reconcile(since: datetime | None = None, refund_age: timedelta | None = None
             report.already_seen += 1
             continue
         try:
-            apply_event(event, source="reconcile")
-            db.session.commit()
+            with unit_of_work():
+                apply_event(event, source="reconcile")
             report.applied += 1
         except DuplicateEvent:
-            db.session.rollback()
             report.already_seen += 1
         except Exception:
-            db.session.rollback()
             report.failed += 1
             log.exception("reconcile: event failed", extra={"event_type": event.type,
                                                             "event_id": event.id})
@@ -101,10 +99,9 @@ def recover_refunds(report: ReconcileReport, older_than: timedelta | None = None
     db.session.rollback()
     for refund_id in ids:
         try:
-            outcome = refunds.recover_refund(refund_id)
-            db.session.commit()
+            with unit_of_work():
+                outcome = refunds.recover_refund(refund_id)
         except Exception:
-            db.session.rollback()
             report.failed += 1
             log.exception("reconcile: refund recovery failed", extra={"refund_id": refund_id})
             continue

@@ -3,7 +3,8 @@
 Versioned: a new version goes at the top of VERSIONS and becomes CURRENT_VERSION; every
 sponsor must accept it again before any child content is shown to them (R20). Old versions
 stay here, so what each sponsor accepted can always be read back.
-Plain English, from safeguarding rules R18-R25 (../shared/reference/safeguarding.md).
+Plain English, from the safeguarding rules for sponsors (docs/sponsorship.md, "The code of
+conduct and its versions").
 """
 
 from __future__ import annotations

@@ -27,8 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from donorhub.database import TimestampMixin, utcnow
-from donorhub.errors import IllegalTransition
+from donorhub.database import TimestampMixin, check_move, utcnow
 from donorhub.extensions import db
 
 
@@ -136,8 +135,7 @@ class Sponsorship(TimestampMixin, db.Model):
         current = self.status or _S.PENDING
         if target == current:
             return
-        if target not in SPONSORSHIP_MOVES[current]:
-            raise IllegalTransition(f"sponsorship {self.id}: {current} -> {target}")
+        check_move(SPONSORSHIP_MOVES, current, target, f"sponsorship {self.id}")
         self.status = target
 
     def __repr__(self) -> str:

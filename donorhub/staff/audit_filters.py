@@ -39,7 +39,7 @@ class AuditFilterSchema(Schema):
         for key in ("date_from", "date_to"):
             value = data.get(key, "")
             try:
-                datetime.strptime(value, "%Y-%m-%d")
+                datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
                 cleaned[key] = value
             except (TypeError, ValueError):
                 pass

@@ -137,11 +137,9 @@ def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) ->
                 DataRequest.user_id == user.id,
                 DataRequest.status == DataRequestStatus.REQUESTED,
                 DataRequest.kind == DataRequestKind.ERASURE)):
-            request.status = DataRequestStatus.COMPLETED
-            request.completed_at = utcnow()
+            request.complete(utcnow())
     if data_request is not None and data_request.status is DataRequestStatus.REQUESTED:
-        data_request.status = DataRequestStatus.COMPLETED
-        data_request.completed_at = utcnow()
+        data_request.complete(utcnow())
     erasure = DonorErasure(donor_id=donor.id, erased_by_id=actor.id,
                            data_request_id=data_request.id if data_request else None,
                            stripe_customers_deleted=len(customers))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
 from donorhub.campaigns.services import COUNTED_STATUSES, net_gift_expression
-from donorhub.database import utcnow
+from donorhub.database import uk_today, utcnow
 from donorhub.donations import refunds
 from donorhub.donations import services as donation_services
 from donorhub.donations.models import (
@@ -232,7 +232,7 @@ def record_offline_gift(data: OfflineGiftInput, actor) -> tuple[Donation, bool]:
         raise DomainError("Unknown payment method or currency.")
     if data.amount_minor <= 0:
         raise DomainError("The amount must be more than zero.")
-    if data.received_on > date.today():
+    if data.received_on > uk_today():
         raise DomainError("The date received cannot be in the future.")
     if data.donor_id is not None:
         donor = db.session.get(Donor, data.donor_id)

@@ -8,8 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from donorhub.database import utcnow
-from donorhub.errors import IllegalTransition
+from donorhub.database import check_move, utcnow
 from donorhub.extensions import db
 
 
@@ -29,7 +28,7 @@ class DonorNote(db.Model):
 class DonorConsent(db.Model):
     """A donor's marketing consent per channel, as history: the newest row per channel holds.
 
-    `source` records the collection context (giving.md 3e): e.g. "web_gift", "staff", "paper".
+    `source` records the collection context (docs/gift-aid.md): e.g. "web_gift", "staff", "paper".
     """
 
     __tablename__ = "donor_consents"
@@ -139,10 +138,9 @@ class Refund(db.Model):
         current = self.status or RefundStatus.REQUESTED
         if target == current or REFUND_STAGE[target] < REFUND_STAGE[current]:
             return False
-        if target not in REFUND_MOVES[current]:
-            if REFUND_STAGE[current] == 3:
-                return False  # final
-            raise IllegalTransition(f"refund {self.id}: {current} -> {target}")
+        if target not in REFUND_MOVES[current] and REFUND_STAGE[current] == 3:
+            return False  # final
+        check_move(REFUND_MOVES, current, target, f"refund {self.id}")
         self.status = target
         return True
 

@@ -1,4 +1,4 @@
-"""Fundraising reports (docs/reports.md has every formula; giving.md section 2).
+"""Fundraising reports (docs/reports.md has every formula).
 
 Conventions, decided once:
 - Donor level, not household level.
@@ -340,7 +340,7 @@ def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
 def dunning(date_from: date, date_to: date, period: str = "month") -> Report:
     """Failed instalments whose first failure is in P, and how many were paid later.
 
-    Dunning recovery = recovered / failed (giving.md section 2), per currency and overall;
+    Dunning recovery = recovered / failed (docs/reports.md), per currency and overall;
     the amount recovered is what Stripe collected on the recovered invoices."""
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
     f = PlanPaymentFailure

@@ -9,6 +9,7 @@ from datetime import date
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from donorhub.accounts.models import StaffRole
+from donorhub.database import uk_today
 from donorhub.forms import EMAIL_FIELD, CheckboxField, EmailField, FormSchema, check_plain_name
 from donorhub.money import CURRENCIES, BadAmount, parse_amount
 from donorhub.staff.donors import (
@@ -131,7 +132,7 @@ class DateRangeSchema(Schema):
 
     @post_load
     def order(self, data, **kwargs):
-        today = date.today()
+        today = uk_today()
         data["date_to"] = data["date_to"] or today
         data["date_from"] = data["date_from"] or date(data["date_to"].year - 1,
                                                       data["date_to"].month, 1)

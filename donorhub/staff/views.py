@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from donorhub.accounts import services as account_services
 from donorhub.accounts.models import StaffInvitation, StaffRole, User, UserRole
 from donorhub.audit import record_audit
-from donorhub.errors import DomainError
+from donorhub.errors import DomainError, IllegalTransition
 from donorhub.extensions import db
 from donorhub.forms import load_form
 from donorhub.mail.models import OutboxMessage, OutboxStatus
@@ -78,10 +78,10 @@ def outbox_message(message_id: int):
 def resend_message(message_id: int):
     """Queue a message again after a person checked it did not arrive."""
     message = db.get_or_404(OutboxMessage, message_id)
-    if message.status not in (OutboxStatus.UNCERTAIN, OutboxStatus.FAILED):
+    try:
+        message.queue_again()
+    except IllegalTransition:
         abort(409)
-    message.status = OutboxStatus.PENDING
-    message.attempts = 0
     record_audit(current_user, "mail.resent", "outbox_message", message.id, {})
     db.session.commit()
     flash("The message is queued again.", "success")
