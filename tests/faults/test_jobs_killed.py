@@ -642,8 +642,8 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
         app, tmp_path, backend, import_feed, job):
     """A kill at each step of the run (as the job starts, inside its transaction, just after
     its commit, as it returns) leaves exactly the state before the job or after it."""
-    from donorhub.children.models import Child, ChildRelease, ChildUpdate, ReviewStatus
     from donorhub.children import services as children
+    from donorhub.children.models import Child, ChildRelease, ChildUpdate, ReviewStatus
     from donorhub.updates.models import Publication
 
     records = crowd(20) + crowd(20, age_band="9-11")
