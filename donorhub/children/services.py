@@ -169,7 +169,7 @@ def withdraw_text(text: ChildText) -> None:
 
 
 def receive_update(update: ChildUpdate | None, *, source_hash: str, child: Child | None,
-                   home_code: str, period: str, category: str, milestones: list[str],
+                   home_code: str | None, period: str, category: str, milestones: list[str],
                    text: str | None, findings: list[dict], content_hash: str,
                    now: datetime) -> ChildUpdate:
     """Store a new or replaced update for review (a new one when `update` is None)."""
