@@ -24,10 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert, text  # noqa: E402
 
 from config import TestingConfig  # noqa: E402
-from donorhub import create_app  # noqa: E402
+from donorhub import (
+    create_app,  # noqa: E402
+    guard,  # noqa: E402
+)
+from donorhub.children.models import Child, ChildUpdate  # noqa: E402
 from donorhub.extensions import db  # noqa: E402
-from donorhub.feed import guard, services  # noqa: E402
-from donorhub.feed.models import Child, ChildUpdate  # noqa: E402
+from donorhub.feed import importer as services  # noqa: E402
 from tests.feed.builders import Batch, child, update  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

@@ -8,6 +8,15 @@ from donorhub.accounts.models import (  # noqa: F401
 )
 from donorhub.audit import AuditEvent  # noqa: F401
 from donorhub.campaigns.models import Campaign  # noqa: F401
+from donorhub.children.models import (  # noqa: F401
+    AliasUse,
+    Child,
+    ChildRelease,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    HomeStat,
+)
 from donorhub.donations.models import (  # noqa: F401
     Donation,
     Donor,
@@ -23,16 +32,7 @@ from donorhub.donations.models import (  # noqa: F401
     RecurringPlan,
     Refund,
 )
-from donorhub.feed.models import (  # noqa: F401
-    AliasUse,
-    Child,
-    ChildRelease,
-    ChildText,
-    ChildUpdate,
-    ExitNotice,
-    FeedRun,
-    HomeStat,
-)
+from donorhub.feed.models import FeedRun  # noqa: F401
 from donorhub.mail.models import OutboxMessage  # noqa: F401
 from donorhub.money import ExchangeRate  # noqa: F401
 from donorhub.payments.models import StripeEvent  # noqa: F401

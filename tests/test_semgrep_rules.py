@@ -116,6 +116,16 @@ PLANTED = {
         "from donorhub.extensions import db\n\n\ndef run():\n    db.session.commit()\n", []),
     "donorhub/payments/gateway.py": ("import stripe\n", []),
     "donorhub/feed/jobs.py": ("from donorhub.feed.parse import parse_feed\n", []),
+    "donorhub/feed/importer.py": (
+        "from donorhub import guard\nfrom donorhub.extensions import db\n\n\n"
+        "def same(row, text):\n    db.session.commit()\n    return row.original == text\n",
+        ["services-never-commit"]),
+    "donorhub/children/review.py": (
+        "from donorhub import guard\n\n\ndef text(row):\n    return row.original_text\n", []),
+    "donorhub/children/services.py": (
+        "from donorhub import guard\n\n\ndef text(row):\n    row.original = None\n"
+        "    return row.original_text\n",
+        ["pii-guard-only-in-feed-and-review", "raw-child-text-only-in-feed-and-review"]),
     "donorhub/qr.py": ("from markupsafe import Markup\n\nSVG = Markup('<svg/>')\n", []),
     "donorhub/staff/views/donors.py": ("from markupsafe import Markup\n\n\ndef note(text):\n"
                                        "    return Markup(text)\n", ["markup-only-allowlisted"]),

@@ -8,10 +8,10 @@ from pathlib import Path
 from flask import current_app
 
 from donorhub.accounts.services import find_user_by_email
+from donorhub.children import review
+from donorhub.children.models import ReviewStatus
 from donorhub.database import unit_of_work
-from donorhub.feed import review
 from donorhub.feed.jobs import run_import
-from donorhub.feed.models import ReviewStatus
 from donorhub.feed.source import DropDirectorySource
 
 DEMO_FEED = Path(__file__).resolve().parent / "feed"

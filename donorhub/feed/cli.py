@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from donorhub.feed.importer import FeedNotConfigured
 from donorhub.feed.jobs import ImportFailed, configured_source, run_import
-from donorhub.feed.services import FeedNotConfigured
 from donorhub.feed.source import DropDirectorySource, SingleFileSource, SourceError
 
 feed_cli = AppGroup("feed", help="The partner's data feed.")

@@ -13,9 +13,10 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from donorhub.children import services as children
 from donorhub.database import unit_of_work
 from donorhub.extensions import db
-from donorhub.feed import services
+from donorhub.feed import importer
 from donorhub.feed.source import DropDirectorySource, FeedSource, HttpsSource
 from donorhub.jobs.registry import JobSpec
 
@@ -56,7 +57,7 @@ def _record_failure(label: str, feed_file, reason: str, now: datetime | None) ->
     """Write the failure to the import history in a transaction of its own; on a full disk
     even that row may not fit, and then the log line is the only record."""
     try:
-        services.record_failure(feed_file.raw, label, reason, now)
+        importer.record_failure(feed_file.raw, label, reason, now)
         db.session.commit()
         return True
     except SQLAlchemyError:
@@ -66,15 +67,15 @@ def _record_failure(label: str, feed_file, reason: str, now: datetime | None) ->
 
 def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | None = None,
                progress: Callable[[int, int], None] | None = None,
-               ) -> list[tuple[str, services.ImportReport]]:
+               ) -> list[tuple[str, importer.ImportReport]]:
     """Import every batch the source has, one transaction each."""
     results = []
     for feed_file in source.batches():
         try:
             if feed_file.oversized:
-                report = services.reject_oversized(source.label, now)
+                report = importer.reject_oversized(source.label, now)
             else:
-                report = services.import_batch(feed_file.raw, source=source.label, now=now,
+                report = importer.import_batch(feed_file.raw, source=source.label, now=now,
                                                progress=progress)
             if dry_run:
                 db.session.rollback()
@@ -117,7 +118,7 @@ def import_feed() -> str:
 def refresh_releases() -> str:
     """Re-run the release checks daily, so consent that expires hides a child on time."""
     with unit_of_work():
-        listed = services.refresh_releases(datetime.now(UTC).date())
+        listed = children.refresh_releases(datetime.now(UTC).date())
     return f"{listed} children listed"
 
 

@@ -1,8 +1,6 @@
-"""Child data held by the platform (tier T1) and the record of every feed run.
+"""The record of every feed run: what each batch the partner sent became.
 
-Nothing of tier T0 has a column here: no name, no date of birth, no place of origin, no
-partner reference in clear. What sponsors and the public may see is the released copy
-(`ChildRelease`), recomputed by the release checks after every change.
+The child data a batch writes lives in donorhub/children/models.py.
 """
 
 from __future__ import annotations
@@ -10,178 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
 
+from donorhub.children.models import enum_column
 from donorhub.database import utcnow
 from donorhub.extensions import db
-
-
-def enum_column(enum_class, length: int = 24):
-    return Enum(enum_class, native_enum=False, length=length, validate_strings=True,
-                values_callable=lambda members: [m.value for m in members])
-
-
-class ChildStatus(StrEnum):
-    ACTIVE = "active"
-    EXITED = "exited"
-
-
-class ReviewStatus(StrEnum):
-    """Free text from the feed: nobody outside safeguarding sees it until APPROVED."""
-
-    PENDING = "pending"          # passed the PII guard; waits for an officer
-    QUARANTINED = "quarantined"  # the PII guard fired; waits for an officer
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"      # exit or withdrawn consent: purged from every view
-
-
-class Child(db.Model):
-    __tablename__ = "children"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    #: HMAC-SHA256 of the partner's reference under FEED_PSEUDONYM_KEY; never the reference.
-    ref_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    alias: Mapped[str] = mapped_column(String(40), unique=True)
-    #: Random; the only handle on a child that ever appears in a public URL.
-    public_token: Mapped[str] = mapped_column(String(43), unique=True)
-    illustration: Mapped[int] = mapped_column(default=0)
-    status: Mapped[ChildStatus] = mapped_column(enum_column(ChildStatus),
-                                                default=ChildStatus.ACTIVE, index=True)
-    home_code: Mapped[str] = mapped_column(String(16), index=True)
-    age_band: Mapped[str] = mapped_column(String(8))
-    gender: Mapped[str] = mapped_column(String(16))
-    region: Mapped[str] = mapped_column(String(64))
-    stage: Mapped[str] = mapped_column(String(32))
-    joined_year: Mapped[int]
-    interests: Mapped[list] = mapped_column(JSON, default=list)
-    consent_profile: Mapped[bool] = mapped_column(default=False)
-    consent_updates: Mapped[bool] = mapped_column(default=False)
-    consent_basis: Mapped[str] = mapped_column(String(32))
-    #: The last quarter the consent covers, "YYYY-Qn".
-    consent_expires: Mapped[str] = mapped_column(String(7))
-    #: SHA-256 of the last record imported for this child, to tell "unchanged" from "updated".
-    content_hash: Mapped[str] = mapped_column(String(64))
-    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    exited_period: Mapped[str | None] = mapped_column(String(7))
-    exited_at: Mapped[datetime | None]
-
-    about: Mapped[ChildText | None] = relationship(
-        back_populates="child", uselist=False, cascade="all, delete-orphan",
-        primaryjoin="and_(Child.id == ChildText.child_id)")
-    release: Mapped[ChildRelease | None] = relationship(
-        back_populates="child", uselist=False, cascade="all, delete-orphan")
-
-    def __repr__(self) -> str:
-        return f"<Child {self.id}>"
-
-
-class ChildText(db.Model):
-    """The partner's `about` text for a child, and the safeguarding decision on it."""
-
-    __tablename__ = "child_texts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
-    #: As the partner sent it. Shown only to safeguarding officers, flagged spans masked.
-    original: Mapped[str | None] = mapped_column(Text)
-    #: What sponsors read once approved (the officer may have edited it).
-    approved: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), index=True)
-    findings: Mapped[list] = mapped_column(JSON, default=list)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    reviewed_at: Mapped[datetime | None]
-
-    child: Mapped[Child] = relationship(back_populates="about")
-
-
-class ChildUpdate(db.Model):
-    """One piece of news from the feed, about one child or one home."""
-
-    __tablename__ = "child_updates"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    #: Keyed hash of the partner's update id: the id is theirs, not ours to show.
-    source_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    child_id: Mapped[int | None] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                                 index=True)
-    home_code: Mapped[str | None] = mapped_column(String(16), index=True)
-    period: Mapped[str] = mapped_column(String(7), index=True)
-    category: Mapped[str] = mapped_column(String(32))
-    milestones: Mapped[list] = mapped_column(JSON, default=list)
-    original_text: Mapped[str | None] = mapped_column(Text)
-    approved_text: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), index=True)
-    findings: Mapped[list] = mapped_column(JSON, default=list)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    reviewed_at: Mapped[datetime | None]
-    #: Set by the publication schedule; a published update is never replaced.
-    published_at: Mapped[datetime | None]
-    publication_id: Mapped[int | None] = mapped_column(ForeignKey("publications.id"),
-                                                       index=True)
-
-    child: Mapped[Child | None] = relationship()
-
-
-class HomeStat(db.Model):
-    __tablename__ = "home_stats"
-    __table_args__ = (UniqueConstraint("home_code", "period"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    home_code: Mapped[str] = mapped_column(String(16))
-    period: Mapped[str] = mapped_column(String(7))
-    children_in_care: Mapped[int]
-    in_school: Mapped[int]
-    in_vocational_training: Mapped[int]
-    reintegrated: Mapped[int]
-    new_arrivals: Mapped[int]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class ChildRelease(db.Model):
-    """What the release checks allow sponsors and the public to see of one child.
-
-    Recomputed for every child whenever the population changes, because one child's exit can
-    shrink another child's crowd below K.
-    """
-
-    __tablename__ = "child_releases"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
-    #: False: nothing of this child is shown anywhere (no consent, expired, exited, or the
-    #: release checks could not hide it in a crowd of K).
-    is_listed: Mapped[bool] = mapped_column(default=False)
-    updates_allowed: Mapped[bool] = mapped_column(default=False)
-    age_text: Mapped[str | None] = mapped_column(String(32))
-    gender_text: Mapped[str | None] = mapped_column(String(16))
-    region_text: Mapped[str | None] = mapped_column(String(64))
-    stage_text: Mapped[str | None] = mapped_column(String(64))
-    joined_text: Mapped[str | None] = mapped_column(String(32))
-    interests: Mapped[list] = mapped_column(JSON, default=list)
-    #: How far the attributes had to be generalised (0 = as sent), for staff.
-    level: Mapped[int] = mapped_column(default=0)
-    crowd_size: Mapped[int] = mapped_column(default=0)
-    computed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-    child: Mapped[Child] = relationship(back_populates="release")
-
-
-class AliasUse(db.Model):
-    """Every alias ever given out. Kept after a child leaves, so no alias is reused."""
-
-    __tablename__ = "alias_uses"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    alias: Mapped[str] = mapped_column(String(40), unique=True)
-    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class FeedRunStatus(StrEnum):
@@ -227,15 +59,3 @@ class FeedRun(db.Model):
     report: Mapped[list] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-
-
-class ExitNotice(db.Model):
-    """A neutral notice owed to a child's sponsors, sent after a random delay."""
-
-    __tablename__ = "exit_notices"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
-    notify_after: Mapped[datetime]
-    sent_at: Mapped[datetime | None]

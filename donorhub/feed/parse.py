@@ -30,7 +30,8 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from . import vocab
+from donorhub.children import vocab
+
 from .schemas import (
     RULE_TEXTS,
     ChildRecord,

@@ -12,8 +12,8 @@ from importlib import resources
 from flask import current_app
 from sqlalchemy import select
 
+from donorhub.children.models import AliasUse
 from donorhub.extensions import db
-from donorhub.feed.models import AliasUse
 
 
 def keyed_hash(key: str, partner: str, kind: str, token: str) -> str:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
-from . import vocab
-from .periods import EARLIEST_YEAR, Quarter, parse_quarter, quarter_of
+from donorhub.children import vocab
+from donorhub.children.periods import EARLIEST_YEAR, Quarter, parse_quarter, quarter_of
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; parse.py imports this module
     from .parse import FeedSettings

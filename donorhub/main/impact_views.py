@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import render_template
 
-from donorhub.feed.impact import MEASURES, latest_impact
+from donorhub.children.impact import MEASURES, latest_impact
 from donorhub.main import bp
 from donorhub.security import public
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from donorhub.accounts.services import find_user_by_email
+from donorhub.children.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
+from donorhub.children.periods import quarter_of
 from donorhub.database import unit_of_work, utcnow
 from donorhub.donations import services as donations
 from donorhub.donations.models import Frequency, PlanStatus, RecurringPlan
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
-from donorhub.feed.periods import quarter_of
 from donorhub.sponsorship import conduct, services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 

@@ -19,6 +19,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
+from donorhub.children import services as children
+from donorhub.children.models import (
+    Child,
+    ChildRelease,
+    ChildStatus,
+    ChildText,
+    ExitNotice,
+    ReviewStatus,
+)
+from donorhub.children.services import UpdateView
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
 from donorhub.donations.models import (
@@ -29,16 +39,6 @@ from donorhub.donations.models import (
 )
 from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
-from donorhub.feed.models import (
-    Child,
-    ChildRelease,
-    ChildStatus,
-    ChildText,
-    ChildUpdate,
-    ExitNotice,
-    ReviewStatus,
-)
-from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
 from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
@@ -847,13 +847,6 @@ def send_exit_notices(now: datetime | None = None) -> int:
 # The portal --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class UpdateView:
-    id: int
-    period: str
-    sentences: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class PortalEntry:
     sponsorship: Sponsorship
     #: None when nothing of the child may be shown (see portal_entry).
@@ -862,13 +855,6 @@ class PortalEntry:
     payment_text: str
     messages: tuple[str, ...]
     awaits_choice: bool
-
-
-def _period_text(period: str) -> str:
-    year, _, quarter = period.partition("-Q")
-    months = {"1": "January to March", "2": "April to June", "3": "July to September",
-              "4": "October to December"}
-    return f"{months.get(quarter, '')} {year}".strip()
 
 
 def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[UpdateView, ...]]:
@@ -880,20 +866,8 @@ def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[Update
     released = child.release
     about = child.about
     profile = _card(child, released, about, token="")
-    updates: list[UpdateView] = []
-    if released.updates_allowed:
-        rows = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.child_id == child.id, ChildUpdate.status == ReviewStatus.APPROVED,
-            ChildUpdate.published_at.is_not(None))
-            .order_by(ChildUpdate.published_at, ChildUpdate.id)).all()
-        for row in rows:
-            sentences = [f"{child.alias} {MILESTONE_SENTENCES[code]}."
-                         for code in row.milestones if code in MILESTONE_SENTENCES]
-            if row.approved_text:
-                sentences.append(row.approved_text)
-            if sentences:
-                updates.append(UpdateView(row.id, _period_text(row.period), tuple(sentences)))
-    return profile, tuple(updates)
+    updates = children.approved_updates(child) if released.updates_allowed else ()
+    return profile, updates
 
 
 _PAYMENT_TEXT = {

@@ -8,6 +8,7 @@ from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
+from donorhub.children import services as children_services
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
 from donorhub.forms import EmptySchema, load_form
@@ -16,7 +17,6 @@ from donorhub.payments.gateway import GatewayError
 from donorhub.security import is_safe_next, public, signed_in, staff
 from donorhub.sponsorship import bp, conduct, services, staff_bp
 from donorhub.sponsorship.schemas import ChoiceSchema, ChooseSchema, ConductSchema, SuspendSchema
-from donorhub.updates import services as updates_services
 
 FILTER_NAMES = ("age", "region", "stage", "interest")
 
@@ -196,7 +196,7 @@ def portal_sponsorship(token: str):
     entry = services.portal_entry(current_user, sponsorship, show_children=show)
     services.record_disclosure(current_user, entry)
     db.session.commit()
-    home = (updates_services.home_news(sponsorship.child.home_code)
+    home = (children_services.home_news(sponsorship.child.home_code)
             if entry.profile is not None and sponsorship.child is not None else None)
     return render_template("sponsorship/sponsorship.html", entry=entry, token=token, home=home,
                            suspended=services.is_suspended(current_user.id),

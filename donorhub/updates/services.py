@@ -3,7 +3,6 @@ anything: the mail says only that news is waiting, never what it is or about who
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -12,11 +11,11 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from donorhub.accounts.models import User
-from donorhub.audit import record_audit
+from donorhub.children import review
+from donorhub.children.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
+from donorhub.children.periods import quarter_of
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
-from donorhub.feed.periods import quarter_of
 from donorhub.mail.services import queue_mail
 from donorhub.updates.models import (
     NotificationChoice,
@@ -58,15 +57,7 @@ def auto_approve_coded(now: datetime) -> int:
     approved without a person when UPDATES_AUTO_APPROVE_CODED is on. Free text never is."""
     if not current_app.config["UPDATES_AUTO_APPROVE_CODED"]:
         return 0
-    coded = [update for update in db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.status == ReviewStatus.PENDING, ChildUpdate.original_text.is_(None)))
-        if update.milestones]
-    for update in coded:
-        update.status = ReviewStatus.APPROVED
-        update.reviewed_at = now
-        record_audit(None, "safeguarding.auto_approved", "child_update", update.id,
-                     {"milestones": len(update.milestones)})
-    return len(coded)
+    return review.approve_coded_updates(now)
 
 
 def publishable(update: ChildUpdate) -> bool:
@@ -212,45 +203,3 @@ def set_preference(user: User, choice: NotificationChoice) -> None:
     row = preference(user.id)
     row.choice = choice
     row.version += 1
-
-
-# Home news in the sponsor portal ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class HomeNews:
-    """What a sponsor may read about the child's safe home: its published news, and its
-    latest counts with small cells hidden. Never the home's code or name."""
-
-    stats_period: str | None
-    stats: tuple[tuple[str, str], ...]
-    news: tuple[tuple[str, tuple[str, ...]], ...]
-
-
-def home_news(home_code: str) -> HomeNews:
-    from donorhub.feed.impact import MEASURES
-    from donorhub.feed.models import HomeStat
-    from donorhub.feed.release import suppress_table
-    from donorhub.feed.vocab import MILESTONE_SENTENCES
-
-    k = current_app.config["RELEASE_K"]
-    latest = db.session.scalars(select(HomeStat).where(HomeStat.home_code == home_code)
-                                .order_by(HomeStat.period.desc())).first()
-    stats: tuple[tuple[str, str], ...] = ()
-    if latest is not None:
-        # One home alone: the row is its own line, so a single small cell drags a second
-        # one with it, and no count can be worked out from the others.
-        cells = suppress_table({"home": {m: getattr(latest, m) for m in MEASURES}}, k)["home"]
-        stats = tuple((label, cells[m].text(k)) for m, label in MEASURES.items())
-    rows = db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.child_id.is_(None), ChildUpdate.home_code == home_code,
-        ChildUpdate.status == ReviewStatus.APPROVED, ChildUpdate.published_at.is_not(None))
-        .order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc()).limit(8)).all()
-    news = []
-    for row in rows:
-        sentences = [f"The children at the home {MILESTONE_SENTENCES[code]}."
-                     for code in row.milestones if code in MILESTONE_SENTENCES]
-        if row.approved_text:
-            sentences.append(row.approved_text)
-        if sentences:
-            news.append((row.period.replace("-Q", ", quarter "), tuple(sentences)))
-    return HomeNews(latest.period if latest else None, stats, tuple(news))

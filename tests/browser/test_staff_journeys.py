@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from donorhub.accounts.models import StaffInvitation, User
 from donorhub.audit import AuditEvent
+from donorhub.children.models import Child, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildUpdate, ReviewStatus
 from donorhub.jobs.registry import find_job, run_job
 from donorhub.mail.sender import send_due_mail
 from donorhub.sponsorship import conduct

@@ -275,7 +275,7 @@ def test_update_notifications_killed_mid_run_tell_each_person_once(app, tmp_path
     people = 60
     users = [make_user(f"sponsor{n}@example.org") for n in range(people)]
     with app.app_context():
-        from donorhub.feed.models import ChildUpdate
+        from donorhub.children.models import ChildUpdate
 
         for n, handle in enumerate(users):
             sponsorship.accept_conduct(db.session.get(User, handle.id), conduct.CURRENT_VERSION)
@@ -385,7 +385,7 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
 
     # Step 2, the neutral notice: one short transaction per notice. Killed inside the first
     # notice's transaction, then just after one notice committed, then inside the next.
-    from donorhub.feed.models import ExitNotice
+    from donorhub.children.models import ExitNotice
     from donorhub.sponsorship.models import SponsorMessage
 
     with pay_app.app_context():
@@ -523,7 +523,7 @@ def test_reconcile_killed_mid_run_applies_each_event_once(pay_app, pay_client, t
 
 def test_publish_updates_killed_inside_its_transaction_publishes_once(app, tmp_path,
                                                                      backend, import_feed):
-    from donorhub.feed.models import ChildUpdate
+    from donorhub.children.models import ChildUpdate
     from donorhub.updates.models import Publication
 
     records = crowd(20)
@@ -551,7 +551,7 @@ def test_publish_updates_killed_inside_its_transaction_publishes_once(app, tmp_p
 
 def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
         app, tmp_path, backend, import_feed):
-    from donorhub.feed.models import Child, ChildRelease
+    from donorhub.children.models import Child, ChildRelease
 
     import_feed(Batch().add(*crowd(30), *crowd(30, age_band="9-11")))
     with app.app_context():  # the younger group's consent ran out last quarter
@@ -606,7 +606,8 @@ def test_purge_mail_throttle_killed_inside_its_transaction_purges_nothing_then_a
 
 @pytest.mark.slow  # three batches, two imports (tests/feed/test_atomicity.py covers kill -9)
 def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_path, backend):
-    from donorhub.feed.models import Child, FeedRun, FeedRunStatus
+    from donorhub.children.models import Child
+    from donorhub.feed.models import FeedRun, FeedRunStatus
 
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -641,8 +642,8 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
         app, tmp_path, backend, import_feed, job):
     """A kill at each step of the run (as the job starts, inside its transaction, just after
     its commit, as it returns) leaves exactly the state before the job or after it."""
-    from donorhub.feed import services as feed
-    from donorhub.feed.models import Child, ChildRelease, ChildUpdate, ReviewStatus
+    from donorhub.children import services as children
+    from donorhub.children.models import Child, ChildRelease, ChildUpdate, ReviewStatus
     from donorhub.updates.models import Publication
 
     records = crowd(20) + crowd(20, age_band="9-11")
@@ -659,7 +660,7 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
                 published_at=None, publication_id=None, status=ReviewStatus.PENDING))
             db.session.execute(Publication.__table__.delete())
             expire_younger("2027-Q2")
-            feed.refresh_releases(utcnow().date())
+            children.refresh_releases(utcnow().date())
             expire_younger("2026-Q3")
             db.session.commit()
             db.session.remove()

@@ -7,18 +7,18 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from donorhub.extensions import db
-from donorhub.feed.models import (
+from donorhub.children.models import (
     Child,
     ChildRelease,
     ChildStatus,
     ChildText,
     ChildUpdate,
     ExitNotice,
-    FeedRun,
     HomeStat,
     ReviewStatus,
 )
+from donorhub.extensions import db
+from donorhub.feed.models import FeedRun
 from donorhub.mail.models import OutboxMessage
 from tests.feed.builders import Batch, child, crowd, exit_record, home_stats, update
 from tests.feed.conftest import NOW

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from donorhub.feed import vocab
+from donorhub.children import vocab
+from donorhub.children.periods import Quarter, parse_quarter, quarter_of
 from donorhub.feed.parse import (
     MAX_LINE_BYTES,
     BatchRejected,
@@ -35,7 +36,6 @@ from donorhub.feed.parse import (
     UpdateRecord,
     parse_feed,
 )
-from donorhub.feed.periods import Quarter, parse_quarter, quarter_of
 
 REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz" / "regressions"
 

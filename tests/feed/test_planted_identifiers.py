@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
+from donorhub.children.models import Child, ChildText, ChildUpdate
 from donorhub.extensions import db
-from donorhub.feed.models import Child, ChildText, ChildUpdate, FeedRun
+from donorhub.feed.models import FeedRun
 from donorhub.mail.sender import send_due_mail
 from donorhub.sponsorship import services as sponsorship_services
 from donorhub.sponsorship.models import Sponsorship
@@ -156,7 +157,7 @@ def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
     """The sponsor role sponsors the first planted child (with an approved, published
     update) and the one that will exit, so the portal walk sees real child data."""
     from donorhub.accounts.models import User
-    from donorhub.feed import review
+    from donorhub.children import review
     from donorhub.sponsorship import conduct
     from donorhub.sponsorship.models import SponsorshipStatus
 

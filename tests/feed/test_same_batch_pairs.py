@@ -16,9 +16,9 @@ from itertools import product
 import pytest
 from sqlalchemy import select, text
 
+from donorhub.children.models import Child, ChildStatus, ChildUpdate, ExitNotice, HomeStat
 from donorhub.extensions import db
 from donorhub.feed.jobs import import_feed as import_feed_job
-from donorhub.feed.models import Child, ChildStatus, ChildUpdate, ExitNotice, HomeStat
 from donorhub.feed.pseudonyms import keyed_hash
 from tests.feed.builders import Batch, child, crowd, exit_record, home_stats, update
 from tests.feed.conftest import NOW

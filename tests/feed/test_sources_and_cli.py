@@ -8,9 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
+from donorhub.children.models import Child
 from donorhub.extensions import db
 from donorhub.feed.jobs import import_feed
-from donorhub.feed.models import Child, FeedRun
+from donorhub.feed.models import FeedRun
 from tests.feed.builders import Batch, child, crowd
 
 

@@ -4,20 +4,20 @@
 # ruleid: raw-feed-only-in-feed
 from donorhub.feed.parse import parse_feed
 # ruleid: raw-feed-only-in-feed
-from donorhub.feed.guard import scan_text
-# ruleid: raw-feed-only-in-feed
 import donorhub.feed.pseudonyms
 # ruleid: raw-feed-only-in-feed
-from donorhub.feed import review, schemas
+from donorhub.feed import jobs, schemas
 
 # ok: raw-feed-only-in-feed
-from donorhub.feed.models import Child, ChildRelease
+from donorhub.children.models import Child, ChildRelease
 # ok: raw-feed-only-in-feed
-from donorhub.feed import review as feed_review
+from donorhub.children import review as children_review
 # ok: raw-feed-only-in-feed
-from donorhub.feed.release import suppress_table
+from donorhub.children.release import suppress_table
 # ok: raw-feed-only-in-feed
 from donorhub.feed.source import DropDirectorySource
+# ok: raw-feed-only-in-feed
+from donorhub.feed.models import FeedRun
 
-USED = (parse_feed, scan_text, donorhub.feed.pseudonyms, review, schemas, Child, ChildRelease,
-        feed_review, suppress_table, DropDirectorySource)
+USED = (parse_feed, donorhub.feed.pseudonyms, jobs, schemas, Child, ChildRelease,
+        children_review, suppress_table, DropDirectorySource, FeedRun)

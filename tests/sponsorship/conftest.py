@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from donorhub.children import review
+from donorhub.children.models import Child, ChildUpdate
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.feed import review
-from donorhub.feed.models import Child, ChildUpdate
 from donorhub.sponsorship import conduct, services
 from donorhub.sponsorship.models import Sponsorship
 from tests.feed.builders import Batch, crowd, update

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from donorhub.accounts.models import User
+from donorhub.children.models import ChildRelease
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.feed.models import ChildRelease
 from donorhub.sponsorship import conduct, services
 from donorhub.sponsorship.models import (
     ConductAcceptance,

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from donorhub.children.models import ChildUpdate, ExitNotice, ReviewStatus
 from donorhub.database import utcnow
 from donorhub.donations.models import Donation, DonationStatus, PlanStatus
 from donorhub.extensions import db
-from donorhub.feed.models import ChildUpdate, ExitNotice, ReviewStatus
 from donorhub.mail.models import OutboxMessage
 from donorhub.sponsorship import services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus

@@ -43,7 +43,7 @@ def test_checkout_tells_stripe_nothing_about_the_child(pay_app, import_feed, spo
     assert all(not o.get("statement_descriptor") for o in stored["subscription"])
     everything = json.dumps(stored) + json.dumps(sim.events())
     with pay_app.app_context():
-        from donorhub.feed.models import Child
+        from donorhub.children.models import Child
 
         child = db.session.get(Child, kids.ids[0])
         secrets_of_child = [child.alias, child.public_token, child.home_code, child.ref_hash]

@@ -7,9 +7,9 @@ import re
 
 from sqlalchemy import func, select, text
 
+from donorhub.children.models import ChildUpdate
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.feed.models import ChildUpdate
 from donorhub.sponsorship import services
 from donorhub.sponsorship.models import ConductAcceptance, Disclosure, Sponsorship
 from tests.helpers import csrf_token, mentions, sign_in

@@ -6,8 +6,8 @@ import re
 
 from sqlalchemy import select
 
+from donorhub.children.models import ChildRelease
 from donorhub.extensions import db
-from donorhub.feed.models import ChildRelease
 from tests.sponsorship.conftest import load_children
 
 

@@ -8,9 +8,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from donorhub.children import review
+from donorhub.children.models import Child, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
-from donorhub.feed import review
-from donorhub.feed.models import Child, ChildUpdate, ReviewStatus
 from donorhub.mail.models import OutboxMessage
 from donorhub.mail.sender import send_due_mail
 from donorhub.sponsorship import conduct
@@ -131,7 +131,7 @@ def test_only_coded_updates_are_auto_approved_and_only_when_configured(app_facto
     app = app_factory(UPDATES_AUTO_APPROVE_CODED=True)
     records = crowd(5)
     with app.app_context():
-        from donorhub.feed import services as feed_services
+        from donorhub.feed import importer as feed_services
 
         feed_services.import_batch(Batch().add(
             *records, update(records[0]["ref"]),

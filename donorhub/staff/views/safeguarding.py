@@ -9,10 +9,11 @@ from sqlalchemy import func, select
 
 from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
+from donorhub.children import review
+from donorhub.children.models import Child, ChildRelease, ChildStatus
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.feed import review
-from donorhub.feed.models import Child, ChildRelease, ChildStatus, FeedRun
+from donorhub.feed.models import FeedRun
 from donorhub.forms import CheckboxField, FormSchema, load_form
 from donorhub.security import staff
 from donorhub.staff import bp

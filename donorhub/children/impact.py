@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import func, select
 
+from donorhub.children.models import HomeStat
+from donorhub.children.periods import period_label
+from donorhub.children.release import Cell, column_totals, suppress_table
 from donorhub.extensions import db
-from donorhub.feed.models import HomeStat
-from donorhub.feed.release import Cell, column_totals, suppress_table
 
 MEASURES = {
     "children_in_care": "Children in care",
@@ -26,6 +27,10 @@ class ImpactTable:
     k: int
     rows: list[tuple[str, dict[str, Cell]]]
     totals: dict[str, str]
+
+    @property
+    def period_label(self) -> str:
+        return period_label(self.period)
 
 
 def latest_impact() -> ImpactTable | None:

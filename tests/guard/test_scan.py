@@ -1,4 +1,4 @@
-"""Tests for the partner-feed PII guard (donorhub.feed.guard)."""
+"""Tests for the partner-feed PII guard (donorhub.guard)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from donorhub.feed.guard import (
+from donorhub.guard.scan import (
     DETECTORS,
     GUARD_ERROR_RULE,
     Finding,

@@ -13,28 +13,23 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from donorhub import guard
 from donorhub.accounts.models import StaffRole, User, UserRole
-from donorhub.database import utcnow
-from donorhub.extensions import db
-from donorhub.feed import guard, release
-from donorhub.feed.models import (
+from donorhub.children import services as children
+from donorhub.children.models import (
     Child,
-    ChildRelease,
     ChildStatus,
-    ChildText,
     ChildUpdate,
-    ExitNotice,
-    FeedRun,
-    FeedRunStatus,
-    HomeStat,
     ReviewStatus,
 )
+from donorhub.extensions import db
+from donorhub.feed.models import FeedRun, FeedRunStatus
 from donorhub.feed.parse import (
     BatchRejected,
     ChildRecord,
@@ -237,7 +232,7 @@ class Importer:
                     if done % 100 == 0 or done == total:
                         self.progress(done, total)
         db.session.flush()
-        refresh_releases(self.now.date())
+        children.refresh_releases(self.now.date())
         return report
 
     def _hash(self, kind: str, token: str) -> str:
@@ -282,27 +277,20 @@ class Importer:
         if child is None:
             if self.aliases is None:
                 self.aliases = AliasPool()
-            child = Child(ref_hash=ref_hash, alias=self.aliases.draw(),
-                          public_token=new_public_token(),
-                          illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
-                          first_seen_at=self.now)
-            db.session.add(child)
+            child = children.new_child(ref_hash=ref_hash, alias=self.aliases.draw(),
+                                       public_token=new_public_token(),
+                                       illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
+                                       now=self.now)
             self.children_by_hash[ref_hash] = child
             self.report.created += 1
         else:
             self.report.updated += 1
-        child.home_code = record.home
-        child.age_band = record.age_band
-        child.gender = record.gender
-        child.region = record.region
-        child.stage = record.stage
-        child.joined_year = record.joined_year
-        child.interests = list(record.interests)
-        child.consent_profile = record.consent.profile
-        child.consent_updates = record.consent.updates
-        child.consent_basis = record.consent.basis
-        child.consent_expires = str(record.consent.expires)
-        child.content_hash = content
+        children.set_child_facts(
+            child, home_code=record.home, age_band=record.age_band, gender=record.gender,
+            region=record.region, stage=record.stage, joined_year=record.joined_year,
+            interests=list(record.interests), consent_profile=record.consent.profile,
+            consent_updates=record.consent.updates, consent_basis=record.consent.basis,
+            consent_expires=str(record.consent.expires), content_hash=content)
         if ref_hash in self.exiting:
             return  # record_exit withdraws any text she had; this batch's is never kept
         self._apply_about(child, record)
@@ -310,27 +298,17 @@ class Importer:
     def _apply_about(self, child: Child, record: ChildRecord) -> None:
         existing = child.about
         if record.about is None:
-            if existing is not None:
-                withdraw_text(existing)
+            children.withdraw_about(child)
             return
         if existing is not None and existing.original == record.about and \
                 existing.status != ReviewStatus.WITHDRAWN:
             return
         findings = [finding_dict(f) for f in guard.scan_text(record.about)]
-        status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
-        if status is ReviewStatus.QUARANTINED:
+        if findings:
             self.report.quarantined += 1
             self.report.problem(record.line, "about", "the PII guard found a possible "
                                 "identifier", "quarantined")
-        if existing is None:
-            child.about = ChildText(original=record.about, status=status, findings=findings,
-                                    received_at=self.now)
-        else:
-            existing.original, existing.status, existing.findings = record.about, status, \
-                findings
-            existing.approved = None
-            existing.received_at = self.now
-            existing.reviewed_by_id = existing.reviewed_at = None
+        children.receive_about(child, record.about, findings, self.now)
 
     def _apply_update(self, record: UpdateRecord) -> None:
         child = None
@@ -360,46 +338,26 @@ class Importer:
             return
         findings = [finding_dict(f) for f in guard.scan_text(record.text)] if record.text \
             else []
-        status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
         if findings:
             self.report.quarantined += 1
             self.report.problem(record.line, "text", "the PII guard found a possible "
                                 "identifier", "quarantined")
         if existing is None:
-            existing = ChildUpdate(source_hash=source_hash, received_at=self.now)
-            db.session.add(existing)
-            self.updates_by_hash[source_hash] = existing
             self.report.created += 1
         else:
             self.report.updated += 1
-        existing.child = child
-        existing.home_code = record.home if child is None else child.home_code
-        existing.period = str(record.period)
-        existing.category = record.category
-        existing.milestones = list(record.milestones)
-        existing.original_text = record.text
-        existing.approved_text = None
-        existing.status = status
-        existing.findings = findings
-        existing.content_hash = content
-        existing.reviewed_by_id = existing.reviewed_at = None
+        self.updates_by_hash[source_hash] = children.receive_update(
+            existing, source_hash=source_hash, child=child, home_code=record.home,
+            period=str(record.period), category=record.category,
+            milestones=list(record.milestones), text=record.text, findings=findings,
+            content_hash=content, now=self.now)
 
     def _apply_home_stats(self, record: HomeStatsRecord) -> None:
-        row = db.session.scalar(select(HomeStat).where(HomeStat.home_code == record.home,
-                                                       HomeStat.period == str(record.period)))
         values = {"children_in_care": record.children_in_care, "in_school": record.in_school,
                   "in_vocational_training": record.in_vocational_training,
                   "reintegrated": record.reintegrated, "new_arrivals": record.new_arrivals}
-        if row is None:
-            db.session.add(HomeStat(home_code=record.home, period=str(record.period),
-                                    **values))
-            self.report.created += 1
-        elif any(getattr(row, name) != value for name, value in values.items()):
-            for name, value in values.items():
-                setattr(row, name, value)
-            self.report.updated += 1
-        else:
-            self.report.unchanged += 1
+        outcome = children.store_home_stats(record.home, str(record.period), values)
+        setattr(self.report, outcome, getattr(self.report, outcome) + 1)
 
     def _apply_exit(self, record: ExitRecord) -> None:
         child = self.children_by_hash.get(self._hash("child", record.child))
@@ -410,81 +368,10 @@ class Importer:
         if child.status == ChildStatus.EXITED:
             self.report.unchanged += 1
             return
-        record_exit(child, str(record.period), self.now)
+        children.record_exit(child, str(record.period), self.now)
         self.report.exits += 1
 
 
 def finding_dict(finding: guard.Finding) -> dict:
     return {"detector": finding.detector, "start": finding.start, "end": finding.end,
             "rule": finding.rule}
-
-
-def withdraw_text(text: ChildText) -> None:
-    text.status = ReviewStatus.WITHDRAWN
-    text.original = None
-    text.approved = None
-    text.findings = []
-
-
-def record_exit(child: Child, period: str, now: datetime) -> None:
-    """Unpublish at once, purge the child's words everywhere, and owe sponsors a neutral
-    notice after a random delay, so its timing says nothing about when or why."""
-    # A child first seen in this batch has no id yet, and updates added in this transaction
-    # are not in the database yet: flush, so the notice can name her and the purge sees them.
-    db.session.flush()
-    child.status = ChildStatus.EXITED
-    child.exited_period = period
-    child.exited_at = now
-    if child.about is not None:
-        withdraw_text(child.about)
-    for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
-        update.status = ReviewStatus.WITHDRAWN
-        update.original_text = update.approved_text = None
-        update.milestones = []
-        update.findings = []
-    if child.release is not None:
-        child.release.is_listed = False
-        child.release.updates_allowed = False
-    config = current_app.config
-    low, high = config["EXIT_NOTICE_MIN_DAYS"], config["EXIT_NOTICE_MAX_DAYS"]
-    delay = timedelta(days=low) + timedelta(seconds=secrets.randbelow(
-        int(timedelta(days=high - low).total_seconds()) + 1))
-    db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
-
-
-def refresh_releases(today: date) -> int:
-    """Recompute what may be shown of every child. Returns how many are listed."""
-    k = current_app.config["RELEASE_K"]
-    children = db.session.scalars(select(Child).options(selectinload(Child.release))).all()
-    crowd = [
-        release.ChildFacts(c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year,
-                           tuple(c.interests))
-        for c in children
-        if c.status == ChildStatus.ACTIVE and c.consent_profile
-        and release.consent_current(c.consent_expires, today)
-    ]
-    decided = release.release_children(crowd, k, today)
-    for child in children:
-        row = child.release
-        if row is None:
-            row = ChildRelease()
-            child.release = row  # through the parent, so the save cascade adds it
-        released = decided.get(child.id)
-        if released is None:
-            row.is_listed = False
-            row.updates_allowed = False
-            row.age_text = row.gender_text = row.region_text = None
-            row.stage_text = row.joined_text = None
-            row.interests = []
-            row.level = -1
-            row.crowd_size = 0
-        else:
-            row.is_listed = True
-            row.updates_allowed = child.consent_updates
-            row.age_text, row.gender_text = released.age_text, released.gender_text
-            row.region_text, row.stage_text = released.region_text, released.stage_text
-            row.joined_text = released.joined_text
-            row.interests = list(released.interests)
-            row.level, row.crowd_size = released.level, released.crowd_size
-        row.computed_at = utcnow()
-    return len(decided)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from donorhub.feed.periods import parse_quarter, quarter_of
+from donorhub.children.periods import parse_quarter, quarter_of
 
 AGE_WIDE = {"0-5": "under 12", "6-8": "under 12", "9-11": "under 12",
             "12-14": "12 to 17", "15-17": "12 to 17", "18+": "18 or over"}

@@ -13,6 +13,9 @@ _QUARTER_RE = re.compile(r"([0-9]{4})-Q([1-4])")
 # earlier year is a data-entry error (or a birth year in the wrong field).
 EARLIEST_YEAR = 1990
 
+_MONTHS = {1: "January to March", 2: "April to June", 3: "July to September",
+           4: "October to December"}
+
 
 class Quarter(NamedTuple):
     """A calendar quarter. Tuples compare in order, so quarters do too."""
@@ -23,6 +26,10 @@ class Quarter(NamedTuple):
     def __str__(self) -> str:
         return f"{self.year}-Q{self.quarter}"
 
+    def label(self) -> str:
+        """How people read a quarter: "July to September 2026"."""
+        return f"{_MONTHS[self.quarter]} {self.year}"
+
 
 def parse_quarter(text: str) -> Quarter:
     """Parse "YYYY-Qn"; raise ValueError (without echoing the text) if it is not one."""
@@ -32,9 +39,11 @@ def parse_quarter(text: str) -> Quarter:
     return Quarter(int(match.group(1)), int(match.group(2)))
 
 
+def period_label(period: str) -> str:
+    """The label of a stored period ("2026-Q3" -> "July to September 2026")."""
+    return parse_quarter(period).label()
+
+
 def quarter_of(day: date) -> Quarter:
     return Quarter(day.year, (day.month - 1) // 3 + 1)
 
-
-def format_quarter(quarter: Quarter) -> str:
-    return str(quarter)

@@ -1,4 +1,4 @@
-"""PII guard for the free text of the partner feed (`about` and `text`).
+"""PII guard for the free text of the partner feed (`about` and `text`) and officers' edits of it.
 
 `scan_text` reports every span that could help identify a child: names, contact details,
 ID numbers, places, schools, exact dates and ages, case numbers. A record with any finding

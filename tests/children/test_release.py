@@ -8,8 +8,8 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from donorhub.feed import vocab
-from donorhub.feed.release import (
+from donorhub.children import vocab
+from donorhub.children.release import (
     ChildFacts,
     consent_current,
     release_children,

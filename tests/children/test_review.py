@@ -7,8 +7,8 @@ import re
 from sqlalchemy import select
 
 from donorhub.audit import AuditEvent
+from donorhub.children.models import ChildText, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
-from donorhub.feed.models import ChildText, ChildUpdate, ReviewStatus
 from donorhub.sponsorship.services import listed_profiles
 from tests.feed.builders import Batch, crowd, update
 from tests.helpers import csrf_token, sign_in

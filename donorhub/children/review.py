@@ -12,14 +12,14 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from donorhub import guard
 from donorhub.accounts.models import User
 from donorhub.audit import record_audit
+from donorhub.children.models import Child, ChildText, ChildUpdate, ReviewStatus
+from donorhub.children.services import HOME_SUBJECT, update_sentences
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.feed import guard
-from donorhub.feed.models import Child, ChildText, ChildUpdate, ReviewStatus
-from donorhub.feed.vocab import MILESTONE_SENTENCES
 
 KINDS = ("about", "update")
 OPEN = (ReviewStatus.PENDING, ReviewStatus.QUARANTINED)
@@ -143,13 +143,10 @@ def reveal(actor: User, kind: str, item_id: int) -> tuple[str | None, list[dict]
 def sponsor_preview(kind: str, item_id: int, text: str | None) -> list[str]:
     """The sentences a sponsor would read if this were approved with `text`."""
     row = _row(kind, item_id)
-    sentences = []
-    if kind == "update":
-        subject = row.child.alias if row.child is not None else "The children at the home"
-        sentences = [f"{subject} {MILESTONE_SENTENCES[code]}." for code in row.milestones]
-    if text:
-        sentences.append(text)
-    return sentences
+    if kind != "update":
+        return [text] if text else []
+    subject = row.child.alias if row.child is not None else HOME_SUBJECT
+    return update_sentences(subject, row.milestones, text)
 
 
 def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = None,
@@ -182,6 +179,20 @@ def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = N
     record_audit(actor, "safeguarding.approved", f"child_{kind}", item_id,
                  {"edited": edited_text is not None and text != original,
                   "flags_confirmed": len(findings)})
+
+
+def approve_coded_updates(now: datetime) -> int:
+    """Approve, without a person, the pending updates that carry only milestone codes
+    (DonorHub writes every word of them). Free text never is. Returns how many."""
+    coded = [update for update in db.session.scalars(select(ChildUpdate).where(
+        ChildUpdate.status == ReviewStatus.PENDING, ChildUpdate.original_text.is_(None)))
+        if update.milestones]
+    for update in coded:
+        update.status = ReviewStatus.APPROVED
+        update.reviewed_at = now
+        record_audit(None, "safeguarding.auto_approved", "child_update", update.id,
+                     {"milestones": len(update.milestones)})
+    return len(coded)
 
 
 def reject(actor: User, kind: str, item_id: int, reason: str) -> None:

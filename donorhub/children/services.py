@@ -1,0 +1,269 @@
+"""The children domain's services: what others may read of a child, and how the feed writes.
+
+Readers (sponsorship, updates, the portal) get APPROVED text only, as view objects that carry
+no raw partner text. The feed importer writes children, texts, updates, home counts and exits
+through the functions at the end of this module; it decides what to store, these store it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from donorhub.children import release
+from donorhub.children.impact import MEASURES
+from donorhub.children.models import (
+    Child,
+    ChildRelease,
+    ChildStatus,
+    ChildText,
+    ChildUpdate,
+    ExitNotice,
+    HomeStat,
+    ReviewStatus,
+)
+from donorhub.children.periods import period_label
+from donorhub.children.release import suppress_table
+from donorhub.children.vocab import MILESTONE_SENTENCES
+from donorhub.database import utcnow
+from donorhub.extensions import db
+
+#: The subject of the milestone sentences of news about a home rather than one child.
+HOME_SUBJECT = "The children at the home"
+
+
+# Reading: approved text only --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateView:
+    """One published update as a sponsor reads it."""
+
+    id: int
+    period: str
+    sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HomeNews:
+    """What a sponsor may read about the child's safe home: its published news, and its
+    latest counts with small cells hidden. Never the home's code or name."""
+
+    stats_period: str | None
+    stats: tuple[tuple[str, str], ...]
+    news: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def update_sentences(subject: str, milestones: list[str], text: str | None) -> list[str]:
+    """The sentences of an update: one per milestone code ("Lotus passed the term exams."),
+    then the text (the approved text, or what an officer is about to approve)."""
+    sentences = [f"{subject} {MILESTONE_SENTENCES[code]}." for code in milestones
+                 if code in MILESTONE_SENTENCES]
+    if text:
+        sentences.append(text)
+    return sentences
+
+
+def _published_approved():
+    return select(ChildUpdate).where(ChildUpdate.status == ReviewStatus.APPROVED,
+                                     ChildUpdate.published_at.is_not(None))
+
+
+def approved_updates(child: Child) -> tuple[UpdateView, ...]:
+    """The child's approved, published updates, oldest first. The caller decides whether
+    the child's release allows updates at all."""
+    rows = db.session.scalars(_published_approved().where(ChildUpdate.child_id == child.id)
+                              .order_by(ChildUpdate.published_at, ChildUpdate.id)).all()
+    views = []
+    for row in rows:
+        sentences = update_sentences(child.alias, row.milestones, row.approved_text)
+        if sentences:
+            views.append(UpdateView(row.id, period_label(row.period), tuple(sentences)))
+    return tuple(views)
+
+
+def home_news(home_code: str) -> HomeNews:
+    """The home's latest published news (at most eight items, newest first) and its latest
+    counts, small cells hidden."""
+    k = current_app.config["RELEASE_K"]
+    latest = db.session.scalars(select(HomeStat).where(HomeStat.home_code == home_code)
+                                .order_by(HomeStat.period.desc())).first()
+    stats: tuple[tuple[str, str], ...] = ()
+    if latest is not None:
+        # One home alone: the row is its own line, so a single small cell drags a second
+        # one with it, and no count can be worked out from the others.
+        cells = suppress_table({"home": {m: getattr(latest, m) for m in MEASURES}}, k)["home"]
+        stats = tuple((label, cells[m].text(k)) for m, label in MEASURES.items())
+    rows = db.session.scalars(_published_approved().where(
+        ChildUpdate.child_id.is_(None), ChildUpdate.home_code == home_code)
+        .order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc()).limit(8)).all()
+    news = []
+    for row in rows:
+        sentences = update_sentences(HOME_SUBJECT, row.milestones, row.approved_text)
+        if sentences:
+            news.append((period_label(row.period), tuple(sentences)))
+    return HomeNews(period_label(latest.period) if latest else None, stats, tuple(news))
+
+
+# Writing: what the feed importer stores ---------------------------------------------------
+
+def new_child(*, ref_hash: str, alias: str, public_token: str, illustration: int,
+              now: datetime) -> Child:
+    child = Child(ref_hash=ref_hash, alias=alias, public_token=public_token,
+                  illustration=illustration, first_seen_at=now)
+    db.session.add(child)
+    return child
+
+
+def set_child_facts(child: Child, *, home_code: str, age_band: str, gender: str, region: str,
+                    stage: str, joined_year: int, interests: list[str], consent_profile: bool,
+                    consent_updates: bool, consent_basis: str, consent_expires: str,
+                    content_hash: str) -> None:
+    """The coded facts of a child as the partner last sent them (tier T1)."""
+    child.home_code = home_code
+    child.age_band = age_band
+    child.gender = gender
+    child.region = region
+    child.stage = stage
+    child.joined_year = joined_year
+    child.interests = list(interests)
+    child.consent_profile = consent_profile
+    child.consent_updates = consent_updates
+    child.consent_basis = consent_basis
+    child.consent_expires = consent_expires
+    child.content_hash = content_hash
+
+
+def receive_about(child: Child, text: str, findings: list[dict], now: datetime) -> ReviewStatus:
+    """Store a new `about` text for review: QUARANTINED when the PII guard found something,
+    PENDING otherwise. Any earlier decision on the child's text is undone."""
+    status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
+    existing = child.about
+    if existing is None:
+        child.about = ChildText(original=text, status=status, findings=findings,
+                                received_at=now)
+    else:
+        existing.original = text
+        existing.status = status
+        existing.findings = findings
+        existing.approved = None
+        existing.received_at = now
+        existing.reviewed_by_id = existing.reviewed_at = None
+    return status
+
+
+def withdraw_about(child: Child) -> None:
+    if child.about is not None:
+        withdraw_text(child.about)
+
+
+def withdraw_text(text: ChildText) -> None:
+    text.status = ReviewStatus.WITHDRAWN
+    text.original = None
+    text.approved = None
+    text.findings = []
+
+
+def receive_update(update: ChildUpdate | None, *, source_hash: str, child: Child | None,
+                   home_code: str | None, period: str, category: str, milestones: list[str],
+                   text: str | None, findings: list[dict], content_hash: str,
+                   now: datetime) -> ChildUpdate:
+    """Store a new or replaced update for review (a new one when `update` is None)."""
+    if update is None:
+        update = ChildUpdate(source_hash=source_hash, received_at=now)
+        db.session.add(update)
+    update.child = child
+    update.home_code = home_code if child is None else child.home_code
+    update.period = period
+    update.category = category
+    update.milestones = list(milestones)
+    update.original_text = text
+    update.approved_text = None
+    update.status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
+    update.findings = findings
+    update.content_hash = content_hash
+    update.reviewed_by_id = update.reviewed_at = None
+    return update
+
+
+def store_home_stats(home_code: str, period: str, counts: dict[str, int]) -> str:
+    """Store a home's counts for a quarter; says "created", "updated" or "unchanged"."""
+    row = db.session.scalar(select(HomeStat).where(HomeStat.home_code == home_code,
+                                                   HomeStat.period == period))
+    if row is None:
+        db.session.add(HomeStat(home_code=home_code, period=period, **counts))
+        return "created"
+    if all(getattr(row, name) == value for name, value in counts.items()):
+        return "unchanged"
+    for name, value in counts.items():
+        setattr(row, name, value)
+    return "updated"
+
+
+def record_exit(child: Child, period: str, now: datetime) -> None:
+    """Unpublish at once, purge the child's words everywhere, and owe sponsors a neutral
+    notice after a random delay, so its timing says nothing about when or why."""
+    # A child first seen in this batch has no id yet, and updates added in this transaction
+    # are not in the database yet: flush, so the notice can name her and the purge sees them.
+    db.session.flush()
+    child.status = ChildStatus.EXITED
+    child.exited_period = period
+    child.exited_at = now
+    if child.about is not None:
+        withdraw_text(child.about)
+    for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
+        update.status = ReviewStatus.WITHDRAWN
+        update.original_text = None
+        update.approved_text = None
+        update.milestones = []
+        update.findings = []
+    if child.release is not None:
+        child.release.is_listed = False
+        child.release.updates_allowed = False
+    config = current_app.config
+    low, high = config["EXIT_NOTICE_MIN_DAYS"], config["EXIT_NOTICE_MAX_DAYS"]
+    delay = timedelta(days=low) + timedelta(seconds=secrets.randbelow(
+        int(timedelta(days=high - low).total_seconds()) + 1))
+    db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
+
+
+def refresh_releases(today: date) -> int:
+    """Recompute what may be shown of every child. Returns how many are listed."""
+    k = current_app.config["RELEASE_K"]
+    children = db.session.scalars(select(Child).options(selectinload(Child.release))).all()
+    crowd = [
+        release.ChildFacts(c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year,
+                           tuple(c.interests))
+        for c in children
+        if c.status == ChildStatus.ACTIVE and c.consent_profile
+        and release.consent_current(c.consent_expires, today)
+    ]
+    decided = release.release_children(crowd, k, today)
+    for child in children:
+        row = child.release
+        if row is None:
+            row = ChildRelease()
+            child.release = row  # through the parent, so the save cascade adds it
+        released = decided.get(child.id)
+        if released is None:
+            row.is_listed = False
+            row.updates_allowed = False
+            row.age_text = row.gender_text = row.region_text = None
+            row.stage_text = row.joined_text = None
+            row.interests = []
+            row.level = -1
+            row.crowd_size = 0
+        else:
+            row.is_listed = True
+            row.updates_allowed = child.consent_updates
+            row.age_text, row.gender_text = released.age_text, released.gender_text
+            row.region_text, row.stage_text = released.region_text, released.stage_text
+            row.joined_text = released.joined_text
+            row.interests = list(released.interests)
+            row.level, row.crowd_size = released.level, released.crowd_size
+        row.computed_at = utcnow()
+    return len(decided)
