@@ -61,6 +61,7 @@ class CheckoutAlreadyPaid(DomainError):
 
 @dataclass(frozen=True)
 class Priced:
+    """A gift's amount and the card fees the donor chose to cover, in minor units."""
     gift_minor: int
     fee_cover_minor: int
 
@@ -120,6 +121,7 @@ def check_amount(currency: str, amount_minor: int, *, cover_fees: bool = False,
 
 
 def fee_cover_for(currency: str, gift_minor: int) -> int:
+    """The card fees on a gift, from the configured rates of its currency."""
     percent_bp, fixed = current_app.config["DONATION_FEE_COVER"][currency]
     return fee_cover(gift_minor, percent_bp, fixed)
 
@@ -142,6 +144,7 @@ def price_gift(gift: NewGift) -> Priced:
 
 @dataclass(frozen=True)
 class Started:
+    """A gift or plan recorded as pending by `start_donation`."""
     kind: str  # "donation" or "plan"
     row: Donation | RecurringPlan
     #: The same form (its one-time token) was sent before: `row` is the gift it started,
@@ -342,6 +345,7 @@ def remember_session(row: Donation | RecurringPlan, session_id: str) -> None:
 
 
 def find_by_public_id(public_id: str) -> Donation | RecurringPlan | None:
+    """The gift or plan with this public id (the donor's reference), if any."""
     if not public_id or len(public_id) > 32:
         return None
     return (db.session.scalar(select(Donation).where(Donation.public_id == public_id))

@@ -53,6 +53,7 @@ def owns_address(user, donor: Donor) -> bool:
 
 
 def claim_for_account(donor: Donor, user) -> None:
+    """Link the donor to the account with its verified address, if neither has a link."""
     if user is not None and donor.user_id is None and user.is_verified \
             and donor.email == user.email:
         other = db.session.scalar(select(Donor).where(Donor.user_id == user.id))

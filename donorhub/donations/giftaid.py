@@ -17,6 +17,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import or_, select, update
 
+from donorhub.accounts.models import User
 from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations.models import (
@@ -61,6 +62,7 @@ NAME_OK = re.compile(r"^[A-Za-z][A-Za-z '.]*$")
 
 
 def declaration_text(version: str, *, amount: str, charity: str) -> str:
+    """The declaration's wording as shown to the donor, in the version they saw."""
     return DECLARATION_TEXTS[version].format(amount=amount, charity=charity)
 
 
@@ -83,6 +85,7 @@ def schedule_name(value: str) -> str:
 
 
 def schedule_last_name(value: str) -> str:
+    """A last name as HMRC's schedule takes it."""
     return schedule_name(value)
 
 
@@ -98,6 +101,7 @@ def claim_deadline(gift_day: date) -> date:
 
 @dataclass(frozen=True)
 class ScheduleRow:
+    """One row of HMRC's Gift Aid schedule."""
     donation_id: int
     title: str
     first_name: str
@@ -156,6 +160,7 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
 # Declarations -----------------------------------------------------------------------------
 
 def make_declaration(donor: Donor, details, scope: GiftAidScope) -> GiftAidDeclaration:
+    """Record a donor's Gift Aid declaration as made on the web (in effect once a gift is paid)."""
     declaration = GiftAidDeclaration(
         donor=donor, title=details.title, first_name=details.first_name,
         last_name=details.last_name, house=details.house, address_line=details.address_line,
@@ -167,6 +172,7 @@ def make_declaration(donor: Donor, details, scope: GiftAidScope) -> GiftAidDecla
 
 
 def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
+    """The donor cancels one of their declarations; they are told by mail, once."""
     declaration = db.session.get(GiftAidDeclaration, declaration_id)
     if declaration is None or declaration.donor_id != donor.id:
         raise NotPermitted("That declaration is not yours.")
@@ -213,6 +219,7 @@ def _gift_aid_serializer() -> URLSafeTimedSerializer:
 
 
 def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
+    """The signed link that confirms a declaration for all gifts."""
     token = _gift_aid_serializer().dumps({"d": declaration.id})
     return external_url("donations.confirm_gift_aid", token=token)
 
@@ -231,7 +238,7 @@ def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
     return declaration
 
 
-def confirm_declaration(declaration: GiftAidDeclaration, actor=None) -> None:
+def confirm_declaration(declaration: GiftAidDeclaration, actor: User | None = None) -> None:
     """The owner of the address confirmed "this gift and all others" (link or account)."""
     if declaration.confirmed_at is None:
         declaration.confirmed_at = utcnow()
@@ -239,6 +246,7 @@ def confirm_declaration(declaration: GiftAidDeclaration, actor=None) -> None:
 
 
 def gift_aid_status(donation: Donation) -> str:
+    """What the receipt says about Gift Aid on this gift."""
     if donation.currency != "gbp":
         return "Gift Aid does not apply to gifts in this currency."
     if donation.gift_aid_declaration_id:
@@ -251,6 +259,7 @@ def gift_aid_status(donation: Donation) -> str:
 
 @dataclass(frozen=True)
 class ClaimPreview:
+    """The gifts a claim would include, and those left out with their problems."""
     rows: list
     problems: list  # (donation id, [problems])
 
@@ -272,6 +281,7 @@ def claimable_gifts(date_from: date, date_to: date) -> list[Donation]:
 
 
 def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
+    """The rows of a claim for gifts paid between two UK dates, and the gifts left out."""
     now = utcnow()
     rows, problems = [], []
     for gift in claimable_gifts(date_from, date_to):
@@ -291,7 +301,7 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
     return ClaimPreview(rows=rows, problems=problems)
 
 
-def record_claim(preview: ClaimPreview, actor) -> GiftAidClaim:
+def record_claim(preview: ClaimPreview, actor: User | None) -> GiftAidClaim:
     """Mark every valid gift of the preview as claimed, so none is claimed twice.
 
     Rows with problems are left out (the page lists them and why) and stay claimable once
@@ -337,5 +347,6 @@ def claim_rows(claim_id: int) -> list | None:
 
 
 def recent_claims() -> list[GiftAidClaim]:
+    """The last 20 claims, newest first."""
     return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
                               .limit(20)).all()

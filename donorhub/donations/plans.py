@@ -14,6 +14,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
+from donorhub.accounts.models import User
 from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.donations.checkout import check_amount
@@ -35,14 +36,17 @@ def _manage_serializer() -> URLSafeTimedSerializer:
 
 
 def manage_token(plan: RecurringPlan) -> str:
+    """The signed token of the link that manages a plan without signing in."""
     return _manage_serializer().dumps({"p": plan.id, "v": plan.manage_version})
 
 
 def manage_url(plan: RecurringPlan) -> str:
+    """The link that manages a plan without signing in (for mail)."""
     return external_url("donations.manage", token=manage_token(plan))
 
 
 def plan_for_manage_token(token: str) -> RecurringPlan | None:
+    """The plan a manage link is for; None when invalid, expired or revoked."""
     max_age = current_app.config["PLAN_MANAGE_LINK_MAX_AGE"]
     try:
         payload = _manage_serializer().loads(token, max_age=int(max_age.total_seconds()))
@@ -66,6 +70,7 @@ def flag_plan(plan: RecurringPlan, reason: str, event_type: str) -> None:
 
 
 def flagged_plans() -> list[RecurringPlan]:
+    """Plans flagged for staff, newest first."""
     return db.session.scalars(select(RecurringPlan).where(
         RecurringPlan.review_reason.is_not(None))
         .order_by(RecurringPlan.id.desc()).limit(200)).all()
@@ -85,16 +90,19 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
 
 
 def frequency_of(interval: str) -> Frequency:
+    """The plan frequency of a Stripe interval ("month" or "year")."""
     return Frequency.MONTHLY if interval == "month" else Frequency.YEARLY
 
 
 def check_owner(plan: RecurringPlan, user) -> None:
+    """Refuse unless the plan is the signed-in donor's own."""
     donor = donor_for_user(user)
     if donor is None or donor.id != plan.donor_id:
         raise NotPermitted("That regular gift is not yours.")
 
 
 def is_sponsorship_plan(plan: RecurringPlan) -> bool:
+    """The plan pays for a child's sponsorship (its price is fixed)."""
     return plan.designation == SPONSORSHIP_DESIGNATION
 
 
@@ -124,7 +132,8 @@ def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) 
     plan.revision += 1
 
 
-def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> None:
+def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
+                      actor: User | None) -> None:
     """Step 2: ask Stripe, then record what it accepted (unless its event already did)."""
     check_donation_plan(plan)
     sub_id = _require_live(plan)
@@ -137,7 +146,7 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
 
 
 def confirm_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
-                        actor) -> bool:
+                        actor: User | None) -> bool:
     """After an answer from Stripe that leaves the outcome unknown (a timeout, a 5xx, a 409
     for a request still running): ask Stripe for the subscription. True: the change is
     applied, and recorded here. False: not (yet) applied; the amount asked for stays pending,
@@ -172,7 +181,8 @@ def is_pending_change(plan: RecurringPlan, amount_minor: int, frequency: str) ->
     return plan.pending_frequency is None or plan.pending_frequency == frequency
 
 
-def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> bool:
+def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
+                       actor: User | None) -> bool:
     """Record a change Stripe applied, once: by the request that asked for it, or by the
     subscription's event when that request never heard Stripe's answer. The donor is mailed
     once, by whichever comes first. False if it was already recorded (or another change is
@@ -233,41 +243,40 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
                                                               "action": action})
 
 
-def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
-    """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
-    sponsor before the delayed neutral notice)."""
-    sub_id = _require_live(plan)
-    if plan.paused:
-        return
-    plan.revision += 1
-    try:
-        get_gateway().pause_subscription(sub_id, _state_change_key(plan, "pause"))
-    except GatewayError as error:
-        _stripe_did(plan, "pause", error)
-    plan.paused = True
-    plan.settle()
-    record_audit(actor, "plan.paused", "plan", plan.id, {})
-    if notify:
-        tell_paused_or_resumed(plan)
+def pause_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
+    """Pause collection. `notify=False`: no mail (a sponsorship paused at a child's exit must
+    not tell the sponsor before the delayed neutral notice)."""
+    _set_paused(plan, actor, paused=True, notify=notify)
 
 
-def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+def resume_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
+    """Resume collection of a paused plan."""
+    _set_paused(plan, actor, paused=False, notify=notify)
+
+
+def _set_paused(plan: RecurringPlan, actor: User | None, *, paused: bool, notify: bool) -> None:
+    """Ask Stripe to pause or resume, then record it and tell the donor (unless `notify` is
+    False). Nothing happens when the plan is already so."""
     sub_id = _require_live(plan)
-    if not plan.paused:
+    if bool(plan.paused) == paused:
         return
+    action = "pause" if paused else "resume"
     plan.revision += 1
+    gateway = get_gateway()
+    ask = gateway.pause_subscription if paused else gateway.resume_subscription
     try:
-        get_gateway().resume_subscription(sub_id, _state_change_key(plan, "resume"))
+        ask(sub_id, _state_change_key(plan, action))
     except GatewayError as error:
-        _stripe_did(plan, "resume", error)
-    plan.paused = False
+        _stripe_did(plan, action, error)
+    plan.paused = paused
     plan.settle()
-    record_audit(actor, "plan.resumed", "plan", plan.id, {})
+    record_audit(actor, "plan.paused" if paused else "plan.resumed", "plan", plan.id, {})
     if notify:
         tell_paused_or_resumed(plan)
 
 
 def tell_paused_or_resumed(plan: RecurringPlan) -> None:
+    """Mail the donor that the plan is now paused, or running again."""
     if plan.paused:
         queue_mail(plan.donor.email, "donations/plan_paused",
                    subject="Your regular gift is paused", name=plan.payer_name,
@@ -280,7 +289,7 @@ def tell_paused_or_resumed(plan: RecurringPlan) -> None:
                    frequency=plan.frequency.value, manage_url=manage_url(plan))
 
 
-def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+def cancel_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
     """Stop the plan now. The donor's wish is recorded even if Stripe had already ended it.
     `notify=False`: the caller sends its own mail (a sponsorship that lapsed)."""
     if plan.status in (PlanStatus.CANCELLED, PlanStatus.ENDED):
@@ -315,6 +324,7 @@ def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
 
 
 def card_update_url(plan: RecurringPlan, return_url: str) -> str:
+    """Stripe's billing portal link where the donor updates the plan's card."""
     if not plan.stripe_customer_id:
         raise DomainError("There is no card on file for this regular gift yet.")
     return get_gateway().billing_portal_url(plan.stripe_customer_id, return_url)

@@ -99,6 +99,7 @@ def _confirm_link_for(donation: Donation) -> str | None:
 
 
 def history(donor: Donor) -> dict:
+    """A donor's gifts, plans and declarations, for their history page."""
     gifts = db.session.scalars(
         select(Donation).where(Donation.donor_id == donor.id,
                                Donation.status.in_(MONEY_RECEIVED | {DonationStatus.PROCESSING,
@@ -116,6 +117,7 @@ def history(donor: Donor) -> dict:
 
 @dataclass(frozen=True)
 class TaxYear:
+    """A tax year of a region, with the time zone its dates are in."""
     region: str
     start: date
     end: date  # inclusive
@@ -134,6 +136,7 @@ def tax_year(region: str, year: int) -> TaxYear:
 
 
 def statement(donor: Donor, period: TaxYear) -> dict:
+    """The donor's gifts kept (net of refunds) in a tax year, with totals per currency."""
     zone = ZoneInfo(period.zone)
     start = datetime.combine(period.start, time(0), zone).astimezone(UTC)
     end = datetime.combine(period.end + timedelta(days=1), time(0), zone).astimezone(UTC)

@@ -202,6 +202,7 @@ def _subject(event: PaymentEvent, kind: type[T]) -> T:
 
 
 def record_checkout_completed(event: PaymentEvent) -> str:
+    """A Checkout Session was completed: a gift paid (or processing), or a plan started."""
     s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         return _plan_checkout_completed(event, s)
@@ -230,6 +231,7 @@ def record_checkout_completed(event: PaymentEvent) -> str:
 
 
 def record_async_payment_succeeded(event: PaymentEvent) -> str:
+    """A delayed payment method (e.g. a bank debit) paid the gift."""
     s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
@@ -241,6 +243,7 @@ def record_async_payment_succeeded(event: PaymentEvent) -> str:
 
 
 def record_async_payment_failed(event: PaymentEvent) -> str:
+    """A delayed payment method failed: the gift failed, and the donor is told."""
     s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
@@ -259,6 +262,7 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
 
 
 def record_checkout_expired(event: PaymentEvent) -> str:
+    """A Checkout Session expired unpaid (a fact that a later payment overrides)."""
     s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         plan = _lock_plan(s.refs.plan, None)
@@ -289,6 +293,7 @@ def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
 
 
 def record_payment_intent_succeeded(event: PaymentEvent) -> str:
+    """A one-off gift's PaymentIntent succeeded: the money arrived."""
     p = _subject(event, PaymentIntentData)
     if not p.refs.donation:
         return "ignored"  # an invoice's intent: invoice.paid records those gifts
@@ -372,6 +377,7 @@ def tell_donor_of_refund(donation: Donation, refunded_before: int) -> None:
 
 
 def record_charge_refunded(event: PaymentEvent) -> str:
+    """A charge was refunded, in part or in full."""
     c = _subject(event, ChargeData)
     donation = _donation_for_payment(c.refs.donation, c.payment_intent_id, c.id)
     if donation is None:
@@ -409,10 +415,12 @@ def _record_dispute(event: PaymentEvent, closed: bool) -> str:
 
 
 def record_dispute_created(event: PaymentEvent) -> str:
+    """The donor's bank opened a dispute of a charge."""
     return _record_dispute(event, closed=False)
 
 
 def record_dispute_closed(event: PaymentEvent) -> str:
+    """A dispute closed, won or lost."""
     return _record_dispute(event, closed=True)
 
 
@@ -496,6 +504,7 @@ def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> boo
 
 
 def record_invoice_paid(event: PaymentEvent) -> str:
+    """A plan's invoice was paid: record the instalment as a gift (once per invoice)."""
     inv = _subject(event, InvoiceData)
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
@@ -606,10 +615,12 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
 
 
 def record_invoice_payment_failed(event: PaymentEvent) -> str:
+    """A plan's invoice could not be charged: the plan is past due, the donor told."""
     return _record_invoice_problem(event, "failed")
 
 
 def record_invoice_action_required(event: PaymentEvent) -> str:
+    """A plan's invoice needs the donor to confirm the payment with their bank."""
     return _record_invoice_problem(event, "action_required")
 
 
@@ -628,6 +639,7 @@ def _plan_of_subscription_event(event: PaymentEvent,
 
 
 def record_subscription_updated(event: PaymentEvent) -> str:
+    """A plan's subscription changed at Stripe (paused, resumed, amount, interval, ended)."""
     sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
         return outcome
@@ -688,6 +700,7 @@ def record_subscription_updated(event: PaymentEvent) -> str:
 
 
 def record_subscription_deleted(event: PaymentEvent) -> str:
+    """Stripe ended a plan's subscription."""
     _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
         return outcome
@@ -710,6 +723,7 @@ def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
 
 
 def flagged_gifts() -> list[Donation]:
+    """Gifts for staff to look at (needs review, disputed, charged back), newest first."""
     return db.session.scalars(select(Donation).where(Donation.status.in_(
         [DonationStatus.NEEDS_REVIEW, DonationStatus.DISPUTED, DonationStatus.CHARGED_BACK]))
         .order_by(Donation.id.desc()).limit(200)).all()

@@ -284,7 +284,7 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     from datetime import date, timedelta
 
     from donorhub.campaigns.services import net_gift_expression
-    from donorhub.donations.services import claimable_gifts
+    from donorhub.donations.giftaid import claimable_gifts
 
     lost, failed, disputed = (Payment(pay_app, sim, gift_aid=True) for _ in range(3))
     lost.refund(1, AMOUNT)
