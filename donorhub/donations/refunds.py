@@ -32,7 +32,13 @@ from donorhub.donations.models import (
     Donation,
 )
 from donorhub.extensions import db
-from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
+from donorhub.payments.events import (
+    ChargeData,
+    DisputeData,
+    HandlerOutcome,
+    PaymentEvent,
+    RefundData,
+)
 from donorhub.payments.gateway import GatewayError, get_gateway
 from donorhub.staff.models import (
     REFUND_COUNTED,
@@ -199,7 +205,7 @@ def record_charge_facts(donation: Donation, c: ChargeData) -> None:
 
 # Webhook handlers ---------------------------------------------------------------------------
 
-def record_refund_updated(event: PaymentEvent) -> str:
+def record_refund_updated(event: PaymentEvent) -> HandlerOutcome:
     """refund.created / refund.updated / refund.failed / charge.refund.updated (Stripe sends
     either name depending on the API version): one refund's status, failures included."""
     from donorhub.donations import stripe_events
@@ -210,18 +216,18 @@ def record_refund_updated(event: PaymentEvent) -> str:
     donation = stripe_events.find_donation_for_payment(r.refs.donation, r.payment_intent_id,
                                                        r.charge_id)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     before = donation.amount_refunded_minor
     had_receipt = donation.receipt is not None
     record_refund(donation, r)
     recompute_facts(donation)
     # A refund proves the charge succeeded: the money arrived before it went back.
     outcome = stripe_events.mark_paid_by_reversal(donation, event, r.payment_intent_id, r.charge_id)
-    if outcome == "flagged":
+    if outcome is HandlerOutcome.FLAGGED:
         return outcome
     if had_receipt:
         stripe_events.tell_donor_of_refund(donation, before)
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
 # Recovery ----------------------------------------------------------------------------------

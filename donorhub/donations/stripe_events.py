@@ -2,7 +2,9 @@
 webhook's table (payments/webhooks.py) and reconciliation point at.
 
 Handlers are idempotent and order-independent: each records facts that only move one way
-and then derives the status (models.py). They flush, never commit (the webhook commits).
+and then derives the status (models.py). Each returns a HandlerOutcome: applied, ignored
+(not ours, or nothing to do) or flagged (for staff). They flush, never commit (the webhook
+commits).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from donorhub.payments.events import (
     ChargeData,
     CheckoutSessionData,
     DisputeData,
+    HandlerOutcome,
     InvoiceData,
     PaymentEvent,
     PaymentIntentData,
@@ -91,14 +94,14 @@ def _lock_plan(refs_plan: str | None, subscription_id: str | None) -> RecurringP
     return plan
 
 
-def _flag(row: Donation, reason: str, event: PaymentEvent) -> str:
+def _flag(row: Donation, reason: str, event: PaymentEvent) -> HandlerOutcome:
     if not row.review_reason:
         row.review_reason = reason[:200]
         record_audit(None, "payment.flagged", "donation", row.id, {"event": event.type})
         log.warning("payment flagged for staff", extra={"donation_id": row.id,
                                                         "event_type": event.type})
     row.settle()
-    return "flagged"
+    return HandlerOutcome.FLAGGED
 
 
 def _amount_matches(row: Donation, amount: int | None, currency: str | None) -> bool:
@@ -116,7 +119,8 @@ def _second_payment(donation: Donation, intent_id: str | None) -> bool:
                 and intent_id != donation.stripe_payment_intent_id)
 
 
-def _flag_second_payment(donation: Donation, intent_id: str, event: PaymentEvent) -> str:
+def _flag_second_payment(donation: Donation, intent_id: str,
+                         event: PaymentEvent) -> HandlerOutcome:
     record_audit(None, "payment.second_payment", "donation", donation.id,
                  {"payment_intent": intent_id, "event": event.type})
     return _flag(donation, f"paid twice: second payment {intent_id} through another checkout "
@@ -139,7 +143,8 @@ def _record_paid_at(donation: Donation, event: PaymentEvent,
 
 
 def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None = None,
-               charge_id: str | None = None, paid_at: datetime | None = None) -> str:
+               charge_id: str | None = None,
+               paid_at: datetime | None = None) -> HandlerOutcome:
     """Money arrived: record it whatever the status said (expired, failed), link Gift Aid,
     settle, receipt. A second distinct payment for the same gift is flagged for staff."""
     if _second_payment(donation, intent_id):
@@ -155,7 +160,7 @@ def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None
     link_declaration(donation)
     donation.settle()
     issue_receipt(donation)
-    return "flagged" if donation.review_reason else "applied"
+    return HandlerOutcome.FLAGGED if donation.review_reason else HandlerOutcome.APPLIED
 
 
 def _name_donor_after_payment(donation: Donation) -> None:
@@ -201,14 +206,14 @@ def _subject(event: PaymentEvent, kind: type[T]) -> T:
     return event.subject
 
 
-def record_checkout_completed(event: PaymentEvent) -> str:
+def record_checkout_completed(event: PaymentEvent) -> HandlerOutcome:
     """A Checkout Session was completed: a gift paid (or processing), or a plan started."""
     s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         return _plan_checkout_completed(event, s)
     donation = _donation_for_session(s)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     # Any session of the gift counts (an older one may be paid after "Try again"); the
     # current one stays what open_checkout stored.
     donation.stripe_checkout_session_id = donation.stripe_checkout_session_id or s.id
@@ -220,36 +225,36 @@ def record_checkout_completed(event: PaymentEvent) -> str:
         if donation.paid_at is not None:
             if _second_payment(donation, s.payment_intent_id):
                 return _flag_second_payment(donation, s.payment_intent_id, event)
-            return "applied"
+            return HandlerOutcome.APPLIED
         donation.processing = True
         if s.payment_intent_id and not donation.stripe_payment_intent_id:
             donation.stripe_payment_intent_id = s.payment_intent_id
         donation.settle()
     else:
         return _flag(donation, f"unexpected payment status {s.payment_status}", event)
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
-def record_async_payment_succeeded(event: PaymentEvent) -> str:
+def record_async_payment_succeeded(event: PaymentEvent) -> HandlerOutcome:
     """A delayed payment method (e.g. a bank debit) paid the gift."""
     s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if not _amount_matches(donation, s.amount_total, s.currency):
         return _flag(donation, _mismatch(donation, s.amount_total, s.currency), event)
     donation.processing = True
     return _mark_paid(donation, event, intent_id=s.payment_intent_id)
 
 
-def record_async_payment_failed(event: PaymentEvent) -> str:
+def record_async_payment_failed(event: PaymentEvent) -> HandlerOutcome:
     """A delayed payment method failed: the gift failed, and the donor is told."""
     s = _subject(event, CheckoutSessionData)
     donation = _donation_for_session(s)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if donation.paid_at is not None or donation.stripe_checkout_session_id not in (None, s.id):
-        return "applied"  # paid anyway, or an older session's attempt
+        return HandlerOutcome.APPLIED  # paid anyway, or an older session's attempt
     if not donation.payment_failed:
         donation.payment_failed = True
         donation.processing = True
@@ -258,30 +263,30 @@ def record_async_payment_failed(event: PaymentEvent) -> str:
                        subject="Your gift did not go through", name=donation.payer_name,
                        amount=format_money(donation.amount_minor, donation.currency),
                        donate_url=external_url("donations.donate"))
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
-def record_checkout_expired(event: PaymentEvent) -> str:
+def record_checkout_expired(event: PaymentEvent) -> HandlerOutcome:
     """A Checkout Session expired unpaid (a fact that a later payment overrides)."""
     s = _subject(event, CheckoutSessionData)
     if s.mode == "subscription":
         plan = _lock_plan(s.refs.plan, None)
         if plan is None or plan.stripe_checkout_session_id not in (None, s.id):
-            return "ignored"
+            return HandlerOutcome.IGNORED
         if _superseded(plan, s.id):
-            return "applied"
+            return HandlerOutcome.APPLIED
         # A fact, not an end: an older session of the plan paid later overrides it.
         plan.checkout_expired = True
         plan.settle()
-        return "applied"
+        return HandlerOutcome.APPLIED
     donation = _donation_for_session(s)
     if donation is None or donation.stripe_checkout_session_id not in (None, s.id):
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if _superseded(donation, s.id):
-        return "applied"
+        return HandlerOutcome.APPLIED
     donation.expired = True
     donation.settle()
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
 def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
@@ -292,14 +297,14 @@ def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
     return record is not None and record.attempt < row.checkout_attempt
 
 
-def record_payment_intent_succeeded(event: PaymentEvent) -> str:
+def record_payment_intent_succeeded(event: PaymentEvent) -> HandlerOutcome:
     """A one-off gift's PaymentIntent succeeded: the money arrived."""
     p = _subject(event, PaymentIntentData)
     if not p.refs.donation:
-        return "ignored"  # an invoice's intent: invoice.paid records those gifts
+        return HandlerOutcome.IGNORED  # an invoice's intent: invoice.paid records those gifts
     donation = _lock_donation(public_id=p.refs.donation)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if not _amount_matches(donation, p.amount_received, p.currency):
         return _flag(donation, _mismatch(donation, p.amount_received, p.currency), event)
     return _mark_paid(donation, event, intent_id=p.id)
@@ -357,7 +362,8 @@ def find_donation_for_payment(refs_donation: str | None, intent_id: str | None,
 
 
 def mark_paid_by_reversal(donation: Donation, event: PaymentEvent, intent_id: str | None,
-                          charge_id: str | None, *, paid_at: datetime | None = None) -> str:
+                          charge_id: str | None, *,
+                          paid_at: datetime | None = None) -> HandlerOutcome:
     """A refund or dispute of a charge proves it succeeded: record the payment as such, at
     the charge's own time where the event carries it."""
     if _second_payment(donation, intent_id):
@@ -376,12 +382,12 @@ def tell_donor_of_refund(donation: Donation, refunded_before: int) -> None:
                    amount=format_money(donation.amount_refunded_minor, donation.currency))
 
 
-def record_charge_refunded(event: PaymentEvent) -> str:
+def record_charge_refunded(event: PaymentEvent) -> HandlerOutcome:
     """A charge was refunded, in part or in full."""
     c = _subject(event, ChargeData)
     donation = _donation_for_payment(c.refs.donation, c.payment_intent_id, c.id)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if not _amount_matches(donation, c.amount, c.currency):
         return _flag(donation, _mismatch(donation, c.amount, c.currency), event)
     if _second_payment(donation, c.payment_intent_id):
@@ -392,18 +398,18 @@ def record_charge_refunded(event: PaymentEvent) -> str:
     refunds.recompute_facts(donation)
     outcome = mark_paid_by_reversal(donation, event, c.payment_intent_id, c.id,
                                     paid_at=_stripe_time(c.created))
-    if outcome == "flagged":
+    if outcome is HandlerOutcome.FLAGGED:
         return outcome
     if had_receipt:
         tell_donor_of_refund(donation, before)
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
-def _record_dispute(event: PaymentEvent, closed: bool) -> str:
+def _record_dispute(event: PaymentEvent, closed: bool) -> HandlerOutcome:
     d = _subject(event, DisputeData)
     donation = _donation_for_payment(None, d.payment_intent_id, d.charge_id)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     record_audit(None, "payment.dispute_closed" if closed else "payment.dispute_opened",
                  "donation", donation.id, {"status": d.status or "unknown"})
     if _second_payment(donation, d.payment_intent_id):
@@ -414,41 +420,41 @@ def _record_dispute(event: PaymentEvent, closed: bool) -> str:
     return _mark_paid(donation, event, intent_id=d.payment_intent_id, charge_id=d.charge_id)
 
 
-def record_dispute_created(event: PaymentEvent) -> str:
+def record_dispute_created(event: PaymentEvent) -> HandlerOutcome:
     """The donor's bank opened a dispute of a charge."""
     return _record_dispute(event, closed=False)
 
 
-def record_dispute_closed(event: PaymentEvent) -> str:
+def record_dispute_closed(event: PaymentEvent) -> HandlerOutcome:
     """A dispute closed, won or lost."""
     return _record_dispute(event, closed=True)
 
 
-def record_dispute_updated(event: PaymentEvent) -> str:
+def record_dispute_updated(event: PaymentEvent) -> HandlerOutcome:
     """A dispute moved on (evidence under review, or closed as won/lost)."""
     d = _subject(event, DisputeData)
     return _record_dispute(event, closed=refunds.is_closed(d.status))
 
 
-def _plan_checkout_completed(event: PaymentEvent, s: CheckoutSessionData) -> str:
+def _plan_checkout_completed(event: PaymentEvent, s: CheckoutSessionData) -> HandlerOutcome:
     plan = _lock_plan(s.refs.plan, s.subscription_id)
     if plan is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     # Any session of the plan counts: an older one may be paid after "Try again".
     plan.stripe_checkout_session_id = plan.stripe_checkout_session_id or s.id
     if _other_subscription(plan, s.subscription_id, event):
-        return "flagged"  # its paid invoice becomes a flagged gift for staff
+        return HandlerOutcome.FLAGGED  # its paid invoice becomes a flagged gift for staff
     _link_subscription(plan, s.subscription_id, s.customer_id)
     if s.amount_total != plan.amount_minor or (s.currency or "") != plan.currency:
         # Not activated, whatever its invoices say; its invoice's gift is flagged too.
         _checkout_mismatched(plan, f"the checkout charged {s.amount_total} {s.currency}; "
                                    f"the plan is {plan.amount_minor} {plan.currency}", event)
-        return "flagged"
+        return HandlerOutcome.FLAGGED
     if s.payment_status in ("paid", "no_payment_required"):
         plan.checkout_completed = True  # an unpaid (delayed) session waits for invoice.paid
         plan.started_at = plan.started_at or event.created
     plan.settle()
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
 def _checkout_mismatched(plan: RecurringPlan, reason: str, event: PaymentEvent) -> None:
@@ -503,12 +509,12 @@ def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> boo
     return sub.latest_invoice_id == invoice.id
 
 
-def record_invoice_paid(event: PaymentEvent) -> str:
+def record_invoice_paid(event: PaymentEvent) -> HandlerOutcome:
     """A plan's invoice was paid: record the instalment as a gift (once per invoice)."""
     inv = _subject(event, InvoiceData)
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if _other_subscription(plan, inv.subscription_id, event):
         return _second_subscription_gift(plan, inv, event)
     _link_subscription(plan, inv.subscription_id, inv.customer_id)
@@ -527,7 +533,7 @@ def record_invoice_paid(event: PaymentEvent) -> str:
                                    f"{plan.currency}", event)
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
     if gift is not None:
-        return "applied"  # the same invoice through another event or reconciliation
+        return HandlerOutcome.APPLIED  # the same invoice through another event or reconciliation
     fee = plan.fee_cover_minor if inv.amount_paid == plan.amount_minor else 0
     # The interval this payment was taken under: the invoice's own, where it says (an invoice
     # delivered after a switch we recorded was still paid under the old interval). Without
@@ -556,7 +562,7 @@ def record_invoice_paid(event: PaymentEvent) -> str:
 
 
 def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
-                              event: PaymentEvent) -> str:
+                              event: PaymentEvent) -> HandlerOutcome:
     """Money taken by a plan's second subscription: recorded, and flagged for staff to cancel
     that subscription and refund (the plan itself follows its first subscription only)."""
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
@@ -578,19 +584,20 @@ def _failure_words(code: str | None) -> str:
     return FAILURE_WORDS.get(code or "", "your bank did not accept the payment")
 
 
-def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
+def _record_invoice_problem(event: PaymentEvent, state: str) -> HandlerOutcome:
     inv = _subject(event, InvoiceData)
     plan = _lock_plan(inv.refs.plan, inv.subscription_id)
     if plan is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     if _other_subscription(plan, inv.subscription_id, event):
-        return "flagged"
+        return HandlerOutcome.FLAGGED
     _link_subscription(plan, inv.subscription_id, inv.customer_id)
     history = dunning.record_failure(plan.id, inv.id, inv.currency, inv.amount_due,
                                      inv.attempt_count, event.created) \
         if state == "failed" else None  # every failed invoice, even an older one
     if not _newer_invoice(plan, inv, state):
-        return "applied"  # an older invoice, or one since paid: nothing to tell the donor
+        # An older invoice, or one since paid: nothing to tell the donor.
+        return HandlerOutcome.APPLIED
     plan.latest_invoice_id = inv.id
     plan.latest_invoice_created = inv.created
     plan.latest_invoice_state = state
@@ -611,34 +618,35 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> str:
                    amount=format_money(inv.amount_due, inv.currency),
                    frequency=plan.frequency.value, action_required=state == "action_required",
                    manage_url=manage_url(plan))
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
-def record_invoice_payment_failed(event: PaymentEvent) -> str:
+def record_invoice_payment_failed(event: PaymentEvent) -> HandlerOutcome:
     """A plan's invoice could not be charged: the plan is past due, the donor told."""
     return _record_invoice_problem(event, "failed")
 
 
-def record_invoice_action_required(event: PaymentEvent) -> str:
+def record_invoice_action_required(event: PaymentEvent) -> HandlerOutcome:
     """A plan's invoice needs the donor to confirm the payment with their bank."""
     return _record_invoice_problem(event, "action_required")
 
 
-def _plan_of_subscription_event(event: PaymentEvent,
-                                ) -> tuple[SubscriptionData, RecurringPlan | None, str | None]:
+def _plan_of_subscription_event(
+        event: PaymentEvent,
+) -> tuple[SubscriptionData, RecurringPlan | None, HandlerOutcome | None]:
     """The locked plan a subscription event is about, linked to it; or the outcome to answer
-    at once: "ignored" (not ours) or "flagged" (a second subscription of one plan)."""
+    at once: ignored (not ours) or flagged (a second subscription of one plan)."""
     sub = _subject(event, SubscriptionData)
     plan = _lock_plan(sub.refs.plan, sub.id)
     if plan is None:
-        return sub, None, "ignored"
+        return sub, None, HandlerOutcome.IGNORED
     if _other_subscription(plan, sub.id, event):
-        return sub, None, "flagged"
+        return sub, None, HandlerOutcome.FLAGGED
     _link_subscription(plan, sub.id, sub.customer_id)
     return sub, plan, None
 
 
-def record_subscription_updated(event: PaymentEvent) -> str:
+def record_subscription_updated(event: PaymentEvent) -> HandlerOutcome:
     """A plan's subscription changed at Stripe (paused, resumed, amount, interval, ended)."""
     sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
@@ -649,7 +657,7 @@ def record_subscription_updated(event: PaymentEvent) -> str:
     # the same events ends in the same state.
     held = (plan.subscription_synced_at or 0, plan.subscription_synced_event or "")
     if event.created_ts < held[0]:
-        return "applied"  # older than what we hold
+        return HandlerOutcome.APPLIED  # older than what we hold
     if event.created_ts == held[0]:
         # Two updates within one second cannot be ordered by their events (the id is random;
         # a pause and a resume a moment apart could leave the plan paused while Stripe
@@ -674,7 +682,7 @@ def record_subscription_updated(event: PaymentEvent) -> str:
                             f"{sub.interval}; the sponsorship is {plan.amount_minor} "
                             f"{plan.currency} a {plan.frequency.stripe_interval}", event.type)
         plan.settle()
-        return "applied"
+        return HandlerOutcome.APPLIED
     if sub.amount and sub.currency == plan.currency and sub.interval in ("month", "year") \
             and is_pending_change(plan, sub.amount, frequency_of(sub.interval).value):
         # The donor's change, applied by Stripe, whose answer we never had (a timeout, or a
@@ -696,16 +704,16 @@ def record_subscription_updated(event: PaymentEvent) -> str:
         # answer never came, or Stripe's dashboard): the donor is told here, once. A request
         # that recorded it holds the row first, so this sees no change and mails nothing.
         tell_paused_or_resumed(plan)
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
-def record_subscription_deleted(event: PaymentEvent) -> str:
+def record_subscription_deleted(event: PaymentEvent) -> HandlerOutcome:
     """Stripe ended a plan's subscription."""
     _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
         return outcome
     _stripe_ended(plan, event)
-    return "applied"
+    return HandlerOutcome.APPLIED
 
 
 def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -41,7 +42,7 @@ from donorhub.feed.models import (
 from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
-from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
+from donorhub.payments.events import HandlerOutcome, InvoiceData, PaymentEvent, SubscriptionData
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -531,17 +532,14 @@ def release_expired_holds(now: datetime | None = None) -> int:
 # derive the sponsorship's status from the plan's. Like the donations handlers this is
 # idempotent and order-independent: the status is derived from facts that only move one way.
 
-def route(donations_handler):
-    """Wrap a donations handler so that sponsorship events reach the sponsorship first."""
-
-    def handle(event: PaymentEvent) -> str:
-        refs = getattr(event.subject, "refs", None)
-        if refs is None or not refs.sponsorship:
-            return donations_handler(event)
-        return _apply(event, donations_handler)
-
-    handle.__name__ = getattr(donations_handler, "__name__", "handler")
-    return handle
+def sponsorship_first(donations_handler: Callable[[PaymentEvent], HandlerOutcome],
+                      event: PaymentEvent) -> HandlerOutcome:
+    """Apply an event: one about a sponsorship reaches the sponsorship first (which then
+    hands the money to the donations handler); any other goes to the donations handler."""
+    refs = getattr(event.subject, "refs", None)
+    if refs is None or not refs.sponsorship:
+        return donations_handler(event)
+    return _apply(event, donations_handler)
 
 
 def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
@@ -583,16 +581,17 @@ def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
     return None
 
 
-def _apply(event: PaymentEvent, donations_handler) -> str:
+def _apply(event: PaymentEvent,
+           donations_handler: Callable[[PaymentEvent], HandlerOutcome]) -> HandlerOutcome:
     """The donations handler records the money exactly as for a regular gift: every session
     of the plan maps to it, an expiry is a fact that a payment overrides (and the expiry of a
     session we replaced is no fact at all), a second subscription is never linked and each
     invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
-    status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
-    hold ended."""
+    status follows the plan's (`sync_status_with_plan`), re-placing or unplacing a
+    sponsorship paid after its hold ended."""
     sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     plan = sponsorship.plan
     mismatch = _price_mismatch(sponsorship, event.subject) \
         if plan.designation == SPONSORSHIP_DESIGNATION else None
@@ -604,15 +603,18 @@ def _apply(event: PaymentEvent, donations_handler) -> str:
             event = replace(event, subject=replace(event.subject, amount=None,
                                                    interval=None))
     outcome = donations_handler(_for_plan(event, plan))
-    sync(sponsorship, event.created)
-    return "flagged" if mismatch and outcome == "applied" else outcome
+    sync_status_with_plan(sponsorship, event.created)
+    if mismatch and outcome is HandlerOutcome.APPLIED:
+        return HandlerOutcome.FLAGGED
+    return outcome
 
 
 def _plan_started(plan: RecurringPlan) -> bool:
     return plan.checkout_completed or plan.latest_invoice_state is not None
 
 
-def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipStatus:
+def sync_status_with_plan(sponsorship: Sponsorship,
+                          now: datetime | None = None) -> SponsorshipStatus:
     """Derive the sponsorship's status from its plan's (which the webhooks keep current)."""
     now = now or utcnow()
     plan = sponsorship.plan
