@@ -1,4 +1,5 @@
-"""Gift Aid: the declaration texts (versioned) and HMRC's claim schedule, row by row.
+"""Gift Aid: the declaration texts (versioned), declarations (made with a gift, confirmed by
+the owner of the address, cancelled), claims (staff) and HMRC's claim schedule, row by row.
 
 docs/gift-aid.md lists what HMRC requires. A declaration stores the version of the text
 the donor saw; the texts are kept here forever, so any declaration can be shown as made.
@@ -9,8 +10,29 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import or_, select, update
+
+from donorhub.accounts.models import User
+from donorhub.audit import record_audit
+from donorhub.database import utcnow
+from donorhub.donations.models import (
+    Donation,
+    DonationStatus,
+    Donor,
+    GiftAidClaim,
+    GiftAidDeclaration,
+    GiftAidScope,
+)
+from donorhub.errors import DomainError, NotPermitted
+from donorhub.extensions import db
+from donorhub.forms import name_for_mail
+from donorhub.mail.services import queue_mail
+from donorhub.urls import external_url
 
 #: HMRC's dates are UK dates: a gift at 00:30 on 1 July in London is dated 01/07.
 UK = ZoneInfo("Europe/London")
@@ -40,6 +62,7 @@ NAME_OK = re.compile(r"^[A-Za-z][A-Za-z '.]*$")
 
 
 def declaration_text(version: str, *, amount: str, charity: str) -> str:
+    """The declaration's wording as shown to the donor, in the version they saw."""
     return DECLARATION_TEXTS[version].format(amount=amount, charity=charity)
 
 
@@ -62,6 +85,7 @@ def schedule_name(value: str) -> str:
 
 
 def schedule_last_name(value: str) -> str:
+    """A last name as HMRC's schedule takes it."""
     return schedule_name(value)
 
 
@@ -77,6 +101,7 @@ def claim_deadline(gift_day: date) -> date:
 
 @dataclass(frozen=True)
 class ScheduleRow:
+    """One row of HMRC's Gift Aid schedule."""
     donation_id: int
     title: str
     first_name: str
@@ -130,3 +155,198 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
     if not re.fullmatch(r"\d+\.\d{2}", row.amount):
         problems.append("amount is not in the form 200.00")
     return row, problems
+
+
+# Declarations -----------------------------------------------------------------------------
+
+def make_declaration(donor: Donor, details, scope: GiftAidScope) -> GiftAidDeclaration:
+    """Record a donor's Gift Aid declaration as made on the web (in effect once a gift is paid)."""
+    declaration = GiftAidDeclaration(
+        donor=donor, title=details.title, first_name=details.first_name,
+        last_name=details.last_name, house=details.house, address_line=details.address_line,
+        postcode=details.postcode, scope=scope,
+        text_version=current_app.config["GIFT_AID_DECLARATION_VERSION"], channel="web")
+    db.session.add(declaration)
+    db.session.flush()
+    return declaration
+
+
+def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
+    """The donor cancels one of their declarations; they are told by mail, once."""
+    declaration = db.session.get(GiftAidDeclaration, declaration_id)
+    if declaration is None or declaration.donor_id != donor.id:
+        raise NotPermitted("That declaration is not yours.")
+    if declaration.cancelled_at is None:
+        declaration.cancelled_at = utcnow()
+        queue_mail(donor.email, "donations/gift_aid_cancelled",
+                   subject="Your Gift Aid declaration is cancelled",
+                   name=name_for_mail(f"{declaration.first_name} {declaration.last_name}"),
+                   declared_at=declaration.declared_at)
+    return declaration
+
+
+def link_declaration(donation: Donation) -> None:
+    """Link a GBP gift to the declaration that covers it (none for other currencies).
+
+    A declaration made with this gift (or its plan) takes effect now that the money has
+    arrived; one from a checkout that was never paid never does."""
+    if donation.currency != "gbp" or donation.paid_at is None:
+        return
+    if donation.gift_aid_declaration_id is not None:
+        declaration = db.session.get(GiftAidDeclaration, donation.gift_aid_declaration_id)
+        if declaration is not None and declaration.effective_at is None \
+                and declaration.cancelled_at is None:
+            declaration.effective_at = donation.paid_at
+        if declaration is not None and not declaration.covers(donation, donation.paid_at):
+            donation.gift_aid_declaration_id = None
+        return
+    declaration = db.session.scalar(
+        select(GiftAidDeclaration).where(
+            GiftAidDeclaration.donor_id == donation.donor_id,
+            GiftAidDeclaration.scope == GiftAidScope.ALL,
+            GiftAidDeclaration.effective_at.is_not(None),
+            GiftAidDeclaration.confirmed_at.is_not(None),
+            or_(GiftAidDeclaration.cancelled_at.is_(None),
+                GiftAidDeclaration.cancelled_at > donation.paid_at))
+        .order_by(GiftAidDeclaration.declared_at.desc()).limit(1))
+    if declaration is not None:
+        donation.gift_aid_declaration_id = declaration.id
+
+
+def _gift_aid_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
+                                  salt="donorhub.donations.gift-aid-confirm")
+
+
+def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
+    """The signed link that confirms a declaration for all gifts."""
+    token = _gift_aid_serializer().dumps({"d": declaration.id})
+    return external_url("donations.confirm_gift_aid", token=token)
+
+
+def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
+    """The declaration a mailed link confirms (30 days); None when invalid or not pending."""
+    try:
+        payload = _gift_aid_serializer().loads(token, max_age=30 * 24 * 3600)
+    except (BadSignature, SignatureExpired):
+        return None
+    declaration = db.session.get(GiftAidDeclaration, payload.get("d")) \
+        if isinstance(payload, dict) else None
+    if declaration is None or declaration.effective_at is None \
+            or declaration.cancelled_at is not None:
+        return None
+    return declaration
+
+
+def confirm_declaration(declaration: GiftAidDeclaration, actor: User | None = None) -> None:
+    """The owner of the address confirmed "this gift and all others" (link or account)."""
+    if declaration.confirmed_at is None:
+        declaration.confirmed_at = utcnow()
+        record_audit(actor, "gift_aid.confirmed", "gift_aid_declaration", declaration.id, {})
+
+
+def gift_aid_status(donation: Donation) -> str:
+    """What the receipt says about Gift Aid on this gift."""
+    if donation.currency != "gbp":
+        return "Gift Aid does not apply to gifts in this currency."
+    if donation.gift_aid_declaration_id:
+        return ("Gift Aid: yes. We will claim 25p for every £1 you gave, under your "
+                "declaration.")
+    return "Gift Aid: no declaration. If you are a UK taxpayer, you can add one."
+
+
+# Claims (staff) -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClaimPreview:
+    """The gifts a claim would include, and those left out with their problems."""
+    rows: list
+    problems: list  # (donation id, [problems])
+
+    @property
+    def total_minor(self) -> int:
+        return sum(r[1] for r in self.rows)
+
+
+def claimable_gifts(date_from: date, date_to: date) -> list[Donation]:
+    """Dates are UK dates (Europe/London), as on HMRC's schedule."""
+    start = datetime.combine(date_from, time(0), UK).astimezone(UTC)
+    end = datetime.combine(date_to + timedelta(days=1), time(0), UK).astimezone(UTC)
+    return db.session.scalars(
+        select(Donation).where(
+            Donation.currency == "gbp", Donation.status == DonationStatus.PAID,
+            Donation.gift_aid_declaration_id.is_not(None), Donation.gift_aid_claim_id.is_(None),
+            Donation.paid_at >= start, Donation.paid_at < end)
+        .order_by(Donation.paid_at, Donation.id)).all()
+
+
+def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
+    """The rows of a claim for gifts paid between two UK dates, and the gifts left out."""
+    now = utcnow()
+    rows, problems = [], []
+    for gift in claimable_gifts(date_from, date_to):
+        declaration = gift.gift_aid_declaration
+        if declaration is None or not declaration.covers(gift, gift.paid_at):
+            continue
+        row, row_problems = build_row(
+            donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
+            last_name=declaration.last_name, house=declaration.house,
+            postcode=declaration.postcode, paid_at=gift.paid_at,
+            # The fee cover is left out until an adviser confirms it qualifies (docs/gift-aid.md).
+            amount_minor=gift.gift_minor, now=now)
+        if row_problems:
+            problems.append((gift.id, row_problems))
+        else:
+            rows.append((row, gift.gift_minor, gift))
+    return ClaimPreview(rows=rows, problems=problems)
+
+
+def record_claim(preview: ClaimPreview, actor: User | None) -> GiftAidClaim:
+    """Mark every valid gift of the preview as claimed, so none is claimed twice.
+
+    Rows with problems are left out (the page lists them and why) and stay claimable once
+    fixed. The claim is one conditional UPDATE: a concurrent export that claimed any of these
+    gifts first makes this one fail whole, so no gift is ever in two claims."""
+    if not preview.rows:
+        raise DomainError("There are no gifts to claim in those dates.")
+    claim = GiftAidClaim(created_by_id=actor.id if actor else None, rows=len(preview.rows),
+                         total_minor=preview.total_minor)
+    db.session.add(claim)
+    db.session.flush()
+    ids = [gift.id for _row, _amount, gift in preview.rows]
+    claimed = db.session.execute(
+        update(Donation).where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
+        .values(gift_aid_claim_id=claim.id).execution_options(synchronize_session=False))
+    if claimed.rowcount != len(ids):
+        raise DomainError("Another export has just claimed some of these gifts. Check "
+                          "again, then export what is left.")
+    for _row, _amount, gift in preview.rows:
+        db.session.expire(gift, ["gift_aid_claim_id"])
+    record_audit(actor, "export.gift_aid", "gift_aid_claim", claim.id,
+                 {"rows": len(preview.rows), "total_minor": preview.total_minor,
+                  "excluded": len(preview.problems)})
+    return claim
+
+
+def claim_rows(claim_id: int) -> list | None:
+    """The rows of an earlier claim, to download its file again (None: no such claim)."""
+    if db.session.get(GiftAidClaim, claim_id) is None:
+        return None
+    gifts = db.session.scalars(select(Donation).where(Donation.gift_aid_claim_id == claim_id)
+                               .order_by(Donation.paid_at, Donation.id)).all()
+    rows = []
+    for gift in gifts:
+        declaration = gift.gift_aid_declaration
+        row, _problems = build_row(
+            donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
+            last_name=declaration.last_name, house=declaration.house,
+            postcode=declaration.postcode, paid_at=gift.paid_at, amount_minor=gift.gift_minor,
+            now=gift.paid_at)
+        rows.append(row)
+    return rows
+
+
+def recent_claims() -> list[GiftAidClaim]:
+    """The last 20 claims, newest first."""
+    return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
+                              .limit(20)).all()

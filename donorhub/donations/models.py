@@ -581,7 +581,7 @@ class DonorNote(db.Model):
 class DonorConsent(db.Model):
     """A donor's marketing consent per channel, as history: the newest row per channel holds.
 
-    `source` records the collection context (giving.md 3e): e.g. "web_gift", "staff", "paper".
+    `source` records the collection context (docs/gift-aid.md): e.g. "web_gift", "staff", "paper".
     """
 
     __tablename__ = "donor_consents"

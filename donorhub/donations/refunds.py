@@ -41,7 +41,13 @@ from donorhub.donations.models import (
 )
 from donorhub.errors import DomainError
 from donorhub.extensions import db
-from donorhub.payments.events import ChargeData, DisputeData, PaymentEvent, RefundData
+from donorhub.payments.events import (
+    ChargeData,
+    DisputeData,
+    HandlerOutcome,
+    PaymentEvent,
+    RefundData,
+)
 from donorhub.payments.gateway import GatewayError, RefundRequest, get_gateway
 
 log = logging.getLogger(__name__)
@@ -316,29 +322,29 @@ def record_charge_facts(donation: Donation, c: ChargeData) -> None:
 
 # Webhook handlers ---------------------------------------------------------------------------
 
-def record_refund_updated(event: PaymentEvent) -> str:
+def record_refund_updated(event: PaymentEvent) -> HandlerOutcome:
     """refund.created / refund.updated / refund.failed / charge.refund.updated (Stripe sends
     either name depending on the API version): one refund's status, failures included."""
-    from donorhub.donations import services
+    from donorhub.donations import stripe_events
 
     r = event.subject
     if not isinstance(r, RefundData):
         raise TypeError(f"{event.type} carries {type(r).__name__}, not RefundData")
-    donation = services.find_donation_for_payment(r.refs.donation, r.payment_intent_id,
-                                                  r.charge_id)
+    donation = stripe_events.find_donation_for_payment(r.refs.donation, r.payment_intent_id,
+                                                       r.charge_id)
     if donation is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     before = donation.amount_refunded_minor
     had_receipt = donation.receipt is not None
     record_refund(donation, r)
     recompute_facts(donation)
     # A refund proves the charge succeeded: the money arrived before it went back.
-    outcome = services.mark_paid_by_reversal(donation, event, r.payment_intent_id, r.charge_id)
-    if outcome == "flagged":
+    outcome = stripe_events.mark_paid_by_reversal(donation, event, r.payment_intent_id, r.charge_id)
+    if outcome is HandlerOutcome.FLAGGED:
         return outcome
     if had_receipt:
-        services.tell_donor_of_refund(donation, before)
-    return "applied"
+        stripe_events.tell_donor_of_refund(donation, before)
+    return HandlerOutcome.APPLIED
 
 
 # Recovery ----------------------------------------------------------------------------------
@@ -364,7 +370,7 @@ def recover_refund(refund_id: int) -> str | None:
     Found: recorded like its event ("recovered"). Not found: Stripe never received it, so it
     is marked not sent ("not_sent") and no longer holds the amount back (a late replay of the
     same call is impossible past the age stale_refund_ids waits). The caller commits."""
-    from donorhub.donations import services
+    from donorhub.donations import stripe_events
 
     donation = db.session.scalar(select(Donation).join(
         Refund, Refund.donation_id == Donation.id).where(Refund.id == refund_id)
@@ -385,7 +391,7 @@ def recover_refund(refund_id: int) -> str | None:
     before = donation.amount_refunded_minor
     record_refund(donation, match)
     recompute(donation)
-    services.tell_donor_of_refund(donation, before)
+    stripe_events.tell_donor_of_refund(donation, before)
     record_audit(None, "donation.refund_recovered", "donation", donation.id,
                  {"refund": row.id, "stripe_refund": match.id})
     return "recovered"

@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+
+
+class HandlerOutcome(StrEnum):
+    """What a handler did with an event: stored as `StripeEvent.outcome` and answered to
+    Stripe as the webhook's text (the values are those words)."""
+
+    APPLIED = "applied"
+    #: Not ours, or nothing to do.
+    IGNORED = "ignored"
+    #: Recorded, and flagged for staff to look at.
+    FLAGGED = "flagged"
+
 
 #: The metadata keys we set on Stripe objects: opaque ids of our rows, nothing else.
 OUR_METADATA_KEYS = ("donation", "plan", "sponsorship")

@@ -1,7 +1,7 @@
 """POST /stripe/webhook: verify, record the event once, dispatch, commit; 5xx so Stripe retries.
 
-The order inside one transaction is: insert StripeEvent (unique event_id) → run the handler →
-commit. A duplicate, even one arriving at the same moment from another worker, meets the
+The order inside one transaction is: insert StripeEvent (unique event_id) → dispatch to the
+handler → commit. A duplicate, even one arriving at the same moment from another worker, meets the
 unique constraint and changes nothing. A handler that fails rolls back everything, its
 StripeEvent row included, and answers 500, so Stripe's next delivery applies it once.
 """
@@ -22,7 +22,7 @@ from donorhub.errors import problem
 from donorhub.extensions import csrf, db
 from donorhub.logs import log_security_event
 from donorhub.payments import bp
-from donorhub.payments.events import MalformedEvent, PaymentEvent
+from donorhub.payments.events import HandlerOutcome, MalformedEvent, PaymentEvent
 from donorhub.payments.gateway import InvalidWebhook, get_gateway
 from donorhub.payments.models import StripeEvent
 from donorhub.security import machine
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 #: Every event type we act on, in one place. Anything else is recorded and acknowledged.
-HANDLERS: dict[str, Callable[[PaymentEvent], str]] = {
+HANDLERS: dict[str, Callable[[PaymentEvent], HandlerOutcome]] = {
     "checkout.session.completed": donations.record_checkout_completed,
     "checkout.session.async_payment_succeeded": donations.record_async_payment_succeeded,
     "checkout.session.async_payment_failed": donations.record_async_payment_failed,
@@ -54,16 +54,23 @@ HANDLERS: dict[str, Callable[[PaymentEvent], str]] = {
     "refund.failed": refunds.record_refund_updated,
     "charge.refund.updated": refunds.record_refund_updated,
 }
-#: Events of a sponsorship's subscription (metadata {"sponsorship": <opaque id>}) reach the
-#: sponsorship first, which links its plan and hands the money to the handler above.
-HANDLERS = {event_type: sponsorship.route(handler) for event_type, handler in HANDLERS.items()}
+
+
+def dispatch(event: PaymentEvent) -> HandlerOutcome:
+    """Run the event's handler from the table (ignored when there is none). Events of a
+    sponsorship's subscription (metadata {"sponsorship": <opaque id>}) reach the sponsorship
+    first, which links its plan and hands the money to the handler."""
+    handler = HANDLERS.get(event.type)
+    if handler is None or event.subject is None:
+        return HandlerOutcome.IGNORED
+    return sponsorship.sponsorship_first(handler, event)
 
 
 class DuplicateEvent(Exception):
     """This event id was applied before."""
 
 
-def apply_event(event: PaymentEvent, source: str = "webhook") -> str:
+def apply_event(event: PaymentEvent, source: str = "webhook") -> HandlerOutcome:
     """Record the event and apply its effect in the caller's transaction (caller commits).
 
     :raises DuplicateEvent: the event was already applied; the caller rolls back.
@@ -75,11 +82,8 @@ def apply_event(event: PaymentEvent, source: str = "webhook") -> str:
         db.session.flush()
     except IntegrityError:
         raise DuplicateEvent(event.id) from None
-    handler = HANDLERS.get(event.type)
-    outcome = "ignored"
-    if handler is not None and event.subject is not None:
-        outcome = handler(event)
-    row.outcome = outcome
+    outcome = dispatch(event)
+    row.outcome = outcome.value
     row.processed_at = utcnow()
     db.session.flush()
     return outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -41,7 +42,7 @@ from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
-from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
+from donorhub.payments.events import HandlerOutcome, InvoiceData, PaymentEvent, SubscriptionData
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -488,39 +489,38 @@ def _end_hold(sponsorship: Sponsorship, now: datetime) -> None:
     _free_place(sponsorship)
 
 
-def release_expired_holds(now: datetime | None = None) -> int:
-    """Holds past their time, and holds of children no longer listed, give their place back.
-
-    Each is its own unit of work (the job commits). The Checkout Session is expired at
-    Stripe first, so it cannot be paid afterwards; if that fails, or the sponsor paid at the
-    same moment, the payment webhook finds the hold gone and re-places or asks the sponsor
-    to choose (status unplaced)."""
-    now = now or utcnow()
-    rows = db.session.scalars(
-        select(Sponsorship).outerjoin(Child, Child.id == Sponsorship.child_id)
+def expired_hold_ids(now: datetime) -> list[int]:
+    """Pending sponsorships whose hold is past its time, or whose child is no longer listed
+    (the job releases each with `release_hold`)."""
+    return list(db.session.scalars(
+        select(Sponsorship.id).outerjoin(Child, Child.id == Sponsorship.child_id)
         .outerjoin(ChildRelease, ChildRelease.child_id == Child.id)
         .where(Sponsorship.status == _S.PENDING)
         .where((Sponsorship.hold_expires_at <= now) | (Child.status != ChildStatus.ACTIVE)
-               | (ChildRelease.is_listed.is_not(True)))).all()
-    released = 0
-    for sponsorship in rows:
-        session_id = sponsorship.stripe_checkout_session_id
-        if session_id:
-            try:
-                get_gateway().expire_checkout(session_id)
-            except GatewayError as error:
-                log.warning("could not expire a sponsorship checkout",
-                            extra={"kind": error.kind})
-        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
-        if sponsorship.status is not _S.PENDING:
-            db.session.commit()
-            continue
-        if sponsorship.hold_expires_at is not None and sponsorship.hold_expires_at <= now:
-            sponsorship.hold_timed_out_at = now  # ran out unpaid (not: the child left)
-        _end_hold(sponsorship, now)
-        db.session.commit()
-        released += 1
-    return released
+               | (ChildRelease.is_listed.is_not(True)))).all())
+
+
+def release_hold(sponsorship_id: int, now: datetime) -> bool:
+    """A hold past its time, or of a child no longer listed, gives its place back; True when
+    released (False: no longer pending). One unit of work each (the job commits).
+
+    The Checkout Session is expired at Stripe first, so it cannot be paid afterwards; if that
+    fails, or the sponsor paid at the same moment, the payment webhook finds the hold gone
+    and re-places or asks the sponsor to choose (status unplaced)."""
+    session_id = db.session.get(Sponsorship, sponsorship_id).stripe_checkout_session_id
+    if session_id:
+        try:
+            get_gateway().expire_checkout(session_id)
+        except GatewayError as error:
+            log.warning("could not expire a sponsorship checkout",
+                        extra={"kind": error.kind})
+    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+    if sponsorship.status is not _S.PENDING:
+        return False
+    if sponsorship.hold_expires_at is not None and sponsorship.hold_expires_at <= now:
+        sponsorship.hold_timed_out_at = now  # ran out unpaid (not: the child left)
+    _end_hold(sponsorship, now)
+    return True
 
 
 # Stripe's events ---------------------------------------------------------------------------
@@ -531,17 +531,14 @@ def release_expired_holds(now: datetime | None = None) -> int:
 # derive the sponsorship's status from the plan's. Like the donations handlers this is
 # idempotent and order-independent: the status is derived from facts that only move one way.
 
-def route(donations_handler):
-    """Wrap a donations handler so that sponsorship events reach the sponsorship first."""
-
-    def handle(event: PaymentEvent) -> str:
-        refs = getattr(event.subject, "refs", None)
-        if refs is None or not refs.sponsorship:
-            return donations_handler(event)
-        return _apply(event, donations_handler)
-
-    handle.__name__ = getattr(donations_handler, "__name__", "handler")
-    return handle
+def sponsorship_first(donations_handler: Callable[[PaymentEvent], HandlerOutcome],
+                      event: PaymentEvent) -> HandlerOutcome:
+    """Apply an event: one about a sponsorship reaches the sponsorship first (which then
+    hands the money to the donations handler); any other goes to the donations handler."""
+    refs = getattr(event.subject, "refs", None)
+    if refs is None or not refs.sponsorship:
+        return donations_handler(event)
+    return _apply(event, donations_handler)
 
 
 def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
@@ -583,16 +580,17 @@ def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
     return None
 
 
-def _apply(event: PaymentEvent, donations_handler) -> str:
+def _apply(event: PaymentEvent,
+           donations_handler: Callable[[PaymentEvent], HandlerOutcome]) -> HandlerOutcome:
     """The donations handler records the money exactly as for a regular gift: every session
     of the plan maps to it, an expiry is a fact that a payment overrides (and the expiry of a
     session we replaced is no fact at all), a second subscription is never linked and each
     invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
-    status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
-    hold ended."""
+    status follows the plan's (`sync_status_with_plan`), re-placing or unplacing a
+    sponsorship paid after its hold ended."""
     sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
-        return "ignored"
+        return HandlerOutcome.IGNORED
     plan = sponsorship.plan
     mismatch = _price_mismatch(sponsorship, event.subject) \
         if plan.designation == SPONSORSHIP_DESIGNATION else None
@@ -604,15 +602,18 @@ def _apply(event: PaymentEvent, donations_handler) -> str:
             event = replace(event, subject=replace(event.subject, amount=None,
                                                    interval=None))
     outcome = donations_handler(_for_plan(event, plan))
-    sync(sponsorship, event.created)
-    return "flagged" if mismatch and outcome == "applied" else outcome
+    sync_status_with_plan(sponsorship, event.created)
+    if mismatch and outcome is HandlerOutcome.APPLIED:
+        return HandlerOutcome.FLAGGED
+    return outcome
 
 
 def _plan_started(plan: RecurringPlan) -> bool:
     return plan.checkout_completed or plan.latest_invoice_state is not None
 
 
-def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipStatus:
+def sync_status_with_plan(sponsorship: Sponsorship,
+                          now: datetime | None = None) -> SponsorshipStatus:
     """Derive the sponsorship's status from its plan's (which the webhooks keep current)."""
     now = now or utcnow()
     plan = sponsorship.plan
@@ -749,98 +750,98 @@ def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
 
 # Lifecycle jobs ----------------------------------------------------------------------------
 
-def lapse_overdue(now: datetime | None = None) -> int:
-    """Past-due sponsorships older than the grace period lapse: Stripe stops, the place is
-    freed (the child is listed again), the sponsor gets a mail and a portal message."""
-    now = now or utcnow()
+def overdue_ids(now: datetime) -> list[int]:
+    """Past-due sponsorships older than the grace period (the job lapses each with
+    `lapse_sponsorship`)."""
     cutoff = now - timedelta(days=current_app.config["SPONSORSHIP_GRACE_DAYS"])
-    ids = db.session.scalars(select(Sponsorship.id).where(
-        Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff)).all()
-    lapsed = 0
-    for sponsorship_id in ids:
-        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
-        if sponsorship is None or sponsorship.status is not _S.PAST_DUE:
-            db.session.rollback()
-            continue
-        try:
-            if sponsorship.plan is not None:
-                donations.cancel_plan(sponsorship.plan, None, notify=False)
-        except GatewayError as error:
-            db.session.rollback()
-            log.warning("could not stop a lapsed sponsorship", extra={"kind": error.kind})
-            continue
-        sponsorship.move(_S.LAPSED)
-        sponsorship.lapsed_at = now
-        _free_place(sponsorship)
-        _message(sponsorship, "lapsed")
-        queue_mail(sponsorship.user.email, "sponsorship/lapsed",
-                   subject="Your sponsorship has ended", name=sponsorship.user.full_name,
-                   grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
-                   portal_url=external_url("sponsorship.portal"))
-        db.session.commit()
-        lapsed += 1
-    return lapsed
+    return list(db.session.scalars(select(Sponsorship.id).where(
+        Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff)).all())
 
 
-def stop_collection_after_exits(now: datetime | None = None) -> int:
+def lapse_sponsorship(sponsorship_id: int, now: datetime) -> bool:
+    """A sponsorship past due longer than the grace period lapses: Stripe stops, the place is
+    freed (the child is listed again), the sponsor gets a mail and a portal message. True
+    when lapsed (False: no longer past due). One unit of work each (the job commits).
+
+    :raises GatewayError: Stripe could not stop it; the job rolls back and tries next run.
+    """
+    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+    if sponsorship is None or sponsorship.status is not _S.PAST_DUE:
+        return False
+    if sponsorship.plan is not None:
+        donations.cancel_plan(sponsorship.plan, None, notify=False)
+    sponsorship.move(_S.LAPSED)
+    sponsorship.lapsed_at = now
+    _free_place(sponsorship)
+    _message(sponsorship, "lapsed")
+    queue_mail(sponsorship.user.email, "sponsorship/lapsed",
+               subject="Your sponsorship has ended", name=sponsorship.user.full_name,
+               grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
+               portal_url=external_url("sponsorship.portal"))
+    return True
+
+
+def exited_ids() -> list[int]:
+    """Sponsorships whose collection must stop after an exit: running ones of a child with an
+    ExitNotice, and unplaced ones not stopped yet (the job stops each with
+    `stop_collection_after_exit`)."""
+    ids = list(db.session.scalars(
+        select(Sponsorship.id).join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
+        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all())
+    ids += db.session.scalars(select(Sponsorship.id).where(
+        Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
+    return ids
+
+
+def stop_collection_after_exit(sponsorship_id: int, now: datetime) -> bool:
     """Step 1 of an exit, soon after the import: stop charging for the old sponsorship.
 
     The feed import records the exit and its ExitNotice in its own transaction and never
-    calls Stripe. This job picks up ExitNotice rows, pauses each sponsorship's collection at
-    Stripe (no mail: nothing may tell the sponsor before the delayed notice), and marks the
-    sponsorship moved_on, freeing the place. One unit of work per sponsorship; a Stripe
-    failure leaves it for the next run.
+    calls Stripe. This pauses the sponsorship's collection at Stripe (no mail: nothing may
+    tell the sponsor before the delayed notice), and marks the sponsorship moved_on, freeing
+    the place. True when stopped (False: stopped before). One unit of work each (the job
+    commits).
+
+    :raises GatewayError: Stripe could not pause it; the job rolls back and tries next run.
     """
-    now = now or utcnow()
-    ids = db.session.scalars(
-        select(Sponsorship.id).join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
-        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all()
-    ids += db.session.scalars(select(Sponsorship.id).where(
-        Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
-    stopped = 0
-    for sponsorship_id in ids:
-        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
-        if sponsorship.collection_stopped_at is not None:
-            db.session.rollback()
-            continue
-        plan = sponsorship.plan
-        try:
-            if plan is not None and plan.is_live and plan.stripe_subscription_id:
-                donations.pause_plan(plan, None, notify=False)
-        except GatewayError as error:
-            db.session.rollback()
-            log.warning("could not stop collection after an exit", extra={"kind": error.kind})
-            continue
-        sponsorship.collection_stopped_at = now
-        if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
-            sponsorship.move(_S.MOVED_ON)
-            _free_place(sponsorship)
-        db.session.commit()
-        stopped += 1
-    return stopped
+    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+    if sponsorship.collection_stopped_at is not None:
+        return False
+    plan = sponsorship.plan
+    if plan is not None and plan.is_live and plan.stripe_subscription_id:
+        donations.pause_plan(plan, None, notify=False)
+    sponsorship.collection_stopped_at = now
+    if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
+        sponsorship.move(_S.MOVED_ON)
+        _free_place(sponsorship)
+    return True
 
 
-def send_exit_notices(now: datetime | None = None) -> int:
+def due_exit_notice_ids(now: datetime) -> list[int]:
+    """Exit notices whose notify_after has passed and that are not sent yet (the job sends
+    each with `send_exit_notice`)."""
+    return list(db.session.scalars(select(ExitNotice.id).where(
+        ExitNotice.notify_after <= now, ExitNotice.sent_at.is_(None))).all())
+
+
+def send_exit_notice(notice_id: int, now: datetime) -> int:
     """Step 2 of an exit, when ExitNotice.notify_after has passed: each sponsor gets the
     content-free mail and the portal message with the three choices. Waits while any of the
-    child's sponsorships still has collection running (step 1 not done yet)."""
-    now = now or utcnow()
-    notices = db.session.scalars(select(ExitNotice).where(
-        ExitNotice.notify_after <= now, ExitNotice.sent_at.is_(None))).all()
+    child's sponsorships still has collection running (step 1 not done yet). Returns how many
+    sponsors were told. One unit of work each (the job commits)."""
+    notice = db.session.get(ExitNotice, notice_id)
+    rows = db.session.scalars(select(Sponsorship).where(
+        Sponsorship.child_id == notice.child_id)).all()
+    if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
+        return 0  # collection not stopped yet: step 1 first
     sent = 0
-    for notice in notices:
-        rows = db.session.scalars(select(Sponsorship).where(
-            Sponsorship.child_id == notice.child_id)).all()
-        if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
-            continue  # collection not stopped yet: step 1 first
-        for sponsorship in rows:
-            if sponsorship.status is _S.MOVED_ON and sponsorship.notified_at is None:
-                sponsorship.notified_at = now
-                _message(sponsorship, "moved_on")
-                _news_mail(sponsorship)
-                sent += 1
-        notice.sent_at = now
-        db.session.commit()
+    for sponsorship in rows:
+        if sponsorship.status is _S.MOVED_ON and sponsorship.notified_at is None:
+            sponsorship.notified_at = now
+            _message(sponsorship, "moved_on")
+            _news_mail(sponsorship)
+            sent += 1
+    notice.sent_at = now
     return sent
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from donorhub.donations import services
+from donorhub.donations import checkout
 from donorhub.donations.models import Donation, RecurringPlan
 from donorhub.extensions import db
 from donorhub.money import CURRENCIES, STRIPE_MAX_MINOR
@@ -71,7 +71,7 @@ def test_amounts_are_ascii_digits_only(pay_app, pay_client, sim):
 def test_no_limit_is_above_what_stripe_charges_in_one_payment(pay_app):
     with pay_app.app_context():
         for currency in CURRENCIES:
-            low, high = services.amount_limits(currency)
+            low, high = checkout.amount_limits(currency)
             assert 0 < low < high <= STRIPE_MAX_MINOR[currency] == 99_999_999
             assert pay_app.config["DONATION_LIMITS"][currency][1] <= 99_999_999, currency
 
@@ -101,10 +101,10 @@ def test_fee_cover_never_takes_the_total_past_the_maximum(pay_app, pay_client, s
     assert "leave out the card fees" in page and "Enter an amount between" in page
     assert _rows(pay_app) == 0 and sim.requests("/v1/checkout") == []
     with pay_app.app_context():
-        high = services.amount_limits(currency)[1]
-        largest = services.largest_covered_gift(currency, high)
-        assert largest + services.fee_cover_for(currency, largest) <= high
-        assert largest + 1 + services.fee_cover_for(currency, largest + 1) > high
+        high = checkout.amount_limits(currency)[1]
+        largest = checkout.largest_covered_gift(currency, high)
+        assert largest + checkout.fee_cover_for(currency, largest) <= high
+        assert largest + 1 + checkout.fee_cover_for(currency, largest + 1) > high
     checkout_url(give(pay_client, currency=currency, amount_choice="custom",
                       custom_amount=f"{largest / 100:.2f}", cover_fees="on"))
     (total,) = _checkout_amounts(sim)
@@ -113,7 +113,7 @@ def test_fee_cover_never_takes_the_total_past_the_maximum(pay_app, pay_client, s
 
 def test_a_plan_change_above_the_maximum_names_the_amount_field(pay_app):
     with pay_app.app_context():
-        with pytest.raises(services.GiftRejected) as refused:
-            services.check_amount("gbp", 2_500_001, field="amount")
+        with pytest.raises(checkout.GiftRejected) as refused:
+            checkout.check_amount("gbp", 2_500_001, field="amount")
         assert refused.value.field == "amount"
         assert str(refused.value) == "Enter an amount between £2 and £25,000."

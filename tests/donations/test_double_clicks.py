@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from donorhub.audit import AuditEvent
-from donorhub.donations import services
-from donorhub.donations.models import PlanStatus, RecurringPlan
+from donorhub.donations import checkout, plans, services
+from donorhub.donations.models import Donation, PlanStatus, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
 from tests.helpers import HANG_GUARD_SECONDS
@@ -66,7 +66,7 @@ def _live_plan(app, client, sim) -> tuple[RecurringPlan, str]:
     with app.app_context():
         plan = db.session.scalar(select(RecurringPlan))
         assert plan.status is PlanStatus.ACTIVE
-        token = services.manage_token(plan)
+        token = plans.manage_token(plan)
         db.session.expunge(plan)
     return plan, token
 
@@ -108,10 +108,10 @@ def test_a_double_clicked_giving_form_opens_one_gift_and_one_checkout(
     def submit(n: int):
         return lambda: give(clients[n], frequency=frequency, form_token=form_token)
 
-    responses = _race(monkeypatch, services, "price_gift", [submit(0), submit(1)])
+    responses = _race(monkeypatch, checkout, "price_gift", [submit(0), submit(1)])
     urls = [checkout_url(r) for r in responses]
     assert urls[0] == urls[1]  # the second click goes to the same Checkout page
-    model = RecurringPlan if frequency == "monthly" else services.Donation
+    model = RecurringPlan if frequency == "monthly" else Donation
     assert _count(pay_app, model) == 1
     sessions = sim.control("/_sim/objects?type=checkout.session", method="GET")["objects"]
     assert len(sessions) == 1

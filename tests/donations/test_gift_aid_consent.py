@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from donorhub.donations import services
+from donorhub.donations import giftaid
 from donorhub.donations.models import Donation, GiftAidDeclaration
 from donorhub.extensions import db
 from tests.helpers import sign_in
@@ -30,7 +30,7 @@ DECLARE = {"gift_aid": "on", "gift_aid_first_name": "Evil", "gift_aid_last_name"
 
 def _claim_rows(app) -> list:
     with app.app_context():
-        return services.preview_claim(date(2020, 1, 1), date(2100, 1, 1)).rows
+        return giftaid.preview_claim(date(2020, 1, 1), date(2100, 1, 1)).rows
 
 
 def test_an_abandoned_checkout_declares_nothing_for_anyone(pay_app, pay_client, sim, make_user):

@@ -43,7 +43,7 @@ def test_history_shows_each_gift_under_the_interval_it_was_paid(pay_app, pay_cli
 
 def test_the_switch_invoice_heard_before_the_change_is_recorded_is_yearly(pay_app, pay_client,
                                                                           sim):
-    from donorhub.donations import services
+    from donorhub.donations import plans
     from donorhub.donations.models import Donation, Frequency
     from donorhub.payments.gateway import SubscriptionChange, get_gateway
 
@@ -52,7 +52,7 @@ def test_the_switch_invoice_heard_before_the_change_is_recorded_is_yearly(pay_ap
     postman.flush()
     with pay_app.app_context():
         plan = db.session.scalar(select(RecurringPlan))
-        services.prepare_plan_change(plan, 30000, "yearly")
+        plans.prepare_plan_change(plan, 30000, "yearly")
         db.session.commit()
         # Stripe applied the switch and charged at once; our step 2 has not committed yet.
         get_gateway().change_subscription(SubscriptionChange(

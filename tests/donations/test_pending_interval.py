@@ -8,7 +8,7 @@ import copy
 
 from sqlalchemy import func, select
 
-from donorhub.donations import services
+from donorhub.donations import plans
 from donorhub.donations.models import Frequency, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
@@ -34,7 +34,7 @@ def test_a_switch_of_interval_alone_is_not_settled_by_a_routine_update(pay_app, 
     amount = plan.amount_minor
     with pay_app.app_context():
         # The switch was asked for (step 1 committed) and Stripe's call never applied it.
-        services.prepare_plan_change(db.session.get(RecurringPlan, plan.id), amount, "yearly")
+        plans.prepare_plan_change(db.session.get(RecurringPlan, plan.id), amount, "yearly")
         db.session.commit()
         db.session.remove()
     (latest,) = sim.events(("customer.subscription.created",))[-1:]

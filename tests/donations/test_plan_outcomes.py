@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from donorhub.donations import services
+from donorhub.donations import plans
 from donorhub.donations.models import (
     Donation,
     DonationStatus,
@@ -118,7 +118,7 @@ def test_a_change_stripe_applied_before_the_worker_died_is_settled_by_its_event(
     plan, postman = start_plan(pay_app, pay_client, sim)
     with pay_app.app_context():
         row = db.session.get(RecurringPlan, plan.id)
-        services.prepare_plan_change(row, 2000, "monthly")
+        plans.prepare_plan_change(row, 2000, "monthly")
         db.session.commit()  # step 1 committed
         get_gateway().change_subscription(SubscriptionChange(
             subscription_id=row.stripe_subscription_id, idempotency_key="killed-change",
@@ -164,7 +164,7 @@ def test_a_plan_whose_checkout_charged_something_else_is_not_activated(pay_app, 
     with pay_app.app_context():
         plan = db.session.scalar(select(RecurringPlan))
         assert plan.status is PlanStatus.PENDING  # never ACTIVE
-        assert plan.review_reason and plan in services.flagged_plans()
+        assert plan.review_reason and plan in plans.flagged_plans()
         assert [g.status for g in plan.gifts] == [DonationStatus.NEEDS_REVIEW]
         db.session.remove()
 

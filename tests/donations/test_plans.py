@@ -179,13 +179,13 @@ def test_pause_and_resume_in_one_second_end_as_stripe_ends_whatever_the_delivery
     (the id is random): the plan must follow what Stripe holds, not the luck of the ids."""
     plan, postman = start_plan(pay_app, pay_client, sim)
     with pay_app.app_context():
-        from donorhub.donations import services
+        from donorhub.donations import plans
 
         row = db.session.get(RecurringPlan, plan.id)
-        services.pause_plan(row, None, notify=False)
+        plans.pause_plan(row, None, notify=False)
         db.session.commit()
         row = db.session.get(RecurringPlan, plan.id)
-        services.resume_plan(row, None)
+        plans.resume_plan(row, None)
         db.session.commit()
     assert sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")["pause_collection"] \
         is None

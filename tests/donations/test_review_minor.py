@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from donorhub.database import utcnow
-from donorhub.donations import giftaid, services
+from donorhub.donations import giftaid, plans
 from donorhub.donations.models import (
     Donation,
     DonationKind,
@@ -105,20 +105,20 @@ def test_a_bad_row_is_left_out_and_reported_and_no_gift_is_claimed_twice(app):
         _gift(bad_donor, bad)
         db.session.commit()
         today = date.today()
-        preview = services.preview_claim(date(2020, 1, 1), today)
+        preview = giftaid.preview_claim(date(2020, 1, 1), today)
         assert len(preview.rows) == 2 and len(preview.problems) == 1
         assert "last name" in preview.problems[0][1][0]
-        stale = services.preview_claim(date(2020, 1, 1), today)  # a second tab
-        claim = services.record_claim(preview, None)
+        stale = giftaid.preview_claim(date(2020, 1, 1), today)  # a second tab
+        claim = giftaid.record_claim(preview, None)
         db.session.commit()
         claim_id = claim.id
         with pytest.raises(DomainError):
-            services.record_claim(stale, None)  # the other export claims nothing
+            giftaid.record_claim(stale, None)  # the other export claims nothing
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(GiftAidClaim)) == 1
         assert db.session.scalar(select(func.count()).select_from(Donation).where(
             Donation.gift_aid_claim_id == claim_id)) == 2
-        again = services.claim_rows(claim_id)
+        again = giftaid.claim_rows(claim_id)
         assert [r.cells() for r in again] == [r.cells() for r, _a, _g in preview.rows]
     METRICS.report("Gift Aid export: bad rows left out and listed / gifts in two claims",
                    "1 / 0")
@@ -216,7 +216,7 @@ def test_billing_portal_returns_to_a_plain_page_not_the_manage_link(pay_app, pay
     Postman(sim, pay_client).flush()
     with pay_app.app_context():
         plan = db.session.scalar(select(RecurringPlan))
-        token = services.manage_token(plan)
+        token = plans.manage_token(plan)
     page = f"/donate/manage/{token}"
     csrf = csrf_from(pay_client, page)
     response = pay_client.post(f"{page}/card", data={"csrf_token": csrf})

@@ -14,7 +14,7 @@ import stripe
 from sqlalchemy import func, select
 
 from donorhub.database import utcnow
-from donorhub.donations import services
+from donorhub.donations import checkout, stripe_events
 from donorhub.donations.models import (
     Donation,
     DonationStatus,
@@ -58,7 +58,7 @@ def _second_open_session(app, model) -> str:
         row.checkout_attempt += 1
         row.checkout_expires_at = None
         row.stripe_checkout_session_id = None
-        url = services.open_checkout(row)
+        url = checkout.open_checkout(row)
         db.session.commit()
         return url
 
@@ -126,7 +126,7 @@ def test_one_off_paid_through_two_sessions_is_flagged(pay_app, pay_client, sim, 
         assert "paid twice" in gift.review_reason
         second = ({i["id"] for i in intents} - {gift.stripe_payment_intent_id}).pop()
         assert second in gift.review_reason  # staff know which payment to refund
-        assert gift in services.flagged_gifts()
+        assert gift in stripe_events.flagged_gifts()
     METRICS.report(f"1 one-off paid in two sessions ({'old' if old_first else 'new'} first)"
                    " / flagged", "1 / 1")
 
@@ -221,7 +221,7 @@ def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_cli
             plan.checkout_attempt += 1
             plan.checkout_expires_at = None
             plan.stripe_checkout_session_id = None
-            url_b = services.open_checkout(plan)
+            url_b = checkout.open_checkout(plan)
             db.session.commit()
         sim.pay(url_a)
         client.v1.checkout.sessions.expire(session_id_from(url_b))

@@ -18,6 +18,7 @@ from donorhub.children.models import Child, ChildText, ChildUpdate
 from donorhub.extensions import db
 from donorhub.feed.models import FeedRun
 from donorhub.mail.sender import send_due_mail
+from donorhub.sponsorship import jobs as sponsorship_jobs
 from donorhub.sponsorship import services as sponsorship_services
 from donorhub.sponsorship.models import Sponsorship
 from tests.feed.builders import Batch, child, exit_record, home_stats, update
@@ -83,8 +84,8 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
     for batch in batches[1:]:
         import_feed(batch)
     with app.app_context():  # the exit's neutral notice, as the jobs would send it
-        sponsorship_services.stop_collection_after_exits()
-        sponsorship_services.send_exit_notices(datetime.now(UTC) + timedelta(days=30))
+        sponsorship_jobs.stop_collection_for_exited()
+        sponsorship_jobs.send_due_exit_notices(datetime.now(UTC) + timedelta(days=30))
 
     # The officer approves one quarantined text after editing the identifiers out.
     officer = roles["safeguarding_officer"]

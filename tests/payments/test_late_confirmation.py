@@ -9,7 +9,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from donorhub.donations import services
+from donorhub.donations import giftaid
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
@@ -84,7 +84,7 @@ def test_dispute_in_any_order(pay_app, pay_client, sim, outcome, dispute_first):
     with pay_app.app_context():
         outcomes = dict(db.session.execute(select(StripeEvent.type, StripeEvent.outcome)).all())
         assert outcomes["charge.dispute.created"] == "applied"  # never dropped
-        claimable = services.preview_claim(date(2020, 1, 1), date(2100, 1, 1)).rows
+        claimable = giftaid.preview_claim(date(2020, 1, 1), date(2100, 1, 1)).rows
     status, receipts, _ = _state(pay_app)
     if outcome == "lost":
         # A receipt goes out only if the payment was confirmed before the dispute arrived.

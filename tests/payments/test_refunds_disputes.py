@@ -324,8 +324,8 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     claimable and counted in full again; an open dispute holds the gift out of both."""
     from datetime import date, timedelta
 
+    from donorhub.donations.giftaid import claimable_gifts
     from donorhub.donations.models import net_gift_expression
-    from donorhub.donations.services import claimable_gifts
 
     lost, failed, disputed = (Payment(pay_app, sim, gift_aid=True) for _ in range(3))
     lost.refund(1, AMOUNT)

@@ -17,20 +17,14 @@ def refund(connection):
 
 
 def release_expired_holds(now=None):
-    # Allowlisted batch job: one unit of work per sponsorship around its Stripe call.
+    # No exception for batch loops: a job loops with one unit of work per item.
     for _sponsorship in []:
-        # ok: services-never-commit
+        # ruleid: services-never-commit
         db.session.commit()
     return 0
 
 
 def stop_collection_after_exits(now=None):
-    # ok: services-never-commit
-    db.session.commit()
-
-
-def lapse_overdue_helper():
-    # Same prefix, not the allowlisted function itself.
     # ruleid: services-never-commit
     db.session.commit()
 

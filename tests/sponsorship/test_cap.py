@@ -14,7 +14,7 @@ from donorhub.accounts.models import User
 from donorhub.children.models import ChildRelease
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.sponsorship import conduct, services
+from donorhub.sponsorship import conduct, jobs, services
 from donorhub.sponsorship.models import (
     ConductAcceptance,
     Sponsorship,
@@ -94,15 +94,15 @@ def test_holds_expire_and_unlisted_children_lose_their_holds(app, import_feed, s
     first = _hold(app, a.id, kids.tokens[0])
     second = _hold(app, b.id, kids.tokens[1])
     with app.app_context():
-        assert services.release_expired_holds() == 0
+        assert jobs.release_expired_holds() == 0
         # The release checks unlist the second child (e.g. consent withdrawn).
         db.session.execute(ChildRelease.__table__.update()
                            .where(ChildRelease.child_id == kids.ids[1]).values(is_listed=False))
         db.session.commit()
-        assert services.release_expired_holds() == 1
+        assert jobs.release_expired_holds() == 1
         assert db.session.get(Sponsorship, second).status is SponsorshipStatus.EXPIRED
         later = utcnow() + timedelta(minutes=16)
-        assert services.release_expired_holds(later) == 1
+        assert jobs.release_expired_holds(later) == 1
         assert db.session.get(Sponsorship, first).status is SponsorshipStatus.EXPIRED
         assert db.session.scalar(select(func.count()).select_from(SponsorshipPlace)) == 0
         assert kids.tokens[0] in [c.token for c in services.listed_profiles()]

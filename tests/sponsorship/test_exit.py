@@ -13,7 +13,7 @@ from donorhub.database import utcnow
 from donorhub.donations.models import Donation, DonationStatus, PlanStatus
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
-from donorhub.sponsorship import services
+from donorhub.sponsorship import jobs
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 from tests.feed.builders import Batch, exit_record
 from tests.helpers import csrf_token, mentions
@@ -76,8 +76,8 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
 
     # 2. Collection stops at once (the job), quietly.
     with app.app_context():
-        assert services.stop_collection_after_exits() == 2
-        assert services.stop_collection_after_exits() == 0  # idempotent
+        assert jobs.stop_collection_for_exited() == 2
+        assert jobs.stop_collection_for_exited() == 0  # idempotent
         db.session.remove()
     for row in (a_row, b_row):
         sub = sim.api(f"/v1/subscriptions/{subscription_of(app, row.id)}")
@@ -94,9 +94,9 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
 
     # 3. The neutral notice waits for its random delay, then goes to both sponsors.
     with app.app_context():
-        assert services.send_exit_notices(notify_after - timedelta(minutes=1)) == 0
-        assert services.send_exit_notices(notify_after + timedelta(minutes=1)) == 2
-        assert services.send_exit_notices(notify_after + timedelta(days=1)) == 0
+        assert jobs.send_due_exit_notices(notify_after - timedelta(minutes=1)) == 0
+        assert jobs.send_due_exit_notices(notify_after + timedelta(minutes=1)) == 2
+        assert jobs.send_due_exit_notices(notify_after + timedelta(days=1)) == 0
         db.session.remove()
     assert send_mail(app) == 2
     for user in (alice, bob):
@@ -146,8 +146,8 @@ def test_new_match_after_exit_stops_the_old_subscription(pay_app, import_feed, s
     row, _ = sponsor_through_stripe(pay_app, client, sim, kids.tokens[1])
     import_feed(Batch().add(exit_record(kids.refs[1])))
     with pay_app.app_context():
-        services.stop_collection_after_exits()
-        services.send_exit_notices(utcnow() + timedelta(days=22))
+        jobs.stop_collection_for_exited()
+        jobs.send_due_exit_notices(utcnow() + timedelta(days=22))
         db.session.remove()
     page = f"/my/sponsorships/{row.portal_token}"
     response = client.post(page + "/choice", data={

@@ -7,6 +7,7 @@ import copy
 
 from sqlalchemy import select
 
+from donorhub.donations import plans
 from donorhub.donations import services as donations
 from donorhub.donations.models import Donation, DonationStatus, Frequency, PlanStatus
 from donorhub.extensions import db
@@ -52,7 +53,7 @@ def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, spo
     with pay_app.app_context(), pay_app.test_request_context():
         plan = db.session.get(Sponsorship, row.id).plan
         public_id, sub_id = plan.public_id, plan.stripe_subscription_id
-        manage_token = donations.manage_token(plan)
+        manage_token = plans.manage_token(plan)
         db.session.remove()
     before = _plan_facts(pay_app, row.id)
     assert before[:4] == (S.ACTIVE, PlanStatus.ACTIVE, 2500, Frequency.MONTHLY)

@@ -13,7 +13,7 @@ from donorhub.accounts.models import User
 from donorhub.database import utcnow
 from donorhub.donations import services as donations_services
 from donorhub.extensions import db
-from donorhub.sponsorship import services
+from donorhub.sponsorship import jobs, services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 from tests.helpers import HANG_GUARD_SECONDS, csrf_token, sign_in
 from tests.metrics import METRICS
@@ -122,7 +122,7 @@ def test_an_account_that_lets_three_holds_run_out_in_a_day_waits(app, import_fee
         assert isinstance(hold(app, user.id, kids.tokens[n], now=moment), int)
         moment += timedelta(minutes=minutes + 1)
         with app.app_context():
-            assert services.release_expired_holds(now=moment) == 1
+            assert jobs.release_expired_holds(now=moment) == 1
             db.session.remove()
     refused = hold(app, user.id, kids.tokens[3], now=moment)
     assert isinstance(refused, str) and "let 3 holds run out" in refused

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from donorhub.database import utcnow
 from donorhub.donations.models import PlanStatus
 from donorhub.extensions import db
-from donorhub.sponsorship import services
+from donorhub.sponsorship import jobs, services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 from tests.helpers import mentions
 from tests.metrics import METRICS
@@ -75,8 +75,8 @@ def test_past_due_is_mailed_and_lapses_after_the_grace_period(pay_app, import_fe
     # Still theirs during the grace period.
     assert "did not go through" in page and mentions(page, kids.aliases[0])
     with pay_app.app_context():
-        assert services.lapse_overdue(utcnow() + timedelta(days=13)) == 0
-        assert services.lapse_overdue(utcnow() + timedelta(days=15)) == 1
+        assert jobs.lapse_overdue(utcnow() + timedelta(days=13)) == 0
+        assert jobs.lapse_overdue(utcnow() + timedelta(days=15)) == 1
         assert db.session.scalar(select(SponsorshipPlace).where(
             SponsorshipPlace.child_id == kids.ids[0])) is None
         assert kids.tokens[0] in [c.token for c in services.listed_profiles()]
@@ -156,7 +156,7 @@ def test_payment_after_the_hold_ended_re_places_or_asks(pay_app, import_feed, sp
         row = db.session.scalar(select(Sponsorship).where(Sponsorship.user_id == first.id))
         assert row.status is S.UNPLACED and row.notified_at is not None
         token = row.portal_token
-        assert services.stop_collection_after_exits() == 1  # collection stops for it too
+        assert jobs.stop_collection_for_exited() == 1  # collection stops for it too
         db.session.remove()
     page = client.get(f"/my/sponsorships/{token}").get_data(as_text=True)
     assert "another sponsor had taken the place" in page and "general fund" in page

@@ -24,7 +24,7 @@ from donorhub.donations.models import (
     PlanStatus,
 )
 from donorhub.extensions import db
-from donorhub.sponsorship import services
+from donorhub.sponsorship import jobs, services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import deliver, session_id_from
@@ -164,7 +164,7 @@ def test_old_session_paid_after_the_current_one_expired_is_recorded(
             SponsorshipPlace.child_id == kids.ids[0]))
         assert places == 1  # never two sponsors on one place
         if place_taken:
-            assert services.stop_collection_after_exits() == 1
+            assert jobs.stop_collection_for_exited() == 1
 
 
 def _subscription_of(invoice: dict) -> str:
