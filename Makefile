@@ -48,7 +48,7 @@ run: db
 	  if [ -z "$$STRIPE_SECRET_KEY" ]; then \
 	    export STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_SIMULATOR_PORT) \
 	      CSP_FORM_ACTION=https://checkout.stripe.com,http://127.0.0.1:$(STRIPE_SIMULATOR_PORT); \
-	    $(BIN)/python -m donorhub.payments.simulator --port $(STRIPE_SIMULATOR_PORT) \
+	    $(BIN)/python -m stripe_simulator --port $(STRIPE_SIMULATOR_PORT) \
 	      --webhook-url http://127.0.0.1:$(PORT)/stripe/webhook \
 	      --webhook-secret $(STRIPE_WEBHOOK_SECRET) --db instance/stripe-simulator.sqlite3 & sim_pid=$$!; \
 	  fi; \
