@@ -10,11 +10,13 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
+from typing import Any
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from .control import Holds
+from .control import Hold, Holds
 from .engine import Engine, request_ctx
 from .objects import API_VERSION, Obj, new_id
 from .params import ApiError, Params, decode_params
@@ -65,7 +67,7 @@ class ApiSurface:
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
 
-    def handle(self, request: Request, name: str, args: dict[str, str]) -> Response:
+    def handle(self, request: Request, name: str, args: Mapping[str, Any]) -> Response:
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         seq = self.store.log_request(request.method, request.path,
                                      request.query_string.decode("latin-1"), key)
@@ -99,13 +101,14 @@ class ApiSurface:
             replay = self._idempotency_check(key, request, request_hash, headers)
             if replay is not None:
                 return replay
-        hold, held = None, False
+        hold: Hold | None = None
+        held, hold_at = False, "call"
         try:
             fault = self.store.take_fault(request.method, request.path)
             if fault is not None:
                 if fault.hold:  # outside the store lock: the test decides when we go on
-                    hold = self.holds.get(fault.hold)
-                if hold is not None and fault.hold_at == "call":
+                    hold, hold_at = self.holds.get(fault.hold), fault.hold_at
+                if hold is not None and hold_at == "call":
                     held = True
                     if not hold.enter():
                         return ApiError(500, f"Hold {fault.hold!r} was never released "
@@ -142,7 +145,7 @@ class ApiSurface:
                 log.exception("stripe simulator: %s %s failed", request.method, request.path)
                 return ApiError(500, f"The Stripe simulator failed: {type(exc).__name__}: "
                                      f"{exc}", type="api_error").response(headers), "crash"
-            if hold is not None and fault.hold_at == "answer":
+            if hold is not None and hold_at == "answer":
                 held = True
                 hold.enter()  # done at Stripe, the answer held back (the guard answers)
             return Response(text, 200, headers=headers, content_type="application/json"), "ok"
@@ -150,7 +153,7 @@ class ApiSurface:
             if key:
                 with self._inflight_lock:
                     self._inflight.discard(key)
-            if held:
+            if held and hold is not None:
                 hold.leave()
 
     def _idempotency_check(self, key, request, request_hash, headers):

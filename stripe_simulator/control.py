@@ -5,6 +5,7 @@ holds on API calls, and the logs a test reads (requests, objects, webhook delive
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from werkzeug.routing import Rule
@@ -125,7 +126,7 @@ class ControlSurface:
         self.webhook_url = webhook_url
         self.delivering = delivering
 
-    def handle(self, request: Request, name: str, args: dict[str, str]) -> Response:
+    def handle(self, request: Request, name: str, args: Mapping[str, Any]) -> Response:
         values: dict[str, Any] = {**request.args.to_dict(), **request.form.to_dict()}
         if request.is_json:
             body = request.get_json(silent=True)

@@ -3,6 +3,7 @@ Billing Portal, invoices and receipts) and an index of recent webhook deliveries
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ class PagesSurface:
                                  "Content-Security-Policy": "default-src 'self'; "
                                  "form-action *; frame-ancestors 'none'"})
 
-    def handle(self, request: Request, name: str, args: dict[str, str]) -> Response:
+    def handle(self, request: Request, name: str, args: Mapping[str, Any]) -> Response:
         if name == "css":
             return Response(_CSS, content_type="text/css; charset=utf-8")
         ctx = request_ctx(request)

@@ -3,9 +3,10 @@ with Stripe's error messages, and the JSON error shape every surface answers wit
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 from werkzeug.wrappers import Response
 
@@ -111,19 +112,25 @@ def _listify(node: Any, parent_key: str | None) -> Any:
 
 
 class Params:
-    """Typed reads of decoded parameters, with Stripe's error messages and param names."""
+    """Typed reads of decoded parameters, with Stripe's error messages and param names.
 
-    def __init__(self, data: Obj, prefix: str = "") -> None:
+    Its readers are named after the types they return (``str``, ``int``, ``bool``, ``list``),
+    so annotations inside the class spell the built-in types ``builtins.str`` and so on.
+    ``required=True`` readers never return None: they raise a missing-parameter error.
+    """
+
+    def __init__(self, data: Obj, prefix: builtins.str = "") -> None:
         self.data = data
         self.prefix = prefix
 
-    def name(self, key: str) -> str:
+    def name(self, key: builtins.str) -> builtins.str:
         return f"{self.prefix}[{key}]" if self.prefix else key
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: object) -> builtins.bool:
         return key in self.data
 
-    def check(self, known: frozenset[str] | set[str], supported: set[str]) -> None:
+    def check(self, known: frozenset[builtins.str] | set[builtins.str],
+              supported: set[builtins.str]) -> None:
         """Reject unknown parameters as Stripe does, and known ones the simulator lacks."""
         for key in self.data:
             if key not in known:
@@ -136,7 +143,7 @@ class Params:
                     param=self.name(key), code="parameter_unknown",
                 )
 
-    def _scalar(self, key: str, required: bool) -> str | None:
+    def _scalar(self, key: builtins.str, required: builtins.bool) -> builtins.str | None:
         if key not in self.data or self.data[key] == "":
             if required:
                 raise ApiError.invalid(f"Missing required param: {self.name(key)}.",
@@ -148,8 +155,19 @@ class Params:
                                    param=self.name(key))
         return value
 
-    def str(self, key: str, *, required: bool = False, choices: tuple[str, ...] = (),
-            max_length: int = 5000) -> str | None:
+    @overload
+    def str(self, key: builtins.str, *, required: Literal[True],
+            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
+            ) -> builtins.str: ...
+
+    @overload
+    def str(self, key: builtins.str, *, required: builtins.bool = False,
+            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
+            ) -> builtins.str | None: ...
+
+    def str(self, key: builtins.str, *, required: builtins.bool = False,
+            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
+            ) -> builtins.str | None:
         value = self._scalar(key, required)
         if value is None:
             return None
@@ -163,7 +181,16 @@ class Params:
                 param=self.name(key))
         return value
 
-    def int(self, key: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+    @overload
+    def int(self, key: builtins.str, *, required: Literal[True],
+            minimum: builtins.int | None = None) -> builtins.int: ...
+
+    @overload
+    def int(self, key: builtins.str, *, required: builtins.bool = False,
+            minimum: builtins.int | None = None) -> builtins.int | None: ...
+
+    def int(self, key: builtins.str, *, required: builtins.bool = False,
+            minimum: builtins.int | None = None) -> builtins.int | None:
         value = self._scalar(key, required)
         if value is None:
             return None
@@ -176,7 +203,7 @@ class Params:
                 param=self.name(key))
         return number
 
-    def bool(self, key: str) -> bool | None:
+    def bool(self, key: builtins.str) -> builtins.bool | None:
         value = self._scalar(key, False)
         if value is None:
             return None
@@ -184,7 +211,13 @@ class Params:
             raise ApiError.invalid(f"Invalid boolean: {value}", param=self.name(key))
         return value == "true"
 
-    def sub(self, key: str, *, required: bool = False) -> Params | None:
+    @overload
+    def sub(self, key: builtins.str, *, required: Literal[True]) -> Params: ...
+
+    @overload
+    def sub(self, key: builtins.str, *, required: builtins.bool = False) -> Params | None: ...
+
+    def sub(self, key: builtins.str, *, required: builtins.bool = False) -> Params | None:
         value = self.data.get(key)
         if value is None or value == "":
             if required:
@@ -195,7 +228,7 @@ class Params:
             raise ApiError.invalid(f"Invalid object: {self.name(key)}", param=self.name(key))
         return Params(value, self.name(key))
 
-    def list(self, key: str) -> list[Any] | None:
+    def list(self, key: builtins.str) -> builtins.list[Any] | None:
         value = self.data.get(key)
         if value is None or value == "":
             return None
@@ -205,7 +238,8 @@ class Params:
             raise ApiError.invalid(f"Invalid array: {self.name(key)}", param=self.name(key))
         return value
 
-    def metadata(self, key: str = "metadata") -> dict[str, str] | None:
+    def metadata(self, key: builtins.str = "metadata"
+                 ) -> dict[builtins.str, builtins.str] | None:
         """Metadata as given; "" values are kept so that updates can delete keys."""
         value = self.data.get(key)
         if value is None:
@@ -230,14 +264,21 @@ class Params:
                                        "characters.", param=f"{self.name(key)}[{meta_key}]")
         return dict(value)
 
-    def url(self, key: str, *, required: bool = False) -> str | None:
+    @overload
+    def url(self, key: builtins.str, *, required: Literal[True]) -> builtins.str: ...
+
+    @overload
+    def url(self, key: builtins.str, *, required: builtins.bool = False) -> builtins.str | None: ...
+
+    def url(self, key: builtins.str, *, required: builtins.bool = False) -> builtins.str | None:
+        """An http(s) URL, as Stripe checks ``success_url`` and the like."""
         value = self.str(key, required=required, max_length=5000)
         if value is not None and not re.match(r"https?://[^\s/]+", value):
             raise ApiError.invalid(f"Not a valid URL: {value}", param=self.name(key),
                                    code="url_invalid")
         return value
 
-    def expand(self) -> list[str]:
+    def expand(self) -> builtins.list[builtins.str]:
         return [p for p in (self.list("expand") or []) if isinstance(p, str)]
 
 
@@ -256,14 +297,15 @@ def merge_metadata(current: dict[str, str], update: dict[str, str] | None) -> di
     return merged
 
 
-def created_filter(params: Params) -> dict[str, int]:
+def created_filter(params: Params) -> dict[str, int | None]:
+    """``created=<ts>`` or ``created[gte]=<ts>`` and friends; None is no bound."""
     if "created" not in params:
         return {}
     value = params.data["created"]
     if isinstance(value, str):
         exact = params.int("created")
         return {"gte": exact, "lte": exact}
-    ranges = params.sub("created")
+    ranges = params.sub("created", required=True)
     ranges.check({"gt", "gte", "lt", "lte"}, {"gt", "gte", "lt", "lte"})
     return {op: ranges.int(op) for op in ranges.data}
 

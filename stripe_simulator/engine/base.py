@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request
 from .. import objects
 from ..objects import Obj, new_id
 from ..params import ApiError, Params
-from ..store import Store
+from ..store import Store, StoredObject
 
 CARDS = {
     "visa_4242": {"brand": "visa", "last4": "4242", "behaviour": "succeed",
@@ -90,13 +90,14 @@ class EngineBase(ABC):
 
     # -- plumbing --
 
-    def load(self, object_id: str | None, object_type: str, param: str = "id"):
+    def load(self, object_id: str | None, object_type: str, param: str = "id"
+             ) -> StoredObject:
         stored = self.store.get(object_id) if object_id else None
         if stored is None or stored.type != object_type:
             raise ApiError.missing(object_type, object_id or "", param)
         return stored
 
-    def load_live_customer(self, customer_id: str, param: str = "customer"):
+    def load_live_customer(self, customer_id: str, param: str = "customer") -> StoredObject:
         stored = self.load(customer_id, "customer", param)
         if stored.data.get("deleted"):
             raise ApiError.missing("customer", customer_id, param)
@@ -145,17 +146,18 @@ class EngineBase(ABC):
         card["fingerprint"] = hashlib.sha256(choice.encode()).hexdigest()[:16]
         return card
 
-    def _charge(self, ctx: Ctx, intent: Obj, card: Obj, payer: Obj, *, succeeded: bool,
+    def _charge(self, ctx: Ctx, intent: Obj, card: Obj, payer: Obj, *,
                 failure: dict | None = None, three_d_secure: bool = False) -> Obj:
-        """One card attempt on ``intent``: saves the charge and the updated intent."""
+        """One card attempt on ``intent``, declined with ``failure`` (a ``decline()``) or
+        else successful: saves the charge and the updated intent."""
         charge = objects.charge(
             payment_intent_obj=intent, card=card, billing_email=payer.get("email"),
-            billing_name=payer.get("name"), succeeded=succeeded, failure=failure,
+            billing_name=payer.get("name"), succeeded=failure is None, failure=failure,
             three_d_secure=three_d_secure, receipt_url="", created=ctx.now)
         charge["receipt_url"] = f"{ctx.base_url}/receipts/{charge['id']}"
         intent.update(latest_charge=charge["id"], payment_method=card["payment_method"],
                       next_action=None)
-        if succeeded:
+        if failure is None:
             intent.update(status="succeeded", amount_received=intent["amount"],
                           last_payment_error=None)
         else:
@@ -196,8 +198,8 @@ class EngineBase(ABC):
             which = "`product` or `product_data`" if product_data_allowed else "`product`"
             raise ApiError.invalid(f"You must specify {which} in {data.prefix}.",
                                    param=data.name("product"), code="parameter_missing")
-        if product_id:
-            self.load(product_id, "product", data.name("product"))
+        if product_data is None:
+            product_obj = self.load(product_id, "product", data.name("product")).data
         else:
             product_data.check({"description", "images", "metadata", "name", "tax_code",
                                 "tax_details", "unit_label"},
@@ -209,14 +211,13 @@ class EngineBase(ABC):
                 created=ctx.now,
             )
             self.store.save(product_obj)
-            product_id = product_obj["id"]
         interval, interval_count = None, 1
         recurring = data.sub("recurring")
         if recurring:
             recurring.check({"interval", "interval_count"}, {"interval", "interval_count"})
             interval = recurring.str("interval", required=True, choices=INTERVALS)
             interval_count = recurring.int("interval_count", minimum=1) or 1
-        price_obj = objects.price(product_id=product_id, currency=currency,
+        price_obj = objects.price(product_id=product_obj["id"], currency=currency,
                                   unit_amount=unit_amount, interval=interval,
                                   interval_count=interval_count, created=ctx.now)
         self.store.save(price_obj)
@@ -242,7 +243,7 @@ class EngineBase(ABC):
 
     @abstractmethod
     def _start_subscription(self, ctx: Ctx, session: Obj, private: Obj, customer: Obj,
-                            card: Obj) -> tuple[Obj, Obj, Obj, Obj | None]:
+                            card: Obj) -> tuple[Obj, Obj, Obj, Obj]:
         """Subscribe a completed Checkout Session's customer (subscriptions area)."""
 
     @abstractmethod

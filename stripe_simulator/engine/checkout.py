@@ -11,6 +11,7 @@ from stripe.params.checkout import SessionCreateParams as CheckoutSessionCreateP
 from .. import objects
 from ..objects import Obj, format_amount, new_id
 from ..params import ApiError, Params, known
+from ..store import StoredObject
 from .base import Ctx, EngineBase
 
 
@@ -20,7 +21,7 @@ class CheckoutMixin(EngineBase):
     def expire_due_sessions(self, ctx: Ctx) -> None:
         """Stripe expires open Checkout Sessions at ``expires_at``; we do it lazily."""
         for session_id in self.store.open_sessions_due(ctx.now):
-            self._expire_session(ctx, self.store.get(session_id))
+            self._expire_session(ctx, self.load(session_id, "checkout.session"))
 
     def create_checkout_session(self, ctx: Ctx, params: Params) -> Obj:
         params.check(
@@ -152,7 +153,7 @@ class CheckoutMixin(EngineBase):
                 raise ApiError.invalid(
                     f"You must specify either `price` or `price_data` in line_items[{index}].",
                     param=f"line_items[{index}]")
-            if price_id:
+            if price_data is None:
                 price_obj = self.load(price_id, "price", item.name("price")).data
             else:
                 price_obj = self._price_from_data(ctx, price_data, product_data_allowed=True)
@@ -195,7 +196,7 @@ class CheckoutMixin(EngineBase):
                 f'Checkout Session has a status of "{stored.data["status"]}".')
         return self.expand(self._expire_session(ctx, stored), params.expand())
 
-    def _expire_session(self, ctx: Ctx, stored) -> Obj:
+    def _expire_session(self, ctx: Ctx, stored: StoredObject) -> Obj:
         session = stored.data
         session.update(status="expired", url=None)
         if session["payment_intent"]:
@@ -267,7 +268,7 @@ class CheckoutMixin(EngineBase):
             return self.load(session["customer"], "customer").data.get("email")
         return None
 
-    def _session_intent(self, ctx: Ctx, stored) -> Obj:
+    def _session_intent(self, ctx: Ctx, stored: StoredObject) -> Obj:
         """The session's PaymentIntent, created at the first confirmation attempt."""
         session = stored.data
         if session["payment_intent"]:
@@ -283,15 +284,15 @@ class CheckoutMixin(EngineBase):
         session["payment_intent"] = intent["id"]
         return intent
 
-    def _failed_checkout_payment(self, ctx: Ctx, stored, failure: dict) -> None:
+    def _failed_checkout_payment(self, ctx: Ctx, stored: StoredObject, failure: dict) -> None:
         intent = self._session_intent(ctx, stored)
         payer = stored.private["payer"]
         card = self._new_card("visa_4242")
-        charge = self._charge(ctx, intent, card, payer, succeeded=False, failure=failure)
+        charge = self._charge(ctx, intent, card, payer, failure=failure)
         self.emit(ctx, "charge.failed", charge)
         self.emit(ctx, "payment_intent.payment_failed", intent)
 
-    def complete_checkout(self, ctx: Ctx, stored, *, three_d_secure: bool,
+    def complete_checkout(self, ctx: Ctx, stored: StoredObject, *, three_d_secure: bool,
                           paid: bool = True) -> None:
         """The payer's payment went through (or, ``paid=False``, is on its way: async)."""
         session, private = stored.data, stored.private
@@ -303,7 +304,7 @@ class CheckoutMixin(EngineBase):
             intent = self._session_intent(ctx, stored)
             intent["customer"] = customer["id"] if customer else None
             if paid:
-                charge = self._charge(ctx, intent, card, payer, succeeded=True,
+                charge = self._charge(ctx, intent, card, payer,
                                       three_d_secure=three_d_secure)
                 later_events = [("payment_intent.succeeded", intent),
                                 ("charge.succeeded", charge)]
@@ -313,6 +314,8 @@ class CheckoutMixin(EngineBase):
                 self.store.save(intent)
                 later_events = [("payment_intent.processing", intent)]
         else:
+            if customer is None:  # _checkout_customer makes one in subscription mode
+                raise RuntimeError(f"subscription checkout {session['id']} has no customer")
             self._remember_card(customer, card)
             sub, invoice, intent, charge = self._start_subscription(ctx, session, private,
                                                                     customer, card)
@@ -366,14 +369,14 @@ class CheckoutMixin(EngineBase):
         card = self._new_card("visa_4242")
         payer = stored.private["payer"]
         if outcome == "succeeded":
-            charge = self._charge(ctx, intent, card, payer, succeeded=True)
+            charge = self._charge(ctx, intent, card, payer)
             session["payment_status"] = "paid"
             self.store.save(session)
             self.emit(ctx, "checkout.session.async_payment_succeeded", session)
             self.emit(ctx, "payment_intent.succeeded", intent)
             self.emit(ctx, "charge.succeeded", charge)
         else:
-            charge = self._charge(ctx, intent, card, payer, succeeded=False,
+            charge = self._charge(ctx, intent, card, payer,
                                   failure=objects.decline("insufficient_funds"))
             self.emit(ctx, "checkout.session.async_payment_failed", session)
             self.emit(ctx, "payment_intent.payment_failed", intent)

@@ -20,7 +20,8 @@ from .base import Ctx, EngineBase, add_interval, diff, interval_text
 class SubscriptionsInvoicesMixin(EngineBase):
     """Subscriptions, their invoices and the invoice payments."""
 
-    def _start_subscription(self, ctx, session, private, customer, card):
+    def _start_subscription(self, ctx: Ctx, session: Obj, private: Obj, customer: Obj,
+                            card: Obj) -> tuple[Obj, Obj, Obj, Obj]:
         line = private["line_items"][0]
         price_obj = self.load(line["price"]["id"], "price").data
         data = private.get("subscription_data") or {}
@@ -35,6 +36,8 @@ class SubscriptionsInvoicesMixin(EngineBase):
         self._finalize_invoice(ctx, invoice)
         intent, charge = self._pay_invoice(ctx, invoice, card, "succeed",
                                            description="Subscription creation")
+        if charge is None:  # a "succeed" attempt always charges the card
+            raise RuntimeError(f"invoice {invoice['id']} was paid without a charge")
         sub["latest_invoice"] = invoice["id"]
         self.store.save(sub, private={"anchor": period[0], "cycle": 0})
         return sub, invoice, intent, charge
@@ -102,7 +105,7 @@ class SubscriptionsInvoicesMixin(EngineBase):
             self.store.save(intent)
             invoice["next_payment_attempt"] = None
         elif outcome == "succeed":
-            charge = self._charge(ctx, intent, card, payer, succeeded=True)
+            charge = self._charge(ctx, intent, card, payer)
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
                            next_payment_attempt=None)
             invoice["status_transitions"]["paid_at"] = ctx.now
@@ -111,7 +114,7 @@ class SubscriptionsInvoicesMixin(EngineBase):
             payment["status_transitions"]["paid_at"] = ctx.now
             self.store.save(payment)
         else:
-            charge = self._charge(ctx, intent, card, payer, succeeded=False,
+            charge = self._charge(ctx, intent, card, payer,
                                   failure=objects.decline(outcome))
             # Smart Retries would try again in a few days; the control endpoint stands in.
             invoice["next_payment_attempt"] = ctx.now + 3 * 86400
@@ -324,7 +327,7 @@ class SubscriptionsInvoicesMixin(EngineBase):
 
     def _update_items(self, ctx: Ctx, sub: Obj, params: Params) -> bool:
         """Apply ``items[0]``; returns whether the billing interval changed."""
-        raw_items = params.list("items")
+        raw_items = params.list("items") or []
         if len(raw_items) != 1 or not isinstance(raw_items[0], dict):
             raise ApiError.invalid("The Stripe simulator implements subscriptions with exactly "
                                    "one item: pass items[0][id] and the new price.",
@@ -347,7 +350,7 @@ class SubscriptionsInvoicesMixin(EngineBase):
                                    "price_data.", param="items[0][price_data]")
         old_recurring = item["price"]["recurring"]
         if price_id or price_data:
-            if price_id:
+            if price_data is None:
                 price_obj = self.load(price_id, "price", "items[0][price]").data
             else:
                 price_obj = self._price_from_data(ctx, price_data, product_data_allowed=False)
