@@ -104,8 +104,8 @@ SEMGREP := timeout 300 $(TOOLS_VENV)/bin/semgrep scan --experimental --metrics=o
 
 lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub config.py wsgi.py
-	$(SEMGREP) donorhub config.py wsgi.py templates
+	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub stripe_simulator config.py wsgi.py
+	$(SEMGREP) donorhub stripe_simulator config.py wsgi.py templates
 
 test: install-test browser bench-tools stack-tools lint
 	$(BIN)/pytest -m "not slow" $(addprefix --ignore=,$(STRESSED_TESTS))
