@@ -17,7 +17,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from .control import Hold, Holds
-from .engine import Engine, request_ctx
+from .engine import Ctx, Engine, request_ctx
 from .objects import API_VERSION, Obj, new_id
 from .params import ApiError, Params, decode_params
 from .store import Store
@@ -79,7 +79,8 @@ class ApiSurface:
         finally:
             self.store.finish_request(seq, status, outcome)
 
-    def _checked(self, request, name, args, key) -> tuple[Response, str]:
+    def _checked(self, request: Request, name: str, args: Mapping[str, Any],
+                 key: str | None) -> tuple[Response, str]:
         request_id = new_id("req_", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         if key:
@@ -156,7 +157,8 @@ class ApiSurface:
             if held and hold is not None:
                 hold.leave()
 
-    def _idempotency_check(self, key, request, request_hash, headers):
+    def _idempotency_check(self, key: str, request: Request, request_hash: str,
+                           headers: dict[str, str]) -> tuple[Response, str] | None:
         """None to go ahead (key now in flight); else the response and its log outcome."""
         with self._inflight_lock:
             if key in self._inflight:
@@ -186,7 +188,7 @@ class ApiSurface:
         return Response(saved["body"], saved["status"], headers=headers,
                         content_type="application/json"), "replayed"
 
-    def _api_create_checkout_session(self, ctx, params):
+    def _api_create_checkout_session(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.create_checkout_session(ctx, params)
 
     def _retrieve(self, params: Params, object_id: str, object_type: str) -> Obj:
@@ -194,59 +196,59 @@ class ApiSurface:
         return self.engine.expand(self.engine.load(object_id, object_type).data,
                                   params.expand())
 
-    def _api_retrieve_checkout_session(self, ctx, params, id):
+    def _api_retrieve_checkout_session(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self._retrieve(params, id, "checkout.session")
 
-    def _api_checkout_line_items(self, ctx, params, id):
+    def _api_checkout_line_items(self, ctx: Ctx, params: Params, id: str) -> Obj:
         params.check({"ending_before", "expand", "limit", "starting_after"}, {"expand", "limit"})
         session = self.engine.load(id, "checkout.session").data
         return self.engine.expand(self.engine.session_line_items(session), params.expand())
 
-    def _api_expire_checkout_session(self, ctx, params, id):
+    def _api_expire_checkout_session(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self.engine.expire_checkout_session(ctx, id, params)
 
-    def _api_retrieve_subscription(self, ctx, params, id):
+    def _api_retrieve_subscription(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self._retrieve(params, id, "subscription")
 
-    def _api_update_subscription(self, ctx, params, id):
+    def _api_update_subscription(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self.engine.update_subscription(ctx, id, params)
 
-    def _api_cancel_subscription(self, ctx, params, id):
+    def _api_cancel_subscription(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self.engine.cancel_subscription(ctx, id, params)
 
-    def _api_create_portal_session(self, ctx, params):
+    def _api_create_portal_session(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.create_portal_session(ctx, params)
 
-    def _api_create_refund(self, ctx, params):
+    def _api_create_refund(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.create_refund(ctx, params)
 
-    def _api_list_refunds(self, ctx, params):
+    def _api_list_refunds(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.list_refunds(params)
 
-    def _api_list_events(self, ctx, params):
+    def _api_list_events(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.list_events(params)
 
-    def _api_retrieve_event(self, ctx, params, id):
+    def _api_retrieve_event(self, ctx: Ctx, params: Params, id: str) -> Obj:
         params.check({"expand"}, {"expand"})
         event = self.store.get_event(id)
         if event is None:
             raise ApiError.missing("event", id)
         return self.engine.expand(event, params.expand())
 
-    def _api_create_customer(self, ctx, params):
+    def _api_create_customer(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.create_customer(ctx, params)
 
-    def _api_retrieve_customer(self, ctx, params, id):
+    def _api_retrieve_customer(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self._retrieve(params, id, "customer")
 
-    def _api_delete_customer(self, ctx, params, id):
+    def _api_delete_customer(self, ctx: Ctx, params: Params, id: str) -> Obj:
         params.check(set(), set())
         return self.engine.delete_customer(ctx, id)
 
-    def _api_list_invoice_payments(self, ctx, params):
+    def _api_list_invoice_payments(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.list_invoice_payments(params)
 
-    def _api_retrieve(self, ctx, params, id, collection):
+    def _api_retrieve(self, ctx: Ctx, params: Params, id: str, collection: str) -> Obj:
         return self._retrieve(params, id, _RETRIEVABLE[collection])
 
 

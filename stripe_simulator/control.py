@@ -11,8 +11,8 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from .engine import Engine, request_ctx
-from .objects import API_VERSION
+from .engine import Ctx, Engine, request_ctx
+from .objects import API_VERSION, Obj
 from .params import ApiError, json_response
 from .store import Store
 
@@ -165,22 +165,22 @@ class ControlSurface:
             ok = True
         return json_response({"hold": name, **hold.state()}, 200 if ok else 504)
 
-    def _control_health(self, ctx, values):
+    def _control_health(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         return {"ok": True, "api_version": API_VERSION, "webhook_url": self.webhook_url,
                 "delivering_webhooks": self.delivering}
 
-    def _control_renew(self, ctx, values, id):
+    def _control_renew(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         return self.engine.renew(ctx, id, _forced_outcome(values))
 
-    def _control_pay_invoice(self, ctx, values, id):
+    def _control_pay_invoice(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         return self.engine.retry_invoice(ctx, id, _forced_outcome(values))
 
-    def _control_dispute(self, ctx, values, id):
+    def _control_dispute(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         reason = str(values.get("reason") or "fraudulent")
         amount = values.get("amount")
         return self.engine.open_dispute(ctx, id, reason, int(amount) if amount else None)
 
-    def _control_fail_refund(self, ctx, values, id):
+    def _control_fail_refund(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         reason = values.get("failure_reason") or "expired_or_canceled_card"
         if reason not in ("lost_or_stolen_card", "expired_or_canceled_card", "unknown"):
             raise ApiError.invalid("failure_reason must be lost_or_stolen_card, "
@@ -188,26 +188,26 @@ class ControlSurface:
                                    param="failure_reason")
         return self.engine.fail_refund(ctx, id, reason)
 
-    def _control_close_dispute(self, ctx, values, id):
+    def _control_close_dispute(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         status = values.get("status")
         if status not in ("won", "lost"):
             raise ApiError.invalid("Pass status=won or status=lost.", param="status")
         return self.engine.close_dispute(ctx, id, status)
 
-    def _control_async_payment(self, ctx, values, id):
+    def _control_async_payment(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         outcome = values.get("outcome")
         if outcome not in ("pending", "succeeded", "failed"):
             raise ApiError.invalid("Pass outcome=succeeded, failed or pending.", param="outcome")
         return self.engine.async_payment(ctx, id, outcome)
 
-    def _control_list_faults(self, ctx, values):
+    def _control_list_faults(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         return {"faults": self.store.faults()}
 
-    def _control_clear_faults(self, ctx, values):
+    def _control_clear_faults(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         self.store.clear_faults()
         return {"faults": []}
 
-    def _control_add_fault(self, ctx, values):
+    def _control_add_fault(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         """The next ``times`` API calls under ``path_prefix`` (and ``method``, if given) wait
         at the named ``hold`` until released, sleep and/or fail."""
         prefix = str(values.get("path_prefix") or "")
@@ -239,27 +239,27 @@ class ControlSurface:
                              delay_seconds=delay, saved=saved, hold=hold, hold_at=hold_at)
         return {"faults": self.store.faults()}
 
-    def _control_requests(self, ctx, values):
+    def _control_requests(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         return {"requests": self.store.requests(str(values.get("path_prefix") or ""))}
 
-    def _control_objects(self, ctx, values):
+    def _control_objects(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         object_type = str(values.get("type") or "")
         if not object_type:
             raise ApiError.invalid("Pass type=checkout.session (or another object type).",
                                    param="type")
         return {"objects": [stored.data for stored in self.store.of_type(object_type)]}
 
-    def _control_deliveries(self, ctx, values):
+    def _control_deliveries(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         return {"deliveries": self.store.deliveries(int(values.get("since_seq") or 0))}
 
-    def _control_resend(self, ctx, values, id):
+    def _control_resend(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         if not self.delivering:
             raise ApiError.invalid("Webhook delivery is off in this simulator.")
         if not self.store.requeue_event(id):
             raise ApiError.missing("event", id)
         return {"requeued": id}
 
-    def _control_reset(self, ctx, values):
+    def _control_reset(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         self.store.reset()
         self.holds.reset()
         return {"reset": True}

@@ -15,7 +15,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from . import objects
-from .engine import CARDS, Engine, interval_text, request_ctx
+from .engine import CARDS, Ctx, Engine, interval_text, request_ctx
 from .objects import Obj, format_amount
 from .params import ApiError
 from .store import Store
@@ -107,12 +107,12 @@ class PagesSurface:
         except HTTPException as exc:
             return exc.get_response(request.environ)
 
-    def _page_index(self, ctx, request):
+    def _page_index(self, ctx: Ctx, request: Request) -> Response:
         recent = self.store.deliveries()[-25:][::-1]
         return self._render("index.html", events=recent, webhook_url=self.webhook_url,
                             delivering=self.delivering)
 
-    def _page_checkout(self, ctx, request, id):
+    def _page_checkout(self, ctx: Ctx, request: Request, id: str) -> Response:
         stored = self.engine.load(id, "checkout.session")
         session = stored.data
         if session["status"] == "complete":
@@ -142,7 +142,7 @@ class PagesSurface:
             every=lines[0]["every"] if session["mode"] == "subscription" else "",
             submit_label=submit)
 
-    def _page_checkout_pay(self, ctx, request, id):
+    def _page_checkout_pay(self, ctx: Ctx, request: Request, id: str) -> Response:
         outcome = request.form.get("outcome")
         if outcome not in ("succeed", "decline", "requires_action"):
             return Response("Choose an outcome.\n", 400)
@@ -151,7 +151,7 @@ class PagesSurface:
             (request.form.get("name") or "").strip() or None)
         return self._after_attempt(ctx, id, result)
 
-    def _after_attempt(self, ctx, session_id, result):
+    def _after_attempt(self, ctx: Ctx, session_id: str, result: str | None) -> Response:
         base = f"{ctx.base_url}/checkout/{session_id}"
         if result == "authenticate":
             return redirect(f"{base}/authenticate", 303)
@@ -162,7 +162,7 @@ class PagesSurface:
             return redirect(_success_url(session), 303)
         return redirect(base, 303)
 
-    def _page_authenticate(self, ctx, request, id):
+    def _page_authenticate(self, ctx: Ctx, request: Request, id: str) -> Response:
         stored = self.engine.load(id, "checkout.session")
         if request.method == "POST":
             result = request.form.get("result")
@@ -174,7 +174,7 @@ class PagesSurface:
             return redirect(f"{ctx.base_url}/checkout/{id}", 303)
         return self._render("authenticate.html", session=stored.data)
 
-    def _page_portal(self, ctx, request, id):
+    def _page_portal(self, ctx: Ctx, request: Request, id: str) -> Response:
         portal = self.engine.load(id, "billing_portal.session").data
         stored = self.engine.load_live_customer(portal["customer"])
         customer = stored.data
@@ -198,14 +198,14 @@ class PagesSurface:
                             subscriptions=subs, cards=CARDS,
                             updated=request.args.get("updated") == "1")
 
-    def _page_portal_card(self, ctx, request, id):
+    def _page_portal_card(self, ctx: Ctx, request: Request, id: str) -> Response:
         choice = request.form.get("card")
         if choice not in CARDS:
             return Response("Choose a card.\n", 400)
         self.engine.update_card(ctx, id, choice)
         return redirect(f"{ctx.base_url}/billing_portal/{id}?updated=1", 303)
 
-    def _page_invoice(self, ctx, request, id):
+    def _page_invoice(self, ctx: Ctx, request: Request, id: str) -> Response:
         invoice = self.engine.load(id, "invoice").data
         rows = [("Invoice number", invoice["number"] or "(draft)"),
                 ("Status", invoice["status"]),
@@ -214,7 +214,7 @@ class PagesSurface:
         rows += [("Item", line["description"]) for line in invoice["lines"]["data"]]
         return self._render("document.html", title="Invoice", rows=rows)
 
-    def _page_receipt(self, ctx, request, id):
+    def _page_receipt(self, ctx: Ctx, request: Request, id: str) -> Response:
         charge = self.engine.load(id, "charge").data
         card = charge["payment_method_details"]["card"]
         rows = [("Amount", format_amount(charge["amount"], charge["currency"])),

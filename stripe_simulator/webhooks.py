@@ -8,6 +8,8 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from http.client import HTTPMessage
+from typing import IO
 
 import stripe
 
@@ -23,7 +25,8 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """Stripe counts a 3xx answer as a failed delivery; never follow it."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
         return None
 
 

@@ -44,7 +44,8 @@ class SubscriptionsInvoicesMixin(EngineBase):
 
     # -- invoices --
 
-    def _new_invoice(self, ctx, sub, billing_reason, line_period, invoice_period) -> Obj:
+    def _new_invoice(self, ctx: Ctx, sub: Obj, billing_reason: str, line_period: tuple[int, int],
+                     invoice_period: tuple[int, int]) -> Obj:
         customer = self.load(sub["customer"], "customer")
         item = sub["items"]["data"][0]
         price_obj = item["price"]
@@ -121,15 +122,19 @@ class SubscriptionsInvoicesMixin(EngineBase):
         self.store.save(invoice, private=stored.private)
         return intent, charge
 
-    def _invoice_payment_events(self, ctx, invoice, intent, charge, outcome) -> None:
-        if outcome == "succeed":
+    def _invoice_payment_events(self, ctx: Ctx, invoice: Obj, intent: Obj, charge: Obj | None,
+                                outcome: str) -> None:
+        """The events of one attempt; ``charge`` is None only when action is required."""
+        if outcome == "action_required":
+            self.emit(ctx, "payment_intent.requires_action", intent)
+            self.emit(ctx, "invoice.payment_action_required", invoice)
+        elif charge is None:
+            raise RuntimeError(f"invoice {invoice['id']}: a {outcome!r} attempt without a charge")
+        elif outcome == "succeed":
             self.emit(ctx, "charge.succeeded", charge)
             self.emit(ctx, "payment_intent.succeeded", intent)
             self.emit(ctx, "invoice.paid", invoice)
             self.emit(ctx, "invoice.payment_succeeded", invoice)
-        elif outcome == "action_required":
-            self.emit(ctx, "payment_intent.requires_action", intent)
-            self.emit(ctx, "invoice.payment_action_required", invoice)
         else:
             self.emit(ctx, "charge.failed", charge)
             self.emit(ctx, "payment_intent.payment_failed", intent)
