@@ -48,7 +48,7 @@ run: db
 	  if [ -z "$$STRIPE_SECRET_KEY" ]; then \
 	    export STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_SIMULATOR_PORT) \
 	      CSP_FORM_ACTION=https://checkout.stripe.com,http://127.0.0.1:$(STRIPE_SIMULATOR_PORT); \
-	    $(BIN)/python -m donorhub.payments.simulator --port $(STRIPE_SIMULATOR_PORT) \
+	    $(BIN)/python -m stripe_simulator --port $(STRIPE_SIMULATOR_PORT) \
 	      --webhook-url http://127.0.0.1:$(PORT)/stripe/webhook \
 	      --webhook-secret $(STRIPE_WEBHOOK_SECRET) --db instance/stripe-simulator.sqlite3 & sim_pid=$$!; \
 	  fi; \
@@ -104,8 +104,8 @@ SEMGREP := timeout 300 $(TOOLS_VENV)/bin/semgrep scan --experimental --metrics=o
 
 lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub config.py wsgi.py
-	$(SEMGREP) donorhub config.py wsgi.py templates
+	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub stripe_simulator config.py wsgi.py
+	$(SEMGREP) donorhub stripe_simulator config.py wsgi.py templates
 
 test: install-test browser bench-tools stack-tools lint
 	$(BIN)/pytest -m "not slow" $(addprefix --ignore=,$(STRESSED_TESTS))

@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 SECRET = "whsec_benchmark_only"  # noqa: S105
-FIXTURES = json.loads((ROOT / "donorhub/payments/simulator/fixtures.json").read_text())[
+FIXTURES = json.loads((ROOT / "stripe_simulator/fixtures.json").read_text())[
     "resources"]
 
 

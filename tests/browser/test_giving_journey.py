@@ -16,7 +16,7 @@ from config import TestingConfig
 from donorhub.donations.models import PlanStatus, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.sender import send_due_mail
-from donorhub.payments.simulator import start_simulator
+from stripe_simulator import start_simulator
 from tests.metrics import METRICS
 
 pytestmark = pytest.mark.browser

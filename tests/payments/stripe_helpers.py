@@ -21,7 +21,7 @@ import pytest
 import stripe
 
 from config import TestingConfig
-from donorhub.payments.simulator import start_simulator
+from stripe_simulator import start_simulator
 from tests.helpers import CSRF_PATTERN
 
 WEBHOOK_SECRET = TestingConfig.STRIPE_WEBHOOK_SECRET

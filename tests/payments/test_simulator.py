@@ -17,14 +17,14 @@ import stripe
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from donorhub.payments.simulator import start_simulator
-from donorhub.payments.simulator.app import decode_params
-from donorhub.payments.simulator.objects import API_VERSION
+from stripe_simulator import start_simulator
+from stripe_simulator.objects import API_VERSION
+from stripe_simulator.params import decode_params
 from tests.helpers import HANG_GUARD_SECONDS
 from tests.payments.stripe_helpers import http
 
 SECRET = "whsec_test_simulator_secret"
-FIXTURES = Path(__file__).parents[2] / "donorhub/payments/simulator/fixtures.json"
+FIXTURES = Path(__file__).parents[2] / "stripe_simulator/fixtures.json"
 FAST_RETRIES = (0.05, 0.1, 0.2, 0.4)
 
 

@@ -189,7 +189,7 @@ def start_simulator(log_dir: Path, webhook_url: str | None, *, port: int | None 
     """The local Stripe simulator as its own process, delivering signed webhooks to
     `webhook_url` (None: it only stores events, for /v1/events)."""
     port = port or free_port()
-    command = [PYTHON, "-m", "donorhub.payments.simulator", "--port", str(port),
+    command = [PYTHON, "-m", "stripe_simulator", "--port", str(port),
                "--webhook-secret", secret, "--db", str(log_dir / f"{name}.sqlite3")]
     command += ["--webhook-url", webhook_url] if webhook_url else ["--no-webhooks"]
     service = spawn(name, command, {**os.environ, "PYTHONUNBUFFERED": "1"}, log_dir)

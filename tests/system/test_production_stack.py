@@ -200,7 +200,7 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
     try:
         # The Stripe simulator in place of Stripe, delivering its webhooks through nginx.
         services.append(spawn("stripe-simulator", [
-            sys.executable, "-m", "donorhub.payments.simulator", "--port", str(sim_port),
+            sys.executable, "-m", "stripe_simulator", "--port", str(sim_port),
             "--webhook-secret", webhook_secret, "--db", str(tmp_path / "sim.sqlite3"),
             "--webhook-url", f"{base}/stripe/webhook"],
             {"PATH": env["PATH"], "SSL_CERT_FILE": str(cert), "PYTHONUNBUFFERED": "1"}, logs))

@@ -413,6 +413,10 @@ def charge(
     created: int,
 ) -> Obj:
     """A card charge; ``failure`` is a decline from ``decline()`` when ``succeeded`` is false."""
+    if succeeded:
+        failure = None
+    elif failure is None:
+        raise ValueError("a declined charge needs its decline (objects.decline())")
     obj = template("charge")
     billing = obj["billing_details"]
     billing.update(address=dict.fromkeys(billing["address"]), email=billing_email,
@@ -461,7 +465,7 @@ def charge(
     details["type"] = "card"
     charge_id = new_id("ch_")
     amount = payment_intent_obj["amount"]
-    if succeeded:
+    if failure is None:
         outcome = {
             "advice_code": None,
             "network_advice_code": None,
@@ -502,8 +506,8 @@ def charge(
         description=payment_intent_obj["description"],
         disputed=False,
         failure_balance_transaction=None,
-        failure_code=None if succeeded else failure["code"],
-        failure_message=None if succeeded else failure["message"],
+        failure_code=None if failure is None else failure["code"],
+        failure_message=None if failure is None else failure["message"],
         fraud_details={},
         livemode=False,
         # A PaymentIntent's metadata is copied to the charges it creates.

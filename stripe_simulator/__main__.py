@@ -1,4 +1,4 @@
-"""``python -m donorhub.payments.simulator``: run the Stripe simulator as a process."""
+"""``python -m stripe_simulator``: run the Stripe simulator as a process."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import sys
 from werkzeug.serving import make_server
 
 from . import DEFAULT_PORT
-from .app import check_loopback_host, create_app, refuse_production
+from .wsgi import check_loopback_host, create_app, refuse_production
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m donorhub.payments.simulator",
+        prog="python -m stripe_simulator",
         description="DonorHub's local Stripe simulator (never in production).")
     parser.add_argument("--host", default="127.0.0.1",
                         help="loopback address to listen on (default 127.0.0.1)")

@@ -120,6 +120,13 @@ class Fault:
     hold_at: str = "call"  # "call": before it runs; "answer": after its effect, unanswered
 
 
+def _inserted_rowid(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (sqlite3 types lastrowid as optional)."""
+    if cursor.lastrowid is None:
+        raise sqlite3.InterfaceError("the INSERT made no row")
+    return cursor.lastrowid
+
+
 class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
@@ -264,7 +271,7 @@ class Store:
         limit: int,
         before_seq: int | None,
         after_seq: int | None,
-        created: dict[str, int],
+        created: dict[str, int | None],
         types: list[str],
     ) -> tuple[list[dict[str, Any]], bool]:
         """Newest first, like Stripe. Returns (page, has_more).
@@ -347,7 +354,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?)",
                 (time.time(), method, path, query, idempotency_key),
             )
-            seq = cur.lastrowid
+            seq = _inserted_rowid(cur)
             self._execute("DELETE FROM request_log WHERE seq <= ?", (seq - REQUEST_LOG_LIMIT,))
             return seq
 
@@ -379,7 +386,7 @@ class Store:
                 " saved, hold, hold_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (path_prefix, method, status, times, delay_seconds, int(saved), hold, hold_at),
             )
-            return cur.lastrowid
+            return _inserted_rowid(cur)
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         """Consume one use of the oldest fault that matches this request, if any."""

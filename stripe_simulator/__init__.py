@@ -1,4 +1,6 @@
-"""DonorHub's local Stripe simulator (development, demos and tests; refused in production).
+"""A local Stripe simulator for DonorHub (development, demos and tests; refused in production).
+
+It imports nothing of DonorHub (tests/payments/test_simulator_independent.py checks that).
 
 Start it in a thread::
 
@@ -8,7 +10,7 @@ Start it in a thread::
     ...
     sim.shutdown()
 
-or as a process: ``python -m donorhub.payments.simulator --port 12111 ...``.
+or as a process: ``python -m stripe_simulator --port 12111 ...``.
 See docs/stripe-simulator.md.
 """
 
@@ -20,14 +22,9 @@ from typing import NamedTuple
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import (
-    DEFAULT_WEBHOOK_RETRY_DELAYS,
-    SimulatorApp,
-    check_loopback_host,
-    create_app,
-    refuse_production,
-)
 from .objects import API_VERSION
+from .webhooks import DEFAULT_WEBHOOK_RETRY_DELAYS
+from .wsgi import SimulatorApp, check_loopback_host, create_app, refuse_production
 
 __all__ = [
     "API_VERSION",
