@@ -24,10 +24,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from donorhub.extensions import db
+from donorhub.extensions import Model, db
 
 
-class PlanPaymentFailure(db.Model):
+class PlanPaymentFailure(Model):
     """A failed instalment (one Stripe invoice of a plan) and whether it was paid later."""
 
     __tablename__ = "plan_payment_failures"

@@ -14,7 +14,7 @@ from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 from donorhub.forms import name_for_mail
 
 
@@ -28,7 +28,7 @@ def _enum(kind: type[StrEnum], length: int = 24) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
-class Donor(TimestampMixin, db.Model):
+class Donor(TimestampMixin, Model):
     """Whoever gives: found or created by e-mail, so guests need no account.
 
     A signed-in account with the same, verified address claims the donor (user_id)."""
@@ -106,7 +106,7 @@ MONEY_RECEIVED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISP
                             _S.CHARGED_BACK})
 
 
-class Donation(TimestampMixin, db.Model):
+class Donation(TimestampMixin, Model):
     """One gift of money: a one-off gift, or one paid instalment of a recurring plan.
 
     Its status is derived from facts that only ever grow (paid, amount refunded, dispute
@@ -272,7 +272,7 @@ PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
 LIVE_PLAN_STATUSES = frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED})
 
 
-class RecurringPlan(TimestampMixin, db.Model):
+class RecurringPlan(TimestampMixin, Model):
     """A monthly or yearly gift: one Stripe subscription; each paid invoice is a Donation."""
 
     __tablename__ = "recurring_plans"
@@ -416,7 +416,7 @@ DISPUTE_MOVES: dict[DisputeStatus, frozenset[DisputeStatus]] = {
     for status in DisputeStatus}
 
 
-class Dispute(db.Model):
+class Dispute(Model):
     """A dispute (chargeback or inquiry) of a gift's charge: a fact about the payment with its
     own status, beside any refunds. The gift's dispute_status summarises these rows."""
 
@@ -447,7 +447,7 @@ class Dispute(db.Model):
         return DISPUTE_STAGE[self.status] == 2
 
 
-class ReceiptCounter(db.Model):
+class ReceiptCounter(Model):
     """The last receipt number given in each year; its row lock serialises numbering."""
 
     __tablename__ = "receipt_counters"
@@ -456,7 +456,7 @@ class ReceiptCounter(db.Model):
     last: Mapped[int] = mapped_column(default=0)
 
 
-class Receipt(db.Model):
+class Receipt(Model):
     __tablename__ = "receipts"
     __table_args__ = (UniqueConstraint("year", "sequence"),)
 
@@ -479,7 +479,7 @@ class GiftAidScope(StrEnum):
     SINGLE = "single"
 
 
-class GiftAidDeclaration(db.Model):
+class GiftAidDeclaration(Model):
     """A donor's Gift Aid declaration, with the fields HMRC requires (giving.md 3a)."""
 
     __tablename__ = "gift_aid_declarations"
@@ -520,7 +520,7 @@ class GiftAidDeclaration(db.Model):
         return True
 
 
-class CheckoutSessionRecord(db.Model):
+class CheckoutSessionRecord(Model):
     """Every Checkout Session ever opened for a gift or plan, so any session's events and
     return page map to the row after "Try again" opened a newer one."""
 
@@ -536,7 +536,7 @@ class CheckoutSessionRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class GiftAidClaim(db.Model):
+class GiftAidClaim(Model):
     """One export of claimable gifts in HMRC's schedule; each gift is claimed once."""
 
     __tablename__ = "gift_aid_claims"

@@ -9,10 +9,10 @@ from sqlalchemy import Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
-class DonorNote(db.Model):
+class DonorNote(Model):
     """A staff note on a donor. Overwritten (not deleted) when the donor is erased."""
 
     __tablename__ = "donor_notes"
@@ -25,7 +25,7 @@ class DonorNote(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DonorConsent(db.Model):
+class DonorConsent(Model):
     """A donor's marketing consent per channel, as history: the newest row per channel holds.
 
     `source` records the collection context (giving.md 3e): e.g. "web_gift", "staff", "paper".
@@ -45,7 +45,7 @@ class DonorConsent(db.Model):
         ForeignKey("users.id", ondelete="RESTRICT"))
 
 
-class OfflineGift(db.Model):
+class OfflineGift(Model):
     """How a gift entered by staff arrived: cash, cheque or bank transfer."""
 
     __tablename__ = "offline_gifts"
@@ -100,7 +100,7 @@ REFUND_COUNTED = frozenset({_R.PENDING, _R.REQUIRES_ACTION, _R.SUCCEEDED})
 REFUND_UNDONE = frozenset({_R.FAILED, _R.CANCELED})
 
 
-class Refund(db.Model):
+class Refund(Model):
     """A refund of a gift: one staff asked for (created_by_id), or one Stripe told us of that
     was made elsewhere (the Dashboard). A staff refund's row is committed before Stripe is
     called; its id and a random part stored on it make the idempotency key
@@ -145,7 +145,7 @@ class Refund(db.Model):
         return True
 
 
-class DonorErasure(db.Model):
+class DonorErasure(Model):
     """The record that a donor's personal data was erased; the gifts themselves stay."""
 
     __tablename__ = "donor_erasures"
