@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -61,6 +62,9 @@ from donorhub.payments.gateway import (
     get_gateway,
 )
 from donorhub.urls import external_url
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -309,7 +313,8 @@ def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> 
                   form_nonce=gift.form_token,
                   gift_aid_declaration_id=declaration.id if declaration else None)
     if gift.frequency == "once":
-        row = Donation(kind=DonationKind.ONCE, status=DonationStatus.PENDING,
+        row: Donation | RecurringPlan = Donation(kind=DonationKind.ONCE,
+                                                 status=DonationStatus.PENDING,
                        frequency="once", **common)
     else:
         row = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
@@ -354,7 +359,7 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
             row.checkout_attempt += 1
         row.checkout_expires_at = (now + expiry).replace(microsecond=0)
     is_plan = isinstance(row, RecurringPlan)
-    frequency = row.frequency.value if is_plan else "once"
+    frequency = row.frequency.value if isinstance(row, RecurringPlan) else "once"
     ref = {"plan" if is_plan else "donation": row.public_id}
     request = CheckoutRequest(
         idempotency_key=checkout_key(row),
@@ -365,7 +370,7 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
         cancel_url=external_url("donations.cancelled", ref=row.public_id),
         expires_at=int(row.checkout_expires_at.timestamp()),
         customer_email=row.donor.email, metadata=ref,
-        interval=row.frequency.stripe_interval if is_plan else None)
+        interval=row.frequency.stripe_interval if isinstance(row, RecurringPlan) else None)
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
@@ -558,7 +563,8 @@ def _next_receipt_sequence(year: int) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        # Both dialects' insert() take the same on_conflict_do_nothing arguments used here.
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     db.session.execute(insert(ReceiptCounter).values(year=year, last=0)
                        .on_conflict_do_nothing(index_elements=["year"]))
     return db.session.execute(
@@ -572,6 +578,7 @@ def issue_receipt(donation: Donation) -> Receipt | None:
     if donation.receipt is not None or donation.status not in (
             DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
         return None
+    assert donation.paid_at is not None  # a paid or partly refunded gift has its payment time
     year = donation.paid_at.year
     sequence = _next_receipt_sequence(year)
     receipt = Receipt(donation=donation, year=year, sequence=sequence,
@@ -690,7 +697,8 @@ def _second_payment(donation: Donation, intent_id: str | None) -> bool:
                 and intent_id != donation.stripe_payment_intent_id)
 
 
-def _flag_second_payment(donation: Donation, intent_id: str, event: PaymentEvent) -> str:
+def _flag_second_payment(donation: Donation, intent_id: str | None,
+                         event: PaymentEvent) -> str:
     record_audit(None, "payment.second_payment", "donation", donation.id,
                  {"payment_intent": intent_id, "event": event.type})
     return _flag(donation, f"paid twice: second payment {intent_id} through another checkout "
@@ -1036,7 +1044,7 @@ def _checkout_mismatched(plan: RecurringPlan, reason: str, event: PaymentEvent) 
     plan.settle()
 
 
-def flagged_plans() -> list[RecurringPlan]:
+def flagged_plans() -> Sequence[RecurringPlan]:
     return db.session.scalars(select(RecurringPlan).where(
         RecurringPlan.review_reason.is_not(None))
         .order_by(RecurringPlan.id.desc()).limit(200)).all()
@@ -1221,6 +1229,7 @@ def _plan_of_subscription_event(event: PaymentEvent,
 def record_subscription_updated(event: PaymentEvent) -> str:
     sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
+        assert outcome is not None  # an event without a plan always has its outcome
         return outcome
     if sub.status == "canceled":  # final, whatever its order: the ended mail goes once
         _stripe_ended(plan, event)
@@ -1281,6 +1290,7 @@ def record_subscription_updated(event: PaymentEvent) -> str:
 def record_subscription_deleted(event: PaymentEvent) -> str:
     _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
+        assert outcome is not None  # an event without a plan always has its outcome
         return outcome
     _stripe_ended(plan, event)
     return "applied"
@@ -1311,8 +1321,10 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
         db.session.execute(update(RecurringPlan).where(RecurringPlan.id == plan.id)
                            .values(revision=RecurringPlan.revision)
                            .execution_options(synchronize_session=False))
-    return db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
-                             .with_for_update().execution_options(populate_existing=True))
+    fresh = db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
+                              .with_for_update().execution_options(populate_existing=True))
+    assert fresh is not None  # the caller's plan row; plan rows are never deleted
+    return fresh
 
 
 def _frequency_of(interval: str) -> Frequency:
@@ -1355,7 +1367,8 @@ def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) 
     plan.revision += 1
 
 
-def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> None:
+def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
+                      actor: User | None) -> None:
     """Step 2: ask Stripe, then record what it accepted (unless its event already did)."""
     check_donation_plan(plan)
     sub_id = _require_live(plan)
@@ -1368,7 +1381,7 @@ def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, ac
 
 
 def confirm_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
-                        actor) -> bool:
+                        actor: User | None) -> bool:
     """After an answer from Stripe that leaves the outcome unknown (a timeout, a 5xx, a 409
     for a request still running): ask Stripe for the subscription. True: the change is
     applied, and recorded here. False: not (yet) applied; the amount asked for stays pending,
@@ -1403,7 +1416,8 @@ def _is_pending_change(plan: RecurringPlan, amount_minor: int, frequency: str) -
     return plan.pending_frequency is None or plan.pending_frequency == frequency
 
 
-def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str, actor) -> bool:
+def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
+                       actor: User | None) -> bool:
     """Record a change Stripe applied, once: by the request that asked for it, or by the
     subscription's event when that request never heard Stripe's answer. The donor is mailed
     once, by whichever comes first. False if it was already recorded (or another change is
@@ -1449,6 +1463,7 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
     """
     if not error.retryable:
         raise error
+    assert plan.stripe_subscription_id is not None  # the change was asked of this subscription
     try:
         sub = get_gateway().subscription(plan.stripe_subscription_id)
     except GatewayError:
@@ -1464,7 +1479,7 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
                                                               "action": action})
 
 
-def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+def pause_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
     """`notify=False`: no mail (a sponsorship paused at a child's exit must not tell the
     sponsor before the delayed neutral notice)."""
     sub_id = _require_live(plan)
@@ -1482,7 +1497,7 @@ def pause_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
         _tell_paused_or_resumed(plan)
 
 
-def resume_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+def resume_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
     sub_id = _require_live(plan)
     if not plan.paused:
         return
@@ -1511,7 +1526,7 @@ def _tell_paused_or_resumed(plan: RecurringPlan) -> None:
                    frequency=plan.frequency.value, manage_url=manage_url(plan))
 
 
-def cancel_plan(plan: RecurringPlan, actor, *, notify: bool = True) -> None:
+def cancel_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
     """Stop the plan now. The donor's wish is recorded even if Stripe had already ended it.
     `notify=False`: the caller sends its own mail (a sponsorship that lapsed)."""
     if plan.status in (PlanStatus.CANCELLED, PlanStatus.ENDED):
@@ -1597,13 +1612,14 @@ def statement(donor: Donor, period: TaxYear) -> dict:
                                Donation.paid_at < end,
                                Donation.status.in_(MONEY_RECEIVED))
         .order_by(Donation.paid_at)).all()
-    rows, totals = [], {}
+    rows, totals = [], {}  # type: list[dict], dict[str, int]
     for gift in gifts:
         kept = gift.amount_minor - gift.amount_refunded_minor
         if gift.status is DonationStatus.CHARGED_BACK:
             kept = 0
         if kept <= 0:
             continue
+        assert gift.paid_at is not None  # selected by its payment time
         rows.append({"gift": gift, "kept": kept,
                      "local_date": gift.paid_at.astimezone(zone).date()})
         totals[gift.currency] = totals.get(gift.currency, 0) + kept
@@ -1622,7 +1638,7 @@ class ClaimPreview:
         return sum(r[1] for r in self.rows)
 
 
-def claimable_gifts(date_from: date, date_to: date) -> list[Donation]:
+def claimable_gifts(date_from: date, date_to: date) -> Sequence[Donation]:
     """Dates are UK dates (Europe/London), as on HMRC's schedule."""
     start = datetime.combine(date_from, time(0), giftaid.UK).astimezone(UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(0), giftaid.UK).astimezone(UTC)
@@ -1639,6 +1655,7 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
     rows, problems = [], []
     for gift in claimable_gifts(date_from, date_to):
         declaration = gift.gift_aid_declaration
+        assert gift.paid_at is not None  # only paid gifts are claimable
         if declaration is None or not declaration.covers(gift, gift.paid_at):
             continue
         row, row_problems = giftaid.build_row(
@@ -1654,7 +1671,7 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
     return ClaimPreview(rows=rows, problems=problems)
 
 
-def record_claim(preview: ClaimPreview, actor) -> GiftAidClaim:
+def record_claim(preview: ClaimPreview, actor: User | None) -> GiftAidClaim:
     """Mark every valid gift of the preview as claimed, so none is claimed twice.
 
     Rows with problems are left out (the page lists them and why) and stay claimable once
@@ -1670,7 +1687,7 @@ def record_claim(preview: ClaimPreview, actor) -> GiftAidClaim:
     claimed = db.session.execute(
         update(Donation).where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
         .values(gift_aid_claim_id=claim.id).execution_options(synchronize_session=False))
-    if claimed.rowcount != len(ids):
+    if claimed.rowcount != len(ids):  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         raise DomainError("Another export has just claimed some of these gifts. Check "
                           "again, then export what is left.")
     for _row, _amount, gift in preview.rows:
@@ -1690,6 +1707,8 @@ def claim_rows(claim_id: int) -> list | None:
     rows = []
     for gift in gifts:
         declaration = gift.gift_aid_declaration
+        # A claimed gift was paid under a declaration (both checked when it was claimed).
+        assert declaration is not None and gift.paid_at is not None
         row, _problems = giftaid.build_row(
             donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
             last_name=declaration.last_name, house=declaration.house,
@@ -1699,12 +1718,12 @@ def claim_rows(claim_id: int) -> list | None:
     return rows
 
 
-def recent_claims() -> list[GiftAidClaim]:
+def recent_claims() -> Sequence[GiftAidClaim]:
     return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
                               .limit(20)).all()
 
 
-def flagged_gifts() -> list[Donation]:
+def flagged_gifts() -> Sequence[Donation]:
     return db.session.scalars(select(Donation).where(Donation.status.in_(
         [DonationStatus.NEEDS_REVIEW, DonationStatus.DISPUTED, DonationStatus.CHARGED_BACK]))
         .order_by(Donation.id.desc()).limit(200)).all()
