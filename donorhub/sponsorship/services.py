@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeGuard
 
 from flask import current_app
 from sqlalchemy import delete, func, select
@@ -41,7 +43,7 @@ from donorhub.feed.models import (
 from donorhub.feed.vocab import MILESTONE_SENTENCES
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
-from donorhub.payments.events import InvoiceData, PaymentEvent, SubscriptionData
+from donorhub.payments.events import DisputeData, InvoiceData, PaymentEvent, SubscriptionData
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -57,6 +59,9 @@ from donorhub.sponsorship.models import (
     SponsorSuspension,
 )
 from donorhub.urls import external_url
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +258,7 @@ def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAc
     except IntegrityError:  # the same person, accepting twice at the same moment
         row = db.session.scalar(select(ConductAcceptance).where(
             ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+        assert row is not None  # the other request's row, whose insert made this one fail
     return row
 
 
@@ -303,7 +309,7 @@ def _free_place(sponsorship: Sponsorship) -> None:
         SponsorshipPlace.sponsorship_id == sponsorship.id))
 
 
-def _child_open(child: Child | None) -> bool:
+def _child_open(child: Child | None) -> TypeGuard[Child]:
     return (child is not None and child.status == ChildStatus.ACTIVE
             and child.release is not None and child.release.is_listed)
 
@@ -399,7 +405,9 @@ def _check_hold_allowance(user, now: datetime) -> None:
             Sponsorship.hold_timed_out_at > now - timedelta(hours=24))
         .order_by(Sponsorship.hold_timed_out_at.desc()).limit(allowed)).all()
     if len(recent) >= allowed:
-        until = recent[-1] + timedelta(hours=24)
+        oldest = recent[-1]
+        assert oldest is not None  # selected by its time
+        until = oldest + timedelta(hours=24)
         raise HoldRefused(
             f"You have let {allowed} holds run out in the last day without completing "
             f"them, so other sponsors get a turn. You can choose a child again after "
@@ -511,7 +519,7 @@ def release_expired_holds(now: datetime | None = None) -> int:
             except GatewayError as error:
                 log.warning("could not expire a sponsorship checkout",
                             extra={"kind": error.kind})
-        sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+        sponsorship = _lock_again(sponsorship)
         if sponsorship.status is not _S.PENDING:
             db.session.commit()
             continue
@@ -547,6 +555,8 @@ def route(donations_handler):
 def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
     """The event as the donations handlers expect a plan's: refs naming the plan, so they
     find it by our reference (not by a subscription id that may be a second one)."""
+    # route() sends only events whose object carries our refs.
+    assert event.subject is not None and not isinstance(event.subject, DisputeData)
     refs = replace(event.subject.refs, plan=plan.public_id)
     return replace(event, subject=replace(event.subject, refs=refs))
 
@@ -564,6 +574,13 @@ def lock_sponsorship(where) -> Sponsorship | None:
             RecurringPlan.id == sponsorship.plan_id).with_for_update()
             .execution_options(populate_existing=True))
     return sponsorship
+
+
+def _lock_again(sponsorship: Sponsorship) -> Sponsorship:
+    """lock_sponsorship for a row this transaction has already read."""
+    locked = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    assert locked is not None  # sponsorship rows are never deleted
+    return locked
 
 
 def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
@@ -590,6 +607,8 @@ def _apply(event: PaymentEvent, donations_handler) -> str:
     invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
     status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
     hold ended."""
+    # route() sends only events whose object carries our refs.
+    assert event.subject is not None and not isinstance(event.subject, DisputeData)
     sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
         return "ignored"
@@ -638,7 +657,7 @@ def sync(sponsorship: Sponsorship, now: datetime | None = None) -> SponsorshipSt
         target = _S.PAST_DUE
     if current is _S.EXPIRED and target in (_S.ACTIVE, _S.PAST_DUE):
         # Paid after the hold had gone: take a place again if the child is still open.
-        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child_id,
+        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child.id,
                                                                 sponsorship)):
             sponsorship.move(_S.UNPLACED)
             sponsorship.notified_at = now
@@ -699,7 +718,7 @@ def cancel(user, sponsorship: Sponsorship, now: datetime | None = None) -> None:
     once and the webhook Stripe sends for it waits for this commit."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
-    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    sponsorship = _lock_again(sponsorship)
     if sponsorship.status is _S.CANCELLED:
         return  # the same wish, already carried out (a second click)
     if sponsorship.status not in (_S.ACTIVE, _S.PAST_DUE, _S.PENDING):
@@ -727,7 +746,7 @@ def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
     fund, which resumes the same monthly gift as a regular gift to the general fund."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
-    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    sponsorship = _lock_again(sponsorship)
     if sponsorship.status not in AWAITS_CHOICE or sponsorship.notified_at is None:
         raise DomainError("There is nothing to choose for this sponsorship.")
     if choice not in CHOICES:
@@ -792,14 +811,15 @@ def stop_collection_after_exits(now: datetime | None = None) -> int:
     failure leaves it for the next run.
     """
     now = now or utcnow()
-    ids = db.session.scalars(
+    ids = list(db.session.scalars(
         select(Sponsorship.id).join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
-        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all()
+        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all())
     ids += db.session.scalars(select(Sponsorship.id).where(
         Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
     stopped = 0
     for sponsorship_id in ids:
         sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+        assert sponsorship is not None  # sponsorship rows are never deleted
         if sponsorship.collection_stopped_at is not None:
             db.session.rollback()
             continue
@@ -878,6 +898,7 @@ def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[Update
     if not _child_open(child):
         return None, ()
     released = child.release
+    assert released is not None  # an open child has a release
     about = child.about
     profile = _card(child, released, about, token="")
     updates: list[UpdateView] = []
@@ -924,7 +945,8 @@ def _message_text(kind: str, alias: str | None) -> str:
 
 
 def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> PortalEntry:
-    profile, updates = (None, ())
+    profile: ProfileCard | None = None
+    updates: tuple[UpdateView, ...] = ()
     if show_children and sponsorship.status in SHOWS_CHILD:
         profile, updates = child_content(sponsorship.child)
     alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) \
@@ -985,7 +1007,8 @@ def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> 
 
 # Staff -------------------------------------------------------------------------------------
 
-def suspend(actor, email: str, reason: str, now: datetime | None = None) -> SponsorSuspension:
+def suspend(actor: User | None, email: str, reason: str,
+            now: datetime | None = None) -> SponsorSuspension:
     """Hide all child content from a sponsor at once (and stop new sponsorships)."""
     from donorhub.accounts.models import User
 
@@ -1008,7 +1031,7 @@ def suspend(actor, email: str, reason: str, now: datetime | None = None) -> Spon
     return row
 
 
-def lift_suspension(actor, suspension_id: int, now: datetime | None = None) -> None:
+def lift_suspension(actor: User | None, suspension_id: int, now: datetime | None = None) -> None:
     row = db.session.get(SponsorSuspension, suspension_id)
     if row is None or row.lifted_at is not None:
         raise DomainError("That suspension is not open.")
@@ -1023,7 +1046,7 @@ class StaffOverview:
     by_status: dict  # status -> [(sponsorship, alias)]
     match_days_median: float | None
     matched: int
-    suspended: list  # SponsorSuspension
+    suspended: Sequence[SponsorSuspension]
 
 
 def staff_overview(now: datetime | None = None) -> StaffOverview:
@@ -1046,7 +1069,7 @@ def staff_overview(now: datetime | None = None) -> StaffOverview:
             .limit(500)).all()
         by_status[status.value] = found
     waits = sorted(
-        (started - first_seen).total_seconds() / 86400
+        (started - first_seen).total_seconds() / 86400  # type: ignore[operator]  # NOT NULL below
         for started, first_seen in db.session.execute(
             select(Sponsorship.started_at, Child.first_seen_at)
             .join(Child, Child.id == Sponsorship.child_id)
