@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
@@ -57,6 +57,10 @@ class Base(DeclarativeBase):
     # One registry carries both, because Flask-SQLAlchemy subclasses this base.
     registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
                         type_annotation_map={datetime: UTCDateTime()})
+
+    if TYPE_CHECKING:
+        # Every model here is mapped to a Table (none to a join or a select).
+        __table__: ClassVar[Table]
 
 
 Status = TypeVar("Status")
