@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +41,9 @@ from donorhub.staff.models import (
     Refund,
     RefundStatus,
 )
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
 
 #: A donor is lapsed when their last counted gift is older than this and no plan is live.
 LAPSED_AFTER = timedelta(days=365)
@@ -146,7 +150,7 @@ class DonorPage:
     disputes: dict[int, list[Dispute]] = field(default_factory=dict)
 
 
-def donor_page(donor: Donor, actor) -> DonorPage:
+def donor_page(donor: Donor, actor: User) -> DonorPage:
     gifts = list(db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)
                                     .order_by(Donation.id.desc())))
     ids = [g.id for g in gifts] or [-1]
@@ -176,7 +180,7 @@ def donor_page(donor: Donor, actor) -> DonorPage:
     return page
 
 
-def add_note(donor: Donor, body: str, actor) -> DonorNote:
+def add_note(donor: Donor, body: str, actor: User) -> DonorNote:
     if _erased(donor):
         raise DomainError("This donor's personal data was erased; no new notes.")
     note = DonorNote(donor_id=donor.id, author_id=actor.id, body=body)
@@ -186,7 +190,7 @@ def add_note(donor: Donor, body: str, actor) -> DonorNote:
     return note
 
 
-def record_consent(donor: Donor, channel: str, granted: bool, source: str, actor
+def record_consent(donor: Donor, channel: str, granted: bool, source: str, actor: User | None
                    ) -> DonorConsent:
     if channel not in CONSENT_CHANNELS:
         raise DomainError("Unknown channel.")
@@ -222,12 +226,12 @@ class OfflineGiftInput:
     entry_key: str
 
 
-def record_offline_gift(data: OfflineGiftInput, actor) -> tuple[Donation, bool]:
+def record_offline_gift(data: OfflineGiftInput, actor: User) -> tuple[Donation, bool]:
     """Record cash, cheque or bank-transfer money that has arrived. (gift, created)."""
     existing = db.session.scalar(select(OfflineGift).where(
         OfflineGift.entry_key == data.entry_key))
     if existing is not None:
-        return db.session.get(Donation, existing.donation_id), False
+        return db.session.get_one(Donation, existing.donation_id), False
     if data.method not in OFFLINE_METHODS or data.currency not in CURRENCIES:
         raise DomainError("Unknown payment method or currency.")
     if data.amount_minor <= 0:
@@ -282,7 +286,7 @@ def refundable_minor(donation: Donation) -> int:
 
 
 def request_refund(donation_id: int, amount_minor: int, reason: str, note: str | None,
-                   request_token: str, actor) -> tuple[Refund, bool]:
+                   request_token: str, actor: User) -> tuple[Refund, bool]:
     """The refund staff asked for, as a row of its own: (row, created). The caller commits it
     before send_refund calls Stripe, so the idempotency key (refund-<row id>-<random>) and Stripe's
     metadata name this one intent whatever happens next. The gift's row lock serialises two
@@ -350,6 +354,8 @@ def send_refund(refund_id: int) -> Refund:
                                  .with_for_update())
     row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
                             .execution_options(populate_existing=True))
+    assert donation is not None and row is not None  # both read above; neither is ever deleted
+    assert row.idempotency_key is not None  # given when the refund was recorded
     if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
         return row  # already sent and answered (a webhook or reconcile got there first)
     result = get_gateway().refund(RefundRequest(
