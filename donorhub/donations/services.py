@@ -1612,7 +1612,8 @@ def statement(donor: Donor, period: TaxYear) -> dict:
                                Donation.paid_at < end,
                                Donation.status.in_(MONEY_RECEIVED))
         .order_by(Donation.paid_at)).all()
-    rows, totals = [], {}  # type: list[dict], dict[str, int]
+    rows: list[dict] = []
+    totals: dict[str, int] = {}
     for gift in gifts:
         kept = gift.amount_minor - gift.amount_refunded_minor
         if gift.status is DonationStatus.CHARGED_BACK:
