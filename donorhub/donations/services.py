@@ -578,7 +578,8 @@ def issue_receipt(donation: Donation) -> Receipt | None:
     if donation.receipt is not None or donation.status not in (
             DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
         return None
-    assert donation.paid_at is not None  # a paid or partly refunded gift has its payment time
+    if donation.paid_at is None:
+        raise RuntimeError("paid gift without paid_at")
     year = donation.paid_at.year
     sequence = _next_receipt_sequence(year)
     receipt = Receipt(donation=donation, year=year, sequence=sequence,
@@ -1229,7 +1230,8 @@ def _plan_of_subscription_event(event: PaymentEvent,
 def record_subscription_updated(event: PaymentEvent) -> str:
     sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
-        assert outcome is not None  # an event without a plan always has its outcome
+        if outcome is None:
+            raise RuntimeError("no plan and no outcome")
         return outcome
     if sub.status == "canceled":  # final, whatever its order: the ended mail goes once
         _stripe_ended(plan, event)
@@ -1290,7 +1292,8 @@ def record_subscription_updated(event: PaymentEvent) -> str:
 def record_subscription_deleted(event: PaymentEvent) -> str:
     _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
-        assert outcome is not None  # an event without a plan always has its outcome
+        if outcome is None:
+            raise RuntimeError("no plan and no outcome")
         return outcome
     _stripe_ended(plan, event)
     return "applied"
@@ -1323,7 +1326,8 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
                            .execution_options(synchronize_session=False))
     fresh = db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
                               .with_for_update().execution_options(populate_existing=True))
-    assert fresh is not None  # the caller's plan row; plan rows are never deleted
+    if fresh is None:  # the caller's plan row; plan rows are never deleted
+        raise RuntimeError("plan row vanished")
     return fresh
 
 
@@ -1463,7 +1467,8 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
     """
     if not error.retryable:
         raise error
-    assert plan.stripe_subscription_id is not None  # the change was asked of this subscription
+    if plan.stripe_subscription_id is None:  # the change was asked of this subscription
+        raise RuntimeError("plan without a subscription")
     try:
         sub = get_gateway().subscription(plan.stripe_subscription_id)
     except GatewayError:
@@ -1620,7 +1625,8 @@ def statement(donor: Donor, period: TaxYear) -> dict:
             kept = 0
         if kept <= 0:
             continue
-        assert gift.paid_at is not None  # selected by its payment time
+        if gift.paid_at is None:
+            raise RuntimeError("paid gift without paid_at")  # selected by its payment time
         rows.append({"gift": gift, "kept": kept,
                      "local_date": gift.paid_at.astimezone(zone).date()})
         totals[gift.currency] = totals.get(gift.currency, 0) + kept
@@ -1656,7 +1662,8 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
     rows, problems = [], []
     for gift in claimable_gifts(date_from, date_to):
         declaration = gift.gift_aid_declaration
-        assert gift.paid_at is not None  # only paid gifts are claimable
+        if gift.paid_at is None:
+            raise RuntimeError("claimable gift without paid_at")
         if declaration is None or not declaration.covers(gift, gift.paid_at):
             continue
         row, row_problems = giftaid.build_row(
@@ -1709,7 +1716,8 @@ def claim_rows(claim_id: int) -> list | None:
     for gift in gifts:
         declaration = gift.gift_aid_declaration
         # A claimed gift was paid under a declaration (both checked when it was claimed).
-        assert declaration is not None and gift.paid_at is not None
+        if declaration is None or gift.paid_at is None:
+            raise RuntimeError("claimed gift without its declaration or paid_at")
         row, _problems = giftaid.build_row(
             donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
             last_name=declaration.last_name, house=declaration.house,
