@@ -258,7 +258,8 @@ def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAc
     except IntegrityError:  # the same person, accepting twice at the same moment
         row = db.session.scalar(select(ConductAcceptance).where(
             ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
-        assert row is not None  # the other request's row, whose insert made this one fail
+        if row is None:  # the other request's row, whose insert made this one fail
+            raise RuntimeError("conduct acceptance vanished") from None
     return row
 
 
@@ -406,7 +407,8 @@ def _check_hold_allowance(user, now: datetime) -> None:
         .order_by(Sponsorship.hold_timed_out_at.desc()).limit(allowed)).all()
     if len(recent) >= allowed:
         oldest = recent[-1]
-        assert oldest is not None  # selected by its time
+        if oldest is None:
+            raise RuntimeError("hold time-out without its time")  # selected by its time
         until = oldest + timedelta(hours=24)
         raise HoldRefused(
             f"You have let {allowed} holds run out in the last day without completing "
@@ -556,7 +558,8 @@ def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
     """The event as the donations handlers expect a plan's: refs naming the plan, so they
     find it by our reference (not by a subscription id that may be a second one)."""
     # route() sends only events whose object carries our refs.
-    assert event.subject is not None and not isinstance(event.subject, DisputeData)
+    if event.subject is None or isinstance(event.subject, DisputeData):
+        raise RuntimeError("sponsorship event without refs")
     refs = replace(event.subject.refs, plan=plan.public_id)
     return replace(event, subject=replace(event.subject, refs=refs))
 
@@ -579,7 +582,8 @@ def lock_sponsorship(where) -> Sponsorship | None:
 def _lock_again(sponsorship: Sponsorship) -> Sponsorship:
     """lock_sponsorship for a row this transaction has already read."""
     locked = lock_sponsorship(Sponsorship.id == sponsorship.id)
-    assert locked is not None  # sponsorship rows are never deleted
+    if locked is None:
+        raise RuntimeError("sponsorship row vanished")  # sponsorship rows are never deleted
     return locked
 
 
@@ -608,7 +612,8 @@ def _apply(event: PaymentEvent, donations_handler) -> str:
     status follows the plan's (`sync`), re-placing or unplacing a sponsorship paid after its
     hold ended."""
     # route() sends only events whose object carries our refs.
-    assert event.subject is not None and not isinstance(event.subject, DisputeData)
+    if event.subject is None or isinstance(event.subject, DisputeData):
+        raise RuntimeError("sponsorship event without refs")
     sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
         return "ignored"
@@ -819,7 +824,8 @@ def stop_collection_after_exits(now: datetime | None = None) -> int:
     stopped = 0
     for sponsorship_id in ids:
         sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
-        assert sponsorship is not None  # sponsorship rows are never deleted
+        if sponsorship is None:
+            raise RuntimeError("sponsorship row vanished")  # sponsorship rows are never deleted
         if sponsorship.collection_stopped_at is not None:
             db.session.rollback()
             continue
@@ -898,7 +904,8 @@ def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[Update
     if not _child_open(child):
         return None, ()
     released = child.release
-    assert released is not None  # an open child has a release
+    if released is None:
+        raise RuntimeError("open child without a release")
     about = child.about
     profile = _card(child, released, about, token="")
     updates: list[UpdateView] = []
