@@ -354,8 +354,10 @@ def send_refund(refund_id: int) -> Refund:
                                  .with_for_update())
     row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
                             .execution_options(populate_existing=True))
-    assert donation is not None and row is not None  # both read above; neither is ever deleted
-    assert row.idempotency_key is not None  # given when the refund was recorded
+    if donation is None or row is None:  # both read above; neither is ever deleted
+        raise RuntimeError("refund or gift row vanished")
+    if row.idempotency_key is None:  # given when the refund was recorded
+        raise RuntimeError("refund without an idempotency key")
     if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
         return row  # already sent and answered (a webhook or reconcile got there first)
     result = get_gateway().refund(RefundRequest(
