@@ -266,7 +266,8 @@ class StripeGateway:
                 params, {"idempotency_key": request.idempotency_key})  # type: ignore[arg-type]  # a plain dict, see the class
         except stripe.StripeError as error:
             raise _translate(error) from None
-        assert session.url is not None  # a hosted Checkout Session always has its page
+        if session.url is None:  # a hosted Checkout Session always has its page
+            raise RuntimeError("Checkout Session without a URL")
         return CheckoutSession(id=session.id, url=session.url)
 
     def expire_checkout(self, session_id: str) -> None:
