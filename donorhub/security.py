@@ -161,7 +161,8 @@ def enforce_session_timeouts() -> Any:
             return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?"),
                                     expired=1))
         return redirect(url_for("accounts.sign_in", expired=1))
-    assert seen_at is not None  # a session that has not expired has both stamps
+    if seen_at is None:  # a session that has not expired has both stamps
+        raise RuntimeError("live session without seen_at")
     # Write at most once a minute, so most requests do not re-issue the cookie.
     if now - seen_at >= 60:
         session["seen_at"] = now
