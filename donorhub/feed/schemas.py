@@ -357,7 +357,8 @@ class StrictSchema(Schema):
     def _declared(self, name: str, kind: type[_F]) -> _F:
         """This instance's copy of a declared field, as the type it was declared with."""
         field = self.fields[name]
-        assert isinstance(field, kind)
+        if not isinstance(field, kind):
+            raise TypeError(f"{name} is not a {kind.__name__}")
         return field
 
     def _bind_homes(self, settings: FeedSettings, *names: str) -> None:
