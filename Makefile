@@ -13,6 +13,7 @@ help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL)"
 	@echo "make lint   ruff, bandit and semgrep"
+	@echo "make typecheck   mypy"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
 	@echo "make test-stressed   the timing-sensitive tests under stress --cpu 4 (part of make test)"
 	@echo "make bench-load   the wrk load benchmark (docs/benchmarks.md)"
@@ -106,6 +107,11 @@ lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub stripe_simulator config.py wsgi.py
 	$(SEMGREP) donorhub stripe_simulator config.py wsgi.py templates
+
+# mypy reads its settings (files, exclusions, strictness) from [tool.mypy] in pyproject.toml.
+.PHONY: typecheck
+typecheck: install-test
+	$(BIN)/mypy
 
 test: install-test browser bench-tools stack-tools lint
 	$(BIN)/pytest -m "not slow" $(addprefix --ignore=,$(STRESSED_TESTS))

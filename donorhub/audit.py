@@ -12,7 +12,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model, db
 
 if TYPE_CHECKING:
     from donorhub.accounts.models import User
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _ALLOWED_DETAIL_TYPES = (int, bool, type(None))
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """Never updated, never deleted: the database refuses both (see the migration)."""
 
     __tablename__ = "audit_events"

@@ -9,7 +9,7 @@ from typing import Any
 from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-EMAIL_FIELD = dict(required=True, validate=validate.Length(max=254),
+EMAIL_FIELD: dict[str, Any] = dict(required=True, validate=validate.Length(max=254),
                    error_messages={"required": "Enter your e-mail address.",
                                    "invalid": "Enter an e-mail address like name@example.com."})
 

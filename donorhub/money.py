@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from donorhub.audit import record_audit
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
-from donorhub.extensions import db
+from donorhub.extensions import Model, db
 
 if TYPE_CHECKING:
     from donorhub.accounts.models import User
@@ -90,7 +90,7 @@ def fee_cover(amount_minor: int, percent_bp: int, fixed_minor: int) -> int:
 
 # Exchange rates ------------------------------------------------------------------------------
 
-class ExchangeRate(db.Model):
+class ExchangeRate(Model):
     """One unit of `currency` is worth `rate` units of `reporting_currency`.
 
     Rows are history: the newest row per pair applies. Who set it and when are kept.

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
@@ -161,6 +161,8 @@ def enforce_session_timeouts() -> Any:
             return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?"),
                                     expired=1))
         return redirect(url_for("accounts.sign_in", expired=1))
+    if seen_at is None:  # a session that has not expired has both stamps
+        raise RuntimeError("live session without seen_at")
     # Write at most once a minute, so most requests do not re-issue the cookie.
     if now - seen_at >= 60:
         session["seen_at"] = now
@@ -238,7 +240,7 @@ def _unsafe_character(ch: str) -> bool:
     return ch == "\\" or ch.isspace() or unicodedata.category(ch)[0] in "CZ"
 
 
-def is_safe_next(target: str | None) -> bool:
+def is_safe_next(target: str | None) -> TypeGuard[str]:
     """Whether `target` is a path on this site, safe to redirect to after sign-in.
 
     Browsers and Werkzeug drop tab, CR and LF inside URLs and read a backslash as a slash, so

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 class StaffRole(StrEnum):
@@ -18,7 +18,7 @@ class StaffRole(StrEnum):
     SAFEGUARDING_OFFICER = "safeguarding_officer"
 
 
-class User(TimestampMixin, db.Model):
+class User(TimestampMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,7 +94,7 @@ class User(TimestampMixin, db.Model):
         return f"<User {self.id}>"
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A one-time code a staff member can give instead of an authenticator code.
 
     Only a keyed hash is stored (accounts.services.recovery_code_hash); the codes themselves
@@ -112,7 +112,7 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None]
 
 
-class MailThrottle(db.Model):
+class MailThrottle(Model):
     """One row per mail of a throttled kind asked for, keyed by a keyed hash of the address,
     so one mailbox cannot be flooded from many client addresses. Written whether or not an
     account exists, so the work is the same either way. Rows older than an hour no longer
@@ -129,7 +129,7 @@ class MailThrottle(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class UserRole(db.Model):
+class UserRole(Model):
     __tablename__ = "user_roles"
     __table_args__ = (UniqueConstraint("user_id", "role"),)
 
@@ -164,7 +164,7 @@ DATA_REQUEST_MOVES: dict[DataRequestStatus, frozenset[DataRequestStatus]] = {
 }
 
 
-class DataRequest(db.Model):
+class DataRequest(Model):
     """A donor's request about their personal data, carried out by staff."""
 
     __tablename__ = "data_requests"
@@ -192,7 +192,7 @@ class DataRequest(db.Model):
         self.completed_at = now
 
 
-class StaffInvitation(db.Model):
+class StaffInvitation(Model):
     """An admin's invitation to join the staff (docs/operations.md, "Staff accounts").
 
     The roles are granted only when the invited person follows the link and chooses a

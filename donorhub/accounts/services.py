@@ -127,7 +127,8 @@ def purge_mail_throttle(now: datetime | None = None) -> int:
     """Delete every throttle row that no longer counts (older than the window), of any
     address: those of addresses never asked for again would otherwise stay for ever."""
     cutoff = (now or utcnow()) - MAIL_THROTTLE_WINDOW
-    return db.session.execute(MailThrottle.__table__.delete().where(
+    # A DELETE gives a CursorResult, which has the row count.
+    return db.session.execute(MailThrottle.__table__.delete().where(  # type: ignore[attr-defined]
         MailThrottle.created_at <= cutoff)).rowcount
 
 
@@ -225,7 +226,7 @@ def request_password_reset(email: str) -> None:
                              .where(User.email == email))
     allowed = recipient_mail_allowed(email, "reset")
     exists = user is not None and not user.is_disabled
-    subject_user = user if exists else User(id=0, email=email, full_name="",
+    subject_user = user if exists and user is not None else User(id=0, email=email, full_name="",
                                             password_hash=_NO_ACCOUNT_HASH, session_version=1)
     token = tokens.make_token("reset", {"uid": subject_user.id,
                                         "fp": tokens.account_fingerprint(subject_user)})
@@ -598,7 +599,7 @@ def verify_totp(user: User, code: str, now: float | None = None) -> bool:
                or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step, totp_failures=0)
         .execution_options(synchronize_session=False))
-    if claimed.rowcount != 1:
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
         return False
     set_committed_value(user, "totp_last_step", step)
     set_committed_value(user, "totp_failures", 0)
@@ -613,7 +614,7 @@ def _count_failure_in_a_row(user: User, counter, limit: int, at_limit: dict) -> 
     db.session.execute(update(User).where(User.id == user.id)
                        .values({counter: counter + 1})
                        .execution_options(synchronize_session=False))
-    reached = db.session.execute(
+    reached = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         update(User).where(User.id == user.id, counter >= limit)
         .values({counter: 0, **at_limit})
         .execution_options(synchronize_session=False)).rowcount == 1
@@ -690,7 +691,7 @@ def use_recovery_code(user: User, code: str) -> bool:
                RecoveryCode.used_at.is_(None))
         .values(used_at=utcnow())
         .execution_options(synchronize_session=False))
-    if claimed.rowcount != 1:
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
         return False
     db.session.execute(update(User).where(User.id == user.id).values(totp_failures=0)
                        .execution_options(synchronize_session=False))

@@ -259,7 +259,7 @@ def two_factor_setup():
 def sign_out():
     """Sign out here and end every other session of this account."""
     if current_user.is_authenticated:
-        user = db.session.get(User, current_user.id)
+        user = db.session.get_one(User, current_user.id)
         user.end_all_sessions()
         db.session.commit()
         log_security_event("signed_out", user_id=user.id)
@@ -419,7 +419,7 @@ def change_password():
     """Change the password; every other session ends."""
     data, errors = load_form(ChangePasswordSchema())
     if not errors:
-        user = db.session.get(User, current_user.id)
+        user = db.session.get_one(User, current_user.id)
         try:
             services.change_password(user, data["current_password"], data["password"])
         except services.WeakPassword as error:
@@ -446,7 +446,7 @@ def change_email():
     """Ask to change the e-mail address; it changes once the new address is confirmed."""
     data, errors = load_form(ChangeEmailSchema())
     if not errors:
-        user = db.session.get(User, current_user.id)
+        user = db.session.get_one(User, current_user.id)
         try:
             services.request_email_change(user, data["email"], data["current_password"])
         except (services.WrongPassword, services.SessionsEnded) as error:
@@ -484,7 +484,7 @@ def request_deletion():
     """Ask us to delete the account and its personal data."""
     data, errors = load_form(ConfirmPasswordSchema())
     if not errors:
-        user = db.session.get(User, current_user.id)
+        user = db.session.get_one(User, current_user.id)
         try:
             services.request_account_deletion(user, data["current_password"])
         except (services.WrongPassword, services.SessionsEnded) as error:
@@ -507,7 +507,7 @@ def request_deletion():
 def recovery_codes():
     """Make a new set of recovery codes (the old ones stop working): needs the password and
     a current authenticator code."""
-    user = db.session.get(User, current_user.id)
+    user = db.session.get_one(User, current_user.id)
     errors: dict = {}
     if request.method == "POST":
         data, errors = load_form(RecoveryCodesSchema())

@@ -12,7 +12,7 @@ from sqlalchemy import Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import TimestampMixin, check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 class CampaignStatus(StrEnum):
@@ -28,7 +28,7 @@ CAMPAIGN_MOVES: dict[CampaignStatus, frozenset[CampaignStatus]] = {
 }
 
 
-class Campaign(TimestampMixin, db.Model):
+class Campaign(TimestampMixin, Model):
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(primary_key=True)

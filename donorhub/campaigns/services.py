@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import nh3
 from markdown_it import MarkdownIt
@@ -29,6 +30,10 @@ from donorhub.donations.models import (
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.money import Converted, convert, current_rates
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
+
 
 # Markdown --------------------------------------------------------------------------------
 
@@ -105,7 +110,7 @@ def _check_unique(data: dict, campaign_id: int | None) -> None:
             raise DomainError(f"Another campaign already uses that {label}.")
 
 
-def create_campaign(data: dict, actor) -> Campaign:
+def create_campaign(data: dict, actor: User) -> Campaign:
     _check_unique(data, None)
     campaign = Campaign(**{k: data[k] for k in _EDITABLE}, created_by_id=actor.id,
                         status=CampaignStatus.DRAFT)
@@ -115,7 +120,7 @@ def create_campaign(data: dict, actor) -> Campaign:
     return campaign
 
 
-def update_campaign(campaign: Campaign, data: dict, actor) -> Campaign:
+def update_campaign(campaign: Campaign, data: dict, actor: User) -> Campaign:
     _check_unique(data, campaign.id)
     if campaign.status is not CampaignStatus.DRAFT and (
             data["goal_currency"] != campaign.goal_currency):
@@ -130,12 +135,12 @@ def update_campaign(campaign: Campaign, data: dict, actor) -> Campaign:
     return campaign
 
 
-def publish_campaign(campaign: Campaign, actor) -> None:
+def publish_campaign(campaign: Campaign, actor: User) -> None:
     campaign.move_to(CampaignStatus.LIVE)
     record_audit(actor, "campaign.published", "campaign", campaign.id, {})
 
 
-def close_campaign(campaign: Campaign, actor) -> None:
+def close_campaign(campaign: Campaign, actor: User) -> None:
     campaign.move_to(CampaignStatus.CLOSED)
     record_audit(actor, "campaign.closed", "campaign", campaign.id, {})
 

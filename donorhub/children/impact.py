@@ -43,7 +43,8 @@ def latest_impact() -> ImpactTable | None:
     homes = current_app.config["FEED_HOMES"]
     stats = db.session.scalars(select(HomeStat).where(HomeStat.period == period)
                                .order_by(HomeStat.home_code)).all()
-    labels, counter = {}, {}
+    labels: dict[str, str] = {}
+    counter: dict[str, int] = {}
     for stat in stats:
         region = homes.get(stat.home_code, "India")
         counter[region] = counter.get(region, 0) + 1

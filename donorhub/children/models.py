@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 def enum_column(enum_class, length: int = 24):
@@ -37,7 +37,7 @@ class ReviewStatus(StrEnum):
     WITHDRAWN = "withdrawn"      # exit or withdrawn consent: purged from every view
 
 
-class Child(db.Model):
+class Child(Model):
     __tablename__ = "children"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,7 +78,7 @@ class Child(db.Model):
         return f"<Child {self.id}>"
 
 
-class ChildText(db.Model):
+class ChildText(Model):
     """The partner's `about` text for a child, and the safeguarding decision on it."""
 
     __tablename__ = "child_texts"
@@ -99,7 +99,7 @@ class ChildText(db.Model):
     child: Mapped[Child] = relationship(back_populates="about")
 
 
-class ChildUpdate(db.Model):
+class ChildUpdate(Model):
     """One piece of news from the feed, about one child or one home."""
 
     __tablename__ = "child_updates"
@@ -129,7 +129,7 @@ class ChildUpdate(db.Model):
     child: Mapped[Child | None] = relationship()
 
 
-class HomeStat(db.Model):
+class HomeStat(Model):
     __tablename__ = "home_stats"
     __table_args__ = (UniqueConstraint("home_code", "period"),)
 
@@ -144,7 +144,7 @@ class HomeStat(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class ChildRelease(db.Model):
+class ChildRelease(Model):
     """What the release checks allow sponsors and the public to see of one child.
 
     Recomputed for every child whenever the population changes, because one child's exit can
@@ -174,7 +174,7 @@ class ChildRelease(db.Model):
     child: Mapped[Child] = relationship(back_populates="release")
 
 
-class AliasUse(db.Model):
+class AliasUse(Model):
     """Every alias ever given out. Kept after a child leaves, so no alias is reused."""
 
     __tablename__ = "alias_uses"
@@ -184,7 +184,7 @@ class AliasUse(db.Model):
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ExitNotice(db.Model):
+class ExitNotice(Model):
     """A neutral notice owed to a child's sponsors, sent after a random delay."""
 
     __tablename__ = "exit_notices"

@@ -70,15 +70,18 @@ class ReviewItem:
 
 
 def _row(kind: str, item_id: int) -> ChildText | ChildUpdate:
-    model = ChildText if kind == "about" else ChildUpdate if kind == "update" else None
-    row = db.session.get(model, item_id) if model is not None else None
+    row: ChildText | ChildUpdate | None = None
+    if kind == "about":
+        row = db.session.get(ChildText, item_id)
+    elif kind == "update":
+        row = db.session.get(ChildUpdate, item_id)
     if row is None:
         raise LookupError(kind)
     return row
 
 
 def _item(kind: str, row: ChildText | ChildUpdate) -> ReviewItem:
-    if kind == "about":
+    if isinstance(row, ChildText):  # kind "about"
         return ReviewItem("about", row.id, row.status, row.received_at, list(row.findings),
                           row.child.alias, None, None, (), row.original is not None)
     subject = row.child.alias if row.child is not None else f"Home {row.home_code}"
@@ -107,7 +110,7 @@ def open_item(actor: User, kind: str, item_id: int) -> ReviewItem:
 
 def original_text(kind: str, item_id: int) -> str | None:
     row = _row(kind, item_id)
-    return row.original if kind == "about" else row.original_text
+    return row.original if isinstance(row, ChildText) else row.original_text
 
 
 def masked_segments(text: str | None, findings: list[dict]) -> list[Segment]:
@@ -161,7 +164,8 @@ def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = N
         raise NotReviewable("This item was already decided or withdrawn.")
     original = original_text(kind, item_id)
     text = original if edited_text is None else " ".join(edited_text.split())
-    if edited_text is not None and len(text) > (280 if kind == "about" else 600):
+    if edited_text is not None and text is not None \
+            and len(text) > (280 if kind == "about" else 600):
         raise DomainError("The text is longer than the feed contract allows.")
     findings = [{"detector": f.detector, "start": f.start, "end": f.end, "rule": f.rule}
                 for f in guard.scan_text(text)] if text else []
@@ -169,7 +173,7 @@ def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = N
         raise DomainError(f"Replace or delete every {REMOVED} marker before approving.")
     if findings and not confirmed:
         raise NeedsConfirmation(findings)
-    if kind == "about":
+    if isinstance(row, ChildText):  # kind "about"
         row.approved = text
     else:
         row.approved_text = text
@@ -202,7 +206,7 @@ def reject(actor: User, kind: str, item_id: int, reason: str) -> None:
     if row.status not in OPEN:
         raise NotReviewable("This item was already decided or withdrawn.")
     row.status = ReviewStatus.REJECTED
-    if kind == "about":
+    if isinstance(row, ChildText):  # kind "about"
         row.approved = None
     else:
         row.approved_text = None

@@ -63,8 +63,9 @@ def seed(if_empty: bool) -> None:
     click.echo("Demo data is in. Sign in at /account/sign-in with these (development only):")
     click.echo(f"  password for every demo account: {DEMO_PASSWORD}")
     for email, _name, role in DEMO_STAFF:
-        user = account_services.find_user_by_email(email)
-        click.echo(f"  {role.value:<21} {email}  two-factor secret {user.totp_secret}")
+        account = account_services.find_user_by_email(email)
+        assert account is not None  # created above, or by an earlier seed
+        click.echo(f"  {role.value:<21} {email}  two-factor secret {account.totp_secret}")
     for email, _name in DEMO_DONORS:
         click.echo(f"  {'donor':<21} {email}")
     click.echo("  Staff codes: add the secret to an authenticator app, or run "

@@ -86,7 +86,8 @@ def donor_for_request(request: DataRequest) -> Donor | None:
     return db.session.scalar(select(Donor).where(Donor.user_id == request.user_id))
 
 
-def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) -> DonorErasure:
+def erase_donor(donor: Donor, actor: User,
+                data_request: DataRequest | None = None) -> DonorErasure:
     """Erase a donor's personal data. Stripe first: if it fails, nothing here changes."""
     if db.session.scalar(select(DonorErasure.id).where(DonorErasure.donor_id == donor.id)):
         raise DomainError("This donor was already erased.")
@@ -134,7 +135,7 @@ def erase_donor(donor: Donor, actor, data_request: DataRequest | None = None) ->
             Donation.donor_id == donor.id)):
         offline.reference = None
     if donor.user_id is not None:
-        user = db.session.get(User, donor.user_id)
+        user = db.session.get_one(User, donor.user_id)
         user.email = f"{tag}@erased.invalid"
         user.full_name = ERASED_NAME
         user.is_disabled = True

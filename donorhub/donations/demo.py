@@ -39,6 +39,7 @@ def seed_donations() -> None:
     """Called by `flask demo seed` inside its unit of work."""
     donor_user = find_user_by_email("donor@demo.donorhub.invalid")
     monthly_user = find_user_by_email("monthly@demo.donorhub.invalid")
+    assert donor_user is not None and monthly_user is not None  # added just before, by `seed`
     dana = services.find_or_create_donor(donor_user.email, donor_user.full_name)
     dana.user_id = donor_user.id
     morgan = services.find_or_create_donor(monthly_user.email, monthly_user.full_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, func, or_, select
 
@@ -34,6 +35,9 @@ from donorhub.donations.models import (
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.money import CURRENCIES
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
 
 #: A donor is lapsed when their last counted gift is older than this and no plan is live.
 LAPSED_AFTER = timedelta(days=365)
@@ -126,7 +130,7 @@ class DonorPage:
     disputes: dict[int, list[Dispute]] = field(default_factory=dict)
 
 
-def donor_page(donor: Donor, actor) -> DonorPage:
+def donor_page(donor: Donor, actor: User) -> DonorPage:
     gifts = list(db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)
                                     .order_by(Donation.id.desc())))
     ids = [g.id for g in gifts] or [-1]
@@ -156,7 +160,7 @@ def donor_page(donor: Donor, actor) -> DonorPage:
     return page
 
 
-def add_note(donor: Donor, body: str, actor) -> DonorNote:
+def add_note(donor: Donor, body: str, actor: User) -> DonorNote:
     if _erased(donor):
         raise DomainError("This donor's personal data was erased; no new notes.")
     note = DonorNote(donor_id=donor.id, author_id=actor.id, body=body)
@@ -166,7 +170,7 @@ def add_note(donor: Donor, body: str, actor) -> DonorNote:
     return note
 
 
-def record_consent(donor: Donor, channel: str, granted: bool, source: str, actor
+def record_consent(donor: Donor, channel: str, granted: bool, source: str, actor: User | None
                    ) -> DonorConsent:
     if channel not in CONSENT_CHANNELS:
         raise DomainError("Unknown channel.")
@@ -202,7 +206,7 @@ class OfflineGiftInput:
     entry_key: str
 
 
-def record_offline_gift(data: OfflineGiftInput, actor) -> tuple[Donation, bool]:
+def record_offline_gift(data: OfflineGiftInput, actor: User) -> tuple[Donation, bool]:
     """Record cash, cheque or bank-transfer money that has arrived. (gift, created).
 
     A campaign_id names a campaign the caller has found (campaigns build on donations, so
@@ -210,7 +214,7 @@ def record_offline_gift(data: OfflineGiftInput, actor) -> tuple[Donation, bool]:
     existing = db.session.scalar(select(OfflineGift).where(
         OfflineGift.entry_key == data.entry_key))
     if existing is not None:
-        return db.session.get(Donation, existing.donation_id), False
+        return db.session.get_one(Donation, existing.donation_id), False
     if data.method not in OFFLINE_METHODS or data.currency not in CURRENCIES:
         raise DomainError("Unknown payment method or currency.")
     if data.amount_minor <= 0:

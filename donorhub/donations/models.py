@@ -14,7 +14,7 @@ from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 from donorhub.forms import name_for_mail
 
 
@@ -28,7 +28,7 @@ def _enum(kind: type[StrEnum], length: int = 24) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
-class Donor(TimestampMixin, db.Model):
+class Donor(TimestampMixin, Model):
     """Whoever gives: found or created by e-mail, so guests need no account.
 
     A signed-in account with the same, verified address claims the donor (user_id)."""
@@ -106,7 +106,7 @@ MONEY_RECEIVED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISP
                             _S.CHARGED_BACK})
 
 
-class Donation(TimestampMixin, db.Model):
+class Donation(TimestampMixin, Model):
     """One gift of money: a one-off gift, or one paid instalment of a recurring plan.
 
     Its status is derived from facts that only ever grow (paid, amount refunded, dispute
@@ -285,7 +285,7 @@ PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
 LIVE_PLAN_STATUSES = frozenset({_P.ACTIVE, _P.PAST_DUE, _P.PAUSED})
 
 
-class RecurringPlan(TimestampMixin, db.Model):
+class RecurringPlan(TimestampMixin, Model):
     """A monthly or yearly gift: one Stripe subscription; each paid invoice is a Donation."""
 
     __tablename__ = "recurring_plans"
@@ -429,7 +429,7 @@ DISPUTE_MOVES: dict[DisputeStatus, frozenset[DisputeStatus]] = {
     for status in DisputeStatus}
 
 
-class Dispute(db.Model):
+class Dispute(Model):
     """A dispute (chargeback or inquiry) of a gift's charge: a fact about the payment with its
     own status, beside any refunds. The gift's dispute_status summarises these rows."""
 
@@ -460,7 +460,7 @@ class Dispute(db.Model):
         return DISPUTE_STAGE[self.status] == 2
 
 
-class ReceiptCounter(db.Model):
+class ReceiptCounter(Model):
     """The last receipt number given in each year; its row lock serialises numbering."""
 
     __tablename__ = "receipt_counters"
@@ -469,7 +469,7 @@ class ReceiptCounter(db.Model):
     last: Mapped[int] = mapped_column(default=0)
 
 
-class Receipt(db.Model):
+class Receipt(Model):
     __tablename__ = "receipts"
     __table_args__ = (UniqueConstraint("year", "sequence"),)
 
@@ -492,7 +492,7 @@ class GiftAidScope(StrEnum):
     SINGLE = "single"
 
 
-class GiftAidDeclaration(db.Model):
+class GiftAidDeclaration(Model):
     """A donor's Gift Aid declaration, with the fields HMRC requires (docs/gift-aid.md)."""
 
     __tablename__ = "gift_aid_declarations"
@@ -533,7 +533,7 @@ class GiftAidDeclaration(db.Model):
         return True
 
 
-class CheckoutSessionRecord(db.Model):
+class CheckoutSessionRecord(Model):
     """Every Checkout Session ever opened for a gift or plan, so any session's events and
     return page map to the row after "Try again" opened a newer one."""
 
@@ -549,7 +549,7 @@ class CheckoutSessionRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class GiftAidClaim(db.Model):
+class GiftAidClaim(Model):
     """One export of claimable gifts in HMRC's schedule; each gift is claimed once."""
 
     __tablename__ = "gift_aid_claims"
@@ -565,7 +565,7 @@ class GiftAidClaim(db.Model):
 # The back office: notes, consents, offline gifts, refunds, erasures ---------------------
 
 
-class DonorNote(db.Model):
+class DonorNote(Model):
     """A staff note on a donor. Overwritten (not deleted) when the donor is erased."""
 
     __tablename__ = "donor_notes"
@@ -578,7 +578,7 @@ class DonorNote(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DonorConsent(db.Model):
+class DonorConsent(Model):
     """A donor's marketing consent per channel, as history: the newest row per channel holds.
 
     `source` records the collection context (docs/gift-aid.md): e.g. "web_gift", "staff", "paper".
@@ -598,7 +598,7 @@ class DonorConsent(db.Model):
         ForeignKey("users.id", ondelete="RESTRICT"))
 
 
-class OfflineGift(db.Model):
+class OfflineGift(Model):
     """How a gift entered by staff arrived: cash, cheque or bank transfer."""
 
     __tablename__ = "offline_gifts"
@@ -653,7 +653,7 @@ REFUND_COUNTED = frozenset({_R.PENDING, _R.REQUIRES_ACTION, _R.SUCCEEDED})
 REFUND_UNDONE = frozenset({_R.FAILED, _R.CANCELED})
 
 
-class Refund(db.Model):
+class Refund(Model):
     """A refund of a gift: one staff asked for (created_by_id), or one Stripe told us of that
     was made elsewhere (the Dashboard). A staff refund's row is committed before Stripe is
     called; its id and a random part stored on it make the idempotency key
@@ -698,7 +698,7 @@ class Refund(db.Model):
         return True
 
 
-class DonorErasure(db.Model):
+class DonorErasure(Model):
     """The record that a donor's personal data was erased; the gifts themselves stay."""
 
     __tablename__ = "donor_erasures"
@@ -714,7 +714,7 @@ class DonorErasure(db.Model):
     stripe_customers_deleted: Mapped[int] = mapped_column(default=0)
 
 
-class PlanPaymentFailure(db.Model):
+class PlanPaymentFailure(Model):
     """A failed instalment (one Stripe invoice of a plan) and whether it was paid later."""
 
     __tablename__ = "plan_payment_failures"

@@ -91,12 +91,17 @@ def donate():
         db.session.rollback()
         form = {k: v for k, v in request.form.items() if k not in ("csrf_token", "form_token")}
         return render_template("donations/donate.html", **form_context(form, errors)), 422
+    if started is None:
+        raise RuntimeError("gift not started")  # no errors: the gift was started
     row = started.row
     if started.repeated:
         # The same form again (a double click): the gift the first one started, and its
         # checkout (the same idempotency key gives the same session). Nothing new is kept.
         db.session.rollback()
-        row = services.find_by_form_token(data.form_token)
+        first = services.find_by_form_token(data.form_token)
+        if first is None:  # the form token clashed with the first request's gift
+            raise RuntimeError("first request's gift not found")
+        row = first
     try:
         url = services.open_checkout(row)
     except DomainError:
@@ -431,6 +436,8 @@ def gift_aid_export():
                                errors=errors, preview=preview,
                                columns=giftaid.SCHEDULE_COLUMNS,
                                claims=services.recent_claims()), 422
+    if preview is None:
+        raise RuntimeError("claim not previewed")  # no errors: the claim was previewed
     body = _claim_csv([row for row, _amount, _gift in preview.rows])
     db.session.commit()
     return _csv_response(body, claim.id)

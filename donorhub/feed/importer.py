@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
@@ -218,7 +219,8 @@ class Importer:
             report.problem(error.line, error.field, error.rule, "record rejected")
         report.rejected = len(parsed.rejected_lines)
         self._load_existing()
-        steps = [(parsed.children, self._apply_child), (parsed.updates, self._apply_update),
+        steps: list[tuple[list[Any], Callable[[Any], None]]] = [
+                 (parsed.children, self._apply_child), (parsed.updates, self._apply_update),
                  (parsed.home_stats, self._apply_home_stats), (parsed.exits, self._apply_exit)]
         total = sum(len(records) for records, _ in steps)
         done = 0

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.children.models import enum_column
 from donorhub.database import utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 class FeedRunStatus(StrEnum):
@@ -24,7 +24,7 @@ class FeedRunStatus(StrEnum):
     FAILED = "failed"
 
 
-class FeedRun(db.Model):
+class FeedRun(Model):
     """One batch the partner sent, and what became of it.
 
     The report names lines, fields and rules, never a value from the feed.

@@ -447,6 +447,7 @@ class _BatchParser:
                 path = path[:-1]
             field_name = ".".join(path) or None
             written = [m for m in messages if isinstance(m, str) and m in RULE_TEXTS]
+            rule: str | None
             if written:
                 rule = written[0]
             elif path and is_required(schema, path) and not _is_present(value, path):

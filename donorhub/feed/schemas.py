@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
@@ -189,7 +189,7 @@ class StrictInteger(RuleField):
         self,
         rule: str,
         minimum: int | None = None,
-        maximum: int | Callable[[], int] | None = None,
+        maximum: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.minimum = minimum
@@ -330,6 +330,9 @@ REGION_MATCHES_HOME = _rule(
 CONSENT_RULE = _rule("consent must be an object with profile, updates, basis and expires")
 
 
+_F = TypeVar("_F", bound=fields.Field)
+
+
 class StrictSchema(Schema):
     """Base: any key outside the schema is an error, never silently dropped.
 
@@ -351,12 +354,19 @@ class StrictSchema(Schema):
     def configure(self, settings: FeedSettings) -> None:
         """Bind the rules that depend on configuration or on today's date."""
 
+    def _declared(self, name: str, kind: type[_F]) -> _F:
+        """This instance's copy of a declared field, as the type it was declared with."""
+        field = self.fields[name]
+        if not isinstance(field, kind):
+            raise TypeError(f"{name} is not a {kind.__name__}")
+        return field
+
     def _bind_homes(self, settings: FeedSettings, *names: str) -> None:
         for name in names:
-            self.fields[name].choices = frozenset(settings.homes)
+            self._declared(name, Choice).choices = frozenset(settings.homes)
 
     def _bind_current_quarter(self, settings: FeedSettings) -> None:
-        self.fields["period"].latest = quarter_of(settings.today)
+        self._declared("period", QuarterField).latest = quarter_of(settings.today)
 
 
 def _line_type(name: str) -> Literal:
@@ -410,11 +420,11 @@ class HeaderSchema(StrictSchema):
     records = StrictInteger("records must be a non-negative integer", minimum=0, required=True)
 
     def configure(self, settings: FeedSettings) -> None:
-        self.fields["partner"].expected = settings.partner
+        self._declared("partner", Literal).expected = settings.partner
         # Slack of one day and more: the partner stamps UTC, while `today` may be a local
         # date behind UTC. Only a clock that is clearly wrong is refused.
         tomorrow = settings.today + timedelta(days=2)
-        self.fields["generated"].latest = datetime.combine(tomorrow, time.min, UTC)
+        self._declared("generated", Timestamp).latest = datetime.combine(tomorrow, time.min, UTC)
 
     @post_load
     def make_record(self, data: dict[str, Any], **kwargs: Any) -> FeedHeader:
@@ -479,7 +489,7 @@ class ChildSchema(StrictSchema):
 
     def configure(self, settings: FeedSettings) -> None:
         self._bind_homes(settings, "home")
-        self.fields["joined_year"].maximum = settings.today.year
+        self._declared("joined_year", StrictInteger).maximum = settings.today.year
 
     @validates_schema
     def region_of_home(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -294,7 +295,7 @@ class _Context:
             j -= 1
         return j < 0 or self.text[j] in ".!?:;\n\r|"
 
-    def phrase_hits(self, table: dict[str, object], max_len: int) -> list[tuple[int, int]]:
+    def phrase_hits(self, table: Mapping[str, object], max_len: int) -> list[tuple[int, int]]:
         """Longest-first matches of multi-word phrases; returns token index ranges."""
         hits = []
         tokens = self.tokens
@@ -346,7 +347,7 @@ def _finalise(ctx: _Context) -> list[Finding]:
     results = []
     for detector, spans in by_detector.items():
         spans.sort(key=lambda s: (s[0], -s[1]))
-        current = list(spans[0])
+        current: list = list(spans[0])  # start, end, rule
         for start, end, rule in spans[1:]:
             if start < current[1]:
                 current[1] = max(current[1], end)

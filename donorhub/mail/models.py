@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import check_move, utcnow
 from donorhub.errors import IllegalTransition
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 class OutboxStatus(StrEnum):
@@ -37,7 +37,7 @@ OUTBOX_MOVES: dict[OutboxStatus, frozenset[OutboxStatus]] = {
 }
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     __tablename__ = "outbox_messages"
     __table_args__ = (Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),)
 

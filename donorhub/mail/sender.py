@@ -103,7 +103,7 @@ def mark_stale_claims_uncertain(now: datetime) -> int:
                OutboxMessage.claimed_at < now - STALE_CLAIM)
         .values(status=OutboxStatus.UNCERTAIN, last_error="sender stopped mid-send")
     )
-    return result.rowcount or 0
+    return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's CursorResult
 
 
 def claim(message_id: int, now: datetime) -> bool:
@@ -114,7 +114,7 @@ def claim(message_id: int, now: datetime) -> bool:
         .values(status=OutboxStatus.SENDING, claimed_at=now,
                 attempts=OutboxMessage.attempts + 1)
     )
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE's CursorResult
 
 
 def send_due_mail(now: datetime | None = None) -> SendReport:
@@ -164,7 +164,8 @@ def _send_claimed(message_id: int, connection: smtplib.SMTP | None, report: Send
                 connection = open_connection(config)
             transmit(connection, build_email(message, config["MAIL_FROM"]))
         except RetryLater as error:
-            connection = close_quietly(connection)
+            close_quietly(connection)
+            connection = None
             if message.attempts >= config["MAIL_MAX_ATTEMPTS"]:
                 message.move_to(OutboxStatus.FAILED)
                 report.failed += 1
@@ -179,7 +180,8 @@ def _send_claimed(message_id: int, connection: smtplib.SMTP | None, report: Send
             report.failed += 1
         except (OSError, smtplib.SMTPException) as error:
             # Lost mid-conversation: the server may have taken it, so no automatic retry.
-            connection = close_quietly(connection)
+            close_quietly(connection)
+            connection = None
             message.move_to(OutboxStatus.UNCERTAIN)
             message.last_error = type(error).__name__
             report.uncertain += 1

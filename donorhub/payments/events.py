@@ -6,7 +6,7 @@ Only the fields our handlers need are read, from the shapes of the current API v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -212,7 +212,9 @@ def _charge(o: Mapping[str, Any]) -> ChargeData:
 
 
 def _refund(o: Mapping[str, Any]) -> RefundData:
-    metadata = o.get("metadata") if isinstance(o.get("metadata"), Mapping) else {}
+    metadata = o.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
     intent_row = str(metadata.get("refund") or "")[:32] or None
     return RefundData(
         id=o["id"], charge_id=_id(o.get("charge")),
@@ -289,7 +291,7 @@ def _dispute(o: Mapping[str, Any]) -> DisputeData:
         currency=o.get("currency") or "", status=o.get("status") or "")
 
 
-_READERS = {
+_READERS: dict[str, Callable[[Mapping[str, Any]], Subject]] = {
     "checkout.session": _checkout_session,
     "payment_intent": _payment_intent,
     "charge": _charge,
@@ -302,7 +304,7 @@ _READERS = {
 
 def read_object(obj: Mapping[str, Any]) -> Subject | None:
     """One Stripe object (not an event) as our dataclass, or None for other types."""
-    reader = _READERS.get(obj.get("object"))
+    reader = _READERS.get(obj.get("object") or "")
     try:
         return reader(obj) if reader else None
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as error:

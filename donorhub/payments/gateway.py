@@ -214,6 +214,8 @@ def _json_object(payload: bytes) -> bool:
         return False
 
 
+# Stripe's parameter TypedDicts want Literal values (mode, interval, reason...); the gateway
+# builds plain dicts of values already checked, so its calls that take them ignore arg-type.
 class StripeGateway:
     """Talks to Stripe (or the simulator) through stripe.StripeClient."""
 
@@ -261,9 +263,11 @@ class StripeGateway:
                                              "description": request.product_name}
         try:
             session = self.client.v1.checkout.sessions.create(
-                params, {"idempotency_key": request.idempotency_key})
+                params, {"idempotency_key": request.idempotency_key})  # type: ignore[arg-type]  # a plain dict, see the class
         except stripe.StripeError as error:
             raise _translate(error) from None
+        if session.url is None:  # a hosted Checkout Session always has its page
+            raise RuntimeError("Checkout Session without a URL")
         return CheckoutSession(id=session.id, url=session.url)
 
     def expire_checkout(self, session_id: str) -> None:
@@ -369,9 +373,9 @@ class StripeGateway:
         for payment in payments.data:
             intent = (payment.to_dict().get("payment") or {}).get("payment_intent")
             if isinstance(intent, dict) and intent.get("last_payment_error"):
-                error = intent["last_payment_error"]
-                return PaymentFailure(code=error.get("decline_code") or error.get("code"),
-                                      message=error.get("message"))
+                failure = intent["last_payment_error"]
+                return PaymentFailure(code=failure.get("decline_code") or failure.get("code"),
+                                      message=failure.get("message"))
         return None
 
     def invoice_for_payment_intent(self, intent_id: str) -> str | None:
@@ -411,7 +415,7 @@ class StripeGateway:
             }
             self.client.v1.subscriptions.update(
                 change.subscription_id,
-                {"items": [{"id": item["id"], "price_data": new_price}],
+                {"items": [{"id": item["id"], "price_data": new_price}],  # type: ignore[arg-type]  # a plain dict, see the class
                  "proration_behavior": "none"},
                 {"idempotency_key": change.idempotency_key})
         except stripe.StripeError as error:
@@ -426,7 +430,7 @@ class StripeGateway:
 
     def _update(self, subscription_id: str, params: dict, idempotency_key: str) -> None:
         try:
-            self.client.v1.subscriptions.update(subscription_id, params,
+            self.client.v1.subscriptions.update(subscription_id, params,  # type: ignore[arg-type]  # a plain dict, see the class
                                                 {"idempotency_key": idempotency_key})
         except stripe.StripeError as error:
             raise _translate(error) from None
@@ -464,7 +468,7 @@ class StripeGateway:
             params["reason"] = request.reason
         try:
             refund = self.client.v1.refunds.create(
-                params, {"idempotency_key": request.idempotency_key})
+                params, {"idempotency_key": request.idempotency_key})  # type: ignore[arg-type]  # a plain dict, see the class
         except stripe.StripeError as error:
             raise _translate(error) from None
         return RefundResult(id=refund.id, status=refund.status or "pending",
@@ -483,7 +487,7 @@ class StripeGateway:
         else:
             return []
         try:
-            page = self.client.v1.refunds.list(params)
+            page = self.client.v1.refunds.list(params)  # type: ignore[arg-type]  # a plain dict, see the class
         except stripe.StripeError as error:
             raise _translate(error) from None
         found = []

@@ -8,10 +8,10 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     """Inserted first in the transaction that applies the event, so a duplicate delivery
     (even a concurrent one) meets the unique constraint and changes nothing; a failed handler
     rolls this row back with everything else, so Stripe's retry applies the event again."""

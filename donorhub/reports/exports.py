@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -18,6 +19,9 @@ from donorhub.donations.models import (
 from donorhub.extensions import db
 from donorhub.reports import services as reports
 
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
+
 DONATION_COLUMNS = ["gift_id", "donor_id", "paid_on", "currency", "amount_minor",
                     "fee_cover_minor", "refunded_minor", "net_minor", "status", "fund",
                     "campaign_id", "method", "receipt"]
@@ -25,7 +29,8 @@ DONOR_COLUMNS = ["donor_id", "full_name", "email", "email_consent", "consent_sou
                  "consent_recorded_on", "first_gift_on"]
 
 
-def donations_export(date_from: date, date_to: date, actor) -> tuple[list[str], list[list]]:
+def donations_export(date_from: date, date_to: date,
+                     actor: User) -> tuple[list[str], list[list]]:
     net = net_gift_expression()
     rows = db.session.execute(
         select(Donation, net, OfflineGift.method)
@@ -40,7 +45,7 @@ def donations_export(date_from: date, date_to: date, actor) -> tuple[list[str], 
     return DONATION_COLUMNS, out
 
 
-def donors_export(date_from: date, date_to: date, audience: str, actor
+def donors_export(date_from: date, date_to: date, audience: str, actor: User
                   ) -> tuple[list[str], list[list]]:
     """Donors with a counted gift in the range. audience "consented": only donors whose
     newest e-mail consent is a yes (for marketing); "all": every such donor (for

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import TimestampMixin, check_move, utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 def new_public_id() -> str:
@@ -80,7 +80,7 @@ SHOWS_CHILD = frozenset({_S.ACTIVE, _S.PAST_DUE})
 AWAITS_CHOICE = frozenset({_S.MOVED_ON, _S.UNPLACED})
 
 
-class Sponsorship(TimestampMixin, db.Model):
+class Sponsorship(TimestampMixin, Model):
     __tablename__ = "sponsorships"
     __table_args__ = (
         # One open hold per account, whatever the timing: a second concurrent insert fails.
@@ -142,7 +142,7 @@ class Sponsorship(TimestampMixin, db.Model):
         return f"<Sponsorship {self.id} {self.status}>"
 
 
-class SponsorshipPlace(db.Model):
+class SponsorshipPlace(Model):
     """One of a child's SPONSORS_PER_CHILD places, taken by a hold or a live sponsorship."""
 
     __tablename__ = "sponsorship_places"
@@ -160,7 +160,7 @@ class SponsorshipPlace(db.Model):
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ConductAcceptance(db.Model):
+class ConductAcceptance(Model):
     """A sponsor accepted one version of the child-protection code of conduct (conduct.py)."""
 
     __tablename__ = "conduct_acceptances"
@@ -173,7 +173,7 @@ class ConductAcceptance(db.Model):
     accepted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class SponsorSuspension(db.Model):
+class SponsorSuspension(Model):
     """A safeguarding suspension: while open (lifted_at NULL) the sponsor sees no child."""
 
     __tablename__ = "sponsor_suspensions"
@@ -192,7 +192,7 @@ class SponsorSuspension(db.Model):
     user = relationship("User", foreign_keys=[user_id])
 
 
-class SponsorMessage(db.Model):
+class SponsorMessage(Model):
     """A message in the sponsor's portal. The words come from a fixed template per kind."""
 
     __tablename__ = "sponsor_messages"
@@ -207,7 +207,7 @@ class SponsorMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Disclosure(db.Model):
+class Disclosure(Model):
     """Append-only ledger: what a sponsor was shown of a child, and when.
 
     One row per sponsorship, identical content and day (dedupe); a change of content or a new

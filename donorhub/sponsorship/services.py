@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeGuard
 
 from flask import current_app
 from sqlalchemy import delete, func, select
@@ -42,7 +43,13 @@ from donorhub.errors import DomainError, NotPermitted
 from donorhub.extensions import db
 from donorhub.mail.services import queue_mail
 from donorhub.money import format_money
-from donorhub.payments.events import HandlerOutcome, InvoiceData, PaymentEvent, SubscriptionData
+from donorhub.payments.events import (
+    DisputeData,
+    HandlerOutcome,
+    InvoiceData,
+    PaymentEvent,
+    SubscriptionData,
+)
 from donorhub.payments.gateway import CheckoutRequest, GatewayError, get_gateway
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import (
@@ -58,6 +65,9 @@ from donorhub.sponsorship.models import (
     SponsorSuspension,
 )
 from donorhub.urls import external_url
+
+if TYPE_CHECKING:
+    from donorhub.accounts.models import User
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +264,8 @@ def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAc
     except IntegrityError:  # the same person, accepting twice at the same moment
         row = db.session.scalar(select(ConductAcceptance).where(
             ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+        if row is None:  # the other request's row, whose insert made this one fail
+            raise RuntimeError("conduct acceptance vanished") from None
     return row
 
 
@@ -304,7 +316,7 @@ def _free_place(sponsorship: Sponsorship) -> None:
         SponsorshipPlace.sponsorship_id == sponsorship.id))
 
 
-def _child_open(child: Child | None) -> bool:
+def _child_open(child: Child | None) -> TypeGuard[Child]:
     return (child is not None and child.status == ChildStatus.ACTIVE
             and child.release is not None and child.release.is_listed)
 
@@ -400,7 +412,10 @@ def _check_hold_allowance(user, now: datetime) -> None:
             Sponsorship.hold_timed_out_at > now - timedelta(hours=24))
         .order_by(Sponsorship.hold_timed_out_at.desc()).limit(allowed)).all()
     if len(recent) >= allowed:
-        until = recent[-1] + timedelta(hours=24)
+        oldest = recent[-1]
+        if oldest is None:
+            raise RuntimeError("hold time-out without its time")  # selected by its time
+        until = oldest + timedelta(hours=24)
         raise HoldRefused(
             f"You have let {allowed} holds run out in the last day without completing "
             f"them, so other sponsors get a turn. You can choose a child again after "
@@ -544,6 +559,9 @@ def sponsorship_first(donations_handler: Callable[[PaymentEvent], HandlerOutcome
 def _for_plan(event: PaymentEvent, plan: RecurringPlan) -> PaymentEvent:
     """The event as the donations handlers expect a plan's: refs naming the plan, so they
     find it by our reference (not by a subscription id that may be a second one)."""
+    # route() sends only events whose object carries our refs.
+    if event.subject is None or isinstance(event.subject, DisputeData):
+        raise RuntimeError("sponsorship event without refs")
     refs = replace(event.subject.refs, plan=plan.public_id)
     return replace(event, subject=replace(event.subject, refs=refs))
 
@@ -561,6 +579,14 @@ def lock_sponsorship(where) -> Sponsorship | None:
             RecurringPlan.id == sponsorship.plan_id).with_for_update()
             .execution_options(populate_existing=True))
     return sponsorship
+
+
+def _lock_again(sponsorship: Sponsorship) -> Sponsorship:
+    """lock_sponsorship for a row this transaction has already read."""
+    locked = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    if locked is None:
+        raise RuntimeError("sponsorship row vanished")  # sponsorship rows are never deleted
+    return locked
 
 
 def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
@@ -588,6 +614,9 @@ def _apply(event: PaymentEvent,
     invoice it charges becomes a gift flagged for staff to refund. Then the sponsorship's
     status follows the plan's (`sync_status_with_plan`), re-placing or unplacing a
     sponsorship paid after its hold ended."""
+    # sponsorship_first sends only events whose object carries our refs.
+    if event.subject is None or isinstance(event.subject, DisputeData):
+        raise RuntimeError("sponsorship event without refs")
     sponsorship = lock_sponsorship(Sponsorship.public_id == event.subject.refs.sponsorship)
     if sponsorship is None or sponsorship.plan is None:
         return HandlerOutcome.IGNORED
@@ -639,7 +668,7 @@ def sync_status_with_plan(sponsorship: Sponsorship,
         target = _S.PAST_DUE
     if current is _S.EXPIRED and target in (_S.ACTIVE, _S.PAST_DUE):
         # Paid after the hold had gone: take a place again if the child is still open.
-        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child_id,
+        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child.id,
                                                                 sponsorship)):
             sponsorship.move(_S.UNPLACED)
             sponsorship.notified_at = now
@@ -700,7 +729,7 @@ def cancel(user, sponsorship: Sponsorship, now: datetime | None = None) -> None:
     once and the webhook Stripe sends for it waits for this commit."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
-    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    sponsorship = _lock_again(sponsorship)
     if sponsorship.status is _S.CANCELLED:
         return  # the same wish, already carried out (a second click)
     if sponsorship.status not in (_S.ACTIVE, _S.PAST_DUE, _S.PENDING):
@@ -728,7 +757,7 @@ def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
     fund, which resumes the same monthly gift as a regular gift to the general fund."""
     if sponsorship.user_id != user.id:
         raise NotPermitted("That sponsorship is not yours.")
-    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship.id)
+    sponsorship = _lock_again(sponsorship)
     if sponsorship.status not in AWAITS_CHOICE or sponsorship.notified_at is None:
         raise DomainError("There is nothing to choose for this sponsorship.")
     if choice not in CHOICES:
@@ -865,6 +894,8 @@ def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[Update
     if not _child_open(child):
         return None, ()
     released = child.release
+    if released is None:
+        raise RuntimeError("open child without a release")
     about = child.about
     profile = _card(child, released, about, token="")
     updates = children.approved_updates(child) if released.updates_allowed else ()
@@ -899,7 +930,8 @@ def _message_text(kind: str, alias: str | None) -> str:
 
 
 def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> PortalEntry:
-    profile, updates = (None, ())
+    profile: ProfileCard | None = None
+    updates: tuple[UpdateView, ...] = ()
     if show_children and sponsorship.status in SHOWS_CHILD:
         profile, updates = child_content(sponsorship.child)
     alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) \
@@ -960,7 +992,8 @@ def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> 
 
 # Staff -------------------------------------------------------------------------------------
 
-def suspend(actor, email: str, reason: str, now: datetime | None = None) -> SponsorSuspension:
+def suspend(actor: User | None, email: str, reason: str,
+            now: datetime | None = None) -> SponsorSuspension:
     """Hide all child content from a sponsor at once (and stop new sponsorships)."""
     from donorhub.accounts.models import User
 
@@ -983,7 +1016,7 @@ def suspend(actor, email: str, reason: str, now: datetime | None = None) -> Spon
     return row
 
 
-def lift_suspension(actor, suspension_id: int, now: datetime | None = None) -> None:
+def lift_suspension(actor: User | None, suspension_id: int, now: datetime | None = None) -> None:
     row = db.session.get(SponsorSuspension, suspension_id)
     if row is None or row.lifted_at is not None:
         raise DomainError("That suspension is not open.")
@@ -998,7 +1031,7 @@ class StaffOverview:
     by_status: dict  # status -> [(sponsorship, alias)]
     match_days_median: float | None
     matched: int
-    suspended: list  # SponsorSuspension
+    suspended: Sequence[SponsorSuspension]
 
 
 def staff_overview(now: datetime | None = None) -> StaffOverview:
@@ -1021,7 +1054,7 @@ def staff_overview(now: datetime | None = None) -> StaffOverview:
             .limit(500)).all()
         by_status[status.value] = found
     waits = sorted(
-        (started - first_seen).total_seconds() / 86400
+        (started - first_seen).total_seconds() / 86400  # type: ignore[operator]  # NOT NULL below
         for started, first_seen in db.session.execute(
             select(Sponsorship.started_at, Child.first_seen_at)
             .join(Child, Child.id == Sponsorship.child_id)

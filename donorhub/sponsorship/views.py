@@ -3,6 +3,8 @@ the sponsor portal (/my/sponsorships) and the staff overview (/staff/sponsorship
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -64,7 +66,7 @@ def match_me():
     options = services.filter_options(services.listed_profiles())
     card = services.match(_filters(options))
     if card is None:
-        args = {k: v for k, v in request.args.items() if k in FILTER_NAMES}
+        args: dict[str, Any] = {k: v for k, v in request.args.items() if k in FILTER_NAMES}
         return redirect(url_for("sponsorship.waiting_children", no_match="1", **args))
     return redirect(url_for("sponsorship.profile", token=card.token, matched="1"))
 

@@ -34,7 +34,7 @@ def send_update_notifications(now: datetime | None = None) -> str:
             if outcome is not None:
                 counts[outcome] = counts.get(outcome, 0) + 1
         with unit_of_work():
-            db.session.get(Publication, publication.id).notifications_done_at = \
+            db.session.get_one(Publication, publication.id).notifications_done_at = \
                 now or datetime.now(UTC)
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nobody to notify"
 

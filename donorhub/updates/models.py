@@ -9,7 +9,7 @@ from sqlalchemy import Date, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import utcnow
-from donorhub.extensions import db
+from donorhub.extensions import Model
 
 
 class NotificationChoice(StrEnum):
@@ -18,7 +18,7 @@ class NotificationChoice(StrEnum):
     NONE = "none"
 
 
-class Publication(db.Model):
+class Publication(Model):
     """One scheduled release. The schedule, not arrival, decides when news appears, so the
     date an update appears says nothing about when something happened."""
 
@@ -33,7 +33,7 @@ class Publication(db.Model):
     notifications_done_at: Mapped[datetime | None]
 
 
-class UpdateNotification(db.Model):
+class UpdateNotification(Model):
     """The one notification a person gets for a publication (or the decision not to send).
 
     Written in the same transaction as its outbox mail; the unique constraint makes a crash
@@ -51,7 +51,7 @@ class UpdateNotification(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class NotificationPreference(db.Model):
+class NotificationPreference(Model):
     __tablename__ = "notification_preferences"
 
     id: Mapped[int] = mapped_column(primary_key=True)

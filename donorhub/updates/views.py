@@ -38,7 +38,7 @@ def preferences():
         db.session.rollback()
         return render_template("updates/preferences.html", choices=CHOICES, current=current,
                                errors=errors), 422
-    services.set_preference(db.session.get(User, current_user.id),
+    services.set_preference(db.session.get_one(User, current_user.id),
                             NotificationChoice(data["choice"]))
     db.session.commit()
     flash("Your choice is saved.", "success")
