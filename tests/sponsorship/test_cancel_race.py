@@ -23,7 +23,7 @@ from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 from tests.helpers import wait_for
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import csrf_from, post_event
-from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
 
 
 def _lock_waiters(engine) -> int:

@@ -23,7 +23,7 @@ from donorhub.sponsorship.models import (
 )
 from tests.helpers import HANG_GUARD_SECONDS
 from tests.metrics import METRICS
-from tests.sponsorship.conftest import choose, load_children, signed_in_client
+from tests.sponsorship.helpers import choose, load_children, signed_in_client
 
 
 def _hold(app, user_id: int, token: str):

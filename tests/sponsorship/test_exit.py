@@ -19,7 +19,7 @@ from tests.feed.builders import Batch, exit_record
 from tests.helpers import csrf_token, mentions
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import send_mail
-from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
 
 S = SponsorshipStatus
 

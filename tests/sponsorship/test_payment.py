@@ -17,7 +17,7 @@ from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, Sponsorsh
 from tests.helpers import mentions
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import Postman, deliver, send_mail
-from tests.sponsorship.conftest import (
+from tests.sponsorship.helpers import (
     choose,
     load_children,
     signed_in_client,

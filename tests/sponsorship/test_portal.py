@@ -15,7 +15,7 @@ from donorhub.sponsorship.models import ConductAcceptance, Disclosure, Sponsorsh
 from tests.helpers import csrf_token, mentions, sign_in
 from tests.metrics import METRICS
 from tests.security.routes import all_routes
-from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
 
 ACTIONS = ("cancel", "card", "choice", "pay", "unknown")
 

@@ -28,7 +28,7 @@ from donorhub.sponsorship import services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import deliver, session_id_from
-from tests.sponsorship.conftest import choose, load_children, signed_in_client
+from tests.sponsorship.helpers import choose, load_children, signed_in_client
 
 S = SponsorshipStatus
 
