@@ -11,13 +11,14 @@ prints and saves them once.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.database import TEST_DATABASE_URL
-from tests.fixtures.log_guard import LOG_STATS
 from tests.metrics import METRICS
+
+# The plugins are imported by pytest (so that their asserts are rewritten), never here.
 
 pytest_plugins = [
     "tests.fixtures.database",
@@ -42,7 +43,7 @@ XDIST_GROUPS = {
 def pytest_configure(config):
     from tests.helpers import in_ci
 
-    if in_ci() and not TEST_DATABASE_URL:
+    if in_ci() and not os.environ.get("TEST_DATABASE_URL"):
         raise pytest.UsageError("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL "
                                 "half of every test would not run (.ci/run sets it)")
     if config.pluginmanager.hasplugin("xdist"):
@@ -61,6 +62,8 @@ def pytest_collection_modifyitems(items):
 
 def pytest_sessionfinish(session):
     """On an xdist worker: hand this worker's figures to the controller."""
+    from tests.fixtures.log_guard import LOG_STATS
+
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["donorhub_metrics"] = METRICS.export()
@@ -72,6 +75,8 @@ class _WorkerFigures:
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node, error):
+        from tests.fixtures.log_guard import LOG_STATS
+
         output = getattr(node, "workeroutput", {})
         if "donorhub_metrics" in output:
             METRICS.merge(output["donorhub_metrics"])
@@ -80,6 +85,8 @@ class _WorkerFigures:
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    from tests.fixtures.log_guard import LOG_STATS
+
     if hasattr(config, "workerinput"):  # a worker: the controller prints the whole run
         return
     terminalreporter.write_line(
