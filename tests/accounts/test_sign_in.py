@@ -50,6 +50,7 @@ def test_wrong_password_and_unknown_address_get_the_same_answer(app, client, mak
     assert "The e-mail address or password is not right." in body(wrong)
 
 
+@pytest.mark.slow  # a ratio of timings: other processes on a shared 2-core machine skew it
 def test_sign_in_timing_does_not_reveal_accounts(app_factory, make_user):
     """Production-strength hashing: unknown addresses cost a dummy verification too."""
     app = app_factory(ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
