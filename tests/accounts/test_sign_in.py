@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 import time_machine
 from argon2 import PasswordHasher
 from sqlalchemy import select
