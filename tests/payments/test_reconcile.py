@@ -53,7 +53,7 @@ def test_reconcile_job_and_simulate_renewal_command(pay_app, pay_client, sim):
 
 
 def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_client, sim):
-    """Review, defect 2: the webhook was down when a gift was paid; when it came back one
+    """The webhook was down when a gift was paid; when it came back one
     fresh event arrived live, 20 minutes later. The scheduled run (no --since) must still find
     the gap, whatever the newest event we hold."""
     from datetime import timedelta

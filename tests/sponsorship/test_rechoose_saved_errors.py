@@ -11,7 +11,7 @@ from donorhub.extensions import db
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 from tests.payments.stripe_helpers import session_id_from
 from tests.sponsorship.helpers import choose, load_children, signed_in_client
-from tests.sponsorship.test_two_sessions import _age
+from tests.sponsorship.test_retried_checkout_sessions import _age
 
 
 @pytest.mark.parametrize("again", ["same child", "another child"])

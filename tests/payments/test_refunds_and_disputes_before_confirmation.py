@@ -1,5 +1,5 @@
-"""Review of issue 3, defects 4, 6 and 7: refunds and disputes that arrive before the payment
-is confirmed, and refunds of invoices that are not ours."""
+"""Refunds and disputes that arrive before the payment is confirmed, and refunds of invoices
+that are not ours."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Review of issue 3, minor items: amounts, the Gift Aid export (UK dates, HMRC's 4-year rule,
-names, bad rows, re-download, double claims), plan checkout and subscription events, the
-Billing Portal's return page."""
+"""Edge cases of giving: amounts, the Gift Aid export (UK dates, HMRC's 4-year rule, names, bad
+rows, re-download, double claims), plan checkout and subscription events, the Billing Portal's
+return page."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Sponsorship checkout with two Checkout Sessions, and payments after an expiry.
 
-Defect 1: a retry opened a new session while the old one stayed payable, so a sponsor could
-pay twice (two subscriptions) with only one linked and the other's money lost. Defect 2: an
-expiry ended the plan outright (Stripe-ended, final), so a payment through another session of
-the same sponsorship was never recorded against it. Both now go through the donations
-machinery: the old session is expired before a new one opens, every session is kept, expiry
-is a fact that payment overrides, a second subscription is flagged for staff.
+A retry must not leave the old session payable (a sponsor could pay twice, two subscriptions
+with only one linked and the other's money lost), and an expiry must not end the plan outright
+(a payment through another session of the same sponsorship would never be recorded against
+it). Both go through the donations machinery: the old session is expired before a new one
+opens, every session is kept, expiry is a fact that payment overrides, a second subscription
+is flagged for staff.
 """
 
 from __future__ import annotations

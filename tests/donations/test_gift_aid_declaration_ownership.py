@@ -1,6 +1,6 @@
-"""Review of issue 3, defect 3: nobody can attach a Gift Aid declaration to someone else's
-gifts by typing their address. A declaration made in a checkout takes effect only when that
-gift is paid, and covers other gifts only once the owner of the address confirms."""
+"""Nobody can attach a Gift Aid declaration to someone else's gifts by typing their address. A
+declaration made in a checkout takes effect only when that gift is paid, and covers other gifts
+only once the owner of the address confirms."""
 
 from __future__ import annotations
 

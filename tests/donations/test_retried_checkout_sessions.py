@@ -1,4 +1,4 @@
-"""Review of issue 3, defect 1: one gift or plan, two Checkout Sessions.
+"""One gift or plan, two Checkout Sessions.
 
 "Try again" must expire the previous session before it opens another; and because Stripe
 guarantees no order (and two tabs can race), any session's events map to the row, money that
