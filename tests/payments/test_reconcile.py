@@ -70,8 +70,6 @@ def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_c
     assert result.exit_code == 0, result.output
     with pay_app.app_context():
         assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID
-    METRICS.report("reconciliation after an outage, default window: gap events applied",
-                   "all")
 
 
 def test_reconcile_retries_an_event_that_failed_in_the_previous_run(pay_app, pay_client, sim,
