@@ -50,7 +50,9 @@ def pytest_configure(config):
         config.pluginmanager.register(_WorkerFigures(), "donorhub-worker-figures")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):  # `-p no:xdist`: no such mark to give
+        return
     tests = Path(__file__).resolve().parent
     for item in items:
         relative = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) \
