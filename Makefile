@@ -11,7 +11,8 @@ CHROMIUM := /usr/bin/chromium
 
 help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
-	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL)"
+	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL),"
+	@echo "            on PYTEST_WORKERS processes (default auto: one per core; 0: one process)"
 	@echo "make lint   ruff, bandit and semgrep"
 	@echo "make typecheck   mypy"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
@@ -113,8 +114,14 @@ lint: install-test $(TOOLS_VENV)/.installed
 typecheck: install-test
 	$(BIN)/mypy
 
+# The main run spreads the tests over PYTEST_WORKERS processes (pytest-xdist; `auto` is one per
+# core, PYTEST_WORKERS=0 runs them all in one process). Each worker has databases of its own
+# (tests/fixtures/database.py); --dist loadgroup keeps each xdist_group on one worker
+# (tests/conftest.py XDIST_GROUPS: the tests that start whole stacks of processes).
+PYTEST_WORKERS ?= auto
 test: install-test browser bench-tools stack-tools lint
-	$(BIN)/pytest -m "not slow" $(addprefix --ignore=,$(STRESSED_TESTS))
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" \
+	  $(addprefix --ignore=,$(STRESSED_TESTS))
 
 test-slow: install-test browser bench-tools tools
 	$(BIN)/pytest -m slow
@@ -148,7 +155,9 @@ stack-tools:
 # The timing-sensitive tests (processes killed at a point, races, waits for a process, a
 # webhook or a delivery) run under CPU contention: `stress --cpu 4` beside the pytest run, for
 # as long as it lasts, on SQLite and (with TEST_DATABASE_URL) PostgreSQL. `make test` runs
-# them here instead of in its main run. Kill points: docs/operations.md "Testing".
+# them here instead of in its main run, serially: they measure waits and races, which other
+# tests running beside them on the same cores would distort. Kill points: docs/operations.md
+# "Testing".
 STRESSED_TESTS := tests/faults tests/feed/test_atomicity.py tests/jobs/test_jobs.py \
   tests/mail/test_sender.py tests/payments/test_faults.py tests/payments/test_simulator.py \
   tests/payments/test_webhooks.py tests/sponsorship/test_cap.py \

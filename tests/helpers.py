@@ -145,6 +145,20 @@ def require_tool(name: str, why: str, *, path: str | None = None) -> str:
     return found  # type: ignore[return-value]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: the kernel's pick, so two test processes (xdist
+    workers) never choose the same one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -70,7 +70,6 @@ def test_five_wrong_codes_end_the_pending_sign_in_from_any_address(app_factory, 
     # Starting again with the password works.
     fresh = start_sign_in(app, officer.email, "192.0.2.99")
     assert give_code(fresh, right).headers["Location"] == "/staff"
-    METRICS.report("6.3 wrong second-factor codes that end a pending sign-in", 5)
 
 
 def test_second_factor_is_limited_per_account_whatever_the_address(app_factory, make_user):
@@ -128,8 +127,6 @@ def test_a_code_raced_by_two_submissions_signs_in_once(app_factory, make_user, m
             barrier.reset()
             rounds.append(sorted(results))
     assert rounds == [[302, 422]] * 3, rounds
-    METRICS.report(f"6.5 one code raced by two submissions, sign-ins per code ({backend})",
-                   "1, 1, 1")
 
 
 def submit(client, token: str, code: str, results: list[int], index: int) -> None:
@@ -171,7 +168,6 @@ def test_recovery_codes_work_once_each_and_tell_the_owner(app, make_user, log_gu
     again = start_sign_in(app, newcomer.email)
     assert give_code(again, codes[0]).status_code == 422, "a recovery code worked twice"
     assert give_code(again, codes[1]).headers["Location"] == "/staff"
-    METRICS.report("6.5 recovery codes made / reuses accepted", "10 / 0")
 
 
 def test_new_recovery_codes_need_the_password_and_a_code(app, make_user, log_guard):
@@ -266,7 +262,6 @@ def test_enrolment_qr_code_scales_without_cropping_and_decodes(app, make_user):
     image = memoryview(bytes(pixels)).cast("B", (size, size))
     decoded = zxingcpp.read_barcodes(image)
     assert [barcode.text for barcode in decoded] == [uri]
-    METRICS.report("6.4 enrolment QR code decoded back to its otpauth URI", "yes")
 
 
 def test_the_lock_out_and_owner_mail_need_no_request_context(app, make_user):

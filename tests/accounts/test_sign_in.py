@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 import time_machine
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -50,6 +51,7 @@ def test_wrong_password_and_unknown_address_get_the_same_answer(app, client, mak
     assert "The e-mail address or password is not right." in body(wrong)
 
 
+@pytest.mark.slow  # a ratio of timings: other processes on a shared 2-core machine skew it
 def test_sign_in_timing_does_not_reveal_accounts(app_factory, make_user):
     """Production-strength hashing: unknown addresses cost a dummy verification too."""
     app = app_factory(ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
@@ -123,7 +125,6 @@ def test_outdated_hash_is_upgraded_on_sign_in(app, client, make_user):
     assert upgraded != cheap and "m=8192" in upgraded
     sign_out(client)
     assert sign_in(client, user.email).status_code == 302
-    METRICS.report("1.2 outdated hashes upgraded on sign-in", "1/1")
 
 
 def test_sign_out_ends_the_session_on_the_server(app, client, make_user):
@@ -153,7 +154,6 @@ def test_session_is_rotated_on_sign_in(app, client, make_user):
     fixated = app.test_client()
     fixated.set_cookie("donorhub_session", before)
     assert fixated.get("/account").status_code == 302
-    METRICS.report("2.2 sessions rotated on sign-in", "1/1")
 
 
 def test_password_change_ends_other_sessions(app, make_user):
@@ -181,7 +181,6 @@ def test_disabling_an_account_ends_its_sessions(app, make_user):
     assert response.status_code == 302
     assert donor_client.get("/account").status_code == 302
     assert sign_in(app.test_client(), donor.email).status_code == 422
-    METRICS.report("2.3 sessions surviving password change / disable", "0 / 0")
 
 
 def test_idle_and_absolute_timeouts(app, make_user):

@@ -1,7 +1,7 @@
-"""Shared pieces of the donor and fundraiser journeys: the live server with the simulator
-(`giving_server`, from the giving journey), waiting for the simulator's webhooks to land,
-reading the database and the simulator's subscriptions, delivering mail over real SMTP,
-signing in through the browser, and the check that no page or mail shows a card number."""
+"""Shared pieces of the donor and fundraiser journeys (which run on the `giving_server`
+fixture, tests/browser/conftest.py): waiting for the simulator's webhooks to land, reading
+the database and the simulator's subscriptions, delivering mail over real SMTP, signing in
+through the browser, and the check that no page or mail shows a card number."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import stripe
 
 from donorhub.extensions import db
 from donorhub.mail.sender import send_due_mail
-from tests.browser.test_giving_journey import giving_server, wait_for
 from tests.helpers import current_totp
 
-__all__ = ["giving_server", "wait_for", "settle_webhooks", "deliver_mail", "in_app",
+__all__ = ["wait_for", "settle_webhooks", "deliver_mail", "in_app",
            "subscription", "sign_in", "assert_no_card_number", "AuditedPages"]
 
 # The simulator's checkout pays with Visa 4242 4242 4242 4242 (its portal offers 4444 and
@@ -26,6 +25,16 @@ SIMULATOR_CARD_DIGITS = ("4242", "4444", "0341")
 # A run of 13 to 19 digits (spaces or hyphens allowed between them) standing on its own, as
 # a card number is written; our hexadecimal ids and receipt numbers are not such runs.
 CARD_NUMBER = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
+
+
+def wait_for(predicate, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
 
 
 def settle_webhooks(sim, timeout: float = 30) -> list[dict]:

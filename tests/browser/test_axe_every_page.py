@@ -23,7 +23,6 @@ from donorhub.accounts.models import StaffRole, User
 from donorhub.demo.cli import DEMO_PASSWORD, DEMO_STAFF
 from donorhub.extensions import db
 from donorhub.security import Access, view_access
-from tests.browser.test_giving_journey import giving_server  # noqa: F401 - a fixture
 from tests.helpers import current_totp
 from tests.metrics import METRICS
 from tests.security.routes import all_routes
@@ -143,7 +142,7 @@ FOCUSED = """() => {
 }"""
 
 
-def test_a_gift_can_be_made_with_the_keyboard_alone(giving_server, page, axe):  # noqa: F811
+def test_a_gift_can_be_made_with_the_keyboard_alone(giving_server, page, axe):
     base_url, _app, sim = giving_server
     page.goto(base_url + "/donate")
     axe.check(page)

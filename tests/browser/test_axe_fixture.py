@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import AxeAudit
+from tests.browser.audits import AxeAudit
 
 pytestmark = pytest.mark.browser
 

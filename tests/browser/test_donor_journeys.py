@@ -28,7 +28,6 @@ from donorhub.donations.models import (
     RecurringPlan,
 )
 from donorhub.extensions import db
-from tests.browser import journeys
 from tests.browser.journeys import (
     AuditedPages,
     assert_no_card_number,
@@ -43,7 +42,6 @@ from tests.metrics import METRICS
 pytestmark = pytest.mark.browser
 
 # The app over real HTTP with a simulator that delivers webhooks (the giving journey's).
-giving_server = journeys.giving_server
 
 
 def resend_every_event(sim) -> int:

@@ -14,14 +14,12 @@ from sqlalchemy import select
 from donorhub.campaigns.models import Campaign
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.extensions import db
-from tests.browser import journeys
 from tests.browser.journeys import AuditedPages, in_app, settle_webhooks, sign_in
 from tests.metrics import METRICS
 
 pytestmark = pytest.mark.browser
 
 # The app over real HTTP with a simulator that delivers webhooks (the giving journey's).
-giving_server = journeys.giving_server
 
 CAMPAIGN = "Safe Homes Winter Appeal"
 PAGE_TEXT = """## Why now

@@ -3,53 +3,19 @@ the receipt from the real SMTP server and cancels with the link in it, without s
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from config import TestingConfig
 from donorhub.donations.models import PlanStatus, RecurringPlan
 from donorhub.extensions import db
 from donorhub.mail.sender import send_due_mail
-from stripe_simulator import start_simulator
+from tests.browser.journeys import wait_for
 from tests.metrics import METRICS
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def giving_server(app_factory):
-    """The app over real HTTP, with a simulator that delivers webhooks to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    sim = start_simulator(f"{base_url}/stripe/webhook", TestingConfig.STRIPE_WEBHOOK_SECRET,
-                          deliver_webhooks=True, webhook_retry_delays=(0.2, 0.5, 1))
-    app = app_factory(PUBLIC_BASE_URL=base_url, STRIPE_API_BASE=sim.base_url,
-                      CSP_FORM_ACTION=[sim.base_url])
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base_url, app, sim
-    server.shutdown()
-    thread.join(timeout=10)
-    sim.shutdown()
-
-
-def wait_for(predicate, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def plan_status(app):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from donorhub.campaigns.models import Campaign, CampaignStatus
 from donorhub.extensions import db
-from tests.browser.conftest import AxeAudit, weigh_page
+from tests.browser.audits import AxeAudit, weigh_page
 from tests.browser.test_axe_every_page import seed_demo
 from tests.metrics import METRICS
 

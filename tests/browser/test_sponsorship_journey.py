@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from donorhub.extensions import db
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
-from tests.browser.test_giving_journey import giving_server, wait_for  # noqa: F401 - fixture
-from tests.feed.conftest import import_feed  # noqa: F401 - fixture
+from tests.browser.journeys import wait_for
 from tests.helpers import PASSWORD
 from tests.metrics import METRICS
-from tests.sponsorship.conftest import load_children
+from tests.sponsorship.helpers import load_children
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +28,7 @@ def sponsorship_status(app):
 
 
 def test_browse_match_accept_pay_and_read_the_portal(
-        giving_server, page, make_user, import_feed, axe):  # noqa: F811 - pytest fixtures
+        giving_server, page, make_user, import_feed, axe):
     base_url, app, sim = giving_server
     kids = load_children(app, import_feed, 5)
     user = make_user("sita@example.org")

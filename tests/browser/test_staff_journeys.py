@@ -28,7 +28,6 @@ from donorhub.mail.sender import send_due_mail
 from donorhub.sponsorship import conduct
 from donorhub.sponsorship.models import ConductAcceptance, Sponsorship, SponsorshipStatus
 from tests.feed.builders import Batch, crowd, update
-from tests.feed.conftest import import_feed  # noqa: F401 - a fixture
 from tests.helpers import PASSWORD, current_totp
 from tests.metrics import METRICS
 
@@ -74,7 +73,7 @@ def audit_trail(app, actor_id: int) -> list[tuple[str, str, int | None, dict]]:
 
 
 @pytest.fixture
-def quarantined_update(app, import_feed, make_user):  # noqa: F811 - pytest fixture
+def quarantined_update(app, import_feed, make_user):
     """Five listed children from a real import; the first one's update carries identifying
     free text (quarantined) and has an active sponsor."""
     records = crowd(5)

@@ -15,7 +15,6 @@ from donorhub.children.release import (
     release_children,
     suppress_table,
 )
-from tests.metrics import METRICS
 
 TODAY = date(2026, 11, 20)
 K = 5
@@ -108,5 +107,3 @@ def test_suppressed_cells_read_fewer_than_k():
     result = suppress_table({"MH-01": {"a": 3, "b": 12, "c": 20}}, K)
     assert [cell.text(K) for cell in result["MH-01"].values()] == \
         ["fewer than 5", "fewer than 5", "20"]
-    METRICS.report("4.x release checks", "k-anonymity and suppression properties hold "
-                   "(hypothesis, 300 examples each)")

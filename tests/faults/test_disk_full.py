@@ -23,8 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from donorhub.extensions import db
-from tests.feed.builders import Batch, child, home_stats, update
-from tests.feed.test_atomicity import FEED_TABLES
+from tests.feed.builders import FEED_TABLES, Batch, child, home_stats, update
 from tests.helpers import require
 from tests.metrics import METRICS
 

@@ -39,14 +39,13 @@ from donorhub.database import utcnow
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.mail.services import queue_mail
-from tests.conftest import free_port
 from tests.feed.builders import Batch, child, crowd, exit_record
 from tests.feed.builders import update as update_record
-from tests.helpers import HANG_GUARD_SECONDS, MailSink
+from tests.helpers import HANG_GUARD_SECONDS, MailSink, free_port
 from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import checkout_url, give
-from tests.sponsorship.conftest import (
+from tests.sponsorship.helpers import (
     choose,
     load_children,
     signed_in_client,

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import count
 
 _numbers = count(1)
+
+#: Inside 2026-Q4, so the builders' 2026-Q3 periods are in the past.
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+#: Tables an import writes; the audit log and outbox are not touched by it.
+FEED_TABLES = ("children", "child_texts", "child_updates", "child_releases", "home_stats",
+               "alias_uses", "feed_runs", "exit_notices")
 
 
 def child(ref: str | None = None, **overrides) -> dict:

@@ -14,14 +14,11 @@ from pathlib import Path
 from sqlalchemy import text
 
 from donorhub.extensions import db
-from tests.feed.builders import Batch, child, home_stats, update
+from tests.feed.builders import FEED_TABLES, Batch, child, home_stats, update
 from tests.kill_points import ParkingSpot
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Tables an import writes; the audit log and outbox are not touched by it.
-FEED_TABLES = ("children", "child_texts", "child_updates", "child_releases", "home_stats",
-               "alias_uses", "feed_runs", "exit_notices")
 
 
 def signature(app) -> str:

@@ -20,8 +20,7 @@ from donorhub.children.models import (
 from donorhub.extensions import db
 from donorhub.feed.models import FeedRun
 from donorhub.mail.models import OutboxMessage
-from tests.feed.builders import Batch, child, crowd, exit_record, home_stats, update
-from tests.feed.conftest import NOW
+from tests.feed.builders import NOW, Batch, child, crowd, exit_record, home_stats, update
 
 # The contract's own example, verbatim.
 CONTRACT_EXAMPLE = b"""{"type": "header", "feed_version": 1, "partner": "mumbai-safe-homes", "batch": "2026q3-0007", "generated": "2026-10-02T06:00:00Z", "records": 4}

@@ -224,8 +224,8 @@ NO_CHILD_DATA_BLUEPRINTS = {"donations", "payments", "donations_staff", "campaig
 GENERIC_ARGUMENTS_OK = {
     "static", "accounts.verify_email", "accounts.reset_password",
     "accounts.confirm_email_change", "staff.outbox_message", "updates.unsubscribe_page",
-    # Campaigns and donors (issue 7): money and donor data; sponsorships by alias only.
+    # Campaigns and donors: money and donor data; sponsorships by alias only.
     "campaigns_staff.detail", "campaigns_staff.edit", "staff.donor", "staff.data_protection",
-    # Staff accounts and invitations (issue 8): staff names only, invitation tokens.
+    # Staff accounts and invitations: staff names only, invitation tokens.
     "accounts.accept_invitation", "staff.account",
 }

@@ -20,8 +20,7 @@ from donorhub.children.models import Child, ChildStatus, ChildUpdate, ExitNotice
 from donorhub.extensions import db
 from donorhub.feed.jobs import import_feed as import_feed_job
 from donorhub.feed.pseudonyms import keyed_hash
-from tests.feed.builders import Batch, child, crowd, exit_record, home_stats, update
-from tests.feed.conftest import NOW
+from tests.feed.builders import NOW, Batch, child, crowd, exit_record, home_stats, update
 
 TYPES = ("child", "update", "home_stats", "exit")
 REF = "c-PAIRCHILD01"

@@ -13,8 +13,7 @@ from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage, OutboxStatus
 from donorhub.mail.sender import send_due_mail
 from donorhub.mail.services import queue_mail
-from tests.conftest import free_port
-from tests.helpers import join_all
+from tests.helpers import free_port, join_all
 
 
 def queue(app, count=1, recipient="reader@example.org"):

@@ -1,4 +1,5 @@
-"""Helpers and fixtures for tests that give money through the local Stripe simulator.
+"""Helpers for tests that give money through the local Stripe simulator (its fixtures, sim,
+pay_app and pay_client, are in tests/fixtures/payments.py).
 
 The app talks to a real simulator over HTTP with the real stripe library. With
 deliver_webhooks=False the simulator only stores events; tests fetch them from /v1/events,
@@ -14,14 +15,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import stripe
 
 from config import TestingConfig
-from stripe_simulator import start_simulator
 from tests.helpers import CSRF_PATTERN
 
 WEBHOOK_SECRET = TestingConfig.STRIPE_WEBHOOK_SECRET
@@ -156,30 +154,6 @@ def checkout_url(response) -> str:
 
 def session_id_from(url: str) -> str:
     return re.search(r"/checkout/(cs_[A-Za-z0-9_]+)", url).group(1)
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Sim]:
-    running = start_simulator(None, WEBHOOK_SECRET, deliver_webhooks=False)
-    yield Sim(running.base_url)
-    running.shutdown()
-
-
-@pytest.fixture
-def sim(simulator) -> Sim:
-    simulator.reset()
-    simulator.clear_faults()
-    return simulator
-
-
-@pytest.fixture
-def pay_app(app_factory, sim):
-    return app_factory(STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url])
-
-
-@pytest.fixture
-def pay_client(pay_app):
-    return pay_app.test_client()
 
 
 def send_mail(app) -> int:

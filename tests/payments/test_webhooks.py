@@ -143,8 +143,6 @@ def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_clien
                 OutboxMessage.recipient == row.donor.email)) == 1
             assert db.session.scalar(select(func.count()).select_from(StripeEvent).where(
                 StripeEvent.event_id == event_id)) == 1
-    METRICS.report(f"10.2 duplicate deliveries ({backend}): sequential / concurrent / effects",
-                   "10 / 16 from 8 threads / 1 each")
 
 
 # 10.3 -----------------------------------------------------------------------------------------
@@ -195,7 +193,7 @@ def test_webhook_out_of_order_with_duplicates(pay_app, pay_client, sim, backend)
     client.v1.refunds.create({"payment_intent": session.payment_intent})
     del intent, get_gateway
     event_set = EventSet(donation, sim.events())
-    stats = {"examples": 0, "wrong": 0}
+    stats = {"examples": 0}
 
     @settings(max_examples=40 if backend == "sqlite" else 25, deadline=None,
               suppress_health_check=list(HealthCheck))
@@ -221,12 +219,11 @@ def test_webhook_out_of_order_with_duplicates(pay_app, pay_client, sim, backend)
                   and receipts == (1 if paid_first else 0)
                   and row.amount_refunded_minor == (row.amount_minor if with_refund else 0))
         stats["examples"] += 1
-        stats["wrong"] += 0 if ok else 1
         assert ok, (sequence, codes, row.status)
 
     check()
-    METRICS.report(f"10.3 event orders tried with duplicates ({backend}) / wrong final states",
-                   f"{stats['examples']} / {stats['wrong']}")
+    METRICS.report(f"10.3 event orders tried with duplicates ({backend}), each asserted to "
+                   "end in the right state", stats["examples"])
 
 
 # 10.4 -----------------------------------------------------------------------------------------
@@ -267,8 +264,6 @@ def test_webhook_handler_failure_is_retryable(pay_app, pay_client, sim, backend)
     assert post_event(pay_client, event).status_code == 200
     after = counts(pay_app)
     assert (after["events"], after["paid"], after["receipts"]) == (1, 1, 1)
-    METRICS.report(f"10.4 handler failure ({backend}): status / event rows after / effects "
-                   "after retry", "500 / 0 / 1")
 
 
 # 10.6 -----------------------------------------------------------------------------------------

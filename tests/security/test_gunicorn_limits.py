@@ -14,8 +14,7 @@ import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.helpers import require
+from tests.helpers import free_port, require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import config
 from config import KNOWN_TEST_KEYS, ProductionConfig, UnsafeConfiguration
-from tests.conftest import free_port
-from tests.helpers import require
+from tests.helpers import free_port, require
 from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -217,7 +217,6 @@ def test_error_pages_leak_nothing_and_carry_the_request_id(app, client, log_guar
     missing = client.get("/no/such/page", headers={"Accept": "application/json"})
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
     assert missing.get_json()["request_id"] == missing.headers["X-Request-ID"]
-    METRICS.report("9.4 error-page leaks", 0)
 
 
 def test_security_events_are_structured_and_free_of_personal_data(app, make_user, log_guard):
@@ -356,4 +355,3 @@ def test_the_error_page_works_and_keeps_its_headers_when_the_database_is_gone(
         with app.app_context():
             db.engine.dispose()
         os.replace(tmp_path / "away.sqlite3", path)
-    METRICS.report("9.4 error page with the database gone: our page, headers missing", "yes / 0")

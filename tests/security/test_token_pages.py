@@ -93,4 +93,3 @@ def test_the_reference_on_an_error_page_is_ours_never_the_visitors(app, client, 
     last = [json.loads(r) for r in log_guard.records if "unhandled error" in r][-1]
     assert last["request_id"] != records[-1]["request_id"]
     assert "upstream_request_id" not in last
-    METRICS.report("9.7 error references chosen by the visitor", 0)

@@ -23,7 +23,7 @@ from donorhub.sponsorship.models import (
 )
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import csrf_from, http, post_event
-from tests.sponsorship.conftest import choose, load_children, signed_in_client
+from tests.sponsorship.helpers import choose, load_children, signed_in_client
 
 S = SponsorshipStatus
 #: The events whose order decides the end (the others, such as invoice.created, are delivered

@@ -14,7 +14,7 @@ from donorhub.extensions import db
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import csrf_from, post_event
-from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
 
 S = SponsorshipStatus
 #: Each POST route under these prefixes acts on one plan (by id, or by a receipt's token).

@@ -17,7 +17,7 @@ from donorhub.sponsorship import jobs, services
 from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 from tests.helpers import HANG_GUARD_SECONDS, csrf_token, sign_in
 from tests.metrics import METRICS
-from tests.sponsorship.conftest import load_children
+from tests.sponsorship.helpers import load_children
 
 
 def hold(app, user_id: int, token: str, now=None):

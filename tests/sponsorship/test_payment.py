@@ -17,7 +17,7 @@ from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, Sponsorsh
 from tests.helpers import mentions
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import Postman, deliver, send_mail
-from tests.sponsorship.conftest import (
+from tests.sponsorship.helpers import (
     choose,
     load_children,
     signed_in_client,
@@ -88,8 +88,6 @@ def test_past_due_is_mailed_and_lapses_after_the_grace_period(pay_app, import_fe
     send_mail(pay_app)
     ended = [m for m in mailbox.to(user.email) if m.subject == "Your sponsorship has ended"]
     assert len(ended) == 1 and not mentions(ended[0].text, kids.aliases[0])
-    METRICS.report("sponsorship lifecycle: active -> past due (mailed) -> lapsed at grace",
-                   "day 13 kept / day 15 lapsed, place freed, Stripe cancelled")
 
 
 def test_recovery_and_cancel_by_the_sponsor(pay_app, import_feed, sponsor, sim, mailbox):

@@ -15,7 +15,7 @@ from donorhub.sponsorship.models import ConductAcceptance, Disclosure, Sponsorsh
 from tests.helpers import csrf_token, mentions, sign_in
 from tests.metrics import METRICS
 from tests.security.routes import all_routes
-from tests.sponsorship.conftest import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
 
 ACTIONS = ("cancel", "card", "choice", "pay", "unknown")
 
@@ -152,7 +152,6 @@ def test_all_sponsors_of_a_child_see_the_same_facts(app_factory, import_feed, sp
         assert ledger[0].content_hash == ledger[1].content_hash
         assert ledger[0].update_ids == ledger[1].update_ids
         db.session.remove()
-    METRICS.report("sponsorship: sponsors of one child / distinct facts shown", "2 / 1")
 
 
 def test_suspension_and_an_outdated_code_hide_every_child(pay_app, app, import_feed, sponsor,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from donorhub.children.models import ChildRelease
 from donorhub.extensions import db
-from tests.sponsorship.conftest import load_children
+from tests.sponsorship.helpers import load_children
 
 
 def cards(client, query: str = "") -> list[str]:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from donorhub.extensions import db
 from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 from tests.payments.stripe_helpers import session_id_from
-from tests.sponsorship.conftest import choose, load_children, signed_in_client
-from tests.sponsorship.test_two_sessions import _age
+from tests.sponsorship.helpers import choose, load_children, signed_in_client
+from tests.sponsorship.test_retried_checkout_sessions import _age
 
 
 @pytest.mark.parametrize("again", ["same child", "another child"])

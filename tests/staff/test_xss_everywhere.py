@@ -1,6 +1,5 @@
 """XSS payloads typed by staff into every free-text field render inert on every page that shows
-them, staff and public, signed in or not (issue 7: "XSS payloads in every staff-editable field
-render inert on every page").
+them, staff and public, signed in or not.
 
 Fields typed by staff: campaign name, summary, body (Markdown), slug and appeal code (refused by
 their patterns), offline gift donor name, e-mail (refused) and reference, refund note, donor

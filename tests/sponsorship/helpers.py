@@ -1,29 +1,21 @@
-"""Sponsorship fixtures: listed children from a real feed import, sponsors, and paying
-through the local Stripe simulator with the real stripe library."""
+"""Sponsorship test helpers: listed children from a real feed import, and paying through the
+local Stripe simulator with the real stripe library. The fixtures they take (import_feed,
+sponsor, pay_app, sim, ...) are plugins in tests/fixtures/."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 from sqlalchemy import select
 
 from donorhub.children import review
 from donorhub.children.models import Child, ChildUpdate
 from donorhub.database import utcnow
 from donorhub.extensions import db
-from donorhub.sponsorship import conduct, services
 from donorhub.sponsorship.models import Sponsorship
 from tests.feed.builders import Batch, crowd, update
-from tests.feed.conftest import NOW, import_feed  # noqa: F401 - a fixture
 from tests.helpers import csrf_token, sign_in
-from tests.payments.stripe_helpers import (  # noqa: F401 - fixtures
-    Postman,
-    pay_app,
-    pay_client,
-    sim,
-    simulator,
-)
+from tests.payments.stripe_helpers import Postman
 
 
 @dataclass
@@ -36,7 +28,7 @@ class Kids:
     refs: list[str]
 
 
-def load_children(app, import_feed, size: int = 5, *, updates: bool = True,  # noqa: F811
+def load_children(app, import_feed, size: int = 5, *, updates: bool = True,
                   **overrides) -> Kids:
     """`size` look-alike children (listed by the release checks), each with one update that
     an officer approves and that is published, so the portal has content."""
@@ -68,25 +60,6 @@ def load_children(app, import_feed, size: int = 5, *, updates: bool = True,  # n
                     [c.alias for c in children], [r["ref"] for r in records])
         db.session.remove()
     return kids
-
-
-@pytest.fixture
-def sponsor(app, make_user):
-    """A verified account that accepted the current code of conduct."""
-
-    def make(email: str | None = None, *, accept: bool = True, target_app=None):
-        handle = make_user(email)
-        with (target_app or app).app_context():
-            if accept:
-                from donorhub.accounts.models import User
-
-                services.accept_conduct(db.session.get(User, handle.id),
-                                        conduct.CURRENT_VERSION)
-                db.session.commit()
-            db.session.remove()
-        return handle
-
-    return make
 
 
 def signed_in_client(app, user):
@@ -122,7 +95,3 @@ def state(app, sponsorship_id: int):
         result = (row.status, row.plan.status if row.plan else None)
         db.session.remove()
         return result
-
-
-__all__ = ["NOW", "Kids", "load_children", "signed_in_client", "choose",
-           "sponsor_through_stripe", "state"]

@@ -1,3 +1,0 @@
-"""Feed fixtures, shared with the updates tests."""
-
-from tests.feed.conftest import import_feed  # noqa: F401
