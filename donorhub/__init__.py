@@ -50,6 +50,9 @@ def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Fl
 
     security.init_app(app)
     register_error_handlers(app)
+    from donorhub import commit_point
+
+    commit_point.init_app(app)
     return app
 
 

@@ -26,6 +26,31 @@ class NotPermitted(DomainError):
     """The acting user may not do this."""
 
 
+class GatewayError(Exception):
+    """Stripe did not do what we asked. `message` is safe to show to a donor.
+
+    Raised by donorhub/payments/gateway.py; defined here so that the request's commit point
+    (donorhub/commit_point.py) can answer it without importing the payments feature."""
+
+    def __init__(self, message: str, *, retryable: bool, kind: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        #: True for timeouts, connection failures, 5xx, 409 and 429: the same request (same
+        #: idempotency key) may be sent again. False when Stripe refused it for good.
+        self.retryable = retryable
+        self.kind = kind
+        self.status = status
+
+    @property
+    def key_spent(self) -> bool:
+        """Stripe kept this answer under the idempotency key (for 24 hours): a refusal, or a
+        5xx once execution began (Stripe replays a saved 500). Retrying with the same key
+        only replays it, so the next try needs a new key, once we know the first took no
+        effect (or that an effect nobody saw does no harm). Timeouts, connection failures,
+        409 and 429 are not saved: retry with the same key."""
+        return not self.retryable or (self.status is not None and self.status >= 500)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or (
         request.accept_mimetypes.best == "application/json"
@@ -52,6 +77,7 @@ _MESSAGES = {
                             "be incomplete."),
     405: ("Not allowed", "That action is not available here."),
     413: ("Too large", "What you sent is larger than we accept."),
+    422: ("Not done", "We could not do that. Nothing has changed."),
     429: ("Too many attempts", "You have tried that too many times. Please wait a few minutes "
                                "and try again."),
     500: ("Something went wrong", "Something went wrong on our side. Nothing you entered was "
@@ -59,8 +85,11 @@ _MESSAGES = {
 }
 
 
-def render_error(status: int):
+def render_error(status: int, detail: str | None = None):
+    """Our error page (or problem document); `detail` is a message safe to show, such as a
+    `DomainError`'s, in place of the status's general one."""
     title, message = _MESSAGES.get(status, _MESSAGES[500] if status >= 500 else _MESSAGES[400])
+    message = detail or message
     if wants_json():
         return problem(status, title, message)
     try:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template_string, request
+from flask import Blueprint, abort, redirect, render_template_string, request
 
+from donorhub.audit import record_audit
+from donorhub.commit_point import back_on_error, commit_before_calling_stripe
+from donorhub.errors import DomainError, GatewayError
+from donorhub.extensions import csrf
 from donorhub.security import public
 
 bp = Blueprint("testing", __name__, url_prefix="/_testing")
@@ -46,3 +50,29 @@ def a11y_flaw(flaw: str):
         '{% extends "base.html" %}{% block title %}Flaw{% endblock %}'
         "{% block content %}<h1>A page with a flaw</h1>{{ flaw|safe }}{% endblock %}",
         flaw=A11Y_FLAWS[flaw])
+
+
+@bp.post("/write/<outcome>")
+@public
+@csrf.exempt
+@back_on_error("testing.reflect")
+def write_then(outcome: str):
+    """Write one audit row, then answer as `outcome` says: proves the request's commit point
+    keeps the row exactly when the answer is a success."""
+    record_audit(None, "testing.write", "testing", None, {"outcome": outcome})
+    if outcome == "page":
+        return "written"
+    if outcome == "redirect":
+        return redirect("/", code=303)
+    if outcome == "form-errors":
+        return "the form again, with its errors", 422
+    if outcome == "refused":
+        raise DomainError("That is not allowed.")
+    if outcome == "provider-down":
+        raise GatewayError("down", retryable=True, kind="connection")
+    if outcome == "kept-then-provider-down":
+        commit_before_calling_stripe()
+        raise GatewayError("down", retryable=True, kind="connection")
+    if outcome == "crash":
+        raise RuntimeError("a bug")
+    abort(404)

@@ -27,6 +27,7 @@ import stripe
 from flask import Flask, current_app
 
 from donorhub import park_for_kill
+from donorhub.errors import GatewayError
 from donorhub.payments.events import (
     InvoiceData,
     PaymentEvent,
@@ -102,28 +103,6 @@ class RefundResult:
     id: str
     status: str
     amount_minor: int
-
-
-class GatewayError(Exception):
-    """Stripe did not do what we asked. `message` is safe to show to a donor."""
-
-    def __init__(self, message: str, *, retryable: bool, kind: str, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        #: True for timeouts, connection failures, 5xx, 409 and 429: the same request (same
-        #: idempotency key) may be sent again. False when Stripe refused it for good.
-        self.retryable = retryable
-        self.kind = kind
-        self.status = status
-
-    @property
-    def key_spent(self) -> bool:
-        """Stripe kept this answer under the idempotency key (for 24 hours): a refusal, or a
-        5xx once execution began (Stripe replays a saved 500). Retrying with the same key
-        only replays it, so the next try needs a new key, once we know the first took no
-        effect (or that an effect nobody saw does no harm). Timeouts, connection failures,
-        409 and 429 are not saved: retry with the same key."""
-        return not self.retryable or (self.status is not None and self.status >= 500)
 
 
 class InvalidWebhook(Exception):
