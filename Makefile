@@ -13,7 +13,7 @@ help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL),"
 	@echo "            on PYTEST_WORKERS processes (default auto: one per core; 0: one process)"
-	@echo "make lint   ruff, bandit and semgrep"
+	@echo "make lint   ruff, bandit, semgrep and mypy"
 	@echo "make typecheck   mypy"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
 	@echo "make test-stressed   the timing-sensitive tests under stress --cpu 4 (part of make test)"
@@ -108,6 +108,7 @@ lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub stripe_simulator config.py wsgi.py
 	$(SEMGREP) donorhub stripe_simulator config.py wsgi.py templates
+	$(BIN)/mypy
 
 # mypy reads its settings (files, exclusions, strictness) from [tool.mypy] in pyproject.toml.
 .PHONY: typecheck
@@ -119,8 +120,10 @@ typecheck: install-test
 # (tests/fixtures/database.py); --dist loadgroup keeps each xdist_group on one worker
 # (tests/conftest.py XDIST_GROUPS: the tests that start whole stacks of processes).
 PYTEST_WORKERS ?= auto
+# Branch coverage of the main run ([tool.coverage] in pyproject.toml; html in reports/coverage/).
+COVERAGE_ARGS ?= --cov --cov-report=term:skip-covered --cov-report=html:reports/coverage
 test: install-test browser bench-tools stack-tools lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(COVERAGE_ARGS) \
 	  $(addprefix --ignore=,$(STRESSED_TESTS))
 
 test-slow: install-test browser bench-tools tools
