@@ -20,6 +20,13 @@ OUTCOMES = {
 }
 
 
+@pytest.fixture
+def app(app_factory):
+    """Without form tokens: these requests prove the commit point, not CSRF (which every real
+    form has; tests/security covers it)."""
+    return app_factory(WTF_CSRF_ENABLED=False)
+
+
 def _rows(app) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(AuditEvent)
