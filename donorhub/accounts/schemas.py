@@ -32,18 +32,9 @@ class PasswordField(fields.String):
         super().__init__(required=True, **kwargs)
 
 
-@dataclass(frozen=True)
-class Registration:
-    email: str
-    full_name: str
-    password: str
+class ConfirmedPassword:
+    """A new password typed twice: the two must be the same."""
 
-
-class RegisterSchema(FormSchema):
-    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
-                                                      check_plain_name],
-                              error_messages={"required": "Enter your name."})
-    email = EmailField(**EMAIL_FIELD)
     password = PasswordField()
     password_confirm = PasswordField()
 
@@ -51,6 +42,20 @@ class RegisterSchema(FormSchema):
     def passwords_match(self, data, **_kwargs):
         if data.get("password") != data.get("password_confirm"):
             raise ValidationError("The two passwords are not the same.", "password_confirm")
+
+
+@dataclass(frozen=True)
+class Registration:
+    email: str
+    full_name: str
+    password: str
+
+
+class RegisterSchema(ConfirmedPassword, FormSchema):
+    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
+                                                      check_plain_name],
+                              error_messages={"required": "Enter your name."})
+    email = EmailField(**EMAIL_FIELD)
 
     @post_load
     def build(self, data, **_kwargs) -> Registration:
@@ -70,14 +75,8 @@ class EmailOnlySchema(FormSchema):
     email = EmailField(**EMAIL_FIELD)
 
 
-class NewPasswordSchema(FormSchema):
-    password = PasswordField()
-    password_confirm = PasswordField()
-
-    @validates_schema
-    def passwords_match(self, data, **_kwargs):
-        if data.get("password") != data.get("password_confirm"):
-            raise ValidationError("The two passwords are not the same.", "password_confirm")
+class NewPasswordSchema(ConfirmedPassword, FormSchema):
+    """A new password, typed twice."""
 
 
 class ChangePasswordSchema(NewPasswordSchema):
