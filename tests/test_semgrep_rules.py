@@ -157,13 +157,16 @@ PLANTED = {
         ["services-never-read-request-state"] * 2 + ["services-never-commit"]),
     "donorhub/audit.py": ("from flask import request\n",
                           ["services-never-read-request-state"]),
-    # ... but not the edge, the wiring, or database.py's unit of work.
+    # ... but not the edge (where views-never-commit watches a view's commits), the wiring,
+    # or database.py's unit of work.
     "donorhub/staff/views/outbox.py": (
         "from flask import request\nfrom donorhub.extensions import db\n\n\n"
-        "def page():\n    db.session.commit()\n    return request.args\n", []),
+        "def page():\n    db.session.commit()\n    return request.args\n",
+        ["views-never-commit"]),
     "donorhub/staff/views/reports.py": (
-        "from flask import request\nfrom donorhub.extensions import db\n\n\n"
-        "def page():\n    db.session.commit()\n    return request.args\n", []),
+        "from flask import request\nfrom donorhub.commit_point import "
+        "commit_before_calling_stripe\n\n\n"
+        "def page():\n    commit_before_calling_stripe()\n    return request.args\n", []),
     "donorhub/jobs/registry.py": ("from donorhub.extensions import db\n\n\n"
                                   "def run_job():\n    db.session.commit()\n", []),
     "donorhub/payments/webhooks.py": (
