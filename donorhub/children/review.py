@@ -146,7 +146,7 @@ def reveal(actor: User, kind: str, item_id: int) -> tuple[str | None, list[dict]
 def sponsor_preview(kind: str, item_id: int, text: str | None) -> list[str]:
     """The sentences a sponsor would read if this were approved with `text`."""
     row = _row(kind, item_id)
-    if kind != "update":
+    if not isinstance(row, ChildUpdate):  # kind "about"
         return [text] if text else []
     subject = row.child.alias if row.child is not None else HOME_SUBJECT
     return update_sentences(subject, row.milestones, text)

@@ -220,8 +220,9 @@ def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> 
                   form_nonce=gift.form_token,
                   gift_aid_declaration_id=declaration.id if declaration else None)
     if gift.frequency == "once":
-        row = Donation(kind=DonationKind.ONCE, status=DonationStatus.PENDING,
-                       frequency="once", **common)
+        row: Donation | RecurringPlan = Donation(kind=DonationKind.ONCE,
+                                                 status=DonationStatus.PENDING,
+                                                 frequency="once", **common)
     else:
         row = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
                             **common)
@@ -264,7 +265,7 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
             row.checkout_attempt += 1
         row.checkout_expires_at = (now + expiry).replace(microsecond=0)
     is_plan = isinstance(row, RecurringPlan)
-    frequency = row.frequency.value if is_plan else "once"
+    frequency = row.frequency.value if isinstance(row, RecurringPlan) else "once"
     ref = {"plan" if is_plan else "donation": row.public_id}
     request = CheckoutRequest(
         idempotency_key=checkout_key(row),
@@ -275,7 +276,7 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
         cancel_url=external_url("donations.cancelled", ref=row.public_id),
         expires_at=int(row.checkout_expires_at.timestamp()),
         customer_email=row.donor.email, metadata=ref,
-        interval=row.frequency.stripe_interval if is_plan else None)
+        interval=row.frequency.stripe_interval if isinstance(row, RecurringPlan) else None)
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:

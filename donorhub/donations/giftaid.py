@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -268,7 +269,7 @@ class ClaimPreview:
         return sum(r[1] for r in self.rows)
 
 
-def claimable_gifts(date_from: date, date_to: date) -> list[Donation]:
+def claimable_gifts(date_from: date, date_to: date) -> Sequence[Donation]:
     """Dates are UK dates (Europe/London), as on HMRC's schedule."""
     start = datetime.combine(date_from, time(0), UK).astimezone(UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(0), UK).astimezone(UTC)
@@ -286,6 +287,8 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
     rows, problems = [], []
     for gift in claimable_gifts(date_from, date_to):
         declaration = gift.gift_aid_declaration
+        if gift.paid_at is None:
+            raise RuntimeError("claimable gift without paid_at")  # only paid gifts are claimable
         if declaration is None or not declaration.covers(gift, gift.paid_at):
             continue
         row, row_problems = build_row(
@@ -317,7 +320,7 @@ def record_claim(preview: ClaimPreview, actor: User | None) -> GiftAidClaim:
     claimed = db.session.execute(
         update(Donation).where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
         .values(gift_aid_claim_id=claim.id).execution_options(synchronize_session=False))
-    if claimed.rowcount != len(ids):
+    if claimed.rowcount != len(ids):  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         raise DomainError("Another export has just claimed some of these gifts. Check "
                           "again, then export what is left.")
     for _row, _amount, gift in preview.rows:
@@ -337,6 +340,9 @@ def claim_rows(claim_id: int) -> list | None:
     rows = []
     for gift in gifts:
         declaration = gift.gift_aid_declaration
+        # A claimed gift was paid under a declaration (both checked when it was claimed).
+        if declaration is None or gift.paid_at is None:
+            raise RuntimeError("claimed gift without its declaration or paid_at")
         row, _problems = build_row(
             donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
             last_name=declaration.last_name, house=declaration.house,
@@ -346,7 +352,7 @@ def claim_rows(claim_id: int) -> list | None:
     return rows
 
 
-def recent_claims() -> list[GiftAidClaim]:
+def recent_claims() -> Sequence[GiftAidClaim]:
     """The last 20 claims, newest first."""
     return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
                               .limit(20)).all()

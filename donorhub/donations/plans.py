@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -69,7 +70,7 @@ def flag_plan(plan: RecurringPlan, reason: str, event_type: str) -> None:
                                                      "event_type": event_type})
 
 
-def flagged_plans() -> list[RecurringPlan]:
+def flagged_plans() -> Sequence[RecurringPlan]:
     """Plans flagged for staff, newest first."""
     return db.session.scalars(select(RecurringPlan).where(
         RecurringPlan.review_reason.is_not(None))
@@ -85,8 +86,11 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
         db.session.execute(update(RecurringPlan).where(RecurringPlan.id == plan.id)
                            .values(revision=RecurringPlan.revision)
                            .execution_options(synchronize_session=False))
-    return db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
-                             .with_for_update().execution_options(populate_existing=True))
+    fresh = db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
+                              .with_for_update().execution_options(populate_existing=True))
+    if fresh is None:  # the caller's plan row; plan rows are never deleted
+        raise RuntimeError("plan row vanished")
+    return fresh
 
 
 def frequency_of(interval: str) -> Frequency:
@@ -228,6 +232,8 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
     """
     if not error.retryable:
         raise error
+    if plan.stripe_subscription_id is None:  # the change was asked of this subscription
+        raise RuntimeError("plan without a subscription")
     try:
         sub = get_gateway().subscription(plan.stripe_subscription_id)
     except GatewayError:

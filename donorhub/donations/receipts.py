@@ -39,7 +39,8 @@ def _next_receipt_sequence(year: int) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        # Both dialects' insert() take the same on_conflict_do_nothing arguments used here.
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     db.session.execute(insert(ReceiptCounter).values(year=year, last=0)
                        .on_conflict_do_nothing(index_elements=["year"]))
     return db.session.execute(
@@ -53,6 +54,8 @@ def issue_receipt(donation: Donation) -> Receipt | None:
     if donation.receipt is not None or donation.status not in (
             DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
         return None
+    if donation.paid_at is None:  # a paid or partly refunded gift has its payment time
+        raise RuntimeError("paid gift without paid_at")
     year = donation.paid_at.year
     sequence = _next_receipt_sequence(year)
     receipt = Receipt(donation=donation, year=year, sequence=sequence,
@@ -145,13 +148,16 @@ def statement(donor: Donor, period: TaxYear) -> dict:
                                Donation.paid_at < end,
                                Donation.status.in_(MONEY_RECEIVED))
         .order_by(Donation.paid_at)).all()
-    rows, totals = [], {}
+    rows: list[dict] = []
+    totals: dict[str, int] = {}
     for gift in gifts:
         kept = gift.amount_minor - gift.amount_refunded_minor
         if gift.status is DonationStatus.CHARGED_BACK:
             kept = 0
         if kept <= 0:
             continue
+        if gift.paid_at is None:
+            raise RuntimeError("paid gift without paid_at")  # selected by its payment time
         rows.append({"gift": gift, "kept": kept,
                      "local_date": gift.paid_at.astimezone(zone).date()})
         totals[gift.currency] = totals.get(gift.currency, 0) + kept

@@ -192,8 +192,12 @@ def send_refund(refund_id: int) -> Refund:
                                  .with_for_update())
     row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
                             .execution_options(populate_existing=True))
+    if donation is None or row is None:  # both read above; neither is ever deleted
+        raise RuntimeError("refund or gift row vanished")
     if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
         return row  # already sent and answered (a webhook or reconcile got there first)
+    if row.idempotency_key is None:  # given when the refund was recorded
+        raise RuntimeError("refund without an idempotency key")
     result = get_gateway().refund(RefundRequest(
         payment_intent_id=donation.stripe_payment_intent_id,
         charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,

@@ -10,6 +10,7 @@ commits).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -119,7 +120,7 @@ def _second_payment(donation: Donation, intent_id: str | None) -> bool:
                 and intent_id != donation.stripe_payment_intent_id)
 
 
-def _flag_second_payment(donation: Donation, intent_id: str,
+def _flag_second_payment(donation: Donation, intent_id: str | None,
                          event: PaymentEvent) -> HandlerOutcome:
     record_audit(None, "payment.second_payment", "donation", donation.id,
                  {"payment_intent": intent_id, "event": event.type})
@@ -650,6 +651,8 @@ def record_subscription_updated(event: PaymentEvent) -> HandlerOutcome:
     """A plan's subscription changed at Stripe (paused, resumed, amount, interval, ended)."""
     sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
+        if outcome is None:
+            raise RuntimeError("no plan and no outcome")  # an event without a plan has one
         return outcome
     if sub.status == "canceled":  # final, whatever its order: the ended mail goes once
         _stripe_ended(plan, event)
@@ -711,6 +714,8 @@ def record_subscription_deleted(event: PaymentEvent) -> HandlerOutcome:
     """Stripe ended a plan's subscription."""
     _sub, plan, outcome = _plan_of_subscription_event(event)
     if plan is None:
+        if outcome is None:
+            raise RuntimeError("no plan and no outcome")  # an event without a plan has one
         return outcome
     _stripe_ended(plan, event)
     return HandlerOutcome.APPLIED
@@ -730,7 +735,7 @@ def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
                    frequency=plan.frequency.value, donate_url=external_url("donations.donate"))
 
 
-def flagged_gifts() -> list[Donation]:
+def flagged_gifts() -> Sequence[Donation]:
     """Gifts for staff to look at (needs review, disputed, charged back), newest first."""
     return db.session.scalars(select(Donation).where(Donation.status.in_(
         [DonationStatus.NEEDS_REVIEW, DonationStatus.DISPUTED, DonationStatus.CHARGED_BACK]))

@@ -522,14 +522,15 @@ def release_hold(sponsorship_id: int, now: datetime) -> bool:
     The Checkout Session is expired at Stripe first, so it cannot be paid afterwards; if that
     fails, or the sponsor paid at the same moment, the payment webhook finds the hold gone
     and re-places or asks the sponsor to choose (status unplaced)."""
-    session_id = db.session.get(Sponsorship, sponsorship_id).stripe_checkout_session_id
+    row = db.session.get_one(Sponsorship, sponsorship_id)
+    session_id = row.stripe_checkout_session_id
     if session_id:
         try:
             get_gateway().expire_checkout(session_id)
         except GatewayError as error:
             log.warning("could not expire a sponsorship checkout",
                         extra={"kind": error.kind})
-    sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+    sponsorship = _lock_again(row)
     if sponsorship.status is not _S.PENDING:
         return False
     if sponsorship.hold_expires_at is not None and sponsorship.hold_expires_at <= now:
@@ -834,6 +835,8 @@ def stop_collection_after_exit(sponsorship_id: int, now: datetime) -> bool:
     :raises GatewayError: Stripe could not pause it; the job rolls back and tries next run.
     """
     sponsorship = lock_sponsorship(Sponsorship.id == sponsorship_id)
+    if sponsorship is None:
+        raise RuntimeError("sponsorship row vanished")  # sponsorship rows are never deleted
     if sponsorship.collection_stopped_at is not None:
         return False
     plan = sponsorship.plan
@@ -858,7 +861,7 @@ def send_exit_notice(notice_id: int, now: datetime) -> int:
     content-free mail and the portal message with the three choices. Waits while any of the
     child's sponsorships still has collection running (step 1 not done yet). Returns how many
     sponsors were told. One unit of work each (the job commits)."""
-    notice = db.session.get(ExitNotice, notice_id)
+    notice = db.session.get_one(ExitNotice, notice_id)
     rows = db.session.scalars(select(Sponsorship).where(
         Sponsorship.child_id == notice.child_id)).all()
     if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
