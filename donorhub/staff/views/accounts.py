@@ -51,9 +51,7 @@ def invite_staff():
         except (account_services.AlreadyStaff, account_services.InvitationWaiting) as error:
             errors = {"email": [str(error)]}
     if errors:
-        db.session.rollback()
         return render_accounts(errors, dict(request.form), 422)
-    db.session.commit()
     flash(f"We have sent an invitation to {data['email']}. It works once, for "
           f"{int(account_services.INVITATION_MAX_AGE.total_seconds() // 3600)} hours.",
           "success")
@@ -68,10 +66,8 @@ def withdraw_invitation(invitation_id: int):
     try:
         account_services.withdraw_invitation(current_user, invitation)
     except DomainError as error:
-        db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("staff.accounts"))
-    db.session.commit()
     flash("The invitation is withdrawn: its link no longer works.", "success")
     return redirect(url_for("staff.accounts"))
 
@@ -107,9 +103,7 @@ def account_roles(user_id: int):
         except DomainError as error:
             errors = {"roles": [str(error)]}
     if errors:
-        db.session.rollback()
-        return render_account(staff_account_or_404(user_id), errors, 422)
-    db.session.commit()
+        return render_account(user, errors, 422)
     flash("The roles are saved." if changed else "Nothing changed.", "success")
     return redirect(url_for("staff.account", user_id=user.id))
 
@@ -123,7 +117,6 @@ def disable_account(user_id: int):
         flash("You cannot disable your own account.", "error")
         return redirect(url_for("staff.accounts"))
     account_services.set_account_disabled(current_user, user, disabled=True)
-    db.session.commit()
     flash("The account is disabled and signed out everywhere.", "success")
     return redirect(url_for("staff.accounts"))
 
@@ -134,6 +127,5 @@ def enable_account(user_id: int):
     """Let a disabled account sign in again."""
     user = db.get_or_404(User, user_id)
     account_services.set_account_disabled(current_user, user, disabled=False)
-    db.session.commit()
     flash("The account can sign in again.", "success")
     return redirect(url_for("staff.accounts"))

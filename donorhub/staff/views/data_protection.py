@@ -6,9 +6,9 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from donorhub.accounts.models import DataRequest, StaffRole
+from donorhub.commit_point import back_on_error
 from donorhub.donations import data_protection as services
 from donorhub.donations.models import Donor
-from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.forms import EmptySchema, load_form
 from donorhub.payments.gateway import GatewayError
@@ -36,6 +36,7 @@ def data_protection(donor_id: int):
 
 @bp.post("/donors/<int:donor_id>/erase")
 @staff(*DATA_PROTECTION)
+@back_on_error("staff.data_protection", "donor_id")
 def erase(donor_id: int):
     """Carry out erasure: overwrite personal data, delete the Stripe customer, audit."""
     donor = db.get_or_404(Donor, donor_id)
@@ -48,10 +49,10 @@ def erase(donor_id: int):
             DataRequest.user_id == donor.user_id, DataRequest.status == "requested"))
     try:
         services.erase_donor(donor, current_user, request_row)
-    except (DomainError, GatewayError) as error:
-        db.session.rollback()
-        flash(str(getattr(error, "message", error)), "error")
+    except GatewayError as error:
+        # Staff are shown Stripe's own message, not the standard one a donor sees. Stripe is
+        # called before the erasure writes anything, so the redirect keeps nothing.
+        flash(error.message, "error")
         return redirect(url_for("staff.data_protection", donor_id=donor_id), code=303)
-    db.session.commit()
     flash("Personal data erased; financial records kept.", "success")
     return redirect(url_for("staff.donor", donor_id=donor_id), code=303)

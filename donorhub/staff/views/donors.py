@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
+from donorhub.commit_point import back_on_error, commit_before_calling_stripe
 from donorhub.donations import donors as services
 from donorhub.donations import refunds
 from donorhub.donations.models import Donation, Donor, RefundStatus
@@ -53,7 +54,6 @@ def donor(donor_id: int):
     """One donor: gifts, plans, sponsorships (aliases only), Gift Aid, consents, notes."""
     row = db.get_or_404(Donor, donor_id)
     page = services.donor_page(row, current_user)
-    db.session.commit()  # the audit row of this view
     return render_template("staff/donors/detail.html", page=page,
                            sponsorships=sponsorship_services.donor_sponsorships(row.id),
                            refundable={g.id: refunds.refundable_minor(g) for g in page.gifts},
@@ -67,6 +67,7 @@ def _back(donor_id: int):
 
 @bp.post("/donors/<int:donor_id>/notes")
 @staff(*FUNDRAISING)
+@back_on_error("staff.donor", "donor_id")
 def donor_note(donor_id: int):
     """Add a note to a donor."""
     row = db.get_or_404(Donor, donor_id)
@@ -74,13 +75,7 @@ def donor_note(donor_id: int):
     if errors:
         flash("Write a note of up to 2,000 characters.", "error")
         return _back(donor_id)
-    try:
-        services.add_note(row, data["body"], current_user)
-    except DomainError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return _back(donor_id)
-    db.session.commit()
+    services.add_note(row, data["body"], current_user)
     flash("Note added.", "success")
     return _back(donor_id)
 
@@ -95,7 +90,6 @@ def donor_consent(donor_id: int):
         abort(400)
     services.record_consent(row, data["channel"], data["granted"] == "yes", data["source"],
                             current_user)
-    db.session.commit()
     flash("Consent recorded.", "success")
     return _back(donor_id)
 
@@ -131,9 +125,7 @@ def offline_gift():
         except DomainError as error:
             errors = {"_schema": [str(error)]}
     if errors:
-        db.session.rollback()
         return _offline_form(dict(request.form), errors, 422)
-    db.session.commit()
     flash("Gift recorded." if created else "That gift was already recorded; nothing added.",
           "success")
     return _back(gift.donor_id)
@@ -156,20 +148,23 @@ def refund(donation_id: int):
             donation_id, data["amount_minor"], data["reason"], data["note"],
             data["request_token"], current_user)
     except DomainError as error:
+        # Back to the gift's donor, who is not in this URL; the redirect would keep a
+        # refund row the service wrote before it refused.
         db.session.rollback()
         flash(str(error), "error")
         return _back(donor_id)
     refund_id, sent = row.id, row.status is not RefundStatus.REQUESTED
-    db.session.commit()
     if not created:
         flash("That refund was already asked for; nothing more was sent.", "success")
         return _back(donor_id)
     if sent:
         flash("Refund recorded.", "success")
         return _back(donor_id)
+    commit_before_calling_stripe()
     try:
         refunds.send_refund(refund_id)
     except GatewayError as error:
+        # The refund row is committed; drop only what recording Stripe's answer wrote.
         db.session.rollback()
         if error.retryable and error.key_spent:
             # Stripe answered with an error it keeps under our key for 24 hours, so this
@@ -181,14 +176,12 @@ def refund(donation_id: int):
                   "within the hour.", "error")
         else:
             refunds.refund_refused(refund_id, error.kind)
-            db.session.commit()
             flash(f"Stripe did not refund: {error.message}", "error")
         return _back(donor_id)
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
         return _back(donor_id)
-    db.session.commit()
     flash("Refund sent to Stripe.", "success")
     return _back(donor_id)
 
@@ -196,9 +189,8 @@ def refund(donation_id: int):
 def _settle_after_server_error(refund_id: int) -> None:
     try:
         outcome = refunds.settle_refund(refund_id)
-        db.session.commit()
     except GatewayError:
-        db.session.rollback()
+        db.session.rollback()  # the redirect that follows must not keep a half-settled refund
         outcome = None
     if outcome == "recovered":
         flash("Stripe had a problem answering, but the refund was made.", "success")

@@ -68,6 +68,5 @@ def resend_message(message_id: int):
     except IllegalTransition:
         abort(409)
     record_audit(current_user, "mail.resent", "outbox_message", message.id, {})
-    db.session.commit()
     flash("The message is queued again.", "success")
     return redirect(url_for("staff.outbox_message", message_id=message.id))

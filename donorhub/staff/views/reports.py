@@ -8,7 +8,6 @@ from marshmallow import ValidationError
 
 from donorhub.accounts.models import StaffRole
 from donorhub.csv import to_csv
-from donorhub.extensions import db
 from donorhub.forms import flatten_errors, load_form
 from donorhub.reports import exports
 from donorhub.reports import services as reports
@@ -68,6 +67,5 @@ def exports_page():
     else:
         columns, rows = exports.donors_export(data["date_from"], data["date_to"],
                                               data["audience"], current_user)
-    db.session.commit()
     return _csv_response(f"{data['kind']}-{data['date_from']}-{data['date_to']}", columns,
                          rows)

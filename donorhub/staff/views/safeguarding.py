@@ -11,6 +11,7 @@ from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
 from donorhub.children import review
 from donorhub.children.models import Child, ChildRelease, ChildStatus
+from donorhub.commit_point import commit_before_calling_stripe
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.feed.models import FeedRun
@@ -51,7 +52,6 @@ def safeguarding():
     active = db.session.scalar(select(func.count()).select_from(Child).where(
         Child.status == ChildStatus.ACTIVE)) or 0
     record_audit(current_user, "safeguarding.queue_viewed", "queue", None, {"items": len(items)})
-    db.session.commit()
     return render_template("staff/safeguarding/queue.html", items=items, listed=listed,
                            active=active)
 
@@ -63,12 +63,22 @@ def render_review(item: review.ReviewItem, *, errors=None, status=200, edited_te
     masked = review.masked_text(original, item.findings)
     preview_text = None if item.findings else original
     preview = review.sponsor_preview(item.kind, item.id, preview_text)
-    db.session.commit()  # the audit row of this view
     return render_template("staff/safeguarding/review.html", item=item, segments=segments,
                            masked=masked if edited_text is None else edited_text,
                            preview=preview, errors=errors or {},
                            reasons=review.REJECTION_REASONS,
                            needs_confirmation=needs_confirmation), status
+
+
+def render_refused_decision(kind: str, item_id: int, **page):
+    """The item again, at 422, with why the decision was not taken. The commit point rolls a
+    422 back, but every showing of an item to an officer is audited and kept: so what the
+    refused decision wrote is dropped here, and the audit row of showing the item again is
+    committed before the page answers."""
+    db.session.rollback()
+    item = load_item(kind, item_id)
+    commit_before_calling_stripe()  # the one named mid-view commit; no Stripe call follows
+    return render_review(item, status=422, **page)
 
 
 @bp.get("/safeguarding/<kind>/<int:item_id>")
@@ -84,7 +94,6 @@ def reveal_item(kind: str, item_id: int):
     """The text with nothing masked, when a flagged part must be judged. Audited."""
     item = load_item(kind, item_id)
     text, findings = review.reveal(current_user, kind, item_id)
-    db.session.commit()
     return render_template("staff/safeguarding/reveal.html", item=item, text=text,
                            findings=findings)
 
@@ -96,22 +105,18 @@ def approve_item(kind: str, item_id: int):
     item = load_item(kind, item_id)
     data, errors = load_form(ApproveSchema())
     if errors:
-        db.session.rollback()
-        return render_review(load_item(kind, item_id), errors=errors, status=422)
+        return render_refused_decision(kind, item_id, errors=errors)
     edited = data["text"] if data["mode"] == "edited" else None
     try:
         review.approve(current_user, kind, item_id, edited_text=edited,
                        confirmed=data["confirm"])
     except review.NeedsConfirmation as error:
-        db.session.rollback()
-        return render_review(load_item(kind, item_id), status=422, edited_text=edited,
-                             errors={"confirm": [str(error)]},
-                             needs_confirmation=len(error.findings))
+        return render_refused_decision(kind, item_id, edited_text=edited,
+                                       errors={"confirm": [str(error)]},
+                                       needs_confirmation=len(error.findings))
     except DomainError as error:
-        db.session.rollback()
-        return render_review(load_item(kind, item_id), status=422, edited_text=edited,
-                             errors={"text": [str(error)]})
-    db.session.commit()
+        return render_refused_decision(kind, item_id, edited_text=edited,
+                                       errors={"text": [str(error)]})
     flash(f"Approved: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
           "success")
     return redirect(url_for("staff.safeguarding"))
@@ -129,9 +134,7 @@ def reject_item(kind: str, item_id: int):
         except DomainError as error:
             errors = {"reason": [str(error)]}
     if errors:
-        db.session.rollback()
-        return render_review(load_item(kind, item_id), errors=errors, status=422)
-    db.session.commit()
+        return render_refused_decision(kind, item_id, errors=errors)
     flash(f"Rejected: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
           "success")
     return redirect(url_for("staff.safeguarding"))
