@@ -7,9 +7,10 @@ exception. So a view never commits or rolls back by hand, and a rule a service b
 (`DomainError`) or a payment provider that failed (`GatewayError`) undoes everything the
 request wrote before the person is told.
 
-The one exception is a view that must keep its writes before it calls Stripe, so that what
-Stripe does next (a webhook, a retry with the same idempotency key) finds them:
-`commit_before_calling_stripe()` says so by name. Jobs and CLI commands have their own commit
+Two exceptions, each a named function: a view that must keep its writes before it calls
+Stripe, so that what Stripe does next (a webhook, a retry with the same idempotency key) finds
+them (`commit_before_calling_stripe()`), and a page that answers with an error but must keep
+the audit of what it shows (`keep_audit_of_an_error_page()`). Jobs and CLI commands have their own commit
 point, `donorhub.database.unit_of_work`.
 """
 
@@ -43,6 +44,13 @@ def commit_before_calling_stripe() -> None:
     """Keep what the request wrote so far, because Stripe is called next and what it does
     (a webhook that may arrive before this request ends, a retry under the same idempotency
     key) must find our rows."""
+    db.session.commit()
+
+
+def keep_audit_of_an_error_page() -> None:
+    """Keep the audit rows of what a page answering >= 400 shows (an officer's refused
+    decision shows the item again, and every view of safeguarding data is audited); the
+    caller has rolled back the refused change first."""
     db.session.commit()
 
 
