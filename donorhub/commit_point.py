@@ -10,8 +10,8 @@ request wrote before the person is told.
 Two exceptions, each a named function: a view that must keep its writes before it calls
 Stripe, so that what Stripe does next (a webhook, a retry with the same idempotency key) finds
 them (`commit_before_calling_stripe()`), and a page that answers with an error but must keep
-the audit of what it shows (`keep_audit_of_an_error_page()`). Jobs and CLI commands have their own commit
-point, `donorhub.database.unit_of_work`.
+the audit of what it shows (`keep_audit_of_an_error_page()`). Jobs and CLI commands have
+their own commit point, `donorhub.database.unit_of_work`.
 """
 
 from __future__ import annotations
