@@ -10,6 +10,7 @@ from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import bp, services, staff_bp
 from donorhub.campaigns.models import Campaign
 from donorhub.campaigns.schemas import CampaignSchema, RateSchema
+from donorhub.commit_point import back_on_error
 from donorhub.errors import DomainError, problem
 from donorhub.extensions import db
 from donorhub.forms import EmptySchema, load_form
@@ -111,9 +112,7 @@ def new():
         except DomainError as error:
             errors = {"_schema": [str(error)]}
     if errors:
-        db.session.rollback()
         return _render_form(None, dict(request.form), errors, 422)
-    db.session.commit()
     flash("Campaign created as a draft.", "success")
     return redirect(url_for("campaigns_staff.detail", campaign_id=campaign.id))
 
@@ -143,9 +142,7 @@ def edit(campaign_id: int):
         except DomainError as error:
             errors = {"_schema": [str(error)]}
     if errors:
-        db.session.rollback()
         return _render_form(campaign, dict(request.form), errors, 422)
-    db.session.commit()
     flash("Campaign saved.", "success")
     return redirect(url_for("campaigns_staff.detail", campaign_id=campaign.id))
 
@@ -155,22 +152,17 @@ def _move(campaign_id: int, action: str):
     _data, errors = load_form(EmptySchema())
     if errors:
         abort(400)
-    try:
-        if action == "publish":
-            services.publish_campaign(campaign, current_user)
-        else:
-            services.close_campaign(campaign, current_user)
-    except DomainError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(url_for("campaigns_staff.detail", campaign_id=campaign_id), code=303)
-    db.session.commit()
+    if action == "publish":
+        services.publish_campaign(campaign, current_user)
+    else:
+        services.close_campaign(campaign, current_user)
     flash("Campaign published." if action == "publish" else "Campaign closed.", "success")
     return redirect(url_for("campaigns_staff.detail", campaign_id=campaign_id))
 
 
 @staff_bp.post("/campaigns/<int:campaign_id>/publish")
 @staff(*FUNDRAISING)
+@back_on_error("campaigns_staff.detail", "campaign_id")
 def publish(campaign_id: int):
     """Publish a draft: its page, the home page and the JSON total go live."""
     return _move(campaign_id, "publish")
@@ -178,6 +170,7 @@ def publish(campaign_id: int):
 
 @staff_bp.post("/campaigns/<int:campaign_id>/close")
 @staff(*FUNDRAISING)
+@back_on_error("campaigns_staff.detail", "campaign_id")
 def close(campaign_id: int):
     """Close a live campaign: it stops taking gifts; its page stays."""
     return _move(campaign_id, "close")
@@ -197,10 +190,8 @@ def rates():
             except DomainError as error:
                 errors = {"_schema": [str(error)]}
         if not errors:
-            db.session.commit()
             flash("Rate saved.", "success")
             return redirect(url_for("campaigns_staff.rates"))
-        db.session.rollback()
     return render_template("campaigns/staff_rates.html", reporting=reporting,
                            current=money.current_rates(reporting),
                            history=money.rate_history(), errors=errors,

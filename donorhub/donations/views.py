@@ -18,6 +18,7 @@ from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
+from donorhub.commit_point import back_on_error, commit_before_calling_stripe
 from donorhub.csv import to_csv
 from donorhub.database import uk_today
 from donorhub.donations import bp, giftaid, services, staff_bp
@@ -59,7 +60,9 @@ def form_context(form: dict, errors: dict) -> dict:
 
 def gateway_failure_page(row, error: GatewayError):
     """Stripe could not open the checkout: say so plainly and offer to try again."""
-    db.session.commit()  # keep the gift (and its attempt number) so the retry reuses its key
+    # Kept although the page answers 502/503: the gift (and its attempt number) must be
+    # there when the donor tries again, so the retry reuses its idempotency key.
+    commit_before_calling_stripe()
     status = 503 if error.retryable else 502
     return render_template("donations/try_again.html", row=row, error=error), status
 
@@ -88,7 +91,6 @@ def donate():
         except services.GiftRejected as error:
             errors = {error.field: [str(error)]}
     if errors:
-        db.session.rollback()
         form = {k: v for k, v in request.form.items() if k not in ("csrf_token", "form_token")}
         return render_template("donations/donate.html", **form_context(form, errors)), 422
     if started is None:
@@ -96,7 +98,8 @@ def donate():
     row = started.row
     if started.repeated:
         # The same form again (a double click): the gift the first one started, and its
-        # checkout (the same idempotency key gives the same session). Nothing new is kept.
+        # checkout (the same idempotency key gives the same session). Nothing new is kept:
+        # this drops what this request wrote (a donor, a declaration) before it found that.
         db.session.rollback()
         first = services.find_by_form_token(data.form_token)
         if first is None:  # the form token clashed with the first request's gift
@@ -105,11 +108,9 @@ def donate():
     try:
         url = services.open_checkout(row)
     except DomainError:
-        db.session.rollback()
         return redirect(url_for("donations.thank_you", ref=row.public_id))
     except GatewayError as error:
         return gateway_failure_page(row, error)
-    db.session.commit()
     return redirect(url, code=303)
 
 
@@ -127,7 +128,6 @@ def retry(public_id: str):
         return redirect(url_for("donations.thank_you", ref=row.public_id))
     except GatewayError as error:
         return gateway_failure_page(row, error)
-    db.session.commit()
     return redirect(url, code=303)
 
 
@@ -212,7 +212,8 @@ PLAN_ACTIONS = ("pause", "resume", "cancel", "card")
 def _plan_action(plan_row: RecurringPlan, action: str, back: str,
                  card_return: str | None = None):
     """`card_return`: where Stripe's Billing Portal sends the donor back (never a manage
-    token URL: the portal's page would then hold a live token)."""
+    token URL: the portal's page would then hold a live token). A refusal (`DomainError`)
+    goes back to `back` through each calling view's `back_on_error`."""
     load_form(EmptySchema())
     if action not in PLAN_ACTIONS:
         abort(404)
@@ -237,10 +238,10 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
         elif action == "card":
             url = services.card_update_url(plan_row, current_app.config["PUBLIC_BASE_URL"]
                                            + (card_return or back))
-            db.session.commit()
             return redirect(url, code=303)
     except services.PlanOutcomeUnknown:
         # Stripe may still act on it: its event then records the outcome and mails the donor.
+        # The redirect would keep what the service wrote before it failed: drop that first.
         db.session.rollback()
         flash("Our payment provider has not confirmed this yet, so this page still shows "
               "your regular gift as it was. If it goes through, this page will show it and "
@@ -248,15 +249,10 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
               "error")
         return redirect(back)
     except GatewayError:
-        db.session.rollback()
+        db.session.rollback()  # as above: the redirect must not keep the failed change
         flash("We could not reach our payment provider, so nothing has changed. Please try "
               "again in a minute.", "error")
         return redirect(back)
-    except DomainError as error:
-        db.session.rollback()
-        flash(str(error), "error")
-        return redirect(back)
-    db.session.commit()
     flash(message, "success")
     return redirect(back if action != "cancel" or current_user.is_authenticated
                     else url_for("donations.manage_done"))
@@ -264,6 +260,7 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
 
 @bp.post("/donate/plans/<public_id>/<action>")
 @signed_in
+@back_on_error("donations.plan", "public_id")
 def plan_action(public_id: str, action: str):
     """Pause, resume, cancel, or update the card of your regular gift."""
     row = _own_plan(public_id)
@@ -284,34 +281,31 @@ def change_plan(public_id: str):
         except DomainError as error:
             errors = {"_schema": [str(error)]}
     if errors:
-        db.session.rollback()
         return render_template("donations/plan.html", plan=row, errors=errors,
                                form=request.form,
                                action_base=url_for("donations.plan", public_id=public_id)), 422
     # The amount asked for is committed before Stripe is called, so an invoice that Stripe
     # raises at once for the new amount is recognised by the webhook, not flagged.
-    db.session.commit()
+    commit_before_calling_stripe()
     back = url_for("donations.plan", public_id=public_id)
     try:
         services.apply_plan_change(row, data.amount_minor, data.frequency, current_user)
     except GatewayError as error:
+        # Drop what the failed change wrote; what follows is kept by the redirect.
         db.session.rollback()
         if not error.retryable:  # Stripe refused it: nothing changed there
             services.abandon_plan_change(row)
-            db.session.commit()
             flash("Our payment provider did not accept the change, so nothing has changed.",
                   "error")
             return redirect(back)
         # A timeout or a 5xx: Stripe may have applied it (and charged at once). Ask Stripe.
         confirmed = services.confirm_plan_change(row, data.amount_minor, data.frequency,
                                                  current_user)
-        db.session.commit()
         if not confirmed:
             flash("We could not confirm the change with our payment provider yet. If it goes "
                   "through we will e-mail you to confirm it; if no e-mail comes within an "
                   "hour, please check this page before trying again.", "error")
             return redirect(back)
-    db.session.commit()
     flash("Your regular gift is changed.", "success")
     return redirect(back)
 
@@ -328,7 +322,6 @@ def cancel_gift_aid(declaration_id: int):
         services.cancel_declaration(donor, declaration_id)
     except NotPermitted:
         abort(404)
-    db.session.commit()
     flash("Your Gift Aid declaration is cancelled. We will not claim Gift Aid on gifts from "
           "today.", "success")
     return redirect(url_for("donations.history"))
@@ -345,7 +338,6 @@ def confirm_gift_aid(token: str):
     if request.method == "POST":
         load_form(EmptySchema())
         services.confirm_declaration(declaration)
-        db.session.commit()
         return render_template("donations/gift_aid_confirm.html", declaration=declaration,
                                done=True)
     return render_template("donations/gift_aid_confirm.html", declaration=declaration,
@@ -370,6 +362,7 @@ def manage(token: str):
 
 @bp.post("/donate/manage/<token>/<action>")
 @public
+@back_on_error("donations.manage", "token")
 def manage_action(token: str, action: str):
     """Carry out the donor's choice from the receipt link (POST, CSRF-protected)."""
     row = _plan_from_token(token)
@@ -429,9 +422,10 @@ def gift_aid_export():
         try:
             claim = services.record_claim(preview, current_user)
         except DomainError as error:
+            # The page below lists the recent claims: not the one this export just wrote.
+            db.session.rollback()
             errors = {"_schema": [str(error)]}
     if errors:
-        db.session.rollback()
         return render_template("donations/staff/gift_aid.html", form=request.form,
                                errors=errors, preview=preview,
                                columns=giftaid.SCHEDULE_COLUMNS,
@@ -439,7 +433,6 @@ def gift_aid_export():
     if preview is None:
         raise RuntimeError("claim not previewed")  # no errors: the claim was previewed
     body = _claim_csv([row for row, _amount, _gift in preview.rows])
-    db.session.commit()
     return _csv_response(body, claim.id)
 
 

@@ -35,12 +35,10 @@ def preferences():
                                errors={})
     data, errors = load_form(PreferenceSchema())
     if errors:
-        db.session.rollback()
         return render_template("updates/preferences.html", choices=CHOICES, current=current,
                                errors=errors), 422
     services.set_preference(db.session.get_one(User, current_user.id),
                             NotificationChoice(data["choice"]))
-    db.session.commit()
     flash("Your choice is saved.", "success")
     return redirect(url_for("updates.preferences"))
 
@@ -59,5 +57,4 @@ def unsubscribe(token: str):
     """One-click unsubscribe (RFC 8058): mail providers POST here without a form token; the
     signed token in the address is the proof."""
     done = services.unsubscribe(token)
-    db.session.commit()
     return render_template("updates/unsubscribed.html", done=done), (200 if done else 400)
