@@ -46,6 +46,13 @@ def commit_before_calling_stripe() -> None:
     db.session.commit()
 
 
+def commit_before_refusing() -> None:
+    """Keep what the request wrote so far although its answer will be a refusal (>= 400),
+    which would roll it back: a count of wrong passwords or codes, or a half-finished
+    enrolment, must outlast the form shown again."""
+    db.session.commit()
+
+
 def back_on_error(endpoint: str, *view_args: str) -> Callable[[View], View]:
     """Where a person is sent, with the error's message, when a service refuses (a
     `DomainError`) or the payment provider fails: `endpoint`, built with the named arguments
