@@ -9,9 +9,9 @@ request wrote before the person is told.
 
 Two exceptions, each a named function: a view that must keep its writes before it calls
 Stripe, so that what Stripe does next (a webhook, a retry with the same idempotency key) finds
-them (`commit_before_calling_stripe()`), and a page that answers with an error but must keep
-the audit of what it shows (`keep_audit_of_an_error_page()`). Jobs and CLI commands have
-their own commit point, `donorhub.database.unit_of_work`.
+them (`commit_before_calling_stripe()`), and a refusal that must keep some of its writes (a
+failure count, the audit of what an error page shows: `commit_before_refusing()`). Jobs and
+CLI commands have their own commit point, `donorhub.database.unit_of_work`.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ def commit_before_calling_stripe() -> None:
     db.session.commit()
 
 
-def keep_audit_of_an_error_page() -> None:
-    """Keep the audit rows of what a page answering >= 400 shows (an officer's refused
-    decision shows the item again, and every view of safeguarding data is audited); the
-    caller has rolled back the refused change first."""
+def commit_before_refusing() -> None:
+    """Keep what the request wrote so far although its answer will be a refusal (>= 400),
+    which would roll it back: a count of wrong passwords or codes, a half-finished
+    enrolment, or the audit of what an error page shows (an officer's refused decision shows
+    the item again, and every view of safeguarding data is audited) must outlast the page.
+    The caller has rolled back the refused change itself first, where there was one."""
     db.session.commit()
 
 

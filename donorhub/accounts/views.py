@@ -1,4 +1,5 @@
-"""Account pages. Views parse with a schema, call a service, commit once, render."""
+"""Account pages. Views parse with a schema, call a service, render; the request's commit
+point (donorhub/commit_point.py) keeps the writes of a successful answer."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from donorhub.accounts.schemas import (
     SignInSchema,
     TotpSchema,
 )
+from donorhub.commit_point import commit_before_refusing
 from donorhub.donations import data_protection
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
@@ -101,7 +103,6 @@ def register():
     if errors:
         form = {k: v for k, v in request.form.items() if "password" not in k}
         return render_template("accounts/register.html", errors=errors, form=form), 422
-    db.session.commit()
     return render_template("accounts/check_inbox.html", reason="register")
 
 
@@ -113,7 +114,6 @@ def verify_email(token: str):
         services.verify_email(token)
     except tokens.InvalidToken:
         return render_template("accounts/link_invalid.html", what="confirmation"), 400
-    db.session.commit()
     flash("Thank you: your e-mail address is confirmed.", "success")
     return redirect(url_for("accounts.settings") if current_user.is_authenticated
                     else url_for("accounts.sign_in"))
@@ -126,7 +126,6 @@ def resend_verification():
     """Send the confirmation link again."""
     if not current_user.is_verified:
         services.send_verification(current_user)
-        db.session.commit()
     flash("We have sent the confirmation link again.", "success")
     return redirect(url_for("accounts.settings"))
 
@@ -148,9 +147,7 @@ def sign_in():
         # One message for unknown address and wrong password, so neither is revealed.
         errors = errors or {"_schema": ["The e-mail address or password is not right."]}
         form = {"email": request.form.get("email", "")}
-        db.session.rollback()
         return render_template("accounts/sign_in.html", errors=errors, form=form), 422
-    db.session.commit()
     if user.is_staff:
         session.clear()
         session["pending"] = {"uid": user.id, "sv": user.session_version,
@@ -205,7 +202,6 @@ def two_factor():
         return render_template("accounts/two_factor.html", errors={})
     data, errors = load_form(TotpSchema())
     if not errors and services.check_second_factor(user, data["code"]):
-        db.session.commit()
         g.second_factor_ok = True
         return finish_staff_sign_in(user)
     log_security_event("mfa_failed", user_id=user.id)
@@ -213,13 +209,12 @@ def two_factor():
         try:
             services.record_second_factor_failure(user)
         except services.SecondFactorLocked:
-            db.session.commit()
             session.pop("pending", None)
             log_security_event("mfa_locked", user_id=user.id)
             flash("Too many wrong codes. To keep the account safe, sign in again from the "
                   "start. We have told the account's owner by e-mail.", "error")
             return redirect(url_for("accounts.sign_in"))
-        db.session.commit()
+        commit_before_refusing()  # the wrong code counts towards the lock-out
     errors = errors or {"code": ["That code is not right, or it was already used. Wait for "
                                  "the next code and try again."]}
     return render_template("accounts/two_factor.html", errors=errors), 422
@@ -235,13 +230,12 @@ def two_factor_setup():
         session.pop("pending", None)
         return redirect(url_for("accounts.sign_in"))
     enrolment = services.begin_totp_enrolment(user)
-    db.session.commit()
+    commit_before_refusing()  # a wrong code shows the same secret again
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
         data, errors = load_form(AuthenticatorCodeSchema())
         codes = services.finish_totp_enrolment(user, data["code"]) if not errors else None
         if codes is not None:
-            db.session.commit()
             target = start_staff_session(user)
             # Shown once, in this answer only: never stored in clear, never in the cookie.
             return render_template("accounts/recovery_codes.html", codes=codes,
@@ -261,7 +255,6 @@ def sign_out():
     if current_user.is_authenticated:
         user = db.session.get_one(User, current_user.id)
         user.end_all_sessions()
-        db.session.commit()
         log_security_event("signed_out", user_id=user.id)
     logout_user()
     session.clear()
@@ -283,7 +276,6 @@ def forgot_password():
         return render_template("accounts/forgot_password.html", errors=errors,
                                form=request.form), 422
     services.request_password_reset(data["email"])
-    db.session.commit()
     return render_template("accounts/check_inbox.html", reason="reset")
 
 
@@ -316,9 +308,7 @@ def choose_new_password():
         except services.WeakPassword as error:
             errors = {"password": error.problems}
     if errors:
-        db.session.rollback()
         return render_template("accounts/reset_password.html", errors=errors), 422
-    db.session.commit()
     log_security_event("password_reset", user_id=user.id)
     logout_user()
     session.clear()
@@ -357,14 +347,11 @@ def choose_staff_password():
         except services.WeakPassword as error:
             errors = {"password": error.problems}
         except tokens.InvalidToken:
-            db.session.rollback()
             session.pop("invitation_token", None)
             return render_template("accounts/link_invalid.html", what="invitation"), 400
     if errors:
-        db.session.rollback()
         return render_template("accounts/staff_invitation.html", errors=errors,
                                invitation=invitation), 422
-    db.session.commit()
     log_security_event("staff_invitation_accepted", user_id=user.id)
     logout_user()
     session.clear()
@@ -397,9 +384,9 @@ def settings():
 
 
 def wrong_current_password(error: Exception, section: str):
-    """Keep the failure count (commit), and answer: the form again, or, after the last try,
-    signed out everywhere."""
-    db.session.commit()
+    """Keep the failure count, and answer: the form again, or, after the last try, signed
+    out everywhere."""
+    commit_before_refusing()
     if isinstance(error, services.SessionsEnded):
         log_security_event("reauth_locked", user_id=current_user.id)
         logout_user()
@@ -427,9 +414,7 @@ def change_password():
         except (services.WrongPassword, services.SessionsEnded) as error:
             return wrong_current_password(error, "password")
     if errors:
-        db.session.rollback()
         return render_settings(errors, 422, "password")
-    db.session.commit()
     log_security_event("password_changed", user_id=user.id)
     # This session carries on under the new session version; all others are now dead.
     mfa = session.get("mfa", False)
@@ -454,9 +439,7 @@ def change_email():
         except DomainError as error:
             errors = {"email": [str(error)]}
     if errors:
-        db.session.rollback()
         return render_settings(errors, 422, "email")
-    db.session.commit()
     flash("We have sent a link to the new address. Your address changes when you follow it.",
           "success")
     return redirect(url_for("accounts.settings"))
@@ -470,7 +453,6 @@ def confirm_email_change(token: str):
         services.confirm_email_change(token)
     except (tokens.InvalidToken, services.EmailTaken):
         return render_template("accounts/link_invalid.html", what="address change"), 400
-    db.session.commit()
     flash("Your e-mail address is changed.", "success")
     return redirect(url_for("accounts.settings") if current_user.is_authenticated
                     else url_for("accounts.sign_in"))
@@ -490,9 +472,7 @@ def request_deletion():
         except (services.WrongPassword, services.SessionsEnded) as error:
             return wrong_current_password(error, "delete")
     if errors:
-        db.session.rollback()
         return render_settings(errors, 422, "delete")
-    db.session.commit()
     flash("We have your request. We will delete your personal data within 30 days and "
           "write to you when it is done.", "success")
     return redirect(url_for("accounts.settings"))
@@ -515,7 +495,7 @@ def recovery_codes():
             try:
                 services.check_current_password(user, data["current_password"])
             except (services.WrongPassword, services.SessionsEnded) as error:
-                db.session.commit()
+                commit_before_refusing()  # the wrong password counts towards signing out
                 if isinstance(error, services.SessionsEnded):
                     return wrong_current_password(error, "recovery")
                 log_security_event("reauth_failed", user_id=user.id)
@@ -526,11 +506,9 @@ def recovery_codes():
                                "the next code and try again."]}
         if not errors:
             codes = services.new_recovery_codes(user)
-            db.session.commit()
             log_security_event("recovery_codes_made", user_id=user.id)
             return render_template("accounts/recovery_codes.html", codes=codes,
                                    continue_to=url_for("accounts.settings"), enrolled=False)
-        db.session.rollback()
     return render_template("accounts/recovery_codes_new.html", errors=errors,
                            left=services.unused_recovery_codes(user)), 422 if errors else 200
 

@@ -11,6 +11,7 @@ from flask_login import current_user
 from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
 from donorhub.children import services as children_services
+from donorhub.commit_point import commit_before_calling_stripe
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
 from donorhub.forms import EmptySchema, load_form
@@ -99,26 +100,25 @@ def choose(token: str):
     if errors:
         flash("Choose a currency for your sponsorship.", "error")
         return redirect(url_for("sponsorship.profile", token=token))
+    # The refusals that answer with a redirect roll back by hand: a redirect would commit.
     try:
         sponsorship = services.hold_child(current_user, token, data["currency"])
-        db.session.commit()  # the place is ours before Stripe is called
     except services.NotEligible as error:
-        db.session.rollback()
         if error.reason == "conduct":
+            db.session.rollback()
             return redirect(url_for("sponsorship.code_of_conduct",
                                     next=url_for("sponsorship.profile", token=token)))
         return render_template("sponsorship/not_eligible.html", reason=error.reason,
                                message=str(error)), 403
     except services.ChildTaken:
-        db.session.rollback()
         return render_template("sponsorship/taken.html"), 409
     except services.ChildUnavailable:
-        db.session.rollback()
         abort(404)
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("sponsorship.portal"))
+    commit_before_calling_stripe()  # the place is ours before Stripe is called
     return _to_checkout(sponsorship)
 
 
@@ -126,14 +126,15 @@ def _to_checkout(sponsorship):
     try:
         url = services.open_checkout(sponsorship)
     except GatewayError as error:
-        db.session.commit()  # keep the hold and its attempt number for the retry
+        # Keep the hold and its attempt number although the page is an error: the retry
+        # calls Stripe again with the same idempotency key.
+        commit_before_calling_stripe()
         return render_template("sponsorship/try_again.html", sponsorship=sponsorship,
                                error=error), 503 if error.retryable else 502
     except DomainError as error:
-        db.session.rollback()
+        db.session.rollback()  # a redirect would commit what the refused attempt wrote
         flash(str(error), "error")
         return redirect(url_for("sponsorship.waiting_children"))
-    db.session.commit()
     return redirect(url, code=303)
 
 
@@ -158,10 +159,8 @@ def code_of_conduct():
             try:
                 services.accept_conduct(current_user, data["version"])
             except DomainError as error:
-                db.session.rollback()
                 errors = {"_schema": [str(error)]}
             else:
-                db.session.commit()
                 flash("Thank you. You have accepted our code of conduct.", "success")
                 return redirect(_safe_next(data["next"]))
     return render_template("sponsorship/conduct.html", code=conduct.CURRENT, accepted=accepted,
@@ -197,7 +196,6 @@ def portal_sponsorship(token: str):
     show = services.may_see_children(current_user)
     entry = services.portal_entry(current_user, sponsorship, show_children=show)
     services.record_disclosure(current_user, entry)
-    db.session.commit()
     home = (children_services.home_news(sponsorship.child.home_code)
             if entry.profile is not None and sponsorship.child is not None else None)
     return render_template("sponsorship/sponsorship.html", entry=entry, token=token, home=home,
@@ -220,7 +218,6 @@ def portal_action(token: str, action: str):
             load_form(EmptySchema())
             url = services.card_update_url(sponsorship,
                                            current_app.config["PUBLIC_BASE_URL"] + back)
-            db.session.commit()
             return redirect(url, code=303)
         elif action == "choice":
             data, errors = load_form(ChoiceSchema())
@@ -229,7 +226,6 @@ def portal_action(token: str, action: str):
                 return redirect(back)
             services.choose_after_exit(current_user, sponsorship, data["choice"])
             if data["choice"] == "new_match":
-                db.session.commit()
                 flash("Thank you. Choose a child below, or press \"Match me\".", "success")
                 return redirect(url_for("sponsorship.waiting_children"))
             message = ("Thank you. Your monthly gift now goes to the safe homes' general "
@@ -241,6 +237,7 @@ def portal_action(token: str, action: str):
         else:
             abort(404)
     except GatewayError:
+        # A redirect would commit: undo what the service wrote before Stripe failed.
         db.session.rollback()
         flash("We could not reach our payment provider, so nothing has changed. Please try "
               "again in a minute.", "error")
@@ -249,7 +246,6 @@ def portal_action(token: str, action: str):
         db.session.rollback()
         flash(str(error), "error")
         return redirect(back)
-    db.session.commit()
     flash(message, "success")
     return redirect(back)
 
@@ -262,7 +258,6 @@ def overview():
     """Waiting children (by alias), sponsorships by status, time to match, suspensions."""
     overview = services.staff_overview()
     record_audit(current_user, "sponsorship.overview_viewed", "sponsorship", None, {})
-    db.session.commit()
     return render_template("sponsorship/staff.html", overview=overview,
                            reasons=services.SUSPENSION_REASONS, errors={})
 
@@ -281,7 +276,6 @@ def suspend():
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("sponsorship_staff.overview"))
-    db.session.commit()
     flash("The sponsor is suspended: they see no child content from now on.", "success")
     return redirect(url_for("sponsorship_staff.overview"))
 
@@ -297,6 +291,5 @@ def lift(suspension_id: int):
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("sponsorship_staff.overview"))
-    db.session.commit()
     flash("The suspension is lifted.", "success")
     return redirect(url_for("sponsorship_staff.overview"))

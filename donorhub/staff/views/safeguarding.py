@@ -11,7 +11,7 @@ from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
 from donorhub.children import review
 from donorhub.children.models import Child, ChildRelease, ChildStatus
-from donorhub.commit_point import keep_audit_of_an_error_page
+from donorhub.commit_point import commit_before_refusing
 from donorhub.errors import DomainError
 from donorhub.extensions import db
 from donorhub.feed.models import FeedRun
@@ -77,7 +77,7 @@ def render_refused_decision(kind: str, item_id: int, **page):
     committed before the page answers."""
     db.session.rollback()
     item = load_item(kind, item_id)
-    keep_audit_of_an_error_page()
+    commit_before_refusing()
     return render_review(item, status=422, **page)
 
 
