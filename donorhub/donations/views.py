@@ -105,6 +105,13 @@ def donate():
         if first is None:  # the form token clashed with the first request's gift
             raise RuntimeError("first request's gift not found")
         row = first
+    return to_checkout(row)
+
+
+def to_checkout(row):
+    """Send the donor to Stripe's Checkout for this gift or plan (opened again under the same
+    idempotency key when it was opened before); a gift that needs no checkout any more goes
+    to its thank-you page."""
     try:
         url = services.open_checkout(row)
     except DomainError:
@@ -122,13 +129,7 @@ def retry(public_id: str):
     row = services.find_by_public_id(public_id)
     if row is None:
         abort(404)
-    try:
-        url = services.open_checkout(row)
-    except DomainError:
-        return redirect(url_for("donations.thank_you", ref=row.public_id))
-    except GatewayError as error:
-        return gateway_failure_page(row, error)
-    return redirect(url, code=303)
+    return to_checkout(row)
 
 
 @bp.get("/donate/thank-you")
