@@ -61,8 +61,9 @@ def parse_homes(text: str) -> dict[str, str]:
     for item in env_list_of(text):
         code, _, region = item.partition("=")
         if not code.strip() or not region.strip():
-            raise UnsafeConfiguration("FEED_HOMES must look like 'MH-01=Maharashtra,WB-01=West "
-                                      "Bengal'.")
+            raise UnsafeConfiguration(
+                "FEED_HOMES must look like 'MH-01=Maharashtra,WB-01=West Bengal'."
+            )
         homes[code.strip()] = region.strip()
     return homes
 
@@ -75,7 +76,7 @@ def normalise_database_url(url: str) -> str:
     """Send bare PostgreSQL URLs to psycopg 3, which is the driver this project installs."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -143,8 +144,7 @@ class Config:
     RATELIMIT_RESET = os.environ.get("RATELIMIT_RESET", "5 per minute;30 per hour")
     RATELIMIT_TOTP = os.environ.get("RATELIMIT_TOTP", "6 per minute")
     #: Second-factor attempts per ACCOUNT, whatever the client address (docs/security.md).
-    RATELIMIT_TOTP_ACCOUNT = os.environ.get("RATELIMIT_TOTP_ACCOUNT",
-                                            "10 per hour;20 per day")
+    RATELIMIT_TOTP_ACCOUNT = os.environ.get("RATELIMIT_TOTP_ACCOUNT", "10 per hour;20 per day")
     #: Re-entering the current password (change e-mail or password, delete the account,
     #: new recovery codes): per client address and per account.
     RATELIMIT_REAUTH = os.environ.get("RATELIMIT_REAUTH", "5 per minute;20 per hour")
@@ -158,8 +158,9 @@ class Config:
     #: Choosing a child to sponsor (each choice holds a place): per client address, and
     #: per account.
     RATELIMIT_CHOOSE = os.environ.get("RATELIMIT_CHOOSE", "10 per minute;30 per hour")
-    RATELIMIT_CHOOSE_ACCOUNT = os.environ.get("RATELIMIT_CHOOSE_ACCOUNT",
-                                              "5 per minute;20 per hour")
+    RATELIMIT_CHOOSE_ACCOUNT = os.environ.get(
+        "RATELIMIT_CHOOSE_ACCOUNT", "5 per minute;20 per hour"
+    )
 
     #: "smtp" delivers; "hold" keeps mail in the outbox (development: nothing leaves the machine).
     MAIL_DELIVERY = os.environ.get("MAIL_DELIVERY", "smtp")
@@ -202,19 +203,30 @@ class Config:
     #: Smallest and largest total per payment (gift plus any fee cover) per currency, and the
     #: preset amounts the form offers. Stripe charges at most 99,999,999 minor units in one
     #: payment (₹9,99,999.99), so the rupee maximum is ₹9,99,999.
-    DONATION_LIMITS: dict = {"gbp": (200, 2_500_000), "usd": (200, 3_000_000),
-                             "eur": (200, 3_000_000), "inr": (10_000, 99_999_900)}
-    DONATION_PRESETS: dict = {"gbp": (1000, 2500, 5000, 10000), "usd": (1000, 2500, 5000, 10000),
-                              "eur": (1000, 2500, 5000, 10000),
-                              "inr": (50_000, 100_000, 250_000, 500_000)}
+    DONATION_LIMITS: dict = {
+        "gbp": (200, 2_500_000),
+        "usd": (200, 3_000_000),
+        "eur": (200, 3_000_000),
+        "inr": (10_000, 99_999_900),
+    }
+    DONATION_PRESETS: dict = {
+        "gbp": (1000, 2500, 5000, 10000),
+        "usd": (1000, 2500, 5000, 10000),
+        "eur": (1000, 2500, 5000, 10000),
+        "inr": (50_000, 100_000, 250_000, 500_000),
+    }
     DONATION_DEFAULT_CURRENCY = os.environ.get("DONATION_DEFAULT_CURRENCY", "gbp")
     #: Reports and converted campaign totals are in this currency (staff set the rates).
     REPORTING_CURRENCY = os.environ.get("REPORTING_CURRENCY", "gbp")
     #: Access-Control-Allow-Origin of the public campaign totals API (GET only, no cookies).
     CAMPAIGN_API_ALLOWED_ORIGINS = os.environ.get("CAMPAIGN_API_ALLOWED_ORIGINS", "*")
     #: "Cover the fees": (percent in basis points, fixed fee in minor units) per currency.
-    DONATION_FEE_COVER: dict = {"gbp": (150, 20), "eur": (150, 25), "usd": (290, 30),
-                                "inr": (300, 0)}
+    DONATION_FEE_COVER: dict = {
+        "gbp": (150, 20),
+        "eur": (150, 25),
+        "usd": (290, 30),
+        "inr": (300, 0),
+    }
     #: The Gift Aid declaration wording in force (texts live in donorhub/donations/giftaid.py).
     GIFT_AID_DECLARATION_VERSION = os.environ.get("GIFT_AID_DECLARATION_VERSION", "2026-01")
     #: How long the pause/cancel link in a receipt works.
@@ -234,8 +246,7 @@ class Config:
     #: Days a sponsorship may stay past due before it lapses and the child is listed again.
     SPONSORSHIP_GRACE_DAYS = env_int("SPONSORSHIP_GRACE_DAYS", 14)
     #: The monthly sponsorship, in minor units per currency (fixed: sponsors do not choose it).
-    SPONSORSHIP_MONTHLY_AMOUNTS: dict = {"gbp": 2500, "usd": 3000, "eur": 3000,
-                                         "inr": 150_000}
+    SPONSORSHIP_MONTHLY_AMOUNTS: dict = {"gbp": 2500, "usd": 3000, "eur": 3000, "inr": 150_000}
     SPONSORSHIP_JOBS_INTERVAL_MINUTES = env_int("SPONSORSHIP_JOBS_INTERVAL_MINUTES", 5)
     # --- end of sponsorship ---------------------------------------------------------------
 
@@ -245,8 +256,11 @@ class Config:
     # The partner feed (docs/feed-contract.md) and the release checks ------------------------
     FEED_PARTNER = os.environ.get("FEED_PARTNER", "mumbai-safe-homes")
     #: Home code -> the state or union territory it is in: "MH-01=Maharashtra,WB-01=...".
-    FEED_HOMES = parse_homes(os.environ.get(
-        "FEED_HOMES", "MH-01=Maharashtra,MH-02=Maharashtra,WB-01=West Bengal,DL-01=Delhi"))
+    FEED_HOMES = parse_homes(
+        os.environ.get(
+            "FEED_HOMES", "MH-01=Maharashtra,MH-02=Maharashtra,WB-01=West Bengal,DL-01=Delhi"
+        )
+    )
     FEED_DIR = os.environ.get("FEED_DIR", "")
     FEED_URL = os.environ.get("FEED_URL", "")
     FEED_TOKEN = os.environ.get("FEED_TOKEN", "")
@@ -292,8 +306,9 @@ class DevelopmentConfig(Config):
     FEED_PSEUDONYM_KEY = os.environ.get("FEED_PSEUDONYM_KEY", DEVELOPMENT_PSEUDONYM_KEY)
     FEED_DIR = os.environ.get("FEED_DIR", str(INSTANCE_DIR / "feed-drop"))
     # The donate form redirects to the local Stripe simulator's checkout page.
-    CSP_FORM_ACTION = env_list("CSP_FORM_ACTION",
-                               "https://checkout.stripe.com,http://127.0.0.1:12111")
+    CSP_FORM_ACTION = env_list(
+        "CSP_FORM_ACTION", "https://checkout.stripe.com,http://127.0.0.1:12111"
+    )
 
 
 class TestingConfig(DevelopmentConfig):
@@ -330,14 +345,20 @@ def is_stripe_test_key(key: str) -> bool:
 def check_secret_key(name: str, key: str) -> None:
     """Refuse a published, short or low-variety secret key, naming the setting."""
     if key in KNOWN_TEST_KEYS or "changeme" in key.lower().replace("-", "").replace("_", ""):
-        raise UnsafeConfiguration(f"{name} is a published default: set it to a new random "
-                                  "value of at least 32 characters.")
+        raise UnsafeConfiguration(
+            f"{name} is a published default: set it to a new random "
+            "value of at least 32 characters."
+        )
     if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise UnsafeConfiguration(f"{name} is too short: set it to a random value of at "
-                                  f"least {MIN_SECRET_KEY_LENGTH} characters.")
+        raise UnsafeConfiguration(
+            f"{name} is too short: set it to a random value of at "
+            f"least {MIN_SECRET_KEY_LENGTH} characters."
+        )
     if too_little_variety(key):
-        raise UnsafeConfiguration(f"{name} is not random (too few distinct characters): "
-                                  "set it to a value from secrets.token_urlsafe(48).")
+        raise UnsafeConfiguration(
+            f"{name} is not random (too few distinct characters): "
+            "set it to a value from secrets.token_urlsafe(48)."
+        )
 
 
 class ProductionConfig(Config):
@@ -348,79 +369,120 @@ class ProductionConfig(Config):
     def check(config: Mapping[str, Any]) -> None:
         """Refuse to start, with one sentence naming the setting, when a value is unsafe."""
         if os.environ.get("DONORHUB_TEST_PARK_AT", "").strip():
-            raise UnsafeConfiguration("DONORHUB_TEST_PARK_AT is set: it parks processes for the "
-                                      "fault tests to kill; unset every DONORHUB_TEST_PARK_* "
-                                      "variable in production.")
+            raise UnsafeConfiguration(
+                "DONORHUB_TEST_PARK_AT is set: it parks processes for the "
+                "fault tests to kill; unset every DONORHUB_TEST_PARK_* "
+                "variable in production."
+            )
         key = config.get("SECRET_KEY") or ""
         if not key:
-            raise UnsafeConfiguration("SECRET_KEY is not set: set it to a random value of at "
-                                      "least 32 characters, e.g. from `python -c 'import "
-                                      "secrets; print(secrets.token_urlsafe(48))'`.")
+            raise UnsafeConfiguration(
+                "SECRET_KEY is not set: set it to a random value of at "
+                "least 32 characters, e.g. from `python -c 'import "
+                "secrets; print(secrets.token_urlsafe(48))'`."
+            )
         check_secret_key("SECRET_KEY", key)
         for fallback in config.get("SECRET_KEY_FALLBACKS") or []:
             # An old key accepted still signs in: it must be as strong as the current one.
             check_secret_key("SECRET_KEY_FALLBACKS", str(fallback))
         if config.get("DEBUG") or env_bool("FLASK_DEBUG", False):
-            raise UnsafeConfiguration("DEBUG is on: unset FLASK_DEBUG in production, because the "
-                                      "debugger runs any code a visitor sends.")
+            raise UnsafeConfiguration(
+                "DEBUG is on: unset FLASK_DEBUG in production, because the "
+                "debugger runs any code a visitor sends."
+            )
         if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
-            raise UnsafeConfiguration("DATABASE_URL points at SQLite: set it to a PostgreSQL URL "
-                                      "(postgresql+psycopg://user:password@host/dbname).")
+            raise UnsafeConfiguration(
+                "DATABASE_URL points at SQLite: set it to a PostgreSQL URL "
+                "(postgresql+psycopg://user:password@host/dbname)."
+            )
         base_url = str(config.get("PUBLIC_BASE_URL") or "")
         if not base_url.startswith("https://") or len(base_url) <= len("https://"):
-            raise UnsafeConfiguration("PUBLIC_BASE_URL must be the site's https:// address "
-                                      "(e.g. https://give.example.org): links in e-mails use it.")
+            raise UnsafeConfiguration(
+                "PUBLIC_BASE_URL must be the site's https:// address "
+                "(e.g. https://give.example.org): links in e-mails use it."
+            )
         webhook_secret = config.get("STRIPE_WEBHOOK_SECRET") or ""
         if not webhook_secret:
-            raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
-                                      "(whsec_...) of your Stripe webhook endpoint into it.")
+            raise UnsafeConfiguration(
+                "STRIPE_WEBHOOK_SECRET is not set: copy the signing secret "
+                "(whsec_...) of your Stripe webhook endpoint into it."
+            )
         if webhook_secret in KNOWN_TEST_KEYS:
-            raise UnsafeConfiguration("STRIPE_WEBHOOK_SECRET is a value published in this "
-                                      "repository: copy your endpoint's signing secret into it.")
+            raise UnsafeConfiguration(
+                "STRIPE_WEBHOOK_SECRET is a value published in this "
+                "repository: copy your endpoint's signing secret into it."
+            )
         random_part = webhook_secret.removeprefix("whsec_")
-        if (not webhook_secret.startswith("whsec_") or len(random_part) < MIN_WEBHOOK_SECRET_LENGTH
-                or too_little_variety(random_part)):
-            raise UnsafeConfiguration(f"STRIPE_WEBHOOK_SECRET is not a Stripe signing secret "
-                                      f"(whsec_ and at least {MIN_WEBHOOK_SECRET_LENGTH} random "
-                                      f"characters): copy your endpoint's secret into it.")
+        if (
+            not webhook_secret.startswith("whsec_")
+            or len(random_part) < MIN_WEBHOOK_SECRET_LENGTH
+            or too_little_variety(random_part)
+        ):
+            raise UnsafeConfiguration(
+                f"STRIPE_WEBHOOK_SECRET is not a Stripe signing secret "
+                f"(whsec_ and at least {MIN_WEBHOOK_SECRET_LENGTH} random "
+                f"characters): copy your endpoint's secret into it."
+            )
         stripe_key = config.get("STRIPE_SECRET_KEY") or ""
         if not stripe_key:
-            raise UnsafeConfiguration("STRIPE_SECRET_KEY is not set: copy your Stripe secret "
-                                      "key (sk_live_... or rk_live_...) into it.")
+            raise UnsafeConfiguration(
+                "STRIPE_SECRET_KEY is not set: copy your Stripe secret "
+                "key (sk_live_... or rk_live_...) into it."
+            )
         test_mode = bool(config.get("ALLOW_STRIPE_TEST_MODE"))
         if is_stripe_test_key(stripe_key) and not test_mode:
-            raise UnsafeConfiguration("STRIPE_SECRET_KEY is a test key: use the live key "
-                                      "(sk_live_... or rk_live_...), or set "
-                                      "ALLOW_STRIPE_TEST_MODE=true on a test site.")
+            raise UnsafeConfiguration(
+                "STRIPE_SECRET_KEY is a test key: use the live key "
+                "(sk_live_... or rk_live_...), or set "
+                "ALLOW_STRIPE_TEST_MODE=true on a test site."
+            )
         if not stripe_key.startswith(("sk_live_", "rk_live_")) and not is_stripe_test_key(
-                stripe_key):
-            raise UnsafeConfiguration("STRIPE_SECRET_KEY is not a Stripe secret key: copy your "
-                                      "key (sk_live_... or rk_live_...) into it.")
+            stripe_key
+        ):
+            raise UnsafeConfiguration(
+                "STRIPE_SECRET_KEY is not a Stripe secret key: copy your "
+                "key (sk_live_... or rk_live_...) into it."
+            )
         if config.get("STRIPE_API_BASE") and not (test_mode and is_stripe_test_key(stripe_key)):
-            raise UnsafeConfiguration("STRIPE_API_BASE is set: unset it, because live payments "
-                                      "go to Stripe itself (it is for ALLOW_STRIPE_TEST_MODE "
-                                      "with a test key only).")
+            raise UnsafeConfiguration(
+                "STRIPE_API_BASE is set: unset it, because live payments "
+                "go to Stripe itself (it is for ALLOW_STRIPE_TEST_MODE "
+                "with a test key only)."
+            )
         pseudonym_key = config.get("FEED_PSEUDONYM_KEY") or ""
-        if (len(pseudonym_key) < MIN_SECRET_KEY_LENGTH or pseudonym_key in KNOWN_TEST_KEYS
-                or too_little_variety(pseudonym_key)):
-            raise UnsafeConfiguration("FEED_PSEUDONYM_KEY is missing, short or published: set "
-                                      "it to a random value of at least 32 characters and "
-                                      "keep it with the database backups.")
+        if (
+            len(pseudonym_key) < MIN_SECRET_KEY_LENGTH
+            or pseudonym_key in KNOWN_TEST_KEYS
+            or too_little_variety(pseudonym_key)
+        ):
+            raise UnsafeConfiguration(
+                "FEED_PSEUDONYM_KEY is missing, short or published: set "
+                "it to a random value of at least 32 characters and "
+                "keep it with the database backups."
+            )
         feed_url = config.get("FEED_URL") or ""
         if feed_url and not feed_url.startswith("https://"):
             raise UnsafeConfiguration("FEED_URL must start with https:// in production.")
         if not config.get("RATELIMIT_ENABLED", True):
-            raise UnsafeConfiguration("RATELIMIT_ENABLED is off: unset it in production, "
-                                      "because sign-in and reset limits stop password guessing.")
+            raise UnsafeConfiguration(
+                "RATELIMIT_ENABLED is off: unset it in production, "
+                "because sign-in and reset limits stop password guessing."
+            )
         if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory"):
-            raise UnsafeConfiguration("RATELIMIT_STORAGE_URI is in-process memory: set it to "
-                                      "Redis (redis://host:6379/0) so limits hold across workers.")
+            raise UnsafeConfiguration(
+                "RATELIMIT_STORAGE_URI is in-process memory: set it to "
+                "Redis (redis://host:6379/0) so limits hold across workers."
+            )
         if config.get("MAIL_DELIVERY") != "smtp":
-            raise UnsafeConfiguration("MAIL_DELIVERY must be smtp in production (hold keeps "
-                                      "every message, reset links included, in the outbox).")
+            raise UnsafeConfiguration(
+                "MAIL_DELIVERY must be smtp in production (hold keeps "
+                "every message, reset links included, in the outbox)."
+            )
         if not config.get("MAX_CONTENT_LENGTH"):
-            raise UnsafeConfiguration("MAX_CONTENT_LENGTH is not set: unset the variable to "
-                                      "keep the 2 MB limit on request bodies.")
+            raise UnsafeConfiguration(
+                "MAX_CONTENT_LENGTH is not set: unset the variable to "
+                "keep the 2 MB limit on request bodies."
+            )
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -444,6 +506,13 @@ def config_for_environment() -> type[Config]:
 #: from the string constants above only, never from a class attribute (those read the
 #: environment). tests/security/test_production_environment.py finds every secret-looking
 #: literal in the repository and proves production refuses each.
-KNOWN_TEST_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, TESTING_SECRET_KEY,
-                             DEVELOPMENT_PSEUDONYM_KEY, TESTING_PSEUDONYM_KEY,
-                             DEVELOPMENT_WEBHOOK_SECRET, TESTING_WEBHOOK_SECRET})
+KNOWN_TEST_KEYS = frozenset(
+    {
+        DEVELOPMENT_SECRET_KEY,
+        TESTING_SECRET_KEY,
+        DEVELOPMENT_PSEUDONYM_KEY,
+        TESTING_PSEUDONYM_KEY,
+        DEVELOPMENT_WEBHOOK_SECRET,
+        TESTING_WEBHOOK_SECRET,
+    }
+)

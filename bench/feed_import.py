@@ -34,20 +34,32 @@ from donorhub.feed import importer as services  # noqa: E402
 from tests.feed.builders import Batch, child, update  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-TEXTS = ["She finished her first full term and is proud of her maths.",
-         "He helped organise the sports day and cheered for everyone.",
-         "She read her first whole book in English this quarter."]
+TEXTS = [
+    "She finished her first full term and is proud of her maths.",
+    "He helped organise the sports day and cheered for everyone.",
+    "She read her first whole book in English this quarter.",
+]
 
 
 def build_feed(records: int) -> bytes:
     children = records // 5
     lines = []
     for n in range(children):
-        lines.append(child(f"c-bench{n:07d}", age_band=["9-11", "12-14", "15-17"][n % 3],
-                           about=TEXTS[n % 3] if n % 4 == 0 else None))
+        lines.append(
+            child(
+                f"c-bench{n:07d}",
+                age_band=["9-11", "12-14", "15-17"][n % 3],
+                about=TEXTS[n % 3] if n % 4 == 0 else None,
+            )
+        )
     for n in range(records - children):
-        lines.append(update(f"c-bench{n % children:07d}", uid=f"u-bench{n:07d}",
-                            text=TEXTS[n % 3] if n % 2 else None))
+        lines.append(
+            update(
+                f"c-bench{n % children:07d}",
+                uid=f"u-bench{n:07d}",
+                text=TEXTS[n % 3] if n % 2 else None,
+            )
+        )
     return Batch(batch="bench-1").add(*lines).bytes()
 
 
@@ -56,8 +68,9 @@ def fresh_app(url: str, scratch: str | None):
     from flask_migrate import upgrade
 
     if scratch:
-        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", scratch],
-                       check=True)
+        subprocess.run(
+            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", scratch], check=True
+        )
         subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", scratch], check=True)
     elif url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
@@ -74,24 +87,49 @@ def bulk_insert(app, raw: bytes) -> float:
         lines = raw.decode().splitlines()[1:]
         children = [line for line in lines if '"type": "child"' in line]
         updates = len(lines) - len(children)
-        child_rows = [dict(ref_hash=hashlib.sha256(f"c{n}".encode()).hexdigest(),
-                           alias=f"Alias {n}", public_token=f"token-{n:012d}", home_code="MH-02",
-                           age_band="12-14", gender="girl", region="Maharashtra",
-                           stage="education", joined_year=2024, interests=["drawing"],
-                           consent_profile=True, consent_updates=True,
-                           consent_basis="cwc_order", consent_expires="2027-Q2",
-                           content_hash="0" * 64, illustration=1, status="active",
-                           first_seen_at=NOW, updated_at=NOW)
-                      for n in range(len(children))]
+        child_rows = [
+            dict(
+                ref_hash=hashlib.sha256(f"c{n}".encode()).hexdigest(),
+                alias=f"Alias {n}",
+                public_token=f"token-{n:012d}",
+                home_code="MH-02",
+                age_band="12-14",
+                gender="girl",
+                region="Maharashtra",
+                stage="education",
+                joined_year=2024,
+                interests=["drawing"],
+                consent_profile=True,
+                consent_updates=True,
+                consent_basis="cwc_order",
+                consent_expires="2027-Q2",
+                content_hash="0" * 64,
+                illustration=1,
+                status="active",
+                first_seen_at=NOW,
+                updated_at=NOW,
+            )
+            for n in range(len(children))
+        ]
         started = time.perf_counter()
         db.session.execute(insert(Child), child_rows)
         ids = db.session.execute(text("SELECT id FROM children ORDER BY id")).scalars().all()
-        update_rows = [dict(source_hash=hashlib.sha256(f"u{n}".encode()).hexdigest(),
-                            child_id=ids[n % len(ids)], home_code="MH-02", period="2026-Q3",
-                            category="education", milestones=["passed_term_exams"],
-                            original_text=TEXTS[n % 3], status="pending", findings=[],
-                            content_hash="0" * 64, received_at=NOW)
-                       for n in range(updates)]
+        update_rows = [
+            dict(
+                source_hash=hashlib.sha256(f"u{n}".encode()).hexdigest(),
+                child_id=ids[n % len(ids)],
+                home_code="MH-02",
+                period="2026-Q3",
+                category="education",
+                milestones=["passed_term_exams"],
+                original_text=TEXTS[n % 3],
+                status="pending",
+                findings=[],
+                content_hash="0" * 64,
+                received_at=NOW,
+            )
+            for n in range(updates)
+        ]
         db.session.execute(insert(ChildUpdate), update_rows)
         db.session.commit()
         return time.perf_counter() - started
@@ -149,14 +187,19 @@ def main() -> None:
             db.engine.dispose()
     finally:
         if scratch:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists",
-                            scratch], check=False)
+            subprocess.run(
+                ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", scratch], check=False
+            )
     backend = url.split(":", 1)[0]
     print(f"feed import benchmark, {args.records} records ({backend}, {len(raw) / 1e6:.1f} MB)")
-    print(f"  bulk insert of the same rows : {baseline:7.1f} s  "
-          f"({args.records / baseline:,.0f} rows/s)")
-    print(f"  full import                  : {elapsed:7.1f} s  "
-          f"({args.records / elapsed:,.0f} records/s)")
+    print(
+        f"  bulk insert of the same rows : {baseline:7.1f} s  "
+        f"({args.records / baseline:,.0f} rows/s)"
+    )
+    print(
+        f"  full import                  : {elapsed:7.1f} s  "
+        f"({args.records / elapsed:,.0f} records/s)"
+    )
     print(f"  ratio import / bulk insert   : {elapsed / baseline:7.1f}x")
     print(f"  PII guard share of import    : {in_guard / elapsed:7.1%} ({in_guard:.1f} s)")
     print(f"  parser share of import       : {in_parse / elapsed:7.1%} ({in_parse:.1f} s)")

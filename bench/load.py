@@ -66,8 +66,7 @@ DELIVERIES_PER_GIFT = 3.47
 #: Stripe-Signature timestamps are accepted for 300 s (STRIPE_WEBHOOK_TOLERANCE_SECONDS).
 MAX_DURATION = 240
 #: argon2id parameters of TestingConfig, for --cheap-hashes only.
-CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192",
-                "ARGON2_PARALLELISM": "1"}
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192", "ARGON2_PARALLELISM": "1"}
 
 
 @dataclass
@@ -106,8 +105,12 @@ class Result:
     @property
     def errors(self) -> int:
         # A target that completed nothing is broken, whatever wrk counted.
-        return self.socket_errors + self.wrong_status + self.wrong_body + \
-            (1 if self.requests == 0 else 0)
+        return (
+            self.socket_errors
+            + self.wrong_status
+            + self.wrong_body
+            + (1 if self.requests == 0 else 0)
+        )
 
 
 def line(method: str, path: str, body: str = "", **headers: str) -> str:
@@ -144,6 +147,7 @@ def http_get(base_url: str, path: str) -> tuple[int, dict[str, str], str]:
 
 # Setting up ----------------------------------------------------------------------------------
 
+
 def limiter_storage(redis_db: int) -> tuple[str, str]:
     """Redis when it answers (as in production), else per-worker memory; and a description."""
     try:
@@ -170,11 +174,11 @@ def argon2_verify_ms(env: dict[str, str]) -> tuple[dict[str, int], float]:
 
     from config import DevelopmentConfig
 
-    params = {"time_cost": int(env.get("ARGON2_TIME_COST", DevelopmentConfig.ARGON2_TIME_COST)),
-              "memory_cost": int(env.get("ARGON2_MEMORY_COST",
-                                         DevelopmentConfig.ARGON2_MEMORY_COST)),
-              "parallelism": int(env.get("ARGON2_PARALLELISM",
-                                         DevelopmentConfig.ARGON2_PARALLELISM))}
+    params = {
+        "time_cost": int(env.get("ARGON2_TIME_COST", DevelopmentConfig.ARGON2_TIME_COST)),
+        "memory_cost": int(env.get("ARGON2_MEMORY_COST", DevelopmentConfig.ARGON2_MEMORY_COST)),
+        "parallelism": int(env.get("ARGON2_PARALLELISM", DevelopmentConfig.ARGON2_PARALLELISM)),
+    }
     hasher = PasswordHasher(**params, type=Type.ID)
     stored = hasher.hash("a password for timing only")
     times = []
@@ -199,11 +203,16 @@ def discover_pages(base_url: str) -> dict[str, str]:
     _, _, home = http_get(base_url, "/")
     _, _, waiting = http_get(base_url, "/sponsor")
     campaigns = re.findall(r'href="(/campaigns/[A-Za-z0-9_-]+)"', home)
-    children = [p for p in re.findall(r'href="(/sponsor/[A-Za-z0-9_-]+)"', waiting)
-                if p not in ("/sponsor/match", "/sponsor/code-of-conduct")]
+    children = [
+        p
+        for p in re.findall(r'href="(/sponsor/[A-Za-z0-9_-]+)"', waiting)
+        if p not in ("/sponsor/match", "/sponsor/code-of-conduct")
+    ]
     if not campaigns or not children:
-        raise RuntimeError(f"the demo data shows no campaign link on / ({len(campaigns)}) or "
-                           f"no child profile on /sponsor ({len(children)})")
+        raise RuntimeError(
+            f"the demo data shows no campaign link on / ({len(campaigns)}) or "
+            f"no child profile on /sponsor ({len(children)})"
+        )
     return {"campaign": campaigns[0], "child": children[0]}
 
 
@@ -216,10 +225,18 @@ def sign_in_lines(base_url: str, accounts: list[str], password: str) -> list[str
         raise RuntimeError(f"/account/sign-in gave no CSRF token and cookie ({status})")
     lines = []
     for number, email in enumerate(accounts):
-        form = urllib.parse.urlencode({"csrf_token": match.group(1), "email": email,
-                                       "password": f"{password}-wrong-{number}"})
-        lines.append(line("POST", "/account/sign-in", form, Cookie=cookie,
-                          Content_Type="application/x-www-form-urlencoded"))
+        form = urllib.parse.urlencode(
+            {"csrf_token": match.group(1), "email": email, "password": f"{password}-wrong-{number}"}
+        )
+        lines.append(
+            line(
+                "POST",
+                "/account/sign-in",
+                form,
+                Cookie=cookie,
+                Content_Type="application/x-www-form-urlencoded",
+            )
+        )
     return lines
 
 
@@ -236,8 +253,7 @@ def warm_up_events(count: int) -> list[str]:
     """Events of a type the app only acknowledges, with ids outside the checked set."""
     bodies = []
     for n in range(count):
-        event = webhook_bench.event("customer.created",
-                                    dict(webhook_bench.FIXTURES["customer"]), n)
+        event = webhook_bench.event("customer.created", dict(webhook_bench.FIXTURES["customer"]), n)
         event["id"] = f"evt_warmup_{n}"
         bodies.append(json.dumps(event))
     return bodies
@@ -245,12 +261,22 @@ def warm_up_events(count: int) -> list[str]:
 
 def signed_webhook_lines(bodies: list[str]) -> list[str]:
     """Each body with a Stripe-Signature made now (valid for 300 s), so sign just before."""
-    return [line("POST", "/stripe/webhook", body, Content_Type="application/json",
-                 Stripe_Signature=stripe.WebhookSignature.generate_signature_header(
-                     body, WEBHOOK_SECRET)) for body in bodies]
+    return [
+        line(
+            "POST",
+            "/stripe/webhook",
+            body,
+            Content_Type="application/json",
+            Stripe_Signature=stripe.WebhookSignature.generate_signature_header(
+                body, WEBHOOK_SECRET
+            ),
+        )
+        for body in bodies
+    ]
 
 
 # Running wrk ---------------------------------------------------------------------------------
+
 
 def run_wrk(base_url: str, target: Target, args, work_dir: Path) -> Result:
     requests_file = work_dir / f"requests-{re.sub(r'[^a-z0-9]+', '-', target.name)}.txt"
@@ -261,37 +287,66 @@ def run_wrk(base_url: str, target: Target, args, work_dir: Path) -> Result:
             Path(f"{requests_file}.{index}").write_text("\n".join(lines) + "\n")
     else:
         requests_file.write_text("\n".join(target.lines) + "\n")
-    env = {**os.environ, "LOAD_REQUESTS": str(requests_file),
-           "LOAD_EXPECT": ",".join(map(str, target.expect)),
-           "LOAD_DISTINCT": "1" if target.per_thread else "0",
-           "LOAD_MUST_CONTAIN": target.must_contain}
-    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-               f"--timeout={args.timeout}s", "-s", str(LUA_SCRIPT), base_url]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True,  # noqa: S603
-                               timeout=args.duration + args.timeout + 60, check=False)
+    env = {
+        **os.environ,
+        "LOAD_REQUESTS": str(requests_file),
+        "LOAD_EXPECT": ",".join(map(str, target.expect)),
+        "LOAD_DISTINCT": "1" if target.per_thread else "0",
+        "LOAD_MUST_CONTAIN": target.must_contain,
+    }
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        f"--timeout={args.timeout}s",
+        "-s",
+        str(LUA_SCRIPT),
+        base_url,
+    ]
+    completed = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,  # noqa: S603
+        timeout=args.duration + args.timeout + 60,
+        check=False,
+    )
     found = [row for row in completed.stdout.splitlines() if row.startswith("LOAD_RESULT ")]
     if completed.returncode != 0 or not found:
-        raise RuntimeError(f"wrk failed on {target.path} ({completed.returncode}):\n"
-                           f"{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
+        raise RuntimeError(
+            f"wrk failed on {target.path} ({completed.returncode}):\n"
+            f"{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}"
+        )
     data = json.loads(found[-1].removeprefix("LOAD_RESULT "))
     seconds = data["duration_us"] / 1e6
     errors = data["errors"]
     wrong = sum(n for code, n in data["statuses"].items() if int(code) not in target.expect)
     return Result(
-        name=target.name, path=target.path, requests=data["requests"], seconds=seconds,
+        name=target.name,
+        path=target.path,
+        requests=data["requests"],
+        seconds=seconds,
         requests_per_s=data["requests"] / seconds if seconds else 0.0,
-        p50_ms=data["latency_us"]["p50"] / 1000, p99_ms=data["latency_us"]["p99"] / 1000,
+        p50_ms=data["latency_us"]["p50"] / 1000,
+        p99_ms=data["latency_us"]["p99"] / 1000,
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
-        wrong_status=wrong, wrong_body=data["wrong_body"], statuses=data["statuses"],
-        expect=list(target.expect), note=target.note)
+        wrong_status=wrong,
+        wrong_body=data["wrong_body"],
+        statuses=data["statuses"],
+        expect=list(target.expect),
+        note=target.note,
+    )
 
 
 # Checking the webhook's work -----------------------------------------------------------------
 
+
 def stored_bench_events(engine) -> int:
     with engine.connect() as connection:
-        return connection.execute(text(
-            "SELECT count(*) FROM stripe_events WHERE event_id LIKE 'evt_bench_%'")).scalar()
+        return connection.execute(
+            text("SELECT count(*) FROM stripe_events WHERE event_id LIKE 'evt_bench_%'")
+        ).scalar()
 
 
 def wait_until_settled(engine, seconds: float = 30) -> int:
@@ -331,12 +386,16 @@ def group_by_subject(deliveries: list[dict]) -> dict[str, list[tuple[str, str]]]
 
 def stored_event_ids(engine) -> set[str]:
     with engine.connect() as connection:
-        return set(connection.execute(text(
-            "SELECT event_id FROM stripe_events WHERE event_id LIKE 'evt_bench_%'")).scalars())
+        return set(
+            connection.execute(
+                text("SELECT event_id FROM stripe_events WHERE event_id LIKE 'evt_bench_%'")
+            ).scalars()
+        )
 
 
-def complete_partial_rows(engine, base_url: str,
-                          groups: dict[str, list[tuple[str, str]]]) -> tuple[int, int, dict]:
+def complete_partial_rows(
+    engine, base_url: str, groups: dict[str, list[tuple[str, str]]]
+) -> tuple[int, int, dict]:
     """Deliver (untimed) the rest of the events of every row that wrk reached part of (the
     run stops mid-row), so each seeded row ends either fully applied or untouched."""
     stored = stored_event_ids(engine)
@@ -352,10 +411,17 @@ def complete_partial_rows(engine, base_url: str,
 
     def send(body: str) -> int:
         connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
-        connection.request("POST", "/stripe/webhook", body=body.encode(), headers={
-            "Content-Type": "application/json",
-            "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
-                body, WEBHOOK_SECRET)})
+        connection.request(
+            "POST",
+            "/stripe/webhook",
+            body=body.encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+                    body, WEBHOOK_SECRET
+                ),
+            },
+        )
         status = connection.getresponse().status
         connection.close()
         return status
@@ -366,34 +432,48 @@ def complete_partial_rows(engine, base_url: str,
     return partial, len(missing), statuses
 
 
-def check_webhook_effects(engine, gifts: list, plans: list,
-                          groups: dict[str, list[tuple[str, str]]]) -> dict:
+def check_webhook_effects(
+    engine, gifts: list, plans: list, groups: dict[str, list[tuple[str, str]]]
+) -> dict:
     """Every event that arrived stored once and applied once, on the rows this benchmark
     seeded only (the demo data has gifts, plans and mail of its own): a gift whose events
     all arrived is paid, or refunded when make_events() refunded it (every fifth); a plan
     is active with exactly one instalment; a row none of whose events arrived is untouched."""
     stored = stored_event_ids(engine)
     with engine.connect() as connection:
+
         def scalar(sql: str, **params):
             return connection.execute(text(sql), params).scalar()
 
-        stored_rows = scalar("SELECT count(*) FROM stripe_events "
-                             "WHERE event_id LIKE 'evt_bench_%'")
-        gift_status = dict(connection.execute(text(
-            "SELECT public_id, status FROM donations WHERE public_id = ANY(:ids)"),
-            {"ids": [public_id for public_id, _ in gifts]}).all())
-        plan_state = {row[0]: (row[1], row[2]) for row in connection.execute(text(
-            "SELECT p.public_id, p.status, (SELECT count(*) FROM donations d "
-            "WHERE d.plan_id = p.id) FROM recurring_plans p WHERE p.public_id = ANY(:ids)"),
-            {"ids": [public_id for public_id, _ in plans]}).all()}
+        stored_rows = scalar("SELECT count(*) FROM stripe_events WHERE event_id LIKE 'evt_bench_%'")
+        gift_status = dict(
+            connection.execute(
+                text("SELECT public_id, status FROM donations WHERE public_id = ANY(:ids)"),
+                {"ids": [public_id for public_id, _ in gifts]},
+            ).all()
+        )
+        plan_state = {
+            row[0]: (row[1], row[2])
+            for row in connection.execute(
+                text(
+                    "SELECT p.public_id, p.status, (SELECT count(*) FROM donations d "
+                    "WHERE d.plan_id = p.id) FROM recurring_plans p WHERE p.public_id = ANY(:ids)"
+                ),
+                {"ids": [public_id for public_id, _ in plans]},
+            ).all()
+        }
         receipts = scalar(
             "SELECT count(*) FROM receipts r JOIN donations d ON r.donation_id = d.id "
-            "JOIN donors o ON d.donor_id = o.id WHERE o.email = 'bench@example.org'")
-        receipt_mails = scalar("SELECT count(*) FROM outbox_messages WHERE recipient = "
-                               "'bench@example.org' AND template = 'donations/receipt'")
+            "JOIN donors o ON d.donor_id = o.id WHERE o.email = 'bench@example.org'"
+        )
+        receipt_mails = scalar(
+            "SELECT count(*) FROM outbox_messages WHERE recipient = "
+            "'bench@example.org' AND template = 'donations/receipt'"
+        )
         mails_twice = scalar(
             "SELECT count(*) FROM (SELECT subject FROM outbox_messages WHERE recipient = "
-            "'bench@example.org' GROUP BY subject HAVING count(*) > 1) AS twice")
+            "'bench@example.org' GROUP BY subject HAVING count(*) > 1) AS twice"
+        )
 
     def arrived(subject: str) -> bool | None:
         ids = {event_id for event_id, _ in groups.get(subject, [])}
@@ -402,10 +482,17 @@ def check_webhook_effects(engine, gifts: list, plans: list,
     unique = {event_id for events in groups.values() for event_id, _ in events}
     problems: list[str] = []
     if stored_rows != len(stored) or not stored <= unique:
-        problems.append(f"{stored_rows} stored rows for {len(stored)} event ids, "
-                        f"{len(stored - unique)} not sent by this run")
-    done = {"gifts_paid": 0, "gifts_refunded": 0, "gifts_untouched": 0, "plans_active": 0,
-            "plans_untouched": 0}
+        problems.append(
+            f"{stored_rows} stored rows for {len(stored)} event ids, "
+            f"{len(stored - unique)} not sent by this run"
+        )
+    done = {
+        "gifts_paid": 0,
+        "gifts_refunded": 0,
+        "gifts_untouched": 0,
+        "plans_active": 0,
+        "plans_untouched": 0,
+    }
     wrong: list[str] = []
     # make_events() refunds every fifth gift (index 0, 5, 10...) and completes the others.
     for index, (public_id, _) in enumerate(gifts):
@@ -424,30 +511,45 @@ def check_webhook_effects(engine, gifts: list, plans: list,
         elif state is False and status == "pending" and instalments == 0:
             done["plans_untouched"] += 1
         else:
-            wrong.append(f"plan: events arrived {state}, status {status}, "
-                         f"{instalments} instalments")
+            wrong.append(
+                f"plan: events arrived {state}, status {status}, {instalments} instalments"
+            )
     if wrong:
-        problems.append(f"{len(wrong)} rows not in the state their events lead to, e.g. "
-                        + "; ".join(wrong[:3]))
+        problems.append(
+            f"{len(wrong)} rows not in the state their events lead to, e.g. " + "; ".join(wrong[:3])
+        )
     if mails_twice or receipt_mails != receipts:
-        problems.append(f"receipt mails {receipt_mails} for {receipts} receipts; "
-                        f"subjects sent twice: {mails_twice}")
+        problems.append(
+            f"receipt mails {receipt_mails} for {receipts} receipts; "
+            f"subjects sent twice: {mails_twice}"
+        )
     if done["gifts_paid"] + done["gifts_refunded"] + done["plans_active"] == 0:
         problems.append("no seeded row was completed: the webhook did no real work")
-    return {"events_stored": len(stored), "events_built": len(unique), **done,
-            "receipts": receipts, "receipt_mails": receipt_mails, "mails_twice": mails_twice,
-            "problems": problems}
+    return {
+        "events_stored": len(stored),
+        "events_built": len(unique),
+        **done,
+        "receipts": receipts,
+        "receipt_mails": receipt_mails,
+        "mails_twice": mails_twice,
+        "problems": problems,
+    }
 
 
 # Reporting -----------------------------------------------------------------------------------
 
+
 def print_table(results: list[Result]) -> None:
-    print(f"{'target':<26} {'path':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'req/s÷base':>10} {'p50÷base':>9} {'p99÷base':>9}")
+    print(
+        f"{'target':<26} {'path':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} {'req/s÷base':>10} {'p50÷base':>9} {'p99÷base':>9}"
+    )
     for r in results:
-        print(f"{r.name:<26} {r.path[:34]:<34} {r.requests_per_s:8.1f} {r.p50_ms:8.1f} "
-              f"{r.p99_ms:8.1f} {r.errors:6d} {r.rps_ratio:10.3f} {r.p50_ratio:9.1f} "
-              f"{r.p99_ratio:9.1f}")
+        print(
+            f"{r.name:<26} {r.path[:34]:<34} {r.requests_per_s:8.1f} {r.p50_ms:8.1f} "
+            f"{r.p99_ms:8.1f} {r.errors:6d} {r.rps_ratio:10.3f} {r.p50_ratio:9.1f} "
+            f"{r.p99_ratio:9.1f}"
+        )
 
 
 def main() -> int:
@@ -455,23 +557,35 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=60, help="seconds of wrk per target")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
-    parser.add_argument("--timeout", type=int, default=60,
-                        help="wrk --timeout, seconds (a sign-in queues behind argon2)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=60,
+        help="wrk --timeout, seconds (a sign-in queues behind argon2)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--database-name", default="donorhub_bench_load")
-    parser.add_argument("--redis-db", type=int, default=14,
-                        help="Redis database for the limiter's counters (flushed)")
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=14,
+        help="Redis database for the limiter's counters (flushed)",
+    )
     parser.add_argument("--keep-database", action="store_true")
-    parser.add_argument("--cheap-hashes", action="store_true",
-                        help="TestingConfig's argon2 parameters (smoke test only: the sign-in "
-                             "figures are then not production's)")
+    parser.add_argument(
+        "--cheap-hashes",
+        action="store_true",
+        help="TestingConfig's argon2 parameters (smoke test only: the sign-in "
+        "figures are then not production's)",
+    )
     args = parser.parse_args()
     if not 1 <= args.duration <= MAX_DURATION:
-        parser.error(f"--duration must be 1 to {MAX_DURATION} s: the webhook events are signed "
-                     "just before their run, and a signature is valid for 300 s")
+        parser.error(
+            f"--duration must be 1 to {MAX_DURATION} s: the webhook events are signed "
+            "just before their run, and a signature is valid for 300 s"
+        )
     if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk (or make bench-tools)",
-              file=sys.stderr)
+        print("wrk is not installed: apt-get install -y wrk (or make bench-tools)", file=sys.stderr)
         return 2
 
     started_at = datetime.now(UTC)
@@ -493,45 +607,74 @@ def main() -> int:
         seeding_app = webhook_bench.build_app(url)
         from donorhub.demo.cli import DEMO_DONORS, DEMO_PASSWORD, DEMO_STAFF
 
-        server = start_gunicorn(url, work_dir / "logs", workers=2, name="web",
-                                RATELIMIT_SIGN_IN=RAISED_SIGN_IN_LIMIT,
-                                RATELIMIT_STORAGE_URI=storage_uri, **hash_env)
+        server = start_gunicorn(
+            url,
+            work_dir / "logs",
+            workers=2,
+            name="web",
+            RATELIMIT_SIGN_IN=RAISED_SIGN_IN_LIMIT,
+            RATELIMIT_STORAGE_URI=storage_uri,
+            **hash_env,
+        )
         base_url = server.base_url
         pages = discover_pages(base_url)
-        public_pages = [("home", "/"), ("donate", "/donate"),
-                        ("campaign page", pages["campaign"]), ("sponsor list", "/sponsor"),
-                        ("child profile", pages["child"]), ("impact", "/impact")]
+        public_pages = [
+            ("home", "/"),
+            ("donate", "/donate"),
+            ("campaign page", pages["campaign"]),
+            ("sponsor list", "/sponsor"),
+            ("child profile", pages["child"]),
+            ("impact", "/impact"),
+        ]
         for _, path in [("baseline", "/healthz"), *public_pages]:
             for _ in range(4):  # both workers compile the templates before anything is timed
                 status, _, _ = http_get(base_url, path)
                 if status != 200:
                     raise RuntimeError(f"{path} answered {status} before the runs")
 
-        print(f"set up in {time.monotonic() - setup_started:.0f} s; "
-              f"gunicorn 2 sync workers at {base_url}; wrk -t{args.threads} "
-              f"-c{args.connections} --timeout {args.timeout}s, {args.duration} s per target")
-        print(f"the machine has {os.cpu_count()} cores, shared by wrk, gunicorn and "
-              f"PostgreSQL (and anything else running; load average now "
-              f"{os.getloadavg()[0]:.1f}): read the ratios, not the absolute figures")
-        print(f"rate limits: sign-in raised to {RAISED_SIGN_IN_LIMIT!r} per address for this "
-              f"run (production: 10 per minute, 50 per hour), counters in {storage_text}, so "
-              "the figures measure the app, not the limiter")
-        print(f"argon2id: time_cost={argon2_params['time_cost']}, memory_cost="
-              f"{argon2_params['memory_cost'] // 1024} MiB, parallelism="
-              f"{argon2_params['parallelism']}; one verify in this process: {verify_ms:.0f} ms"
-              + ("  [--cheap-hashes: NOT the production parameters]" if args.cheap_hashes
-                 else "  (development and production use the same parameters)"), flush=True)
+        print(
+            f"set up in {time.monotonic() - setup_started:.0f} s; "
+            f"gunicorn 2 sync workers at {base_url}; wrk -t{args.threads} "
+            f"-c{args.connections} --timeout {args.timeout}s, {args.duration} s per target"
+        )
+        print(
+            f"the machine has {os.cpu_count()} cores, shared by wrk, gunicorn and "
+            f"PostgreSQL (and anything else running; load average now "
+            f"{os.getloadavg()[0]:.1f}): read the ratios, not the absolute figures"
+        )
+        print(
+            f"rate limits: sign-in raised to {RAISED_SIGN_IN_LIMIT!r} per address for this "
+            f"run (production: 10 per minute, 50 per hour), counters in {storage_text}, so "
+            "the figures measure the app, not the limiter"
+        )
+        print(
+            f"argon2id: time_cost={argon2_params['time_cost']}, memory_cost="
+            f"{argon2_params['memory_cost'] // 1024} MiB, parallelism="
+            f"{argon2_params['parallelism']}; one verify in this process: {verify_ms:.0f} ms"
+            + (
+                "  [--cheap-hashes: NOT the production parameters]"
+                if args.cheap_hashes
+                else "  (development and production use the same parameters)"
+            ),
+            flush=True,
+        )
 
         results: list[Result] = []
         targets = [Target("baseline /healthz", "/healthz", lines=[line("GET", "/healthz")])]
         targets += [Target(name, path, lines=[line("GET", path)]) for name, path in public_pages]
         accounts = [email for email, *_ in DEMO_STAFF + DEMO_DONORS]
-        targets.append(Target(
-            "sign-in, wrong password", "/account/sign-in", "POST",
-            lines=sign_in_lines(base_url, accounts, DEMO_PASSWORD), expect=(422,),
-            must_contain=WRONG_PASSWORD_MESSAGE,
-            note=f"{len(accounts)} known accounts; 422 with the wrong-password message is the "
-                 "right answer, anything else an error"))
+        targets.append(
+            Target(
+                "sign-in, wrong password",
+                "/account/sign-in",
+                "POST",
+                lines=sign_in_lines(base_url, accounts, DEMO_PASSWORD),
+                expect=(422,),
+                must_contain=WRONG_PASSWORD_MESSAGE,
+                note=f"{len(accounts)} known accounts; 422 with the wrong-password message is the "
+                "right answer, anything else an error",
+            )
+        )
         for target in targets:
             warm_up(base_url, target.lines[:1] * 4, target.expect)
             print(f"  wrk {target.method} {target.path} ...", flush=True)
@@ -541,8 +684,15 @@ def main() -> int:
         # The webhook: more events than wrk can send, sized from the baseline (with an idle
         # machine the webhook runs at about 0.16 of it; a busy one squeezes the baseline, so
         # the share is set well above that). Rows wrk does not reach stay untouched.
-        gift_count = max(30, round(baseline.requests_per_s * WEBHOOK_SHARE_OF_BASELINE
-                                   * args.duration / DELIVERIES_PER_GIFT))
+        gift_count = max(
+            30,
+            round(
+                baseline.requests_per_s
+                * WEBHOOK_SHARE_OF_BASELINE
+                * args.duration
+                / DELIVERIES_PER_GIFT
+            ),
+        )
         gifts, plans = seed_webhook_rows(seeding_app, gift_count)
         deliveries, expected = webhook_bench.make_events(gifts, plans)
         groups = group_by_subject(deliveries)
@@ -550,11 +700,15 @@ def main() -> int:
         shares: list[list[str]] = [[] for _ in range(args.threads)]
         for index, events in enumerate(groups.values()):
             shares[index % args.threads].extend(body for _, body in events)
-        hook = Target("webhook", "/stripe/webhook", "POST",
-                      per_thread=[signed_webhook_lines(share) for share in shares],
-                      note=f"{len(deliveries)} signed deliveries ({expected['unique']} "
-                           f"unique events, {expected['duplicates']} repeats built in) for "
-                           f"{len(gifts)} gifts and {len(plans)} plans")
+        hook = Target(
+            "webhook",
+            "/stripe/webhook",
+            "POST",
+            per_thread=[signed_webhook_lines(share) for share in shares],
+            note=f"{len(deliveries)} signed deliveries ({expected['unique']} "
+            f"unique events, {expected['duplicates']} repeats built in) for "
+            f"{len(gifts)} gifts and {len(plans)} plans",
+        )
         print(f"  wrk POST /stripe/webhook ({hook.note}) ...", flush=True)
         before = stored_bench_events(engine)
         hook_result = run_wrk(base_url, hook, args, work_dir)
@@ -570,10 +724,13 @@ def main() -> int:
             f"; under load: {answered} answered, {applied_in_run} events applied, "
             f"{duplicates} duplicates ({duplicates / max(1, answered):.0%}; the requests in "
             f"flight at the stop blur this by up to {args.connections}); afterwards, untimed: "
-            f"{topped_up} events for the {partial} rows wrk had reached part of")
+            f"{topped_up} events for the {partial} rows wrk had reached part of"
+        )
     except BaseException:
-        print(f"the run failed; gunicorn's log and the request files are in {work_dir}",
-              file=sys.stderr)
+        print(
+            f"the run failed; gunicorn's log and the request files are in {work_dir}",
+            file=sys.stderr,
+        )
         raise
     finally:
         if server is not None:
@@ -584,8 +741,7 @@ def main() -> int:
             drop_database(args.database_name)
 
     for r in results:
-        r.rps_ratio = r.requests_per_s / baseline.requests_per_s if baseline.requests_per_s \
-            else 0.0
+        r.rps_ratio = r.requests_per_s / baseline.requests_per_s if baseline.requests_per_s else 0.0
         r.p50_ratio = r.p50_ms / baseline.p50_ms if baseline.p50_ms else 0.0
         r.p99_ratio = r.p99_ms / baseline.p99_ms if baseline.p99_ms else 0.0
     print()
@@ -593,14 +749,18 @@ def main() -> int:
     print()
     for r in results:
         if r.note or r.errors:
-            print(f"{r.name}: statuses {r.statuses}, socket errors {r.socket_errors}"
-                  + (f"; {r.note}" if r.note else ""))
-    print(f"webhook check: {check['events_stored']} of the {check['events_built']} events "
-          f"built arrived, each stored once; gifts paid {check['gifts_paid']}, refunded "
-          f"{check['gifts_refunded']}, untouched {check['gifts_untouched']}; plans active with "
-          f"one instalment {check['plans_active']}, untouched {check['plans_untouched']}; "
-          f"{check['receipts']} receipts, {check['receipt_mails']} receipt mails, "
-          f"sent twice: {check['mails_twice']}")
+            print(
+                f"{r.name}: statuses {r.statuses}, socket errors {r.socket_errors}"
+                + (f"; {r.note}" if r.note else "")
+            )
+    print(
+        f"webhook check: {check['events_stored']} of the {check['events_built']} events "
+        f"built arrived, each stored once; gifts paid {check['gifts_paid']}, refunded "
+        f"{check['gifts_refunded']}, untouched {check['gifts_untouched']}; plans active with "
+        f"one instalment {check['plans_active']}, untouched {check['plans_untouched']}; "
+        f"{check['receipts']} receipts, {check['receipt_mails']} receipt mails, "
+        f"sent twice: {check['mails_twice']}"
+    )
     for problem in check["problems"]:
         print(f"WEBHOOK CHECK FAILED: {problem}")
     failed = [r.name for r in results if r.errors]
@@ -609,19 +769,37 @@ def main() -> int:
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "settings": {"duration_s": args.duration, "wrk_threads": args.threads,
-                         "wrk_connections": args.connections, "wrk_timeout_s": args.timeout,
-                         "gunicorn_workers": 2, "cores": os.cpu_count(),
-                         "sign_in_limit": RAISED_SIGN_IN_LIMIT, "limiter_storage": storage_text,
-                         "argon2": argon2_params, "argon2_verify_ms": round(verify_ms, 1),
-                         "cheap_hashes": args.cheap_hashes},
-            "targets": [{**asdict(r), "errors": r.errors} for r in results],
-            "webhook": {"answered_under_load": answered, "applied_under_load": applied_in_run,
-                        "duplicates_under_load": duplicates, "rows_completed_afterwards": partial,
-                        "posted_afterwards": topped_up, **check},
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "started_at": started_at.isoformat(timespec="seconds"),
+                    "settings": {
+                        "duration_s": args.duration,
+                        "wrk_threads": args.threads,
+                        "wrk_connections": args.connections,
+                        "wrk_timeout_s": args.timeout,
+                        "gunicorn_workers": 2,
+                        "cores": os.cpu_count(),
+                        "sign_in_limit": RAISED_SIGN_IN_LIMIT,
+                        "limiter_storage": storage_text,
+                        "argon2": argon2_params,
+                        "argon2_verify_ms": round(verify_ms, 1),
+                        "cheap_hashes": args.cheap_hashes,
+                    },
+                    "targets": [{**asdict(r), "errors": r.errors} for r in results],
+                    "webhook": {
+                        "answered_under_load": answered,
+                        "applied_under_load": applied_in_run,
+                        "duplicates_under_load": duplicates,
+                        "rows_completed_afterwards": partial,
+                        "posted_afterwards": topped_up,
+                        **check,
+                    },
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     shutil.rmtree(work_dir, ignore_errors=True)
     return 1 if failed or check["problems"] else 0
 

@@ -88,9 +88,14 @@ def main() -> int:
         port = free_port()
         sim = start_simulator(logs, f"http://127.0.0.1:{port}/stripe/webhook")
         services.append(sim)
-        env = dict(mixed.CHEAP_ARGON2, STRIPE_API_BASE=sim.base_url, PROXY_COUNT="1",
-                   RATELIMIT_STORAGE_URI=redis_uri, CSP_FORM_ACTION=sim.base_url,
-                   DONORHUB_INSTANCE_DIR=str(logs))
+        env = dict(
+            mixed.CHEAP_ARGON2,
+            STRIPE_API_BASE=sim.base_url,
+            PROXY_COUNT="1",
+            RATELIMIT_STORAGE_URI=redis_uri,
+            CSP_FORM_ACTION=sim.base_url,
+            DONORHUB_INSTANCE_DIR=str(logs),
+        )
         services.append(start_jobs(url, logs, **env))
         web = start_gunicorn(url, logs, port=port, workers=2, **env)
         services.append(web)
@@ -98,8 +103,9 @@ def main() -> int:
         phase("baseline")
         baseline = trivial_rate(web.base_url, args.people, seconds=8)
         phase("load")
-        result = mixed.MixedLoad([web.base_url], sim.base_url, sponsors,
-                                 people=args.people).run(args.duration)
+        result = mixed.MixedLoad([web.base_url], sim.base_url, sponsors, people=args.people).run(
+            args.duration
+        )
         phase("settle")
         mixed.settle(url, sim.base_url)
         accounting = mixed.account(url, sim.base_url, result)
@@ -113,13 +119,17 @@ def main() -> int:
         counters.flushdb()
         counters.close()
 
-    print(f"mixed load: {args.duration:.0f} s, {args.people} concurrent people, gunicorn 2 "
-          "sync workers, PostgreSQL, jobs process, Stripe simulator webhooks")
+    print(
+        f"mixed load: {args.duration:.0f} s, {args.people} concurrent people, gunicorn 2 "
+        "sync workers, PostgreSQL, jobs process, Stripe simulator webhooks"
+    )
     print(result.table())
     app_samples = [s for s in result.samples if not s.kind.startswith("sim:")]
     app_rate = len(app_samples) / result.elapsed
-    print(f"baseline, same run, {args.people} clients: /healthz {baseline:.1f} requests/s; "
-          f"mixed app requests {app_rate:.1f}/s; ratio mixed / trivial {app_rate / baseline:.2f}")
+    print(
+        f"baseline, same run, {args.people} clients: /healthz {baseline:.1f} requests/s; "
+        f"mixed app requests {app_rate:.1f}/s; ratio mixed / trivial {app_rate / baseline:.2f}"
+    )
     print("people: " + ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items())))
     print(f"phases: {phase.report()}")
     print(accounting.summary())
@@ -128,8 +138,10 @@ def main() -> int:
     for problem in accounting.problems[:50]:
         print(f"discrepancy: {problem}")
     if result.failures or accounting.problems:
-        print(f"FAILED: {len(result.failures)} unexpected errors, "
-              f"{len(accounting.problems)} discrepancies")
+        print(
+            f"FAILED: {len(result.failures)} unexpected errors, "
+            f"{len(accounting.problems)} discrepancies"
+        )
         return 1
     print("every gift accounted for exactly once")
     return 0

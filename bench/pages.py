@@ -58,25 +58,33 @@ def percentile(values: list[float], fraction: float) -> float:
 def page_paths(url: str, base_url: str) -> dict[str, str]:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        slug = connection.execute(text(
-            "SELECT slug FROM campaigns WHERE status = 'live' ORDER BY id LIMIT 1")).scalar()
+        slug = connection.execute(
+            text("SELECT slug FROM campaigns WHERE status = 'live' ORDER BY id LIMIT 1")
+        ).scalar()
     engine.dispose()
     with urllib.request.urlopen(base_url + "/sponsor", timeout=30) as response:  # noqa: S310
         listing = response.read().decode()
-    tokens = [t for t in re.findall(r'href="/sponsor/([\w-]+)"', listing)
-              if t not in ("match", "code-of-conduct")]
+    tokens = [
+        t
+        for t in re.findall(r'href="/sponsor/([\w-]+)"', listing)
+        if t not in ("match", "code-of-conduct")
+    ]
     if not slug or not tokens:
         raise SystemExit("the demo data has no live campaign or no listed child")
-    return {"/healthz": "/healthz", "donate": "/donate", "campaign": f"/campaigns/{slug}",
-            "sponsor list": "/sponsor", "child profile": f"/sponsor/{tokens[0]}"}
+    return {
+        "/healthz": "/healthz",
+        "donate": "/donate",
+        "campaign": f"/campaigns/{slug}",
+        "sponsor list": "/sponsor",
+        "child profile": f"/sponsor/{tokens[0]}",
+    }
 
 
 def cold_load(browser, url: str) -> dict[str, float]:
     context = browser.new_context()
     page = context.new_page()
     page.goto(url, wait_until="load")
-    page.wait_for_function(
-        "() => performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
+    page.wait_for_function("() => performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
     timing = page.evaluate(NAVIGATION)
     context.close()
     return timing
@@ -122,19 +130,25 @@ def main() -> int:
         return statistics.median(values), percentile(values, 0.9)
 
     base_ttfb, base_load = stats("/healthz", "ttfb"), stats("/healthz", "load")
-    print(f"gunicorn 2 workers, PostgreSQL, demo data; {args.loads} cold loads per page "
-          "(ms; ratio = page / /healthz in this run)")
-    header = (f"{'page':<14} {'TTFB p50':>9} {'p90':>7} {'ratio':>6} {'load p50':>9} "
-              f"{'p90':>7} {'ratio':>6} {'KB':>6} {'req':>4} {'off-origin':>10}")
+    print(
+        f"gunicorn 2 workers, PostgreSQL, demo data; {args.loads} cold loads per page "
+        "(ms; ratio = page / /healthz in this run)"
+    )
+    header = (
+        f"{'page':<14} {'TTFB p50':>9} {'p90':>7} {'ratio':>6} {'load p50':>9} "
+        f"{'p90':>7} {'ratio':>6} {'KB':>6} {'req':>4} {'off-origin':>10}"
+    )
     print(header)
     print("-" * len(header))
     failures = []
     for name in paths:
         ttfb, load = stats(name, "ttfb"), stats(name, "load")
         weight = weights[name]
-        print(f"{name:<14} {ttfb[0]:>9.1f} {ttfb[1]:>7.1f} {ttfb[0] / base_ttfb[0]:>6.2f} "
-              f"{load[0]:>9.1f} {load[1]:>7.1f} {load[0] / base_load[0]:>6.2f} "
-              f"{weight.kilobytes:>6.1f} {len(weight.requests):>4} {len(weight.off_origin):>10}")
+        print(
+            f"{name:<14} {ttfb[0]:>9.1f} {ttfb[1]:>7.1f} {ttfb[0] / base_ttfb[0]:>6.2f} "
+            f"{load[0]:>9.1f} {load[1]:>7.1f} {load[0] / base_load[0]:>6.2f} "
+            f"{weight.kilobytes:>6.1f} {len(weight.requests):>4} {len(weight.off_origin):>10}"
+        )
         if weight.kilobytes >= LIMIT_KB:
             failures.append(f"{name} weighs {weight.kilobytes:.1f} KB (limit {LIMIT_KB} KB)")
         if weight.off_origin or weight.failed:

@@ -41,16 +41,27 @@ NOW = datetime(2026, 11, 28, tzinfo=UTC)
 CURRENCY_MIX = ["gbp"] * 60 + ["inr"] * 25 + ["usd"] * 10 + ["eur"] * 5
 RATES = {"inr": "0.00950000", "usd": "0.79000000", "eur": "0.86000000"}
 FUNDS = ["general"] * 70 + ["campaign"] * 20 + ["emergency"] * 6 + ["education"] * 4
-STATUS_MIX = (["paid"] * 900 + ["partially_refunded"] * 30 + ["refunded"] * 20
-              + ["disputed"] * 8 + ["charged_back"] * 5 + ["failed"] * 20 + ["pending"] * 10
-              + ["expired"] * 5 + ["needs_review"] * 2)
-AMOUNTS = {"gbp": [500, 1000, 1500, 2000, 2500, 5000, 10000, 25000, 100000],
-           "usd": [500, 1000, 2000, 5000, 10000, 50000],
-           "eur": [500, 1000, 2000, 5000, 10000],
-           "inr": [50000, 100000, 200000, 500000, 1000000]}
+STATUS_MIX = (
+    ["paid"] * 900
+    + ["partially_refunded"] * 30
+    + ["refunded"] * 20
+    + ["disputed"] * 8
+    + ["charged_back"] * 5
+    + ["failed"] * 20
+    + ["pending"] * 10
+    + ["expired"] * 5
+    + ["needs_review"] * 2
+)
+AMOUNTS = {
+    "gbp": [500, 1000, 1500, 2000, 2500, 5000, 10000, 25000, 100000],
+    "usd": [500, 1000, 2000, 5000, 10000, 50000],
+    "eur": [500, 1000, 2000, 5000, 10000],
+    "inr": [50000, 100000, 200000, 500000, 1000000],
+}
 
 
 # Loading -------------------------------------------------------------------------------------
+
 
 def ts(moment: datetime) -> str:
     return moment.isoformat()
@@ -58,8 +69,7 @@ def ts(moment: datetime) -> str:
 
 def copy(conn, table: str, columns: list[str], rows) -> int:
     n = 0
-    with conn.cursor() as cur, cur.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN") as out:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as out:
         for row in rows:
             out.write_row(row)
             n += 1
@@ -72,18 +82,53 @@ def load(gifts: int, donors: int, seed: int = 7) -> dict:
     counts = {}
     with psycopg.connect(DSN) as conn:
         now = ts(NOW)
-        counts["campaigns"] = copy(conn, "campaigns", [
-            "id", "slug", "name", "summary", "body_md", "goal_minor", "goal_currency",
-            "starts_on", "appeal_code", "status", "created_at", "updated_at"],
-            ((i, f"c-{i}", f"Campaign {i}", "s", "", 1000000, "gbp", date(2019 + i % 8, 1, 1),
-              f"APPEAL{i:02d}", "live", now, now) for i in range(1, 21)))
-        counts["exchange_rates"] = copy(conn, "exchange_rates", [
-            "currency", "reporting_currency", "rate", "set_at"],
-            [(c, "gbp", r, now) for c, r in RATES.items()])
-        counts["donors"] = copy(conn, "donors", [
-            "id", "email", "full_name", "created_at", "updated_at"],
-            ((i, f"d{i}@bench.invalid", f"Donor {i}", now, now)
-             for i in range(1, donors + 1)))
+        counts["campaigns"] = copy(
+            conn,
+            "campaigns",
+            [
+                "id",
+                "slug",
+                "name",
+                "summary",
+                "body_md",
+                "goal_minor",
+                "goal_currency",
+                "starts_on",
+                "appeal_code",
+                "status",
+                "created_at",
+                "updated_at",
+            ],
+            (
+                (
+                    i,
+                    f"c-{i}",
+                    f"Campaign {i}",
+                    "s",
+                    "",
+                    1000000,
+                    "gbp",
+                    date(2019 + i % 8, 1, 1),
+                    f"APPEAL{i:02d}",
+                    "live",
+                    now,
+                    now,
+                )
+                for i in range(1, 21)
+            ),
+        )
+        counts["exchange_rates"] = copy(
+            conn,
+            "exchange_rates",
+            ["currency", "reporting_currency", "rate", "set_at"],
+            [(c, "gbp", r, now) for c, r in RATES.items()],
+        )
+        counts["donors"] = copy(
+            conn,
+            "donors",
+            ["id", "email", "full_name", "created_at", "updated_at"],
+            ((i, f"d{i}@bench.invalid", f"Donor {i}", now, now) for i in range(1, donors + 1)),
+        )
 
         # Recurring plans: one donor in eight, monthly or yearly, some cancelled, some ended
         # by Stripe after failures; each paid invoice is an instalment gift.
@@ -109,61 +154,179 @@ def load(gifts: int, donors: int, seed: int = 7) -> dict:
                 stop, failure = ended, "card_declined"
             if stop is not None and stop >= NOW:
                 stop = cancelled = ended = failure = None
-            status = ("cancelled" if cancelled else "ended" if ended else "active")
+            status = "cancelled" if cancelled else "ended" if ended else "active"
             step = timedelta(days=30) if monthly else timedelta(days=365)
             moment, k = started, 0
             while moment < (stop or NOW) and len(instalments) < budget:
                 inv = f"in_{plan_id}_{k}"
-                st = "paid" if rnd.random() < 0.97 else rnd.choice(
-                    ["refunded", "partially_refunded", "disputed"])
-                refunded = amount if st == "refunded" else amount // 2 \
-                    if st == "partially_refunded" else 0
+                st = (
+                    "paid"
+                    if rnd.random() < 0.97
+                    else rnd.choice(["refunded", "partially_refunded", "disputed"])
+                )
+                refunded = (
+                    amount if st == "refunded" else amount // 2 if st == "partially_refunded" else 0
+                )
                 if rnd.random() < 0.05:  # the instalment failed first
                     failed_at = moment - timedelta(days=rnd.randint(1, 9))
                     recovered = rnd.random() < 0.6
-                    failures.append((plan_id, inv, currency, amount, ts(failed_at),
-                                     rnd.randint(1, 4), "card_declined",
-                                     ts(moment) if recovered else None,
-                                     amount if recovered else None))
+                    failures.append(
+                        (
+                            plan_id,
+                            inv,
+                            currency,
+                            amount,
+                            ts(failed_at),
+                            rnd.randint(1, 4),
+                            "card_declined",
+                            ts(moment) if recovered else None,
+                            amount if recovered else None,
+                        )
+                    )
                     if not recovered:
                         moment += step
                         k += 1
                         continue
-                instalments.append((donor, plan_id, "instalment", amount, fee, currency,
-                                    "general", None, st, ts(moment), refunded, inv))
+                instalments.append(
+                    (
+                        donor,
+                        plan_id,
+                        "instalment",
+                        amount,
+                        fee,
+                        currency,
+                        "general",
+                        None,
+                        st,
+                        ts(moment),
+                        refunded,
+                        inv,
+                    )
+                )
                 moment += step
                 k += 1
             if rnd.random() < 0.05:  # an amount change, recorded in the audit log
                 new = rnd.choice(AMOUNTS[currency])
                 at = started + (NOW - started) * rnd.random()
-                changes.append((ts(at), "plan.changed", "plan", plan_id,
-                                json.dumps({"amount_minor": new})))
-            plan_rows.append((plan_id, f"p{plan_id:031d}", donor, amount, fee, currency,
-                              "monthly" if monthly else "yearly", "general", status, 1, 1, 0,
-                              failure, ts(started), ts(cancelled) if cancelled else None,
-                              ts(ended) if ended else None, ended is not None, True, False,
-                              False, now, now))
-        counts["recurring_plans"] = copy(conn, "recurring_plans", [
-            "id", "public_id", "donor_id", "amount_minor", "fee_cover_minor", "currency",
-            "frequency", "designation", "status", "checkout_attempt", "manage_version",
-            "revision", "last_failure_code", "started_at", "cancelled_at", "ended_at",
-            "stripe_ended", "checkout_completed", "paused", "checkout_expired",
-            "created_at", "updated_at"], plan_rows)
-        counts["audit_events"] = copy(conn, "audit_events", [
-            "at", "action", "subject_type", "subject_id", "detail"], changes)
-        counts["plan_payment_failures"] = copy(conn, "plan_payment_failures", [
-            "plan_id", "stripe_invoice_id", "currency", "amount_due_minor", "failed_at",
-            "attempts", "reason_code", "recovered_at", "recovered_amount_minor"], failures)
+                changes.append(
+                    (ts(at), "plan.changed", "plan", plan_id, json.dumps({"amount_minor": new}))
+                )
+            plan_rows.append(
+                (
+                    plan_id,
+                    f"p{plan_id:031d}",
+                    donor,
+                    amount,
+                    fee,
+                    currency,
+                    "monthly" if monthly else "yearly",
+                    "general",
+                    status,
+                    1,
+                    1,
+                    0,
+                    failure,
+                    ts(started),
+                    ts(cancelled) if cancelled else None,
+                    ts(ended) if ended else None,
+                    ended is not None,
+                    True,
+                    False,
+                    False,
+                    now,
+                    now,
+                )
+            )
+        counts["recurring_plans"] = copy(
+            conn,
+            "recurring_plans",
+            [
+                "id",
+                "public_id",
+                "donor_id",
+                "amount_minor",
+                "fee_cover_minor",
+                "currency",
+                "frequency",
+                "designation",
+                "status",
+                "checkout_attempt",
+                "manage_version",
+                "revision",
+                "last_failure_code",
+                "started_at",
+                "cancelled_at",
+                "ended_at",
+                "stripe_ended",
+                "checkout_completed",
+                "paused",
+                "checkout_expired",
+                "created_at",
+                "updated_at",
+            ],
+            plan_rows,
+        )
+        counts["audit_events"] = copy(
+            conn, "audit_events", ["at", "action", "subject_type", "subject_id", "detail"], changes
+        )
+        counts["plan_payment_failures"] = copy(
+            conn,
+            "plan_payment_failures",
+            [
+                "plan_id",
+                "stripe_invoice_id",
+                "currency",
+                "amount_due_minor",
+                "failed_at",
+                "attempts",
+                "reason_code",
+                "recovered_at",
+                "recovered_amount_minor",
+            ],
+            failures,
+        )
 
         def gift_rows():
             n = 0
             for row in instalments:
                 n += 1
-                (donor, pid, kind, amount, fee, currency, fund, campaign, st, paid, refunded,
-                 inv) = row
-                yield (n, f"{n:032x}", donor, pid, kind, amount, fee, currency, fund, campaign,
-                       st, paid, refunded, inv, "lost" if st == "charged_back" else None,
-                       1, False, False, False, now, now)
+                (
+                    donor,
+                    pid,
+                    kind,
+                    amount,
+                    fee,
+                    currency,
+                    fund,
+                    campaign,
+                    st,
+                    paid,
+                    refunded,
+                    inv,
+                ) = row
+                yield (
+                    n,
+                    f"{n:032x}",
+                    donor,
+                    pid,
+                    kind,
+                    amount,
+                    fee,
+                    currency,
+                    fund,
+                    campaign,
+                    st,
+                    paid,
+                    refunded,
+                    inv,
+                    "lost" if st == "charged_back" else None,
+                    1,
+                    False,
+                    False,
+                    False,
+                    now,
+                    now,
+                )
             # one-off gifts; a donor's gifts cluster in a stretch of years (so some lapse)
             while n < gifts:
                 n += 1
@@ -175,27 +338,82 @@ def load(gifts: int, donors: int, seed: int = 7) -> dict:
                 currency = rnd.choice(CURRENCY_MIX)
                 amount = rnd.choice(AMOUNTS[currency]) + rnd.choice((0, 0, 0, 1, 33))
                 fee = amount * 3 // 100 if rnd.random() < 0.25 else 0
-                refunded = amount if st == "refunded" else rnd.randint(1, amount) \
-                    if st == "partially_refunded" else 0
+                refunded = (
+                    amount
+                    if st == "refunded"
+                    else rnd.randint(1, amount)
+                    if st == "partially_refunded"
+                    else 0
+                )
                 fund = rnd.choice(FUNDS)
                 campaign = rnd.randint(1, 20) if fund == "campaign" else None
                 paid = HISTORY_START + timedelta(seconds=offset)
                 paid_at = None if st in ("pending", "expired") else ts(paid)
-                yield (n, f"{n:032x}", donor, None, "once", amount, fee, currency, fund,
-                       campaign, st, paid_at, refunded, None,
-                       "open" if st == "disputed" else "lost" if st == "charged_back" else None,
-                       1, False, st == "failed", st == "expired", now, now)
+                yield (
+                    n,
+                    f"{n:032x}",
+                    donor,
+                    None,
+                    "once",
+                    amount,
+                    fee,
+                    currency,
+                    fund,
+                    campaign,
+                    st,
+                    paid_at,
+                    refunded,
+                    None,
+                    "open" if st == "disputed" else "lost" if st == "charged_back" else None,
+                    1,
+                    False,
+                    st == "failed",
+                    st == "expired",
+                    now,
+                    now,
+                )
 
-        counts["donations"] = copy(conn, "donations", [
-            "id", "public_id", "donor_id", "plan_id", "kind", "amount_minor", "fee_cover_minor",
-            "currency", "designation", "campaign_id", "status", "paid_at",
-            "amount_refunded_minor", "stripe_invoice_id", "dispute_status", "checkout_attempt",
-            "processing", "payment_failed", "expired", "created_at", "updated_at"],
-            gift_rows())
-        for table in ("donors", "donations", "recurring_plans", "campaigns", "exchange_rates",
-                      "audit_events", "plan_payment_failures"):
-            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                         f"(SELECT coalesce(max(id), 1) FROM {table}))")
+        counts["donations"] = copy(
+            conn,
+            "donations",
+            [
+                "id",
+                "public_id",
+                "donor_id",
+                "plan_id",
+                "kind",
+                "amount_minor",
+                "fee_cover_minor",
+                "currency",
+                "designation",
+                "campaign_id",
+                "status",
+                "paid_at",
+                "amount_refunded_minor",
+                "stripe_invoice_id",
+                "dispute_status",
+                "checkout_attempt",
+                "processing",
+                "payment_failed",
+                "expired",
+                "created_at",
+                "updated_at",
+            ],
+            gift_rows(),
+        )
+        for table in (
+            "donors",
+            "donations",
+            "recurring_plans",
+            "campaigns",
+            "exchange_rates",
+            "audit_events",
+            "plan_payment_failures",
+        ):
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                f"(SELECT coalesce(max(id), 1) FROM {table}))"
+            )
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
@@ -205,8 +423,10 @@ def load(gifts: int, donors: int, seed: int = 7) -> dict:
 # The hand-written queries ----------------------------------------------------------------------
 # Parameters: :start, :end (half-open UTC instants of P). Rounding half to even is written out.
 
-COUNTED = ("status IN ('paid', 'partially_refunded', 'refunded') "
-           "AND amount_minor - amount_refunded_minor - fee_cover_minor > 0")
+COUNTED = (
+    "status IN ('paid', 'partially_refunded', 'refunded') "
+    "AND amount_minor - amount_refunded_minor - fee_cover_minor > 0"
+)
 NET = "(amount_minor - amount_refunded_minor - fee_cover_minor)"
 RATES_CTE = """rates AS (
   SELECT DISTINCT ON (currency) currency, rate FROM exchange_rates
@@ -215,8 +435,10 @@ RATES_CTE = """rates AS (
 
 def half_even(x: str) -> str:
     """SQL for round-half-to-even of a non-negative numeric x."""
-    return (f"(CASE WHEN ({x}) - floor({x}) = 0.5 THEN floor({x}) + mod(floor({x}), 2) "
-            f"ELSE round({x}) END)")
+    return (
+        f"(CASE WHEN ({x}) - floor({x}) = 0.5 THEN floor({x}) + mod(floor({x}), 2) "
+        f"ELSE round({x}) END)"
+    )
 
 
 def percent(part: str, whole: str) -> str:
@@ -234,7 +456,7 @@ g AS (
 c AS (
   SELECT g.label,
          sum(CASE WHEN g.currency = 'gbp' THEN g.total
-                  WHEN r.rate IS NOT NULL THEN {half_even('g.total * r.rate')} END) AS conv,
+                  WHEN r.rate IS NOT NULL THEN {half_even("g.total * r.rate")} END) AS conv,
          coalesce(string_agg(CASE WHEN g.currency <> 'gbp' AND r.rate IS NULL
                                   THEN g.currency END, ' ' ORDER BY g.currency), '') AS missing
   FROM g LEFT JOIN rates r ON r.currency = g.currency GROUP BY g.label)
@@ -246,8 +468,10 @@ FROM g JOIN c ON c.label = g.label"""
 
 SQL = {
     "totals": grouped_sql("to_char(paid_at AT TIME ZONE 'UTC', 'YYYY-MM')"),
-    "campaigns": grouped_sql("coalesce((SELECT appeal_code FROM campaigns "
-                             "WHERE campaigns.id = donations.campaign_id), '(none)')"),
+    "campaigns": grouped_sql(
+        "coalesce((SELECT appeal_code FROM campaigns "
+        "WHERE campaigns.id = donations.campaign_id), '(none)')"
+    ),
     "funds": grouped_sql("designation"),
     "gift_size": f"""
 WITH g AS (
@@ -256,8 +480,8 @@ WITH g AS (
          count(*) OVER (PARTITION BY currency) AS n
   FROM donations WHERE {COUNTED} AND paid_at >= :start AND paid_at < :end)
 SELECT currency, count(*), sum(net),
-       {half_even('sum(net)::numeric / count(*)')},
-       {half_even('avg(net) FILTER (WHERE rn IN ((n + 1) / 2, (n + 2) / 2))')}
+       {half_even("sum(net)::numeric / count(*)")},
+       {half_even("avg(net) FILTER (WHERE rn IN ((n + 1) / 2, (n + 2) / 2))")}
 FROM g GROUP BY currency""",
     "donors": f"""
 WITH per AS (
@@ -287,8 +511,8 @@ n AS (
          count(*) FILTER (WHERE prev AND NOT cur) AS lybunt,
          count(*) FILTER (WHERE earlier AND NOT cur AND NOT prev) AS sybunt
   FROM f)
-SELECT prev, cur, kept, {percent('kept', 'prev')}, {percent('prev - kept', 'prev')},
-       {percent('new_kept', 'new_prev')}, {percent('rep_kept', 'rep_prev')}, lybunt, sybunt
+SELECT prev, cur, kept, {percent("kept", "prev")}, {percent("prev - kept", "prev")},
+       {percent("new_kept", "new_prev")}, {percent("rep_kept", "rep_prev")}, lybunt, sybunt
 FROM n""",
     "mrr": """
 WITH chg AS (
@@ -333,8 +557,20 @@ s AS (  -- in twelfths of a minor unit: exact integers
              THEN w * a_start ELSE 0 END) AS involuntary,
     sum(CASE WHEN live_end THEN w * a_end ELSE 0 END) AS ending
   FROM p GROUP BY currency)
-SELECT currency, """ + ", ".join(half_even(f"{c}::numeric / 12") for c in (
-        "starting", "new", "expansion", "contraction", "voluntary", "involuntary", "ending")) + """
+SELECT currency, """
+    + ", ".join(
+        half_even(f"{c}::numeric / 12")
+        for c in (
+            "starting",
+            "new",
+            "expansion",
+            "contraction",
+            "voluntary",
+            "involuntary",
+            "ending",
+        )
+    )
+    + """
 FROM s""",
     "dunning": f"""
 WITH c AS (
@@ -342,10 +578,10 @@ WITH c AS (
          sum(amount_due_minor) AS due, coalesce(sum(recovered_amount_minor), 0) AS collected
   FROM plan_payment_failures WHERE failed_at >= :start AND failed_at < :end
   GROUP BY currency)
-SELECT currency, failed, recovered, {percent('recovered', 'failed')}, failed - recovered,
+SELECT currency, failed, recovered, {percent("recovered", "failed")}, failed - recovered,
        due, collected, 0 AS o FROM c
 UNION ALL
-SELECT 'all', sum(failed), sum(recovered), {percent('sum(recovered)', 'sum(failed)')},
+SELECT 'all', sum(failed), sum(recovered), {percent("sum(recovered)", "sum(failed)")},
        sum(failed) - sum(recovered), NULL, NULL, 1 FROM c HAVING count(*) > 0""",
 }
 
@@ -354,26 +590,39 @@ def normalise(key: str, rows) -> list[list]:
     """The SQL rows in the app's shape (order and Python types only, no arithmetic)."""
     out = []
     for row in rows:
-        row = [int(v) if hasattr(v, "as_integer_ratio") and not isinstance(v, bool)
-               and v == int(v) and not isinstance(v, str) else v for v in row]
+        row = [
+            int(v)
+            if hasattr(v, "as_integer_ratio")
+            and not isinstance(v, bool)
+            and v == int(v)
+            and not isinstance(v, str)
+            else v
+            for v in row
+        ]
         out.append(row)
     if key in ("totals", "campaigns", "funds"):
         out = [[r[0], r[1], r[2], r[3], "" if r[4] is None else r[4], r[5]] for r in out]
         return sorted(out, key=lambda r: (r[0], r[1]))
     if key == "donors":
-        (first, repeat, total), = out
+        ((first, repeat, total),) = out
         return [["first_time", first], ["repeat", repeat], ["all", total]]
     if key == "retention":
         (v,) = out
-        names = ["donors_previous_period", "donors_this_period", "retained",
-                 "retention_rate_percent", "attrition_rate_percent",
-                 "new_donor_retention_percent", "repeat_donor_retention_percent",
-                 "lybunt", "sybunt"]
+        names = [
+            "donors_previous_period",
+            "donors_this_period",
+            "retained",
+            "retention_rate_percent",
+            "attrition_rate_percent",
+            "new_donor_retention_percent",
+            "repeat_donor_retention_percent",
+            "lybunt",
+            "sybunt",
+        ]
         return [[n, x] for n, x in zip(names, v, strict=True)]
     if key == "dunning":
         out = sorted(out, key=lambda r: (r[7], r[0]))
-        return [[*r[:5], "" if r[5] is None else r[5], "" if r[6] is None else r[6]]
-                for r in out]
+        return [[*r[:5], "" if r[5] is None else r[5], "" if r[6] is None else r[6]] for r in out]
     return sorted(out, key=lambda r: r[0])
 
 
@@ -385,6 +634,7 @@ def app_rows(key: str, rows) -> list[list]:
 
 # Timing ---------------------------------------------------------------------------------------
 
+
 def best_of(repeat: int, fn):
     best, result = float("inf"), None
     for _ in range(repeat):
@@ -395,11 +645,15 @@ def best_of(repeat: int, fn):
 
 
 def run(repeat: int) -> int:
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=DSN.replace(
-        "postgresql://", "postgresql+psycopg://"), LOG_LEVEL="WARNING")
-    ranges = {"1 year": (TODAY - timedelta(days=364), TODAY),
-              "5 years": (date(TODAY.year - 5, TODAY.month, TODAY.day) + timedelta(days=1),
-                          TODAY)}
+    app = create_app(
+        TestingConfig,
+        SQLALCHEMY_DATABASE_URI=DSN.replace("postgresql://", "postgresql+psycopg://"),
+        LOG_LEVEL="WARNING",
+    )
+    ranges = {
+        "1 year": (TODAY - timedelta(days=364), TODAY),
+        "5 years": (date(TODAY.year - 5, TODAY.month, TODAY.day) + timedelta(days=1), TODAY),
+    }
     keys = [k for k in reports.REPORTS if k != "sponsorship"]
     mismatches = 0
     print(f"{'report':<10} {'range':<8} {'app s':>8} {'SQL s':>8} {'app/SQL':>8}  rows  same")
@@ -408,9 +662,12 @@ def run(repeat: int) -> int:
             for label, (d_from, d_to) in ranges.items():
                 p_from, p_to = reports.previous_period(d_from, d_to)
                 lookback = date(p_from.year - reports.SYBUNT_LOOKBACK_YEARS, p_from.month, 1)
-                params = {"start": reports._start(d_from),
-                          "end": reports._start(d_to + timedelta(days=1)),
-                          "pstart": reports._start(p_from), "lstart": reports._start(lookback)}
+                params = {
+                    "start": reports._start(d_from),
+                    "end": reports._start(d_to + timedelta(days=1)),
+                    "pstart": reports._start(p_from),
+                    "lstart": reports._start(lookback),
+                }
 
                 def app_call(key=key, d_from=d_from, d_to=d_to):
                     report = reports.build(key, d_from, d_to, "month")
@@ -430,11 +687,15 @@ def run(repeat: int) -> int:
                 if not same:
                     mismatches += 1
                     print(f"  MISMATCH {key} {label}:\n    app {got[:6]}\n    sql {want[:6]}")
-                print(f"{key:<10} {label:<8} {app_s:8.3f} {sql_s:8.3f} {app_s / sql_s:7.1f}x "
-                      f"{len(got):5d}  {'yes' if same else 'NO'}")
+                print(
+                    f"{key:<10} {label:<8} {app_s:8.3f} {sql_s:8.3f} {app_s / sql_s:7.1f}x "
+                    f"{len(got):5d}  {'yes' if same else 'NO'}"
+                )
         db.engine.dispose()
-    print("sponsorship: not timed (counts over the sponsorships table, which this data set "
-          "leaves empty)")
+    print(
+        "sponsorship: not timed (counts over the sponsorships table, which this data set "
+        "leaves empty)"
+    )
     return mismatches
 
 
@@ -444,8 +705,11 @@ def main() -> int:
     parser.add_argument("--donors", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
-    parser.add_argument("--reuse", action="store_true",
-                        help="skip creating and loading (the database from the last run)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="skip creating and loading (the database from the last run)",
+    )
     args = parser.parse_args()
     if not args.reuse:
         from flask_migrate import upgrade
@@ -453,15 +717,20 @@ def main() -> int:
         host = ["-h", "127.0.0.1", "-U", "postgres"]
         subprocess.run(["dropdb", *host, "--if-exists", DBNAME], check=True)
         subprocess.run(["createdb", *host, DBNAME], check=True)
-        app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=DSN.replace(
-            "postgresql://", "postgresql+psycopg://"), LOG_LEVEL="WARNING")
+        app = create_app(
+            TestingConfig,
+            SQLALCHEMY_DATABASE_URI=DSN.replace("postgresql://", "postgresql+psycopg://"),
+            LOG_LEVEL="WARNING",
+        )
         with app.app_context():
             upgrade()
             db.engine.dispose()
         started = time.perf_counter()
         counts = load(args.gifts, args.donors)
-        print(f"loaded in {time.perf_counter() - started:.0f} s (not measured): "
-              + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+        print(
+            f"loaded in {time.perf_counter() - started:.0f} s (not measured): "
+            + ", ".join(f"{v:,} {k}" for k, v in counts.items())
+        )
     with psycopg.connect(DSN) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
     print(f"PostgreSQL {server}; best of {args.repeat} runs each; today = {TODAY}")

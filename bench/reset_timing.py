@@ -46,8 +46,13 @@ def build_app(url: str):
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
         engine.dispose()
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, RATELIMIT_ENABLED=False,
-                     MAIL_PER_RECIPIENT_PER_HOUR=10**9, LOG_LEVEL="WARNING")
+    app = create_app(
+        TestingConfig,
+        SQLALCHEMY_DATABASE_URI=url,
+        RATELIMIT_ENABLED=False,
+        MAIL_PER_RECIPIENT_PER_HOUR=10**9,
+        LOG_LEVEL="WARNING",
+    )
     with app.app_context():
         upgrade()
     return app
@@ -59,9 +64,12 @@ def make_account(app) -> str:
     from donorhub.database import utcnow
 
     with app.app_context():
-        user = User(email="known.donor@example.org", full_name="Known Donor",
-                    password_hash=passwords.hash_password("bench password long enough"),
-                    email_verified_at=utcnow())
+        user = User(
+            email="known.donor@example.org",
+            full_name="Known Donor",
+            password_hash=passwords.hash_password("bench password long enough"),
+            email_verified_at=utcnow(),
+        )
         db.session.add(user)
         db.session.commit()
         return user.email
@@ -74,8 +82,9 @@ def measure(app, known: str, pairs: int) -> tuple[list[float], list[float]]:
 
     def one(email: str) -> float:
         started = time.perf_counter()
-        response = client.post("/account/forgot-password",
-                               data={"csrf_token": token, "email": email})
+        response = client.post(
+            "/account/forgot-password", data={"csrf_token": token, "email": email}
+        )
         spent = time.perf_counter() - started
         assert response.status_code == 200, response.status_code
         return spent * 1000
@@ -105,8 +114,11 @@ def main() -> int:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        url = args.database_url.replace("postgresql://", "postgresql+psycopg://", 1) \
-            if args.database_url else f"sqlite:///{scratch}/reset-bench.sqlite3"
+        url = (
+            args.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+            if args.database_url
+            else f"sqlite:///{scratch}/reset-bench.sqlite3"
+        )
         app = build_app(url)
         known = make_account(app)
         known_ms, unknown_ms = measure(app, known, args.pairs)

@@ -65,8 +65,7 @@ def register_extensions(app: Flask) -> None:
     from donorhub.security import stamp_session
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path),
-                                                     "migrations"))
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -99,8 +98,17 @@ def register_blueprints(app: Flask) -> None:
     from donorhub.updates import views as _updates_views  # noqa: F401
 
     blueprints = [
-        main.bp, accounts.bp, staff.bp, sponsorship.bp, sponsorship.staff_bp, updates.bp,
-        campaigns.bp, campaigns.staff_bp, donations.bp, donations.staff_bp, payments.bp,
+        main.bp,
+        accounts.bp,
+        staff.bp,
+        sponsorship.bp,
+        sponsorship.staff_bp,
+        updates.bp,
+        campaigns.bp,
+        campaigns.staff_bp,
+        donations.bp,
+        donations.staff_bp,
+        payments.bp,
     ]
     if app.config.get("TESTING"):
         from donorhub import testing_routes
@@ -137,6 +145,9 @@ def register_templates(app: Flask) -> None:
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
-        return {"charity_name": app.config["CHARITY_NAME"],
-                "charity_registration": app.config["CHARITY_REGISTRATION"],
-                "StaffRole": StaffRole, "current_user": current_user}
+        return {
+            "charity_name": app.config["CHARITY_NAME"],
+            "charity_registration": app.config["CHARITY_REGISTRATION"],
+            "StaffRole": StaffRole,
+            "current_user": current_user,
+        }

@@ -39,8 +39,13 @@ class AuditEvent(Model):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-def record_audit(actor: User | None, action: str, subject_type: str, subject_id: int | None,
-                 detail: dict[str, Any]) -> AuditEvent:
+def record_audit(
+    actor: User | None,
+    action: str,
+    subject_type: str,
+    subject_id: int | None,
+    detail: dict[str, Any],
+) -> AuditEvent:
     """Append one audit row in the caller's transaction.
 
     Detail values are limited to numbers, booleans and short codes, so a careless caller
@@ -48,13 +53,20 @@ def record_audit(actor: User | None, action: str, subject_type: str, subject_id:
     """
     for key, value in detail.items():
         if isinstance(value, str):
-            if len(value) > 64 or not value.replace("_", "").replace("-", "").replace(
-                    ".", "").isalnum():
+            if (
+                len(value) > 64
+                or not value.replace("_", "").replace("-", "").replace(".", "").isalnum()
+            ):
                 raise ValueError(f"audit detail {key!r} must be a short code")
         elif not isinstance(value, _ALLOWED_DETAIL_TYPES):
             raise ValueError(f"audit detail {key!r} must be a number, boolean or code")
-    event = AuditEvent(actor_id=actor.id if actor is not None else None, action=action,
-                       subject_type=subject_type, subject_id=subject_id, detail=detail)
+    event = AuditEvent(
+        actor_id=actor.id if actor is not None else None,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        detail=detail,
+    )
     db.session.add(event)
     return event
 
@@ -72,9 +84,9 @@ def filtered_events(f: dict, limit: int = 200) -> list[AuditEvent]:
     if f.get("subject_id") is not None:
         query = query.where(AuditEvent.subject_id == f["subject_id"])
     if f.get("date_from"):
-        query = query.where(AuditEvent.at >= datetime.combine(f["date_from"], time.min,
-                                                              tzinfo=UTC))
+        query = query.where(AuditEvent.at >= datetime.combine(f["date_from"], time.min, tzinfo=UTC))
     if f.get("date_to"):
-        query = query.where(AuditEvent.at < datetime.combine(
-            f["date_to"] + timedelta(days=1), time.min, tzinfo=UTC))
+        query = query.where(
+            AuditEvent.at < datetime.combine(f["date_to"] + timedelta(days=1), time.min, tzinfo=UTC)
+        )
     return list(db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))

@@ -27,8 +27,10 @@ from donorhub.extensions import db
 View = TypeVar("View", bound=Callable[..., Any])
 
 #: What a person is told when Stripe could not be reached or refused; nothing was changed.
-GATEWAY_FAILED = ("We could not reach our payment provider, so nothing has changed. Please try "
-                  "again in a few minutes.")
+GATEWAY_FAILED = (
+    "We could not reach our payment provider, so nothing has changed. Please try "
+    "again in a few minutes."
+)
 
 
 def finish_request_transaction(response: Response) -> Response:

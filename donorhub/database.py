@@ -66,8 +66,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     # One registry carries both, because Flask-SQLAlchemy subclasses this base.
-    registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
-                        type_annotation_map={datetime: UTCDateTime()})
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: UTCDateTime()},
+    )
 
     if TYPE_CHECKING:
         # Every model here is mapped to a Table (none to a join or a select).
@@ -77,8 +79,9 @@ class Base(DeclarativeBase):
 Status = TypeVar("Status")
 
 
-def check_move(moves: Mapping[Status, Collection[Status]], current: Status, target: Status,
-               what: str) -> None:
+def check_move(
+    moves: Mapping[Status, Collection[Status]], current: Status, target: Status, what: str
+) -> None:
     """Every status field moves only along its table of moves: anything else is a bug (or a
     stale event) that must not be written. `what` names the row, e.g. "refund 7"."""
     if target not in moves[current]:

@@ -52,15 +52,17 @@ class GatewayError(Exception):
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best == "application/json"
-    )
+    return request.path.startswith("/api/") or (request.accept_mimetypes.best == "application/json")
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra):
     """An RFC 9457 problem document."""
-    body = {"type": "about:blank", "title": title, "status": status,
-            "request_id": getattr(g, "request_id", None)}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "request_id": getattr(g, "request_id", None),
+    }
     if detail:
         body["detail"] = detail
     body.update(extra)
@@ -73,15 +75,22 @@ def problem(status: int, title: str, detail: str | None = None, **extra):
 _MESSAGES = {
     400: ("Bad request", "We could not understand that request."),
     403: ("Not allowed", "You do not have permission to see this page."),
-    404: ("Page not found", "We could not find that page. It may have moved, or the link may "
-                            "be incomplete."),
+    404: (
+        "Page not found",
+        "We could not find that page. It may have moved, or the link may be incomplete.",
+    ),
     405: ("Not allowed", "That action is not available here."),
     413: ("Too large", "What you sent is larger than we accept."),
     422: ("Not done", "We could not do that. Nothing has changed."),
-    429: ("Too many attempts", "You have tried that too many times. Please wait a few minutes "
-                               "and try again."),
-    500: ("Something went wrong", "Something went wrong on our side. Nothing you entered was "
-                                  "lost; please try again in a moment."),
+    429: (
+        "Too many attempts",
+        "You have tried that too many times. Please wait a few minutes and try again.",
+    ),
+    500: (
+        "Something went wrong",
+        "Something went wrong on our side. Nothing you entered was "
+        "lost; please try again in a moment.",
+    ),
 }
 
 
@@ -93,8 +102,9 @@ def render_error(status: int, detail: str | None = None):
     if wants_json():
         return problem(status, title, message)
     try:
-        return render_template("errors/error.html", status=status, title=title,
-                               message=message), status
+        return render_template(
+            "errors/error.html", status=status, title=title, message=message
+        ), status
     except Exception:
         # The layout needs the database (the signed-in person, say), and the database may be
         # what failed: still our page, with the request id and, through after_request, every
@@ -105,10 +115,12 @@ def render_error(status: int, detail: str | None = None):
 
 def _bare_error_page(status: int, title: str, message: str) -> Response:
     request_id = escape(getattr(g, "request_id", "") or "")
-    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>"
-            f"<p>{escape(message)}</p><p>Reference: {request_id}</p></main></body></html>")
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>"
+        f"<p>{escape(message)}</p><p>Reference: {request_id}</p></main></body></html>"
+    )
     return Response(body, status=status, mimetype="text/html")
 
 
@@ -118,9 +130,13 @@ def register_error_handlers(app: Flask) -> None:
         log_security_event("csrf_failure", reason=error.description[:64])
         if wants_json():
             return problem(400, "Form expired", "The form expired or was not sent from our site.")
-        return render_template("errors/error.html", status=400, title="This form has expired",
-                               message="For your security, forms expire. Please go back, "
-                                       "reload the page and try again."), 400
+        return render_template(
+            "errors/error.html",
+            status=400,
+            title="This form has expired",
+            message="For your security, forms expire. Please go back, "
+            "reload the page and try again.",
+        ), 400
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

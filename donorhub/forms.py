@@ -9,9 +9,14 @@ from typing import Any
 from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-EMAIL_FIELD: dict[str, Any] = dict(required=True, validate=validate.Length(max=254),
-                   error_messages={"required": "Enter your e-mail address.",
-                                   "invalid": "Enter an e-mail address like name@example.com."})
+EMAIL_FIELD: dict[str, Any] = dict(
+    required=True,
+    validate=validate.Length(max=254),
+    error_messages={
+        "required": "Enter your e-mail address.",
+        "invalid": "Enter an e-mail address like name@example.com.",
+    },
+)
 
 
 def normalise_email(value: str) -> str:
@@ -60,15 +65,17 @@ def flatten_errors(messages: Any) -> dict[str, list[str]]:
         if isinstance(value, dict):
             value = [text for texts in value.values() for text in texts]
         texts = [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        errors[field] = [t.replace("Unknown field.", "This form does not accept that field.")
-                         for t in texts]
+        errors[field] = [
+            t.replace("Unknown field.", "This form does not accept that field.") for t in texts
+        ]
     return errors
 
 
 #: What makes a name into a link in a mail reader. A person's name never contains these.
 _LINK_MARKERS = ("http", "www.", "://")
-NAME_WITH_LINK = ("Enter a name without a web address (a name cannot contain “http”, "
-                  "“www.” or “://”).")
+NAME_WITH_LINK = (
+    "Enter a name without a web address (a name cannot contain “http”, “www.” or “://”)."
+)
 
 
 def has_link(value: str | None) -> bool:
@@ -84,8 +91,10 @@ def check_plain_name(value: str) -> None:
         raise ValidationError(NAME_WITH_LINK)
 
 
-TEXT_WITH_LINK = ("Leave out web addresses: this text goes into mail, so it cannot contain "
-                  "“http”, “www.” or “://”.")
+TEXT_WITH_LINK = (
+    "Leave out web addresses: this text goes into mail, so it cannot contain "
+    "“http”, “www.” or “://”."
+)
 
 
 def check_no_link(value: str) -> None:

@@ -19,12 +19,16 @@ _REDACTIONS = [
     (re.compile(r"whsec_[A-Za-z0-9_]+"), "whsec_[redacted]"),
     (re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^@\s]+@", re.I), r"\1[credentials]@"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
-    (re.compile(r"(/(?:reset|verify|confirm|unsubscribe|manage)/)[A-Za-z0-9._-]{12,}"),
-     r"\1[token]"),
+    (
+        re.compile(r"(/(?:reset|verify|confirm|unsubscribe|manage)/)[A-Za-z0-9._-]{12,}"),
+        r"\1[token]",
+    ),
     (re.compile(r"((?:token|password|secret|code)=)[^&\s]+", re.I), r"\1[redacted]"),
     # PostgreSQL's error details quote the values themselves, whatever hide_parameters says.
-    (re.compile(r"(Key \([^)]*\)=\().*?(\) (?:already exists|is not present|conflicts))"),
-     r"\1[redacted]\2"),
+    (
+        re.compile(r"(Key \([^)]*\)=\().*?(\) (?:already exists|is not present|conflicts))"),
+        r"\1[redacted]\2",
+    ),
     (re.compile(r"(Failing row contains \().*?\)(?=\.?(?:\\n|\n|\s|$))"), r"\1[redacted])"),
 ]
 
@@ -69,12 +73,14 @@ def configure_logging(level: str) -> None:
     if logging.getLogRecordFactory() is not _record_with_request_id:
         logging.setLogRecordFactory(_record_with_request_id)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingJsonFormatter(
-        "{levelname}{name}{message}{request_id}",
-        style="{",
-        rename_fields={"levelname": "level", "name": "logger"},
-        timestamp="ts",
-    ))
+    handler.setFormatter(
+        RedactingJsonFormatter(
+            "{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="ts",
+        )
+    )
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, "_donorhub", False)]
     handler._donorhub = True  # type: ignore[attr-defined]
@@ -88,7 +94,9 @@ def configure_logging(level: str) -> None:
 def log_security_event(event: str, *, user_id: int | None = None, **fields: Any) -> None:
     """One structured record per security event. Never pass e-mails, names or secrets."""
     ip = coarse_ip(request.remote_addr) if has_request_context() else None
-    safe_fields = {key: value for key, value in fields.items() if isinstance(value, int | bool)
-                   or (isinstance(value, str) and len(value) <= 64)}
-    security_log.info(event, extra={"event": event, "user_id": user_id, "ip": ip,
-                                    **safe_fields})
+    safe_fields = {
+        key: value
+        for key, value in fields.items()
+        if isinstance(value, int | bool) or (isinstance(value, str) and len(value) <= 64)
+    }
+    security_log.info(event, extra={"event": event, "user_id": user_id, "ip": ip, **safe_fields})

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
     from donorhub.accounts.models import User
 
 CURRENCIES = ("gbp", "usd", "eur", "inr")
-CURRENCY_NAMES = {"gbp": "Pounds (£)", "usd": "US dollars ($)", "eur": "Euros (€)",
-                  "inr": "Indian rupees (₹)"}
+CURRENCY_NAMES = {
+    "gbp": "Pounds (£)",
+    "usd": "US dollars ($)",
+    "eur": "Euros (€)",
+    "inr": "Indian rupees (₹)",
+}
 #: Every currency we take has two decimal places (pence, cents, paise).
 MINOR_DIGITS = 2
 _LOCALES = {"inr": "en_IN"}
@@ -42,8 +46,7 @@ _AMOUNT = re.compile(r"\A[0-9]+(?:\.[0-9]{1,2})?\Z")
 
 #: The largest amount Stripe charges in one payment, in minor units, per currency
 #: (stripe.com/docs/currencies, "Minimum and maximum charge amounts": 8 digits).
-STRIPE_MAX_MINOR = {"gbp": 99_999_999, "usd": 99_999_999, "eur": 99_999_999,
-                    "inr": 99_999_999}
+STRIPE_MAX_MINOR = {"gbp": 99_999_999, "usd": 99_999_999, "eur": 99_999_999, "inr": 99_999_999}
 
 
 def parse_amount(text: str) -> int:
@@ -62,7 +65,7 @@ def parse_amount(text: str) -> int:
 
 
 def to_decimal(amount_minor: int) -> Decimal:
-    return (Decimal(amount_minor) / (10 ** MINOR_DIGITS)).quantize(Decimal("0.01"))
+    return (Decimal(amount_minor) / (10**MINOR_DIGITS)).quantize(Decimal("0.01"))
 
 
 def format_money(amount_minor: int, currency: str) -> str:
@@ -87,8 +90,8 @@ def fee_cover(amount_minor: int, percent_bp: int, fixed_minor: int) -> int:
     return total - amount_minor
 
 
-
 # Exchange rates ------------------------------------------------------------------------------
+
 
 class ExchangeRate(Model):
     """One unit of `currency` is worth `rate` units of `reporting_currency`.
@@ -97,8 +100,7 @@ class ExchangeRate(Model):
     """
 
     __tablename__ = "exchange_rates"
-    __table_args__ = (Index("ix_exchange_rates_pair", "currency", "reporting_currency",
-                            "set_at"),)
+    __table_args__ = (Index("ix_exchange_rates_pair", "currency", "reporting_currency", "set_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     currency: Mapped[str] = mapped_column(String(3))
@@ -108,34 +110,47 @@ class ExchangeRate(Model):
     set_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
 
 
-def set_rate(currency: str, reporting_currency: str, rate: Decimal,
-             actor: User | None) -> ExchangeRate:
+def set_rate(
+    currency: str, reporting_currency: str, rate: Decimal, actor: User | None
+) -> ExchangeRate:
     if currency == reporting_currency:
         raise DomainError("A currency needs no rate to itself.")
     if rate <= 0:
         raise DomainError("A rate must be greater than zero.")
-    row = ExchangeRate(currency=currency, reporting_currency=reporting_currency, rate=rate,
-                       set_by_id=actor.id if actor is not None else None)
+    row = ExchangeRate(
+        currency=currency,
+        reporting_currency=reporting_currency,
+        rate=rate,
+        set_by_id=actor.id if actor is not None else None,
+    )
     db.session.add(row)
     db.session.flush()
-    record_audit(actor, "rate.set", "exchange_rate", row.id,
-                 {"currency": currency, "reporting_currency": reporting_currency})
+    record_audit(
+        actor,
+        "rate.set",
+        "exchange_rate",
+        row.id,
+        {"currency": currency, "reporting_currency": reporting_currency},
+    )
     return row
 
 
 def current_rates(reporting_currency: str) -> dict[str, Decimal]:
     """The newest rate per currency into `reporting_currency` (1 for itself)."""
     rows = db.session.scalars(
-        select(ExchangeRate).where(ExchangeRate.reporting_currency == reporting_currency)
-        .order_by(ExchangeRate.set_at, ExchangeRate.id)).all()
+        select(ExchangeRate)
+        .where(ExchangeRate.reporting_currency == reporting_currency)
+        .order_by(ExchangeRate.set_at, ExchangeRate.id)
+    ).all()
     rates = {row.currency: Decimal(row.rate) for row in rows}
     rates[reporting_currency] = Decimal(1)
     return rates
 
 
 def rate_history(limit: int = 50) -> list[ExchangeRate]:
-    return list(db.session.scalars(select(ExchangeRate).order_by(ExchangeRate.id.desc())
-                                   .limit(limit)))
+    return list(
+        db.session.scalars(select(ExchangeRate).order_by(ExchangeRate.id.desc()).limit(limit))
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +176,6 @@ def convert(amounts: dict[str, int], target: str, rates: dict[str, Decimal]) -> 
             if minor:
                 missing.append(currency)
             continue
-        value = (Decimal(minor) * rate / target_rate).quantize(Decimal(1),
-                                                              rounding=ROUND_HALF_EVEN)
+        value = (Decimal(minor) * rate / target_rate).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
         total += int(value)
     return Converted(total, target, tuple(missing))

@@ -35,14 +35,18 @@ from dataclasses import dataclass
 
 #: Where a process can be parked.
 POINTS = (
-    "stripe-call",    # a Stripe API request has returned (detail "METHOD /v1/path")
+    "stripe-call",  # a Stripe API request has returned (detail "METHOD /v1/path")
     "before-commit",  # a transaction that wrote is about to commit, its writes flushed
-    "after-commit",   # a transaction that wrote has just committed
-    "job-start",      # a scheduled job is about to run (detail: the job's name)
-    "job-end",        # a scheduled job returned, its work committed (detail: the job's name)
+    "after-commit",  # a transaction that wrote has just committed
+    "job-start",  # a scheduled job is about to run (detail: the job's name)
+    "job-end",  # a scheduled job returned, its work committed (detail: the job's name)
 )
-SETTINGS = ("DONORHUB_TEST_PARK_AT", "DONORHUB_TEST_PARK_NTH", "DONORHUB_TEST_PARK_MATCH",
-            "DONORHUB_TEST_PARK_SOCKET")
+SETTINGS = (
+    "DONORHUB_TEST_PARK_AT",
+    "DONORHUB_TEST_PARK_NTH",
+    "DONORHUB_TEST_PARK_MATCH",
+    "DONORHUB_TEST_PARK_SOCKET",
+)
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "COPY")
 
 
@@ -80,12 +84,14 @@ def plan_from_environment(environ: Mapping[str, str] | None = None) -> ParkingPl
         return None
     point = environ["DONORHUB_TEST_PARK_AT"].strip()
     if point not in POINTS:
-        raise ParkingSettingsError(f"DONORHUB_TEST_PARK_AT must be one of {', '.join(POINTS)}, "
-                                   f"not {point!r}.")
+        raise ParkingSettingsError(
+            f"DONORHUB_TEST_PARK_AT must be one of {', '.join(POINTS)}, not {point!r}."
+        )
     nth = environ.get("DONORHUB_TEST_PARK_NTH", "1").strip()
     if not nth.isdigit() or int(nth) < 1:
-        raise ParkingSettingsError(f"DONORHUB_TEST_PARK_NTH must be a whole number from 1, "
-                                   f"not {nth!r}.")
+        raise ParkingSettingsError(
+            f"DONORHUB_TEST_PARK_NTH must be a whole number from 1, not {nth!r}."
+        )
     socket_path = environ.get("DONORHUB_TEST_PARK_SOCKET", "").strip()
     if not socket_path:
         raise ParkingSettingsError("DONORHUB_TEST_PARK_SOCKET must name the test's Unix socket.")

@@ -17,9 +17,19 @@ def qr_svg(data: str, *, scale: int = 5) -> Markup:
     size for anything that ignores CSS.
     """
     buffer = io.BytesIO()
-    segno.make(data, error="m").save(buffer, kind="svg", scale=scale, border=4, light="#fff",
-                                     dark="#000", omitsize=True, xmldecl=False, svgns=True,
-                                     title="QR code for your authenticator app", nl=False)
+    segno.make(data, error="m").save(
+        buffer,
+        kind="svg",
+        scale=scale,
+        border=4,
+        light="#fff",
+        dark="#000",
+        omitsize=True,
+        xmldecl=False,
+        svgns=True,
+        title="QR code for your authenticator app",
+        nl=False,
+    )
     svg = buffer.getvalue().decode()
     size = re.search(r'viewBox="0 0 (\d+) (\d+)"', svg)
     if size is None:  # pragma: no cover - segno always writes it with omitsize

@@ -80,8 +80,12 @@ def body_limit() -> int | None:
     signed-in staff session, MAX_CONTENT_LENGTH everywhere else."""
     config = current_app.config
     view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "staff_upload", False) and "_user_id" in session \
-            and current_user.is_authenticated and current_user.staff_roles:
+    if (
+        getattr(view, "staff_upload", False)
+        and "_user_id" in session
+        and current_user.is_authenticated
+        and current_user.staff_roles
+    ):
         return config.get("MAX_UPLOAD_LENGTH") or config["MAX_CONTENT_LENGTH"]
     return config["MAX_CONTENT_LENGTH"]
 
@@ -91,8 +95,7 @@ def refuse_large_bodies() -> None:
     length (chunked) is cut off by Werkzeug at the same limit while it is read."""
     limit = body_limit()
     request.max_content_length = limit
-    if limit is not None and request.content_length is not None \
-            and request.content_length > limit:
+    if limit is not None and request.content_length is not None and request.content_length > limit:
         abort(413)
 
 
@@ -120,8 +123,12 @@ def enforce_access() -> Any:
         return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?")))
     if access is Access.STAFF:
         if not current_user.staff_roles & roles:
-            log_security_event("authorization_denied", user_id=current_user.id,
-                               endpoint=request.endpoint, reason="role")
+            log_security_event(
+                "authorization_denied",
+                user_id=current_user.id,
+                endpoint=request.endpoint,
+                reason="role",
+            )
             abort(403)
         if not session.get("mfa"):
             if current_user.has_totp:
@@ -143,12 +150,16 @@ def enforce_session_timeouts() -> Any:
         return None
     now = int(datetime.now(UTC).timestamp())
     config = current_app.config
-    idle_minutes = (config["STAFF_SESSION_IDLE_MINUTES"] if current_user.staff_roles
-                    else config["SESSION_IDLE_MINUTES"])
+    idle_minutes = (
+        config["STAFF_SESSION_IDLE_MINUTES"]
+        if current_user.staff_roles
+        else config["SESSION_IDLE_MINUTES"]
+    )
     auth_at = session.get("auth_at")
     seen_at = session.get("seen_at")
     expired = (
-        auth_at is None or seen_at is None
+        auth_at is None
+        or seen_at is None
         or now - seen_at > idle_minutes * 60
         or now - auth_at > config["SESSION_ABSOLUTE_HOURS"] * 3600
     )
@@ -158,8 +169,9 @@ def enforce_session_timeouts() -> Any:
         session.clear()
         log_security_event("session_expired", user_id=user_id)
         if request.method == "GET":
-            return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?"),
-                                    expired=1))
+            return redirect(
+                url_for("accounts.sign_in", next=request.full_path.rstrip("?"), expired=1)
+            )
         return redirect(url_for("accounts.sign_in", expired=1))
     if seen_at is None:  # a session that has not expired has both stamps
         raise RuntimeError("live session without seen_at")
@@ -184,25 +196,25 @@ UPSTREAM_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 def content_security_policy(form_action_extra: list[str]) -> str:
     form_action = " ".join(["'self'", *form_action_extra])
-    return "; ".join([
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-        f"form-action {form_action}",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            f"form-action {form_action}",
+        ]
+    )
 
 
 def add_security_headers(response):
     config = current_app.config
-    response.headers["Content-Security-Policy"] = content_security_policy(
-        config["CSP_FORM_ACTION"]
-    )
+    response.headers["Content-Security-Policy"] = content_security_policy(config["CSP_FORM_ACTION"])
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     response.headers["X-Frame-Options"] = "DENY"
@@ -212,8 +224,10 @@ def add_security_headers(response):
         response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     # From the session cookie, not current_user: loading the person needs the database, and
     # the headers must go out on the error page of a request whose database failed.
-    signed_in = "_user_id" in session or request.cookies.get(
-        config.get("REMEMBER_COOKIE_NAME", "remember_token")) is not None
+    signed_in = (
+        "_user_id" in session
+        or request.cookies.get(config.get("REMEMBER_COOKIE_NAME", "remember_token")) is not None
+    )
     if signed_in or request.path.startswith(("/account", "/staff")):
         response.headers["Cache-Control"] = "no-store"
     if carries_secret():  # a token in the address: no cache keeps it, no Referer repeats it
@@ -252,8 +266,12 @@ def is_safe_next(target: str | None) -> TypeGuard[str]:
     Every redirect to a target that came from a request goes through this one check.
     """
     # Links the site makes itself are ASCII (percent-encoded): anything else is refused too.
-    if not target or len(target) > 2000 or not target.isascii() \
-            or any(_unsafe_character(ch) for ch in target):
+    if (
+        not target
+        or len(target) > 2000
+        or not target.isascii()
+        or any(_unsafe_character(ch) for ch in target)
+    ):
         return False
     # Decode until nothing changes (a double-encoded "%252F" is a "/" to some proxies).
     forms, text = [target], target
@@ -267,17 +285,18 @@ def is_safe_next(target: str | None) -> TypeGuard[str]:
     for decoded in forms[1:]:
         path, _, rest = decoded.partition("?")
         if any(_unsafe_character(ch) for ch in path) or any(
-                unicodedata.category(ch)[0] == "C" for ch in rest):
+            unicodedata.category(ch)[0] == "C" for ch in rest
+        ):
             return False
     for text in forms:
         parts = urlsplit(text)
-        if parts.scheme or parts.netloc or text.startswith("//") \
-                or not parts.path.startswith("/"):
+        if parts.scheme or parts.netloc or text.startswith("//") or not parts.path.startswith("/"):
             return False
         # No empty, "." or ".." segments: a real page's path never has one, and resolving
         # them is how "/.//x/.." tricks rebuild a "//host".
-        if any(segment in ("", ".", "..") for segment in parts.path.split("/")[1:-1]) \
-                or parts.path.endswith(("/.", "/..")):
+        if any(
+            segment in ("", ".", "..") for segment in parts.path.split("/")[1:-1]
+        ) or parts.path.endswith(("/.", "/..")):
             return False
     return True
 
@@ -287,5 +306,3 @@ def init_app(app: Flask) -> None:
     app.before_request(enforce_session_timeouts)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)
-
-

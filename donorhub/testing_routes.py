@@ -35,7 +35,7 @@ A11Y_FLAWS = {
     # An attribute, not a style: the CSP (style-src 'self') would drop an inline style.
     "low-contrast": '<p><font color="#b8b8b8">Pale grey text on white.</font></p>',
     "chart-without-name": '<svg role="img" width="40" height="40"><rect width="40" '
-                          'height="40"/></svg>',
+    'height="40"/></svg>',
 }
 
 
@@ -48,7 +48,8 @@ def a11y_flaw(flaw: str):
     return render_template_string(
         '{% extends "base.html" %}{% block title %}Flaw{% endblock %}'
         "{% block content %}<h1>A page with a flaw</h1>{{ flaw|safe }}{% endblock %}",
-        flaw=A11Y_FLAWS[flaw])
+        flaw=A11Y_FLAWS[flaw],
+    )
 
 
 @bp.post("/write/<outcome>")

@@ -22,7 +22,8 @@ def external_url(endpoint: str, **values: Any) -> str:
 #: Names of URL variables and query parameters that carry a secret (a bearer capability):
 #: `<token>`, `?session_id=`, `<key>`, a `code`... Matched on whole words of the name.
 SECRET_NAME = re.compile(
-    r"(?:^|_)(?:token|key|code|secret|signature|session_id|nonce|ref|public_id)(?:$|_)")
+    r"(?:^|_)(?:token|key|code|secret|signature|session_id|nonce|ref|public_id)(?:$|_)"
+)
 
 
 def secret_parameters(rule: Rule) -> set[str]:
@@ -61,7 +62,7 @@ def _secret_link_patterns() -> list[re.Pattern[str]]:
             continue
         parts = _VARIABLE.split(rule.rule)  # static, name, static, name, ..., static
         regex, last = "", max(i for i in range(1, len(parts), 2) if parts[i] in secret)
-        for index, part in enumerate(parts[:last + 1]):
+        for index, part in enumerate(parts[: last + 1]):
             if index % 2 == 0:
                 regex += re.escape(part)
             elif part in secret:
@@ -79,15 +80,22 @@ def mask_secrets(text: str | None) -> str | None:
         return text
     for pattern in _secret_link_patterns():
         text = pattern.sub(_hide_groups, text)
-    return _QUERY_VALUE.sub(lambda m: m.group(1) + m.group(2) + "=" + (
-        HIDDEN if SECRET_NAME.search(m.group(2)) else m.group(3)), text)
+    return _QUERY_VALUE.sub(
+        lambda m: (
+            m.group(1)
+            + m.group(2)
+            + "="
+            + (HIDDEN if SECRET_NAME.search(m.group(2)) else m.group(3))
+        ),
+        text,
+    )
 
 
 def _hide_groups(match: re.Match[str]) -> str:
     whole, start = match.group(0), match.start(0)
     for group in range(match.re.groups, 0, -1):
         begin, end = match.span(group)
-        whole = whole[:begin - start] + HIDDEN + whole[end - start:]
+        whole = whole[: begin - start] + HIDDEN + whole[end - start :]
     return whole
 
 

@@ -79,18 +79,32 @@ def start_simulator(
     """
     refuse_production(production)
     bind_host = check_loopback_host(host)
-    app = create_app(db_path=db_path, webhook_url=webhook_url, webhook_secret=webhook_secret,
-                     deliver_webhooks=deliver_webhooks,
-                     webhook_retry_delays=webhook_retry_delays, production=production)
+    app = create_app(
+        db_path=db_path,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        deliver_webhooks=deliver_webhooks,
+        webhook_retry_delays=webhook_retry_delays,
+        production=production,
+    )
     try:
-        server = make_server(bind_host, port, app, threaded=True,
-                             request_handler=_QuietRequestHandler if quiet else None)
+        server = make_server(
+            bind_host,
+            port,
+            app,
+            threaded=True,
+            request_handler=_QuietRequestHandler if quiet else None,
+        )
     except BaseException:
         app.close()
         raise
     # A short poll interval keeps shutdown() quick, which matters in a test suite.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="stripe-simulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="stripe-simulator",
+        daemon=True,
+    )
     thread.start()
     shown_host = f"[{bind_host}]" if ":" in bind_host else bind_host
     stopped = threading.Event()

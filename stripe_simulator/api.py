@@ -46,15 +46,36 @@ RULES = [
     _api("/v1/customers/<id>", "retrieve_customer", ["GET"]),
     _api("/v1/customers/<id>", "delete_customer", ["DELETE"]),
     _api("/v1/invoice_payments", "list_invoice_payments", ["GET"]),
-    *[Rule(f"/v1/{collection}/<id>", endpoint="api:retrieve", methods=["GET"],
-           defaults={"collection": collection})
-      for collection in ("invoices", "invoice_payments", "payment_intents", "charges",
-                         "refunds", "disputes", "prices", "products")],
+    *[
+        Rule(
+            f"/v1/{collection}/<id>",
+            endpoint="api:retrieve",
+            methods=["GET"],
+            defaults={"collection": collection},
+        )
+        for collection in (
+            "invoices",
+            "invoice_payments",
+            "payment_intents",
+            "charges",
+            "refunds",
+            "disputes",
+            "prices",
+            "products",
+        )
+    ],
 ]
 
-_RETRIEVABLE = {"invoices": "invoice", "invoice_payments": "invoice_payment",
-                "payment_intents": "payment_intent", "charges": "charge", "refunds": "refund",
-                "disputes": "dispute", "prices": "price", "products": "product"}
+_RETRIEVABLE = {
+    "invoices": "invoice",
+    "invoice_payments": "invoice_payment",
+    "payment_intents": "payment_intent",
+    "charges": "charge",
+    "refunds": "refund",
+    "disputes": "dispute",
+    "prices": "price",
+    "products": "product",
+}
 
 
 class ApiSurface:
@@ -69,8 +90,9 @@ class ApiSurface:
 
     def handle(self, request: Request, name: str, args: Mapping[str, Any]) -> Response:
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
-        seq = self.store.log_request(request.method, request.path,
-                                     request.query_string.decode("latin-1"), key)
+        seq = self.store.log_request(
+            request.method, request.path, request.query_string.decode("latin-1"), key
+        )
         status, outcome = 500, "error"
         try:
             response, outcome = self._checked(request, name, args, key)
@@ -79,8 +101,9 @@ class ApiSurface:
         finally:
             self.store.finish_request(seq, status, outcome)
 
-    def _checked(self, request: Request, name: str, args: Mapping[str, Any],
-                 key: str | None) -> tuple[Response, str]:
+    def _checked(
+        self, request: Request, name: str, args: Mapping[str, Any], key: str | None
+    ) -> tuple[Response, str]:
         request_id = new_id("req_", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         if key:
@@ -88,16 +111,24 @@ class ApiSurface:
         api_key = _api_key(request)
         if not api_key or not api_key.startswith("sk_test_"):
             shown = f"{api_key[:8]}…" if api_key else "none"
-            return ApiError(401, f"Invalid API Key provided: {shown}. The Stripe simulator "
-                                 "accepts test secret keys (sk_test_…) only.",
-                            code="api_key_invalid").response(headers), "unauthorized"
+            return ApiError(
+                401,
+                f"Invalid API Key provided: {shown}. The Stripe simulator "
+                "accepts test secret keys (sk_test_…) only.",
+                code="api_key_invalid",
+            ).response(headers), "unauthorized"
         body = request.get_data(cache=True)
         source = body if request.method == "POST" else request.query_string
-        pairs = urllib.parse.parse_qsl(source.decode("utf-8", errors="replace"),
-                                       keep_blank_values=True)
+        pairs = urllib.parse.parse_qsl(
+            source.decode("utf-8", errors="replace"), keep_blank_values=True
+        )
         request_hash = hashlib.sha256(
-            request.method.encode() + b" " + request.path.encode() + b"\n"
-            + json.dumps(sorted(pairs)).encode()).hexdigest()
+            request.method.encode()
+            + b" "
+            + request.path.encode()
+            + b"\n"
+            + json.dumps(sorted(pairs)).encode()
+        ).hexdigest()
         if key:
             replay = self._idempotency_check(key, request, request_hash, headers)
             if replay is not None:
@@ -112,9 +143,11 @@ class ApiSurface:
                 if hold is not None and hold_at == "call":
                     held = True
                     if not hold.enter():
-                        return ApiError(500, f"Hold {fault.hold!r} was never released "
-                                             "(simulated fault).", type="api_error"
-                                        ).response(headers), "fault"
+                        return ApiError(
+                            500,
+                            f"Hold {fault.hold!r} was never released (simulated fault).",
+                            type="api_error",
+                        ).response(headers), "fault"
                 if fault.delay_seconds:
                     time.sleep(fault.delay_seconds)  # outside the store lock: a slow Stripe
                 if fault.status:
@@ -123,9 +156,13 @@ class ApiSurface:
                         # Execution had begun: Stripe keeps this answer under the key and
                         # replays it to every retry with the same key.
                         self.store.put_idempotent(
-                            key, request_hash=request_hash, method=request.method,
-                            path=request.path, status=error.status_code,
-                            body=error.get_data(as_text=True))
+                            key,
+                            request_hash=request_hash,
+                            method=request.method,
+                            path=request.path,
+                            status=error.status_code,
+                            body=error.get_data(as_text=True),
+                        )
                     return error, "fault"
             ctx = request_ctx(request, request_id=request_id, idempotency_key=key)
             try:
@@ -137,15 +174,23 @@ class ApiSurface:
                     if key:
                         # Saved with the effect, in one transaction: a replay can never
                         # disagree with what happened.
-                        self.store.put_idempotent(key, request_hash=request_hash,
-                                                  method=request.method, path=request.path,
-                                                  status=200, body=text)
+                        self.store.put_idempotent(
+                            key,
+                            request_hash=request_hash,
+                            method=request.method,
+                            path=request.path,
+                            status=200,
+                            body=text,
+                        )
             except ApiError as exc:
                 return exc.response(headers), "error"
             except Exception as exc:  # a simulator bug: answer like Stripe's 500, loudly
                 log.exception("stripe simulator: %s %s failed", request.method, request.path)
-                return ApiError(500, f"The Stripe simulator failed: {type(exc).__name__}: "
-                                     f"{exc}", type="api_error").response(headers), "crash"
+                return ApiError(
+                    500,
+                    f"The Stripe simulator failed: {type(exc).__name__}: {exc}",
+                    type="api_error",
+                ).response(headers), "crash"
             if hold is not None and hold_at == "answer":
                 held = True
                 hold.enter()  # done at Stripe, the answer held back (the guard answers)
@@ -157,44 +202,52 @@ class ApiSurface:
             if held and hold is not None:
                 hold.leave()
 
-    def _idempotency_check(self, key: str, request: Request, request_hash: str,
-                           headers: dict[str, str]) -> tuple[Response, str] | None:
+    def _idempotency_check(
+        self, key: str, request: Request, request_hash: str, headers: dict[str, str]
+    ) -> tuple[Response, str] | None:
         """None to go ahead (key now in flight); else the response and its log outcome."""
         with self._inflight_lock:
             if key in self._inflight:
                 return ApiError(
-                    409, "There is currently another in-progress request using this "
-                         f"Idempotent Key (that probably means you submitted twice, and the "
-                         f"other request is still going through): {key}. Please try again "
-                         "later.", code="idempotency_key_in_use").response(headers), "in_use"
+                    409,
+                    "There is currently another in-progress request using this "
+                    f"Idempotent Key (that probably means you submitted twice, and the "
+                    f"other request is still going through): {key}. Please try again "
+                    "later.",
+                    code="idempotency_key_in_use",
+                ).response(headers), "in_use"
             saved = self.store.get_idempotent(key)
             if saved is None:
                 self._inflight.add(key)
                 return None
         if (saved["method"], saved["path"]) != (request.method, request.path):
             return ApiError(
-                400, "Keys for idempotent requests can only be used for the same endpoint they "
-                     f"were first used for ('{saved['method']} {saved['path']}' vs "
-                     f"'{request.method} {request.path}'). Try using a key other than '{key}' if "
-                     "you meant to execute a different request.",
-                type="idempotency_error").response(headers), "idempotency_mismatch"
+                400,
+                "Keys for idempotent requests can only be used for the same endpoint they "
+                f"were first used for ('{saved['method']} {saved['path']}' vs "
+                f"'{request.method} {request.path}'). Try using a key other than '{key}' if "
+                "you meant to execute a different request.",
+                type="idempotency_error",
+            ).response(headers), "idempotency_mismatch"
         if saved["request_hash"] != request_hash:
             return ApiError(
-                400, "Keys for idempotent requests can only be used with the same parameters "
-                     f"they were first used with. Try using a key other than '{key}' if you "
-                     "meant to execute a different request.",
-                type="idempotency_error").response(headers), "idempotency_mismatch"
+                400,
+                "Keys for idempotent requests can only be used with the same parameters "
+                f"they were first used with. Try using a key other than '{key}' if you "
+                "meant to execute a different request.",
+                type="idempotency_error",
+            ).response(headers), "idempotency_mismatch"
         headers["Idempotent-Replayed"] = "true"
-        return Response(saved["body"], saved["status"], headers=headers,
-                        content_type="application/json"), "replayed"
+        return Response(
+            saved["body"], saved["status"], headers=headers, content_type="application/json"
+        ), "replayed"
 
     def _api_create_checkout_session(self, ctx: Ctx, params: Params) -> Obj:
         return self.engine.create_checkout_session(ctx, params)
 
     def _retrieve(self, params: Params, object_id: str, object_type: str) -> Obj:
         params.check({"expand"}, {"expand"})
-        return self.engine.expand(self.engine.load(object_id, object_type).data,
-                                  params.expand())
+        return self.engine.expand(self.engine.load(object_id, object_type).data, params.expand())
 
     def _api_retrieve_checkout_session(self, ctx: Ctx, params: Params, id: str) -> Obj:
         return self._retrieve(params, id, "checkout.session")
@@ -255,7 +308,7 @@ class ApiSurface:
 def _api_key(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
+        return header[len("Bearer ") :].strip()
     if request.authorization and request.authorization.username:  # Stripe accepts Basic too
         return request.authorization.username
     return None
@@ -263,15 +316,25 @@ def _api_key(request: Request) -> str | None:
 
 def _fault_error(status: int) -> ApiError:
     if status == 402:
-        return ApiError(402, "Your card was declined.", type="card_error", code="card_declined",
-                        decline_code="generic_decline")
+        return ApiError(
+            402,
+            "Your card was declined.",
+            type="card_error",
+            code="card_declined",
+            decline_code="generic_decline",
+        )
     if status == 429:
-        return ApiError(429, "Too many requests hit the API too quickly (simulated fault).",
-                        code="rate_limit")
+        return ApiError(
+            429, "Too many requests hit the API too quickly (simulated fault).", code="rate_limit"
+        )
     if status == 409:
-        return ApiError(409, "This object cannot be accessed right now because another API "
-                             "request or Stripe process is currently accessing it (simulated "
-                             "fault).", code="lock_timeout")
+        return ApiError(
+            409,
+            "This object cannot be accessed right now because another API "
+            "request or Stripe process is currently accessing it (simulated "
+            "fault).",
+            code="lock_timeout",
+        )
     if status >= 500:
         return ApiError(status, "An unknown error occurred (simulated fault).", type="api_error")
     return ApiError(status, "Simulated fault.")

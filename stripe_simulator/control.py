@@ -28,9 +28,9 @@ class Hold:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.arrived = 0   # requests that reached the gate
+        self.arrived = 0  # requests that reached the gate
         self.released = 0  # tickets handed out by the test
-        self.done = 0      # released requests whose effect is committed
+        self.done = 0  # released requests whose effect is committed
         self._open = False
 
     def enter(self) -> bool:
@@ -39,8 +39,9 @@ class Hold:
             self.arrived += 1
             ticket = self.arrived
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._open or self.released >= ticket,
-                                       HOLD_GUARD_SECONDS)
+            return self._cond.wait_for(
+                lambda: self._open or self.released >= ticket, HOLD_GUARD_SECONDS
+            )
 
     def leave(self) -> None:
         with self._cond:
@@ -118,8 +119,15 @@ class ControlSurface:
     """Answers ``control:`` endpoints (one method ``_control_<endpoint>`` each, inside a
     store transaction) and ``hold:`` endpoints (outside it)."""
 
-    def __init__(self, store: Store, engine: Engine, holds: Holds, *, webhook_url: str | None,
-                 delivering: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        holds: Holds,
+        *,
+        webhook_url: str | None,
+        delivering: bool,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.holds = holds
@@ -152,8 +160,7 @@ class ControlSurface:
             values.update(body)
         hold = self.holds.get(name)
         try:
-            timeout = min(float(values.get("timeout") or HOLD_GUARD_SECONDS),
-                          HOLD_GUARD_SECONDS)
+            timeout = min(float(values.get("timeout") or HOLD_GUARD_SECONDS), HOLD_GUARD_SECONDS)
             count = int(values.get("count") or 1)
         except (TypeError, ValueError):
             return json_response({"error": "count and timeout must be numbers."}, 400)
@@ -166,8 +173,12 @@ class ControlSurface:
         return json_response({"hold": name, **hold.state()}, 200 if ok else 504)
 
     def _control_health(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
-        return {"ok": True, "api_version": API_VERSION, "webhook_url": self.webhook_url,
-                "delivering_webhooks": self.delivering}
+        return {
+            "ok": True,
+            "api_version": API_VERSION,
+            "webhook_url": self.webhook_url,
+            "delivering_webhooks": self.delivering,
+        }
 
     def _control_renew(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         return self.engine.renew(ctx, id, _forced_outcome(values))
@@ -183,9 +194,10 @@ class ControlSurface:
     def _control_fail_refund(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
         reason = values.get("failure_reason") or "expired_or_canceled_card"
         if reason not in ("lost_or_stolen_card", "expired_or_canceled_card", "unknown"):
-            raise ApiError.invalid("failure_reason must be lost_or_stolen_card, "
-                                   "expired_or_canceled_card or unknown.",
-                                   param="failure_reason")
+            raise ApiError.invalid(
+                "failure_reason must be lost_or_stolen_card, expired_or_canceled_card or unknown.",
+                param="failure_reason",
+            )
         return self.engine.fail_refund(ctx, id, reason)
 
     def _control_close_dispute(self, ctx: Ctx, values: dict[str, Any], id: str) -> Obj:
@@ -216,27 +228,39 @@ class ControlSurface:
         status = values.get("status")
         status = int(status) if status not in (None, "") else None
         if status is not None and not 400 <= status <= 599:
-            raise ApiError.invalid("status must be an HTTP error status (400-599).",
-                                   param="status")
+            raise ApiError.invalid("status must be an HTTP error status (400-599).", param="status")
         delay = float(values.get("delay_seconds") or 0)
         hold = str(values.get("hold") or "") or None
         hold_at = str(values.get("hold_at") or "call")
         if hold_at not in ("call", "answer"):
-            raise ApiError.invalid("hold_at is call (before the call runs) or answer (after "
-                                   "its effect, before its answer).", param="hold_at")
+            raise ApiError.invalid(
+                "hold_at is call (before the call runs) or answer (after "
+                "its effect, before its answer).",
+                param="hold_at",
+            )
         if status is None and not delay and not hold:
-            raise ApiError.invalid("Give a status, a delay_seconds, a hold, or more than "
-                                   "one.", param="status")
+            raise ApiError.invalid(
+                "Give a status, a delay_seconds, a hold, or more than one.", param="status"
+            )
         times = int(values.get("times") or 1)
         fault_method = values.get("method")
         saved = str(values.get("saved") or "").lower() in ("1", "true", "yes")
         if saved and (status is None or status in (409, 429)):
-            raise ApiError.invalid("Only an error from a request whose execution began is "
-                                   "saved: give a status other than 409 or 429.",
-                                   param="saved")
-        self.store.add_fault(path_prefix=prefix, method=fault_method.upper()
-                             if fault_method else None, status=status, times=times,
-                             delay_seconds=delay, saved=saved, hold=hold, hold_at=hold_at)
+            raise ApiError.invalid(
+                "Only an error from a request whose execution began is "
+                "saved: give a status other than 409 or 429.",
+                param="saved",
+            )
+        self.store.add_fault(
+            path_prefix=prefix,
+            method=fault_method.upper() if fault_method else None,
+            status=status,
+            times=times,
+            delay_seconds=delay,
+            saved=saved,
+            hold=hold,
+            hold_at=hold_at,
+        )
         return {"faults": self.store.faults()}
 
     def _control_requests(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
@@ -245,8 +269,9 @@ class ControlSurface:
     def _control_objects(self, ctx: Ctx, values: dict[str, Any]) -> Obj:
         object_type = str(values.get("type") or "")
         if not object_type:
-            raise ApiError.invalid("Pass type=checkout.session (or another object type).",
-                                   param="type")
+            raise ApiError.invalid(
+                "Pass type=checkout.session (or another object type).", param="type"
+            )
         return {"objects": [stored.data for stored in self.store.of_type(object_type)]}
 
     def _control_deliveries(self, ctx: Ctx, values: dict[str, Any]) -> Obj:

@@ -419,15 +419,23 @@ def charge(
         raise ValueError("a declined charge needs its decline (objects.decline())")
     obj = template("charge")
     billing = obj["billing_details"]
-    billing.update(address=dict.fromkeys(billing["address"]), email=billing_email,
-                   name=billing_name, phone=None, tax_id=None)
+    billing.update(
+        address=dict.fromkeys(billing["address"]),
+        email=billing_email,
+        name=billing_name,
+        phone=None,
+        tax_id=None,
+    )
     details = obj["payment_method_details"]
     card_details = details["card"]
     card_details.update(
         amount_authorized=payment_intent_obj["amount"] if succeeded else None,
         brand=card["brand"],
-        checks={"address_line1_check": None, "address_postal_code_check": None,
-                "cvc_check": "pass"},
+        checks={
+            "address_line1_check": None,
+            "address_postal_code_check": None,
+            "cvc_check": "pass",
+        },
         country="GB",
         exp_month=12,
         exp_year=2034,
@@ -441,8 +449,10 @@ def charge(
         multicapture={"status": "unavailable"},
         network=card["brand"],
         network_token={"used": False},
-        overcapture={"maximum_amount_capturable": payment_intent_obj["amount"],
-                     "status": "unavailable"},
+        overcapture={
+            "maximum_amount_capturable": payment_intent_obj["amount"],
+            "status": "unavailable",
+        },
         three_d_secure=(
             {
                 "authentication_flow": "challenge",
@@ -632,7 +642,11 @@ def dispute(*, charge_obj: Obj, amount: int, reason: str, created: int) -> Obj:
 
 
 def subscription_item(
-    *, subscription_id: str, price_obj: Obj, quantity: int, period: tuple[int, int],
+    *,
+    subscription_id: str,
+    price_obj: Obj,
+    quantity: int,
+    period: tuple[int, int],
     created: int,
 ) -> Obj:
     return _set(
@@ -663,8 +677,13 @@ def subscription(
     created: int,
 ) -> Obj:
     sub_id = new_id("sub_")
-    item = subscription_item(subscription_id=sub_id, price_obj=price_obj, quantity=quantity,
-                             period=period, created=created)
+    item = subscription_item(
+        subscription_id=sub_id,
+        price_obj=price_obj,
+        quantity=quantity,
+        period=period,
+        created=created,
+    )
     return _set(
         template("subscription"),
         id=sub_id,
@@ -687,18 +706,30 @@ def subscription(
         description=description,
         discounts=[],
         ended_at=None,
-        invoice_settings={"account_tax_ids": None, "issuer": {"type": "self"},
-                          "custom_fields": None, "description": None, "footer": None},
-        items={"data": [item], "has_more": False, "object": "list",
-               "url": f"/v1/subscription_items?subscription={sub_id}"},
+        invoice_settings={
+            "account_tax_ids": None,
+            "issuer": {"type": "self"},
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+        },
+        items={
+            "data": [item],
+            "has_more": False,
+            "object": "list",
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+        },
         latest_invoice=None,
         livemode=False,
         metadata=metadata,
         next_pending_invoice_item_invoice=None,
         on_behalf_of=None,
         pause_collection=None,
-        payment_settings={"payment_method_options": None, "payment_method_types": None,
-                          "save_default_payment_method": "off"},
+        payment_settings={
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
         pending_invoice_item_interval=None,
         pending_setup_intent=None,
         pending_update=None,
@@ -774,13 +805,17 @@ def invoice(
     """A finalized-but-unpaid subscription invoice; the caller records the payment outcome."""
     invoice_id = new_id("in_")
     item = sub["items"]["data"][0]
-    line = invoice_line(invoice_id=invoice_id, sub=sub, item=item, period=line_period,
-                        description=line_description)
+    line = invoice_line(
+        invoice_id=invoice_id, sub=sub, item=item, period=line_period, description=line_description
+    )
     total = line["amount"]
     number = f"{customer_obj['invoice_prefix']}-{customer_obj['next_invoice_sequence']:04d}"
     obj = template("invoice")
-    payment_settings = {"default_mandate": None, "payment_method_options": None,
-                        "payment_method_types": None}
+    payment_settings = {
+        "default_mandate": None,
+        "payment_method_options": None,
+        "payment_method_types": None,
+    }
     return _set(
         obj,
         id=invoice_id,
@@ -795,8 +830,13 @@ def invoice(
         attempt_count=0,
         attempted=False,
         auto_advance=True,
-        automatic_tax={"enabled": False, "liability": None, "status": None,
-                       "disabled_reason": None, "provider": None},
+        automatic_tax={
+            "enabled": False,
+            "liability": None,
+            "status": None,
+            "disabled_reason": None,
+            "provider": None,
+        },
         billing_reason=billing_reason,
         collection_method="charge_automatically",
         created=created,
@@ -825,8 +865,12 @@ def invoice(
         issuer={"type": "self"},
         last_finalization_error=None,
         latest_revision=None,
-        lines={"data": [line], "has_more": False, "object": "list",
-               "url": f"/v1/invoices/{invoice_id}/lines"},
+        lines={
+            "data": [line],
+            "has_more": False,
+            "object": "list",
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        },
         livemode=False,
         metadata={},
         next_payment_attempt=None,
@@ -844,8 +888,12 @@ def invoice(
         starting_balance=0,
         statement_descriptor=None,
         status="open",
-        status_transitions={"finalized_at": created, "marked_uncollectible_at": None,
-                            "paid_at": None, "voided_at": None},
+        status_transitions={
+            "finalized_at": created,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
         # The fixture still lists the legacy top-level field; the current API leaves it null
         # and links the subscription through ``parent.subscription_details``.
         subscription=None,

@@ -69,25 +69,35 @@ RULES = [
 class PagesSurface:
     """Answers ``page:`` endpoints: one method ``_page_<endpoint>`` per route."""
 
-    def __init__(self, store: Store, engine: Engine, *, webhook_url: str | None,
-                 delivering: bool) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, *, webhook_url: str | None, delivering: bool
+    ) -> None:
         self.store = store
         self.engine = engine
         self.webhook_url = webhook_url
         self.delivering = delivering
         self._jinja = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
-            undefined=jinja2.StrictUndefined)
+            loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
         self._jinja.filters["money"] = lambda amount, currency: format_amount(amount, currency)
         self._jinja.filters["date"] = lambda ts: (
-            datetime.fromtimestamp(ts, UTC).strftime("%d %B %Y") if ts else "")
+            datetime.fromtimestamp(ts, UTC).strftime("%d %B %Y") if ts else ""
+        )
 
     def _render(self, template: str, status: int = 200, **context: Any) -> Response:
         html = self._jinja.get_template(template).render(**context)
-        return Response(html, status, content_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-store",
-                                 "Content-Security-Policy": "default-src 'self'; "
-                                 "form-action *; frame-ancestors 'none'"})
+        return Response(
+            html,
+            status,
+            content_type="text/html; charset=utf-8",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'self'; "
+                "form-action *; frame-ancestors 'none'",
+            },
+        )
 
     def handle(self, request: Request, name: str, args: Mapping[str, Any]) -> Response:
         if name == "css":
@@ -99,56 +109,87 @@ class PagesSurface:
                 return getattr(self, f"_page_{name}")(ctx, request, **args)
         except ApiError as exc:
             if exc.status == 404:
-                return self._render("message.html", 404, title="Not found",
-                                    message="This page does not exist in the Stripe simulator.",
-                                    link=None)
-            return self._render("message.html", exc.status, title="Something went wrong",
-                                message=exc.body["message"], link=None)
+                return self._render(
+                    "message.html",
+                    404,
+                    title="Not found",
+                    message="This page does not exist in the Stripe simulator.",
+                    link=None,
+                )
+            return self._render(
+                "message.html",
+                exc.status,
+                title="Something went wrong",
+                message=exc.body["message"],
+                link=None,
+            )
         except HTTPException as exc:
             return exc.get_response(request.environ)
 
     def _page_index(self, ctx: Ctx, request: Request) -> Response:
         recent = self.store.deliveries()[-25:][::-1]
-        return self._render("index.html", events=recent, webhook_url=self.webhook_url,
-                            delivering=self.delivering)
+        return self._render(
+            "index.html", events=recent, webhook_url=self.webhook_url, delivering=self.delivering
+        )
 
     def _page_checkout(self, ctx: Ctx, request: Request, id: str) -> Response:
         stored = self.engine.load(id, "checkout.session")
         session = stored.data
         if session["status"] == "complete":
-            return self._render("message.html", title="Payment complete",
-                                message="This payment is complete. Thank you.",
-                                link=(_success_url(session), "Return to the site"))
+            return self._render(
+                "message.html",
+                title="Payment complete",
+                message="This payment is complete. Thank you.",
+                link=(_success_url(session), "Return to the site"),
+            )
         if session["status"] == "expired":
-            return self._render("message.html", title="Checkout expired",
-                                message="This checkout page has expired. Start again from "
-                                        "the site.",
-                                link=(session["cancel_url"], "Return to the site")
-                                if session["cancel_url"] else None)
+            return self._render(
+                "message.html",
+                title="Checkout expired",
+                message="This checkout page has expired. Start again from the site.",
+                link=(session["cancel_url"], "Return to the site")
+                if session["cancel_url"]
+                else None,
+            )
         error = PAGE_ERRORS.get(request.args.get("error", ""))
         payer = stored.private.get("payer") or {}
         lines = []
         for line in stored.private["line_items"]:
-            lines.append({"name": line["description"], "quantity": line["quantity"],
-                          "amount": line["amount_total"],
-                          "every": interval_text(line["price"]["recurring"])})
+            lines.append(
+                {
+                    "name": line["description"],
+                    "quantity": line["quantity"],
+                    "amount": line["amount_total"],
+                    "every": interval_text(line["price"]["recurring"]),
+                }
+            )
         submit = {"donate": "Donate", "book": "Book", "subscribe": "Subscribe"}.get(
-            session["submit_type"] or "", "Subscribe" if session["mode"] == "subscription"
-            else "Pay")
+            session["submit_type"] or "",
+            "Subscribe" if session["mode"] == "subscription" else "Pay",
+        )
         return self._render(
-            "checkout.html", session=session, lines=lines, error=error,
+            "checkout.html",
+            session=session,
+            lines=lines,
+            error=error,
             known_email=self.engine.known_email(session),
-            email=payer.get("email") or "", name=payer.get("name") or "",
+            email=payer.get("email") or "",
+            name=payer.get("name") or "",
             every=lines[0]["every"] if session["mode"] == "subscription" else "",
-            submit_label=submit)
+            submit_label=submit,
+        )
 
     def _page_checkout_pay(self, ctx: Ctx, request: Request, id: str) -> Response:
         outcome = request.form.get("outcome")
         if outcome not in ("succeed", "decline", "requires_action"):
             return Response("Choose an outcome.\n", 400)
         result = self.engine.attempt_checkout(
-            ctx, id, outcome, (request.form.get("email") or "").strip() or None,
-            (request.form.get("name") or "").strip() or None)
+            ctx,
+            id,
+            outcome,
+            (request.form.get("email") or "").strip() or None,
+            (request.form.get("name") or "").strip() or None,
+        )
         return self._after_attempt(ctx, id, result)
 
     def _after_attempt(self, ctx: Ctx, session_id: str, result: str | None) -> Response:
@@ -179,7 +220,8 @@ class PagesSurface:
         stored = self.engine.load_live_customer(portal["customer"])
         customer = stored.data
         card = stored.private.get("cards", {}).get(
-            customer["invoice_settings"]["default_payment_method"])
+            customer["invoice_settings"]["default_payment_method"]
+        )
         subs = []
         for sub in self.store.of_type("subscription", where_customer=customer["id"]):
             data = sub.data
@@ -187,16 +229,27 @@ class PagesSurface:
                 card = stored.private.get("cards", {}).get(data["default_payment_method"])
             item = data["items"]["data"][0]
             product = self.engine.load(item["price"]["product"], "product").data
-            subs.append({"name": product["name"], "status": data["status"],
-                         "amount": item["price"]["unit_amount"] * item["quantity"],
-                         "currency": data["currency"],
-                         "every": interval_text(item["price"]["recurring"]),
-                         "next": item["current_period_end"],
-                         "paused": bool(data["pause_collection"]),
-                         "ending": data["cancel_at_period_end"]})
-        return self._render("portal.html", portal=portal, customer=customer, card=card,
-                            subscriptions=subs, cards=CARDS,
-                            updated=request.args.get("updated") == "1")
+            subs.append(
+                {
+                    "name": product["name"],
+                    "status": data["status"],
+                    "amount": item["price"]["unit_amount"] * item["quantity"],
+                    "currency": data["currency"],
+                    "every": interval_text(item["price"]["recurring"]),
+                    "next": item["current_period_end"],
+                    "paused": bool(data["pause_collection"]),
+                    "ending": data["cancel_at_period_end"],
+                }
+            )
+        return self._render(
+            "portal.html",
+            portal=portal,
+            customer=customer,
+            card=card,
+            subscriptions=subs,
+            cards=CARDS,
+            updated=request.args.get("updated") == "1",
+        )
 
     def _page_portal_card(self, ctx: Ctx, request: Request, id: str) -> Response:
         choice = request.form.get("card")
@@ -207,21 +260,25 @@ class PagesSurface:
 
     def _page_invoice(self, ctx: Ctx, request: Request, id: str) -> Response:
         invoice = self.engine.load(id, "invoice").data
-        rows = [("Invoice number", invoice["number"] or "(draft)"),
-                ("Status", invoice["status"]),
-                ("Amount due", format_amount(invoice["amount_due"], invoice["currency"])),
-                ("Amount paid", format_amount(invoice["amount_paid"], invoice["currency"]))]
+        rows = [
+            ("Invoice number", invoice["number"] or "(draft)"),
+            ("Status", invoice["status"]),
+            ("Amount due", format_amount(invoice["amount_due"], invoice["currency"])),
+            ("Amount paid", format_amount(invoice["amount_paid"], invoice["currency"])),
+        ]
         rows += [("Item", line["description"]) for line in invoice["lines"]["data"]]
         return self._render("document.html", title="Invoice", rows=rows)
 
     def _page_receipt(self, ctx: Ctx, request: Request, id: str) -> Response:
         charge = self.engine.load(id, "charge").data
         card = charge["payment_method_details"]["card"]
-        rows = [("Amount", format_amount(charge["amount"], charge["currency"])),
-                ("Refunded", format_amount(charge["amount_refunded"], charge["currency"])),
-                ("Status", charge["status"]),
-                ("Card", f"{card['brand'].title()} ending {card['last4']}"),
-                ("Date", datetime.fromtimestamp(charge["created"], UTC).strftime("%d %B %Y"))]
+        rows = [
+            ("Amount", format_amount(charge["amount"], charge["currency"])),
+            ("Refunded", format_amount(charge["amount_refunded"], charge["currency"])),
+            ("Status", charge["status"]),
+            ("Card", f"{card['brand'].title()} ending {card['last4']}"),
+            ("Date", datetime.fromtimestamp(charge["created"], UTC).strftime("%d %B %Y")),
+        ]
         return self._render("document.html", title="Receipt", rows=rows)
 
 

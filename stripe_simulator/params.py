@@ -13,8 +13,16 @@ from werkzeug.wrappers import Response
 from .objects import Obj
 
 # Request options that stripe-python's TypedDicts mix into their param types; never sent.
-_REQUEST_OPTIONS = {"api_key", "content_type", "headers", "idempotency_key",
-                    "max_network_retries", "stripe_account", "stripe_context", "stripe_version"}
+_REQUEST_OPTIONS = {
+    "api_key",
+    "content_type",
+    "headers",
+    "idempotency_key",
+    "max_network_retries",
+    "stripe_account",
+    "stripe_context",
+    "stripe_version",
+}
 
 
 def known(params_type: Any) -> frozenset[str]:
@@ -56,16 +64,21 @@ class ApiError(Exception):
     @classmethod
     def missing(cls, object_type: str, object_id: str, param: str = "id"):
         # Stripe answers 404 for an unknown id in the URL, 400 for one in the parameters.
-        return cls(404 if param == "id" else 400, f"No such {object_type}: '{object_id}'",
-                   code="resource_missing", param=param)
+        return cls(
+            404 if param == "id" else 400,
+            f"No such {object_type}: '{object_id}'",
+            code="resource_missing",
+            param=param,
+        )
 
     def response(self, headers: dict[str, str] | None = None) -> Response:
         return json_response({"error": self.body}, self.status, headers)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
-    return Response(json.dumps(body, indent=2), status=status, headers=headers,
-                    content_type="application/json")
+    return Response(
+        json.dumps(body, indent=2), status=status, headers=headers, content_type="application/json"
+    )
 
 
 # --- Stripe's bracket notation ---------------------------------------------------------------
@@ -129,68 +142,105 @@ class Params:
     def __contains__(self, key: object) -> builtins.bool:
         return key in self.data
 
-    def check(self, known: frozenset[builtins.str] | set[builtins.str],
-              supported: set[builtins.str]) -> None:
+    def check(
+        self, known: frozenset[builtins.str] | set[builtins.str], supported: set[builtins.str]
+    ) -> None:
         """Reject unknown parameters as Stripe does, and known ones the simulator lacks."""
         for key in self.data:
             if key not in known:
-                raise ApiError.invalid(f"Received unknown parameter: {self.name(key)}",
-                                       param=self.name(key), code="parameter_unknown")
+                raise ApiError.invalid(
+                    f"Received unknown parameter: {self.name(key)}",
+                    param=self.name(key),
+                    code="parameter_unknown",
+                )
             if key not in supported:
                 raise ApiError.invalid(
                     f"The Stripe simulator does not implement the parameter {self.name(key)}. "
                     "Extend stripe_simulator if DonorHub needs it.",
-                    param=self.name(key), code="parameter_unknown",
+                    param=self.name(key),
+                    code="parameter_unknown",
                 )
 
     def _scalar(self, key: builtins.str, required: builtins.bool) -> builtins.str | None:
         if key not in self.data or self.data[key] == "":
             if required:
-                raise ApiError.invalid(f"Missing required param: {self.name(key)}.",
-                                       param=self.name(key), code="parameter_missing")
+                raise ApiError.invalid(
+                    f"Missing required param: {self.name(key)}.",
+                    param=self.name(key),
+                    code="parameter_missing",
+                )
             return None
         value = self.data[key]
         if not isinstance(value, str):
-            raise ApiError.invalid(f"Invalid string: {self.name(key)} must be a string",
-                                   param=self.name(key))
+            raise ApiError.invalid(
+                f"Invalid string: {self.name(key)} must be a string", param=self.name(key)
+            )
         return value
 
     @overload
-    def str(self, key: builtins.str, *, required: Literal[True],
-            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
-            ) -> builtins.str: ...
+    def str(
+        self,
+        key: builtins.str,
+        *,
+        required: Literal[True],
+        choices: tuple[builtins.str, ...] = (),
+        max_length: builtins.int = 5000,
+    ) -> builtins.str: ...
 
     @overload
-    def str(self, key: builtins.str, *, required: builtins.bool = False,
-            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
-            ) -> builtins.str | None: ...
+    def str(
+        self,
+        key: builtins.str,
+        *,
+        required: builtins.bool = False,
+        choices: tuple[builtins.str, ...] = (),
+        max_length: builtins.int = 5000,
+    ) -> builtins.str | None: ...
 
-    def str(self, key: builtins.str, *, required: builtins.bool = False,
-            choices: tuple[builtins.str, ...] = (), max_length: builtins.int = 5000
-            ) -> builtins.str | None:
+    def str(
+        self,
+        key: builtins.str,
+        *,
+        required: builtins.bool = False,
+        choices: tuple[builtins.str, ...] = (),
+        max_length: builtins.int = 5000,
+    ) -> builtins.str | None:
         value = self._scalar(key, required)
         if value is None:
             return None
         if choices and value not in choices:
             options = ", ".join(f"`{c}`" for c in choices)
             raise ApiError.invalid(
-                f"Invalid {self.name(key)}: must be one of {options}", param=self.name(key))
+                f"Invalid {self.name(key)}: must be one of {options}", param=self.name(key)
+            )
         if len(value) > max_length:
             raise ApiError.invalid(
                 f"Invalid {self.name(key)}: must be at most {max_length} characters",
-                param=self.name(key))
+                param=self.name(key),
+            )
         return value
 
     @overload
-    def int(self, key: builtins.str, *, required: Literal[True],
-            minimum: builtins.int | None = None) -> builtins.int: ...
+    def int(
+        self, key: builtins.str, *, required: Literal[True], minimum: builtins.int | None = None
+    ) -> builtins.int: ...
 
     @overload
-    def int(self, key: builtins.str, *, required: builtins.bool = False,
-            minimum: builtins.int | None = None) -> builtins.int | None: ...
+    def int(
+        self,
+        key: builtins.str,
+        *,
+        required: builtins.bool = False,
+        minimum: builtins.int | None = None,
+    ) -> builtins.int | None: ...
 
-    def int(self, key: builtins.str, *, required: builtins.bool = False,
-            minimum: builtins.int | None = None) -> builtins.int | None:
+    def int(
+        self,
+        key: builtins.str,
+        *,
+        required: builtins.bool = False,
+        minimum: builtins.int | None = None,
+    ) -> builtins.int | None:
         value = self._scalar(key, required)
         if value is None:
             return None
@@ -200,7 +250,8 @@ class Params:
         if minimum is not None and number < minimum:
             raise ApiError.invalid(
                 f"Invalid {self.name(key)}: must be greater than or equal to {minimum}",
-                param=self.name(key))
+                param=self.name(key),
+            )
         return number
 
     def bool(self, key: builtins.str) -> builtins.bool | None:
@@ -221,8 +272,11 @@ class Params:
         value = self.data.get(key)
         if value is None or value == "":
             if required:
-                raise ApiError.invalid(f"Missing required param: {self.name(key)}.",
-                                       param=self.name(key), code="parameter_missing")
+                raise ApiError.invalid(
+                    f"Missing required param: {self.name(key)}.",
+                    param=self.name(key),
+                    code="parameter_missing",
+                )
             return None
         if not isinstance(value, dict):
             raise ApiError.invalid(f"Invalid object: {self.name(key)}", param=self.name(key))
@@ -238,8 +292,7 @@ class Params:
             raise ApiError.invalid(f"Invalid array: {self.name(key)}", param=self.name(key))
         return value
 
-    def metadata(self, key: builtins.str = "metadata"
-                 ) -> dict[builtins.str, builtins.str] | None:
+    def metadata(self, key: builtins.str = "metadata") -> dict[builtins.str, builtins.str] | None:
         """Metadata as given; "" values are kept so that updates can delete keys."""
         value = self.data.get(key)
         if value is None:
@@ -249,19 +302,26 @@ class Params:
         if not isinstance(value, dict):
             raise ApiError.invalid(f"Invalid object: {self.name(key)}", param=self.name(key))
         if len(value) > 50:
-            raise ApiError.invalid("You can only specify up to 50 metadata keys.",
-                                   param=self.name(key))
+            raise ApiError.invalid(
+                "You can only specify up to 50 metadata keys.", param=self.name(key)
+            )
         for meta_key, meta_value in value.items():
             if not isinstance(meta_value, str):
                 raise ApiError.invalid(
                     f"Invalid value for {self.name(key)}[{meta_key}]: metadata values must be "
-                    "strings.", param=f"{self.name(key)}[{meta_key}]")
+                    "strings.",
+                    param=f"{self.name(key)}[{meta_key}]",
+                )
             if len(meta_key) > 40:
-                raise ApiError.invalid("Metadata keys can have a maximum length of 40 "
-                                       "characters.", param=f"{self.name(key)}[{meta_key}]")
+                raise ApiError.invalid(
+                    "Metadata keys can have a maximum length of 40 characters.",
+                    param=f"{self.name(key)}[{meta_key}]",
+                )
             if len(meta_value) > 500:
-                raise ApiError.invalid("Metadata values can have a maximum length of 500 "
-                                       "characters.", param=f"{self.name(key)}[{meta_key}]")
+                raise ApiError.invalid(
+                    "Metadata values can have a maximum length of 500 characters.",
+                    param=f"{self.name(key)}[{meta_key}]",
+                )
         return dict(value)
 
     @overload
@@ -274,8 +334,9 @@ class Params:
         """An http(s) URL, as Stripe checks ``success_url`` and the like."""
         value = self.str(key, required=required, max_length=5000)
         if value is not None and not re.match(r"https?://[^\s/]+", value):
-            raise ApiError.invalid(f"Not a valid URL: {value}", param=self.name(key),
-                                   code="url_invalid")
+            raise ApiError.invalid(
+                f"Not a valid URL: {value}", param=self.name(key), code="url_invalid"
+            )
         return value
 
     def expand(self) -> builtins.list[builtins.str]:
@@ -310,21 +371,28 @@ def created_filter(params: Params) -> dict[str, int | None]:
     return {op: ranges.int(op) for op in ranges.data}
 
 
-def page_of(found: list[Obj], limit: int, starting_after: str | None,
-          ending_before: str | None, object_type: str) -> tuple[list[Obj], bool]:
+def page_of(
+    found: list[Obj],
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+    object_type: str,
+) -> tuple[list[Obj], bool]:
     """One page of a list (newest first) by Stripe's cursors: (page, has_more)."""
     if starting_after and ending_before:
-        raise ApiError.invalid("You may only specify one of these parameters: "
-                               "ending_before, starting_after.", param="ending_before")
+        raise ApiError.invalid(
+            "You may only specify one of these parameters: ending_before, starting_after.",
+            param="ending_before",
+        )
     ids = [o["id"] for o in found]
     if starting_after:
         if starting_after not in ids:
             raise ApiError.missing(object_type, starting_after, "starting_after")
-        rest = found[ids.index(starting_after) + 1:]
+        rest = found[ids.index(starting_after) + 1 :]
         return rest[:limit], len(rest) > limit
     if ending_before:
         if ending_before not in ids:
             raise ApiError.missing(object_type, ending_before, "ending_before")
-        rest = found[:ids.index(ending_before)]
+        rest = found[: ids.index(ending_before)]
         return rest[-limit:], len(rest) > limit
     return found[:limit], len(found) > limit

@@ -144,8 +144,7 @@ class Store:
             self._conn.execute("ALTER TABLE faults ADD COLUMN saved INTEGER NOT NULL DEFAULT 0")
         if "hold" not in columns:  # a store file written before holds existed
             self._conn.execute("ALTER TABLE faults ADD COLUMN hold TEXT")
-            self._conn.execute("ALTER TABLE faults ADD COLUMN hold_at TEXT NOT NULL "
-                               "DEFAULT 'call'")
+            self._conn.execute("ALTER TABLE faults ADD COLUMN hold_at TEXT NOT NULL DEFAULT 'call'")
         self._conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
@@ -190,13 +189,12 @@ class Store:
     # --- objects -------------------------------------------------------------------------
 
     def get(self, object_id: str) -> StoredObject | None:
-        row = self._one(
-            "SELECT id, type, data, private FROM objects WHERE id = ?", (object_id,)
-        )
+        row = self._one("SELECT id, type, data, private FROM objects WHERE id = ?", (object_id,))
         if row is None:
             return None
-        return StoredObject(row["id"], row["type"], json.loads(row["data"]),
-                            json.loads(row["private"]))
+        return StoredObject(
+            row["id"], row["type"], json.loads(row["data"]), json.loads(row["private"])
+        )
 
     def save(
         self,
@@ -208,9 +206,7 @@ class Store:
     ) -> None:
         """Insert or replace ``obj``; ``private=None`` keeps the stored private state."""
         with self.transaction():
-            existing = self._one(
-                "SELECT private, parent FROM objects WHERE id = ?", (obj["id"],)
-            )
+            existing = self._one("SELECT private, parent FROM objects WHERE id = ?", (obj["id"],))
             if private is None:
                 private = json.loads(existing["private"]) if existing else {}
             if parent is None and existing is not None:
@@ -218,8 +214,15 @@ class Store:
             self._execute(
                 "INSERT OR REPLACE INTO objects (id, type, created, data, private, parent,"
                 " open_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (obj["id"], obj["object"], obj.get("created") or int(time.time()),
-                 json.dumps(obj), json.dumps(private), parent, open_until),
+                (
+                    obj["id"],
+                    obj["object"],
+                    obj.get("created") or int(time.time()),
+                    json.dumps(obj),
+                    json.dumps(private),
+                    parent,
+                    open_until,
+                ),
             )
 
     def children(self, parent: str, object_type: str) -> list[StoredObject]:
@@ -228,16 +231,20 @@ class Store:
             " ORDER BY created DESC, rowid DESC",
             (parent, object_type),
         )
-        return [StoredObject(r["id"], r["type"], json.loads(r["data"]),
-                             json.loads(r["private"])) for r in rows]
+        return [
+            StoredObject(r["id"], r["type"], json.loads(r["data"]), json.loads(r["private"]))
+            for r in rows
+        ]
 
     def of_type(self, object_type: str, where_customer: str | None = None) -> list[StoredObject]:
         rows = self._query(
             "SELECT id, type, data, private FROM objects WHERE type = ? ORDER BY rowid",
             (object_type,),
         )
-        found = [StoredObject(r["id"], r["type"], json.loads(r["data"]),
-                              json.loads(r["private"])) for r in rows]
+        found = [
+            StoredObject(r["id"], r["type"], json.loads(r["data"]), json.loads(r["private"]))
+            for r in rows
+        ]
         if where_customer is not None:
             found = [o for o in found if o.data.get("customer") == where_customer]
         return found
@@ -253,8 +260,13 @@ class Store:
     def add_event(self, event: dict[str, Any], *, deliver: bool) -> None:
         self._execute(
             "INSERT INTO events (id, type, created, data, delivery) VALUES (?, ?, ?, ?, ?)",
-            (event["id"], event["type"], event["created"], json.dumps(event),
-             "pending" if deliver else "not_sent"),
+            (
+                event["id"],
+                event["type"],
+                event["created"],
+                json.dumps(event),
+                "pending" if deliver else "not_sent",
+            ),
         )
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
@@ -281,10 +293,14 @@ class Store:
         """
         created_params = [created.get(op) for op in ("gt", "gte", "lt", "lte")]
         params = {
-            "before": before_seq, "after": after_seq,
-            "gt": created_params[0], "gte": created_params[1],
-            "lt": created_params[2], "lte": created_params[3],
-            "types": json.dumps(types) if types else None, "limit": limit + 1,
+            "before": before_seq,
+            "after": after_seq,
+            "gt": created_params[0],
+            "gte": created_params[1],
+            "lt": created_params[2],
+            "lte": created_params[3],
+            "types": json.dumps(types) if types else None,
+            "limit": limit + 1,
         }
         # ending_before pages towards newer events, so read upwards and flip.
         upwards = after_seq is not None and before_seq is None
@@ -297,8 +313,7 @@ class Store:
     def next_pending_event(self) -> tuple[int, str, int] | None:
         """(seq, payload, attempts) of the oldest event still waiting for its webhook."""
         row = self._one(
-            "SELECT seq, data, attempts FROM events WHERE delivery = 'pending'"
-            " ORDER BY seq LIMIT 1"
+            "SELECT seq, data, attempts FROM events WHERE delivery = 'pending' ORDER BY seq LIMIT 1"
         )
         return (row["seq"], row["data"], row["attempts"]) if row else None
 
@@ -376,8 +391,15 @@ class Store:
     # --- faults --------------------------------------------------------------------------
 
     def add_fault(
-        self, *, path_prefix: str, method: str | None, status: int | None, times: int,
-        delay_seconds: float, saved: bool = False, hold: str | None = None,
+        self,
+        *,
+        path_prefix: str,
+        method: str | None,
+        status: int | None,
+        times: int,
+        delay_seconds: float,
+        saved: bool = False,
+        hold: str | None = None,
         hold_at: str = "call",
     ) -> int:
         with self.transaction():
@@ -400,11 +422,20 @@ class Store:
             )
             if row is None:
                 return None
-            self._execute("UPDATE faults SET remaining = remaining - 1 WHERE seq = ?",
-                          (row["seq"],))
+            self._execute(
+                "UPDATE faults SET remaining = remaining - 1 WHERE seq = ?", (row["seq"],)
+            )
             self._execute("DELETE FROM faults WHERE remaining <= 0")
-            return Fault(row["seq"], row["path_prefix"], row["method"], row["status"],
-                         row["delay_seconds"], bool(row["saved"]), row["hold"], row["hold_at"])
+            return Fault(
+                row["seq"],
+                row["path_prefix"],
+                row["method"],
+                row["status"],
+                row["delay_seconds"],
+                bool(row["saved"]),
+                row["hold"],
+                row["hold_at"],
+            )
 
     def faults(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM faults ORDER BY seq")

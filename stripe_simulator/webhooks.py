@@ -25,24 +25,36 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """Stripe counts a 3xx answer as a failed delivery; never follow it."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         return None
 
 
 class WebhookDeliverer:
     """Posts pending events, oldest first, each retried with backoff before the next."""
 
-    def __init__(self, store: Store, url: str, secret: str,
-                 retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        url: str,
+        secret: str,
+        retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS,
+    ) -> None:
         self.store, self.url, self.secret = store, url, secret
         self.retry_delays = tuple(retry_delays)
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                   _NoRedirects())
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stripe-simulator-webhooks",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="stripe-simulator-webhooks", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -75,8 +87,9 @@ class WebhookDeliverer:
         if ok:
             self.store.record_delivery(seq, delivery="delivered", attempts=attempts, error=None)
         elif attempts > len(self.retry_delays):
-            log.warning("stripe simulator: giving up on event #%s after %s tries: %s", seq,
-                        attempts, error)
+            log.warning(
+                "stripe simulator: giving up on event #%s after %s tries: %s", seq, attempts, error
+            )
             self.store.record_delivery(seq, delivery="failed", attempts=attempts, error=error)
         else:
             self.store.record_delivery(seq, delivery="pending", attempts=attempts, error=error)
@@ -87,10 +100,15 @@ class WebhookDeliverer:
         payload = json.dumps(json.loads(data), indent=2)
         signature = stripe.WebhookSignature.generate_signature_header(payload, self.secret)
         request = urllib.request.Request(  # noqa: S310 - scheme checked in create_app
-            self.url, data=payload.encode("utf-8"), method="POST",
-            headers={"Content-Type": "application/json; charset=utf-8",
-                     "Stripe-Signature": signature,
-                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
+            self.url,
+            data=payload.encode("utf-8"),
+            method="POST",
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": signature,
+                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            },
+        )
         try:
             with self._opener.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
                 status = response.status

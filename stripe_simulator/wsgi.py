@@ -84,16 +84,19 @@ class SimulatorApp:
         self.webhook_url = webhook_url
         self.deliverer: WebhookDeliverer | None = None
         if deliver_webhooks and webhook_url and webhook_secret:
-            self.deliverer = WebhookDeliverer(store, webhook_url, webhook_secret,
-                                              webhook_retry_delays)
+            self.deliverer = WebhookDeliverer(
+                store, webhook_url, webhook_secret, webhook_retry_delays
+            )
         delivering = self.deliverer is not None
         self.engine = Engine(store, deliver=delivering)
         self.holds = control.Holds()
         self.api = api.ApiSurface(store, self.engine, self.holds)
-        self.control = control.ControlSurface(store, self.engine, self.holds,
-                                              webhook_url=webhook_url, delivering=delivering)
-        self.pages = pages.PagesSurface(store, self.engine, webhook_url=webhook_url,
-                                        delivering=delivering)
+        self.control = control.ControlSurface(
+            store, self.engine, self.holds, webhook_url=webhook_url, delivering=delivering
+        )
+        self.pages = pages.PagesSurface(
+            store, self.engine, webhook_url=webhook_url, delivering=delivering
+        )
         if self.deliverer is not None:
             self.deliverer.start()
 
@@ -103,8 +106,7 @@ class SimulatorApp:
             self.deliverer.stop()
         self.store.close()
 
-    def __call__(self, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         response = self.dispatch(request)
         return response(environ, start_response)
@@ -119,9 +121,12 @@ class SimulatorApp:
             endpoint, args = adapter.match()
         except (NotFound, MethodNotAllowed) as exc:
             if request.path.startswith("/v1/"):
-                return ApiError(404, f"Unrecognized request URL ({request.method}: "
-                                     f"{request.path}). The Stripe simulator implements only "
-                                     "the endpoints DonorHub uses.").response()
+                return ApiError(
+                    404,
+                    f"Unrecognized request URL ({request.method}: "
+                    f"{request.path}). The Stripe simulator implements only "
+                    "the endpoints DonorHub uses.",
+                ).response()
             return exc.get_response(request.environ)
         kind, name = str(endpoint).split(":")
         try:
@@ -153,6 +158,10 @@ def create_app(
             raise ValueError(f"webhook_url must be an http(s) URL, not {webhook_url!r}")
         if not webhook_secret or not webhook_secret.startswith("whsec_"):
             raise ValueError("webhook_secret must be given (whsec_…) when webhook_url is set")
-    return SimulatorApp(Store(db_path), webhook_url=webhook_url, webhook_secret=webhook_secret,
-                        deliver_webhooks=deliver_webhooks,
-                        webhook_retry_delays=webhook_retry_delays)
+    return SimulatorApp(
+        Store(db_path),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        deliver_webhooks=deliver_webhooks,
+        webhook_retry_delays=webhook_retry_delays,
+    )

@@ -44,8 +44,10 @@ def pytest_configure(config):
     from tests.helpers import in_ci
 
     if in_ci() and not os.environ.get("TEST_DATABASE_URL"):
-        raise pytest.UsageError("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL "
-                                "half of every test would not run (.ci/run sets it)")
+        raise pytest.UsageError(
+            "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL "
+            "half of every test would not run (.ci/run sets it)"
+        )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_WorkerFigures(), "donorhub-worker-figures")
 
@@ -55,8 +57,9 @@ def pytest_collection_modifyitems(config, items):
         return
     tests = Path(__file__).resolve().parent
     for item in items:
-        relative = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) \
-            else ""
+        relative = (
+            item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else ""
+        )
         for group, prefixes in XDIST_GROUPS.items():
             if relative.startswith(prefixes):
                 item.add_marker(pytest.mark.xdist_group(group))
@@ -93,7 +96,8 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     terminalreporter.write_line(
         f"log guard: {LOG_STATS['records']} log records from {LOG_STATS['tests']} tests "
-        "scanned for passwords, tokens, e-mails and secrets")
+        "scanned for passwords, tokens, e-mails and secrets"
+    )
     if METRICS:
         terminalreporter.section("security and reliability figures")
         for name, value in sorted(METRICS.items()):

@@ -47,15 +47,22 @@ def csrf_token(client, page: str = "/account/sign-in") -> str:
     return match.group(1)
 
 
-def post_form(client, url: str, data: dict | None = None, *, token_page: str | None = None,
-              **kwargs):
+def post_form(
+    client, url: str, data: dict | None = None, *, token_page: str | None = None, **kwargs
+):
     """POST like a browser: fetch a page for the CSRF token first, then submit."""
     token = csrf_token(client, token_page or "/account/sign-in")
     return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
 
 
-def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | None = None,
-            remember: bool = False):
+def sign_in(
+    client,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    totp_secret: str | None = None,
+    remember: bool = False,
+):
     form = {"email": email, "password": password}
     if remember:
         form["remember"] = "on"
@@ -64,8 +71,7 @@ def sign_in(client, email: str, password: str = PASSWORD, *, totp_secret: str | 
         assert response.status_code == 302, response.status_code
         page = response.headers["Location"]
         token = csrf_token(client, page)
-        response = client.post(page, data={"csrf_token": token,
-                                           "code": current_totp(totp_secret)})
+        response = client.post(page, data={"csrf_token": token, "code": current_totp(totp_secret)})
     return response
 
 
@@ -103,10 +109,15 @@ class MailSink:
     messages: list[ReceivedMail] = field(default_factory=list)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
-        self.messages.append(ReceivedMail(
-            envelope.mail_from, list(envelope.rcpt_tos),
-            message_from_bytes(envelope.original_content or envelope.content,
-                               policy=policy.default)))
+        self.messages.append(
+            ReceivedMail(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                message_from_bytes(
+                    envelope.original_content or envelope.content, policy=policy.default
+                ),
+            )
+        )
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[ReceivedMail]:
@@ -123,6 +134,7 @@ def mentions(text: str, alias: str) -> bool:
 # Locally a test whose tool or service is missing is skipped, loudly. In CI (CI=true, which
 # .ci/run installs everything for) it fails instead: a green CI run has run every test.
 
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -133,8 +145,11 @@ def require(available: object, what: str, why: str) -> None:
     if available:
         return
     if in_ci():
-        pytest.fail(f"{what} is missing, so {why} cannot run; CI must run it "
-                    "(.ci/run installs and starts what the tests need)", pytrace=False)
+        pytest.fail(
+            f"{what} is missing, so {why} cannot run; CI must run it "
+            "(.ci/run installs and starts what the tests need)",
+            pytrace=False,
+        )
     pytest.skip(f"!!! {what} is missing: {why} is SKIPPED !!!")
 
 
@@ -154,9 +169,15 @@ def free_port() -> int:
 
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:

@@ -49,8 +49,12 @@ class ParkingSpot:
 
     def env(self, point: str, nth: int = 1, match: str = "") -> dict[str, str]:
         """The environment that makes a process park at the `nth` arrival at `point`."""
-        return {"DONORHUB_TEST_PARK_AT": point, "DONORHUB_TEST_PARK_NTH": str(nth),
-                "DONORHUB_TEST_PARK_MATCH": match, "DONORHUB_TEST_PARK_SOCKET": self.path}
+        return {
+            "DONORHUB_TEST_PARK_AT": point,
+            "DONORHUB_TEST_PARK_NTH": str(nth),
+            "DONORHUB_TEST_PARK_MATCH": match,
+            "DONORHUB_TEST_PARK_SOCKET": self.path,
+        }
 
     def wait(self, process: subprocess.Popen) -> str | None:
         """Block until `process` parks (its "parked ..." line) or ends (None)."""
@@ -80,8 +84,9 @@ class ParkingSpot:
             self.parked.close()
             self.parked = None
 
-    def kill_when_parked(self, process: subprocess.Popen, log: Path | None = None,
-                         may_finish: bool = False) -> bool:
+    def kill_when_parked(
+        self, process: subprocess.Popen, log: Path | None = None, may_finish: bool = False
+    ) -> bool:
         """SIGKILL `process` while it is parked. True when killed; False when it ended first
         with exit 0 and `may_finish` (otherwise that is a failure)."""
         try:
@@ -90,8 +95,10 @@ class ParkingSpot:
                 if may_finish and process.returncode == 0:
                     return False
                 output = log.read_text()[-3000:] if log else ""
-                raise ProcessEndedFirst(f"the process ended (exit {process.returncode}) before "
-                                        f"the kill point:\n{output}")
+                raise ProcessEndedFirst(
+                    f"the process ended (exit {process.returncode}) before "
+                    f"the kill point:\n{output}"
+                )
             process.send_signal(signal.SIGKILL)
         finally:
             if process.poll() is None and self.parked is None:

@@ -30,9 +30,15 @@ class Metrics(dict):
 
     def export(self) -> str:
         """This process's figures as JSON, for the controller (`merge`)."""
-        return json.dumps({"figures": {name: value for name, value in self.items()
-                                       if name not in self.tallies},
-                           "tallies": self.tallies}, default=str)
+        return json.dumps(
+            {
+                "figures": {
+                    name: value for name, value in self.items() if name not in self.tallies
+                },
+                "tallies": self.tallies,
+            },
+            default=str,
+        )
 
     def merge(self, exported: str) -> None:
         data = json.loads(exported)

@@ -38,25 +38,45 @@ ARCHITECTURE = {
     },
     # Infrastructure: the plumbing every layer uses; it knows no feature.
     "infrastructure": {
-        "donorhub.database", "donorhub.extensions", "donorhub.errors", "donorhub.enums",
-        "donorhub.security", "donorhub.logs", "donorhub.park_for_kill",
+        "donorhub.database",
+        "donorhub.extensions",
+        "donorhub.errors",
+        "donorhub.enums",
+        "donorhub.security",
+        "donorhub.logs",
+        "donorhub.park_for_kill",
         "donorhub.commit_point",
     },
     # The registry of every model, for metadata and migrations; wiring like create_app.
     "model_registry": "donorhub.models",
     # The kernel: shared pieces any feature may import; they import no feature.
     "kernel": {
-        "donorhub.audit", "donorhub.money", "donorhub.forms", "donorhub.csv", "donorhub.urls",
+        "donorhub.audit",
+        "donorhub.money",
+        "donorhub.forms",
+        "donorhub.csv",
+        "donorhub.urls",
         "donorhub.qr",
     },
     # A models module imports only infrastructure, the kernel (which imports no feature)
     # and other models.
-    "models_may_import": {"donorhub.database", "donorhub.extensions", "donorhub.errors",
-                          "donorhub.enums", "donorhub.audit", "donorhub.money",
-                          "donorhub.forms", "donorhub.csv", "donorhub.urls"},
+    "models_may_import": {
+        "donorhub.database",
+        "donorhub.extensions",
+        "donorhub.errors",
+        "donorhub.enums",
+        "donorhub.audit",
+        "donorhub.money",
+        "donorhub.forms",
+        "donorhub.csv",
+        "donorhub.urls",
+    },
     # Raw partner records: only feed/ may import these modules.
-    "raw_feed_modules": {"donorhub.feed.parse", "donorhub.feed.schemas",
-                         "donorhub.feed.pseudonyms"},
+    "raw_feed_modules": {
+        "donorhub.feed.parse",
+        "donorhub.feed.schemas",
+        "donorhub.feed.pseudonyms",
+    },
     "raw_feed_owner": "donorhub.feed",
     # The PII guard imports only the standard library and itself.
     "standalone": {"donorhub.guard"},
@@ -64,10 +84,18 @@ ARCHITECTURE = {
     "views_only": {"donorhub.staff": {"schemas"}},
     # Packages that sit below the features they serve; their imports of a feature package
     # are allowed only as the named inversions.
-    "below_features": {"donorhub.payments": {"donorhub.accounts", "donorhub.campaigns",
-                                             "donorhub.children", "donorhub.donations",
-                                             "donorhub.feed", "donorhub.sponsorship",
-                                             "donorhub.staff", "donorhub.updates"}},
+    "below_features": {
+        "donorhub.payments": {
+            "donorhub.accounts",
+            "donorhub.campaigns",
+            "donorhub.children",
+            "donorhub.donations",
+            "donorhub.feed",
+            "donorhub.sponsorship",
+            "donorhub.staff",
+            "donorhub.updates",
+        }
+    },
     # The one deliberate inversion: the webhook dispatch table. Stripe's events are about
     # gifts, plans, refunds and sponsorships, so the table that maps an event type to its
     # handler must name handlers in donations and sponsorship, while those packages use
@@ -77,15 +105,20 @@ ARCHITECTURE = {
     "inversions": {
         ("donorhub.payments.webhooks", "donorhub.donations"): "the webhook dispatch table",
         ("donorhub.payments.webhooks", "donorhub.sponsorship"): "the webhook dispatch table",
-        ("donorhub.payments.reconcile", "donorhub.payments.webhooks"):
-            "reconciliation applies missed events through the dispatch table",
-        ("donorhub.payments.reconcile", "donorhub.donations"):
-            "reconciliation settles staff refunds whose Stripe answer was lost",
+        (
+            "donorhub.payments.reconcile",
+            "donorhub.payments.webhooks",
+        ): "reconciliation applies missed events through the dispatch table",
+        (
+            "donorhub.payments.reconcile",
+            "donorhub.donations",
+        ): "reconciliation settles staff refunds whose Stripe answer was lost",
     },
 }
 
 
 # -- The graph -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Import:
@@ -117,7 +150,8 @@ def module_name(root: Path, path: Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
@@ -132,14 +166,20 @@ def _import_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
                 continue
             if isinstance(child, ast.Import | ast.ImportFrom):
                 yield child, in_function
-            elif (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute | ast.Name)
-                  and getattr(child.func, "attr", getattr(child.func, "id", None))
-                  == "import_module" and child.args
-                  and isinstance(child.args[0], ast.Constant)
-                  and isinstance(child.args[0].value, str)):
+            elif (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute | ast.Name)
+                and getattr(child.func, "attr", getattr(child.func, "id", None)) == "import_module"
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and isinstance(child.args[0].value, str)
+            ):
                 yield child, in_function
-            yield from walk(child, in_function or isinstance(
-                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
+            yield from walk(
+                child,
+                in_function
+                or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda),
+            )
 
     yield from walk(tree, False)
 
@@ -174,14 +214,21 @@ def build_graph(root: Path, package: str = "donorhub") -> Graph:
                 else:
                     stem = node.module or ""
                 # `from a import b` imports the module a.b when there is one, else names of a.
-                names = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem
-                         for alias in node.names]
+                names = [
+                    f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem
+                    for alias in node.names
+                ]
             else:  # importlib.import_module("...")
                 names = [node.args[0].value]  # type: ignore[attr-defined]
             for name in dict.fromkeys(names):
                 target = _resolve(name, modules) if name.split(".")[0] == package else None
-                record = Import(source, target or name.split(".")[0], path.relative_to(root),
-                                node.lineno, in_function)
+                record = Import(
+                    source,
+                    target or name.split(".")[0],
+                    path.relative_to(root),
+                    node.lineno,
+                    in_function,
+                )
                 if target is None:
                     external.append(record)
                 elif target != source:
@@ -191,6 +238,7 @@ def build_graph(root: Path, package: str = "donorhub") -> Graph:
 
 # -- Classifying modules ---------------------------------------------------------------------
 
+
 def within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
@@ -198,8 +246,10 @@ def within(module: str, prefix: str) -> bool:
 def is_edge(module: str, arch: dict) -> bool:
     if module in arch["edge_modules"]:
         return True
-    return any(part in arch["edge_names"] or part.endswith(arch["edge_suffix"])
-               for part in module.split(".")[1:])
+    return any(
+        part in arch["edge_names"] or part.endswith(arch["edge_suffix"])
+        for part in module.split(".")[1:]
+    )
 
 
 def is_models(module: str, arch: dict) -> bool:
@@ -210,7 +260,8 @@ def is_models(module: str, arch: dict) -> bool:
 def is_wiring(module: str, graph: Graph, arch: dict) -> bool:
     """A package's __init__ (blueprints, init_app) or the registry of every model."""
     return (graph.modules[module].name == "__init__.py" and module != arch["package"]) or (
-        module == arch["model_registry"])
+        module == arch["model_registry"]
+    )
 
 
 def is_domain(module: str, graph: Graph, arch: dict) -> bool:
@@ -234,11 +285,14 @@ def feature_package(module: str, arch: dict) -> str | None:
 
 
 def allowed_inversion(imp: Import, arch: dict) -> bool:
-    return any(within(imp.source, source) and within(imp.target, target)
-               for source, target in arch["inversions"])
+    return any(
+        within(imp.source, source) and within(imp.target, target)
+        for source, target in arch["inversions"]
+    )
 
 
 # -- The contracts ---------------------------------------------------------------------------
+
 
 def layer_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
     """views|webhooks|cli|jobs|demo -> services -> models: nothing below the edge imports the
@@ -250,7 +304,8 @@ def layer_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
         if is_domain(imp.source, graph, arch) and is_edge(imp.target, arch):
             found.append(f"domain module imports the edge: {imp}")
         if is_models(imp.source, arch) and not (
-                is_models(imp.target, arch) or imp.target in arch["models_may_import"]):
+            is_models(imp.target, arch) or imp.target in arch["models_may_import"]
+        ):
             found.append(f"models import beyond infrastructure and models: {imp}")
     return found
 
@@ -330,15 +385,20 @@ def domain_cycles(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
 
 def raw_feed_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
     """Nothing outside feed/ imports feed's parser, schemas or pseudonyms."""
-    return [f"raw partner records read outside feed/: {imp}" for imp in graph.imports
-            if imp.target in arch["raw_feed_modules"]
-            and not within(imp.source, arch["raw_feed_owner"])]
+    return [
+        f"raw partner records read outside feed/: {imp}"
+        for imp in graph.imports
+        if imp.target in arch["raw_feed_modules"] and not within(imp.source, arch["raw_feed_owner"])
+    ]
 
 
 def kernel_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
     """Kernel modules import no feature package (only infrastructure and the kernel)."""
-    return [f"kernel imports a feature: {imp}" for imp in graph.imports
-            if imp.source in arch["kernel"] and feature_package(imp.target, arch) is not None]
+    return [
+        f"kernel imports a feature: {imp}"
+        for imp in graph.imports
+        if imp.source in arch["kernel"] and feature_package(imp.target, arch) is not None
+    ]
 
 
 def standalone_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
@@ -380,18 +440,24 @@ def views_only_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
             for line in _defines_a_model(path):
                 found.append(f"{package} defines a model: {relative}:{line}")
             if not is_edge(module, arch) and module.split(".")[-1] not in allowed:
-                found.append(f"{package} holds a module that is neither views nor "
-                             f"{'/'.join(sorted(allowed))}: {relative}")
+                found.append(
+                    f"{package} holds a module that is neither views nor "
+                    f"{'/'.join(sorted(allowed))}: {relative}"
+                )
     return found
 
 
 def below_features_violations(graph: Graph, arch: dict = ARCHITECTURE) -> list[str]:
     """payments/ sits below the features: it imports none, except the named inversion."""
-    return [f"imports a feature it sits below: {imp}" for imp in graph.imports
-            for package, features in arch["below_features"].items()
-            if within(imp.source, package) and not allowed_inversion(imp, arch)
-            and not is_edge(imp.source, arch)
-            and any(within(imp.target, feature) for feature in features)]
+    return [
+        f"imports a feature it sits below: {imp}"
+        for imp in graph.imports
+        for package, features in arch["below_features"].items()
+        if within(imp.source, package)
+        and not allowed_inversion(imp, arch)
+        and not is_edge(imp.source, arch)
+        and any(within(imp.target, feature) for feature in features)
+    ]
 
 
 CONTRACTS = {
@@ -413,8 +479,7 @@ def graph() -> Graph:
 @pytest.mark.parametrize("contract", CONTRACTS)
 def test_contract(graph, contract):
     violations = CONTRACTS[contract](graph)
-    assert not violations, f"{contract}: {len(violations)} violation(s)\n" + "\n".join(
-        violations)
+    assert not violations, f"{contract}: {len(violations)} violation(s)\n" + "\n".join(violations)
 
 
 def test_the_graph_sees_the_whole_package(graph):
@@ -425,13 +490,18 @@ def test_the_graph_sees_the_whole_package(graph):
 
 def test_every_named_inversion_is_still_an_import(graph):
     """An allowance that no longer matches any import is stale: delete it."""
-    stale = [pair for pair in ARCHITECTURE["inversions"]
-             if not any(within(imp.source, pair[0]) and within(imp.target, pair[1])
-                        for imp in graph.imports)]
+    stale = [
+        pair
+        for pair in ARCHITECTURE["inversions"]
+        if not any(
+            within(imp.source, pair[0]) and within(imp.target, pair[1]) for imp in graph.imports
+        )
+    ]
     assert not stale, f"inversions allowed but no longer made: {stale}"
 
 
 # -- The checker catches what it should --------------------------------------------------------
+
 
 def plant(root: Path, files: dict[str, str]) -> Graph:
     for relative, source in files.items():
@@ -470,29 +540,45 @@ CLEAN_TREE = {
 def test_the_checker_passes_a_clean_tree(tmp_path):
     graph = plant(tmp_path, CLEAN_TREE)
     assert {name: check(graph) for name, check in CONTRACTS.items()} == {
-        name: [] for name in CONTRACTS}
+        name: [] for name in CONTRACTS
+    }
 
 
 def test_the_checker_reports_a_planted_back_arrow(tmp_path):
-    graph = plant(tmp_path, CLEAN_TREE | {
-        # models -> views, hidden in a function, and views reached by a relative import.
-        "donorhub/shop/models.py": "def total():\n    from donorhub.shop.views import page\n",
-        "donorhub/shop/services.py": "from . import views\n",
-    })
+    graph = plant(
+        tmp_path,
+        CLEAN_TREE
+        | {
+            # models -> views, hidden in a function, and views reached by a relative import.
+            "donorhub/shop/models.py": "def total():\n    from donorhub.shop.views import page\n",
+            "donorhub/shop/services.py": "from . import views\n",
+        },
+    )
     found = layer_violations(graph)
-    assert any("domain module imports the edge: donorhub.shop.models -> donorhub.shop.views"
-               in line and "(in a function)" in line for line in found), found
-    assert any("models import beyond infrastructure and models: donorhub.shop.models" in line
-               for line in found), found
+    assert any(
+        "domain module imports the edge: donorhub.shop.models -> donorhub.shop.views" in line
+        and "(in a function)" in line
+        for line in found
+    ), found
+    assert any(
+        "models import beyond infrastructure and models: donorhub.shop.models" in line
+        for line in found
+    ), found
     assert any("donorhub.shop.services -> donorhub.shop.views" in line for line in found), found
 
 
 def test_the_checker_reports_a_two_package_cycle_with_its_edges(tmp_path):
-    graph = plant(tmp_path, CLEAN_TREE | {
-        "donorhub/billing/__init__.py": "",
-        "donorhub/billing/services.py": "from donorhub.shop.services import place\n",
-        "donorhub/shop/services.py": "def place():\n    from donorhub.billing import services\n",
-    })
+    graph = plant(
+        tmp_path,
+        CLEAN_TREE
+        | {
+            "donorhub/billing/__init__.py": "",
+            "donorhub/billing/services.py": "from donorhub.shop.services import place\n",
+            "donorhub/shop/services.py": (
+                "def place():\n    from donorhub.billing import services\n"
+            ),
+        },
+    )
     [cycle] = domain_cycles(graph)
     assert "packages in a cycle: donorhub.billing, donorhub.shop" in cycle
     assert "donorhub.billing.services -> donorhub.shop.services" in cycle
@@ -501,17 +587,24 @@ def test_the_checker_reports_a_two_package_cycle_with_its_edges(tmp_path):
 
 
 def test_the_checker_reports_the_other_contracts(tmp_path):
-    graph = plant(tmp_path, CLEAN_TREE | {
-        "donorhub/shop/services.py": "from donorhub.feed.parse import parse_feed\n",
-        "donorhub/audit.py": "import importlib\nimportlib.import_module('donorhub.shop.models')\n",
-        "donorhub/guard/words.py": "import yaml\nfrom donorhub.audit import record\n",
-        "donorhub/staff/donors.py": "from donorhub.extensions import db\n\n\n"
-                                    "class Note(db.Model):\n    pass\n",
-        "donorhub/payments/gateway.py": "from donorhub.donations.models import Donation\n",
-        "donorhub/donations/models.py": "",
-    })
+    graph = plant(
+        tmp_path,
+        CLEAN_TREE
+        | {
+            "donorhub/shop/services.py": "from donorhub.feed.parse import parse_feed\n",
+            "donorhub/audit.py": (
+                "import importlib\nimportlib.import_module('donorhub.shop.models')\n"
+            ),
+            "donorhub/guard/words.py": "import yaml\nfrom donorhub.audit import record\n",
+            "donorhub/staff/donors.py": "from donorhub.extensions import db\n\n\n"
+            "class Note(db.Model):\n    pass\n",
+            "donorhub/payments/gateway.py": "from donorhub.donations.models import Donation\n",
+            "donorhub/donations/models.py": "",
+        },
+    )
     assert [line.split(":")[0] for line in raw_feed_violations(graph)] == [
-        "raw partner records read outside feed/"]
+        "raw partner records read outside feed/"
+    ]
     assert "donorhub.audit -> donorhub.shop.models" in "".join(kernel_violations(graph))
     standalone = "\n".join(standalone_violations(graph))
     assert "donorhub.guard.words -> yaml" in standalone
@@ -526,8 +619,12 @@ def test_the_checker_reports_the_other_contracts(tmp_path):
 
 
 def test_type_checking_imports_are_not_dependencies(tmp_path):
-    graph = plant(tmp_path, CLEAN_TREE | {
-        "donorhub/audit.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                             "    from donorhub.shop.models import User\n",
-    })
+    graph = plant(
+        tmp_path,
+        CLEAN_TREE
+        | {
+            "donorhub/audit.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+            "    from donorhub.shop.models import User\n",
+        },
+    )
     assert kernel_violations(graph) == []

@@ -29,8 +29,9 @@ def app(app_factory):
 
 def _rows(app) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(AuditEvent)
-                                 .where(AuditEvent.action == "testing.write"))
+        return db.session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "testing.write")
+        )
 
 
 @pytest.mark.parametrize("outcome", list(OUTCOMES))
@@ -49,8 +50,7 @@ def test_a_refusal_goes_back_where_the_view_says_with_the_message(app, client):
 
 
 def test_a_refusal_asked_for_as_json_is_a_problem_document(app, client):
-    response = client.post("/_testing/write/refused",
-                           headers={"Accept": "application/json"})
+    response = client.post("/_testing/write/refused", headers={"Accept": "application/json"})
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["title"] == "Not done"
@@ -62,5 +62,7 @@ def test_the_payment_provider_failing_says_nothing_changed(app, client):
     client.post("/_testing/write/provider-down")
     with client.session_transaction() as session:
         messages = [text for _category, text in session.get("_flashes", [])]
-    assert messages == ["We could not reach our payment provider, so nothing has changed. "
-                        "Please try again in a few minutes."]
+    assert messages == [
+        "We could not reach our payment provider, so nothing has changed. "
+        "Please try again in a few minutes."
+    ]

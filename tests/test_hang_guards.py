@@ -22,8 +22,12 @@ def _unguarded() -> list[str]:
             where = f"{path.relative_to(TESTS.parent)}:{node.lineno}"
             if name == "Barrier" and "timeout" not in keywords:
                 found.append(f"{where} Barrier without a timeout")
-            elif (name in ("wait", "join") and isinstance(func, ast.Attribute)
-                  and not node.args and "timeout" not in keywords):
+            elif (
+                name in ("wait", "join")
+                and isinstance(func, ast.Attribute)
+                and not node.args
+                and "timeout" not in keywords
+            ):
                 found.append(f"{where} .{name}() without a timeout")
     return found
 

@@ -23,12 +23,10 @@ def test_audit_log_is_append_only_in_the_database(app, make_user, backend):
     with app.app_context():
         from donorhub.accounts.models import User
 
-        record_audit(db.session.get(User, user.id), "test.action", "user", user.id,
-                     {"n": 1})
+        record_audit(db.session.get(User, user.id), "test.action", "user", user.id, {"n": 1})
         db.session.commit()
         tampering = 0
-        for statement in ("UPDATE audit_events SET action = 'forged'",
-                          "DELETE FROM audit_events"):
+        for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
             try:
                 db.session.execute(text(statement))
                 db.session.commit()
@@ -36,8 +34,9 @@ def test_audit_log_is_append_only_in_the_database(app, make_user, backend):
             except Exception:  # noqa: BLE001 - any refusal by the database will do
                 db.session.rollback()
         assert tampering == 0
-        assert db.session.execute(text("SELECT action FROM audit_events")).scalars().all() \
-            == ["test.action"]
+        assert db.session.execute(text("SELECT action FROM audit_events")).scalars().all() == [
+            "test.action"
+        ]
 
 
 def test_audit_detail_refuses_personal_data(app):
@@ -46,7 +45,10 @@ def test_audit_detail_refuses_personal_data(app):
     from donorhub.audit import record_audit
 
     with app.app_context():
-        for detail in ({"email": "someone@example.org"}, {"note": "Her name is Priya"},
-                       {"nested": {"a": 1}}):
+        for detail in (
+            {"email": "someone@example.org"},
+            {"note": "Her name is Priya"},
+            {"nested": {"a": 1}},
+        ):
             with pytest.raises(ValueError):
                 record_audit(None, "x.y", "user", 1, detail)

@@ -25,8 +25,12 @@ def read_password() -> str:
 
 @accounts_cli.command("create-staff")
 @click.argument("email")
-@click.option("--role", required=True, type=click.Choice([r.value for r in StaffRole]),
-              help="The staff role to grant.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice([r.value for r in StaffRole]),
+    help="The staff role to grant.",
+)
 @click.option("--name", default="", help="The person's name as staff will see it.")
 def create_staff(email: str, role: str, name: str) -> None:
     """Create a staff account (the password is read from a prompt or standard input)."""
@@ -35,15 +39,19 @@ def create_staff(email: str, role: str, name: str) -> None:
         raise click.ClickException("No password was given on standard input or at the prompt.")
     try:
         with unit_of_work():
-            user = services.create_staff_account(email, name or email.split("@")[0], password,
-                                                 StaffRole(role), actor=None)
+            user = services.create_staff_account(
+                email, name or email.split("@")[0], password, StaffRole(role), actor=None
+            )
     except services.WeakPassword as error:
-        raise click.ClickException("That password is too weak: " + " ".join(error.problems)) \
-            from None
+        raise click.ClickException(
+            "That password is too weak: " + " ".join(error.problems)
+        ) from None
     except DomainError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Staff account {user.id} has the {role} role. It sets up two-factor sign-in "
-               "the first time it signs in.")
+    click.echo(
+        f"Staff account {user.id} has the {role} role. It sets up two-factor sign-in "
+        "the first time it signs in."
+    )
 
 
 @accounts_cli.command("reset-two-factor")
@@ -54,8 +62,9 @@ def reset_two_factor(email: str, yes: bool) -> None:
     sessions end, and their next sign-in sets up a new authenticator. Check who is asking
     first (docs/operations.md)."""
     if not yes:
-        click.confirm(f"Reset two-factor sign-in for {email}? Check it is really them first",
-                      abort=True)
+        click.confirm(
+            f"Reset two-factor sign-in for {email}? Check it is really them first", abort=True
+        )
     try:
         with unit_of_work():
             user = services.find_user_by_email(email)
@@ -65,6 +74,8 @@ def reset_two_factor(email: str, yes: bool) -> None:
             user_id = user.id
     except DomainError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Two-factor sign-in of account {user_id} is reset; its sessions have ended. "
-               "It sets up a new authenticator at its next sign-in. The owner was told by "
-               "e-mail.")
+    click.echo(
+        f"Two-factor sign-in of account {user_id} is reset; its sessions have ended. "
+        "It sets up a new authenticator at its next sign-in. The owner was told by "
+        "e-mail."
+    )

@@ -11,7 +11,6 @@ RECOVERY_CODE_COUNT = 10
 def normalise_recovery_code(code: str) -> str | None:
     """The code without spaces and hyphens, lower-cased; None if it cannot be one."""
     folded = "".join(ch for ch in code.lower() if ch not in " -\t")
-    if len(folded) != RECOVERY_CODE_LENGTH or any(ch not in RECOVERY_ALPHABET
-                                                  for ch in folded):
+    if len(folded) != RECOVERY_CODE_LENGTH or any(ch not in RECOVERY_ALPHABET for ch in folded):
         return None
     return folded

@@ -15,7 +15,10 @@ def purge_mail_throttle() -> str:
 
 
 JOBS = [
-    JobSpec(name="purge_mail_throttle", func=purge_mail_throttle,
-            trigger=lambda: {"trigger": "interval", "hours": 1},
-            description="Delete per-recipient mail counts older than their one-hour window"),
+    JobSpec(
+        name="purge_mail_throttle",
+        func=purge_mail_throttle,
+        trigger=lambda: {"trigger": "interval", "hours": 1},
+        description="Delete per-recipient mail counts older than their one-hour window",
+    ),
 ]

@@ -120,8 +120,9 @@ class MailThrottle(Model):
     and the hourly `purge_mail_throttle` job deletes all of them."""
 
     __tablename__ = "mail_throttle"
-    __table_args__ = (Index("ix_mail_throttle_recipient_kind_at", "recipient_hash", "kind",
-                            "created_at"),)
+    __table_args__ = (
+        Index("ix_mail_throttle_recipient_kind_at", "recipient_hash", "kind", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_hash: Mapped[str] = mapped_column(String(64))
@@ -136,8 +137,13 @@ class UserRole(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[StaffRole] = mapped_column(
-        Enum(StaffRole, native_enum=False, length=32, validate_strings=True,
-             values_callable=lambda roles: [r.value for r in roles])
+        Enum(
+            StaffRole,
+            native_enum=False,
+            length=32,
+            validate_strings=True,
+            values_callable=lambda roles: [r.value for r in roles],
+        )
     )
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -157,8 +163,9 @@ class DataRequestStatus(StrEnum):
 
 #: A request is carried out or withdrawn once; either is final.
 DATA_REQUEST_MOVES: dict[DataRequestStatus, frozenset[DataRequestStatus]] = {
-    DataRequestStatus.REQUESTED: frozenset({DataRequestStatus.COMPLETED,
-                                            DataRequestStatus.CANCELLED}),
+    DataRequestStatus.REQUESTED: frozenset(
+        {DataRequestStatus.COMPLETED, DataRequestStatus.CANCELLED}
+    ),
     DataRequestStatus.COMPLETED: frozenset(),
     DataRequestStatus.CANCELLED: frozenset(),
 }
@@ -174,20 +181,31 @@ class DataRequest(Model):
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     kind: Mapped[DataRequestKind] = mapped_column(
-        Enum(DataRequestKind, native_enum=False, length=16, validate_strings=True,
-             values_callable=lambda kinds: [k.value for k in kinds])
+        Enum(
+            DataRequestKind,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda kinds: [k.value for k in kinds],
+        )
     )
     status: Mapped[DataRequestStatus] = mapped_column(
-        Enum(DataRequestStatus, native_enum=False, length=16, validate_strings=True,
-             values_callable=lambda kinds: [k.value for k in kinds]),
+        Enum(
+            DataRequestStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda kinds: [k.value for k in kinds],
+        ),
         default=DataRequestStatus.REQUESTED,
     )
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
 
     def complete(self, now: datetime) -> None:
-        check_move(DATA_REQUEST_MOVES, self.status, DataRequestStatus.COMPLETED,
-                   f"data request {self.id}")
+        check_move(
+            DATA_REQUEST_MOVES, self.status, DataRequestStatus.COMPLETED, f"data request {self.id}"
+        )
         self.status = DataRequestStatus.COMPLETED
         self.completed_at = now
 
@@ -208,8 +226,7 @@ class StaffInvitation(Model):
     full_name: Mapped[str] = mapped_column(String(200))
     #: Role codes (StaffRole values) to grant on acceptance.
     roles: Mapped[list] = mapped_column(JSON)
-    invited_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
@@ -218,8 +235,11 @@ class StaffInvitation(Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     def is_pending(self, now: datetime | None = None) -> bool:
-        return (self.accepted_at is None and self.withdrawn_at is None
-                and (now or utcnow()) < self.expires_at)
+        return (
+            self.accepted_at is None
+            and self.withdrawn_at is None
+            and (now or utcnow()) < self.expires_at
+        )
 
     @property
     def status(self) -> str:

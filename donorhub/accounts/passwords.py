@@ -12,14 +12,16 @@ from flask import current_app
 
 def hasher() -> PasswordHasher:
     config = current_app.config
-    return _hasher(config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_COST"],
-                   config["ARGON2_PARALLELISM"])
+    return _hasher(
+        config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_COST"], config["ARGON2_PARALLELISM"]
+    )
 
 
 @cache
 def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
-    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
-                          parallelism=parallelism, type=Type.ID)
+    return PasswordHasher(
+        time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism, type=Type.ID
+    )
 
 
 def hash_password(password: str) -> str:
@@ -48,30 +50,41 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
 def burn_equal_time(password: str) -> None:
     """Verify against a throw-away hash, so an unknown e-mail costs what a known one does."""
     config = current_app.config
-    verify_password(_dummy_hash(config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_COST"],
-                                config["ARGON2_PARALLELISM"]), password)
+    verify_password(
+        _dummy_hash(
+            config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_COST"], config["ARGON2_PARALLELISM"]
+        ),
+        password,
+    )
 
 
 @cache
 def common_passwords() -> frozenset[str]:
     text = resources.files("donorhub.accounts").joinpath("common_passwords.txt").read_text()
-    return frozenset(line.strip().lower() for line in text.splitlines()
-                     if line.strip() and not line.startswith("#"))
+    return frozenset(
+        line.strip().lower()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
 
 
-def password_problems(password: str, *, min_length: int, max_length: int,
-                      email: str | None = None) -> list[str]:
+def password_problems(
+    password: str, *, min_length: int, max_length: int, email: str | None = None
+) -> list[str]:
     """Reasons a new password is refused, in plain words. Compared exactly: no trimming."""
     problems = []
     if len(password) < min_length:
-        problems.append(f"Use at least {min_length} characters. A few unrelated words make a "
-                        "long password that is easy to remember.")
+        problems.append(
+            f"Use at least {min_length} characters. A few unrelated words make a "
+            "long password that is easy to remember."
+        )
     if len(password) > max_length:
         problems.append(f"Use at most {max_length} characters.")
     lowered = password.lower()
     if lowered in common_passwords() or lowered.strip() in common_passwords():
-        problems.append("This password is on a list of passwords that attackers try first. "
-                        "Choose another.")
+        problems.append(
+            "This password is on a list of passwords that attackers try first. Choose another."
+        )
     if email:
         local_part = email.split("@", 1)[0].lower()
         if len(local_part) >= 4 and local_part in lowered:

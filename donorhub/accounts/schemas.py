@@ -52,9 +52,11 @@ class Registration:
 
 
 class RegisterSchema(ConfirmedPassword, FormSchema):
-    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
-                                                      check_plain_name],
-                              error_messages={"required": "Enter your name."})
+    full_name = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=200), check_plain_name],
+        error_messages={"required": "Enter your name."},
+    )
     email = EmailField(**EMAIL_FIELD)
 
     @post_load
@@ -88,28 +90,34 @@ class ChangeEmailSchema(FormSchema):
     current_password = PasswordField()
 
 
-CODE_MESSAGE = ("Enter the 6-digit code from your authenticator app, or one of your "
-                "recovery codes.")
+CODE_MESSAGE = "Enter the 6-digit code from your authenticator app, or one of your recovery codes."
 
 
 def _second_factor_code(value: str) -> None:
-    if len(value) > 32 or (re.fullmatch(r"\s*[0-9]{3}\s?[0-9]{3}\s*", value) is None
-                           and normalise_recovery_code(value) is None):
+    if len(value) > 32 or (
+        re.fullmatch(r"\s*[0-9]{3}\s?[0-9]{3}\s*", value) is None
+        and normalise_recovery_code(value) is None
+    ):
         raise ValidationError(CODE_MESSAGE)
 
 
 class TotpSchema(FormSchema):
     """The second step of a staff sign-in: an authenticator code or a recovery code."""
 
-    code = fields.String(required=True, validate=_second_factor_code,
-                         error_messages={"required": CODE_MESSAGE})
+    code = fields.String(
+        required=True, validate=_second_factor_code, error_messages={"required": CODE_MESSAGE}
+    )
 
 
 class AuthenticatorCodeSchema(FormSchema):
-    code = fields.String(required=True, validate=validate.Regexp(
-        r"^\s*[0-9]{3}\s?[0-9]{3}\s*$",
-        error="Enter the 6-digit code from your authenticator app."),
-        error_messages={"required": "Enter the 6-digit code from your authenticator app."})
+    code = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^\s*[0-9]{3}\s?[0-9]{3}\s*$",
+            error="Enter the 6-digit code from your authenticator app.",
+        ),
+        error_messages={"required": "Enter the 6-digit code from your authenticator app."},
+    )
 
 
 class RecoveryCodesSchema(AuthenticatorCodeSchema):

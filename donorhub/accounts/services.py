@@ -61,12 +61,14 @@ class EmailTaken(DomainError):
     """Another account already uses that e-mail address."""
 
 
-
 def check_password_policy(password: str, email: str | None = None) -> None:
     config = current_app.config
     problems = passwords.password_problems(
-        password, min_length=config["PASSWORD_MIN_LENGTH"],
-        max_length=config["PASSWORD_MAX_LENGTH"], email=email)
+        password,
+        min_length=config["PASSWORD_MIN_LENGTH"],
+        max_length=config["PASSWORD_MAX_LENGTH"],
+        email=email,
+    )
     if problems:
         raise WeakPassword(problems)
 
@@ -86,14 +88,17 @@ def greeting_name(user: User) -> str | None:
 
 def _secret_keys() -> list[bytes]:
     config = current_app.config
-    return [str(key).encode() for key in [config["SECRET_KEY"],
-                                           *(config.get("SECRET_KEY_FALLBACKS") or [])]]
+    return [
+        str(key).encode()
+        for key in [config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or [])]
+    ]
 
 
 def recipient_hash(address: str) -> str:
     """A keyed hash of an e-mail address, for counting mail to it without storing it."""
-    return hmac.new(_secret_keys()[0], b"mail-throttle:" + address.strip().lower().encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        _secret_keys()[0], b"mail-throttle:" + address.strip().lower().encode(), hashlib.sha256
+    ).hexdigest()
 
 
 #: How long a request for mail to one address counts against it (MAIL_PER_RECIPIENT_PER_HOUR).
@@ -112,12 +117,22 @@ def recipient_mail_allowed(address: str, kind: str, now: datetime | None = None)
     now = now or utcnow()
     key = recipient_hash(address)
     # This address's rows that no longer count go as it is asked for again (an index look-up).
-    db.session.execute(MailThrottle.__table__.delete().where(
-        MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at <= now - MAIL_THROTTLE_WINDOW))
-    earlier = db.session.scalar(select(func.count()).select_from(MailThrottle).where(
-        MailThrottle.recipient_hash == key, MailThrottle.kind == kind,
-        MailThrottle.created_at > now - MAIL_THROTTLE_WINDOW))
+    db.session.execute(
+        MailThrottle.__table__.delete().where(
+            MailThrottle.recipient_hash == key,
+            MailThrottle.kind == kind,
+            MailThrottle.created_at <= now - MAIL_THROTTLE_WINDOW,
+        )
+    )
+    earlier = db.session.scalar(
+        select(func.count())
+        .select_from(MailThrottle)
+        .where(
+            MailThrottle.recipient_hash == key,
+            MailThrottle.kind == kind,
+            MailThrottle.created_at > now - MAIL_THROTTLE_WINDOW,
+        )
+    )
     db.session.add(MailThrottle(recipient_hash=key, kind=kind, created_at=now))
     db.session.flush()
     return earlier < current_app.config["MAIL_PER_RECIPIENT_PER_HOUR"]
@@ -128,11 +143,15 @@ def purge_mail_throttle(now: datetime | None = None) -> int:
     address: those of addresses never asked for again would otherwise stay for ever."""
     cutoff = (now or utcnow()) - MAIL_THROTTLE_WINDOW
     # A DELETE gives a CursorResult, which has the row count.
-    return db.session.execute(MailThrottle.__table__.delete().where(  # type: ignore[attr-defined]
-        MailThrottle.created_at <= cutoff)).rowcount
+    return db.session.execute(
+        MailThrottle.__table__.delete().where(  # type: ignore[attr-defined]
+            MailThrottle.created_at <= cutoff
+        )
+    ).rowcount
 
 
 # Registration and verification -------------------------------------------------------------
+
 
 def register_account(email: str, full_name: str, password: str) -> User | None:
     """Create a donor account and mail a verification link.
@@ -149,10 +168,13 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
     allowed = recipient_mail_allowed(email, "already_registered")
     if existing is not None:
         if allowed:
-            queue_mail(existing.email, "accounts/already_registered",
-                       subject="Someone tried to create an account with your address",
-                       sign_in_url=urls.external_url("accounts.sign_in"),
-                       reset_url=urls.external_url("accounts.forgot_password"))
+            queue_mail(
+                existing.email,
+                "accounts/already_registered",
+                subject="Someone tried to create an account with your address",
+                sign_in_url=urls.external_url("accounts.sign_in"),
+                reset_url=urls.external_url("accounts.forgot_password"),
+            )
         return None
     user = User(email=email, full_name=full_name, password_hash=password_hash)
     db.session.add(user)
@@ -164,8 +186,13 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
 def send_verification(user: User) -> None:
     token = tokens.make_token("verify", {"uid": user.id, "email": user.email})
     # No name: the address is not confirmed, so whoever registered could have typed anything.
-    queue_mail(user.email, "accounts/verify", subject="Confirm your e-mail address",
-               sensitive=True, verify_url=urls.external_url("accounts.verify_email", token=token))
+    queue_mail(
+        user.email,
+        "accounts/verify",
+        subject="Confirm your e-mail address",
+        sensitive=True,
+        verify_url=urls.external_url("accounts.verify_email", token=token),
+    )
 
 
 def verify_email(token: str) -> User:
@@ -180,6 +207,7 @@ def verify_email(token: str) -> User:
 
 
 # Signing in --------------------------------------------------------------------------------
+
 
 def authenticate(email: str, password: str) -> User | None:
     """The account for these credentials, or None, taking the same time either way."""
@@ -210,6 +238,7 @@ def load_user_from_id(user_id_with_version: str) -> User | None:
 
 # Passwords ---------------------------------------------------------------------------------
 
+
 def request_password_reset(email: str) -> None:
     """Mail a reset link when the account exists; say nothing either way.
 
@@ -222,17 +251,27 @@ def request_password_reset(email: str) -> None:
     """
     email = email.strip().lower()
     # Roles are not needed, and loading them would be one more query for accounts only.
-    user = db.session.scalar(select(User).options(lazyload(User.roles))
-                             .where(User.email == email))
+    user = db.session.scalar(select(User).options(lazyload(User.roles)).where(User.email == email))
     allowed = recipient_mail_allowed(email, "reset")
     exists = user is not None and not user.is_disabled
-    subject_user = user if exists and user is not None else User(id=0, email=email, full_name="",
-                                            password_hash=_NO_ACCOUNT_HASH, session_version=1)
-    token = tokens.make_token("reset", {"uid": subject_user.id,
-                                        "fp": tokens.account_fingerprint(subject_user)})
-    message = render_mail(subject_user.email, "accounts/reset", subject="Reset your password",
-                          sensitive=True, name=greeting_name(subject_user),
-                          reset_url=urls.external_url("accounts.reset_password", token=token))
+    subject_user = (
+        user
+        if exists and user is not None
+        else User(
+            id=0, email=email, full_name="", password_hash=_NO_ACCOUNT_HASH, session_version=1
+        )
+    )
+    token = tokens.make_token(
+        "reset", {"uid": subject_user.id, "fp": tokens.account_fingerprint(subject_user)}
+    )
+    message = render_mail(
+        subject_user.email,
+        "accounts/reset",
+        subject="Reset your password",
+        sensitive=True,
+        name=greeting_name(subject_user),
+        reset_url=urls.external_url("accounts.reset_password", token=token),
+    )
     try:
         with db.session.begin_nested():  # released on leaving the block, or rolled back
             add_to_outbox(message)
@@ -254,8 +293,7 @@ def user_for_reset_token(token: str) -> User:
     """:raises tokens.InvalidToken: the link is broken, expired, used or outdated."""
     payload = tokens.read_token("reset", token, current_app.config["RESET_TOKEN_MAX_AGE"])
     user = db.session.get(User, payload.get("uid"))
-    if (user is None or user.is_disabled
-            or payload.get("fp") != tokens.account_fingerprint(user)):
+    if user is None or user.is_disabled or payload.get("fp") != tokens.account_fingerprint(user):
         raise tokens.InvalidToken("reset")
     return user
 
@@ -278,11 +316,17 @@ def set_password(user: User, new_password: str) -> None:
     user.password_hash = passwords.hash_password(new_password)
     user.password_changed_at = utcnow()
     user.end_all_sessions()
-    queue_mail(user.email, "accounts/password_changed", subject="Your password was changed",
-               name=greeting_name(user), reset_url=urls.external_url("accounts.forgot_password"))
+    queue_mail(
+        user.email,
+        "accounts/password_changed",
+        subject="Your password was changed",
+        name=greeting_name(user),
+        reset_url=urls.external_url("accounts.forgot_password"),
+    )
 
 
 # E-mail address ----------------------------------------------------------------------------
+
 
 def request_email_change(user: User, new_email: str, current_password: str) -> None:
     check_current_password(user, current_password)
@@ -294,19 +338,29 @@ def request_email_change(user: User, new_email: str, current_password: str) -> N
         # owner of the address instead (at most so often: see recipient_mail_allowed).
         if not recipient_mail_allowed(new_email, "already_registered"):
             return
-        queue_mail(new_email, "accounts/already_registered",
-                   subject="Someone tried to use your address for another account",
-                   sign_in_url=urls.external_url("accounts.sign_in"),
-                   reset_url=urls.external_url("accounts.forgot_password"))
+        queue_mail(
+            new_email,
+            "accounts/already_registered",
+            subject="Someone tried to use your address for another account",
+            sign_in_url=urls.external_url("accounts.sign_in"),
+            reset_url=urls.external_url("accounts.forgot_password"),
+        )
         return
-    token = tokens.make_token("change-email", {"uid": user.id, "old": user.email,
-                                               "new": new_email})
+    token = tokens.make_token("change-email", {"uid": user.id, "old": user.email, "new": new_email})
     # No name to the new address: nobody there has confirmed anything yet.
-    queue_mail(new_email, "accounts/confirm_new_email", subject="Confirm your new e-mail address",
-               sensitive=True,
-               confirm_url=urls.external_url("accounts.confirm_email_change", token=token))
-    queue_mail(user.email, "accounts/email_change_requested",
-               subject="A change of e-mail address was requested", name=greeting_name(user))
+    queue_mail(
+        new_email,
+        "accounts/confirm_new_email",
+        subject="Confirm your new e-mail address",
+        sensitive=True,
+        confirm_url=urls.external_url("accounts.confirm_email_change", token=token),
+    )
+    queue_mail(
+        user.email,
+        "accounts/email_change_requested",
+        subject="A change of e-mail address was requested",
+        name=greeting_name(user),
+    )
 
 
 def confirm_email_change(token: str) -> User:
@@ -324,46 +378,66 @@ def confirm_email_change(token: str) -> User:
 
 # Account deletion --------------------------------------------------------------------------
 
+
 def request_account_deletion(user: User, current_password: str) -> DataRequest:
     check_current_password(user, current_password)
-    existing = db.session.scalar(select(DataRequest).where(
-        DataRequest.user_id == user.id, DataRequest.kind == DataRequestKind.ERASURE,
-        DataRequest.status == "requested"))
+    existing = db.session.scalar(
+        select(DataRequest).where(
+            DataRequest.user_id == user.id,
+            DataRequest.kind == DataRequestKind.ERASURE,
+            DataRequest.status == "requested",
+        )
+    )
     if existing is not None:
         return existing
     request = DataRequest(user_id=user.id, kind=DataRequestKind.ERASURE)
     user.deletion_requested_at = utcnow()
     db.session.add(request)
     db.session.flush()
-    queue_mail(user.email, "accounts/deletion_requested",
-               subject="We have your request to delete your account", name=greeting_name(user))
-    queue_mail(current_app.config["DATA_PROTECTION_EMAIL"], "accounts/deletion_to_staff",
-               subject=f"Erasure request #{request.id}", request_id=request.id,
-               user_id=user.id)
+    queue_mail(
+        user.email,
+        "accounts/deletion_requested",
+        subject="We have your request to delete your account",
+        name=greeting_name(user),
+    )
+    queue_mail(
+        current_app.config["DATA_PROTECTION_EMAIL"],
+        "accounts/deletion_to_staff",
+        subject=f"Erasure request #{request.id}",
+        request_id=request.id,
+        user_id=user.id,
+    )
     return request
 
 
 # Staff and roles ---------------------------------------------------------------------------
 
-def create_staff_account(email: str, full_name: str, password: str, role: StaffRole,
-                         actor: User | None) -> User:
+
+def create_staff_account(
+    email: str, full_name: str, password: str, role: StaffRole, actor: User | None
+) -> User:
     """A verified account holding `role`; it must enrol two factors at first sign-in."""
     check_password_policy(password, email)
     email = email.strip().lower()
     user = find_user_by_email(email)
     if user is None:
-        user = User(email=email, full_name=full_name,
-                    password_hash=passwords.hash_password(password),
-                    email_verified_at=utcnow())
+        user = User(
+            email=email,
+            full_name=full_name,
+            password_hash=passwords.hash_password(password),
+            email_verified_at=utcnow(),
+        )
         db.session.add(user)
     elif user.has_role(role):
         raise DomainError(f"That account already has the {role.value} role.")
     elif not user.is_verified:
         # Anyone can register with an address they cannot read; granting a role to that
         # account would hand staff rights to whoever chose its password.
-        raise DomainError("That address has an account whose e-mail address was never "
-                          "confirmed, so it may not be this person's. Invite them from the "
-                          "staff accounts page instead: they choose a password from the link.")
+        raise DomainError(
+            "That address has an account whose e-mail address was never "
+            "confirmed, so it may not be this person's. Invite them from the "
+            "staff accounts page instead: they choose a password from the link."
+        )
     user.roles.append(UserRole(role=role))
     db.session.flush()
     record_audit(actor, "staff.role_granted", "user", user.id, {"role": role.value})
@@ -373,8 +447,7 @@ def create_staff_account(email: str, full_name: str, password: str, role: StaffR
 def set_account_disabled(actor: User | None, user: User, disabled: bool) -> None:
     user.is_disabled = disabled
     user.end_all_sessions()
-    record_audit(actor, "account.disabled" if disabled else "account.enabled", "user",
-                 user.id, {})
+    record_audit(actor, "account.disabled" if disabled else "account.enabled", "user", user.id, {})
 
 
 #: How long an invitation link works. Longer than a reset link (one hour), because a new
@@ -395,14 +468,23 @@ def _role_codes(roles: Iterable[StaffRole | str]) -> list[str]:
 
 
 def pending_invitation(email: str, now: datetime | None = None) -> StaffInvitation | None:
-    rows = db.session.scalars(select(StaffInvitation).where(
-        StaffInvitation.email == email.strip().lower(),
-        StaffInvitation.accepted_at.is_(None), StaffInvitation.withdrawn_at.is_(None)))
+    rows = db.session.scalars(
+        select(StaffInvitation).where(
+            StaffInvitation.email == email.strip().lower(),
+            StaffInvitation.accepted_at.is_(None),
+            StaffInvitation.withdrawn_at.is_(None),
+        )
+    )
     return next((row for row in rows if row.is_pending(now)), None)
 
 
-def invite_staff(actor: User, email: str, full_name: str, roles: Iterable[StaffRole | str],
-                 now: datetime | None = None) -> StaffInvitation:
+def invite_staff(
+    actor: User,
+    email: str,
+    full_name: str,
+    roles: Iterable[StaffRole | str],
+    now: datetime | None = None,
+) -> StaffInvitation:
     """Invite a person to the staff: a single-use link, mailed after commit, lets them choose
     their own password; the roles are granted only then (see StaffInvitation).
 
@@ -418,23 +500,37 @@ def invite_staff(actor: User, email: str, full_name: str, roles: Iterable[StaffR
         raise DomainError("Choose at least one role.")
     existing = find_user_by_email(email)
     if existing is not None and existing.is_staff:
-        raise AlreadyStaff("This address already has a staff account: change its roles from "
-                           "the list of staff accounts.")
+        raise AlreadyStaff(
+            "This address already has a staff account: change its roles from "
+            "the list of staff accounts."
+        )
     if pending_invitation(email, now) is not None:
-        raise InvitationWaiting("An invitation to this address is waiting already. Withdraw "
-                                "it first to send a new one.")
-    invitation = StaffInvitation(email=email, full_name=full_name, roles=codes,
-                                 invited_by_id=actor.id, created_at=now,
-                                 expires_at=now + INVITATION_MAX_AGE)
+        raise InvitationWaiting(
+            "An invitation to this address is waiting already. Withdraw it first to send a new one."
+        )
+    invitation = StaffInvitation(
+        email=email,
+        full_name=full_name,
+        roles=codes,
+        invited_by_id=actor.id,
+        created_at=now,
+        expires_at=now + INVITATION_MAX_AGE,
+    )
     db.session.add(invitation)
     db.session.flush()
-    record_audit(actor, "staff.invited", "staff_invitation", invitation.id,
-                 {"roles": ".".join(codes)})
+    record_audit(
+        actor, "staff.invited", "staff_invitation", invitation.id, {"roles": ".".join(codes)}
+    )
     token = tokens.make_token("invite", {"inv": invitation.id, "email": email})
-    queue_mail(email, "accounts/staff_invitation", sensitive=True,
-               subject=f"You are invited to the staff area of {current_app.config['CHARITY_NAME']}",
-               name=full_name, hours=int(INVITATION_MAX_AGE.total_seconds() // 3600),
-               invitation_url=urls.external_url("accounts.accept_invitation", token=token))
+    queue_mail(
+        email,
+        "accounts/staff_invitation",
+        sensitive=True,
+        subject=f"You are invited to the staff area of {current_app.config['CHARITY_NAME']}",
+        name=full_name,
+        hours=int(INVITATION_MAX_AGE.total_seconds() // 3600),
+        invitation_url=urls.external_url("accounts.accept_invitation", token=token),
+    )
     return invitation
 
 
@@ -442,8 +538,11 @@ def invitation_for_token(token: str, now: datetime | None = None) -> StaffInvita
     """:raises tokens.InvalidToken: the link is broken, expired, used or withdrawn."""
     payload = tokens.read_token("invite", token, INVITATION_MAX_AGE)
     invitation = db.session.get(StaffInvitation, payload.get("inv"))
-    if (invitation is None or invitation.email != payload.get("email")
-            or not invitation.is_pending(now)):
+    if (
+        invitation is None
+        or invitation.email != payload.get("email")
+        or not invitation.is_pending(now)
+    ):
         raise tokens.InvalidToken("invite")
     return invitation
 
@@ -463,9 +562,13 @@ def accept_invitation(token: str, password: str, now: datetime | None = None) ->
     check_password_policy(password, invitation.email)
     user = find_user_by_email(invitation.email)
     if user is None:
-        user = User(email=invitation.email, full_name=invitation.full_name,
-                    password_hash=passwords.hash_password(password), password_changed_at=now,
-                    email_verified_at=now)
+        user = User(
+            email=invitation.email,
+            full_name=invitation.full_name,
+            password_hash=passwords.hash_password(password),
+            password_changed_at=now,
+            email_verified_at=now,
+        )
         db.session.add(user)
     elif user.is_disabled:
         raise tokens.InvalidToken("invite")  # an invitation never revives a disabled account
@@ -473,15 +576,23 @@ def accept_invitation(token: str, password: str, now: datetime | None = None) ->
         set_password(user, password)
         # Following the link proved the person reads this mailbox.
         user.email_verified_at = user.email_verified_at or now
-    inviter = db.session.get(User, invitation.invited_by_id) \
-        if invitation.invited_by_id is not None else None
+    inviter = (
+        db.session.get(User, invitation.invited_by_id)
+        if invitation.invited_by_id is not None
+        else None
+    )
     for code in invitation.roles:
         if not user.has_role(code):
             user.roles.append(UserRole(role=StaffRole(code)))
     db.session.flush()
     for code in invitation.roles:
-        record_audit(inviter, "staff.role_granted", "user", user.id,
-                     {"role": code, "invitation": invitation.id})
+        record_audit(
+            inviter,
+            "staff.role_granted",
+            "user",
+            user.id,
+            {"role": code, "invitation": invitation.id},
+        )
     invitation.accepted_at = now
     invitation.user_id = user.id
     record_audit(user, "staff.invitation_accepted", "staff_invitation", invitation.id, {})
@@ -506,8 +617,9 @@ def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -
     if not user.is_staff:
         raise DomainError("This is not a staff account.")
     if not wanted:
-        raise DomainError("Choose at least one role. To end someone's access, disable the "
-                          "account instead.")
+        raise DomainError(
+            "Choose at least one role. To end someone's access, disable the account instead."
+        )
     if user.id == actor.id and StaffRole.ADMIN.value not in wanted:
         raise DomainError("You cannot remove your own admin role. Ask another admin.")
     current = set(user.staff_roles)
@@ -525,6 +637,7 @@ def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -
 
 # Two-factor sign-in ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TotpEnrolment:
     secret: str
@@ -535,7 +648,8 @@ def begin_totp_enrolment(user: User) -> TotpEnrolment:
     if user.totp_pending_secret is None:
         user.totp_pending_secret = pyotp.random_base32()
     uri = pyotp.TOTP(user.totp_pending_secret).provisioning_uri(
-        name=user.email, issuer_name=current_app.config["TOTP_ISSUER"])
+        name=user.email, issuer_name=current_app.config["TOTP_ISSUER"]
+    )
     return TotpEnrolment(secret=user.totp_pending_secret, provisioning_uri=uri)
 
 
@@ -569,8 +683,11 @@ def finish_totp_enrolment(user: User, code: str, now: float | None = None) -> li
     the code is wrong.
     """
     code = "".join(code.split())
-    step = None if user.totp_pending_secret is None else _matching_step(
-        user.totp_pending_secret, code, now)
+    step = (
+        None
+        if user.totp_pending_secret is None
+        else _matching_step(user.totp_pending_secret, code, now)
+    )
     if step is None:
         return None
     user.totp_secret = user.totp_pending_secret
@@ -595,10 +712,10 @@ def verify_totp(user: User, code: str, now: float | None = None) -> bool:
         return False
     claimed = db.session.execute(
         update(User)
-        .where(User.id == user.id,
-               or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step, totp_failures=0)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
         return False
     set_committed_value(user, "totp_last_step", step)
@@ -611,13 +728,21 @@ def _count_failure_in_a_row(user: User, counter, limit: int, at_limit: dict) -> 
     `at_limit` (what ends the account's pending sign-ins or sessions). Both moves are UPDATEs
     on the row, so failures racing from many clients are all counted and exactly one of them
     reaches the limit. True for that one."""
-    db.session.execute(update(User).where(User.id == user.id)
-                       .values({counter: counter + 1})
-                       .execution_options(synchronize_session=False))
-    reached = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
-        update(User).where(User.id == user.id, counter >= limit)
-        .values({counter: 0, **at_limit})
-        .execution_options(synchronize_session=False)).rowcount == 1
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values({counter: counter + 1})
+        .execution_options(synchronize_session=False)
+    )
+    reached = (
+        db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+            update(User)
+            .where(User.id == user.id, counter >= limit)
+            .values({counter: 0, **at_limit})
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
     db.session.refresh(user, [counter.key, *(column.key for column in at_limit)])
     return reached
 
@@ -636,18 +761,24 @@ def record_second_factor_failure(user: User) -> None:
     :raises SecondFactorLocked: this failure locked the second factor.
     """
     limit = current_app.config["MFA_MAX_FAILURES"]
-    if not _count_failure_in_a_row(user, User.totp_failures, limit,
-                                   {User.totp_lockouts: User.totp_lockouts + 1}):
+    if not _count_failure_in_a_row(
+        user, User.totp_failures, limit, {User.totp_lockouts: User.totp_lockouts + 1}
+    ):
         return
     record_audit(user, "staff.second_factor_locked", "user", user.id, {"failures": limit})
-    queue_mail(user.email, "accounts/second_factor_locked",
-               subject="Wrong sign-in codes were entered for your staff account",
-               name=greeting_name(user), failures=limit,
-               reset_url=urls.external_url("accounts.forgot_password"))
+    queue_mail(
+        user.email,
+        "accounts/second_factor_locked",
+        subject="Wrong sign-in codes were entered for your staff account",
+        name=greeting_name(user),
+        failures=limit,
+        reset_url=urls.external_url("accounts.forgot_password"),
+    )
     raise SecondFactorLocked(f"{limit} wrong codes in a row")
 
 
 # Recovery codes ----------------------------------------------------------------------------
+
 
 def recovery_code_hash(user_id: int, code: str, key: bytes | None = None) -> str:
     """HMAC-SHA256 under the app's secret key: the database alone cannot check a guess.
@@ -659,22 +790,27 @@ def recovery_code_hash(user_id: int, code: str, key: bytes | None = None) -> str
 def new_recovery_codes(user: User) -> list[str]:
     """Replace the account's recovery codes by RECOVERY_CODE_COUNT new ones; returns them
     (the only time they exist in clear)."""
-    db.session.execute(RecoveryCode.__table__.delete().where(
-        RecoveryCode.user_id == user.id))
-    codes = ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
-             for _ in range(RECOVERY_CODE_COUNT)]
+    db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    codes = [
+        "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+        for _ in range(RECOVERY_CODE_COUNT)
+    ]
     for code in codes:
-        db.session.add(RecoveryCode(user_id=user.id, code_hash=recovery_code_hash(user.id,
-                                                                                  code)))
+        db.session.add(RecoveryCode(user_id=user.id, code_hash=recovery_code_hash(user.id, code)))
     db.session.flush()
-    record_audit(user, "staff.recovery_codes_made", "user", user.id,
-                 {"count": RECOVERY_CODE_COUNT})
+    record_audit(user, "staff.recovery_codes_made", "user", user.id, {"count": RECOVERY_CODE_COUNT})
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
 
 def unused_recovery_codes(user: User) -> int:
-    return db.session.scalar(select(func.count()).select_from(RecoveryCode).where(
-        RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))) or 0
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+        )
+        or 0
+    )
 
 
 def use_recovery_code(user: User, code: str) -> bool:
@@ -687,21 +823,33 @@ def use_recovery_code(user: User, code: str) -> bool:
     hashes = [recovery_code_hash(user.id, folded, key) for key in _secret_keys()]
     claimed = db.session.execute(
         update(RecoveryCode)
-        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash.in_(hashes),
-               RecoveryCode.used_at.is_(None))
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash.in_(hashes),
+            RecoveryCode.used_at.is_(None),
+        )
         .values(used_at=utcnow())
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
         return False
-    db.session.execute(update(User).where(User.id == user.id).values(totp_failures=0)
-                       .execution_options(synchronize_session=False))
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(totp_failures=0)
+        .execution_options(synchronize_session=False)
+    )
     set_committed_value(user, "totp_failures", 0)
     left = unused_recovery_codes(user)
     record_audit(user, "staff.recovery_code_used", "user", user.id, {"left": left})
-    queue_mail(user.email, "accounts/recovery_code_used",
-               subject="A recovery code was used to sign in to your staff account",
-               name=greeting_name(user), left=left,
-               reset_url=urls.external_url("accounts.forgot_password"))
+    queue_mail(
+        user.email,
+        "accounts/recovery_code_used",
+        subject="A recovery code was used to sign in to your staff account",
+        name=greeting_name(user),
+        left=left,
+        reset_url=urls.external_url("accounts.forgot_password"),
+    )
     return True
 
 
@@ -718,9 +866,13 @@ def reset_second_factor(user: User, actor: User | None = None) -> None:
     user.end_all_sessions()
     db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
     record_audit(actor, "staff.second_factor_reset", "user", user.id, {})
-    queue_mail(user.email, "accounts/second_factor_reset",
-               subject="Two-factor sign-in was reset for your staff account",
-               name=greeting_name(user), reset_url=urls.external_url("accounts.forgot_password"))
+    queue_mail(
+        user.email,
+        "accounts/second_factor_reset",
+        subject="Two-factor sign-in was reset for your staff account",
+        name=greeting_name(user),
+        reset_url=urls.external_url("accounts.forgot_password"),
+    )
 
 
 def check_second_factor(user: User, code: str, now: float | None = None) -> bool:
@@ -731,6 +883,7 @@ def check_second_factor(user: User, code: str, now: float | None = None) -> bool
 
 
 # Re-entering the current password ----------------------------------------------------------
+
 
 class SessionsEnded(DomainError):
     """Too many wrong current passwords in a row: every session of the account has ended."""
@@ -751,9 +904,11 @@ def check_current_password(user: User, password: str) -> None:
             user.reauth_failures = 0
         return
     limit = current_app.config["REAUTH_MAX_FAILURES"]
-    if _count_failure_in_a_row(user, User.reauth_failures, limit,
-                               {User.session_version: User.session_version + 1}):
-        record_audit(user, "account.sessions_ended_wrong_password", "user", user.id,
-                     {"failures": limit})
+    if _count_failure_in_a_row(
+        user, User.reauth_failures, limit, {User.session_version: User.session_version + 1}
+    ):
+        record_audit(
+            user, "account.sessions_ended_wrong_password", "user", user.id, {"failures": limit}
+        )
         raise SessionsEnded(f"{limit} wrong passwords in a row")
     raise WrongPassword("Your current password is not right.")

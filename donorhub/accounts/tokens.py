@@ -17,8 +17,9 @@ class InvalidToken(Exception):
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
-                                  salt=f"donorhub.accounts.{purpose}")
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt=f"donorhub.accounts.{purpose}"
+    )
 
 
 def account_fingerprint(user: User) -> str:
@@ -27,12 +28,14 @@ def account_fingerprint(user: User) -> str:
     Binding a reset token to it makes the token single-use: using it changes the password,
     and signing in or changing the password in between kills it too.
     """
-    material = "|".join([
-        user.password_hash,
-        user.last_sign_in_at.isoformat() if user.last_sign_in_at else "",
-        str(user.session_version),
-        user.email,
-    ])
+    material = "|".join(
+        [
+            user.password_hash,
+            user.last_sign_in_at.isoformat() if user.last_sign_in_at else "",
+            str(user.session_version),
+            user.email,
+        ]
+    )
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
 

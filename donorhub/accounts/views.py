@@ -50,24 +50,33 @@ def pending_account_key() -> str:
 
 
 def signed_in_account_key() -> str:
-    return f"account:{current_user.id}" if current_user.is_authenticated \
+    return (
+        f"account:{current_user.id}"
+        if current_user.is_authenticated
         else f"address:{get_remote_address()}"
+    )
 
 
 #: Wrong second-factor codes count against the account; a successful sign-in does not.
 limit_second_factor_per_account = limiter.limit(
-    lambda: current_app.config["RATELIMIT_TOTP_ACCOUNT"], methods=["POST"],
-    key_func=pending_account_key, scope="second-factor-account",
-    deduct_when=lambda _response: not g.get("second_factor_ok"))
+    lambda: current_app.config["RATELIMIT_TOTP_ACCOUNT"],
+    methods=["POST"],
+    key_func=pending_account_key,
+    scope="second-factor-account",
+    deduct_when=lambda _response: not g.get("second_factor_ok"),
+)
 
 #: Every page that asks for the current password again shares one budget per client address
 #: and one per account.
 limit_reauth_per_address = limiter.shared_limit(
-    lambda: current_app.config["RATELIMIT_REAUTH"], scope="reauth-address",
-    methods=["POST"])
+    lambda: current_app.config["RATELIMIT_REAUTH"], scope="reauth-address", methods=["POST"]
+)
 limit_reauth_per_account = limiter.shared_limit(
-    lambda: current_app.config["RATELIMIT_REAUTH"], scope="reauth-account",
-    key_func=signed_in_account_key, methods=["POST"])
+    lambda: current_app.config["RATELIMIT_REAUTH"],
+    scope="reauth-account",
+    key_func=signed_in_account_key,
+    methods=["POST"],
+)
 
 ANY_STAFF = tuple(StaffRole)
 
@@ -86,6 +95,7 @@ def begin_session(user: User, *, remember: bool, mfa: bool) -> None:
 
 
 # Registration ------------------------------------------------------------------------------
+
 
 @bp.route("/register", methods=["GET", "POST"])
 @public
@@ -115,8 +125,11 @@ def verify_email(token: str):
     except tokens.InvalidToken:
         return render_template("accounts/link_invalid.html", what="confirmation"), 400
     flash("Thank you: your e-mail address is confirmed.", "success")
-    return redirect(url_for("accounts.settings") if current_user.is_authenticated
-                    else url_for("accounts.sign_in"))
+    return redirect(
+        url_for("accounts.settings")
+        if current_user.is_authenticated
+        else url_for("accounts.sign_in")
+    )
 
 
 @bp.post("/verify/resend")
@@ -132,14 +145,16 @@ def resend_verification():
 
 # Signing in and out ------------------------------------------------------------------------
 
+
 @bp.route("/sign-in", methods=["GET", "POST"])
 @public
 @limit("RATELIMIT_SIGN_IN")
 def sign_in():
     """Sign in with e-mail and password; staff then give a second factor."""
     if request.method == "GET":
-        return render_template("accounts/sign_in.html", errors={}, form={},
-                               expired=request.args.get("expired"))
+        return render_template(
+            "accounts/sign_in.html", errors={}, form={}, expired=request.args.get("expired")
+        )
     data, errors = load_form(SignInSchema())
     user = services.authenticate(data["email"], data["password"]) if not errors else None
     if user is None:
@@ -150,9 +165,13 @@ def sign_in():
         return render_template("accounts/sign_in.html", errors=errors, form=form), 422
     if user.is_staff:
         session.clear()
-        session["pending"] = {"uid": user.id, "sv": user.session_version,
-                              "lk": user.totp_lockouts, "at": int(time.time()),
-                              "next": request.values.get("next")}
+        session["pending"] = {
+            "uid": user.id,
+            "sv": user.session_version,
+            "lk": user.totp_lockouts,
+            "at": int(time.time()),
+            "next": request.values.get("next"),
+        }
         log_security_event("sign_in_password_ok", user_id=user.id, staff=True)
         target = "accounts.two_factor" if user.has_totp else "accounts.two_factor_setup"
         return redirect(url_for(target))
@@ -163,13 +182,19 @@ def sign_in():
 
 def pending_staff_user() -> User | None:
     pending = session.get("pending")
-    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > \
-            PENDING_SIGN_IN_SECONDS:
+    if (
+        not isinstance(pending, dict)
+        or time.time() - pending.get("at", 0) > PENDING_SIGN_IN_SECONDS
+    ):
         return None
     user = db.session.get(User, pending.get("uid"))
     # A lock-out (too many wrong codes) raises totp_lockouts and so ends every pending sign-in.
-    if user is None or user.is_disabled or user.session_version != pending.get("sv") \
-            or user.totp_lockouts != pending.get("lk"):
+    if (
+        user is None
+        or user.is_disabled
+        or user.session_version != pending.get("sv")
+        or user.totp_lockouts != pending.get("lk")
+    ):
         return None
     return user
 
@@ -211,12 +236,18 @@ def two_factor():
         except services.SecondFactorLocked:
             session.pop("pending", None)
             log_security_event("mfa_locked", user_id=user.id)
-            flash("Too many wrong codes. To keep the account safe, sign in again from the "
-                  "start. We have told the account's owner by e-mail.", "error")
+            flash(
+                "Too many wrong codes. To keep the account safe, sign in again from the "
+                "start. We have told the account's owner by e-mail.",
+                "error",
+            )
             return redirect(url_for("accounts.sign_in"))
         commit_before_refusing()  # the wrong code counts towards the lock-out
-    errors = errors or {"code": ["That code is not right, or it was already used. Wait for "
-                                 "the next code and try again."]}
+    errors = errors or {
+        "code": [
+            "That code is not right, or it was already used. Wait for the next code and try again."
+        ]
+    }
     return render_template("accounts/two_factor.html", errors=errors), 422
 
 
@@ -238,14 +269,21 @@ def two_factor_setup():
         if codes is not None:
             target = start_staff_session(user)
             # Shown once, in this answer only: never stored in clear, never in the cookie.
-            return render_template("accounts/recovery_codes.html", codes=codes,
-                                   continue_to=target, enrolled=True)
+            return render_template(
+                "accounts/recovery_codes.html", codes=codes, continue_to=target, enrolled=True
+            )
         log_security_event("mfa_failed", user_id=user.id, enrolment=True)
-        errors = errors or {"code": ["That code is not right. Check the time on your phone "
-                                     "and try the newest code."]}
-    return render_template("accounts/two_factor_setup.html", errors=errors,
-                           secret=enrolment.secret, qr=qr_svg(enrolment.provisioning_uri)), \
-        (422 if errors else 200)
+        errors = errors or {
+            "code": [
+                "That code is not right. Check the time on your phone and try the newest code."
+            ]
+        }
+    return render_template(
+        "accounts/two_factor_setup.html",
+        errors=errors,
+        secret=enrolment.secret,
+        qr=qr_svg(enrolment.provisioning_uri),
+    ), (422 if errors else 200)
 
 
 @bp.post("/sign-out")
@@ -264,6 +302,7 @@ def sign_out():
 
 # Forgotten password ------------------------------------------------------------------------
 
+
 @bp.route("/forgot-password", methods=["GET", "POST"])
 @public
 @limit("RATELIMIT_RESET")
@@ -273,8 +312,9 @@ def forgot_password():
         return render_template("accounts/forgot_password.html", errors={}, form={})
     data, errors = load_form(EmailOnlySchema())
     if errors:
-        return render_template("accounts/forgot_password.html", errors=errors,
-                               form=request.form), 422
+        return render_template(
+            "accounts/forgot_password.html", errors=errors, form=request.form
+        ), 422
     services.request_password_reset(data["email"])
     return render_template("accounts/check_inbox.html", reason="reset")
 
@@ -318,6 +358,7 @@ def choose_new_password():
 
 # Staff invitations -------------------------------------------------------------------------
 
+
 @bp.get("/invitation/<token>")
 @public
 def accept_invitation(token: str):
@@ -338,8 +379,7 @@ def choose_staff_password():
         session.pop("invitation_token", None)
         return render_template("accounts/link_invalid.html", what="invitation"), 400
     if request.method == "GET":
-        return render_template("accounts/staff_invitation.html", errors={},
-                               invitation=invitation)
+        return render_template("accounts/staff_invitation.html", errors={}, invitation=invitation)
     data, errors = load_form(NewPasswordSchema())
     if not errors:
         try:
@@ -350,30 +390,35 @@ def choose_staff_password():
             session.pop("invitation_token", None)
             return render_template("accounts/link_invalid.html", what="invitation"), 400
     if errors:
-        return render_template("accounts/staff_invitation.html", errors=errors,
-                               invitation=invitation), 422
+        return render_template(
+            "accounts/staff_invitation.html", errors=errors, invitation=invitation
+        ), 422
     log_security_event("staff_invitation_accepted", user_id=user.id)
     logout_user()
     session.clear()
-    flash("Your password is set. Sign in with it, then connect your authenticator app.",
-          "success")
+    flash("Your password is set. Sign in with it, then connect your authenticator app.", "success")
     return redirect(url_for("accounts.sign_in"))
 
 
 @bp.after_request
 def no_referrer_on_token_pages(response):
-    if request.endpoint in {"accounts.reset_password", "accounts.choose_new_password",
-                            "accounts.verify_email", "accounts.confirm_email_change",
-                            "accounts.accept_invitation", "accounts.choose_staff_password"}:
+    if request.endpoint in {
+        "accounts.reset_password",
+        "accounts.choose_new_password",
+        "accounts.verify_email",
+        "accounts.confirm_email_change",
+        "accounts.accept_invitation",
+        "accounts.choose_staff_password",
+    }:
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
 # Settings ----------------------------------------------------------------------------------
 
+
 def render_settings(errors: dict | None = None, status: int = 200, section: str = ""):
-    return render_template("accounts/settings.html", errors=errors or {}, section=section), \
-        status
+    return render_template("accounts/settings.html", errors=errors or {}, section=section), status
 
 
 @bp.get("")
@@ -391,8 +436,11 @@ def wrong_current_password(error: Exception, section: str):
         log_security_event("reauth_locked", user_id=current_user.id)
         logout_user()
         session.clear()
-        flash("Too many wrong passwords: you are signed out everywhere. Sign in again, or "
-              "reset your password if you have forgotten it.", "error")
+        flash(
+            "Too many wrong passwords: you are signed out everywhere. Sign in again, or "
+            "reset your password if you have forgotten it.",
+            "error",
+        )
         return redirect(url_for("accounts.sign_in"))
     log_security_event("reauth_failed", user_id=current_user.id)
     return render_settings({"current_password": [str(error)]}, 422, section)
@@ -440,8 +488,10 @@ def change_email():
             errors = {"email": [str(error)]}
     if errors:
         return render_settings(errors, 422, "email")
-    flash("We have sent a link to the new address. Your address changes when you follow it.",
-          "success")
+    flash(
+        "We have sent a link to the new address. Your address changes when you follow it.",
+        "success",
+    )
     return redirect(url_for("accounts.settings"))
 
 
@@ -454,8 +504,11 @@ def confirm_email_change(token: str):
     except (tokens.InvalidToken, services.EmailTaken):
         return render_template("accounts/link_invalid.html", what="address change"), 400
     flash("Your e-mail address is changed.", "success")
-    return redirect(url_for("accounts.settings") if current_user.is_authenticated
-                    else url_for("accounts.sign_in"))
+    return redirect(
+        url_for("accounts.settings")
+        if current_user.is_authenticated
+        else url_for("accounts.sign_in")
+    )
 
 
 @bp.post("/delete")
@@ -473,12 +526,16 @@ def request_deletion():
             return wrong_current_password(error, "delete")
     if errors:
         return render_settings(errors, 422, "delete")
-    flash("We have your request. We will delete your personal data within 30 days and "
-          "write to you when it is done.", "success")
+    flash(
+        "We have your request. We will delete your personal data within 30 days and "
+        "write to you when it is done.",
+        "success",
+    )
     return redirect(url_for("accounts.settings"))
 
 
 # Recovery codes ----------------------------------------------------------------------------
+
 
 @bp.route("/recovery-codes", methods=["GET", "POST"])
 @staff(*ANY_STAFF)
@@ -502,15 +559,24 @@ def recovery_codes():
                 errors = {"current_password": [str(error)]}
         if not errors and not services.verify_totp(user, data["code"]):
             log_security_event("mfa_failed", user_id=user.id, recovery_codes=True)
-            errors = {"code": ["That code is not right, or it was already used. Wait for "
-                               "the next code and try again."]}
+            errors = {
+                "code": [
+                    "That code is not right, or it was already used. Wait for "
+                    "the next code and try again."
+                ]
+            }
         if not errors:
             codes = services.new_recovery_codes(user)
             log_security_event("recovery_codes_made", user_id=user.id)
-            return render_template("accounts/recovery_codes.html", codes=codes,
-                                   continue_to=url_for("accounts.settings"), enrolled=False)
-    return render_template("accounts/recovery_codes_new.html", errors=errors,
-                           left=services.unused_recovery_codes(user)), 422 if errors else 200
+            return render_template(
+                "accounts/recovery_codes.html",
+                codes=codes,
+                continue_to=url_for("accounts.settings"),
+                enrolled=False,
+            )
+    return render_template(
+        "accounts/recovery_codes_new.html", errors=errors, left=services.unused_recovery_codes(user)
+    ), 422 if errors else 200
 
 
 @bp.get("/my-data.json")

@@ -16,9 +16,9 @@ from donorhub.extensions import Model
 
 
 class CampaignStatus(StrEnum):
-    DRAFT = "draft"      # staff only
-    LIVE = "live"        # published: public page, home page, JSON total
-    CLOSED = "closed"    # the public page stays (totals frozen in meaning), no more giving
+    DRAFT = "draft"  # staff only
+    LIVE = "live"  # published: public page, home page, JSON total
+    CLOSED = "closed"  # the public page stays (totals frozen in meaning), no more giving
 
 
 CAMPAIGN_MOVES: dict[CampaignStatus, frozenset[CampaignStatus]] = {
@@ -44,13 +44,19 @@ class Campaign(TimestampMixin, Model):
     #: The appeal (source) code printed on letters and used in reports.
     appeal_code: Mapped[str] = mapped_column(String(32), unique=True)
     status: Mapped[CampaignStatus] = mapped_column(
-        Enum(CampaignStatus, native_enum=False, length=16, validate_strings=True,
-             values_callable=lambda members: [m.value for m in members]),
-        default=CampaignStatus.DRAFT, index=True)
+        Enum(
+            CampaignStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        default=CampaignStatus.DRAFT,
+        index=True,
+    )
     published_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
 
     def move_to(self, target: CampaignStatus) -> None:
         check_move(CAMPAIGN_MOVES, self.status, target, f"campaign {self.id}")

@@ -9,8 +9,9 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 from donorhub.forms import FormSchema
 from donorhub.money import CURRENCIES, BadAmount, parse_amount
 
-SLUG = validate.Regexp(r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
-                       error="Use lower-case letters, digits and single hyphens.")
+SLUG = validate.Regexp(
+    r"^[a-z0-9]+(?:-[a-z0-9]+)*$", error="Use lower-case letters, digits and single hyphens."
+)
 
 
 class OptionalDate(fields.Date):
@@ -29,10 +30,16 @@ class CampaignSchema(FormSchema):
     goal_currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
     starts_on = fields.Date(required=True)
     ends_on = OptionalDate(load_default=None, allow_none=True)
-    appeal_code = fields.String(required=True, validate=[
-        validate.Length(min=1, max=32),
-        validate.Regexp(r"^[A-Z0-9][A-Z0-9_-]*$",
-                        error="Use capital letters, digits, hyphens and underscores.")])
+    appeal_code = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=32),
+            validate.Regexp(
+                r"^[A-Z0-9][A-Z0-9_-]*$",
+                error="Use capital letters, digits, hyphens and underscores.",
+            ),
+        ],
+    )
 
     @validates_schema
     def dates_in_order(self, data, **kwargs):
@@ -44,15 +51,15 @@ class CampaignSchema(FormSchema):
         try:
             goal = parse_amount(data.pop("goal"))
         except BadAmount:
-            raise ValidationError("Enter the goal as an amount, e.g. 5000 or 5000.00.",
-                                  "goal") from None
+            raise ValidationError(
+                "Enter the goal as an amount, e.g. 5000 or 5000.00.", "goal"
+            ) from None
         if goal <= 0:
             raise ValidationError("The goal must be more than zero.", "goal")
         data["goal_minor"] = goal
         data["name"] = data["name"].strip()
         data["summary"] = data["summary"].strip()
         return data
-
 
 
 class RateSchema(FormSchema):

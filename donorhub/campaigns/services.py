@@ -37,8 +37,23 @@ if TYPE_CHECKING:
 
 # Markdown --------------------------------------------------------------------------------
 
-ALLOWED_TAGS = {"p", "br", "hr", "h2", "h3", "h4", "strong", "em", "a", "ul", "ol", "li",
-                "blockquote", "code", "pre"}
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "hr",
+    "h2",
+    "h3",
+    "h4",
+    "strong",
+    "em",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "code",
+    "pre",
+}
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 ALLOWED_URL_SCHEMES = {"https", "http", "mailto"}
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
@@ -48,12 +63,18 @@ def render_markdown(source: str) -> str:
     """Markdown to safe HTML: raw HTML is not passed through, images are not rendered
     (the CSP allows only our own), and nh3 keeps only the allow-listed tags."""
     html = _markdown.render(source or "")
-    return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
-                     url_schemes=ALLOWED_URL_SCHEMES, link_rel="noopener noreferrer nofollow",
-                     strip_comments=True)
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=ALLOWED_URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
 
 
 # Totals ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Totals:
@@ -81,25 +102,45 @@ def campaign_totals(campaign: Campaign, rates: dict[str, Decimal] | None = None)
     rows = db.session.execute(
         select(Donation.currency, func.sum(net), func.count())
         .where(counted, Donation.status.in_(COUNTED_STATUSES), net > 0)
-        .group_by(Donation.currency)).all()
+        .group_by(Donation.currency)
+    ).all()
     by_currency = {currency: int(total or 0) for currency, total, _ in rows}
     gifts = sum(int(n) for _, _, n in rows)
-    donors = db.session.scalar(
-        select(func.count(func.distinct(Donation.donor_id)))
-        .where(counted, Donation.status.in_(COUNTED_STATUSES), net > 0)) or 0
+    donors = (
+        db.session.scalar(
+            select(func.count(func.distinct(Donation.donor_id))).where(
+                counted, Donation.status.in_(COUNTED_STATUSES), net > 0
+            )
+        )
+        or 0
+    )
     from flask import current_app
 
     if rates is None:
         rates = current_rates(current_app.config["REPORTING_CURRENCY"])
-    return Totals(by_currency, int(donors), gifts,
-                  convert(by_currency, campaign.goal_currency, rates),
-                  campaign.goal_minor, campaign.goal_currency)
+    return Totals(
+        by_currency,
+        int(donors),
+        gifts,
+        convert(by_currency, campaign.goal_currency, rates),
+        campaign.goal_minor,
+        campaign.goal_currency,
+    )
 
 
 # Campaign life cycle -------------------------------------------------------------------------
 
-_EDITABLE = ("name", "slug", "summary", "body_md", "goal_minor", "goal_currency", "starts_on",
-             "ends_on", "appeal_code")
+_EDITABLE = (
+    "name",
+    "slug",
+    "summary",
+    "body_md",
+    "goal_minor",
+    "goal_currency",
+    "starts_on",
+    "ends_on",
+    "appeal_code",
+)
 
 
 def _check_unique(data: dict, campaign_id: int | None) -> None:
@@ -112,8 +153,9 @@ def _check_unique(data: dict, campaign_id: int | None) -> None:
 
 def create_campaign(data: dict, actor: User) -> Campaign:
     _check_unique(data, None)
-    campaign = Campaign(**{k: data[k] for k in _EDITABLE}, created_by_id=actor.id,
-                        status=CampaignStatus.DRAFT)
+    campaign = Campaign(
+        **{k: data[k] for k in _EDITABLE}, created_by_id=actor.id, status=CampaignStatus.DRAFT
+    )
     db.session.add(campaign)
     db.session.flush()
     record_audit(actor, "campaign.created", "campaign", campaign.id, {})
@@ -123,7 +165,8 @@ def create_campaign(data: dict, actor: User) -> Campaign:
 def update_campaign(campaign: Campaign, data: dict, actor: User) -> Campaign:
     _check_unique(data, campaign.id)
     if campaign.status is not CampaignStatus.DRAFT and (
-            data["goal_currency"] != campaign.goal_currency):
+        data["goal_currency"] != campaign.goal_currency
+    ):
         raise DomainError("The goal currency cannot change once the campaign is published.")
     if campaign.status is not CampaignStatus.DRAFT and data["slug"] != campaign.slug:
         raise DomainError("The address cannot change once the campaign is published.")
@@ -155,22 +198,30 @@ def get_campaign(campaign_id: int) -> Campaign | None:
 
 def is_open_for_gifts(campaign: Campaign, today: date | None = None) -> bool:
     today = today or uk_today()
-    return (campaign.status is CampaignStatus.LIVE and campaign.starts_on <= today
-            and (campaign.ends_on is None or today <= campaign.ends_on))
+    return (
+        campaign.status is CampaignStatus.LIVE
+        and campaign.starts_on <= today
+        and (campaign.ends_on is None or today <= campaign.ends_on)
+    )
 
 
 def live_campaigns(today: date | None = None) -> list[Campaign]:
     """Published campaigns whose dates include today, soonest ending first."""
-    rows = db.session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.LIVE)
-                              .order_by(Campaign.ends_on, Campaign.id)).all()
+    rows = db.session.scalars(
+        select(Campaign)
+        .where(Campaign.status == CampaignStatus.LIVE)
+        .order_by(Campaign.ends_on, Campaign.id)
+    ).all()
     return [c for c in rows if is_open_for_gifts(c, today)]
 
 
 def public_campaign(slug: str) -> Campaign | None:
     """A campaign the public may see: live or closed, never a draft."""
-    return db.session.scalar(select(Campaign).where(
-        Campaign.slug == slug,
-        Campaign.status.in_((CampaignStatus.LIVE, CampaignStatus.CLOSED))))
+    return db.session.scalar(
+        select(Campaign).where(
+            Campaign.slug == slug, Campaign.status.in_((CampaignStatus.LIVE, CampaignStatus.CLOSED))
+        )
+    )
 
 
 def campaign_for_gift(slug: str) -> Campaign | None:

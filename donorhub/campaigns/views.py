@@ -22,6 +22,7 @@ FUNDRAISING = (StaffRole.FUNDRAISER, StaffRole.ADMIN)
 
 # Public --------------------------------------------------------------------------------------
 
+
 @bp.get("/campaigns/<slug>")
 @public
 def campaign_page(slug: str):
@@ -31,10 +32,13 @@ def campaign_page(slug: str):
         abort(404)
     totals = services.campaign_totals(campaign)
     return render_template(
-        "campaigns/public.html", campaign=campaign, totals=totals,
+        "campaigns/public.html",
+        campaign=campaign,
+        totals=totals,
         body_html=services.render_markdown(campaign.body_md),
         thermometer=services.Thermometer(totals.percent),
-        open_for_gifts=services.is_open_for_gifts(campaign))
+        open_for_gifts=services.is_open_for_gifts(campaign),
+    )
 
 
 @bp.get("/api/v1/campaigns/<slug>")
@@ -46,11 +50,16 @@ def campaign_api(slug: str):
         return problem(404, "Not found", "No published campaign has that address.")
     totals = services.campaign_totals(campaign)
     return {
-        "slug": campaign.slug, "name": campaign.name, "status": campaign.status.value,
+        "slug": campaign.slug,
+        "name": campaign.name,
+        "status": campaign.status.value,
         "currency": campaign.goal_currency,
-        "raised": str(to_decimal(totals.raised_minor)), "raised_minor": totals.raised_minor,
-        "goal": str(to_decimal(campaign.goal_minor)), "goal_minor": campaign.goal_minor,
-        "percent": totals.percent, "donors": totals.donors,
+        "raised": str(to_decimal(totals.raised_minor)),
+        "raised_minor": totals.raised_minor,
+        "goal": str(to_decimal(campaign.goal_minor)),
+        "goal_minor": campaign.goal_minor,
+        "percent": totals.percent,
+        "donors": totals.donors,
         "starts_on": campaign.starts_on.isoformat(),
         "ends_on": campaign.ends_on.isoformat() if campaign.ends_on else None,
     }
@@ -61,7 +70,8 @@ def cors(response):
     """CORS on the JSON endpoint only: any allowed origin may read, never with cookies."""
     if request.endpoint == "campaigns.campaign_api":
         response.headers["Access-Control-Allow-Origin"] = current_app.config[
-            "CAMPAIGN_API_ALLOWED_ORIGINS"]
+            "CAMPAIGN_API_ALLOWED_ORIGINS"
+        ]
         response.headers["Access-Control-Allow-Methods"] = "GET"
         response.headers["Access-Control-Max-Age"] = "600"
         response.headers["Vary"] = "Origin"
@@ -74,21 +84,32 @@ def cors(response):
 
 # Staff ---------------------------------------------------------------------------------------
 
+
 def _form_from(campaign: Campaign | None) -> dict:
     if campaign is None:
         return {"goal_currency": current_app.config["DONATION_DEFAULT_CURRENCY"]}
-    return {"name": campaign.name, "slug": campaign.slug, "summary": campaign.summary,
-            "body_md": campaign.body_md, "goal": str(to_decimal(campaign.goal_minor)),
-            "goal_currency": campaign.goal_currency,
-            "starts_on": campaign.starts_on.isoformat(),
-            "ends_on": campaign.ends_on.isoformat() if campaign.ends_on else "",
-            "appeal_code": campaign.appeal_code}
+    return {
+        "name": campaign.name,
+        "slug": campaign.slug,
+        "summary": campaign.summary,
+        "body_md": campaign.body_md,
+        "goal": str(to_decimal(campaign.goal_minor)),
+        "goal_currency": campaign.goal_currency,
+        "starts_on": campaign.starts_on.isoformat(),
+        "ends_on": campaign.ends_on.isoformat() if campaign.ends_on else "",
+        "appeal_code": campaign.appeal_code,
+    }
 
 
 def _render_form(campaign, form, errors, status=200):
-    return render_template("campaigns/staff_form.html", campaign=campaign, form=form,
-                           errors=errors, currencies=CURRENCIES,
-                           currency_names=CURRENCY_NAMES), status
+    return render_template(
+        "campaigns/staff_form.html",
+        campaign=campaign,
+        form=form,
+        errors=errors,
+        currencies=CURRENCIES,
+        currency_names=CURRENCY_NAMES,
+    ), status
 
 
 @staff_bp.get("/campaigns")
@@ -123,9 +144,13 @@ def detail(campaign_id: int):
     """One campaign: totals per currency, converted total, preview of the public text."""
     campaign = db.get_or_404(Campaign, campaign_id)
     totals = services.campaign_totals(campaign)
-    return render_template("campaigns/staff_detail.html", campaign=campaign, totals=totals,
-                           body_html=services.render_markdown(campaign.body_md),
-                           thermometer=services.Thermometer(totals.percent))
+    return render_template(
+        "campaigns/staff_detail.html",
+        campaign=campaign,
+        totals=totals,
+        body_html=services.render_markdown(campaign.body_md),
+        thermometer=services.Thermometer(totals.percent),
+    )
 
 
 @staff_bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
@@ -192,8 +217,12 @@ def rates():
         if not errors:
             flash("Rate saved.", "success")
             return redirect(url_for("campaigns_staff.rates"))
-    return render_template("campaigns/staff_rates.html", reporting=reporting,
-                           current=money.current_rates(reporting),
-                           history=money.rate_history(), errors=errors,
-                           currencies=[c for c in CURRENCIES if c != reporting],
-                           form=dict(request.form)), (422 if errors else 200)
+    return render_template(
+        "campaigns/staff_rates.html",
+        reporting=reporting,
+        current=money.current_rates(reporting),
+        history=money.rate_history(),
+        errors=errors,
+        currencies=[c for c in CURRENCIES if c != reporting],
+        form=dict(request.form),
+    ), (422 if errors else 200)

@@ -41,8 +41,9 @@ def latest_impact() -> ImpactTable | None:
         return None
     k = current_app.config["RELEASE_K"]
     homes = current_app.config["FEED_HOMES"]
-    stats = db.session.scalars(select(HomeStat).where(HomeStat.period == period)
-                               .order_by(HomeStat.home_code)).all()
+    stats = db.session.scalars(
+        select(HomeStat).where(HomeStat.period == period).order_by(HomeStat.home_code)
+    ).all()
     labels: dict[str, str] = {}
     counter: dict[str, int] = {}
     for stat in stats:
@@ -50,8 +51,10 @@ def latest_impact() -> ImpactTable | None:
         counter[region] = counter.get(region, 0) + 1
         # Never the home's code or name: "A safe home in Maharashtra (2)".
         labels[stat.home_code] = f"A safe home in {region}" + (
-            f" ({counter[region]})" if sum(homes.get(s.home_code) == region for s in stats) > 1
-            else "")
+            f" ({counter[region]})"
+            if sum(homes.get(s.home_code) == region for s in stats) > 1
+            else ""
+        )
     table = {labels[s.home_code]: {m: getattr(s, m) for m in MEASURES} for s in stats}
     suppressed = suppress_table(table, k)
     return ImpactTable(period, k, list(suppressed.items()), column_totals(suppressed, k))

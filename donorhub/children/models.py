@@ -18,8 +18,13 @@ from donorhub.extensions import Model
 
 
 def enum_column(enum_class, length: int = 24):
-    return Enum(enum_class, native_enum=False, length=length, validate_strings=True,
-                values_callable=lambda members: [m.value for m in members])
+    return Enum(
+        enum_class,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class ChildStatus(StrEnum):
@@ -30,11 +35,11 @@ class ChildStatus(StrEnum):
 class ReviewStatus(StrEnum):
     """Free text from the feed: nobody outside safeguarding sees it until APPROVED."""
 
-    PENDING = "pending"          # passed the PII guard; waits for an officer
+    PENDING = "pending"  # passed the PII guard; waits for an officer
     QUARANTINED = "quarantined"  # the PII guard fired; waits for an officer
     APPROVED = "approved"
     REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"      # exit or withdrawn consent: purged from every view
+    WITHDRAWN = "withdrawn"  # exit or withdrawn consent: purged from every view
 
 
 class Child(Model):
@@ -47,8 +52,9 @@ class Child(Model):
     #: Random; the only handle on a child that ever appears in a public URL.
     public_token: Mapped[str] = mapped_column(String(43), unique=True)
     illustration: Mapped[int] = mapped_column(default=0)
-    status: Mapped[ChildStatus] = mapped_column(enum_column(ChildStatus),
-                                                default=ChildStatus.ACTIVE, index=True)
+    status: Mapped[ChildStatus] = mapped_column(
+        enum_column(ChildStatus), default=ChildStatus.ACTIVE, index=True
+    )
     home_code: Mapped[str] = mapped_column(String(16), index=True)
     age_band: Mapped[str] = mapped_column(String(8))
     gender: Mapped[str] = mapped_column(String(16))
@@ -69,10 +75,14 @@ class Child(Model):
     exited_at: Mapped[datetime | None]
 
     about: Mapped[ChildText | None] = relationship(
-        back_populates="child", uselist=False, cascade="all, delete-orphan",
-        primaryjoin="and_(Child.id == ChildText.child_id)")
+        back_populates="child",
+        uselist=False,
+        cascade="all, delete-orphan",
+        primaryjoin="and_(Child.id == ChildText.child_id)",
+    )
     release: Mapped[ChildRelease | None] = relationship(
-        back_populates="child", uselist=False, cascade="all, delete-orphan")
+        back_populates="child", uselist=False, cascade="all, delete-orphan"
+    )
 
     def __repr__(self) -> str:
         return f"<Child {self.id}>"
@@ -84,8 +94,9 @@ class ChildText(Model):
     __tablename__ = "child_texts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("children.id", ondelete="CASCADE"), unique=True
+    )
     #: As the partner sent it. Shown only to safeguarding officers, flagged spans masked.
     original: Mapped[str | None] = mapped_column(Text)
     #: What sponsors read once approved (the officer may have edited it).
@@ -107,8 +118,9 @@ class ChildUpdate(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Keyed hash of the partner's update id: the id is theirs, not ours to show.
     source_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    child_id: Mapped[int | None] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                                 index=True)
+    child_id: Mapped[int | None] = mapped_column(
+        ForeignKey("children.id", ondelete="CASCADE"), index=True
+    )
     home_code: Mapped[str | None] = mapped_column(String(16), index=True)
     period: Mapped[str] = mapped_column(String(7), index=True)
     category: Mapped[str] = mapped_column(String(32))
@@ -123,8 +135,7 @@ class ChildUpdate(Model):
     reviewed_at: Mapped[datetime | None]
     #: Set by the publication schedule; a published update is never replaced.
     published_at: Mapped[datetime | None]
-    publication_id: Mapped[int | None] = mapped_column(ForeignKey("publications.id"),
-                                                       index=True)
+    publication_id: Mapped[int | None] = mapped_column(ForeignKey("publications.id"), index=True)
 
     child: Mapped[Child | None] = relationship()
 
@@ -154,8 +165,9 @@ class ChildRelease(Model):
     __tablename__ = "child_releases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("children.id", ondelete="CASCADE"), unique=True
+    )
     #: False: nothing of this child is shown anywhere (no consent, expired, exited, or the
     #: release checks could not hide it in a crowd of K).
     is_listed: Mapped[bool] = mapped_column(default=False)
@@ -190,7 +202,8 @@ class ExitNotice(Model):
     __tablename__ = "exit_notices"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          unique=True)
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("children.id", ondelete="CASCADE"), unique=True
+    )
     notify_after: Mapped[datetime]
     sent_at: Mapped[datetime | None]

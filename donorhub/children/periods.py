@@ -13,8 +13,12 @@ _QUARTER_RE = re.compile(r"([0-9]{4})-Q([1-4])")
 # earlier year is a data-entry error (or a birth year in the wrong field).
 EARLIEST_YEAR = 1990
 
-_MONTHS = {1: "January to March", 2: "April to June", 3: "July to September",
-           4: "October to December"}
+_MONTHS = {
+    1: "January to March",
+    2: "April to June",
+    3: "July to September",
+    4: "October to December",
+}
 
 
 class Quarter(NamedTuple):
@@ -46,4 +50,3 @@ def period_label(period: str) -> str:
 
 def quarter_of(day: date) -> Quarter:
     return Quarter(day.year, (day.month - 1) // 3 + 1)
-

@@ -15,10 +15,22 @@ from datetime import date
 
 from donorhub.children.periods import parse_quarter, quarter_of
 
-AGE_WIDE = {"0-5": "under 12", "6-8": "under 12", "9-11": "under 12",
-            "12-14": "12 to 17", "15-17": "12 to 17", "18+": "18 or over"}
-AGE_EXACT = {"0-5": "5 or under", "6-8": "6 to 8", "9-11": "9 to 11", "12-14": "12 to 14",
-             "15-17": "15 to 17", "18+": "18 or over"}
+AGE_WIDE = {
+    "0-5": "under 12",
+    "6-8": "under 12",
+    "9-11": "under 12",
+    "12-14": "12 to 17",
+    "15-17": "12 to 17",
+    "18+": "18 or over",
+}
+AGE_EXACT = {
+    "0-5": "5 or under",
+    "6-8": "6 to 8",
+    "9-11": "9 to 11",
+    "12-14": "12 to 14",
+    "15-17": "15 to 17",
+    "18+": "18 or over",
+}
 GENDER_TEXT = {"girl": "girl", "boy": "boy", "not_stated": None}
 STAGE_TEXT = {
     "sanctuary": "settling in at a safe home",
@@ -29,9 +41,12 @@ STAGE_TEXT = {
     "aftercare": "in aftercare",
 }
 STAGE_WIDE = {
-    "sanctuary": "in the programme", "residential_care": "in the programme",
-    "education": "learning", "vocational_training": "learning",
-    "reintegration": "moving on", "aftercare": "moving on",
+    "sanctuary": "in the programme",
+    "residential_care": "in the programme",
+    "education": "learning",
+    "vocational_training": "learning",
+    "reintegration": "moving on",
+    "aftercare": "moving on",
 }
 
 
@@ -67,12 +82,27 @@ def _joined(year: int, today: date) -> str:
 #: Each level maps a child to the tuple sponsors would see; later levels reveal less.
 def generalisation_levels(today: date) -> list[Callable[[ChildFacts], tuple]]:
     return [
-        lambda c: (AGE_EXACT[c.age_band], GENDER_TEXT[c.gender], c.region,
-                   STAGE_TEXT[c.stage], str(c.joined_year)),
-        lambda c: (AGE_EXACT[c.age_band], GENDER_TEXT[c.gender], c.region,
-                   STAGE_TEXT[c.stage], _joined(c.joined_year, today)),
-        lambda c: (AGE_EXACT[c.age_band], GENDER_TEXT[c.gender], "India",
-                   STAGE_WIDE[c.stage], None),
+        lambda c: (
+            AGE_EXACT[c.age_band],
+            GENDER_TEXT[c.gender],
+            c.region,
+            STAGE_TEXT[c.stage],
+            str(c.joined_year),
+        ),
+        lambda c: (
+            AGE_EXACT[c.age_band],
+            GENDER_TEXT[c.gender],
+            c.region,
+            STAGE_TEXT[c.stage],
+            _joined(c.joined_year, today),
+        ),
+        lambda c: (
+            AGE_EXACT[c.age_band],
+            GENDER_TEXT[c.gender],
+            "India",
+            STAGE_WIDE[c.stage],
+            None,
+        ),
         lambda c: (AGE_WIDE[c.age_band], GENDER_TEXT[c.gender], "India", None, None),
         lambda c: (AGE_WIDE[c.age_band], None, "India", None, None),
     ]
@@ -103,15 +133,20 @@ def release_children(crowd: Sequence[ChildFacts], k: int, today: date) -> dict[i
                 continue
             age, gender, region, stage, joined = key
             for child_id, interests in _split_by_interests(members, (), k).items():
-                released[child_id] = Released(level_number, len(members), age, gender,
-                                              region, stage, joined, interests)
+                released[child_id] = Released(
+                    level_number, len(members), age, gender, region, stage, joined, interests
+                )
         pool = remaining
     return released
 
 
-def _split_by_interests(members: Sequence[ChildFacts], shown: tuple[str, ...], k: int,
-                        excluded: frozenset[str] = frozenset(), limit: int = 3,
-                        ) -> dict[int, tuple[str, ...]]:
+def _split_by_interests(
+    members: Sequence[ChildFacts],
+    shown: tuple[str, ...],
+    k: int,
+    excluded: frozenset[str] = frozenset(),
+    limit: int = 3,
+) -> dict[int, tuple[str, ...]]:
     """Give each member a set of interests to show, such that every distinct set shown is
     shown by at least K members and is true of each of them (a Mondrian-style split)."""
     if len(shown) < limit:
@@ -121,11 +156,13 @@ def _split_by_interests(members: Sequence[ChildFacts], shown: tuple[str, ...], k
             if holders_count >= k and (others == 0 or others >= k):
                 holders = [m for m in members if interest in m.interests]
                 rest = [m for m in members if interest not in m.interests]
-                decided = _split_by_interests(holders, tuple(sorted((*shown, interest))), k,
-                                              excluded | {interest}, limit)
+                decided = _split_by_interests(
+                    holders, tuple(sorted((*shown, interest))), k, excluded | {interest}, limit
+                )
                 if rest:
-                    decided.update(_split_by_interests(rest, shown, k,
-                                                       excluded | {interest}, limit))
+                    decided.update(
+                        _split_by_interests(rest, shown, k, excluded | {interest}, limit)
+                    )
                 return decided
     return {m.child_id: shown for m in members}
 
@@ -137,6 +174,7 @@ def consent_current(expires: str, today: date) -> bool:
 
 # Small-cell suppression ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Cell:
     value: int
@@ -146,16 +184,18 @@ class Cell:
         return f"fewer than {k}" if self.suppressed else str(self.value)
 
 
-def suppress_table(table: dict[str, dict[str, int]], k: int,
-                   with_totals: bool = True) -> dict[str, dict[str, Cell]]:
+def suppress_table(
+    table: dict[str, dict[str, int]], k: int, with_totals: bool = True
+) -> dict[str, dict[str, Cell]]:
     """Suppress every count below K, then enough others that no total gives one away.
 
     `table` is rows (e.g. homes) of columns (measures). When totals are published, each row
     and each column with exactly one suppressed cell gets a second one: its smallest other
     cell. This repeats until no line has a single suppressed cell.
     """
-    suppressed = {(row, col) for row, cols in table.items() for col, value in cols.items()
-                  if value < k}
+    suppressed = {
+        (row, col) for row, cols in table.items() for col, value in cols.items() if value < k
+    }
     if with_totals:
         changed = True
         while changed:
@@ -167,8 +207,10 @@ def suppress_table(table: dict[str, dict[str, int]], k: int,
                     smallest = min(shown, key=lambda cell: (table[cell[0]][cell[1]], cell))
                     suppressed.add(smallest)
                     changed = True
-    return {row: {col: Cell(value, (row, col) in suppressed) for col, value in cols.items()}
-            for row, cols in table.items()}
+    return {
+        row: {col: Cell(value, (row, col) in suppressed) for col, value in cols.items()}
+        for row, cols in table.items()
+    }
 
 
 def _lines(table: dict[str, dict[str, int]]) -> Iterable[list[tuple[str, str]]]:
@@ -187,5 +229,4 @@ def column_totals(table: dict[str, dict[str, Cell]], k: int) -> dict[str, str]:
     for cols in table.values():
         for col, cell in cols.items():
             totals[col] += cell.value
-    return {col: (f"fewer than {k}" if total < k else str(total))
-            for col, total in totals.items()}
+    return {col: (f"fewer than {k}" if total < k else str(total)) for col, total in totals.items()}

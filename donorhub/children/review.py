@@ -35,8 +35,10 @@ class NeedsConfirmation(DomainError):
     """The text still has flagged parts: the officer must confirm each one is safe."""
 
     def __init__(self, findings: list[dict]):
-        super().__init__("The guard still flags part of this text. Confirm that you checked "
-                         "every flagged part, or edit it out.")
+        super().__init__(
+            "The guard still flags part of this text. Confirm that you checked "
+            "every flagged part, or edit it out."
+        )
         self.findings = findings
 
 
@@ -58,7 +60,7 @@ class ReviewItem:
     status: ReviewStatus
     received_at: datetime
     findings: list[dict]
-    subject: str          # the alias, or "Home MH-02"
+    subject: str  # the alias, or "Home MH-02"
     period: str | None
     category: str | None
     milestones: tuple[str, ...]
@@ -82,23 +84,50 @@ def _row(kind: str, item_id: int) -> ChildText | ChildUpdate:
 
 def _item(kind: str, row: ChildText | ChildUpdate) -> ReviewItem:
     if isinstance(row, ChildText):  # kind "about"
-        return ReviewItem("about", row.id, row.status, row.received_at, list(row.findings),
-                          row.child.alias, None, None, (), row.original is not None)
+        return ReviewItem(
+            "about",
+            row.id,
+            row.status,
+            row.received_at,
+            list(row.findings),
+            row.child.alias,
+            None,
+            None,
+            (),
+            row.original is not None,
+        )
     subject = row.child.alias if row.child is not None else f"Home {row.home_code}"
-    return ReviewItem("update", row.id, row.status, row.received_at, list(row.findings),
-                      subject, row.period, row.category, tuple(row.milestones),
-                      row.original_text is not None)
+    return ReviewItem(
+        "update",
+        row.id,
+        row.status,
+        row.received_at,
+        list(row.findings),
+        subject,
+        row.period,
+        row.category,
+        tuple(row.milestones),
+        row.original_text is not None,
+    )
 
 
 def review_queue() -> list[ReviewItem]:
     """Open items, quarantined first, oldest first."""
-    abouts = db.session.scalars(select(ChildText).join(Child).where(
-        ChildText.status.in_(OPEN)).order_by(ChildText.received_at, ChildText.id)).all()
-    updates = db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.status.in_(OPEN)).order_by(ChildUpdate.received_at, ChildUpdate.id)).all()
+    abouts = db.session.scalars(
+        select(ChildText)
+        .join(Child)
+        .where(ChildText.status.in_(OPEN))
+        .order_by(ChildText.received_at, ChildText.id)
+    ).all()
+    updates = db.session.scalars(
+        select(ChildUpdate)
+        .where(ChildUpdate.status.in_(OPEN))
+        .order_by(ChildUpdate.received_at, ChildUpdate.id)
+    ).all()
     items = [_item("about", row) for row in abouts] + [_item("update", row) for row in updates]
-    return sorted(items, key=lambda i: (i.status != ReviewStatus.QUARANTINED, i.received_at,
-                                        i.kind, i.id))
+    return sorted(
+        items, key=lambda i: (i.status != ReviewStatus.QUARANTINED, i.received_at, i.kind, i.id)
+    )
 
 
 def open_item(actor: User, kind: str, item_id: int) -> ReviewItem:
@@ -152,8 +181,9 @@ def sponsor_preview(kind: str, item_id: int, text: str | None) -> list[str]:
     return update_sentences(subject, row.milestones, text)
 
 
-def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = None,
-            confirmed: bool = False) -> None:
+def approve(
+    actor: User, kind: str, item_id: int, *, edited_text: str | None = None, confirmed: bool = False
+) -> None:
     """Approve the text as sent, or as edited. Flagged parts need an explicit confirmation.
 
     :raises NeedsConfirmation: flagged parts remain and `confirmed` is false.
@@ -164,11 +194,20 @@ def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = N
         raise NotReviewable("This item was already decided or withdrawn.")
     original = original_text(kind, item_id)
     text = original if edited_text is None else " ".join(edited_text.split())
-    if edited_text is not None and text is not None \
-            and len(text) > (280 if kind == "about" else 600):
+    if (
+        edited_text is not None
+        and text is not None
+        and len(text) > (280 if kind == "about" else 600)
+    ):
         raise DomainError("The text is longer than the feed contract allows.")
-    findings = [{"detector": f.detector, "start": f.start, "end": f.end, "rule": f.rule}
-                for f in guard.scan_text(text)] if text else []
+    findings = (
+        [
+            {"detector": f.detector, "start": f.start, "end": f.end, "rule": f.rule}
+            for f in guard.scan_text(text)
+        ]
+        if text
+        else []
+    )
     if REMOVED in (text or "") and edited_text is not None:
         raise DomainError(f"Replace or delete every {REMOVED} marker before approving.")
     if findings and not confirmed:
@@ -180,22 +219,37 @@ def approve(actor: User, kind: str, item_id: int, *, edited_text: str | None = N
     row.status = ReviewStatus.APPROVED
     row.reviewed_by_id = actor.id
     row.reviewed_at = utcnow()
-    record_audit(actor, "safeguarding.approved", f"child_{kind}", item_id,
-                 {"edited": edited_text is not None and text != original,
-                  "flags_confirmed": len(findings)})
+    record_audit(
+        actor,
+        "safeguarding.approved",
+        f"child_{kind}",
+        item_id,
+        {"edited": edited_text is not None and text != original, "flags_confirmed": len(findings)},
+    )
 
 
 def approve_coded_updates(now: datetime) -> int:
     """Approve, without a person, the pending updates that carry only milestone codes
     (DonorHub writes every word of them). Free text never is. Returns how many."""
-    coded = [update for update in db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.status == ReviewStatus.PENDING, ChildUpdate.original_text.is_(None)))
-        if update.milestones]
+    coded = [
+        update
+        for update in db.session.scalars(
+            select(ChildUpdate).where(
+                ChildUpdate.status == ReviewStatus.PENDING, ChildUpdate.original_text.is_(None)
+            )
+        )
+        if update.milestones
+    ]
     for update in coded:
         update.status = ReviewStatus.APPROVED
         update.reviewed_at = now
-        record_audit(None, "safeguarding.auto_approved", "child_update", update.id,
-                     {"milestones": len(update.milestones)})
+        record_audit(
+            None,
+            "safeguarding.auto_approved",
+            "child_update",
+            update.id,
+            {"milestones": len(update.milestones)},
+        )
     return len(coded)
 
 

@@ -39,6 +39,7 @@ HOME_SUBJECT = "The children at the home"
 
 # Reading: approved text only --------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class UpdateView:
     """One published update as a sponsor reads it."""
@@ -61,23 +62,30 @@ class HomeNews:
 def update_sentences(subject: str, milestones: list[str], text: str | None) -> list[str]:
     """The sentences of an update: one per milestone code ("Lotus passed the term exams."),
     then the text (the approved text, or what an officer is about to approve)."""
-    sentences = [f"{subject} {MILESTONE_SENTENCES[code]}." for code in milestones
-                 if code in MILESTONE_SENTENCES]
+    sentences = [
+        f"{subject} {MILESTONE_SENTENCES[code]}."
+        for code in milestones
+        if code in MILESTONE_SENTENCES
+    ]
     if text:
         sentences.append(text)
     return sentences
 
 
 def _published_approved():
-    return select(ChildUpdate).where(ChildUpdate.status == ReviewStatus.APPROVED,
-                                     ChildUpdate.published_at.is_not(None))
+    return select(ChildUpdate).where(
+        ChildUpdate.status == ReviewStatus.APPROVED, ChildUpdate.published_at.is_not(None)
+    )
 
 
 def approved_updates(child: Child) -> tuple[UpdateView, ...]:
     """The child's approved, published updates, oldest first. The caller decides whether
     the child's release allows updates at all."""
-    rows = db.session.scalars(_published_approved().where(ChildUpdate.child_id == child.id)
-                              .order_by(ChildUpdate.published_at, ChildUpdate.id)).all()
+    rows = db.session.scalars(
+        _published_approved()
+        .where(ChildUpdate.child_id == child.id)
+        .order_by(ChildUpdate.published_at, ChildUpdate.id)
+    ).all()
     views = []
     for row in rows:
         sentences = update_sentences(child.alias, row.milestones, row.approved_text)
@@ -90,17 +98,21 @@ def home_news(home_code: str) -> HomeNews:
     """The home's latest published news (at most eight items, newest first) and its latest
     counts, small cells hidden."""
     k = current_app.config["RELEASE_K"]
-    latest = db.session.scalars(select(HomeStat).where(HomeStat.home_code == home_code)
-                                .order_by(HomeStat.period.desc())).first()
+    latest = db.session.scalars(
+        select(HomeStat).where(HomeStat.home_code == home_code).order_by(HomeStat.period.desc())
+    ).first()
     stats: tuple[tuple[str, str], ...] = ()
     if latest is not None:
         # One home alone: the row is its own line, so a single small cell drags a second
         # one with it, and no count can be worked out from the others.
         cells = suppress_table({"home": {m: getattr(latest, m) for m in MEASURES}}, k)["home"]
         stats = tuple((label, cells[m].text(k)) for m, label in MEASURES.items())
-    rows = db.session.scalars(_published_approved().where(
-        ChildUpdate.child_id.is_(None), ChildUpdate.home_code == home_code)
-        .order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc()).limit(8)).all()
+    rows = db.session.scalars(
+        _published_approved()
+        .where(ChildUpdate.child_id.is_(None), ChildUpdate.home_code == home_code)
+        .order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc())
+        .limit(8)
+    ).all()
     news = []
     for row in rows:
         sentences = update_sentences(HOME_SUBJECT, row.milestones, row.approved_text)
@@ -111,18 +123,37 @@ def home_news(home_code: str) -> HomeNews:
 
 # Writing: what the feed importer stores ---------------------------------------------------
 
-def new_child(*, ref_hash: str, alias: str, public_token: str, illustration: int,
-              now: datetime) -> Child:
-    child = Child(ref_hash=ref_hash, alias=alias, public_token=public_token,
-                  illustration=illustration, first_seen_at=now)
+
+def new_child(
+    *, ref_hash: str, alias: str, public_token: str, illustration: int, now: datetime
+) -> Child:
+    child = Child(
+        ref_hash=ref_hash,
+        alias=alias,
+        public_token=public_token,
+        illustration=illustration,
+        first_seen_at=now,
+    )
     db.session.add(child)
     return child
 
 
-def set_child_facts(child: Child, *, home_code: str, age_band: str, gender: str, region: str,
-                    stage: str, joined_year: int, interests: list[str], consent_profile: bool,
-                    consent_updates: bool, consent_basis: str, consent_expires: str,
-                    content_hash: str) -> None:
+def set_child_facts(
+    child: Child,
+    *,
+    home_code: str,
+    age_band: str,
+    gender: str,
+    region: str,
+    stage: str,
+    joined_year: int,
+    interests: list[str],
+    consent_profile: bool,
+    consent_updates: bool,
+    consent_basis: str,
+    consent_expires: str,
+    content_hash: str,
+) -> None:
     """The coded facts of a child as the partner last sent them (tier T1)."""
     child.home_code = home_code
     child.age_band = age_band
@@ -144,8 +175,7 @@ def receive_about(child: Child, text: str, findings: list[dict], now: datetime) 
     status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
     existing = child.about
     if existing is None:
-        child.about = ChildText(original=text, status=status, findings=findings,
-                                received_at=now)
+        child.about = ChildText(original=text, status=status, findings=findings, received_at=now)
     else:
         existing.original = text
         existing.status = status
@@ -168,10 +198,20 @@ def withdraw_text(text: ChildText) -> None:
     text.findings = []
 
 
-def receive_update(update: ChildUpdate | None, *, source_hash: str, child: Child | None,
-                   home_code: str | None, period: str, category: str, milestones: list[str],
-                   text: str | None, findings: list[dict], content_hash: str,
-                   now: datetime) -> ChildUpdate:
+def receive_update(
+    update: ChildUpdate | None,
+    *,
+    source_hash: str,
+    child: Child | None,
+    home_code: str | None,
+    period: str,
+    category: str,
+    milestones: list[str],
+    text: str | None,
+    findings: list[dict],
+    content_hash: str,
+    now: datetime,
+) -> ChildUpdate:
     """Store a new or replaced update for review (a new one when `update` is None)."""
     if update is None:
         update = ChildUpdate(source_hash=source_hash, received_at=now)
@@ -192,8 +232,9 @@ def receive_update(update: ChildUpdate | None, *, source_hash: str, child: Child
 
 def store_home_stats(home_code: str, period: str, counts: dict[str, int]) -> str:
     """Store a home's counts for a quarter; says "created", "updated" or "unchanged"."""
-    row = db.session.scalar(select(HomeStat).where(HomeStat.home_code == home_code,
-                                                   HomeStat.period == period))
+    row = db.session.scalar(
+        select(HomeStat).where(HomeStat.home_code == home_code, HomeStat.period == period)
+    )
     if row is None:
         db.session.add(HomeStat(home_code=home_code, period=period, **counts))
         return "created"
@@ -226,8 +267,9 @@ def record_exit(child: Child, period: str, now: datetime) -> None:
         child.release.updates_allowed = False
     config = current_app.config
     low, high = config["EXIT_NOTICE_MIN_DAYS"], config["EXIT_NOTICE_MAX_DAYS"]
-    delay = timedelta(days=low) + timedelta(seconds=secrets.randbelow(
-        int(timedelta(days=high - low).total_seconds()) + 1))
+    delay = timedelta(days=low) + timedelta(
+        seconds=secrets.randbelow(int(timedelta(days=high - low).total_seconds()) + 1)
+    )
     db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
 
 
@@ -236,10 +278,12 @@ def refresh_releases(today: date) -> int:
     k = current_app.config["RELEASE_K"]
     children = db.session.scalars(select(Child).options(selectinload(Child.release))).all()
     crowd = [
-        release.ChildFacts(c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year,
-                           tuple(c.interests))
+        release.ChildFacts(
+            c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year, tuple(c.interests)
+        )
         for c in children
-        if c.status == ChildStatus.ACTIVE and c.consent_profile
+        if c.status == ChildStatus.ACTIVE
+        and c.consent_profile
         and release.consent_current(c.consent_expires, today)
     ]
     decided = release.release_children(crowd, k, today)

@@ -47,15 +47,21 @@ def seed(if_empty: bool) -> None:
         return
     with unit_of_work():
         for email, name, role in DEMO_STAFF:
-            user = account_services.create_staff_account(email, name, DEMO_PASSWORD, role,
-                                                         actor=None)
+            user = account_services.create_staff_account(
+                email, name, DEMO_PASSWORD, role, actor=None
+            )
             # A fixed secret per demo account, so `flask demo totp` and a phone agree.
             user.totp_secret = pyotp.random_base32()
         for email, name in DEMO_DONORS:
             if account_services.find_user_by_email(email) is None:
-                db.session.add(User(email=email, full_name=name, email_verified_at=utcnow(),
-                                    password_hash=account_services.passwords.hash_password(
-                                        DEMO_PASSWORD)))
+                db.session.add(
+                    User(
+                        email=email,
+                        full_name=name,
+                        email_verified_at=utcnow(),
+                        password_hash=account_services.passwords.hash_password(DEMO_PASSWORD),
+                    )
+                )
         seed_donations()
         __import__("donorhub.campaigns.demo").campaigns.demo.seed_campaigns()
     click.echo(seed_feed())
@@ -68,8 +74,9 @@ def seed(if_empty: bool) -> None:
         click.echo(f"  {role.value:<21} {email}  two-factor secret {account.totp_secret}")
     for email, _name in DEMO_DONORS:
         click.echo(f"  {'donor':<21} {email}")
-    click.echo("  Staff codes: add the secret to an authenticator app, or run "
-               "`flask demo totp EMAIL`.")
+    click.echo(
+        "  Staff codes: add the secret to an authenticator app, or run `flask demo totp EMAIL`."
+    )
 
 
 @demo_cli.command("totp")

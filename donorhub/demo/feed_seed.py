@@ -19,8 +19,9 @@ DEMO_OFFICER = "safeguarding@demo.donorhub.invalid"
 
 
 def seed_feed() -> str:
-    source = DropDirectorySource(DEMO_FEED, current_app.config["FEED_MAX_BYTES"], label="demo",
-                                 delete_processed=False)
+    source = DropDirectorySource(
+        DEMO_FEED, current_app.config["FEED_MAX_BYTES"], label="demo", delete_processed=False
+    )
     results = run_import(source)
     officer = find_user_by_email(DEMO_OFFICER)
     approved = 0

@@ -62,6 +62,7 @@ class CheckoutAlreadyPaid(DomainError):
 @dataclass(frozen=True)
 class Priced:
     """A gift's amount and the card fees the donor chose to cover, in minor units."""
+
     gift_minor: int
     fee_cover_minor: int
 
@@ -97,26 +98,32 @@ def largest_covered_gift(currency: str, high: int) -> int:
     return max(gift, 0)
 
 
-def check_amount(currency: str, amount_minor: int, *, cover_fees: bool = False,
-                 field: str = "custom_amount") -> int:
+def check_amount(
+    currency: str, amount_minor: int, *, cover_fees: bool = False, field: str = "custom_amount"
+) -> int:
     """Check a gift against the limits; returns the fee cover to add (0 unless asked).
 
     The total charged (gift plus fee cover) must stay within the configured maximum and
     Stripe's; the message names the field and gives the range in money."""
     low, high = amount_limits(currency)
-    between = (f"Enter an amount between {limit_words(low, currency)} and "
-               f"{limit_words(high, currency)}.")
+    between = (
+        f"Enter an amount between {limit_words(low, currency)} and {limit_words(high, currency)}."
+    )
     if not low <= amount_minor <= high:
         raise GiftRejected(field, between)
     cover = fee_cover_for(currency, amount_minor) if cover_fees else 0
     if amount_minor + cover > high:
         largest = largest_covered_gift(currency, high)
-        raise GiftRejected(field, (
-            f"With the card fees covered the total would be "
-            f"{format_money(amount_minor + cover, currency)}, over our limit of "
-            f"{limit_words(high, currency)}. Enter an amount between "
-            f"{limit_words(low, currency)} and {format_money(largest, currency)}, or leave "
-            "out the card fees."))
+        raise GiftRejected(
+            field,
+            (
+                f"With the card fees covered the total would be "
+                f"{format_money(amount_minor + cover, currency)}, over our limit of "
+                f"{limit_words(high, currency)}. Enter an amount between "
+                f"{limit_words(low, currency)} and {format_money(largest, currency)}, or leave "
+                "out the card fees."
+            ),
+        )
     return cover
 
 
@@ -131,8 +138,9 @@ def price_gift(gift: NewGift) -> Priced:
     presets = current_app.config["DONATION_PRESETS"].get(gift.currency, ())
     if gift.preset_minor is not None:
         if gift.preset_minor not in presets:
-            raise GiftRejected("amount_choice", "Choose one of the amounts shown, or enter "
-                                                "your own.")
+            raise GiftRejected(
+                "amount_choice", "Choose one of the amounts shown, or enter your own."
+            )
         amount = gift.preset_minor
         field = "amount_choice"
     else:
@@ -145,6 +153,7 @@ def price_gift(gift: NewGift) -> Priced:
 @dataclass(frozen=True)
 class Started:
     """A gift or plan recorded as pending by `start_donation`."""
+
     kind: str  # "donation" or "plan"
     row: Donation | RecurringPlan
     #: The same form (its one-time token) was sent before: `row` is the gift it started,
@@ -156,22 +165,28 @@ def find_by_form_token(token: str | None) -> Donation | RecurringPlan | None:
     """The gift or plan a giving form's one-time token started, if any."""
     if not token:
         return None
-    return (db.session.scalar(select(Donation).where(Donation.form_nonce == token))
-            or db.session.scalar(select(RecurringPlan).where(RecurringPlan.form_nonce == token)))
+    return db.session.scalar(
+        select(Donation).where(Donation.form_nonce == token)
+    ) or db.session.scalar(select(RecurringPlan).where(RecurringPlan.form_nonce == token))
 
 
-def _same_form(row: Donation | RecurringPlan, gift: NewGift, priced: Priced,
-               email: str) -> Started:
+def _same_form(row: Donation | RecurringPlan, gift: NewGift, priced: Priced, email: str) -> Started:
     """The form was sent again (a double click, or back and send): the same gift when it
     asks for the same thing; otherwise the donor is asked again, so nobody is charged an
     amount other than the one they saw last."""
     frequency = row.frequency.value if isinstance(row, RecurringPlan) else "once"
     if (row.amount_minor, row.currency, frequency, row.donor.email) != (
-            priced.total_minor, gift.currency, gift.frequency, email):
-        raise GiftRejected("_schema", "You already sent this form with a different gift. "
-                                      "Check the amount and the details, then send it again.")
-    return Started("plan" if isinstance(row, RecurringPlan) else "donation", row,
-                   repeated=True)
+        priced.total_minor,
+        gift.currency,
+        gift.frequency,
+        email,
+    ):
+        raise GiftRejected(
+            "_schema",
+            "You already sent this form with a different gift. "
+            "Check the amount and the details, then send it again.",
+        )
+    return Started("plan" if isinstance(row, RecurringPlan) else "donation", row, repeated=True)
 
 
 def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> Started:
@@ -201,8 +216,11 @@ def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> 
     designation = gift.designation
     if gift.campaign:
         if campaign_id is None:
-            raise GiftRejected("campaign", "That campaign is no longer taking gifts; your "
-                                           "gift can go to our general fund instead.")
+            raise GiftRejected(
+                "campaign",
+                "That campaign is no longer taking gifts; your "
+                "gift can go to our general fund instead.",
+            )
         designation = "campaign"
     else:
         campaign_id = None
@@ -213,19 +231,26 @@ def start_donation(gift: NewGift, user=None, campaign_id: int | None = None) -> 
         declaration = make_declaration(donor, gift.gift_aid, GiftAidScope.ALL)
         if owns_address(user, donor):
             declaration.confirmed_at = utcnow()
-    common = dict(donor=donor, amount_minor=priced.total_minor,
-                  fee_cover_minor=priced.fee_cover_minor, currency=gift.currency,
-                  designation=designation, campaign_id=campaign_id,
-                  dedication=gift.dedication, donor_name=gift.full_name,
-                  form_nonce=gift.form_token,
-                  gift_aid_declaration_id=declaration.id if declaration else None)
+    common = dict(
+        donor=donor,
+        amount_minor=priced.total_minor,
+        fee_cover_minor=priced.fee_cover_minor,
+        currency=gift.currency,
+        designation=designation,
+        campaign_id=campaign_id,
+        dedication=gift.dedication,
+        donor_name=gift.full_name,
+        form_nonce=gift.form_token,
+        gift_aid_declaration_id=declaration.id if declaration else None,
+    )
     if gift.frequency == "once":
-        row: Donation | RecurringPlan = Donation(kind=DonationKind.ONCE,
-                                                 status=DonationStatus.PENDING,
-                                                 frequency="once", **common)
+        row: Donation | RecurringPlan = Donation(
+            kind=DonationKind.ONCE, status=DonationStatus.PENDING, frequency="once", **common
+        )
     else:
-        row = RecurringPlan(frequency=Frequency(gift.frequency), status=PlanStatus.PENDING,
-                            **common)
+        row = RecurringPlan(
+            frequency=Frequency(gift.frequency), status=PlanStatus.PENDING, **common
+        )
     try:
         with db.session.begin_nested():
             db.session.add(row)
@@ -270,13 +295,16 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
     request = CheckoutRequest(
         idempotency_key=checkout_key(row),
         mode="subscription" if is_plan else "payment",
-        amount_minor=row.amount_minor, currency=row.currency,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
         product_name=PRODUCT_NAMES[frequency],
         success_url=external_url("donations.thank_you") + "?session_id={CHECKOUT_SESSION_ID}",
         cancel_url=external_url("donations.cancelled", ref=row.public_id),
         expires_at=int(row.checkout_expires_at.timestamp()),
-        customer_email=row.donor.email, metadata=ref,
-        interval=row.frequency.stripe_interval if isinstance(row, RecurringPlan) else None)
+        customer_email=row.donor.email,
+        metadata=ref,
+        interval=row.frequency.stripe_interval if isinstance(row, RecurringPlan) else None,
+    )
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
@@ -286,8 +314,9 @@ def open_checkout(row: Donation | RecurringPlan) -> str:
             # shown to anyone and expires unpaid.
             row.checkout_attempt += 1
             row.checkout_expires_at = None
-        log.warning("checkout not created", extra={"kind": error.kind,
-                                                   "retryable": error.retryable})
+        log.warning(
+            "checkout not created", extra={"kind": error.kind, "retryable": error.retryable}
+        )
         raise
     row.stripe_checkout_session_id = session.id
     remember_session(row, session.id)
@@ -324,45 +353,57 @@ def close_session(session_id: str | None, idempotency_key: str) -> None:
         # try's own (expiring twice is a no-op, so nothing needs the same key across tries).
         status = gateway.checkout_status(session_id)
         if status == "open":
-            status = gateway.close_checkout(session_id,
-                                            f"{idempotency_key}-{secrets.token_hex(6)}")
+            status = gateway.close_checkout(session_id, f"{idempotency_key}-{secrets.token_hex(6)}")
     if status == "complete":
         raise CheckoutAlreadyPaid("Your payment is being confirmed.")
     if status != "expired":
-        raise GatewayError("Our payment provider had a problem.", retryable=True,
-                           kind="not_expired")
+        raise GatewayError(
+            "Our payment provider had a problem.", retryable=True, kind="not_expired"
+        )
 
 
 def remember_session(row: Donation | RecurringPlan, session_id: str) -> None:
     """Keep every session id of a gift or plan (a replayed create returns the same id); a
     sponsorship's sessions are kept under its plan, with the sponsorship's attempt number."""
-    known = db.session.scalar(select(CheckoutSessionRecord).where(
-        CheckoutSessionRecord.session_id == session_id))
+    known = db.session.scalar(
+        select(CheckoutSessionRecord).where(CheckoutSessionRecord.session_id == session_id)
+    )
     if known is None:
         is_plan = isinstance(row, RecurringPlan)
-        db.session.add(CheckoutSessionRecord(
-            session_id=session_id, attempt=row.checkout_attempt,
-            donation_id=None if is_plan else row.id, plan_id=row.id if is_plan else None))
+        db.session.add(
+            CheckoutSessionRecord(
+                session_id=session_id,
+                attempt=row.checkout_attempt,
+                donation_id=None if is_plan else row.id,
+                plan_id=row.id if is_plan else None,
+            )
+        )
 
 
 def find_by_public_id(public_id: str) -> Donation | RecurringPlan | None:
     """The gift or plan with this public id (the donor's reference), if any."""
     if not public_id or len(public_id) > 32:
         return None
-    return (db.session.scalar(select(Donation).where(Donation.public_id == public_id))
-            or db.session.scalar(select(RecurringPlan).where(RecurringPlan.public_id == public_id)))
+    return db.session.scalar(
+        select(Donation).where(Donation.public_id == public_id)
+    ) or db.session.scalar(select(RecurringPlan).where(RecurringPlan.public_id == public_id))
 
 
 def find_by_session(session_id: str) -> Donation | RecurringPlan | None:
     """The gift or plan of any checkout session it ever had."""
     if not session_id or len(session_id) > 255:
         return None
-    record = db.session.scalar(select(CheckoutSessionRecord).where(
-        CheckoutSessionRecord.session_id == session_id))
+    record = db.session.scalar(
+        select(CheckoutSessionRecord).where(CheckoutSessionRecord.session_id == session_id)
+    )
     if record is not None:
-        return (db.session.get(Donation, record.donation_id) if record.donation_id
-                else db.session.get(RecurringPlan, record.plan_id))
-    return (db.session.scalar(select(Donation).where(
-        Donation.stripe_checkout_session_id == session_id))
-        or db.session.scalar(select(RecurringPlan).where(
-            RecurringPlan.stripe_checkout_session_id == session_id)))
+        return (
+            db.session.get(Donation, record.donation_id)
+            if record.donation_id
+            else db.session.get(RecurringPlan, record.plan_id)
+        )
+    return db.session.scalar(
+        select(Donation).where(Donation.stripe_checkout_session_id == session_id)
+    ) or db.session.scalar(
+        select(RecurringPlan).where(RecurringPlan.stripe_checkout_session_id == session_id)
+    )

@@ -24,10 +24,17 @@ from donorhub.extensions import db
 
 def _gift(donor, amount, currency, days_ago, *, plan=None, refunded=0, declaration=None):
     paid_at = utcnow() - timedelta(days=days_ago)
-    gift = Donation(donor=donor, plan=plan, kind=DonationKind.INSTALMENT if plan
-                    else DonationKind.ONCE, amount_minor=amount, currency=currency,
-                    paid_at=paid_at, amount_refunded_minor=refunded, stripe_refunded_minor=refunded,
-                    gift_aid_declaration_id=declaration.id if declaration else None)
+    gift = Donation(
+        donor=donor,
+        plan=plan,
+        kind=DonationKind.INSTALMENT if plan else DonationKind.ONCE,
+        amount_minor=amount,
+        currency=currency,
+        paid_at=paid_at,
+        amount_refunded_minor=refunded,
+        stripe_refunded_minor=refunded,
+        gift_aid_declaration_id=declaration.id if declaration else None,
+    )
     db.session.add(gift)
     db.session.flush()
     gift.settle()
@@ -45,12 +52,19 @@ def seed_donations() -> None:
     morgan = services.find_or_create_donor(monthly_user.email, monthly_user.full_name)
     morgan.user_id = monthly_user.id
     guest = services.find_or_create_donor("guest@demo.donorhub.invalid", "Gale Guest")
-    declaration = GiftAidDeclaration(donor=dana, title="Ms", first_name="Dana",
-                                     last_name="Donor", house="12", postcode="SW1A 1AA",
-                                     scope=GiftAidScope.ALL, text_version="2026-01",
-                                     declared_at=utcnow() - timedelta(200),
-                                     effective_at=utcnow() - timedelta(200),
-                                     confirmed_at=utcnow() - timedelta(200))
+    declaration = GiftAidDeclaration(
+        donor=dana,
+        title="Ms",
+        first_name="Dana",
+        last_name="Donor",
+        house="12",
+        postcode="SW1A 1AA",
+        scope=GiftAidScope.ALL,
+        text_version="2026-01",
+        declared_at=utcnow() - timedelta(200),
+        effective_at=utcnow() - timedelta(200),
+        confirmed_at=utcnow() - timedelta(200),
+    )
     db.session.add(declaration)
     db.session.flush()
     _gift(dana, 2500, "gbp", 40, declaration=declaration)
@@ -58,23 +72,41 @@ def seed_donations() -> None:
     _gift(dana, 5000, "usd", 10)
     _gift(guest, 100000, "inr", 5)
     _gift(guest, 1000, "gbp", 3, refunded=1000)  # a refund
-    active = RecurringPlan(donor=morgan, amount_minor=2000, currency="gbp",
-                           frequency=Frequency.MONTHLY, checkout_completed=True,
-                           latest_invoice_state="paid", started_at=utcnow() - timedelta(90),
-                           stripe_subscription_id="sub_demo_active",
-                           stripe_customer_id="cus_demo_morgan",
-                           current_period_end=utcnow() + timedelta(days=20))
-    past_due = RecurringPlan(donor=dana, amount_minor=1500, currency="gbp",
-                             frequency=Frequency.MONTHLY, checkout_completed=True,
-                             latest_invoice_state="failed", last_failure_code="expired_card",
-                             started_at=utcnow() - timedelta(60),
-                             stripe_subscription_id="sub_demo_past_due",
-                             stripe_customer_id="cus_demo_dana")
-    yearly = RecurringPlan(donor=guest, amount_minor=1_200_000, currency="inr",
-                           frequency=Frequency.YEARLY, checkout_completed=True,
-                           latest_invoice_state="paid", started_at=utcnow() - timedelta(30),
-                           stripe_subscription_id="sub_demo_yearly",
-                           stripe_customer_id="cus_demo_guest")
+    active = RecurringPlan(
+        donor=morgan,
+        amount_minor=2000,
+        currency="gbp",
+        frequency=Frequency.MONTHLY,
+        checkout_completed=True,
+        latest_invoice_state="paid",
+        started_at=utcnow() - timedelta(90),
+        stripe_subscription_id="sub_demo_active",
+        stripe_customer_id="cus_demo_morgan",
+        current_period_end=utcnow() + timedelta(days=20),
+    )
+    past_due = RecurringPlan(
+        donor=dana,
+        amount_minor=1500,
+        currency="gbp",
+        frequency=Frequency.MONTHLY,
+        checkout_completed=True,
+        latest_invoice_state="failed",
+        last_failure_code="expired_card",
+        started_at=utcnow() - timedelta(60),
+        stripe_subscription_id="sub_demo_past_due",
+        stripe_customer_id="cus_demo_dana",
+    )
+    yearly = RecurringPlan(
+        donor=guest,
+        amount_minor=1_200_000,
+        currency="inr",
+        frequency=Frequency.YEARLY,
+        checkout_completed=True,
+        latest_invoice_state="paid",
+        started_at=utcnow() - timedelta(30),
+        stripe_subscription_id="sub_demo_yearly",
+        stripe_customer_id="cus_demo_guest",
+    )
     db.session.add_all([active, past_due, yearly])
     db.session.flush()
     for plan in (active, past_due, yearly):

@@ -41,21 +41,30 @@ def donor_for_user(user) -> Donor | None:
         return None
     donor = db.session.scalar(select(Donor).where(Donor.user_id == user.id))
     if donor is None and user.is_verified:
-        donor = db.session.scalar(select(Donor).where(Donor.email == user.email,
-                                                      Donor.user_id.is_(None)))
+        donor = db.session.scalar(
+            select(Donor).where(Donor.email == user.email, Donor.user_id.is_(None))
+        )
     return donor
 
 
 def owns_address(user, donor: Donor) -> bool:
     """A signed-in account whose verified address is the donor's."""
-    return bool(user is not None and user.is_authenticated and user.is_verified
-                and (user.email or "").strip().lower() == donor.email)
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_verified
+        and (user.email or "").strip().lower() == donor.email
+    )
 
 
 def claim_for_account(donor: Donor, user) -> None:
     """Link the donor to the account with its verified address, if neither has a link."""
-    if user is not None and donor.user_id is None and user.is_verified \
-            and donor.email == user.email:
+    if (
+        user is not None
+        and donor.user_id is None
+        and user.is_verified
+        and donor.email == user.email
+    ):
         other = db.session.scalar(select(Donor).where(Donor.user_id == user.id))
         if other is None:
             donor.user_id = user.id

@@ -69,19 +69,28 @@ def _start(day: date) -> datetime:
 def donor_query(f: DonorFilters, now: datetime | None = None):
     """Donors matching the filters, with first and last counted gift dates."""
     now = now or utcnow()
-    gifts = (select(Donation.donor_id.label("donor_id"),
-                    func.min(Donation.paid_at).label("first_gift"),
-                    func.max(Donation.paid_at).label("last_gift"),
-                    func.count().label("gifts"))
-             .where(_counted()).group_by(Donation.donor_id).subquery())
-    query = (select(Donor, gifts.c.first_gift, gifts.c.last_gift, gifts.c.gifts)
-             .outerjoin(gifts, gifts.c.donor_id == Donor.id))
+    gifts = (
+        select(
+            Donation.donor_id.label("donor_id"),
+            func.min(Donation.paid_at).label("first_gift"),
+            func.max(Donation.paid_at).label("last_gift"),
+            func.count().label("gifts"),
+        )
+        .where(_counted())
+        .group_by(Donation.donor_id)
+        .subquery()
+    )
+    query = select(Donor, gifts.c.first_gift, gifts.c.last_gift, gifts.c.gifts).outerjoin(
+        gifts, gifts.c.donor_id == Donor.id
+    )
     if f.q:
         pattern = "%" + f.q.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
-        query = query.where(or_(func.lower(Donor.full_name).like(pattern),
-                                Donor.email.like(pattern)))
-    live_plan = exists().where(RecurringPlan.donor_id == Donor.id,
-                               RecurringPlan.status.in_(LIVE_PLAN_STATUSES))
+        query = query.where(
+            or_(func.lower(Donor.full_name).like(pattern), Donor.email.like(pattern))
+        )
+    live_plan = exists().where(
+        RecurringPlan.donor_id == Donor.id, RecurringPlan.status.in_(LIVE_PLAN_STATUSES)
+    )
     if f.recurring:
         query = query.where(live_plan)
     if f.lapsed:
@@ -89,13 +98,19 @@ def donor_query(f: DonorFilters, now: datetime | None = None):
     if f.gift_aid:
         # Only declarations in effect: one from a checkout never paid covers nothing
         # (GiftAidDeclaration.effective_at), whatever its scope or confirmation.
-        query = query.where(exists().where(GiftAidDeclaration.donor_id == Donor.id,
-                                           GiftAidDeclaration.effective_at.is_not(None),
-                                           GiftAidDeclaration.cancelled_at.is_(None)))
+        query = query.where(
+            exists().where(
+                GiftAidDeclaration.donor_id == Donor.id,
+                GiftAidDeclaration.effective_at.is_not(None),
+                GiftAidDeclaration.cancelled_at.is_(None),
+            )
+        )
     if f.campaign_id:
-        query = query.where(exists().where(Donation.donor_id == Donor.id,
-                                           Donation.campaign_id == f.campaign_id,
-                                           _counted()))
+        query = query.where(
+            exists().where(
+                Donation.donor_id == Donor.id, Donation.campaign_id == f.campaign_id, _counted()
+            )
+        )
     if f.first_from:
         query = query.where(gifts.c.first_gift >= _start(f.first_from))
     if f.first_to:
@@ -105,13 +120,15 @@ def donor_query(f: DonorFilters, now: datetime | None = None):
 
 def search_donors(f: DonorFilters):
     page = max(f.page, 1)
-    return db.session.execute(donor_query(f).limit(PAGE_SIZE)
-                              .offset((page - 1) * PAGE_SIZE)).all()
+    return db.session.execute(donor_query(f).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
 
 
 def current_consents(donor_id: int) -> dict[str, DonorConsent]:
-    rows = db.session.scalars(select(DonorConsent).where(DonorConsent.donor_id == donor_id)
-                              .order_by(DonorConsent.recorded_at, DonorConsent.id)).all()
+    rows = db.session.scalars(
+        select(DonorConsent)
+        .where(DonorConsent.donor_id == donor_id)
+        .order_by(DonorConsent.recorded_at, DonorConsent.id)
+    ).all()
     return {row.channel: row for row in rows}
 
 
@@ -131,31 +148,56 @@ class DonorPage:
 
 
 def donor_page(donor: Donor, actor: User) -> DonorPage:
-    gifts = list(db.session.scalars(select(Donation).where(Donation.donor_id == donor.id)
-                                    .order_by(Donation.id.desc())))
+    gifts = list(
+        db.session.scalars(
+            select(Donation).where(Donation.donor_id == donor.id).order_by(Donation.id.desc())
+        )
+    )
     ids = [g.id for g in gifts] or [-1]
     refunds: dict[int, list[Refund]] = {}
-    for refund in db.session.scalars(select(Refund).where(Refund.donation_id.in_(ids))
-                                     .order_by(Refund.id)):
+    for refund in db.session.scalars(
+        select(Refund).where(Refund.donation_id.in_(ids)).order_by(Refund.id)
+    ):
         refunds.setdefault(refund.donation_id, []).append(refund)
-    offline = {o.donation_id: o for o in db.session.scalars(
-        select(OfflineGift).where(OfflineGift.donation_id.in_(ids)))}
+    offline = {
+        o.donation_id: o
+        for o in db.session.scalars(select(OfflineGift).where(OfflineGift.donation_id.in_(ids)))
+    }
     disputes: dict[int, list[Dispute]] = {}
-    for dispute in db.session.scalars(select(Dispute).where(Dispute.donation_id.in_(ids))
-                                      .order_by(Dispute.id)):
+    for dispute in db.session.scalars(
+        select(Dispute).where(Dispute.donation_id.in_(ids)).order_by(Dispute.id)
+    ):
         disputes.setdefault(dispute.donation_id, []).append(dispute)
     page = DonorPage(
-        donor=donor, gifts=gifts,
-        plans=list(db.session.scalars(select(RecurringPlan).where(
-            RecurringPlan.donor_id == donor.id).order_by(RecurringPlan.id.desc()))),
-        declarations=list(db.session.scalars(select(GiftAidDeclaration).where(
-            GiftAidDeclaration.donor_id == donor.id).order_by(GiftAidDeclaration.id))),
+        donor=donor,
+        gifts=gifts,
+        plans=list(
+            db.session.scalars(
+                select(RecurringPlan)
+                .where(RecurringPlan.donor_id == donor.id)
+                .order_by(RecurringPlan.id.desc())
+            )
+        ),
+        declarations=list(
+            db.session.scalars(
+                select(GiftAidDeclaration)
+                .where(GiftAidDeclaration.donor_id == donor.id)
+                .order_by(GiftAidDeclaration.id)
+            )
+        ),
         consents=current_consents(donor.id),
-        notes=list(db.session.scalars(select(DonorNote).where(DonorNote.donor_id == donor.id)
-                                      .order_by(DonorNote.id.desc()))),
-        refunds=refunds, offline=offline,
-        erasure=db.session.scalar(select(DonorErasure).where(
-            DonorErasure.donor_id == donor.id)), disputes=disputes)
+        notes=list(
+            db.session.scalars(
+                select(DonorNote)
+                .where(DonorNote.donor_id == donor.id)
+                .order_by(DonorNote.id.desc())
+            )
+        ),
+        refunds=refunds,
+        offline=offline,
+        erasure=db.session.scalar(select(DonorErasure).where(DonorErasure.donor_id == donor.id)),
+        disputes=disputes,
+    )
     record_audit(actor, "donor.donor_viewed", "donor", donor.id, {})
     return page
 
@@ -170,25 +212,35 @@ def add_note(donor: Donor, body: str, actor: User) -> DonorNote:
     return note
 
 
-def record_consent(donor: Donor, channel: str, granted: bool, source: str, actor: User | None
-                   ) -> DonorConsent:
+def record_consent(
+    donor: Donor, channel: str, granted: bool, source: str, actor: User | None
+) -> DonorConsent:
     if channel not in CONSENT_CHANNELS:
         raise DomainError("Unknown channel.")
-    row = DonorConsent(donor_id=donor.id, channel=channel, granted=granted, source=source,
-                       recorded_by_id=actor.id if actor is not None else None)
+    row = DonorConsent(
+        donor_id=donor.id,
+        channel=channel,
+        granted=granted,
+        source=source,
+        recorded_by_id=actor.id if actor is not None else None,
+    )
     db.session.add(row)
     db.session.flush()
-    record_audit(actor, "donor.consent_recorded", "donor", donor.id,
-                 {"channel": channel, "granted": granted})
+    record_audit(
+        actor, "donor.consent_recorded", "donor", donor.id, {"channel": channel, "granted": granted}
+    )
     return row
 
 
 def _erased(donor: Donor) -> bool:
-    return db.session.scalar(select(DonorErasure.id).where(
-        DonorErasure.donor_id == donor.id)) is not None
+    return (
+        db.session.scalar(select(DonorErasure.id).where(DonorErasure.donor_id == donor.id))
+        is not None
+    )
 
 
 # Offline gifts -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OfflineGiftInput:
@@ -211,8 +263,7 @@ def record_offline_gift(data: OfflineGiftInput, actor: User) -> tuple[Donation, 
 
     A campaign_id names a campaign the caller has found (campaigns build on donations, so
     the view checks it)."""
-    existing = db.session.scalar(select(OfflineGift).where(
-        OfflineGift.entry_key == data.entry_key))
+    existing = db.session.scalar(select(OfflineGift).where(OfflineGift.entry_key == data.entry_key))
     if existing is not None:
         return db.session.get_one(Donation, existing.donation_id), False
     if data.method not in OFFLINE_METHODS or data.currency not in CURRENCIES:
@@ -232,21 +283,37 @@ def record_offline_gift(data: OfflineGiftInput, actor: User) -> tuple[Donation, 
             raise DomainError("Give the donor's e-mail address and name.")
         donor = donation_services.find_or_create_donor(data.email, data.full_name)
     donation = Donation(
-        donor=donor, kind=DonationKind.ONCE, amount_minor=data.amount_minor,
-        fee_cover_minor=0, currency=data.currency,
+        donor=donor,
+        kind=DonationKind.ONCE,
+        amount_minor=data.amount_minor,
+        fee_cover_minor=0,
+        currency=data.currency,
         designation="campaign" if data.campaign_id else "general",
-        campaign_id=data.campaign_id, status=DonationStatus.PENDING,
-        paid_at=datetime.combine(data.received_on, time(12, 0), tzinfo=UTC))
+        campaign_id=data.campaign_id,
+        status=DonationStatus.PENDING,
+        paid_at=datetime.combine(data.received_on, time(12, 0), tzinfo=UTC),
+    )
     db.session.add(donation)
     db.session.flush()
     donation.settle()
-    db.session.add(OfflineGift(donation_id=donation.id, method=data.method,
-                               reference=data.reference, received_on=data.received_on,
-                               entered_by_id=actor.id, entry_key=data.entry_key))
+    db.session.add(
+        OfflineGift(
+            donation_id=donation.id,
+            method=data.method,
+            reference=data.reference,
+            received_on=data.received_on,
+            entered_by_id=actor.id,
+            entry_key=data.entry_key,
+        )
+    )
     db.session.flush()
     if data.send_receipt:
         donation_services.issue_receipt(donation)
-    record_audit(actor, "donation.offline_recorded", "donation", donation.id,
-                 {"method": data.method, "amount_minor": data.amount_minor,
-                  "currency": data.currency})
+    record_audit(
+        actor,
+        "donation.offline_recorded",
+        "donation",
+        donation.id,
+        {"method": data.method, "amount_minor": data.amount_minor, "currency": data.currency},
+    )
     return donation, True

@@ -27,22 +27,37 @@ from donorhub.donations.models import Donation, PlanPaymentFailure
 from donorhub.extensions import db
 
 
-def record_failure(plan_id: int, invoice_id: str, currency: str, amount_due: int,
-                   attempts: int, failed_at: datetime) -> PlanPaymentFailure | None:
+def record_failure(
+    plan_id: int,
+    invoice_id: str,
+    currency: str,
+    amount_due: int,
+    attempts: int,
+    failed_at: datetime,
+) -> PlanPaymentFailure | None:
     """Record one failure notice of an invoice (caller holds the plan's row lock).
 
     Returns the row, or None when the invoice was already paid at or before this failure.
     """
-    row = db.session.scalar(select(PlanPaymentFailure).where(
-        PlanPaymentFailure.stripe_invoice_id == invoice_id))
-    paid = db.session.execute(select(Donation.paid_at, Donation.amount_minor).where(
-        Donation.stripe_invoice_id == invoice_id, Donation.paid_at.is_not(None))).first()
+    row = db.session.scalar(
+        select(PlanPaymentFailure).where(PlanPaymentFailure.stripe_invoice_id == invoice_id)
+    )
+    paid = db.session.execute(
+        select(Donation.paid_at, Donation.amount_minor).where(
+            Donation.stripe_invoice_id == invoice_id, Donation.paid_at.is_not(None)
+        )
+    ).first()
     if paid is not None and paid.paid_at <= failed_at:
         return None  # Stripe dates this notice after the payment: not a failed instalment
     if row is None:
-        row = PlanPaymentFailure(plan_id=plan_id, stripe_invoice_id=invoice_id,
-                                 currency=currency, amount_due_minor=amount_due,
-                                 failed_at=failed_at, attempts=max(attempts, 1))
+        row = PlanPaymentFailure(
+            plan_id=plan_id,
+            stripe_invoice_id=invoice_id,
+            currency=currency,
+            amount_due_minor=amount_due,
+            failed_at=failed_at,
+            attempts=max(attempts, 1),
+        )
         db.session.add(row)
     else:
         row.failed_at = min(row.failed_at, failed_at)
@@ -56,8 +71,9 @@ def record_failure(plan_id: int, invoice_id: str, currency: str, amount_due: int
 def record_payment(invoice_id: str, amount_paid: int, paid_at: datetime) -> None:
     """An invoice was paid: a failure of it dated before the payment is now recovered; a
     "failure" dated at or after the payment was no failure and is removed."""
-    row = db.session.scalar(select(PlanPaymentFailure).where(
-        PlanPaymentFailure.stripe_invoice_id == invoice_id))
+    row = db.session.scalar(
+        select(PlanPaymentFailure).where(PlanPaymentFailure.stripe_invoice_id == invoice_id)
+    )
     if row is None:
         return
     if row.failed_at >= paid_at:

@@ -54,9 +54,17 @@ DECLARATION_NOTE = (
     "Income Tax or Capital Gains Tax."
 )
 
-SCHEDULE_COLUMNS = ("Title", "First name or initial", "Last name", "House name or number",
-                    "Postcode", "Aggregated donations", "Sponsored event", "Donation date",
-                    "Amount")
+SCHEDULE_COLUMNS = (
+    "Title",
+    "First name or initial",
+    "Last name",
+    "House name or number",
+    "Postcode",
+    "Aggregated donations",
+    "Sponsored event",
+    "Donation date",
+    "Amount",
+)
 
 POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 NAME_OK = re.compile(r"^[A-Za-z][A-Za-z '.]*$")
@@ -78,10 +86,10 @@ def normalise_postcode(value: str) -> str | None:
 def schedule_name(value: str) -> str:
     """A name as HMRC's schedule takes it: accents dropped ("Zoë" -> "Zoe"), hyphens as
     spaces (double-barrelled names take a space: "Smith-Jones" -> "Smith Jones")."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", value)
-                    if not unicodedata.combining(c))
-    plain = "".join(" " if unicodedata.category(c) == "Pd" else c
-                    for c in plain.replace("\u2019", "'"))
+    plain = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+    plain = "".join(
+        " " if unicodedata.category(c) == "Pd" else c for c in plain.replace("\u2019", "'")
+    )
     return " ".join(plain.split())
 
 
@@ -103,6 +111,7 @@ def claim_deadline(gift_day: date) -> date:
 @dataclass(frozen=True)
 class ScheduleRow:
     """One row of HMRC's Gift Aid schedule."""
+
     donation_id: int
     title: str
     first_name: str
@@ -114,13 +123,31 @@ class ScheduleRow:
 
     def cells(self) -> list[str]:
         # Blank, never "0.00" or "n/a", for the columns that do not apply.
-        return [self.title, self.first_name, self.last_name, self.house, self.postcode, "",
-                "", self.date, self.amount]
+        return [
+            self.title,
+            self.first_name,
+            self.last_name,
+            self.house,
+            self.postcode,
+            "",
+            "",
+            self.date,
+            self.amount,
+        ]
 
 
-def build_row(*, donation_id: int, title: str | None, first_name: str, last_name: str,
-              house: str, postcode: str, paid_at: datetime, amount_minor: int,
-              now: datetime) -> tuple[ScheduleRow, list[str]]:
+def build_row(
+    *,
+    donation_id: int,
+    title: str | None,
+    first_name: str,
+    last_name: str,
+    house: str,
+    postcode: str,
+    paid_at: datetime,
+    amount_minor: int,
+    now: datetime,
+) -> tuple[ScheduleRow, list[str]]:
     """One schedule row and the problems with it (an empty list when it may be claimed)."""
     from donorhub.money import plain_amount
 
@@ -148,9 +175,16 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
         problems.append(f"too late to claim: HMRC's 4-year window closed on {deadline:%-d %B %Y}")
     if amount_minor <= 0:
         problems.append("amount must be more than 0.00")
-    row = ScheduleRow(donation_id=donation_id, title=title, first_name=first, last_name=last,
-                      house=house, postcode=code or postcode, date=gift_day.strftime("%d/%m/%y"),
-                      amount=plain_amount(amount_minor))
+    row = ScheduleRow(
+        donation_id=donation_id,
+        title=title,
+        first_name=first,
+        last_name=last,
+        house=house,
+        postcode=code or postcode,
+        date=gift_day.strftime("%d/%m/%y"),
+        amount=plain_amount(amount_minor),
+    )
     if not re.fullmatch(r"\d{2}/\d{2}/\d{2}", row.date):
         problems.append("date is not DD/MM/YY")
     if not re.fullmatch(r"\d+\.\d{2}", row.amount):
@@ -160,13 +194,21 @@ def build_row(*, donation_id: int, title: str | None, first_name: str, last_name
 
 # Declarations -----------------------------------------------------------------------------
 
+
 def make_declaration(donor: Donor, details, scope: GiftAidScope) -> GiftAidDeclaration:
     """Record a donor's Gift Aid declaration as made on the web (in effect once a gift is paid)."""
     declaration = GiftAidDeclaration(
-        donor=donor, title=details.title, first_name=details.first_name,
-        last_name=details.last_name, house=details.house, address_line=details.address_line,
-        postcode=details.postcode, scope=scope,
-        text_version=current_app.config["GIFT_AID_DECLARATION_VERSION"], channel="web")
+        donor=donor,
+        title=details.title,
+        first_name=details.first_name,
+        last_name=details.last_name,
+        house=details.house,
+        address_line=details.address_line,
+        postcode=details.postcode,
+        scope=scope,
+        text_version=current_app.config["GIFT_AID_DECLARATION_VERSION"],
+        channel="web",
+    )
     db.session.add(declaration)
     db.session.flush()
     return declaration
@@ -179,10 +221,13 @@ def cancel_declaration(donor: Donor, declaration_id: int) -> GiftAidDeclaration:
         raise NotPermitted("That declaration is not yours.")
     if declaration.cancelled_at is None:
         declaration.cancelled_at = utcnow()
-        queue_mail(donor.email, "donations/gift_aid_cancelled",
-                   subject="Your Gift Aid declaration is cancelled",
-                   name=name_for_mail(f"{declaration.first_name} {declaration.last_name}"),
-                   declared_at=declaration.declared_at)
+        queue_mail(
+            donor.email,
+            "donations/gift_aid_cancelled",
+            subject="Your Gift Aid declaration is cancelled",
+            name=name_for_mail(f"{declaration.first_name} {declaration.last_name}"),
+            declared_at=declaration.declared_at,
+        )
     return declaration
 
 
@@ -195,28 +240,38 @@ def link_declaration(donation: Donation) -> None:
         return
     if donation.gift_aid_declaration_id is not None:
         declaration = db.session.get(GiftAidDeclaration, donation.gift_aid_declaration_id)
-        if declaration is not None and declaration.effective_at is None \
-                and declaration.cancelled_at is None:
+        if (
+            declaration is not None
+            and declaration.effective_at is None
+            and declaration.cancelled_at is None
+        ):
             declaration.effective_at = donation.paid_at
         if declaration is not None and not declaration.covers(donation, donation.paid_at):
             donation.gift_aid_declaration_id = None
         return
     declaration = db.session.scalar(
-        select(GiftAidDeclaration).where(
+        select(GiftAidDeclaration)
+        .where(
             GiftAidDeclaration.donor_id == donation.donor_id,
             GiftAidDeclaration.scope == GiftAidScope.ALL,
             GiftAidDeclaration.effective_at.is_not(None),
             GiftAidDeclaration.confirmed_at.is_not(None),
-            or_(GiftAidDeclaration.cancelled_at.is_(None),
-                GiftAidDeclaration.cancelled_at > donation.paid_at))
-        .order_by(GiftAidDeclaration.declared_at.desc()).limit(1))
+            or_(
+                GiftAidDeclaration.cancelled_at.is_(None),
+                GiftAidDeclaration.cancelled_at > donation.paid_at,
+            ),
+        )
+        .order_by(GiftAidDeclaration.declared_at.desc())
+        .limit(1)
+    )
     if declaration is not None:
         donation.gift_aid_declaration_id = declaration.id
 
 
 def _gift_aid_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
-                                  salt="donorhub.donations.gift-aid-confirm")
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt="donorhub.donations.gift-aid-confirm"
+    )
 
 
 def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
@@ -231,10 +286,14 @@ def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
         payload = _gift_aid_serializer().loads(token, max_age=30 * 24 * 3600)
     except (BadSignature, SignatureExpired):
         return None
-    declaration = db.session.get(GiftAidDeclaration, payload.get("d")) \
-        if isinstance(payload, dict) else None
-    if declaration is None or declaration.effective_at is None \
-            or declaration.cancelled_at is not None:
+    declaration = (
+        db.session.get(GiftAidDeclaration, payload.get("d")) if isinstance(payload, dict) else None
+    )
+    if (
+        declaration is None
+        or declaration.effective_at is None
+        or declaration.cancelled_at is not None
+    ):
         return None
     return declaration
 
@@ -251,16 +310,17 @@ def gift_aid_status(donation: Donation) -> str:
     if donation.currency != "gbp":
         return "Gift Aid does not apply to gifts in this currency."
     if donation.gift_aid_declaration_id:
-        return ("Gift Aid: yes. We will claim 25p for every £1 you gave, under your "
-                "declaration.")
+        return "Gift Aid: yes. We will claim 25p for every £1 you gave, under your declaration."
     return "Gift Aid: no declaration. If you are a UK taxpayer, you can add one."
 
 
 # Claims (staff) -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ClaimPreview:
     """The gifts a claim would include, and those left out with their problems."""
+
     rows: list
     problems: list  # (donation id, [problems])
 
@@ -274,11 +334,17 @@ def claimable_gifts(date_from: date, date_to: date) -> Sequence[Donation]:
     start = datetime.combine(date_from, time(0), UK).astimezone(UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(0), UK).astimezone(UTC)
     return db.session.scalars(
-        select(Donation).where(
-            Donation.currency == "gbp", Donation.status == DonationStatus.PAID,
-            Donation.gift_aid_declaration_id.is_not(None), Donation.gift_aid_claim_id.is_(None),
-            Donation.paid_at >= start, Donation.paid_at < end)
-        .order_by(Donation.paid_at, Donation.id)).all()
+        select(Donation)
+        .where(
+            Donation.currency == "gbp",
+            Donation.status == DonationStatus.PAID,
+            Donation.gift_aid_declaration_id.is_not(None),
+            Donation.gift_aid_claim_id.is_(None),
+            Donation.paid_at >= start,
+            Donation.paid_at < end,
+        )
+        .order_by(Donation.paid_at, Donation.id)
+    ).all()
 
 
 def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
@@ -292,11 +358,17 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
         if declaration is None or not declaration.covers(gift, gift.paid_at):
             continue
         row, row_problems = build_row(
-            donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
-            last_name=declaration.last_name, house=declaration.house,
-            postcode=declaration.postcode, paid_at=gift.paid_at,
+            donation_id=gift.id,
+            title=declaration.title,
+            first_name=declaration.first_name,
+            last_name=declaration.last_name,
+            house=declaration.house,
+            postcode=declaration.postcode,
+            paid_at=gift.paid_at,
             # The fee cover is left out until an adviser confirms it qualifies (docs/gift-aid.md).
-            amount_minor=gift.gift_minor, now=now)
+            amount_minor=gift.gift_minor,
+            now=now,
+        )
         if row_problems:
             problems.append((gift.id, row_problems))
         else:
@@ -312,22 +384,38 @@ def record_claim(preview: ClaimPreview, actor: User | None) -> GiftAidClaim:
     gifts first makes this one fail whole, so no gift is ever in two claims."""
     if not preview.rows:
         raise DomainError("There are no gifts to claim in those dates.")
-    claim = GiftAidClaim(created_by_id=actor.id if actor else None, rows=len(preview.rows),
-                         total_minor=preview.total_minor)
+    claim = GiftAidClaim(
+        created_by_id=actor.id if actor else None,
+        rows=len(preview.rows),
+        total_minor=preview.total_minor,
+    )
     db.session.add(claim)
     db.session.flush()
     ids = [gift.id for _row, _amount, gift in preview.rows]
     claimed = db.session.execute(
-        update(Donation).where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
-        .values(gift_aid_claim_id=claim.id).execution_options(synchronize_session=False))
+        update(Donation)
+        .where(Donation.id.in_(ids), Donation.gift_aid_claim_id.is_(None))
+        .values(gift_aid_claim_id=claim.id)
+        .execution_options(synchronize_session=False)
+    )
     if claimed.rowcount != len(ids):  # type: ignore[attr-defined]  # an UPDATE's CursorResult
-        raise DomainError("Another export has just claimed some of these gifts. Check "
-                          "again, then export what is left.")
+        raise DomainError(
+            "Another export has just claimed some of these gifts. Check "
+            "again, then export what is left."
+        )
     for _row, _amount, gift in preview.rows:
         db.session.expire(gift, ["gift_aid_claim_id"])
-    record_audit(actor, "export.gift_aid", "gift_aid_claim", claim.id,
-                 {"rows": len(preview.rows), "total_minor": preview.total_minor,
-                  "excluded": len(preview.problems)})
+    record_audit(
+        actor,
+        "export.gift_aid",
+        "gift_aid_claim",
+        claim.id,
+        {
+            "rows": len(preview.rows),
+            "total_minor": preview.total_minor,
+            "excluded": len(preview.problems),
+        },
+    )
     return claim
 
 
@@ -335,8 +423,11 @@ def claim_rows(claim_id: int) -> list | None:
     """The rows of an earlier claim, to download its file again (None: no such claim)."""
     if db.session.get(GiftAidClaim, claim_id) is None:
         return None
-    gifts = db.session.scalars(select(Donation).where(Donation.gift_aid_claim_id == claim_id)
-                               .order_by(Donation.paid_at, Donation.id)).all()
+    gifts = db.session.scalars(
+        select(Donation)
+        .where(Donation.gift_aid_claim_id == claim_id)
+        .order_by(Donation.paid_at, Donation.id)
+    ).all()
     rows = []
     for gift in gifts:
         declaration = gift.gift_aid_declaration
@@ -344,15 +435,20 @@ def claim_rows(claim_id: int) -> list | None:
         if declaration is None or gift.paid_at is None:
             raise RuntimeError("claimed gift without its declaration or paid_at")
         row, _problems = build_row(
-            donation_id=gift.id, title=declaration.title, first_name=declaration.first_name,
-            last_name=declaration.last_name, house=declaration.house,
-            postcode=declaration.postcode, paid_at=gift.paid_at, amount_minor=gift.gift_minor,
-            now=gift.paid_at)
+            donation_id=gift.id,
+            title=declaration.title,
+            first_name=declaration.first_name,
+            last_name=declaration.last_name,
+            house=declaration.house,
+            postcode=declaration.postcode,
+            paid_at=gift.paid_at,
+            amount_minor=gift.gift_minor,
+            now=gift.paid_at,
+        )
         rows.append(row)
     return rows
 
 
 def recent_claims() -> Sequence[GiftAidClaim]:
     """The last 20 claims, newest first."""
-    return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc())
-                              .limit(20)).all()
+    return db.session.scalars(select(GiftAidClaim).order_by(GiftAidClaim.id.desc()).limit(20)).all()

@@ -24,8 +24,13 @@ def new_public_id() -> str:
 
 
 def _enum(kind: type[StrEnum], length: int = 24) -> Enum:
-    return Enum(kind, native_enum=False, length=length, validate_strings=True,
-                values_callable=lambda members: [m.value for m in members])
+    return Enum(
+        kind,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class Donor(TimestampMixin, Model):
@@ -40,7 +45,8 @@ class Donor(TimestampMixin, Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     full_name: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), unique=True)
+        ForeignKey("users.id", ondelete="SET NULL"), unique=True
+    )
 
     def __repr__(self) -> str:  # no e-mail: reprs end up in logs
         return f"<Donor {self.id}>"
@@ -63,47 +69,83 @@ class DonationKind(StrEnum):
 
 
 class DonationStatus(StrEnum):
-    PENDING = "pending"              # sent to Checkout, nothing confirmed yet
-    PROCESSING = "processing"        # a delayed payment method is on its way
+    PENDING = "pending"  # sent to Checkout, nothing confirmed yet
+    PROCESSING = "processing"  # a delayed payment method is on its way
     PAID = "paid"
     FAILED = "failed"
-    EXPIRED = "expired"              # the Checkout Session closed unpaid
+    EXPIRED = "expired"  # the Checkout Session closed unpaid
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     DISPUTED = "disputed"
-    CHARGED_BACK = "charged_back"    # dispute lost
-    NEEDS_REVIEW = "needs_review"    # Stripe's amount or currency differs from ours
+    CHARGED_BACK = "charged_back"  # dispute lost
+    NEEDS_REVIEW = "needs_review"  # Stripe's amount or currency differs from ours
 
 
 _S = DonationStatus
 DONATION_MOVES: dict[DonationStatus, frozenset[DonationStatus]] = {
-    _S.PENDING: frozenset({_S.PROCESSING, _S.PAID, _S.FAILED, _S.EXPIRED, _S.NEEDS_REVIEW,
-                           _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
-    _S.PROCESSING: frozenset({_S.PAID, _S.FAILED, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED,
-                              _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
+    _S.PENDING: frozenset(
+        {
+            _S.PROCESSING,
+            _S.PAID,
+            _S.FAILED,
+            _S.EXPIRED,
+            _S.NEEDS_REVIEW,
+            _S.PARTIALLY_REFUNDED,
+            _S.REFUNDED,
+            _S.DISPUTED,
+            _S.CHARGED_BACK,
+        }
+    ),
+    _S.PROCESSING: frozenset(
+        {
+            _S.PAID,
+            _S.FAILED,
+            _S.NEEDS_REVIEW,
+            _S.PARTIALLY_REFUNDED,
+            _S.REFUNDED,
+            _S.DISPUTED,
+            _S.CHARGED_BACK,
+        }
+    ),
     # Money that arrives after a failure or an expiry (another checkout session of the same
     # gift, a late async success) is recorded: facts of payment override failure and expiry.
-    _S.FAILED: frozenset({_S.PAID, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED, _S.REFUNDED,
-                          _S.DISPUTED, _S.CHARGED_BACK}),
-    _S.EXPIRED: frozenset({_S.PROCESSING, _S.FAILED, _S.PAID, _S.NEEDS_REVIEW,
-                           _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}),
+    _S.FAILED: frozenset(
+        {_S.PAID, _S.NEEDS_REVIEW, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}
+    ),
+    _S.EXPIRED: frozenset(
+        {
+            _S.PROCESSING,
+            _S.FAILED,
+            _S.PAID,
+            _S.NEEDS_REVIEW,
+            _S.PARTIALLY_REFUNDED,
+            _S.REFUNDED,
+            _S.DISPUTED,
+            _S.CHARGED_BACK,
+        }
+    ),
     # Once money has arrived, the status is only a label for the facts (refunds, their
     # failures, disputes and their outcomes), which may arrive in any order: any of these
     # labels may follow any other.
-    _S.PAID: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
-                        _S.NEEDS_REVIEW}),
-    _S.PARTIALLY_REFUNDED: frozenset({_S.PAID, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
-                                      _S.NEEDS_REVIEW}),
-    _S.DISPUTED: frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.CHARGED_BACK,
-                            _S.NEEDS_REVIEW}),
-    _S.REFUNDED: frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.DISPUTED, _S.CHARGED_BACK,
-                            _S.NEEDS_REVIEW}),
+    _S.PAID: frozenset(
+        {_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK, _S.NEEDS_REVIEW}
+    ),
+    _S.PARTIALLY_REFUNDED: frozenset(
+        {_S.PAID, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK, _S.NEEDS_REVIEW}
+    ),
+    _S.DISPUTED: frozenset(
+        {_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.CHARGED_BACK, _S.NEEDS_REVIEW}
+    ),
+    _S.REFUNDED: frozenset(
+        {_S.PAID, _S.PARTIALLY_REFUNDED, _S.DISPUTED, _S.CHARGED_BACK, _S.NEEDS_REVIEW}
+    ),
     _S.CHARGED_BACK: frozenset({_S.NEEDS_REVIEW}),
     _S.NEEDS_REVIEW: frozenset(),
 }
 #: Statuses in which money was received (and may since have gone back).
-MONEY_RECEIVED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED,
-                            _S.CHARGED_BACK})
+MONEY_RECEIVED = frozenset(
+    {_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CHARGED_BACK}
+)
 
 
 class Donation(TimestampMixin, Model):
@@ -117,10 +159,10 @@ class Donation(TimestampMixin, Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
-                                          index=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), index=True)
     plan_id: Mapped[int | None] = mapped_column(
-        ForeignKey("recurring_plans.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("recurring_plans.id", ondelete="RESTRICT"), index=True
+    )
     kind: Mapped[DonationKind] = mapped_column(_enum(DonationKind, 16))
     #: What the donor pays in total, including any fee cover.
     amount_minor: Mapped[int]
@@ -130,7 +172,8 @@ class Donation(TimestampMixin, Model):
     #: "general" for the general fund, "campaign" with campaign_id.
     designation: Mapped[str] = mapped_column(String(32), default="general")
     campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True
+    )
     #: Named, not imported: campaigns build on donations, never the other way round.
     campaign = relationship("Campaign", viewonly=True)
     dedication: Mapped[str | None] = mapped_column(String(200))
@@ -144,8 +187,9 @@ class Donation(TimestampMixin, Model):
     #: The one-time token of the giving form that started this gift: the same form sent
     #: twice (a double click) finds this row and its checkout instead of opening another.
     form_nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
-    status: Mapped[DonationStatus] = mapped_column(_enum(DonationStatus),
-                                                   default=DonationStatus.PENDING, index=True)
+    status: Mapped[DonationStatus] = mapped_column(
+        _enum(DonationStatus), default=DonationStatus.PENDING, index=True
+    )
 
     # Checkout: the attempt number is part of the idempotency key; it moves on only after
     # Stripe refused the request for good (never after a timeout, 5xx or 429).
@@ -174,9 +218,11 @@ class Donation(TimestampMixin, Model):
     review_reason: Mapped[str | None] = mapped_column(String(200))
 
     gift_aid_declaration_id: Mapped[int | None] = mapped_column(
-        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True
+    )
     gift_aid_claim_id: Mapped[int | None] = mapped_column(
-        ForeignKey("gift_aid_claims.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("gift_aid_claims.id", ondelete="RESTRICT"), index=True
+    )
 
     donor: Mapped[Donor] = relationship()
     plan: Mapped[RecurringPlan | None] = relationship(back_populates="gifts")
@@ -249,8 +295,7 @@ SPONSORSHIP_DESIGNATION = "sponsorship"
 
 #: Statuses whose money is with the charity now (a full refund leaves 0 by the formula);
 #: campaign totals, the donor search and the reports count the same gifts (docs/campaigns.md).
-COUNTED_STATUSES = (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED,
-                    DonationStatus.REFUNDED)
+COUNTED_STATUSES = (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED, DonationStatus.REFUNDED)
 
 
 def net_gift_expression():
@@ -261,12 +306,12 @@ def net_gift_expression():
 
 
 class PlanStatus(StrEnum):
-    PENDING = "pending"        # sent to Checkout
+    PENDING = "pending"  # sent to Checkout
     ACTIVE = "active"
-    PAST_DUE = "past_due"      # the latest payment failed; Stripe will retry
-    PAUSED = "paused"          # the donor paused collection
-    CANCELLED = "cancelled"    # the donor (or staff) stopped it
-    ENDED = "ended"            # Stripe ended it, or Checkout expired before it began
+    PAST_DUE = "past_due"  # the latest payment failed; Stripe will retry
+    PAUSED = "paused"  # the donor paused collection
+    CANCELLED = "cancelled"  # the donor (or staff) stopped it
+    ENDED = "ended"  # Stripe ended it, or Checkout expired before it began
 
 
 _P = PlanStatus
@@ -292,22 +337,23 @@ class RecurringPlan(TimestampMixin, Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
-                                          index=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), index=True)
     amount_minor: Mapped[int]
     fee_cover_minor: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3))
     frequency: Mapped[Frequency] = mapped_column(_enum(Frequency, 16))
     designation: Mapped[str] = mapped_column(String(32), default="general")
     campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True
+    )
     dedication: Mapped[str | None] = mapped_column(String(200))
     #: The payer's name, as typed on the form that started the plan (see Donation).
     donor_name: Mapped[str | None] = mapped_column(String(200))
     #: The one-time token of the giving form that started the plan (see Donation).
     form_nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
-    status: Mapped[PlanStatus] = mapped_column(_enum(PlanStatus), default=PlanStatus.PENDING,
-                                               index=True)
+    status: Mapped[PlanStatus] = mapped_column(
+        _enum(PlanStatus), default=PlanStatus.PENDING, index=True
+    )
 
     checkout_attempt: Mapped[int] = mapped_column(default=1)
     checkout_expires_at: Mapped[datetime | None]
@@ -352,11 +398,11 @@ class RecurringPlan(TimestampMixin, Model):
     review_reason: Mapped[str | None] = mapped_column(String(200))
     #: The declaration made with this plan's checkout (it covers the plan's instalments).
     gift_aid_declaration_id: Mapped[int | None] = mapped_column(
-        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("gift_aid_declarations.id", ondelete="RESTRICT"), index=True
+    )
 
     donor: Mapped[Donor] = relationship()
-    gifts: Mapped[list[Donation]] = relationship(back_populates="plan",
-                                                 order_by="Donation.id")
+    gifts: Mapped[list[Donation]] = relationship(back_populates="plan", order_by="Donation.id")
 
     @property
     def gift_minor(self) -> int:
@@ -418,15 +464,24 @@ class DisputeStatus(StrEnum):
 _D = DisputeStatus
 #: 0 open and waiting for evidence, 1 under review, 2 closed (final).
 DISPUTE_STAGE: dict[DisputeStatus, int] = {
-    _D.WARNING_NEEDS_RESPONSE: 0, _D.NEEDS_RESPONSE: 0,
-    _D.WARNING_UNDER_REVIEW: 1, _D.UNDER_REVIEW: 1,
-    _D.WARNING_CLOSED: 2, _D.PREVENTED: 2, _D.WON: 2, _D.LOST: 2,
+    _D.WARNING_NEEDS_RESPONSE: 0,
+    _D.NEEDS_RESPONSE: 0,
+    _D.WARNING_UNDER_REVIEW: 1,
+    _D.UNDER_REVIEW: 1,
+    _D.WARNING_CLOSED: 2,
+    _D.PREVENTED: 2,
+    _D.WON: 2,
+    _D.LOST: 2,
 }
 DISPUTE_MOVES: dict[DisputeStatus, frozenset[DisputeStatus]] = {
-    status: frozenset(other for other, stage in DISPUTE_STAGE.items()
-                      if stage > DISPUTE_STAGE[status]
-                      or (stage == DISPUTE_STAGE[status] and stage < 2 and other != status))
-    for status in DisputeStatus}
+    status: frozenset(
+        other
+        for other, stage in DISPUTE_STAGE.items()
+        if stage > DISPUTE_STAGE[status]
+        or (stage == DISPUTE_STAGE[status] and stage < 2 and other != status)
+    )
+    for status in DisputeStatus
+}
 
 
 class Dispute(Model):
@@ -436,8 +491,9 @@ class Dispute(Model):
     __tablename__ = "disputes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
-                                             index=True)
+    donation_id: Mapped[int] = mapped_column(
+        ForeignKey("donations.id", ondelete="RESTRICT"), index=True
+    )
     stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
@@ -474,8 +530,9 @@ class Receipt(Model):
     __table_args__ = (UniqueConstraint("year", "sequence"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
-                                             unique=True)
+    donation_id: Mapped[int] = mapped_column(
+        ForeignKey("donations.id", ondelete="RESTRICT"), unique=True
+    )
     year: Mapped[int]
     sequence: Mapped[int]
     #: e.g. "2026-000042": unique, sequential within the year, never reused.
@@ -498,8 +555,7 @@ class GiftAidDeclaration(Model):
     __tablename__ = "gift_aid_declarations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
-                                          index=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), index=True)
     title: Mapped[str | None] = mapped_column(String(4))
     first_name: Mapped[str] = mapped_column(String(35))
     last_name: Mapped[str] = mapped_column(String(35))
@@ -542,9 +598,11 @@ class CheckoutSessionRecord(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[str] = mapped_column(String(255), unique=True)
     donation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("donations.id", ondelete="CASCADE"), index=True)
+        ForeignKey("donations.id", ondelete="CASCADE"), index=True
+    )
     plan_id: Mapped[int | None] = mapped_column(
-        ForeignKey("recurring_plans.id", ondelete="CASCADE"), index=True)
+        ForeignKey("recurring_plans.id", ondelete="CASCADE"), index=True
+    )
     attempt: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -556,8 +614,7 @@ class GiftAidClaim(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     rows: Mapped[int]
     total_minor: Mapped[int]
 
@@ -571,8 +628,7 @@ class DonorNote(Model):
     __tablename__ = "donor_notes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
-                                          index=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -594,8 +650,7 @@ class DonorConsent(Model):
     granted: Mapped[bool]
     source: Mapped[str] = mapped_column(String(32))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
-    recorded_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
 
 
 class OfflineGift(Model):
@@ -604,14 +659,14 @@ class OfflineGift(Model):
     __tablename__ = "offline_gifts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
-                                             unique=True)
+    donation_id: Mapped[int] = mapped_column(
+        ForeignKey("donations.id", ondelete="RESTRICT"), unique=True
+    )
     #: "cash", "cheque" or "bank_transfer".
     method: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str | None] = mapped_column(String(64))
     received_on: Mapped[date]
-    entered_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: A random key from the entry form: a double submission records one gift, not two.
     entry_key: Mapped[str] = mapped_column(String(32), unique=True)
@@ -635,11 +690,18 @@ _R = RefundStatus
 #: Stripe's refund moves one way (a succeeded refund may still fail later); events delivered
 #: out of order never move it back.
 REFUND_STAGE: dict[RefundStatus, int] = {
-    _R.REQUESTED: 0, _R.PENDING: 1, _R.REQUIRES_ACTION: 1, _R.SUCCEEDED: 2,
-    _R.FAILED: 3, _R.CANCELED: 3, _R.NOT_SENT: 3}
+    _R.REQUESTED: 0,
+    _R.PENDING: 1,
+    _R.REQUIRES_ACTION: 1,
+    _R.SUCCEEDED: 2,
+    _R.FAILED: 3,
+    _R.CANCELED: 3,
+    _R.NOT_SENT: 3,
+}
 REFUND_MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
-    _R.REQUESTED: frozenset({_R.PENDING, _R.REQUIRES_ACTION, _R.SUCCEEDED, _R.FAILED,
-                             _R.CANCELED, _R.NOT_SENT}),
+    _R.REQUESTED: frozenset(
+        {_R.PENDING, _R.REQUIRES_ACTION, _R.SUCCEEDED, _R.FAILED, _R.CANCELED, _R.NOT_SENT}
+    ),
     _R.PENDING: frozenset({_R.REQUIRES_ACTION, _R.SUCCEEDED, _R.FAILED, _R.CANCELED}),
     _R.REQUIRES_ACTION: frozenset({_R.PENDING, _R.SUCCEEDED, _R.FAILED, _R.CANCELED}),
     _R.SUCCEEDED: frozenset({_R.FAILED}),
@@ -663,17 +725,24 @@ class Refund(Model):
     __tablename__ = "refunds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donation_id: Mapped[int] = mapped_column(ForeignKey("donations.id", ondelete="RESTRICT"),
-                                             index=True)
+    donation_id: Mapped[int] = mapped_column(
+        ForeignKey("donations.id", ondelete="RESTRICT"), index=True
+    )
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     #: "requested_by_customer", "duplicate", "fraudulent" or "other".
     reason: Mapped[str] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[RefundStatus] = mapped_column(
-        Enum(RefundStatus, native_enum=False, length=16, validate_strings=True,
-             values_callable=lambda members: [m.value for m in members]),
-        default=RefundStatus.REQUESTED)
+        Enum(
+            RefundStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        default=RefundStatus.REQUESTED,
+    )
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     #: refund-<id>-<random> for a staff refund; None for one made outside DonorHub.
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -682,8 +751,7 @@ class Refund(Model):
     request_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     #: Stripe's failure_reason, or why it was not sent.
     failure_reason: Mapped[str | None] = mapped_column(String(64))
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def advance(self, target: RefundStatus) -> bool:
@@ -704,13 +772,12 @@ class DonorErasure(Model):
     __tablename__ = "donor_erasures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"),
-                                          unique=True)
+    donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), unique=True)
     data_request_id: Mapped[int | None] = mapped_column(
-        ForeignKey("data_requests.id", ondelete="RESTRICT"))
+        ForeignKey("data_requests.id", ondelete="RESTRICT")
+    )
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
-    erased_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
+    erased_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     stripe_customers_deleted: Mapped[int] = mapped_column(default=0)
 
 
@@ -720,8 +787,9 @@ class PlanPaymentFailure(Model):
     __tablename__ = "plan_payment_failures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    plan_id: Mapped[int] = mapped_column(ForeignKey("recurring_plans.id", ondelete="CASCADE"),
-                                         index=True)
+    plan_id: Mapped[int] = mapped_column(
+        ForeignKey("recurring_plans.id", ondelete="CASCADE"), index=True
+    )
     stripe_invoice_id: Mapped[str] = mapped_column(String(255), unique=True)
     currency: Mapped[str] = mapped_column(String(3))
     amount_due_minor: Mapped[int]

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def _manage_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
-                                  salt="donorhub.donations.manage-plan")
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt="donorhub.donations.manage-plan"
+    )
 
 
 def manage_token(plan: RecurringPlan) -> str:
@@ -66,15 +67,17 @@ def flag_plan(plan: RecurringPlan, reason: str, event_type: str) -> None:
     if not plan.review_reason:
         plan.review_reason = reason[:200]
         record_audit(None, "plan.flagged", "plan", plan.id, {"event": event_type})
-        log.warning("plan flagged for staff", extra={"plan_id": plan.id,
-                                                     "event_type": event_type})
+        log.warning("plan flagged for staff", extra={"plan_id": plan.id, "event_type": event_type})
 
 
 def flagged_plans() -> Sequence[RecurringPlan]:
     """Plans flagged for staff, newest first."""
-    return db.session.scalars(select(RecurringPlan).where(
-        RecurringPlan.review_reason.is_not(None))
-        .order_by(RecurringPlan.id.desc()).limit(200)).all()
+    return db.session.scalars(
+        select(RecurringPlan)
+        .where(RecurringPlan.review_reason.is_not(None))
+        .order_by(RecurringPlan.id.desc())
+        .limit(200)
+    ).all()
 
 
 def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
@@ -83,11 +86,18 @@ def lock_plan_for_change(plan: RecurringPlan) -> RecurringPlan:
     Stripe call, no second mail. SQLite has no row locks: a write takes its database lock
     (reads there run outside any transaction, so the fresh read sees the first commit)."""
     if db.session.get_bind().dialect.name == "sqlite":
-        db.session.execute(update(RecurringPlan).where(RecurringPlan.id == plan.id)
-                           .values(revision=RecurringPlan.revision)
-                           .execution_options(synchronize_session=False))
-    fresh = db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id)
-                              .with_for_update().execution_options(populate_existing=True))
+        db.session.execute(
+            update(RecurringPlan)
+            .where(RecurringPlan.id == plan.id)
+            .values(revision=RecurringPlan.revision)
+            .execution_options(synchronize_session=False)
+        )
+    fresh = db.session.scalar(
+        select(RecurringPlan)
+        .where(RecurringPlan.id == plan.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if fresh is None:  # the caller's plan row; plan rows are never deleted
         raise RuntimeError("plan row vanished")
     return fresh
@@ -114,8 +124,10 @@ def check_donation_plan(plan: RecurringPlan) -> None:
     """A sponsorship's plan has the sponsorship's fixed amount and is run from the
     sponsorship's pages (which free the child's place); no donation route changes it."""
     if is_sponsorship_plan(plan):
-        raise DomainError("This regular gift is a child's sponsorship. Its amount is fixed; "
-                          "you can stop it or update your card from your sponsorship page.")
+        raise DomainError(
+            "This regular gift is a child's sponsorship. Its amount is fixed; "
+            "you can stop it or update your card from your sponsorship page."
+        )
 
 
 def _require_live(plan: RecurringPlan) -> str:
@@ -136,21 +148,29 @@ def prepare_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str) 
     plan.revision += 1
 
 
-def apply_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
-                      actor: User | None) -> None:
+def apply_plan_change(
+    plan: RecurringPlan, amount_minor: int, frequency: str, actor: User | None
+) -> None:
     """Step 2: ask Stripe, then record what it accepted (unless its event already did)."""
     check_donation_plan(plan)
     sub_id = _require_live(plan)
     key = f"plan-{plan.public_id}-change-{plan.revision}-{amount_minor}-{frequency}"
     interval = Frequency(frequency).stripe_interval
-    get_gateway().change_subscription(SubscriptionChange(
-        subscription_id=sub_id, idempotency_key=key, amount_minor=amount_minor,
-        currency=plan.currency, interval=interval))
+    get_gateway().change_subscription(
+        SubscriptionChange(
+            subscription_id=sub_id,
+            idempotency_key=key,
+            amount_minor=amount_minor,
+            currency=plan.currency,
+            interval=interval,
+        )
+    )
     settle_plan_change(lock_plan_for_change(plan), amount_minor, frequency, actor)
 
 
-def confirm_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
-                        actor: User | None) -> bool:
+def confirm_plan_change(
+    plan: RecurringPlan, amount_minor: int, frequency: str, actor: User | None
+) -> bool:
     """After an answer from Stripe that leaves the outcome unknown (a timeout, a 5xx, a 409
     for a request still running): ask Stripe for the subscription. True: the change is
     applied, and recorded here. False: not (yet) applied; the amount asked for stays pending,
@@ -164,7 +184,10 @@ def confirm_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
         return False
     interval = Frequency(frequency).stripe_interval
     if sub is None or (sub.amount, sub.currency, sub.interval) != (
-            amount_minor, plan.currency, interval):
+        amount_minor,
+        plan.currency,
+        interval,
+    ):
         return False
     settle_plan_change(plan, amount_minor, frequency, actor)
     return True
@@ -185,8 +208,9 @@ def is_pending_change(plan: RecurringPlan, amount_minor: int, frequency: str) ->
     return plan.pending_frequency is None or plan.pending_frequency == frequency
 
 
-def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
-                       actor: User | None) -> bool:
+def settle_plan_change(
+    plan: RecurringPlan, amount_minor: int, frequency: str, actor: User | None
+) -> bool:
     """Record a change Stripe applied, once: by the request that asked for it, or by the
     subscription's event when that request never heard Stripe's answer. The donor is mailed
     once, by whichever comes first. False if it was already recorded (or another change is
@@ -198,11 +222,22 @@ def settle_plan_change(plan: RecurringPlan, amount_minor: int, frequency: str,
     plan.frequency = Frequency(frequency)
     plan.pending_amount_minor = None
     plan.pending_frequency = None
-    record_audit(actor, "plan.changed", "plan", plan.id, {"amount_minor": amount_minor,
-                                                          "frequency": frequency})
-    queue_mail(plan.donor.email, "donations/plan_changed", subject="Your regular gift is changed",
-               name=plan.payer_name, amount=format_money(amount_minor, plan.currency),
-               frequency=frequency, manage_url=manage_url(plan))
+    record_audit(
+        actor,
+        "plan.changed",
+        "plan",
+        plan.id,
+        {"amount_minor": amount_minor, "frequency": frequency},
+    )
+    queue_mail(
+        plan.donor.email,
+        "donations/plan_changed",
+        subject="Your regular gift is changed",
+        name=plan.payer_name,
+        amount=format_money(amount_minor, plan.currency),
+        frequency=frequency,
+        manage_url=manage_url(plan),
+    )
     return True
 
 
@@ -221,8 +256,12 @@ class PlanOutcomeUnknown(GatewayError):
     still act: the subscription's event then records it and tells the donor."""
 
     def __init__(self, status: int | None = None):
-        super().__init__("Our payment provider has not confirmed this yet.", retryable=True,
-                         kind="outcome_unknown", status=status)
+        super().__init__(
+            "Our payment provider has not confirmed this yet.",
+            retryable=True,
+            kind="outcome_unknown",
+            status=status,
+        )
 
 
 def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
@@ -238,15 +277,17 @@ def _stripe_did(plan: RecurringPlan, action: str, error: GatewayError) -> None:
         sub = get_gateway().subscription(plan.stripe_subscription_id)
     except GatewayError:
         sub = None
-    done = sub is not None and {
-        "pause": sub.paused and sub.status != "canceled",
-        "resume": not sub.paused and sub.status != "canceled",
-        "cancel": sub.status == "canceled",
-    }[action]
+    done = (
+        sub is not None
+        and {
+            "pause": sub.paused and sub.status != "canceled",
+            "resume": not sub.paused and sub.status != "canceled",
+            "cancel": sub.status == "canceled",
+        }[action]
+    )
     if not done:
         raise PlanOutcomeUnknown(error.status) from error
-    log.info("plan action confirmed by reading back", extra={"plan_id": plan.id,
-                                                              "action": action})
+    log.info("plan action confirmed by reading back", extra={"plan_id": plan.id, "action": action})
 
 
 def pause_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
@@ -284,15 +325,25 @@ def _set_paused(plan: RecurringPlan, actor: User | None, *, paused: bool, notify
 def tell_paused_or_resumed(plan: RecurringPlan) -> None:
     """Mail the donor that the plan is now paused, or running again."""
     if plan.paused:
-        queue_mail(plan.donor.email, "donations/plan_paused",
-                   subject="Your regular gift is paused", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+        queue_mail(
+            plan.donor.email,
+            "donations/plan_paused",
+            subject="Your regular gift is paused",
+            name=plan.payer_name,
+            amount=format_money(plan.amount_minor, plan.currency),
+            frequency=plan.frequency.value,
+            manage_url=manage_url(plan),
+        )
     else:
-        queue_mail(plan.donor.email, "donations/plan_resumed",
-                   subject="Your regular gift is running again", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, manage_url=manage_url(plan))
+        queue_mail(
+            plan.donor.email,
+            "donations/plan_resumed",
+            subject="Your regular gift is running again",
+            name=plan.payer_name,
+            amount=format_money(plan.amount_minor, plan.currency),
+            frequency=plan.frequency.value,
+            manage_url=manage_url(plan),
+        )
 
 
 def cancel_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True) -> None:
@@ -310,8 +361,9 @@ def cancel_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True)
     try:
         if plan.stripe_subscription_id:
             try:
-                gateway.cancel_subscription(plan.stripe_subscription_id,
-                                            f"plan-{plan.public_id}-cancel")
+                gateway.cancel_subscription(
+                    plan.stripe_subscription_id, f"plan-{plan.public_id}-cancel"
+                )
             except GatewayError as error:
                 _stripe_did(plan, "cancel", error)  # cancelled after all: carry on
         elif plan.stripe_checkout_session_id:
@@ -323,10 +375,15 @@ def cancel_plan(plan: RecurringPlan, actor: User | None, *, notify: bool = True)
     plan.settle()
     record_audit(actor, "plan.cancelled", "plan", plan.id, {})
     if notify:
-        queue_mail(plan.donor.email, "donations/plan_cancelled",
-                   subject="Your regular gift is cancelled", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, donate_url=external_url("donations.donate"))
+        queue_mail(
+            plan.donor.email,
+            "donations/plan_cancelled",
+            subject="Your regular gift is cancelled",
+            name=plan.payer_name,
+            amount=format_money(plan.amount_minor, plan.currency),
+            frequency=plan.frequency.value,
+            donate_url=external_url("donations.donate"),
+        )
 
 
 def card_update_url(plan: RecurringPlan, return_url: str) -> str:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 # Refund facts -------------------------------------------------------------------------------
 
+
 def refund_status(stripe_status: str) -> RefundStatus:
     try:
         return RefundStatus(stripe_status)
@@ -65,19 +66,33 @@ def refund_status(stripe_status: str) -> RefundStatus:
 def record_refund(donation: Donation, r: RefundData) -> Refund:
     """The refund as a fact of the gift: the staff row it was made from (by the id in its
     metadata), or a new row for a refund made outside DonorHub. Its status only advances."""
-    row = db.session.scalar(select(Refund).where(Refund.stripe_refund_id == r.id)
-                            .with_for_update())
+    row = db.session.scalar(select(Refund).where(Refund.stripe_refund_id == r.id).with_for_update())
     if row is None and r.intent_row and r.intent_row.isdigit():
-        row = db.session.scalar(select(Refund).where(
-            Refund.id == int(r.intent_row), Refund.donation_id == donation.id,
-            Refund.stripe_refund_id.is_(None)).with_for_update())
+        row = db.session.scalar(
+            select(Refund)
+            .where(
+                Refund.id == int(r.intent_row),
+                Refund.donation_id == donation.id,
+                Refund.stripe_refund_id.is_(None),
+            )
+            .with_for_update()
+        )
     if row is None:
-        row = Refund(donation_id=donation.id, amount_minor=r.amount,
-                     currency=(r.currency or donation.currency).lower(), reason="other",
-                     status=RefundStatus.REQUESTED)
+        row = Refund(
+            donation_id=donation.id,
+            amount_minor=r.amount,
+            currency=(r.currency or donation.currency).lower(),
+            reason="other",
+            status=RefundStatus.REQUESTED,
+        )
         db.session.add(row)
-        record_audit(None, "donation.refund_seen", "donation", donation.id,
-                     {"stripe_refund": r.id, "amount_minor": r.amount})
+        record_audit(
+            None,
+            "donation.refund_seen",
+            "donation",
+            donation.id,
+            {"stripe_refund": r.id, "amount_minor": r.amount},
+        )
     row.stripe_refund_id = r.id
     if row.advance(refund_status(r.status)):
         if r.failure_reason:
@@ -89,22 +104,42 @@ def record_refund(donation: Donation, r: RefundData) -> Refund:
 
 
 def _tell_staff_refund_failed(donation: Donation, row: Refund) -> None:
-    record_audit(None, "donation.refund_failed", "donation", donation.id,
-                 {"refund": row.id, "status": row.status.value,
-                  "failure_reason": row.failure_reason or "unknown"})
-    log.warning("refund failed at Stripe", extra={"donation_id": donation.id,
-                                                  "refund_id": row.id})
+    record_audit(
+        None,
+        "donation.refund_failed",
+        "donation",
+        donation.id,
+        {
+            "refund": row.id,
+            "status": row.status.value,
+            "failure_reason": row.failure_reason or "unknown",
+        },
+    )
+    log.warning("refund failed at Stripe", extra={"donation_id": donation.id, "refund_id": row.id})
 
 
 def refunded_minor(donation: Donation) -> int:
     """What has gone back to the donor, from the facts: the refunds that count (staff's,
     Stripe's, offline), or Stripe's own sum from the charge less the refunds that failed since,
     whichever is more; never more than was paid."""
-    counted = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.donation_id == donation.id, Refund.status.in_(REFUND_COUNTED))) or 0
-    undone = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.donation_id == donation.id, Refund.status.in_(REFUND_UNDONE),
-        Refund.stripe_refund_id.is_not(None))) or 0
+    counted = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.donation_id == donation.id, Refund.status.in_(REFUND_COUNTED)
+            )
+        )
+        or 0
+    )
+    undone = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.donation_id == donation.id,
+                Refund.status.in_(REFUND_UNDONE),
+                Refund.stripe_refund_id.is_not(None),
+            )
+        )
+        or 0
+    )
     from_charge = max(0, (donation.stripe_refunded_minor or 0) - int(undone))
     return min(donation.amount_minor, max(int(counted), from_charge))
 
@@ -117,22 +152,30 @@ REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "other")
 def refundable_minor(donation: Donation) -> int:
     """What may still be refunded: never more than was paid, counting refunds asked for
     whose outcome Stripe has not told us yet."""
-    asked = db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.donation_id == donation.id,
-        Refund.status.in_(REFUND_COUNTED | {RefundStatus.REQUESTED}))) or 0
+    asked = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.donation_id == donation.id,
+                Refund.status.in_(REFUND_COUNTED | {RefundStatus.REQUESTED}),
+            )
+        )
+        or 0
+    )
     return max(0, donation.amount_minor - max(donation.amount_refunded_minor, int(asked)))
 
 
-def request_refund(donation_id: int, amount_minor: int, reason: str, note: str | None,
-                   request_token: str, actor) -> tuple[Refund, bool]:
+def request_refund(
+    donation_id: int, amount_minor: int, reason: str, note: str | None, request_token: str, actor
+) -> tuple[Refund, bool]:
     """The refund staff asked for, as a row of its own: (row, created). The caller commits it
     before send_refund calls Stripe, so the idempotency key (refund-<row id>-<random>) and Stripe's
     metadata name this one intent whatever happens next. The gift's row lock serialises two
     submits; the second of the same form (same request_token) gets the first's row.
 
     An offline gift's refund is recorded at once, because no one else will tell us."""
-    donation = db.session.scalar(select(Donation).where(Donation.id == donation_id)
-                                 .with_for_update())
+    donation = db.session.scalar(
+        select(Donation).where(Donation.id == donation_id).with_for_update()
+    )
     if donation is None:
         raise DomainError("No such gift.")
     existing = db.session.scalar(select(Refund).where(Refund.request_token == request_token))
@@ -146,14 +189,19 @@ def request_refund(donation_id: int, amount_minor: int, reason: str, note: str |
         raise DomainError("Only a paid gift can be refunded.")
     if amount_minor <= 0 or amount_minor > refundable_minor(donation):
         raise DomainError("The amount is more than can be refunded.")
-    offline = db.session.scalar(select(OfflineGift).where(
-        OfflineGift.donation_id == donation.id))
+    offline = db.session.scalar(select(OfflineGift).where(OfflineGift.donation_id == donation.id))
     if offline is None and not (donation.stripe_payment_intent_id or donation.stripe_charge_id):
         raise DomainError("Stripe holds no payment for this gift.")
-    refund = Refund(donation_id=donation.id, amount_minor=amount_minor,
-                    currency=donation.currency, reason=reason, note=note,
-                    status=RefundStatus.REQUESTED, request_token=request_token,
-                    created_by_id=actor.id)
+    refund = Refund(
+        donation_id=donation.id,
+        amount_minor=amount_minor,
+        currency=donation.currency,
+        reason=reason,
+        note=note,
+        status=RefundStatus.REQUESTED,
+        request_token=request_token,
+        created_by_id=actor.id,
+    )
     try:
         with db.session.begin_nested():
             db.session.add(refund)
@@ -161,11 +209,9 @@ def request_refund(donation_id: int, amount_minor: int, reason: str, note: str |
     except IntegrityError:
         # The same form, submitted at the same moment (where the row lock is a no-op, as on
         # SQLite): the unique token lets one in; the other gets its row.
-        existing = db.session.scalar(select(Refund).where(
-            Refund.request_token == request_token))
+        existing = db.session.scalar(select(Refund).where(Refund.request_token == request_token))
         if existing is None or existing.donation_id != donation.id:
-            raise DomainError("This form is out of date: reload the page and try again.") \
-                from None
+            raise DomainError("This form is out of date: reload the page and try again.") from None
         return existing, False
     # The row id alone is not unique at Stripe: after a database restore (or with a second
     # database on the same Stripe account) ids are handed out again, and within Stripe's 24
@@ -175,8 +221,13 @@ def request_refund(donation_id: int, amount_minor: int, reason: str, note: str |
     if offline is not None:
         refund.advance(RefundStatus.SUCCEEDED)
         recompute(donation)
-    record_audit(actor, "donation.refunded", "donation", donation.id,
-                 {"refund": refund.id, "amount_minor": amount_minor, "reason": reason})
+    record_audit(
+        actor,
+        "donation.refunded",
+        "donation",
+        donation.id,
+        {"refund": refund.id, "amount_minor": amount_minor, "reason": reason},
+    )
     db.session.flush()
     return refund, True
 
@@ -188,22 +239,31 @@ def send_refund(refund_id: int) -> Refund:
     row = db.session.get(Refund, refund_id)
     if row is None:
         raise DomainError("No such refund.")
-    donation = db.session.scalar(select(Donation).where(Donation.id == row.donation_id)
-                                 .with_for_update())
-    row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update()
-                            .execution_options(populate_existing=True))
+    donation = db.session.scalar(
+        select(Donation).where(Donation.id == row.donation_id).with_for_update()
+    )
+    row = db.session.scalar(
+        select(Refund)
+        .where(Refund.id == refund_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if donation is None or row is None:  # both read above; neither is ever deleted
         raise RuntimeError("refund or gift row vanished")
     if row.status is not RefundStatus.REQUESTED or row.stripe_refund_id:
         return row  # already sent and answered (a webhook or reconcile got there first)
     if row.idempotency_key is None:  # given when the refund was recorded
         raise RuntimeError("refund without an idempotency key")
-    result = get_gateway().refund(RefundRequest(
-        payment_intent_id=donation.stripe_payment_intent_id,
-        charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,
-        amount_minor=row.amount_minor, reason=None if row.reason == "other" else row.reason,
-        idempotency_key=row.idempotency_key,
-        metadata={"donation": donation.public_id, "refund": str(row.id)}))
+    result = get_gateway().refund(
+        RefundRequest(
+            payment_intent_id=donation.stripe_payment_intent_id,
+            charge_id=None if donation.stripe_payment_intent_id else donation.stripe_charge_id,
+            amount_minor=row.amount_minor,
+            reason=None if row.reason == "other" else row.reason,
+            idempotency_key=row.idempotency_key,
+            metadata={"donation": donation.public_id, "refund": str(row.id)},
+        )
+    )
     if row.stripe_refund_id is None:
         row.stripe_refund_id = result.id
     row.advance(refund_status(result.status))
@@ -223,11 +283,17 @@ def refund_refused(refund_id: int, kind: str) -> None:
     if row is not None and row.status is RefundStatus.REQUESTED and not row.stripe_refund_id:
         row.advance(RefundStatus.NOT_SENT)
         row.failure_reason = f"refused by Stripe ({kind})"[:64]
-        record_audit(None, "donation.refund_not_sent", "donation", row.donation_id,
-                     {"refund": row.id, "kind": kind})
+        record_audit(
+            None,
+            "donation.refund_not_sent",
+            "donation",
+            row.donation_id,
+            {"refund": row.id, "kind": kind},
+        )
 
 
 # Dispute facts ------------------------------------------------------------------------------
+
 
 def dispute_status(stripe_status: str, closed: bool) -> DisputeStatus:
     try:
@@ -243,21 +309,30 @@ def is_closed(stripe_status: str) -> bool:
 
 
 def record_dispute(donation: Donation, d: DisputeData, closed: bool, when: datetime) -> Dispute:
-    row = db.session.scalar(select(Dispute).where(Dispute.stripe_dispute_id == d.id)
-                            .with_for_update())
+    row = db.session.scalar(
+        select(Dispute).where(Dispute.stripe_dispute_id == d.id).with_for_update()
+    )
     if row is None:
         # A dispute recorded before disputes had rows of their own: its next event names it.
-        row = db.session.scalar(select(Dispute).where(
-            Dispute.stripe_dispute_id == f"recorded-{donation.id}").with_for_update())
+        row = db.session.scalar(
+            select(Dispute)
+            .where(Dispute.stripe_dispute_id == f"recorded-{donation.id}")
+            .with_for_update()
+        )
         if row is not None:
             row.stripe_dispute_id = d.id
     target = dispute_status(d.status, closed)
     if closed and DISPUTE_STAGE[target] < 2:
         target = DisputeStatus.WON  # a closed event always carries an outcome
     if row is None:
-        row = Dispute(donation_id=donation.id, stripe_dispute_id=d.id, amount_minor=d.amount,
-                      currency=(d.currency or donation.currency).lower(), status=target,
-                      opened_at=when)
+        row = Dispute(
+            donation_id=donation.id,
+            stripe_dispute_id=d.id,
+            amount_minor=d.amount,
+            currency=(d.currency or donation.currency).lower(),
+            status=target,
+            opened_at=when,
+        )
         db.session.add(row)
     else:
         row.advance(target)
@@ -268,9 +343,10 @@ def record_dispute(donation: Donation, d: DisputeData, closed: bool, when: datet
 
 
 def dispute_summary(donation: Donation) -> str | None:
-    """"lost" if any dispute was lost, "open" if any is open, "won" if all closed otherwise."""
-    statuses = set(db.session.scalars(select(Dispute.status).where(
-        Dispute.donation_id == donation.id)))
+    """ "lost" if any dispute was lost, "open" if any is open, "won" if all closed otherwise."""
+    statuses = set(
+        db.session.scalars(select(Dispute.status).where(Dispute.donation_id == donation.id))
+    )
     if not statuses:
         return None
     if DisputeStatus.LOST in statuses:
@@ -281,6 +357,7 @@ def dispute_summary(donation: Donation) -> str | None:
 
 
 # Deriving ----------------------------------------------------------------------------------
+
 
 def recompute_facts(donation: Donation) -> None:
     """Derive the refunded amount and the dispute summary from the facts."""
@@ -297,9 +374,16 @@ def recompute(donation: Donation) -> None:
 
 def known_stripe_refunds_minor(donation: Donation) -> int:
     """The sum of the refunds we hold a Stripe id for and that count."""
-    return int(db.session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.donation_id == donation.id, Refund.status.in_(REFUND_COUNTED),
-        Refund.stripe_refund_id.is_not(None))) or 0)
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.donation_id == donation.id,
+                Refund.status.in_(REFUND_COUNTED),
+                Refund.stripe_refund_id.is_not(None),
+            )
+        )
+        or 0
+    )
 
 
 def record_charge_facts(donation: Donation, c: ChargeData) -> None:
@@ -308,16 +392,20 @@ def record_charge_facts(donation: Donation, c: ChargeData) -> None:
     of them is news to us (made in the Dashboard, or its refund.* event is still on its way):
     list the payment's refunds at Stripe and record each. If Stripe cannot be asked now, the
     sum still counts (refunded_minor) and the refund.* events bring the rows."""
-    donation.stripe_refunded_minor = max(donation.stripe_refunded_minor or 0,
-                                         min(c.amount_refunded, donation.amount_minor))
+    donation.stripe_refunded_minor = max(
+        donation.stripe_refunded_minor or 0, min(c.amount_refunded, donation.amount_minor)
+    )
     if c.amount_refunded <= known_stripe_refunds_minor(donation):
         return
     try:
-        listed = get_gateway().list_refunds(c.payment_intent_id, None if c.payment_intent_id
-                                            else c.id)
+        listed = get_gateway().list_refunds(
+            c.payment_intent_id, None if c.payment_intent_id else c.id
+        )
     except GatewayError as error:
-        log.warning("could not list a charge's refunds", extra={
-            "donation_id": donation.id, "kind": error.kind})
+        log.warning(
+            "could not list a charge's refunds",
+            extra={"donation_id": donation.id, "kind": error.kind},
+        )
         return
     for refund in listed:
         if refund.charge_id in (None, c.id):
@@ -325,6 +413,7 @@ def record_charge_facts(donation: Donation, c: ChargeData) -> None:
 
 
 # Webhook handlers ---------------------------------------------------------------------------
+
 
 def record_refund_updated(event: PaymentEvent) -> HandlerOutcome:
     """refund.created / refund.updated / refund.failed / charge.refund.updated (Stripe sends
@@ -334,8 +423,9 @@ def record_refund_updated(event: PaymentEvent) -> HandlerOutcome:
     r = event.subject
     if not isinstance(r, RefundData):
         raise TypeError(f"{event.type} carries {type(r).__name__}, not RefundData")
-    donation = stripe_events.find_donation_for_payment(r.refs.donation, r.payment_intent_id,
-                                                       r.charge_id)
+    donation = stripe_events.find_donation_for_payment(
+        r.refs.donation, r.payment_intent_id, r.charge_id
+    )
     if donation is None:
         return HandlerOutcome.IGNORED
     before = donation.amount_refunded_minor
@@ -362,9 +452,18 @@ def stale_refund_ids(older_than: timedelta = RECOVER_AFTER) -> list[int]:
     """Staff refunds still "requested" (no Stripe answer recorded) for longer than a call
     can take: their outcome was lost (a timeout, a worker that died) or they were never sent."""
     cutoff = utcnow() - older_than
-    return list(db.session.scalars(select(Refund.id).where(
-        Refund.status == RefundStatus.REQUESTED, Refund.stripe_refund_id.is_(None),
-        Refund.created_by_id.is_not(None), Refund.created_at <= cutoff).order_by(Refund.id)))
+    return list(
+        db.session.scalars(
+            select(Refund.id)
+            .where(
+                Refund.status == RefundStatus.REQUESTED,
+                Refund.stripe_refund_id.is_(None),
+                Refund.created_by_id.is_not(None),
+                Refund.created_at <= cutoff,
+            )
+            .order_by(Refund.id)
+        )
+    )
 
 
 def recover_refund(refund_id: int) -> str | None:
@@ -376,26 +475,38 @@ def recover_refund(refund_id: int) -> str | None:
     same call is impossible past the age stale_refund_ids waits). The caller commits."""
     from donorhub.donations import stripe_events
 
-    donation = db.session.scalar(select(Donation).join(
-        Refund, Refund.donation_id == Donation.id).where(Refund.id == refund_id)
-        .with_for_update(of=Donation))
+    donation = db.session.scalar(
+        select(Donation)
+        .join(Refund, Refund.donation_id == Donation.id)
+        .where(Refund.id == refund_id)
+        .with_for_update(of=Donation)
+    )
     row = db.session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
-    if donation is None or row is None or row.status is not RefundStatus.REQUESTED \
-            or row.stripe_refund_id:
+    if (
+        donation is None
+        or row is None
+        or row.status is not RefundStatus.REQUESTED
+        or row.stripe_refund_id
+    ):
         return None
-    listed = get_gateway().list_refunds(donation.stripe_payment_intent_id,
-                                        donation.stripe_charge_id)
+    listed = get_gateway().list_refunds(
+        donation.stripe_payment_intent_id, donation.stripe_charge_id
+    )
     match = next((r for r in listed if r.intent_row == str(row.id)), None)
     if match is None:
         row.advance(RefundStatus.NOT_SENT)
         row.failure_reason = "not received by Stripe"
-        record_audit(None, "donation.refund_not_sent", "donation", donation.id,
-                     {"refund": row.id})
+        record_audit(None, "donation.refund_not_sent", "donation", donation.id, {"refund": row.id})
         return "not_sent"
     before = donation.amount_refunded_minor
     record_refund(donation, match)
     recompute(donation)
     stripe_events.tell_donor_of_refund(donation, before)
-    record_audit(None, "donation.refund_recovered", "donation", donation.id,
-                 {"refund": row.id, "stripe_refund": match.id})
+    record_audit(
+        None,
+        "donation.refund_recovered",
+        "donation",
+        donation.id,
+        {"refund": row.id, "stripe_refund": match.id},
+    )
     return "recovered"

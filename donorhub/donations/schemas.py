@@ -50,36 +50,61 @@ class NewGift:
 
 
 class NewGiftSchema(FormSchema):
-    frequency = fields.String(required=True, validate=validate.OneOf(
-        FREQUENCIES, error="Choose once, monthly or yearly."),
-        error_messages={"required": "Choose how often to give."})
-    currency = fields.String(required=True, validate=validate.OneOf(
-        CURRENCIES, error="Choose pounds, dollars, euros or rupees."),
-        error_messages={"required": "Choose a currency."})
+    frequency = fields.String(
+        required=True,
+        validate=validate.OneOf(FREQUENCIES, error="Choose once, monthly or yearly."),
+        error_messages={"required": "Choose how often to give."},
+    )
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(CURRENCIES, error="Choose pounds, dollars, euros or rupees."),
+        error_messages={"required": "Choose a currency."},
+    )
     # ASCII digits only, the whole value (\Z: no trailing newline): no other script's digits.
-    amount_choice = fields.String(load_default="", validate=validate.Regexp(
-        r"\A(?:custom|[0-9]{1,9})?\Z", error="Choose an amount."))
+    amount_choice = fields.String(
+        load_default="",
+        validate=validate.Regexp(r"\A(?:custom|[0-9]{1,9})?\Z", error="Choose an amount."),
+    )
     custom_amount = fields.String(load_default="", validate=validate.Length(max=20))
-    form_token = fields.String(load_default=None, validate=validate.Regexp(
-        r"\A[A-Za-z0-9_-]{16,64}\Z", error="This form has expired. Please check it and "
-                                            "send it again."))
+    form_token = fields.String(
+        load_default=None,
+        validate=validate.Regexp(
+            r"\A[A-Za-z0-9_-]{16,64}\Z",
+            error="This form has expired. Please check it and send it again.",
+        ),
+    )
     cover_fees = CheckboxField(load_default=False)
-    dedication = fields.String(load_default="", validate=[validate.Length(
-        max=200, error="Keep the dedication under 200 characters."), check_no_link])
-    designation = fields.String(load_default="general", validate=validate.OneOf(
-        ("general",), error="Choose where your gift goes."))
+    dedication = fields.String(
+        load_default="",
+        validate=[
+            validate.Length(max=200, error="Keep the dedication under 200 characters."),
+            check_no_link,
+        ],
+    )
+    designation = fields.String(
+        load_default="general",
+        validate=validate.OneOf(("general",), error="Choose where your gift goes."),
+    )
     campaign = fields.String(load_default="", validate=validate.Length(max=64))
-    full_name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
-                                                      check_plain_name],
-                              error_messages={"required": "Enter your name."})
+    full_name = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=200), check_plain_name],
+        error_messages={"required": "Enter your name."},
+    )
     email = EmailField(**{**EMAIL_FIELD, "required": False, "load_default": None})
     gift_aid = CheckboxField(load_default=False)
-    gift_aid_title = fields.String(load_default="", validate=validate.Length(
-        max=4, error="A title has at most 4 letters (Mr, Mrs, Ms, Dr, Prof)."))
-    gift_aid_first_name = fields.String(load_default="", validate=[
-        validate.Length(max=35), check_plain_name])
-    gift_aid_last_name = fields.String(load_default="", validate=[
-        validate.Length(max=35), check_plain_name])
+    gift_aid_title = fields.String(
+        load_default="",
+        validate=validate.Length(
+            max=4, error="A title has at most 4 letters (Mr, Mrs, Ms, Dr, Prof)."
+        ),
+    )
+    gift_aid_first_name = fields.String(
+        load_default="", validate=[validate.Length(max=35), check_plain_name]
+    )
+    gift_aid_last_name = fields.String(
+        load_default="", validate=[validate.Length(max=35), check_plain_name]
+    )
     gift_aid_house = fields.String(load_default="", validate=validate.Length(max=40))
     gift_aid_address = fields.String(load_default="", validate=validate.Length(max=200))
     gift_aid_postcode = fields.String(load_default="", validate=validate.Length(max=10))
@@ -101,8 +126,9 @@ class NewGiftSchema(FormSchema):
         if normalise_postcode(data.get("gift_aid_postcode", "")) is None:
             errors["gift_aid_postcode"] = "Enter a UK postcode, like SW1A 1AA."
         if not data.get("gift_aid_confirm"):
-            errors["gift_aid_confirm"] = ("Confirm that you are a UK taxpayer and understand "
-                                          "the declaration.")
+            errors["gift_aid_confirm"] = (
+                "Confirm that you are a UK taxpayer and understand the declaration."
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -120,14 +146,22 @@ class NewGiftSchema(FormSchema):
                 last_name=" ".join(data["gift_aid_last_name"].split()),
                 house=" ".join(data["gift_aid_house"].split()),
                 address_line=" ".join(data["gift_aid_address"].split()) or None,
-                postcode=normalise_postcode(data["gift_aid_postcode"]) or "")
+                postcode=normalise_postcode(data["gift_aid_postcode"]) or "",
+            )
         return NewGift(
-            frequency=data["frequency"], currency=data["currency"], preset_minor=preset,
-            custom_minor=custom, cover_fees=data["cover_fees"],
+            frequency=data["frequency"],
+            currency=data["currency"],
+            preset_minor=preset,
+            custom_minor=custom,
+            cover_fees=data["cover_fees"],
             dedication=" ".join(data["dedication"].split()) or None,
-            designation=data["designation"], full_name=name, email=data["email"],
-            gift_aid=gift_aid, campaign=data["campaign"].strip() or None,
-            form_token=data["form_token"])
+            designation=data["designation"],
+            full_name=name,
+            email=data["email"],
+            gift_aid=gift_aid,
+            campaign=data["campaign"].strip() or None,
+            form_token=data["form_token"],
+        )
 
 
 def _chosen_amount(choice: str, typed: str) -> tuple[int | None, int | None]:
@@ -142,9 +176,11 @@ def _chosen_amount(choice: str, typed: str) -> tuple[int | None, int | None]:
         try:
             return None, parse_amount(typed)
         except BadAmount:
-            raise ValidationError("Enter an amount like 25 or 25.50 in “Your amount”, or "
-                                  "clear it to give the amount ticked above.",
-                                  "custom_amount") from None
+            raise ValidationError(
+                "Enter an amount like 25 or 25.50 in “Your amount”, or "
+                "clear it to give the amount ticked above.",
+                "custom_amount",
+            ) from None
     if choice == "custom":
         raise ValidationError("Enter your amount, like 25 or 25.50.", "custom_amount")
     if not choice:
@@ -159,10 +195,15 @@ class PlanChange:
 
 
 class PlanChangeSchema(FormSchema):
-    amount = fields.String(required=True, validate=validate.Length(max=20),
-                           error_messages={"required": "Enter an amount."})
-    frequency = fields.String(required=True, validate=validate.OneOf(
-        ("monthly", "yearly"), error="Choose monthly or yearly."))
+    amount = fields.String(
+        required=True,
+        validate=validate.Length(max=20),
+        error_messages={"required": "Enter an amount."},
+    )
+    frequency = fields.String(
+        required=True,
+        validate=validate.OneOf(("monthly", "yearly"), error="Choose monthly or yearly."),
+    )
 
     @post_load
     def build(self, data, **_kwargs) -> PlanChange:
@@ -173,12 +214,21 @@ class PlanChangeSchema(FormSchema):
         return PlanChange(amount_minor=amount, frequency=data["frequency"])
 
 
-
 class GiftAidExportSchema(FormSchema):
-    date_from = fields.Date(required=True, error_messages={
-        "required": "Enter the first date.", "invalid": "Enter a date like 2026-04-06."})
-    date_to = fields.Date(required=True, error_messages={
-        "required": "Enter the last date.", "invalid": "Enter a date like 2027-04-05."})
+    date_from = fields.Date(
+        required=True,
+        error_messages={
+            "required": "Enter the first date.",
+            "invalid": "Enter a date like 2026-04-06.",
+        },
+    )
+    date_to = fields.Date(
+        required=True,
+        error_messages={
+            "required": "Enter the last date.",
+            "invalid": "Enter a date like 2027-04-05.",
+        },
+    )
 
     @validates_schema
     def ordered(self, data, **_kwargs):

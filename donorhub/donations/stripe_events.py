@@ -87,11 +87,15 @@ def _lock_donation(**where) -> Donation | None:
 def _lock_plan(refs_plan: str | None, subscription_id: str | None) -> RecurringPlan | None:
     plan = None
     if refs_plan:
-        plan = db.session.scalar(select(RecurringPlan).where(
-            RecurringPlan.public_id == refs_plan).with_for_update())
+        plan = db.session.scalar(
+            select(RecurringPlan).where(RecurringPlan.public_id == refs_plan).with_for_update()
+        )
     if plan is None and subscription_id:
-        plan = db.session.scalar(select(RecurringPlan).where(
-            RecurringPlan.stripe_subscription_id == subscription_id).with_for_update())
+        plan = db.session.scalar(
+            select(RecurringPlan)
+            .where(RecurringPlan.stripe_subscription_id == subscription_id)
+            .with_for_update()
+        )
     return plan
 
 
@@ -99,8 +103,9 @@ def _flag(row: Donation, reason: str, event: PaymentEvent) -> HandlerOutcome:
     if not row.review_reason:
         row.review_reason = reason[:200]
         record_audit(None, "payment.flagged", "donation", row.id, {"event": event.type})
-        log.warning("payment flagged for staff", extra={"donation_id": row.id,
-                                                        "event_type": event.type})
+        log.warning(
+            "payment flagged for staff", extra={"donation_id": row.id, "event_type": event.type}
+        )
     row.settle()
     return HandlerOutcome.FLAGGED
 
@@ -110,30 +115,42 @@ def _amount_matches(row: Donation, amount: int | None, currency: str | None) -> 
 
 
 def _mismatch(row: Donation, amount: int | None, currency: str | None) -> str:
-    return (f"Stripe reported {amount} {currency}; the gift is {row.amount_minor} "
-            f"{row.currency}")
+    return f"Stripe reported {amount} {currency}; the gift is {row.amount_minor} {row.currency}"
 
 
 def _second_payment(donation: Donation, intent_id: str | None) -> bool:
     """Another PaymentIntent than the one that paid this gift (a second checkout session)."""
-    return bool(intent_id and donation.stripe_payment_intent_id
-                and intent_id != donation.stripe_payment_intent_id)
+    return bool(
+        intent_id
+        and donation.stripe_payment_intent_id
+        and intent_id != donation.stripe_payment_intent_id
+    )
 
 
-def _flag_second_payment(donation: Donation, intent_id: str | None,
-                         event: PaymentEvent) -> HandlerOutcome:
-    record_audit(None, "payment.second_payment", "donation", donation.id,
-                 {"payment_intent": intent_id, "event": event.type})
-    return _flag(donation, f"paid twice: second payment {intent_id} through another checkout "
-                           "session; refund it", event)
+def _flag_second_payment(
+    donation: Donation, intent_id: str | None, event: PaymentEvent
+) -> HandlerOutcome:
+    record_audit(
+        None,
+        "payment.second_payment",
+        "donation",
+        donation.id,
+        {"payment_intent": intent_id, "event": event.type},
+    )
+    return _flag(
+        donation,
+        f"paid twice: second payment {intent_id} through another checkout session; refund it",
+        event,
+    )
 
 
 def _stripe_time(timestamp: int | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
-def _record_paid_at(donation: Donation, event: PaymentEvent,
-                    paid_at: datetime | None = None) -> None:
+def _record_paid_at(
+    donation: Donation, event: PaymentEvent, paid_at: datetime | None = None
+) -> None:
     """When the money was paid, on Stripe's clock: the charge's or invoice's own time where
     the event carries it, else the event's time. A refund or dispute heard first gives a later
     time than the payment's, so the earliest time heard wins: every order of the same events
@@ -143,9 +160,14 @@ def _record_paid_at(donation: Donation, event: PaymentEvent,
         donation.paid_at = when
 
 
-def _mark_paid(donation: Donation, event: PaymentEvent, *, intent_id: str | None = None,
-               charge_id: str | None = None,
-               paid_at: datetime | None = None) -> HandlerOutcome:
+def _mark_paid(
+    donation: Donation,
+    event: PaymentEvent,
+    *,
+    intent_id: str | None = None,
+    charge_id: str | None = None,
+    paid_at: datetime | None = None,
+) -> HandlerOutcome:
     """Money arrived: record it whatever the status said (expired, failed), link Gift Aid,
     settle, receipt. A second distinct payment for the same gift is flagged for staff."""
     if _second_payment(donation, intent_id):
@@ -180,9 +202,13 @@ def _name_donor_after_payment(donation: Donation) -> None:
         return
     if not donation.donor_name or donor.full_name == donation.donor_name:
         return
-    paid_before = db.session.scalar(select(Donation.id).where(
-        Donation.donor_id == donor.id, Donation.id != donation.id,
-        Donation.paid_at.is_not(None)).limit(1))
+    paid_before = db.session.scalar(
+        select(Donation.id)
+        .where(
+            Donation.donor_id == donor.id, Donation.id != donation.id, Donation.paid_at.is_not(None)
+        )
+        .limit(1)
+    )
     if paid_before is None:
         donor.full_name = donation.donor_name
 
@@ -190,8 +216,9 @@ def _name_donor_after_payment(donation: Donation) -> None:
 def _donation_for_session(s: CheckoutSessionData) -> Donation | None:
     if s.refs.donation:
         return _lock_donation(public_id=s.refs.donation)
-    record = db.session.scalar(select(CheckoutSessionRecord).where(
-        CheckoutSessionRecord.session_id == s.id))
+    record = db.session.scalar(
+        select(CheckoutSessionRecord).where(CheckoutSessionRecord.session_id == s.id)
+    )
     if record is not None and record.donation_id:
         return _lock_donation(id=record.donation_id)
     return _lock_donation(stripe_checkout_session_id=s.id)
@@ -202,8 +229,7 @@ def _subject(event: PaymentEvent, kind: type[T]) -> T:
     not an assert (which `python -O` removes): a mismatch fails the webhook, so Stripe retries
     once the table is mended."""
     if not isinstance(event.subject, kind):
-        raise TypeError(f"{event.type} carries {type(event.subject).__name__}, "
-                        f"not {kind.__name__}")
+        raise TypeError(f"{event.type} carries {type(event.subject).__name__}, not {kind.__name__}")
     return event.subject
 
 
@@ -260,10 +286,14 @@ def record_async_payment_failed(event: PaymentEvent) -> HandlerOutcome:
         donation.payment_failed = True
         donation.processing = True
         if donation.settle() is DonationStatus.FAILED:
-            queue_mail(donation.donor.email, "donations/payment_failed_once",
-                       subject="Your gift did not go through", name=donation.payer_name,
-                       amount=format_money(donation.amount_minor, donation.currency),
-                       donate_url=external_url("donations.donate"))
+            queue_mail(
+                donation.donor.email,
+                "donations/payment_failed_once",
+                subject="Your gift did not go through",
+                name=donation.payer_name,
+                amount=format_money(donation.amount_minor, donation.currency),
+                donate_url=external_url("donations.donate"),
+            )
     return HandlerOutcome.APPLIED
 
 
@@ -293,8 +323,9 @@ def record_checkout_expired(event: PaymentEvent) -> HandlerOutcome:
 def _superseded(row: Donation | RecurringPlan, session_id: str) -> bool:
     """A session we expired ourselves to open a newer attempt (even if opening that attempt
     then failed): its expiry does not end the gift, so the donor can still try again."""
-    record = db.session.scalar(select(CheckoutSessionRecord).where(
-        CheckoutSessionRecord.session_id == session_id))
+    record = db.session.scalar(
+        select(CheckoutSessionRecord).where(CheckoutSessionRecord.session_id == session_id)
+    )
     return record is not None and record.attempt < row.checkout_attempt
 
 
@@ -311,8 +342,9 @@ def record_payment_intent_succeeded(event: PaymentEvent) -> HandlerOutcome:
     return _mark_paid(donation, event, intent_id=p.id)
 
 
-def _donation_for_payment(refs_donation: str | None, intent_id: str | None,
-                          charge_id: str | None) -> Donation | None:
+def _donation_for_payment(
+    refs_donation: str | None, intent_id: str | None, charge_id: str | None
+) -> Donation | None:
     if refs_donation:
         donation = _lock_donation(public_id=refs_donation)
         if donation is not None:
@@ -327,8 +359,9 @@ def _donation_for_payment(refs_donation: str | None, intent_id: str | None,
             intent = get_gateway().payment_intent(intent_id)
             if intent is not None and intent.refs.donation:
                 return _lock_donation(public_id=intent.refs.donation)
-        invoice_id = get_gateway().invoice_for_payment_intent(intent_id) \
-            if not refs_donation else None
+        invoice_id = (
+            get_gateway().invoice_for_payment_intent(intent_id) if not refs_donation else None
+        )
         if invoice_id:
             donation = _lock_donation(stripe_invoice_id=invoice_id)
             if donation is None:
@@ -351,36 +384,51 @@ def _invoice_is_ours(invoice_id: str) -> bool:
         return False
     if invoice.refs.plan or invoice.refs.sponsorship:
         return True
-    return invoice.subscription_id is not None and db.session.scalar(
-        select(RecurringPlan.id).where(
-            RecurringPlan.stripe_subscription_id == invoice.subscription_id)) is not None
+    return (
+        invoice.subscription_id is not None
+        and db.session.scalar(
+            select(RecurringPlan.id).where(
+                RecurringPlan.stripe_subscription_id == invoice.subscription_id
+            )
+        )
+        is not None
+    )
 
 
-def find_donation_for_payment(refs_donation: str | None, intent_id: str | None,
-                              charge_id: str | None) -> Donation | None:
+def find_donation_for_payment(
+    refs_donation: str | None, intent_id: str | None, charge_id: str | None
+) -> Donation | None:
     """The gift (locked) a charge, refund or dispute is about."""
     return _donation_for_payment(refs_donation, intent_id, charge_id)
 
 
-def mark_paid_by_reversal(donation: Donation, event: PaymentEvent, intent_id: str | None,
-                          charge_id: str | None, *,
-                          paid_at: datetime | None = None) -> HandlerOutcome:
+def mark_paid_by_reversal(
+    donation: Donation,
+    event: PaymentEvent,
+    intent_id: str | None,
+    charge_id: str | None,
+    *,
+    paid_at: datetime | None = None,
+) -> HandlerOutcome:
     """A refund or dispute of a charge proves it succeeded: record the payment as such, at
     the charge's own time where the event carries it."""
     if _second_payment(donation, intent_id):
         # A refund of the duplicate payment (staff's fix), not of this gift's money.
         return _flag_second_payment(donation, intent_id, event)
-    return _mark_paid(donation, event, intent_id=intent_id, charge_id=charge_id,
-                      paid_at=paid_at)
+    return _mark_paid(donation, event, intent_id=intent_id, charge_id=charge_id, paid_at=paid_at)
 
 
 def tell_donor_of_refund(donation: Donation, refunded_before: int) -> None:
     """The refund mail, once per rise of the refunded amount of a receipted gift."""
     if donation.amount_refunded_minor > refunded_before and donation.receipt is not None:
-        queue_mail(donation.donor.email, "donations/refunded",
-                   subject=f"Your refund for receipt {donation.receipt.number}",
-                   name=donation.payer_name, number=donation.receipt.number,
-                   amount=format_money(donation.amount_refunded_minor, donation.currency))
+        queue_mail(
+            donation.donor.email,
+            "donations/refunded",
+            subject=f"Your refund for receipt {donation.receipt.number}",
+            name=donation.payer_name,
+            number=donation.receipt.number,
+            amount=format_money(donation.amount_refunded_minor, donation.currency),
+        )
 
 
 def record_charge_refunded(event: PaymentEvent) -> HandlerOutcome:
@@ -397,8 +445,9 @@ def record_charge_refunded(event: PaymentEvent) -> HandlerOutcome:
     had_receipt = donation.receipt is not None
     refunds.record_charge_facts(donation, c)
     refunds.recompute_facts(donation)
-    outcome = mark_paid_by_reversal(donation, event, c.payment_intent_id, c.id,
-                                    paid_at=_stripe_time(c.created))
+    outcome = mark_paid_by_reversal(
+        donation, event, c.payment_intent_id, c.id, paid_at=_stripe_time(c.created)
+    )
     if outcome is HandlerOutcome.FLAGGED:
         return outcome
     if had_receipt:
@@ -411,8 +460,13 @@ def _record_dispute(event: PaymentEvent, closed: bool) -> HandlerOutcome:
     donation = _donation_for_payment(None, d.payment_intent_id, d.charge_id)
     if donation is None:
         return HandlerOutcome.IGNORED
-    record_audit(None, "payment.dispute_closed" if closed else "payment.dispute_opened",
-                 "donation", donation.id, {"status": d.status or "unknown"})
+    record_audit(
+        None,
+        "payment.dispute_closed" if closed else "payment.dispute_opened",
+        "donation",
+        donation.id,
+        {"status": d.status or "unknown"},
+    )
     if _second_payment(donation, d.payment_intent_id):
         return _flag_second_payment(donation, d.payment_intent_id, event)
     refunds.record_dispute(donation, d, closed, event.created)
@@ -448,8 +502,12 @@ def _plan_checkout_completed(event: PaymentEvent, s: CheckoutSessionData) -> Han
     _link_subscription(plan, s.subscription_id, s.customer_id)
     if s.amount_total != plan.amount_minor or (s.currency or "") != plan.currency:
         # Not activated, whatever its invoices say; its invoice's gift is flagged too.
-        _checkout_mismatched(plan, f"the checkout charged {s.amount_total} {s.currency}; "
-                                   f"the plan is {plan.amount_minor} {plan.currency}", event)
+        _checkout_mismatched(
+            plan,
+            f"the checkout charged {s.amount_total} {s.currency}; "
+            f"the plan is {plan.amount_minor} {plan.currency}",
+            event,
+        )
         return HandlerOutcome.FLAGGED
     if s.payment_status in ("paid", "no_payment_required"):
         plan.checkout_completed = True  # an unpaid (delayed) session waits for invoice.paid
@@ -466,22 +524,33 @@ def _checkout_mismatched(plan: RecurringPlan, reason: str, event: PaymentEvent) 
     plan.settle()
 
 
-def _other_subscription(plan: RecurringPlan, subscription_id: str | None,
-                        event: PaymentEvent) -> bool:
+def _other_subscription(
+    plan: RecurringPlan, subscription_id: str | None, event: PaymentEvent
+) -> bool:
     """A second subscription for one plan (paid through two checkout sessions): never
     applied to the plan; audited so staff cancel it (its gifts are flagged)."""
-    if not (subscription_id and plan.stripe_subscription_id
-            and subscription_id != plan.stripe_subscription_id):
+    if not (
+        subscription_id
+        and plan.stripe_subscription_id
+        and subscription_id != plan.stripe_subscription_id
+    ):
         return False
-    record_audit(None, "plan.second_subscription", "plan", plan.id,
-                 {"subscription": subscription_id, "event": event.type})
-    log.warning("second subscription for one plan", extra={"plan_id": plan.id,
-                                                           "event_type": event.type})
+    record_audit(
+        None,
+        "plan.second_subscription",
+        "plan",
+        plan.id,
+        {"subscription": subscription_id, "event": event.type},
+    )
+    log.warning(
+        "second subscription for one plan", extra={"plan_id": plan.id, "event_type": event.type}
+    )
     return True
 
 
-def _link_subscription(plan: RecurringPlan, subscription_id: str | None,
-                       customer_id: str | None) -> None:
+def _link_subscription(
+    plan: RecurringPlan, subscription_id: str | None, customer_id: str | None
+) -> None:
     if subscription_id and not plan.stripe_subscription_id:
         plan.stripe_subscription_id = subscription_id
     if customer_id and not plan.stripe_customer_id:
@@ -499,8 +568,9 @@ def _newer_invoice(plan: RecurringPlan, invoice: InvoiceData, state: str) -> boo
     if invoice.created != held or plan.latest_invoice_id is None:
         return invoice.created > held
     try:
-        sub = get_gateway().subscription(invoice.subscription_id) \
-            if invoice.subscription_id else None
+        sub = (
+            get_gateway().subscription(invoice.subscription_id) if invoice.subscription_id else None
+        )
     except GatewayError:
         # Stripe cannot say now: the last heard wins (a later event or reconcile corrects it).
         log.warning("could not order two invoices of one second", extra={"plan_id": plan.id})
@@ -528,10 +598,15 @@ def record_invoice_paid(event: PaymentEvent) -> HandlerOutcome:
     plan.settle()
     expected = {plan.amount_minor, plan.pending_amount_minor or plan.amount_minor}
     if inv.billing_reason == "subscription_create" and (
-            inv.amount_paid not in expected or inv.currency != plan.currency):
-        _checkout_mismatched(plan, f"the first invoice charged {inv.amount_paid} "
-                                   f"{inv.currency}; the plan is {plan.amount_minor} "
-                                   f"{plan.currency}", event)
+        inv.amount_paid not in expected or inv.currency != plan.currency
+    ):
+        _checkout_mismatched(
+            plan,
+            f"the first invoice charged {inv.amount_paid} "
+            f"{inv.currency}; the plan is {plan.amount_minor} "
+            f"{plan.currency}",
+            event,
+        )
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
     if gift is not None:
         return HandlerOutcome.APPLIED  # the same invoice through another event or reconciliation
@@ -545,40 +620,67 @@ def record_invoice_paid(event: PaymentEvent) -> HandlerOutcome:
         paid_under = frequency_of(inv.interval).value
     elif inv.billing_reason == "subscription_update" and plan.pending_frequency:
         paid_under = plan.pending_frequency
-    gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
-                    donor_name=plan.donor_name, frequency=paid_under,
-                    amount_minor=inv.amount_paid, fee_cover_minor=fee,
-                    currency=inv.currency, designation=plan.designation,
-                    campaign_id=plan.campaign_id, dedication=plan.dedication,
-                    status=DonationStatus.PENDING, stripe_invoice_id=inv.id,
-                    gift_aid_declaration_id=plan.gift_aid_declaration_id)
+    gift = Donation(
+        kind=DonationKind.INSTALMENT,
+        plan=plan,
+        donor_id=plan.donor_id,
+        donor_name=plan.donor_name,
+        frequency=paid_under,
+        amount_minor=inv.amount_paid,
+        fee_cover_minor=fee,
+        currency=inv.currency,
+        designation=plan.designation,
+        campaign_id=plan.campaign_id,
+        dedication=plan.dedication,
+        status=DonationStatus.PENDING,
+        stripe_invoice_id=inv.id,
+        gift_aid_declaration_id=plan.gift_aid_declaration_id,
+    )
     db.session.add(gift)
     db.session.flush()
     paid_at = _stripe_time(inv.paid_at)
     if inv.amount_paid not in expected or inv.currency != plan.currency:
         _record_paid_at(gift, event, paid_at)
-        return _flag(gift, f"Stripe charged {inv.amount_paid} {inv.currency}; the plan is "
-                           f"{plan.amount_minor} {plan.currency}", event)
+        return _flag(
+            gift,
+            f"Stripe charged {inv.amount_paid} {inv.currency}; the plan is "
+            f"{plan.amount_minor} {plan.currency}",
+            event,
+        )
     return _mark_paid(gift, event, paid_at=paid_at)
 
 
-def _second_subscription_gift(plan: RecurringPlan, inv: InvoiceData,
-                              event: PaymentEvent) -> HandlerOutcome:
+def _second_subscription_gift(
+    plan: RecurringPlan, inv: InvoiceData, event: PaymentEvent
+) -> HandlerOutcome:
     """Money taken by a plan's second subscription: recorded, and flagged for staff to cancel
     that subscription and refund (the plan itself follows its first subscription only)."""
     gift = db.session.scalar(select(Donation).where(Donation.stripe_invoice_id == inv.id))
     if gift is None:
-        gift = Donation(kind=DonationKind.INSTALMENT, plan=plan, donor_id=plan.donor_id,
-                        donor_name=plan.donor_name, frequency=plan.frequency.value,
-                        amount_minor=inv.amount_paid, fee_cover_minor=0,
-                        currency=inv.currency, designation=plan.designation,
-                        campaign_id=plan.campaign_id, dedication=plan.dedication,
-                        status=DonationStatus.PENDING, stripe_invoice_id=inv.id,
-                        paid_at=_stripe_time(inv.paid_at) or event.created)
+        gift = Donation(
+            kind=DonationKind.INSTALMENT,
+            plan=plan,
+            donor_id=plan.donor_id,
+            donor_name=plan.donor_name,
+            frequency=plan.frequency.value,
+            amount_minor=inv.amount_paid,
+            fee_cover_minor=0,
+            currency=inv.currency,
+            designation=plan.designation,
+            campaign_id=plan.campaign_id,
+            dedication=plan.dedication,
+            status=DonationStatus.PENDING,
+            stripe_invoice_id=inv.id,
+            paid_at=_stripe_time(inv.paid_at) or event.created,
+        )
         db.session.add(gift)
         db.session.flush()
-    return _flag(gift, f"second subscription {inv.subscription_id} for one regular gift: "
-                       "cancel it in Stripe and refund", event)
+    return _flag(
+        gift,
+        f"second subscription {inv.subscription_id} for one regular gift: "
+        "cancel it in Stripe and refund",
+        event,
+    )
 
 
 def _failure_words(code: str | None) -> str:
@@ -593,9 +695,13 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> HandlerOutcome:
     if _other_subscription(plan, inv.subscription_id, event):
         return HandlerOutcome.FLAGGED
     _link_subscription(plan, inv.subscription_id, inv.customer_id)
-    history = dunning.record_failure(plan.id, inv.id, inv.currency, inv.amount_due,
-                                     inv.attempt_count, event.created) \
-        if state == "failed" else None  # every failed invoice, even an older one
+    history = (
+        dunning.record_failure(
+            plan.id, inv.id, inv.currency, inv.amount_due, inv.attempt_count, event.created
+        )
+        if state == "failed"
+        else None
+    )  # every failed invoice, even an older one
     if not _newer_invoice(plan, inv, state):
         # An older invoice, or one since paid: nothing to tell the donor.
         return HandlerOutcome.APPLIED
@@ -613,12 +719,17 @@ def _record_invoice_problem(event: PaymentEvent, state: str) -> HandlerOutcome:
     if history is not None and history.reason_code is None:
         history.reason_code = plan.last_failure_code
     if plan.settle() is PlanStatus.PAST_DUE:
-        queue_mail(plan.donor.email, "donations/payment_failed",
-                   subject="Your regular gift did not go through",
-                   name=plan.payer_name, reason=_failure_words(code),
-                   amount=format_money(inv.amount_due, inv.currency),
-                   frequency=plan.frequency.value, action_required=state == "action_required",
-                   manage_url=manage_url(plan))
+        queue_mail(
+            plan.donor.email,
+            "donations/payment_failed",
+            subject="Your regular gift did not go through",
+            name=plan.payer_name,
+            reason=_failure_words(code),
+            amount=format_money(inv.amount_due, inv.currency),
+            frequency=plan.frequency.value,
+            action_required=state == "action_required",
+            manage_url=manage_url(plan),
+        )
     return HandlerOutcome.APPLIED
 
 
@@ -633,7 +744,7 @@ def record_invoice_action_required(event: PaymentEvent) -> HandlerOutcome:
 
 
 def _plan_of_subscription_event(
-        event: PaymentEvent,
+    event: PaymentEvent,
 ) -> tuple[SubscriptionData, RecurringPlan | None, HandlerOutcome | None]:
     """The locked plan a subscription event is about, linked to it; or the outcome to answer
     at once: ignored (not ours) or flagged (a second subscription of one plan)."""
@@ -679,15 +790,24 @@ def record_subscription_updated(event: PaymentEvent) -> HandlerOutcome:
         # A sponsorship's price is fixed: whatever path brought this subscription (the event,
         # or Stripe's own copy read back for two updates in one second), its amount and
         # interval are never adopted. Another price is for staff to look at.
-        if (sub.amount and (sub.amount, sub.currency) != (plan.amount_minor, plan.currency)) \
-                or (sub.interval and sub.interval != plan.frequency.stripe_interval):
-            flag_plan(plan, f"the subscription is {sub.amount} {sub.currency} a "
-                            f"{sub.interval}; the sponsorship is {plan.amount_minor} "
-                            f"{plan.currency} a {plan.frequency.stripe_interval}", event.type)
+        if (sub.amount and (sub.amount, sub.currency) != (plan.amount_minor, plan.currency)) or (
+            sub.interval and sub.interval != plan.frequency.stripe_interval
+        ):
+            flag_plan(
+                plan,
+                f"the subscription is {sub.amount} {sub.currency} a "
+                f"{sub.interval}; the sponsorship is {plan.amount_minor} "
+                f"{plan.currency} a {plan.frequency.stripe_interval}",
+                event.type,
+            )
         plan.settle()
         return HandlerOutcome.APPLIED
-    if sub.amount and sub.currency == plan.currency and sub.interval in ("month", "year") \
-            and is_pending_change(plan, sub.amount, frequency_of(sub.interval).value):
+    if (
+        sub.amount
+        and sub.currency == plan.currency
+        and sub.interval in ("month", "year")
+        and is_pending_change(plan, sub.amount, frequency_of(sub.interval).value)
+    ):
         # The donor's change, applied by Stripe, whose answer we never had (a timeout, or a
         # worker that died before recording it): settled here and confirmed by mail. Only
         # the amount AND interval asked for settle it: a routine update at the old interval
@@ -695,8 +815,9 @@ def record_subscription_updated(event: PaymentEvent) -> HandlerOutcome:
         settle_plan_change(plan, sub.amount, frequency_of(sub.interval).value, None)
     elif sub.amount and sub.currency == plan.currency and sub.amount != plan.amount_minor:
         # Changed outside DonorHub (Stripe's dashboard): Stripe is what will be charged.
-        record_audit(None, "plan.amount_changed_in_stripe", "plan", plan.id,
-                     {"amount_minor": sub.amount})
+        record_audit(
+            None, "plan.amount_changed_in_stripe", "plan", plan.id, {"amount_minor": sub.amount}
+        )
         plan.amount_minor = sub.amount
         plan.fee_cover_minor = 0
     if sub.interval in ("month", "year"):
@@ -729,14 +850,26 @@ def _stripe_ended(plan: RecurringPlan, event: PaymentEvent) -> None:
     plan.stripe_ended = True
     plan.ended_at = plan.ended_at or event.created
     if plan.settle() is PlanStatus.ENDED:
-        queue_mail(plan.donor.email, "donations/plan_ended",
-                   subject="Your regular gift has ended", name=plan.payer_name,
-                   amount=format_money(plan.amount_minor, plan.currency),
-                   frequency=plan.frequency.value, donate_url=external_url("donations.donate"))
+        queue_mail(
+            plan.donor.email,
+            "donations/plan_ended",
+            subject="Your regular gift has ended",
+            name=plan.payer_name,
+            amount=format_money(plan.amount_minor, plan.currency),
+            frequency=plan.frequency.value,
+            donate_url=external_url("donations.donate"),
+        )
 
 
 def flagged_gifts() -> Sequence[Donation]:
     """Gifts for staff to look at (needs review, disputed, charged back), newest first."""
-    return db.session.scalars(select(Donation).where(Donation.status.in_(
-        [DonationStatus.NEEDS_REVIEW, DonationStatus.DISPUTED, DonationStatus.CHARGED_BACK]))
-        .order_by(Donation.id.desc()).limit(200)).all()
+    return db.session.scalars(
+        select(Donation)
+        .where(
+            Donation.status.in_(
+                [DonationStatus.NEEDS_REVIEW, DonationStatus.DISPUTED, DonationStatus.CHARGED_BACK]
+            )
+        )
+        .order_by(Donation.id.desc())
+        .limit(200)
+    ).all()

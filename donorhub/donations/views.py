@@ -38,24 +38,34 @@ def form_context(form: dict, errors: dict) -> dict:
     if currency not in CURRENCIES:
         currency = config["DONATION_DEFAULT_CURRENCY"]
     presets = config["DONATION_PRESETS"]
-    fee_examples = {c: {p: services.fee_cover_for(c, p) for p in presets[c]}
-                    for c in CURRENCIES}
-    campaign = (campaign_services.campaign_for_gift(form["campaign"])
-                if form.get("campaign") else None)
-    return {"campaign": campaign,
-            # A new one-time token on every page: the same page sent twice starts one gift.
-            "form_token": secrets.token_urlsafe(24),
-            "form": form, "errors": errors, "currency": currency, "currencies": CURRENCIES,
-            "currency_names": CURRENCY_NAMES, "presets": presets,
-            "limits": {c: services.amount_limits(c) for c in CURRENCIES},
-            "fee_examples": fee_examples,
-            "fee_rules": config["DONATION_FEE_COVER"],
-            "fee_percent": {c: f"{rule[0] / 100:.1f}"  # basis points, shown as "1.5"
-                            for c, rule in config["DONATION_FEE_COVER"].items()},
-            "declaration": giftaid.declaration_text(
-                config["GIFT_AID_DECLARATION_VERSION"], amount="this gift",
-                charity=config["CHARITY_NAME"]),
-            "declaration_note": giftaid.DECLARATION_NOTE}
+    fee_examples = {c: {p: services.fee_cover_for(c, p) for p in presets[c]} for c in CURRENCIES}
+    campaign = (
+        campaign_services.campaign_for_gift(form["campaign"]) if form.get("campaign") else None
+    )
+    return {
+        "campaign": campaign,
+        # A new one-time token on every page: the same page sent twice starts one gift.
+        "form_token": secrets.token_urlsafe(24),
+        "form": form,
+        "errors": errors,
+        "currency": currency,
+        "currencies": CURRENCIES,
+        "currency_names": CURRENCY_NAMES,
+        "presets": presets,
+        "limits": {c: services.amount_limits(c) for c in CURRENCIES},
+        "fee_examples": fee_examples,
+        "fee_rules": config["DONATION_FEE_COVER"],
+        "fee_percent": {
+            c: f"{rule[0] / 100:.1f}"  # basis points, shown as "1.5"
+            for c, rule in config["DONATION_FEE_COVER"].items()
+        },
+        "declaration": giftaid.declaration_text(
+            config["GIFT_AID_DECLARATION_VERSION"],
+            amount="this gift",
+            charity=config["CHARITY_NAME"],
+        ),
+        "declaration_note": giftaid.DECLARATION_NOTE,
+    }
 
 
 def gateway_failure_page(row, error: GatewayError):
@@ -72,9 +82,12 @@ def gateway_failure_page(row, error: GatewayError):
 def donate():
     """Give once, monthly or yearly."""
     if request.method == "GET":
-        form = {"frequency": request.args.get("frequency", "monthly"),
-                "currency": request.args.get("currency", "") if request.args.get("currency")
-                in CURRENCIES else ""}
+        form = {
+            "frequency": request.args.get("frequency", "monthly"),
+            "currency": request.args.get("currency", "")
+            if request.args.get("currency") in CURRENCIES
+            else "",
+        }
         if current_user.is_authenticated:
             form["full_name"] = current_user.full_name
         if request.args.get("campaign"):
@@ -84,10 +97,10 @@ def donate():
     started = None
     if not errors:
         try:
-            campaign = (campaign_services.campaign_for_gift(data.campaign)
-                        if data.campaign else None)
+            campaign = campaign_services.campaign_for_gift(data.campaign) if data.campaign else None
             started = services.start_donation(
-                data, current_user, campaign_id=campaign.id if campaign is not None else None)
+                data, current_user, campaign_id=campaign.id if campaign is not None else None
+            )
         except services.GiftRejected as error:
             errors = {error.field: [str(error)]}
     if errors:
@@ -136,16 +149,21 @@ def retry(public_id: str):
 @public
 def thank_you():
     """Where Checkout sends the donor back. The webhook, not this page, confirms the gift."""
-    row = services.find_by_session(request.args.get("session_id", "")) or \
-        services.find_by_public_id(request.args.get("ref", ""))
+    row = services.find_by_session(
+        request.args.get("session_id", "")
+    ) or services.find_by_public_id(request.args.get("ref", ""))
     if row is None:
         abort(404)
     if isinstance(row, Donation):
         confirmed = row.is_paid
     else:
         confirmed = row.status not in (PlanStatus.PENDING,)
-    return render_template("donations/thank_you.html", row=row, confirmed=confirmed,
-                           is_plan=isinstance(row, RecurringPlan))
+    return render_template(
+        "donations/thank_you.html",
+        row=row,
+        confirmed=confirmed,
+        is_plan=isinstance(row, RecurringPlan),
+    )
 
 
 @bp.get("/donate/cancelled")
@@ -158,6 +176,7 @@ def cancelled():
 
 # Signed-in donors --------------------------------------------------------------------------
 
+
 @bp.get("/donate/history")
 @signed_in
 def history():
@@ -167,8 +186,9 @@ def history():
     today = uk_today()
     uk_year = today.year if today >= date(today.year, 4, 6) else today.year - 1
     in_year = today.year if today.month >= 4 else today.year - 1
-    return render_template("donations/history.html", donor=donor, uk_year=uk_year,
-                           in_year=in_year, **data)
+    return render_template(
+        "donations/history.html", donor=donor, uk_year=uk_year, in_year=in_year, **data
+    )
 
 
 @bp.get("/donate/statement/<region>/<int:year>")
@@ -180,13 +200,13 @@ def statement(region: str, year: int):
     donor = services.donor_for_user(current_user)
     period = services.tax_year(region, year)
     data = services.statement(donor, period) if donor else {"rows": [], "totals": {}}
-    return render_template("donations/statement.html", donor=donor, period=period,
-                           year=year, **data)
+    return render_template(
+        "donations/statement.html", donor=donor, period=period, year=year, **data
+    )
 
 
 def _own_plan(public_id: str) -> RecurringPlan:
-    plan = db.session.scalar(db.select(RecurringPlan).where(
-        RecurringPlan.public_id == public_id))
+    plan = db.session.scalar(db.select(RecurringPlan).where(RecurringPlan.public_id == public_id))
     if plan is None:
         abort(404)
     try:
@@ -201,8 +221,13 @@ def _own_plan(public_id: str) -> RecurringPlan:
 def plan(public_id: str):
     """Change, pause, resume or cancel one regular gift."""
     row = _own_plan(public_id)
-    return render_template("donations/plan.html", plan=row, errors={}, form={},
-                           action_base=url_for("donations.plan", public_id=public_id))
+    return render_template(
+        "donations/plan.html",
+        plan=row,
+        errors={},
+        form={},
+        action_base=url_for("donations.plan", public_id=public_id),
+    )
 
 
 #: What the donation pages do to a regular gift (besides changing it). A sponsorship's plan
@@ -210,8 +235,7 @@ def plan(public_id: str):
 PLAN_ACTIONS = ("pause", "resume", "cancel", "card")
 
 
-def _plan_action(plan_row: RecurringPlan, action: str, back: str,
-                 card_return: str | None = None):
+def _plan_action(plan_row: RecurringPlan, action: str, back: str, card_return: str | None = None):
     """`card_return`: where Stripe's Billing Portal sends the donor back (never a manage
     token URL: the portal's page would then hold a live token). A refusal (`DomainError`)
     goes back to `back` through each calling view's `back_on_error`."""
@@ -225,38 +249,44 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str,
         if action != "card":
             services.check_donation_plan(plan_row)
         if action == "pause":
-            services.pause_plan(plan_row, current_user if current_user.is_authenticated
-                                else None)
+            services.pause_plan(plan_row, current_user if current_user.is_authenticated else None)
             message = "Your regular gift is paused. Nothing more will be taken until you resume."
         elif action == "resume":
-            services.resume_plan(plan_row, current_user if current_user.is_authenticated
-                                 else None)
+            services.resume_plan(plan_row, current_user if current_user.is_authenticated else None)
             message = "Your regular gift is running again."
         elif action == "cancel":
-            services.cancel_plan(plan_row, current_user if current_user.is_authenticated
-                                 else None)
+            services.cancel_plan(plan_row, current_user if current_user.is_authenticated else None)
             message = "Your regular gift is cancelled. Nothing more will be taken."
         elif action == "card":
-            url = services.card_update_url(plan_row, current_app.config["PUBLIC_BASE_URL"]
-                                           + (card_return or back))
+            url = services.card_update_url(
+                plan_row, current_app.config["PUBLIC_BASE_URL"] + (card_return or back)
+            )
             return redirect(url, code=303)
     except services.PlanOutcomeUnknown:
         # Stripe may still act on it: its event then records the outcome and mails the donor.
         # The redirect would keep what the service wrote before it failed: drop that first.
         db.session.rollback()
-        flash("Our payment provider has not confirmed this yet, so this page still shows "
-              "your regular gift as it was. If it goes through, this page will show it and "
-              "we will e-mail you; if it has not changed in a few minutes, please try again.",
-              "error")
+        flash(
+            "Our payment provider has not confirmed this yet, so this page still shows "
+            "your regular gift as it was. If it goes through, this page will show it and "
+            "we will e-mail you; if it has not changed in a few minutes, please try again.",
+            "error",
+        )
         return redirect(back)
     except GatewayError:
         db.session.rollback()  # as above: the redirect must not keep the failed change
-        flash("We could not reach our payment provider, so nothing has changed. Please try "
-              "again in a minute.", "error")
+        flash(
+            "We could not reach our payment provider, so nothing has changed. Please try "
+            "again in a minute.",
+            "error",
+        )
         return redirect(back)
     flash(message, "success")
-    return redirect(back if action != "cancel" or current_user.is_authenticated
-                    else url_for("donations.manage_done"))
+    return redirect(
+        back
+        if action != "cancel" or current_user.is_authenticated
+        else url_for("donations.manage_done")
+    )
 
 
 @bp.post("/donate/plans/<public_id>/<action>")
@@ -282,9 +312,13 @@ def change_plan(public_id: str):
         except DomainError as error:
             errors = {"_schema": [str(error)]}
     if errors:
-        return render_template("donations/plan.html", plan=row, errors=errors,
-                               form=request.form,
-                               action_base=url_for("donations.plan", public_id=public_id)), 422
+        return render_template(
+            "donations/plan.html",
+            plan=row,
+            errors=errors,
+            form=request.form,
+            action_base=url_for("donations.plan", public_id=public_id),
+        ), 422
     # The amount asked for is committed before Stripe is called, so an invoice that Stripe
     # raises at once for the new amount is recognised by the webhook, not flagged.
     commit_before_calling_stripe()
@@ -296,16 +330,21 @@ def change_plan(public_id: str):
         db.session.rollback()
         if not error.retryable:  # Stripe refused it: nothing changed there
             services.abandon_plan_change(row)
-            flash("Our payment provider did not accept the change, so nothing has changed.",
-                  "error")
+            flash(
+                "Our payment provider did not accept the change, so nothing has changed.", "error"
+            )
             return redirect(back)
         # A timeout or a 5xx: Stripe may have applied it (and charged at once). Ask Stripe.
-        confirmed = services.confirm_plan_change(row, data.amount_minor, data.frequency,
-                                                 current_user)
+        confirmed = services.confirm_plan_change(
+            row, data.amount_minor, data.frequency, current_user
+        )
         if not confirmed:
-            flash("We could not confirm the change with our payment provider yet. If it goes "
-                  "through we will e-mail you to confirm it; if no e-mail comes within an "
-                  "hour, please check this page before trying again.", "error")
+            flash(
+                "We could not confirm the change with our payment provider yet. If it goes "
+                "through we will e-mail you to confirm it; if no e-mail comes within an "
+                "hour, please check this page before trying again.",
+                "error",
+            )
             return redirect(back)
     flash("Your regular gift is changed.", "success")
     return redirect(back)
@@ -323,8 +362,10 @@ def cancel_gift_aid(declaration_id: int):
         services.cancel_declaration(donor, declaration_id)
     except NotPermitted:
         abort(404)
-    flash("Your Gift Aid declaration is cancelled. We will not claim Gift Aid on gifts from "
-          "today.", "success")
+    flash(
+        "Your Gift Aid declaration is cancelled. We will not claim Gift Aid on gifts from today.",
+        "success",
+    )
     return redirect(url_for("donations.history"))
 
 
@@ -339,13 +380,16 @@ def confirm_gift_aid(token: str):
     if request.method == "POST":
         load_form(EmptySchema())
         services.confirm_declaration(declaration)
-        return render_template("donations/gift_aid_confirm.html", declaration=declaration,
-                               done=True)
-    return render_template("donations/gift_aid_confirm.html", declaration=declaration,
-                           token=token, done=False)
+        return render_template(
+            "donations/gift_aid_confirm.html", declaration=declaration, done=True
+        )
+    return render_template(
+        "donations/gift_aid_confirm.html", declaration=declaration, token=token, done=False
+    )
 
 
 # The signed link in every receipt: pause or cancel without signing in ---------------------
+
 
 def _plan_from_token(token: str) -> RecurringPlan | None:
     return services.plan_for_manage_token(token)
@@ -371,8 +415,12 @@ def manage_action(token: str, action: str):
         return render_template("donations/manage_invalid.html"), 400
     if action not in PLAN_ACTIONS:
         abort(404)
-    return _plan_action(row, action, url_for("donations.manage", token=token),
-                        card_return=url_for("donations.card_done"))
+    return _plan_action(
+        row,
+        action,
+        url_for("donations.manage", token=token),
+        card_return=url_for("donations.card_done"),
+    )
 
 
 @bp.get("/donate/manage-done")
@@ -391,12 +439,16 @@ def card_done():
 
 # Staff: flagged gifts and the Gift Aid claim -----------------------------------------------
 
+
 @staff_bp.get("")
 @staff(StaffRole.FUNDRAISER, StaffRole.ADMIN)
 def staff_home():
     """Gifts that need a person: amount mismatches and disputes."""
-    return render_template("donations/staff/home.html", flagged=services.flagged_gifts(),
-                           flagged_plans=services.flagged_plans())
+    return render_template(
+        "donations/staff/home.html",
+        flagged=services.flagged_gifts(),
+        flagged_plans=services.flagged_plans(),
+    )
 
 
 @staff_bp.route("/gift-aid", methods=["GET", "POST"])
@@ -404,18 +456,26 @@ def staff_home():
 def gift_aid_export():
     """Check, then export, a Gift Aid claim in HMRC's schedule columns."""
     if request.method == "GET":
-        form = {"date_from": request.args.get("date_from", ""),
-                "date_to": request.args.get("date_to", "")}
+        form = {
+            "date_from": request.args.get("date_from", ""),
+            "date_to": request.args.get("date_to", ""),
+        }
         preview = None
         if form["date_from"] and form["date_to"]:
             try:
-                preview = services.preview_claim(date.fromisoformat(form["date_from"]),
-                                                 date.fromisoformat(form["date_to"]))
+                preview = services.preview_claim(
+                    date.fromisoformat(form["date_from"]), date.fromisoformat(form["date_to"])
+                )
             except ValueError:
                 preview = None
-        return render_template("donations/staff/gift_aid.html", form=form, errors={},
-                               preview=preview, columns=giftaid.SCHEDULE_COLUMNS,
-                               claims=services.recent_claims())
+        return render_template(
+            "donations/staff/gift_aid.html",
+            form=form,
+            errors={},
+            preview=preview,
+            columns=giftaid.SCHEDULE_COLUMNS,
+            claims=services.recent_claims(),
+        )
     data, errors = load_form(GiftAidExportSchema())
     preview = None
     if not errors:
@@ -427,10 +487,14 @@ def gift_aid_export():
             db.session.rollback()
             errors = {"_schema": [str(error)]}
     if errors:
-        return render_template("donations/staff/gift_aid.html", form=request.form,
-                               errors=errors, preview=preview,
-                               columns=giftaid.SCHEDULE_COLUMNS,
-                               claims=services.recent_claims()), 422
+        return render_template(
+            "donations/staff/gift_aid.html",
+            form=request.form,
+            errors=errors,
+            preview=preview,
+            columns=giftaid.SCHEDULE_COLUMNS,
+            claims=services.recent_claims(),
+        ), 422
     if preview is None:
         raise RuntimeError("claim not previewed")  # no errors: the claim was previewed
     body = _claim_csv([row for row, _amount, _gift in preview.rows])
@@ -454,7 +518,7 @@ def _claim_csv(rows) -> str:
 def _csv_response(body: str, claim_id: int):
     response = current_app.response_class(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = (
-        f'attachment; filename="gift-aid-claim-{claim_id}.csv"')
+        f'attachment; filename="gift-aid-claim-{claim_id}.csv"'
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
-

@@ -26,11 +26,13 @@ def import_command(path: Path | None, dry_run: bool) -> None:
     if path is None:
         source = configured_source()
         if source is None:
-            raise click.ClickException("No PATH was given and neither FEED_DIR nor FEED_URL is "
-                                       "set.")
+            raise click.ClickException(
+                "No PATH was given and neither FEED_DIR nor FEED_URL is set."
+            )
     elif path.is_dir():
-        source = DropDirectorySource(path, current_app.config["FEED_MAX_BYTES"], label="cli",
-                                     delete_processed=False)
+        source = DropDirectorySource(
+            path, current_app.config["FEED_MAX_BYTES"], label="cli", delete_processed=False
+        )
     else:
         source = SingleFileSource(path)
     bar: dict = {}
@@ -57,15 +59,19 @@ def import_command(path: Path | None, dry_run: bool) -> None:
     header = f"{'batch':<24} {'result':<17}" + "".join(f"{c:>12}" for c in COLUMNS)
     click.echo(("Dry run: nothing was changed.\n" if dry_run else "") + header)
     for name, report in results:
-        click.echo(f"{(report.batch or name)[:24]:<24} {report.status:<17}"
-                   + "".join(f"{getattr(report, c):>12}" for c in COLUMNS))
+        click.echo(
+            f"{(report.batch or name)[:24]:<24} {report.status:<17}"
+            + "".join(f"{getattr(report, c):>12}" for c in COLUMNS)
+        )
         for problem in report.problems[:50]:
             field_name = f" {problem['field']}" if problem["field"] else ""
-            click.echo(f"  line {problem['line']}{field_name}: {problem['rule']} "
-                       f"({problem['effect']})")
+            click.echo(
+                f"  line {problem['line']}{field_name}: {problem['rule']} ({problem['effect']})"
+            )
         if report.reason:
             click.echo(f"  {report.reason}")
     rejected = [name for name, report in results if report.status == "rejected"]
     if rejected:
-        raise click.ClickException(f"{len(rejected)} batch(es) were rejected as a whole; "
-                                   "nothing of them was imported.")
+        raise click.ClickException(
+            f"{len(rejected)} batch(es) were rejected as a whole; nothing of them was imported."
+        )

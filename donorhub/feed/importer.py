@@ -49,13 +49,44 @@ log = logging.getLogger(__name__)
 
 #: Field names worth naming to staff when a batch carries them; any other unknown key is
 #: reported only by position, because a key could itself be an identifier.
-KNOWN_LEAK_FIELDS = frozenset({
-    "name", "first_name", "last_name", "surname", "full_name", "dob", "date_of_birth",
-    "birthday", "age", "school", "village", "district", "address", "phone", "email", "photo",
-    "image", "reason", "case_no", "case_number", "fir", "fir_no", "aadhaar", "religion",
-    "caste", "father", "mother", "guardian", "health", "notes", "origin", "rescue_date",
-    "location", "gps",
-})
+KNOWN_LEAK_FIELDS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "surname",
+        "full_name",
+        "dob",
+        "date_of_birth",
+        "birthday",
+        "age",
+        "school",
+        "village",
+        "district",
+        "address",
+        "phone",
+        "email",
+        "photo",
+        "image",
+        "reason",
+        "case_no",
+        "case_number",
+        "fir",
+        "fir_no",
+        "aadhaar",
+        "religion",
+        "caste",
+        "father",
+        "mother",
+        "guardian",
+        "health",
+        "notes",
+        "origin",
+        "rescue_date",
+        "location",
+        "gps",
+    }
+)
 ILLUSTRATIONS = 12
 
 
@@ -75,8 +106,7 @@ class ImportReport:
     problems: list[dict] = field(default_factory=list)
 
     def problem(self, line: int, field_name: str | None, rule: str, effect: str) -> None:
-        self.problems.append({"line": line, "field": field_name, "rule": rule,
-                              "effect": effect})
+        self.problems.append({"line": line, "field": field_name, "rule": rule, "effect": effect})
 
 
 class FeedNotConfigured(RuntimeError):
@@ -88,15 +118,21 @@ def feed_settings(today: date) -> FeedSettings:
     homes = config["FEED_HOMES"]
     if not config["FEED_PARTNER"] or not homes:
         raise FeedNotConfigured("Set FEED_PARTNER and FEED_HOMES before importing a feed.")
-    return FeedSettings(partner=config["FEED_PARTNER"], homes=frozenset(homes), today=today,
-                        max_bytes=config["FEED_MAX_BYTES"], home_regions=homes)
+    return FeedSettings(
+        partner=config["FEED_PARTNER"],
+        homes=frozenset(homes),
+        today=today,
+        max_bytes=config["FEED_MAX_BYTES"],
+        home_regions=homes,
+    )
 
 
 def pseudonym_key() -> str:
     key = current_app.config["FEED_PSEUDONYM_KEY"]
     if not key:
-        raise FeedNotConfigured("Set FEED_PSEUDONYM_KEY to a long random secret before "
-                                "importing a feed.")
+        raise FeedNotConfigured(
+            "Set FEED_PSEUDONYM_KEY to a long random secret before importing a feed."
+        )
     return key
 
 
@@ -104,8 +140,13 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def import_batch(raw: bytes, *, source: str, now: datetime | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ImportReport:
+def import_batch(
+    raw: bytes,
+    *,
+    source: str,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
     """Import one batch in the caller's transaction. Never commits.
 
     A rejected batch leaves only a FeedRun row saying why (lines, fields, rules; no values)
@@ -129,15 +170,29 @@ def import_batch(raw: bytes, *, source: str, now: datetime | None = None,
         _record_rejection(settings.partner, None, sha256, source, reason, now)
         return ImportReport(status="rejected", reason=reason)
     if _completed_run(partner=settings.partner, batch=parsed.header.batch) is not None:
-        return ImportReport(batch=parsed.header.batch, already_imported=True,
-                            status="already imported")
-    run = FeedRun(partner=settings.partner, batch=parsed.header.batch, sha256=sha256,
-                  status=FeedRunStatus.COMPLETED, source=source, started_at=now)
+        return ImportReport(
+            batch=parsed.header.batch, already_imported=True, status="already imported"
+        )
+    run = FeedRun(
+        partner=settings.partner,
+        batch=parsed.header.batch,
+        sha256=sha256,
+        status=FeedRunStatus.COMPLETED,
+        source=source,
+        started_at=now,
+    )
     db.session.add(run)
     db.session.flush()  # claims the batch: a concurrent import of it now fails here
     report = Importer(parsed, key, settings.partner, now, progress).run()
-    for attribute in ("records", "created", "updated", "unchanged", "rejected", "quarantined",
-                      "exits"):
+    for attribute in (
+        "records",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "quarantined",
+        "exits",
+    ):
         setattr(run, attribute, getattr(report, attribute))
     run.report = report.problems[:1000]
     run.finished_at = datetime.now(UTC)
@@ -158,19 +213,36 @@ def _completed_run(**criteria) -> FeedRun | None:
     return db.session.scalars(query).first()
 
 
-def _record_rejection(partner, batch, sha256, source, reason, now,
-                      status: FeedRunStatus = FeedRunStatus.REJECTED) -> None:
-    db.session.add(FeedRun(partner=partner, batch=batch, sha256=sha256, source=source,
-                           status=status, reason=reason[:500], started_at=now,
-                           finished_at=datetime.now(UTC)))
+def _record_rejection(
+    partner, batch, sha256, source, reason, now, status: FeedRunStatus = FeedRunStatus.REJECTED
+) -> None:
+    db.session.add(
+        FeedRun(
+            partner=partner,
+            batch=batch,
+            sha256=sha256,
+            source=source,
+            status=status,
+            reason=reason[:500],
+            started_at=now,
+            finished_at=datetime.now(UTC),
+        )
+    )
     db.session.flush()
 
 
 def record_failure(raw: bytes, source: str, reason: str, now: datetime | None = None) -> None:
     """A batch the database could not store (a full disk, a lost connection), in the import
     history; `reason` carries no feed content."""
-    _record_rejection(current_app.config["FEED_PARTNER"], None, hashlib.sha256(raw).hexdigest(),
-                      source, reason, now or datetime.now(UTC), FeedRunStatus.FAILED)
+    _record_rejection(
+        current_app.config["FEED_PARTNER"],
+        None,
+        hashlib.sha256(raw).hexdigest(),
+        source,
+        reason,
+        now or datetime.now(UTC),
+        FeedRunStatus.FAILED,
+    )
 
 
 def describe_unknown_fields(error: UnknownFieldRejected) -> str:
@@ -180,25 +252,40 @@ def describe_unknown_fields(error: UnknownFieldRejected) -> str:
         label = f"'{name}'" if leaf in KNOWN_LEAK_FIELDS else f"field #{position}"
         parts.append(f"line {line}: {label}")
     shown = "; ".join(parts[:20]) + (f"; and {len(parts) - 20} more" if len(parts) > 20 else "")
-    return f"Fields outside the contract ({shown}). Nothing was imported and the file was " \
-           "not kept."[:500]
+    return (
+        f"Fields outside the contract ({shown}). Nothing was imported and the file was not kept."[
+            :500
+        ]
+    )
 
 
 def alert_safeguarding_officers(reason: str) -> None:
     officers = db.session.scalars(
-        select(User).join(UserRole).where(UserRole.role == StaffRole.SAFEGUARDING_OFFICER,
-                                          User.is_disabled.is_(False))).all()
+        select(User)
+        .join(UserRole)
+        .where(UserRole.role == StaffRole.SAFEGUARDING_OFFICER, User.is_disabled.is_(False))
+    ).all()
     for officer in officers:
-        queue_mail(officer.email, "feed/batch_rejected",
-                   subject="A feed batch was rejected: fields outside the contract",
-                   name=officer.full_name, reason=reason)
+        queue_mail(
+            officer.email,
+            "feed/batch_rejected",
+            subject="A feed batch was rejected: fields outside the contract",
+            name=officer.full_name,
+            reason=reason,
+        )
 
 
 class Importer:
     """Applies the records of one parsed batch. Children first, so updates can find them."""
 
-    def __init__(self, parsed: ParsedFeed, key: str, partner: str, now: datetime,
-                 progress: Callable[[int, int], None] | None):
+    def __init__(
+        self,
+        parsed: ParsedFeed,
+        key: str,
+        partner: str,
+        now: datetime,
+        progress: Callable[[int, int], None] | None,
+    ):
         self.parsed = parsed
         self.key = key
         self.partner = partner
@@ -220,8 +307,11 @@ class Importer:
         report.rejected = len(parsed.rejected_lines)
         self._load_existing()
         steps: list[tuple[list[Any], Callable[[Any], None]]] = [
-                 (parsed.children, self._apply_child), (parsed.updates, self._apply_update),
-                 (parsed.home_stats, self._apply_home_stats), (parsed.exits, self._apply_exit)]
+            (parsed.children, self._apply_child),
+            (parsed.updates, self._apply_update),
+            (parsed.home_stats, self._apply_home_stats),
+            (parsed.exits, self._apply_exit),
+        ]
         total = sum(len(records) for records, _ in steps)
         done = 0
         # Every row this batch touches was loaded above; flushing before each query would
@@ -242,20 +332,25 @@ class Importer:
 
     def _load_existing(self) -> None:
         """Fetch every row this batch may touch in a few queries, not one per record."""
-        child_hashes = list({self._hash("child", r.ref) for r in self.parsed.children} | {
-            self._hash("child", r.child) for r in self.parsed.updates if r.child} | {
-            self._hash("child", r.child) for r in self.parsed.exits})
+        child_hashes = list(
+            {self._hash("child", r.ref) for r in self.parsed.children}
+            | {self._hash("child", r.child) for r in self.parsed.updates if r.child}
+            | {self._hash("child", r.child) for r in self.parsed.exits}
+        )
         for start in range(0, len(child_hashes), 500):
-            chunk = child_hashes[start:start + 500]
-            for child in db.session.scalars(select(Child).where(Child.ref_hash.in_(chunk))
-                                            .options(selectinload(Child.about),
-                                                     selectinload(Child.release))):
+            chunk = child_hashes[start : start + 500]
+            for child in db.session.scalars(
+                select(Child)
+                .where(Child.ref_hash.in_(chunk))
+                .options(selectinload(Child.about), selectinload(Child.release))
+            ):
                 self.children_by_hash[child.ref_hash] = child
         update_hashes = list({self._hash("update", r.id) for r in self.parsed.updates})
         for start in range(0, len(update_hashes), 500):
-            chunk = update_hashes[start:start + 500]
-            for update in db.session.scalars(select(ChildUpdate).where(
-                    ChildUpdate.source_hash.in_(chunk))):
+            chunk = update_hashes[start : start + 500]
+            for update in db.session.scalars(
+                select(ChildUpdate).where(ChildUpdate.source_hash.in_(chunk))
+            ):
                 self.updates_by_hash[update.source_hash] = update
 
     def _reject(self, line: int, field_name: str | None, rule: str) -> None:
@@ -264,14 +359,27 @@ class Importer:
 
     def _apply_child(self, record: ChildRecord) -> None:
         ref_hash = self._hash("child", record.ref)
-        content = digest(record.home, record.age_band, record.gender, record.region,
-                         record.stage, record.joined_year, record.interests,
-                         record.consent.profile, record.consent.updates, record.consent.basis,
-                         str(record.consent.expires), record.about)
+        content = digest(
+            record.home,
+            record.age_band,
+            record.gender,
+            record.region,
+            record.stage,
+            record.joined_year,
+            record.interests,
+            record.consent.profile,
+            record.consent.updates,
+            record.consent.basis,
+            str(record.consent.expires),
+            record.about,
+        )
         child = self.children_by_hash.get(ref_hash)
         if child is not None and child.status == ChildStatus.EXITED:
-            self._reject(record.line, "ref", "a child who has left the programme cannot "
-                                             "return under the same reference")
+            self._reject(
+                record.line,
+                "ref",
+                "a child who has left the programme cannot return under the same reference",
+            )
             return
         if child is not None and child.content_hash == content:
             self.report.unchanged += 1
@@ -279,20 +387,32 @@ class Importer:
         if child is None:
             if self.aliases is None:
                 self.aliases = AliasPool()
-            child = children.new_child(ref_hash=ref_hash, alias=self.aliases.draw(),
-                                       public_token=new_public_token(),
-                                       illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
-                                       now=self.now)
+            child = children.new_child(
+                ref_hash=ref_hash,
+                alias=self.aliases.draw(),
+                public_token=new_public_token(),
+                illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
+                now=self.now,
+            )
             self.children_by_hash[ref_hash] = child
             self.report.created += 1
         else:
             self.report.updated += 1
         children.set_child_facts(
-            child, home_code=record.home, age_band=record.age_band, gender=record.gender,
-            region=record.region, stage=record.stage, joined_year=record.joined_year,
-            interests=list(record.interests), consent_profile=record.consent.profile,
-            consent_updates=record.consent.updates, consent_basis=record.consent.basis,
-            consent_expires=str(record.consent.expires), content_hash=content)
+            child,
+            home_code=record.home,
+            age_band=record.age_band,
+            gender=record.gender,
+            region=record.region,
+            stage=record.stage,
+            joined_year=record.joined_year,
+            interests=list(record.interests),
+            consent_profile=record.consent.profile,
+            consent_updates=record.consent.updates,
+            consent_basis=record.consent.basis,
+            consent_expires=str(record.consent.expires),
+            content_hash=content,
+        )
         if ref_hash in self.exiting:
             return  # record_exit withdraws any text she had; this batch's is never kept
         self._apply_about(child, record)
@@ -302,14 +422,18 @@ class Importer:
         if record.about is None:
             children.withdraw_about(child)
             return
-        if existing is not None and existing.original == record.about and \
-                existing.status != ReviewStatus.WITHDRAWN:
+        if (
+            existing is not None
+            and existing.original == record.about
+            and existing.status != ReviewStatus.WITHDRAWN
+        ):
             return
         findings = [finding_dict(f) for f in guard.scan_text(record.about)]
         if findings:
             self.report.quarantined += 1
-            self.report.problem(record.line, "about", "the PII guard found a possible "
-                                "identifier", "quarantined")
+            self.report.problem(
+                record.line, "about", "the PII guard found a possible identifier", "quarantined"
+            )
         children.receive_about(child, record.about, findings, self.now)
 
     def _apply_update(self, record: UpdateRecord) -> None:
@@ -317,55 +441,73 @@ class Importer:
         if record.child is not None:
             child = self.children_by_hash.get(self._hash("child", record.child))
             if child is None:
-                self._reject(record.line, "child", "the update names a child the platform "
-                                                   "does not know")
+                self._reject(
+                    record.line, "child", "the update names a child the platform does not know"
+                )
                 return
             if child.status == ChildStatus.EXITED:
                 self._reject(record.line, "child", "the child has left the programme")
                 return
             if child.ref_hash in self.exiting:
-                self._reject(record.line, "child", "the child leaves the programme in this "
-                                                   "batch")
+                self._reject(record.line, "child", "the child leaves the programme in this batch")
                 return
         source_hash = self._hash("update", record.id)
-        content = digest(child.ref_hash if child else None, record.home, str(record.period),
-                         record.category, record.milestones, record.text)
+        content = digest(
+            child.ref_hash if child else None,
+            record.home,
+            str(record.period),
+            record.category,
+            record.milestones,
+            record.text,
+        )
         existing = self.updates_by_hash.get(source_hash)
         if existing is not None and existing.content_hash == content:
             self.report.unchanged += 1
             return
         if existing is not None and existing.published_at is not None:
-            self._reject(record.line, "id", "an update that is already published cannot be "
-                                            "replaced")
+            self._reject(
+                record.line, "id", "an update that is already published cannot be replaced"
+            )
             return
-        findings = [finding_dict(f) for f in guard.scan_text(record.text)] if record.text \
-            else []
+        findings = [finding_dict(f) for f in guard.scan_text(record.text)] if record.text else []
         if findings:
             self.report.quarantined += 1
-            self.report.problem(record.line, "text", "the PII guard found a possible "
-                                "identifier", "quarantined")
+            self.report.problem(
+                record.line, "text", "the PII guard found a possible identifier", "quarantined"
+            )
         if existing is None:
             self.report.created += 1
         else:
             self.report.updated += 1
         self.updates_by_hash[source_hash] = children.receive_update(
-            existing, source_hash=source_hash, child=child, home_code=record.home,
-            period=str(record.period), category=record.category,
-            milestones=list(record.milestones), text=record.text, findings=findings,
-            content_hash=content, now=self.now)
+            existing,
+            source_hash=source_hash,
+            child=child,
+            home_code=record.home,
+            period=str(record.period),
+            category=record.category,
+            milestones=list(record.milestones),
+            text=record.text,
+            findings=findings,
+            content_hash=content,
+            now=self.now,
+        )
 
     def _apply_home_stats(self, record: HomeStatsRecord) -> None:
-        values = {"children_in_care": record.children_in_care, "in_school": record.in_school,
-                  "in_vocational_training": record.in_vocational_training,
-                  "reintegrated": record.reintegrated, "new_arrivals": record.new_arrivals}
+        values = {
+            "children_in_care": record.children_in_care,
+            "in_school": record.in_school,
+            "in_vocational_training": record.in_vocational_training,
+            "reintegrated": record.reintegrated,
+            "new_arrivals": record.new_arrivals,
+        }
         outcome = children.store_home_stats(record.home, str(record.period), values)
         setattr(self.report, outcome, getattr(self.report, outcome) + 1)
 
     def _apply_exit(self, record: ExitRecord) -> None:
         child = self.children_by_hash.get(self._hash("child", record.child))
         if child is None:
-            self._reject(record.line, "child", "the exit names a child the platform does not "
-                                               "know")
+            self._reject(record.line, "child", "the exit names a child the platform does not know")
             return
         if child.status == ChildStatus.EXITED:
             self.report.unchanged += 1
@@ -375,5 +517,9 @@ class Importer:
 
 
 def finding_dict(finding: guard.Finding) -> dict:
-    return {"detector": finding.detector, "start": finding.start, "end": finding.end,
-            "rule": finding.rule}
+    return {
+        "detector": finding.detector,
+        "start": finding.start,
+        "end": finding.end,
+        "rule": finding.rule,
+    }

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 def configured_source() -> FeedSource | None:
     config = current_app.config
     if config["FEED_URL"]:
-        return HttpsSource(config["FEED_URL"], config["FEED_TOKEN"],
-                           config["FEED_TIMEOUT_SECONDS"], config["FEED_MAX_BYTES"])
+        return HttpsSource(
+            config["FEED_URL"],
+            config["FEED_TOKEN"],
+            config["FEED_TIMEOUT_SECONDS"],
+            config["FEED_MAX_BYTES"],
+        )
     if config["FEED_DIR"]:
         return DropDirectorySource(Path(config["FEED_DIR"]), config["FEED_MAX_BYTES"])
     return None
@@ -44,13 +48,18 @@ def storage_failure(error: SQLAlchemyError) -> str:
     # SQLite says "database or disk is full"; PostgreSQL "could not extend file ...: No space
     # left on device" (53100), or, for a new connection, "could not write init file".
     if getattr(original, "sqlstate", None) == "53100" or any(
-            words in str(original) for words in ("database or disk is full",
-                                                 "No space left on device", "could not write")):
-        return ("The import failed because the database could not write to its disk (most "
-                "likely it is full); nothing of the batch was imported, so free some space "
-                "and run the import again.")
-    return (f"The import failed because the database refused to store the batch "
-            f"({type(original or error).__name__}); nothing of it was imported.")
+        words in str(original)
+        for words in ("database or disk is full", "No space left on device", "could not write")
+    ):
+        return (
+            "The import failed because the database could not write to its disk (most "
+            "likely it is full); nothing of the batch was imported, so free some space "
+            "and run the import again."
+        )
+    return (
+        f"The import failed because the database refused to store the batch "
+        f"({type(original or error).__name__}); nothing of it was imported."
+    )
 
 
 def _record_failure(label: str, feed_file, reason: str, now: datetime | None) -> bool:
@@ -65,9 +74,13 @@ def _record_failure(label: str, feed_file, reason: str, now: datetime | None) ->
         return False
 
 
-def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | None = None,
-               progress: Callable[[int, int], None] | None = None,
-               ) -> list[tuple[str, importer.ImportReport]]:
+def run_import(
+    source: FeedSource,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, importer.ImportReport]]:
     """Import every batch the source has, one transaction each."""
     results = []
     for feed_file in source.batches():
@@ -75,8 +88,9 @@ def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | Non
             if feed_file.oversized:
                 report = importer.reject_oversized(source.label, now)
             else:
-                report = importer.import_batch(feed_file.raw, source=source.label, now=now,
-                                               progress=progress)
+                report = importer.import_batch(
+                    feed_file.raw, source=source.label, now=now, progress=progress
+                )
             if dry_run:
                 db.session.rollback()
             else:
@@ -88,9 +102,13 @@ def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | Non
             db.session.rollback()
             reason = storage_failure(error)
             recorded = not dry_run and _record_failure(source.label, feed_file, reason, now)
-            log.error("feed batch failed", extra={  # no traceback: it would quote SQL
-                "error": type(getattr(error, "orig", None) or error).__name__,
-                "recorded": recorded})
+            log.error(
+                "feed batch failed",
+                extra={  # no traceback: it would quote SQL
+                    "error": type(getattr(error, "orig", None) or error).__name__,
+                    "recorded": recorded,
+                },
+            )
             raise ImportFailed(reason) from None
         except BaseException:
             db.session.rollback()
@@ -98,10 +116,19 @@ def run_import(source: FeedSource, *, dry_run: bool = False, now: datetime | Non
         if not dry_run:
             feed_file.discard()
         # "created" is a LogRecord attribute, hence the prefixed names.
-        log.info("feed batch processed", extra={
-            "status": report.status, "n_created": report.created, "n_updated": report.updated,
-            "n_unchanged": report.unchanged, "n_rejected": report.rejected,
-            "n_quarantined": report.quarantined, "n_exits": report.exits, "dry_run": dry_run})
+        log.info(
+            "feed batch processed",
+            extra={
+                "status": report.status,
+                "n_created": report.created,
+                "n_updated": report.updated,
+                "n_unchanged": report.unchanged,
+                "n_rejected": report.rejected,
+                "n_quarantined": report.quarantined,
+                "n_exits": report.exits,
+                "dry_run": dry_run,
+            },
+        )
         results.append((feed_file.name, report))
     return results
 
@@ -123,11 +150,19 @@ def refresh_releases() -> str:
 
 
 JOBS = [
-    JobSpec(name="import_feed", func=import_feed,
-            trigger=lambda: {"trigger": "interval",
-                             "minutes": current_app.config["FEED_IMPORT_MINUTES"]},
-            description="Import the partner's feed from the drop directory or HTTPS"),
-    JobSpec(name="refresh_releases", func=refresh_releases,
-            trigger=lambda: {"trigger": "cron", "hour": 2, "minute": 15},
-            description="Re-run the release checks (consent expiry) every night"),
+    JobSpec(
+        name="import_feed",
+        func=import_feed,
+        trigger=lambda: {
+            "trigger": "interval",
+            "minutes": current_app.config["FEED_IMPORT_MINUTES"],
+        },
+        description="Import the partner's feed from the drop directory or HTTPS",
+    ),
+    JobSpec(
+        name="refresh_releases",
+        func=refresh_releases,
+        trigger=lambda: {"trigger": "cron", "hour": 2, "minute": 15},
+        description="Re-run the release checks (consent expiry) every night",
+    ),
 ]

@@ -33,12 +33,21 @@ class FeedRun(Model):
     __tablename__ = "feed_runs"
     __table_args__ = (
         # A batch is imported once; a rejected one may be fixed and sent again.
-        Index("uq_feed_runs_completed_batch", "partner", "batch", unique=True,
-              sqlite_where=text("status = 'completed'"),
-              postgresql_where=text("status = 'completed'")),
-        Index("uq_feed_runs_completed_sha256", "sha256", unique=True,
-              sqlite_where=text("status = 'completed'"),
-              postgresql_where=text("status = 'completed'")),
+        Index(
+            "uq_feed_runs_completed_batch",
+            "partner",
+            "batch",
+            unique=True,
+            sqlite_where=text("status = 'completed'"),
+            postgresql_where=text("status = 'completed'"),
+        ),
+        Index(
+            "uq_feed_runs_completed_sha256",
+            "sha256",
+            unique=True,
+            sqlite_where=text("status = 'completed'"),
+            postgresql_where=text("status = 'completed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

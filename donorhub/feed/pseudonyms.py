@@ -25,15 +25,15 @@ def keyed_hash(key: str, partner: str, kind: str, token: str) -> str:
 @cache
 def alias_words() -> tuple[str, ...]:
     text = resources.files("donorhub.feed").joinpath("data/aliases.txt").read_text("utf-8")
-    return tuple(line.strip() for line in text.splitlines()
-                 if line.strip() and not line.startswith("#"))
+    return tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
 
 
 def name_words(name: str) -> frozenset[str]:
     """The words of a name, lower-cased ("Safe Harbour Children's Trust" -> safe, harbour,
     children, trust)."""
-    return frozenset(word.lower() for word in re.findall(r"[^\W\d_]+", name)
-                     if len(word) > 1)
+    return frozenset(word.lower() for word in re.findall(r"[^\W\d_]+", name) if len(word) > 1)
 
 
 def usable_aliases(charity_name: str) -> tuple[str, ...]:

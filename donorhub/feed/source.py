@@ -66,19 +66,25 @@ class HttpsSource:
     def batches(self) -> Iterator[FeedFile]:
         if not self.url.startswith(("https://", "http://")):
             raise SourceError("FEED_URL must be an https:// address.")
-        request = urllib.request.Request(self.url, headers={  # noqa: S310 - scheme checked
-            "Authorization": f"Bearer {self.token}", "Accept": "application/x-ndjson"})
+        request = urllib.request.Request(  # noqa: S310 - scheme checked
+            self.url,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Accept": "application/x-ndjson",
+            },
+        )
         context = ssl.create_default_context()
         try:
             with urllib.request.urlopen(  # noqa: S310  # nosec B310 - scheme checked above
-                    request, timeout=self.timeout,
-                    context=context if self.url.startswith("https") else None) as response:
+                request,
+                timeout=self.timeout,
+                context=context if self.url.startswith("https") else None,
+            ) as response:
                 raw = response.read(self.max_bytes + 1)
         except OSError as error:
             if isinstance(error, urllib.error.HTTPError):
                 error.close()  # its body is an open socket
-            raise SourceError(f"The feed could not be fetched ({type(error).__name__}).") \
-                from error
+            raise SourceError(f"The feed could not be fetched ({type(error).__name__}).") from error
         if len(raw) > self.max_bytes:
             yield FeedFile("https", b"", oversized=True)
             return

@@ -24,11 +24,15 @@ LOCK_CHECK_SECONDS = 5
 def run_scheduler() -> None:
     """Run the scheduler in this process until stopped (one copy per deployment)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    lock = SchedulerLock(app.config["SQLALCHEMY_DATABASE_URI"], app.config["JOBS_LOCK_ID"],
-                         app.instance_path)
+    lock = SchedulerLock(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["JOBS_LOCK_ID"], app.instance_path
+    )
     if not lock.acquire():
-        click.echo("Another jobs process is already running against this database; "
-                   "this one is stopping so that no job runs twice.", err=True)
+        click.echo(
+            "Another jobs process is already running against this database; "
+            "this one is stopping so that no job runs twice.",
+            err=True,
+        )
         sys.exit(3)
     scheduler = build_scheduler(app)
     lost = []
@@ -41,8 +45,14 @@ def run_scheduler() -> None:
             log.error("jobs lock taken by another process; this one stops")
             scheduler.shutdown(wait=False)
 
-    scheduler.add_job(keep_lock, "interval", seconds=LOCK_CHECK_SECONDS, id="keep_jobs_lock",
-                      max_instances=1, coalesce=True)
+    scheduler.add_job(
+        keep_lock,
+        "interval",
+        seconds=LOCK_CHECK_SECONDS,
+        id="keep_jobs_lock",
+        max_instances=1,
+        coalesce=True,
+    )
 
     def stop(_signum, _frame):
         scheduler.shutdown(wait=False)
@@ -56,8 +66,11 @@ def run_scheduler() -> None:
         lock.release()
         click.echo("Jobs process stopped.")
     if lost:
-        click.echo("Another jobs process took the lock after the database connection was "
-                   "lost; this one stopped so that no job runs twice.", err=True)
+        click.echo(
+            "Another jobs process took the lock after the database connection was "
+            "lost; this one stopped so that no job runs twice.",
+            err=True,
+        )
         sys.exit(3)
 
 

@@ -88,8 +88,9 @@ class SchedulerLock:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                         {"key": self.lock_id})
+                self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": self.lock_id}
+                )
                 self._connection.close()
             except Exception:  # noqa: S110 - the session is gone, and its lock with it
                 pass

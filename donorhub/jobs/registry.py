@@ -17,8 +17,14 @@ from donorhub.extensions import db
 log = logging.getLogger("donorhub.jobs")
 
 #: Each feature that has scheduled work lists it in `JOBS` in its jobs.py module.
-JOB_MODULES = ("donorhub.mail.jobs", "donorhub.feed.jobs", "donorhub.payments.jobs",
-               "donorhub.sponsorship.jobs", "donorhub.updates.jobs", "donorhub.accounts.jobs")
+JOB_MODULES = (
+    "donorhub.mail.jobs",
+    "donorhub.feed.jobs",
+    "donorhub.payments.jobs",
+    "donorhub.sponsorship.jobs",
+    "donorhub.updates.jobs",
+    "donorhub.accounts.jobs",
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,12 @@ def run_job(app: Flask, job: JobSpec) -> bool:
             return False
         finally:
             db.session.remove()
-    log.info("job finished", extra={"job": job.name, "summary": summary or "",
-                                    "seconds": round(time.monotonic() - started, 3)})
+    log.info(
+        "job finished",
+        extra={
+            "job": job.name,
+            "summary": summary or "",
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
     return True

@@ -17,9 +17,15 @@ def build_scheduler(app: Flask, jobs: list[JobSpec] | None = None) -> BlockingSc
         jobs = jobs if jobs is not None else all_jobs()
         for job in jobs:
             scheduler.add_job(
-                run_job, args=(app, job), id=job.name, name=job.description,
-                replace_existing=True, coalesce=True, max_instances=1,
-                misfire_grace_time=300, **job.trigger(),
+                run_job,
+                args=(app, job),
+                id=job.name,
+                name=job.description,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=300,
+                **job.trigger(),
             )
     return scheduler
 

@@ -17,8 +17,10 @@ JOBS = [
     JobSpec(
         name="send_mail",
         func=send_mail,
-        trigger=lambda: {"trigger": "interval",
-                         "seconds": current_app.config["JOBS_MAIL_INTERVAL_SECONDS"]},
+        trigger=lambda: {
+            "trigger": "interval",
+            "seconds": current_app.config["JOBS_MAIL_INTERVAL_SECONDS"],
+        },
         description="Deliver due e-mail from the outbox over SMTP",
     ),
 ]

@@ -53,8 +53,13 @@ class OutboxMessage(Model):
     is_sensitive: Mapped[bool] = mapped_column(default=False)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[OutboxStatus] = mapped_column(
-        Enum(OutboxStatus, native_enum=False, length=16, validate_strings=True,
-             values_callable=lambda statuses: [s.value for s in statuses]),
+        Enum(
+            OutboxStatus,
+            native_enum=False,
+            length=16,
+            validate_strings=True,
+            values_callable=lambda statuses: [s.value for s in statuses],
+        ),
         default=OutboxStatus.PENDING,
     )
     attempts: Mapped[int] = mapped_column(default=0)
@@ -73,7 +78,8 @@ class OutboxMessage(Model):
         """A person checked that a failed or uncertain message did not arrive. (A message
         being sent goes back to pending only by the sender's own retry.)"""
         if self.status not in (OutboxStatus.FAILED, OutboxStatus.UNCERTAIN):
-            raise IllegalTransition(f"outbox message {self.id}: {self.status} is not "
-                                    "failed or uncertain")
+            raise IllegalTransition(
+                f"outbox message {self.id}: {self.status} is not failed or uncertain"
+            )
         self.move_to(OutboxStatus.PENDING)
         self.attempts = 0

@@ -41,8 +41,10 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"sent={self.sent} retried={self.retried} failed={self.failed} "
-                f"uncertain={self.uncertain} held={self.held}")
+        return (
+            f"sent={self.sent} retried={self.retried} failed={self.failed} "
+            f"uncertain={self.uncertain} held={self.held}"
+        )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -67,8 +69,9 @@ def build_email(message: OutboxMessage, sender: str) -> EmailMessage:
 
 def open_connection(config) -> smtplib.SMTP:
     try:
-        connection = smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"],
-                                  timeout=config["MAIL_TIMEOUT_SECONDS"])
+        connection = smtplib.SMTP(
+            config["MAIL_SERVER"], config["MAIL_PORT"], timeout=config["MAIL_TIMEOUT_SECONDS"]
+        )
         if config["MAIL_USE_TLS"]:
             connection.starttls(context=ssl.create_default_context())
         if config["MAIL_USERNAME"]:
@@ -99,8 +102,10 @@ def transmit(connection: smtplib.SMTP, email: EmailMessage) -> None:
 def mark_stale_claims_uncertain(now: datetime) -> int:
     result = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.SENDING,
-               OutboxMessage.claimed_at < now - STALE_CLAIM)
+        .where(
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.claimed_at < now - STALE_CLAIM,
+        )
         .values(status=OutboxStatus.UNCERTAIN, last_error="sender stopped mid-send")
     )
     return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's CursorResult
@@ -111,8 +116,7 @@ def claim(message_id: int, now: datetime) -> bool:
     result = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.PENDING)
-        .values(status=OutboxStatus.SENDING, claimed_at=now,
-                attempts=OutboxMessage.attempts + 1)
+        .values(status=OutboxStatus.SENDING, claimed_at=now, attempts=OutboxMessage.attempts + 1)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE's CursorResult
 
@@ -124,14 +128,16 @@ def send_due_mail(now: datetime | None = None) -> SendReport:
     with unit_of_work():
         report = SendReport(uncertain=mark_stale_claims_uncertain(now))
     if config["MAIL_DELIVERY"] != "smtp":
-        report.held = db.session.scalar(
-            select(db.func.count()).where(OutboxMessage.status == OutboxStatus.PENDING)
-        ) or 0
+        report.held = (
+            db.session.scalar(
+                select(db.func.count()).where(OutboxMessage.status == OutboxStatus.PENDING)
+            )
+            or 0
+        )
         return report
     due_ids = db.session.scalars(
         select(OutboxMessage.id)
-        .where(OutboxMessage.status == OutboxStatus.PENDING,
-               OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
         .order_by(OutboxMessage.id)
         .limit(config["MAIL_BATCH_SIZE"])
     ).all()
@@ -154,8 +160,9 @@ def send_due_mail(now: datetime | None = None) -> SendReport:
     return report
 
 
-def _send_claimed(message_id: int, connection: smtplib.SMTP | None, report: SendReport,
-                  now: datetime, config) -> smtplib.SMTP | None:
+def _send_claimed(
+    message_id: int, connection: smtplib.SMTP | None, report: SendReport, now: datetime, config
+) -> smtplib.SMTP | None:
     """Send one claimed message and record the outcome; returns the connection to reuse."""
     message = db.session.get(OutboxMessage, message_id)
     if message is not None:

@@ -16,8 +16,9 @@ def home():
     """What the charity does and how to help."""
     from donorhub.campaigns import services as campaign_services
 
-    campaigns = [(c, campaign_services.campaign_totals(c))
-                 for c in campaign_services.live_campaigns()]
+    campaigns = [
+        (c, campaign_services.campaign_totals(c)) for c in campaign_services.live_campaigns()
+    ]
     return render_template("main/home.html", campaigns=campaigns)
 
 

@@ -14,9 +14,13 @@ payments_cli = AppGroup("payments", help="Stripe: reconciliation and the local s
 
 
 @payments_cli.command("reconcile")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-              default=None, help="UTC date (or date and time) to look back to. Default: "
-                                 "STRIPE_RECONCILE_LOOKBACK_HOURS (72) ago.")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    default=None,
+    help="UTC date (or date and time) to look back to. Default: "
+    "STRIPE_RECONCILE_LOOKBACK_HOURS (72) ago.",
+)
 def reconcile_command(since: datetime | None) -> None:
     """List Stripe's events and apply any that were missed (idempotent)."""
     from donorhub.payments.reconcile import reconcile
@@ -40,10 +44,14 @@ def simulate_renewal(plan: str, fail: bool, action_required: bool) -> None:
     from donorhub.extensions import db
 
     if current_app.config["STRIPE_SECRET_KEY"]:
-        raise click.ClickException("Renewals can be simulated only against the local "
-                                   "simulator (STRIPE_SECRET_KEY is set).")
-    row = db.session.get(RecurringPlan, int(plan)) if plan.isdigit() else \
-        db.session.query(RecurringPlan).filter_by(public_id=plan).one_or_none()
+        raise click.ClickException(
+            "Renewals can be simulated only against the local simulator (STRIPE_SECRET_KEY is set)."
+        )
+    row = (
+        db.session.get(RecurringPlan, int(plan))
+        if plan.isdigit()
+        else db.session.query(RecurringPlan).filter_by(public_id=plan).one_or_none()
+    )
     if row is None or not row.stripe_subscription_id:
         raise click.ClickException("No plan with that id has a subscription.")
     params = {}
@@ -52,10 +60,13 @@ def simulate_renewal(plan: str, fail: bool, action_required: bool) -> None:
     if action_required:
         params["action_required"] = "1"
     try:
-        result = get_gateway().simulate(f"subscriptions/{row.stripe_subscription_id}/renew",
-                                        **params)
+        result = get_gateway().simulate(
+            f"subscriptions/{row.stripe_subscription_id}/renew", **params
+        )
     except GatewayError as error:
         raise click.ClickException(f"The simulator refused: {error.message}") from None
     invoice = result.get("invoice") or {}
-    click.echo(f"Renewed plan {row.id}: invoice {invoice.get('id')} is "
-               f"{invoice.get('status')}. The webhook will record the outcome.")
+    click.echo(
+        f"Renewed plan {row.id}: invoice {invoice.get('id')} is "
+        f"{invoice.get('status')}. The webhook will record the outcome."
+    )

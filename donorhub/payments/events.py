@@ -145,8 +145,15 @@ class DisputeData:
     status: str
 
 
-Subject = (CheckoutSessionData | PaymentIntentData | ChargeData | InvoiceData
-           | SubscriptionData | DisputeData | RefundData)
+Subject = (
+    CheckoutSessionData
+    | PaymentIntentData
+    | ChargeData
+    | InvoiceData
+    | SubscriptionData
+    | DisputeData
+    | RefundData
+)
 
 
 @dataclass(frozen=True)
@@ -179,36 +186,50 @@ def _id(value: Any) -> str | None:
 def _refs(metadata: Any) -> Refs:
     if not isinstance(metadata, Mapping):
         return Refs()
-    values = {key: str(metadata[key])[:64] for key in OUR_METADATA_KEYS
-              if metadata.get(key)}
+    values = {key: str(metadata[key])[:64] for key in OUR_METADATA_KEYS if metadata.get(key)}
     return Refs(**values)
 
 
 def _checkout_session(o: Mapping[str, Any]) -> CheckoutSessionData:
     return CheckoutSessionData(
-        id=o["id"], mode=o.get("mode") or "", status=o.get("status"),
-        payment_status=o.get("payment_status"), amount_total=o.get("amount_total"),
-        currency=o.get("currency"), refs=_refs(o.get("metadata")),
+        id=o["id"],
+        mode=o.get("mode") or "",
+        status=o.get("status"),
+        payment_status=o.get("payment_status"),
+        amount_total=o.get("amount_total"),
+        currency=o.get("currency"),
+        refs=_refs(o.get("metadata")),
         payment_intent_id=_id(o.get("payment_intent")),
-        subscription_id=_id(o.get("subscription")), customer_id=_id(o.get("customer")))
+        subscription_id=_id(o.get("subscription")),
+        customer_id=_id(o.get("customer")),
+    )
 
 
 def _payment_intent(o: Mapping[str, Any]) -> PaymentIntentData:
     error = o.get("last_payment_error") or {}
     return PaymentIntentData(
-        id=o["id"], amount=int(o.get("amount") or 0),
-        amount_received=int(o.get("amount_received") or 0), currency=o.get("currency") or "",
-        status=o.get("status") or "", refs=_refs(o.get("metadata")),
-        failure_code=error.get("decline_code") or error.get("code"))
+        id=o["id"],
+        amount=int(o.get("amount") or 0),
+        amount_received=int(o.get("amount_received") or 0),
+        currency=o.get("currency") or "",
+        status=o.get("status") or "",
+        refs=_refs(o.get("metadata")),
+        failure_code=error.get("decline_code") or error.get("code"),
+    )
 
 
 def _charge(o: Mapping[str, Any]) -> ChargeData:
     return ChargeData(
-        id=o["id"], payment_intent_id=_id(o.get("payment_intent")),
-        amount=int(o.get("amount") or 0), amount_refunded=int(o.get("amount_refunded") or 0),
-        currency=o.get("currency") or "", status=o.get("status") or "",
-        refunded=bool(o.get("refunded")), refs=_refs(o.get("metadata")),
-        created=o.get("created"))
+        id=o["id"],
+        payment_intent_id=_id(o.get("payment_intent")),
+        amount=int(o.get("amount") or 0),
+        amount_refunded=int(o.get("amount_refunded") or 0),
+        currency=o.get("currency") or "",
+        status=o.get("status") or "",
+        refunded=bool(o.get("refunded")),
+        refs=_refs(o.get("metadata")),
+        created=o.get("created"),
+    )
 
 
 def _refund(o: Mapping[str, Any]) -> RefundData:
@@ -217,26 +238,37 @@ def _refund(o: Mapping[str, Any]) -> RefundData:
         metadata = {}
     intent_row = str(metadata.get("refund") or "")[:32] or None
     return RefundData(
-        id=o["id"], charge_id=_id(o.get("charge")),
-        payment_intent_id=_id(o.get("payment_intent")), amount=int(o.get("amount") or 0),
-        currency=o.get("currency") or "", status=o.get("status") or "",
-        refs=_refs(metadata), intent_row=intent_row,
-        failure_reason=o.get("failure_reason"))
+        id=o["id"],
+        charge_id=_id(o.get("charge")),
+        payment_intent_id=_id(o.get("payment_intent")),
+        amount=int(o.get("amount") or 0),
+        currency=o.get("currency") or "",
+        status=o.get("status") or "",
+        refs=_refs(metadata),
+        intent_row=intent_row,
+        failure_reason=o.get("failure_reason"),
+    )
 
 
 def _invoice(o: Mapping[str, Any]) -> InvoiceData:
     parent = o.get("parent") or {}
     details = parent.get("subscription_details") or {}
     return InvoiceData(
-        id=o["id"], subscription_id=_id(details.get("subscription")),
-        customer_id=_id(o.get("customer")), status=o.get("status"),
-        billing_reason=o.get("billing_reason"), amount_due=int(o.get("amount_due") or 0),
-        amount_paid=int(o.get("amount_paid") or 0), currency=o.get("currency") or "",
-        refs=_refs(details.get("metadata")), created=int(o.get("created") or 0),
+        id=o["id"],
+        subscription_id=_id(details.get("subscription")),
+        customer_id=_id(o.get("customer")),
+        status=o.get("status"),
+        billing_reason=o.get("billing_reason"),
+        amount_due=int(o.get("amount_due") or 0),
+        amount_paid=int(o.get("amount_paid") or 0),
+        currency=o.get("currency") or "",
+        refs=_refs(details.get("metadata")),
+        created=int(o.get("created") or 0),
         attempt_count=int(o.get("attempt_count") or 0),
         next_payment_attempt=o.get("next_payment_attempt"),
         paid_at=(o.get("status_transitions") or {}).get("paid_at"),
-        interval=_invoice_interval(o))
+        interval=_invoice_interval(o),
+    )
 
 
 #: The length in days of a line's service period, for each interval (calendar months and
@@ -274,21 +306,32 @@ def _subscription(o: Mapping[str, Any]) -> SubscriptionData:
     if price.get("unit_amount") is not None:
         amount = int(price["unit_amount"]) * int(item.get("quantity") or 1)
     return SubscriptionData(
-        id=o["id"], customer_id=_id(o.get("customer")), status=o.get("status") or "",
-        refs=_refs(o.get("metadata")), amount=amount, currency=price.get("currency"),
-        interval=recurring.get("interval"), interval_count=recurring.get("interval_count"),
-        item_id=item.get("id"), product_id=_id(price.get("product")),
+        id=o["id"],
+        customer_id=_id(o.get("customer")),
+        status=o.get("status") or "",
+        refs=_refs(o.get("metadata")),
+        amount=amount,
+        currency=price.get("currency"),
+        interval=recurring.get("interval"),
+        interval_count=recurring.get("interval_count"),
+        item_id=item.get("id"),
+        product_id=_id(price.get("product")),
         current_period_end=item.get("current_period_end"),
         paused=bool(o.get("pause_collection")),
         cancel_at_period_end=bool(o.get("cancel_at_period_end")),
-        latest_invoice_id=_id(o.get("latest_invoice")))
+        latest_invoice_id=_id(o.get("latest_invoice")),
+    )
 
 
 def _dispute(o: Mapping[str, Any]) -> DisputeData:
     return DisputeData(
-        id=o["id"], charge_id=_id(o.get("charge")),
-        payment_intent_id=_id(o.get("payment_intent")), amount=int(o.get("amount") or 0),
-        currency=o.get("currency") or "", status=o.get("status") or "")
+        id=o["id"],
+        charge_id=_id(o.get("charge")),
+        payment_intent_id=_id(o.get("payment_intent")),
+        amount=int(o.get("amount") or 0),
+        currency=o.get("currency") or "",
+        status=o.get("status") or "",
+    )
 
 
 _READERS: dict[str, Callable[[Mapping[str, Any]], Subject]] = {
@@ -318,8 +361,11 @@ def event_from_dict(data: Mapping[str, Any]) -> PaymentEvent:
         reader = _READERS.get(obj.get("object"))
         subject = reader(obj) if reader else None
         return PaymentEvent(
-            id=str(data["id"]), type=str(data["type"]),
+            id=str(data["id"]),
+            type=str(data["type"]),
             created=datetime.fromtimestamp(int(data["created"]), UTC),
-            livemode=bool(data.get("livemode")), subject=subject)
+            livemode=bool(data.get("livemode")),
+            subject=subject,
+        )
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as error:
         raise MalformedEvent(type(error).__name__) from error

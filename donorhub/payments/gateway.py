@@ -127,27 +127,39 @@ class PaymentGateway(Protocol):
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
     def billing_portal_url(self, customer_id: str, return_url: str) -> str: ...
     def refund(self, request: RefundRequest) -> RefundResult: ...
-    def list_refunds(self, intent_id: str | None, charge_id: str | None, *,
-                     page_size: int = 100) -> list[RefundData]: ...
+    def list_refunds(
+        self, intent_id: str | None, charge_id: str | None, *, page_size: int = 100
+    ) -> list[RefundData]: ...
     def delete_customer(self, customer_id: str) -> bool: ...
 
 
 def _translate(error: stripe.StripeError) -> GatewayError:
     status = getattr(error, "http_status", None)
     if isinstance(error, stripe.APIConnectionError):
-        return GatewayError("We could not reach our payment provider.", retryable=True,
-                            kind="connection", status=status)
+        return GatewayError(
+            "We could not reach our payment provider.",
+            retryable=True,
+            kind="connection",
+            status=status,
+        )
     if isinstance(error, stripe.RateLimitError) or status == 429:
-        return GatewayError("Our payment provider is busy.", retryable=True,
-                            kind="rate_limited", status=status)
+        return GatewayError(
+            "Our payment provider is busy.", retryable=True, kind="rate_limited", status=status
+        )
     if status is not None and (status >= 500 or status == 409):
-        return GatewayError("Our payment provider had a problem.", retryable=True,
-                            kind="server_error", status=status)
+        return GatewayError(
+            "Our payment provider had a problem.",
+            retryable=True,
+            kind="server_error",
+            status=status,
+        )
     if isinstance(error, stripe.CardError):
-        return GatewayError("The payment was declined.", retryable=False, kind="declined",
-                            status=status)
-    return GatewayError("Our payment provider refused the request.", retryable=False,
-                        kind="refused", status=status)
+        return GatewayError(
+            "The payment was declined.", retryable=False, kind="declined", status=status
+        )
+    return GatewayError(
+        "Our payment provider refused the request.", retryable=False, kind="refused", status=status
+    )
 
 
 #: One element of a Stripe-Signature header, exactly as Stripe writes it: a scheme (t, v1,
@@ -198,20 +210,34 @@ def _json_object(payload: bytes) -> bool:
 class StripeGateway:
     """Talks to Stripe (or the simulator) through stripe.StripeClient."""
 
-    def __init__(self, *, secret_key: str, api_base: str, webhook_secret: str,
-                 timeout_seconds: float, max_network_retries: int, tolerance_seconds: int,
-                 production: bool, allow_test_mode: bool = False):
+    def __init__(
+        self,
+        *,
+        secret_key: str,
+        api_base: str,
+        webhook_secret: str,
+        timeout_seconds: float,
+        max_network_retries: int,
+        tolerance_seconds: int,
+        production: bool,
+        allow_test_mode: bool = False,
+    ):
         if not secret_key and production:
             raise RuntimeError("STRIPE_SECRET_KEY is required in production")
         self.uses_simulator = not secret_key
         # A live key is only ever sent to Stripe itself.
-        redirected = bool(secret_key and api_base and allow_test_mode
-                          and secret_key.startswith(("sk_test_", "rk_test_")))
+        redirected = bool(
+            secret_key
+            and api_base
+            and allow_test_mode
+            and secret_key.startswith(("sk_test_", "rk_test_"))
+        )
         self.api_base = api_base
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance_seconds
         http_client = park_for_kill.wrap_http_client(
-            stripe.new_default_http_client(timeout=timeout_seconds))
+            stripe.new_default_http_client(timeout=timeout_seconds)
+        )
         options: dict = {"max_network_retries": max_network_retries, "http_client": http_client}
         if self.uses_simulator or redirected:
             options["base_addresses"] = {"api": api_base}
@@ -220,8 +246,11 @@ class StripeGateway:
     # -- Checkout --
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        price_data: dict = {"currency": request.currency, "unit_amount": request.amount_minor,
-                            "product_data": {"name": request.product_name}}
+        price_data: dict = {
+            "currency": request.currency,
+            "unit_amount": request.amount_minor,
+            "product_data": {"name": request.product_name},
+        }
         params: dict = {
             "mode": request.mode,
             "line_items": [{"quantity": 1, "price_data": price_data}],
@@ -234,15 +263,21 @@ class StripeGateway:
         }
         if request.mode == "subscription":
             price_data["recurring"] = {"interval": request.interval, "interval_count": 1}
-            params["subscription_data"] = {"metadata": dict(request.metadata),
-                                           "description": request.product_name}
+            params["subscription_data"] = {
+                "metadata": dict(request.metadata),
+                "description": request.product_name,
+            }
         else:
             params["submit_type"] = "donate"
-            params["payment_intent_data"] = {"metadata": dict(request.metadata),
-                                             "description": request.product_name}
+            params["payment_intent_data"] = {
+                "metadata": dict(request.metadata),
+                "description": request.product_name,
+            }
         try:
             session = self.client.v1.checkout.sessions.create(
-                params, {"idempotency_key": request.idempotency_key})  # type: ignore[arg-type]  # a plain dict, see the class
+                params,  # type: ignore[arg-type]  # a plain dict, see the class
+                {"idempotency_key": request.idempotency_key},
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
         if session.url is None:  # a hosted Checkout Session always has its page
@@ -262,7 +297,8 @@ class StripeGateway:
         "expired", or "complete" when the donor paid it meanwhile (then open no other)."""
         try:
             session = self.client.v1.checkout.sessions.expire(
-                session_id, None, {"idempotency_key": idempotency_key})
+                session_id, None, {"idempotency_key": idempotency_key}
+            )
             return session.status or "expired"
         except stripe.InvalidRequestError as error:
             if getattr(error, "code", "") == "resource_missing":
@@ -325,8 +361,9 @@ class StripeGateway:
         if not _json_object(payload):
             raise InvalidWebhook("payload")
         try:
-            event = self.client.construct_event(payload, header.canonical(),
-                                                self.webhook_secret, tolerance=self.tolerance)
+            event = self.client.construct_event(
+                payload, header.canonical(), self.webhook_secret, tolerance=self.tolerance
+            )
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise InvalidWebhook(type(error).__name__) from None
         return event_from_dict(event.to_dict())
@@ -346,22 +383,26 @@ class StripeGateway:
         through invoice_payments (the current API has no invoice.payment_intent)."""
         try:
             payments = self.client.v1.invoice_payments.list(
-                {"invoice": invoice_id, "expand": ["data.payment.payment_intent"]})
+                {"invoice": invoice_id, "expand": ["data.payment.payment_intent"]}
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
         for payment in payments.data:
             intent = (payment.to_dict().get("payment") or {}).get("payment_intent")
             if isinstance(intent, dict) and intent.get("last_payment_error"):
                 failure = intent["last_payment_error"]
-                return PaymentFailure(code=failure.get("decline_code") or failure.get("code"),
-                                      message=failure.get("message"))
+                return PaymentFailure(
+                    code=failure.get("decline_code") or failure.get("code"),
+                    message=failure.get("message"),
+                )
         return None
 
     def invoice_for_payment_intent(self, intent_id: str) -> str | None:
         """The invoice a PaymentIntent paid, if any (to find a plan's gift from a refund)."""
         try:
             payments = self.client.v1.invoice_payments.list(
-                {"payment": {"type": "payment_intent", "payment_intent": intent_id}})
+                {"payment": {"type": "payment_intent", "payment_intent": intent_id}}
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
         for payment in payments.data:
@@ -383,44 +424,54 @@ class StripeGateway:
             sub = self._subscription(change.subscription_id).to_dict()
             item = sub["items"]["data"][0]
             price = item["price"]
-            product = price["product"] if isinstance(price["product"], str) \
-                else price["product"]["id"]
+            product = (
+                price["product"] if isinstance(price["product"], str) else price["product"]["id"]
+            )
             new_price = {
                 "currency": change.currency or price["currency"],
                 "unit_amount": change.amount_minor or price["unit_amount"],
                 "product": product,
-                "recurring": {"interval": change.interval or price["recurring"]["interval"],
-                              "interval_count": 1},
+                "recurring": {
+                    "interval": change.interval or price["recurring"]["interval"],
+                    "interval_count": 1,
+                },
             }
             self.client.v1.subscriptions.update(
                 change.subscription_id,
-                {"items": [{"id": item["id"], "price_data": new_price}],  # type: ignore[arg-type]  # a plain dict, see the class
-                 "proration_behavior": "none"},
-                {"idempotency_key": change.idempotency_key})
+                {
+                    "items": [{"id": item["id"], "price_data": new_price}],  # type: ignore[arg-type]  # a plain dict, see the class
+                    "proration_behavior": "none",
+                },
+                {"idempotency_key": change.idempotency_key},
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
 
     def pause_subscription(self, subscription_id: str, idempotency_key: str) -> None:
-        self._update(subscription_id, {"pause_collection": {"behavior": "void"}},
-                     idempotency_key)
+        self._update(subscription_id, {"pause_collection": {"behavior": "void"}}, idempotency_key)
 
     def resume_subscription(self, subscription_id: str, idempotency_key: str) -> None:
         self._update(subscription_id, {"pause_collection": ""}, idempotency_key)
 
     def _update(self, subscription_id: str, params: dict, idempotency_key: str) -> None:
         try:
-            self.client.v1.subscriptions.update(subscription_id, params,  # type: ignore[arg-type]  # a plain dict, see the class
-                                                {"idempotency_key": idempotency_key})
+            self.client.v1.subscriptions.update(
+                subscription_id,
+                params,  # type: ignore[arg-type]  # a plain dict, see the class
+                {"idempotency_key": idempotency_key},
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
 
     def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> None:
         try:
-            self.client.v1.subscriptions.cancel(subscription_id, None,
-                                                {"idempotency_key": idempotency_key})
+            self.client.v1.subscriptions.cancel(
+                subscription_id, None, {"idempotency_key": idempotency_key}
+            )
         except stripe.InvalidRequestError as error:
             if "already been canceled" in str(error) or getattr(error, "code", "") in (
-                    "resource_missing",):
+                "resource_missing",
+            ):
                 return  # the outcome the donor asked for
             raise _translate(error) from None
         except stripe.StripeError as error:
@@ -429,7 +480,8 @@ class StripeGateway:
     def billing_portal_url(self, customer_id: str, return_url: str) -> str:
         try:
             session = self.client.v1.billing_portal.sessions.create(
-                {"customer": customer_id, "return_url": return_url})
+                {"customer": customer_id, "return_url": return_url}
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
         return session.url
@@ -447,14 +499,18 @@ class StripeGateway:
             params["reason"] = request.reason
         try:
             refund = self.client.v1.refunds.create(
-                params, {"idempotency_key": request.idempotency_key})  # type: ignore[arg-type]  # a plain dict, see the class
+                params,  # type: ignore[arg-type]  # a plain dict, see the class
+                {"idempotency_key": request.idempotency_key},
+            )
         except stripe.StripeError as error:
             raise _translate(error) from None
-        return RefundResult(id=refund.id, status=refund.status or "pending",
-                            amount_minor=refund.amount)
+        return RefundResult(
+            id=refund.id, status=refund.status or "pending", amount_minor=refund.amount
+        )
 
-    def list_refunds(self, intent_id: str | None, charge_id: str | None, *,
-                     page_size: int = 100) -> list[RefundData]:
+    def list_refunds(
+        self, intent_id: str | None, charge_id: str | None, *, page_size: int = 100
+    ) -> list[RefundData]:
         """Every refund of a payment (to recover a refund whose answer we never recorded, or
         to learn one a charge.refunded sum tells of), page after page: auto_paging_iter asks
         for the next page after the last refund (starting_after) while has_more is true."""
@@ -506,8 +562,9 @@ class StripeGateway:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 # nosec B310
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise GatewayError(error.read().decode()[:300], retryable=False,
-                               kind="simulator", status=error.code) from None
+            raise GatewayError(
+                error.read().decode()[:300], retryable=False, kind="simulator", status=error.code
+            ) from None
 
 
 @dataclass
@@ -526,11 +583,13 @@ def get_gateway() -> StripeGateway:
     if holder.gateway is None:
         config = current_app.config
         holder.gateway = StripeGateway(
-            secret_key=config["STRIPE_SECRET_KEY"], api_base=config["STRIPE_API_BASE"],
+            secret_key=config["STRIPE_SECRET_KEY"],
+            api_base=config["STRIPE_API_BASE"],
             webhook_secret=config["STRIPE_WEBHOOK_SECRET"],
             timeout_seconds=config["STRIPE_TIMEOUT_SECONDS"],
             max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"],
             tolerance_seconds=config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"],
             production=config["ENV_NAME"] == "production",
-            allow_test_mode=config["ALLOW_STRIPE_TEST_MODE"])
+            allow_test_mode=config["ALLOW_STRIPE_TEST_MODE"],
+        )
     return holder.gateway  # type: ignore[return-value]

@@ -17,8 +17,10 @@ JOBS = [
     JobSpec(
         name="reconcile_stripe",
         func=reconcile_stripe,
-        trigger=lambda: {"trigger": "interval",
-                         "minutes": current_app.config["STRIPE_RECONCILE_INTERVAL_MINUTES"]},
+        trigger=lambda: {
+            "trigger": "interval",
+            "minutes": current_app.config["STRIPE_RECONCILE_INTERVAL_MINUTES"],
+        },
         description="List recent Stripe events and apply any the webhook missed",
     ),
 ]

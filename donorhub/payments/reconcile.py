@@ -44,10 +44,12 @@ class ReconcileReport:
     refunds_not_sent: int = 0
 
     def summary(self) -> str:
-        return (f"since {self.since:%Y-%m-%d %H:%M} UTC: {self.listed} listed, "
-                f"{self.applied} applied, {self.already_seen} already seen, "
-                f"{self.failed} failed; refunds recovered {self.refunds_recovered}, "
-                f"not sent {self.refunds_not_sent}")
+        return (
+            f"since {self.since:%Y-%m-%d %H:%M} UTC: {self.listed} listed, "
+            f"{self.applied} applied, {self.already_seen} already seen, "
+            f"{self.failed} failed; refunds recovered {self.refunds_recovered}, "
+            f"not sent {self.refunds_not_sent}"
+        )
 
 
 def default_since() -> datetime:
@@ -56,8 +58,9 @@ def default_since() -> datetime:
     return utcnow() - timedelta(hours=hours)
 
 
-def reconcile(since: datetime | None = None, refund_age: timedelta | None = None
-              ) -> ReconcileReport:
+def reconcile(
+    since: datetime | None = None, refund_age: timedelta | None = None
+) -> ReconcileReport:
     """Apply every missed event created at or after `since` (default: the lookback window).
     Each event is its own unit of work."""
     since = since or default_since()
@@ -68,8 +71,13 @@ def reconcile(since: datetime | None = None, refund_age: timedelta | None = None
     ids = [e.id for e in events]
     seen: set[str] = set()
     for start in range(0, len(ids), ID_CHUNK):
-        seen.update(db.session.scalars(select(StripeEvent.event_id).where(
-            StripeEvent.event_id.in_(ids[start:start + ID_CHUNK]))))
+        seen.update(
+            db.session.scalars(
+                select(StripeEvent.event_id).where(
+                    StripeEvent.event_id.in_(ids[start : start + ID_CHUNK])
+                )
+            )
+        )
     for event in events:
         if event.id in seen:
             report.already_seen += 1
@@ -82,8 +90,9 @@ def reconcile(since: datetime | None = None, refund_age: timedelta | None = None
             report.already_seen += 1
         except Exception:
             report.failed += 1
-            log.exception("reconcile: event failed", extra={"event_type": event.type,
-                                                            "event_id": event.id})
+            log.exception(
+                "reconcile: event failed", extra={"event_type": event.type, "event_id": event.id}
+            )
     recover_refunds(report, refund_age)
     return report
 
@@ -94,8 +103,7 @@ def recover_refunds(report: ReconcileReport, older_than: timedelta | None = None
     refund is its own unit of work."""
     from donorhub.donations import refunds
 
-    ids = refunds.stale_refund_ids(older_than if older_than is not None
-                                   else refunds.RECOVER_AFTER)
+    ids = refunds.stale_refund_ids(older_than if older_than is not None else refunds.RECOVER_AFTER)
     db.session.rollback()
     for refund_id in ids:
         try:

@@ -75,8 +75,9 @@ def apply_event(event: PaymentEvent, source: str = "webhook") -> HandlerOutcome:
 
     :raises DuplicateEvent: the event was already applied; the caller rolls back.
     """
-    row = StripeEvent(event_id=event.id, type=event.type, stripe_created_at=event.created,
-                      source=source)
+    row = StripeEvent(
+        event_id=event.id, type=event.type, stripe_created_at=event.created, source=source
+    )
     db.session.add(row)
     try:
         db.session.flush()
@@ -109,9 +110,12 @@ def receive():
         return Response("duplicate\n", 200, mimetype="text/plain")
     except Exception:
         db.session.rollback()
-        log.exception("webhook handler failed", extra={"event_type": event.type,
-                                                       "event_id": event.id})
+        log.exception(
+            "webhook handler failed", extra={"event_type": event.type, "event_id": event.id}
+        )
         return Response("handler failed; retry\n", 500, mimetype="text/plain")
-    log.info("webhook applied", extra={"event_type": event.type, "event_id": event.id,
-                                       "outcome": outcome})
+    log.info(
+        "webhook applied",
+        extra={"event_type": event.type, "event_id": event.id, "outcome": outcome},
+    )
     return Response(f"{outcome}\n", 200, mimetype="text/plain")

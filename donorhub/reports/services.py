@@ -68,8 +68,10 @@ def _start(day: date) -> datetime:
 
 
 def _in_range(date_from: date, date_to: date):
-    return and_(Donation.paid_at >= _start(date_from),
-                Donation.paid_at < _start(date_to + timedelta(days=1)))
+    return and_(
+        Donation.paid_at >= _start(date_from),
+        Donation.paid_at < _start(date_to + timedelta(days=1)),
+    )
 
 
 def _counted():
@@ -102,8 +104,9 @@ def period_label(moment: datetime, period: str) -> str:
 
 def _gift_rows(date_from: date, date_to: date, *columns):
     net = net_gift_expression()
-    return db.session.execute(select(*columns, net.label("net"))
-                              .where(_counted(), _in_range(date_from, date_to))).all()
+    return db.session.execute(
+        select(*columns, net.label("net")).where(_counted(), _in_range(date_from, date_to))
+    ).all()
 
 
 def _grouped_totals(key: str, title: str, rows, label_of, reporting: str) -> Report:
@@ -119,20 +122,37 @@ def _grouped_totals(key: str, title: str, rows, label_of, reporting: str) -> Rep
         converted, missing = _converted(per_currency)
         for currency in sorted(per_currency):
             total, count = groups[label][currency]
-            table.append([label, currency, count, total, converted if currency == sorted(
-                per_currency)[0] else "", " ".join(missing)])
+            table.append(
+                [
+                    label,
+                    currency,
+                    count,
+                    total,
+                    converted if currency == sorted(per_currency)[0] else "",
+                    " ".join(missing),
+                ]
+            )
         chart.append((label, converted))
-    return Report(key, title, ["group", "currency", "gifts", "net_minor",
-                               f"converted_{reporting}_minor", "no_rate_for"], table, chart,
-                  f"{reporting.upper()} minor units")
+    return Report(
+        key,
+        title,
+        ["group", "currency", "gifts", "net_minor", f"converted_{reporting}_minor", "no_rate_for"],
+        table,
+        chart,
+        f"{reporting.upper()} minor units",
+    )
 
 
 def totals_by_period(date_from: date, date_to: date, period: str = "month") -> Report:
     reporting, _ = _rates()
     rows = _gift_rows(date_from, date_to, Donation.paid_at, Donation.currency)
-    report = _grouped_totals("totals", f"Totals by {period}",
-                             [(p, c, n) for p, c, n in rows],
-                             lambda moment: period_label(moment, period), reporting)
+    report = _grouped_totals(
+        "totals",
+        f"Totals by {period}",
+        [(p, c, n) for p, c, n in rows],
+        lambda moment: period_label(moment, period),
+        reporting,
+    )
     report.columns[0] = period
     return report
 
@@ -141,9 +161,13 @@ def totals_by_campaign(date_from: date, date_to: date, period: str = "month") ->
     reporting, _ = _rates()
     names = dict(db.session.execute(select(Campaign.id, Campaign.appeal_code)).all())
     rows = _gift_rows(date_from, date_to, Donation.campaign_id, Donation.currency)
-    report = _grouped_totals("campaigns", "Totals by campaign", rows,
-                             lambda cid: names.get(cid, "(none)") if cid else "(none)",
-                             reporting)
+    report = _grouped_totals(
+        "campaigns",
+        "Totals by campaign",
+        rows,
+        lambda cid: names.get(cid, "(none)") if cid else "(none)",
+        reporting,
+    )
     report.columns[0] = "appeal_code"
     return report
 
@@ -184,24 +208,38 @@ def gift_size(date_from: date, date_to: date, period: str = "month") -> Report:
         table.append([currency, len(values), sum(values), average, middle])
         chart.append((f"{currency.upper()} mean", average))
         chart.append((f"{currency.upper()} median", middle))
-    return Report("gift_size", "Average and median gift",
-                  ["currency", "gifts", "net_minor", "average_minor", "median_minor"],
-                  table, chart, "minor units",
-                  ["Average = Σ net / count of counted gifts; median of the net amounts "
-                   "(even count: mean of the two middle values); both rounded half to even."])
+    return Report(
+        "gift_size",
+        "Average and median gift",
+        ["currency", "gifts", "net_minor", "average_minor", "median_minor"],
+        table,
+        chart,
+        "minor units",
+        [
+            "Average = Σ net / count of counted gifts; median of the net amounts "
+            "(even count: mean of the two middle values); both rounded half to even."
+        ],
+    )
 
 
 def donor_set(date_from: date, date_to: date) -> set[int]:
     """D(P): donors with at least one counted gift in P."""
-    return set(db.session.scalars(select(Donation.donor_id).where(
-        _counted(), _in_range(date_from, date_to)).distinct()))
+    return set(
+        db.session.scalars(
+            select(Donation.donor_id).where(_counted(), _in_range(date_from, date_to)).distinct()
+        )
+    )
 
 
 def first_gift_dates() -> dict[int, datetime]:
     # Counted gifts are paid, so each donor's earliest payment time is never NULL.
-    return dict(db.session.execute(  # type: ignore[arg-type]
-        select(Donation.donor_id, func.min(Donation.paid_at))
-        .where(_counted()).group_by(Donation.donor_id)).all())
+    return dict(
+        db.session.execute(  # type: ignore[arg-type]
+            select(Donation.donor_id, func.min(Donation.paid_at))
+            .where(_counted())
+            .group_by(Donation.donor_id)
+        ).all()
+    )
 
 
 def donors_report(date_from: date, date_to: date, period: str = "month") -> Report:
@@ -210,19 +248,24 @@ def donors_report(date_from: date, date_to: date, period: str = "month") -> Repo
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
     first_time = {d for d in donors if start <= firsts[d] < end}
     repeat = donors - first_time
-    return Report("donors", "First-time and repeat donors", ["kind", "donors"],
-                  [["first_time", len(first_time)], ["repeat", len(repeat)],
-                   ["all", len(donors)]],
-                  [("First-time", len(first_time)), ("Repeat", len(repeat))], "donors",
-                  ["First-time: donors in D(P) whose first counted gift ever is in P; "
-                   "repeat: D(P) minus first-time."])
+    return Report(
+        "donors",
+        "First-time and repeat donors",
+        ["kind", "donors"],
+        [["first_time", len(first_time)], ["repeat", len(repeat)], ["all", len(donors)]],
+        [("First-time", len(first_time)), ("Repeat", len(repeat))],
+        "donors",
+        [
+            "First-time: donors in D(P) whose first counted gift ever is in P; "
+            "repeat: D(P) minus first-time."
+        ],
+    )
 
 
 def _percent(part: int, whole: int) -> str:
     if whole == 0:
         return ""
-    return str((Decimal(part) * 100 / whole).quantize(Decimal("0.1"),
-                                                      rounding=ROUND_HALF_EVEN))
+    return str((Decimal(part) * 100 / whole).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN))
 
 
 def retention(date_from: date, date_to: date, period: str = "month") -> Report:
@@ -230,29 +273,43 @@ def retention(date_from: date, date_to: date, period: str = "month") -> Report:
     current, previous = donor_set(date_from, date_to), donor_set(prev_from, prev_to)
     firsts = first_gift_dates()
     retained = previous & current
-    new_prev = {d for d in previous
-                if _start(prev_from) <= firsts[d] < _start(prev_to + timedelta(days=1))}
+    new_prev = {
+        d for d in previous if _start(prev_from) <= firsts[d] < _start(prev_to + timedelta(days=1))
+    }
     repeat_prev = previous - new_prev
     lookback_from = date(prev_from.year - SYBUNT_LOOKBACK_YEARS, prev_from.month, 1)
     earlier = donor_set(lookback_from, prev_from - timedelta(days=1))
     lybunt = previous - current
     sybunt = earlier - current - lybunt
     rows: list[list[Any]] = [
-        ["donors_previous_period", len(previous)], ["donors_this_period", len(current)],
+        ["donors_previous_period", len(previous)],
+        ["donors_this_period", len(current)],
         ["retained", len(retained)],
         ["retention_rate_percent", _percent(len(retained), len(previous))],
         ["attrition_rate_percent", _percent(len(previous) - len(retained), len(previous))],
         ["new_donor_retention_percent", _percent(len(new_prev & current), len(new_prev))],
-        ["repeat_donor_retention_percent",
-         _percent(len(repeat_prev & current), len(repeat_prev))],
-        ["lybunt", len(lybunt)], ["sybunt", len(sybunt)],
+        ["repeat_donor_retention_percent", _percent(len(repeat_prev & current), len(repeat_prev))],
+        ["lybunt", len(lybunt)],
+        ["sybunt", len(sybunt)],
     ]
-    return Report("retention", "Donor retention, LYBUNT and SYBUNT", ["measure", "value"],
-                  rows, [("Previous", len(previous)), ("Retained", len(retained)),
-                         ("LYBUNT", len(lybunt)), ("SYBUNT", len(sybunt))], "donors",
-                  [f"P−1 = {prev_from} to {prev_to}. Retention = |D(P−1) ∩ D(P)| / |D(P−1)|. "
-                   "LYBUNT = D(P−1) − D(P). SYBUNT = donors with a counted gift in the "
-                   f"{SYBUNT_LOOKBACK_YEARS} years before P−1, minus D(P), minus LYBUNT."])
+    return Report(
+        "retention",
+        "Donor retention, LYBUNT and SYBUNT",
+        ["measure", "value"],
+        rows,
+        [
+            ("Previous", len(previous)),
+            ("Retained", len(retained)),
+            ("LYBUNT", len(lybunt)),
+            ("SYBUNT", len(sybunt)),
+        ],
+        "donors",
+        [
+            f"P−1 = {prev_from} to {prev_to}. Retention = |D(P−1) ∩ D(P)| / |D(P−1)|. "
+            "LYBUNT = D(P−1) − D(P). SYBUNT = donors with a counted gift in the "
+            f"{SYBUNT_LOOKBACK_YEARS} years before P−1, minus D(P), minus LYBUNT."
+        ],
+    )
 
 
 def twelfths(amount_minor: int, frequency: Frequency) -> int:
@@ -276,13 +333,15 @@ def _plan_live_at(plan: RecurringPlan, moment: datetime) -> bool:
 
 
 def _amount_history(plan_ids: list[int]) -> dict[int, list[tuple[datetime, int]]]:
-    events = db.session.execute(select(AuditEvent.subject_id, AuditEvent.at,
-                                       AuditEvent.detail)
-                                .where(AuditEvent.subject_type == "plan",
-                                       AuditEvent.action.in_(("plan.changed",
-                                                              "plan.amount_changed_in_stripe")),
-                                       AuditEvent.subject_id.in_(plan_ids or [-1]))
-                                .order_by(AuditEvent.id)).all()
+    events = db.session.execute(
+        select(AuditEvent.subject_id, AuditEvent.at, AuditEvent.detail)
+        .where(
+            AuditEvent.subject_type == "plan",
+            AuditEvent.action.in_(("plan.changed", "plan.amount_changed_in_stripe")),
+            AuditEvent.subject_id.in_(plan_ids or [-1]),
+        )
+        .order_by(AuditEvent.id)
+    ).all()
     history: dict[int, list[tuple[datetime, int]]] = {}
     for plan_id, at, detail in events:
         if isinstance(detail, dict) and isinstance(detail.get("amount_minor"), int):
@@ -293,14 +352,18 @@ def _amount_history(plan_ids: list[int]) -> dict[int, list[tuple[datetime, int]]
 def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
     """Starting and ending MRR per currency and the movements between them."""
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
-    plans = list(db.session.scalars(select(RecurringPlan).where(
-        RecurringPlan.started_at.is_not(None))))
+    plans = list(
+        db.session.scalars(select(RecurringPlan).where(RecurringPlan.started_at.is_not(None)))
+    )
     history = _amount_history([p.id for p in plans])
     # The amount at a moment: replay the recorded changes back from today's amount.
-    first_amounts = dict(db.session.execute(
-        select(Donation.plan_id, Donation.amount_minor - Donation.fee_cover_minor)
-        .where(Donation.plan_id.is_not(None), Donation.paid_at.is_not(None))
-        .order_by(Donation.plan_id, Donation.paid_at.desc())).all())
+    first_amounts = dict(
+        db.session.execute(
+            select(Donation.plan_id, Donation.amount_minor - Donation.fee_cover_minor)
+            .where(Donation.plan_id.is_not(None), Donation.paid_at.is_not(None))
+            .order_by(Donation.plan_id, Donation.paid_at.desc())
+        ).all()
+    )
 
     def amount_at(plan: RecurringPlan, moment: datetime) -> int:
         changes = history.get(plan.id, [])
@@ -312,8 +375,15 @@ def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
         return plan.gift_minor
 
     buckets: dict[str, dict[str, int]] = {}
-    names = ("starting", "new", "expansion", "contraction", "voluntary_churn",
-             "involuntary_churn", "ending")
+    names = (
+        "starting",
+        "new",
+        "expansion",
+        "contraction",
+        "voluntary_churn",
+        "involuntary_churn",
+        "ending",
+    )
     for plan in plans:
         b = buckets.setdefault(plan.currency, {n: 0 for n in names})
         live_start, live_end = _plan_live_at(plan, start), _plan_live_at(plan, end)
@@ -339,12 +409,20 @@ def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
         table.append([currency, *[_from_twelfths(b[n]) for n in names]])
         for n in names[1:-1]:
             chart.append((f"{currency.upper()} {n.replace('_', ' ')}", _from_twelfths(b[n])))
-    return Report("mrr", "Recurring revenue (MRR) and its movements", ["currency", *[
-        f"{n}_minor" for n in names]], table, chart, "minor units a month",
-        ["MRR = Σ monthly equivalents of live plans (yearly ÷ 12, rounded half to even at "
-         "the end). Ending = starting + new + expansion − contraction − churn. Involuntary "
-         "churn: Stripe ended the plan after a failed payment; voluntary: the donor or staff "
-         "cancelled. Amount changes come from the audit log of plan changes."])
+    return Report(
+        "mrr",
+        "Recurring revenue (MRR) and its movements",
+        ["currency", *[f"{n}_minor" for n in names]],
+        table,
+        chart,
+        "minor units a month",
+        [
+            "MRR = Σ monthly equivalents of live plans (yearly ÷ 12, rounded half to even at "
+            "the end). Ending = starting + new + expansion − contraction − churn. Involuntary "
+            "churn: Stripe ended the plan after a failed payment; voluntary: the donor or staff "
+            "cancelled. Amount changes come from the audit log of plan changes."
+        ],
+    )
 
 
 def dunning(date_from: date, date_to: date, period: str = "month") -> Report:
@@ -355,44 +433,86 @@ def dunning(date_from: date, date_to: date, period: str = "month") -> Report:
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
     f = PlanPaymentFailure
     rows = db.session.execute(
-        select(f.currency, func.count(), func.count(f.recovered_at),
-               func.coalesce(func.sum(f.amount_due_minor), 0),
-               func.coalesce(func.sum(f.recovered_amount_minor), 0))
+        select(
+            f.currency,
+            func.count(),
+            func.count(f.recovered_at),
+            func.coalesce(func.sum(f.amount_due_minor), 0),
+            func.coalesce(func.sum(f.recovered_amount_minor), 0),
+        )
         .where(f.failed_at >= start, f.failed_at < end)
-        .group_by(f.currency).order_by(f.currency)).all()
+        .group_by(f.currency)
+        .order_by(f.currency)
+    ).all()
     # coalesce(sum, 0) is never NULL.
     table: list[list[Any]] = [
-        [currency, failed, recovered, _percent(recovered, failed), failed - recovered,
-         int(due), int(collected)]  # type: ignore[arg-type]
-        for currency, failed, recovered, due, collected in rows]
+        [
+            currency,
+            failed,
+            recovered,
+            _percent(recovered, failed),
+            failed - recovered,
+            int(due),
+            int(collected),  # type: ignore[arg-type]  # coalesce(sum, 0) is never NULL
+        ]
+        for currency, failed, recovered, due, collected in rows
+    ]
     failed, recovered = sum(r[1] for r in table), sum(r[2] for r in table)
     if table:
-        table.append(["all", failed, recovered, _percent(recovered, failed),
-                      failed - recovered, "", ""])
-    return Report("dunning", "Dunning recovery",
-                  ["currency", "failed", "recovered", "recovery_rate_percent",
-                   "not_recovered", "failed_amount_minor", "recovered_amount_minor"],
-                  table, [("Failed", failed), ("Recovered", recovered),
-                          ("Not recovered", failed - recovered)] if table else [],
-                  "instalments",
-                  ["Dunning recovery = failed instalments later paid / failed instalments. "
-                   "A failed instalment is one Stripe invoice of a plan reported failed "
-                   "(however many retries), counted in the period of its first failure; "
-                   "recovered when that invoice was paid later (up to today). Amounts: "
-                   "due on the failed invoices, and collected on the recovered ones."],
-                  None if table else "No failed instalments in this period.")
+        table.append(
+            ["all", failed, recovered, _percent(recovered, failed), failed - recovered, "", ""]
+        )
+    return Report(
+        "dunning",
+        "Dunning recovery",
+        [
+            "currency",
+            "failed",
+            "recovered",
+            "recovery_rate_percent",
+            "not_recovered",
+            "failed_amount_minor",
+            "recovered_amount_minor",
+        ],
+        table,
+        [("Failed", failed), ("Recovered", recovered), ("Not recovered", failed - recovered)]
+        if table
+        else [],
+        "instalments",
+        [
+            "Dunning recovery = failed instalments later paid / failed instalments. "
+            "A failed instalment is one Stripe invoice of a plan reported failed "
+            "(however many retries), counted in the period of its first failure; "
+            "recovered when that invoice was paid later (up to today). Amounts: "
+            "due on the failed invoices, and collected on the recovered ones."
+        ],
+        None if table else "No failed instalments in this period.",
+    )
 
 
 def sponsorship(date_from: date, date_to: date, period: str = "month") -> Report:
     rows = [list(r) for r in sponsorship_services.sponsorship_report_rows(date_from, date_to)]
-    return Report("sponsorship", "Sponsorship", ["measure", "value"], rows,
-                  [(str(r[0]), int(r[1])) for r in rows if isinstance(r[1], int)], "")
+    return Report(
+        "sponsorship",
+        "Sponsorship",
+        ["measure", "value"],
+        rows,
+        [(str(r[0]), int(r[1])) for r in rows if isinstance(r[1], int)],
+        "",
+    )
 
 
-BUILDERS = {"totals": totals_by_period, "campaigns": totals_by_campaign,
-            "funds": totals_by_fund, "gift_size": gift_size, "donors": donors_report,
-            "retention": retention, "mrr": mrr, "dunning": dunning,
-            "sponsorship": sponsorship}
+BUILDERS = {
+    "totals": totals_by_period,
+    "campaigns": totals_by_campaign,
+    "funds": totals_by_fund,
+    "gift_size": gift_size,
+    "donors": donors_report,
+    "retention": retention,
+    "mrr": mrr,
+    "dunning": dunning,
+    "sponsorship": sponsorship,
+}
 
 
 def build(key: str, date_from: date, date_to: date, period: str) -> Report:

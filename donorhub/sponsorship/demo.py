@@ -31,20 +31,31 @@ def seed_sponsorships() -> str:
             return "Demo sponsorship skipped: no demo sponsor account."
         current = str(quarter_of(utcnow().date()))
         published = 0
-        for update in db.session.scalars(select(ChildUpdate).where(
+        for update in db.session.scalars(
+            select(ChildUpdate).where(
                 ChildUpdate.status == ReviewStatus.APPROVED,
-                ChildUpdate.published_at.is_(None), ChildUpdate.period < current)):
+                ChildUpdate.published_at.is_(None),
+                ChildUpdate.period < current,
+            )
+        ):
             update.published_at = utcnow()
             published += 1
         services.accept_conduct(user, conduct.CURRENT_VERSION)
         if db.session.scalar(select(Sponsorship.id).where(Sponsorship.user_id == user.id)):
             return f"Demo sponsorship already there; {published} updates published."
         child = db.session.scalar(
-            select(Child).join(ChildRelease).join(ChildUpdate, ChildUpdate.child_id == Child.id)
-            .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True),
-                   ChildRelease.updates_allowed.is_(True),
-                   ChildUpdate.published_at.is_not(None))
-            .order_by(Child.first_seen_at, Child.id).limit(1))
+            select(Child)
+            .join(ChildRelease)
+            .join(ChildUpdate, ChildUpdate.child_id == Child.id)
+            .where(
+                Child.status == ChildStatus.ACTIVE,
+                ChildRelease.is_listed.is_(True),
+                ChildRelease.updates_allowed.is_(True),
+                ChildUpdate.published_at.is_not(None),
+            )
+            .order_by(Child.first_seen_at, Child.id)
+            .limit(1)
+        )
         if child is None:
             return f"No listed child with published updates; {published} updates published."
         sponsorship = services.hold_child(user, child.public_token, "gbp")
@@ -58,5 +69,7 @@ def seed_sponsorships() -> str:
         sponsorship.started_at = utcnow()
         sponsorship.hold_expires_at = None
         donations.find_or_create_donor(user.email, user.full_name)
-        return (f"Demo sponsor {DEMO_SPONSOR} sponsors one child; {published} approved "
-                "updates of past quarters published.")
+        return (
+            f"Demo sponsor {DEMO_SPONSOR} sponsors one child; {published} approved "
+            "updates of past quarters published."
+        )

@@ -97,20 +97,35 @@ def send_exit_notices() -> str:
 
 
 def _every() -> dict:
-    return {"trigger": "interval",
-            "minutes": current_app.config["SPONSORSHIP_JOBS_INTERVAL_MINUTES"]}
+    return {
+        "trigger": "interval",
+        "minutes": current_app.config["SPONSORSHIP_JOBS_INTERVAL_MINUTES"],
+    }
 
 
 JOBS = [
-    JobSpec(name="release_sponsorship_holds", func=release_sponsorship_holds,
-            trigger=lambda: {"trigger": "interval", "minutes": 1},
-            description="Release expired sponsorship holds and holds of unlisted children"),
-    JobSpec(name="stop_collection_after_exits", func=stop_collection_after_exits,
-            trigger=_every,
-            description="Stop charging for sponsorships of children who exited"),
-    JobSpec(name="send_sponsor_exit_notices", func=send_exit_notices, trigger=_every,
-            description="Send the delayed, neutral exit notice to sponsors"),
-    JobSpec(name="lapse_sponsorships", func=lapse_sponsorships,
-            trigger=lambda: {"trigger": "interval", "hours": 1},
-            description="Lapse sponsorships past due longer than the grace period"),
+    JobSpec(
+        name="release_sponsorship_holds",
+        func=release_sponsorship_holds,
+        trigger=lambda: {"trigger": "interval", "minutes": 1},
+        description="Release expired sponsorship holds and holds of unlisted children",
+    ),
+    JobSpec(
+        name="stop_collection_after_exits",
+        func=stop_collection_after_exits,
+        trigger=_every,
+        description="Stop charging for sponsorships of children who exited",
+    ),
+    JobSpec(
+        name="send_sponsor_exit_notices",
+        func=send_exit_notices,
+        trigger=_every,
+        description="Send the delayed, neutral exit notice to sponsors",
+    ),
+    JobSpec(
+        name="lapse_sponsorships",
+        func=lapse_sponsorships,
+        trigger=lambda: {"trigger": "interval", "hours": 1},
+        description="Lapse sponsorships past due longer than the grace period",
+    ),
 ]

@@ -42,26 +42,32 @@ def new_portal_token() -> str:
 
 
 def _enum(kind: type[StrEnum], length: int = 24) -> Enum:
-    return Enum(kind, native_enum=False, length=length, validate_strings=True,
-                values_callable=lambda members: [m.value for m in members])
+    return Enum(
+        kind,
+        native_enum=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class SponsorshipStatus(StrEnum):
-    PENDING = "pending"        # a place is held while the sponsor pays
+    PENDING = "pending"  # a place is held while the sponsor pays
     ACTIVE = "active"
-    PAST_DUE = "past_due"      # a payment failed (or collection paused); grace period runs
-    LAPSED = "lapsed"          # past due longer than the grace period; place freed
-    CANCELLED = "cancelled"    # the sponsor stopped it
-    EXPIRED = "expired"        # the hold ran out (or the child was unlisted) before payment
-    MOVED_ON = "moved_on"      # the child exited: collection stopped, sponsor chooses next
-    UNPLACED = "unplaced"      # paid after the hold was gone and the place taken: chooses
-    ENDED = "ended"            # closed by the sponsor's choice after moved_on / unplaced
+    PAST_DUE = "past_due"  # a payment failed (or collection paused); grace period runs
+    LAPSED = "lapsed"  # past due longer than the grace period; place freed
+    CANCELLED = "cancelled"  # the sponsor stopped it
+    EXPIRED = "expired"  # the hold ran out (or the child was unlisted) before payment
+    MOVED_ON = "moved_on"  # the child exited: collection stopped, sponsor chooses next
+    UNPLACED = "unplaced"  # paid after the hold was gone and the place taken: chooses
+    ENDED = "ended"  # closed by the sponsor's choice after moved_on / unplaced
 
 
 _S = SponsorshipStatus
 SPONSORSHIP_MOVES: dict[SponsorshipStatus, frozenset[SponsorshipStatus]] = {
-    _S.PENDING: frozenset({_S.ACTIVE, _S.PAST_DUE, _S.EXPIRED, _S.CANCELLED, _S.MOVED_ON,
-                           _S.LAPSED}),
+    _S.PENDING: frozenset(
+        {_S.ACTIVE, _S.PAST_DUE, _S.EXPIRED, _S.CANCELLED, _S.MOVED_ON, _S.LAPSED}
+    ),
     # LAPSED: paid after all, and Stripe had ended it (its end heard before its payment).
     _S.EXPIRED: frozenset({_S.ACTIVE, _S.PAST_DUE, _S.UNPLACED, _S.LAPSED}),
     _S.ACTIVE: frozenset({_S.PAST_DUE, _S.CANCELLED, _S.MOVED_ON, _S.LAPSED}),
@@ -84,26 +90,31 @@ class Sponsorship(TimestampMixin, Model):
     __tablename__ = "sponsorships"
     __table_args__ = (
         # One open hold per account, whatever the timing: a second concurrent insert fails.
-        Index("uq_sponsorships_one_hold_per_user", "user_id", unique=True,
-              sqlite_where=text("status = 'pending'"),
-              postgresql_where=text("status = 'pending'")),
+        Index(
+            "uq_sponsorships_one_hold_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Stripe's metadata {"sponsorship": public_id}; nothing else about it reaches Stripe.
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     #: In every portal URL; never the child's id or public token.
-    portal_token: Mapped[str] = mapped_column(String(64), unique=True,
-                                              default=new_portal_token)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         index=True)
+    portal_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_portal_token)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     #: NULL only if the child record is ever deleted: the financial record stays.
     child_id: Mapped[int | None] = mapped_column(
-        ForeignKey("children.id", ondelete="SET NULL"), index=True)
+        ForeignKey("children.id", ondelete="SET NULL"), index=True
+    )
     plan_id: Mapped[int | None] = mapped_column(
-        ForeignKey("recurring_plans.id", ondelete="RESTRICT"), unique=True)
+        ForeignKey("recurring_plans.id", ondelete="RESTRICT"), unique=True
+    )
     status: Mapped[SponsorshipStatus] = mapped_column(
-        _enum(SponsorshipStatus), default=SponsorshipStatus.PENDING, index=True)
+        _enum(SponsorshipStatus), default=SponsorshipStatus.PENDING, index=True
+    )
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
 
@@ -152,11 +163,11 @@ class SponsorshipPlace(Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"),
-                                          index=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("children.id", ondelete="CASCADE"), index=True)
     place_number: Mapped[int]
     sponsorship_id: Mapped[int] = mapped_column(
-        ForeignKey("sponsorships.id", ondelete="CASCADE"), unique=True)
+        ForeignKey("sponsorships.id", ondelete="CASCADE"), unique=True
+    )
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -167,8 +178,7 @@ class ConductAcceptance(Model):
     __table_args__ = (UniqueConstraint("user_id", "version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     version: Mapped[str] = mapped_column(String(16))
     accepted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -179,13 +189,11 @@ class SponsorSuspension(Model):
     __tablename__ = "sponsor_suspensions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     #: A short code ("concern_raised", "conduct_breach", "review", ...), never free text.
     reason: Mapped[str] = mapped_column(String(32))
     suspended_at: Mapped[datetime] = mapped_column(default=utcnow)
-    suspended_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+    suspended_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     lifted_at: Mapped[datetime | None]
     lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
@@ -198,10 +206,10 @@ class SponsorMessage(Model):
     __tablename__ = "sponsor_messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     sponsorship_id: Mapped[int] = mapped_column(
-        ForeignKey("sponsorships.id", ondelete="CASCADE"), index=True)
+        ForeignKey("sponsorships.id", ondelete="CASCADE"), index=True
+    )
     #: "moved_on", "unplaced" or "lapsed".
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -218,12 +226,13 @@ class Disclosure(Model):
     __table_args__ = (UniqueConstraint("sponsorship_id", "content_hash", "shown_on"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     sponsorship_id: Mapped[int] = mapped_column(
-        ForeignKey("sponsorships.id", ondelete="RESTRICT"), index=True)
+        ForeignKey("sponsorships.id", ondelete="RESTRICT"), index=True
+    )
     child_id: Mapped[int | None] = mapped_column(
-        ForeignKey("children.id", ondelete="SET NULL"), index=True)
+        ForeignKey("children.id", ondelete="SET NULL"), index=True
+    )
     #: SHA-256 of the profile fields shown (canonical JSON).
     profile_hash: Mapped[str] = mapped_column(String(64))
     #: The ChildUpdate ids shown, in order.

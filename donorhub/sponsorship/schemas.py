@@ -10,8 +10,11 @@ from donorhub.sponsorship.services import CHOICES, SUSPENSION_REASONS
 
 
 class ChooseSchema(FormSchema):
-    currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES), error_messages={
-        "required": "Choose a currency."})
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(CURRENCIES),
+        error_messages={"required": "Choose a currency."},
+    )
 
 
 class ConductSchema(FormSchema):
@@ -21,9 +24,11 @@ class ConductSchema(FormSchema):
 
 
 class ChoiceSchema(FormSchema):
-    choice = fields.String(required=True, validate=validate.OneOf(CHOICES), error_messages={
-        "required": "Choose one of the three options."})
-
+    choice = fields.String(
+        required=True,
+        validate=validate.OneOf(CHOICES),
+        error_messages={"required": "Choose one of the three options."},
+    )
 
 
 class SuspendSchema(FormSchema):

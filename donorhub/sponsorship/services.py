@@ -85,6 +85,7 @@ _S = SponsorshipStatus
 
 # Errors ------------------------------------------------------------------------------------
 
+
 class ChildTaken(DomainError):
     """Every place of this child was taken a moment ago."""
 
@@ -102,6 +103,7 @@ class NotEligible(DomainError):
 
 
 # Public profiles ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ProfileCard:
@@ -143,39 +145,58 @@ class ProfileCard:
 
     def shown_fields(self) -> dict:
         """The facts on the card, for the disclosure ledger (the token is not a fact)."""
-        return {"alias": self.alias, "illustration": self.illustration,
-                "age": self.age_text, "gender": self.gender_text, "region": self.region_text,
-                "stage": self.stage_text, "joined": self.joined_text,
-                "interests": list(self.interests), "about": self.about}
+        return {
+            "alias": self.alias,
+            "illustration": self.illustration,
+            "age": self.age_text,
+            "gender": self.gender_text,
+            "region": self.region_text,
+            "stage": self.stage_text,
+            "joined": self.joined_text,
+            "interests": list(self.interests),
+            "about": self.about,
+        }
 
 
 def interest_name(code: str) -> str:
     return INTEREST_NAMES.get(code, code.replace("_", " "))
 
 
-def _card(child: Child, released: ChildRelease, about: ChildText | None, *,
-          token: str | None = None) -> ProfileCard:
-    approved_about = about.approved if about is not None and \
-        about.status == ReviewStatus.APPROVED else None
+def _card(
+    child: Child, released: ChildRelease, about: ChildText | None, *, token: str | None = None
+) -> ProfileCard:
+    approved_about = (
+        about.approved if about is not None and about.status == ReviewStatus.APPROVED else None
+    )
     return ProfileCard(
-        token=child.public_token if token is None else token, alias=child.alias,
+        token=child.public_token if token is None else token,
+        alias=child.alias,
         illustration=child.illustration,
-        age_text=released.age_text, gender_text=released.gender_text,
-        region_text=released.region_text, stage_text=released.stage_text,
-        joined_text=released.joined_text, interests=tuple(released.interests),
-        about=approved_about)
+        age_text=released.age_text,
+        gender_text=released.gender_text,
+        region_text=released.region_text,
+        stage_text=released.stage_text,
+        joined_text=released.joined_text,
+        interests=tuple(released.interests),
+        about=approved_about,
+    )
 
 
 def _places_taken():
-    return (select(func.count(SponsorshipPlace.id))
-            .where(SponsorshipPlace.child_id == Child.id).scalar_subquery())
+    return (
+        select(func.count(SponsorshipPlace.id))
+        .where(SponsorshipPlace.child_id == Child.id)
+        .scalar_subquery()
+    )
 
 
 def _listed_query(*, with_free_place: bool = True):
-    query = (select(Child, ChildRelease, ChildText)
-             .join(ChildRelease, ChildRelease.child_id == Child.id)
-             .outerjoin(ChildText, ChildText.child_id == Child.id)
-             .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True)))
+    query = (
+        select(Child, ChildRelease, ChildText)
+        .join(ChildRelease, ChildRelease.child_id == Child.id)
+        .outerjoin(ChildText, ChildText.child_id == Child.id)
+        .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True))
+    )
     if with_free_place:
         query = query.where(_places_taken() < current_app.config["SPONSORS_PER_CHILD"])
     return query
@@ -192,10 +213,12 @@ class Filters:
     interest: str | None = None
 
     def matches(self, card: ProfileCard) -> bool:
-        return ((not self.age or card.age_text == self.age)
-                and (not self.region or card.region_text == self.region)
-                and (not self.stage or card.stage_text == self.stage)
-                and (not self.interest or self.interest in card.interests))
+        return (
+            (not self.age or card.age_text == self.age)
+            and (not self.region or card.region_text == self.region)
+            and (not self.stage or card.stage_text == self.stage)
+            and (not self.interest or self.interest in card.interests)
+        )
 
     @property
     def any(self) -> bool:
@@ -230,31 +253,48 @@ def profile_by_token(token: str) -> ProfileCard | None:
 
 
 def match(filters: Filters) -> ProfileCard | None:
-    """"Match me": the child who has waited longest among those that fit the preferences."""
+    """ "Match me": the child who has waited longest among those that fit the preferences."""
     cards = listed_profiles(filters)
     return cards[0] if cards else None
 
 
 # Eligibility: verified e-mail, code of conduct, suspension ---------------------------------
 
+
 def is_suspended(user_id: int) -> bool:
-    return db.session.scalar(select(SponsorSuspension.id).where(
-        SponsorSuspension.user_id == user_id, SponsorSuspension.lifted_at.is_(None))
-        .limit(1)) is not None
+    return (
+        db.session.scalar(
+            select(SponsorSuspension.id)
+            .where(SponsorSuspension.user_id == user_id, SponsorSuspension.lifted_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def accepted_current_conduct(user_id: int) -> bool:
-    return db.session.scalar(select(ConductAcceptance.id).where(
-        ConductAcceptance.user_id == user_id,
-        ConductAcceptance.version == conduct.CURRENT_VERSION).limit(1)) is not None
+    return (
+        db.session.scalar(
+            select(ConductAcceptance.id)
+            .where(
+                ConductAcceptance.user_id == user_id,
+                ConductAcceptance.version == conduct.CURRENT_VERSION,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAcceptance:
     """Record that `user` accepted `version` (only the current version can be accepted)."""
     if version != conduct.CURRENT_VERSION:
         raise DomainError("The code of conduct has changed. Please read the new version.")
-    row = db.session.scalar(select(ConductAcceptance).where(
-        ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+    row = db.session.scalar(
+        select(ConductAcceptance).where(
+            ConductAcceptance.user_id == user.id, ConductAcceptance.version == version
+        )
+    )
     if row is not None:
         return row
     row = ConductAcceptance(user_id=user.id, version=version, accepted_at=now or utcnow())
@@ -262,8 +302,11 @@ def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAc
         with db.session.begin_nested():
             db.session.add(row)
     except IntegrityError:  # the same person, accepting twice at the same moment
-        row = db.session.scalar(select(ConductAcceptance).where(
-            ConductAcceptance.user_id == user.id, ConductAcceptance.version == version))
+        row = db.session.scalar(
+            select(ConductAcceptance).where(
+                ConductAcceptance.user_id == user.id, ConductAcceptance.version == version
+            )
+        )
         if row is None:  # the other request's row, whose insert made this one fail
             raise RuntimeError("conduct acceptance vanished") from None
     return row
@@ -272,39 +315,54 @@ def accept_conduct(user, version: str, now: datetime | None = None) -> ConductAc
 def may_see_children(user) -> bool:
     """Child content (even an alias) is shown only to sponsors who are not suspended and
     who accepted the code of conduct in force."""
-    return (user is not None and user.is_authenticated and not is_suspended(user.id)
-            and accepted_current_conduct(user.id))
+    return (
+        user is not None
+        and user.is_authenticated
+        and not is_suspended(user.id)
+        and accepted_current_conduct(user.id)
+    )
 
 
 def check_can_sponsor(user) -> None:
     if user is None or not user.is_authenticated:
         raise NotEligible("sign_in", "Please sign in first.")
     if not user.is_verified:
-        raise NotEligible("unverified", "Please confirm your e-mail address first: we sent "
-                                        "you a link when you created your account.")
+        raise NotEligible(
+            "unverified",
+            "Please confirm your e-mail address first: we sent "
+            "you a link when you created your account.",
+        )
     if is_suspended(user.id):
-        raise NotEligible("suspended", "Your account cannot start a sponsorship at the "
-                                       "moment. Please contact us.")
+        raise NotEligible(
+            "suspended", "Your account cannot start a sponsorship at the moment. Please contact us."
+        )
     if not accepted_current_conduct(user.id):
         raise NotEligible("conduct", "Please read and accept our code of conduct first.")
 
 
 # Holds and places --------------------------------------------------------------------------
 
+
 def _claim_place(child_id: int, sponsorship: Sponsorship) -> bool:
     """INSERT a place row for the first free place number. The unique constraint on
     (child_id, place_number) is the guard: a concurrent claim of the same place fails here
     (PostgreSQL makes the second insert wait for the first transaction, then refuses it)."""
     cap = current_app.config["SPONSORS_PER_CHILD"]
-    taken = set(db.session.scalars(select(SponsorshipPlace.place_number).where(
-        SponsorshipPlace.child_id == child_id)))
+    taken = set(
+        db.session.scalars(
+            select(SponsorshipPlace.place_number).where(SponsorshipPlace.child_id == child_id)
+        )
+    )
     for number in range(1, cap + 1):
         if number in taken:
             continue
         try:
             with db.session.begin_nested():
-                db.session.add(SponsorshipPlace(child_id=child_id, place_number=number,
-                                                sponsorship_id=sponsorship.id))
+                db.session.add(
+                    SponsorshipPlace(
+                        child_id=child_id, place_number=number, sponsorship_id=sponsorship.id
+                    )
+                )
         except IntegrityError:
             continue
         return True
@@ -312,13 +370,18 @@ def _claim_place(child_id: int, sponsorship: Sponsorship) -> bool:
 
 
 def _free_place(sponsorship: Sponsorship) -> None:
-    db.session.execute(delete(SponsorshipPlace).where(
-        SponsorshipPlace.sponsorship_id == sponsorship.id))
+    db.session.execute(
+        delete(SponsorshipPlace).where(SponsorshipPlace.sponsorship_id == sponsorship.id)
+    )
 
 
 def _child_open(child: Child | None) -> TypeGuard[Child]:
-    return (child is not None and child.status == ChildStatus.ACTIVE
-            and child.release is not None and child.release.is_listed)
+    return (
+        child is not None
+        and child.status == ChildStatus.ACTIVE
+        and child.release is not None
+        and child.release.is_listed
+    )
 
 
 def hold_child(user, token: str, currency: str, now: datetime | None = None) -> Sponsorship:
@@ -346,14 +409,24 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
         raise DomainError("Choose pounds, dollars, euros or rupees.")
     if not token or len(token) > 64:
         raise ChildUnavailable("That child is no longer waiting for a sponsor.")
-    child = db.session.scalar(select(Child).join(ChildRelease).where(
-        Child.public_token == token, Child.status == ChildStatus.ACTIVE,
-        ChildRelease.is_listed.is_(True)))
+    child = db.session.scalar(
+        select(Child)
+        .join(ChildRelease)
+        .where(
+            Child.public_token == token,
+            Child.status == ChildStatus.ACTIVE,
+            ChildRelease.is_listed.is_(True),
+        )
+    )
     if child is None:
         raise ChildUnavailable("That child is no longer waiting for a sponsor.")
-    mine = db.session.scalar(select(Sponsorship).where(
-        Sponsorship.user_id == user.id, Sponsorship.child_id == child.id,
-        Sponsorship.status.in_(PLACE_HOLDING)))
+    mine = db.session.scalar(
+        select(Sponsorship).where(
+            Sponsorship.user_id == user.id,
+            Sponsorship.child_id == child.id,
+            Sponsorship.status.in_(PLACE_HOLDING),
+        )
+    )
     if mine is not None:
         if mine.status is _S.PENDING and mine.currency == currency:
             return mine  # back again within the hold: carry on with the same place
@@ -362,28 +435,45 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     # One hold per account: the earlier choice (or this child's hold in another currency)
     # gives its place back, in this transaction only; its session is expired below.
     replaced = []
-    for hold_id in db.session.scalars(select(Sponsorship.id).where(
-            Sponsorship.user_id == user.id, Sponsorship.status == _S.PENDING)).all():
+    for hold_id in db.session.scalars(
+        select(Sponsorship.id).where(
+            Sponsorship.user_id == user.id, Sponsorship.status == _S.PENDING
+        )
+    ).all():
         old = lock_sponsorship(Sponsorship.id == hold_id)
         if old is not None and old.status is _S.PENDING:
             _end_hold(old, now)  # ended by the sponsor's choice: not a hold that timed out
             replaced.append(old)
     donor = donations.donor_for_user(user) or donations.find_or_create_donor(
-        user.email, user.full_name)
-    plan = RecurringPlan(donor=donor, amount_minor=amounts[currency], currency=currency,
-                         frequency=Frequency.MONTHLY, designation=SPONSORSHIP_DESIGNATION,
-                         status=PlanStatus.PENDING)
+        user.email, user.full_name
+    )
+    plan = RecurringPlan(
+        donor=donor,
+        amount_minor=amounts[currency],
+        currency=currency,
+        frequency=Frequency.MONTHLY,
+        designation=SPONSORSHIP_DESIGNATION,
+        status=PlanStatus.PENDING,
+    )
     hold = timedelta(minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
-    sponsorship = Sponsorship(user_id=user.id, child_id=child.id, plan=plan,
-                              amount_minor=amounts[currency], currency=currency,
-                              status=_S.PENDING, hold_expires_at=now + hold)
+    sponsorship = Sponsorship(
+        user_id=user.id,
+        child_id=child.id,
+        plan=plan,
+        amount_minor=amounts[currency],
+        currency=currency,
+        status=_S.PENDING,
+        hold_expires_at=now + hold,
+    )
     db.session.add_all([plan, sponsorship])
     try:
         db.session.flush()
     except IntegrityError:
         # Another choose of this account (a second tab, a double click) holds a child now.
-        raise HoldRefused("You are already choosing a child in another window. Finish "
-                          "there, or choose again in a moment.") from None
+        raise HoldRefused(
+            "You are already choosing a child in another window. Finish "
+            "there, or choose again in a moment."
+        ) from None
     if not _claim_place(child.id, sponsorship):
         raise ChildTaken("Someone else has just chosen this child.")
     for old in replaced:
@@ -392,8 +482,9 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
         try:
             _close_previous_session(old)
         except GatewayError as error:
-            raise DomainError("We could not reach our payment provider. Please try "
-                              "again in a moment.") from error
+            raise DomainError(
+                "We could not reach our payment provider. Please try again in a moment."
+            ) from error
     return sponsorship
 
 
@@ -407,10 +498,14 @@ def _check_hold_allowance(user, now: datetime) -> None:
     hides them from every other sponsor."""
     allowed = current_app.config["SPONSORSHIP_HOLD_TIMEOUTS_PER_DAY"]
     recent = db.session.scalars(
-        select(Sponsorship.hold_timed_out_at).where(
+        select(Sponsorship.hold_timed_out_at)
+        .where(
             Sponsorship.user_id == user.id,
-            Sponsorship.hold_timed_out_at > now - timedelta(hours=24))
-        .order_by(Sponsorship.hold_timed_out_at.desc()).limit(allowed)).all()
+            Sponsorship.hold_timed_out_at > now - timedelta(hours=24),
+        )
+        .order_by(Sponsorship.hold_timed_out_at.desc())
+        .limit(allowed)
+    ).all()
     if len(recent) >= allowed:
         oldest = recent[-1]
         if oldest is None:
@@ -419,8 +514,8 @@ def _check_hold_allowance(user, now: datetime) -> None:
         raise HoldRefused(
             f"You have let {allowed} holds run out in the last day without completing "
             f"them, so other sponsors get a turn. You can choose a child again after "
-            f"{until:%H:%M} UTC on {until:%-d %B}.")
-
+            f"{until:%H:%M} UTC on {until:%-d %B}."
+        )
 
 
 def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
@@ -431,16 +526,20 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
     Stripe never keeps a place row locked against other sponsors.
     """
     now = now or utcnow()
-    if sponsorship.status is not _S.PENDING or sponsorship.hold_expires_at is None \
-            or sponsorship.hold_expires_at <= now:
+    if (
+        sponsorship.status is not _S.PENDING
+        or sponsorship.hold_expires_at is None
+        or sponsorship.hold_expires_at <= now
+    ):
         raise DomainError("This hold has ended. Please choose again.")
     if not _child_open(sponsorship.child):
         raise DomainError("This child is no longer waiting for a sponsor.")
     plan = sponsorship.plan
     # Stripe wants expires_at at least 30 minutes ahead, and a repeated request with the
     # same key must be identical: a session too close to its end needs a new attempt.
-    if sponsorship.checkout_expires_at is None \
-            or sponsorship.checkout_expires_at < now + timedelta(minutes=31):
+    if sponsorship.checkout_expires_at is None or sponsorship.checkout_expires_at < now + timedelta(
+        minutes=31
+    ):
         # The previous session must not stay payable beside the new one (two
         # subscriptions): expire it first. Paid meanwhile -> CheckoutAlreadyPaid, nothing
         # opened; Stripe unreachable -> GatewayError, nothing opened.
@@ -448,21 +547,24 @@ def open_checkout(sponsorship: Sponsorship, now: datetime | None = None) -> str:
         if sponsorship.checkout_expires_at is not None:
             sponsorship.checkout_attempt += 1
         minutes = max(current_app.config["CHECKOUT_EXPIRY_MINUTES"], 35)
-        sponsorship.checkout_expires_at = (now + timedelta(minutes=minutes)).replace(
-            microsecond=0)
+        sponsorship.checkout_expires_at = (now + timedelta(minutes=minutes)).replace(microsecond=0)
     if plan is not None:
         # The plan's sessions are recorded with the sponsorship's attempt number, so the
         # donations handlers know an expiry of a session we replaced is not an end.
         plan.checkout_attempt = sponsorship.checkout_attempt
     request = CheckoutRequest(
         idempotency_key=_checkout_key(sponsorship),
-        mode="subscription", amount_minor=sponsorship.amount_minor,
-        currency=sponsorship.currency, product_name=PRODUCT_NAME,
+        mode="subscription",
+        amount_minor=sponsorship.amount_minor,
+        currency=sponsorship.currency,
+        product_name=PRODUCT_NAME,
         success_url=external_url("sponsorship.portal", welcome="1"),
         cancel_url=external_url("sponsorship.portal"),
         expires_at=int(sponsorship.checkout_expires_at.timestamp()),
         customer_email=sponsorship.user.email,
-        metadata={"sponsorship": sponsorship.public_id}, interval="month")
+        metadata={"sponsorship": sponsorship.public_id},
+        interval="month",
+    )
     try:
         session = get_gateway().create_checkout(request)
     except GatewayError as error:
@@ -492,8 +594,9 @@ def _close_previous_session(sponsorship: Sponsorship) -> None:
     :raises donations.CheckoutAlreadyPaid: the sponsor paid it meanwhile.
     :raises GatewayError: Stripe could not be asked.
     """
-    donations.close_session(sponsorship.stripe_checkout_session_id,
-                            f"{_checkout_key(sponsorship)}-expire")
+    donations.close_session(
+        sponsorship.stripe_checkout_session_id, f"{_checkout_key(sponsorship)}-expire"
+    )
 
 
 def _end_hold(sponsorship: Sponsorship, now: datetime) -> None:
@@ -507,12 +610,19 @@ def _end_hold(sponsorship: Sponsorship, now: datetime) -> None:
 def expired_hold_ids(now: datetime) -> list[int]:
     """Pending sponsorships whose hold is past its time, or whose child is no longer listed
     (the job releases each with `release_hold`)."""
-    return list(db.session.scalars(
-        select(Sponsorship.id).outerjoin(Child, Child.id == Sponsorship.child_id)
-        .outerjoin(ChildRelease, ChildRelease.child_id == Child.id)
-        .where(Sponsorship.status == _S.PENDING)
-        .where((Sponsorship.hold_expires_at <= now) | (Child.status != ChildStatus.ACTIVE)
-               | (ChildRelease.is_listed.is_not(True)))).all())
+    return list(
+        db.session.scalars(
+            select(Sponsorship.id)
+            .outerjoin(Child, Child.id == Sponsorship.child_id)
+            .outerjoin(ChildRelease, ChildRelease.child_id == Child.id)
+            .where(Sponsorship.status == _S.PENDING)
+            .where(
+                (Sponsorship.hold_expires_at <= now)
+                | (Child.status != ChildStatus.ACTIVE)
+                | (ChildRelease.is_listed.is_not(True))
+            )
+        ).all()
+    )
 
 
 def release_hold(sponsorship_id: int, now: datetime) -> bool:
@@ -528,8 +638,7 @@ def release_hold(sponsorship_id: int, now: datetime) -> bool:
         try:
             get_gateway().expire_checkout(session_id)
         except GatewayError as error:
-            log.warning("could not expire a sponsorship checkout",
-                        extra={"kind": error.kind})
+            log.warning("could not expire a sponsorship checkout", extra={"kind": error.kind})
     sponsorship = _lock_again(row)
     if sponsorship.status is not _S.PENDING:
         return False
@@ -547,8 +656,10 @@ def release_hold(sponsorship_id: int, now: datetime) -> bool:
 # derive the sponsorship's status from the plan's. Like the donations handlers this is
 # idempotent and order-independent: the status is derived from facts that only move one way.
 
-def sponsorship_first(donations_handler: Callable[[PaymentEvent], HandlerOutcome],
-                      event: PaymentEvent) -> HandlerOutcome:
+
+def sponsorship_first(
+    donations_handler: Callable[[PaymentEvent], HandlerOutcome], event: PaymentEvent
+) -> HandlerOutcome:
     """Apply an event: one about a sponsorship reaches the sponsorship first (which then
     hands the money to the donations handler); any other goes to the donations handler."""
     refs = getattr(event.subject, "refs", None)
@@ -573,12 +684,16 @@ def lock_sponsorship(where) -> Sponsorship | None:
     then the plan's gifts, then the receipt counter. Every path that writes a sponsorship
     and its plan (the sponsor's cancel and choice, the lapse and exit jobs, the webhooks)
     takes its locks through here, so two of them never wait for each other in a circle."""
-    sponsorship = db.session.scalar(select(Sponsorship).where(where).with_for_update()
-                                    .execution_options(populate_existing=True))
+    sponsorship = db.session.scalar(
+        select(Sponsorship).where(where).with_for_update().execution_options(populate_existing=True)
+    )
     if sponsorship is not None and sponsorship.plan_id is not None:
-        db.session.scalar(select(RecurringPlan).where(
-            RecurringPlan.id == sponsorship.plan_id).with_for_update()
-            .execution_options(populate_existing=True))
+        db.session.scalar(
+            select(RecurringPlan)
+            .where(RecurringPlan.id == sponsorship.plan_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     return sponsorship
 
 
@@ -596,19 +711,27 @@ def _price_mismatch(sponsorship: Sponsorship, subject) -> str | None:
         found = (subject.amount, subject.currency, subject.interval, subject.interval_count or 1)
         fixed = (sponsorship.amount_minor, sponsorship.currency, "month", 1)
         if found != fixed:
-            return (f"Stripe's subscription is {subject.amount} {subject.currency} every "
-                    f"{subject.interval_count or 1} {subject.interval}; the sponsorship is "
-                    f"{sponsorship.amount_minor} {sponsorship.currency} a month")
-    if isinstance(subject, InvoiceData) and subject.amount_paid and (
-            subject.amount_paid, subject.currency) != (sponsorship.amount_minor,
-                                                        sponsorship.currency):
-        return (f"Stripe charged {subject.amount_paid} {subject.currency}; the sponsorship "
-                f"is {sponsorship.amount_minor} {sponsorship.currency} a month")
+            return (
+                f"Stripe's subscription is {subject.amount} {subject.currency} every "
+                f"{subject.interval_count or 1} {subject.interval}; the sponsorship is "
+                f"{sponsorship.amount_minor} {sponsorship.currency} a month"
+            )
+    if (
+        isinstance(subject, InvoiceData)
+        and subject.amount_paid
+        and (subject.amount_paid, subject.currency)
+        != (sponsorship.amount_minor, sponsorship.currency)
+    ):
+        return (
+            f"Stripe charged {subject.amount_paid} {subject.currency}; the sponsorship "
+            f"is {sponsorship.amount_minor} {sponsorship.currency} a month"
+        )
     return None
 
 
-def _apply(event: PaymentEvent,
-           donations_handler: Callable[[PaymentEvent], HandlerOutcome]) -> HandlerOutcome:
+def _apply(
+    event: PaymentEvent, donations_handler: Callable[[PaymentEvent], HandlerOutcome]
+) -> HandlerOutcome:
     """The donations handler records the money exactly as for a regular gift: every session
     of the plan maps to it, an expiry is a fact that a payment overrides (and the expiry of a
     session we replaced is no fact at all), a second subscription is never linked and each
@@ -622,15 +745,17 @@ def _apply(event: PaymentEvent,
     if sponsorship is None or sponsorship.plan is None:
         return HandlerOutcome.IGNORED
     plan = sponsorship.plan
-    mismatch = _price_mismatch(sponsorship, event.subject) \
-        if plan.designation == SPONSORSHIP_DESIGNATION else None
+    mismatch = (
+        _price_mismatch(sponsorship, event.subject)
+        if plan.designation == SPONSORSHIP_DESIGNATION
+        else None
+    )
     if mismatch:
         # The fixed price is never given up silently: staff look at it, and a subscription
         # at another price is not adopted as the plan's amount or frequency.
         donations.flag_plan(plan, mismatch, event.type)
         if isinstance(event.subject, SubscriptionData):
-            event = replace(event, subject=replace(event.subject, amount=None,
-                                                   interval=None))
+            event = replace(event, subject=replace(event.subject, amount=None, interval=None))
     outcome = donations_handler(_for_plan(event, plan))
     sync_status_with_plan(sponsorship, event.created)
     if mismatch and outcome is HandlerOutcome.APPLIED:
@@ -642,14 +767,14 @@ def _plan_started(plan: RecurringPlan) -> bool:
     return plan.checkout_completed or plan.latest_invoice_state is not None
 
 
-def sync_status_with_plan(sponsorship: Sponsorship,
-                          now: datetime | None = None) -> SponsorshipStatus:
+def sync_status_with_plan(
+    sponsorship: Sponsorship, now: datetime | None = None
+) -> SponsorshipStatus:
     """Derive the sponsorship's status from its plan's (which the webhooks keep current)."""
     now = now or utcnow()
     plan = sponsorship.plan
     current = sponsorship.status
-    if plan is None or current in (_S.MOVED_ON, _S.UNPLACED, _S.ENDED, _S.LAPSED,
-                                   _S.CANCELLED):
+    if plan is None or current in (_S.MOVED_ON, _S.UNPLACED, _S.ENDED, _S.LAPSED, _S.CANCELLED):
         return current
     status = plan.status
     if status is PlanStatus.PENDING:
@@ -669,8 +794,7 @@ def sync_status_with_plan(sponsorship: Sponsorship,
         target = _S.PAST_DUE
     if current is _S.EXPIRED and target in (_S.ACTIVE, _S.PAST_DUE):
         # Paid after the hold had gone: take a place again if the child is still open.
-        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child.id,
-                                                                sponsorship)):
+        if not (_child_open(sponsorship.child) and _claim_place(sponsorship.child.id, sponsorship)):
             sponsorship.move(_S.UNPLACED)
             sponsorship.notified_at = now
             _message(sponsorship, "unplaced")
@@ -684,8 +808,9 @@ def sync_status_with_plan(sponsorship: Sponsorship,
     if target in (_S.ACTIVE, _S.PAST_DUE):
         sponsorship.hold_expires_at = None
         sponsorship.started_at = sponsorship.started_at or now
-        sponsorship.past_due_since = (sponsorship.past_due_since or now) \
-            if target is _S.PAST_DUE else None
+        sponsorship.past_due_since = (
+            (sponsorship.past_due_since or now) if target is _S.PAST_DUE else None
+        )
     elif target is _S.CANCELLED:
         sponsorship.cancelled_at = sponsorship.cancelled_at or now
         _free_place(sponsorship)
@@ -701,27 +826,38 @@ def sync_status_with_plan(sponsorship: Sponsorship,
 
 # Mail and portal messages (no child content, ever) ----------------------------------------
 
+
 def _message(sponsorship: Sponsorship, kind: str) -> None:
-    db.session.add(SponsorMessage(user_id=sponsorship.user_id,
-                                  sponsorship_id=sponsorship.id, kind=kind))
+    db.session.add(
+        SponsorMessage(user_id=sponsorship.user_id, sponsorship_id=sponsorship.id, kind=kind)
+    )
 
 
 def _news_mail(sponsorship: Sponsorship) -> None:
     """The only mail about a child's sponsorship news: it says nothing but "sign in"."""
-    queue_mail(sponsorship.user.email, "sponsorship/news", subject=NEWS_MAIL_SUBJECT,
-               name=sponsorship.user.full_name,
-               portal_url=external_url("sponsorship.portal"))
+    queue_mail(
+        sponsorship.user.email,
+        "sponsorship/news",
+        subject=NEWS_MAIL_SUBJECT,
+        name=sponsorship.user.full_name,
+        portal_url=external_url("sponsorship.portal"),
+    )
 
 
 # Sponsor actions ---------------------------------------------------------------------------
+
 
 def own_sponsorship(user, token: str) -> Sponsorship | None:
     """The user's own sponsorship with this portal token, or None (the view answers 404)."""
     if user is None or not user.is_authenticated or not token or len(token) > 64:
         return None
-    return db.session.scalar(select(Sponsorship).where(
-        Sponsorship.portal_token == token, Sponsorship.user_id == user.id,
-        Sponsorship.status != _S.EXPIRED))
+    return db.session.scalar(
+        select(Sponsorship).where(
+            Sponsorship.portal_token == token,
+            Sponsorship.user_id == user.id,
+            Sponsorship.status != _S.EXPIRED,
+        )
+    )
 
 
 def cancel(user, sponsorship: Sponsorship, now: datetime | None = None) -> None:
@@ -750,8 +886,9 @@ def card_update_url(sponsorship: Sponsorship, return_url: str) -> str:
     return donations.card_update_url(sponsorship.plan, return_url)
 
 
-def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
-                      now: datetime | None = None) -> None:
+def choose_after_exit(
+    user, sponsorship: Sponsorship, choice: str, now: datetime | None = None
+) -> None:
     """After the neutral notice: a new match, the safe homes' general fund, or stop.
 
     Nothing more is charged for the old sponsorship unless the sponsor chooses the general
@@ -780,12 +917,18 @@ def choose_after_exit(user, sponsorship: Sponsorship, choice: str,
 
 # Lifecycle jobs ----------------------------------------------------------------------------
 
+
 def overdue_ids(now: datetime) -> list[int]:
     """Past-due sponsorships older than the grace period (the job lapses each with
     `lapse_sponsorship`)."""
     cutoff = now - timedelta(days=current_app.config["SPONSORSHIP_GRACE_DAYS"])
-    return list(db.session.scalars(select(Sponsorship.id).where(
-        Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff)).all())
+    return list(
+        db.session.scalars(
+            select(Sponsorship.id).where(
+                Sponsorship.status == _S.PAST_DUE, Sponsorship.past_due_since <= cutoff
+            )
+        ).all()
+    )
 
 
 def lapse_sponsorship(sponsorship_id: int, now: datetime) -> bool:
@@ -804,10 +947,14 @@ def lapse_sponsorship(sponsorship_id: int, now: datetime) -> bool:
     sponsorship.lapsed_at = now
     _free_place(sponsorship)
     _message(sponsorship, "lapsed")
-    queue_mail(sponsorship.user.email, "sponsorship/lapsed",
-               subject="Your sponsorship has ended", name=sponsorship.user.full_name,
-               grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
-               portal_url=external_url("sponsorship.portal"))
+    queue_mail(
+        sponsorship.user.email,
+        "sponsorship/lapsed",
+        subject="Your sponsorship has ended",
+        name=sponsorship.user.full_name,
+        grace_days=current_app.config["SPONSORSHIP_GRACE_DAYS"],
+        portal_url=external_url("sponsorship.portal"),
+    )
     return True
 
 
@@ -815,11 +962,18 @@ def exited_ids() -> list[int]:
     """Sponsorships whose collection must stop after an exit: running ones of a child with an
     ExitNotice, and unplaced ones not stopped yet (the job stops each with
     `stop_collection_after_exit`)."""
-    ids = list(db.session.scalars(
-        select(Sponsorship.id).join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
-        .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))).all())
-    ids += db.session.scalars(select(Sponsorship.id).where(
-        Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None))).all()
+    ids = list(
+        db.session.scalars(
+            select(Sponsorship.id)
+            .join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
+            .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))
+        ).all()
+    )
+    ids += db.session.scalars(
+        select(Sponsorship.id).where(
+            Sponsorship.status == _S.UNPLACED, Sponsorship.collection_stopped_at.is_(None)
+        )
+    ).all()
     return ids
 
 
@@ -852,8 +1006,13 @@ def stop_collection_after_exit(sponsorship_id: int, now: datetime) -> bool:
 def due_exit_notice_ids(now: datetime) -> list[int]:
     """Exit notices whose notify_after has passed and that are not sent yet (the job sends
     each with `send_exit_notice`)."""
-    return list(db.session.scalars(select(ExitNotice.id).where(
-        ExitNotice.notify_after <= now, ExitNotice.sent_at.is_(None))).all())
+    return list(
+        db.session.scalars(
+            select(ExitNotice.id).where(
+                ExitNotice.notify_after <= now, ExitNotice.sent_at.is_(None)
+            )
+        ).all()
+    )
 
 
 def send_exit_notice(notice_id: int, now: datetime) -> int:
@@ -862,8 +1021,9 @@ def send_exit_notice(notice_id: int, now: datetime) -> int:
     child's sponsorships still has collection running (step 1 not done yet). Returns how many
     sponsors were told. One unit of work each (the job commits)."""
     notice = db.session.get_one(ExitNotice, notice_id)
-    rows = db.session.scalars(select(Sponsorship).where(
-        Sponsorship.child_id == notice.child_id)).all()
+    rows = db.session.scalars(
+        select(Sponsorship).where(Sponsorship.child_id == notice.child_id)
+    ).all()
     if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
         return 0  # collection not stopped yet: step 1 first
     sent = 0
@@ -878,6 +1038,7 @@ def send_exit_notice(notice_id: int, now: datetime) -> int:
 
 
 # The portal --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PortalEntry:
@@ -909,7 +1070,7 @@ _PAYMENT_TEXT = {
     _S.PENDING: "We are waiting for Stripe to confirm your first payment.",
     _S.ACTIVE: "Active: {amount} a month.",
     _S.PAST_DUE: "Your last payment did not go through. Please update your card: the "
-                 "sponsorship stays yours for {grace} days from the failed payment.",
+    "sponsorship stays yours for {grace} days from the failed payment.",
     _S.LAPSED: "This sponsorship has ended because the payments did not go through.",
     _S.CANCELLED: "You cancelled this sponsorship. Nothing more will be taken.",
     _S.MOVED_ON: "Payments for this sponsorship are stopped.",
@@ -922,13 +1083,17 @@ _PAYMENT_TEXT = {
 def _message_text(kind: str, alias: str | None) -> str:
     who = alias or "The child you sponsored"
     if kind == "moved_on":
-        return (f"{who} {MOVED_ON_WORDS}. Thank you for everything your sponsorship "
-                "gave. Please choose what happens next: nothing more is charged for this "
-                "sponsorship unless you choose to continue.")
+        return (
+            f"{who} {MOVED_ON_WORDS}. Thank you for everything your sponsorship "
+            "gave. Please choose what happens next: nothing more is charged for this "
+            "sponsorship unless you choose to continue."
+        )
     if kind == "unplaced":
-        return ("Your payment arrived after your hold on this child's place had ended, and "
-                "another sponsor had taken the place. Please choose what happens next: "
-                "nothing more is charged unless you choose to continue.")
+        return (
+            "Your payment arrived after your hold on this child's place had ended, and "
+            "another sponsor had taken the place. Please choose what happens next: "
+            "nothing more is charged unless you choose to continue."
+        )
     return "This sponsorship has ended because its payments did not go through."
 
 
@@ -937,31 +1102,42 @@ def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> Port
     updates: tuple[UpdateView, ...] = ()
     if show_children and sponsorship.status in SHOWS_CHILD:
         profile, updates = child_content(sponsorship.child)
-    alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) \
-        else None
-    kinds = db.session.scalars(select(SponsorMessage.kind).where(
-        SponsorMessage.sponsorship_id == sponsorship.id)
-        .order_by(SponsorMessage.created_at, SponsorMessage.id)).all()
+    alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) else None
+    kinds = db.session.scalars(
+        select(SponsorMessage.kind)
+        .where(SponsorMessage.sponsorship_id == sponsorship.id)
+        .order_by(SponsorMessage.created_at, SponsorMessage.id)
+    ).all()
     payment = _PAYMENT_TEXT[sponsorship.status].format(
         amount=format_money(sponsorship.amount_minor, sponsorship.currency),
-        grace=current_app.config["SPONSORSHIP_GRACE_DAYS"])
+        grace=current_app.config["SPONSORSHIP_GRACE_DAYS"],
+    )
     awaits = sponsorship.status in AWAITS_CHOICE and sponsorship.notified_at is not None
-    return PortalEntry(sponsorship, profile, updates, payment,
-                       tuple(_message_text(k, alias) for k in kinds), awaits)
+    return PortalEntry(
+        sponsorship,
+        profile,
+        updates,
+        payment,
+        tuple(_message_text(k, alias) for k in kinds),
+        awaits,
+    )
 
 
 def portal(user) -> list[PortalEntry]:
     """The signed-in sponsor's own sponsorships (unpaid holds that ended are left out)."""
     show = may_see_children(user)
-    rows = db.session.scalars(select(Sponsorship).where(
-        Sponsorship.user_id == user.id, Sponsorship.status != _S.EXPIRED)
-        .order_by(Sponsorship.id.desc())).all()
+    rows = db.session.scalars(
+        select(Sponsorship)
+        .where(Sponsorship.user_id == user.id, Sponsorship.status != _S.EXPIRED)
+        .order_by(Sponsorship.id.desc())
+    ).all()
     return [portal_entry(user, s, show_children=show) for s in rows]
 
 
 def _sha(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False)
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def content_hash(profile: ProfileCard, updates: tuple[UpdateView, ...]) -> tuple[str, str]:
@@ -977,26 +1153,41 @@ def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> 
     sponsorship = entry.sponsorship
     profile_hash, full_hash = content_hash(entry.profile, entry.updates)
     day = now.date().isoformat()
-    exists = db.session.scalar(select(Disclosure.id).where(
-        Disclosure.sponsorship_id == sponsorship.id, Disclosure.content_hash == full_hash,
-        Disclosure.shown_on == day).limit(1))
+    exists = db.session.scalar(
+        select(Disclosure.id)
+        .where(
+            Disclosure.sponsorship_id == sponsorship.id,
+            Disclosure.content_hash == full_hash,
+            Disclosure.shown_on == day,
+        )
+        .limit(1)
+    )
     if exists is not None:
         return
     try:
         with db.session.begin_nested():
-            db.session.add(Disclosure(
-                user_id=user.id, sponsorship_id=sponsorship.id,
-                child_id=sponsorship.child_id, profile_hash=profile_hash,
-                update_ids=[u.id for u in entry.updates], content_hash=full_hash,
-                shown_on=day, shown_at=now))
+            db.session.add(
+                Disclosure(
+                    user_id=user.id,
+                    sponsorship_id=sponsorship.id,
+                    child_id=sponsorship.child_id,
+                    profile_hash=profile_hash,
+                    update_ids=[u.id for u in entry.updates],
+                    content_hash=full_hash,
+                    shown_on=day,
+                    shown_at=now,
+                )
+            )
     except IntegrityError:
         pass  # the same view in two tabs at once: one row is the record
 
 
 # Staff -------------------------------------------------------------------------------------
 
-def suspend(actor: User | None, email: str, reason: str,
-            now: datetime | None = None) -> SponsorSuspension:
+
+def suspend(
+    actor: User | None, email: str, reason: str, now: datetime | None = None
+) -> SponsorSuspension:
     """Hide all child content from a sponsor at once (and stop new sponsorships)."""
     from donorhub.accounts.models import User
 
@@ -1007,12 +1198,19 @@ def suspend(actor: User | None, email: str, reason: str,
         raise DomainError("No account has that e-mail address.")
     if user.is_staff:
         raise DomainError("Staff accounts are managed on the staff accounts page.")
-    open_row = db.session.scalar(select(SponsorSuspension).where(
-        SponsorSuspension.user_id == user.id, SponsorSuspension.lifted_at.is_(None)))
+    open_row = db.session.scalar(
+        select(SponsorSuspension).where(
+            SponsorSuspension.user_id == user.id, SponsorSuspension.lifted_at.is_(None)
+        )
+    )
     if open_row is not None:
         return open_row
-    row = SponsorSuspension(user_id=user.id, reason=reason, suspended_at=now or utcnow(),
-                            suspended_by_id=actor.id if actor else None)
+    row = SponsorSuspension(
+        user_id=user.id,
+        reason=reason,
+        suspended_at=now or utcnow(),
+        suspended_by_id=actor.id if actor else None,
+    )
     db.session.add(row)
     db.session.flush()
     record_audit(actor, "sponsorship.sponsor_suspended", "user", user.id, {"reason": reason})
@@ -1044,30 +1242,42 @@ def staff_overview(now: datetime | None = None) -> StaffOverview:
     rows = db.session.execute(
         select(Child.alias, Child.first_seen_at, _places_taken())
         .join(ChildRelease, ChildRelease.child_id == Child.id)
-        .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True),
-               _places_taken() < cap)
-        .order_by(Child.first_seen_at, Child.id)).all()
+        .where(
+            Child.status == ChildStatus.ACTIVE,
+            ChildRelease.is_listed.is_(True),
+            _places_taken() < cap,
+        )
+        .order_by(Child.first_seen_at, Child.id)
+    ).all()
     for alias, first_seen, taken in rows:
         waiting.append((alias, max(0, (now - first_seen).days), cap - taken))
     by_status: dict = {}
     for status in (_S.ACTIVE, _S.PAST_DUE, _S.LAPSED):
         found = db.session.execute(
-            select(Sponsorship, Child.alias).outerjoin(Child, Child.id == Sponsorship.child_id)
-            .where(Sponsorship.status == status).order_by(Sponsorship.id.desc())
-            .limit(500)).all()
+            select(Sponsorship, Child.alias)
+            .outerjoin(Child, Child.id == Sponsorship.child_id)
+            .where(Sponsorship.status == status)
+            .order_by(Sponsorship.id.desc())
+            .limit(500)
+        ).all()
         by_status[status.value] = found
     waits = sorted(
         (started - first_seen).total_seconds() / 86400  # type: ignore[operator]  # NOT NULL below
         for started, first_seen in db.session.execute(
             select(Sponsorship.started_at, Child.first_seen_at)
             .join(Child, Child.id == Sponsorship.child_id)
-            .where(Sponsorship.started_at.is_not(None))).all())
+            .where(Sponsorship.started_at.is_not(None))
+        ).all()
+    )
     median = None
     if waits:
         middle = len(waits) // 2
         median = waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2
-    suspended = db.session.scalars(select(SponsorSuspension).where(
-        SponsorSuspension.lifted_at.is_(None)).order_by(SponsorSuspension.id.desc())).all()
+    suspended = db.session.scalars(
+        select(SponsorSuspension)
+        .where(SponsorSuspension.lifted_at.is_(None))
+        .order_by(SponsorSuspension.id.desc())
+    ).all()
     return StaffOverview(waiting, by_status, median, len(waits), suspended)
 
 
@@ -1078,15 +1288,27 @@ def sponsors_to_notify(child_ids: set[int]) -> list[int]:
 
     if not child_ids:
         return []
-    user_ids = set(db.session.scalars(select(Sponsorship.user_id).where(
-        Sponsorship.child_id.in_(child_ids),
-        Sponsorship.status.in_([SponsorshipStatus.ACTIVE, SponsorshipStatus.PAST_DUE]))))
+    user_ids = set(
+        db.session.scalars(
+            select(Sponsorship.user_id).where(
+                Sponsorship.child_id.in_(child_ids),
+                Sponsorship.status.in_([SponsorshipStatus.ACTIVE, SponsorshipStatus.PAST_DUE]),
+            )
+        )
+    )
     users = [db.session.get(User, user_id) for user_id in sorted(user_ids)]
-    return [user.id for user in users if user is not None and not user.is_disabled
-            and not is_suspended(user.id) and accepted_current_conduct(user.id)]
+    return [
+        user.id
+        for user in users
+        if user is not None
+        and not user.is_disabled
+        and not is_suspended(user.id)
+        and accepted_current_conduct(user.id)
+    ]
 
 
 # For other features (through services only) ------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DonorSponsorship:
@@ -1101,7 +1323,8 @@ def donor_sponsorships(donor_id: int) -> list[DonorSponsorship]:
         .join(RecurringPlan, RecurringPlan.id == Sponsorship.plan_id)
         .outerjoin(Child, Child.id == Sponsorship.child_id)
         .where(RecurringPlan.donor_id == donor_id, Sponsorship.status != _S.EXPIRED)
-        .order_by(Sponsorship.id.desc())).all()
+        .order_by(Sponsorship.id.desc())
+    ).all()
     return [DonorSponsorship(alias, status.value.replace("_", " ")) for alias, status in rows]
 
 
@@ -1110,19 +1333,41 @@ def sponsorship_report_rows(date_from, date_to) -> list[tuple[str, int | str]]:
     in the period, and live now."""
     start = datetime.combine(date_from, datetime.min.time()).replace(tzinfo=utcnow().tzinfo)
     end = datetime.combine(date_to, datetime.min.time()).replace(
-        tzinfo=utcnow().tzinfo) + timedelta(days=1)
+        tzinfo=utcnow().tzinfo
+    ) + timedelta(days=1)
 
     def between(column) -> int:
-        return db.session.scalar(select(func.count()).select_from(Sponsorship).where(
-            column >= start, column < end)) or 0
+        return (
+            db.session.scalar(
+                select(func.count()).select_from(Sponsorship).where(column >= start, column < end)
+            )
+            or 0
+        )
 
-    live = db.session.scalar(select(func.count()).select_from(Sponsorship).where(
-        Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))) or 0
-    return [("sponsorships started", between(Sponsorship.started_at)),
-            ("sponsorships lapsed", between(Sponsorship.lapsed_at)),
-            ("sponsorships cancelled by the sponsor", between(Sponsorship.cancelled_at)),
-            ("sponsorships ended after a child moved on", db.session.scalar(
-                select(func.count()).select_from(Sponsorship).where(
-                    Sponsorship.outcome.is_not(None), Sponsorship.ended_at >= start,
-                    Sponsorship.ended_at < end)) or 0),
-            ("sponsorships live now (active or past due)", live)]
+    live = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Sponsorship)
+            .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))
+        )
+        or 0
+    )
+    return [
+        ("sponsorships started", between(Sponsorship.started_at)),
+        ("sponsorships lapsed", between(Sponsorship.lapsed_at)),
+        ("sponsorships cancelled by the sponsor", between(Sponsorship.cancelled_at)),
+        (
+            "sponsorships ended after a child moved on",
+            db.session.scalar(
+                select(func.count())
+                .select_from(Sponsorship)
+                .where(
+                    Sponsorship.outcome.is_not(None),
+                    Sponsorship.ended_at >= start,
+                    Sponsorship.ended_at < end,
+                )
+            )
+            or 0,
+        ),
+        ("sponsorships live now (active or past due)", live),
+    ]

@@ -38,8 +38,10 @@ def _filters(options: dict[str, list[str]]) -> services.Filters:
 
 
 def _amounts() -> list[tuple[str, str, str]]:
-    return [(code, CURRENCY_NAMES.get(code, code), format_money(amount, code))
-            for code, amount in current_app.config["SPONSORSHIP_MONTHLY_AMOUNTS"].items()]
+    return [
+        (code, CURRENCY_NAMES.get(code, code), format_money(amount, code))
+        for code, amount in current_app.config["SPONSORSHIP_MONTHLY_AMOUNTS"].items()
+    ]
 
 
 @bp.get("/sponsor")
@@ -52,16 +54,21 @@ def waiting_children():
     options = services.filter_options(everyone)
     filters = _filters(options)
     profiles = [c for c in everyone if filters.matches(c)]
-    return render_template("sponsorship/waiting.html", profiles=profiles, options=options,
-                           filters=filters, total=len(everyone),
-                           interest_name=services.interest_name,
-                           no_match=request.args.get("no_match") == "1")
+    return render_template(
+        "sponsorship/waiting.html",
+        profiles=profiles,
+        options=options,
+        filters=filters,
+        total=len(everyone),
+        interest_name=services.interest_name,
+        no_match=request.args.get("no_match") == "1",
+    )
 
 
 @bp.get("/sponsor/match")
 @public
 def match_me():
-    """"Match me": the longest-waiting child who fits the optional preferences."""
+    """ "Match me": the longest-waiting child who fits the optional preferences."""
     if _viewer_suspended():
         return render_template("sponsorship/suspended.html"), 403
     options = services.filter_options(services.listed_profiles())
@@ -81,9 +88,13 @@ def profile(token: str):
     card = services.profile_by_token(token)
     if card is None:
         abort(404)
-    return render_template("sponsorship/profile.html", card=card, amounts=_amounts(),
-                           matched=request.args.get("matched") == "1",
-                           hold_minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"])
+    return render_template(
+        "sponsorship/profile.html",
+        card=card,
+        amounts=_amounts(),
+        matched=request.args.get("matched") == "1",
+        hold_minutes=current_app.config["SPONSORSHIP_HOLD_MINUTES"],
+    )
 
 
 def _account_key() -> str:
@@ -106,10 +117,14 @@ def choose(token: str):
     except services.NotEligible as error:
         if error.reason == "conduct":
             db.session.rollback()
-            return redirect(url_for("sponsorship.code_of_conduct",
-                                    next=url_for("sponsorship.profile", token=token)))
-        return render_template("sponsorship/not_eligible.html", reason=error.reason,
-                               message=str(error)), 403
+            return redirect(
+                url_for(
+                    "sponsorship.code_of_conduct", next=url_for("sponsorship.profile", token=token)
+                )
+            )
+        return render_template(
+            "sponsorship/not_eligible.html", reason=error.reason, message=str(error)
+        ), 403
     except services.ChildTaken:
         return render_template("sponsorship/taken.html"), 409
     except services.ChildUnavailable:
@@ -129,8 +144,9 @@ def _to_checkout(sponsorship):
         # Keep the hold and its attempt number although the page is an error: the retry
         # calls Stripe again with the same idempotency key.
         commit_before_calling_stripe()
-        return render_template("sponsorship/try_again.html", sponsorship=sponsorship,
-                               error=error), 503 if error.retryable else 502
+        return render_template(
+            "sponsorship/try_again.html", sponsorship=sponsorship, error=error
+        ), 503 if error.retryable else 502
     except DomainError as error:
         db.session.rollback()  # a redirect would commit what the refused attempt wrote
         flash(str(error), "error")
@@ -163,22 +179,30 @@ def code_of_conduct():
             else:
                 flash("Thank you. You have accepted our code of conduct.", "success")
                 return redirect(_safe_next(data["next"]))
-    return render_template("sponsorship/conduct.html", code=conduct.CURRENT, accepted=accepted,
-                           errors=errors, next=request.values.get("next", "")), \
-        400 if errors else 200
+    return render_template(
+        "sponsorship/conduct.html",
+        code=conduct.CURRENT,
+        accepted=accepted,
+        errors=errors,
+        next=request.values.get("next", ""),
+    ), 400 if errors else 200
 
 
 # The sponsor portal ------------------------------------------------------------------------
+
 
 @bp.get("/my/sponsorships")
 @signed_in
 def portal():
     """The signed-in sponsor's own sponsorships."""
     entries = services.portal(current_user)
-    return render_template("sponsorship/portal.html", entries=entries,
-                           suspended=services.is_suspended(current_user.id),
-                           conduct_ok=services.accepted_current_conduct(current_user.id),
-                           welcome=request.args.get("welcome") == "1")
+    return render_template(
+        "sponsorship/portal.html",
+        entries=entries,
+        suspended=services.is_suspended(current_user.id),
+        conduct_ok=services.accepted_current_conduct(current_user.id),
+        welcome=request.args.get("welcome") == "1",
+    )
 
 
 def _own(token: str):
@@ -196,11 +220,19 @@ def portal_sponsorship(token: str):
     show = services.may_see_children(current_user)
     entry = services.portal_entry(current_user, sponsorship, show_children=show)
     services.record_disclosure(current_user, entry)
-    home = (children_services.home_news(sponsorship.child.home_code)
-            if entry.profile is not None and sponsorship.child is not None else None)
-    return render_template("sponsorship/sponsorship.html", entry=entry, token=token, home=home,
-                           suspended=services.is_suspended(current_user.id),
-                           conduct_ok=services.accepted_current_conduct(current_user.id))
+    home = (
+        children_services.home_news(sponsorship.child.home_code)
+        if entry.profile is not None and sponsorship.child is not None
+        else None
+    )
+    return render_template(
+        "sponsorship/sponsorship.html",
+        entry=entry,
+        token=token,
+        home=home,
+        suspended=services.is_suspended(current_user.id),
+        conduct_ok=services.accepted_current_conduct(current_user.id),
+    )
 
 
 @bp.post("/my/sponsorships/<token>/<action>")
@@ -216,8 +248,9 @@ def portal_action(token: str, action: str):
             message = "Your sponsorship is cancelled. Nothing more will be taken."
         elif action == "card":
             load_form(EmptySchema())
-            url = services.card_update_url(sponsorship,
-                                           current_app.config["PUBLIC_BASE_URL"] + back)
+            url = services.card_update_url(
+                sponsorship, current_app.config["PUBLIC_BASE_URL"] + back
+            )
             return redirect(url, code=303)
         elif action == "choice":
             data, errors = load_form(ChoiceSchema())
@@ -226,11 +259,13 @@ def portal_action(token: str, action: str):
                 return redirect(back)
             services.choose_after_exit(current_user, sponsorship, data["choice"])
             if data["choice"] == "new_match":
-                flash("Thank you. Choose a child below, or press \"Match me\".", "success")
+                flash('Thank you. Choose a child below, or press "Match me".', "success")
                 return redirect(url_for("sponsorship.waiting_children"))
-            message = ("Thank you. Your monthly gift now goes to the safe homes' general "
-                       "fund." if data["choice"] == "general_fund" else
-                       "Your sponsorship has stopped. Nothing more will be taken.")
+            message = (
+                "Thank you. Your monthly gift now goes to the safe homes' general fund."
+                if data["choice"] == "general_fund"
+                else "Your sponsorship has stopped. Nothing more will be taken."
+            )
         elif action == "pay":
             load_form(EmptySchema())
             return _to_checkout(sponsorship)
@@ -239,8 +274,11 @@ def portal_action(token: str, action: str):
     except GatewayError:
         # A redirect would commit: undo what the service wrote before Stripe failed.
         db.session.rollback()
-        flash("We could not reach our payment provider, so nothing has changed. Please try "
-              "again in a minute.", "error")
+        flash(
+            "We could not reach our payment provider, so nothing has changed. Please try "
+            "again in a minute.",
+            "error",
+        )
         return redirect(back)
     except DomainError as error:
         db.session.rollback()
@@ -252,14 +290,16 @@ def portal_action(token: str, action: str):
 
 # Staff -------------------------------------------------------------------------------------
 
+
 @staff_bp.get("")
 @staff(StaffRole.SAFEGUARDING_OFFICER, StaffRole.ADMIN)
 def overview():
     """Waiting children (by alias), sponsorships by status, time to match, suspensions."""
     overview = services.staff_overview()
     record_audit(current_user, "sponsorship.overview_viewed", "sponsorship", None, {})
-    return render_template("sponsorship/staff.html", overview=overview,
-                           reasons=services.SUSPENSION_REASONS, errors={})
+    return render_template(
+        "sponsorship/staff.html", overview=overview, reasons=services.SUSPENSION_REASONS, errors={}
+    )
 
 
 @staff_bp.post("/suspend")

@@ -62,10 +62,16 @@ class DonorFilterSchema(Schema):
 
     @post_load
     def build(self, data, **kwargs) -> DonorFilters:
-        return DonorFilters(q=data["q"].strip(), recurring=data["recurring"],
-                            lapsed=data["lapsed"], gift_aid=data["gift_aid"],
-                            campaign_id=data["campaign"], first_from=data["first_from"],
-                            first_to=data["first_to"], page=data["page"])
+        return DonorFilters(
+            q=data["q"].strip(),
+            recurring=data["recurring"],
+            lapsed=data["lapsed"],
+            gift_aid=data["gift_aid"],
+            campaign_id=data["campaign"],
+            first_from=data["first_from"],
+            first_to=data["first_to"],
+            page=data["page"],
+        )
 
 
 class NoteSchema(FormSchema):
@@ -75,15 +81,18 @@ class NoteSchema(FormSchema):
 class ConsentSchema(FormSchema):
     channel = fields.String(required=True, validate=validate.OneOf(CONSENT_CHANNELS))
     granted = fields.String(required=True, validate=validate.OneOf(("yes", "no")))
-    source = fields.String(required=True, validate=validate.OneOf(
-        ("staff_phone", "staff_paper", "staff_email", "web_gift", "event")))
+    source = fields.String(
+        required=True,
+        validate=validate.OneOf(("staff_phone", "staff_paper", "staff_email", "web_gift", "event")),
+    )
 
 
 class OfflineGiftSchema(FormSchema):
     donor_id = OptionalInt(load_default=None, allow_none=True)
     email = EmailField(**{**EMAIL_FIELD, "required": False, "load_default": None})
-    full_name = fields.String(load_default="", validate=[validate.Length(max=200),
-                                                     check_plain_name])
+    full_name = fields.String(
+        load_default="", validate=[validate.Length(max=200), check_plain_name]
+    )
     amount = fields.String(required=True, validate=validate.Length(min=1, max=20))
     currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
     method = fields.String(required=True, validate=validate.OneOf(OFFLINE_METHODS))
@@ -96,12 +105,18 @@ class OfflineGiftSchema(FormSchema):
     @post_load
     def build(self, data, **kwargs) -> OfflineGiftInput:
         return OfflineGiftInput(
-            donor_id=data["donor_id"], email=data["email"],
+            donor_id=data["donor_id"],
+            email=data["email"],
             full_name=" ".join(data["full_name"].split()) or None,
-            amount_minor=_amount(data["amount"], "amount"), currency=data["currency"],
-            method=data["method"], reference=data["reference"].strip() or None,
-            received_on=data["received_on"], campaign_id=data["campaign_id"],
-            send_receipt=data["send_receipt"], entry_key=data["entry_key"])
+            amount_minor=_amount(data["amount"], "amount"),
+            currency=data["currency"],
+            method=data["method"],
+            reference=data["reference"].strip() or None,
+            received_on=data["received_on"],
+            campaign_id=data["campaign_id"],
+            send_receipt=data["send_receipt"],
+            entry_key=data["entry_key"],
+        )
 
 
 class RefundSchema(FormSchema):
@@ -109,8 +124,12 @@ class RefundSchema(FormSchema):
     reason = fields.String(required=True, validate=validate.OneOf(REFUND_REASONS))
     note = fields.String(load_default="", validate=validate.Length(max=500))
     #: One per rendering of the form: a second submit of it finds the first refund.
-    request_token = fields.String(required=True, validate=validate.Regexp(
-        r"^[0-9a-f]{32}$", error="This form is out of date: reload the page and try again."))
+    request_token = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[0-9a-f]{32}$", error="This form is out of date: reload the page and try again."
+        ),
+    )
 
     @post_load
     def build(self, data, **kwargs):
@@ -127,15 +146,17 @@ class DateRangeSchema(Schema):
 
     date_from = OptionalDate(load_default=None, allow_none=True)
     date_to = OptionalDate(load_default=None, allow_none=True)
-    period = fields.String(load_default="month", validate=validate.OneOf(
-        ("month", "quarter", "year")))
+    period = fields.String(
+        load_default="month", validate=validate.OneOf(("month", "quarter", "year"))
+    )
 
     @post_load
     def order(self, data, **kwargs):
         today = uk_today()
         data["date_to"] = data["date_to"] or today
-        data["date_from"] = data["date_from"] or date(data["date_to"].year - 1,
-                                                      data["date_to"].month, 1)
+        data["date_from"] = data["date_from"] or date(
+            data["date_to"].year - 1, data["date_to"].month, 1
+        )
         if data["date_from"] > data["date_to"]:
             raise ValidationError("The start date is after the end date.", "date_from")
         return data
@@ -146,8 +167,9 @@ class ExportSchema(FormSchema):
     date_from = fields.Date(required=True)
     date_to = fields.Date(required=True)
     #: donors: "consented" (marketing e-mail consent only) or "all" (administration only).
-    audience = fields.String(load_default="consented", validate=validate.OneOf(
-        ("consented", "all")))
+    audience = fields.String(
+        load_default="consented", validate=validate.OneOf(("consented", "all"))
+    )
 
 
 SAFE_KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -176,13 +198,24 @@ class StaffRolesSchema(_RolesMixin, FormSchema):
 
 
 class StaffInvitationSchema(StaffRolesSchema):
-    full_name = fields.String(required=True, validate=[
-        validate.Length(max=200), validate.Regexp(r"\S", error="Enter the person's name."),
-        check_plain_name],
-        error_messages={"required": "Enter the person's name."})
-    email = EmailField(**{**EMAIL_FIELD, "error_messages": {
-        "required": "Enter their e-mail address.",
-        "invalid": "Enter an e-mail address like name@example.com."}})
+    full_name = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=200),
+            validate.Regexp(r"\S", error="Enter the person's name."),
+            check_plain_name,
+        ],
+        error_messages={"required": "Enter the person's name."},
+    )
+    email = EmailField(
+        **{
+            **EMAIL_FIELD,
+            "error_messages": {
+                "required": "Enter their e-mail address.",
+                "invalid": "Enter an e-mail address like name@example.com.",
+            },
+        }
+    )
 
     @post_load
     def tidy_name(self, data, **kwargs):
@@ -195,10 +228,18 @@ class StaffInvitationSchema(StaffRolesSchema):
 # The audit log page's filters -----------------------------------------------------------
 
 #: Action prefixes offered as quick filters ("safeguarding views" is what officers check).
-ACTION_GROUPS = {"": "All", "child.": "Safeguarding data viewed", "export.": "Exports",
-                 "donor.": "Donors", "donation.": "Gifts and refunds",
-                 "campaign.": "Campaigns", "staff.": "Staff accounts", "plan.": "Plans",
-                 "payment.": "Payments", "rate.": "Exchange rates"}
+ACTION_GROUPS = {
+    "": "All",
+    "child.": "Safeguarding data viewed",
+    "export.": "Exports",
+    "donor.": "Donors",
+    "donation.": "Gifts and refunds",
+    "campaign.": "Campaigns",
+    "staff.": "Staff accounts",
+    "plan.": "Plans",
+    "payment.": "Payments",
+    "rate.": "Exchange rates",
+}
 
 
 class AuditFilterSchema(Schema):

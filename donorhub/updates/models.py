@@ -13,8 +13,8 @@ from donorhub.extensions import Model
 
 
 class NotificationChoice(StrEnum):
-    EACH = "each"        # a mail after every publication that concerns them
-    DIGEST = "digest"    # at most one a quarter
+    EACH = "each"  # a mail after every publication that concerns them
+    DIGEST = "digest"  # at most one a quarter
     NONE = "none"
 
 
@@ -55,12 +55,17 @@ class NotificationPreference(Model):
     __tablename__ = "notification_preferences"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     choice: Mapped[NotificationChoice] = mapped_column(
-        Enum(NotificationChoice, native_enum=False, length=8, validate_strings=True,
-             values_callable=lambda members: [m.value for m in members]),
-        default=NotificationChoice.EACH)
+        Enum(
+            NotificationChoice,
+            native_enum=False,
+            length=8,
+            validate_strings=True,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        default=NotificationChoice.EACH,
+    )
     #: Bumped on every unsubscribe, so an old one-click link cannot undo a newer choice.
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

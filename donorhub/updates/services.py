@@ -30,27 +30,30 @@ QUARTER_START_MONTHS = (1, 4, 7, 10)
 
 # The schedule ------------------------------------------------------------------------------
 
+
 def schedule_dates(year: int) -> list[date]:
     config = current_app.config
     day = config["UPDATES_PUBLICATION_DAY"]
-    months = range(1, 13) if config["UPDATES_PUBLICATION_CADENCE"] == "monthly" \
-        else QUARTER_START_MONTHS
+    months = (
+        range(1, 13) if config["UPDATES_PUBLICATION_CADENCE"] == "monthly" else QUARTER_START_MONTHS
+    )
     return [date(year, month, day) for month in months]
 
 
 def due_date(today: date) -> date | None:
     """The latest schedule date on or before today (a missed day is caught up, once)."""
-    candidates = [d for d in schedule_dates(today.year - 1) + schedule_dates(today.year)
-                  if d <= today]
+    candidates = [
+        d for d in schedule_dates(today.year - 1) + schedule_dates(today.year) if d <= today
+    ]
     return max(candidates) if candidates else None
 
 
 def next_publication(today: date) -> date:
-    return min(d for d in schedule_dates(today.year) + schedule_dates(today.year + 1)
-               if d > today)
+    return min(d for d in schedule_dates(today.year) + schedule_dates(today.year + 1) if d > today)
 
 
 # Publishing --------------------------------------------------------------------------------
+
 
 def auto_approve_coded(now: datetime) -> int:
     """Updates that carry only milestone codes (DonorHub writes every word of them) may be
@@ -64,8 +67,12 @@ def publishable(update: ChildUpdate) -> bool:
     if update.child_id is None:
         return True  # home news, reviewed like any other text
     child = update.child
-    return (child is not None and child.status == ChildStatus.ACTIVE
-            and child.release is not None and child.release.updates_allowed)
+    return (
+        child is not None
+        and child.status == ChildStatus.ACTIVE
+        and child.release is not None
+        and child.release.updates_allowed
+    )
 
 
 def publish_due(today: date | None = None, now: datetime | None = None) -> Publication | None:
@@ -74,15 +81,21 @@ def publish_due(today: date | None = None, now: datetime | None = None) -> Publi
     now = now or datetime.now(UTC)
     today = today or now.date()
     due = due_date(today)
-    if due is None or db.session.scalar(select(Publication).where(
-            Publication.scheduled_for == due)) is not None:
+    if (
+        due is None
+        or db.session.scalar(select(Publication).where(Publication.scheduled_for == due))
+        is not None
+    ):
         return None
     auto_approve_coded(now)
     publication = Publication(scheduled_for=due, published_at=now)
     db.session.add(publication)
     db.session.flush()  # a concurrent run of this job stops here, on the unique date
-    waiting = db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.status == ReviewStatus.APPROVED, ChildUpdate.published_at.is_(None))).all()
+    waiting = db.session.scalars(
+        select(ChildUpdate).where(
+            ChildUpdate.status == ReviewStatus.APPROVED, ChildUpdate.published_at.is_(None)
+        )
+    ).all()
     for update in waiting:
         if publishable(update):
             update.published_at = now
@@ -93,32 +106,44 @@ def publish_due(today: date | None = None, now: datetime | None = None) -> Publi
 
 # Notifications -----------------------------------------------------------------------------
 
+
 def recipients(publication: Publication) -> set[int]:
     """Sponsors of the children with news in this publication, and of children in the homes
     with home news. Only people who may see child content at all."""
     from donorhub.sponsorship import services as sponsorship
 
-    updates = db.session.scalars(select(ChildUpdate).where(
-        ChildUpdate.publication_id == publication.id)).all()
+    updates = db.session.scalars(
+        select(ChildUpdate).where(ChildUpdate.publication_id == publication.id)
+    ).all()
     child_ids = {u.child_id for u in updates if u.child_id is not None}
     homes = {u.home_code for u in updates if u.child_id is None}
     if homes:
-        child_ids |= set(db.session.scalars(select(Child.id).join(ChildRelease).where(
-            Child.home_code.in_(homes), Child.status == ChildStatus.ACTIVE,
-            ChildRelease.updates_allowed.is_(True))))
+        child_ids |= set(
+            db.session.scalars(
+                select(Child.id)
+                .join(ChildRelease)
+                .where(
+                    Child.home_code.in_(homes),
+                    Child.status == ChildStatus.ACTIVE,
+                    ChildRelease.updates_allowed.is_(True),
+                )
+            )
+        )
     return set(sponsorship.sponsors_to_notify(child_ids)) if child_ids else set()
 
 
 def current_choice(user_id: int) -> NotificationChoice:
     """Read-only: the default until the person chooses (pages must not write on GET)."""
-    row = db.session.scalar(select(NotificationPreference).where(
-        NotificationPreference.user_id == user_id))
+    row = db.session.scalar(
+        select(NotificationPreference).where(NotificationPreference.user_id == user_id)
+    )
     return row.choice if row is not None else NotificationChoice.EACH
 
 
 def preference(user_id: int) -> NotificationPreference:
-    row = db.session.scalar(select(NotificationPreference).where(
-        NotificationPreference.user_id == user_id))
+    row = db.session.scalar(
+        select(NotificationPreference).where(NotificationPreference.user_id == user_id)
+    )
     if row is None:
         row = NotificationPreference(user_id=user_id, choice=NotificationChoice.EACH)
         db.session.add(row)
@@ -128,10 +153,15 @@ def preference(user_id: int) -> NotificationPreference:
 
 def _mailed_this_quarter(user_id: int, publication: Publication) -> bool:
     quarter = quarter_of(publication.scheduled_for)
-    earlier = db.session.scalars(select(Publication.scheduled_for).join(
-        UpdateNotification, UpdateNotification.publication_id == Publication.id).where(
-        UpdateNotification.user_id == user_id, UpdateNotification.outcome == "mailed",
-        Publication.id != publication.id)).all()
+    earlier = db.session.scalars(
+        select(Publication.scheduled_for)
+        .join(UpdateNotification, UpdateNotification.publication_id == Publication.id)
+        .where(
+            UpdateNotification.user_id == user_id,
+            UpdateNotification.outcome == "mailed",
+            Publication.id != publication.id,
+        )
+    ).all()
     return any(quarter_of(day) == quarter for day in earlier)
 
 
@@ -141,9 +171,15 @@ def notify_one(user_id: int, publication: Publication) -> str | None:
     Returns None when it was decided already (a re-run), else the outcome. The caller commits
     after each person, so a crash loses at most the person in hand, who is done next run.
     """
-    if db.session.scalar(select(UpdateNotification.id).where(
-            UpdateNotification.user_id == user_id,
-            UpdateNotification.publication_id == publication.id)) is not None:
+    if (
+        db.session.scalar(
+            select(UpdateNotification.id).where(
+                UpdateNotification.user_id == user_id,
+                UpdateNotification.publication_id == publication.id,
+            )
+        )
+        is not None
+    ):
         return None
     user = db.session.get(User, user_id)
     choice = preference(user_id).choice
@@ -154,14 +190,21 @@ def notify_one(user_id: int, publication: Publication) -> str | None:
     else:
         outcome = "mailed"
         unsubscribe = unsubscribe_url(user_id)
-        queue_mail(user.email, "updates/new_update", subject="A new update is waiting for you",
-                   headers={"List-Unsubscribe": f"<{unsubscribe}>",
-                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-                   sign_in_url=external("accounts.sign_in", next="/my/sponsorships"),
-                   preferences_url=external("updates.preferences"),
-                   unsubscribe_url=unsubscribe)
-    db.session.add(UpdateNotification(user_id=user_id, publication_id=publication.id,
-                                      outcome=outcome))
+        queue_mail(
+            user.email,
+            "updates/new_update",
+            subject="A new update is waiting for you",
+            headers={
+                "List-Unsubscribe": f"<{unsubscribe}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+            sign_in_url=external("accounts.sign_in", next="/my/sponsorships"),
+            preferences_url=external("updates.preferences"),
+            unsubscribe_url=unsubscribe,
+        )
+    db.session.add(
+        UpdateNotification(user_id=user_id, publication_id=publication.id, outcome=outcome)
+    )
     db.session.flush()
     return outcome
 
@@ -171,6 +214,7 @@ def external(endpoint: str, **values: Any) -> str:
 
 
 # Unsubscribing -----------------------------------------------------------------------------
+
 
 def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="donorhub.updates.unsub")
@@ -187,8 +231,9 @@ def unsubscribe(token: str) -> bool:
         user_id, version = _serializer().loads(token)
     except (BadSignature, ValueError, TypeError):
         return False
-    row = db.session.scalar(select(NotificationPreference).where(
-        NotificationPreference.user_id == user_id))
+    row = db.session.scalar(
+        select(NotificationPreference).where(NotificationPreference.user_id == user_id)
+    )
     if row is None or row.version != version:
         # A link from before a later choice, or for nobody: do nothing, say it worked only
         # if notifications are off anyway.

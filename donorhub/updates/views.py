@@ -21,8 +21,11 @@ CHOICES = {
 
 
 class PreferenceSchema(FormSchema):
-    choice = fields.String(required=True, validate=validate.OneOf(list(CHOICES)),
-                           error_messages={"required": "Choose how often we may write."})
+    choice = fields.String(
+        required=True,
+        validate=validate.OneOf(list(CHOICES)),
+        error_messages={"required": "Choose how often we may write."},
+    )
 
 
 @bp.route("/account/notifications", methods=["GET", "POST"])
@@ -31,14 +34,17 @@ def preferences():
     """How often we write to say that news is waiting."""
     current = services.current_choice(current_user.id).value
     if request.method == "GET":
-        return render_template("updates/preferences.html", choices=CHOICES, current=current,
-                               errors={})
+        return render_template(
+            "updates/preferences.html", choices=CHOICES, current=current, errors={}
+        )
     data, errors = load_form(PreferenceSchema())
     if errors:
-        return render_template("updates/preferences.html", choices=CHOICES, current=current,
-                               errors=errors), 422
-    services.set_preference(db.session.get_one(User, current_user.id),
-                            NotificationChoice(data["choice"]))
+        return render_template(
+            "updates/preferences.html", choices=CHOICES, current=current, errors=errors
+        ), 422
+    services.set_preference(
+        db.session.get_one(User, current_user.id), NotificationChoice(data["choice"])
+    )
     flash("Your choice is saved.", "success")
     return redirect(url_for("updates.preferences"))
 

@@ -10,10 +10,10 @@ from .events import EventsMixin
 from .refunds_disputes import RefundsDisputesMixin
 from .subscriptions_invoices import SubscriptionsInvoicesMixin
 
-__all__ = ["CARDS", "Ctx", "Engine", "EngineBase", "add_interval", "interval_text",
-           "request_ctx"]
+__all__ = ["CARDS", "Ctx", "Engine", "EngineBase", "add_interval", "interval_text", "request_ctx"]
 
 
-class Engine(CheckoutMixin, SubscriptionsInvoicesMixin, CustomersMixin, RefundsDisputesMixin,
-             EventsMixin):
+class Engine(
+    CheckoutMixin, SubscriptionsInvoicesMixin, CustomersMixin, RefundsDisputesMixin, EventsMixin
+):
     """Stripe's behaviour over the store. Every method runs inside a store transaction."""

@@ -25,12 +25,24 @@ from ..params import ApiError, Params
 from ..store import Store, StoredObject
 
 CARDS = {
-    "visa_4242": {"brand": "visa", "last4": "4242", "behaviour": "succeed",
-                  "label": "Visa ending 4242: payments succeed"},
-    "mastercard_4444": {"brand": "mastercard", "last4": "4444", "behaviour": "succeed",
-                        "label": "Mastercard ending 4444: payments succeed"},
-    "visa_0341": {"brand": "visa", "last4": "0341", "behaviour": "insufficient_funds",
-                  "label": "Visa ending 0341: later payments are declined (insufficient funds)"},
+    "visa_4242": {
+        "brand": "visa",
+        "last4": "4242",
+        "behaviour": "succeed",
+        "label": "Visa ending 4242: payments succeed",
+    },
+    "mastercard_4444": {
+        "brand": "mastercard",
+        "last4": "4444",
+        "behaviour": "succeed",
+        "label": "Mastercard ending 4444: payments succeed",
+    },
+    "visa_0341": {
+        "brand": "visa",
+        "last4": "0341",
+        "behaviour": "insufficient_funds",
+        "label": "Visa ending 0341: later payments are declined (insufficient funds)",
+    },
 }
 
 INTERVALS = ("day", "week", "month", "year")
@@ -74,11 +86,16 @@ class Ctx:
     idempotency_key: str | None = None
 
 
-def request_ctx(request: Request, *, request_id: str | None = None,
-                idempotency_key: str | None = None) -> Ctx:
+def request_ctx(
+    request: Request, *, request_id: str | None = None, idempotency_key: str | None = None
+) -> Ctx:
     """Who acts in ``request``, now; links point at the host it was sent to."""
-    return Ctx(base_url=request.host_url.rstrip("/"), now=objects.now(), request_id=request_id,
-               idempotency_key=idempotency_key)
+    return Ctx(
+        base_url=request.host_url.rstrip("/"),
+        now=objects.now(),
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+    )
 
 
 class EngineBase(ABC):
@@ -90,8 +107,7 @@ class EngineBase(ABC):
 
     # -- plumbing --
 
-    def load(self, object_id: str | None, object_type: str, param: str = "id"
-             ) -> StoredObject:
+    def load(self, object_id: str | None, object_type: str, param: str = "id") -> StoredObject:
         stored = self.store.get(object_id) if object_id else None
         if stored is None or stored.type != object_type:
             raise ApiError.missing(object_type, object_id or "", param)
@@ -116,20 +132,27 @@ class EngineBase(ABC):
                     self._expand_path(item, rest, full)
             return
         virtual = isinstance(node, dict) and (node.get("object"), key) in {
-            ("checkout.session", "line_items"), ("invoice", "payments"), ("charge", "refunds")}
+            ("checkout.session", "line_items"),
+            ("invoice", "payments"),
+            ("charge", "refunds"),
+        }
         if not isinstance(node, dict) or (key not in node and not virtual):
             raise ApiError.invalid(f"This property cannot be expanded ({full}).", param="expand")
         if virtual:
             if key == "refunds":
                 node[key] = self.charge_refunds_list(node["id"])
             else:
-                node[key] = (self.session_line_items(node) if key == "line_items"
-                             else self.invoice_payments_list(node["id"]))
+                node[key] = (
+                    self.session_line_items(node)
+                    if key == "line_items"
+                    else self.invoice_payments_list(node["id"])
+                )
         elif isinstance(node[key], str):
             stored = self.store.get(node[key])
             if stored is None:
-                raise ApiError.invalid(f"This property cannot be expanded ({full}).",
-                                       param="expand")
+                raise ApiError.invalid(
+                    f"This property cannot be expanded ({full}).", param="expand"
+                )
             node[key] = stored.data
         elif node[key] is None:
             return
@@ -146,24 +169,46 @@ class EngineBase(ABC):
         card["fingerprint"] = hashlib.sha256(choice.encode()).hexdigest()[:16]
         return card
 
-    def _charge(self, ctx: Ctx, intent: Obj, card: Obj, payer: Obj, *,
-                failure: dict | None = None, three_d_secure: bool = False) -> Obj:
+    def _charge(
+        self,
+        ctx: Ctx,
+        intent: Obj,
+        card: Obj,
+        payer: Obj,
+        *,
+        failure: dict | None = None,
+        three_d_secure: bool = False,
+    ) -> Obj:
         """One card attempt on ``intent``, declined with ``failure`` (a ``decline()``) or
         else successful: saves the charge and the updated intent."""
         charge = objects.charge(
-            payment_intent_obj=intent, card=card, billing_email=payer.get("email"),
-            billing_name=payer.get("name"), succeeded=failure is None, failure=failure,
-            three_d_secure=three_d_secure, receipt_url="", created=ctx.now)
+            payment_intent_obj=intent,
+            card=card,
+            billing_email=payer.get("email"),
+            billing_name=payer.get("name"),
+            succeeded=failure is None,
+            failure=failure,
+            three_d_secure=three_d_secure,
+            receipt_url="",
+            created=ctx.now,
+        )
         charge["receipt_url"] = f"{ctx.base_url}/receipts/{charge['id']}"
-        intent.update(latest_charge=charge["id"], payment_method=card["payment_method"],
-                      next_action=None)
+        intent.update(
+            latest_charge=charge["id"], payment_method=card["payment_method"], next_action=None
+        )
         if failure is None:
-            intent.update(status="succeeded", amount_received=intent["amount"],
-                          last_payment_error=None)
+            intent.update(
+                status="succeeded", amount_received=intent["amount"], last_payment_error=None
+            )
         else:
-            intent.update(status="requires_payment_method", last_payment_error=(
-                objects.last_payment_error(failure, charge_id=charge["id"],
-                                           payment_method_id=card["payment_method"])))
+            intent.update(
+                status="requires_payment_method",
+                last_payment_error=(
+                    objects.last_payment_error(
+                        failure, charge_id=charge["id"], payment_method_id=card["payment_method"]
+                    )
+                ),
+            )
         self.store.save(charge)
         self.store.save(intent)
         return charge
@@ -176,15 +221,23 @@ class EngineBase(ABC):
 
     def _card_for(self, sub: Obj) -> Obj:
         customer = self.load(sub["customer"], "customer")
-        pm = (sub["default_payment_method"]
-              or customer.data["invoice_settings"]["default_payment_method"])
+        pm = (
+            sub["default_payment_method"]
+            or customer.data["invoice_settings"]["default_payment_method"]
+        )
         cards = customer.private.get("cards", {})
         return cards.get(pm) or self._new_card("visa_4242")
 
     def _price_from_data(self, ctx: Ctx, data: Params, *, product_data_allowed: bool) -> Obj:
         """Create the inline Price (and Product) that Stripe makes for ``price_data``."""
-        allowed = {"currency", "product", "recurring", "tax_behavior", "unit_amount",
-                   "unit_amount_decimal"}
+        allowed = {
+            "currency",
+            "product",
+            "recurring",
+            "tax_behavior",
+            "unit_amount",
+            "unit_amount_decimal",
+        }
         if product_data_allowed:
             allowed.add("product_data")
         data.check(allowed, allowed - {"tax_behavior", "unit_amount_decimal"})
@@ -196,14 +249,26 @@ class EngineBase(ABC):
         product_data = data.sub("product_data") if product_data_allowed else None
         if bool(product_id) == bool(product_data):
             which = "`product` or `product_data`" if product_data_allowed else "`product`"
-            raise ApiError.invalid(f"You must specify {which} in {data.prefix}.",
-                                   param=data.name("product"), code="parameter_missing")
+            raise ApiError.invalid(
+                f"You must specify {which} in {data.prefix}.",
+                param=data.name("product"),
+                code="parameter_missing",
+            )
         if product_data is None:
             product_obj = self.load(product_id, "product", data.name("product")).data
         else:
-            product_data.check({"description", "images", "metadata", "name", "tax_code",
-                                "tax_details", "unit_label"},
-                               {"description", "metadata", "name"})
+            product_data.check(
+                {
+                    "description",
+                    "images",
+                    "metadata",
+                    "name",
+                    "tax_code",
+                    "tax_details",
+                    "unit_label",
+                },
+                {"description", "metadata", "name"},
+            )
             product_obj = objects.product(
                 name=product_data.str("name", required=True, max_length=250),
                 description=product_data.str("description", max_length=40000),
@@ -217,9 +282,14 @@ class EngineBase(ABC):
             recurring.check({"interval", "interval_count"}, {"interval", "interval_count"})
             interval = recurring.str("interval", required=True, choices=INTERVALS)
             interval_count = recurring.int("interval_count", minimum=1) or 1
-        price_obj = objects.price(product_id=product_obj["id"], currency=currency,
-                                  unit_amount=unit_amount, interval=interval,
-                                  interval_count=interval_count, created=ctx.now)
+        price_obj = objects.price(
+            product_id=product_obj["id"],
+            currency=currency,
+            unit_amount=unit_amount,
+            interval=interval,
+            interval_count=interval_count,
+            created=ctx.now,
+        )
         self.store.save(price_obj)
         return price_obj
 
@@ -242,8 +312,9 @@ class EngineBase(ABC):
         """A charge's ``refunds`` list (refunds and disputes area)."""
 
     @abstractmethod
-    def _start_subscription(self, ctx: Ctx, session: Obj, private: Obj, customer: Obj,
-                            card: Obj) -> tuple[Obj, Obj, Obj, Obj]:
+    def _start_subscription(
+        self, ctx: Ctx, session: Obj, private: Obj, customer: Obj, card: Obj
+    ) -> tuple[Obj, Obj, Obj, Obj]:
         """Subscribe a completed Checkout Session's customer (subscriptions area)."""
 
     @abstractmethod

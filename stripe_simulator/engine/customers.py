@@ -18,12 +18,15 @@ class CustomersMixin(EngineBase):
     """Customers, their saved cards and Billing Portal sessions."""
 
     def create_customer(self, ctx: Ctx, params: Params) -> Obj:
-        params.check(known(CustomerCreateParams),
-                     {"email", "name", "metadata", "description", "expand"})
+        params.check(
+            known(CustomerCreateParams), {"email", "name", "metadata", "description", "expand"}
+        )
         customer = objects.customer(
-            email=params.str("email", max_length=512), name=params.str("name", max_length=256),
+            email=params.str("email", max_length=512),
+            name=params.str("name", max_length=256),
             metadata={k: v for k, v in (params.metadata() or {}).items() if v},
-            created=ctx.now)
+            created=ctx.now,
+        )
         customer["description"] = params.str("description")
         self.store.save(customer, private={"cards": {}})
         self.emit(ctx, "customer.created", customer)
@@ -41,15 +44,17 @@ class CustomersMixin(EngineBase):
         return stub
 
     def create_portal_session(self, ctx: Ctx, params: Params) -> Obj:
-        params.check(known(PortalSessionCreateParams),
-                     {"customer", "return_url", "locale", "expand"})
+        params.check(
+            known(PortalSessionCreateParams), {"customer", "return_url", "locale", "expand"}
+        )
         customer_id = params.str("customer", required=True)
         self.load_live_customer(customer_id)
         session = objects.billing_portal_session(
-            customer_id=customer_id, return_url=params.url("return_url"),
-            created=ctx.now)
-        session.update(url=f"{ctx.base_url}/billing_portal/{session['id']}",
-                       locale=params.str("locale"))
+            customer_id=customer_id, return_url=params.url("return_url"), created=ctx.now
+        )
+        session.update(
+            url=f"{ctx.base_url}/billing_portal/{session['id']}", locale=params.str("locale")
+        )
         self.store.save(session)
         return self.expand(session, params.expand())
 

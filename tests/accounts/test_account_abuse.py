@@ -17,10 +17,14 @@ from donorhub.mail.models import OutboxMessage
 from tests.helpers import PASSWORD, csrf_token, post_form, sign_in
 from tests.metrics import METRICS
 
-REAUTH_PAGES = [("/account/email", {"email": "elsewhere@example.org"}),
-                ("/account/password", {"password": "a brand new long password",
-                                       "password_confirm": "a brand new long password"}),
-                ("/account/delete", {})]
+REAUTH_PAGES = [
+    ("/account/email", {"email": "elsewhere@example.org"}),
+    (
+        "/account/password",
+        {"password": "a brand new long password", "password_confirm": "a brand new long password"},
+    ),
+    ("/account/delete", {}),
+]
 
 
 def outbox(app, template: str | None = None) -> list[OutboxMessage]:
@@ -33,6 +37,7 @@ def outbox(app, template: str | None = None) -> list[OutboxMessage]:
 
 # Re-entering the current password ---------------------------------------------------------
 
+
 def test_wrong_current_passwords_end_every_session_of_the_account(app_factory, make_user):
     app = app_factory(RATELIMIT_ENABLED=False)  # the count alone, without the rate limits
     user = make_user()
@@ -42,8 +47,11 @@ def test_wrong_current_passwords_end_every_session_of_the_account(app_factory, m
     statuses = []
     for n in range(app.config.get("REAUTH_MAX_FAILURES", 5)):
         url, form = REAUTH_PAGES[n % 3]
-        statuses.append(post_form(thief, url, {**form, "current_password": f"guess {n} xxxx"},
-                                  token_page="/account").status_code)
+        statuses.append(
+            post_form(
+                thief, url, {**form, "current_password": f"guess {n} xxxx"}, token_page="/account"
+            ).status_code
+        )
     assert statuses == [422] * 4 + [302]
     assert thief.get("/account").status_code == 302, "the guessing session survived"
     assert owner.get("/account").status_code == 302, "the other sessions survived"
@@ -51,8 +59,10 @@ def test_wrong_current_passwords_end_every_session_of_the_account(app_factory, m
         assert db.session.get(User, user.id).email == user.email  # nothing changed
     # The owner signs in again as usual; the count starts afresh.
     assert sign_in(app.test_client(), user.email).status_code == 302
-    METRICS.report("L-4 wrong current passwords that end every session of the account",
-                   app.config.get("REAUTH_MAX_FAILURES", 5))
+    METRICS.report(
+        "L-4 wrong current passwords that end every session of the account",
+        app.config.get("REAUTH_MAX_FAILURES", 5),
+    )
 
 
 def test_current_password_is_limited_per_account_and_per_address(app_factory, make_user):
@@ -64,20 +74,28 @@ def test_current_password_is_limited_per_account_and_per_address(app_factory, ma
     for n in range(8):  # each guess from a new address: only the account limit can bite
         thief.environ_base["REMOTE_ADDR"] = f"198.51.100.{n + 1}"
         url, form = REAUTH_PAGES[n % 3]
-        statuses.append(post_form(thief, url, {**form, "current_password": f"guess {n} xxxx"},
-                                  token_page="/account").status_code)
+        statuses.append(
+            post_form(
+                thief, url, {**form, "current_password": f"guess {n} xxxx"}, token_page="/account"
+            ).status_code
+        )
     assert statuses == [422] * 5 + [429] * 3
     # Per address too: another account, guessing from one address.
     other = make_user()
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
     sign_in(client, other.email)
-    per_address = [post_form(client, "/account/delete", {"current_password": "wrong wrong"},
-                             token_page="/account").status_code for _ in range(7)]
+    per_address = [
+        post_form(
+            client, "/account/delete", {"current_password": "wrong wrong"}, token_page="/account"
+        ).status_code
+        for _ in range(7)
+    ]
     assert per_address == [422] * 5 + [429] * 2
 
 
 # Reset timing -------------------------------------------------------------------------------
+
 
 class Trace:
     """The SQL statements (parameters left out) and the DonorHub functions that one request
@@ -121,49 +139,71 @@ def test_reset_runs_the_same_code_for_known_and_unknown_addresses(app_factory, m
     user = make_user()
     client = app.test_client()
     for email in (user.email, "warm.up@example.org"):  # templates compiled, caches filled
-        post_form(client, "/account/forgot-password", {"email": email},
-                  token_page="/account/forgot-password")
+        post_form(
+            client,
+            "/account/forgot-password",
+            {"email": email},
+            token_page="/account/forgot-password",
+        )
     known, unknown = Trace(app), Trace(app)
-    assert known.post(client, "/account/forgot-password", {"email": user.email}).status_code \
+    assert known.post(client, "/account/forgot-password", {"email": user.email}).status_code == 200
+    assert (
+        unknown.post(
+            client, "/account/forgot-password", {"email": "nobody.here@example.org"}
+        ).status_code
         == 200
-    assert unknown.post(client, "/account/forgot-password",
-                        {"email": "nobody.here@example.org"}).status_code == 200
+    )
 
     # The message is written in both cases, inside a savepoint that only an account keeps.
-    differ = [(a, b) for a, b in zip(known.statements, unknown.statements, strict=True)
-              if a != b]
-    assert [(a.split()[0], b.split()[:2]) for a, b in differ] == [("RELEASE", ["ROLLBACK",
-                                                                                "TO"])]
+    differ = [(a, b) for a, b in zip(known.statements, unknown.statements, strict=True) if a != b]
+    assert [(a.split()[0], b.split()[:2]) for a, b in differ] == [("RELEASE", ["ROLLBACK", "TO"])]
     assert any(s.startswith("INSERT INTO outbox_messages") for s in unknown.statements)
     assert known.calls == unknown.calls
-    for function in ("tokens.make_token", "mail.services.render_mail",
-                     "mail.services.add_to_outbox", "services.recipient_mail_allowed"):
+    for function in (
+        "tokens.make_token",
+        "mail.services.render_mail",
+        "mail.services.add_to_outbox",
+        "services.recipient_mail_allowed",
+    ):
         assert any(call.endswith(function) for call in unknown.calls), function
     assert [m.recipient for m in outbox(app, "accounts/reset")].count(user.email) == 2
     assert "nobody.here@example.org" not in {m.recipient for m in outbox(app)}
-    METRICS.report("L-3 reset: statements / DonorHub calls, known vs unknown address",
-                   f"{len(known.statements)} vs {len(unknown.statements)} (1 differs: RELEASE "
-                   f"vs ROLLBACK TO) / {len(known.calls)} vs {len(unknown.calls)} (0 differ)")
+    METRICS.report(
+        "L-3 reset: statements / DonorHub calls, known vs unknown address",
+        f"{len(known.statements)} vs {len(unknown.statements)} (1 differs: RELEASE "
+        f"vs ROLLBACK TO) / {len(known.calls)} vs {len(unknown.calls)} (0 differ)",
+    )
 
 
 # Mail floods at one person ------------------------------------------------------------------
+
 
 def test_reset_and_already_registered_mail_is_capped_per_recipient(app_factory, make_user):
     app = app_factory(PROXY_COUNT=1)
     victim = make_user()
     statuses = []
     for n in range(12):  # each request from its own client address, through the proxy
-        for url, form in (("/account/forgot-password", {"email": victim.email}),
-                          ("/account/register", {"full_name": "Someone", "email": victim.email,
-                                                 "password": PASSWORD,
-                                                 "password_confirm": PASSWORD})):
+        for url, form in (
+            ("/account/forgot-password", {"email": victim.email}),
+            (
+                "/account/register",
+                {
+                    "full_name": "Someone",
+                    "email": victim.email,
+                    "password": PASSWORD,
+                    "password_confirm": PASSWORD,
+                },
+            ),
+        ):
             client = app.test_client()
             headers = {"X-Forwarded-For": f"198.51.{n}.{len(statuses) + 1}"}
             page = client.get(url, headers=headers)
-            token = re.search(r'name="csrf_token" value="([^"]+)"',
-                              page.get_data(as_text=True)).group(1)
-            statuses.append(client.post(url, data={**form, "csrf_token": token},
-                                        headers=headers).status_code)
+            token = re.search(
+                r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)
+            ).group(1)
+            statuses.append(
+                client.post(url, data={**form, "csrf_token": token}, headers=headers).status_code
+            )
     assert set(statuses) == {200}, "every request is answered the same"
     mails = [m.template for m in outbox(app) if m.recipient == victim.email]
     cap = app.config.get("MAIL_PER_RECIPIENT_PER_HOUR", 3)
@@ -172,8 +212,10 @@ def test_reset_and_already_registered_mail_is_capped_per_recipient(app_factory, 
     with app.app_context():
         stored = db.session.execute(select(db.metadata.tables["mail_throttle"])).all()
     assert stored and not any(victim.email in str(row) for row in stored)
-    METRICS.report("L-5 mails to one address from 24 requests from 24 addresses",
-                   f"{len(mails)} (cap {cap} per kind per hour)")
+    METRICS.report(
+        "L-5 mails to one address from 24 requests from 24 addresses",
+        f"{len(mails)} (cap {cap} per kind per hour)",
+    )
 
 
 def test_the_purge_job_deletes_mail_counts_past_their_window_and_keeps_recent_ones(app):
@@ -187,8 +229,9 @@ def test_the_purge_job_deletes_mail_counts_past_their_window_and_keeps_recent_on
         for age in (timedelta(hours=1, minutes=1), timedelta(days=30)):
             services.recipient_mail_allowed("gone@example.org", "reset", now=now - age)
         for _ in range(3):
-            services.recipient_mail_allowed("kept@example.org", "reset",
-                                            now=now - timedelta(minutes=50))
+            services.recipient_mail_allowed(
+                "kept@example.org", "reset", now=now - timedelta(minutes=50)
+            )
         db.session.commit()
         db.session.remove()
     assert run_job(app, find_job("purge_mail_throttle"))
@@ -202,18 +245,38 @@ def test_the_purge_job_deletes_mail_counts_past_their_window_and_keeps_recent_on
 
 # Unverified text in mail --------------------------------------------------------------------
 
+
 def test_a_name_with_a_link_is_refused_at_registration(app_factory):
     client = app_factory(RATELIMIT_ENABLED=False).test_client()
-    for name in ("Jo. Update your card at https://evil.example/x", "see www.evil.example",
-                 "evil.example://x", "HTTP is fun", "ｗｗｗ.evil.example"):
-        response = post_form(client, "/account/register", {
-            "full_name": name, "email": "jo@example.org", "password": PASSWORD,
-            "password_confirm": PASSWORD})
+    for name in (
+        "Jo. Update your card at https://evil.example/x",
+        "see www.evil.example",
+        "evil.example://x",
+        "HTTP is fun",
+        "ｗｗｗ.evil.example",
+    ):
+        response = post_form(
+            client,
+            "/account/register",
+            {
+                "full_name": name,
+                "email": "jo@example.org",
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+        )
         assert response.status_code == 422, name
         assert "without a web address" in response.get_data(as_text=True)
-    ok = post_form(client, "/account/register", {
-        "full_name": "Jo O'Hara-Smith", "email": "jo@example.org", "password": PASSWORD,
-        "password_confirm": PASSWORD})
+    ok = post_form(
+        client,
+        "/account/register",
+        {
+            "full_name": "Jo O'Hara-Smith",
+            "email": "jo@example.org",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
+    )
     assert ok.status_code == 200
 
 
@@ -222,30 +285,60 @@ def test_no_mail_to_an_unconfirmed_address_carries_the_name_typed(app, make_user
     typed at registration (attacker's text) appears in none of them."""
     canary = "Canary Phishtext"
     client = app.test_client()
-    post_form(client, "/account/register", {"full_name": canary, "email": "victim@example.org",
-                                            "password": PASSWORD, "password_confirm": PASSWORD})
+    post_form(
+        client,
+        "/account/register",
+        {
+            "full_name": canary,
+            "email": "victim@example.org",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
+    )
     post_form(client, "/account/forgot-password", {"email": "victim@example.org"})
     sign_in(client, "victim@example.org")
-    post_form(client, "/account/email", {"email": "second.victim@example.org",
-                                         "current_password": PASSWORD}, token_page="/account")
-    post_form(client, "/account/password", {
-        "current_password": PASSWORD, "password": "a brand new long password",
-        "password_confirm": "a brand new long password"}, token_page="/account")
+    post_form(
+        client,
+        "/account/email",
+        {"email": "second.victim@example.org", "current_password": PASSWORD},
+        token_page="/account",
+    )
+    post_form(
+        client,
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "password": "a brand new long password",
+            "password_confirm": "a brand new long password",
+        },
+        token_page="/account",
+    )
     sign_in(client, "victim@example.org", "a brand new long password")
-    post_form(client, "/account/delete", {"current_password": "a brand new long password"},
-              token_page="/account")
+    post_form(
+        client,
+        "/account/delete",
+        {"current_password": "a brand new long password"},
+        token_page="/account",
+    )
     mails = outbox(app)
     templates = sorted({m.template for m in mails})
-    assert templates == ["accounts/confirm_new_email", "accounts/deletion_requested",
-                         "accounts/deletion_to_staff", "accounts/email_change_requested",
-                         "accounts/password_changed", "accounts/reset", "accounts/verify"]
-    carrying = [m.template for m in mails
-                if canary in m.text_body or canary in (m.html_body or "")]
+    assert templates == [
+        "accounts/confirm_new_email",
+        "accounts/deletion_requested",
+        "accounts/deletion_to_staff",
+        "accounts/email_change_requested",
+        "accounts/password_changed",
+        "accounts/reset",
+        "accounts/verify",
+    ]
+    carrying = [m.template for m in mails if canary in m.text_body or canary in (m.html_body or "")]
     assert carrying == []
     # Once the owner confirms the address, mail may greet them by the name on the account.
     verified = make_user(name="Verified Person")
     post_form(app.test_client(), "/account/forgot-password", {"email": verified.email})
     reset = [m for m in outbox(app, "accounts/reset") if m.recipient == verified.email]
     assert reset[0].text_body.startswith("Hello Verified Person,")
-    METRICS.report("L-6 account mails to unconfirmed addresses carrying the typed name",
-                   f"0 of {len(templates)} kinds")
+    METRICS.report(
+        "L-6 account mails to unconfirmed addresses carrying the typed name",
+        f"0 of {len(templates)} kinds",
+    )

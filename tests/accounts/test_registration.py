@@ -16,8 +16,13 @@ from tests.metrics import METRICS
 
 
 def register(client, email="new.donor@example.org", password=PASSWORD, **extra):
-    form = {"full_name": "New Donor", "email": email, "password": password,
-            "password_confirm": password, **extra}
+    form = {
+        "full_name": "New Donor",
+        "email": email,
+        "password": password,
+        "password_confirm": password,
+        **extra,
+    }
     return post_form(client, "/account/register", form)
 
 
@@ -75,9 +80,16 @@ def test_invalid_registration_rerenders_with_field_errors_and_writes_nothing(app
 
 
 def test_mismatched_confirmation_is_a_field_error(client):
-    response = post_form(client, "/account/register", {
-        "full_name": "A", "email": "a@example.org", "password": PASSWORD,
-        "password_confirm": PASSWORD + "x"})
+    response = post_form(
+        client,
+        "/account/register",
+        {
+            "full_name": "A",
+            "email": "a@example.org",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD + "x",
+        },
+    )
     assert response.status_code == 422
     assert "The two passwords are not the same." in response.get_data(as_text=True)
 
@@ -92,15 +104,27 @@ def test_extra_form_fields_are_refused_not_assigned(app, client):
     METRICS.report("1.5b mass-assignment fields tried / effective", f"{len(tampered)} / 0")
 
 
-@pytest.mark.parametrize("password,accepted", [
-    ("x" * 8, False), ("abcdefghijk", False), ("Tr0ub4dor&3", False),
-    ("correct horse battery", True), ("x7#Lq9!vZ2@m", True),
-    ("🔒 unicode pass phrase ✓", True), ("   spaces all around   ", True),
-    (("river stone lantern " * 4)[:64], True), (("amber violin orchard " * 7)[:128], True),
-    ("y" * 63 + "z", False), ("ab" * 64, False),
-    ("password1234", False), ("qwertyuiopasdf", False), ("Password123!", False),
-    ("1q2w3e4r5t6y", False), ("correcthorsebatterystaple", False),
-])
+@pytest.mark.parametrize(
+    "password,accepted",
+    [
+        ("x" * 8, False),
+        ("abcdefghijk", False),
+        ("Tr0ub4dor&3", False),
+        ("correct horse battery", True),
+        ("x7#Lq9!vZ2@m", True),
+        ("🔒 unicode pass phrase ✓", True),
+        ("   spaces all around   ", True),
+        (("river stone lantern " * 4)[:64], True),
+        (("amber violin orchard " * 7)[:128], True),
+        ("y" * 63 + "z", False),
+        ("ab" * 64, False),
+        ("password1234", False),
+        ("qwertyuiopasdf", False),
+        ("Password123!", False),
+        ("1q2w3e4r5t6y", False),
+        ("correcthorsebatterystaple", False),
+    ],
+)
 def test_password_policy(client, app, password, accepted):
     response = register(client, email="policy@example.org", password=password)
     assert (response.status_code == 200) is accepted, response.get_data(as_text=True)[:300]
@@ -117,8 +141,7 @@ def test_password_policy_figures(app):
     }
     figures = {}
     for name, examples in classes.items():
-        rejected = sum(bool(password_problems(p, min_length=12, max_length=256))
-                       for p in examples)
+        rejected = sum(bool(password_problems(p, min_length=12, max_length=256)) for p in examples)
         figures[name] = f"{len(examples) - rejected} accepted, {rejected} rejected"
     assert figures["common list"] == "0 accepted, 30 rejected"
     assert figures["shorter than 12"].startswith("0 accepted")
@@ -129,16 +152,15 @@ def test_password_policy_figures(app):
 def test_passwords_are_compared_exactly(app, client, make_user):
     user = make_user(password="Exact Case Password ")
     for variant in ("exact case password ", "Exact Case Password", "EXACT CASE PASSWORD "):
-        response = post_form(client, "/account/sign-in", {"email": user.email,
-                                                          "password": variant})
+        response = post_form(client, "/account/sign-in", {"email": user.email, "password": variant})
         assert response.status_code == 422
-    response = post_form(client, "/account/sign-in", {"email": user.email,
-                                                      "password": "Exact Case Password "})
+    response = post_form(
+        client, "/account/sign-in", {"email": user.email, "password": "Exact Case Password "}
+    )
     assert response.status_code == 302
 
 
-def test_registering_a_taken_address_mails_the_owner_and_looks_the_same(app, client,
-                                                                         make_user):
+def test_registering_a_taken_address_mails_the_owner_and_looks_the_same(app, client, make_user):
     owner = make_user("owner@example.org")
     known = register(client, email="owner@example.org")
     unknown = register(client, email="nobody@example.org")

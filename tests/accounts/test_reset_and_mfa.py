@@ -34,8 +34,10 @@ def use_reset_link(client, link: str, password: str = NEW_PASSWORD):
     if form_page.status_code != 200:
         return form_page
     token = csrf_token(client, "/account/reset")
-    return client.post("/account/reset", data={"csrf_token": token, "password": password,
-                                               "password_confirm": password})
+    return client.post(
+        "/account/reset",
+        data={"csrf_token": token, "password": password, "password_confirm": password},
+    )
 
 
 def test_reset_token_properties(app, make_user, log_guard):
@@ -74,8 +76,7 @@ def test_reset_token_properties(app, make_user, log_guard):
         link = last_link(app, "accounts/reset")
         log_guard.watch(link.rsplit("/", 1)[1])
         clock.shift(3601)
-        held["expires after an hour"] = use_reset_link(app.test_client(), link).status_code \
-            == 400
+        held["expires after an hour"] = use_reset_link(app.test_client(), link).status_code == 400
 
     someone = make_user()
     post_form(client, "/account/forgot-password", {"email": someone.email})
@@ -83,8 +84,10 @@ def test_reset_token_properties(app, make_user, log_guard):
     log_guard.watch(their_link.rsplit("/", 1)[1])
     use_reset_link(app.test_client(), their_link, "someone else's new password")
     with app.app_context():
-        held["only their own account changes"] = db.session.get(User, user.id).password_hash \
+        held["only their own account changes"] = (
+            db.session.get(User, user.id).password_hash
             != db.session.get(User, someone.id).password_hash
+        )
 
     assert sign_in(app.test_client(), user.email, NEW_PASSWORD).status_code == 302
     failed = [name for name, ok in held.items() if not ok]
@@ -97,8 +100,11 @@ def test_reset_link_ignores_the_host_header(app, make_user):
     client = app.test_client()
     page = client.get("/account/forgot-password", headers={"Host": "evil.example"})
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
-    response = client.post("/account/forgot-password", headers={"Host": "evil.example"},
-                           data={"csrf_token": token, "email": user.email})
+    response = client.post(
+        "/account/forgot-password",
+        headers={"Host": "evil.example"},
+        data={"csrf_token": token, "email": user.email},
+    )
     assert response.status_code == 200
     with app.app_context():
         body = db.session.scalar(select(OutboxMessage.text_body))
@@ -111,11 +117,21 @@ def test_reset_and_registration_do_not_enumerate(app, make_user):
     differences = 0
     pairs = [
         ("/account/forgot-password", {"email": user.email}, {"email": "nobody@example.org"}),
-        ("/account/register",
-         {"full_name": "X", "email": user.email, "password": PASSWORD,
-          "password_confirm": PASSWORD},
-         {"full_name": "X", "email": "nobody2@example.org", "password": PASSWORD,
-          "password_confirm": PASSWORD}),
+        (
+            "/account/register",
+            {
+                "full_name": "X",
+                "email": user.email,
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+            {
+                "full_name": "X",
+                "email": "nobody2@example.org",
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+        ),
     ]
     strip = lambda r: re.sub(r'value="[^"]*"', "", r.get_data(as_text=True))  # noqa: E731
     for url, known, unknown in pairs:
@@ -123,8 +139,9 @@ def test_reset_and_registration_do_not_enumerate(app, make_user):
         differences += (a.status_code != b.status_code) + (strip(a) != strip(b))
     assert differences == 0
     with app.app_context():
-        resets = db.session.scalars(select(OutboxMessage.recipient).where(
-            OutboxMessage.template == "accounts/reset")).all()
+        resets = db.session.scalars(
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "accounts/reset")
+        ).all()
     assert resets == [user.email]
     METRICS.report("1.5 response differences across enumeration pairs", differences)
 
@@ -132,12 +149,13 @@ def test_reset_and_registration_do_not_enumerate(app, make_user):
 def test_staff_need_a_second_factor_before_any_staff_page(app, make_user):
     officer = make_user(roles=("safeguarding_officer",))
     client = app.test_client()
-    response = post_form(client, "/account/sign-in", {"email": officer.email,
-                                                      "password": PASSWORD})
+    response = post_form(client, "/account/sign-in", {"email": officer.email, "password": PASSWORD})
     assert response.headers["Location"] == "/account/two-factor"
-    staff_routes = [rule.rule for rule in app.url_map.iter_rules()
-                    if rule.rule.startswith("/staff") and "GET" in rule.methods
-                    and "<" not in rule.rule]
+    staff_routes = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/staff") and "GET" in rule.methods and "<" not in rule.rule
+    ]
     reachable = sum(client.get(path).status_code == 200 for path in staff_routes)
     assert reachable == 0
     assert client.get("/account").status_code == 302  # not signed in at all yet
@@ -146,8 +164,9 @@ def test_staff_need_a_second_factor_before_any_staff_page(app, make_user):
     response = client.post("/account/two-factor", data={"csrf_token": token, "code": code})
     assert response.headers["Location"] == "/staff"
     assert client.get("/staff").status_code == 200
-    METRICS.report("1.6 staff routes reachable without the second factor",
-                   f"0 of {len(staff_routes)}")
+    METRICS.report(
+        "1.6 staff routes reachable without the second factor", f"0 of {len(staff_routes)}"
+    )
 
 
 def test_totp_codes_cannot_be_replayed_or_used_late(app, make_user):
@@ -155,23 +174,21 @@ def test_totp_codes_cannot_be_replayed_or_used_late(app, make_user):
     totp = pyotp.TOTP(officer.totp_secret)
     with time_machine.travel(datetime(2026, 11, 28, 9, 0, 5, tzinfo=UTC), tick=False) as clock:
         first = app.test_client()
-        assert sign_in(first, officer.email, totp_secret=officer.totp_secret).status_code \
-            == 302
+        assert sign_in(first, officer.email, totp_secret=officer.totp_secret).status_code == 302
         code = totp.now()
         replay = app.test_client()
         post_form(replay, "/account/sign-in", {"email": officer.email, "password": PASSWORD})
         token = csrf_token(replay, "/account/two-factor")
-        response = replay.post("/account/two-factor", data={"csrf_token": token,
-                                                             "code": code})
+        response = replay.post("/account/two-factor", data={"csrf_token": token, "code": code})
         assert response.status_code == 422, "a code was accepted twice"
         clock.shift(31)
         token = csrf_token(replay, "/account/two-factor")
         late = totp.at(datetime.now(UTC).timestamp() - 31)
-        response = replay.post("/account/two-factor", data={"csrf_token": token,
-                                                            "code": late})
+        response = replay.post("/account/two-factor", data={"csrf_token": token, "code": late})
         assert response.status_code == 422, "a code older than 30 s was accepted"
-        response = replay.post("/account/two-factor", data={"csrf_token": token,
-                                                            "code": totp.now()})
+        response = replay.post(
+            "/account/two-factor", data={"csrf_token": token, "code": totp.now()}
+        )
         assert response.status_code == 302
 
 
@@ -184,8 +201,10 @@ def test_a_code_of_the_previous_step_works_once_and_one_two_steps_back_fails(app
     def give(code: str) -> int:
         client = app.test_client()
         post_form(client, "/account/sign-in", {"email": officer.email, "password": PASSWORD})
-        return client.post("/account/two-factor", data={
-            "csrf_token": csrf_token(client, "/account/two-factor"), "code": code}).status_code
+        return client.post(
+            "/account/two-factor",
+            data={"csrf_token": csrf_token(client, "/account/two-factor"), "code": code},
+        ).status_code
 
     with time_machine.travel(datetime(2026, 11, 28, 9, 0, 1, tzinfo=UTC), tick=False):
         now = datetime.now(UTC).timestamp()
@@ -199,18 +218,21 @@ def test_a_code_of_the_previous_step_works_once_and_one_two_steps_back_fails(app
 def test_first_staff_sign_in_enrols_an_authenticator(app, make_user):
     newcomer = make_user(roles=("fundraiser",), totp=False)
     client = app.test_client()
-    response = post_form(client, "/account/sign-in", {"email": newcomer.email,
-                                                      "password": PASSWORD})
+    response = post_form(
+        client, "/account/sign-in", {"email": newcomer.email, "password": PASSWORD}
+    )
     assert response.headers["Location"] == "/account/two-factor/setup"
     page = client.get("/account/two-factor/setup").get_data(as_text=True)
     assert "<svg" in page
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
     token = csrf_token(client, "/account/two-factor/setup")
-    response = client.post("/account/two-factor/setup", data={"csrf_token": token,
-                                                              "code": "000000"})
+    response = client.post(
+        "/account/two-factor/setup", data={"csrf_token": token, "code": "000000"}
+    )
     assert response.status_code == 422
-    response = client.post("/account/two-factor/setup", data={
-        "csrf_token": token, "code": pyotp.TOTP(secret).now()})
+    response = client.post(
+        "/account/two-factor/setup", data={"csrf_token": token, "code": pyotp.TOTP(secret).now()}
+    )
     # Signed in; the recovery codes are shown once, then the way on to the staff area.
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -227,45 +249,67 @@ def test_sign_in_is_throttled_per_address_not_per_account(app, make_user):
     statuses = []
     for _ in range(20):
         token = csrf_token(client)
-        statuses.append(client.post("/account/sign-in", data={
-            "csrf_token": token, "email": user.email, "password": "wrong" * 4}).status_code)
+        statuses.append(
+            client.post(
+                "/account/sign-in",
+                data={"csrf_token": token, "email": user.email, "password": "wrong" * 4},
+            ).status_code
+        )
     first_429 = statuses.index(429) + 1
-    assert set(statuses[:first_429 - 1]) == {422}
+    assert set(statuses[: first_429 - 1]) == {422}
     elsewhere = app.test_client()
     token = csrf_token(elsewhere)
-    response = elsewhere.post("/account/sign-in", data={
-        "csrf_token": token, "email": user.email, "password": PASSWORD},
-        environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    response = elsewhere.post(
+        "/account/sign-in",
+        data={"csrf_token": token, "email": user.email, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
     assert response.status_code == 302, "the real owner was locked out"
-    METRICS.report("7.1 first 429 at attempt / owner from elsewhere",
-                   f"#{first_429} / signed in")
+    METRICS.report("7.1 first 429 at attempt / owner from elsewhere", f"#{first_429} / signed in")
 
 
 def test_reset_and_registration_are_throttled(app, make_user):
     user = make_user()
     client = app.test_client()
-    reset_statuses = [post_form(client, "/account/forgot-password",
-                                {"email": user.email}).status_code for _ in range(50)]
-    signup_statuses = [post_form(client, "/account/register", {
-        "full_name": "Bot", "email": f"bot{n}@example.org", "password": PASSWORD,
-        "password_confirm": PASSWORD}).status_code for n in range(50)]
+    reset_statuses = [
+        post_form(client, "/account/forgot-password", {"email": user.email}).status_code
+        for _ in range(50)
+    ]
+    signup_statuses = [
+        post_form(
+            client,
+            "/account/register",
+            {
+                "full_name": "Bot",
+                "email": f"bot{n}@example.org",
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+        ).status_code
+        for n in range(50)
+    ]
     with app.app_context():
         sent = db.session.scalar(select(func.count()).select_from(OutboxMessage))
     assert reset_statuses.count(200) == 5 and signup_statuses.count(200) == 5
     # Five resets pass the address limit, and three of them (the cap per recipient and
     # hour) send mail to that one person; each sign-up is a new address, one mail each.
     assert sent == app.config["MAIL_PER_RECIPIENT_PER_HOUR"] + 5
-    METRICS.report("7.3 e-mails sent / 429s for 50 resets + 50 sign-ups",
-                   f"{sent} / {reset_statuses.count(429) + signup_statuses.count(429)}")
+    METRICS.report(
+        "7.3 e-mails sent / 429s for 50 resets + 50 sign-ups",
+        f"{sent} / {reset_statuses.count(429) + signup_statuses.count(429)}",
+    )
 
 
 def test_email_change_needs_the_new_address_confirmed(app, make_user):
     user = make_user()
     client = app.test_client()
     sign_in(client, user.email)
-    response = post_form(client, "/account/email", {"email": "moved@example.org",
-                                                    "current_password": PASSWORD},
-                         token_page="/account")
+    response = post_form(
+        client,
+        "/account/email",
+        {"email": "moved@example.org", "current_password": PASSWORD},
+        token_page="/account",
+    )
     assert response.status_code == 302
     with app.app_context():
         assert db.session.get(User, user.id).email == user.email
@@ -283,8 +327,9 @@ def test_wrong_password_blocks_email_change_and_deletion(app, make_user):
     client = app.test_client()
     sign_in(client, user.email)
     for url, form in [("/account/email", {"email": "x@example.org"}), ("/account/delete", {})]:
-        response = post_form(client, url, {**form, "current_password": "wrong" * 4},
-                             token_page="/account")
+        response = post_form(
+            client, url, {**form, "current_password": "wrong" * 4}, token_page="/account"
+        )
         assert response.status_code == 422
         assert "Your current password is not right." in response.get_data(as_text=True)
     with app.app_context():
@@ -296,13 +341,12 @@ def test_deletion_request_is_recorded_and_acknowledged(app, make_user):
     client = app.test_client()
     sign_in(client, user.email)
     for _ in range(2):
-        post_form(client, "/account/delete", {"current_password": PASSWORD},
-                  token_page="/account")
+        post_form(client, "/account/delete", {"current_password": PASSWORD}, token_page="/account")
     with app.app_context():
         requests = db.session.scalars(select(DataRequest)).all()
-        assert [(r.user_id, r.kind.value, r.status.value) for r in requests] == \
-            [(user.id, "erasure", "requested")]
+        assert [(r.user_id, r.kind.value, r.status.value) for r in requests] == [
+            (user.id, "erasure", "requested")
+        ]
         templates = db.session.scalars(select(OutboxMessage.template)).all()
     assert templates.count("accounts/deletion_requested") == 1
-    assert "You asked us to delete your account" in client.get("/account").get_data(
-        as_text=True)
+    assert "You asked us to delete your account" in client.get("/account").get_data(as_text=True)

@@ -39,8 +39,9 @@ def give_code(client, code: str, address: str | None = None):
 
 def outbox(app, template: str) -> list[OutboxMessage]:
     with app.app_context():
-        return list(db.session.scalars(select(OutboxMessage).where(
-            OutboxMessage.template == template)))
+        return list(
+            db.session.scalars(select(OutboxMessage).where(OutboxMessage.template == template))
+        )
 
 
 def test_five_wrong_codes_end_the_pending_sign_in_from_any_address(app_factory, make_user):
@@ -60,8 +61,7 @@ def test_five_wrong_codes_end_the_pending_sign_in_from_any_address(app_factory, 
     copy.set_cookie(cookie.key, cookie.value)
     for holder in (client, copy):
         token = csrf_token(holder, "/account/sign-in")
-        response = holder.post("/account/two-factor", data={"csrf_token": token,
-                                                             "code": right})
+        response = holder.post("/account/two-factor", data={"csrf_token": token, "code": right})
         assert response.headers.get("Location") == "/account/sign-in"
         assert holder.get("/staff").status_code == 302
     alerts = outbox(app, "accounts/second_factor_locked")
@@ -77,8 +77,10 @@ def test_second_factor_is_limited_per_account_whatever_the_address(app_factory, 
     app = app_factory(MFA_MAX_FAILURES=10_000)
     officer = make_user(roles=("admin",))
     client = start_sign_in(app, officer.email)
-    statuses = [give_code(client, f"{100000 + n:06d}", address=f"203.0.113.{n + 1}").status_code
-                for n in range(14)]
+    statuses = [
+        give_code(client, f"{100000 + n:06d}", address=f"203.0.113.{n + 1}").status_code
+        for n in range(14)
+    ]
     first_429 = statuses.index(429) + 1 if 429 in statuses else None
     assert first_429 == 11, statuses  # "10 per hour" per account, 14 different addresses
     # The same account signing in from yet another address is held back too...
@@ -88,12 +90,14 @@ def test_second_factor_is_limited_per_account_whatever_the_address(app_factory, 
     colleague = make_user(roles=("admin",))
     other = start_sign_in(app, colleague.email, "203.0.113.201")
     assert give_code(other, pyotp.TOTP(colleague.totp_secret).now()).status_code == 302
-    METRICS.report("6.3 second-factor attempts per account before 429 (14 addresses)",
-                   first_429 - 1)
+    METRICS.report(
+        "6.3 second-factor attempts per account before 429 (14 addresses)", first_429 - 1
+    )
 
 
-def test_a_code_raced_by_two_submissions_signs_in_once(app_factory, make_user, monkeypatch,
-                                                         backend):
+def test_a_code_raced_by_two_submissions_signs_in_once(
+    app_factory, make_user, monkeypatch, backend
+):
     """Two pending sign-ins submit the same current code. A barrier holds both requests after
     each has read the account and before either checks the code, so both see the step
     unused: only the conditional UPDATE can decide, and it lets exactly one through."""
@@ -118,8 +122,10 @@ def test_a_code_raced_by_two_submissions_signs_in_once(app_factory, make_user, m
             tokens = [csrf_token(c, "/account/two-factor") for c in clients]
             code = totp.now()
             results: list[int] = [0, 0]
-            threads = [threading.Thread(target=submit, args=(clients[i], tokens[i], code,
-                                                             results, i)) for i in (0, 1)]
+            threads = [
+                threading.Thread(target=submit, args=(clients[i], tokens[i], code, results, i))
+                for i in (0, 1)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -139,12 +145,17 @@ def enrol(app, user) -> tuple[object, str, list[str]]:
     post_form(client, "/account/sign-in", {"email": user.email, "password": PASSWORD})
     page = client.get("/account/two-factor/setup").get_data(as_text=True)
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
-    response = client.post("/account/two-factor/setup", data={
-        "csrf_token": csrf_token(client, "/account/two-factor/setup"),
-        "code": pyotp.TOTP(secret).now()})
+    response = client.post(
+        "/account/two-factor/setup",
+        data={
+            "csrf_token": csrf_token(client, "/account/two-factor/setup"),
+            "code": pyotp.TOTP(secret).now(),
+        },
+    )
     assert response.status_code == 200
-    codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>",
-                       response.get_data(as_text=True))
+    codes = re.findall(
+        r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", response.get_data(as_text=True)
+    )
     return client, secret, codes
 
 
@@ -156,12 +167,12 @@ def test_recovery_codes_work_once_each_and_tell_the_owner(app, make_user, log_gu
     with app.app_context():
         stored = db.session.execute(select(db.metadata.tables["recovery_codes"])).all()
     assert len(stored) == 10
-    assert not any(code.replace("-", "") in str(row) or code in str(row)
-                   for code in codes for row in stored), "a recovery code is stored in clear"
+    assert not any(
+        code.replace("-", "") in str(row) or code in str(row) for code in codes for row in stored
+    ), "a recovery code is stored in clear"
 
     first = start_sign_in(app, newcomer.email)
-    assert give_code(first, codes[0].upper().replace("-", " ")).headers["Location"] \
-        == "/staff"
+    assert give_code(first, codes[0].upper().replace("-", " ")).headers["Location"] == "/staff"
     used = outbox(app, "accounts/recovery_code_used")
     assert [m.recipient for m in used] == [newcomer.email]
     assert "9 unused recovery codes left" in used[0].text_body
@@ -178,20 +189,30 @@ def test_new_recovery_codes_need_the_password_and_a_code(app, make_user, log_gua
     page = client.get("/account/recovery-codes")
     assert "You have 10 unused recovery codes" in page.get_data(as_text=True)
     token = csrf_token(client, "/account/recovery-codes")
-    wrong_password = client.post("/account/recovery-codes", data={
-        "csrf_token": token, "current_password": "not my password at all", "code": "123456"})
+    wrong_password = client.post(
+        "/account/recovery-codes",
+        data={"csrf_token": token, "current_password": "not my password at all", "code": "123456"},
+    )
     assert wrong_password.status_code == 422
     with time_machine.travel(datetime.now(UTC), tick=False) as clock:
         clock.shift(31)  # the enrolment used this step's code
-        wrong_code = client.post("/account/recovery-codes", data={
-            "csrf_token": token, "current_password": PASSWORD,
-            "code": "000000" if totp.now() != "000000" else "111111"})
+        wrong_code = client.post(
+            "/account/recovery-codes",
+            data={
+                "csrf_token": token,
+                "current_password": PASSWORD,
+                "code": "000000" if totp.now() != "000000" else "111111",
+            },
+        )
         assert wrong_code.status_code == 422
-        response = client.post("/account/recovery-codes", data={
-            "csrf_token": token, "current_password": PASSWORD, "code": totp.now()})
+        response = client.post(
+            "/account/recovery-codes",
+            data={"csrf_token": token, "current_password": PASSWORD, "code": totp.now()},
+        )
     assert response.status_code == 200
-    new_codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>",
-                           response.get_data(as_text=True))
+    new_codes = re.findall(
+        r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", response.get_data(as_text=True)
+    )
     log_guard.watch(*new_codes)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
     stale = start_sign_in(app, newcomer.email)
@@ -225,8 +246,9 @@ def svg_modules(svg: str) -> tuple[ElementTree.Element, list[list[bool]]]:
 def test_enrolment_qr_code_scales_without_cropping_and_decodes(app, make_user):
     from donorhub.qr import qr_svg
 
-    uri = pyotp.TOTP(pyotp.random_base32()).provisioning_uri(name="officer@example.org",
-                                                          issuer_name="DonorHub")
+    uri = pyotp.TOTP(pyotp.random_base32()).provisioning_uri(
+        name="officer@example.org", issuer_name="DonorHub"
+    )
     svg = str(qr_svg(uri))
     root, grid = svg_modules(svg)
     view_box = [float(v) for v in root.get("viewBox").split()]
@@ -239,8 +261,11 @@ def test_enrolment_qr_code_scales_without_cropping_and_decodes(app, make_user):
     client = app.test_client()
     post_form(client, "/account/sign-in", {"email": newcomer.email, "password": PASSWORD})
     page = client.get("/account/two-factor/setup").get_data(as_text=True)
-    assert re.search(r'<figure class="qr"><svg width="\d+" height="\d+" '
-                     r'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \d+ \d+"', page)
+    assert re.search(
+        r'<figure class="qr"><svg width="\d+" height="\d+" '
+        r'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \d+ \d+"',
+        page,
+    )
     css = client.get("/static/css/site.css").get_data(as_text=True)
     rule = re.search(r"\.qr svg \{([^}]*)\}", css).group(1)
     assert "width" in rule and "height" in rule and "overflow" not in rule
@@ -258,7 +283,7 @@ def test_enrolment_qr_code_scales_without_cropping_and_decodes(app, make_user):
             if dark:
                 for dy in range(module):
                     start = (row * module + dy) * size + column * module
-                    pixels[start:start + module] = b"\x00" * module
+                    pixels[start : start + module] = b"\x00" * module
     image = memoryview(bytes(pixels)).cast("B", (size, size))
     decoded = zxingcpp.read_barcodes(image)
     assert [barcode.text for barcode in decoded] == [uri]

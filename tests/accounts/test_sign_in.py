@@ -16,8 +16,13 @@ from donorhub.extensions import db
 from tests.helpers import PASSWORD, csrf_token, post_form, sign_in, sign_out
 from tests.metrics import METRICS
 
-PROTECTED = ["/account", "/account/password", "/account/email", "/account/delete",
-             "/account/verify/resend"]
+PROTECTED = [
+    "/account",
+    "/account/password",
+    "/account/email",
+    "/account/delete",
+    "/account/verify/resend",
+]
 
 
 def test_sign_in_and_out(client, make_user):
@@ -39,11 +44,14 @@ def test_unverified_accounts_can_sign_in_and_are_asked_to_confirm(client, make_u
 def test_wrong_password_and_unknown_address_get_the_same_answer(app, client, make_user):
     user = make_user()
     wrong = post_form(client, "/account/sign-in", {"email": user.email, "password": "nope" * 4})
-    unknown = post_form(client, "/account/sign-in", {"email": "ghost@example.org",
-                                                     "password": "nope" * 4})
+    unknown = post_form(
+        client, "/account/sign-in", {"email": "ghost@example.org", "password": "nope" * 4}
+    )
     assert wrong.status_code == unknown.status_code == 422
-    body = lambda r: r.get_data(as_text=True).replace(user.email, "").replace(  # noqa: E731
-        "ghost@example.org", "")
+
+    def body(r):
+        return r.get_data(as_text=True).replace(user.email, "").replace("ghost@example.org", "")
+
     import re
 
     strip = lambda text: re.sub(r'value="[^"]*"', "", text)  # noqa: E731
@@ -54,16 +62,22 @@ def test_wrong_password_and_unknown_address_get_the_same_answer(app, client, mak
 @pytest.mark.slow  # a ratio of timings: other processes on a shared 2-core machine skew it
 def test_sign_in_timing_does_not_reveal_accounts(app_factory, make_user):
     """Production-strength hashing: unknown addresses cost a dummy verification too."""
-    app = app_factory(ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
-                      ARGON2_MEMORY_COST=Config.ARGON2_MEMORY_COST,
-                      ARGON2_PARALLELISM=Config.ARGON2_PARALLELISM, RATELIMIT_ENABLED=False)
+    app = app_factory(
+        ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
+        ARGON2_MEMORY_COST=Config.ARGON2_MEMORY_COST,
+        ARGON2_PARALLELISM=Config.ARGON2_PARALLELISM,
+        RATELIMIT_ENABLED=False,
+    )
     from donorhub.accounts import services
 
     with app.app_context():
         from donorhub.accounts import passwords
 
-        user = User(email="timed@example.org", full_name="T",
-                    password_hash=passwords.hash_password(PASSWORD))
+        user = User(
+            email="timed@example.org",
+            full_name="T",
+            password_hash=passwords.hash_password(PASSWORD),
+        )
         db.session.add(user)
         db.session.commit()
 
@@ -84,15 +98,18 @@ def test_sign_in_timing_does_not_reveal_accounts(app_factory, make_user):
         known = statistics.median(known_samples) * 1000
         unknown = statistics.median(unknown_samples) * 1000
     ratio = unknown / known
-    METRICS.report("1.4 sign-in medians known/unknown (ms), ratio",
-                   f"{known:.1f} / {unknown:.1f}, {ratio:.2f}")
+    METRICS.report(
+        "1.4 sign-in medians known/unknown (ms), ratio", f"{known:.1f} / {unknown:.1f}, {ratio:.2f}"
+    )
     assert 0.85 <= ratio <= 1.15
 
 
 def test_hash_is_argon2id_with_production_parameters(app_factory):
-    app = app_factory(ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
-                      ARGON2_MEMORY_COST=Config.ARGON2_MEMORY_COST,
-                      ARGON2_PARALLELISM=Config.ARGON2_PARALLELISM)
+    app = app_factory(
+        ARGON2_TIME_COST=Config.ARGON2_TIME_COST,
+        ARGON2_MEMORY_COST=Config.ARGON2_MEMORY_COST,
+        ARGON2_PARALLELISM=Config.ARGON2_PARALLELISM,
+    )
     from argon2 import extract_parameters
 
     from donorhub.accounts.passwords import hash_password
@@ -107,9 +124,11 @@ def test_hash_is_argon2id_with_production_parameters(app_factory):
     assert parameters.memory_cost >= 19456 and parameters.time_cost >= 2
     assert parameters.salt_len == 16
     assert first != second
-    METRICS.report("1.1 argon2id m,t,p / ms per hash",
-                   f"{parameters.memory_cost},{parameters.time_cost},"
-                   f"{parameters.parallelism} / {elapsed_ms:.0f}")
+    METRICS.report(
+        "1.1 argon2id m,t,p / ms per hash",
+        f"{parameters.memory_cost},{parameters.time_cost},"
+        f"{parameters.parallelism} / {elapsed_ms:.0f}",
+    )
 
 
 def test_outdated_hash_is_upgraded_on_sign_in(app, client, make_user):
@@ -140,8 +159,7 @@ def test_sign_out_ends_the_session_on_the_server(app, client, make_user):
         response = thief.get(path) if path == "/account" else thief.post(path)
         replayed += response.status_code == 200
     assert replayed == 0
-    METRICS.report("2.1 session replays accepted after sign-out", f"{replayed} of "
-                                                                  f"{len(PROTECTED)}")
+    METRICS.report("2.1 session replays accepted after sign-out", f"{replayed} of {len(PROTECTED)}")
 
 
 def test_session_is_rotated_on_sign_in(app, client, make_user):
@@ -161,9 +179,16 @@ def test_password_change_ends_other_sessions(app, make_user):
     laptop, phone = app.test_client(), app.test_client()
     sign_in(laptop, user.email)
     sign_in(phone, user.email)
-    response = post_form(laptop, "/account/password", {
-        "current_password": PASSWORD, "password": "a brand new long password",
-        "password_confirm": "a brand new long password"}, token_page="/account")
+    response = post_form(
+        laptop,
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "password": "a brand new long password",
+            "password_confirm": "a brand new long password",
+        },
+        token_page="/account",
+    )
     assert response.status_code == 302
     assert laptop.get("/account").status_code == 200
     assert phone.get("/account").status_code == 302
@@ -176,8 +201,9 @@ def test_disabling_an_account_ends_its_sessions(app, make_user):
     sign_in(donor_client, donor.email)
     assert donor_client.get("/account").status_code == 200
     sign_in(admin_client, admin.email, totp_secret=admin.totp_secret)
-    response = post_form(admin_client, f"/staff/accounts/{donor.id}/disable",
-                         token_page="/staff/accounts")
+    response = post_form(
+        admin_client, f"/staff/accounts/{donor.id}/disable", token_page="/staff/accounts"
+    )
     assert response.status_code == 302
     assert donor_client.get("/account").status_code == 302
     assert sign_in(app.test_client(), donor.email).status_code == 422
@@ -201,10 +227,12 @@ def test_idle_and_absolute_timeouts(app, make_user):
             clock.shift(55 * 60)
             statuses.append(other.get("/account").status_code)
         assert statuses == [200] * 13 + [302]  # 13 x 55 = 715 min allowed, 770 min is not
-    METRICS.report("2.4 idle / absolute limits (minutes)",
-                   f"{app.config['SESSION_IDLE_MINUTES']} (staff "
-                   f"{app.config['STAFF_SESSION_IDLE_MINUTES']}) / "
-                   f"{app.config['SESSION_ABSOLUTE_HOURS'] * 60}")
+    METRICS.report(
+        "2.4 idle / absolute limits (minutes)",
+        f"{app.config['SESSION_IDLE_MINUTES']} (staff "
+        f"{app.config['STAFF_SESSION_IDLE_MINUTES']}) / "
+        f"{app.config['SESSION_ABSOLUTE_HOURS'] * 60}",
+    )
 
 
 def test_remember_me_survives_a_closed_browser_but_not_sign_out(app, make_user):
@@ -224,17 +252,25 @@ def test_remember_me_survives_a_closed_browser_but_not_sign_out(app, make_user):
 
 def test_next_parameter_only_redirects_within_the_site(client, make_user):
     user = make_user()
-    probes = ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)",
-              "http:/evil.example", "\\\\evil.example"]
+    probes = [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "http:/evil.example",
+        "\\\\evil.example",
+    ]
     off_site = 0
     for probe in probes:
-        response = post_form(client, f"/account/sign-in?next={probe}",
-                             {"email": user.email, "password": PASSWORD})
+        response = post_form(
+            client, f"/account/sign-in?next={probe}", {"email": user.email, "password": PASSWORD}
+        )
         location = response.headers.get("Location", "")
         off_site += not location.startswith("/") or location.startswith("//")
         sign_out(client)
-    response = post_form(client, "/account/sign-in?next=/account",
-                         {"email": user.email, "password": PASSWORD})
+    response = post_form(
+        client, "/account/sign-in?next=/account", {"email": user.email, "password": PASSWORD}
+    )
     assert response.headers["Location"] == "/account"
     assert off_site == 0
     METRICS.report("4.6 open-redirect probes / off-site redirects", f"{len(probes)} / 0")

@@ -44,9 +44,12 @@ class AxeAudit:
         self._source = AXE_SOURCE.read_text()
 
     def watch(self, page) -> None:
-        page.on("framenavigated",
-                lambda frame: frame == page.main_frame and self.shown.append(
-                    _without_fragment(frame.url)))
+        page.on(
+            "framenavigated",
+            lambda frame: (
+                frame == page.main_frame and self.shown.append(_without_fragment(frame.url))
+            ),
+        )
 
     def check(self, page, label: str = "") -> list[dict]:
         violations = None
@@ -67,13 +70,15 @@ class AxeAudit:
         url = _without_fragment(page.url)
         self.origins.add(urlsplit(url)._replace(path="", query="", fragment="").geturl())
         self.audited.setdefault(url, []).extend(
-            {**v, "page": label or urlsplit(url).path} for v in violations)
+            {**v, "page": label or urlsplit(url).path} for v in violations
+        )
         self.checks += 1
         return violations
 
     def failures(self) -> list[dict]:
-        return [v for found in self.audited.values() for v in found
-                if v["impact"] in FAILING_IMPACTS]
+        return [
+            v for found in self.audited.values() for v in found if v["impact"] in FAILING_IMPACTS
+        ]
 
     def verdict(self) -> None:
         """Raise AssertionError on a shown-but-unaudited page or a serious or critical
@@ -84,17 +89,20 @@ class AxeAudit:
         failures = self.failures()
         assert not failures, "serious or critical accessibility violations:\n" + "\n".join(
             f"  {v['page']}: {v['id']} ({v['impact']}) {v['help']} at {v['targets']}"
-            for v in failures)
+            for v in failures
+        )
 
     def unaudited(self) -> list[str]:
         def origin(url: str) -> str:
             return urlsplit(url)._replace(path="", query="", fragment="").geturl()
 
-        return sorted({url for url in self.shown
-                       if origin(url) in self.origins and url not in self.audited})
+        return sorted(
+            {url for url in self.shown if origin(url) in self.origins and url not in self.audited}
+        )
 
 
 # Page weight: every request a cold page load makes, and its bytes --------------------------
+
 
 @dataclass
 class PageWeight:
@@ -127,9 +135,15 @@ def weigh_page(context, url: str) -> PageWeight:
     page.goto(url, wait_until="networkidle")
     for request in finished:
         sizes = request.sizes()
-        weight.requests.append((request.url, sizes["requestHeadersSize"]
-                                + sizes["requestBodySize"] + sizes["responseHeadersSize"]
-                                + sizes["responseBodySize"]))
+        weight.requests.append(
+            (
+                request.url,
+                sizes["requestHeadersSize"]
+                + sizes["requestBodySize"]
+                + sizes["responseHeadersSize"]
+                + sizes["responseBodySize"],
+            )
+        )
     for request in finished + failed:
         if not request.url.startswith(origin + "/") and not request.url.startswith("data:"):
             weight.off_origin.append(request.url)

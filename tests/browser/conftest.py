@@ -28,8 +28,10 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(slow)
     if not BROWSER_MISSING or in_ci():
         return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: browser tests NOT run "
-                                   "(install Debian's chromium; `make test` does as root)")
+    skip = pytest.mark.skip(
+        reason=f"{CHROMIUM} is missing: browser tests NOT run "
+        "(install Debian's chromium; `make test` does as root)"
+    )
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
@@ -44,8 +46,11 @@ def _chromium_installed():
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS]}
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS],
+    }
 
 
 @pytest.fixture
@@ -81,10 +86,15 @@ def giving_server(app_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
-    sim = start_simulator(f"{base_url}/stripe/webhook", TestingConfig.STRIPE_WEBHOOK_SECRET,
-                          deliver_webhooks=True, webhook_retry_delays=(0.2, 0.5, 1))
-    app = app_factory(PUBLIC_BASE_URL=base_url, STRIPE_API_BASE=sim.base_url,
-                      CSP_FORM_ACTION=[sim.base_url])
+    sim = start_simulator(
+        f"{base_url}/stripe/webhook",
+        TestingConfig.STRIPE_WEBHOOK_SECRET,
+        deliver_webhooks=True,
+        webhook_retry_delays=(0.2, 0.5, 1),
+    )
+    app = app_factory(
+        PUBLIC_BASE_URL=base_url, STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url]
+    )
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -104,7 +114,10 @@ def axe(page) -> Iterator[AxeAudit]:
     audit.watch(page)
     yield audit
     failures = audit.failures()
-    METRICS.tally("8.2 axe-core: pages audited / serious or critical / moderate or minor",
-                  pages=audit.checks, serious_or_critical=len(failures),
-                  moderate_or_minor=sum(len(v) for v in audit.audited.values()) - len(failures))
+    METRICS.tally(
+        "8.2 axe-core: pages audited / serious or critical / moderate or minor",
+        pages=audit.checks,
+        serious_or_critical=len(failures),
+        moderate_or_minor=sum(len(v) for v in audit.audited.values()) - len(failures),
+    )
     audit.verdict()

@@ -16,8 +16,16 @@ from donorhub.extensions import db
 from donorhub.mail.sender import send_due_mail
 from tests.helpers import current_totp
 
-__all__ = ["wait_for", "settle_webhooks", "deliver_mail", "in_app",
-           "subscription", "sign_in", "assert_no_card_number", "AuditedPages"]
+__all__ = [
+    "wait_for",
+    "settle_webhooks",
+    "deliver_mail",
+    "in_app",
+    "subscription",
+    "sign_in",
+    "assert_no_card_number",
+    "AuditedPages",
+]
 
 # The simulator's checkout pays with Visa 4242 4242 4242 4242 (its portal offers 4444 and
 # 0341 too): neither the whole number nor its last four digits may reach our pages or mail.
@@ -40,6 +48,7 @@ def wait_for(predicate, timeout: float = 15):
 def settle_webhooks(sim, timeout: float = 30) -> list[dict]:
     """Wait until the simulator has delivered every event it created, and fail if one was
     refused: the webhook is the source of truth, so a step is done only when it has landed."""
+
     def deliveries():
         url = sim.base_url + "/_sim/deliveries"
         with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback only
@@ -72,8 +81,14 @@ def subscription(sim, subscription_id: str) -> dict:
     return client.v1.subscriptions.retrieve(subscription_id).to_dict()
 
 
-def sign_in(page, base_url: str, pages: AuditedPages, email: str, password: str,
-            totp_secret: str | None = None) -> None:
+def sign_in(
+    page,
+    base_url: str,
+    pages: AuditedPages,
+    email: str,
+    password: str,
+    totp_secret: str | None = None,
+) -> None:
     """Sign in as a person does: the form, and for staff the code from their authenticator
     app. Every page shown is audited."""
     page.goto(base_url + "/account/sign-in")  # the header's "Sign in" link, on every page
@@ -95,7 +110,8 @@ def assert_no_card_number(text: str, where: str) -> None:
     (whose random tokens could hold any four digits)."""
     text = re.sub(r"https?://\S+", "", text)
     found = CARD_NUMBER.findall(text) + [
-        digits for digits in SIMULATOR_CARD_DIGITS if re.search(rf"(?<!\d){digits}(?!\d)", text)]
+        digits for digits in SIMULATOR_CARD_DIGITS if re.search(rf"(?<!\d){digits}(?!\d)", text)
+    ]
     assert not found, f"{where} shows card digits: {found}"
 
 
@@ -116,8 +132,10 @@ class AuditedPages:
 
     def summary(self, started: float) -> str:
         """The journey's wall time, and how much of it axe-core took."""
-        return (f"{time.monotonic() - started:.1f} (axe-core {self.seconds:.1f} over "
-                f"{len(self.texts)} pages)")
+        return (
+            f"{time.monotonic() - started:.1f} (axe-core {self.seconds:.1f} over "
+            f"{len(self.texts)} pages)"
+        )
 
     def assert_no_card_number(self) -> None:
         assert self.texts, "no page was audited"

@@ -23,8 +23,12 @@ def test_register_verify_sign_in_sign_out(live_server, page, mailbox, axe):
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     violations = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
 
     page.goto(live_server + "/")
     axe.check(page)
@@ -65,26 +69,35 @@ def test_register_verify_sign_in_sign_out(live_server, page, mailbox, axe):
     axe.check(page)
 
     origin = urlparse(live_server).netloc
-    off_origin = [url for url in requests if urlparse(url).netloc != origin
-                  and not url.startswith("data:")]
+    off_origin = [
+        url for url in requests if urlparse(url).netloc != origin and not url.startswith("data:")
+    ]
     assert off_origin == []
     assert violations == []
-    METRICS.report("6.4 journey requests / off-origin / CSP violations on real pages",
-                   f"{len(requests)} / 0 / 0")
+    METRICS.report(
+        "6.4 journey requests / off-origin / CSP violations on real pages",
+        f"{len(requests)} / 0 / 0",
+    )
 
 
 def test_csp_stops_a_script_that_escaping_missed(live_server, page):
     violations = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    payload = ("<script>document.title='pwned'</script>"
-               "<img src=x onerror=\"document.title='pwned'\">")
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    payload = (
+        "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+    )
     page.goto(live_server + "/_testing/reflect?payload=" + payload.replace("#", "%23"))
     page.wait_for_timeout(200)
     assert page.title() == "reflect"
     assert len(violations) >= 1
-    METRICS.report("6.2 injected scripts executed / CSP violations logged",
-                   f"0 / {len(violations)}")
+    METRICS.report(
+        "6.2 injected scripts executed / CSP violations logged", f"0 / {len(violations)}"
+    )
 
 
 def test_keyboard_reaches_the_sign_in_form_in_order(live_server, page, axe):
@@ -95,9 +108,10 @@ def test_keyboard_reaches_the_sign_in_form_in_order(live_server, page, axe):
     focused = []
     for _ in range(12):
         page.keyboard.press("Tab")
-        focused.append(page.evaluate(
-            "document.activeElement.id || document.activeElement.textContent.trim()"))
+        focused.append(
+            page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
+        )
     email_at, password_at = focused.index("email"), focused.index("password")
     remember_at = focused.index("remember")
     assert email_at < password_at < remember_at
-    assert "Sign in" in focused[remember_at + 1:], "the submit button follows the fields"
+    assert "Sign in" in focused[remember_at + 1 :], "the submit button follows the fields"

@@ -30,11 +30,19 @@ from tests.security.routes import all_routes
 pytestmark = pytest.mark.browser
 
 #: Not pages: files, JSON and the liveness probe.
-NOT_PAGES = {"static", "main.healthz", "accounts.my_data", "campaigns.campaign_api",
-             "donations_staff.gift_aid_claim_file"}
-VISITORS = [("anonymous", None), ("donor", "donor@demo.donorhub.invalid"),
-            ("sponsor", "sponsor@demo.donorhub.invalid"),
-            *[(role.value, email) for email, _name, role in DEMO_STAFF]]
+NOT_PAGES = {
+    "static",
+    "main.healthz",
+    "accounts.my_data",
+    "campaigns.campaign_api",
+    "donations_staff.gift_aid_claim_file",
+}
+VISITORS = [
+    ("anonymous", None),
+    ("donor", "donor@demo.donorhub.invalid"),
+    ("sponsor", "sponsor@demo.donorhub.invalid"),
+    *[(role.value, email) for email, _name, role in DEMO_STAFF],
+]
 
 
 def seed_demo(app) -> dict[str, str]:
@@ -42,8 +50,10 @@ def seed_demo(app) -> dict[str, str]:
     result = app.test_cli_runner().invoke(args=["demo", "seed"])
     assert result.exit_code == 0, result.output
     with app.app_context():
-        secrets = {u.email: u.totp_secret for u in db.session.scalars(
-            select(User).where(User.totp_secret.is_not(None)))}
+        secrets = {
+            u.email: u.totp_secret
+            for u in db.session.scalars(select(User).where(User.totp_secret.is_not(None)))
+        }
         db.session.remove()
     return secrets
 
@@ -93,8 +103,9 @@ def test_every_page_for_every_visitor_has_no_serious_violation(live_server, page
     app = live_server.app
     secrets = seed_demo(app)
     adapter = app.url_map.bind("127.0.0.1")
-    routes = {r.endpoint: r for r in all_routes(app)
-              if "GET" in r.methods and r.endpoint not in NOT_PAGES}
+    routes = {
+        r.endpoint: r for r in all_routes(app) if "GET" in r.methods and r.endpoint not in NOT_PAGES
+    }
     real, sample, staff_done = set(), set(), set()
     for visitor, email in VISITORS:
         if email:
@@ -123,12 +134,20 @@ def test_every_page_for_every_visitor_has_no_serious_violation(live_server, page
             page.get_by_role("button", name="Sign out").click()
             page.wait_for_load_state("load")
             axe.check(page)
-    moderate = sorted({(v["id"], v["impact"], v["page"]) for found in axe.audited.values()
-                       for v in found if v["impact"] not in ("serious", "critical")})
+    moderate = sorted(
+        {
+            (v["id"], v["impact"], v["page"])
+            for found in axe.audited.values()
+            for v in found
+            if v["impact"] not in ("serious", "critical")
+        }
+    )
     print("moderate/minor:", moderate, "only at sample URLs:", sorted(sample - real))
-    METRICS.report("8.2 axe every page: routes at real URLs / at sample URLs / pages / s",
-                   f"{len(real - sample)} / {len(sample - real)} / {len(axe.audited)} / "
-                   f"{time.monotonic() - started:.0f}")
+    METRICS.report(
+        "8.2 axe every page: routes at real URLs / at sample URLs / pages / s",
+        f"{len(real - sample)} / {len(sample - real)} / {len(axe.audited)} / "
+        f"{time.monotonic() - started:.0f}",
+    )
     assert len(real) >= 40, f"too few routes reached at real URLs: {sorted(real)}"
 
 
@@ -162,8 +181,10 @@ def test_a_gift_can_be_made_with_the_keyboard_alone(giving_server, page, axe):
             page.keyboard.press("ArrowUp")  # arrows move within a radio group
             assert page.evaluate(FOCUSED)["id"] == "frequency-once"
             assert page.get_by_label("Once").is_checked()
-        elif focused["id"].startswith("amount-") and not page.get_by_label("Another amount") \
-                .is_checked():
+        elif (
+            focused["id"].startswith("amount-")
+            and not page.get_by_label("Another amount").is_checked()
+        ):
             while page.evaluate(FOCUSED)["id"] != "amount-custom":
                 page.keyboard.press("ArrowDown")
             assert page.get_by_label("Another amount").is_checked()
@@ -171,8 +192,9 @@ def test_a_gift_can_be_made_with_the_keyboard_alone(giving_server, page, axe):
             page.keyboard.type("12.50")
         elif focused["id"] == "cover_fees":
             page.keyboard.press("Space")
-            assert page.get_by_label("Add a little to cover the card fees", exact=False) \
-                .is_checked()
+            assert page.get_by_label(
+                "Add a little to cover the card fees", exact=False
+            ).is_checked()
         elif focused["id"] == "full_name":
             page.keyboard.type("Kavya Keyboard")
         elif focused["id"] == "email":
@@ -213,5 +235,6 @@ def test_form_errors_are_audited_and_each_one_leads_to_its_field(live_server, pa
     field = page.locator(f"#{targets[0]}")
     assert field.get_attribute("aria-invalid") == "true"
     described = field.get_attribute("aria-describedby") or ""
-    assert any(page.locator(f"#{ref}").inner_text().strip() for ref in described.split()), \
+    assert any(page.locator(f"#{ref}").inner_text().strip() for ref in described.split()), (
         "the field's error message is tied to it for screen readers"
+    )

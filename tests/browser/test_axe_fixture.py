@@ -14,10 +14,12 @@ from tests.browser.audits import AxeAudit
 
 pytestmark = pytest.mark.browser
 
-PLANTED = [("unlabelled-input", "label", "critical"),
-           ("image-without-alt", "image-alt", "critical"),
-           ("low-contrast", "color-contrast", "serious"),
-           ("chart-without-name", "svg-img-alt", "serious")]
+PLANTED = [
+    ("unlabelled-input", "label", "critical"),
+    ("image-without-alt", "image-alt", "critical"),
+    ("low-contrast", "color-contrast", "serious"),
+    ("chart-without-name", "svg-img-alt", "serious"),
+]
 
 
 def test_the_layout_without_a_flaw_passes(live_server, page):

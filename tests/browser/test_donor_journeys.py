@@ -49,7 +49,8 @@ def resend_every_event(sim) -> int:
     events = settle_webhooks(sim)
     for event in events:
         request = urllib.request.Request(  # noqa: S310 - the loopback simulator
-            f"{sim.base_url}/_sim/events/{event['id']}/resend", method="POST", data=b"")
+            f"{sim.base_url}/_sim/events/{event['id']}/resend", method="POST", data=b""
+        )
         with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
             json.load(answer)
     return len(events)
@@ -58,15 +59,27 @@ def resend_every_event(sim) -> int:
 def gift_facts(app) -> dict:
     def read():
         gifts = db.session.scalars(select(Donation)).all()
-        return {"gifts": [(g.kind, g.status, g.amount_minor, g.currency,
-                           g.gift_aid_declaration_id is not None) for g in gifts],
-                "receipts": db.session.scalar(select(func.count()).select_from(Receipt)),
-                "declarations": db.session.scalars(select(GiftAidDeclaration.postcode)).all()}
+        return {
+            "gifts": [
+                (
+                    g.kind,
+                    g.status,
+                    g.amount_minor,
+                    g.currency,
+                    g.gift_aid_declaration_id is not None,
+                )
+                for g in gifts
+            ],
+            "receipts": db.session.scalar(select(func.count()).select_from(Receipt)),
+            "declarations": db.session.scalars(select(GiftAidDeclaration.postcode)).all(),
+        }
+
     return in_app(app, read)
 
 
-def test_guest_gives_once_with_gift_aid_paid_once_receipted_once(giving_server, page, mailbox,
-                                                                   axe, backend):
+def test_guest_gives_once_with_gift_aid_paid_once_receipted_once(
+    giving_server, page, mailbox, axe, backend
+):
     base_url, app, sim = giving_server
     pages = AuditedPages(axe)
     started = time.monotonic()
@@ -98,8 +111,11 @@ def test_guest_gives_once_with_gift_aid_paid_once_receipted_once(giving_server, 
     expect(page.get_by_role("status")).to_contain_text("Your gift of £40.00 is confirmed")
     pages.check(page)
 
-    one_paid_gift = {"gifts": [(DonationKind.ONCE, DonationStatus.PAID, 4000, "gbp", True)],
-                     "receipts": 1, "declarations": ["SW1A 1AA"]}
+    one_paid_gift = {
+        "gifts": [(DonationKind.ONCE, DonationStatus.PAID, 4000, "gbp", True)],
+        "receipts": 1,
+        "declarations": ["SW1A 1AA"],
+    }
     assert gift_facts(app) == one_paid_gift
     # Every webhook delivered a second time changes nothing: one gift, paid, one receipt.
     assert resend_every_event(sim) >= 2
@@ -119,18 +135,26 @@ def test_guest_gives_once_with_gift_aid_paid_once_receipted_once(giving_server, 
         if html is not None:
             assert_no_card_number(html.get_content(), f"mail {mail.subject!r} (HTML)")
     pages.assert_no_card_number()
-    METRICS.report(f"browser: guest one-off gift with Gift Aid → paid once → receipt (s) "
-                   f"[{backend}]", pages.summary(started))
+    METRICS.report(
+        f"browser: guest one-off gift with Gift Aid → paid once → receipt (s) [{backend}]",
+        pages.summary(started),
+    )
 
 
 # A registered donor's monthly gift: change, pause, resume, cancel ----------------------------
 
+
 def plan_facts(app) -> dict:
     def read():
         plan = db.session.scalars(select(RecurringPlan)).one()
-        return {"status": plan.status, "amount_minor": plan.amount_minor,
-                "pending_amount_minor": plan.pending_amount_minor, "paused": plan.paused,
-                "subscription": plan.stripe_subscription_id}
+        return {
+            "status": plan.status,
+            "amount_minor": plan.amount_minor,
+            "pending_amount_minor": plan.pending_amount_minor,
+            "paused": plan.paused,
+            "subscription": plan.stripe_subscription_id,
+        }
+
     return in_app(app, read)
 
 
@@ -141,7 +165,8 @@ def new_mail(app, mailbox, address: str, seen: int) -> list:
 
 
 def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
-        giving_server, page, mailbox, axe, make_user, backend):
+    giving_server, page, mailbox, axe, make_user, backend
+):
     base_url, app, sim = giving_server
     donor = make_user("meera.monthly@example.org", name="Meera Monthly")
     pages = AuditedPages(axe)
@@ -151,8 +176,9 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Give").click()
     pages.check(page)
     expect(page.get_by_label("Your name")).to_have_value("Meera Monthly")
-    expect(page.get_by_text("We will send your receipt to meera.monthly@example.org")
-           ).to_be_visible()
+    expect(
+        page.get_by_text("We will send your receipt to meera.monthly@example.org")
+    ).to_be_visible()
     page.get_by_label("Every month").check()
     page.get_by_label("£10.00", exact=True).check()
     page.get_by_role("button", name="Continue to payment").click()
@@ -162,7 +188,8 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     settle_webhooks(sim)
     page.reload()
     expect(page.get_by_role("status")).to_contain_text(
-        "Your regular gift of £10.00 every month is confirmed")
+        "Your regular gift of £10.00 every month is confirmed"
+    )
     pages.check(page)
 
     facts = plan_facts(app)
@@ -190,10 +217,12 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     settle_webhooks(sim)
     facts = plan_facts(app)
     assert (facts["status"], facts["amount_minor"], facts["pending_amount_minor"]) == (
-        PlanStatus.ACTIVE, 1500, None)
+        PlanStatus.ACTIVE,
+        1500,
+        None,
+    )
     item = subscription(sim, sub_id)["items"]["data"][0]
-    assert (item["price"]["unit_amount"], item["price"]["recurring"]["interval"]) == (
-        1500, "month")
+    assert (item["price"]["unit_amount"], item["price"]["recurring"]["interval"]) == (1500, "month")
     [changed] = new_mail(app, mailbox, donor.email, seen)
     seen += 1
     assert changed.subject == "Your regular gift is changed"
@@ -202,7 +231,8 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     # 2. Pause: Stripe stops collecting (invoices voided), the mail says so.
     page.get_by_role("button", name="Pause my gift").click()
     expect(page.get_by_role("status")).to_have_text(
-        "Your regular gift is paused. Nothing more will be taken until you resume.")
+        "Your regular gift is paused. Nothing more will be taken until you resume."
+    )
     expect(page.get_by_text("Paused: nothing is being taken")).to_be_visible()
     pages.check(page)
     settle_webhooks(sim)
@@ -228,7 +258,8 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     # 4. Cancel: Stripe's subscription ends now; one mail, not a second "ended" one.
     page.get_by_role("button", name="Cancel my gift").click()
     expect(page.get_by_role("status")).to_have_text(
-        "Your regular gift is cancelled. Nothing more will be taken.")
+        "Your regular gift is cancelled. Nothing more will be taken."
+    )
     expect(page.get_by_text("This regular gift has stopped.")).to_be_visible()
     expect(page.get_by_role("button", name="Pause my gift")).to_have_count(0)
     pages.check(page)
@@ -250,5 +281,7 @@ def test_signed_in_donor_changes_pauses_resumes_and_cancels_a_monthly_gift(
     for mail in mailbox.to(donor.email):
         assert_no_card_number(mail.text, f"mail {mail.subject!r}")
     pages.assert_no_card_number()
-    METRICS.report(f"browser: signed-in monthly gift → change → pause → resume → cancel (s) "
-                   f"[{backend}]", pages.summary(started))
+    METRICS.report(
+        f"browser: signed-in monthly gift → change → pause → resume → cancel (s) [{backend}]",
+        pages.summary(started),
+    )

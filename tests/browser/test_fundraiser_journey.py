@@ -37,27 +37,36 @@ def thermometer_reading(page) -> dict:
     progress = page.locator(".campaign-progress")
     svg = progress.get_by_role("img", name="Progress towards the goal")
     fill = svg.locator("rect").nth(1)
-    return {"figures": progress.locator(".campaign-progress__figures").inner_text(),
-            "progress": page.get_by_role("progressbar").get_attribute("value"),
-            "fill_height": int(fill.get_attribute("height")),
-            "fill_y": int(fill.get_attribute("y")),
-            "description": svg.locator("desc").text_content()}
+    return {
+        "figures": progress.locator(".campaign-progress__figures").inner_text(),
+        "progress": page.get_by_role("progressbar").get_attribute("value"),
+        "fill_height": int(fill.get_attribute("height")),
+        "fill_y": int(fill.get_attribute("y")),
+        "description": svg.locator("desc").text_content(),
+    }
 
 
 def test_fundraiser_creates_a_campaign_and_sees_its_thermometer_move(
-        giving_server, page, mailbox, axe, make_user, backend):
+    giving_server, page, mailbox, axe, make_user, backend
+):
     base_url, app, sim = giving_server
-    fundraiser = make_user("farah.fundraiser@example.org", name="Farah Fundraiser",
-                           roles=("fundraiser",))
+    fundraiser = make_user(
+        "farah.fundraiser@example.org", name="Farah Fundraiser", roles=("fundraiser",)
+    )
     assert fundraiser.totp_secret  # enrolled already: the sign-in asks for a code
     pages = AuditedPages(axe)
     started = time.monotonic()
 
-    sign_in(page, base_url, pages, fundraiser.email, fundraiser.password,
-            totp_secret=fundraiser.totp_secret)
+    sign_in(
+        page,
+        base_url,
+        pages,
+        fundraiser.email,
+        fundraiser.password,
+        totp_secret=fundraiser.totp_secret,
+    )
     expect(page.get_by_role("heading", name="Staff dashboard")).to_be_visible()
-    page.get_by_role("navigation", name="Staff area").get_by_role("link",
-                                                                  name="Campaigns").click()
+    page.get_by_role("navigation", name="Staff area").get_by_role("link", name="Campaigns").click()
     pages.check(page)
     page.get_by_role("link", name="New campaign").click()
     pages.check(page)
@@ -85,9 +94,13 @@ def test_fundraiser_creates_a_campaign_and_sees_its_thermometer_move(
     pages.check(page)
     before = thermometer_reading(page)
     # The tube is 150 px tall from y=10; an empty fill is the 6 px stub that meets the bulb.
-    assert before == {"figures": "£0.00 raised of £500.00 · 0% · 0 donors", "progress": "0",
-                      "fill_height": 6, "fill_y": 160,
-                      "description": "£0.00 raised of a £500.00 goal: 0 percent."}
+    assert before == {
+        "figures": "£0.00 raised of £500.00 · 0% · 0 donors",
+        "progress": "0",
+        "fill_height": 6,
+        "fill_y": 160,
+        "description": "£0.00 raised of a £500.00 goal: 0 percent.",
+    }
     campaign_url = page.url
 
     # A guest (another window of the same browser, with no one signed in) gives £125.
@@ -118,19 +131,25 @@ def test_fundraiser_creates_a_campaign_and_sees_its_thermometer_move(
         guest_context.close()
 
     def campaign_gifts():
-        campaign_id = db.session.scalar(select(Campaign.id).where(
-            Campaign.slug == "winter-appeal"))
-        return [(g.status, g.amount_minor) for g in db.session.scalars(
-            select(Donation).where(Donation.campaign_id == campaign_id))]
+        campaign_id = db.session.scalar(select(Campaign.id).where(Campaign.slug == "winter-appeal"))
+        return [
+            (g.status, g.amount_minor)
+            for g in db.session.scalars(select(Donation).where(Donation.campaign_id == campaign_id))
+        ]
+
     assert in_app(app, campaign_gifts) == [(DonationStatus.PAID, 12500)]
 
     # The fundraiser reloads the public page: a quarter of the goal, a quarter of the tube.
     page.reload()
     pages.check(page)
     after = thermometer_reading(page)
-    assert after == {"figures": "£125.00 raised of £500.00 · 25% · 1 donor", "progress": "25",
-                     "fill_height": 6 + 37, "fill_y": 160 - 37,
-                     "description": "£125.00 raised of a £500.00 goal: 25 percent."}
+    assert after == {
+        "figures": "£125.00 raised of £500.00 · 25% · 1 donor",
+        "progress": "25",
+        "fill_height": 6 + 37,
+        "fill_y": 160 - 37,
+        "description": "£125.00 raised of a £500.00 goal: 25 percent.",
+    }
     # The fill rose by raised/goal of the tube, to the whole pixel (150 × 125/500 = 37.5).
     rise = after["fill_height"] - before["fill_height"]
     assert rise == before["fill_y"] - after["fill_y"]
@@ -145,5 +164,8 @@ def test_fundraiser_creates_a_campaign_and_sees_its_thermometer_move(
     expect(page.get_by_role("row", name="GBP £125.00")).to_be_visible()
 
     pages.assert_no_card_number()
-    METRICS.report(f"browser: fundraiser creates and publishes a campaign → guest gives → "
-                   f"thermometer moves (s) [{backend}]", pages.summary(started))
+    METRICS.report(
+        f"browser: fundraiser creates and publishes a campaign → guest gives → "
+        f"thermometer moves (s) [{backend}]",
+        pages.summary(started),
+    )

@@ -25,12 +25,15 @@ def plan_status(app):
         return status
 
 
-def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, page, mailbox,
-                                                               axe):
+def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, page, mailbox, axe):
     base_url, app, sim = giving_server
     violations = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     started = time.monotonic()
     page.goto(base_url + "/donate")
     axe.check(page)
@@ -69,5 +72,7 @@ def test_guest_gives_monthly_reads_receipt_and_cancels_from_it(giving_server, pa
     assert "This link no longer works" in page.content()
     axe.check(page)
     assert violations == []
-    METRICS.report("browser: guest monthly gift → receipt → cancel from link (s)",
-                   f"{time.monotonic() - started:.1f}")
+    METRICS.report(
+        "browser: guest monthly gift → receipt → cancel from link (s)",
+        f"{time.monotonic() - started:.1f}",
+    )

@@ -25,8 +25,11 @@ LIMIT_KB = 100
 
 def live_campaign_slug(app) -> str:
     with app.app_context():
-        slug = db.session.scalar(select(Campaign.slug).where(
-            Campaign.status == CampaignStatus.LIVE).order_by(Campaign.id))
+        slug = db.session.scalar(
+            select(Campaign.slug)
+            .where(Campaign.status == CampaignStatus.LIVE)
+            .order_by(Campaign.id)
+        )
         db.session.remove()
     assert slug, "the demo data has a live campaign"
     return slug
@@ -36,9 +39,11 @@ def live_campaign_slug(app) -> str:
 def landing_pages(live_server, browser) -> dict[str, str]:
     """The demo data, and the paths of the pages a new supporter lands on."""
     seed_demo(live_server.app)
-    pages = {"donate": "/donate",
-             "campaign": f"/campaigns/{live_campaign_slug(live_server.app)}",
-             "sponsor list": "/sponsor"}
+    pages = {
+        "donate": "/donate",
+        "campaign": f"/campaigns/{live_campaign_slug(live_server.app)}",
+        "sponsor list": "/sponsor",
+    }
     context = browser.new_context()
     listing = context.new_page()
     listing.goto(live_server + "/sponsor")
@@ -57,20 +62,23 @@ def test_public_pages_are_light_and_stay_on_our_origin(live_server, browser, lan
         weights[name] = weigh_page(context, live_server + path)
         context.close()
     for name, weight in weights.items():
-        METRICS.report(f"8.3 page weight: {name} (KB / requests / off-origin)",
-                       f"{weight.kilobytes:.1f} / {len(weight.requests)} / "
-                       f"{len(weight.off_origin)}")
+        METRICS.report(
+            f"8.3 page weight: {name} (KB / requests / off-origin)",
+            f"{weight.kilobytes:.1f} / {len(weight.requests)} / {len(weight.off_origin)}",
+        )
     for name, weight in weights.items():
         assert weight.off_origin == [], f"{name} called another origin: {weight.off_origin}"
         assert weight.failed == [], f"{name}: requests failed: {weight.failed}"
         assert len(weight.requests) >= 2, f"{name}: the page and its stylesheet at least"
         assert weight.kilobytes < LIMIT_KB, (
-            f"{name} weighs {weight.kilobytes:.1f} KB: " + ", ".join(
-                f"{url} {size} B" for url, size in sorted(weight.requests, key=lambda r: -r[1])))
+            f"{name} weighs {weight.kilobytes:.1f} KB: "
+            + ", ".join(
+                f"{url} {size} B" for url, size in sorted(weight.requests, key=lambda r: -r[1])
+            )
+        )
 
 
-def test_public_pages_fit_a_phone_without_sideways_scrolling(live_server, browser,
-                                                             landing_pages):
+def test_public_pages_fit_a_phone_without_sideways_scrolling(live_server, browser, landing_pages):
     """At 375 CSS pixels wide (a small phone) nothing overflows sideways, and axe-core finds
     nothing serious in that layout either."""
     context = browser.new_context(viewport={"width": 375, "height": 740})

@@ -28,13 +28,18 @@ def sponsorship_status(app):
 
 
 def test_browse_match_accept_pay_and_read_the_portal(
-        giving_server, page, make_user, import_feed, axe):
+    giving_server, page, make_user, import_feed, axe
+):
     base_url, app, sim = giving_server
     kids = load_children(app, import_feed, 5)
     user = make_user("sita@example.org")
     violations = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     started = time.monotonic()
     page.goto(base_url + "/account/sign-in")
     axe.check(page)
@@ -78,5 +83,7 @@ def test_browse_match_accept_pay_and_read_the_portal(
     assert "Active: £25.00 a month." in content
     assert kids.tokens[0] not in content
     assert violations == []
-    METRICS.report("browser: browse → match me → code of conduct → pay → portal (s)",
-                   f"{time.monotonic() - started:.1f}")
+    METRICS.report(
+        "browser: browse → match me → code of conduct → pay → portal (s)",
+        f"{time.monotonic() - started:.1f}",
+    )

@@ -35,8 +35,10 @@ pytestmark = pytest.mark.browser
 
 #: Made-up words the guard must flag: a name after a kinship word, and a place.
 PLANTED_NAME, PLANTED_PLACE = "Zorvanthi", "Qelmaripura"
-QUARANTINED_TEXT = (f"She won the school relay race. Her brother {PLANTED_NAME} cheered "
-                    f"from near {PLANTED_PLACE} Road.")
+QUARANTINED_TEXT = (
+    f"She won the school relay race. Her brother {PLANTED_NAME} cheered "
+    f"from near {PLANTED_PLACE} Road."
+)
 REWRITTEN_TEXT = "She won the school relay race. Her family cheered her on."
 NEW_PASSWORD = "correct horse battery staple for staff"  # noqa: S105
 
@@ -64,10 +66,13 @@ def deliver_mail(app) -> int:
 
 def audit_trail(app, actor_id: int) -> list[tuple[str, str, int | None, dict]]:
     with app.app_context():
-        rows = db.session.execute(select(AuditEvent.action, AuditEvent.subject_type,
-                                         AuditEvent.subject_id, AuditEvent.detail)
-                                  .where(AuditEvent.actor_id == actor_id)
-                                  .order_by(AuditEvent.id)).all()
+        rows = db.session.execute(
+            select(
+                AuditEvent.action, AuditEvent.subject_type, AuditEvent.subject_id, AuditEvent.detail
+            )
+            .where(AuditEvent.actor_id == actor_id)
+            .order_by(AuditEvent.id)
+        ).all()
         db.session.remove()
     return [tuple(r) for r in rows]
 
@@ -85,9 +90,16 @@ def quarantined_update(app, import_feed, make_user):
         assert row.status is ReviewStatus.QUARANTINED
         child = db.session.get(Child, row.child_id)
         db.session.add(ConductAcceptance(user_id=sponsor.id, version=conduct.CURRENT_VERSION))
-        db.session.add(Sponsorship(user_id=sponsor.id, child_id=child.id,
-                                   status=SponsorshipStatus.ACTIVE, amount_minor=2500,
-                                   currency="gbp", started_at=datetime(2026, 11, 21, tzinfo=UTC)))
+        db.session.add(
+            Sponsorship(
+                user_id=sponsor.id,
+                child_id=child.id,
+                status=SponsorshipStatus.ACTIVE,
+                amount_minor=2500,
+                currency="gbp",
+                started_at=datetime(2026, 11, 21, tzinfo=UTC),
+            )
+        )
         db.session.commit()
         found = (row.id, child.alias, records[0]["ref"], batch.records[-1]["id"], report)
         db.session.remove()
@@ -95,19 +107,20 @@ def quarantined_update(app, import_feed, make_user):
 
 
 def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it_clean(
-        live_server, page, browser, axe, make_user, quarantined_update, mailbox):
+    live_server, page, browser, axe, make_user, quarantined_update, mailbox
+):
     started = time.monotonic()
     app = live_server.app
     sponsor, (update_id, alias, child_ref, update_uid, _report) = quarantined_update
     planted = (PLANTED_NAME, PLANTED_PLACE, child_ref, update_uid)
-    officer = make_user("officer.journey@example.org", roles=("safeguarding_officer",),
-                        name="Olu Officer")
+    officer = make_user(
+        "officer.journey@example.org", roles=("safeguarding_officer",), name="Olu Officer"
+    )
 
     def assert_clean(where: str, html: str) -> None:
         assert [p for p in planted if p in html] == [], f"planted identifier on {where}"
 
-    sign_in_as_staff(page, axe, live_server, officer.email, officer.password,
-                     officer.totp_secret)
+    sign_in_as_staff(page, axe, live_server, officer.email, officer.password, officer.totp_secret)
     page.get_by_role("link", name="Safeguarding review").click()
     expect(page.get_by_role("heading", name="Safeguarding review")).to_be_visible()
     axe.check(page)
@@ -122,8 +135,9 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
     expect(page.get_by_text("[hidden: possible person name]")).to_be_visible()
     expect(page.get_by_text("[hidden: possible place]")).to_be_visible()
     edit_box = page.get_by_role("textbox", name="Edited text")
-    assert edit_box.input_value() == ("She won the school relay race. Her brother [removed] "
-                                      "cheered from [removed].")
+    assert edit_box.input_value() == (
+        "She won the school relay race. Her brother [removed] cheered from [removed]."
+    )
 
     # Approving with the markers left in is refused, and the text stays masked.
     page.get_by_role("button", name="Approve").click()
@@ -141,15 +155,27 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
     with app.app_context():
         approved = db.session.get(ChildUpdate, update_id)
         assert (approved.status, approved.approved_text, approved.reviewed_by_id) == (
-            ReviewStatus.APPROVED, REWRITTEN_TEXT, officer.id)
+            ReviewStatus.APPROVED,
+            REWRITTEN_TEXT,
+            officer.id,
+        )
         assert approved.published_at is None  # approval alone shows nothing to a sponsor
         db.session.remove()
     trail = audit_trail(app, officer.id)
     assert [action for action, *_ in trail] == [
-        "safeguarding.queue_viewed", "safeguarding.item_viewed", "safeguarding.item_viewed",
-        "safeguarding.item_viewed", "safeguarding.approved", "safeguarding.queue_viewed"]
-    assert trail[4] == ("safeguarding.approved", "child_update", update_id,
-                        {"edited": True, "flags_confirmed": 0})
+        "safeguarding.queue_viewed",
+        "safeguarding.item_viewed",
+        "safeguarding.item_viewed",
+        "safeguarding.item_viewed",
+        "safeguarding.approved",
+        "safeguarding.queue_viewed",
+    ]
+    assert trail[4] == (
+        "safeguarding.approved",
+        "child_update",
+        update_id,
+        {"edited": True, "flags_confirmed": 0},
+    )
     assert "safeguarding.text_revealed" not in [action for action, *_ in trail]
 
     # The scheduler's job, as the jobs process runs it (today is past a schedule date).
@@ -179,8 +205,9 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
         axe.check(sponsor_page)
         assert_clean("the sponsor's portal", sponsor_page.content())
         sponsor_page.get_by_role("link", name=alias, exact=True).click()
-        expect(sponsor_page.get_by_role("heading", name=f"My sponsorship of {alias}")) \
-            .to_be_visible()
+        expect(
+            sponsor_page.get_by_role("heading", name=f"My sponsorship of {alias}")
+        ).to_be_visible()
         axe.check(sponsor_page)
         content = sponsor_page.content()
         assert REWRITTEN_TEXT in content
@@ -188,13 +215,16 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
         assert_clean("the sponsorship page", content)
     finally:
         sponsor_context.close()
-    METRICS.report("browser: officer signs in (2FA) → rewrites quarantined update → approves "
-                   "→ published → sponsor reads it (s) / planted identifiers shown",
-                   f"{time.monotonic() - started:.1f} / 0 of {len(planted)}")
+    METRICS.report(
+        "browser: officer signs in (2FA) → rewrites quarantined update → approves "
+        "→ published → sponsor reads it (s) / planted identifiers shown",
+        f"{time.monotonic() - started:.1f} / 0 of {len(planted)}",
+    )
 
 
 def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their_role(
-        live_server, page, browser, axe, make_user, mailbox, log_guard):
+    live_server, page, browser, axe, make_user, mailbox, log_guard
+):
     started = time.monotonic()
     app = live_server.app
     admin = make_user("admin.journey@example.org", roles=("admin",), name="Ada Admin")
@@ -293,11 +323,15 @@ def test_admin_invites_a_colleague_who_sets_a_password_enrols_2fa_and_gets_their
         db.session.remove()
     assert audit_trail(app, admin.id) == [
         ("staff.invited", "staff_invitation", invitation_id, {"roles": "fundraiser"}),
-        ("staff.role_granted", "user", new_id, {"role": "fundraiser",
-                                                "invitation": invitation_id})]
-    assert [a for a, *_ in audit_trail(app, new_id)] == ["staff.invitation_accepted",
-                                                          "staff.totp_enrolled",
-                                                          "staff.recovery_codes_made"]
-    METRICS.report("browser: admin invites staff → e-mail → password → 2FA enrolment → role "
-                   "pages / other roles refused (s)",
-                   f"{time.monotonic() - started:.1f} / 3 of 3 refused")
+        ("staff.role_granted", "user", new_id, {"role": "fundraiser", "invitation": invitation_id}),
+    ]
+    assert [a for a, *_ in audit_trail(app, new_id)] == [
+        "staff.invitation_accepted",
+        "staff.totp_enrolled",
+        "staff.recovery_codes_made",
+    ]
+    METRICS.report(
+        "browser: admin invites staff → e-mail → password → 2FA enrolment → role "
+        "pages / other roles refused (s)",
+        f"{time.monotonic() - started:.1f} / 3 of 3 refused",
+    )

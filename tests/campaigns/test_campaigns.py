@@ -16,9 +16,16 @@ from donorhub.extensions import db
 from tests.helpers import csrf_token, sign_in
 from tests.metrics import METRICS
 
-XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>',
-       "javascript:alert(1)", "<svg onload=alert(1)>", "[x](javascript:alert(1))",
-       "<a href='javascript:alert(1)'>x</a>", "{{7*7}}", "<iframe src=//evil>"]
+XSS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "javascript:alert(1)",
+    "<svg onload=alert(1)>",
+    "[x](javascript:alert(1))",
+    "<a href='javascript:alert(1)'>x</a>",
+    "{{7*7}}",
+    "<iframe src=//evil>",
+]
 
 
 def staff_client(app, make_user, role="fundraiser"):
@@ -28,23 +35,47 @@ def staff_client(app, make_user, role="fundraiser"):
     return client, user
 
 
-def gift(donor, campaign, amount, currency="gbp", *, status="paid", refunded=0, fee=0,
-         dispute=None, when=None):
-    d = Donation(donor=donor, kind=DonationKind.ONCE, amount_minor=amount,
-                 fee_cover_minor=fee, currency=currency, designation="campaign",
-                 campaign_id=campaign.id if campaign else None,
-                 paid_at=when or datetime(2026, 3, 1, tzinfo=UTC),
-                 amount_refunded_minor=refunded, dispute_status=dispute)
+def gift(
+    donor,
+    campaign,
+    amount,
+    currency="gbp",
+    *,
+    status="paid",
+    refunded=0,
+    fee=0,
+    dispute=None,
+    when=None,
+):
+    d = Donation(
+        donor=donor,
+        kind=DonationKind.ONCE,
+        amount_minor=amount,
+        fee_cover_minor=fee,
+        currency=currency,
+        designation="campaign",
+        campaign_id=campaign.id if campaign else None,
+        paid_at=when or datetime(2026, 3, 1, tzinfo=UTC),
+        amount_refunded_minor=refunded,
+        dispute_status=dispute,
+    )
     d.status = status
     db.session.add(d)
     return d
 
 
 def form_for(slug="winter-appeal", **over):
-    data = {"name": "Winter appeal", "slug": slug, "summary": "Warm beds for the homes",
-            "body_md": "## Why\n\nBeds and **blankets**.", "goal": "5000",
-            "goal_currency": "gbp", "starts_on": (date.today() - timedelta(days=1)).isoformat(),
-            "ends_on": (date.today() + timedelta(days=30)).isoformat(), "appeal_code": "WIN26"}
+    data = {
+        "name": "Winter appeal",
+        "slug": slug,
+        "summary": "Warm beds for the homes",
+        "body_md": "## Why\n\nBeds and **blankets**.",
+        "goal": "5000",
+        "goal_currency": "gbp",
+        "starts_on": (date.today() - timedelta(days=1)).isoformat(),
+        "ends_on": (date.today() + timedelta(days=30)).isoformat(),
+        "appeal_code": "WIN26",
+    }
     data.update(over)
     return data
 
@@ -62,8 +93,10 @@ def test_staff_create_publish_and_the_public_page(app, make_user):
     assert anonymous.get("/campaigns/winter-appeal").status_code == 404  # a draft is private
     assert anonymous.get("/api/v1/campaigns/winter-appeal").status_code == 404
     token = csrf_token(client, f"/staff/campaigns/{cid}")
-    assert client.post(f"/staff/campaigns/{cid}/publish",
-                       data={"csrf_token": token}).status_code == 302
+    assert (
+        client.post(f"/staff/campaigns/{cid}/publish", data={"csrf_token": token}).status_code
+        == 302
+    )
     page = anonymous.get("/campaigns/winter-appeal").get_data(as_text=True)
     assert "Winter appeal" in page and "<h2>Why</h2>" in page and "<svg" in page
     assert "<title" in page and "<desc" in page and "<progress" in page
@@ -84,12 +117,20 @@ def test_staff_create_publish_and_the_public_page(app, make_user):
 
 def test_invalid_forms_are_refused(app, make_user):
     client, _ = staff_client(app, make_user)
-    bad = [{"slug": "Bad Slug"}, {"goal": "-5"}, {"goal": "1.234"}, {"goal_currency": "jpy"},
-           {"ends_on": "2020-01-01"}, {"appeal_code": "lower"}, {"extra": "1"}]
+    bad = [
+        {"slug": "Bad Slug"},
+        {"goal": "-5"},
+        {"goal": "1.234"},
+        {"goal_currency": "jpy"},
+        {"ends_on": "2020-01-01"},
+        {"appeal_code": "lower"},
+        {"extra": "1"},
+    ]
     for change in bad:
         token = csrf_token(client, "/staff/campaigns/new")
-        response = client.post("/staff/campaigns/new",
-                               data={**form_for(), **change, "csrf_token": token})
+        response = client.post(
+            "/staff/campaigns/new", data={**form_for(), **change, "csrf_token": token}
+        )
         assert response.status_code == 422, change
     with app.app_context():
         assert db.session.scalar(select(Campaign)) is None
@@ -97,10 +138,17 @@ def test_invalid_forms_are_refused(app, make_user):
 
 def make_campaign(app, **over) -> int:
     with app.app_context():
-        data = {"name": "Spring", "slug": "spring", "summary": "s", "body_md": "",
-                "goal_minor": 100000, "goal_currency": "gbp",
-                "starts_on": date.today() - timedelta(days=10), "ends_on": None,
-                "appeal_code": "SPR"}
+        data = {
+            "name": "Spring",
+            "slug": "spring",
+            "summary": "s",
+            "body_md": "",
+            "goal_minor": 100000,
+            "goal_currency": "gbp",
+            "starts_on": date.today() - timedelta(days=10),
+            "ends_on": None,
+            "appeal_code": "SPR",
+        }
         data.update(over)
         c = Campaign(**data, status=CampaignStatus.LIVE)
         db.session.add(c)
@@ -114,16 +162,16 @@ def test_totals_with_refunds_disputes_and_currencies(app):
         c = db.session.get(Campaign, cid)
         a, b, e = (Donor(email=f"{n}@example.org", full_name=n) for n in "abe")
         db.session.add_all([a, b, e])
-        gift(a, c, 10000)                                   # £100 counts
-        gift(a, c, 5150, fee=150)                           # £51.50 with £1.50 fee: 50
-        gift(b, c, 4000, refunded=1000, status="partially_refunded")   # 30
+        gift(a, c, 10000)  # £100 counts
+        gift(a, c, 5150, fee=150)  # £51.50 with £1.50 fee: 50
+        gift(b, c, 4000, refunded=1000, status="partially_refunded")  # 30
         gift(b, c, 2000, refunded=2000, status="refunded")  # 0
         gift(e, c, 3000, status="disputed", dispute="open")  # 0 while disputed
         gift(e, c, 3000, status="charged_back", dispute="lost")  # 0
-        gift(e, c, 100000, "inr")                            # ₹1000
-        gift(e, c, 999, status="pending")                   # not paid
-        gift(e, c, 1001, "usd", status="failed")            # not paid
-        gift(e, None, 7777)                                 # another fund
+        gift(e, c, 100000, "inr")  # ₹1000
+        gift(e, c, 999, status="pending")  # not paid
+        gift(e, c, 1001, "usd", status="failed")  # not paid
+        gift(e, None, 7777)  # another fund
         db.session.commit()
         totals = services.campaign_totals(c)
         assert totals.by_currency == {"gbp": 18000, "inr": 100000}
@@ -137,8 +185,20 @@ def test_totals_with_refunds_disputes_and_currencies(app):
     body = app.test_client().get("/api/v1/campaigns/spring").get_json()
     assert body["raised_minor"] == 18950 and body["goal_minor"] == 100000
     assert body["donors"] == 3 and body["currency"] == "gbp" and body["raised"] == "189.50"
-    assert set(body) == {"slug", "name", "status", "currency", "raised", "raised_minor", "goal",
-                         "goal_minor", "percent", "donors", "starts_on", "ends_on"}
+    assert set(body) == {
+        "slug",
+        "name",
+        "status",
+        "currency",
+        "raised",
+        "raised_minor",
+        "goal",
+        "goal_minor",
+        "percent",
+        "donors",
+        "starts_on",
+        "ends_on",
+    }
 
 
 def test_conversion_rounds_half_even_once_per_currency():
@@ -169,7 +229,8 @@ def test_api_cors_and_problem_documents(app):
 def test_markdown_is_sanitised():
     html = services.render_markdown(
         "<script>alert(1)</script>\n\n[x](javascript:alert(1)) ![i](https://evil/x.png) "
-        "<img src=x onerror=alert(1)> [ok](https://example.org)")
+        "<img src=x onerror=alert(1)> [ok](https://example.org)"
+    )
     assert "<script" not in html and 'href="javascript:' not in html and "<img" not in html
     assert "&lt;script&gt;" in html  # shown as text, inert
     assert 'href="https://example.org" rel="noopener noreferrer nofollow"' in html
@@ -180,19 +241,39 @@ def test_xss_payloads_in_every_campaign_field_render_inert(app, make_user):
     pages_checked = 0
     for n, payload in enumerate(XSS):
         token = csrf_token(client, "/staff/campaigns/new")
-        response = client.post("/staff/campaigns/new", data={
-            **form_for(slug=f"x-{n}", appeal_code=f"X{n}"), "name": payload,
-            "summary": payload, "body_md": payload, "csrf_token": token})
+        response = client.post(
+            "/staff/campaigns/new",
+            data={
+                **form_for(slug=f"x-{n}", appeal_code=f"X{n}"),
+                "name": payload,
+                "summary": payload,
+                "body_md": payload,
+                "csrf_token": token,
+            },
+        )
         assert response.status_code == 302, payload
         cid = int(response.headers["Location"].rsplit("/", 1)[1])
         token = csrf_token(client, f"/staff/campaigns/{cid}")
         client.post(f"/staff/campaigns/{cid}/publish", data={"csrf_token": token})
-        for url in (f"/campaigns/x-{n}", "/", f"/staff/campaigns/{cid}", "/staff/campaigns",
-                    f"/staff/campaigns/{cid}/edit"):
+        for url in (
+            f"/campaigns/x-{n}",
+            "/",
+            f"/staff/campaigns/{cid}",
+            "/staff/campaigns",
+            f"/staff/campaigns/{cid}/edit",
+        ):
             body = client.get(url).get_data(as_text=True)
             pages_checked += 1
-            for bad in ("<script>alert", "<img src=x", "<svg onload", "<iframe",
-                        "<a href='javascript:", '<a href="javascript:'):
+            for bad in (
+                "<script>alert",
+                "<img src=x",
+                "<svg onload",
+                "<iframe",
+                "<a href='javascript:",
+                '<a href="javascript:',
+            ):
                 assert bad not in body, (payload, url, bad)
-    METRICS.report("13.1 XSS: payloads × campaign fields × pages checked / executable",
-                   f"{len(XSS)} × 3 × {pages_checked} pages / 0")
+    METRICS.report(
+        "13.1 XSS: payloads × campaign fields × pages checked / executable",
+        f"{len(XSS)} × 3 × {pages_checked} pages / 0",
+    )

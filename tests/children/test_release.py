@@ -27,14 +27,20 @@ facts = st.builds(
     region=st.sampled_from(["Maharashtra", "West Bengal", "Delhi"]),
     stage=st.sampled_from(sorted(vocab.STAGES)),
     joined_year=st.integers(2019, 2026),
-    interests=st.lists(st.sampled_from(sorted(vocab.INTERESTS)[:8]), max_size=5,
-                       unique=True).map(tuple),
+    interests=st.lists(st.sampled_from(sorted(vocab.INTERESTS)[:8]), max_size=5, unique=True).map(
+        tuple
+    ),
 )
 
 
 def shown(released) -> tuple:
-    return (released.age_text, released.gender_text, released.region_text,
-            released.stage_text, released.joined_text)
+    return (
+        released.age_text,
+        released.gender_text,
+        released.region_text,
+        released.stage_text,
+        released.joined_text,
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -51,25 +57,30 @@ def test_every_released_profile_hides_in_a_crowd_of_k(crowd):
 
 
 def test_identical_children_are_shown_in_full_detail():
-    crowd = [ChildFacts(n, "12-14", "girl", "Maharashtra", "education", 2024,
-                        ("drawing",)) for n in range(5)]
+    crowd = [
+        ChildFacts(n, "12-14", "girl", "Maharashtra", "education", 2024, ("drawing",))
+        for n in range(5)
+    ]
     released = release_children(crowd, K, TODAY)
     assert len(released) == 5
     decision = released[0]
-    assert (decision.level, decision.age_text, decision.region_text, decision.joined_text,
-            decision.interests) == (0, "12 to 14", "Maharashtra", "2024", ("drawing",))
+    assert (
+        decision.level,
+        decision.age_text,
+        decision.region_text,
+        decision.joined_text,
+        decision.interests,
+    ) == (0, "12 to 14", "Maharashtra", "2024", ("drawing",))
 
 
 def test_a_unique_child_is_generalised_then_withheld():
-    crowd = [ChildFacts(n, "12-14", "girl", "Maharashtra", "education", 2024, ())
-             for n in range(4)]
+    crowd = [ChildFacts(n, "12-14", "girl", "Maharashtra", "education", 2024, ()) for n in range(4)]
     crowd.append(ChildFacts(99, "15-17", "girl", "Delhi", "aftercare", 2021, ("chess",)))
     released = release_children(crowd, K, TODAY)
     # Five children exist, but no level of detail makes all five look alike except the
     # coarsest, where every one of them becomes "12 to 17, girl, India".
     assert set(released) == {0, 1, 2, 3, 99}
-    assert {shown(r) for r in released.values()} == {("12 to 17", "girl", "India", None,
-                                                       None)}
+    assert {shown(r) for r in released.values()} == {("12 to 17", "girl", "India", None, None)}
     assert released[99].interests == ()
 
 
@@ -84,11 +95,18 @@ def test_consent_runs_to_the_end_of_its_quarter():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["MH-01", "MH-02", "WB-01", "DL-01"]),
-                       st.fixed_dictionaries({m: st.integers(0, 40) for m in
-                                              ["in_school", "in_vocational_training",
-                                               "reintegrated", "new_arrivals"]}),
-                       min_size=1))
+@given(
+    st.dictionaries(
+        st.sampled_from(["MH-01", "MH-02", "WB-01", "DL-01"]),
+        st.fixed_dictionaries(
+            {
+                m: st.integers(0, 40)
+                for m in ["in_school", "in_vocational_training", "reintegrated", "new_arrivals"]
+            }
+        ),
+        min_size=1,
+    )
+)
 def test_suppression_leaves_no_line_with_a_single_hidden_cell(table):
     result = suppress_table(table, K)
     for row, cells in result.items():
@@ -105,5 +123,8 @@ def test_suppression_leaves_no_line_with_a_single_hidden_cell(table):
 
 def test_suppressed_cells_read_fewer_than_k():
     result = suppress_table({"MH-01": {"a": 3, "b": 12, "c": 20}}, K)
-    assert [cell.text(K) for cell in result["MH-01"].values()] == \
-        ["fewer than 5", "fewer than 5", "20"]
+    assert [cell.text(K) for cell in result["MH-01"].values()] == [
+        "fewer than 5",
+        "fewer than 5",
+        "20",
+    ]

@@ -89,23 +89,30 @@ def test_flagged_text_needs_an_edit_or_an_explicit_confirmation(app, make_user, 
     response = post(client, url + "/approve", {"mode": "as_sent"}, url)
     assert response.status_code == 422
     assert "Confirm that you checked every flagged part" in response.get_data(as_text=True)
-    response = post(client, url + "/approve",
-                    {"mode": "edited", "text": "Her brother [removed] calls on [removed]."}, url)
+    response = post(
+        client,
+        url + "/approve",
+        {"mode": "edited", "text": "Her brother [removed] calls on [removed]."},
+        url,
+    )
     assert response.status_code == 422 and "[removed] marker" in response.get_data(as_text=True)
-    response = post(client, url + "/approve",
-                    {"mode": "edited", "text": "Her family keeps in touch."}, url)
+    response = post(
+        client, url + "/approve", {"mode": "edited", "text": "Her family keeps in touch."}, url
+    )
     assert response.status_code == 302
     with app.app_context():
         row = db.session.get(ChildText, item)
         assert (row.status, row.approved, row.reviewed_by_id) == (
-            ReviewStatus.APPROVED, "Her family keeps in touch.", officer.id)
+            ReviewStatus.APPROVED,
+            "Her family keeps in touch.",
+            officer.id,
+        )
         approved_about = {card.about for card in listed_profiles()}
     assert "Her family keeps in touch." in approved_about
     assert audit_actions(app)[-1] == "safeguarding.approved"
 
 
-def test_unflagged_text_is_approved_as_sent_and_appears_on_the_profile(app, make_user,
-                                                                      import_feed):
+def test_unflagged_text_is_approved_as_sent_and_appears_on_the_profile(app, make_user, import_feed):
     seed(import_feed)
     client, _ = officer_client(app, make_user)
     texts, _ = ids(app)
@@ -128,8 +135,7 @@ def test_rejected_text_never_reaches_a_profile(app, make_user, import_feed):
     url = f"/staff/safeguarding/update/{update_id}"
     assert post(client, url + "/reject", {}, url).status_code == 422
     assert post(client, url + "/reject", {"reason": "sensitive"}, url).status_code == 302
-    assert post(client, url + "/reject", {"reason": "sensitive"}, url).status_code in (
-        302, 422)
+    assert post(client, url + "/reject", {"reason": "sensitive"}, url).status_code in (302, 422)
     with app.app_context():
         row = db.session.get(ChildUpdate, update_id)
         assert row.status == ReviewStatus.REJECTED and row.approved_text is None

@@ -28,8 +28,9 @@ def _checkout_amounts(sim) -> list[int]:
 
 def _rows(app) -> int:
     with app.app_context():
-        return (db.session.scalar(select(func.count()).select_from(Donation))
-                + db.session.scalar(select(func.count()).select_from(RecurringPlan)))
+        return db.session.scalar(select(func.count()).select_from(Donation)) + db.session.scalar(
+            select(func.count()).select_from(RecurringPlan)
+        )
 
 
 @pytest.mark.parametrize("frequency", ["once", "monthly", "yearly"])
@@ -44,7 +45,8 @@ def test_a_typed_amount_wins_over_the_preset_left_ticked(pay_app, pay_client, si
 
 
 def test_an_unreadable_typed_amount_is_asked_about_never_replaced_by_the_preset(
-        pay_app, pay_client, sim):
+    pay_app, pay_client, sim
+):
     for typed in ("4o", "40.999", "forty"):
         response = give(pay_client, amount_choice="2500", custom_amount=typed)
         assert response.status_code == 422, typed
@@ -59,10 +61,14 @@ def test_an_unreadable_typed_amount_is_asked_about_never_replaced_by_the_preset(
 
 
 def test_amounts_are_ascii_digits_only(pay_app, pay_client, sim):
-    odd = [{"amount_choice": "２５００"}, {"amount_choice": "2500\n"},
-           {"amount_choice": "٢٥٠٠"}, {"amount_choice": "custom", "custom_amount": "２５"},
-           {"amount_choice": "custom", "custom_amount": "25\n"},
-           {"amount_choice": "custom", "custom_amount": "25\t"}]
+    odd = [
+        {"amount_choice": "２５００"},
+        {"amount_choice": "2500\n"},
+        {"amount_choice": "٢٥٠٠"},
+        {"amount_choice": "custom", "custom_amount": "２５"},
+        {"amount_choice": "custom", "custom_amount": "25\n"},
+        {"amount_choice": "custom", "custom_amount": "25\t"},
+    ]
     for change in odd:
         assert give(pay_client, **change).status_code == 422, change
     assert _rows(pay_app) == 0 and sim.requests("/v1/checkout") == []
@@ -76,26 +82,24 @@ def test_no_limit_is_above_what_stripe_charges_in_one_payment(pay_app):
             assert pay_app.config["DONATION_LIMITS"][currency][1] <= 99_999_999, currency
 
 
-def test_rupee_gifts_above_stripes_maximum_are_refused_with_the_range(pay_app, pay_client,
-                                                                      sim):
-    response = give(pay_client, currency="inr", amount_choice="custom",
-                    custom_amount="999999.99")
+def test_rupee_gifts_above_stripes_maximum_are_refused_with_the_range(pay_app, pay_client, sim):
+    response = give(pay_client, currency="inr", amount_choice="custom", custom_amount="999999.99")
     assert response.status_code == 422
     assert "Enter an amount between ₹100 and ₹9,99,999." in response.get_data(as_text=True)
-    response = give(pay_client, currency="inr", amount_choice="custom",
-                    custom_amount="20,00,000")
+    response = give(pay_client, currency="inr", amount_choice="custom", custom_amount="20,00,000")
     assert response.status_code == 422
     assert _rows(pay_app) == 0 and sim.requests("/v1/checkout") == []
-    checkout_url(give(pay_client, currency="inr", amount_choice="custom",
-                      custom_amount="999999"))
+    checkout_url(give(pay_client, currency="inr", amount_choice="custom", custom_amount="999999"))
     assert _checkout_amounts(sim) == [99_999_900]
 
 
 @pytest.mark.parametrize(("currency", "typed"), [("gbp", "25000"), ("inr", "999999")])
-def test_fee_cover_never_takes_the_total_past_the_maximum(pay_app, pay_client, sim, currency,
-                                                          typed):
-    response = give(pay_client, currency=currency, amount_choice="custom",
-                    custom_amount=typed, cover_fees="on")
+def test_fee_cover_never_takes_the_total_past_the_maximum(
+    pay_app, pay_client, sim, currency, typed
+):
+    response = give(
+        pay_client, currency=currency, amount_choice="custom", custom_amount=typed, cover_fees="on"
+    )
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "leave out the card fees" in page and "Enter an amount between" in page
@@ -105,8 +109,15 @@ def test_fee_cover_never_takes_the_total_past_the_maximum(pay_app, pay_client, s
         largest = checkout.largest_covered_gift(currency, high)
         assert largest + checkout.fee_cover_for(currency, largest) <= high
         assert largest + 1 + checkout.fee_cover_for(currency, largest + 1) > high
-    checkout_url(give(pay_client, currency=currency, amount_choice="custom",
-                      custom_amount=f"{largest / 100:.2f}", cover_fees="on"))
+    checkout_url(
+        give(
+            pay_client,
+            currency=currency,
+            amount_choice="custom",
+            custom_amount=f"{largest / 100:.2f}",
+            cover_fees="on",
+        )
+    )
     (total,) = _checkout_amounts(sim)
     assert total <= high
 

@@ -40,7 +40,12 @@ from tests.payments.stripe_helpers import (
 
 def test_parse_amount_takes_only_plain_decimal_amounts():
     assert [parse_amount(t) for t in ("25", "25.5", "1,000.00", "£10", " 7.05 ")] == [
-        2500, 2550, 100000, 1000, 705]
+        2500,
+        2550,
+        100000,
+        1000,
+        705,
+    ]
     bad = ("1e3", "1E3", "inf", "NaN", "-5", "25.123", ".5", "25.", "0x10", "١٢", "1_000")
     for text in bad:
         with pytest.raises(BadAmount):
@@ -49,12 +54,20 @@ def test_parse_amount_takes_only_plain_decimal_amounts():
 
 # Gift Aid export -------------------------------------------------------------------------
 
+
 def _row(**change):
     now = datetime(2026, 12, 1, 12, tzinfo=UTC)
-    args = dict(donation_id=1, title="Ms", first_name="Zoë", last_name="Smith-Jones",
-                house="1", postcode="SW1A 1AA", paid_at=datetime(2026, 6, 30, 23, 30,
-                                                                 tzinfo=UTC),
-                amount_minor=1000, now=now)
+    args = dict(
+        donation_id=1,
+        title="Ms",
+        first_name="Zoë",
+        last_name="Smith-Jones",
+        house="1",
+        postcode="SW1A 1AA",
+        paid_at=datetime(2026, 6, 30, 23, 30, tzinfo=UTC),
+        amount_minor=1000,
+        now=now,
+    )
     args.update(change)
     return giftaid.build_row(**args)
 
@@ -68,25 +81,38 @@ def test_schedule_rows_use_uk_dates_hmrc_names_and_the_tax_year_rule():
         assert _row(last_name=name)[1] == [], name
     # HMRC: 4 years from the end of the tax year of the gift (5 April), not 1,460 days.
     assert _row(paid_at=datetime(2022, 4, 10, tzinfo=UTC))[1] == []  # year to 5 Apr 2023
-    late = _row(paid_at=datetime(2022, 4, 1, tzinfo=UTC))[1]        # year to 5 Apr 2022
+    late = _row(paid_at=datetime(2022, 4, 1, tzinfo=UTC))[1]  # year to 5 Apr 2022
     assert late and "5 April 2026" in late[0]
     assert _row(last_name="李")[1]  # no Latin letters at all: reported, not guessed
 
 
 def _gift(donor, declaration, *, amount=1000, when=None) -> Donation:
-    gift = Donation(donor=donor, kind=DonationKind.ONCE, amount_minor=amount, currency="gbp",
-                    status=DonationStatus.PAID, paid_at=when or utcnow(),
-                    gift_aid_declaration_id=declaration.id)
+    gift = Donation(
+        donor=donor,
+        kind=DonationKind.ONCE,
+        amount_minor=amount,
+        currency="gbp",
+        status=DonationStatus.PAID,
+        paid_at=when or utcnow(),
+        gift_aid_declaration_id=declaration.id,
+    )
     db.session.add(gift)
     return gift
 
 
 def _declared(first: str, last: str, email: str):
     donor = Donor(email=email, full_name=f"{first} {last}")
-    declaration = GiftAidDeclaration(donor=donor, first_name=first, last_name=last, house="2",
-                                     postcode="S19 2BD", scope=GiftAidScope.ALL,
-                                     text_version="2026-01", effective_at=utcnow(),
-                                     confirmed_at=utcnow())
+    declaration = GiftAidDeclaration(
+        donor=donor,
+        first_name=first,
+        last_name=last,
+        house="2",
+        postcode="S19 2BD",
+        scope=GiftAidScope.ALL,
+        text_version="2026-01",
+        effective_at=utcnow(),
+        confirmed_at=utcnow(),
+    )
     db.session.add_all([donor, declaration])
     db.session.flush()
     return donor, declaration
@@ -112,8 +138,14 @@ def test_a_bad_row_is_left_out_and_reported_and_no_gift_is_claimed_twice(app):
             giftaid.record_claim(stale, None)  # the other export claims nothing
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(GiftAidClaim)) == 1
-        assert db.session.scalar(select(func.count()).select_from(Donation).where(
-            Donation.gift_aid_claim_id == claim_id)) == 2
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(Donation)
+                .where(Donation.gift_aid_claim_id == claim_id)
+            )
+            == 2
+        )
         again = giftaid.claim_rows(claim_id)
         assert [r.cells() for r in again] == [r.cells() for r, _a, _g in preview.rows]
 
@@ -128,19 +160,26 @@ def test_staff_can_download_an_exported_claim_again(pay_app, make_user):
     sign_in(client, staff.email, totp_secret=staff.totp_secret)
     token = csrf_from(client, "/staff/donations/gift-aid")
     today = date.today().isoformat()
-    first = client.post("/staff/donations/gift-aid", data={
-        "csrf_token": token, "date_from": "2020-01-01", "date_to": today})
+    first = client.post(
+        "/staff/donations/gift-aid",
+        data={"csrf_token": token, "date_from": "2020-01-01", "date_to": today},
+    )
     assert first.status_code == 200
     page = client.get("/staff/donations/gift-aid").get_data(as_text=True)
     assert "/staff/donations/gift-aid/claims/1.csv" in page
     second = client.get("/staff/donations/gift-aid/claims/1.csv")
     assert second.status_code == 200 and second.data == first.data
     assert client.get("/staff/donations/gift-aid/claims/99.csv").status_code == 404
-    assert pay_app.test_client().get(
-        "/staff/donations/gift-aid/claims/1.csv").status_code in (302, 401, 403, 404)
+    assert pay_app.test_client().get("/staff/donations/gift-aid/claims/1.csv").status_code in (
+        302,
+        401,
+        403,
+        404,
+    )
 
 
 # Plans -----------------------------------------------------------------------------------
+
 
 def _plan_completed(pay_client, sim, **change) -> dict:
     sim.pay(checkout_url(give(pay_client, frequency="monthly")))
@@ -151,8 +190,7 @@ def _plan_completed(pay_client, sim, **change) -> dict:
 
 
 @pytest.mark.parametrize("change", [{"payment_status": "unpaid"}, {"amount_total": 1}])
-def test_plan_checkout_unpaid_or_mismatched_does_not_activate(pay_app, pay_client, sim,
-                                                              change):
+def test_plan_checkout_unpaid_or_mismatched_does_not_activate(pay_app, pay_client, sim, change):
     event = _plan_completed(pay_client, sim, **change)
     assert post_event(pay_client, event).status_code == 200
     with pay_app.app_context():
@@ -175,26 +213,34 @@ def test_subscription_cancelled_update_first_still_mails_once(pay_app, pay_clien
     assert deliver(pay_client, [updated, deleted, updated, deleted]) == [200] * 4
     with pay_app.app_context():
         assert db.session.scalar(select(RecurringPlan.status)) is PlanStatus.ENDED
-        assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.template == "donations/plan_ended")) == 1
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.template == "donations/plan_ended")
+            )
+            == 1
+        )
 
 
 def test_subscription_updates_in_one_second_converge_in_any_order(pay_app, pay_client, sim):
     sim.pay(checkout_url(give(pay_client, frequency="monthly")))
     Postman(sim, pay_client).flush()
     (base,) = [e for e in sim.events() if e["type"] == "customer.subscription.created"] or [
-        next(e for e in sim.events() if e["type"].startswith("customer.subscription"))]
+        next(e for e in sim.events() if e["type"].startswith("customer.subscription"))
+    ]
     paused, running = (json.loads(json.dumps(base)) for _ in range(2))
-    for event, name, pause in ((paused, "evt_zzz_same_second", {"behavior": "void"}),
-                               (running, "evt_aaa_same_second", None)):
+    for event, name, pause in (
+        (paused, "evt_zzz_same_second", {"behavior": "void"}),
+        (running, "evt_aaa_same_second", None),
+    ):
         event.update(id=name, type="customer.subscription.updated", created=base["created"] + 5)
         event["data"]["object"]["pause_collection"] = pause
     assert deliver(pay_client, [paused, running]) == [200, 200]
     with pay_app.app_context():
         first = db.session.scalar(select(RecurringPlan.paused))
         plan = db.session.scalar(select(RecurringPlan))
-        plan.paused, plan.subscription_synced_at, plan.subscription_synced_event = \
-            False, None, None
+        plan.paused, plan.subscription_synced_at, plan.subscription_synced_event = False, None, None
         db.session.commit()
     for event in (paused, running):
         event["id"] += "_again"
@@ -215,8 +261,7 @@ def test_billing_portal_returns_to_a_plain_page_not_the_manage_link(pay_app, pay
     csrf = csrf_from(pay_client, page)
     response = pay_client.post(f"{page}/card", data={"csrf_token": csrf})
     assert response.status_code == 303
-    (portal,) = sim.control("/_sim/objects?type=billing_portal.session", method="GET")[
-        "objects"]
+    (portal,) = sim.control("/_sim/objects?type=billing_portal.session", method="GET")["objects"]
     assert portal["return_url"].endswith("/donate/manage/done")
     assert token not in portal["return_url"]
     assert pay_client.get("/donate/manage/done").status_code == 200

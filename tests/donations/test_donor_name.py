@@ -34,7 +34,8 @@ def donor_name(app) -> str:
 
 
 def test_a_guest_gift_under_a_guest_donors_address_keeps_the_donors_name(
-        pay_app, pay_client, sim, mailbox):
+    pay_app, pay_client, sim, mailbox
+):
     pay(pay_app, pay_client, sim, email=VICTIM, full_name="Vicky Victim")
     assert donor_name(pay_app) == "Vicky Victim"
     pay(pay_app, pay_app.test_client(), sim, email=VICTIM, full_name=ATTACKER_NAME)
@@ -44,15 +45,20 @@ def test_a_guest_gift_under_a_guest_donors_address_keeps_the_donors_name(
     assert names == ["Vicky Victim", ATTACKER_NAME]
     send_mail(pay_app)
     receipts = [m for m in mailbox.to(VICTIM) if "receipt" in m.subject]
-    assert [r.text.splitlines()[0] for r in receipts] == ["Dear Vicky Victim,",
-                                                         f"Dear {ATTACKER_NAME},"]
+    assert [r.text.splitlines()[0] for r in receipts] == [
+        "Dear Vicky Victim,",
+        f"Dear {ATTACKER_NAME},",
+    ]
 
 
-def test_a_guest_gift_never_renames_a_donor_that_belongs_to_an_account(pay_app, pay_client,
-                                                                       sim):
+def test_a_guest_gift_never_renames_a_donor_that_belongs_to_an_account(pay_app, pay_client, sim):
     with pay_app.app_context():
-        user = User(email=VICTIM, full_name="Vicky Victim", email_verified_at=utcnow(),
-                    password_hash=passwords.hash_password(PASSWORD))
+        user = User(
+            email=VICTIM,
+            full_name="Vicky Victim",
+            email_verified_at=utcnow(),
+            password_hash=passwords.hash_password(PASSWORD),
+        )
         db.session.add(user)
         db.session.flush()
         db.session.add(Donor(email=VICTIM, full_name="Vicky Victim", user_id=user.id))

@@ -19,8 +19,11 @@ from donorhub.mail.models import OutboxMessage
 from tests.helpers import HANG_GUARD_SECONDS
 from tests.payments.stripe_helpers import Postman, checkout_url, csrf_from, give
 
-MAIL = {"pause": "donations/plan_paused", "resume": "donations/plan_resumed",
-        "cancel": "donations/plan_cancelled"}
+MAIL = {
+    "pause": "donations/plan_paused",
+    "resume": "donations/plan_resumed",
+    "cancel": "donations/plan_cancelled",
+}
 
 
 def _race(monkeypatch, target, name: str, requests: list) -> list:
@@ -72,20 +75,26 @@ def _live_plan(app, client, sim) -> tuple[RecurringPlan, str]:
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
-def test_a_double_clicked_plan_action_acts_and_mails_once(pay_app, pay_client, sim,
-                                                          monkeypatch, action, backend):
+def test_a_double_clicked_plan_action_acts_and_mails_once(
+    pay_app, pay_client, sim, monkeypatch, action, backend
+):
     plan, token = _live_plan(pay_app, pay_client, sim)
     if action == "resume":
         first = pay_app.test_client()
         csrf = csrf_from(first, f"/donate/manage/{token}")
-        assert first.post(f"/donate/manage/{token}/pause",
-                          data={"csrf_token": csrf}).status_code == 302
+        assert (
+            first.post(f"/donate/manage/{token}/pause", data={"csrf_token": csrf}).status_code
+            == 302
+        )
     clients = [pay_app.test_client() for _ in range(2)]
     tokens = [csrf_from(c, f"/donate/manage/{token}") for c in clients]
 
     def click(n: int):
-        return lambda: clients[n].post(f"/donate/manage/{token}/{action}",
-                                       data={"csrf_token": tokens[n]}).status_code
+        return lambda: (
+            clients[n]
+            .post(f"/donate/manage/{token}/{action}", data={"csrf_token": tokens[n]})
+            .status_code
+        )
 
     codes = _race(monkeypatch, services, "plan_for_manage_token", [click(0), click(1)])
     assert codes == [302, 302]
@@ -94,13 +103,20 @@ def test_a_double_clicked_plan_action_acts_and_mails_once(pay_app, pay_client, s
     assert _count(pay_app, AuditEvent, AuditEvent.action == done[action]) == 1
     with pay_app.app_context():
         row = db.session.get(RecurringPlan, plan.id)
-        assert row.status is {"pause": PlanStatus.PAUSED, "resume": PlanStatus.ACTIVE,
-                              "cancel": PlanStatus.CANCELLED}[action]
+        assert (
+            row.status
+            is {
+                "pause": PlanStatus.PAUSED,
+                "resume": PlanStatus.ACTIVE,
+                "cancel": PlanStatus.CANCELLED,
+            }[action]
+        )
 
 
 @pytest.mark.parametrize("frequency", ["once", "monthly"])
 def test_a_double_clicked_giving_form_opens_one_gift_and_one_checkout(
-        pay_app, sim, monkeypatch, frequency, backend):
+    pay_app, sim, monkeypatch, frequency, backend
+):
     page = pay_app.test_client().get("/donate").get_data(as_text=True)
     (form_token,) = re.findall(r'name="form_token" value="([^"]+)"', page)
     clients = [pay_app.test_client() for _ in range(2)]
@@ -116,15 +132,17 @@ def test_a_double_clicked_giving_form_opens_one_gift_and_one_checkout(
     sessions = sim.control("/_sim/objects?type=checkout.session", method="GET")["objects"]
     assert len(sessions) == 1
     # Sent again later with another amount (back, change, send): asked again, not charged.
-    response = give(pay_app.test_client(), frequency=frequency, form_token=form_token,
-                    amount_choice="5000")
+    response = give(
+        pay_app.test_client(), frequency=frequency, form_token=form_token, amount_choice="5000"
+    )
     assert response.status_code == 422
     assert "already sent this form with a different gift" in response.get_data(as_text=True)
     assert _count(pay_app, model) == 1
 
 
-def test_a_double_clicked_pause_when_signed_in_mails_once(pay_app, pay_client, sim,
-                                                         monkeypatch, make_user, backend):
+def test_a_double_clicked_pause_when_signed_in_mails_once(
+    pay_app, pay_client, sim, monkeypatch, make_user, backend
+):
     from tests.helpers import sign_in
 
     user = make_user("gita@example.org")
@@ -136,10 +154,8 @@ def test_a_double_clicked_pause_when_signed_in_mails_once(pay_app, pay_client, s
     tokens = [csrf_from(c, page) for c in clients]
 
     def click(n: int):
-        return lambda: clients[n].post(f"{page}/pause",
-                                       data={"csrf_token": tokens[n]}).status_code
+        return lambda: clients[n].post(f"{page}/pause", data={"csrf_token": tokens[n]}).status_code
 
     codes = _race(monkeypatch, services, "check_owner", [click(0), click(1)])
     assert codes == [302, 302]
-    assert _count(pay_app, OutboxMessage,
-                  OutboxMessage.template == "donations/plan_paused") == 1
+    assert _count(pay_app, OutboxMessage, OutboxMessage.template == "donations/plan_paused") == 1

@@ -15,19 +15,30 @@ from tests.helpers import sign_in
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import Postman, checkout_url, csrf_from, give, send_mail
 
-GIFT_AID = {"gift_aid": "on", "gift_aid_title": "Dr", "gift_aid_first_name": "Gita",
-            "gift_aid_last_name": "Smith-Jones", "gift_aid_house": "12",
-            "gift_aid_postcode": "s19 2bd", "gift_aid_confirm": "on"}
+GIFT_AID = {
+    "gift_aid": "on",
+    "gift_aid_title": "Dr",
+    "gift_aid_first_name": "Gita",
+    "gift_aid_last_name": "Smith-Jones",
+    "gift_aid_house": "12",
+    "gift_aid_postcode": "s19 2bd",
+    "gift_aid_confirm": "on",
+}
 
 
-def test_gift_aid_declaration_receipt_and_claim_export(pay_app, pay_client, sim, make_user,
-                                                       mailbox):
+def test_gift_aid_declaration_receipt_and_claim_export(
+    pay_app, pay_client, sim, make_user, mailbox
+):
     sim.pay(checkout_url(give(pay_client, cover_fees="on", **GIFT_AID)))
     Postman(sim, pay_client).flush()
     with pay_app.app_context():
         declaration = db.session.scalar(select(GiftAidDeclaration))
-        assert (declaration.text_version, declaration.channel, declaration.scope.value,
-                declaration.postcode) == ("2026-01", "web", "all", "S19 2BD")
+        assert (
+            declaration.text_version,
+            declaration.channel,
+            declaration.scope.value,
+            declaration.postcode,
+        ) == ("2026-01", "web", "all", "S19 2BD")
         gift = db.session.scalar(select(Donation))
         assert gift.gift_aid_declaration_id == declaration.id
     send_mail(pay_app)
@@ -40,40 +51,73 @@ def test_gift_aid_declaration_receipt_and_claim_export(pay_app, pay_client, sim,
     preview = client.get(f"/staff/donations/gift-aid?date_from=2020-01-01&date_to={today}")
     assert "1 gifts ready" in preview.get_data(as_text=True)
     token = csrf_from(client, "/staff/donations/gift-aid")
-    export = client.post("/staff/donations/gift-aid", data={
-        "csrf_token": token, "date_from": "2020-01-01", "date_to": today})
+    export = client.post(
+        "/staff/donations/gift-aid",
+        data={"csrf_token": token, "date_from": "2020-01-01", "date_to": today},
+    )
     assert export.status_code == 200 and export.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(export.get_data(as_text=True))))
     assert rows[0] == list(giftaid.SCHEDULE_COLUMNS)
     title, first, last, house, postcode, aggregated, sponsored, when, amount = rows[1]
     assert (title, first, last, house, postcode, aggregated, sponsored) == (
-        "Dr", "Gita", "Smith Jones", "12", "S19 2BD", "", "")
+        "Dr",
+        "Gita",
+        "Smith Jones",
+        "12",
+        "S19 2BD",
+        "",
+        "",
+    )
     assert when == datetime.now(UTC).strftime("%d/%m/%y")
     assert amount == "25.00"  # the fee cover is not claimed
-    again = client.post("/staff/donations/gift-aid", data={
-        "csrf_token": token, "date_from": "2020-01-01", "date_to": today})
+    again = client.post(
+        "/staff/donations/gift-aid",
+        data={"csrf_token": token, "date_from": "2020-01-01", "date_to": today},
+    )
     assert again.status_code == 422  # each gift is claimed once
 
 
 def test_claim_rows_are_validated_before_anything_is_written():
     now = datetime.now(UTC)
-    good, problems = giftaid.build_row(donation_id=1, title="Mrs", first_name="Ann",
-                                       last_name="Lee", house="1", postcode="sw1a1aa",
-                                       paid_at=now, amount_minor=1000, now=now)
+    good, problems = giftaid.build_row(
+        donation_id=1,
+        title="Mrs",
+        first_name="Ann",
+        last_name="Lee",
+        house="1",
+        postcode="sw1a1aa",
+        paid_at=now,
+        amount_minor=1000,
+        now=now,
+    )
     assert problems == [] and good.postcode == "SW1A 1AA" and good.amount == "10.00"
-    bad_cases = [dict(title="Professor"), dict(first_name="A" * 36), dict(last_name=""),
-                 dict(house=""), dict(postcode="12345"),
-                 dict(paid_at=datetime(2019, 1, 1, tzinfo=UTC)), dict(amount_minor=0)]
+    bad_cases = [
+        dict(title="Professor"),
+        dict(first_name="A" * 36),
+        dict(last_name=""),
+        dict(house=""),
+        dict(postcode="12345"),
+        dict(paid_at=datetime(2019, 1, 1, tzinfo=UTC)),
+        dict(amount_minor=0),
+    ]
     caught = 0
     for change in bad_cases:
-        args = dict(donation_id=1, title="Mrs", first_name="Ann", last_name="Lee", house="1",
-                    postcode="SW1A 1AA", paid_at=now, amount_minor=1000, now=now)
+        args = dict(
+            donation_id=1,
+            title="Mrs",
+            first_name="Ann",
+            last_name="Lee",
+            house="1",
+            postcode="SW1A 1AA",
+            paid_at=now,
+            amount_minor=1000,
+            now=now,
+        )
         args.update(change)
         _row, problems = giftaid.build_row(**args)
         caught += bool(problems)
     assert caught == len(bad_cases)
-    METRICS.report("Gift Aid row checks: bad rows tried / refused",
-                   f"{len(bad_cases)} / {caught}")
+    METRICS.report("Gift Aid row checks: bad rows tried / refused", f"{len(bad_cases)} / {caught}")
 
 
 def test_history_statement_and_cancelling_gift_aid(pay_app, pay_client, sim, make_user):
@@ -103,8 +147,7 @@ def test_history_statement_and_cancelling_gift_aid(pay_app, pay_client, sim, mak
     with pay_app.app_context():
         declaration_id = db.session.scalar(select(GiftAidDeclaration.id))
     token = csrf_from(client, "/donate/history")
-    response = client.post(f"/donate/gift-aid/{declaration_id}/cancel",
-                           data={"csrf_token": token})
+    response = client.post(f"/donate/gift-aid/{declaration_id}/cancel", data={"csrf_token": token})
     assert response.status_code == 302
     with pay_app.app_context():
         assert db.session.get(GiftAidDeclaration, declaration_id).cancelled_at is not None
@@ -113,5 +156,9 @@ def test_history_statement_and_cancelling_gift_aid(pay_app, pay_client, sim, mak
     stranger = pay_app.test_client()
     sign_in(stranger, other.email)
     token = csrf_from(stranger, "/donate/history")
-    assert stranger.post(f"/donate/gift-aid/{declaration_id}/cancel",
-                         data={"csrf_token": token}).status_code == 404
+    assert (
+        stranger.post(
+            f"/donate/gift-aid/{declaration_id}/cancel", data={"csrf_token": token}
+        ).status_code
+        == 404
+    )

@@ -23,8 +23,14 @@ from tests.payments.stripe_helpers import (
 )
 
 VICTIM = {"email": "victim@example.org", "full_name": "Vic Tim"}
-DECLARE = {"gift_aid": "on", "gift_aid_first_name": "Evil", "gift_aid_last_name": "Person",
-           "gift_aid_house": "1", "gift_aid_postcode": "SW1A 1AA", "gift_aid_confirm": "on"}
+DECLARE = {
+    "gift_aid": "on",
+    "gift_aid_first_name": "Evil",
+    "gift_aid_last_name": "Person",
+    "gift_aid_house": "1",
+    "gift_aid_postcode": "SW1A 1AA",
+    "gift_aid_confirm": "on",
+}
 
 
 def _claim_rows(app) -> list:
@@ -44,8 +50,10 @@ def test_an_abandoned_checkout_declares_nothing_for_anyone(pay_app, pay_client, 
     with pay_app.app_context():
         declaration = db.session.scalar(select(GiftAidDeclaration))
         assert declaration.effective_at is None
-        assert all(g.gift_aid_declaration_id is None for g in
-                   db.session.scalars(select(Donation).where(Donation.paid_at.is_not(None))))
+        assert all(
+            g.gift_aid_declaration_id is None
+            for g in db.session.scalars(select(Donation).where(Donation.paid_at.is_not(None)))
+        )
     # ... and it is not shown as the victim's in their history either.
     victim = make_user(VICTIM["email"])
     client = pay_app.test_client()
@@ -54,7 +62,8 @@ def test_an_abandoned_checkout_declares_nothing_for_anyone(pay_app, pay_client, 
 
 
 def test_a_paid_declaration_covers_its_gift_and_others_only_once_confirmed(
-        pay_app, pay_client, sim, mailbox):
+    pay_app, pay_client, sim, mailbox
+):
     postman = Postman(sim, pay_client)
     sim.pay(checkout_url(give(pay_client, **VICTIM, **DECLARE)))  # someone pays with it
     postman.flush()
@@ -78,8 +87,9 @@ def test_a_paid_declaration_covers_its_gift_and_others_only_once_confirmed(
     assert len(_claim_rows(pay_app)) == 2
 
 
-def test_a_signed_in_verified_owner_declares_for_all_gifts_at_once(pay_app, pay_client, sim,
-                                                                   make_user):
+def test_a_signed_in_verified_owner_declares_for_all_gifts_at_once(
+    pay_app, pay_client, sim, make_user
+):
     owner = make_user(VICTIM["email"])
     client = pay_app.test_client()
     sign_in(client, owner.email)

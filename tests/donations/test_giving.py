@@ -35,19 +35,28 @@ def test_one_off_gift_end_to_end(pay_app, pay_client, sim, mailbox):
     assert send_mail(pay_app) == 1
     (mail,) = mailbox.to("gita@example.org")
     assert "receipt" in mail.subject
-    for text in ("£25.59", "£0.59 to cover card fees", "Registered charity 1234567",
-                 "Receipt number: ", "Gift Aid: no declaration"):
+    for text in (
+        "£25.59",
+        "£0.59 to cover card fees",
+        "Registered charity 1234567",
+        "Receipt number: ",
+        "Gift Aid: no declaration",
+    ):
         assert text in mail.text, text
 
 
 def test_amount_and_currency_come_from_the_server(pay_app, pay_client, sim):
-    bad = [{"amount_choice": "1234"},                         # not a preset
-           {"amount_choice": "custom", "custom_amount": "1"},  # under the minimum
-           {"amount_choice": "custom", "custom_amount": "99999999"},
-           {"amount_choice": "custom", "custom_amount": "2.999"},
-           {"currency": "jpy"}, {"frequency": "weekly"},
-           {"amount_choice": "custom", "custom_amount": "-5"},
-           {"gift_aid": "on", "currency": "usd"}, {"unexpected": "1"}]
+    bad = [
+        {"amount_choice": "1234"},  # not a preset
+        {"amount_choice": "custom", "custom_amount": "1"},  # under the minimum
+        {"amount_choice": "custom", "custom_amount": "99999999"},
+        {"amount_choice": "custom", "custom_amount": "2.999"},
+        {"currency": "jpy"},
+        {"frequency": "weekly"},
+        {"amount_choice": "custom", "custom_amount": "-5"},
+        {"gift_aid": "on", "currency": "usd"},
+        {"unexpected": "1"},
+    ]
     for change in bad:
         response = give(pay_client, **change)
         assert response.status_code == 422, change
@@ -56,8 +65,7 @@ def test_amount_and_currency_come_from_the_server(pay_app, pay_client, sim):
     assert sim.requests("/v1/checkout") == []
 
 
-def test_a_campaign_gift_receipt_names_the_campaign(pay_app, pay_client, sim, mailbox,
-                                                    make_user):
+def test_a_campaign_gift_receipt_names_the_campaign(pay_app, pay_client, sim, mailbox, make_user):
     from datetime import date, timedelta
 
     from donorhub.accounts.models import User
@@ -67,10 +75,19 @@ def test_a_campaign_gift_receipt_names_the_campaign(pay_app, pay_client, sim, ma
     with pay_app.app_context():
         actor = db.session.get(User, fundraiser.id)
         campaign = campaigns.create_campaign(
-            {"name": "Winter beds appeal", "slug": "winter-beds", "summary": "Warm beds",
-             "body_md": "Beds.", "goal_minor": 500000, "goal_currency": "gbp",
-             "starts_on": date.today() - timedelta(days=1),
-             "ends_on": date.today() + timedelta(days=30), "appeal_code": "WB26"}, actor)
+            {
+                "name": "Winter beds appeal",
+                "slug": "winter-beds",
+                "summary": "Warm beds",
+                "body_md": "Beds.",
+                "goal_minor": 500000,
+                "goal_currency": "gbp",
+                "starts_on": date.today() - timedelta(days=1),
+                "ends_on": date.today() + timedelta(days=30),
+                "appeal_code": "WB26",
+            },
+            actor,
+        )
         campaigns.publish_campaign(campaign, actor)
         db.session.commit()
     sim.pay(checkout_url(give(pay_client, campaign="winter-beds")))

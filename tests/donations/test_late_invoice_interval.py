@@ -14,8 +14,9 @@ from tests.donations.test_double_clicks import _live_plan
 from tests.payments.stripe_helpers import post_event
 
 
-def test_a_late_monthly_invoice_after_a_recorded_switch_stays_monthly(pay_app, pay_client,
-                                                                       sim, backend):
+def test_a_late_monthly_invoice_after_a_recorded_switch_stays_monthly(
+    pay_app, pay_client, sim, backend
+):
     plan, _token = _live_plan(pay_app, pay_client, sim)
     (paid,) = sim.events(("invoice.paid",))
     assert event_from_dict(paid).subject.interval == "month"  # the simulator's own invoice
@@ -32,19 +33,36 @@ def test_a_late_monthly_invoice_after_a_recorded_switch_stays_monthly(pay_app, p
     invoice["id"], invoice["billing_reason"] = "in_late_monthly", "subscription_cycle"
     assert post_event(pay_client, late).status_code == 200
     with pay_app.app_context():
-        gift = db.session.scalar(select(Donation).where(
-            Donation.stripe_invoice_id == "in_late_monthly"))
+        gift = db.session.scalar(
+            select(Donation).where(Donation.stripe_invoice_id == "in_late_monthly")
+        )
         assert gift.status is DonationStatus.PAID
         assert gift.frequency == "monthly"
         db.session.remove()
 
 
 def test_an_invoice_without_a_subscription_line_falls_back_to_the_plan():
-    event = {"id": "evt_x", "type": "invoice.paid", "created": 1, "livemode": False,
-             "data": {"object": {"id": "in_x", "object": "invoice", "currency": "gbp",
-                                 "lines": {"data": [{"parent": {
-                                     "subscription_item_details": {"proration": True}},
-                                     "period": {"start": 0, "end": 30 * 86400}}]}}}}
+    event = {
+        "id": "evt_x",
+        "type": "invoice.paid",
+        "created": 1,
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": "in_x",
+                "object": "invoice",
+                "currency": "gbp",
+                "lines": {
+                    "data": [
+                        {
+                            "parent": {"subscription_item_details": {"proration": True}},
+                            "period": {"start": 0, "end": 30 * 86400},
+                        }
+                    ]
+                },
+            }
+        },
+    }
     assert event_from_dict(event).subject.interval is None
     yearly = copy.deepcopy(event)
     line = yearly["data"]["object"]["lines"]["data"][0]

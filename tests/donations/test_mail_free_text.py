@@ -16,8 +16,13 @@ from tests.helpers import input_schemas
 from tests.payments.stripe_helpers import Postman, checkout_url, give, send_mail
 
 VICTIM = "vicky@example.org"
-LINKS = ["In memory of www.evil.example", "verify at https://evil.example/x",
-         "see evil.example://x", "ｈｔｔｐｓ：／／evil.example", "HTTP evil"]
+LINKS = [
+    "In memory of www.evil.example",
+    "verify at https://evil.example/x",
+    "see evil.example://x",
+    "ｈｔｔｐｓ：／／evil.example",
+    "HTTP evil",
+]
 
 #: Free-text fields that never reach mail to an address the writer does not own, and why.
 #: Every other free-text field of every input schema must refuse links.
@@ -63,8 +68,7 @@ def _free_text_fields() -> list[tuple[type, str]]:
                 continue
             if any(isinstance(v, validate.OneOf | validate.Regexp) for v in field.validators):
                 continue
-            if any(getattr(v, "__name__", "") == "_second_factor_code"
-                   for v in field.validators):
+            if any(getattr(v, "__name__", "") == "_second_factor_code" for v in field.validators):
                 continue
             found.append((cls, name))
     return found
@@ -86,25 +90,32 @@ def test_every_free_text_field_refuses_a_link_or_is_known_not_to_reach_others_ma
             continue
         assert key in NOT_IN_OTHERS_MAIL, (
             f"{key} is free text: refuse links (forms.check_no_link) or say in "
-            "NOT_IN_OTHERS_MAIL why it never reaches mail to someone else")
+            "NOT_IN_OTHERS_MAIL why it never reaches mail to someone else"
+        )
     for validator in NewGiftSchema._declared_fields["dedication"].validators:
         validator("In memory of my grandmother, who loved the sea")  # ordinary text passes
 
 
 def test_a_dedication_with_a_link_is_refused_and_opens_no_checkout(pay_client, sim):
-    response = give(pay_client, email=VICTIM, full_name="Sam Sender",
-                    dedication="Your card needs re-verifying at www.evil.example")
+    response = give(
+        pay_client,
+        email=VICTIM,
+        full_name="Sam Sender",
+        dedication="Your card needs re-verifying at www.evil.example",
+    )
     assert response.status_code == 422
     assert "Leave out web addresses" in response.get_data(as_text=True)
     assert sim.requests("/v1/checkout") == []
 
 
 def test_a_dedication_stored_with_a_link_before_the_rule_is_left_out_of_the_receipt(
-        pay_app, pay_client, sim, mailbox):
+    pay_app, pay_client, sim, mailbox
+):
     from donorhub.donations.models import Donation
 
-    url = checkout_url(give(pay_client, email=VICTIM, full_name="Vicky Victim",
-                            dedication="For Gran"))
+    url = checkout_url(
+        give(pay_client, email=VICTIM, full_name="Vicky Victim", dedication="For Gran")
+    )
     with pay_app.app_context():
         gift = db.session.scalar(select(Donation))
         gift.dedication = "Verify your card at https://evil.example/verify"

@@ -22,20 +22,24 @@ PHISHING = "friend. IMPORTANT: your card needs re-verifying, call 0800 000 0000 
 
 @pytest.mark.parametrize("frequency", ["once", "monthly"])
 def test_an_unpaid_checkout_under_someone_elses_address_never_names_them(
-        pay_app, pay_client, sim, mailbox, frequency):
+    pay_app, pay_client, sim, mailbox, frequency
+):
     attacker = pay_app.test_client()
-    checkout_url(give(attacker, frequency=frequency, email=VICTIM, full_name=PHISHING,
-                      amount_choice="1000"))  # never paid
-    url = checkout_url(give(pay_client, frequency=frequency, email=VICTIM,
-                            full_name="Vicky Victim"))
+    checkout_url(
+        give(attacker, frequency=frequency, email=VICTIM, full_name=PHISHING, amount_choice="1000")
+    )  # never paid
+    url = checkout_url(
+        give(pay_client, frequency=frequency, email=VICTIM, full_name="Vicky Victim")
+    )
     assert sim.pay(url)[0] == 303
     Postman(sim, pay_client).flush()
     with pay_app.app_context():
         donor = db.session.scalar(select(Donor).where(Donor.email == VICTIM))
         assert donor.full_name == "Vicky Victim"  # staff records and exports too
         if frequency == "monthly":
-            plan = db.session.scalar(select(RecurringPlan).where(
-                RecurringPlan.stripe_subscription_id.is_not(None)))
+            plan = db.session.scalar(
+                select(RecurringPlan).where(RecurringPlan.stripe_subscription_id.is_not(None))
+            )
             sub = plan.stripe_subscription_id
     if frequency == "monthly":
         # A failed renewal: the payment-failure mail addresses the payer of the plan.
@@ -51,8 +55,13 @@ def test_an_unpaid_checkout_under_someone_elses_address_never_names_them(
     assert len(mails) == (1 if frequency == "once" else 2)
 
 
-LINKS = ["Jo https://evil.example/x", "Jo www.evil.example", "Jo evil.example://x",
-         "HTTP Jo", "Visit hTtPs now"]
+LINKS = [
+    "Jo https://evil.example/x",
+    "Jo www.evil.example",
+    "Jo evil.example://x",
+    "HTTP Jo",
+    "Visit hTtPs now",
+]
 
 
 def _name_fields() -> list[tuple[type, str]]:
@@ -68,9 +77,14 @@ def _name_fields() -> list[tuple[type, str]]:
 def test_every_form_that_takes_a_name_refuses_a_link():
     fields = _name_fields()
     names = {f"{cls.__name__}.{name}" for cls, name in fields}
-    assert {"NewGiftSchema.full_name", "RegisterSchema.full_name",
-            "StaffInvitationSchema.full_name", "OfflineGiftSchema.full_name",
-            "NewGiftSchema.gift_aid_first_name", "NewGiftSchema.gift_aid_last_name"} <= names
+    assert {
+        "NewGiftSchema.full_name",
+        "RegisterSchema.full_name",
+        "StaffInvitationSchema.full_name",
+        "OfflineGiftSchema.full_name",
+        "NewGiftSchema.gift_aid_first_name",
+        "NewGiftSchema.gift_aid_last_name",
+    } <= names
     for cls, name in fields:
         field = cls._declared_fields[name]
         for text in LINKS:
@@ -90,16 +104,24 @@ def test_the_giving_and_register_forms_say_why_a_name_is_refused(pay_app, pay_cl
     assert "without a web address" in response.get_data(as_text=True)
     client = pay_app.test_client()
     token = csrf_token(client, "/account/register")
-    response = client.post("/account/register", data={
-        "csrf_token": token, "full_name": "Jo www.evil.example", "email": "jo@example.org",
-        "password": "correct-horse-battery-9", "password_confirm": "correct-horse-battery-9"})
+    response = client.post(
+        "/account/register",
+        data={
+            "csrf_token": token,
+            "full_name": "Jo www.evil.example",
+            "email": "jo@example.org",
+            "password": "correct-horse-battery-9",
+            "password_confirm": "correct-horse-battery-9",
+        },
+    )
     assert response.status_code == 422
     assert "without a web address" in response.get_data(as_text=True)
     assert sim.requests("/v1/checkout") == []
 
 
-def test_a_name_stored_with_a_link_before_the_rule_is_never_put_into_mail(pay_app, pay_client,
-                                                                          sim, mailbox):
+def test_a_name_stored_with_a_link_before_the_rule_is_never_put_into_mail(
+    pay_app, pay_client, sim, mailbox
+):
     from donorhub.donations.models import Donation
 
     url = checkout_url(give(pay_client, email=VICTIM, full_name="Vicky Victim"))

@@ -20,16 +20,25 @@ from tests.payments.stripe_helpers import post_event
 def _facts(app, plan_id: int) -> tuple:
     with app.app_context():
         row = db.session.get(RecurringPlan, plan_id)
-        changed = db.session.scalar(select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.template == "donations/plan_changed"))
-        facts = (row.amount_minor, row.frequency, row.pending_amount_minor,
-                 row.pending_frequency, changed)
+        changed = db.session.scalar(
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.template == "donations/plan_changed"
+            )
+        )
+        facts = (
+            row.amount_minor,
+            row.frequency,
+            row.pending_amount_minor,
+            row.pending_frequency,
+            changed,
+        )
         db.session.remove()
         return facts
 
 
-def test_a_switch_of_interval_alone_is_not_settled_by_a_routine_update(pay_app, pay_client,
-                                                                       sim, backend):
+def test_a_switch_of_interval_alone_is_not_settled_by_a_routine_update(
+    pay_app, pay_client, sim, backend
+):
     plan, _token = _live_plan(pay_app, pay_client, sim)
     amount = plan.amount_minor
     with pay_app.app_context():
@@ -46,20 +55,30 @@ def test_a_switch_of_interval_alone_is_not_settled_by_a_routine_update(pay_app, 
     # The page (signed in or not) never hides a change still waiting for Stripe.
     with pay_app.app_context():
         from flask import render_template
+
         with pay_app.test_request_context():
-            summary = render_template("donations/_plan_summary.html",
-                                      plan=db.session.get(RecurringPlan, plan.id))
+            summary = render_template(
+                "donations/_plan_summary.html", plan=db.session.get(RecurringPlan, plan.id)
+            )
         db.session.remove()
     assert "Change asked for" in summary and "yearly" in summary
     # Stripe applies the switch later: its event settles it, and the donor is told once.
     with pay_app.app_context():
-        get_gateway().change_subscription(SubscriptionChange(
-            subscription_id=plan.stripe_subscription_id, idempotency_key="late-switch",
-            amount_minor=amount, currency=plan.currency, interval="year"))
+        get_gateway().change_subscription(
+            SubscriptionChange(
+                subscription_id=plan.stripe_subscription_id,
+                idempotency_key="late-switch",
+                amount_minor=amount,
+                currency=plan.currency,
+                interval="year",
+            )
+        )
         db.session.remove()
-    applied = [e for e in sim.events(("customer.subscription.updated",))
-               if e["data"]["object"]["items"]["data"][0]["price"]["recurring"]["interval"]
-               == "year"]
+    applied = [
+        e
+        for e in sim.events(("customer.subscription.updated",))
+        if e["data"]["object"]["items"]["data"][0]["price"]["recurring"]["interval"] == "year"
+    ]
     assert applied
     for event in applied:
         event["created"] = renewal["created"] + 60  # after the routine update

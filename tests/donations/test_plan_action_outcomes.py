@@ -15,10 +15,12 @@ from donorhub.payments.gateway import get_gateway
 from tests.donations.test_double_clicks import _live_plan
 from tests.payments.stripe_helpers import Postman, csrf_from
 
-MAIL = {"pause": "donations/plan_paused", "resume": "donations/plan_resumed",
-        "cancel": "donations/plan_cancelled"}
-AFTER = {"pause": PlanStatus.PAUSED, "resume": PlanStatus.ACTIVE,
-         "cancel": PlanStatus.CANCELLED}
+MAIL = {
+    "pause": "donations/plan_paused",
+    "resume": "donations/plan_resumed",
+    "cancel": "donations/plan_cancelled",
+}
+AFTER = {"pause": PlanStatus.PAUSED, "resume": PlanStatus.ACTIVE, "cancel": PlanStatus.CANCELLED}
 BEFORE = {"pause": PlanStatus.ACTIVE, "resume": PlanStatus.PAUSED, "cancel": PlanStatus.ACTIVE}
 
 
@@ -27,8 +29,10 @@ def _ready(app, client, sim, action) -> tuple[RecurringPlan, str]:
     if action == "resume":
         page = f"/donate/manage/{token}"
         donor = app.test_client()
-        assert donor.post(f"{page}/pause", data={"csrf_token": csrf_from(donor, page)}
-                          ).status_code == 302
+        assert (
+            donor.post(f"{page}/pause", data={"csrf_token": csrf_from(donor, page)}).status_code
+            == 302
+        )
     return plan, token
 
 
@@ -37,27 +41,33 @@ def _stripe_acts(app, plan: RecurringPlan, action: str) -> None:
     with app.app_context():
         gateway = get_gateway()
         sub_id = plan.stripe_subscription_id
-        {"pause": lambda: gateway.pause_subscription(sub_id, "stripe-acted-pause"),
-         "resume": lambda: gateway.resume_subscription(sub_id, "stripe-acted-resume"),
-         "cancel": lambda: gateway.cancel_subscription(sub_id, "stripe-acted-cancel")}[action]()
+        {
+            "pause": lambda: gateway.pause_subscription(sub_id, "stripe-acted-pause"),
+            "resume": lambda: gateway.resume_subscription(sub_id, "stripe-acted-resume"),
+            "cancel": lambda: gateway.cancel_subscription(sub_id, "stripe-acted-cancel"),
+        }[action]()
         db.session.remove()
 
 
 def _click(app, token: str, action: str) -> str:
     donor = app.test_client()
     page = f"/donate/manage/{token}"
-    response = donor.post(f"{page}/{action}", data={"csrf_token": csrf_from(donor, page)},
-                          follow_redirects=True)
+    response = donor.post(
+        f"{page}/{action}", data={"csrf_token": csrf_from(donor, page)}, follow_redirects=True
+    )
     return response.get_data(as_text=True)
 
 
 def _facts(app, plan_id: int) -> tuple:
     with app.app_context():
         row = db.session.get(RecurringPlan, plan_id)
-        mails = dict(db.session.execute(
-            select(OutboxMessage.template, func.count(OutboxMessage.id))
-            .where(OutboxMessage.template.like("donations/plan_%"))
-            .group_by(OutboxMessage.template)).all())
+        mails = dict(
+            db.session.execute(
+                select(OutboxMessage.template, func.count(OutboxMessage.id))
+                .where(OutboxMessage.template.like("donations/plan_%"))
+                .group_by(OutboxMessage.template)
+            ).all()
+        )
         facts = (row.status, mails)
         db.session.remove()
         return facts
@@ -68,13 +78,18 @@ def _fault_on(app, sim, plan: RecurringPlan, action: str) -> None:
     that follows is answered normally. A POST's 500 is kept under its key (its retries are
     replays); a DELETE has no key at Stripe, so each of its tries meets a fault."""
     tries = 1 + (app.config["STRIPE_MAX_NETWORK_RETRIES"] if action == "cancel" else 0)
-    sim.fault(path_prefix=f"/v1/subscriptions/{plan.stripe_subscription_id}", status=500,
-              times=tries, saved=action != "cancel")
+    sim.fault(
+        path_prefix=f"/v1/subscriptions/{plan.stripe_subscription_id}",
+        status=500,
+        times=tries,
+        saved=action != "cancel",
+    )
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
-def test_an_action_stripe_carried_out_is_recorded_before_answering(pay_app, pay_client, sim,
-                                                                   action, backend):
+def test_an_action_stripe_carried_out_is_recorded_before_answering(
+    pay_app, pay_client, sim, action, backend
+):
     plan, token = _ready(pay_app, pay_client, sim, action)
     _, before = _facts(pay_app, plan.id)
     _stripe_acts(pay_app, plan, action)  # done at Stripe; its answer to us is lost:
@@ -92,8 +107,9 @@ def test_an_action_stripe_carried_out_is_recorded_before_answering(pay_app, pay_
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
-def test_an_action_stripe_has_not_confirmed_is_settled_by_its_event(pay_app, pay_client, sim,
-                                                                    action, backend):
+def test_an_action_stripe_has_not_confirmed_is_settled_by_its_event(
+    pay_app, pay_client, sim, action, backend
+):
     plan, token = _ready(pay_app, pay_client, sim, action)
     _, before = _facts(pay_app, plan.id)
     _fault_on(pay_app, sim, plan, action)

@@ -14,21 +14,25 @@ from tests.payments.stripe_helpers import csrf_from
 
 
 @pytest.mark.parametrize("action", ["pause", "resume"])
-def test_a_plan_action_answered_with_a_saved_500_works_on_the_next_try(pay_app, pay_client,
-                                                                      sim, action, backend):
+def test_a_plan_action_answered_with_a_saved_500_works_on_the_next_try(
+    pay_app, pay_client, sim, action, backend
+):
     plan, token = _live_plan(pay_app, pay_client, sim)
     client = pay_app.test_client()
     page = f"/donate/manage/{token}"
     if action == "resume":
-        assert client.post(f"{page}/pause", data={"csrf_token": csrf_from(client, page)}
-                           ).status_code == 302
+        assert (
+            client.post(f"{page}/pause", data={"csrf_token": csrf_from(client, page)}).status_code
+            == 302
+        )
     sim.fault(path_prefix="/v1/subscriptions/", status=500, times=1, saved=True)
     first = client.post(f"{page}/{action}", data={"csrf_token": csrf_from(client, page)})
     with pay_app.app_context():
         row = db.session.scalar(select(RecurringPlan).where(RecurringPlan.id == plan.id))
         before = row.status
-    assert before is (PlanStatus.ACTIVE if action == "pause" else PlanStatus.PAUSED), \
+    assert before is (PlanStatus.ACTIVE if action == "pause" else PlanStatus.PAUSED), (
         first.status_code
+    )
     again = client.post(f"{page}/{action}", data={"csrf_token": csrf_from(client, page)})
     assert again.status_code == 302
     with pay_app.app_context():

@@ -67,8 +67,9 @@ def test_monthly_plan_renewals_failure_and_recovery(pay_app, pay_client, sim, ma
     assert [n[-6:] for n in numbers] == ["000001", "000002", "000003"]
 
 
-def test_receipt_link_pauses_resumes_and_cancels_without_signing_in(pay_app, pay_client, sim,
-                                                                    mailbox):
+def test_receipt_link_pauses_resumes_and_cancels_without_signing_in(
+    pay_app, pay_client, sim, mailbox
+):
     plan, postman = start_plan(pay_app, pay_client, sim)
     send_mail(pay_app)
     (receipt,) = [m for m in mailbox.to("gita@example.org") if "receipt" in m.subject]
@@ -88,8 +89,9 @@ def test_receipt_link_pauses_resumes_and_cancels_without_signing_in(pay_app, pay
     postman.flush()
     assert plan_state(pay_app, plan.id)[0] is PlanStatus.ACTIVE
     send_mail(pay_app)
-    assert [m.subject for m in mailbox.to("gita@example.org")
-            if "running again" in m.subject] == ["Your regular gift is running again"]
+    assert [m.subject for m in mailbox.to("gita@example.org") if "running again" in m.subject] == [
+        "Your regular gift is running again"
+    ]
     # No CSRF token: refused, nothing changes.
     assert guest.post(f"{path}/cancel").status_code == 400
     response = guest.post(f"{path}/cancel", data={"csrf_token": token})
@@ -113,21 +115,26 @@ def test_signed_in_donor_changes_amount_and_interval(pay_app, pay_client, sim, m
     assert "Change, pause or stop" in history
     page = f"/donate/plans/{plan.public_id}"
     token = csrf_from(client, page)
-    response = client.post(f"{page}/change", data={"csrf_token": token, "amount": "30",
-                                                   "frequency": "monthly"})
+    response = client.post(
+        f"{page}/change", data={"csrf_token": token, "amount": "30", "frequency": "monthly"}
+    )
     assert response.status_code == 302
     sub = sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")
     assert sub["items"]["data"][0]["price"]["unit_amount"] == 3000
     postman.flush()
-    response = client.post(f"{page}/change", data={"csrf_token": token, "amount": "300",
-                                                   "frequency": "yearly"})
+    response = client.post(
+        f"{page}/change", data={"csrf_token": token, "amount": "300", "frequency": "yearly"}
+    )
     assert response.status_code == 302
     types = postman.flush()
     assert "invoice.paid" in types  # switching interval charges the new price at once
     with pay_app.app_context():
         row = db.session.get(RecurringPlan, plan.id)
-        assert (row.amount_minor, row.frequency.value, row.status) == (30000, "yearly",
-                                                                      PlanStatus.ACTIVE)
+        assert (row.amount_minor, row.frequency.value, row.status) == (
+            30000,
+            "yearly",
+            PlanStatus.ACTIVE,
+        )
         amounts = sorted(g.amount_minor for g in row.gifts)
         assert amounts == [2500, 30000]
         assert all(g.status is DonationStatus.PAID for g in row.gifts)
@@ -166,13 +173,20 @@ def test_plan_events_in_reverse_order_reach_the_same_state(pay_app, pay_client, 
     assert set(deliver(pay_client, list(reversed(events)) + events)) == {200}
     assert plan_state(pay_app, plan_id) == (PlanStatus.ACTIVE, 1)
     with pay_app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.template == "donations/receipt")) == 1
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.template == "donations/receipt")
+            )
+            == 1
+        )
         assert db.session.scalar(select(func.count()).select_from(Donation)) == 1
 
 
 def test_pause_and_resume_in_one_second_end_as_stripe_ends_whatever_the_delivery_order(
-        pay_app, pay_client, sim):
+    pay_app, pay_client, sim
+):
     """Two subscription.updated events of one second cannot be ordered from the events alone
     (the id is random): the plan must follow what Stripe holds, not the luck of the ids."""
     plan, postman = start_plan(pay_app, pay_client, sim)
@@ -185,13 +199,17 @@ def test_pause_and_resume_in_one_second_end_as_stripe_ends_whatever_the_delivery
         row = db.session.get(RecurringPlan, plan.id)
         plans.resume_plan(row, None)
         db.session.commit()
-    assert sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")["pause_collection"] \
-        is None
-    updates = [e for e in sim.events() if e["id"] not in postman.sent
-               and e["type"] == "customer.subscription.updated"]
+    assert sim.api(f"/v1/subscriptions/{plan.stripe_subscription_id}")["pause_collection"] is None
+    updates = [
+        e
+        for e in sim.events()
+        if e["id"] not in postman.sent and e["type"] == "customer.subscription.updated"
+    ]
     pause, resume = updates[-2], updates[-1]
-    assert pause["data"]["object"]["pause_collection"] and \
-        not resume["data"]["object"]["pause_collection"]
+    assert (
+        pause["data"]["object"]["pause_collection"]
+        and not resume["data"]["object"]["pause_collection"]
+    )
     # Same second; the resume's id sorts first, and it arrives first: the stale pause event,
     # delivered late, must not pause a plan that Stripe is collecting.
     resume.update(created=pause["created"], id="evt_0000000000000000resume")

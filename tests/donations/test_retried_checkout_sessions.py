@@ -65,8 +65,11 @@ def _second_open_session(app, model) -> str:
 
 def _receipts(app) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.template == "donations/receipt"))
+        return db.session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.template == "donations/receipt")
+        )
 
 
 def _sessions(sim) -> list[dict]:
@@ -95,8 +98,9 @@ def test_try_again_expires_the_previous_session_first(pay_app, pay_client, sim, 
 
 
 @pytest.mark.parametrize("frequency", ["once", "monthly"])
-def test_try_again_after_the_old_session_was_paid_opens_nothing(pay_app, pay_client, sim,
-                                                                frequency):
+def test_try_again_after_the_old_session_was_paid_opens_nothing(
+    pay_app, pay_client, sim, frequency
+):
     url_a = checkout_url(give(pay_client, frequency=frequency))
     assert sim.pay(url_a)[0] == 303  # paid in the old tab; the webhook has not arrived yet
     response = _try_again(pay_app, pay_client, ROW[frequency])
@@ -112,12 +116,19 @@ def test_one_off_paid_through_two_sessions_is_flagged(pay_app, pay_client, sim, 
     url_a = checkout_url(give(pay_client))
     url_b = _second_open_session(pay_app, Donation)
     assert sim.pay(url_a)[0] == 303 and sim.pay(url_b)[0] == 303
-    intents = [o for o in sim.control("/_sim/objects?type=payment_intent", method="GET")[
-        "objects"] if o["status"] == "succeeded"]
+    intents = [
+        o
+        for o in sim.control("/_sim/objects?type=payment_intent", method="GET")["objects"]
+        if o["status"] == "succeeded"
+    ]
     assert len(intents) == 2  # charged twice: staff must refund one
     events = sim.events()
-    cut = next(i for i, e in enumerate(events) if e["type"] == "checkout.session.completed"
-               and e["data"]["object"]["id"] == session_id_from(url_b))
+    cut = next(
+        i
+        for i, e in enumerate(events)
+        if e["type"] == "checkout.session.completed"
+        and e["data"]["object"]["id"] == session_id_from(url_b)
+    )
     order = events if old_first else events[cut:] + events[:cut]
     assert set(deliver(pay_client, order + order)) == {200}
     with pay_app.app_context():
@@ -165,8 +176,7 @@ def test_plan_old_session_paid_new_session_expiry_first(pay_app, pay_client, sim
         assert [g.status for g in plan.gifts] == [DonationStatus.PAID]
 
 
-def test_plan_paid_through_two_sessions_flags_the_second_subscription(pay_app, pay_client,
-                                                                      sim):
+def test_plan_paid_through_two_sessions_flags_the_second_subscription(pay_app, pay_client, sim):
     url_a = checkout_url(give(pay_client, frequency="monthly"))
     url_b = _second_open_session(pay_app, RecurringPlan)
     sim.pay(url_a)
@@ -192,8 +202,7 @@ def test_plan_paid_through_two_sessions_flags_the_second_subscription(pay_app, p
         assert db.session.scalar(select(RecurringPlan.status)) is PlanStatus.ACTIVE
 
 
-def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_client, sim,
-                                                                backend):
+def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_client, sim, backend):
     """Hypothesis: a plan paid in its first session while the second expired; its events in
     any order, with duplicates, end ACTIVE with one paid gift and one receipt."""
     from hypothesis import HealthCheck, given, settings
@@ -202,8 +211,11 @@ def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_cli
     client = stripe.StripeClient("sk_test_x", base_addresses={"api": sim.base_url})
     stats = {"examples": 0}
 
-    @settings(max_examples=12 if backend == "sqlite" else 8, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=12 if backend == "sqlite" else 8,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(data=st.data())
     def check(data):
         sim.reset()  # one plan per example
@@ -228,19 +240,26 @@ def test_plan_events_in_any_order_with_a_second_expired_session(pay_app, pay_cli
         with pay_app.app_context():
             plan = db.session.get(RecurringPlan, plan_id)
             gifts = [(g.status, 1 if g.receipt else 0) for g in plan.gifts]
-            ok = (set(codes) == {200} and plan.status is PlanStatus.ACTIVE
-                  and gifts == [(DonationStatus.PAID, 1)])
+            ok = (
+                set(codes) == {200}
+                and plan.status is PlanStatus.ACTIVE
+                and gifts == [(DonationStatus.PAID, 1)]
+            )
         stats["examples"] += 1
         assert ok, ([e["type"] for e in order], codes, plan.status, gifts)
 
     check()
-    METRICS.report(f"plan event orders with an expired second session ({backend}), each "
-                   "asserted to end in the right state", stats["examples"])
+    METRICS.report(
+        f"plan event orders with an expired second session ({backend}), each "
+        "asserted to end in the right state",
+        stats["examples"],
+    )
 
 
 def test_expiring_the_old_session_then_failing_to_open_a_new_one_keeps_the_gift_open(
-        pay_app, pay_client, sim, monkeypatch):
-    """"Try again" expired the old session, then Stripe failed to open the new one: the old
+    pay_app, pay_client, sim, monkeypatch
+):
+    """ "Try again" expired the old session, then Stripe failed to open the new one: the old
     session's expiry event must not end the gift, so the next try works."""
     from donorhub.payments.gateway import GatewayError, get_gateway
 
@@ -249,8 +268,9 @@ def test_expiring_the_old_session_then_failing_to_open_a_new_one_keeps_the_gift_
         gateway = get_gateway()
 
     def down(_request):
-        raise GatewayError("Our payment provider had a problem.", retryable=True,
-                           kind="server_error", status=500)
+        raise GatewayError(
+            "Our payment provider had a problem.", retryable=True, kind="server_error", status=500
+        )
 
     monkeypatch.setattr(gateway, "create_checkout", down)
     assert _try_again(pay_app, pay_client, Donation).status_code == 503
@@ -262,8 +282,7 @@ def test_expiring_the_old_session_then_failing_to_open_a_new_one_keeps_the_gift_
     token = csrf_from(pay_client, "/donate")
     with pay_app.app_context():
         public_id = db.session.scalar(select(Donation.public_id))
-    url_b = checkout_url(pay_client.post(f"/donate/retry/{public_id}",
-                                         data={"csrf_token": token}))
+    url_b = checkout_url(pay_client.post(f"/donate/retry/{public_id}", data={"csrf_token": token}))
     assert sim.pay(url_b)[0] == 303
     assert set(deliver(pay_client, sim.events())) == {200}
     with pay_app.app_context():

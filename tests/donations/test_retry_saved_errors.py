@@ -27,19 +27,20 @@ def _near_its_end(app) -> tuple[str, str]:
 
 def _try_again(app, public_id: str):
     client = app.test_client()
-    return client.post(f"/donate/retry/{public_id}",
-                       data={"csrf_token": csrf_from(client, "/donate")})
+    return client.post(
+        f"/donate/retry/{public_id}", data={"csrf_token": csrf_from(client, "/donate")}
+    )
 
 
 @pytest.mark.parametrize("old_session", ["open", "paid"])
-def test_try_again_after_a_saved_500_on_expiring_the_old_session(pay_app, pay_client, sim,
-                                                                  old_session, backend):
+def test_try_again_after_a_saved_500_on_expiring_the_old_session(
+    pay_app, pay_client, sim, old_session, backend
+):
     first = checkout_url(give(pay_client, frequency="once"))
     if old_session == "paid":
         assert sim.pay(first)[0] == 303  # paid in another tab; the webhook is not here yet
     sid, public_id = _near_its_end(pay_app)
-    sim.fault(path_prefix=f"/v1/checkout/sessions/{sid}/expire", status=500, times=1,
-              saved=True)
+    sim.fault(path_prefix=f"/v1/checkout/sessions/{sid}/expire", status=500, times=1, saved=True)
     answers = [_try_again(pay_app, public_id) for _ in range(2)]
     expires = [r for r in sim.requests("/v1/checkout/sessions") if r["path"].endswith("/expire")]
     assert expires[0]["outcome"] == "fault"  # the 500 happened, and Stripe keeps it

@@ -29,8 +29,11 @@ from tests.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Free text of the batch: none of it may reach the output or the logs.
-CANARIES = ("Paints kingfishers on the riverbank", "Sings with the morning choir",
-            "c-diskfull000123")
+CANARIES = (
+    "Paints kingfishers on the riverbank",
+    "Sings with the morning choir",
+    "c-diskfull000123",
+)
 FREE_AFTER_FILLER = 256 * 1024
 
 
@@ -38,10 +41,17 @@ FREE_AFTER_FILLER = 256 * 1024
 def small_disk(where: Path, megabytes: int):
     where.mkdir(parents=True, exist_ok=True)
     require(os.geteuid() == 0, "root (to mount a small tmpfs)", "the disk-full tests")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
-                             str(where)], capture_output=True, text=True, check=False)
-    require(result.returncode == 0, f"mount -t tmpfs (refused: {result.stderr.strip()!r})",
-            "the disk-full tests")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    require(
+        result.returncode == 0,
+        f"mount -t tmpfs (refused: {result.stderr.strip()!r})",
+        "the disk-full tests",
+    )
     try:
         yield where
     finally:
@@ -56,7 +66,7 @@ def fill(disk: Path, leave: int = FREE_AFTER_FILLER) -> Path:
     with filler.open("wb") as handle:
         chunk = b"\0" * (1 << 20)
         while size > 0:
-            handle.write(chunk[:min(size, len(chunk))])
+            handle.write(chunk[: min(size, len(chunk))])
             size -= len(chunk)
     return filler
 
@@ -74,14 +84,28 @@ def big_batch(children: int, name: str) -> bytes:
 def feed_import(url: str, tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     from config import TestingConfig
 
-    env = {**os.environ, "FLASK_APP": "wsgi", "DONORHUB_ENV": "development",
-           "DATABASE_URL": url, "FEED_PSEUDONYM_KEY": TestingConfig.FEED_PSEUDONYM_KEY,
-           "DONORHUB_INSTANCE_DIR": str(tmp_path), "LOG_LEVEL": "INFO",
-           "PYTHONUNBUFFERED": "1", **extra}
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": url,
+        "FEED_PSEUDONYM_KEY": TestingConfig.FEED_PSEUDONYM_KEY,
+        "DONORHUB_INSTANCE_DIR": str(tmp_path),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
     if "FEED_DIR" not in extra:
         env.pop("FEED_DIR", None)
-    return subprocess.run([sys.executable, "-m", "flask", "feed", "import", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "feed", "import", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def signature(app) -> str:
@@ -101,18 +125,29 @@ def signature(app) -> str:
 
 def counts(app) -> tuple[int, int, int]:
     with app.app_context():
-        found = tuple(db.session.execute(text(
-            "SELECT (SELECT count(*) FROM children), (SELECT count(*) FROM child_texts), "
-            "(SELECT count(*) FROM feed_runs WHERE status = 'completed')")).one())
+        found = tuple(
+            db.session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM children), (SELECT count(*) FROM child_texts), "
+                    "(SELECT count(*) FROM feed_runs WHERE status = 'completed')"
+                )
+            ).one()
+        )
         db.session.remove()
     return found
 
 
 def failed_runs(app) -> list[tuple[str, str]]:
     with app.app_context():
-        found = [tuple(r) for r in db.session.execute(text(
-            "SELECT status, reason FROM feed_runs WHERE status NOT IN ('completed') "
-            "ORDER BY id"))]
+        found = [
+            tuple(r)
+            for r in db.session.execute(
+                text(
+                    "SELECT status, reason FROM feed_runs WHERE status NOT IN ('completed') "
+                    "ORDER BY id"
+                )
+            )
+        ]
         db.session.remove()
     return found
 
@@ -128,8 +163,9 @@ def assert_clean_failure(result: subprocess.CompletedProcess) -> str:
     return last
 
 
-def check_disk_full_import(app, url: str, disk: Path, tmp_path: Path, backend: str,
-                           children: int) -> None:
+def check_disk_full_import(
+    app, url: str, disk: Path, tmp_path: Path, backend: str, children: int
+) -> None:
     """Shared by both databases: the batch overflows `disk`; then space is freed."""
     seed = tmp_path / "seed.jsonl"  # something already there, so "before" is not empty
     seed.write_bytes(Batch(batch="seed-1").add(*[child() for _ in range(5)]).bytes())
@@ -164,13 +200,21 @@ def check_disk_full_import(app, url: str, disk: Path, tmp_path: Path, backend: s
     assert not (drop / "big.jsonl").exists()
     again = feed_import(url, tmp_path, str(batch))
     assert again.returncode == 0 and "already imported" in again.stdout, again.stdout
-    assert counts(app) == (before_counts[0] + children, before_counts[1] + children,
-                           before_counts[2] + 1)
-    history = (f"{len(recorded)} failed run(s) recorded ({recorded[0][0]})" if recorded
-               else "not recorded (no room even for the history row)")
-    METRICS.report(f"faults: disk full during an import ({backend}): exit / message / partial rows "
-                   "/ history / drop file kept / re-run imported once",
-                   f"non-zero / {message!r} / 0 / {history} / yes / yes")
+    assert counts(app) == (
+        before_counts[0] + children,
+        before_counts[1] + children,
+        before_counts[2] + 1,
+    )
+    history = (
+        f"{len(recorded)} failed run(s) recorded ({recorded[0][0]})"
+        if recorded
+        else "not recorded (no room even for the history row)"
+    )
+    METRICS.report(
+        f"faults: disk full during an import ({backend}): exit / message / partial rows "
+        "/ history / drop file kept / re-run imported once",
+        f"non-zero / {message!r} / 0 / {history} / yes / yes",
+    )
 
 
 def test_sqlite_disk_full_during_import_fails_cleanly(app_factory, tmp_path, database):
@@ -194,8 +238,11 @@ def test_postgresql_disk_full_during_import_fails_cleanly(app_factory, tmp_path,
         pytest.skip("runs once, on its own private cluster")
     from tests.system.stack import PrivatePostgres, migrate, postgres_bin
 
-    require(postgres_bin(), "PostgreSQL's server programs (initdb, pg_ctl)",
-            "the PostgreSQL disk-full test")
+    require(
+        postgres_bin(),
+        "PostgreSQL's server programs (initdb, pg_ctl)",
+        "the PostgreSQL disk-full test",
+    )
     base = Path("/tmp") / f"donorhub-diskfull-{os.getpid()}"  # noqa: S108 - our own folder
     with small_disk(base / "disk", 24) as disk:
         cluster = PrivatePostgres(base / "cluster").init()
@@ -203,12 +250,10 @@ def test_postgresql_disk_full_during_import_fails_cleanly(app_factory, tmp_path,
         try:
             if os.geteuid() == 0:
                 shutil.chown(disk, "postgres")
-            admin = create_engine(cluster.url(), poolclass=NullPool,
-                                  isolation_level="AUTOCOMMIT")
+            admin = create_engine(cluster.url(), poolclass=NullPool, isolation_level="AUTOCOMMIT")
             with admin.connect() as connection:
                 connection.execute(text(f"CREATE TABLESPACE small_disk LOCATION '{disk}'"))
-                connection.execute(text("CREATE DATABASE donorhub_diskfull "
-                                        "TABLESPACE small_disk"))
+                connection.execute(text("CREATE DATABASE donorhub_diskfull TABLESPACE small_disk"))
             admin.dispose()
             url = cluster.url("donorhub_diskfull")
             migrate(url)

@@ -57,19 +57,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Processes -----------------------------------------------------------------------------------
 
+
 def job_env(app, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a real jobs process on this test's database."""
     config = app.config
-    env = {**os.environ, "FLASK_APP": "wsgi", "DONORHUB_ENV": "development",
-           "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
-           "DONORHUB_INSTANCE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1",
-           "SECRET_KEY": TestingConfig.SECRET_KEY,
-           "FEED_PSEUDONYM_KEY": config["FEED_PSEUDONYM_KEY"],
-           "PUBLIC_BASE_URL": config["PUBLIC_BASE_URL"],
-           "STRIPE_API_BASE": config["STRIPE_API_BASE"],
-           "STRIPE_WEBHOOK_SECRET": config["STRIPE_WEBHOOK_SECRET"],
-           "MAIL_DELIVERY": "hold", "LOG_LEVEL": "WARNING",
-           "JOBS_MAIL_INTERVAL_SECONDS": "3600"}
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "DONORHUB_INSTANCE_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "SECRET_KEY": TestingConfig.SECRET_KEY,
+        "FEED_PSEUDONYM_KEY": config["FEED_PSEUDONYM_KEY"],
+        "PUBLIC_BASE_URL": config["PUBLIC_BASE_URL"],
+        "STRIPE_API_BASE": config["STRIPE_API_BASE"],
+        "STRIPE_WEBHOOK_SECRET": config["STRIPE_WEBHOOK_SECRET"],
+        "MAIL_DELIVERY": "hold",
+        "LOG_LEVEL": "WARNING",
+        "JOBS_MAIL_INTERVAL_SECONDS": "3600",
+    }
     for name in ("STRIPE_SECRET_KEY", "FLASK_DEBUG", "FEED_DIR", "FEED_URL"):
         env.pop(name, None)
     env.update(extra)
@@ -83,13 +90,18 @@ def flask(*args: str) -> list[str]:
 def start(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / f"job-{time.monotonic_ns()}.log"
     with log.open("wb") as handle:
-        process = subprocess.Popen(flask(*args), cwd=ROOT, env=env, stdout=handle,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            flask(*args),
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     return process, log
 
 
-def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
-                   *args: str) -> None:
+def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event, *args: str) -> None:
     """Start `flask ARGS` and SIGKILL it once `held` is set: the SMTP server holds the
     process's hand-over open (its reply withheld), so it waits there until the kill. The
     0.05 s wait only lets a process that ended early fail the test at once."""
@@ -99,8 +111,10 @@ def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
         while not held.wait(0.05):
             assert time.monotonic() < guard, f"hang guard: flask {' '.join(args)} never held"
             if process.poll() is not None:
-                raise AssertionError(f"flask {' '.join(args)} ended (exit {process.returncode})"
-                                     f" before the kill point:\n{log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"flask {' '.join(args)} ended (exit {process.returncode})"
+                    f" before the kill point:\n{log.read_text()[-3000:]}"
+                )
         process.send_signal(signal.SIGKILL)
     finally:
         if process.poll() is None:
@@ -109,8 +123,15 @@ def kill_when_held(env: dict[str, str], tmp_path: Path, held: threading.Event,
     assert process.returncode == -signal.SIGKILL
 
 
-def kill_parked(env: dict[str, str], tmp_path: Path, point: str, *args: str, nth: int = 1,
-                match: str = "", may_finish: bool = False) -> bool:
+def kill_parked(
+    env: dict[str, str],
+    tmp_path: Path,
+    point: str,
+    *args: str,
+    nth: int = 1,
+    match: str = "",
+    may_finish: bool = False,
+) -> bool:
     """Start `flask ARGS` parked at the `nth` arrival at `point` (donorhub/park_for_kill.py)
     and SIGKILL it there. True when killed; False when `may_finish` and it ended first."""
     with ParkingSpot() as spot:
@@ -133,8 +154,9 @@ def lock_is_free(app, tmp_path: Path, within: float = 120) -> bool:
 
     deadline = time.monotonic() + within
     while True:
-        lock = SchedulerLock(app.config["SQLALCHEMY_DATABASE_URI"],
-                             app.config["JOBS_LOCK_ID"], str(tmp_path))
+        lock = SchedulerLock(
+            app.config["SQLALCHEMY_DATABASE_URI"], app.config["JOBS_LOCK_ID"], str(tmp_path)
+        )
         if lock.acquire():
             lock.release()
             return True
@@ -161,13 +183,18 @@ def count(app, model, *where) -> int:
     return scalar(app, select(func.count()).select_from(model).where(*where)) or 0
 
 
-def report(job: str, backend: str, kills: int, after_kill: str, duplicates: int,
-           missing: int) -> None:
-    METRICS.report(f"faults: {job} killed mid-job ({backend}): kills / state after kill / "
-                   "duplicates / missing", f"{kills} / {after_kill} / {duplicates} / {missing}")
+def report(
+    job: str, backend: str, kills: int, after_kill: str, duplicates: int, missing: int
+) -> None:
+    METRICS.report(
+        f"faults: {job} killed mid-job ({backend}): kills / state after kill / "
+        "duplicates / missing",
+        f"{kills} / {after_kill} / {duplicates} / {missing}",
+    )
 
 
 # A real SMTP server that holds the k-th hand-over open ----------------------------------------
+
 
 class GatedSink(MailSink):
     """aiosmtpd handler: the message numbered `gate` is received whole, then its 250 reply is
@@ -206,20 +233,33 @@ def gated_smtp():
 
 # send_mail --------------------------------------------------------------------------------
 
-def test_send_mail_killed_mid_hand_over_delivers_each_message_once(app, tmp_path, backend,
-                                                                   gated_smtp):
+
+def test_send_mail_killed_mid_hand_over_delivers_each_message_once(
+    app, tmp_path, backend, gated_smtp
+):
     sink, port = gated_smtp
     total = 30
     with app.app_context():
         for n in range(total):
-            queue_mail(f"reader{n}@example.org", "accounts/password_changed",
-                       subject=f"Notice {n}", name=f"Reader {n}", reset_url="x")
+            queue_mail(
+                f"reader{n}@example.org",
+                "accounts/password_changed",
+                subject=f"Notice {n}",
+                name=f"Reader {n}",
+                reset_url="x",
+            )
         db.session.commit()
         db.session.remove()
     # The sender waits up to ten minutes for a reply, so it is still waiting at the kill.
-    env = job_env(app, tmp_path, MAIL_DELIVERY="smtp", MAIL_SERVER="127.0.0.1",
-                  MAIL_PORT=str(port), JOBS_MAIL_INTERVAL_SECONDS="1",
-                  MAIL_TIMEOUT_SECONDS="600")
+    env = job_env(
+        app,
+        tmp_path,
+        MAIL_DELIVERY="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=str(port),
+        JOBS_MAIL_INTERVAL_SECONDS="1",
+        MAIL_TIMEOUT_SECONDS="600",
+    )
 
     # Kill 1: the scheduler itself (`flask jobs run`, which holds the jobs lock), while the
     # SMTP server holds the reply to the 6th message.
@@ -228,16 +268,24 @@ def test_send_mail_killed_mid_hand_over_delivers_each_message_once(app, tmp_path
     sink.release.set()
     assert lock_is_free(app, tmp_path), "the killed jobs process still holds the jobs lock"
     states = dict(Counter(s for (s,) in rows(app, select(OutboxMessage.status))))
-    assert states == {OutboxStatus.SENT: 5, OutboxStatus.SENDING: 1,
-                      OutboxStatus.PENDING: total - 6}, states
+    assert states == {
+        OutboxStatus.SENT: 5,
+        OutboxStatus.SENDING: 1,
+        OutboxStatus.PENDING: total - 6,
+    }, states
     # Kill 2: `flask jobs run-once send_mail`, at the 15th hand-over overall.
     sink.hold(15)
     kill_when_held(env, tmp_path, sink.reached, "jobs", "run-once", "send_mail")
     sink.release.set()
     # The next run completes the rest; the two messages in hand stay "sending" (not re-sent).
     run_to_end(env, tmp_path, "jobs", "run-once", "send_mail")
-    in_hand = {row.message_id for row in rows(app, select(OutboxMessage.message_id).where(
-        OutboxMessage.status == OutboxStatus.SENDING))}
+    in_hand = {
+        row.message_id
+        for row in rows(
+            app,
+            select(OutboxMessage.message_id).where(OutboxMessage.status == OutboxStatus.SENDING),
+        )
+    }
     assert len(in_hand) == 2
     # Ten minutes on, a later run marks them "uncertain" (docs/operations.md) and sends
     # nothing again.
@@ -252,18 +300,31 @@ def test_send_mail_killed_mid_hand_over_delivers_each_message_once(app, tmp_path
     duplicates = sum(n - 1 for n in received.values())
     missing = len(expected - set(received))
     assert duplicates == 0 and missing == 0, (duplicates, missing)
-    uncertain = {row.message_id for row in rows(app, select(OutboxMessage.message_id).where(
-        OutboxMessage.status == OutboxStatus.UNCERTAIN))}
+    uncertain = {
+        row.message_id
+        for row in rows(
+            app,
+            select(OutboxMessage.message_id).where(OutboxMessage.status == OutboxStatus.UNCERTAIN),
+        )
+    }
     assert uncertain == in_hand  # exactly the two whose hand-over was cut off
     assert count(app, OutboxMessage, OutboxMessage.status == OutboxStatus.SENT) == total - 2
-    report("send_mail", backend, 2, "sent 5 / sending 1 / pending 24 (then uncertain)",
-           duplicates, missing)
+    report(
+        "send_mail",
+        backend,
+        2,
+        "sent 5 / sending 1 / pending 24 (then uncertain)",
+        duplicates,
+        missing,
+    )
 
 
 # send_update_notifications ---------------------------------------------------------------
 
-def test_update_notifications_killed_mid_run_tell_each_person_once(app, tmp_path, backend,
-                                                                   import_feed, make_user):
+
+def test_update_notifications_killed_mid_run_tell_each_person_once(
+    app, tmp_path, backend, import_feed, make_user
+):
     from donorhub.accounts.models import User
     from donorhub.sponsorship import conduct
     from donorhub.sponsorship import services as sponsorship
@@ -278,15 +339,24 @@ def test_update_notifications_killed_mid_run_tell_each_person_once(app, tmp_path
 
         for n, handle in enumerate(users):
             sponsorship.accept_conduct(db.session.get(User, handle.id), conduct.CURRENT_VERSION)
-            db.session.add(Sponsorship(user_id=handle.id, child_id=kids.ids[n % 5],
-                                       amount_minor=2500, currency="gbp",
-                                       status=SponsorshipStatus.ACTIVE, started_at=utcnow()))
-        publication = Publication(scheduled_for=datetime(2026, 10, 15).date(),
-                                  updates_published=5)
+            db.session.add(
+                Sponsorship(
+                    user_id=handle.id,
+                    child_id=kids.ids[n % 5],
+                    amount_minor=2500,
+                    currency="gbp",
+                    status=SponsorshipStatus.ACTIVE,
+                    started_at=utcnow(),
+                )
+            )
+        publication = Publication(scheduled_for=datetime(2026, 10, 15).date(), updates_published=5)
         db.session.add(publication)
         db.session.flush()
-        db.session.execute(update(ChildUpdate).where(ChildUpdate.child_id.in_(kids.ids))
-                           .values(publication_id=publication.id))
+        db.session.execute(
+            update(ChildUpdate)
+            .where(ChildUpdate.child_id.in_(kids.ids))
+            .values(publication_id=publication.id)
+        )
         db.session.commit()
         db.session.remove()
     env = job_env(app, tmp_path)
@@ -298,24 +368,37 @@ def test_update_notifications_killed_mid_run_tell_each_person_once(app, tmp_path
         return count(app, OutboxMessage, OutboxMessage.template == "updates/new_update")
 
     # Parked just after the 10th person's unit of work committed.
-    kill_parked(env, tmp_path, "after-commit", "jobs", "run-once", "send_update_notifications",
-                nth=10)
+    kill_parked(
+        env, tmp_path, "after-commit", "jobs", "run-once", "send_update_notifications", nth=10
+    )
     decided = notified()
     assert decided == 10, decided
     assert mails() == decided  # each decision and its mail committed together
     run_to_end(env, tmp_path, "jobs", "run-once", "send_update_notifications")
-    per_person = Counter(r for (r,) in rows(app, select(OutboxMessage.recipient).where(
-        OutboxMessage.template == "updates/new_update")))
+    per_person = Counter(
+        r
+        for (r,) in rows(
+            app,
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "updates/new_update"),
+        )
+    )
     duplicates = sum(n - 1 for n in per_person.values())
     missing = people - len(per_person)
     assert duplicates == 0 and missing == 0, (duplicates, missing)
     assert notified() == people
     assert scalar(app, select(Publication.notifications_done_at)) is not None
-    report("send_update_notifications", backend, 1,
-           f"{decided}/{people} people told, each with its mail", duplicates, missing)
+    report(
+        "send_update_notifications",
+        backend,
+        1,
+        f"{decided}/{people} people told, each with its mail",
+        duplicates,
+        missing,
+    )
 
 
 # Stripe-backed sponsorship jobs ------------------------------------------------------------
+
 
 def sponsored(pay_app, import_feed, sponsor, sim, how_many: int):
     """`how_many` live sponsorships paid through the simulator, one child each."""
@@ -332,15 +415,19 @@ def subscription_ids(app, sponsorship_ids) -> dict[int, str]:
     from donorhub.donations.models import RecurringPlan
     from donorhub.sponsorship.models import Sponsorship
 
-    found = rows(app, select(Sponsorship.id, RecurringPlan.stripe_subscription_id)
-                 .join(RecurringPlan, RecurringPlan.id == Sponsorship.plan_id)
-                 .where(Sponsorship.id.in_(sponsorship_ids)))
+    found = rows(
+        app,
+        select(Sponsorship.id, RecurringPlan.stripe_subscription_id)
+        .join(RecurringPlan, RecurringPlan.id == Sponsorship.plan_id)
+        .where(Sponsorship.id.in_(sponsorship_ids)),
+    )
     return dict(found)
 
 
 def api_calls(sim, method: str, prefix: str, suffix: str = "") -> int:
-    return sum(1 for r in sim.requests(prefix)
-               if r["method"] == method and r["path"].endswith(suffix))
+    return sum(
+        1 for r in sim.requests(prefix) if r["method"] == method and r["path"].endswith(suffix)
+    )
 
 
 def events_for(sim, event_type: str, object_id: str) -> int:
@@ -348,8 +435,9 @@ def events_for(sim, event_type: str, object_id: str) -> int:
 
 
 @pytest.mark.slow  # seeds live sponsorships or gifts through Stripe; ~1 min
-def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_path, backend,
-                                                                import_feed, sponsor, sim):
+def test_stop_collection_killed_mid_stripe_call_stops_each_once(
+    pay_app, tmp_path, backend, import_feed, sponsor, sim
+):
     from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 
     how_many = 6
@@ -360,27 +448,51 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
     before = api_calls(sim, "POST", "/v1/subscriptions/")
     env = job_env(pay_app, tmp_path)
     # Parked as the 3rd pause returns from Stripe: Stripe has acted, our commit not made.
-    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "stop_collection_after_exits",
-                nth=3, match="POST /v1/subscriptions/")
+    kill_parked(
+        env,
+        tmp_path,
+        "stripe-call",
+        "jobs",
+        "run-once",
+        "stop_collection_after_exits",
+        nth=3,
+        match="POST /v1/subscriptions/",
+    )
     assert api_calls(sim, "POST", "/v1/subscriptions/") - before == 3
     moved = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.MOVED_ON)
-    paused_at_stripe = sum(1 for s in subs.values()
-                           if sim.api(f"/v1/subscriptions/{s}")["pause_collection"])
+    paused_at_stripe = sum(
+        1 for s in subs.values() if sim.api(f"/v1/subscriptions/{s}")["pause_collection"]
+    )
     assert moved == 2 and paused_at_stripe == 3, (moved, paused_at_stripe)
     run_to_end(env, tmp_path, "jobs", "run-once", "stop_collection_after_exits")
-    final = rows(pay_app, select(Sponsorship.status, Sponsorship.collection_stopped_at)
-                 .where(Sponsorship.id.in_(ids)))
+    final = rows(
+        pay_app,
+        select(Sponsorship.status, Sponsorship.collection_stopped_at).where(
+            Sponsorship.id.in_(ids)
+        ),
+    )
     assert all(status is SponsorshipStatus.MOVED_ON and stopped for status, stopped in final)
-    pauses = {sub: sum(1 for e in sim.events(("customer.subscription.updated",))
-                       if e["data"]["object"]["id"] == sub
-                       and "pause_collection" in e["data"].get("previous_attributes", {}))
-              for sub in subs.values()}
+    pauses = {
+        sub: sum(
+            1
+            for e in sim.events(("customer.subscription.updated",))
+            if e["data"]["object"]["id"] == sub
+            and "pause_collection" in e["data"].get("previous_attributes", {})
+        )
+        for sub in subs.values()
+    }
     duplicates = sum(n - 1 for n in pauses.values() if n > 1)
     missing = sum(1 for n in pauses.values() if n == 0)
     assert duplicates == 0 and missing == 0, pauses
     assert count(pay_app, OutboxMessage) == outbox_before  # step 1 of an exit mails nobody
-    report("stop_collection_after_exits", backend, 1,
-           "Stripe paused 3 / recorded 2 (the call in hand)", duplicates, missing)
+    report(
+        "stop_collection_after_exits",
+        backend,
+        1,
+        "Stripe paused 3 / recorded 2 (the call in hand)",
+        duplicates,
+        missing,
+    )
 
     # Step 2, the neutral notice: one short transaction per notice. Killed inside the first
     # notice's transaction, then just after one notice committed, then inside the next.
@@ -399,59 +511,99 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(pay_app, tmp_pat
         assert mailed == told, (mailed, told)  # each notice and its mail commit together
         told_after.append(told)
     assert told_after == [0, 1, 1], told_after
-    kills, landed = 3, ("inside a notice's transaction / after one committed / inside the "
-                        f"next: {'/'.join(map(str, told_after))} of {how_many} notices kept")
+    kills, landed = (
+        3,
+        (
+            "inside a notice's transaction / after one committed / inside the "
+            f"next: {'/'.join(map(str, told_after))} of {how_many} notices kept"
+        ),
+    )
     run_to_end(env, tmp_path, "jobs", "run-once", "send_sponsor_exit_notices")
-    notices = Counter(r for (r,) in rows(pay_app, select(OutboxMessage.recipient).where(
-        OutboxMessage.template == "sponsorship/news")))
-    messages = Counter(r for (r,) in rows(pay_app, select(SponsorMessage.sponsorship_id).where(
-        SponsorMessage.kind == "moved_on")))
+    notices = Counter(
+        r
+        for (r,) in rows(
+            pay_app,
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "sponsorship/news"),
+        )
+    )
+    messages = Counter(
+        r
+        for (r,) in rows(
+            pay_app, select(SponsorMessage.sponsorship_id).where(SponsorMessage.kind == "moved_on")
+        )
+    )
     duplicates = sum(n - 1 for n in notices.values()) + sum(n - 1 for n in messages.values())
     missing = (how_many - len(notices)) + (how_many - len(messages))
     assert duplicates == 0 and missing == 0, (notices, messages)
     report("send_sponsor_exit_notices", backend, kills, landed, duplicates, missing)
 
 
-def test_lapse_killed_mid_stripe_call_lapses_each_once(pay_app, tmp_path, backend,
-                                                       import_feed, sponsor, sim):
+def test_lapse_killed_mid_stripe_call_lapses_each_once(
+    pay_app, tmp_path, backend, import_feed, sponsor, sim
+):
     from donorhub.sponsorship.models import SponsorMessage, Sponsorship, SponsorshipStatus
 
     how_many = 6
     _kids, ids = sponsored(pay_app, import_feed, sponsor, sim, how_many)
     subs = subscription_ids(pay_app, ids)
     with pay_app.app_context():
-        db.session.execute(update(Sponsorship).where(Sponsorship.id.in_(ids)).values(
-            status=SponsorshipStatus.PAST_DUE, past_due_since=utcnow() - timedelta(days=20)))
+        db.session.execute(
+            update(Sponsorship)
+            .where(Sponsorship.id.in_(ids))
+            .values(status=SponsorshipStatus.PAST_DUE, past_due_since=utcnow() - timedelta(days=20))
+        )
         db.session.commit()
         db.session.remove()
     before = api_calls(sim, "DELETE", "/v1/subscriptions/")
     env = job_env(pay_app, tmp_path)
     # Parked as the 3rd cancellation returns from Stripe: Stripe has acted, our commit not made.
-    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "lapse_sponsorships",
-                nth=3, match="DELETE /v1/subscriptions/")
+    kill_parked(
+        env,
+        tmp_path,
+        "stripe-call",
+        "jobs",
+        "run-once",
+        "lapse_sponsorships",
+        nth=3,
+        match="DELETE /v1/subscriptions/",
+    )
     assert api_calls(sim, "DELETE", "/v1/subscriptions/") - before == 3
     lapsed = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.LAPSED)
     assert lapsed == 2, lapsed
     run_to_end(env, tmp_path, "jobs", "run-once", "lapse_sponsorships")
-    assert count(pay_app, Sponsorship, Sponsorship.id.in_(ids),
-                 Sponsorship.status == SponsorshipStatus.LAPSED) == how_many
-    mails = Counter(r for (r,) in rows(pay_app, select(OutboxMessage.recipient).where(
-        OutboxMessage.template == "sponsorship/lapsed")))
-    messages = Counter(r for (r,) in rows(pay_app, select(SponsorMessage.sponsorship_id).where(
-        SponsorMessage.kind == "lapsed")))
-    cancels = {sub: events_for(sim, "customer.subscription.deleted", sub)
-               for sub in subs.values()}
+    assert (
+        count(
+            pay_app,
+            Sponsorship,
+            Sponsorship.id.in_(ids),
+            Sponsorship.status == SponsorshipStatus.LAPSED,
+        )
+        == how_many
+    )
+    mails = Counter(
+        r
+        for (r,) in rows(
+            pay_app,
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "sponsorship/lapsed"),
+        )
+    )
+    messages = Counter(
+        r
+        for (r,) in rows(
+            pay_app, select(SponsorMessage.sponsorship_id).where(SponsorMessage.kind == "lapsed")
+        )
+    )
+    cancels = {sub: events_for(sim, "customer.subscription.deleted", sub) for sub in subs.values()}
     duplicates = sum(n - 1 for c in (mails, messages, cancels) for n in c.values() if n > 1)
-    missing = (3 * how_many - len(mails) - len(messages)
-               - sum(1 for n in cancels.values() if n))
+    missing = 3 * how_many - len(mails) - len(messages) - sum(1 for n in cancels.values() if n)
     assert duplicates == 0 and missing == 0, (mails, messages, cancels)
-    report("lapse_sponsorships", backend, 1, "Stripe cancelled 3 / recorded 2", duplicates,
-           missing)
+    report("lapse_sponsorships", backend, 1, "Stripe cancelled 3 / recorded 2", duplicates, missing)
 
 
 @pytest.mark.slow  # seeds live sponsorships or gifts through Stripe; ~1 min
-def test_hold_release_killed_mid_stripe_call_releases_each_once(pay_app, tmp_path, backend,
-                                                                import_feed, sponsor, sim):
+def test_hold_release_killed_mid_stripe_call_releases_each_once(
+    pay_app, tmp_path, backend, import_feed, sponsor, sim
+):
     from donorhub.sponsorship.models import Sponsorship, SponsorshipPlace, SponsorshipStatus
 
     how_many = 6
@@ -462,36 +614,52 @@ def test_hold_release_killed_mid_stripe_call_releases_each_once(pay_app, tmp_pat
         assert response.status_code == 303
         sessions.append(response.headers["Location"].rstrip("/").rsplit("/", 1)[-1])
     with pay_app.app_context():
-        db.session.execute(update(Sponsorship).values(
-            hold_expires_at=utcnow() - timedelta(minutes=1)))
+        db.session.execute(
+            update(Sponsorship).values(hold_expires_at=utcnow() - timedelta(minutes=1))
+        )
         db.session.commit()
         db.session.remove()
     before = api_calls(sim, "POST", "/v1/checkout/sessions/", "/expire")
     env = job_env(pay_app, tmp_path)
     # Parked as the 3rd expiry returns from Stripe: Stripe has acted, our commit not made.
-    kill_parked(env, tmp_path, "stripe-call", "jobs", "run-once", "release_sponsorship_holds",
-                nth=3, match="POST /v1/checkout/sessions/")
+    kill_parked(
+        env,
+        tmp_path,
+        "stripe-call",
+        "jobs",
+        "run-once",
+        "release_sponsorship_holds",
+        nth=3,
+        match="POST /v1/checkout/sessions/",
+    )
     assert api_calls(sim, "POST", "/v1/checkout/sessions/", "/expire") - before == 3
     released = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.EXPIRED)
     assert released == 2, released
     run_to_end(env, tmp_path, "jobs", "run-once", "release_sponsorship_holds")
     assert count(pay_app, Sponsorship) == how_many
-    assert count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.EXPIRED) \
-        == how_many
+    assert count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.EXPIRED) == how_many
     assert count(pay_app, SponsorshipPlace) == 0  # every place given back
     expired = {s: events_for(sim, "checkout.session.expired", s) for s in sessions}
     duplicates = sum(n - 1 for n in expired.values() if n > 1)
     missing = sum(1 for n in expired.values() if n == 0)
     assert duplicates == 0 and missing == 0, expired
-    report("release_sponsorship_holds", backend, 1, "Stripe expired 3 / released 2",
-           duplicates, missing)
+    report(
+        "release_sponsorship_holds",
+        backend,
+        1,
+        "Stripe expired 3 / released 2",
+        duplicates,
+        missing,
+    )
 
 
 # reconcile_stripe ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # seeds live sponsorships or gifts through Stripe; ~1 min
-def test_reconcile_killed_mid_run_applies_each_event_once(pay_app, pay_client, tmp_path,
-                                                          backend, sim):
+def test_reconcile_killed_mid_run_applies_each_event_once(
+    pay_app, pay_client, tmp_path, backend, sim
+):
     from donorhub.donations.models import Donation, DonationStatus
     from donorhub.payments.models import StripeEvent
 
@@ -511,17 +679,30 @@ def test_reconcile_killed_mid_run_applies_each_event_once(pay_app, pay_client, t
     assert duplicates == 0 and missing == 0, (duplicates, missing)
     assert count(pay_app, Donation) == gifts
     assert count(pay_app, Donation, Donation.status == DonationStatus.PAID) == gifts
-    receipts = Counter(r for (r,) in rows(pay_app, select(OutboxMessage.recipient).where(
-        OutboxMessage.template == "donations/receipt")))
+    receipts = Counter(
+        r
+        for (r,) in rows(
+            pay_app,
+            select(OutboxMessage.recipient).where(OutboxMessage.template == "donations/receipt"),
+        )
+    )
     assert sorted(receipts.values()) == [1] * gifts, receipts  # one receipt per gift
-    report("reconcile_stripe", backend, 1, f"{applied}/{len(events)} events applied",
-           duplicates, missing)
+    report(
+        "reconcile_stripe",
+        backend,
+        1,
+        f"{applied}/{len(events)} events applied",
+        duplicates,
+        missing,
+    )
 
 
 # Single-transaction jobs: publish_updates, refresh_releases ------------------------------
 
-def test_publish_updates_killed_inside_its_transaction_publishes_once(app, tmp_path,
-                                                                     backend, import_feed):
+
+def test_publish_updates_killed_inside_its_transaction_publishes_once(
+    app, tmp_path, backend, import_feed
+):
     from donorhub.children.models import ChildUpdate
     from donorhub.updates.models import Publication
 
@@ -541,25 +722,30 @@ def test_publish_updates_killed_inside_its_transaction_publishes_once(app, tmp_p
     kills, landed = 1, "killed inside its write transaction: 0 published, 0 publications"
     run_to_end(env, tmp_path, "jobs", "run-once", "publish_updates")
     assert count(app, Publication) == 1
-    published = Counter(r for (r,) in rows(app, select(ChildUpdate.publication_id).where(
-        ChildUpdate.published_at.is_not(None))))
+    published = Counter(
+        r
+        for (r,) in rows(
+            app, select(ChildUpdate.publication_id).where(ChildUpdate.published_at.is_not(None))
+        )
+    )
     assert sum(published.values()) == waiting and len(published) == 1
     assert scalar(app, select(Publication.updates_published)) == waiting
     report("publish_updates", backend, kills, landed, 0, waiting - sum(published.values()))
 
 
 def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
-        app, tmp_path, backend, import_feed):
+    app, tmp_path, backend, import_feed
+):
     from donorhub.children.models import Child, ChildRelease
 
     import_feed(Batch().add(*crowd(30), *crowd(30, age_band="9-11")))
     with app.app_context():  # the younger group's consent ran out last quarter
-        db.session.execute(update(Child).where(Child.age_band == "9-11")
-                           .values(consent_expires="2026-Q3"))
+        db.session.execute(
+            update(Child).where(Child.age_band == "9-11").values(consent_expires="2026-Q3")
+        )
         db.session.commit()
         db.session.remove()
-    listed_query = select(Child.age_band).join(ChildRelease).where(
-        ChildRelease.is_listed.is_(True))
+    listed_query = select(Child.age_band).join(ChildRelease).where(ChildRelease.is_listed.is_(True))
     before = Counter(r for (r,) in rows(app, listed_query))
     assert before == {"12-14": 30, "9-11": 30}
     env = job_env(app, tmp_path)
@@ -578,16 +764,24 @@ def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
 
 # purge_mail_throttle ------------------------------------------------------------------------
 
+
 def test_purge_mail_throttle_killed_inside_its_transaction_purges_nothing_then_all(
-        app, tmp_path, backend):
+    app, tmp_path, backend
+):
     from donorhub.accounts.models import MailThrottle
 
     now = utcnow()
     with app.app_context():
-        db.session.add_all([MailThrottle(recipient_hash=f"{n:064x}", kind="reset",
-                                         created_at=now - timedelta(minutes=10 if n < 10
-                                                                    else 130))
-                            for n in range(40)])
+        db.session.add_all(
+            [
+                MailThrottle(
+                    recipient_hash=f"{n:064x}",
+                    kind="reset",
+                    created_at=now - timedelta(minutes=10 if n < 10 else 130),
+                )
+                for n in range(40)
+            ]
+        )
         db.session.commit()
         db.session.remove()
     env = job_env(app, tmp_path)
@@ -597,11 +791,11 @@ def test_purge_mail_throttle_killed_inside_its_transaction_purges_nothing_then_a
     run_to_end(env, tmp_path, "jobs", "run-once", "purge_mail_throttle")
     assert count(app, MailThrottle) == 10  # the ten of the last hour stay
     assert count(app, MailThrottle, MailThrottle.created_at < now - timedelta(hours=1)) == 0
-    report("purge_mail_throttle", backend, 1, "killed inside its write transaction: 0 purged",
-           0, 0)
+    report("purge_mail_throttle", backend, 1, "killed inside its write transaction: 0 purged", 0, 0)
 
 
 # import_feed (the drop directory) ----------------------------------------------------------
+
 
 @pytest.mark.slow  # three batches, two imports (tests/feed/test_atomicity.py covers kill -9)
 def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_path, backend):
@@ -612,11 +806,12 @@ def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_pat
     drop.mkdir()
     per_batch, batches = 100, 3
     for b in range(batches):
-        records = [child(f"c-kill{b}-{n:05d}", about="Loves football and maths.")
-                   for n in range(per_batch)]
+        records = [
+            child(f"c-kill{b}-{n:05d}", about="Loves football and maths.") for n in range(per_batch)
+        ]
         (drop / f"batch-{b}.jsonl").write_bytes(Batch(batch=f"kill-{b}").add(*records).bytes())
     env = job_env(app, tmp_path, FEED_DIR=str(drop))
-    completed = (FeedRun.status == FeedRunStatus.COMPLETED)
+    completed = FeedRun.status == FeedRunStatus.COMPLETED
     # Parked just after the first batch committed, before its file is taken out of the drop
     # directory: the next run finds that batch already imported.
     kill_parked(env, tmp_path, "after-commit", "jobs", "run-once", "import_feed")
@@ -631,14 +826,21 @@ def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_pat
     assert duplicates == 0 and missing == 0, runs
     assert count(app, Child) == batches * per_batch
     assert not list(drop.glob("*.jsonl"))  # the drop directory is consumed
-    report("import_feed", backend, 1,
-           f"{done} batch(es) committed, files left {files_left}", duplicates, missing)
+    report(
+        "import_feed",
+        backend,
+        1,
+        f"{done} batch(es) committed, files left {files_left}",
+        duplicates,
+        missing,
+    )
 
 
 @pytest.mark.slow  # four more kills per job, each a fresh process
 @pytest.mark.parametrize("job", ["publish_updates", "refresh_releases"])
 def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
-        app, tmp_path, backend, import_feed, job):
+    app, tmp_path, backend, import_feed, job
+):
     """A kill at each step of the run (as the job starts, inside its transaction, just after
     its commit, as it returns) leaves exactly the state before the job or after it."""
     from donorhub.children import services as children
@@ -646,17 +848,22 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
     from donorhub.updates.models import Publication
 
     records = crowd(20) + crowd(20, age_band="9-11")
-    import_feed(Batch().add(*records, *[update_record(r["ref"]) for r in records
-                                        for _ in range(5)]))
+    import_feed(
+        Batch().add(*records, *[update_record(r["ref"]) for r in records for _ in range(5)])
+    )
 
     def expire_younger(expires: str) -> None:  # refresh_releases' work: consent ran out
-        db.session.execute(update(Child).where(Child.age_band == "9-11")
-                           .values(consent_expires=expires))
+        db.session.execute(
+            update(Child).where(Child.age_band == "9-11").values(consent_expires=expires)
+        )
 
     def reset() -> None:
         with app.app_context():
-            db.session.execute(update(ChildUpdate).values(
-                published_at=None, publication_id=None, status=ReviewStatus.PENDING))
+            db.session.execute(
+                update(ChildUpdate).values(
+                    published_at=None, publication_id=None, status=ReviewStatus.PENDING
+                )
+            )
             db.session.execute(Publication.__table__.delete())
             expire_younger("2027-Q2")
             children.refresh_releases(utcnow().date())
@@ -665,9 +872,11 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
             db.session.remove()
 
     def state():
-        return (count(app, Publication),
-                count(app, ChildUpdate, ChildUpdate.published_at.is_not(None)),
-                count(app, ChildRelease, ChildRelease.is_listed.is_(True)))
+        return (
+            count(app, Publication),
+            count(app, ChildUpdate, ChildUpdate.published_at.is_not(None)),
+            count(app, ChildRelease, ChildRelease.is_listed.is_(True)),
+        )
 
     reset()
     before = state()
@@ -678,8 +887,12 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
     reset()
     assert state() == before
     landed = []
-    for point, expected in (("job-start", before), ("before-commit", before),
-                            ("after-commit", after), ("job-end", after)):
+    for point, expected in (
+        ("job-start", before),
+        ("before-commit", before),
+        ("after-commit", after),
+        ("job-end", after),
+    ):
         kill_parked(env, tmp_path, point, "jobs", "run-once", job)
         now = state()
         assert now == expected, (point, now)

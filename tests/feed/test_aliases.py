@@ -32,6 +32,5 @@ def test_a_charity_named_with_alias_words_never_gets_them_drawn(app_factory):
 
 
 def test_name_words_splits_a_name_into_lower_case_words():
-    assert name_words("Safe Harbour Children's Trust") == {"safe", "harbour", "children",
-                                                           "trust"}
+    assert name_words("Safe Harbour Children's Trust") == {"safe", "harbour", "children", "trust"}
     assert name_words("Wren Meadow") == {"wren", "meadow"}

@@ -28,8 +28,9 @@ def signature(app) -> str:
             rows = db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar()
             digest.update(f"{table}:{rows};".encode())
         # Content too, not only counts, for the rows whose values an import decides.
-        for row in db.session.execute(text(
-                "SELECT ref_hash, age_band, stage FROM children ORDER BY ref_hash")):
+        for row in db.session.execute(
+            text("SELECT ref_hash, age_band, stage FROM children ORDER BY ref_hash")
+        ):
             digest.update(repr(tuple(row)).encode())
         db.session.remove()
     return digest.hexdigest()
@@ -38,8 +39,11 @@ def signature(app) -> str:
 def big_batch(children: int) -> bytes:
     records = []
     for n in range(children):
-        record = child(f"c-atomic{n:06d}", age_band=["9-11", "12-14", "15-17"][n % 3],
-                       about="Loves football and maths.")
+        record = child(
+            f"c-atomic{n:06d}",
+            age_band=["9-11", "12-14", "15-17"][n % 3],
+            about="Loves football and maths.",
+        )
         records.append(record)
         records.append(update(record["ref"], uid=f"u-atomic{n:06d}", text="She ran a race."))
     records.append(home_stats())
@@ -48,8 +52,15 @@ def big_batch(children: int) -> bytes:
 
 def run_import(path: Path, env: dict) -> int:
     command = [sys.executable, "-m", "flask", "feed", "import", str(path)]
-    return subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, timeout=600, check=False).returncode
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=600,
+        check=False,
+    ).returncode
 
 
 def kill_import_at(path: Path, env: dict, point: str, nth: int) -> bool:
@@ -57,8 +68,13 @@ def kill_import_at(path: Path, env: dict, point: str, nth: int) -> bool:
     the import finished before reaching it."""
     command = [sys.executable, "-m", "flask", "feed", "import", str(path)]
     with ParkingSpot() as spot:
-        process = subprocess.Popen(command, cwd=ROOT, env={**env, **spot.env(point, nth)},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, **spot.env(point, nth)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return spot.kill_when_parked(process, may_finish=True)
 
 
@@ -67,10 +83,15 @@ def test_import_survives_kill_9_at_every_commit_point(app, tmp_path, backend):
     after each commit: every kill leaves the state before the import or after it."""
     path = tmp_path / "atomic.jsonl"
     path.write_bytes(big_batch(1500))
-    env = {**os.environ, "FLASK_APP": "wsgi", "DONORHUB_ENV": "development",
-           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "FEED_PSEUDONYM_KEY": app.config["FEED_PSEUDONYM_KEY"],
-           "DONORHUB_INSTANCE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "FEED_PSEUDONYM_KEY": app.config["FEED_PSEUDONYM_KEY"],
+        "DONORHUB_INSTANCE_DIR": str(tmp_path),
+        "LOG_LEVEL": "WARNING",
+    }
     before = signature(app)
     states = {"before": 0, "after": 0}
     kills = 0
@@ -97,9 +118,12 @@ def test_import_survives_kill_9_at_every_commit_point(app, tmp_path, backend):
     assert final == after
     with app.app_context():
         children = db.session.execute(text("SELECT count(*) FROM children")).scalar()
-        runs = db.session.execute(text(
-            "SELECT count(*) FROM feed_runs WHERE status = 'completed'")).scalar()
+        runs = db.session.execute(
+            text("SELECT count(*) FROM feed_runs WHERE status = 'completed'")
+        ).scalar()
     assert (children, runs) == (1500, 1)
-    METRICS.report(f"11.2 import kill -9 ({backend}): kills / left before / left after / "
-                   "partial states / duplicates",
-                   f"{kills} / {states['before']} / {states['after']} / 0 / 0")
+    METRICS.report(
+        f"11.2 import kill -9 ({backend}): kills / left before / left after / "
+        "partial states / duplicates",
+        f"{kills} / {states['before']} / {states['after']} / 0 / 0",
+    )

@@ -38,8 +38,14 @@ def count(model, *where):
 def test_the_contract_example_imports(app, import_feed):
     report = import_feed(CONTRACT_EXAMPLE)
     assert (report.created, report.rejected, report.quarantined) == (3, 1, 0)
-    assert report.problems == [{"line": 5, "field": "child", "effect": "record rejected",
-                                "rule": "the exit names a child the platform does not know"}]
+    assert report.problems == [
+        {
+            "line": 5,
+            "field": "child",
+            "effect": "record rejected",
+            "rule": "the exit names a child the platform does not know",
+        }
+    ]
     with app.app_context():
         only = db.session.scalar(select(Child))
         assert only.alias and len(only.public_token) >= 43
@@ -53,16 +59,14 @@ def test_the_contract_example_imports(app, import_feed):
 
 def test_no_partner_reference_is_stored_in_clear(app, import_feed, backend):
     refs = [f"c-PLANTEDREF{n:04d}" for n in range(6)]
-    batch = Batch().add(*[child(ref) for ref in refs],
-                        update(refs[0], uid="u-PLANTEDUPDATEID"))
+    batch = Batch().add(*[child(ref) for ref in refs], update(refs[0], uid="u-PLANTEDUPDATEID"))
     import_feed(batch)
     with app.app_context():
         hits = []
         for table in db.metadata.sorted_tables:
             for row in db.session.execute(text(f"SELECT * FROM {table.name}")):
                 rendered = json.dumps([str(value) for value in row])
-                hits += [token for token in ["PLANTEDREF", "PLANTEDUPDATEID"]
-                         if token in rendered]
+                hits += [token for token in ["PLANTEDREF", "PLANTEDUPDATEID"] if token in rendered]
     assert hits == []
 
 
@@ -86,12 +90,15 @@ def test_unchanged_and_updated_children_are_counted(app, import_feed):
     report = import_feed(Batch().add(changed, *records[1:]))
     assert (report.created, report.updated, report.unchanged) == (0, 1, 4)
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(Child).where(
-            Child.stage == "vocational_training")) == 1
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(Child).where(Child.stage == "vocational_training")
+            )
+            == 1
+        )
 
 
-def test_fields_outside_the_contract_reject_the_whole_batch_and_alert(app, import_feed,
-                                                                      make_user):
+def test_fields_outside_the_contract_reject_the_whole_batch_and_alert(app, import_feed, make_user):
     officer = make_user(roles=("safeguarding_officer",))
     planted = child(name="Sunita Planted-Name-Canary", dob="2012-03-04")
     report = import_feed(Batch().add(*crowd(5), planted))
@@ -125,8 +132,9 @@ def test_structural_errors_reject_the_batch(app, import_feed):
 def test_free_text_with_an_identifier_is_quarantined(app, import_feed):
     records = crowd(5)
     records[0]["about"] = "Her brother Ravi calls her on 98200 12345 every Sunday."
-    report = import_feed(Batch().add(*records, update(records[1]["ref"],
-                                                      text="She visited Kamathipura.")))
+    report = import_feed(
+        Batch().add(*records, update(records[1]["ref"], text="She visited Kamathipura."))
+    )
     assert report.quarantined == 2
     with app.app_context():
         about = db.session.scalar(select(ChildText))
@@ -184,25 +192,46 @@ def test_an_exit_that_shrinks_the_crowd_unlists_the_others_too(app, import_feed)
     import_feed(Batch().add(exit_record(records[0]["ref"])))
     with app.app_context():
         listed = count(ChildRelease, ChildRelease.is_listed.is_(True))
-        levels = db.session.scalars(select(ChildRelease.level).where(
-            ChildRelease.is_listed.is_(True))).all()
+        levels = db.session.scalars(
+            select(ChildRelease.level).where(ChildRelease.is_listed.is_(True))
+        ).all()
     # Four identical children cannot hide among each other at any level of detail.
     assert listed == 0 and levels == []
 
 
 def test_consent_decides_what_is_shown(app, import_feed):
-    no_profile = crowd(5, consent={"profile": False, "updates": True,
-                                   "basis": "cwc_order", "expires": "2027-Q2"})
-    expired = crowd(5, consent={"profile": True, "updates": True,
-                                "basis": "guardian_and_child", "expires": "2026-Q3"})
-    no_updates = crowd(5, consent={"profile": True, "updates": False,
-                                   "basis": "legal_exemption", "expires": "2027-Q2"},
-                       age_band="9-11")
+    no_profile = crowd(
+        5, consent={"profile": False, "updates": True, "basis": "cwc_order", "expires": "2027-Q2"}
+    )
+    expired = crowd(
+        5,
+        consent={
+            "profile": True,
+            "updates": True,
+            "basis": "guardian_and_child",
+            "expires": "2026-Q3",
+        },
+    )
+    no_updates = crowd(
+        5,
+        consent={
+            "profile": True,
+            "updates": False,
+            "basis": "legal_exemption",
+            "expires": "2027-Q2",
+        },
+        age_band="9-11",
+    )
     import_feed(Batch().add(*no_profile, *expired, *no_updates))
     with app.app_context():
-        rows = db.session.execute(select(Child.consent_profile, Child.consent_expires,
-                                         ChildRelease.is_listed, ChildRelease.updates_allowed)
-                                  .join(ChildRelease)).all()
+        rows = db.session.execute(
+            select(
+                Child.consent_profile,
+                Child.consent_expires,
+                ChildRelease.is_listed,
+                ChildRelease.updates_allowed,
+            ).join(ChildRelease)
+        ).all()
     listed = [(p, e, u) for p, e, listed_, u in rows if listed_]
     assert len(listed) == 5
     assert all(p and e == "2027-Q2" and not u for p, e, u in listed)

@@ -48,13 +48,24 @@ def planted_feed():
     children = []
     for _ in range(6):
         ref = "c-" + plant()
-        children.append(child(ref, about=f"My name is {plant()} from {plant()} Nagar, call "
-                                         f"98200 {50000 + len(children)}."))
-    updates = [update(c["ref"], uid="u-" + plant(),
-                      text=f"She met Mr. {plant()} near {plant()} Road on 12/03/2026.")
-               for c in children]
-    home_update = update(home="MH-02", uid="u-" + plant(),
-                         text=f"{plant()} Vidyalaya visited the home.")
+        children.append(
+            child(
+                ref,
+                about=f"My name is {plant()} from {plant()} Nagar, call "
+                f"98200 {50000 + len(children)}.",
+            )
+        )
+    updates = [
+        update(
+            c["ref"],
+            uid="u-" + plant(),
+            text=f"She met Mr. {plant()} near {plant()} Road on 12/03/2026.",
+        )
+        for c in children
+    ]
+    home_update = update(
+        home="MH-02", uid="u-" + plant(), text=f"{plant()} Vidyalaya visited the home."
+    )
     rejected_lines = [
         child("c-" + plant(), age_band=plant()),
         child("c-" + plant(), home=plant()),
@@ -67,8 +78,9 @@ def planted_feed():
     return [main, leaver, leaky], canaries, children
 
 
-def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox, log_guard,
-                                            backend):
+def test_planted_identifiers_never_come_out(
+    app, make_user, import_feed, mailbox, log_guard, backend
+):
     batches, canaries, children = planted_feed()
     log_guard.watch(*canaries)
     roles = {
@@ -94,9 +106,14 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
     with app.app_context():
         text_id = db.session.scalars(select(ChildText.id).order_by(ChildText.id)).first()
     url = f"/staff/safeguarding/about/{text_id}"
-    response = officer_client.post(url + "/approve", data={
-        "csrf_token": csrf_token(officer_client, url), "mode": "edited",
-        "text": "She loves drawing and wants to be a teacher."})
+    response = officer_client.post(
+        url + "/approve",
+        data={
+            "csrf_token": csrf_token(officer_client, url),
+            "mode": "edited",
+            "text": "She loves drawing and wants to be a teacher.",
+        },
+    )
     assert response.status_code == 302
 
     arguments = route_arguments(app)
@@ -120,9 +137,12 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
     # and the neutral notice of the child who exited.
     sponsor_client = app.test_client()
     sign_in(sponsor_client, roles["sponsor"].email)
-    portal_pages = "".join(sponsor_client.get(path).get_data(as_text=True) for path in
-                           arguments(next(r for r in all_routes(app)
-                                          if r.endpoint == "sponsorship.portal_sponsorship")))
+    portal_pages = "".join(
+        sponsor_client.get(path).get_data(as_text=True)
+        for path in arguments(
+            next(r for r in all_routes(app) if r.endpoint == "sponsorship.portal_sponsorship")
+        )
+    )
     assert "She enjoyed the art class." in portal_pages
     assert "has moved on from this part of our programme" in portal_pages
 
@@ -134,8 +154,10 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
     assert [c for c in canaries if c in mail_text] == []
 
     with app.app_context():
-        stored_reports = json.dumps([r.report for r in db.session.scalars(select(FeedRun))]
-                                    + [r.reason for r in db.session.scalars(select(FeedRun))])
+        stored_reports = json.dumps(
+            [r.report for r in db.session.scalars(select(FeedRun))]
+            + [r.reason for r in db.session.scalars(select(FeedRun))]
+        )
         assert [c for c in canaries if c in stored_reports] == []
         ref_hits = []
         refs = {c["ref"] for c in children}
@@ -146,12 +168,17 @@ def test_planted_identifiers_never_come_out(app, make_user, import_feed, mailbox
         assert ref_hits == []
         exited = db.session.scalars(select(Child).where(Child.status == "exited")).one()
         assert exited.about.original is None
-        assert all(u.original_text is None for u in db.session.scalars(
-            select(ChildUpdate).where(ChildUpdate.child_id == exited.id)))
+        assert all(
+            u.original_text is None
+            for u in db.session.scalars(
+                select(ChildUpdate).where(ChildUpdate.child_id == exited.id)
+            )
+        )
 
-    METRICS.report("safeguarding: planted identifiers / responses checked / hits",
-                   f"{len(canaries)} / {responses_checked} / 0 (+ mail, logs, run reports, "
-                   "database refs)")
+    METRICS.report(
+        "safeguarding: planted identifiers / responses checked / hits",
+        f"{len(canaries)} / {responses_checked} / 0 (+ mail, logs, run reports, database refs)",
+    )
 
 
 def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
@@ -170,10 +197,16 @@ def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
             row = sponsorship_services.hold_child(user, child.public_token, "gbp")
             row.move(SponsorshipStatus.ACTIVE)
             row.started_at = datetime.now(UTC)
-        update_row = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.child_id == listed[0].id)).first()
-        review.approve(db.session.get(User, officer_id), "update", update_row.id,
-                       edited_text="She enjoyed the art class.", confirmed=True)
+        update_row = db.session.scalars(
+            select(ChildUpdate).where(ChildUpdate.child_id == listed[0].id)
+        ).first()
+        review.approve(
+            db.session.get(User, officer_id),
+            "update",
+            update_row.id,
+            edited_text="She enjoyed the art class.",
+            confirmed=True,
+        )
         db.session.commit()
         # Published and announced the way the jobs do it, so the rendered update and the
         # notification e-mail are part of what this test checks.
@@ -200,19 +233,23 @@ def route_arguments(app):
             return [f"/sponsor/{token}" for token in tokens]
         if route.endpoint in ("staff.review_item", "staff.reveal_item"):
             suffix = "/reveal" if route.endpoint == "staff.reveal_item" else ""
-            return [f"/staff/safeguarding/about/{i}{suffix}" for i in texts] + \
-                [f"/staff/safeguarding/update/{i}{suffix}" for i in updates]
+            return [f"/staff/safeguarding/about/{i}{suffix}" for i in texts] + [
+                f"/staff/safeguarding/update/{i}{suffix}" for i in updates
+            ]
         if route.endpoint == "sponsorship.portal_sponsorship":
             return [f"/my/sponsorships/{token}" for token in portal_tokens]
         if route.endpoint == "staff.report":
             from donorhub.reports.services import REPORTS
+
             return [f"/staff/reports/{key}" for key in REPORTS]
         if route.endpoint == "staff.feed_import":
             return [f"/staff/safeguarding/imports/{i}" for i in runs]
         # Every other parameterised route must be given real arguments here, or this walk
         # would only see its 404 page.
-        assert route.endpoint in GENERIC_ARGUMENTS_OK or route.endpoint.split(".")[0] in \
-            NO_CHILD_DATA_BLUEPRINTS, f"give {route.endpoint} real arguments"
+        assert (
+            route.endpoint in GENERIC_ARGUMENTS_OK
+            or route.endpoint.split(".")[0] in NO_CHILD_DATA_BLUEPRINTS
+        ), f"give {route.endpoint} real arguments"
         return [route.url()]
 
     return arguments
@@ -222,10 +259,18 @@ def route_arguments(app):
 NO_CHILD_DATA_BLUEPRINTS = {"donations", "payments", "donations_staff", "campaigns"}
 #: Routes whose parameters are tokens or ids that no child data can be reached through.
 GENERIC_ARGUMENTS_OK = {
-    "static", "accounts.verify_email", "accounts.reset_password",
-    "accounts.confirm_email_change", "staff.outbox_message", "updates.unsubscribe_page",
+    "static",
+    "accounts.verify_email",
+    "accounts.reset_password",
+    "accounts.confirm_email_change",
+    "staff.outbox_message",
+    "updates.unsubscribe_page",
     # Campaigns and donors: money and donor data; sponsorships by alias only.
-    "campaigns_staff.detail", "campaigns_staff.edit", "staff.donor", "staff.data_protection",
+    "campaigns_staff.detail",
+    "campaigns_staff.edit",
+    "staff.donor",
+    "staff.data_protection",
     # Staff accounts and invitations: staff names only, invitation tokens.
-    "accounts.accept_invitation", "staff.account",
+    "accounts.accept_invitation",
+    "staff.account",
 }

@@ -32,8 +32,11 @@ BATCH_WORDS = ("WORDSBATCHABOUT", "WORDSBATCHUPDATE")
 def record(kind: str, nth: int) -> dict:
     """The `nth` (0 or 1) record of `kind` about the child (or her home) in the batch."""
     if kind == "child":
-        return child(REF, about=f"{BATCH_WORDS[0]} {nth} likes kites.", stage="education"
-                     if nth == 0 else "vocational_training")
+        return child(
+            REF,
+            about=f"{BATCH_WORDS[0]} {nth} likes kites.",
+            stage="education" if nth == 0 else "vocational_training",
+        )
     if kind == "update":
         return update(REF, uid=f"u-pair-{nth}", text=f"{BATCH_WORDS[1]} {nth} read a book.")
     if kind == "home_stats":
@@ -94,12 +97,16 @@ def words_anywhere(words) -> list[str]:
 
 @pytest.mark.parametrize("start", ["new", "known"])
 @pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a}-then-{b}" for a, b in PAIRS])
-def test_two_records_about_one_child_in_one_batch(app, client, import_feed, start, first,
-                                                  second):
+def test_two_records_about_one_child_in_one_batch(app, client, import_feed, start, first, second):
     others = crowd(5)
-    earlier = [child(REF, about=f"{EARLIER_WORDS[0]} likes kites."),
-               update(REF, uid="u-earlier", text=f"{EARLIER_WORDS[1]} drew a map.")] \
-        if start == "known" else []
+    earlier = (
+        [
+            child(REF, about=f"{EARLIER_WORDS[0]} likes kites."),
+            update(REF, uid="u-earlier", text=f"{EARLIER_WORDS[1]} drew a map."),
+        ]
+        if start == "known"
+        else []
+    )
     import_feed(Batch().add(*others, *earlier))
 
     pair = [record(first, 0), record(second, 1 if first == second else 0)]
@@ -111,15 +118,24 @@ def test_two_records_about_one_child_in_one_batch(app, client, import_feed, star
     assert sorted(pair[line - 2]["type"] for line in rejected_lines) == sorted(rejected)
     assert report.exits == exits
     with app.app_context():
-        ours = db.session.scalar(select(Child).where(Child.ref_hash == keyed_hash(
-            app.config["FEED_PSEUDONYM_KEY"], app.config["FEED_PARTNER"], "child", REF)))
+        ours = db.session.scalar(
+            select(Child).where(
+                Child.ref_hash
+                == keyed_hash(
+                    app.config["FEED_PSEUDONYM_KEY"], app.config["FEED_PARTNER"], "child", REF
+                )
+            )
+        )
         if state is None:
             assert ours is None
             return
         token = ours.public_token
-        batch_updates = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.child_id == ours.id,
-            ChildUpdate.original_text.like(f"{BATCH_WORDS[1]}%"))).all()
+        batch_updates = db.session.scalars(
+            select(ChildUpdate).where(
+                ChildUpdate.child_id == ours.id,
+                ChildUpdate.original_text.like(f"{BATCH_WORDS[1]}%"),
+            )
+        ).all()
         assert len(batch_updates) == kept_updates
         if "home_stats" in (first, second):
             assert db.session.scalar(select(HomeStat.children_in_care)) == 37
@@ -140,13 +156,22 @@ def test_two_records_about_one_child_in_one_batch(app, client, import_feed, star
 
 
 def test_a_drop_folder_batch_in_which_a_child_arrives_and_leaves_is_imported_whole(
-        app_factory, tmp_path):
+    app_factory, tmp_path
+):
     drop = tmp_path / "drop"
     drop.mkdir()
     others = crowd(5)
-    (drop / "a.jsonl").write_bytes(Batch().add(
-        *others, child(REF), update(others[0]["ref"], text="She sang."), home_stats(),
-        exit_record(REF)).bytes())
+    (drop / "a.jsonl").write_bytes(
+        Batch()
+        .add(
+            *others,
+            child(REF),
+            update(others[0]["ref"], text="She sang."),
+            home_stats(),
+            exit_record(REF),
+        )
+        .bytes()
+    )
     app = app_factory(FEED_DIR=str(drop))
     with app.app_context():
         assert import_feed_job() == "1 batch(es): completed"

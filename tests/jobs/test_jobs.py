@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def flask_env(app, tmp_path) -> dict[str, str]:
-    env = {**os.environ, "FLASK_APP": "wsgi", "DONORHUB_ENV": "development",
-           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "DONORHUB_INSTANCE_DIR": str(tmp_path), "JOBS_MAIL_INTERVAL_SECONDS": "3600",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "DONORHUB_INSTANCE_DIR": str(tmp_path),
+        "JOBS_MAIL_INTERVAL_SECONDS": "3600",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("FLASK_DEBUG", None)
     return env
 
@@ -52,20 +57,33 @@ def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 300) ->
 
 def test_a_second_jobs_process_refuses_to_start(app, tmp_path):
     env = flask_env(app, tmp_path)
-    with subprocess.Popen(flask("jobs", "run"), cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as first:
+    with subprocess.Popen(
+        flask("jobs", "run"),
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as first:
         try:
             wait_for_line(first, "Jobs process started")
-            second = subprocess.run(flask("jobs", "run"), cwd=ROOT, env=env, text=True,
-                                    capture_output=True, timeout=300)
+            second = subprocess.run(
+                flask("jobs", "run"), cwd=ROOT, env=env, text=True, capture_output=True, timeout=300
+            )
             assert second.returncode == 3
             assert "Another jobs process is already running" in second.stderr
         finally:
             first.send_signal(signal.SIGTERM)
             first.wait(timeout=300)
         assert "Jobs process stopped." in first.stdout.read()
-    with subprocess.Popen(flask("jobs", "run"), cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as third:
+    with subprocess.Popen(
+        flask("jobs", "run"),
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as third:
         try:
             wait_for_line(third, "Jobs process started")  # the lock died with its holder
         finally:
@@ -74,17 +92,32 @@ def test_a_second_jobs_process_refuses_to_start(app, tmp_path):
 
 
 def test_jobs_list_shows_every_job_with_its_next_run(app, tmp_path):
-    result = subprocess.run(flask("jobs", "list"), cwd=ROOT, env=flask_env(app, tmp_path),
-                            text=True, capture_output=True, timeout=300)
+    result = subprocess.run(
+        flask("jobs", "list"),
+        cwd=ROOT,
+        env=flask_env(app, tmp_path),
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     with app.app_context():
         from donorhub.jobs.registry import all_jobs
 
         jobs = all_jobs()
-    expected = {"purge_mail_throttle", "send_mail", "import_feed", "refresh_releases",
-                "reconcile_stripe", "release_sponsorship_holds", "stop_collection_after_exits",
-                "send_sponsor_exit_notices", "lapse_sponsorships", "publish_updates",
-                "send_update_notifications"}
+    expected = {
+        "purge_mail_throttle",
+        "send_mail",
+        "import_feed",
+        "refresh_releases",
+        "reconcile_stripe",
+        "release_sponsorship_holds",
+        "stop_collection_after_exits",
+        "send_sponsor_exit_notices",
+        "lapse_sponsorships",
+        "publish_updates",
+        "send_update_notifications",
+    }
     assert {job.name for job in jobs} == expected  # a new job is added here on purpose
     listed = {line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()}
     assert listed == {job.name for job in jobs}
@@ -96,29 +129,49 @@ def test_jobs_list_shows_every_job_with_its_next_run(app, tmp_path):
 def test_run_once_runs_one_job_and_unknown_names_fail_clearly(app, tmp_path, mailbox):
     env = flask_env(app, tmp_path)
     with app.app_context():
-        queue_mail("jobs@example.org", "accounts/password_changed", subject="From a job",
-                   name="J", reset_url="x")
+        queue_mail(
+            "jobs@example.org",
+            "accounts/password_changed",
+            subject="From a job",
+            name="J",
+            reset_url="x",
+        )
         db.session.commit()
-    env.update(MAIL_DELIVERY="smtp", MAIL_PORT=str(app.config["MAIL_PORT"]),
-               MAIL_SERVER="127.0.0.1")
-    result = subprocess.run(flask("jobs", "run-once", "send_mail"), cwd=ROOT, env=env,
-                            text=True, capture_output=True, timeout=300)
+    env.update(
+        MAIL_DELIVERY="smtp", MAIL_PORT=str(app.config["MAIL_PORT"]), MAIL_SERVER="127.0.0.1"
+    )
+    result = subprocess.run(
+        flask("jobs", "run-once", "send_mail"),
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert [m.subject for m in mailbox.messages] == ["From a job"]
-    result = subprocess.run(flask("jobs", "run-once", "no_such_job"), cwd=ROOT, env=env,
-                            text=True, capture_output=True, timeout=300)
+    result = subprocess.run(
+        flask("jobs", "run-once", "no_such_job"),
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "There is no job called 'no_such_job'; the jobs are: send_mail" in result.stderr
 
 
 def test_a_failing_job_rolls_back_and_reports(app):
     def half_done_then_crash():
-        queue_mail("half@example.org", "accounts/password_changed", subject="Half",
-                   name="H", reset_url="x")
+        queue_mail(
+            "half@example.org", "accounts/password_changed", subject="Half", name="H", reset_url="x"
+        )
         raise RuntimeError("crash mid-job")
 
-    job = JobSpec("crashy", half_done_then_crash, lambda: {"trigger": "interval",
-                                                           "seconds": 60}, "crashes")
+    job = JobSpec(
+        "crashy", half_done_then_crash, lambda: {"trigger": "interval", "seconds": 60}, "crashes"
+    )
     assert run_job(app, job) is False
     with app.app_context():
         assert db.session.scalar(select(OutboxMessage)) is None

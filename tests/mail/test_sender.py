@@ -19,15 +19,22 @@ from tests.helpers import free_port, join_all
 def queue(app, count=1, recipient="reader@example.org"):
     with app.app_context():
         for n in range(count):
-            queue_mail(recipient, "accounts/password_changed", subject=f"Message {n}",
-                       name="Reader", reset_url="http://donorhub.test/account/forgot-password")
+            queue_mail(
+                recipient,
+                "accounts/password_changed",
+                subject=f"Message {n}",
+                name="Reader",
+                reset_url="http://donorhub.test/account/forgot-password",
+            )
         db.session.commit()
 
 
 def statuses(app):
     with app.app_context():
-        return [m.status.value for m in db.session.scalars(select(OutboxMessage)
-                                                            .order_by(OutboxMessage.id))]
+        return [
+            m.status.value
+            for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        ]
 
 
 class ScriptedServer:
@@ -76,8 +83,13 @@ def test_queued_mail_is_delivered_once(app, mailbox):
 
 def test_mail_written_in_a_rolled_back_transaction_never_exists(app, mailbox):
     with app.app_context():
-        queue_mail("ghost@example.org", "accounts/password_changed", subject="Never",
-                   name="G", reset_url="x")
+        queue_mail(
+            "ghost@example.org",
+            "accounts/password_changed",
+            subject="Never",
+            name="G",
+            reset_url="x",
+        )
         db.session.rollback()
         assert send_due_mail().sent == 0
     assert mailbox.messages == []

@@ -25,8 +25,15 @@ from tests.helpers import CSRF_PATTERN
 WEBHOOK_SECRET = TestingConfig.STRIPE_WEBHOOK_SECRET
 
 
-def http(method: str, url: str, *, form: dict | None = None, json_body: Any = None,
-         key: str | None = None, timeout: float = 30) -> tuple[int, dict[str, str], str]:
+def http(
+    method: str,
+    url: str,
+    *,
+    form: dict | None = None,
+    json_body: Any = None,
+    key: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], str]:
     """One HTTP request without following redirects: (status, headers, body)."""
     data, headers = None, {}
     if form is not None:
@@ -59,8 +66,9 @@ class Sim:
         self.base_url = base_url
 
     def control(self, path: str, method: str = "POST", **body: Any) -> Any:
-        status, _, text = http(method, f"{self.base_url}{path}",
-                               json_body=body if method == "POST" else None)
+        status, _, text = http(
+            method, f"{self.base_url}{path}", json_body=body if method == "POST" else None
+        )
         assert status == 200, text
         return json.loads(text)
 
@@ -86,13 +94,11 @@ class Sim:
         return [e for e in found if not types or e["type"] in types]
 
     def pay(self, session_url: str, outcome: str = "succeed", **fields: str) -> tuple[int, str]:
-        status, headers, _ = http("POST", f"{session_url}/pay",
-                                  form={"outcome": outcome, **fields})
+        status, headers, _ = http("POST", f"{session_url}/pay", form={"outcome": outcome, **fields})
         return status, headers.get("Location", "")
 
     def requests(self, path_prefix: str) -> list[dict]:
-        return self.control(f"/_sim/requests?path_prefix={path_prefix}", method="GET")[
-            "requests"]
+        return self.control(f"/_sim/requests?path_prefix={path_prefix}", method="GET")["requests"]
 
     def fault(self, **fault: Any) -> list[dict]:
         """Add a simulator fault; every keyword (path_prefix, method, status, times,
@@ -104,8 +110,12 @@ class Sim:
     def hold(self, name: str, action: str, count: int = 1) -> dict:
         """Drive a named hold: "wait" until `count` calls in all have reached it, or
         "release" the next `count` and return once their effect is committed."""
-        status, _, text = http("POST", f"{self.base_url}/_sim/holds/{name}/{action}",
-                               json_body={"count": count, "timeout": 120}, timeout=130)
+        status, _, text = http(
+            "POST",
+            f"{self.base_url}/_sim/holds/{name}/{action}",
+            json_body={"count": count, "timeout": 120},
+            timeout=130,
+        )
         assert status == 200, f"hold {name!r} {action} {count}: {text}"
         return json.loads(text)
 
@@ -115,14 +125,17 @@ class Sim:
 
 def sign(payload: bytes, *, timestamp: int | None = None, secret: str = WEBHOOK_SECRET) -> str:
     timestamp = int(time.time()) if timestamp is None else timestamp
-    return stripe.WebhookSignature.generate_signature_header(payload.decode(), secret,
-                                                             timestamp)
+    return stripe.WebhookSignature.generate_signature_header(payload.decode(), secret, timestamp)
 
 
 def post_event(client, event: dict | bytes, **sign_args):
     payload = event if isinstance(event, bytes) else json.dumps(event).encode()
-    return client.post("/stripe/webhook", data=payload, content_type="application/json",
-                       headers={"Stripe-Signature": sign(payload, **sign_args)})
+    return client.post(
+        "/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign(payload, **sign_args)},
+    )
 
 
 def deliver(client, events: list[dict]) -> list[int]:
@@ -138,17 +151,25 @@ def csrf_from(client, page: str) -> str:
 def give(client, **overrides: str):
     """Fill in and send the donate form like a browser; returns the response."""
     currency = overrides.get("currency", "gbp")
-    form = {"frequency": "once", "currency": currency, "amount_choice": "2500",
-            "full_name": "Gita Giver", "email": "gita@example.org", "designation": "general",
-            **overrides}
+    form = {
+        "frequency": "once",
+        "currency": currency,
+        "amount_choice": "2500",
+        "full_name": "Gita Giver",
+        "email": "gita@example.org",
+        "designation": "general",
+        **overrides,
+    }
     form = {k: v for k, v in form.items() if v is not None}
     form["csrf_token"] = csrf_from(client, f"/donate?currency={currency}")
     return client.post("/donate", data=form)
 
 
 def checkout_url(response) -> str:
-    assert response.status_code == 303, (response.status_code,
-                                         response.get_data(as_text=True)[:2000])
+    assert response.status_code == 303, (
+        response.status_code,
+        response.get_data(as_text=True)[:2000],
+    )
     return response.headers["Location"]
 
 

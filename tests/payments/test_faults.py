@@ -24,13 +24,15 @@ TIMEOUT = 1
 
 @pytest.fixture
 def fault_app(app_factory, sim):
-    return app_factory(STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url],
-                       STRIPE_TIMEOUT_SECONDS=TIMEOUT)
+    return app_factory(
+        STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url], STRIPE_TIMEOUT_SECONDS=TIMEOUT
+    )
 
 
 def keys_for_checkout(sim) -> list[str]:
-    return [r["idempotency_key"] for r in sim.requests("/v1/checkout/sessions")
-            if r["method"] == "POST"]
+    return [
+        r["idempotency_key"] for r in sim.requests("/v1/checkout/sessions") if r["method"] == "POST"
+    ]
 
 
 def wait_until_answered(sim, path_prefix: str, guard: float = 120) -> None:
@@ -83,8 +85,10 @@ def test_stripe_api_faults_reuse_the_idempotency_key(fault_app, sim, name):
     assert len(sessions) == 1  # never two sessions for one gift
     with fault_app.app_context():
         assert db.session.scalar(select(Donation)).paid_at is None
-    METRICS.report(f"10.5 {name}: attempts / distinct keys / first answer (s)",
-                   f"{len(keys)} / {distinct} / {latency:.1f}")
+    METRICS.report(
+        f"10.5 {name}: attempts / distinct keys / first answer (s)",
+        f"{len(keys)} / {distinct} / {latency:.1f}",
+    )
 
 
 def test_a_decline_gives_a_message_and_a_fresh_attempt(fault_app, sim):
@@ -107,13 +111,14 @@ def test_a_fault_for_one_method_leaves_the_other_methods_alone(sim):
     """Sim.fault(method=...) is the simulator's filter, not the HTTP method of the call that
     adds the fault: reads of the same path go through, the write takes the fault."""
     sim.fault(path_prefix="/v1/checkout/sessions", method="POST", status=500, times=1)
-    assert [f["method"] for f in sim.control("/_sim/faults", method="GET")["faults"]] == [
-        "POST"]
-    status, _, text = http("GET", f"{sim.base_url}/v1/checkout/sessions/cs_test_none",
-                           key="sk_test_tests")
+    assert [f["method"] for f in sim.control("/_sim/faults", method="GET")["faults"]] == ["POST"]
+    status, _, text = http(
+        "GET", f"{sim.base_url}/v1/checkout/sessions/cs_test_none", key="sk_test_tests"
+    )
     assert (status, "resource_missing") == (404, json.loads(text)["error"]["code"])  # a GET
-    status, _, _ = http("POST", f"{sim.base_url}/v1/checkout/sessions", form={},
-                        key="sk_test_tests")
+    status, _, _ = http(
+        "POST", f"{sim.base_url}/v1/checkout/sessions", form={}, key="sk_test_tests"
+    )
     assert status == 500
     assert sim.control("/_sim/faults", method="GET")["faults"] == []
 
@@ -124,12 +129,14 @@ def test_a_hold_keeps_a_call_waiting_until_the_test_releases_it(sim, hold_at):
     (hold_at=answer)."""
     sim.fault(path_prefix="/v1/events", method="GET", hold="gate", hold_at=hold_at)
     answers: list[int] = []
-    caller = threading.Thread(target=lambda: answers.append(http(
-        "GET", f"{sim.base_url}/v1/events", key="sk_test_tests")[0]))
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            http("GET", f"{sim.base_url}/v1/events", key="sk_test_tests")[0]
+        )
+    )
     caller.start()
     try:
-        assert sim.hold("gate", "wait") == {"hold": "gate", "arrived": 1, "released": 0,
-                                            "done": 0}
+        assert sim.hold("gate", "wait") == {"hold": "gate", "arrived": 1, "released": 0, "done": 0}
         assert [r["status"] for r in sim.requests("/v1/events")] == [None]
         assert not answers
     finally:

@@ -22,8 +22,10 @@ def test_reconcile_applies_missed_events_idempotently(pay_app, pay_client, sim):
     assert result.exit_code == 0, result.output
     assert f"{len(events)} listed" in result.output
     with pay_app.app_context():
-        assert db.session.scalar(select(Donation.status).where(
-            Donation.plan_id.is_(None))) is DonationStatus.PAID
+        assert (
+            db.session.scalar(select(Donation.status).where(Donation.plan_id.is_(None)))
+            is DonationStatus.PAID
+        )
         assert db.session.scalar(select(RecurringPlan.status)) is PlanStatus.ACTIVE
         assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == len(events)
     again = runner.invoke(args=["payments", "reconcile"])
@@ -45,7 +47,8 @@ def test_reconcile_job_and_simulate_renewal_command(pay_app, pay_client, sim):
         assert plan.status is PlanStatus.ACTIVE
         plan_id = plan.id
     result = pay_app.test_cli_runner().invoke(
-        args=["payments", "simulate-renewal", str(plan_id), "--fail"])
+        args=["payments", "simulate-renewal", str(plan_id), "--fail"]
+    )
     assert result.exit_code == 0, result.output
     assert run_job(pay_app, job)
     with pay_app.app_context():
@@ -62,9 +65,15 @@ def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_c
 
     sim.pay(checkout_url(give(pay_client)))  # its events are never delivered
     with pay_app.app_context():
-        db.session.add(StripeEvent(event_id="evt_live_after_outage", type="customer.created",
-                                   stripe_created_at=utcnow() + timedelta(minutes=20),
-                                   source="webhook", outcome="ignored"))
+        db.session.add(
+            StripeEvent(
+                event_id="evt_live_after_outage",
+                type="customer.created",
+                stripe_created_at=utcnow() + timedelta(minutes=20),
+                source="webhook",
+                outcome="ignored",
+            )
+        )
         db.session.commit()
     result = pay_app.test_cli_runner().invoke(args=["payments", "reconcile"])
     assert result.exit_code == 0, result.output
@@ -72,8 +81,9 @@ def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_c
         assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID
 
 
-def test_reconcile_retries_an_event_that_failed_in_the_previous_run(pay_app, pay_client, sim,
-                                                                     backend):
+def test_reconcile_retries_an_event_that_failed_in_the_previous_run(
+    pay_app, pay_client, sim, backend
+):
     from donorhub.jobs.registry import find_job, run_job
     from tests.payments.test_webhooks import _break_outbox
 

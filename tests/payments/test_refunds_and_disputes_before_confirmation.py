@@ -17,8 +17,14 @@ from donorhub.payments.models import StripeEvent
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import checkout_url, deliver, give, session_id_from
 
-GIFT_AID = {"gift_aid": "on", "gift_aid_first_name": "Gita", "gift_aid_last_name": "Giver",
-            "gift_aid_house": "12", "gift_aid_postcode": "s19 2bd", "gift_aid_confirm": "on"}
+GIFT_AID = {
+    "gift_aid": "on",
+    "gift_aid_first_name": "Gita",
+    "gift_aid_last_name": "Giver",
+    "gift_aid_house": "12",
+    "gift_aid_postcode": "s19 2bd",
+    "gift_aid_confirm": "on",
+}
 
 
 def _stripe(sim) -> stripe.StripeClient:
@@ -46,14 +52,18 @@ def _dispute(sim, intent_id: str, outcome: str | None) -> None:
 def _state(app) -> tuple[DonationStatus, int, int]:
     with app.app_context():
         gift = db.session.scalar(select(Donation))
-        receipts = db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.template == "donations/receipt"))
+        receipts = db.session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.template == "donations/receipt")
+        )
         return gift.status, receipts, gift.amount_refunded_minor
 
 
 @pytest.mark.parametrize("refund_first", [True, False])
-def test_partial_refund_in_any_order_gives_exactly_one_receipt(pay_app, pay_client, sim,
-                                                                refund_first):
+def test_partial_refund_in_any_order_gives_exactly_one_receipt(
+    pay_app, pay_client, sim, refund_first
+):
     intent = _paid(sim, pay_client)
     _stripe(sim).v1.refunds.create({"payment_intent": intent, "amount": 500})
     events = sim.events()
@@ -63,8 +73,9 @@ def test_partial_refund_in_any_order_gives_exactly_one_receipt(pay_app, pay_clie
     assert set(deliver(pay_client, order + order)) == {200}
     assert _state(pay_app) == (DonationStatus.PARTIALLY_REFUNDED, 1, 500)
     with pay_app.app_context():
-        body = db.session.scalar(select(OutboxMessage).where(
-            OutboxMessage.template == "donations/receipt")).text_body
+        body = db.session.scalar(
+            select(OutboxMessage).where(OutboxMessage.template == "donations/receipt")
+        ).text_body
     if refund_first:  # the receipt shows what was received and what went back
         assert "Refunded: £5.00" in body and "£25.00" in body
 
@@ -91,23 +102,38 @@ def test_dispute_in_any_order(pay_app, pay_client, sim, outcome, dispute_first):
     else:
         assert (status, receipts) == (DonationStatus.PAID, 1)
         assert len(claimable) == 1
-    METRICS.report(f"4 dispute {outcome}, {'before' if dispute_first else 'after'} "
-                   "confirmation: final state", status.value)
+    METRICS.report(
+        f"4 dispute {outcome}, {'before' if dispute_first else 'after'} confirmation: final state",
+        status.value,
+    )
 
 
 def test_refund_of_an_invoice_that_is_not_ours_is_acknowledged(pay_app, pay_client, sim):
     """Another system on the same Stripe account bills a subscription; its refund must not
     make our webhook answer 500 forever."""
     client = _stripe(sim)
-    session = client.v1.checkout.sessions.create({
-        "mode": "subscription", "success_url": "http://127.0.0.1/ok",
-        "customer_email": "someone@example.net",
-        "line_items": [{"quantity": 1, "price_data": {
-            "currency": "gbp", "unit_amount": 1200, "product_data": {"name": "Magazine"},
-            "recurring": {"interval": "month"}}}]})
+    session = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "success_url": "http://127.0.0.1/ok",
+            "customer_email": "someone@example.net",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "gbp",
+                        "unit_amount": 1200,
+                        "product_data": {"name": "Magazine"},
+                        "recurring": {"interval": "month"},
+                    },
+                }
+            ],
+        }
+    )
     assert sim.pay(session.url)[0] == 303
-    intent = next(e["data"]["object"]["id"] for e in sim.events()
-                  if e["type"] == "payment_intent.succeeded")
+    intent = next(
+        e["data"]["object"]["id"] for e in sim.events() if e["type"] == "payment_intent.succeeded"
+    )
     client.v1.refunds.create({"payment_intent": intent})
     _dispute(sim, intent, None)
     foreign = sim.events(("charge.refunded", "charge.dispute.created"))
@@ -121,8 +147,9 @@ def test_refund_of_our_invoice_before_its_gift_is_retried(pay_app, pay_client, s
     retries; after invoice.paid the refund applies."""
     url = checkout_url(give(pay_client, frequency="monthly"))
     sim.pay(url)
-    intent = next(e["data"]["object"]["id"] for e in sim.events()
-                  if e["type"] == "payment_intent.succeeded")
+    intent = next(
+        e["data"]["object"]["id"] for e in sim.events() if e["type"] == "payment_intent.succeeded"
+    )
     _stripe(sim).v1.refunds.create({"payment_intent": intent})
     (refund,) = sim.events(("charge.refunded",))
     assert deliver(pay_client, [refund]) == [500]

@@ -47,12 +47,24 @@ class Payment:
         newest = sim.api("/v1/events?limit=1")["data"]
         self.mark = newest[0]["id"] if newest else None
         self.seen: list[dict] | None = None
-        session = self.client.v1.checkout.sessions.create(params={
-            "mode": "payment", "success_url": "http://127.0.0.1/thanks",
-            "cancel_url": "http://127.0.0.1/give", "customer_email": "facts@example.org",
-            "line_items": [{"quantity": 1, "price_data": {
-                "currency": "gbp", "unit_amount": AMOUNT,
-                "product_data": {"name": "Gift"}}}]})
+        session = self.client.v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "success_url": "http://127.0.0.1/thanks",
+                "cancel_url": "http://127.0.0.1/give",
+                "customer_email": "facts@example.org",
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": "gbp",
+                            "unit_amount": AMOUNT,
+                            "product_data": {"name": "Gift"},
+                        },
+                    }
+                ],
+            }
+        )
         assert sim.pay(session.url)[0] == 303
         self.intent = self.client.v1.checkout.sessions.retrieve(session.id).payment_intent
         self.charge = self.client.v1.payment_intents.retrieve(self.intent).latest_charge
@@ -62,12 +74,23 @@ class Payment:
             donor = db.session.scalar(select(Donor).where(Donor.email == "facts@example.org"))
             if donor is None:
                 donor = Donor(email="facts@example.org", full_name="Fact Giver")
-            row = Donation(donor=donor, kind=DonationKind.ONCE, amount_minor=AMOUNT,
-                           currency="gbp", stripe_payment_intent_id=self.intent)
+            row = Donation(
+                donor=donor,
+                kind=DonationKind.ONCE,
+                amount_minor=AMOUNT,
+                currency="gbp",
+                stripe_payment_intent_id=self.intent,
+            )
             if gift_aid:
                 row.gift_aid_declaration = GiftAidDeclaration(
-                    donor=donor, first_name="Fact", last_name="Giver", house="1",
-                    postcode="SW1A 1AA", scope=GiftAidScope.SINGLE, text_version="2026-1")
+                    donor=donor,
+                    first_name="Fact",
+                    last_name="Giver",
+                    house="1",
+                    postcode="SW1A 1AA",
+                    scope=GiftAidScope.SINGLE,
+                    text_version="2026-1",
+                )
             db.session.add(row)
             db.session.commit()
             self.row_id, self.public_id = row.id, row.public_id
@@ -75,8 +98,9 @@ class Payment:
     # What happens at Stripe --------------------------------------------------------------
     def refund(self, n: int, amount: int) -> None:
         self.seen = None
-        self.refund_ids[n] = self.client.v1.refunds.create(params={
-            "payment_intent": self.intent, "amount": amount}).id
+        self.refund_ids[n] = self.client.v1.refunds.create(
+            params={"payment_intent": self.intent, "amount": amount}
+        ).id
 
     def fail_refund(self, n: int) -> None:
         self.seen = None
@@ -102,8 +126,11 @@ class Payment:
         found = []
         for event in reversed(page["data"]):
             obj = event["data"]["object"]
-            if obj.get("payment_intent") in mine or obj.get("charge") in mine \
-                    or obj.get("id") in mine:
+            if (
+                obj.get("payment_intent") in mine
+                or obj.get("charge") in mine
+                or obj.get("id") in mine
+            ):
                 found.append(event)
         for event in found:
             if event["data"]["object"]["object"] == "charge":
@@ -138,15 +165,25 @@ def variant(event: dict, kind: str, **fields) -> dict:
 def truth(app, payment: Payment) -> dict:
     with app.app_context():
         row = db.session.get(Donation, payment.row_id)
-        refunds = sorted((payment.label(r.stripe_refund_id), r.amount_minor, r.status.value)
-                         for r in db.session.scalars(select(Refund).where(
-                             Refund.donation_id == payment.row_id)))
-        disputes = [d.status.value for d in db.session.scalars(select(Dispute).where(
-            Dispute.donation_id == payment.row_id))]
-        return {"status": row.status, "refunded": row.amount_refunded_minor,
-                "paid": row.paid_at is not None, "dispute": row.dispute_status,
-                "disputes": disputes, "refunds": refunds,
-                "counted": row.status in COUNTED_STATUSES}
+        refunds = sorted(
+            (payment.label(r.stripe_refund_id), r.amount_minor, r.status.value)
+            for r in db.session.scalars(select(Refund).where(Refund.donation_id == payment.row_id))
+        )
+        disputes = [
+            d.status.value
+            for d in db.session.scalars(
+                select(Dispute).where(Dispute.donation_id == payment.row_id)
+            )
+        ]
+        return {
+            "status": row.status,
+            "refunded": row.amount_refunded_minor,
+            "paid": row.paid_at is not None,
+            "dispute": row.dispute_status,
+            "disputes": disputes,
+            "refunds": refunds,
+            "counted": row.status in COUNTED_STATUSES,
+        }
 
 
 def run_orders(app, client, sim, build, expected_for) -> int:
@@ -171,46 +208,68 @@ def _closing(outcome: str):
         p.refund(2, 3000)
         p.open_dispute()
         p.close_dispute(outcome)
-        return [p.event("charge.refunded", 1), p.event("charge.refunded", 2),
-                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
+        return [
+            p.event("charge.refunded", 1),
+            p.event("charge.refunded", 2),
+            p.event("charge.dispute.created"),
+            p.event("charge.dispute.closed"),
+        ]
+
     build.names = ["partial refund", "refund of the rest", "dispute", f"dispute {outcome}"]
     return build
 
 
-def test_refunds_and_disputes_in_every_order_end_in_one_truth(pay_app, pay_client, sim,
-                                                              backend):
+def test_refunds_and_disputes_in_every_order_end_in_one_truth(pay_app, pay_client, sim, backend):
     """A partial refund, a refund of the rest, a dispute and its outcome (won or lost), in
     all 24 orders each, as Stripe sends them now: the two charge.refunded events carry only
     the refunded sum, and their refund.created events are not delivered (late, or lost), so
     the refunds themselves come from asking Stripe for the payment's refunds."""
     tried = 0
-    for outcome, status in (("lost", DonationStatus.CHARGED_BACK),
-                            ("won", DonationStatus.REFUNDED)):
-        expected = {"status": status, "refunded": AMOUNT, "paid": True, "dispute": outcome,
-                    "disputes": [outcome],
-                    "refunds": [("refund 1", 2000, "succeeded"),
-                                ("refund 2", 3000, "succeeded")],
-                    "counted": status in COUNTED_STATUSES}
+    for outcome, status in (
+        ("lost", DonationStatus.CHARGED_BACK),
+        ("won", DonationStatus.REFUNDED),
+    ):
+        expected = {
+            "status": status,
+            "refunded": AMOUNT,
+            "paid": True,
+            "dispute": outcome,
+            "disputes": [outcome],
+            "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+            "counted": status in COUNTED_STATUSES,
+        }
         tried += run_orders(pay_app, pay_client, sim, _closing(outcome), expected)
-    METRICS.report(f"refund/dispute event orders ({backend}), each asserted to end in the "
-                   "right state", tried)
+    METRICS.report(
+        f"refund/dispute event orders ({backend}), each asserted to end in the right state", tried
+    )
 
 
 def test_refund_events_alone_in_every_order_end_in_one_truth(pay_app, pay_client, sim):
     """The other half of what Stripe sends: refund.created for each refund (the Refund
     object, with its status) and the dispute, without any charge.refunded: 24 orders."""
+
     def build(p: Payment) -> list[dict]:
         p.refund(1, 2000)
         p.refund(2, 3000)
         p.open_dispute()
         p.close_dispute("lost")
-        return [p.event("refund.created", 1), p.event("refund.created", 2),
-                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
+        return [
+            p.event("refund.created", 1),
+            p.event("refund.created", 2),
+            p.event("charge.dispute.created"),
+            p.event("charge.dispute.closed"),
+        ]
+
     build.names = ["refund 1 created", "refund 2 created", "dispute", "dispute lost"]
-    expected = {"status": DonationStatus.CHARGED_BACK, "refunded": AMOUNT, "paid": True,
-                "dispute": "lost", "disputes": ["lost"],
-                "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
-                "counted": False}
+    expected = {
+        "status": DonationStatus.CHARGED_BACK,
+        "refunded": AMOUNT,
+        "paid": True,
+        "dispute": "lost",
+        "disputes": ["lost"],
+        "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+        "counted": False,
+    }
     assert run_orders(pay_app, pay_client, sim, build, expected) == 24
 
 
@@ -220,25 +279,36 @@ def test_a_failed_refund_in_any_order_no_longer_counts(pay_app, pay_client, sim,
     the failure recorded, and the gift shown as disputed."""
     tried = 0
     for failure in ("refund.failed", "charge.refund.updated"):
+
         def build(p: Payment, failure=failure) -> list[dict]:
             p.refund(1, 2000)
             p.refund(2, 3000)
             p.fail_refund(2)
             p.open_dispute()
-            return [p.event("charge.refunded", 1), p.event("charge.refunded", 2),
-                    p.event(failure, 2), p.event("charge.dispute.created")]
+            return [
+                p.event("charge.refunded", 1),
+                p.event("charge.refunded", 2),
+                p.event(failure, 2),
+                p.event("charge.dispute.created"),
+            ]
+
         build.names = ["partial refund", "refund of the rest", failure, "dispute"]
-        expected = {"status": DonationStatus.DISPUTED, "refunded": 2000, "paid": True,
-                    "dispute": "open", "disputes": ["needs_response"],
-                    "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "failed")],
-                    "counted": False}
+        expected = {
+            "status": DonationStatus.DISPUTED,
+            "refunded": 2000,
+            "paid": True,
+            "dispute": "open",
+            "disputes": ["needs_response"],
+            "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "failed")],
+            "counted": False,
+        }
         tried += run_orders(pay_app, pay_client, sim, build, expected)
-    METRICS.report(f"failed-refund event orders ({backend}), each asserted to end in the "
-                   "right state", tried)
+    METRICS.report(
+        f"failed-refund event orders ({backend}), each asserted to end in the right state", tried
+    )
 
 
-def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, pay_client,
-                                                                        sim):
+def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, pay_client, sim):
     """A full refund that fails: the gift is paid (counted) again and staff see why."""
     p = Payment(pay_app, sim)
     p.refund(1, AMOUNT)
@@ -254,9 +324,14 @@ def test_a_failed_refund_gives_the_gift_back_its_count_and_tells_staff(pay_app, 
         row = db.session.scalar(select(Refund).where(Refund.donation_id == p.row_id))
         assert row.status is RefundStatus.FAILED
         assert row.failure_reason == "expired_or_canceled_card"
-        assert db.session.scalar(select(AuditEvent).where(
-            AuditEvent.action == "donation.refund_failed",
-            AuditEvent.subject_id == p.row_id)) is not None
+        assert (
+            db.session.scalar(
+                select(AuditEvent).where(
+                    AuditEvent.action == "donation.refund_failed", AuditEvent.subject_id == p.row_id
+                )
+            )
+            is not None
+        )
 
 
 def test_a_pending_refund_that_fails_frees_its_amount_again(pay_app, pay_client, sim):
@@ -304,9 +379,11 @@ def test_a_dispute_never_moves_back(pay_app, pay_client, sim):
     p = Payment(pay_app, sim)
     p.open_dispute()
     created = p.event("charge.dispute.created")
-    for kind, status in (("charge.dispute.closed", "lost"),
-                         ("charge.dispute.updated", "under_review"),
-                         ("charge.dispute.created", "needs_response")):
+    for kind, status in (
+        ("charge.dispute.closed", "lost"),
+        ("charge.dispute.updated", "under_review"),
+        ("charge.dispute.created", "needs_response"),
+    ):
         event = variant(created, kind, status=status)
         assert post_event(pay_client, event).status_code == 200
     got = truth(pay_app, p)
@@ -330,18 +407,26 @@ def test_gift_aid_and_totals_follow_the_facts(pay_app, pay_client, sim):
     failed.refund(1, AMOUNT)
     failed.fail_refund(1)
     disputed.open_dispute()
-    events = [lost.event("charge.refunded", 1), lost.event("charge.dispute.closed"),
-              failed.event("charge.refunded", 1), failed.event("refund.updated", 1),
-              disputed.event("charge.dispute.created")]
+    events = [
+        lost.event("charge.refunded", 1),
+        lost.event("charge.dispute.closed"),
+        failed.event("charge.refunded", 1),
+        failed.event("refund.updated", 1),
+        disputed.event("charge.dispute.created"),
+    ]
     assert [post_event(pay_client, e).status_code for e in events] == [200] * 5
     with pay_app.app_context():
         today = date.today()
-        claimable = {g.id for g in claimable_gifts(today - timedelta(days=2),
-                                                   today + timedelta(days=1))}
+        claimable = {
+            g.id for g in claimable_gifts(today - timedelta(days=2), today + timedelta(days=1))
+        }
         counted = dict(db.session.execute(select(Donation.id, net_gift_expression())).all())
     assert claimable == {failed.row_id}
     assert (counted[lost.row_id], counted[failed.row_id], counted[disputed.row_id]) == (
-        0, AMOUNT, 0)
+        0,
+        AMOUNT,
+        0,
+    )
 
 
 def test_staff_see_a_dispute_of_a_refunded_gift(pay_app, pay_client, sim, make_user):
@@ -375,8 +460,7 @@ def test_refunds_are_listed_page_after_page(pay_app, sim):
     newest_first = [p.refund_ids[n] for n in range(7, 0, -1)]
     seen, after = [], None
     for _ in range(10):  # bounded: a list that never ends fails here instead of hanging
-        query = f"payment_intent={p.intent}&limit=2" + (f"&starting_after={after}"
-                                                         if after else "")
+        query = f"payment_intent={p.intent}&limit=2" + (f"&starting_after={after}" if after else "")
         page = sim.api(f"/v1/refunds?{query}")
         seen += [r["id"] for r in page["data"]]
         if not page["has_more"]:
@@ -392,20 +476,41 @@ def test_refunds_are_listed_page_after_page(pay_app, sim):
 def test_every_refund_and_dispute_event_in_every_order(pay_app, pay_client, sim, backend):
     """Everything Stripe sends about two refunds and a lost dispute, both names of each
     refund (refund.created and charge.refunded) included: all 720 orders."""
+
     def build(p: Payment) -> list[dict]:
         p.refund(1, 2000)
         p.refund(2, 3000)
         p.open_dispute()
         p.close_dispute("lost")
-        return [p.event("refund.created", 1), p.event("charge.refunded", 1),
-                p.event("refund.created", 2), p.event("charge.refunded", 2),
-                p.event("charge.dispute.created"), p.event("charge.dispute.closed")]
-    build.names = ["refund 1 created", "partial refund", "refund 2 created",
-                   "refund of the rest", "dispute", "dispute lost"]
-    expected = {"status": DonationStatus.CHARGED_BACK, "refunded": AMOUNT, "paid": True,
-                "dispute": "lost", "disputes": ["lost"],
-                "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
-                "counted": False}
+        return [
+            p.event("refund.created", 1),
+            p.event("charge.refunded", 1),
+            p.event("refund.created", 2),
+            p.event("charge.refunded", 2),
+            p.event("charge.dispute.created"),
+            p.event("charge.dispute.closed"),
+        ]
+
+    build.names = [
+        "refund 1 created",
+        "partial refund",
+        "refund 2 created",
+        "refund of the rest",
+        "dispute",
+        "dispute lost",
+    ]
+    expected = {
+        "status": DonationStatus.CHARGED_BACK,
+        "refunded": AMOUNT,
+        "paid": True,
+        "dispute": "lost",
+        "disputes": ["lost"],
+        "refunds": [("refund 1", 2000, "succeeded"), ("refund 2", 3000, "succeeded")],
+        "counted": False,
+    }
     tried = run_orders(pay_app, pay_client, sim, build, expected)
-    METRICS.report(f"all refund/dispute events, every order ({backend}), each asserted to "
-                   "end in the right state", tried)
+    METRICS.report(
+        f"all refund/dispute events, every order ({backend}), each asserted to "
+        "end in the right state",
+        tried,
+    )

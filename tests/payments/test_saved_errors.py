@@ -38,23 +38,32 @@ def _post(url: str, form: dict, key: str) -> tuple[int, str | None, str]:
     import urllib.parse
     import urllib.request
 
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(),
-                                     method="POST", headers={
-                                         "Authorization": "Bearer sk_test_tests",
-                                         "Idempotency-Key": key,
-                                         "Content-Type": "application/x-www-form-urlencoded"})
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        method="POST",
+        headers={
+            "Authorization": "Bearer sk_test_tests",
+            "Idempotency-Key": key,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=30) as response:
-            return response.status, response.headers.get("Idempotent-Replayed"), \
-                response.read().decode()
+            return (
+                response.status,
+                response.headers.get("Idempotent-Replayed"),
+                response.read().decode(),
+            )
     except urllib.error.HTTPError as error:
         with error:
             return error.code, error.headers.get("Idempotent-Replayed"), error.read().decode()
 
 
 def test_a_refund_answered_with_a_saved_500_is_settled_at_once_and_can_be_made_again(
-        pay_app, make_user, sim):
+    pay_app, make_user, sim
+):
     """Stripe answers the refund with a 500 it keeps under the key: every retry with that
     key (the library's own included) gets the same 500. DonorHub asks Stripe at once,
     finds no refund under our row id, tells staff nothing was refunded, and the next
@@ -73,8 +82,9 @@ def test_a_refund_answered_with_a_saved_500_is_settled_at_once_and_can_be_made_a
     assert refund(staff, donor_id, gift_id, "20.00").status_code == 303
     assert [r["amount"] for r in stripe_refunds(sim, intent)] == [2000]
     with pay_app.app_context():
-        rows = db.session.scalars(select(Refund).where(Refund.donation_id == gift_id)
-                                  .order_by(Refund.id)).all()
+        rows = db.session.scalars(
+            select(Refund).where(Refund.donation_id == gift_id).order_by(Refund.id)
+        ).all()
         assert [r.status for r in rows] == [RefundStatus.NOT_SENT, RefundStatus.SUCCEEDED]
         assert len({r.idempotency_key for r in rows}) == 2
 
@@ -83,17 +93,16 @@ def test_checkout_after_a_saved_500_tries_again_with_a_new_key(pay_app, sim):
     """Opening Checkout got a saved 500: "Try again" used to send the same key and get the
     same 500 back for 24 hours. Now the attempt moves on; one session, which opens."""
     client = pay_app.test_client()
-    sim.fault(path_prefix="/v1/checkout/sessions", method="POST", status=500, times=1,
-              saved=True)
+    sim.fault(path_prefix="/v1/checkout/sessions", method="POST", status=500, times=1, saved=True)
     assert give(client).status_code == 503
     with pay_app.app_context():
         public_id = db.session.scalar(select(Donation.public_id))
     token = csrf_from(client, "/donate")
     url = checkout_url(client.post(f"/donate/retry/{public_id}", data={"csrf_token": token}))
     assert "/checkout/cs_" in url
-    keys = [r["idempotency_key"] for r in sim.requests("/v1/checkout/sessions")
-            if r["method"] == "POST"]
-    assert set(keys) == {f"donation-{public_id}-checkout-1",
-                         f"donation-{public_id}-checkout-2"}
+    keys = [
+        r["idempotency_key"] for r in sim.requests("/v1/checkout/sessions") if r["method"] == "POST"
+    ]
+    assert set(keys) == {f"donation-{public_id}-checkout-1", f"donation-{public_id}-checkout-2"}
     sessions = sim.control("/_sim/objects?type=checkout.session", method="GET")["objects"]
     assert len(sessions) == 1

@@ -45,10 +45,10 @@ class WebhookReceiver:
         self.fail_next = 0  # answer 500 to this many deliveries first
         self._cond = threading.Condition()
         self._verifier = stripe.StripeClient("sk_test_receiver")
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True,
-                                   request_handler=_Quiet)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/stripe/webhook"
 
@@ -95,10 +95,10 @@ class WebhookReceiver:
         self._thread.join(timeout=HANG_GUARD_SECONDS)
 
 
-
 def control(sim, path: str, method: str = "POST", **body: Any) -> dict:
-    status, _, text = http(method, f"{sim.base_url}{path}",
-                           json_body=body if method == "POST" else None)
+    status, _, text = http(
+        method, f"{sim.base_url}{path}", json_body=body if method == "POST" else None
+    )
     assert status == 200, text
     return json.loads(text)
 
@@ -129,9 +129,16 @@ def gift_params(**overrides: Any) -> dict:
         "customer_email": "donor@example.org",
         "client_reference_id": "gift-42",
         "submit_type": "donate",
-        "line_items": [{"quantity": 1, "price_data": {
-            "currency": "gbp", "unit_amount": 2500,
-            "product_data": {"name": "Gift to the general fund"}}}],
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": "gbp",
+                    "unit_amount": 2500,
+                    "product_data": {"name": "Gift to the general fund"},
+                },
+            }
+        ],
         "metadata": {"gift_id": "42", "kind": "one_off"},
         "payment_intent_data": {"metadata": {"gift_id": "42"}},
     }
@@ -145,9 +152,17 @@ def plan_params(**overrides: Any) -> dict:
         "success_url": "http://127.0.0.1:5000/give/thanks?session={CHECKOUT_SESSION_ID}",
         "cancel_url": "http://127.0.0.1:5000/give",
         "customer_email": "sponsor@example.org",
-        "line_items": [{"quantity": 1, "price_data": {
-            "currency": "gbp", "unit_amount": 3000, "recurring": {"interval": "month"},
-            "product_data": {"name": "Monthly sponsorship"}}}],
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": "gbp",
+                    "unit_amount": 3000,
+                    "recurring": {"interval": "month"},
+                    "product_data": {"name": "Monthly sponsorship"},
+                },
+            }
+        ],
         "metadata": {"plan_id": "7"},
         "subscription_data": {"metadata": {"plan_id": "7", "kind": "sponsorship"}},
     }
@@ -180,8 +195,11 @@ def quiet_sim():
 
 def _client(base_url: str, retries: int = 0) -> stripe.StripeClient:
     return stripe.StripeClient(
-        "sk_test_simulator", base_addresses={"api": base_url}, max_network_retries=retries,
-        http_client=stripe.RequestsClient(timeout=5))
+        "sk_test_simulator",
+        base_addresses={"api": base_url},
+        max_network_retries=retries,
+        http_client=stripe.RequestsClient(timeout=5),
+    )
 
 
 @pytest.fixture
@@ -210,8 +228,10 @@ def key_differences(fixture: Any, ours: Any, path: str = "") -> list[str]:
     problems = []
     if isinstance(fixture, dict) and isinstance(ours, dict):
         if set(fixture) != set(ours):
-            problems.append(f"{path or '<top>'}: missing {sorted(set(fixture) - set(ours))}, "
-                            f"extra {sorted(set(ours) - set(fixture))}")
+            problems.append(
+                f"{path or '<top>'}: missing {sorted(set(fixture) - set(ours))}, "
+                f"extra {sorted(set(ours) - set(fixture))}"
+            )
         for key in set(fixture) & set(ours):
             if key in _FREE_FORM or (path == "data" and key == "object"):
                 continue
@@ -224,8 +244,9 @@ def key_differences(fixture: Any, ours: Any, path: str = "") -> list[str]:
 def test_every_object_type_has_the_fixture_key_set(quiet_sim, quiet_api):
     c = quiet_api
     customer = c.v1.customers.create(params={"email": "donor@example.org"})
-    gift = c.v1.checkout.sessions.create(params=gift_params(
-        customer_email=None, customer=customer.id))
+    gift = c.v1.checkout.sessions.create(
+        params=gift_params(customer_email=None, customer=customer.id)
+    )
     assert pay(gift)[0] == 303
     gift = raw_get(quiet_sim, f"/v1/checkout/sessions/{gift.id}")
     intent = raw_get(quiet_sim, f"/v1/payment_intents/{gift['payment_intent']}")
@@ -240,8 +261,9 @@ def test_every_object_type_has_the_fixture_key_set(quiet_sim, quiet_api):
     sub = raw_get(quiet_sim, f"/v1/subscriptions/{plan['subscription']}")
     invoice = raw_get(quiet_sim, f"/v1/invoices/{plan['invoice']}")
     item = sub["items"]["data"][0]
-    portal = c.v1.billing_portal.sessions.create(params={
-        "customer": plan["customer"], "return_url": "http://127.0.0.1:5000/account"})
+    portal = c.v1.billing_portal.sessions.create(
+        params={"customer": plan["customer"], "return_url": "http://127.0.0.1:5000/account"}
+    )
     payments = raw_get(quiet_sim, f"/v1/invoice_payments?invoice={invoice['id']}")
     line_items = raw_get(quiet_sim, f"/v1/checkout/sessions/{plan['id']}/line_items")
     deleted = c.v1.customers.delete(customer.id)
@@ -270,8 +292,11 @@ def test_every_object_type_has_the_fixture_key_set(quiet_sim, quiet_api):
     assert set(ours) == set(fixtures)
     problems = {name: key_differences(fixtures[name], obj) for name, obj in ours.items()}
     # invoice_payment.payment names the PaymentIntent, which the fixture leaves out.
-    problems["invoice_payment"] = [p for p in problems["invoice_payment"]
-                                   if p != "payment: missing [], extra ['payment_intent']"]
+    problems["invoice_payment"] = [
+        p
+        for p in problems["invoice_payment"]
+        if p != "payment: missing [], extra ['payment_intent']"
+    ]
     assert {name: found for name, found in problems.items() if found} == {}
     assert all(obj.get("livemode") in (False, None) for obj in ours.values())
     assert event["api_version"] == API_VERSION == stripe.api_version
@@ -282,7 +307,8 @@ def test_every_object_type_has_the_fixture_key_set(quiet_sim, quiet_api):
 
 def test_payment_checkout_sends_signed_events_with_our_metadata(sim, api, receiver):
     session = api.v1.checkout.sessions.create(
-        params=gift_params(), options={"idempotency_key": "gift-42-checkout"})
+        params=gift_params(), options={"idempotency_key": "gift-42-checkout"}
+    )
     assert session.url == f"{sim.base_url}/checkout/{session.id}"
     assert session.status == "open" and session.payment_intent is None
 
@@ -342,7 +368,8 @@ def test_decline_then_authentication_on_the_checkout_page(sim, api, receiver):
     assert status == 303 and headers["Location"].startswith("http://127.0.0.1:5000/give/thanks")
     receiver.wait_for("checkout.session.completed")
     intent = api.v1.payment_intents.retrieve(
-        api.v1.checkout.sessions.retrieve(session.id).payment_intent)
+        api.v1.checkout.sessions.retrieve(session.id).payment_intent
+    )
     assert intent.status == "succeeded"
 
 
@@ -357,8 +384,9 @@ def test_expire_and_async_payment(sim, api, receiver):
 
     bank = api.v1.checkout.sessions.create(params=gift_params())
     control(sim, f"/_sim/sessions/{bank.id}/async", outcome="succeeded")
-    completed = receiver.wait_for("checkout.session.completed", lambda e: e.data.object.id ==
-                                  bank.id)
+    completed = receiver.wait_for(
+        "checkout.session.completed", lambda e: e.data.object.id == bank.id
+    )
     assert completed.data.object.payment_status == "unpaid"
     settled = receiver.wait_for("checkout.session.async_payment_succeeded")
     assert settled.data.object.payment_status == "paid"
@@ -375,7 +403,9 @@ def test_subscription_lifecycle(sim, api, receiver):
     sub_id = paid.parent.subscription_details.subscription
     assert sub_id.startswith("sub_")
     assert paid.parent.subscription_details.metadata.to_dict() == {
-        "plan_id": "7", "kind": "sponsorship"}
+        "plan_id": "7",
+        "kind": "sponsorship",
+    }
     assert paid.billing_reason == "subscription_create" and paid.amount_paid == 3000
     assert paid.subscription is None  # the legacy field: use parent.subscription_details
     receiver.wait_for("invoice.payment_succeeded")
@@ -388,8 +418,9 @@ def test_subscription_lifecycle(sim, api, receiver):
 
     # Renewal: the next period and a paid invoice.
     control(sim, f"/_sim/subscriptions/{sub_id}/renew")
-    renewal = receiver.wait_for("invoice.paid",
-                                lambda e: e.data.object.billing_reason == "subscription_cycle")
+    renewal = receiver.wait_for(
+        "invoice.paid", lambda e: e.data.object.billing_reason == "subscription_cycle"
+    )
     assert renewal.data.object.lines.data[0].period.start == first_end
     sub = api.v1.subscriptions.retrieve(sub_id)
     assert sub["items"].data[0].current_period_start == first_end
@@ -399,36 +430,55 @@ def test_subscription_lifecycle(sim, api, receiver):
     failed = receiver.wait_for("invoice.payment_failed").data.object
     assert failed.id == result["invoice"]["id"] and failed.status == "open"
     assert failed.attempt_count == 1 and failed.next_payment_attempt
-    past_due = receiver.wait_for("customer.subscription.updated",
-                                 lambda e: e.data.object.status == "past_due")
+    past_due = receiver.wait_for(
+        "customer.subscription.updated", lambda e: e.data.object.status == "past_due"
+    )
     assert past_due.data.previous_attributes.status == "active"
     # The reason lives on the PaymentIntent, reached through the invoice's payments.
-    payments = api.v1.invoice_payments.list(params={
-        "invoice": failed.id, "expand": ["data.payment.payment_intent"]})
+    payments = api.v1.invoice_payments.list(
+        params={"invoice": failed.id, "expand": ["data.payment.payment_intent"]}
+    )
     reason = payments.data[0].payment.payment_intent.last_payment_error.message
     assert reason == "Your card has insufficient funds."
 
     control(sim, f"/_sim/invoices/{failed.id}/pay")
-    receiver.wait_for("customer.subscription.updated", lambda e: e.data.object.status ==
-                      "active" and e.data.previous_attributes.to_dict().get("status") == "past_due")
+    receiver.wait_for(
+        "customer.subscription.updated",
+        lambda e: (
+            e.data.object.status == "active"
+            and e.data.previous_attributes.to_dict().get("status") == "past_due"
+        ),
+    )
 
     # Change the amount: a new inline price on the same product.
     item = sub["items"].data[0]
-    updated = api.v1.subscriptions.update(sub_id, params={
-        "items": [{"id": item.id, "price_data": {
-            "currency": "gbp", "unit_amount": 4500, "product": item.price.product,
-            "recurring": {"interval": "month"}}}],
-        "proration_behavior": "none",
-        "metadata": {"kind": ""},  # "" deletes one key, as in Stripe
-    })
+    updated = api.v1.subscriptions.update(
+        sub_id,
+        params={
+            "items": [
+                {
+                    "id": item.id,
+                    "price_data": {
+                        "currency": "gbp",
+                        "unit_amount": 4500,
+                        "product": item.price.product,
+                        "recurring": {"interval": "month"},
+                    },
+                }
+            ],
+            "proration_behavior": "none",
+            "metadata": {"kind": ""},  # "" deletes one key, as in Stripe
+        },
+    )
     assert updated["items"].data[0].price.unit_amount == 4500
     assert updated.metadata.to_dict() == {"plan_id": "7"}
-    receiver.wait_for("customer.subscription.updated",
-                      lambda e: e.data.object["items"].data[0].price.unit_amount == 4500)
+    receiver.wait_for(
+        "customer.subscription.updated",
+        lambda e: e.data.object["items"].data[0].price.unit_amount == 4500,
+    )
 
     # Pause: renewals make void invoices; resume with pause_collection="".
-    paused = api.v1.subscriptions.update(sub_id, params={
-        "pause_collection": {"behavior": "void"}})
+    paused = api.v1.subscriptions.update(sub_id, params={"pause_collection": {"behavior": "void"}})
     assert paused.pause_collection.behavior == "void"
     control(sim, f"/_sim/subscriptions/{sub_id}/renew")
     voided = receiver.wait_for("invoice.voided").data.object
@@ -451,8 +501,9 @@ def test_cancel_at_period_end_and_portal_card_update(sim, api, receiver):
     sub_id = receiver.wait_for("customer.subscription.created").data.object.id
     customer_id = api.v1.subscriptions.retrieve(sub_id).customer
 
-    portal = api.v1.billing_portal.sessions.create(params={
-        "customer": customer_id, "return_url": "http://127.0.0.1:5000/account"})
+    portal = api.v1.billing_portal.sessions.create(
+        params={"customer": customer_id, "return_url": "http://127.0.0.1:5000/account"}
+    )
     text = page(portal.url)
     assert "Test payment: no money moves" in text and "Return to DonorHub" in text
     status, headers, _ = http("POST", f"{portal.url}/card", form={"card": "visa_0341"})
@@ -495,9 +546,15 @@ def test_refunds_and_disputes(sim, api, receiver):
     pay(session)
     intent_id = receiver.wait_for("payment_intent.succeeded").data.object.id
 
-    refund = api.v1.refunds.create(params={
-        "payment_intent": intent_id, "amount": 1000, "reason": "requested_by_customer",
-        "metadata": {"refund_id": "9"}}, options={"idempotency_key": "refund-9"})
+    refund = api.v1.refunds.create(
+        params={
+            "payment_intent": intent_id,
+            "amount": 1000,
+            "reason": "requested_by_customer",
+            "metadata": {"refund_id": "9"},
+        },
+        options={"idempotency_key": "refund-9"},
+    )
     assert refund.status == "succeeded" and refund.amount == 1000
     refunded = receiver.wait_for("charge.refunded").data.object
     assert refunded.amount_refunded == 1000 and refunded.refunded is False
@@ -522,8 +579,9 @@ def test_deleting_a_customer_cancels_their_subscriptions(sim, api, receiver):
     receiver.wait_for("customer.deleted")
     assert api.v1.customers.retrieve(sub.customer).deleted is True
     with pytest.raises(stripe.InvalidRequestError, match="No such customer"):
-        api.v1.checkout.sessions.create(params=plan_params(
-            customer_email=None, customer=sub.customer))
+        api.v1.checkout.sessions.create(
+            params=plan_params(customer_email=None, customer=sub.customer)
+        )
 
 
 # --- idempotency and faults ------------------------------------------------------------
@@ -531,9 +589,11 @@ def test_deleting_a_customer_cancels_their_subscriptions(sim, api, receiver):
 
 def test_idempotency_replays_and_rejects_a_changed_body(quiet_sim, quiet_api):
     first = quiet_api.v1.checkout.sessions.create(
-        params=gift_params(), options={"idempotency_key": "gift-1"})
+        params=gift_params(), options={"idempotency_key": "gift-1"}
+    )
     second = quiet_api.v1.checkout.sessions.create(
-        params=gift_params(), options={"idempotency_key": "gift-1"})
+        params=gift_params(), options={"idempotency_key": "gift-1"}
+    )
     assert first.id == second.id
     stored = control(quiet_sim, "/_sim/objects?type=checkout.session", method="GET")
     assert [s["id"] for s in stored["objects"]] == [first.id]
@@ -542,8 +602,8 @@ def test_idempotency_replays_and_rejects_a_changed_body(quiet_sim, quiet_api):
 
     with pytest.raises(stripe.IdempotencyError, match="same parameters"):
         quiet_api.v1.checkout.sessions.create(
-            params=gift_params(metadata={"gift_id": "43"}),
-            options={"idempotency_key": "gift-1"})
+            params=gift_params(metadata={"gift_id": "43"}), options={"idempotency_key": "gift-1"}
+        )
 
 
 def test_server_errors_are_retried_with_the_same_key(quiet_sim):
@@ -554,8 +614,9 @@ def test_server_errors_are_retried_with_the_same_key(quiet_sim):
     finally:
         retrying._requestor._get_http_client().close()
     assert session.id.startswith("cs_test_")
-    attempts = control(quiet_sim, "/_sim/requests?path_prefix=/v1/checkout/sessions",
-                       "GET")["requests"]
+    attempts = control(quiet_sim, "/_sim/requests?path_prefix=/v1/checkout/sessions", "GET")[
+        "requests"
+    ]
     assert [a["status"] for a in attempts] == [500, 500, 200]
     keys = {a["idempotency_key"] for a in attempts}
     assert len(keys) == 1 and None not in keys
@@ -577,8 +638,11 @@ def test_card_and_rate_limit_faults_raise_stripe_errors(quiet_sim, quiet_api):
 def test_a_slow_answer_times_out_and_the_retry_replays_it(quiet_sim):
     control(quiet_sim, "/_sim/faults", path_prefix="/v1/checkout/sessions", delay_seconds=1.5)
     impatient = stripe.StripeClient(
-        "sk_test_simulator", base_addresses={"api": quiet_sim.base_url},
-        max_network_retries=3, http_client=stripe.RequestsClient(timeout=1))
+        "sk_test_simulator",
+        base_addresses={"api": quiet_sim.base_url},
+        max_network_retries=3,
+        http_client=stripe.RequestsClient(timeout=1),
+    )
     try:
         session = impatient.v1.checkout.sessions.create(params=gift_params())
     finally:
@@ -598,8 +662,9 @@ def test_a_slow_answer_times_out_and_the_retry_replays_it(quiet_sim):
 
 
 def test_events_list_newest_first_with_pagination(quiet_sim, quiet_api):
-    created = [quiet_api.v1.customers.create(params={"email": f"d{i}@example.org"}).id
-               for i in range(5)]
+    created = [
+        quiet_api.v1.customers.create(params={"email": f"d{i}@example.org"}).id for i in range(5)
+    ]
     page1 = quiet_api.v1.events.list(params={"limit": 2})
     assert page1.has_more is True
     assert [e.data.object.id for e in page1.data] == created[::-1][:2]
@@ -607,14 +672,16 @@ def test_events_list_newest_first_with_pagination(quiet_sim, quiet_api):
     assert [e.data.object.id for e in page2.data] == created[::-1][2:4]
     page3 = quiet_api.v1.events.list(params={"limit": 2, "starting_after": page2.data[-1].id})
     assert page3.has_more is False and len(page3.data) == 1
-    everything = [e.data.object.id for e in
-                  quiet_api.v1.events.list(params={"limit": 2}).auto_paging_iter()]
+    everything = [
+        e.data.object.id for e in quiet_api.v1.events.list(params={"limit": 2}).auto_paging_iter()
+    ]
     assert everything == created[::-1]
     newer = quiet_api.v1.events.list(params={"ending_before": page2.data[0].id})
     assert [e.data.object.id for e in newer.data] == created[::-1][:2]
 
-    filtered = quiet_api.v1.events.list(params={
-        "types": ["checkout.session.completed"], "created": {"gte": int(time.time()) - 60}})
+    filtered = quiet_api.v1.events.list(
+        params={"types": ["checkout.session.completed"], "created": {"gte": int(time.time()) - 60}}
+    )
     assert filtered.data == []
     wildcard = quiet_api.v1.events.list(params={"types": ["customer.*"], "limit": 100})
     assert len(wildcard.data) == 5
@@ -628,7 +695,10 @@ def test_webhooks_are_retried_until_accepted_in_order(sim, api, receiver):
         api.v1.customers.create(params={"email": f"w{i}@example.org"})
     receiver.wait_for("customer.created", lambda e: e.data.object.email == "w2@example.org")
     assert [e.data.object.email for e in receiver.events] == [
-        "w0@example.org", "w1@example.org", "w2@example.org"]
+        "w0@example.org",
+        "w1@example.org",
+        "w2@example.org",
+    ]
     # The simulator records a delivery's outcome after our receiver has answered it, so the
     # last one may still read "pending" for a moment: wait for the outcome itself (the
     # deadline only bounds one that never comes).
@@ -639,7 +709,10 @@ def test_webhooks_are_retried_until_accepted_in_order(sim, api, receiver):
             break
         time.sleep(0.02)
     assert [(d["delivery"], d["attempts"]) for d in deliveries] == [
-        ("delivered", 3), ("delivered", 1), ("delivered", 1)]
+        ("delivered", 3),
+        ("delivered", 1),
+        ("delivered", 1),
+    ]
 
     control(sim, f"/_sim/events/{receiver.events[0].id}/resend")
     deadline = time.monotonic() + 120
@@ -649,8 +722,11 @@ def test_webhooks_are_retried_until_accepted_in_order(sim, api, receiver):
 
 
 def test_authentication_and_unknown_parameters(quiet_sim):
-    live = stripe.StripeClient("sk_live_nope", base_addresses={"api": quiet_sim.base_url},
-                               http_client=stripe.RequestsClient(timeout=5))
+    live = stripe.StripeClient(
+        "sk_live_nope",
+        base_addresses={"api": quiet_sim.base_url},
+        http_client=stripe.RequestsClient(timeout=5),
+    )
     try:
         with pytest.raises(stripe.AuthenticationError):
             live.v1.customers.retrieve("cus_x")
@@ -663,8 +739,11 @@ def test_authentication_and_unknown_parameters(quiet_sim):
     try:
         params = gift_params()
         params["line_items"][0]["price_data"]["amount"] = 2500
-        with pytest.raises(stripe.InvalidRequestError, match="Received unknown parameter: "
-                           r"line_items\[0\]\[price_data\]\[amount\]"):
+        with pytest.raises(
+            stripe.InvalidRequestError,
+            match="Received unknown parameter: "
+            r"line_items\[0\]\[price_data\]\[amount\]",
+        ):
             typo.v1.checkout.sessions.create(params=params)
         with pytest.raises(stripe.InvalidRequestError, match="recurring price"):
             bad = gift_params()
@@ -677,14 +756,21 @@ def test_authentication_and_unknown_parameters(quiet_sim):
 
 
 def test_decode_params_reads_stripe_bracket_notation():
-    pairs = [("line_items[0][price_data][unit_amount]", "2500"),
-             ("line_items[0][quantity]", "1"), ("line_items[1][quantity]", "2"),
-             ("metadata[0]", "zero"), ("types[]", "a"), ("types[]", "b"),
-             ("pause_collection", "")]
+    pairs = [
+        ("line_items[0][price_data][unit_amount]", "2500"),
+        ("line_items[0][quantity]", "1"),
+        ("line_items[1][quantity]", "2"),
+        ("metadata[0]", "zero"),
+        ("types[]", "a"),
+        ("types[]", "b"),
+        ("pause_collection", ""),
+    ]
     assert decode_params(pairs) == {
-        "line_items": [{"price_data": {"unit_amount": "2500"}, "quantity": "1"},
-                       {"quantity": "2"}],
-        "metadata": {"0": "zero"}, "types": ["a", "b"], "pause_collection": ""}
+        "line_items": [{"price_data": {"unit_amount": "2500"}, "quantity": "1"}, {"quantity": "2"}],
+        "metadata": {"0": "zero"},
+        "types": ["a", "b"],
+        "pause_collection": "",
+    }
 
 
 # --- safety and persistence -------------------------------------------------------------

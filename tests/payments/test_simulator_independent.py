@@ -27,9 +27,14 @@ def _dynamic_import_target(node: ast.Call) -> str | None:
     """The module named by ``importlib.import_module("...")`` or ``__import__("...")``."""
     func = node.func
     named = (isinstance(func, ast.Name) and func.id in ("__import__", "import_module")) or (
-        isinstance(func, ast.Attribute) and func.attr == "import_module")
-    if named and node.args and isinstance(node.args[0], ast.Constant) \
-            and isinstance(node.args[0].value, str):
+        isinstance(func, ast.Attribute) and func.attr == "import_module"
+    )
+    if (
+        named
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
         return node.args[0].value
     return None
 
@@ -48,8 +53,11 @@ def donorhub_imports(package: Path) -> list[str]:
                 modules = [target]
             else:
                 continue
-            found += [f"{path.relative_to(package.parent)}:{node.lineno} {module}"
-                      for module in modules if _is_forbidden(module)]
+            found += [
+                f"{path.relative_to(package.parent)}:{node.lineno} {module}"
+                for module in modules
+                if _is_forbidden(module)
+            ]
     return found
 
 
@@ -66,27 +74,42 @@ def test_the_check_finds_a_planted_import(tmp_path):
     copy = tmp_path / "stripe_simulator"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     checkout = copy / "engine" / "checkout.py"
-    checkout.write_text(checkout.read_text(encoding="utf-8")
-                        + "\nfrom donorhub.payments.gateway import get_gateway\n",
-                        encoding="utf-8")
-    (copy / "api.py").write_text((copy / "api.py").read_text(encoding="utf-8")
-                                 + "\nimport donorhub.money\n", encoding="utf-8")
-    (copy / "wsgi.py").write_text((copy / "wsgi.py").read_text(encoding="utf-8")
-                                  + "\nimport importlib\nimportlib.import_module('donorhub')\n",
-                                  encoding="utf-8")
-    found = [entry.split(":")[0] + " " + entry.split(" ")[1]
-             for entry in donorhub_imports(copy)]
-    assert found == ["stripe_simulator/api.py donorhub.money",
-                     "stripe_simulator/engine/checkout.py donorhub.payments.gateway",
-                     "stripe_simulator/wsgi.py donorhub"]
+    checkout.write_text(
+        checkout.read_text(encoding="utf-8")
+        + "\nfrom donorhub.payments.gateway import get_gateway\n",
+        encoding="utf-8",
+    )
+    (copy / "api.py").write_text(
+        (copy / "api.py").read_text(encoding="utf-8") + "\nimport donorhub.money\n",
+        encoding="utf-8",
+    )
+    (copy / "wsgi.py").write_text(
+        (copy / "wsgi.py").read_text(encoding="utf-8")
+        + "\nimport importlib\nimportlib.import_module('donorhub')\n",
+        encoding="utf-8",
+    )
+    found = [entry.split(":")[0] + " " + entry.split(" ")[1] for entry in donorhub_imports(copy)]
+    assert found == [
+        "stripe_simulator/api.py donorhub.money",
+        "stripe_simulator/engine/checkout.py donorhub.payments.gateway",
+        "stripe_simulator/wsgi.py donorhub",
+    ]
 
 
 def test_importing_the_simulator_loads_no_donorhub_module():
-    code = ("import sys, pkgutil, importlib, stripe_simulator\n"
-            "for info in pkgutil.walk_packages(stripe_simulator.__path__, 'stripe_simulator.'):\n"
-            "    if not info.name.endswith('__main__'):\n"
-            "        importlib.import_module(info.name)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'donorhub'))\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True, timeout=120)
+    code = (
+        "import sys, pkgutil, importlib, stripe_simulator\n"
+        "for info in pkgutil.walk_packages(stripe_simulator.__path__, 'stripe_simulator.'):\n"
+        "    if not info.name.endswith('__main__'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'donorhub'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert result.stdout.strip() == "[]"

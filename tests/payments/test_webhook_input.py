@@ -18,15 +18,21 @@ from tests.payments.stripe_helpers import WEBHOOK_SECRET
 
 
 def hmac_of(body: bytes, timestamp: int | str) -> str:
-    return hmac.new(WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body,
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
 
 
 def event_body(**overrides) -> bytes:
     now = int(time.time())
-    event = {"id": f"evt_input_{time.time_ns()}", "object": "event", "type": "customer.created",
-             "created": now, "livemode": False,
-             "data": {"object": {"id": "cus_input", "object": "customer"}}}
+    event = {
+        "id": f"evt_input_{time.time_ns()}",
+        "object": "event",
+        "type": "customer.created",
+        "created": now,
+        "livemode": False,
+        "data": {"object": {"id": "cus_input", "object": "customer"}},
+    }
     event.update(overrides)
     return json.dumps(event).encode()
 
@@ -38,8 +44,9 @@ def stored_events(app) -> int:
 
 def post(client, body: bytes, header: str | None):
     headers = {} if header is None else {"Stripe-Signature": header}
-    return client.post("/stripe/webhook", data=body, content_type="application/json",
-                       headers=headers)
+    return client.post(
+        "/stripe/webhook", data=body, content_type="application/json", headers=headers
+    )
 
 
 def test_malformed_signature_headers_and_bodies_answer_400_and_change_nothing(app, client):
@@ -56,8 +63,9 @@ def test_malformed_signature_headers_and_bodies_answer_400_and_change_nothing(ap
         "t with a plus sign": f"t=+{now},v1={sig_now}",
         "t with leading space": f"t= {now},v1={sig_now}",
         "t with underscores": f"t={now // 1000}_{now % 1000:03d},v1={sig_now}",
-        "t in full-width digits": "t=" + str(now).translate(
-            str.maketrans("0123456789", "０１２３４５６７８９")) + f",v1={sig_now}",
+        "t in full-width digits": "t="
+        + str(now).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+        + f",v1={sig_now}",
         "t as a float": f"t={now}.0,v1={sig_now}",
         "t negative": f"t=-{now},v1={sig_now}",
         "no t": f"v1={sig_now}",
@@ -86,7 +94,7 @@ def test_malformed_signature_headers_and_bodies_answer_400_and_change_nothing(ap
         "deeply nested": b"[" * 100_000 + b"]" * 100_000,
         "an object with a non-numeric created": event_body(created="soon"),
         "an object whose data is a list": event_body(data=[1]),
-        "an object with a huge created": event_body(created=10 ** 30),
+        "an object with a huge created": event_body(created=10**30),
         "an empty object": b"{}",
     }
     before = stored_events(app)
@@ -104,8 +112,9 @@ def test_malformed_signature_headers_and_bodies_answer_400_and_change_nothing(ap
     # The canonical header still works, with one v1 or with two during a secret's rotation.
     assert post(client, body, f"t={now},v1={sig_now}").status_code == 200
     other = event_body()
-    assert post(client, other, f"t={now},v1={'0' * 64},v1={hmac_of(other, now)}"
-                ).status_code == 200
+    assert post(client, other, f"t={now},v1={'0' * 64},v1={hmac_of(other, now)}").status_code == 200
     assert stored_events(app) == before + 2
-    METRICS.report("10.13 malformed webhook headers and bodies / not answered 400",
-                   f"{len(headers) + len(bodies)} / 0")
+    METRICS.report(
+        "10.13 malformed webhook headers and bodies / not answered 400",
+        f"{len(headers) + len(bodies)} / 0",
+    )

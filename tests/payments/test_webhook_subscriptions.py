@@ -12,7 +12,8 @@ def test_the_documented_subscription_is_every_handled_event():
     assert len(documented) == len(set(documented)), "an event is listed twice"
     assert set(documented) == set(HANDLERS), {
         "handled but not subscribed": sorted(set(HANDLERS) - set(documented)),
-        "subscribed but not handled": sorted(set(documented) - set(HANDLERS))}
+        "subscribed but not handled": sorted(set(documented) - set(HANDLERS)),
+    }
 
 
 def test_the_other_example_blocks_still_read():

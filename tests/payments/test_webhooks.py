@@ -44,10 +44,16 @@ def counts(app) -> dict:
     with app.app_context():
         return {
             "events": db.session.scalar(select(func.count()).select_from(StripeEvent)),
-            "paid": db.session.scalar(select(func.count()).select_from(Donation).where(
-                Donation.status == DonationStatus.PAID)),
-            "receipts": db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                                          .where(OutboxMessage.template == "donations/receipt")),
+            "paid": db.session.scalar(
+                select(func.count())
+                .select_from(Donation)
+                .where(Donation.status == DonationStatus.PAID)
+            ),
+            "receipts": db.session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.template == "donations/receipt")
+            ),
         }
 
 
@@ -57,6 +63,7 @@ def completed(events: list[dict]) -> dict:
 
 # 10.1 -----------------------------------------------------------------------------------------
 
+
 def test_webhook_signature_cases(pay_app, pay_client, sim):
     _donation, events = paid_one_off(pay_app, pay_client, sim)
     event = completed(events)
@@ -65,14 +72,14 @@ def test_webhook_signature_cases(pay_app, pay_client, sim):
     good = sign(body)
     valid_v1 = good.split("v1=")[1]
     other_v1 = stripe.WebhookSignature.generate_signature_header(
-        body.decode(), "whsec_an_old_secret", now).split("v1=")[1]
+        body.decode(), "whsec_an_old_secret", now
+    ).split("v1=")[1]
     # Headers are made at send time: on a loaded machine a second can pass between cases,
     # and the header carries whole seconds, hence +305 s for "more than 5 minutes ahead".
     cases = {
         "wrong secret": (body, lambda: sign(body, secret="whsec_not_ours")),
         "no header": (body, lambda: None),
-        "re-serialised body": (json.dumps(event, separators=(",", ":")).encode(),
-                               lambda: good),
+        "re-serialised body": (json.dumps(event, separators=(",", ":")).encode(), lambda: good),
         "timestamp -301 s": (body, lambda: sign(body, timestamp=int(time.time()) - 301)),
         "timestamp +305 s": (body, lambda: sign(body, timestamp=int(time.time()) + 305)),
         "garbage header": (body, lambda: "t=abc,v1=zzz"),
@@ -84,8 +91,9 @@ def test_webhook_signature_cases(pay_app, pay_client, sim):
         header = make_header()
         before = counts(pay_app)
         headers = {"Stripe-Signature": header} if header else {}
-        response = pay_client.post("/stripe/webhook", data=payload,
-                                   content_type="application/json", headers=headers)
+        response = pay_client.post(
+            "/stripe/webhook", data=payload, content_type="application/json", headers=headers
+        )
         should_accept = name.startswith(("valid", "rotation"))
         if should_accept != (response.status_code == 200):
             unexpected.append((name, response.status_code))
@@ -94,22 +102,30 @@ def test_webhook_signature_cases(pay_app, pay_client, sim):
     assert unexpected == []
     after = counts(pay_app)
     assert after["paid"] == 1 and after["events"] == 1
-    METRICS.report("10.1 webhook signature cases / unexpected accepts",
-                   f"{len(cases)} / 0")
+    METRICS.report("10.1 webhook signature cases / unexpected accepts", f"{len(cases)} / 0")
 
 
 # 10.2 -----------------------------------------------------------------------------------------
 
+
 def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_client, sim, backend):
     first, _ = paid_one_off(pay_app, pay_client, sim, email="first@example.org")
     events = sim.events()
-    event = next(e for e in events if e["type"] == "checkout.session.completed"
-                 and e["data"]["object"]["metadata"]["donation"] == first.public_id)
+    event = next(
+        e
+        for e in events
+        if e["type"] == "checkout.session.completed"
+        and e["data"]["object"]["metadata"]["donation"] == first.public_id
+    )
     codes = [post_event(pay_client, event).status_code for _ in range(10)]
     assert codes == [200] * 10
     second, _ = paid_one_off(pay_app, pay_client, sim, email="second@example.org")
-    event2 = next(e for e in sim.events() if e["type"] == "checkout.session.completed"
-                  and e["data"]["object"]["metadata"]["donation"] == second.public_id)
+    event2 = next(
+        e
+        for e in sim.events()
+        if e["type"] == "checkout.session.completed"
+        and e["data"]["object"]["metadata"]["donation"] == second.public_id
+    )
     payload = json.dumps(event2).encode()
     barrier = threading.Barrier(8, timeout=HANG_GUARD_SECONDS)
     results: list[int] = []
@@ -120,9 +136,12 @@ def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_clien
             client = pay_app.test_client()
             barrier.wait(timeout=HANG_GUARD_SECONDS)
             for _ in range(2):  # 16 deliveries from 8 threads
-                response = client.post("/stripe/webhook", data=payload,
-                                       content_type="application/json",
-                                       headers={"Stripe-Signature": sign(payload)})
+                response = client.post(
+                    "/stripe/webhook",
+                    data=payload,
+                    content_type="application/json",
+                    headers={"Stripe-Signature": sign(payload)},
+                )
                 results.append(response.status_code)
         except Exception as error:  # noqa: BLE001 - reported below
             barrier.abort()  # the others stop waiting at once
@@ -138,14 +157,29 @@ def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_clien
         for donation, event_id in ((first, event["id"]), (second, event2["id"])):
             row = db.session.get(Donation, donation.id)
             assert row.status is DonationStatus.PAID
-            assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
-                OutboxMessage.template == "donations/receipt",
-                OutboxMessage.recipient == row.donor.email)) == 1
-            assert db.session.scalar(select(func.count()).select_from(StripeEvent).where(
-                StripeEvent.event_id == event_id)) == 1
+            assert (
+                db.session.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(
+                        OutboxMessage.template == "donations/receipt",
+                        OutboxMessage.recipient == row.donor.email,
+                    )
+                )
+                == 1
+            )
+            assert (
+                db.session.scalar(
+                    select(func.count())
+                    .select_from(StripeEvent)
+                    .where(StripeEvent.event_id == event_id)
+                )
+                == 1
+            )
 
 
 # 10.3 -----------------------------------------------------------------------------------------
+
 
 class EventSet:
     """One real paid-and-refunded gift's events, re-labelled for each Hypothesis example."""
@@ -164,9 +198,12 @@ class EventSet:
         """A new pending gift, and the three events rewritten to point at it."""
         with app.app_context():
             donor = db.session.get(Donor, donation_template.donor_id)
-            row = Donation(donor=donor, kind=DonationKind.ONCE,
-                           amount_minor=donation_template.amount_minor,
-                           currency=donation_template.currency)
+            row = Donation(
+                donor=donor,
+                kind=DonationKind.ONCE,
+                amount_minor=donation_template.amount_minor,
+                currency=donation_template.currency,
+            )
             db.session.add(row)
             db.session.commit()
             row_id, public_id = row.id, row.public_id
@@ -188,15 +225,17 @@ def test_webhook_out_of_order_with_duplicates(pay_app, pay_client, sim, backend)
         intent = db.session.get(Donation, donation.id)
     # Refund at Stripe (through the real library) so a real charge.refunded exists.
     client = stripe.StripeClient("sk_test_x", base_addresses={"api": sim.base_url})
-    session = client.v1.checkout.sessions.retrieve(
-        completed(sim.events())["data"]["object"]["id"])
+    session = client.v1.checkout.sessions.retrieve(completed(sim.events())["data"]["object"]["id"])
     client.v1.refunds.create({"payment_intent": session.payment_intent})
     del intent, get_gateway
     event_set = EventSet(donation, sim.events())
     stats = {"examples": 0}
 
-    @settings(max_examples=40 if backend == "sqlite" else 25, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=40 if backend == "sqlite" else 25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(with_refund=st.booleans(), data=st.data())
     def check(with_refund, data):
         kinds = list(EventSet.TYPES if with_refund else EventSet.TYPES[:2])
@@ -214,33 +253,52 @@ def test_webhook_out_of_order_with_duplicates(pay_app, pay_client, sim, backend)
             # The rule: one receipt once the money has arrived and is not all refunded. With
             # a full refund, that is only when a payment event came before the refund.
             paid_first = not with_refund or sequence.index("charge.refunded") > min(
-                sequence.index(k) for k in EventSet.TYPES[:2])
-            ok = (codes == [200] * len(sequence) and row.status is expected
-                  and receipts == (1 if paid_first else 0)
-                  and row.amount_refunded_minor == (row.amount_minor if with_refund else 0))
+                sequence.index(k) for k in EventSet.TYPES[:2]
+            )
+            ok = (
+                codes == [200] * len(sequence)
+                and row.status is expected
+                and receipts == (1 if paid_first else 0)
+                and row.amount_refunded_minor == (row.amount_minor if with_refund else 0)
+            )
         stats["examples"] += 1
         assert ok, (sequence, codes, row.status)
 
     check()
-    METRICS.report(f"10.3 event orders tried with duplicates ({backend}), each asserted to "
-                   "end in the right state", stats["examples"])
+    METRICS.report(
+        f"10.3 event orders tried with duplicates ({backend}), each asserted to "
+        "end in the right state",
+        stats["examples"],
+    )
 
 
 # 10.4 -----------------------------------------------------------------------------------------
 
+
 def _break_outbox(backend: str, on: bool) -> None:
     if backend == "sqlite":
-        statements = (["CREATE TRIGGER injected_failure BEFORE INSERT ON outbox_messages "
-                       "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"] if on
-                      else ["DROP TRIGGER injected_failure"])
+        statements = (
+            [
+                "CREATE TRIGGER injected_failure BEFORE INSERT ON outbox_messages "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ]
+            if on
+            else ["DROP TRIGGER injected_failure"]
+        )
     else:
-        statements = ([
-            "CREATE FUNCTION injected_failure() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER injected_failure BEFORE INSERT ON outbox_messages "
-            "FOR EACH ROW EXECUTE FUNCTION injected_failure()"] if on else [
-            "DROP TRIGGER injected_failure ON outbox_messages",
-            "DROP FUNCTION injected_failure()"])
+        statements = (
+            [
+                "CREATE FUNCTION injected_failure() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER injected_failure BEFORE INSERT ON outbox_messages "
+                "FOR EACH ROW EXECUTE FUNCTION injected_failure()",
+            ]
+            if on
+            else [
+                "DROP TRIGGER injected_failure ON outbox_messages",
+                "DROP FUNCTION injected_failure()",
+            ]
+        )
     for statement in statements:
         db.session.execute(text(statement))
     db.session.commit()
@@ -268,14 +326,24 @@ def test_webhook_handler_failure_is_retryable(pay_app, pay_client, sim, backend)
 
 # 10.6 -----------------------------------------------------------------------------------------
 
+
 def test_tampered_amount_or_currency_is_flagged_not_fulfilled(pay_app, pay_client, sim):
     tampered = 0
     accepted = 0
     for change in ({"amount_total": 100}, {"currency": "usd"}):
         donation, events = paid_one_off(pay_app, pay_client, sim)
-        event = json.loads(json.dumps(completed(
-            [e for e in events if e["data"]["object"].get("metadata", {}).get("donation")
-             == donation.public_id])))
+        event = json.loads(
+            json.dumps(
+                completed(
+                    [
+                        e
+                        for e in events
+                        if e["data"]["object"].get("metadata", {}).get("donation")
+                        == donation.public_id
+                    ]
+                )
+            )
+        )
         event["data"]["object"].update(change)
         assert post_event(pay_client, event).status_code == 200
         tampered += 1
@@ -296,11 +364,14 @@ def test_tampered_amount_or_currency_is_flagged_not_fulfilled(pay_app, pay_clien
     assert accepted == 0
     staff_page_reasons = counts(pay_app)
     assert staff_page_reasons["receipts"] == 0
-    METRICS.report("10.6 tamper attempts (webhook amount, currency, form field) / accepted",
-                   f"{tampered + 1} / 0")
+    METRICS.report(
+        "10.6 tamper attempts (webhook amount, currency, form field) / accepted",
+        f"{tampered + 1} / 0",
+    )
 
 
 # 10.7 -----------------------------------------------------------------------------------------
+
 
 def _luhn(digits: str) -> bool:
     total = 0
@@ -338,19 +409,36 @@ def test_no_card_data_stored(pay_app, pay_client, sim, log_guard):
 
 
 def test_unknown_and_foreign_events_are_acknowledged(pay_app, pay_client, sim):
-    payload = {"id": "evt_foreign_1", "object": "event", "type": "customer.created",
-               "created": int(time.time()), "livemode": False,
-               "data": {"object": {"id": "cus_1", "object": "customer"}}}
+    payload = {
+        "id": "evt_foreign_1",
+        "object": "event",
+        "type": "customer.created",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": {"id": "cus_1", "object": "customer"}},
+    }
     assert post_event(pay_client, payload).status_code == 200
-    foreign = {"id": "evt_foreign_2", "object": "event", "type": "charge.refunded",
-               "created": int(time.time()), "livemode": False,
-               "data": {"object": {"id": "ch_x", "object": "charge", "amount": 100,
-                                   "amount_refunded": 100, "currency": "gbp",
-                                   "status": "succeeded", "metadata": {},
-                                   "payment_intent": None}}}
+    foreign = {
+        "id": "evt_foreign_2",
+        "object": "event",
+        "type": "charge.refunded",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": "ch_x",
+                "object": "charge",
+                "amount": 100,
+                "amount_refunded": 100,
+                "currency": "gbp",
+                "status": "succeeded",
+                "metadata": {},
+                "payment_intent": None,
+            }
+        },
+    }
     assert post_event(pay_client, foreign).status_code == 200
     with pay_app.app_context():
-        outcomes = dict(db.session.execute(
-            select(StripeEvent.event_id, StripeEvent.outcome)).all())
+        outcomes = dict(db.session.execute(select(StripeEvent.event_id, StripeEvent.outcome)).all())
     assert outcomes == {"evt_foreign_1": "ignored", "evt_foreign_2": "ignored"}
     assert WEBHOOK_SECRET not in str(outcomes)

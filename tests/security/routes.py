@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SAMPLE_ARGUMENTS = {"int": "1", "default": "sample-token-value-123", "path": "css/site.css",
-                    "string": "sample-token-value-123"}
+SAMPLE_ARGUMENTS = {
+    "int": "1",
+    "default": "sample-token-value-123",
+    "path": "css/site.css",
+    "string": "sample-token-value-123",
+}
 #: Routes that exist only under TESTING, to provoke failures on purpose.
 TEST_ONLY_PREFIX = "/_testing"
 
@@ -20,8 +24,8 @@ class Route:
         url = self.rule
         while "<" in url:
             start, end = url.index("<"), url.index(">")
-            converter = url[start + 1:end].split(":")[0] if ":" in url[start:end] else "default"
-            url = url[:start] + SAMPLE_ARGUMENTS.get(converter, "1") + url[end + 1:]
+            converter = url[start + 1 : end].split(":")[0] if ":" in url[start:end] else "default"
+            url = url[:start] + SAMPLE_ARGUMENTS.get(converter, "1") + url[end + 1 :]
         return url
 
 

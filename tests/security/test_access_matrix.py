@@ -85,13 +85,16 @@ def test_every_route_as_every_role_matches_the_matrix(app, make_user):
                 if method == "GET":
                     response = client.get(url_of(route))
                 else:
-                    response = client.open(url_of(route), method=method,
-                                           data={"csrf_token": tokens[role]})
+                    response = client.open(
+                        url_of(route), method=method, data={"csrf_token": tokens[role]}
+                    )
                 was_denied = denied(response, route.endpoint)
                 response.close()
                 checks += 1
                 if was_denied == expected:
                     mismatches.append((route.endpoint, method, role, response.status_code))
     assert mismatches == [], sorted({(m[0], m[2]) for m in mismatches})
-    METRICS.report("3.1 access matrix: endpoints × roles × methods checked / mismatches",
-                   f"{len(matrix)} × {len(ROLES)} → {checks} / 0")
+    METRICS.report(
+        "3.1 access matrix: endpoints × roles × methods checked / mismatches",
+        f"{len(matrix)} × {len(ROLES)} → {checks} / 0",
+    )

@@ -60,8 +60,13 @@ class CountingStream(io.RawIOBase):
 def post_big(client, url: str, size: int, *, declared: bool = True, **kwargs):
     stream = CountingStream(size)
     overrides = {} if declared else {"CONTENT_LENGTH": "", "wsgi.input_terminated": True}
-    response = client.post(url, input_stream=stream, environ_overrides=overrides,
-                           content_type="application/x-www-form-urlencoded", **kwargs)
+    response = client.post(
+        url,
+        input_stream=stream,
+        environ_overrides=overrides,
+        content_type="application/x-www-form-urlencoded",
+        **kwargs,
+    )
     return response, stream.read_bytes
 
 
@@ -74,8 +79,9 @@ def test_every_post_route_refuses_a_3_mb_body_unread(app, make_user):
     """Walks app.url_map: every route taking POST (test-only routes too), anonymous and as a
     signed-in donor; 413 from the declared length with 0 bytes read."""
     routes = [r for r in all_routes(app, include_test_only=True) if "POST" in r.methods]
-    uploads = {r.endpoint for r in routes
-               if getattr(app.view_functions[r.endpoint], "staff_upload", False)}
+    uploads = {
+        r.endpoint for r in routes if getattr(app.view_functions[r.endpoint], "staff_upload", False)
+    }
     assert uploads == STAFF_UPLOAD_ENDPOINTS
     donor = make_user()
     anonymous, signed_in = app.test_client(), app.test_client()
@@ -90,14 +96,21 @@ def test_every_post_route_refuses_a_3_mb_body_unread(app, make_user):
                 wrong.append((who, route.rule, response.status_code, read))
     assert wrong == []
     assert len(routes) > 40
-    METRICS.report("M.1 POST routes walked with a 3 MB body / answered 413 unread",
-                   f"{len(routes) - len(uploads)} / {len(routes) - len(uploads)}")
+    METRICS.report(
+        "M.1 POST routes walked with a 3 MB body / answered 413 unread",
+        f"{len(routes) - len(uploads)} / {len(routes) - len(uploads)}",
+    )
 
 
 def test_a_body_without_a_length_is_cut_off_at_the_limit(app):
     """Chunked bodies have no declared length: Werkzeug stops reading at the limit."""
-    response, read = post_big(app.test_client(), "/stripe/webhook", 3 * MB, declared=False,
-                              headers={"Stripe-Signature": "t=1,v1=0"})
+    response, read = post_big(
+        app.test_client(),
+        "/stripe/webhook",
+        3 * MB,
+        declared=False,
+        headers={"Stripe-Signature": "t=1,v1=0"},
+    )
     assert response.status_code == 413
     assert read <= 2 * MB + 65536
 
@@ -124,8 +137,7 @@ def test_a_staff_upload_route_takes_a_larger_body_from_staff_only(app_factory, m
         finally:
             upload.close()
 
-    app.add_url_rule(STAFF_UPLOAD_PREFIX + "probe", "probe_upload", probe_upload,
-                     methods=["POST"])
+    app.add_url_rule(STAFF_UPLOAD_PREFIX + "probe", "probe_upload", probe_upload, methods=["POST"])
     url = STAFF_UPLOAD_PREFIX + "probe"
     admin = make_user(roles=("admin",))
     donor = make_user()
@@ -137,10 +149,12 @@ def test_a_staff_upload_route_takes_a_larger_body_from_staff_only(app_factory, m
         token = csrf_token(client, "/")
         # Encoded here, so that the temporary file it spools to is closed afterwards.
         body, _length, boundary = stream_encode_multipart(
-            {"csrf_token": token, "file": FileStorage(io.BytesIO(b"x" * size), "donors.csv")})
+            {"csrf_token": token, "file": FileStorage(io.BytesIO(b"x" * size), "donors.csv")}
+        )
         try:
-            return client.post(url, input_stream=body,
-                               content_type=f'multipart/form-data; boundary="{boundary}"')
+            return client.post(
+                url, input_stream=body, content_type=f'multipart/form-data; boundary="{boundary}"'
+            )
         finally:
             body.close()
 
@@ -162,8 +176,9 @@ def test_deploy_doc_nginx_limits_match_the_app():
     block = nginx_block()
     sizes = re.findall(r"client_max_body_size\s+(\d+)m;", block)
     assert sizes and int(sizes[0]) * MB == DEFAULT_MAX_CONTENT_LENGTH
-    upload = re.search(r"location \^?~? ?" + re.escape(STAFF_UPLOAD_PREFIX)
-                       + r" \{(.*?)\n    \}", block, re.S)
+    upload = re.search(
+        r"location \^?~? ?" + re.escape(STAFF_UPLOAD_PREFIX) + r" \{(.*?)\n    \}", block, re.S
+    )
     assert upload, "no location for the staff upload path in the nginx block"
     limit = re.search(r"client_max_body_size\s+(\d+)m;", upload.group(1))
     assert limit and int(limit.group(1)) * MB == DEFAULT_MAX_UPLOAD_LENGTH

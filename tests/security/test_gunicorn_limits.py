@@ -31,19 +31,33 @@ def redis_available() -> bool:
 
 
 def test_sign_in_limit_holds_across_two_gunicorn_workers(app, tmp_path):
-    require(redis_available(), f"Redis at {REDIS_URL}",
-            "the sign-in limit across gunicorn workers")
+    require(redis_available(), f"Redis at {REDIS_URL}", "the sign-in limit across gunicorn workers")
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     port = free_port()
-    env = {**os.environ, "DONORHUB_ENV": "development",
-           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "RATELIMIT_STORAGE_URI": REDIS_URL, "DONORHUB_INSTANCE_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-               "--access-logfile", "-", "wsgi:app"]
-    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as server:
+    env = {
+        **os.environ,
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
+        "DONORHUB_INSTANCE_DIR": str(tmp_path),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--access-logfile",
+        "-",
+        "wsgi:app",
+    ]
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as server:
         try:
             base = f"http://127.0.0.1:{port}"
             # Until gunicorn answers (booting two workers on a busy machine takes a while);
@@ -54,8 +68,9 @@ def test_sign_in_limit_holds_across_two_gunicorn_workers(app, tmp_path):
                     urllib.request.urlopen(base + "/healthz", timeout=2).close()  # noqa: S310
                     break
                 except OSError:
-                    assert time.monotonic() < deadline and server.poll() is None, \
+                    assert time.monotonic() < deadline and server.poll() is None, (
                         "gunicorn never answered /healthz"
+                    )
                     time.sleep(0.2)
             statuses, pids = [], set()
             for _ in range(40):
@@ -63,8 +78,13 @@ def test_sign_in_limit_holds_across_two_gunicorn_workers(app, tmp_path):
                 opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
                 page = opener.open(base + "/account/sign-in").read().decode()
                 token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
-                data = urllib.parse.urlencode({"csrf_token": token, "email": "x@example.org",
-                                               "password": "wrong password here"}).encode()
+                data = urllib.parse.urlencode(
+                    {
+                        "csrf_token": token,
+                        "email": "x@example.org",
+                        "password": "wrong password here",
+                    }
+                ).encode()
                 try:
                     response = opener.open(base + "/account/sign-in", data=data)
                     statuses.append(response.status)
@@ -79,5 +99,7 @@ def test_sign_in_limit_holds_across_two_gunicorn_workers(app, tmp_path):
     assert len(pids) == 2
     assert before_first_429 <= 10, statuses
     assert statuses[before_first_429:].count(429) == len(statuses) - before_first_429
-    METRICS.report("7.2 gunicorn workers / requests before first 429 (limit 10)",
-                   f"{len(pids)} / {before_first_429}")
+    METRICS.report(
+        "7.2 gunicorn workers / requests before first 429 (limit 10)",
+        f"{len(pids)} / {before_first_429}",
+    )

@@ -31,8 +31,10 @@ def test_nul_in_path_or_query_is_a_bad_request(client, method, url):
 
 def test_nul_in_a_form_field_is_a_bad_request(client):
     token = csrf_token(client)
-    response = client.post("/account/sign-in", data={
-        "csrf_token": token, "email": "someone@example.org\x00", "password": "x" * 20})
+    response = client.post(
+        "/account/sign-in",
+        data={"csrf_token": token, "email": "someone@example.org\x00", "password": "x" * 20},
+    )
     assert response.status_code == 400
 
 

@@ -27,25 +27,64 @@ EVIL = "evil.example"
 
 CORPUS = [
     # plain off-site targets and schemes
-    f"https://{EVIL}/", f"http://{EVIL}/", f"HTTPS://{EVIL}", f"http:/{EVIL}", f"http:{EVIL}",
-    f"https:{EVIL}", "javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<b>x</b>",
-    "vbscript:x", f"ftp://{EVIL}/",
+    f"https://{EVIL}/",
+    f"http://{EVIL}/",
+    f"HTTPS://{EVIL}",
+    f"http:/{EVIL}",
+    f"http:{EVIL}",
+    f"https:{EVIL}",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<b>x</b>",
+    "vbscript:x",
+    f"ftp://{EVIL}/",
     # scheme-relative, and the many ways to spell it
-    f"//{EVIL}", f"///{EVIL}", f"////{EVIL}", f"/\\{EVIL}", f"\\\\{EVIL}", f"\\/{EVIL}",
-    f"/\\/{EVIL}", f"\\{EVIL}", f"/.//{EVIL}/../..//{EVIL}",
+    f"//{EVIL}",
+    f"///{EVIL}",
+    f"////{EVIL}",
+    f"/\\{EVIL}",
+    f"\\\\{EVIL}",
+    f"\\/{EVIL}",
+    f"/\\/{EVIL}",
+    f"\\{EVIL}",
+    f"/.//{EVIL}/../..//{EVIL}",
     # whitespace and control characters, which browsers and Werkzeug drop
-    f"/\t/{EVIL}", f"/\t\t/{EVIL}", f"/\t\\{EVIL}", f"\t//{EVIL}", f"/\n/{EVIL}",
-    f"/\r/{EVIL}", f"/\r\n/{EVIL}", f" //{EVIL}", f"/ /{EVIL}", f"/\x0b/{EVIL}",
-    f"/\x0c/{EVIL}", f"/\x1f/{EVIL}", f"/\x7f/{EVIL}",
+    f"/\t/{EVIL}",
+    f"/\t\t/{EVIL}",
+    f"/\t\\{EVIL}",
+    f"\t//{EVIL}",
+    f"/\n/{EVIL}",
+    f"/\r/{EVIL}",
+    f"/\r\n/{EVIL}",
+    f" //{EVIL}",
+    f"/ /{EVIL}",
+    f"/\x0b/{EVIL}",
+    f"/\x0c/{EVIL}",
+    f"/\x1f/{EVIL}",
+    f"/\x7f/{EVIL}",
     # unicode whitespace and look-alikes
-    f"/\u3000/{EVIL}", f"/\u00a0/{EVIL}", f"/\u2028/{EVIL}", f"/\u200b/{EVIL}",
-    f"/\ufeff/{EVIL}", f"/\uff0f{EVIL}", f"/\u2215{EVIL}",
+    f"/\u3000/{EVIL}",
+    f"/\u00a0/{EVIL}",
+    f"/\u2028/{EVIL}",
+    f"/\u200b/{EVIL}",
+    f"/\ufeff/{EVIL}",
+    f"/\uff0f{EVIL}",
+    f"/\u2215{EVIL}",
     # percent-encoded forms (decoded once by the query string, and once more by us)
-    f"/%09/{EVIL}", f"/%0a/{EVIL}", f"/%0d/{EVIL}", f"/%5C{EVIL}", f"/%2F{EVIL}",
-    f"/%2f%2f{EVIL}", f"%2F%2F{EVIL}", f"/%E3%80%80/{EVIL}", f"https%3A%2F%2F{EVIL}",
+    f"/%09/{EVIL}",
+    f"/%0a/{EVIL}",
+    f"/%0d/{EVIL}",
+    f"/%5C{EVIL}",
+    f"/%2F{EVIL}",
+    f"/%2f%2f{EVIL}",
+    f"%2F%2F{EVIL}",
+    f"/%E3%80%80/{EVIL}",
+    f"https%3A%2F%2F{EVIL}",
     f"/%252F%252F{EVIL}",
     # credentials and ports that make a host
-    f"//user@{EVIL}", f"//{EVIL}:443", f"https://donorhub.test@{EVIL}/",
+    f"//user@{EVIL}",
+    f"//{EVIL}:443",
+    f"https://donorhub.test@{EVIL}/",
 ]
 
 
@@ -66,8 +105,13 @@ def stays_on_site(response, base: str) -> bool:
 def test_the_checker_refuses_every_payload_and_keeps_real_paths():
     accepted = [p for p in CORPUS if is_safe_next(p)]
     assert accepted == []
-    for path in ("/account", "/staff", "/staff/donors?page=2", "/sponsor/abc-DEF_1",
-                 "/donate/history?q=a%20b"):
+    for path in (
+        "/account",
+        "/staff",
+        "/staff/donors?page=2",
+        "/sponsor/abc-DEF_1",
+        "/donate/history?q=a%20b",
+    ):
         assert is_safe_next(path), path
 
 
@@ -89,8 +133,11 @@ def test_no_redirect_leaves_the_site_whatever_next_says(app_factory, make_user):
     endpoints += 1
     for payload in CORPUS:
         client = app.test_client()
-        response = post_form(client, f"/account/sign-in?next={quote(payload, safe='')}",
-                             {"email": donor.email, "password": PASSWORD})
+        response = post_form(
+            client,
+            f"/account/sign-in?next={quote(payload, safe='')}",
+            {"email": donor.email, "password": PASSWORD},
+        )
         assert response.status_code == 302
         check("donor sign-in", payload, response)
 
@@ -101,12 +148,16 @@ def test_no_redirect_leaves_the_site_whatever_next_says(app_factory, make_user):
         for payload in CORPUS:
             clock.shift(30)  # a fresh code for every sign-in (each code works once)
             client = app.test_client()
-            response = post_form(client, f"/account/sign-in?next={quote(payload, safe='')}",
-                                 {"email": staff.email, "password": PASSWORD})
+            response = post_form(
+                client,
+                f"/account/sign-in?next={quote(payload, safe='')}",
+                {"email": staff.email, "password": PASSWORD},
+            )
             assert response.headers["Location"] == "/account/two-factor"
             token = csrf_token(client, "/account/two-factor")
-            response = client.post("/account/two-factor",
-                                   data={"csrf_token": token, "code": totp.now()})
+            response = client.post(
+                "/account/two-factor", data={"csrf_token": token, "code": totp.now()}
+            )
             assert response.status_code == 302
             check("staff two-factor", payload, response)
 
@@ -115,16 +166,22 @@ def test_no_redirect_leaves_the_site_whatever_next_says(app_factory, make_user):
     for index, payload in enumerate(CORPUS):
         newcomer = newcomers[index % 2]
         client = app.test_client()
-        response = post_form(client, f"/account/sign-in?next={quote(payload, safe='')}",
-                             {"email": newcomer.email, "password": PASSWORD})
+        response = post_form(
+            client,
+            f"/account/sign-in?next={quote(payload, safe='')}",
+            {"email": newcomer.email, "password": PASSWORD},
+        )
         assert response.headers["Location"] == "/account/two-factor/setup"
         page = client.get("/account/two-factor/setup").get_data(as_text=True)
         secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
         token = csrf_token(client, "/account/two-factor/setup")
-        response = client.post("/account/two-factor/setup", data={
-            "csrf_token": token, "code": "000000"})  # a wrong code: enrolment stays open
-        response = client.post("/account/two-factor/setup", data={
-            "csrf_token": token, "code": pyotp.TOTP(secret).now()})
+        response = client.post(
+            "/account/two-factor/setup", data={"csrf_token": token, "code": "000000"}
+        )  # a wrong code: enrolment stays open
+        response = client.post(
+            "/account/two-factor/setup",
+            data={"csrf_token": token, "code": pyotp.TOTP(secret).now()},
+        )
         check("staff enrolment", payload, response)
         _forget_enrolment(app, newcomer.id)
 
@@ -135,14 +192,19 @@ def test_no_redirect_leaves_the_site_whatever_next_says(app_factory, make_user):
     from donorhub.sponsorship import conduct
 
     for payload in CORPUS:
-        response = post_form(client, "/sponsor/code-of-conduct", {
-            "version": conduct.CURRENT_VERSION, "accept": "on", "next": payload[:200]},
-            token_page="/account")
+        response = post_form(
+            client,
+            "/sponsor/code-of-conduct",
+            {"version": conduct.CURRENT_VERSION, "accept": "on", "next": payload[:200]},
+            token_page="/account",
+        )
         check("code of conduct", payload, response)
 
     assert off_site == {}
-    METRICS.report("4.6 open-redirect payloads x endpoints / off-site redirects",
-                   f"{len(CORPUS)} x {endpoints} / 0")
+    METRICS.report(
+        "4.6 open-redirect payloads x endpoints / off-site redirects",
+        f"{len(CORPUS)} x {endpoints} / 0",
+    )
 
 
 def _forget_enrolment(app, user_id: int) -> None:
@@ -161,8 +223,10 @@ def _forget_enrolment(app, user_id: int) -> None:
         db.session.commit()
 
 
-REQUEST_SOURCES = re.compile(r"request\.(args|values|form|referrer|headers)|data\[\"next\"\]"
-                             r"|\.get\(\"next\"\)")
+REQUEST_SOURCES = re.compile(
+    r"request\.(args|values|form|referrer|headers)|data\[\"next\"\]"
+    r"|\.get\(\"next\"\)"
+)
 
 
 def test_every_redirect_to_a_request_value_goes_through_the_checker():
@@ -185,11 +249,14 @@ def test_every_redirect_to_a_request_value_goes_through_the_checker():
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "redirect":
                     argument = ast.get_source_segment(text, node.args[0]) if node.args else ""
                     reads_request = REQUEST_SOURCES.search(argument or "") or (
-                        argument and re.search(
-                            rf"\b{re.escape(argument)}\s*=.*(?:{REQUEST_SOURCES.pattern})",
-                            source))
+                        argument
+                        and re.search(
+                            rf"\b{re.escape(argument)}\s*=.*(?:{REQUEST_SOURCES.pattern})", source
+                        )
+                    )
                     guarded = "is_safe_next" in source or any(
-                        h in (argument or "") for h in checked_helpers)
+                        h in (argument or "") for h in checked_helpers
+                    )
                     if reads_request and not guarded:
                         unsafe.append(f"{path.name}:{node.lineno}")
     assert unsafe == []

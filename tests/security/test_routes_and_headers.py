@@ -23,8 +23,7 @@ CSRF_EXEMPT: set[str] = {"payments_webhook.receive", "updates.unsubscribe"}
 
 
 def test_every_route_is_classified(app):
-    unclassified = [r.endpoint for r in all_routes(app) if view_access(app, r.endpoint)[0]
-                    is None]
+    unclassified = [r.endpoint for r in all_routes(app) if view_access(app, r.endpoint)[0] is None]
     assert unclassified == []
     METRICS.report("3.1 routes / unclassified", f"{len(all_routes(app))} / 0")
 
@@ -60,8 +59,10 @@ def test_every_state_changing_route_requires_a_valid_csrf_token(app, make_user):
             if response.status_code != 400:
                 accepted.append((route.rule, "expired"))
     assert accepted == []
-    METRICS.report("5.1 state-changing routes / accepting bad tokens / exempt",
-                   f"{len(routes)} / 0 / {sorted(CSRF_EXEMPT)}")
+    METRICS.report(
+        "5.1 state-changing routes / accepting bad tokens / exempt",
+        f"{len(routes)} / 0 / {sorted(CSRF_EXEMPT)}",
+    )
 
 
 #: Reading safeguarding data is itself recorded (DESIGN.md section 3), so a GET may append
@@ -85,8 +86,9 @@ def test_no_get_changes_anything(app, make_user):
     admin = make_user(roles=("admin", "fundraiser", "safeguarding_officer"))
     client = app.test_client()
     sign_in(client, admin.email, totp_secret=admin.totp_secret)
-    routes = [r for r in all_routes(app) if "GET" in r.methods
-              and r.endpoint not in {"accounts.sign_out"}]
+    routes = [
+        r for r in all_routes(app) if "GET" in r.methods and r.endpoint not in {"accounts.sign_out"}
+    ]
     before = database_signature(app)
     with app.app_context():
         audit_before = db.session.execute(text("SELECT count(*) FROM audit_events")).scalar()
@@ -95,8 +97,11 @@ def test_no_get_changes_anything(app, make_user):
     after = database_signature(app)
     assert [name for name in before if before[name] != after[name]] == []
     with app.app_context():
-        actions = db.session.execute(text("SELECT action FROM audit_events ORDER BY id")
-                                     ).scalars().all()[audit_before:]
+        actions = (
+            db.session.execute(text("SELECT action FROM audit_events ORDER BY id"))
+            .scalars()
+            .all()[audit_before:]
+        )
     assert all(action.endswith(("_viewed", "_revealed")) for action in actions), actions
     METRICS.report("5.2 GET routes walked as staff / database changes", f"{len(routes)} / 0")
 
@@ -136,11 +141,18 @@ class ProductionLikeConfig(ProductionConfig):
 
 
 def test_security_headers_on_every_response(app_factory, make_user, backend):
-    app = app_factory(ProductionLikeConfig, SECRET_KEY="x" * 40, TESTING=True,
-                      RATELIMIT_STORAGE_URI="memory://", MAIL_DELIVERY="hold")
-    roles = {"anonymous": None,
-             "donor": make_user(),
-             "staff": make_user(roles=("admin", "fundraiser", "safeguarding_officer"))}
+    app = app_factory(
+        ProductionLikeConfig,
+        SECRET_KEY="x" * 40,
+        TESTING=True,
+        RATELIMIT_STORAGE_URI="memory://",
+        MAIL_DELIVERY="hold",
+    )
+    roles = {
+        "anonymous": None,
+        "donor": make_user(),
+        "staff": make_user(roles=("admin", "fundraiser", "safeguarding_officer")),
+    }
     checked, problems = 0, []
     for role, user in roles.items():
         client = app.test_client(use_cookies=True)
@@ -148,44 +160,61 @@ def test_security_headers_on_every_response(app_factory, make_user, backend):
         if user is not None:
             page = client.get(f"{base}/account/sign-in")
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
-            response = client.post(f"{base}/account/sign-in", headers={"Referer": base + "/"},
-                                   data={"csrf_token": token, "email": user.email,
-                                         "password": PASSWORD})
+            response = client.post(
+                f"{base}/account/sign-in",
+                headers={"Referer": base + "/"},
+                data={"csrf_token": token, "email": user.email, "password": PASSWORD},
+            )
             if user.totp_secret:
                 page = client.get(f"{base}/account/two-factor")
-                token = re.search(r'name="csrf_token" value="([^"]+)"',
-                                  page.get_data(as_text=True))[1]
-                client.post(f"{base}/account/two-factor", headers={"Referer": base + "/"},
-                            data={"csrf_token": token,
-                                  "code": current_totp(user.totp_secret)})
+                token = re.search(
+                    r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)
+                )[1]
+                client.post(
+                    f"{base}/account/two-factor",
+                    headers={"Referer": base + "/"},
+                    data={"csrf_token": token, "code": current_totp(user.totp_secret)},
+                )
         urls = [r.url() for r in all_routes(app) if "GET" in r.methods] + [
-            "/no-such-page", "/_testing/boom", "/static/css/site.css"]
+            "/no-such-page",
+            "/_testing/boom",
+            "/static/css/site.css",
+        ]
         for url in urls:
             response = client.get(base + url)
             response.close()
             checked += 1
-            problems += [(role, url, p) for p in header_problems(
-                response, signed_in=user is not None and not url.startswith("/static"),
-                production=True)]
+            problems += [
+                (role, url, p)
+                for p in header_problems(
+                    response,
+                    signed_in=user is not None and not url.startswith("/static"),
+                    production=True,
+                )
+            ]
         response = client.put(base + "/")
         assert response.status_code == 405
-        problems += [(role, "PUT /", p) for p in header_problems(response, signed_in=False,
-                                                                 production=True)]
+        problems += [
+            (role, "PUT /", p) for p in header_problems(response, signed_in=False, production=True)
+        ]
     assert problems == []
     METRICS.report("6.1 responses checked / missing or weak headers", f"{checked} / 0")
 
 
 def test_production_cookie_flags(app_factory, make_user):
-    app = app_factory(ProductionLikeConfig, SECRET_KEY="x" * 40, TESTING=True,
-                      RATELIMIT_STORAGE_URI="memory://")
+    app = app_factory(
+        ProductionLikeConfig, SECRET_KEY="x" * 40, TESTING=True, RATELIMIT_STORAGE_URI="memory://"
+    )
     user = make_user()
     client = app.test_client()
     base = "https://localhost"
     page = client.get(f"{base}/account/sign-in")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
-    response = client.post(f"{base}/account/sign-in", headers={"Referer": base + "/"},
-                           data={"csrf_token": token, "email": user.email,
-                                 "password": PASSWORD, "remember": "on"})
+    response = client.post(
+        f"{base}/account/sign-in",
+        headers={"Referer": base + "/"},
+        data={"csrf_token": token, "email": user.email, "password": PASSWORD, "remember": "on"},
+    )
     cookies = response.headers.getlist("Set-Cookie") + page.headers.getlist("Set-Cookie")
     violations = []
     for cookie in cookies:
@@ -212,8 +241,7 @@ def test_error_pages_leak_nothing_and_carry_the_request_id(app, client, log_guar
     assert request_id in page
     for leak in ("Traceback", "RuntimeError", "sk_test_boom", "postgres://", "secret detail"):
         assert leak not in page
-    assert any(request_id in record and "unhandled error" in record
-               for record in log_guard.records)
+    assert any(request_id in record and "unhandled error" in record for record in log_guard.records)
     missing = client.get("/no/such/page", headers={"Accept": "application/json"})
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
     assert missing.get_json()["request_id"] == missing.headers["X-Request-ID"]
@@ -224,11 +252,13 @@ def test_security_events_are_structured_and_free_of_personal_data(app, make_user
 
     user = make_user()
     client = app.test_client()
-    attacker_name = "evil\r\n{\"event\": \"forged\"}@example.org"
+    attacker_name = 'evil\r\n{"event": "forged"}@example.org'
     client.post("/account/sign-in", data={"email": user.email, "password": "x"})  # no CSRF
     token = csrf_token(client)
-    client.post("/account/sign-in", data={"csrf_token": token, "email": attacker_name,
-                                          "password": "wrong password here"})
+    client.post(
+        "/account/sign-in",
+        data={"csrf_token": token, "email": attacker_name, "password": "wrong password here"},
+    )
     sign_in(client, user.email)
     client.get("/staff")
     expected = {"csrf_failure", "sign_in_failed", "sign_in_succeeded", "authorization_denied"}
@@ -241,8 +271,10 @@ def test_security_events_are_structured_and_free_of_personal_data(app, make_user
     assert expected <= seen
     assert "forged" not in seen
     assert all(len(record.splitlines()) == 1 for record in log_guard.records)
-    METRICS.report("9.2 security events expected / logged / log-injection splits",
-                   f"{len(expected)} / {len(expected & seen)} / 0")
+    METRICS.report(
+        "9.2 security events expected / logged / log-injection splits",
+        f"{len(expected)} / {len(expected & seen)} / 0",
+    )
 
 
 def test_production_refuses_unsafe_settings():
@@ -256,12 +288,17 @@ def test_production_refuses_unsafe_settings():
     # Overrides of create_app: the same checks from the environment alone, as production
     # really starts, are in test_production_environment.py.
     # Random, not literals: any secret written in the repository counts as published.
-    safe = {"SECRET_KEY": secrets.token_urlsafe(48),
-            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
-            "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(32),
-            "RATELIMIT_STORAGE_URI": "redis://x:6379/0", "PUBLIC_BASE_URL": "https://x.example",
-            "STRIPE_SECRET_KEY": "sk_live_x", "DEBUG": False, "MAIL_DELIVERY": "smtp",
-            "FEED_PSEUDONYM_KEY": secrets.token_urlsafe(48)}
+    safe = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x/y",
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(32),
+        "RATELIMIT_STORAGE_URI": "redis://x:6379/0",
+        "PUBLIC_BASE_URL": "https://x.example",
+        "STRIPE_SECRET_KEY": "sk_live_x",
+        "DEBUG": False,
+        "MAIL_DELIVERY": "smtp",
+        "FEED_PSEUDONYM_KEY": secrets.token_urlsafe(48),
+    }
     unsafe = {
         "missing SECRET_KEY": {"SECRET_KEY": ""},
         "no pseudonym key": {"FEED_PSEUDONYM_KEY": ""},
@@ -304,12 +341,14 @@ def test_database_errors_do_not_carry_values_into_logs(app, log_guard, backend):
 
     log_guard.watch("Planted Fullname Canary", "Second Planted Canary", "dup@example.org")
     with app.app_context():
-        db.session.add(User(email="dup@example.org", full_name="Planted Fullname Canary",
-                            password_hash="x"))
+        db.session.add(
+            User(email="dup@example.org", full_name="Planted Fullname Canary", password_hash="x")
+        )
         db.session.commit()
-        for duplicate in (User(email="dup@example.org", full_name="Second Planted Canary",
-                               password_hash="x"),
-                          User(email="other@example.org", full_name=None, password_hash="x")):
+        for duplicate in (
+            User(email="dup@example.org", full_name="Second Planted Canary", password_hash="x"),
+            User(email="other@example.org", full_name=None, password_hash="x"),
+        ):
             db.session.add(duplicate)
             try:
                 db.session.commit()
@@ -323,7 +362,8 @@ def test_database_errors_do_not_carry_values_into_logs(app, log_guard, backend):
 
 
 def test_the_error_page_works_and_keeps_its_headers_when_the_database_is_gone(
-        app, make_user, backend, tmp_path):
+    app, make_user, backend, tmp_path
+):
     """A database outage fails every request, and the error page itself needs the database
     (the signed-in person is loaded for the layout): it must still be our page, with the
     request id and every security header, never the server's bare one."""
@@ -332,8 +372,10 @@ def test_the_error_page_works_and_keeps_its_headers_when_the_database_is_gone(
     from sqlalchemy.engine import make_url
 
     if backend != "sqlite":
-        pytest.skip("the outage is made by taking the SQLite file away; "
-                    "tests/system/test_postgres_restart.py stops a real PostgreSQL server")
+        pytest.skip(
+            "the outage is made by taking the SQLite file away; "
+            "tests/system/test_postgres_restart.py stops a real PostgreSQL server"
+        )
     user = make_user()
     client = app.test_client()
     sign_in(client, user.email)
@@ -343,8 +385,11 @@ def test_the_error_page_works_and_keeps_its_headers_when_the_database_is_gone(
         db.engine.dispose()
     os.replace(path, tmp_path / "away.sqlite3")  # a new connection finds an empty database
     try:
-        for url, headers in (("/account", {}), ("/", {}),
-                             ("/donate", {"Accept": "application/json"})):
+        for url, headers in (
+            ("/account", {}),
+            ("/", {}),
+            ("/donate", {"Accept": "application/json"}),
+        ):
             response = client.get(url, headers=headers)
             body = response.get_data(as_text=True)
             assert response.status_code == 500, (url, response.status_code)

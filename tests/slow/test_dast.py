@@ -57,9 +57,14 @@ MAX_SCAN_SECONDS = 420
 MAX_ATTACK_SECONDS = 40
 #: Pages whose use would end the session under test (or lock its owner out), so the
 #: authenticated scans keep their session to the end.
-KEEP_SESSION_ALIVE = ["/account/sign-out", "/account/delete", "/account/password",
-                      "/account/email", "/staff/accounts/*/disable",
-                      "/staff/accounts/*/roles"]
+KEEP_SESSION_ALIVE = [
+    "/account/sign-out",
+    "/account/delete",
+    "/account/password",
+    "/account/email",
+    "/staff/accounts/*/disable",
+    "/staff/accounts/*/roles",
+]
 
 
 def postgres_answers() -> bool:
@@ -72,12 +77,14 @@ def postgres_answers() -> bool:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not WAPITI.exists(),
-                       reason="!!! .venv-dast/bin/wapiti is missing (make tools): the DAST "
-                              "scan did NOT run !!!"),
-    pytest.mark.skipif(not postgres_answers(),
-                       reason="!!! no PostgreSQL on 127.0.0.1:5432: the DAST scan did NOT "
-                              "run !!!"),
+    pytest.mark.skipif(
+        not WAPITI.exists(),
+        reason="!!! .venv-dast/bin/wapiti is missing (make tools): the DAST scan did NOT run !!!",
+    ),
+    pytest.mark.skipif(
+        not postgres_answers(),
+        reason="!!! no PostgreSQL on 127.0.0.1:5432: the DAST scan did NOT run !!!",
+    ),
 ]
 
 
@@ -99,8 +106,9 @@ class Browser:
     def __init__(self, base_url: str):
         self.base_url = base_url
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
-                                                  urllib.request.ProxyHandler({}))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), urllib.request.ProxyHandler({})
+        )
 
     def get(self, path: str) -> tuple[str, str]:
         with self.opener.open(self.base_url + path, timeout=30) as response:
@@ -147,28 +155,65 @@ def still_signed_in(base_url: str, cookie: str, page: str) -> bool:
 
 # wapiti --------------------------------------------------------------------------------
 
+
 def run_wapiti(base_url: str, role: str, work: Path, cookie: str | None) -> dict:
     report = work / f"wapiti-{role}.json"
     command = [
-        "timeout", str(MAX_SCAN_SECONDS + 180), str(WAPITI), "-u", base_url + "/",
-        "--scope", "folder", "-m", MODULES, "--flush-session",
-        "--store-session", str(work / f"session-{role}"),
-        "--store-config", str(work / f"config-{role}"),
-        "--max-scan-time", str(MAX_SCAN_SECONDS), "--max-attack-time", str(MAX_ATTACK_SECONDS),
-        "-d", "4", "--max-links-per-page", "40", "--max-files-per-dir", "40",
-        "--tasks", "4", "-t", "15", "-f", "json", "-o", str(report), "--no-bugreport",
-        "-v", "1", "--log", str(work / f"wapiti-{role}.log"),
+        "timeout",
+        str(MAX_SCAN_SECONDS + 180),
+        str(WAPITI),
+        "-u",
+        base_url + "/",
+        "--scope",
+        "folder",
+        "-m",
+        MODULES,
+        "--flush-session",
+        "--store-session",
+        str(work / f"session-{role}"),
+        "--store-config",
+        str(work / f"config-{role}"),
+        "--max-scan-time",
+        str(MAX_SCAN_SECONDS),
+        "--max-attack-time",
+        str(MAX_ATTACK_SECONDS),
+        "-d",
+        "4",
+        "--max-links-per-page",
+        "40",
+        "--max-files-per-dir",
+        "40",
+        "--tasks",
+        "4",
+        "-t",
+        "15",
+        "-f",
+        "json",
+        "-o",
+        str(report),
+        "--no-bugreport",
+        "-v",
+        "1",
+        "--log",
+        str(work / f"wapiti-{role}.log"),
     ]
     for path in KEEP_SESSION_ALIVE:
         command += ["-x", base_url + path]
     if cookie is not None:
         command += ["-C", f"{COOKIE}={cookie}"]
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False,
-                            timeout=MAX_SCAN_SECONDS + 240,
-                            env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    result = subprocess.run(
+        command,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=MAX_SCAN_SECONDS + 240,
+        env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"},
+    )
     assert result.returncode == 0 and report.exists(), (
         f"wapiti ({role}) exited {result.returncode}:\n{result.stdout[-3000:]}\n"
-        f"{result.stderr[-3000:]}")
+        f"{result.stderr[-3000:]}"
+    )
     return json.loads(report.read_text())
 
 
@@ -177,19 +222,30 @@ def findings(report: dict, role: str) -> list[dict]:
     for section in ("vulnerabilities", "anomalies"):
         for category, items in report.get(section, {}).items():
             for item in items:
-                rows.append({"role": role, "section": section, "category": category,
-                             "level": int(item.get("level", 0)), "method": item.get("method"),
-                             "path": item.get("path"), "parameter": item.get("parameter") or "",
-                             "info": (item.get("info") or "")[:200],
-                             "request": (item.get("curl_command") or "")[:300]})
+                rows.append(
+                    {
+                        "role": role,
+                        "section": section,
+                        "category": category,
+                        "level": int(item.get("level", 0)),
+                        "method": item.get("method"),
+                        "path": item.get("path"),
+                        "parameter": item.get("parameter") or "",
+                        "info": (item.get("info") or "")[:200],
+                        "request": (item.get("curl_command") or "")[:300],
+                    }
+                )
     return rows
 
 
 def allowlisted(finding: dict, entries: list[dict]) -> bool:
     for entry in entries:
-        if (entry["category"] == finding["category"] and entry["path"] == finding["path"]
-                and entry.get("parameter", finding["parameter"]) == finding["parameter"]
-                and finding["role"] in entry.get("roles", [finding["role"]])):
+        if (
+            entry["category"] == finding["category"]
+            and entry["path"] == finding["path"]
+            and entry.get("parameter", finding["parameter"]) == finding["parameter"]
+            and finding["role"] in entry.get("roles", [finding["role"]])
+        ):
             return True
     return False
 
@@ -210,10 +266,12 @@ def test_wapiti_finds_no_high_or_medium_issue(tmp_path):
         base = web.base_url
         # Sign in before any scan: the scans' attacks on the sign-in form use up its
         # per-address rate limit.
-        cookies = {"anonymous": None,
-                   "donor": sign_in(base, DONOR, database_url, staff=False).cookie(),
-                   "sponsor": sign_in(base, SPONSOR, database_url, staff=False).cookie(),
-                   "admin": sign_in(base, ADMIN, database_url, staff=True).cookie()}
+        cookies = {
+            "anonymous": None,
+            "donor": sign_in(base, DONOR, database_url, staff=False).cookie(),
+            "sponsor": sign_in(base, SPONSOR, database_url, staff=False).cookie(),
+            "admin": sign_in(base, ADMIN, database_url, staff=True).cookie(),
+        }
         signed_in_page = {"donor": "/account", "sponsor": "/my/sponsorships", "admin": "/staff"}
         for role, page in signed_in_page.items():
             assert still_signed_in(base, cookies[role], page), role
@@ -232,23 +290,33 @@ def test_wapiti_finds_no_high_or_medium_issue(tmp_path):
             web.stop()
         drop_database(name)
 
-    crawled = {role: report["infos"].get("crawled_pages_nbr", 0)
-               for role, report in reports.items()}
-    by_category = Counter((r["category"], LEVELS.get(r["level"], str(r["level"])))
-                          for r in rows)
+    crawled = {
+        role: report["infos"].get("crawled_pages_nbr", 0) for role, report in reports.items()
+    }
+    by_category = Counter((r["category"], LEVELS.get(r["level"], str(r["level"]))) for r in rows)
     failing = [r for r in rows if r["level"] >= FAILING_LEVEL and not allowlisted(r, entries)]
     allowed = [r for r in rows if r["level"] >= FAILING_LEVEL and allowlisted(r, entries)]
-    METRICS.report("12.4 DAST wapiti3 pages crawled (anonymous / donor / sponsor / admin)",
-                   " / ".join(str(crawled[role]) for role in reports))
-    METRICS.report("12.4 DAST wapiti3 findings: high+medium / allowlisted / low / info",
-                   f"{len(failing)} / {len(allowed)} / "
-                   f"{sum(r['level'] == 1 for r in rows)} / {sum(r['level'] == 0 for r in rows)}")
-    METRICS.report("12.4 DAST wapiti3 findings by category and level",
-                   ", ".join(f"{category} ({level}): {count}"
-                             for (category, level), count in sorted(by_category.items()))
-                   or "none")
+    METRICS.report(
+        "12.4 DAST wapiti3 pages crawled (anonymous / donor / sponsor / admin)",
+        " / ".join(str(crawled[role]) for role in reports),
+    )
+    METRICS.report(
+        "12.4 DAST wapiti3 findings: high+medium / allowlisted / low / info",
+        f"{len(failing)} / {len(allowed)} / "
+        f"{sum(r['level'] == 1 for r in rows)} / {sum(r['level'] == 0 for r in rows)}",
+    )
+    METRICS.report(
+        "12.4 DAST wapiti3 findings by category and level",
+        ", ".join(
+            f"{category} ({level}): {count}"
+            for (category, level), count in sorted(by_category.items())
+        )
+        or "none",
+    )
     # Signed-in crawls must reach further than the anonymous one, or they were not signed in.
     assert min(crawled.values()) > 0 and crawled["admin"] > crawled["anonymous"], crawled
     assert not failing, "wapiti found:\n" + "\n".join(
         f"[{r['role']}] {LEVELS.get(r['level'])} {r['category']}: {r['method']} {r['path']} "
-        f"{r['parameter']} — {r['info']}\n    {r['request']}" for r in failing)
+        f"{r['parameter']} — {r['info']}\n    {r['request']}"
+        for r in failing
+    )

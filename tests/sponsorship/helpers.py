@@ -28,36 +28,39 @@ class Kids:
     refs: list[str]
 
 
-def load_children(app, import_feed, size: int = 5, *, updates: bool = True,
-                  **overrides) -> Kids:
+def load_children(app, import_feed, size: int = 5, *, updates: bool = True, **overrides) -> Kids:
     """`size` look-alike children (listed by the release checks), each with one update that
     an officer approves and that is published, so the portal has content."""
     records = crowd(size, **overrides)
     batch = Batch().add(*records)
     if updates:
-        batch.add(*[update(r["ref"], text="She read a whole book to her class.")
-                    for r in records])
+        batch.add(*[update(r["ref"], text="She read a whole book to her class.") for r in records])
     import_feed(batch)
     with app.app_context():
-        children = db.session.scalars(select(Child).where(Child.status == "active")
-                                      .order_by(Child.first_seen_at, Child.id)).all()
+        children = db.session.scalars(
+            select(Child).where(Child.status == "active").order_by(Child.first_seen_at, Child.id)
+        ).all()
         children = children[-size:]
         if updates:
             from donorhub.accounts.models import User
 
             officer = db.session.scalar(select(User).where(User.email == "officer@x.invalid"))
             if officer is None:
-                officer = User(email="officer@x.invalid", full_name="Officer",
-                               password_hash="x")  # noqa: S106 - never signs in
+                officer = User(email="officer@x.invalid", full_name="Officer", password_hash="x")  # noqa: S106 - never signs in
                 db.session.add(officer)
                 db.session.flush()
-            for row in db.session.scalars(select(ChildUpdate).where(
-                    ChildUpdate.child_id.in_([c.id for c in children]))):
+            for row in db.session.scalars(
+                select(ChildUpdate).where(ChildUpdate.child_id.in_([c.id for c in children]))
+            ):
                 review.approve(officer, "update", row.id)
                 row.published_at = utcnow()
         db.session.commit()
-        kids = Kids([c.id for c in children], [c.public_token for c in children],
-                    [c.alias for c in children], [r["ref"] for r in records])
+        kids = Kids(
+            [c.id for c in children],
+            [c.public_token for c in children],
+            [c.alias for c in children],
+            [r["ref"] for r in records],
+        )
         db.session.remove()
     return kids
 
@@ -70,8 +73,10 @@ def signed_in_client(app, user):
 
 
 def choose(client, token: str, currency: str = "gbp"):
-    return client.post(f"/sponsor/{token}/choose", data={
-        "csrf_token": csrf_token(client, f"/sponsor/{token}"), "currency": currency})
+    return client.post(
+        f"/sponsor/{token}/choose",
+        data={"csrf_token": csrf_token(client, f"/sponsor/{token}"), "currency": currency},
+    )
 
 
 def sponsor_through_stripe(app, client, stripe_sim, token: str) -> tuple[Sponsorship, Postman]:

@@ -27,13 +27,17 @@ from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_t
 
 def _lock_waiters(engine) -> int:
     with engine.connect() as connection:
-        return connection.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"))
+        return connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+        )
 
 
-def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(pay_app, import_feed, sponsor,
-                                                                 sim, backend):
+def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(
+    pay_app, import_feed, sponsor, sim, backend
+):
     if backend != "postgresql":
         pytest.skip("the lock race needs PostgreSQL's row locks; SQLite serialises writers")
     kids = load_children(pay_app, import_feed, 5, updates=False)
@@ -45,8 +49,9 @@ def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(pay_app, import
     # The deletion Stripe sends for the cancel, as it will send it.
     created = sim.events(("customer.subscription.created",))[-1]
     deleted = copy.deepcopy(created)
-    deleted.update(id="evt_deleted_by_cancel", type="customer.subscription.deleted",
-                   created=int(time.time()))
+    deleted.update(
+        id="evt_deleted_by_cancel", type="customer.subscription.deleted", created=int(time.time())
+    )
     deleted["data"]["object"]["status"] = "canceled"
     watcher = create_engine(pay_app.config["SQLALCHEMY_DATABASE_URI"], poolclass=NullPool)
     stripe_done, both_waiting = threading.Event(), threading.Event()
@@ -79,8 +84,11 @@ def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(pay_app, import
         wait_for(stripe_done, "the first cancel's Stripe call")
         click("second", second, tokens[1])
 
-    threads = [threading.Thread(target=click, args=("first", first, tokens[0])),
-               threading.Thread(target=second_click), threading.Thread(target=webhook)]
+    threads = [
+        threading.Thread(target=click, args=("first", first, tokens[0])),
+        threading.Thread(target=second_click),
+        threading.Thread(target=webhook),
+    ]
     try:
         for thread in threads:
             thread.start()
@@ -95,8 +103,9 @@ def test_double_clicked_cancel_and_its_webhook_end_in_one_cancel(pay_app, import
     with pay_app.app_context():
         row = db.session.get(Sponsorship, row.id)
         assert (row.status, row.plan.status.value) == (SponsorshipStatus.CANCELLED, "cancelled")
-        subjects = db.session.scalars(select(OutboxMessage.subject).where(
-            OutboxMessage.recipient == user.email)).all()
+        subjects = db.session.scalars(
+            select(OutboxMessage.subject).where(OutboxMessage.recipient == user.email)
+        ).all()
         assert len([s for s in subjects if "cancelled" in s]) == 1, subjects
         assert not [s for s in subjects if "has ended" in s], subjects
         assert db.session.scalar(select(func.count()).select_from(Sponsorship)) == 1

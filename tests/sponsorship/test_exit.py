@@ -33,15 +33,21 @@ def subscription_of(app, sponsorship_id: int) -> str:
 def paid_instalments(app, sponsorship_id: int) -> int:
     with app.app_context():
         plan_id = db.session.get(Sponsorship, sponsorship_id).plan_id
-        value = len(db.session.scalars(select(Donation).where(
-            Donation.plan_id == plan_id, Donation.status == DonationStatus.PAID)).all())
+        value = len(
+            db.session.scalars(
+                select(Donation).where(
+                    Donation.plan_id == plan_id, Donation.status == DonationStatus.PAID
+                )
+            ).all()
+        )
         db.session.remove()
         return value
 
 
 def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
-    app = app_factory(SPONSORS_PER_CHILD=2, STRIPE_API_BASE=sim.base_url,
-                      CSP_FORM_ACTION=[sim.base_url])
+    app = app_factory(
+        SPONSORS_PER_CHILD=2, STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url]
+    )
     kids = load_children(app, import_feed, 6)
     alice, bob = sponsor(target_app=app), sponsor(target_app=app)
     alice_client, bob_client = signed_in_client(app, alice), signed_in_client(app, bob)
@@ -60,15 +66,17 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
     import_feed(Batch().add(exit_record(kids.refs[0])))
     assert len(sim.requests("/v1/")) == requests_before
     # The child's content is gone from the portal at once.
-    for client, page in ((alice_client, a_page),
-                         (bob_client, f"/my/sponsorships/{b_row.portal_token}")):
+    for client, page in (
+        (alice_client, a_page),
+        (bob_client, f"/my/sponsorships/{b_row.portal_token}"),
+    ):
         body = client.get(page).get_data(as_text=True)
         assert not mentions(body, kids.aliases[0]) and "She read a whole book" not in body
     with app.app_context():
-        updates = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.child_id == kids.ids[0])).all()
-        assert all(u.status is ReviewStatus.WITHDRAWN and u.approved_text is None
-                   for u in updates)
+        updates = db.session.scalars(
+            select(ChildUpdate).where(ChildUpdate.child_id == kids.ids[0])
+        ).all()
+        assert all(u.status is ReviewStatus.WITHDRAWN and u.approved_text is None for u in updates)
         notice = db.session.scalar(select(ExitNotice).where(ExitNotice.child_id == kids.ids[0]))
         notify_after = notice.notify_after
         db.session.remove()
@@ -109,12 +117,15 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
     assert "general fund" in body and "Sponsor another child" in body
 
     # 4. Alice keeps giving, to the general fund; Bob stops.
-    response = alice_client.post(a_page + "/choice", data={
-        "csrf_token": csrf_token(alice_client, a_page), "choice": "general_fund"})
+    response = alice_client.post(
+        a_page + "/choice",
+        data={"csrf_token": csrf_token(alice_client, a_page), "choice": "general_fund"},
+    )
     assert response.status_code == 302
     b_page = f"/my/sponsorships/{b_row.portal_token}"
-    response = bob_client.post(b_page + "/choice", data={
-        "csrf_token": csrf_token(bob_client, b_page), "choice": "stop"})
+    response = bob_client.post(
+        b_page + "/choice", data={"csrf_token": csrf_token(bob_client, b_page), "choice": "stop"}
+    )
     assert response.status_code == 302
     a_sub = sim.api(f"/v1/subscriptions/{subscription_of(app, a_row.id)}")
     b_sub = sim.api(f"/v1/subscriptions/{subscription_of(app, b_row.id)}")
@@ -147,14 +158,15 @@ def test_new_match_after_exit_stops_the_old_subscription(pay_app, import_feed, s
         jobs.send_due_exit_notices(utcnow() + timedelta(days=22))
         db.session.remove()
     page = f"/my/sponsorships/{row.portal_token}"
-    response = client.post(page + "/choice", data={
-        "csrf_token": csrf_token(client, page), "choice": "new_match"})
+    response = client.post(
+        page + "/choice", data={"csrf_token": csrf_token(client, page), "choice": "new_match"}
+    )
     assert response.status_code == 302 and response.headers["Location"].endswith("/sponsor")
-    assert sim.api(f"/v1/subscriptions/{subscription_of(pay_app, row.id)}")["status"] == \
-        "canceled"
+    assert sim.api(f"/v1/subscriptions/{subscription_of(pay_app, row.id)}")["status"] == "canceled"
     # Choosing again is refused; the new match is an ordinary new sponsorship.
-    response = client.post(page + "/choice", data={
-        "csrf_token": csrf_token(client, page), "choice": "stop"})
+    response = client.post(
+        page + "/choice", data={"csrf_token": csrf_token(client, page), "choice": "stop"}
+    )
     assert response.status_code == 302
     new_row, _ = sponsor_through_stripe(pay_app, client, sim, kids.tokens[2])
     with pay_app.app_context():

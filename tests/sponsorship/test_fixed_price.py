@@ -27,8 +27,15 @@ def _plan_facts(app, sponsorship_id: int) -> tuple:
     with app.app_context():
         row = db.session.get(Sponsorship, sponsorship_id)
         plan = row.plan
-        facts = (row.status, plan.status, plan.amount_minor, plan.frequency, plan.paused,
-                 plan.cancelled_at, plan.pending_amount_minor)
+        facts = (
+            row.status,
+            plan.status,
+            plan.amount_minor,
+            plan.frequency,
+            plan.paused,
+            plan.cancelled_at,
+            plan.pending_amount_minor,
+        )
         db.session.remove()
         return facts
 
@@ -36,13 +43,22 @@ def _plan_facts(app, sponsorship_id: int) -> tuple:
 def _stripe_facts(sim, sub_id: str) -> tuple:
     sub = sim.api(f"/v1/subscriptions/{sub_id}")
     price = sub["items"]["data"][0]["price"]
-    return (sub["status"], bool(sub["pause_collection"]), price["unit_amount"],
-            price["recurring"]["interval"])
+    return (
+        sub["status"],
+        bool(sub["pause_collection"]),
+        price["unit_amount"],
+        price["recurring"]["interval"],
+    )
 
 
 def _writes_to(sim, sub_id: str) -> int:
-    return len([r for r in sim.requests(f"/v1/subscriptions/{sub_id}")
-                if r["method"] in ("POST", "DELETE")])
+    return len(
+        [
+            r
+            for r in sim.requests(f"/v1/subscriptions/{sub_id}")
+            if r["method"] in ("POST", "DELETE")
+        ]
+    )
 
 
 def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, sponsor, sim):
@@ -59,8 +75,11 @@ def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, spo
     assert before[:4] == (S.ACTIVE, PlanStatus.ACTIVE, 2500, Frequency.MONTHLY)
     stripe_before, writes_before = _stripe_facts(sim, sub_id), _writes_to(sim, sub_id)
     guest = pay_app.test_client()
-    rules = [r for r in pay_app.url_map.iter_rules()
-             if "POST" in r.methods and r.rule.startswith(PLAN_ROUTE_PREFIXES)]
+    rules = [
+        r
+        for r in pay_app.url_map.iter_rules()
+        if "POST" in r.methods and r.rule.startswith(PLAN_ROUTE_PREFIXES)
+    ]
     assert len(rules) >= 3  # change, the signed-in actions, the receipt link's actions
     tried = []
     for rule in rules:
@@ -70,8 +89,9 @@ def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, spo
             path = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
             who = client if "public_id" in rule.arguments else guest
             token = csrf_from(who, "/donate")
-            response = who.post(path, data={"csrf_token": token, "amount": "2",
-                                             "frequency": "yearly"})
+            response = who.post(
+                path, data={"csrf_token": token, "amount": "2", "frequency": "yearly"}
+            )
             tried.append(path)
             assert response.status_code in (302, 422), (path, response.status_code)
             assert _plan_facts(pay_app, row.id) == before, path
@@ -85,12 +105,14 @@ def test_no_donation_route_changes_a_sponsorships_plan(pay_app, import_feed, spo
     with pay_app.app_context():
         assert donations.flagged_plans() == []  # the sponsorship's own events flag nothing
         db.session.remove()
-    METRICS.report("sponsorship plan through donation routes: POSTs tried / changes",
-                   f"{len(tried)} / 0")
+    METRICS.report(
+        "sponsorship plan through donation routes: POSTs tried / changes", f"{len(tried)} / 0"
+    )
 
 
-def test_stripe_reporting_another_price_for_a_sponsorship_is_flagged(pay_app, import_feed,
-                                                                      sponsor, sim):
+def test_stripe_reporting_another_price_for_a_sponsorship_is_flagged(
+    pay_app, import_feed, sponsor, sim
+):
     kids = load_children(pay_app, import_feed, 5, updates=False)
     user = sponsor(target_app=pay_app)
     client = signed_in_client(pay_app, user)
@@ -120,14 +142,16 @@ def test_stripe_reporting_another_price_for_a_sponsorship_is_flagged(pay_app, im
         assert (plan.amount_minor, plan.frequency) == (2500, Frequency.MONTHLY)
         assert plan.review_reason and "200" in plan.review_reason
         assert plan in donations.flagged_plans()
-        cheap = db.session.scalar(select(Donation).where(
-            Donation.stripe_invoice_id == "in_cheap_renewal"))
+        cheap = db.session.scalar(
+            select(Donation).where(Donation.stripe_invoice_id == "in_cheap_renewal")
+        )
         assert cheap.status is DonationStatus.NEEDS_REVIEW
         db.session.remove()
 
 
 def test_another_price_read_back_for_two_updates_in_one_second_is_not_adopted(
-        pay_app, import_feed, sponsor, sim, backend):
+    pay_app, import_feed, sponsor, sim, backend
+):
     """Two subscription updates in one second are settled from Stripe's own copy, read back;
     a sponsorship's plan must not adopt the price that copy carries either."""
     from donorhub.payments.gateway import SubscriptionChange, get_gateway
@@ -138,9 +162,15 @@ def test_another_price_read_back_for_two_updates_in_one_second_is_not_adopted(
     with pay_app.app_context():
         sub_id = db.session.get(Sponsorship, row.id).plan.stripe_subscription_id
         # Stripe now holds 2.00 a year (changed in Stripe's dashboard).
-        get_gateway().change_subscription(SubscriptionChange(
-            subscription_id=sub_id, idempotency_key="dashboard-change", amount_minor=200,
-            currency="gbp", interval="year"))
+        get_gateway().change_subscription(
+            SubscriptionChange(
+                subscription_id=sub_id,
+                idempotency_key="dashboard-change",
+                amount_minor=200,
+                currency="gbp",
+                interval="year",
+            )
+        )
         db.session.remove()
     (latest,) = sim.events(("customer.subscription.created",))[-1:]
     # Two updates within one second, each carrying the fixed price: the second is settled

@@ -38,9 +38,9 @@ def open_holds(app, user_id: int) -> list[tuple[int, int]]:
         rows = db.session.execute(
             select(Sponsorship.child_id, func.count(SponsorshipPlace.id))
             .outerjoin(SponsorshipPlace, SponsorshipPlace.sponsorship_id == Sponsorship.id)
-            .where(Sponsorship.user_id == user_id,
-                   Sponsorship.status == SponsorshipStatus.PENDING)
-            .group_by(Sponsorship.child_id)).all()
+            .where(Sponsorship.user_id == user_id, Sponsorship.status == SponsorshipStatus.PENDING)
+            .group_by(Sponsorship.child_id)
+        ).all()
         db.session.remove()
     return [tuple(row) for row in rows]
 
@@ -71,8 +71,7 @@ def test_choosing_another_child_gives_the_first_place_back(app, import_feed, spo
     assert len(listed_tokens(app)) == len(kids.tokens) - 1
 
 
-def test_two_chooses_at_the_same_moment_leave_one_hold(app, import_feed, sponsor,
-                                                       monkeypatch):
+def test_two_chooses_at_the_same_moment_leave_one_hold(app, import_feed, sponsor, monkeypatch):
     kids = load_children(app, import_feed, 5, updates=False)
     user = sponsor()
     # Both requests pass every check (neither sees a hold of the other) before either
@@ -134,18 +133,24 @@ def test_an_account_that_lets_three_holds_run_out_in_a_day_waits(app, import_fee
 
 @pytest.fixture
 def limited_app(app_factory, sim):
-    return app_factory(STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url],
-                       RATELIMIT_CHOOSE="4 per hour", RATELIMIT_CHOOSE_ACCOUNT="2 per hour")
+    return app_factory(
+        STRIPE_API_BASE=sim.base_url,
+        CSP_FORM_ACTION=[sim.base_url],
+        RATELIMIT_CHOOSE="4 per hour",
+        RATELIMIT_CHOOSE_ACCOUNT="2 per hour",
+    )
 
 
 def post_choose(client, token: str, address: str):
     page = f"/sponsor/{token}"
-    return client.post(f"{page}/choose", environ_base={"REMOTE_ADDR": address}, data={
-        "csrf_token": csrf_token(client, page), "currency": "gbp"})
+    return client.post(
+        f"{page}/choose",
+        environ_base={"REMOTE_ADDR": address},
+        data={"csrf_token": csrf_token(client, page), "currency": "gbp"},
+    )
 
 
-def test_choose_is_rate_limited_per_account_and_per_address(limited_app, import_feed,
-                                                            sponsor):
+def test_choose_is_rate_limited_per_account_and_per_address(limited_app, import_feed, sponsor):
     app = limited_app
     kids = load_children(app, import_feed, 8, updates=False)
     people = [sponsor(target_app=app) for _ in range(4)]
@@ -155,13 +160,18 @@ def test_choose_is_rate_limited_per_account_and_per_address(limited_app, import_
         assert sign_in(client, person.email, person.password).status_code == 302, n
         clients.append(client)
     # One account, a new address each time: the account's limit applies.
-    codes_account = [post_choose(clients[0], kids.tokens[n], f"10.0.0.{n + 1}").status_code
-                     for n in range(3)]
+    codes_account = [
+        post_choose(clients[0], kids.tokens[n], f"10.0.0.{n + 1}").status_code for n in range(3)
+    ]
     assert codes_account == [303, 303, 429]
     # One address, other accounts (none past its own limit): the address's limit applies.
-    codes = [post_choose(clients[1 + n % 3], kids.tokens[3 + n], "10.9.9.9").status_code
-             for n in range(5)]
+    codes = [
+        post_choose(clients[1 + n % 3], kids.tokens[3 + n], "10.9.9.9").status_code
+        for n in range(5)
+    ]
     assert codes[:4] == [303, 303, 303, 303] and codes[4] == 429
-    METRICS.report("7.4 choose rate limits: first 429 per account / per address",
-                   f"request {codes_account.index(429) + 1} (limit 2) / "
-                   f"request {codes.index(429) + 1} (limit 4)")
+    METRICS.report(
+        "7.4 choose rate limits: first 429 per account / per address",
+        f"request {codes_account.index(429) + 1} (limit 2) / "
+        f"request {codes.index(429) + 1} (limit 4)",
+    )

@@ -34,9 +34,10 @@ def test_checkout_tells_stripe_nothing_about_the_child(pay_app, import_feed, spo
     client = signed_in_client(pay_app, user)
     row, _postman = sponsor_through_stripe(pay_app, client, sim, kids.tokens[0])
     assert state(pay_app, row.id) == (S.ACTIVE, PlanStatus.ACTIVE)
-    stored = {kind: sim.control(f"/_sim/objects?type={kind}", method="GET")["objects"]
-              for kind in ("checkout.session", "subscription", "product", "customer",
-                           "invoice", "price")}
+    stored = {
+        kind: sim.control(f"/_sim/objects?type={kind}", method="GET")["objects"]
+        for kind in ("checkout.session", "subscription", "product", "customer", "invoice", "price")
+    }
     assert [p["name"] for p in stored["product"]] == ["Monthly sponsorship"]
     for kind in ("checkout.session", "subscription"):
         assert [o["metadata"] for o in stored[kind]] == [{"sponsorship": row.public_id}]
@@ -51,14 +52,17 @@ def test_checkout_tells_stripe_nothing_about_the_child(pay_app, import_feed, spo
     assert [s for s in secrets_of_child if s in everything] == []
     keys = {k for e in sim.events() for k in (e["data"]["object"].get("metadata") or {})}
     assert keys <= {"sponsorship"}
-    METRICS.report("sponsorship: Stripe requests+events scanned for alias/token/home/ref",
-                   f"{sum(map(len, stored.values()))} objects, {len(sim.events())} events / "
-                   "0 hits; "
-                   f"metadata keys {sorted(keys)}")
+    METRICS.report(
+        "sponsorship: Stripe requests+events scanned for alias/token/home/ref",
+        f"{sum(map(len, stored.values()))} objects, {len(sim.events())} events / "
+        "0 hits; "
+        f"metadata keys {sorted(keys)}",
+    )
 
 
-def test_past_due_is_mailed_and_lapses_after_the_grace_period(pay_app, import_feed, sponsor,
-                                                             sim, mailbox):
+def test_past_due_is_mailed_and_lapses_after_the_grace_period(
+    pay_app, import_feed, sponsor, sim, mailbox
+):
     kids = load_children(pay_app, import_feed, 5)
     user = sponsor(target_app=pay_app)
     client = signed_in_client(pay_app, user)
@@ -77,8 +81,12 @@ def test_past_due_is_mailed_and_lapses_after_the_grace_period(pay_app, import_fe
     with pay_app.app_context():
         assert jobs.lapse_overdue(utcnow() + timedelta(days=13)) == 0
         assert jobs.lapse_overdue(utcnow() + timedelta(days=15)) == 1
-        assert db.session.scalar(select(SponsorshipPlace).where(
-            SponsorshipPlace.child_id == kids.ids[0])) is None
+        assert (
+            db.session.scalar(
+                select(SponsorshipPlace).where(SponsorshipPlace.child_id == kids.ids[0])
+            )
+            is None
+        )
         assert kids.tokens[0] in [c.token for c in services.listed_profiles()]
         db.session.remove()
     assert state(pay_app, row.id) == (S.LAPSED, PlanStatus.CANCELLED)

@@ -17,10 +17,12 @@ def cards(client, query: str = "") -> list[str]:
 
 
 def test_filters_and_match_me_use_released_values_only(app, client, import_feed):
-    young = load_children(app, import_feed, 5, updates=False, age_band="9-11",
-                          interests=["drawing"])
-    older = load_children(app, import_feed, 5, updates=False, age_band="15-17",
-                          interests=["football"])
+    young = load_children(
+        app, import_feed, 5, updates=False, age_band="9-11", interests=["drawing"]
+    )
+    older = load_children(
+        app, import_feed, 5, updates=False, age_band="15-17", interests=["football"]
+    )
     with app.app_context():
         released = {r.child_id: r for r in db.session.scalars(select(ChildRelease))}
         older_age = released[older.ids[0]].age_text
@@ -37,13 +39,15 @@ def test_filters_and_match_me_use_released_values_only(app, client, import_feed)
     assert response.status_code == 302 and older.tokens[0] in response.headers["Location"]
     response = client.get("/sponsor/match")
     assert young.tokens[0] in response.headers["Location"]
-    response = client.get("/sponsor/match?interest=football&age=" +
-                          released[young.ids[0]].age_text)
+    response = client.get("/sponsor/match?interest=football&age=" + released[young.ids[0]].age_text)
     assert "no_match=1" in response.headers["Location"]
     # Unlisted at once: gone from the cards, the profile and "Match me".
     with app.app_context():
-        db.session.execute(ChildRelease.__table__.update().where(
-            ChildRelease.child_id == young.ids[0]).values(is_listed=False))
+        db.session.execute(
+            ChildRelease.__table__.update()
+            .where(ChildRelease.child_id == young.ids[0])
+            .values(is_listed=False)
+        )
         db.session.commit()
         db.session.remove()
     assert young.tokens[0] not in cards(client)

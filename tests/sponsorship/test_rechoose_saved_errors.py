@@ -15,15 +15,14 @@ from tests.sponsorship.test_retried_checkout_sessions import _age
 
 
 @pytest.mark.parametrize("again", ["same child", "another child"])
-def test_a_new_choice_after_a_saved_500_on_expiring_the_old_session(pay_app, import_feed,
-                                                                   sponsor, sim, again,
-                                                                   backend):
+def test_a_new_choice_after_a_saved_500_on_expiring_the_old_session(
+    pay_app, import_feed, sponsor, sim, again, backend
+):
     kids = load_children(pay_app, import_feed, 5, updates=False)
     client = signed_in_client(pay_app, sponsor(target_app=pay_app))
     old = session_id_from(choose(client, kids.tokens[0]).headers["Location"])
     _age(pay_app)
-    sim.fault(path_prefix=f"/v1/checkout/sessions/{old}/expire", status=500, times=1,
-              saved=True)
+    sim.fault(path_prefix=f"/v1/checkout/sessions/{old}/expire", status=500, times=1, saved=True)
     token = kids.tokens[0] if again == "same child" else kids.tokens[1]
     answers = [choose(client, token) for _ in range(2)]
     expires = [r for r in sim.requests("/v1/checkout/sessions") if r["path"].endswith("/expire")]
@@ -34,6 +33,7 @@ def test_a_new_choice_after_a_saved_500_on_expiring_the_old_session(pay_app, imp
     assert answers[1].status_code == 303
     assert sim.api(f"/v1/checkout/sessions/{old}")["status"] == "expired"  # never paid twice
     with pay_app.app_context():
-        held = db.session.scalars(select(Sponsorship).where(
-            Sponsorship.status == SponsorshipStatus.PENDING)).all()
+        held = db.session.scalars(
+            select(Sponsorship).where(Sponsorship.status == SponsorshipStatus.PENDING)
+        ).all()
         assert [row.child.public_token for row in held] == [token]

@@ -27,21 +27,39 @@ from donorhub.extensions import db
 def _declaration(donor: Donor, first: str, house: str, postcode: str) -> GiftAidDeclaration:
     when = datetime(2025, 5, 1, tzinfo=UTC)
     declaration = GiftAidDeclaration(
-        donor=donor, title="Ms", first_name=first, last_name="Shah", house=house,
-        address_line="Long Lane, Leeds", postcode=postcode, scope=GiftAidScope.ALL,
-        text_version="2026-01", channel="web", declared_at=when, effective_at=when,
-        confirmed_at=when)
+        donor=donor,
+        title="Ms",
+        first_name=first,
+        last_name="Shah",
+        house=house,
+        address_line="Long Lane, Leeds",
+        postcode=postcode,
+        scope=GiftAidScope.ALL,
+        text_version="2026-01",
+        channel="web",
+        declared_at=when,
+        effective_at=when,
+        confirmed_at=when,
+    )
     db.session.add(declaration)
     db.session.flush()
     return declaration
 
 
 def _gift(donor: Donor, declaration: GiftAidDeclaration, claim: GiftAidClaim | None) -> Donation:
-    gift = Donation(donor=donor, kind=DonationKind.ONCE, amount_minor=5000, currency="gbp",
-                    status=DonationStatus.PAID, paid_at=datetime(2025, 6, 1, tzinfo=UTC),
-                    gift_aid_declaration_id=declaration.id, donor_name="Asha Shah",
-                    dedication="For my mother", frequency="once",
-                    gift_aid_claim_id=claim.id if claim else None)
+    gift = Donation(
+        donor=donor,
+        kind=DonationKind.ONCE,
+        amount_minor=5000,
+        currency="gbp",
+        status=DonationStatus.PAID,
+        paid_at=datetime(2025, 6, 1, tzinfo=UTC),
+        gift_aid_declaration_id=declaration.id,
+        donor_name="Asha Shah",
+        dedication="For my mother",
+        frequency="once",
+        gift_aid_claim_id=claim.id if claim else None,
+    )
     db.session.add(gift)
     db.session.flush()
     return gift
@@ -71,14 +89,34 @@ def test_erasure_keeps_declarations_behind_filed_claims_and_erases_the_rest(app,
         donor = db.session.get(Donor, ids[0])
         assert donor.full_name == ERASED_NAME and "asha" not in donor.email
         kept = db.session.get(GiftAidDeclaration, ids[1])
-        assert (kept.title, kept.first_name, kept.last_name, kept.house, kept.address_line,
-                kept.postcode, kept.text_version, kept.scope) == (
-            "Ms", "Asha", "Shah", "12", "Long Lane, Leeds", "LS1 4AB", "2026-01",
-            GiftAidScope.ALL)
+        assert (
+            kept.title,
+            kept.first_name,
+            kept.last_name,
+            kept.house,
+            kept.address_line,
+            kept.postcode,
+            kept.text_version,
+            kept.scope,
+        ) == (
+            "Ms",
+            "Asha",
+            "Shah",
+            "12",
+            "Long Lane, Leeds",
+            "LS1 4AB",
+            "2026-01",
+            GiftAidScope.ALL,
+        )
         erased = db.session.get(GiftAidDeclaration, ids[2])
-        assert (erased.title, erased.first_name, erased.last_name, erased.house,
-                erased.address_line, erased.postcode) == (
-            None, "Erased", "Erased", "Erased", None, "ERASED")
+        assert (
+            erased.title,
+            erased.first_name,
+            erased.last_name,
+            erased.house,
+            erased.address_line,
+            erased.postcode,
+        ) == (None, "Erased", "Erased", "Erased", None, "ERASED")
         for gift_id in ids[3:5]:
             gift = db.session.get(Donation, gift_id)
             assert gift.donor_name is None and gift.dedication is None

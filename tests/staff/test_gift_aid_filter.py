@@ -12,28 +12,40 @@ from donorhub.extensions import db
 from tests.campaigns.test_campaigns import staff_client
 
 
-def _declaration(donor: Donor, *, effective: bool, confirmed: bool = False,
-                 cancelled: bool = False) -> GiftAidDeclaration:
+def _declaration(
+    donor: Donor, *, effective: bool, confirmed: bool = False, cancelled: bool = False
+) -> GiftAidDeclaration:
     now = utcnow()
     return GiftAidDeclaration(
-        donor=donor, first_name="Test", last_name="Donor", house="1", postcode="AB1 2CD",
-        scope=GiftAidScope.ALL, text_version="v1", declared_at=now - timedelta(days=3),
+        donor=donor,
+        first_name="Test",
+        last_name="Donor",
+        house="1",
+        postcode="AB1 2CD",
+        scope=GiftAidScope.ALL,
+        text_version="v1",
+        declared_at=now - timedelta(days=3),
         effective_at=now - timedelta(days=2) if effective else None,
         confirmed_at=now - timedelta(days=3) if confirmed else None,
-        cancelled_at=now - timedelta(days=1) if cancelled else None)
+        cancelled_at=now - timedelta(days=1) if cancelled else None,
+    )
 
 
 def test_gift_aid_filter_lists_only_declarations_in_force(app, make_user):
     with app.app_context():
-        donors = {n: Donor(email=f"{n.lower()}@example.org", full_name=n)
-                  for n in ("INFORCE", "UNPAID", "UNPAIDCONFIRMED", "CANCELLED", "NONE")}
+        donors = {
+            n: Donor(email=f"{n.lower()}@example.org", full_name=n)
+            for n in ("INFORCE", "UNPAID", "UNPAIDCONFIRMED", "CANCELLED", "NONE")
+        }
         db.session.add_all(donors.values())
-        db.session.add_all([
-            _declaration(donors["INFORCE"], effective=True),
-            _declaration(donors["UNPAID"], effective=False),
-            _declaration(donors["UNPAIDCONFIRMED"], effective=False, confirmed=True),
-            _declaration(donors["CANCELLED"], effective=True, cancelled=True),
-        ])
+        db.session.add_all(
+            [
+                _declaration(donors["INFORCE"], effective=True),
+                _declaration(donors["UNPAID"], effective=False),
+                _declaration(donors["UNPAIDCONFIRMED"], effective=False, confirmed=True),
+                _declaration(donors["CANCELLED"], effective=True, cancelled=True),
+            ]
+        )
         db.session.commit()
     client, _ = staff_client(app, make_user)
 

@@ -15,10 +15,17 @@ def test_yearly_plans_sum_exactly_and_round_half_even(app):
     with app.app_context():
         donor = Donor(email="y@example.org", full_name="Y")
         for amount in (1000, 5005, 5005):  # 11010 / 12 = 917.5 -> 918 (half to even)
-            db.session.add(RecurringPlan(donor=donor, amount_minor=amount, fee_cover_minor=0,
-                                         currency="gbp", frequency=Frequency.YEARLY,
-                                         status="active",
-                                         started_at=datetime(2025, 1, 1, tzinfo=UTC)))
+            db.session.add(
+                RecurringPlan(
+                    donor=donor,
+                    amount_minor=amount,
+                    fee_cover_minor=0,
+                    currency="gbp",
+                    frequency=Frequency.YEARLY,
+                    status="active",
+                    started_at=datetime(2025, 1, 1, tzinfo=UTC),
+                )
+            )
         db.session.commit()
         (row,) = reports.mrr(date(2026, 1, 1), date(2026, 12, 31)).rows
         assert row == ["gbp", 918, 0, 0, 0, 0, 0, 918]

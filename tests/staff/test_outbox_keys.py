@@ -31,8 +31,12 @@ KEY_LINKS = {
     "confirm_url": ("accounts.confirm_email_change", "token"),
     "portal_url": ("sponsorship.portal_sponsorship", "token"),
 }
-PLAIN_LINKS = {"donate_url": "donations.donate", "history_url": "donations.history",
-               "sign_in_url": "accounts.sign_in", "preferences_url": "accounts.settings"}
+PLAIN_LINKS = {
+    "donate_url": "donations.donate",
+    "history_url": "donations.history",
+    "sign_in_url": "accounts.sign_in",
+    "preferences_url": "accounts.settings",
+}
 
 
 class Blank(jinja2.ChainableUndefined):
@@ -43,27 +47,41 @@ class Blank(jinja2.ChainableUndefined):
 
 
 def templates() -> list[str]:
-    return sorted(str(path.relative_to(EMAILS).with_suffix(""))
-                  for path in EMAILS.glob("*/*.txt") if not path.name.startswith("_"))
+    return sorted(
+        str(path.relative_to(EMAILS).with_suffix(""))
+        for path in EMAILS.glob("*/*.txt")
+        if not path.name.startswith("_")
+    )
 
 
 def staff_client(app, user):
     client = app.test_client()
     page = client.get(f"{BASE}/account/sign-in")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
-    client.post(f"{BASE}/account/sign-in", headers={"Referer": BASE + "/"},
-                data={"csrf_token": token, "email": user.email, "password": PASSWORD})
+    client.post(
+        f"{BASE}/account/sign-in",
+        headers={"Referer": BASE + "/"},
+        data={"csrf_token": token, "email": user.email, "password": PASSWORD},
+    )
     page = client.get(f"{BASE}/account/two-factor")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
-    client.post(f"{BASE}/account/two-factor", headers={"Referer": BASE + "/"},
-                data={"csrf_token": token, "code": current_totp(user.totp_secret)})
+    client.post(
+        f"{BASE}/account/two-factor",
+        headers={"Referer": BASE + "/"},
+        data={"csrf_token": token, "code": current_totp(user.totp_secret)},
+    )
     return client
 
 
 def test_no_key_from_any_mail_appears_on_the_production_outbox_pages(app_factory, make_user):
-    app = app_factory(ProductionLikeConfig, SECRET_KEY="x" * 40, TESTING=True,
-                      RATELIMIT_STORAGE_URI="memory://", MAIL_DELIVERY="smtp",
-                      PUBLIC_BASE_URL="https://give.example.org")
+    app = app_factory(
+        ProductionLikeConfig,
+        SECRET_KEY="x" * 40,
+        TESTING=True,
+        RATELIMIT_STORAGE_URI="memory://",
+        MAIL_DELIVERY="smtp",
+        PUBLIC_BASE_URL="https://give.example.org",
+    )
     admin = make_user(roles=("admin",))
     keys: list[str] = []
     names = templates()
@@ -81,20 +99,38 @@ def test_no_key_from_any_mail_appears_on_the_production_outbox_pages(app_factory
                 context[variable] = external_url(endpoint)
             unsubscribe = secrets.token_urlsafe(24)
             keys.append(unsubscribe)
-            queue_mail("donor@example.org", name, subject=f"About {name}",
-                       headers={"List-Unsubscribe": "<" + external_url(
-                           "updates.unsubscribe", token=unsubscribe) + ">"}, **context)
+            queue_mail(
+                "donor@example.org",
+                name,
+                subject=f"About {name}",
+                headers={
+                    "List-Unsubscribe": "<"
+                    + external_url("updates.unsubscribe", token=unsubscribe)
+                    + ">"
+                },
+                **context,
+            )
         # A message stored unmarked (before the marking existed) with a key in its text.
         older = secrets.token_urlsafe(24)
         keys.append(older)
-        db.session.add(OutboxMessage(
-            recipient="donor@example.org", subject="Thank you", template="donations/receipt",
-            text_body="Manage your gift: " + external_url("donations.manage", token=older),
-            headers={}, is_sensitive=False, message_id="<older@example.org>"))
+        db.session.add(
+            OutboxMessage(
+                recipient="donor@example.org",
+                subject="Thank you",
+                template="donations/receipt",
+                text_body="Manage your gift: " + external_url("donations.manage", token=older),
+                headers={},
+                is_sensitive=False,
+                message_id="<older@example.org>",
+            )
+        )
         db.session.commit()
         stored = db.session.scalars(select(OutboxMessage)).all()
-        carrying = [m for m in stored if any(k in (m.text_body or "") + (m.html_body or "")
-                                             + str(m.headers) for k in keys)]
+        carrying = [
+            m
+            for m in stored
+            if any(k in (m.text_body or "") + (m.html_body or "") + str(m.headers) for k in keys)
+        ]
         marked = {m.template for m in stored if m.is_sensitive}
         ids = [m.id for m in stored]
         db.session.remove()
@@ -113,5 +149,7 @@ def test_no_key_from_any_mail_appears_on_the_production_outbox_pages(app_factory
     assert seen == []
     older_page = client.get(f"{BASE}/staff/outbox/{ids[-1]}").get_data(as_text=True)
     assert "/donate/manage/[hidden]" in older_page  # readable, with the key hidden
-    METRICS.report("14.2 outbox: mail templates rendered with keys / keys shown to staff "
-                   "(production)", f"{len(names)} / 0")
+    METRICS.report(
+        "14.2 outbox: mail templates rendered with keys / keys shown to staff (production)",
+        f"{len(names)} / 0",
+    )

@@ -33,28 +33,30 @@ def admin(app, make_user):
     return user, client
 
 
-def invite(client, email="new.colleague@example.org", name="Nina Colleague",
-           roles=("fundraiser",)):
+def invite(client, email="new.colleague@example.org", name="Nina Colleague", roles=("fundraiser",)):
     data = {"full_name": name, "email": email, **{f"role_{r}": "on" for r in roles}}
-    return client.post("/staff/accounts/invite", data={
-        **data, "csrf_token": csrf_token(client, "/staff/accounts")})
+    return client.post(
+        "/staff/accounts/invite", data={**data, "csrf_token": csrf_token(client, "/staff/accounts")}
+    )
 
 
 def counts(app) -> dict[str, int]:
     with app.app_context():
-        result = {model.__tablename__: db.session.scalar(
-            select(func.count()).select_from(model))
-            for model in (StaffInvitation, OutboxMessage, AuditEvent, User)}
+        result = {
+            model.__tablename__: db.session.scalar(select(func.count()).select_from(model))
+            for model in (StaffInvitation, OutboxMessage, AuditEvent, User)
+        }
         db.session.remove()
     return result
 
 
 def audit_rows(app, prefix="staff."):
     with app.app_context():
-        rows = db.session.execute(select(AuditEvent.action, AuditEvent.actor_id,
-                                         AuditEvent.subject_id, AuditEvent.detail)
-                                  .where(AuditEvent.action.startswith(prefix))
-                                  .order_by(AuditEvent.id)).all()
+        rows = db.session.execute(
+            select(AuditEvent.action, AuditEvent.actor_id, AuditEvent.subject_id, AuditEvent.detail)
+            .where(AuditEvent.action.startswith(prefix))
+            .order_by(AuditEvent.id)
+        ).all()
         db.session.remove()
     return [tuple(r) for r in rows]
 
@@ -73,13 +75,19 @@ def invitation_path(mail) -> str:
 
 def choose_password(client, path, password=NEW_PASSWORD):
     client.get(path)
-    return client.post("/account/invitation", data={
-        "password": password, "password_confirm": password,
-        "csrf_token": csrf_token(client, "/account/invitation")})
+    return client.post(
+        "/account/invitation",
+        data={
+            "password": password,
+            "password_confirm": password,
+            "csrf_token": csrf_token(client, "/account/invitation"),
+        },
+    )
 
 
 def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_role(
-        app, admin, mailbox, log_guard):
+    app, admin, mailbox, log_guard
+):
     admin_user, client = admin
     log_guard.watch("new.colleague@example.org", NEW_PASSWORD)
     response = invite(client, roles=("fundraiser", "safeguarding_officer"))
@@ -88,16 +96,18 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
     assert "We have sent an invitation to new.colleague@example.org" in page
     assert "Nina Colleague" in page and "waiting" in page
     with app.app_context():
-        assert db.session.scalar(select(User).where(
-            User.email == "new.colleague@example.org")) is None  # nothing granted yet
+        assert (
+            db.session.scalar(select(User).where(User.email == "new.colleague@example.org")) is None
+        )  # nothing granted yet
 
     [mail] = deliver(app, mailbox, "new.colleague@example.org")
     assert "invited you to the staff area" in mail.text and "72 hours" in mail.text
     path = invitation_path(mail)
     log_guard.watch(path.rsplit("/", 1)[1])
     newcomer = app.test_client()
-    assert "Welcome to the staff area" in newcomer.get(path, follow_redirects=True) \
-        .get_data(as_text=True)
+    assert "Welcome to the staff area" in newcomer.get(path, follow_redirects=True).get_data(
+        as_text=True
+    )
     assert choose_password(newcomer, path).headers["Location"].endswith("/account/sign-in")
 
     # The link worked once.
@@ -111,9 +121,13 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
     assert "<svg" in setup
     secret = SECRET_PATTERN.search(setup).group(1)
     log_guard.watch(secret)
-    response = newcomer.post("/account/two-factor/setup", data={
-        "code": current_totp(secret),
-        "csrf_token": csrf_token(newcomer, "/account/two-factor/setup")})
+    response = newcomer.post(
+        "/account/two-factor/setup",
+        data={
+            "code": current_totp(secret),
+            "csrf_token": csrf_token(newcomer, "/account/two-factor/setup"),
+        },
+    )
     # Signed in: the page shows the recovery codes once, with the way on to the staff area.
     assert response.status_code == 200 and 'href="/staff"' in response.get_data(as_text=True)
     assert newcomer.get("/staff/donors").status_code == 200
@@ -128,33 +142,59 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
         assert invitation.accepted_at is not None and invitation.user_id == user.id
         new_id, invitation_id = user.id, invitation.id
     assert audit_rows(app) == [
-        ("staff.invited", admin_user.id, invitation_id,
-         {"roles": "fundraiser.safeguarding_officer"}),
-        ("staff.role_granted", admin_user.id, new_id,
-         {"role": "fundraiser", "invitation": invitation_id}),
-        ("staff.role_granted", admin_user.id, new_id,
-         {"role": "safeguarding_officer", "invitation": invitation_id}),
+        (
+            "staff.invited",
+            admin_user.id,
+            invitation_id,
+            {"roles": "fundraiser.safeguarding_officer"},
+        ),
+        (
+            "staff.role_granted",
+            admin_user.id,
+            new_id,
+            {"role": "fundraiser", "invitation": invitation_id},
+        ),
+        (
+            "staff.role_granted",
+            admin_user.id,
+            new_id,
+            {"role": "safeguarding_officer", "invitation": invitation_id},
+        ),
         ("staff.invitation_accepted", new_id, invitation_id, {}),
         ("staff.totp_enrolled", new_id, new_id, {}),
         ("staff.recovery_codes_made", new_id, new_id, {"count": 10}),
     ]
 
 
-@pytest.mark.parametrize("form,field,message", [
-    ({"full_name": "  ", "email": "a@example.org", "role_admin": "on"}, "full_name",
-     "Enter the person&#39;s name."),
-    ({"full_name": "Bo", "email": "not-an-address", "role_admin": "on"}, "email",
-     "Enter an e-mail address like name@example.com."),
-    ({"full_name": "Bo", "email": "bo@example.org"}, "roles", "Choose at least one role."),
-    ({"full_name": "Bo", "email": "bo@example.org", "role_admin": "on", "password": "x"},
-     "password", "This form does not accept that field."),
-])
-def test_bad_input_re_renders_with_a_field_error_and_changes_nothing(app, admin, form, field,
-                                                                     message):
+@pytest.mark.parametrize(
+    "form,field,message",
+    [
+        (
+            {"full_name": "  ", "email": "a@example.org", "role_admin": "on"},
+            "full_name",
+            "Enter the person&#39;s name.",
+        ),
+        (
+            {"full_name": "Bo", "email": "not-an-address", "role_admin": "on"},
+            "email",
+            "Enter an e-mail address like name@example.com.",
+        ),
+        ({"full_name": "Bo", "email": "bo@example.org"}, "roles", "Choose at least one role."),
+        (
+            {"full_name": "Bo", "email": "bo@example.org", "role_admin": "on", "password": "x"},
+            "password",
+            "This form does not accept that field.",
+        ),
+    ],
+)
+def test_bad_input_re_renders_with_a_field_error_and_changes_nothing(
+    app, admin, form, field, message
+):
     _admin, client = admin
     before = counts(app)
-    response = client.post("/staff/accounts/invite", data={
-        **form, "csrf_token": csrf_token(client, "/staff/accounts")})
+    response = client.post(
+        "/staff/accounts/invite", data={**form, "csrf_token": csrf_token(client, "/staff/accounts")}
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert message in page and f'href="#{field}"' in page
@@ -170,10 +210,15 @@ def test_only_admins_may_invite_or_change_accounts(app, make_user, admin):
     with app.app_context():
         invitation_id = db.session.scalar(select(StaffInvitation.id))
     before = counts(app)
-    posts = {"/staff/accounts/invite": {"full_name": "Eve", "email": "eve@example.org",
-                                        "role_admin": "on"},
-             f"/staff/accounts/{target.id}/roles": {"role_admin": "on"},
-             f"/staff/accounts/invitations/{invitation_id}/withdraw": {}}
+    posts = {
+        "/staff/accounts/invite": {
+            "full_name": "Eve",
+            "email": "eve@example.org",
+            "role_admin": "on",
+        },
+        f"/staff/accounts/{target.id}/roles": {"role_admin": "on"},
+        f"/staff/accounts/invitations/{invitation_id}/withdraw": {},
+    }
     for roles in (("fundraiser",), ("safeguarding_officer",), ()):
         user = make_user(roles=roles)
         client = app.test_client()
@@ -189,14 +234,16 @@ def test_only_admins_may_invite_or_change_accounts(app, make_user, admin):
         response = anonymous.post(url, data={**data, "csrf_token": token})
         assert "/account/sign-in" in response.headers["Location"]
     after = counts(app)
-    assert {k: after[k] for k in ("staff_invitations", "outbox_messages")} == \
-        {k: before[k] for k in ("staff_invitations", "outbox_messages")}
+    assert {k: after[k] for k in ("staff_invitations", "outbox_messages")} == {
+        k: before[k] for k in ("staff_invitations", "outbox_messages")
+    }
     with app.app_context():
         assert db.session.get(User, target.id).staff_roles == {"fundraiser"}
 
 
 def test_an_address_with_a_donor_account_looks_the_same_to_the_admin_and_gains_nothing_yet(
-        app, admin, make_user, mailbox):
+    app, admin, make_user, mailbox
+):
     """No enumeration: the admin sees the same answer whether a donor account exists. The
     account gets no role until the mailbox owner accepts; accepting replaces the old password,
     which someone else may have chosen when they registered with that address."""
@@ -209,8 +256,9 @@ def test_an_address_with_a_donor_account_looks_the_same_to_the_admin_and_gains_n
     for email in ("existing.donor@example.org", "nobody.yet@example.org"):
         invite(client, email=email, name="Same Name")
         page = client.get("/staff/accounts").get_data(as_text=True)
-        answers.append(re.search(r'<p class="flash[^>]*>(.*?)</p>', page).group(1)
-                       .replace(email, "EMAIL"))
+        answers.append(
+            re.search(r'<p class="flash[^>]*>(.*?)</p>', page).group(1).replace(email, "EMAIL")
+        )
     assert answers[0] == answers[1]
     with app.app_context():
         assert db.session.get(User, donor.id).staff_roles == frozenset()
@@ -244,22 +292,32 @@ def test_an_expired_or_withdrawn_invitation_link_does_not_work(app, admin, mailb
     invite(client, email="late@example.org")
     invite(client, email="withdrawn@example.org")
     with app.app_context():
-        withdrawn_id = db.session.scalar(select(StaffInvitation.id).where(
-            StaffInvitation.email == "withdrawn@example.org"))
-    response = client.post(f"/staff/accounts/invitations/{withdrawn_id}/withdraw", data={
-        "csrf_token": csrf_token(client, "/staff/accounts")})
+        withdrawn_id = db.session.scalar(
+            select(StaffInvitation.id).where(StaffInvitation.email == "withdrawn@example.org")
+        )
+    response = client.post(
+        f"/staff/accounts/invitations/{withdrawn_id}/withdraw",
+        data={"csrf_token": csrf_token(client, "/staff/accounts")},
+    )
     assert response.status_code == 302
     [late] = deliver(app, mailbox, "late@example.org")
     [withdrawn] = mailbox.to("withdrawn@example.org")
     page = app.test_client().get(invitation_path(withdrawn), follow_redirects=True)
     assert page.status_code == 400 and "invitation link does not work" in page.get_data(
-        as_text=True)
+        as_text=True
+    )
     with time_machine.travel(utcnow() + timedelta(hours=72, minutes=1)):
         newcomer = app.test_client()
         assert newcomer.get(invitation_path(late), follow_redirects=True).status_code == 400
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(User).where(
-            User.email.in_(["late@example.org", "withdrawn@example.org"]))) == 0
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(User)
+                .where(User.email.in_(["late@example.org", "withdrawn@example.org"]))
+            )
+            == 0
+        )
     assert ("staff.invitation_withdrawn", _admin.id, withdrawn_id, {}) in audit_rows(app)
 
 
@@ -270,7 +328,8 @@ def test_a_weak_password_on_the_invitation_page_changes_nothing(app, admin, mail
     newcomer = app.test_client()
     response = choose_password(newcomer, invitation_path(mail), password="short")
     assert response.status_code == 422 and "at least 12 characters" in response.get_data(
-        as_text=True)
+        as_text=True
+    )
     with app.app_context():
         assert db.session.scalar(select(StaffInvitation.accepted_at)) is None
         assert db.session.scalar(select(User).where(User.email == "weak@example.org")) is None
@@ -284,24 +343,30 @@ def test_an_admin_changes_roles_and_the_change_holds_on_the_next_click(app, admi
     sign_in(theirs, colleague.email, totp_secret=colleague.totp_secret)
     assert theirs.get("/staff/donors").status_code == 200
     url = f"/staff/accounts/{colleague.id}"
-    assert 'id="role-fundraiser" name="role_fundraiser" value="on" checked' in \
-        client.get(url).get_data(as_text=True)
-    response = client.post(url + "/roles", data={
-        "role_safeguarding_officer": "on", "csrf_token": csrf_token(client, url)})
+    assert 'id="role-fundraiser" name="role_fundraiser" value="on" checked' in client.get(
+        url
+    ).get_data(as_text=True)
+    response = client.post(
+        url + "/roles",
+        data={"role_safeguarding_officer": "on", "csrf_token": csrf_token(client, url)},
+    )
     assert response.status_code == 302
     assert theirs.get("/staff/donors").status_code == 403
     assert theirs.get("/staff/safeguarding").status_code == 200
     assert audit_rows(app)[-2:] == [
         ("staff.role_revoked", admin_user.id, colleague.id, {"role": "fundraiser"}),
-        ("staff.role_granted", admin_user.id, colleague.id, {"role": "safeguarding_officer"})]
+        ("staff.role_granted", admin_user.id, colleague.id, {"role": "safeguarding_officer"}),
+    ]
 
     before = counts(app)
     response = client.post(url + "/roles", data={"csrf_token": csrf_token(client, url)})
     assert response.status_code == 422 and "Choose at least one role." in response.get_data(
-        as_text=True)
+        as_text=True
+    )
     own = f"/staff/accounts/{admin_user.id}"
-    response = client.post(own + "/roles", data={"role_fundraiser": "on",
-                                                 "csrf_token": csrf_token(client, own)})
+    response = client.post(
+        own + "/roles", data={"role_fundraiser": "on", "csrf_token": csrf_token(client, own)}
+    )
     assert response.status_code == 422
     assert "You cannot remove your own admin role" in response.get_data(as_text=True)
     assert counts(app) == before
@@ -311,8 +376,7 @@ def test_an_admin_changes_roles_and_the_change_holds_on_the_next_click(app, admi
     assert client.get(f"/staff/accounts/{donor.id}").status_code == 404
 
 
-def test_disabling_a_staff_account_ends_its_sessions_and_refuses_sign_in(app, admin,
-                                                                         make_user):
+def test_disabling_a_staff_account_ends_its_sessions_and_refuses_sign_in(app, admin, make_user):
     admin_user, client = admin
     colleague = make_user(roles=("fundraiser",))
     theirs = app.test_client()
@@ -327,19 +391,22 @@ def test_disabling_a_staff_account_ends_its_sessions_and_refuses_sign_in(app, ad
 
 
 def test_the_cli_does_not_give_a_role_to_an_account_whose_address_was_never_confirmed(
-        app, make_user):
+    app, make_user
+):
     """Bug fixed: `flask accounts create-staff` granted the role to any existing account with
     the address. Someone who registered it without being able to read its mail (a squatter)
     then signed in with their own password and enrolled their own authenticator."""
     squatter = make_user("future.staff@example.org", verified=False)
     result = app.test_cli_runner().invoke(
         args=["accounts", "create-staff", "future.staff@example.org", "--role", "admin"],
-        input="an operator password for the new account\n")
+        input="an operator password for the new account\n",
+    )
     assert result.exit_code != 0 and "never confirmed" in result.output
     with app.app_context():
         assert db.session.get(User, squatter.id).staff_roles == frozenset()
     verified = make_user("verified.donor@example.org")
     result = app.test_cli_runner().invoke(
         args=["accounts", "create-staff", verified.email, "--role", "fundraiser"],
-        input="an operator password for the new account\n")
+        input="an operator password for the new account\n",
+    )
     assert result.exit_code == 0, result.output

@@ -12,8 +12,11 @@ import shlex
 from pathlib import Path
 
 DEPLOY_MD = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
-_BLOCK = re.compile(r"^(?P<indent>[ ]*)<!-- example: (?P<name>[a-z]+)\b[^>]*-->\n"
-                    r"(?P=indent)```[a-z]*\n(?P<body>.*?)\n(?P=indent)```", re.S | re.M)
+_BLOCK = re.compile(
+    r"^(?P<indent>[ ]*)<!-- example: (?P<name>[a-z]+)\b[^>]*-->\n"
+    r"(?P=indent)```[a-z]*\n(?P<body>.*?)\n(?P=indent)```",
+    re.S | re.M,
+)
 
 
 def example_blocks(path: Path = DEPLOY_MD) -> dict[str, str]:
@@ -23,8 +26,9 @@ def example_blocks(path: Path = DEPLOY_MD) -> dict[str, str]:
             raise ValueError(f"{path.name}: two example blocks named {match['name']!r}")
         # A block inside a list item is indented with it: the body without that indent.
         indent = match["indent"]
-        blocks[match["name"]] = "\n".join(line.removeprefix(indent)
-                                          for line in match["body"].split("\n"))
+        blocks[match["name"]] = "\n".join(
+            line.removeprefix(indent) for line in match["body"].split("\n")
+        )
     return blocks
 
 

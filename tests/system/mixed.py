@@ -55,16 +55,18 @@ CAMPAIGN_LINK = re.compile(r'href="/campaigns/([a-z0-9-]+)"')
 CHECKOUT_PATH = re.compile(r"/checkout/(cs_[A-Za-z0-9_]+)")
 #: Cheap password hashes for the seeded sponsors (the production cost has its own test);
 #: give the same values to the web servers so sign-in does not re-hash every password.
-CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192",
-                "ARGON2_PARALLELISM": "1"}
-HANDOFFS = [("donate_form", "donate_post", "CSRF token from one server, gift posted to another"),
-            ("sign_in", "sponsor_choose", "signed in on one server, chose a child on another"),
-            ("sponsor_choose", "portal", "held on one server, portal on another")]
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192", "ARGON2_PARALLELISM": "1"}
+HANDOFFS = [
+    ("donate_form", "donate_post", "CSRF token from one server, gift posted to another"),
+    ("sign_in", "sponsor_choose", "signed in on one server, chose a child on another"),
+    ("sponsor_choose", "portal", "held on one server, portal on another"),
+]
 #: How often each kind of person comes, out of the total.
 DEFAULT_MIX = {"browse": 40, "give_once": 20, "give_monthly": 12, "sponsor": 14, "replay": 6}
 
 
 # What happened ------------------------------------------------------------------------------
+
 
 @dataclass
 class Sample:
@@ -116,16 +118,19 @@ class LoadResult:
 
     def served_by(self) -> Counter:
         """Answered requests (any HTTP status below 500) per app server."""
-        return Counter(s.server for s in self.samples
-                       if 0 < s.status < 500 and not s.kind.startswith("sim:"))
+        return Counter(
+            s.server for s in self.samples if 0 < s.status < 500 and not s.kind.startswith("sim:")
+        )
 
     def table(self) -> str:
         lines = [f"{'kind':<22}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"]
         for kind, samples in self.by_kind().items():
             times = sorted(s.seconds for s in samples)
-            lines.append(f"{kind:<22}{len(samples):>9}{len(samples) / self.elapsed:>8.1f}"
-                         f"{percentile(times, 50) * 1000:>9.0f}"
-                         f"{percentile(times, 99) * 1000:>9.0f}")
+            lines.append(
+                f"{kind:<22}{len(samples):>9}{len(samples) / self.elapsed:>8.1f}"
+                f"{percentile(times, 50) * 1000:>9.0f}"
+                f"{percentile(times, 99) * 1000:>9.0f}"
+            )
         total = len(self.samples)
         lines.append(f"{'all':<22}{total:>9}{total / self.elapsed:>8.1f}")
         return "\n".join(lines)
@@ -143,6 +148,7 @@ class FlowAborted(Exception):
 
 
 # The load -----------------------------------------------------------------------------------
+
 
 @dataclass
 class MixedLoad:
@@ -177,8 +183,7 @@ class MixedLoad:
         self._hold_numbers = itertools.count()
         self._stop = threading.Event()
         self.result = LoadResult()
-        self._own_prefixes = [u.rstrip("/") for u in self.base_urls + [self.public_base_url]
-                              if u]
+        self._own_prefixes = [u.rstrip("/") for u in self.base_urls + [self.public_base_url] if u]
 
     # -- running --
 
@@ -186,8 +191,12 @@ class MixedLoad:
         """Run for `duration` seconds (bounded: every person stops by itself) and return."""
         self.result.started = time.monotonic()
         deadline = self.result.started + duration
-        threads = [threading.Thread(target=self._person_loop, args=(i, deadline), daemon=True,
-                                    name=f"person-{i}") for i in range(self.people)]
+        threads = [
+            threading.Thread(
+                target=self._person_loop, args=(i, deadline), daemon=True, name=f"person-{i}"
+            )
+            for i in range(self.people)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -244,19 +253,21 @@ class MixedLoad:
         """The path of a URL of the app (a server, the proxy or PUBLIC_BASE_URL), else None."""
         for prefix in self._own_prefixes:
             if url.startswith(prefix + "/") or url == prefix:
-                return url[len(prefix):] or "/"
+                return url[len(prefix) :] or "/"
         return None
 
     def _record(self, sample: Sample) -> None:
         with self.result.lock:
             self.result.samples.append(sample)
 
-    def _fail(self, kind: str, status: int, server: str, detail: str,
-              started: float | None = None) -> None:
+    def _fail(
+        self, kind: str, status: int, server: str, detail: str, started: float | None = None
+    ) -> None:
         now = time.monotonic()
         with self.result.lock:
-            self.result.failures.append(Failure(kind, started or now, status, server,
-                                                detail[:1000], ended=now))
+            self.result.failures.append(
+                Failure(kind, started or now, status, server, detail[:1000], ended=now)
+            )
 
 
 class Person:
@@ -269,8 +280,9 @@ class Person:
         self.http = requests.Session()
         self.http.trust_env = False  # loopback only: never a proxy from the environment
         if load.forwarded_for:
-            self.http.headers["X-Forwarded-For"] = \
+            self.http.headers["X-Forwarded-For"] = (
                 f"203.0.{113 + number // 250 % 2}.{number % 250 + 1}"
+            )
         self.http.headers["User-Agent"] = "DonorHub mixed load (tests/system/mixed.py)"
         self.servers: set[str] = set()
         #: (kind, server) of each request to the app, in order.
@@ -284,9 +296,17 @@ class Person:
 
     # -- one request --
 
-    def request(self, kind: str, method: str, path_or_url: str, *, expect: tuple[int, ...],
-                data: dict | None = None, body: bytes | None = None,
-                headers: dict | None = None) -> requests.Response:
+    def request(
+        self,
+        kind: str,
+        method: str,
+        path_or_url: str,
+        *,
+        expect: tuple[int, ...],
+        data: dict | None = None,
+        body: bytes | None = None,
+        headers: dict | None = None,
+    ) -> requests.Response:
         """Send to the next app server (a path) or to an absolute URL (the simulator);
         record the sample; raise FlowAborted when the status is not one of `expect`."""
         if path_or_url.startswith("/"):
@@ -299,29 +319,36 @@ class Person:
             kind = "sim:" + kind
         started = time.monotonic()
         try:
-            response = self.http.request(method, url, data=data if body is None else body,
-                                         headers=headers, allow_redirects=False,
-                                         timeout=self.load.timeout)
+            response = self.http.request(
+                method,
+                url,
+                data=data if body is None else body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self.load.timeout,
+            )
         except requests.RequestException as error:
             seconds = time.monotonic() - started
             self.load._record(Sample(kind, started, seconds, 0, server))
-            self.load._fail(kind, 0, server, f"{method} {url}: {type(error).__name__}",
-                            started)
+            self.load._fail(kind, 0, server, f"{method} {url}: {type(error).__name__}", started)
             raise FlowAborted from None
         seconds = time.monotonic() - started
         self.load._record(Sample(kind, started, seconds, response.status_code, server))
         if response.status_code not in expect:
-            self.load._fail(kind, response.status_code, server,
-                            f"{method} {urlsplit(url).path}: {response.status_code} "
-                            f"{response.text[:600]}", started)
+            self.load._fail(
+                kind,
+                response.status_code,
+                server,
+                f"{method} {urlsplit(url).path}: {response.status_code} {response.text[:600]}",
+                started,
+            )
             raise FlowAborted
         return response
 
     def follow(self, kind: str, response: requests.Response, *, expect=(200,)):
         """Follow a redirect as a browser would: the app's own URLs go to the next server."""
         location = urljoin(response.url, response.headers["Location"])
-        return self.request(kind, "GET", self.load.own_path(location) or location,
-                            expect=expect)
+        return self.request(kind, "GET", self.load.own_path(location) or location, expect=expect)
 
     def form_token(self, kind: str, path: str) -> tuple[str, str]:
         page = self.request(kind, "GET", path, expect=(200,)).text
@@ -343,8 +370,9 @@ class Person:
             if path == "/sponsor":
                 tokens = PROFILE_LINK.findall(page)
                 if tokens:  # a profile can be taken meanwhile: 404 is a fair answer
-                    self.request("profile", "GET", f"/sponsor/{self.rng.choice(tokens)}",
-                                 expect=(200, 404))
+                    self.request(
+                        "profile", "GET", f"/sponsor/{self.rng.choice(tokens)}", expect=(200, 404)
+                    )
 
     def give_once(self) -> None:
         self._give("once")
@@ -355,9 +383,14 @@ class Person:
     def _give(self, frequency: str) -> None:
         path = f"/donate?frequency={frequency}"
         token, _page = self.form_token("donate_form", path)
-        form = {"csrf_token": token, "frequency": frequency, "currency": "gbp",
-                "designation": "general", "full_name": f"Load Donor {self.number}",
-                "email": f"donor-{self.number}-{self.rng.randrange(10**6)}@{LOAD_DOMAIN}"}
+        form = {
+            "csrf_token": token,
+            "frequency": frequency,
+            "currency": "gbp",
+            "designation": "general",
+            "full_name": f"Load Donor {self.number}",
+            "email": f"donor-{self.number}-{self.rng.randrange(10**6)}@{LOAD_DOMAIN}",
+        }
         if self.rng.random() < 0.5:
             form["amount_choice"] = str(self.rng.choice((1000, 2500, 5000, 10000)))
         else:
@@ -374,8 +407,12 @@ class Person:
         location = to_checkout.headers["Location"]
         match = CHECKOUT_PATH.search(location)
         if not match:
-            self.load._fail("checkout", to_checkout.status_code, "",
-                            f"not sent to a checkout page: {location[:200]}")
+            self.load._fail(
+                "checkout",
+                to_checkout.status_code,
+                "",
+                f"not sent to a checkout page: {location[:200]}",
+            )
             raise FlowAborted
         session_id = match.group(1)
         page = self.follow("checkout_page", to_checkout).text
@@ -384,11 +421,17 @@ class Person:
         if 'name="email"' in page:
             form["email"] = f"payer-{self.number}@{LOAD_DOMAIN}"
         if self.rng.random() < self.load.decline_share:  # the card is declined; try again
-            declined = self.request("checkout_decline", "POST", pay_url, expect=(303,),
-                                    data={**form, "outcome": "decline"})
+            declined = self.request(
+                "checkout_decline",
+                "POST",
+                pay_url,
+                expect=(303,),
+                data={**form, "outcome": "decline"},
+            )
             self.follow("checkout_page", declined)
-        done = self.request("checkout_pay", "POST", pay_url, expect=(303,),
-                            data={**form, "outcome": "succeed"})
+        done = self.request(
+            "checkout_pay", "POST", pay_url, expect=(303,), data={**form, "outcome": "succeed"}
+        )
         self.follow(back_kind + "_back", done)
         return session_id
 
@@ -397,8 +440,13 @@ class Person:
         if email is None:
             return self.browse()
         token, _ = self.form_token("sign_in_form", "/account/sign-in")
-        self.request("sign_in", "POST", "/account/sign-in", expect=(302,), data={
-            "csrf_token": token, "email": email, "password": SPONSOR_PASSWORD})
+        self.request(
+            "sign_in",
+            "POST",
+            "/account/sign-in",
+            expect=(302,),
+            data={"csrf_token": token, "email": email, "password": SPONSOR_PASSWORD},
+        )
         listing = self.request("sponsor", "GET", "/sponsor", expect=(200,)).text
         tokens = PROFILE_LINK.findall(listing)
         if not tokens:
@@ -414,9 +462,13 @@ class Person:
         if not match:
             self.load._fail("profile", 200, "", "no CSRF token on the profile page")
             raise FlowAborted
-        chosen = self.request("sponsor_choose", "POST", f"/sponsor/{child}/choose",
-                              expect=(303, 404, 409),
-                              data={"csrf_token": match.group(1), "currency": "gbp"})
+        chosen = self.request(
+            "sponsor_choose",
+            "POST",
+            f"/sponsor/{child}/choose",
+            expect=(303, 404, 409),
+            data={"csrf_token": match.group(1), "currency": "gbp"},
+        )
         if chosen.status_code != 303:
             self.load.result.outcomes["sponsor: someone else chose first"] += 1
             return None
@@ -435,32 +487,47 @@ class Person:
 
     def replay(self) -> None:
         """A duplicate delivery: the simulator resends an event, or we post one again."""
-        listing = self.request("events_list", "GET",
-                               self.load.simulator_url + "/v1/events?limit=50",
-                               expect=(200,), headers={"Authorization": f"Bearer {SIM_KEY}"})
+        listing = self.request(
+            "events_list",
+            "GET",
+            self.load.simulator_url + "/v1/events?limit=50",
+            expect=(200,),
+            headers={"Authorization": f"Bearer {SIM_KEY}"},
+        )
         events = listing.json()["data"]
         if not events:
             return
         event = self.rng.choice(events)
         if self.rng.random() < 0.5:
-            self.request("resend", "POST",
-                         f"{self.load.simulator_url}/_sim/events/{event['id']}/resend",
-                         expect=(200,))
+            self.request(
+                "resend",
+                "POST",
+                f"{self.load.simulator_url}/_sim/events/{event['id']}/resend",
+                expect=(200,),
+            )
             self.load.result.outcomes["replay: simulator resent"] += 1
             return
         payload = json.dumps(event, indent=2).encode()
-        self.request("webhook_duplicate", "POST", "/stripe/webhook", body=payload,
-                     expect=(200,), headers={"Content-Type": "application/json",
-                                             "Stripe-Signature": sign(payload,
-                                                                      self.load.webhook_secret)})
+        self.request(
+            "webhook_duplicate",
+            "POST",
+            "/stripe/webhook",
+            body=payload,
+            expect=(200,),
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": sign(payload, self.load.webhook_secret),
+            },
+        )
         self.load.result.outcomes["replay: posted again"] += 1
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """Stripe's webhook signature header (v1: HMAC-SHA256 over "timestamp.payload")."""
     timestamp = timestamp or int(time.time())
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload,
-                      hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
@@ -486,6 +553,7 @@ class Phases:
 
 # Seeding ------------------------------------------------------------------------------------
 
+
 def prepare_database(url: str, sponsors: int, prefix: str = "sponsor") -> list[str]:
     """Migrate the empty database at `url`, add the demo data (`flask demo seed`: campaigns,
     about 60 children from the demo feed, published updates) and `sponsors` verified
@@ -502,8 +570,12 @@ def prepare_database(url: str, sponsors: int, prefix: str = "sponsor") -> list[s
     from donorhub.sponsorship import conduct
     from donorhub.sponsorship import services as sponsorship
 
-    app = create_app(DevelopmentConfig, SQLALCHEMY_DATABASE_URI=url, LOG_LEVEL="WARNING",
-                     **{k: int(v) for k, v in CHEAP_ARGON2.items()})
+    app = create_app(
+        DevelopmentConfig,
+        SQLALCHEMY_DATABASE_URI=url,
+        LOG_LEVEL="WARNING",
+        **{k: int(v) for k, v in CHEAP_ARGON2.items()},
+    )
     emails = [f"{prefix}-{n}@{LOAD_DOMAIN}" for n in range(sponsors)]
     with app.app_context():
         upgrade()
@@ -512,8 +584,12 @@ def prepare_database(url: str, sponsors: int, prefix: str = "sponsor") -> list[s
             raise RuntimeError(f"flask demo seed failed: {outcome.output[-2000:]}")
         password_hash = passwords.hash_password(SPONSOR_PASSWORD)
         for n, email in enumerate(emails):
-            user = User(email=email, full_name=f"Load Sponsor {n}", password_hash=password_hash,
-                        email_verified_at=utcnow())
+            user = User(
+                email=email,
+                full_name=f"Load Sponsor {n}",
+                password_hash=password_hash,
+                email_verified_at=utcnow(),
+            )
             db.session.add(user)
             db.session.flush()
             sponsorship.accept_conduct(user, conduct.CURRENT_VERSION)
@@ -525,20 +601,21 @@ def prepare_database(url: str, sponsors: int, prefix: str = "sponsor") -> list[s
 
 # Settling -----------------------------------------------------------------------------------
 
+
 def wait_for_output(service, words: str, timeout: float = 300) -> None:
     """Until a started process (stack.Service) has printed `words`; fails if it exits.
     `timeout` only bounds a process that hangs."""
     deadline = time.monotonic() + timeout
     while words not in service.output():
         if not service.alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{service.name} never said {words!r}:\n"
-                               f"{service.output()[-2000:]}")
+            raise RuntimeError(f"{service.name} never said {words!r}:\n{service.output()[-2000:]}")
         time.sleep(0.2)
 
 
 def sim_get(simulator_url: str, path: str) -> dict:
-    response = requests.get(simulator_url + path, timeout=30,
-                            headers={"Authorization": f"Bearer {SIM_KEY}"})
+    response = requests.get(
+        simulator_url + path, timeout=30, headers={"Authorization": f"Bearer {SIM_KEY}"}
+    )
     response.raise_for_status()
     return response.json()
 
@@ -549,8 +626,7 @@ def wait_for_deliveries(simulator_url: str, timeout: float = 300) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
         deliveries = sim_get(simulator_url, "/_sim/deliveries")["deliveries"]
-        if not any(d["delivery"] == "pending" for d in deliveries) \
-                or time.monotonic() > deadline:
+        if not any(d["delivery"] == "pending" for d in deliveries) or time.monotonic() > deadline:
             return deliveries
         time.sleep(0.3)
 
@@ -571,12 +647,20 @@ def settle(url: str, simulator_url: str, *, notify: bool = True) -> None:
     with engine.begin() as connection:
         # The clock jump: holds still pending are moved past their end, as if
         # SPONSORSHIP_HOLD_MINUTES had passed; the job below does the releasing.
-        connection.execute(text(
-            "UPDATE sponsorships SET hold_expires_at = :past WHERE status = 'pending' "
-            "AND hold_expires_at IS NOT NULL"), {"past": datetime.now(UTC) - timedelta(
-                seconds=1)})
-    app = create_app(DevelopmentConfig, SQLALCHEMY_DATABASE_URI=url, LOG_LEVEL="WARNING",
-                     STRIPE_API_BASE=simulator_url, MAIL_DELIVERY="hold")
+        connection.execute(
+            text(
+                "UPDATE sponsorships SET hold_expires_at = :past WHERE status = 'pending' "
+                "AND hold_expires_at IS NOT NULL"
+            ),
+            {"past": datetime.now(UTC) - timedelta(seconds=1)},
+        )
+    app = create_app(
+        DevelopmentConfig,
+        SQLALCHEMY_DATABASE_URI=url,
+        LOG_LEVEL="WARNING",
+        STRIPE_API_BASE=simulator_url,
+        MAIL_DELIVERY="hold",
+    )
 
     def job(name: str) -> None:
         with app.app_context():
@@ -603,22 +687,35 @@ def add_home_news(engine) -> None:
     next publication (the partner's feed is not what is under test here)."""
     stamp = datetime.now(UTC)
     with engine.begin() as connection:
-        homes = connection.execute(text(
-            "SELECT DISTINCT home_code FROM children WHERE status = 'active'")).scalars().all()
+        homes = (
+            connection.execute(
+                text("SELECT DISTINCT home_code FROM children WHERE status = 'active'")
+            )
+            .scalars()
+            .all()
+        )
         for home in homes:
             words = "The home held a sports day, and everyone took part."
-            connection.execute(text(
-                "INSERT INTO child_updates (source_hash, child_id, home_code, period, category,"
-                " milestones, original_text, approved_text, status, findings, content_hash,"
-                " received_at, reviewed_at) VALUES (:source, NULL, :home, :period, 'programme',"
-                " '[]', :words, :words, 'approved', '[]', :content, :now, :now)"),
-                {"source": hashlib.sha256(f"mixed-load-{home}-{stamp}".encode()).hexdigest(),
-                 "home": home, "period": f"{stamp.year}-Q{(stamp.month - 1) // 3 + 1}",
-                 "words": words, "content": hashlib.sha256(words.encode()).hexdigest(),
-                 "now": stamp})
+            connection.execute(
+                text(
+                    "INSERT INTO child_updates (source_hash, child_id, home_code, period, category,"
+                    " milestones, original_text, approved_text, status, findings, content_hash,"
+                    " received_at, reviewed_at) VALUES (:source, NULL, :home, :period, 'programme',"
+                    " '[]', :words, :words, 'approved', '[]', :content, :now, :now)"
+                ),
+                {
+                    "source": hashlib.sha256(f"mixed-load-{home}-{stamp}".encode()).hexdigest(),
+                    "home": home,
+                    "period": f"{stamp.year}-Q{(stamp.month - 1) // 3 + 1}",
+                    "words": words,
+                    "content": hashlib.sha256(words.encode()).hexdigest(),
+                    "now": stamp,
+                },
+            )
 
 
 # The accounting -----------------------------------------------------------------------------
+
 
 @dataclass
 class Accounting:
@@ -631,9 +728,11 @@ class Accounting:
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        verdict = ("every gift, plan, hold, receipt, notification and event accounted for "
-                   "exactly once") if not self.problems else \
-            f"{len(self.problems)} discrepancies"
+        verdict = (
+            ("every gift, plan, hold, receipt, notification and event accounted for exactly once")
+            if not self.problems
+            else f"{len(self.problems)} discrepancies"
+        )
         return f"{counts}\n{verdict}"
 
 
@@ -641,8 +740,9 @@ def _rows(connection, sql: str, **params) -> list[dict]:
     return [dict(r._mapping) for r in connection.execute(text(sql), params)]
 
 
-def account(url: str, simulator_url: str, load: LoadResult | None = None,
-            *, notified: bool = True) -> Accounting:
+def account(
+    url: str, simulator_url: str, load: LoadResult | None = None, *, notified: bool = True
+) -> Accounting:
     """Compare the app's database with the simulator's state (see the module docstring)."""
     acc = Accounting()
     sessions = sim_get(simulator_url, "/_sim/objects?type=checkout.session")["objects"]
@@ -651,43 +751,84 @@ def account(url: str, simulator_url: str, load: LoadResult | None = None,
     complete = [s for s in sessions if s["status"] == "complete"]
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        gifts = _rows(connection, "SELECT d.id, d.public_id, d.plan_id, d.status, d.amount_minor,"
-                      " d.stripe_checkout_session_id AS session, d.stripe_invoice_id AS invoice"
-                      " FROM donations d JOIN donors o ON o.id = d.donor_id"
-                      " WHERE o.email LIKE :domain", domain=f"%@{LOAD_DOMAIN}")
-        plans = {r["public_id"]: r for r in _rows(
-            connection, "SELECT p.id, p.public_id, p.status, p.amount_minor, p.designation"
-            " FROM recurring_plans p JOIN donors o ON o.id = p.donor_id"
-            " WHERE o.email LIKE :domain", domain=f"%@{LOAD_DOMAIN}")}
-        sponsorships = {r["public_id"]: r for r in _rows(
-            connection, "SELECT s.id, s.public_id, s.status, s.amount_minor, s.child_id,"
-            " s.stripe_checkout_session_id AS session, s.ended_at, p.status AS plan_status,"
-            " p.public_id AS plan_public_id, (SELECT count(*) FROM sponsorship_places sp"
-            " WHERE sp.sponsorship_id = s.id) AS places FROM sponsorships s"
-            " JOIN users u ON u.id = s.user_id LEFT JOIN recurring_plans p ON p.id = s.plan_id"
-            " WHERE u.email LIKE :domain", domain=f"%@{LOAD_DOMAIN}")}
-        receipts = Counter(r["donation_id"] for r in _rows(
-            connection, "SELECT donation_id FROM receipts"))
-        receipt_mail = Counter(r["subject"] for r in _rows(
-            connection, "SELECT subject FROM outbox_messages WHERE template = 'donations/receipt'"
-            " AND recipient LIKE :domain", domain=f"%@{LOAD_DOMAIN}"))
-        numbers = {r["donation_id"]: r["number"] for r in _rows(
-            connection, "SELECT donation_id, number FROM receipts")}
-        events = Counter(r["event_id"] for r in _rows(
-            connection, "SELECT event_id FROM stripe_events"))
-        places_per_child = _rows(connection, "SELECT child_id, count(*) AS n FROM"
-                                 " sponsorship_places GROUP BY child_id HAVING count(*) > 1")
-        news_mail = Counter(r["recipient"] for r in _rows(
-            connection, "SELECT recipient FROM outbox_messages"
-            " WHERE template = 'updates/new_update'"))
-        notifications = Counter((r["user_id"], r["publication_id"]) for r in _rows(
-            connection, "SELECT user_id, publication_id FROM update_notifications"))
-        expected_news = {r["email"] for r in _rows(
-            connection, "SELECT DISTINCT u.email FROM sponsorships s JOIN users u"
-            " ON u.id = s.user_id JOIN child_releases r ON r.child_id = s.child_id"
-            " WHERE s.status IN ('active', 'past_due') AND r.updates_allowed")}
-        half_applied = _rows(connection, "SELECT event_id FROM stripe_events"
-                             " WHERE processed_at IS NULL")
+        gifts = _rows(
+            connection,
+            "SELECT d.id, d.public_id, d.plan_id, d.status, d.amount_minor,"
+            " d.stripe_checkout_session_id AS session, d.stripe_invoice_id AS invoice"
+            " FROM donations d JOIN donors o ON o.id = d.donor_id"
+            " WHERE o.email LIKE :domain",
+            domain=f"%@{LOAD_DOMAIN}",
+        )
+        plans = {
+            r["public_id"]: r
+            for r in _rows(
+                connection,
+                "SELECT p.id, p.public_id, p.status, p.amount_minor, p.designation"
+                " FROM recurring_plans p JOIN donors o ON o.id = p.donor_id"
+                " WHERE o.email LIKE :domain",
+                domain=f"%@{LOAD_DOMAIN}",
+            )
+        }
+        sponsorships = {
+            r["public_id"]: r
+            for r in _rows(
+                connection,
+                "SELECT s.id, s.public_id, s.status, s.amount_minor, s.child_id,"
+                " s.stripe_checkout_session_id AS session, s.ended_at, p.status AS plan_status,"
+                " p.public_id AS plan_public_id, (SELECT count(*) FROM sponsorship_places sp"
+                " WHERE sp.sponsorship_id = s.id) AS places FROM sponsorships s"
+                " JOIN users u ON u.id = s.user_id LEFT JOIN recurring_plans p ON p.id = s.plan_id"
+                " WHERE u.email LIKE :domain",
+                domain=f"%@{LOAD_DOMAIN}",
+            )
+        }
+        receipts = Counter(
+            r["donation_id"] for r in _rows(connection, "SELECT donation_id FROM receipts")
+        )
+        receipt_mail = Counter(
+            r["subject"]
+            for r in _rows(
+                connection,
+                "SELECT subject FROM outbox_messages WHERE template = 'donations/receipt'"
+                " AND recipient LIKE :domain",
+                domain=f"%@{LOAD_DOMAIN}",
+            )
+        )
+        numbers = {
+            r["donation_id"]: r["number"]
+            for r in _rows(connection, "SELECT donation_id, number FROM receipts")
+        }
+        events = Counter(
+            r["event_id"] for r in _rows(connection, "SELECT event_id FROM stripe_events")
+        )
+        places_per_child = _rows(
+            connection,
+            "SELECT child_id, count(*) AS n FROM"
+            " sponsorship_places GROUP BY child_id HAVING count(*) > 1",
+        )
+        news_mail = Counter(
+            r["recipient"]
+            for r in _rows(
+                connection,
+                "SELECT recipient FROM outbox_messages WHERE template = 'updates/new_update'",
+            )
+        )
+        notifications = Counter(
+            (r["user_id"], r["publication_id"])
+            for r in _rows(connection, "SELECT user_id, publication_id FROM update_notifications")
+        )
+        expected_news = {
+            r["email"]
+            for r in _rows(
+                connection,
+                "SELECT DISTINCT u.email FROM sponsorships s JOIN users u"
+                " ON u.id = s.user_id JOIN child_releases r ON r.child_id = s.child_id"
+                " WHERE s.status IN ('active', 'past_due') AND r.updates_allowed",
+            )
+        }
+        half_applied = _rows(
+            connection, "SELECT event_id FROM stripe_events WHERE processed_at IS NULL"
+        )
     engine.dispose()
 
     by_session: dict[str, list[dict]] = defaultdict(list)
@@ -710,35 +851,50 @@ def account(url: str, simulator_url: str, load: LoadResult | None = None,
             acc.check(len(found) == 1, f"checkout {session['id']}: {len(found)} gifts")
             if found:
                 gift = found[0]
-                acc.check(gift["public_id"] == meta["donation"],
-                          f"checkout {session['id']}: paid gift is not the one it was for")
-                acc.check(gift["status"] == "paid",
-                          f"gift {gift['public_id']}: {gift['status']}, checkout complete")
-                acc.check(gift["amount_minor"] == session["amount_total"],
-                          f"gift {gift['public_id']}: {gift['amount_minor']} in the app, "
-                          f"{session['amount_total']} charged")
+                acc.check(
+                    gift["public_id"] == meta["donation"],
+                    f"checkout {session['id']}: paid gift is not the one it was for",
+                )
+                acc.check(
+                    gift["status"] == "paid",
+                    f"gift {gift['public_id']}: {gift['status']}, checkout complete",
+                )
+                acc.check(
+                    gift["amount_minor"] == session["amount_total"],
+                    f"gift {gift['public_id']}: {gift['amount_minor']} in the app, "
+                    f"{session['amount_total']} charged",
+                )
             acc.counts["one-off gifts paid"] += 1
         elif "plan" in meta:
             plan = plans.get(meta["plan"])
             acc.check(plan is not None, f"checkout {session['id']}: no plan {meta['plan']}")
             if plan:
-                acc.check(plan["status"] == "active",
-                          f"plan {plan['public_id']}: {plan['status']}, checkout complete")
-                acc.check(plan["amount_minor"] == session["amount_total"],
-                          f"plan {plan['public_id']}: amount differs from the checkout")
+                acc.check(
+                    plan["status"] == "active",
+                    f"plan {plan['public_id']}: {plan['status']}, checkout complete",
+                )
+                acc.check(
+                    plan["amount_minor"] == session["amount_total"],
+                    f"plan {plan['public_id']}: amount differs from the checkout",
+                )
             acc.counts["monthly plans started"] += 1
         elif "sponsorship" in meta:
             sponsorship_sessions[meta["sponsorship"]].append(session["id"])
             row = sponsorships.get(meta["sponsorship"])
             acc.check(row is not None, f"checkout {session['id']}: no sponsorship")
             if row:
-                acc.check(row["status"] == "active" and row["plan_status"] == "active",
-                          f"sponsorship {row['public_id']}: {row['status']}/"
-                          f"{row['plan_status']}, checkout complete")
-                acc.check(row["places"] == 1,
-                          f"sponsorship {row['public_id']}: {row['places']} places")
-                acc.check(row["amount_minor"] == session["amount_total"],
-                          f"sponsorship {row['public_id']}: amount differs from checkout")
+                acc.check(
+                    row["status"] == "active" and row["plan_status"] == "active",
+                    f"sponsorship {row['public_id']}: {row['status']}/"
+                    f"{row['plan_status']}, checkout complete",
+                )
+                acc.check(
+                    row["places"] == 1, f"sponsorship {row['public_id']}: {row['places']} places"
+                )
+                acc.check(
+                    row["amount_minor"] == session["amount_total"],
+                    f"sponsorship {row['public_id']}: amount differs from checkout",
+                )
             acc.counts["sponsorships paid"] += 1
         else:
             acc.problems.append(f"checkout {session['id']}: metadata names nothing of ours")
@@ -748,26 +904,35 @@ def account(url: str, simulator_url: str, load: LoadResult | None = None,
         found = by_invoice.get(invoice["id"], [])
         acc.check(len(found) == 1, f"invoice {invoice['id']}: {len(found)} instalment gifts")
         if found:
-            acc.check(found[0]["status"] == "paid" and
-                      found[0]["amount_minor"] == invoice["amount_paid"],
-                      f"instalment {found[0]['public_id']}: {found[0]['status']} "
-                      f"{found[0]['amount_minor']} vs {invoice['amount_paid']} paid")
+            acc.check(
+                found[0]["status"] == "paid" and found[0]["amount_minor"] == invoice["amount_paid"],
+                f"instalment {found[0]['public_id']}: {found[0]['status']} "
+                f"{found[0]['amount_minor']} vs {invoice['amount_paid']} paid",
+            )
         acc.counts["instalments paid"] += 1
 
     # Every gift the app calls paid: one completed payment at the simulator.
     for gift in gifts:
         if gift["status"] != "paid":
-            acc.check(receipts.get(gift["id"], 0) == 0,
-                      f"gift {gift['public_id']} is {gift['status']} but has a receipt")
+            acc.check(
+                receipts.get(gift["id"], 0) == 0,
+                f"gift {gift['public_id']} is {gift['status']} but has a receipt",
+            )
             continue
         if gift["plan_id"] is None:
-            acc.check(gift["session"] in completed_ids,
-                      f"gift {gift['public_id']} paid without a completed checkout")
+            acc.check(
+                gift["session"] in completed_ids,
+                f"gift {gift['public_id']} paid without a completed checkout",
+            )
         else:
-            acc.check(gift["invoice"] in paid_invoices,
-                      f"instalment {gift['public_id']} paid without a paid invoice")
-        acc.check(receipts.get(gift["id"], 0) == 1,
-                  f"gift {gift['public_id']}: {receipts.get(gift['id'], 0)} receipts")
+            acc.check(
+                gift["invoice"] in paid_invoices,
+                f"instalment {gift['public_id']} paid without a paid invoice",
+            )
+        acc.check(
+            receipts.get(gift["id"], 0) == 1,
+            f"gift {gift['public_id']}: {receipts.get(gift['id'], 0)} receipts",
+        )
         number = numbers.get(gift["id"])
         mails = receipt_mail.get(f"Thank you: your receipt {number}", 0) if number else 0
         acc.check(mails == 1, f"gift {gift['public_id']}: receipt e-mail queued {mails} times")
@@ -780,20 +945,26 @@ def account(url: str, simulator_url: str, load: LoadResult | None = None,
             acc.check(len(paid) == 1, f"sponsorship {public_id}: active, {len(paid)} payments")
             acc.counts["holds converted"] += 1
         elif row["status"] == "expired":
-            acc.check(not paid and row["places"] == 0 and row["ended_at"] is not None,
-                      f"sponsorship {public_id}: expired with {len(paid)} payments, "
-                      f"{row['places']} places")
+            acc.check(
+                not paid and row["places"] == 0 and row["ended_at"] is not None,
+                f"sponsorship {public_id}: expired with {len(paid)} payments, "
+                f"{row['places']} places",
+            )
             acc.counts["holds released"] += 1
         else:
             acc.problems.append(f"sponsorship {public_id}: left {row['status']}")
-    acc.check(not places_per_child, f"children with more places than sponsors allowed: "
-              f"{places_per_child}")
+    acc.check(
+        not places_per_child, f"children with more places than sponsors allowed: {places_per_child}"
+    )
 
     # Stripe events: every event the simulator made is stored exactly once.
     sim_events = {d["id"] for d in deliveries}
     undelivered = [d for d in deliveries if d["delivery"] != "delivered"]
-    acc.check(not undelivered, f"{len(undelivered)} events never delivered: "
-              f"{[(d['id'], d['delivery'], d['last_error']) for d in undelivered[:5]]}")
+    acc.check(
+        not undelivered,
+        f"{len(undelivered)} events never delivered: "
+        f"{[(d['id'], d['delivery'], d['last_error']) for d in undelivered[:5]]}",
+    )
     missing = sim_events - set(events)
     acc.check(not missing, f"{len(missing)} simulator events not stored: {sorted(missing)[:5]}")
     twice = [e for e, n in events.items() if n > 1]
@@ -804,17 +975,23 @@ def account(url: str, simulator_url: str, load: LoadResult | None = None,
 
     if notified:
         for email in expected_news:
-            acc.check(news_mail.get(email, 0) == 1,
-                      f"news notification queued {news_mail.get(email, 0)} times for a sponsor")
+            acc.check(
+                news_mail.get(email, 0) == 1,
+                f"news notification queued {news_mail.get(email, 0)} times for a sponsor",
+            )
         strays = set(news_mail) - expected_news
         acc.check(not strays, f"{len(strays)} people notified who sponsor nobody")
-        acc.check(all(n == 1 for n in notifications.values()),
-                  "a notification was recorded twice for one person and publication")
-        acc.counts["sponsors notified once"] = sum(1 for e in expected_news
-                                                   if news_mail.get(e) == 1)
+        acc.check(
+            all(n == 1 for n in notifications.values()),
+            "a notification was recorded twice for one person and publication",
+        )
+        acc.counts["sponsors notified once"] = sum(
+            1 for e in expected_news if news_mail.get(e) == 1
+        )
 
     if load is not None:
         unpaid = set(load.paid_sessions) - completed_ids
-        acc.check(not unpaid, f"{len(unpaid)} checkouts the people paid are not complete at "
-                  "the simulator")
+        acc.check(
+            not unpaid, f"{len(unpaid)} checkouts the people paid are not complete at the simulator"
+        )
     return acc

@@ -42,14 +42,18 @@ def free_port() -> int:
 
 
 def psycopg_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1) \
-        if url.startswith("postgresql://") else url
+    return (
+        url.replace("postgresql://", "postgresql+psycopg://", 1)
+        if url.startswith("postgresql://")
+        else url
+    )
 
 
 def fresh_database(name: str, server: str = SERVER_PG) -> str:
     """Drop and create database `name` on `server`; returns its SQLAlchemy URL."""
-    admin = create_engine(psycopg_url(f"{server}/postgres"), poolclass=NullPool,
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        psycopg_url(f"{server}/postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -58,8 +62,9 @@ def fresh_database(name: str, server: str = SERVER_PG) -> str:
 
 
 def drop_database(name: str, server: str = SERVER_PG) -> None:
-    admin = create_engine(psycopg_url(f"{server}/postgres"), poolclass=NullPool,
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        psycopg_url(f"{server}/postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -73,22 +78,39 @@ def migrate(url: str) -> None:
 
 def app_env(url: str, **extra: str) -> dict[str, str]:
     """The environment every DonorHub process of a system test gets."""
-    env = {**os.environ, "DONORHUB_ENV": "development", "DATABASE_URL": url,
-           "FLASK_APP": "wsgi", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-           "LOG_LEVEL": "WARNING", "MAIL_DELIVERY": "hold", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DONORHUB_ENV": "development",
+        "DATABASE_URL": url,
+        "FLASK_APP": "wsgi",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "MAIL_DELIVERY": "hold",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("STRIPE_SECRET_KEY", None)
     env.update(extra)
     return env
 
 
-def run_flask(url: str, *args: str, quiet: bool = False, timeout: float = 600,
-              **extra: str) -> subprocess.CompletedProcess:
+def run_flask(
+    url: str, *args: str, quiet: bool = False, timeout: float = 600, **extra: str
+) -> subprocess.CompletedProcess:
     """`flask ARGS` against `url`; raises with its output when it fails."""
-    result = subprocess.run([PYTHON, "-m", "flask", *args], cwd=ROOT, env=app_env(url, **extra),
-                            capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        [PYTHON, "-m", "flask", *args],
+        cwd=ROOT,
+        env=app_env(url, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"flask {' '.join(args)} exited {result.returncode}:\n"
-                           f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"flask {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     if not quiet:
         print(result.stdout, end="")
     return result
@@ -153,22 +175,50 @@ def spawn(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     return Service(name, process, log_path)
 
 
-def start_gunicorn(url: str, log_dir: Path, *, port: int | None = None, workers: int = 2,
-                   name: str = "web", threads: int = 1, **env: str) -> Service:
+def start_gunicorn(
+    url: str,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    workers: int = 2,
+    name: str = "web",
+    threads: int = 1,
+    **env: str,
+) -> Service:
     """gunicorn with `workers` sync workers serving wsgi:app on 127.0.0.1; waits for
     /healthz. Extra keyword arguments are environment variables for the app."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env.setdefault("PUBLIC_BASE_URL", base_url)
-    command = [PYTHON, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
-               "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--timeout", "60",
-               "wsgi:app"]
+    command = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "5",
+        "--timeout",
+        "60",
+        "wsgi:app",
+    ]
     service = spawn(name, command, app_env(url, **env), log_dir)
     service.base_url = base_url
     try:
@@ -184,13 +234,28 @@ def start_jobs(url: str, log_dir: Path, *, name: str = "jobs", **env: str) -> Se
     return spawn(name, [PYTHON, "-m", "flask", "jobs", "run"], app_env(url, **env), log_dir)
 
 
-def start_simulator(log_dir: Path, webhook_url: str | None, *, port: int | None = None,
-                    secret: str = WEBHOOK_SECRET, name: str = "stripe-simulator") -> Service:
+def start_simulator(
+    log_dir: Path,
+    webhook_url: str | None,
+    *,
+    port: int | None = None,
+    secret: str = WEBHOOK_SECRET,
+    name: str = "stripe-simulator",
+) -> Service:
     """The local Stripe simulator as its own process, delivering signed webhooks to
     `webhook_url` (None: it only stores events, for /v1/events)."""
     port = port or free_port()
-    command = [PYTHON, "-m", "stripe_simulator", "--port", str(port),
-               "--webhook-secret", secret, "--db", str(log_dir / f"{name}.sqlite3")]
+    command = [
+        PYTHON,
+        "-m",
+        "stripe_simulator",
+        "--port",
+        str(port),
+        "--webhook-secret",
+        secret,
+        "--db",
+        str(log_dir / f"{name}.sqlite3"),
+    ]
     command += ["--webhook-url", webhook_url] if webhook_url else ["--no-webhooks"]
     service = spawn(name, command, {**os.environ, "PYTHONUNBUFFERED": "1"}, log_dir)
     service.base_url = f"http://127.0.0.1:{port}"
@@ -208,6 +273,7 @@ def start_simulator(log_dir: Path, webhook_url: str | None, *, port: int | None 
 
 
 # A private PostgreSQL cluster ---------------------------------------------------------------
+
 
 def postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -239,15 +305,18 @@ class PrivatePostgres:
     def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         binary = postgres_bin()
         if binary is None:
-            raise RuntimeError("PostgreSQL's server programs are not installed "
-                               "(apt-get install postgresql)")
+            raise RuntimeError(
+                "PostgreSQL's server programs are not installed (apt-get install postgresql)"
+            )
         argv = [str(binary / command[0]), *command[1:]]
         if os.geteuid() == 0:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
         if check and result.returncode != 0:
-            raise RuntimeError(f"{command[0]} exited {result.returncode}: "
-                               f"{result.stdout[-2000:]} {result.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{command[0]} exited {result.returncode}: "
+                f"{result.stdout[-2000:]} {result.stderr[-2000:]}"
+            )
         return result
 
     def init(self) -> PrivatePostgres:
@@ -257,20 +326,43 @@ class PrivatePostgres:
                 if parent.stat().st_mode & 0o005 != 0o005:
                     parent.chmod(parent.stat().st_mode | 0o755)
             shutil.chown(self.directory, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         return self
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options,
-                  "-l", str(self.directory / "server.log"), "-w", "-t", "60", "start")
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off -c max_connections=100"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """`mode`: smart, fast (disconnects clients) or immediate (like a crash)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop",
-                  check=False)
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
 
     def restart(self, mode: str = "fast", down_for: float = 0.0) -> None:
         self.stop(mode)

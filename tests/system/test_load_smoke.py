@@ -17,15 +17,23 @@ from sqlalchemy.engine import make_url
 from tests.helpers import require
 from tests.system.stack import PYTHON, ROOT, SERVER_PG
 
-TARGETS = ["baseline /healthz", "home", "donate", "campaign page", "sponsor list",
-           "child profile", "impact", "sign-in, wrong password", "webhook"]
+TARGETS = [
+    "baseline /healthz",
+    "home",
+    "donate",
+    "campaign page",
+    "sponsor list",
+    "child profile",
+    "impact",
+    "sign-in, wrong password",
+    "webhook",
+]
 
 
 def postgres_answers() -> bool:
     server = make_url(SERVER_PG)
     try:
-        with socket.create_connection((server.host or "127.0.0.1", server.port or 5432),
-                                      timeout=2):
+        with socket.create_connection((server.host or "127.0.0.1", server.port or 5432), timeout=2):
             return True
     except OSError:
         return False
@@ -42,10 +50,25 @@ def test_load_benchmark_reports_every_target_without_an_error(tmp_path):
     report = tmp_path / "load.json"
     # --cheap-hashes: with production argon2 a 2-second sign-in run completes next to
     # nothing on 2 shared cores; the sign-in path is the same, only the hash is cheaper.
-    command = [PYTHON, "bench/load.py", "--duration", "2", "--cheap-hashes",
-               "--json", str(report), "--database-name", f"donorhub_load_smoke_{os.getpid()}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,  # noqa: S603
-                            timeout=600, check=False)
+    command = [
+        PYTHON,
+        "bench/load.py",
+        "--duration",
+        "2",
+        "--cheap-hashes",
+        "--json",
+        str(report),
+        "--database-name",
+        f"donorhub_load_smoke_{os.getpid()}",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,  # noqa: S603
+        timeout=600,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
 

@@ -45,8 +45,11 @@ RECOVERY = 5.0
 #: What a request that met the outage may get back: our error page; gunicorn's own when
 #: rendering ours needed the database too (a signed-in person's page loads the account
 #: first); the webhook's "retry" answer, which makes Stripe deliver again.
-CLEAN_ERRORS = ("<title>Something went wrong", "<title>Internal Server Error</title>",
-                "/stripe/webhook: 500 handler failed; retry")
+CLEAN_ERRORS = (
+    "<title>Something went wrong",
+    "<title>Internal Server Error</title>",
+    "/stripe/webhook: 500 handler failed; retry",
+)
 
 
 def open_checkout(base_url: str) -> tuple[requests.Session, str]:
@@ -55,10 +58,20 @@ def open_checkout(base_url: str) -> tuple[requests.Session, str]:
     browser.trust_env = False
     page = browser.get(base_url + "/donate?frequency=once", timeout=20)
     token = mixed.CSRF.search(page.text).group(1)
-    sent = browser.post(base_url + "/donate", allow_redirects=False, timeout=20, data={
-        "csrf_token": token, "frequency": "once", "currency": "gbp", "amount_choice": "2500",
-        "designation": "general", "full_name": "Outage Donor",
-        "email": f"outage-{time.monotonic_ns()}@{mixed.LOAD_DOMAIN}"})
+    sent = browser.post(
+        base_url + "/donate",
+        allow_redirects=False,
+        timeout=20,
+        data={
+            "csrf_token": token,
+            "frequency": "once",
+            "currency": "gbp",
+            "amount_choice": "2500",
+            "designation": "general",
+            "full_name": "Outage Donor",
+            "email": f"outage-{time.monotonic_ns()}@{mixed.LOAD_DOMAIN}",
+        },
+    )
     assert sent.status_code == 303, sent.text[:500]
     return browser, sent.headers["Location"]
 
@@ -67,9 +80,12 @@ def pay(checkout: tuple[requests.Session, str]) -> str:
     """Press "Succeed" on the simulator's page (it needs no database of ours)."""
     browser, location = checkout
     session_id = mixed.CHECKOUT_PATH.search(location).group(1)
-    paid = browser.post(location.split("/checkout/")[0] + f"/checkout/{session_id}/pay",
-                        data={"outcome": "succeed", "name": "Outage Donor"},
-                        allow_redirects=False, timeout=20)
+    paid = browser.post(
+        location.split("/checkout/")[0] + f"/checkout/{session_id}/pay",
+        data={"outcome": "succeed", "name": "Outage Donor"},
+        allow_redirects=False,
+        timeout=20,
+    )
     assert paid.status_code == 303, paid.text[:500]
     browser.close()
     return session_id
@@ -82,9 +98,15 @@ def post_completed_event(simulator_url: str, base_url: str, session_id: str) -> 
     event = next(e for e in events["data"] if e["data"]["object"]["id"] == session_id)
     payload = json.dumps(event, indent=2).encode()
     try:
-        return requests.post(base_url + "/stripe/webhook", data=payload, timeout=10, headers={
-            "Content-Type": "application/json",
-            "Stripe-Signature": mixed.sign(payload, WEBHOOK_SECRET)}).status_code
+        return requests.post(
+            base_url + "/stripe/webhook",
+            data=payload,
+            timeout=10,
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": mixed.sign(payload, WEBHOOK_SECRET),
+            },
+        ).status_code
     except requests.RequestException:
         return 0
 
@@ -118,8 +140,13 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
             services.append(sim)
             # PROXY_COUNT=1: the load sends each person's own X-Forwarded-For, so the
             # sign-in rate limit counts people, not the test.
-            env = dict(mixed.CHEAP_ARGON2, STRIPE_API_BASE=sim.base_url, PROXY_COUNT="1",
-                       CSP_FORM_ACTION=sim.base_url, DONORHUB_INSTANCE_DIR=str(tmp_path))
+            env = dict(
+                mixed.CHEAP_ARGON2,
+                STRIPE_API_BASE=sim.base_url,
+                PROXY_COUNT="1",
+                CSP_FORM_ACTION=sim.base_url,
+                DONORHUB_INSTANCE_DIR=str(tmp_path),
+            )
             jobs = start_jobs(url, tmp_path, **env)
             services.append(jobs)
             web = start_gunicorn(url, tmp_path, port=port, workers=2, **env)
@@ -146,8 +173,7 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
                 paid_in_outage.append(session_id)
                 # The same event posted while the database is away must be refused (5xx, so
                 # Stripe retries), never acknowledged unapplied.
-                outage_answers.append(post_completed_event(sim.base_url, web.base_url,
-                                                           session_id))
+                outage_answers.append(post_completed_event(sim.base_url, web.base_url, session_id))
                 time.sleep(max(0.0, DOWN_FOR - (time.monotonic() - down)))
                 cluster.start()
                 up = time.monotonic()
@@ -157,21 +183,33 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
             assert not runner.is_alive(), "the load did not finish: a request hung"
             result = load.result
             print(result.table())
-            print(f"seconds from the server being back to /healthz 200: {recovered}; "
-                  f"{len(result.failures)} requests failed during the outages: "
-                  f"{dict(Counter((f.kind, f.status) for f in result.failures))}")
+            print(
+                f"seconds from the server being back to /healthz 200: {recovered}; "
+                f"{len(result.failures)} requests failed during the outages: "
+                f"{dict(Counter((f.kind, f.status) for f in result.failures))}"
+            )
 
             # Failures only of requests in flight while the database was away (a request
             # may wait in gunicorn's queue before a worker takes it), and clean ones.
             def in_outage(failure) -> bool:
-                return any(failure.started <= end and failure.ended >= start
-                           for start, end in outages)
+                return any(
+                    failure.started <= end and failure.ended >= start for start, end in outages
+                )
 
             outside = [f for f in result.failures if not in_outage(f)]
             assert outside == [], (
-                [(f.kind, f.status, round(f.started - load_started, 1),
-                  round(f.ended - load_started, 1), f.detail[:300]) for f in outside[:5]],
-                [(round(a - load_started, 1), round(b - load_started, 1)) for a, b in outages])
+                [
+                    (
+                        f.kind,
+                        f.status,
+                        round(f.started - load_started, 1),
+                        round(f.ended - load_started, 1),
+                        f.detail[:300],
+                    )
+                    for f in outside[:5]
+                ],
+                [(round(a - load_started, 1), round(b - load_started, 1)) for a, b in outages],
+            )
             for failure in result.failures:  # an answer (no hang), and a clean one:
                 assert failure.status >= 500, failure
                 assert any(page in failure.detail for page in CLEAN_ERRORS), failure
@@ -179,8 +217,9 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
                 assert "psycopg" not in failure.detail, failure  # no driver error shown
             # The load carried on after the outages: requests succeeded after the last one.
             last_outage_end = outages[-1][1]
-            after = [s for s in result.samples
-                     if s.started > last_outage_end and 200 <= s.status < 400]
+            after = [
+                s for s in result.samples if s.started > last_outage_end and 200 <= s.status < 400
+            ]
             assert len(after) >= 10, f"only {len(after)} good requests after the restarts"
 
             # No worker stuck: both workers answer a burst of concurrent requests.
@@ -197,12 +236,18 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
             assert accounting.problems == []
             for kind in ("one-off gifts paid", "holds released", "receipts queued once"):
                 assert accounting.counts[kind] >= 1, (kind, accounting.counts)
-            assert outage_answers and all(status >= 500 for status in outage_answers), \
+            assert outage_answers and all(status >= 500 for status in outage_answers), (
                 outage_answers
-            retried = [d for d in mixed.sim_get(sim.base_url, "/_sim/deliveries")["deliveries"]
-                       if d["attempts"] > 1]
-            print(f"webhooks posted during the outages answered {outage_answers}; simulator "
-                  f"deliveries that needed more than one try: {len(retried)}")
+            )
+            retried = [
+                d
+                for d in mixed.sim_get(sim.base_url, "/_sim/deliveries")["deliveries"]
+                if d["attempts"] > 1
+            ]
+            print(
+                f"webhooks posted during the outages answered {outage_answers}; simulator "
+                f"deliveries that needed more than one try: {len(retried)}"
+            )
             # Still exactly one jobs process: the restarts ended the session that held the
             # advisory lock; the jobs process must have taken it again, so a second refuses.
             assert jobs.alive(), jobs.output()[-2000:]
@@ -216,7 +261,8 @@ def test_app_recovers_from_postgres_restarts_and_nothing_is_half_applied(tmp_pat
                 f"{len(result.failures)} requests failed in the outages (5xx page), 0 outside; "
                 f"webhooks in the outage answered {sorted(set(outage_answers))}; "
                 f"{accounting.counts['events stored once']} events stored once, "
-                "0 half-applied, second jobs process exit 3")
+                "0 half-applied, second jobs process exit 3",
+            )
         finally:
             phase("stop")
             for service in services:
@@ -243,10 +289,15 @@ def test_jobs_lock_is_taken_again_when_its_session_ends_or_given_up(tmp_path):
 
     def holders() -> list[int]:
         with admin.connect() as connection:
-            return list(connection.execute(text(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :key "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = :name)"),
-                {"key": Config.JOBS_LOCK_ID, "name": name}).scalars())
+            return list(
+                connection.execute(
+                    text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :key "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = :name)"
+                    ),
+                    {"key": Config.JOBS_LOCK_ID, "name": name},
+                ).scalars()
+            )
 
     def end_sessions(pids: list[int]) -> None:
         with admin.connect() as connection:

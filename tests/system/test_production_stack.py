@@ -71,33 +71,60 @@ def substitute(text: str, old: str, new: str, *, count: int | None = None) -> st
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            OPENSSL,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
-def production_environment(*, database_url: str, https_port: int, smtp_port: int,
-                           simulator_url: str, webhook_secret: str) -> dict[str, str]:
+def production_environment(
+    *, database_url: str, https_port: int, smtp_port: int, simulator_url: str, webhook_secret: str
+) -> dict[str, str]:
     env = deploy_doc.environment("environment")
     secret_names = deploy_doc.environment("secrets")
     assert env["DONORHUB_ENV"] == "production"
     # Deviations (docs/deploy.md, last section), each checked against what the page says.
     assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
     env["DATABASE_URL"] = database_url
-    env["PUBLIC_BASE_URL"] = substitute(env["PUBLIC_BASE_URL"], "give.example.org",
-                                        f"127.0.0.1:{https_port}")
-    env["RATELIMIT_STORAGE_URI"] = substitute(env["RATELIMIT_STORAGE_URI"],
-                                              "redis.internal:6379/0",
-                                              f"127.0.0.1:6379/{REDIS_DB}")
+    env["PUBLIC_BASE_URL"] = substitute(
+        env["PUBLIC_BASE_URL"], "give.example.org", f"127.0.0.1:{https_port}"
+    )
+    env["RATELIMIT_STORAGE_URI"] = substitute(
+        env["RATELIMIT_STORAGE_URI"], "redis.internal:6379/0", f"127.0.0.1:6379/{REDIS_DB}"
+    )
     env["MAIL_SERVER"] = substitute(env["MAIL_SERVER"], "smtp.example.org", "127.0.0.1")
     env["MAIL_PORT"] = str(smtp_port)
     env["MAIL_USE_TLS"] = "false"
     del env["MAIL_USERNAME"]
-    assert set(secret_names) == {"SECRET_KEY", "FEED_PSEUDONYM_KEY", "STRIPE_SECRET_KEY",
-                                 "STRIPE_WEBHOOK_SECRET", "MAIL_PASSWORD"}
+    assert set(secret_names) == {
+        "SECRET_KEY",
+        "FEED_PSEUDONYM_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "MAIL_PASSWORD",
+    }
     env["SECRET_KEY"] = secrets.token_urlsafe(48)
     env["FEED_PSEUDONYM_KEY"] = secrets.token_urlsafe(48)
     env["STRIPE_SECRET_KEY"] = "sk_test_" + secrets.token_urlsafe(24)
@@ -110,19 +137,22 @@ def production_environment(*, database_url: str, https_port: int, smtp_port: int
     return env
 
 
-def nginx_configuration(directory: Path, *, http_port: int, https_port: int, web_port: int,
-                        cert: Path, key: Path) -> Path:
+def nginx_configuration(
+    directory: Path, *, http_port: int, https_port: int, web_port: int, cert: Path, key: Path
+) -> Path:
     server = deploy_doc.nginx_block()
     server = re.sub(r"10\.0\.1\.\d+:8000", f"127.0.0.1:{web_port}", server)
     server = substitute(server, "listen 80;", f"listen 127.0.0.1:{http_port};", count=1)
-    server = substitute(server, "listen 443 ssl http2;",
-                        f"listen 127.0.0.1:{https_port} ssl http2;", count=1)
-    server = substitute(server, "/etc/letsencrypt/live/give.example.org/fullchain.pem",
-                        str(cert), count=1)
-    server = substitute(server, "/etc/letsencrypt/live/give.example.org/privkey.pem",
-                        str(key), count=1)
-    server = substitute(server, "proxy_set_header Host $host;",
-                        "proxy_set_header Host $http_host;")
+    server = substitute(
+        server, "listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;", count=1
+    )
+    server = substitute(
+        server, "/etc/letsencrypt/live/give.example.org/fullchain.pem", str(cert), count=1
+    )
+    server = substitute(
+        server, "/etc/letsencrypt/live/give.example.org/privkey.pem", str(key), count=1
+    )
+    server = substitute(server, "proxy_set_header Host $host;", "proxy_set_header Host $http_host;")
     server = substitute(server, "allow 10.0.0.0/8;", "allow 127.0.0.1;", count=1)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (directory / name).mkdir(parents=True, exist_ok=True)
@@ -157,8 +187,10 @@ def wait_for_mail(mailbox, recipient: str, subject_contains: str, timeout: float
             if recipient in mail.recipients and subject_contains in mail.subject:
                 return mail
         time.sleep(0.2)
-    raise AssertionError(f"no mail {subject_contains!r} to {recipient} within {timeout:.0f} s: "
-                         f"{[m.subject for m in mailbox.messages]}")
+    raise AssertionError(
+        f"no mail {subject_contains!r} to {recipient} within {timeout:.0f} s: "
+        f"{[m.subject for m in mailbox.messages]}"
+    )
 
 
 def json_lines(output: str) -> list[dict]:
@@ -193,28 +225,56 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
     url = fresh_database(DATABASE)
     counters = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     counters.flushdb()
-    env = production_environment(database_url=url, https_port=https_port,
-                                 smtp_port=smtp_port, simulator_url=
-                                 f"http://127.0.0.1:{sim_port}", webhook_secret=webhook_secret)
+    env = production_environment(
+        database_url=url,
+        https_port=https_port,
+        smtp_port=smtp_port,
+        simulator_url=f"http://127.0.0.1:{sim_port}",
+        webhook_secret=webhook_secret,
+    )
     logs = tmp_path / "logs"
     try:
         # The Stripe simulator in place of Stripe, delivering its webhooks through nginx.
-        services.append(spawn("stripe-simulator", [
-            sys.executable, "-m", "stripe_simulator", "--port", str(sim_port),
-            "--webhook-secret", webhook_secret, "--db", str(tmp_path / "sim.sqlite3"),
-            "--webhook-url", f"{base}/stripe/webhook"],
-            {"PATH": env["PATH"], "SSL_CERT_FILE": str(cert), "PYTHONUNBUFFERED": "1"}, logs))
+        services.append(
+            spawn(
+                "stripe-simulator",
+                [
+                    sys.executable,
+                    "-m",
+                    "stripe_simulator",
+                    "--port",
+                    str(sim_port),
+                    "--webhook-secret",
+                    webhook_secret,
+                    "--db",
+                    str(tmp_path / "sim.sqlite3"),
+                    "--webhook-url",
+                    f"{base}/stripe/webhook",
+                ],
+                {"PATH": env["PATH"], "SSL_CERT_FILE": str(cert), "PYTHONUNBUFFERED": "1"},
+                logs,
+            )
+        )
 
-        upgrade = subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT,
-                                 env=env, capture_output=True, text=True, timeout=300,
-                                 check=False)
+        upgrade = subprocess.run(
+            [sys.executable, "-m", "flask", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert upgrade.returncode == 0, upgrade.stderr[-3000:]
 
         command = deploy_doc.gunicorn_command()
         assert command[0] == "gunicorn"
-        command = [sys.executable, "-m", "gunicorn",
-                   *" ".join(command[1:]).replace("10.0.1.11:8000",
-                                                  f"127.0.0.1:{web_port}").split()]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *" ".join(command[1:]).replace("10.0.1.11:8000", f"127.0.0.1:{web_port}").split(),
+        ]
         web = spawn("gunicorn", command, env, logs)
         services.append(web)
         try:
@@ -224,15 +284,45 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         jobs = spawn("jobs", [sys.executable, "-m", "flask", "jobs", "run"], env, logs)
         services.append(jobs)
 
-        conf = nginx_configuration(tmp_path / "nginx", http_port=http_port,
-                                   https_port=https_port, web_port=web_port, cert=cert,
-                                   key=key)
-        check = subprocess.run([NGINX, "-t", "-p", str(tmp_path / "nginx"), "-c", str(conf),
-                                "-e", str(tmp_path / "nginx" / "error.log")],
-                               capture_output=True, text=True, timeout=30, check=False)
+        conf = nginx_configuration(
+            tmp_path / "nginx",
+            http_port=http_port,
+            https_port=https_port,
+            web_port=web_port,
+            cert=cert,
+            key=key,
+        )
+        check = subprocess.run(
+            [
+                NGINX,
+                "-t",
+                "-p",
+                str(tmp_path / "nginx"),
+                "-c",
+                str(conf),
+                "-e",
+                str(tmp_path / "nginx" / "error.log"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert check.returncode == 0, check.stderr
-        nginx = spawn("nginx", [NGINX, "-p", str(tmp_path / "nginx"), "-c", str(conf),
-                                "-e", str(tmp_path / "nginx" / "error.log")], env, logs)
+        nginx = spawn(
+            "nginx",
+            [
+                NGINX,
+                "-p",
+                str(tmp_path / "nginx"),
+                "-c",
+                str(conf),
+                "-e",
+                str(tmp_path / "nginx" / "error.log"),
+            ],
+            env,
+            logs,
+        )
         services.append(nginx)
         deadline = time.monotonic() + 30
         while not reachable(https_port):
@@ -260,9 +350,18 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         assert "gunicorn" not in page.headers.get("Server", "").lower()
         assert page.headers.get("Server") == "nginx"
         referer = {"Referer": f"{base}/account/register"}
-        registered = http.post(f"{base}/account/register", headers=referer, data={
-            "csrf_token": form_token(page.text), "full_name": "Stack Donor", "email": email,
-            "password": PASSWORD, "password_confirm": PASSWORD}, allow_redirects=False)
+        registered = http.post(
+            f"{base}/account/register",
+            headers=referer,
+            data={
+                "csrf_token": form_token(page.text),
+                "full_name": "Stack Donor",
+                "email": email,
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            },
+            allow_redirects=False,
+        )
         assert registered.status_code in (200, 302, 303), registered.text[:2000]
         verify = wait_for_mail(mailbox, email, "")
         link = next(link for link in verify.links() if "/verify/" in link)
@@ -270,12 +369,17 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         assert http.get(link).status_code == 200
 
         page = http.get(f"{base}/account/sign-in")
-        signed_in = http.post(f"{base}/account/sign-in",
-                              headers={"Referer": f"{base}/account/sign-in",
-                                       "X-Request-ID": "chosen-by-the-visitor"},
-                              data={"csrf_token": form_token(page.text), "email": email,
-                                    "password": PASSWORD, "remember": "on"},
-                              allow_redirects=False)
+        signed_in = http.post(
+            f"{base}/account/sign-in",
+            headers={"Referer": f"{base}/account/sign-in", "X-Request-ID": "chosen-by-the-visitor"},
+            data={
+                "csrf_token": form_token(page.text),
+                "email": email,
+                "password": PASSWORD,
+                "remember": "on",
+            },
+            allow_redirects=False,
+        )
         assert signed_in.status_code == 302, signed_in.text[:2000]
         cookies = signed_in.raw.headers.getlist("Set-Cookie")
         assert {c.split("=", 1)[0] for c in cookies} == {"__Host-session", "__Host-remember"}
@@ -286,9 +390,11 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         # The app's reference is its own; nginx's id for the request (not the visitor's)
         # reaches the app's log as upstream_request_id, so the two logs can be matched.
         ours = signed_in.headers["X-Request-ID"]
-        logged = [record for record in json_lines(web.output())
-                  if record.get("message") == "sign_in_succeeded"
-                  and record.get("request_id") == ours]
+        logged = [
+            record
+            for record in json_lines(web.output())
+            if record.get("message") == "sign_in_succeeded" and record.get("request_id") == ours
+        ]
         assert len(logged) == 1, web.output()[-3000:]
         upstream = logged[0].get("upstream_request_id", "")
         assert re.fullmatch(r"[0-9a-f]{32}", upstream), logged[0]
@@ -301,10 +407,20 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
 
         # Give £25 through the simulator's checkout page; the receipt arrives over SMTP.
         page = http.get(f"{base}/donate?frequency=once")
-        to_checkout = http.post(f"{base}/donate", headers={"Referer": f"{base}/donate"}, data={
-            "csrf_token": form_token(page.text), "frequency": "once", "currency": "gbp",
-            "amount_choice": "2500", "designation": "general", "full_name": "Stack Donor",
-            "email": email}, allow_redirects=False)
+        to_checkout = http.post(
+            f"{base}/donate",
+            headers={"Referer": f"{base}/donate"},
+            data={
+                "csrf_token": form_token(page.text),
+                "frequency": "once",
+                "currency": "gbp",
+                "amount_choice": "2500",
+                "designation": "general",
+                "full_name": "Stack Donor",
+                "email": email,
+            },
+            allow_redirects=False,
+        )
         assert to_checkout.status_code == 303, to_checkout.text[:2000]
         checkout = to_checkout.headers["Location"]
         assert checkout.startswith(f"http://127.0.0.1:{sim_port}/checkout/")
@@ -313,8 +429,11 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         form = {"name": "Stack Donor", "outcome": "succeed"}
         if 'name="email"' in checkout_page:
             form["email"] = email
-        paid = http.post(f"http://127.0.0.1:{sim_port}/checkout/{session_id}/pay", data=form,
-                         allow_redirects=False)
+        paid = http.post(
+            f"http://127.0.0.1:{sim_port}/checkout/{session_id}/pay",
+            data=form,
+            allow_redirects=False,
+        )
         assert paid.status_code == 303
         back = http.get(paid.headers["Location"])
         assert back.status_code == 200 and back.url.startswith(base)
@@ -326,8 +445,11 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
 
         # Bodies over the limit are refused by nginx itself (no request id: never reached
         # gunicorn); static files are compressed, pages are not.
-        too_big = http.post(f"{base}/stripe/webhook", data=b"a" * (3 * MB),
-                            headers={"Content-Type": "application/json"})
+        too_big = http.post(
+            f"{base}/stripe/webhook",
+            data=b"a" * (3 * MB),
+            headers={"Content-Type": "application/json"},
+        )
         assert too_big.status_code == 413
         assert "X-Request-ID" not in too_big.headers
         css = http.get(f"{base}/static/css/site.css", headers={"Accept-Encoding": "gzip"})
@@ -337,11 +459,13 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
 
         assert web.alive() and jobs.alive() and nginx.alive()
         seconds = time.monotonic() - started
-        METRICS.report("S.2 production stack from deploy.md (nginx TLS, gunicorn, jobs, Redis, "
-                       "SMTP): gift to receipt", f"1 receipt, 413 at nginx, {seconds:.0f} s")
+        METRICS.report(
+            "S.2 production stack from deploy.md (nginx TLS, gunicorn, jobs, Redis, "
+            "SMTP): gift to receipt",
+            f"1 receipt, 413 at nginx, {seconds:.0f} s",
+        )
     finally:
         for service in reversed(services):
             service.stop()
         counters.flushdb()
         drop_database(DATABASE)
-

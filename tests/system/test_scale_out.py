@@ -53,9 +53,12 @@ class RoundRobinProxy:
                     port = next(ports)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "connection", "x-forwarded-for",
-                                                "x-forwarded-proto")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower()
+                    not in ("host", "connection", "x-forwarded-for", "x-forwarded-proto")
+                }
                 headers["X-Forwarded-For"] = self.client_address[0]
                 headers["X-Forwarded-Proto"] = "http"
                 upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -104,8 +107,7 @@ def rate_limit_redis():
     client.close()
 
 
-def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_redis,
-                                                  tmp_path):
+def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_redis, tmp_path):
     url = scratch_database
     phase = mixed.Phases()
     phase("migrate and seed")
@@ -117,13 +119,23 @@ def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_r
         phase("start the stack")
         sim = start_simulator(tmp_path, proxy.url + "/stripe/webhook")
         services.append(sim)
-        env = dict(mixed.CHEAP_ARGON2, STRIPE_API_BASE=sim.base_url, PROXY_COUNT="1",
-                   RATELIMIT_STORAGE_URI=REDIS_URI, PUBLIC_BASE_URL=proxy.url,
-                   CSP_FORM_ACTION=sim.base_url, DONORHUB_INSTANCE_DIR=str(tmp_path))
+        env = dict(
+            mixed.CHEAP_ARGON2,
+            STRIPE_API_BASE=sim.base_url,
+            PROXY_COUNT="1",
+            RATELIMIT_STORAGE_URI=REDIS_URI,
+            PUBLIC_BASE_URL=proxy.url,
+            CSP_FORM_ACTION=sim.base_url,
+            DONORHUB_INSTANCE_DIR=str(tmp_path),
+        )
         failed: RuntimeError | None = None
         with ThreadPoolExecutor(3) as pool:  # the processes start side by side
-            starting = [pool.submit(start_gunicorn, url, tmp_path, port=port, workers=2,
-                                    name=f"web-{n}", **env) for n, port in enumerate(ports, 1)]
+            starting = [
+                pool.submit(
+                    start_gunicorn, url, tmp_path, port=port, workers=2, name=f"web-{n}", **env
+                )
+                for n, port in enumerate(ports, 1)
+            ]
             jobs = start_jobs(url, tmp_path, **env)
             services.append(jobs)
             for future in starting:
@@ -142,8 +154,9 @@ def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_r
         assert jobs.alive()
 
         phase("load")
-        load = mixed.MixedLoad([w.base_url for w in webs], sim.base_url, sponsors,
-                               public_base_url=proxy.url, people=6)
+        load = mixed.MixedLoad(
+            [w.base_url for w in webs], sim.base_url, sponsors, public_base_url=proxy.url, people=6
+        )
         result = load.run(LOAD_SECONDS)
         print(result.table())
         assert result.failures == [], result.failures[:5]
@@ -163,8 +176,14 @@ def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_r
         print(accounting.summary())
         assert accounting.problems == []
         counts = accounting.counts
-        for kind in ("one-off gifts paid", "monthly plans started", "sponsorships paid",
-                     "holds released", "receipts queued once", "sponsors notified once"):
+        for kind in (
+            "one-off gifts paid",
+            "monthly plans started",
+            "sponsorships paid",
+            "holds released",
+            "receipts queued once",
+            "sponsors notified once",
+        ):
             assert counts[kind] >= 1, (kind, counts)
         assert jobs.alive(), jobs.output()[-2000:]
         METRICS.report(
@@ -175,7 +194,8 @@ def test_two_servers_one_database_every_gift_once(scratch_database, rate_limit_r
             f"second jobs process exit 3; {counts['one-off gifts paid']} gifts, "
             f"{counts['monthly plans started']} plans, {counts['sponsorships paid']} "
             f"sponsorships, {counts['holds released']} holds released, "
-            f"{counts['events stored once']} events: 0 discrepancies")
+            f"{counts['events stored once']} events: 0 discrepancies",
+        )
         # The rate-limit counters of both servers live in Redis (db 13), not in a worker.
         assert rate_limit_redis.keys("LIMITS*"), "no rate-limit counter in Redis"
     finally:

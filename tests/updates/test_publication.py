@@ -26,8 +26,7 @@ IMPORTED = datetime(2026, 11, 20, 12, tzinfo=UTC)
 def seed(app, import_feed, *, texts=True, sponsors=2):
     """Five listed children with approved news; `sponsors` sponsors of the first child."""
     records = crowd(5)
-    updates = [update(r["ref"], text="She read a whole book." if texts else None)
-               for r in records]
+    updates = [update(r["ref"], text="She read a whole book." if texts else None) for r in records]
     import_feed(Batch().add(*records, *updates), now=IMPORTED)
     return records
 
@@ -45,9 +44,16 @@ def approve_all(app, officer_id):
 def sponsor(app, user_id, child_id):
     with app.app_context():
         db.session.add(ConductAcceptance(user_id=user_id, version=conduct.CURRENT_VERSION))
-        db.session.add(Sponsorship(user_id=user_id, child_id=child_id,
-                                   status=SponsorshipStatus.ACTIVE, amount_minor=2500,
-                                   currency="gbp", started_at=IMPORTED))
+        db.session.add(
+            Sponsorship(
+                user_id=user_id,
+                child_id=child_id,
+                status=SponsorshipStatus.ACTIVE,
+                amount_minor=2500,
+                currency="gbp",
+                started_at=IMPORTED,
+            )
+        )
         db.session.commit()
 
 
@@ -66,12 +72,15 @@ def run_notify(app, when):
         return jobs.send_update_notifications()
 
 
-@pytest.mark.parametrize("today,due,following", [
-    (date(2026, 11, 28), date(2026, 10, 15), date(2027, 1, 15)),
-    (date(2026, 10, 15), date(2026, 10, 15), date(2027, 1, 15)),
-    (date(2026, 10, 14), date(2026, 7, 15), date(2026, 10, 15)),
-    (date(2027, 1, 3), date(2026, 10, 15), date(2027, 1, 15)),
-])
+@pytest.mark.parametrize(
+    "today,due,following",
+    [
+        (date(2026, 11, 28), date(2026, 10, 15), date(2027, 1, 15)),
+        (date(2026, 10, 15), date(2026, 10, 15), date(2027, 1, 15)),
+        (date(2026, 10, 14), date(2026, 7, 15), date(2026, 10, 15)),
+        (date(2027, 1, 3), date(2026, 10, 15), date(2027, 1, 15)),
+    ],
+)
 def test_quarterly_schedule(app, today, due, following):
     with app.app_context():
         assert services.due_date(today) == due
@@ -85,7 +94,8 @@ def test_monthly_schedule(app_factory):
 
 
 def test_approved_updates_wait_for_the_schedule_day_then_appear_together(
-        app, import_feed, make_user):
+    app, import_feed, make_user
+):
     officer = make_user(roles=("safeguarding_officer",))
     seed(app, import_feed)
     approve_all(app, officer.id)
@@ -106,11 +116,19 @@ def test_approved_updates_wait_for_the_schedule_day_then_appear_together(
 
 def test_unapproved_and_unconsented_updates_are_not_published(app, import_feed, make_user):
     officer = make_user(roles=("safeguarding_officer",))
-    records = crowd(5, consent={"profile": True, "updates": False, "basis": "cwc_order",
-                                "expires": "2027-Q2"})
+    records = crowd(
+        5, consent={"profile": True, "updates": False, "basis": "cwc_order", "expires": "2027-Q2"}
+    )
     others = crowd(5, age_band="9-11")
-    import_feed(Batch().add(*records, *others, update(records[0]["ref"], text="She planted beans."),
-                            update(others[0]["ref"], text="Waiting.")), now=IMPORTED)
+    import_feed(
+        Batch().add(
+            *records,
+            *others,
+            update(records[0]["ref"], text="She planted beans."),
+            update(others[0]["ref"], text="Waiting."),
+        ),
+        now=IMPORTED,
+    )
     with app.app_context():
         from donorhub.accounts.models import User
 
@@ -120,34 +138,47 @@ def test_unapproved_and_unconsented_updates_are_not_published(app, import_feed, 
         db.session.commit()
     run_publish(app, "2026-11-28 05:00:00+00:00")
     with app.app_context():
-        states = db.session.execute(select(ChildUpdate.status, ChildUpdate.published_at)
-                                    .order_by(ChildUpdate.id)).all()
+        states = db.session.execute(
+            select(ChildUpdate.status, ChildUpdate.published_at).order_by(ChildUpdate.id)
+        ).all()
     # The approved one lacks update consent: it waits. The other was never approved.
     assert [(s.value, p is None) for s, p in states] == [("approved", True), ("pending", True)]
 
 
-def test_only_coded_updates_are_auto_approved_and_only_when_configured(app_factory,
-                                                                       import_feed):
+def test_only_coded_updates_are_auto_approved_and_only_when_configured(app_factory, import_feed):
     app = app_factory(UPDATES_AUTO_APPROVE_CODED=True)
     records = crowd(5)
     with app.app_context():
         from donorhub.feed import importer as feed_services
 
-        feed_services.import_batch(Batch().add(
-            *records, update(records[0]["ref"]),
-            update(records[1]["ref"], text="Free text is never automatic.")).bytes(),
-            source="test", now=IMPORTED)
+        feed_services.import_batch(
+            Batch()
+            .add(
+                *records,
+                update(records[0]["ref"]),
+                update(records[1]["ref"], text="Free text is never automatic."),
+            )
+            .bytes(),
+            source="test",
+            now=IMPORTED,
+        )
         db.session.commit()
     run_publish(app, "2026-11-28 05:00:00+00:00")
     with app.app_context():
-        rows = db.session.execute(select(ChildUpdate.original_text, ChildUpdate.status,
-                                         ChildUpdate.published_at).order_by(ChildUpdate.id)).all()
+        rows = db.session.execute(
+            select(
+                ChildUpdate.original_text, ChildUpdate.status, ChildUpdate.published_at
+            ).order_by(ChildUpdate.id)
+        ).all()
     assert [(t is None, s, p is not None) for t, s, p in rows] == [
-        (True, ReviewStatus.APPROVED, True), (False, ReviewStatus.PENDING, False)]
+        (True, ReviewStatus.APPROVED, True),
+        (False, ReviewStatus.PENDING, False),
+    ]
 
 
 def test_sponsors_are_told_once_that_news_is_waiting_and_nothing_more(
-        app, import_feed, make_user, mailbox, log_guard):
+    app, import_feed, make_user, mailbox, log_guard
+):
     officer = make_user(roles=("safeguarding_officer",))
     first, second = make_user(), make_user()
     seed(app, import_feed)
@@ -170,8 +201,7 @@ def test_sponsors_are_told_once_that_news_is_waiting_and_nothing_more(
         assert mail.message["List-Unsubscribe"].startswith("<http://donorhub.test/updates/")
 
 
-def test_a_crash_midway_neither_repeats_nor_skips_anyone(app, import_feed, make_user,
-                                                         monkeypatch):
+def test_a_crash_midway_neither_repeats_nor_skips_anyone(app, import_feed, make_user, monkeypatch):
     officer = make_user(roles=("safeguarding_officer",))
     sponsors = [make_user() for _ in range(4)]
     seed(app, import_feed)
@@ -209,8 +239,7 @@ def test_preferences_none_and_digest(app, import_feed, make_user):
     seed(app, import_feed)
     approve_all(app, officer.id)
     child_id = first_child_id(app)
-    for person, choice in ((quiet, NotificationChoice.NONE),
-                           (digest, NotificationChoice.DIGEST)):
+    for person, choice in ((quiet, NotificationChoice.NONE), (digest, NotificationChoice.DIGEST)):
         sponsor(app, person.id, child_id)
         with app.app_context():
             from donorhub.accounts.models import User
@@ -245,10 +274,18 @@ def test_the_preferences_page(app, make_user):
     page = client.get("/account/notifications")
     assert page.status_code == 200
     token = csrf_token(client, "/account/notifications")
-    assert client.post("/account/notifications", data={"csrf_token": token,
-                                                       "choice": "weekly"}).status_code == 422
-    assert client.post("/account/notifications", data={"csrf_token": token,
-                                                       "choice": "digest"}).status_code == 302
+    assert (
+        client.post(
+            "/account/notifications", data={"csrf_token": token, "choice": "weekly"}
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/account/notifications", data={"csrf_token": token, "choice": "digest"}
+        ).status_code
+        == 302
+    )
     with app.app_context():
         assert services.preference(person.id).choice == NotificationChoice.DIGEST
 
@@ -260,8 +297,9 @@ def test_exit_withdraws_published_updates(app, import_feed, make_user):
     run_publish(app, "2026-11-28 05:00:00+00:00")
     import_feed(Batch().add(exit_record(records[0]["ref"])), now=IMPORTED)
     with app.app_context():
-        withdrawn = db.session.scalars(select(ChildUpdate).where(
-            ChildUpdate.status == ReviewStatus.WITHDRAWN)).all()
+        withdrawn = db.session.scalars(
+            select(ChildUpdate).where(ChildUpdate.status == ReviewStatus.WITHDRAWN)
+        ).all()
         assert len(withdrawn) == 1 and withdrawn[0].approved_text is None
 
 
@@ -271,11 +309,25 @@ def test_the_portal_shows_home_news_and_suppressed_home_counts(app, import_feed,
     officer = make_user(roles=("safeguarding_officer",))
     person = make_user()
     records = crowd(5)
-    import_feed(Batch().add(*records, home_stats("MH-02", children_in_care=37, in_school=30,
-                                                 in_vocational_training=5, reintegrated=4,
-                                                 new_arrivals=3),
-                            update(home="MH-02", milestones=["celebrated_festival"],
-                                   text="The garden gave its first tomatoes.")), now=IMPORTED)
+    import_feed(
+        Batch().add(
+            *records,
+            home_stats(
+                "MH-02",
+                children_in_care=37,
+                in_school=30,
+                in_vocational_training=5,
+                reintegrated=4,
+                new_arrivals=3,
+            ),
+            update(
+                home="MH-02",
+                milestones=["celebrated_festival"],
+                text="The garden gave its first tomatoes.",
+            ),
+        ),
+        now=IMPORTED,
+    )
     approve_all(app, officer.id)
     sponsor(app, person.id, first_child_id(app))
     run_publish(app, "2026-11-28 05:00:00+00:00")

@@ -21,15 +21,26 @@ PAGE_SIZE = 50
 
 def render_accounts(errors: dict | None = None, form: dict | None = None, status: int = 200):
     staff_users = db.session.scalars(
-        select(User).join(UserRole).distinct().order_by(User.id)
+        select(User)
+        .join(UserRole)
+        .distinct()
+        .order_by(User.id)
         .options(selectinload(User.roles))  # the page lists each person's roles
     ).all()
-    invitations = db.session.scalars(select(StaffInvitation).where(
-        StaffInvitation.accepted_at.is_(None), StaffInvitation.withdrawn_at.is_(None))
-        .order_by(StaffInvitation.id.desc()).limit(PAGE_SIZE)).all()
-    return render_template("staff/accounts.html", staff_users=staff_users,
-                           invitations=invitations, errors=errors or {}, form=form or {},
-                           roles=list(StaffRole)), status
+    invitations = db.session.scalars(
+        select(StaffInvitation)
+        .where(StaffInvitation.accepted_at.is_(None), StaffInvitation.withdrawn_at.is_(None))
+        .order_by(StaffInvitation.id.desc())
+        .limit(PAGE_SIZE)
+    ).all()
+    return render_template(
+        "staff/accounts.html",
+        staff_users=staff_users,
+        invitations=invitations,
+        errors=errors or {},
+        form=form or {},
+        roles=list(StaffRole),
+    ), status
 
 
 @bp.get("/accounts")
@@ -46,15 +57,18 @@ def invite_staff():
     data, errors = load_form(StaffInvitationSchema())
     if not errors:
         try:
-            account_services.invite_staff(current_user, data["email"], data["full_name"],
-                                          data["roles"])
+            account_services.invite_staff(
+                current_user, data["email"], data["full_name"], data["roles"]
+            )
         except (account_services.AlreadyStaff, account_services.InvitationWaiting) as error:
             errors = {"email": [str(error)]}
     if errors:
         return render_accounts(errors, dict(request.form), 422)
-    flash(f"We have sent an invitation to {data['email']}. It works once, for "
-          f"{int(account_services.INVITATION_MAX_AGE.total_seconds() // 3600)} hours.",
-          "success")
+    flash(
+        f"We have sent an invitation to {data['email']}. It works once, for "
+        f"{int(account_services.INVITATION_MAX_AGE.total_seconds() // 3600)} hours.",
+        "success",
+    )
     return redirect(url_for("staff.accounts"))
 
 
@@ -80,8 +94,9 @@ def staff_account_or_404(user_id: int) -> User:
 
 
 def render_account(user: User, errors: dict | None = None, status: int = 200):
-    return render_template("staff/account.html", account=user, errors=errors or {},
-                           roles=list(StaffRole)), status
+    return render_template(
+        "staff/account.html", account=user, errors=errors or {}, roles=list(StaffRole)
+    ), status
 
 
 @bp.get("/accounts/<int:user_id>")

@@ -17,5 +17,6 @@ def audit():
     """The append-only log of staff actions, with filters (who, action, subject, dates)."""
     filters = AuditFilterSchema().load(request.args)
     events = filtered_events(filters)
-    return render_template("staff/audit.html", events=events, filters=filters,
-                           action_groups=ACTION_GROUPS)
+    return render_template(
+        "staff/audit.html", events=events, filters=filters, action_groups=ACTION_GROUPS
+    )

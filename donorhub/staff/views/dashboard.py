@@ -18,7 +18,9 @@ ANY_STAFF = (StaffRole.ADMIN, StaffRole.FUNDRAISER, StaffRole.SAFEGUARDING_OFFIC
 @staff(*ANY_STAFF)
 def dashboard():
     """The staff home: what needs attention, by role."""
-    counts = dict(db.session.execute(
-        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-    ).all())
+    counts = dict(
+        db.session.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        ).all()
+    )
     return render_template("staff/dashboard.html", outbox_counts=counts)

@@ -45,8 +45,11 @@ def erase(donor_id: int):
         abort(400)
     request_row = None
     if donor.user_id is not None:
-        request_row = db.session.scalar(db.select(DataRequest).where(
-            DataRequest.user_id == donor.user_id, DataRequest.status == "requested"))
+        request_row = db.session.scalar(
+            db.select(DataRequest).where(
+                DataRequest.user_id == donor.user_id, DataRequest.status == "requested"
+            )
+        )
     try:
         services.erase_donor(donor, current_user, request_row)
     except GatewayError as error:

@@ -43,9 +43,14 @@ def donors():
     except ValidationError as error:
         filters, errors = services.DonorFilters(), flatten_errors(error.messages)
     rows = services.search_donors(filters)
-    return render_template("staff/donors/list.html", rows=rows, filters=filters,
-                           errors=errors, campaigns=campaign_services.campaign_choices(),
-                           args=request.args), (422 if errors else 200)
+    return render_template(
+        "staff/donors/list.html",
+        rows=rows,
+        filters=filters,
+        errors=errors,
+        campaigns=campaign_services.campaign_choices(),
+        args=request.args,
+    ), (422 if errors else 200)
 
 
 @bp.get("/donors/<int:donor_id>")
@@ -54,11 +59,14 @@ def donor(donor_id: int):
     """One donor: gifts, plans, sponsorships (aliases only), Gift Aid, consents, notes."""
     row = db.get_or_404(Donor, donor_id)
     page = services.donor_page(row, current_user)
-    return render_template("staff/donors/detail.html", page=page,
-                           sponsorships=sponsorship_services.donor_sponsorships(row.id),
-                           refundable={g.id: refunds.refundable_minor(g) for g in page.gifts},
-                           reasons=refunds.REFUND_REASONS,
-                           refund_token=lambda: secrets.token_hex(16))
+    return render_template(
+        "staff/donors/detail.html",
+        page=page,
+        sponsorships=sponsorship_services.donor_sponsorships(row.id),
+        refundable={g.id: refunds.refundable_minor(g) for g in page.gifts},
+        reasons=refunds.REFUND_REASONS,
+        refund_token=lambda: secrets.token_hex(16),
+    )
 
 
 def _back(donor_id: int):
@@ -88,8 +96,9 @@ def donor_consent(donor_id: int):
     data, errors = load_form(ConsentSchema())
     if errors:
         abort(400)
-    services.record_consent(row, data["channel"], data["granted"] == "yes", data["source"],
-                            current_user)
+    services.record_consent(
+        row, data["channel"], data["granted"] == "yes", data["source"], current_user
+    )
     flash("Consent recorded.", "success")
     return _back(donor_id)
 
@@ -101,10 +110,15 @@ def _offline_form(form: dict, errors: dict, status: int = 200):
             donor_row = db.session.get(Donor, int(form["donor_id"]))
         except ValueError:
             donor_row = None
-    return render_template("staff/donors/offline.html", form=form, errors=errors,
-                           donor=donor_row, currencies=CURRENCIES,
-                           methods=services.OFFLINE_METHODS,
-                           campaigns=campaign_services.campaign_choices()), status
+    return render_template(
+        "staff/donors/offline.html",
+        form=form,
+        errors=errors,
+        donor=donor_row,
+        currencies=CURRENCIES,
+        methods=services.OFFLINE_METHODS,
+        campaigns=campaign_services.campaign_choices(),
+    ), status
 
 
 @bp.route("/gifts/offline", methods=["GET", "POST"])
@@ -112,12 +126,19 @@ def _offline_form(form: dict, errors: dict, status: int = 200):
 def offline_gift():
     """Enter a cash, cheque or bank-transfer gift, with a receipt if asked."""
     if request.method == "GET":
-        form = {"entry_key": secrets.token_hex(16), "donor_id": request.args.get("donor", ""),
-                "currency": "gbp", "send_receipt": "on"}
+        form = {
+            "entry_key": secrets.token_hex(16),
+            "donor_id": request.args.get("donor", ""),
+            "currency": "gbp",
+            "send_receipt": "on",
+        }
         return _offline_form(form, {})
     data, errors = load_form(OfflineGiftSchema())
-    if not errors and data.campaign_id is not None \
-            and campaign_services.get_campaign(data.campaign_id) is None:
+    if (
+        not errors
+        and data.campaign_id is not None
+        and campaign_services.get_campaign(data.campaign_id) is None
+    ):
         errors = {"_schema": ["No such campaign."]}
     if not errors:
         try:
@@ -126,8 +147,9 @@ def offline_gift():
             errors = {"_schema": [str(error)]}
     if errors:
         return _offline_form(dict(request.form), errors, 422)
-    flash("Gift recorded." if created else "That gift was already recorded; nothing added.",
-          "success")
+    flash(
+        "Gift recorded." if created else "That gift was already recorded; nothing added.", "success"
+    )
     return _back(gift.donor_id)
 
 
@@ -145,8 +167,13 @@ def refund(donation_id: int):
         return _back(donor_id)
     try:
         row, created = refunds.request_refund(
-            donation_id, data["amount_minor"], data["reason"], data["note"],
-            data["request_token"], current_user)
+            donation_id,
+            data["amount_minor"],
+            data["reason"],
+            data["note"],
+            data["request_token"],
+            current_user,
+        )
     except DomainError as error:
         # Back to the gift's donor, who is not in this URL; the redirect would keep a
         # refund row the service wrote before it refused.
@@ -171,9 +198,12 @@ def refund(donation_id: int):
             # key can never refund: ask Stripe what happened, now.
             _settle_after_server_error(refund_id)
         elif error.retryable:
-            flash("Stripe's answer did not arrive, so this refund may or may not have been "
-                  "made. Do not refund again: DonorHub asks Stripe and records the outcome "
-                  "within the hour.", "error")
+            flash(
+                "Stripe's answer did not arrive, so this refund may or may not have been "
+                "made. Do not refund again: DonorHub asks Stripe and records the outcome "
+                "within the hour.",
+                "error",
+            )
         else:
             refunds.refund_refused(refund_id, error.kind)
             flash(f"Stripe did not refund: {error.message}", "error")
@@ -197,6 +227,8 @@ def _settle_after_server_error(refund_id: int) -> None:
     elif outcome == "not_sent":
         flash("Stripe had a problem and made no refund. You can refund again.", "error")
     else:
-        flash("Stripe had a problem, so this refund may or may not have been made. Do not "
-              "refund again: DonorHub asks Stripe and records the outcome within the hour.",
-              "error")
+        flash(
+            "Stripe had a problem, so this refund may or may not have been made. Do not "
+            "refund again: DonorHub asks Stripe and records the outcome within the hour.",
+            "error",
+        )

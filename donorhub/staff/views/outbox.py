@@ -44,8 +44,13 @@ def outbox():
     if status in {s.value for s in OutboxStatus}:
         query = query.where(OutboxMessage.status == status)
     messages = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    return render_template("staff/outbox.html", messages=messages, page=page, status=status,
-                           statuses=list(OutboxStatus))
+    return render_template(
+        "staff/outbox.html",
+        messages=messages,
+        page=page,
+        status=status,
+        statuses=list(OutboxStatus),
+    )
 
 
 @bp.get("/outbox/<int:message_id>")
@@ -54,8 +59,9 @@ def outbox_message(message_id: int):
     """One message as the recipient sees it (text part)."""
     message = db.get_or_404(OutboxMessage, message_id)
     body = body_for_staff(message)
-    return render_template("staff/outbox_message.html", message=message,
-                           show_body=body is not None, body=body)
+    return render_template(
+        "staff/outbox_message.html", message=message, show_body=body is not None, body=body
+    )
 
 
 @bp.post("/outbox/<int:message_id>/resend")

@@ -45,11 +45,17 @@ def report(key: str):
         data, errors = DateRangeSchema().load({}), flatten_errors(error.messages)
     result = reports.build(key, data["date_from"], data["date_to"], data["period"])
     if request.args.get("format") == "csv" and not errors:
-        return _csv_response(f"{key}-{data['date_from']}-{data['date_to']}", result.columns,
-                             result.rows)
-    return render_template("staff/reports/report.html", report=result, range=data,
-                           errors=errors, bars=reports.bars(result),
-                           reports=reports.REPORTS), (422 if errors else 200)
+        return _csv_response(
+            f"{key}-{data['date_from']}-{data['date_to']}", result.columns, result.rows
+        )
+    return render_template(
+        "staff/reports/report.html",
+        report=result,
+        range=data,
+        errors=errors,
+        bars=reports.bars(result),
+        reports=reports.REPORTS,
+    ), (422 if errors else 200)
 
 
 @bp.route("/exports", methods=["GET", "POST"])
@@ -62,10 +68,9 @@ def exports_page():
     if errors:
         return render_template("staff/exports.html", errors=errors, form=request.form), 422
     if data["kind"] == "donations":
-        columns, rows = exports.donations_export(data["date_from"], data["date_to"],
-                                                 current_user)
+        columns, rows = exports.donations_export(data["date_from"], data["date_to"], current_user)
     else:
-        columns, rows = exports.donors_export(data["date_from"], data["date_to"],
-                                              data["audience"], current_user)
-    return _csv_response(f"{data['kind']}-{data['date_from']}-{data['date_to']}", columns,
-                         rows)
+        columns, rows = exports.donors_export(
+            data["date_from"], data["date_to"], data["audience"], current_user
+        )
+    return _csv_response(f"{data['kind']}-{data['date_from']}-{data['date_to']}", columns, rows)

@@ -29,8 +29,11 @@ class ApproveSchema(FormSchema):
 
 
 class RejectSchema(FormSchema):
-    reason = fields.String(required=True, validate=validate.OneOf(list(review.REJECTION_REASONS)),
-                           error_messages={"required": "Choose a reason for rejecting."})
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(list(review.REJECTION_REASONS)),
+        error_messages={"required": "Choose a reason for rejecting."},
+    )
 
 
 def load_item(kind: str, item_id: int) -> review.ReviewItem:
@@ -47,27 +50,42 @@ def load_item(kind: str, item_id: int) -> review.ReviewItem:
 def safeguarding():
     """Items waiting for a decision, quarantined first."""
     items = review.review_queue()
-    listed = db.session.scalar(select(func.count()).select_from(ChildRelease).where(
-        ChildRelease.is_listed.is_(True))) or 0
-    active = db.session.scalar(select(func.count()).select_from(Child).where(
-        Child.status == ChildStatus.ACTIVE)) or 0
+    listed = (
+        db.session.scalar(
+            select(func.count()).select_from(ChildRelease).where(ChildRelease.is_listed.is_(True))
+        )
+        or 0
+    )
+    active = (
+        db.session.scalar(
+            select(func.count()).select_from(Child).where(Child.status == ChildStatus.ACTIVE)
+        )
+        or 0
+    )
     record_audit(current_user, "safeguarding.queue_viewed", "queue", None, {"items": len(items)})
-    return render_template("staff/safeguarding/queue.html", items=items, listed=listed,
-                           active=active)
+    return render_template(
+        "staff/safeguarding/queue.html", items=items, listed=listed, active=active
+    )
 
 
-def render_review(item: review.ReviewItem, *, errors=None, status=200, edited_text=None,
-                  needs_confirmation=None):
+def render_review(
+    item: review.ReviewItem, *, errors=None, status=200, edited_text=None, needs_confirmation=None
+):
     original = review.original_text(item.kind, item.id)
     segments = review.masked_segments(original, item.findings)
     masked = review.masked_text(original, item.findings)
     preview_text = None if item.findings else original
     preview = review.sponsor_preview(item.kind, item.id, preview_text)
-    return render_template("staff/safeguarding/review.html", item=item, segments=segments,
-                           masked=masked if edited_text is None else edited_text,
-                           preview=preview, errors=errors or {},
-                           reasons=review.REJECTION_REASONS,
-                           needs_confirmation=needs_confirmation), status
+    return render_template(
+        "staff/safeguarding/review.html",
+        item=item,
+        segments=segments,
+        masked=masked if edited_text is None else edited_text,
+        preview=preview,
+        errors=errors or {},
+        reasons=review.REJECTION_REASONS,
+        needs_confirmation=needs_confirmation,
+    ), status
 
 
 def render_refused_decision(kind: str, item_id: int, **page):
@@ -94,8 +112,9 @@ def reveal_item(kind: str, item_id: int):
     """The text with nothing masked, when a flagged part must be judged. Audited."""
     item = load_item(kind, item_id)
     text, findings = review.reveal(current_user, kind, item_id)
-    return render_template("staff/safeguarding/reveal.html", item=item, text=text,
-                           findings=findings)
+    return render_template(
+        "staff/safeguarding/reveal.html", item=item, text=text, findings=findings
+    )
 
 
 @bp.post("/safeguarding/<kind>/<int:item_id>/approve")
@@ -108,17 +127,22 @@ def approve_item(kind: str, item_id: int):
         return render_refused_decision(kind, item_id, errors=errors)
     edited = data["text"] if data["mode"] == "edited" else None
     try:
-        review.approve(current_user, kind, item_id, edited_text=edited,
-                       confirmed=data["confirm"])
+        review.approve(current_user, kind, item_id, edited_text=edited, confirmed=data["confirm"])
     except review.NeedsConfirmation as error:
-        return render_refused_decision(kind, item_id, edited_text=edited,
-                                       errors={"confirm": [str(error)]},
-                                       needs_confirmation=len(error.findings))
+        return render_refused_decision(
+            kind,
+            item_id,
+            edited_text=edited,
+            errors={"confirm": [str(error)]},
+            needs_confirmation=len(error.findings),
+        )
     except DomainError as error:
-        return render_refused_decision(kind, item_id, edited_text=edited,
-                                       errors={"text": [str(error)]})
-    flash(f"Approved: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
-          "success")
+        return render_refused_decision(
+            kind, item_id, edited_text=edited, errors={"text": [str(error)]}
+        )
+    flash(
+        f"Approved: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.", "success"
+    )
     return redirect(url_for("staff.safeguarding"))
 
 
@@ -135,8 +159,9 @@ def reject_item(kind: str, item_id: int):
             errors = {"reason": [str(error)]}
     if errors:
         return render_refused_decision(kind, item_id, errors=errors)
-    flash(f"Rejected: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.",
-          "success")
+    flash(
+        f"Rejected: {item.subject}'s {'profile text' if kind == 'about' else 'update'}.", "success"
+    )
     return redirect(url_for("staff.safeguarding"))
 
 
@@ -153,5 +178,6 @@ def feed_imports():
 def feed_import(run_id: int):
     """One batch's report."""
     run = db.get_or_404(FeedRun, run_id)
-    return render_template("staff/safeguarding/import.html", run=run,
-                           show_all=request.args.get("all") == "1")
+    return render_template(
+        "staff/safeguarding/import.html", run=run, show_all=request.args.get("all") == "1"
+    )
