@@ -13,7 +13,7 @@ help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (SQLite, and PostgreSQL if TEST_DATABASE_URL),"
 	@echo "            on PYTEST_WORKERS processes (default auto: one per core; 0: one process)"
-	@echo "make lint   ruff, bandit, semgrep and mypy"
+	@echo "make lint   ruff (lint and format), bandit, semgrep and mypy"
 	@echo "make typecheck   mypy"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
 	@echo "make test-stressed   the timing-sensitive tests under stress --cpu 4 (part of make test)"
@@ -106,6 +106,7 @@ SEMGREP := timeout 300 $(TOOLS_VENV)/bin/semgrep scan --experimental --metrics=o
 
 lint: install-test $(TOOLS_VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/bandit --quiet --severity-level medium --confidence-level medium -r donorhub stripe_simulator config.py wsgi.py
 	$(SEMGREP) donorhub stripe_simulator config.py wsgi.py templates
 	$(BIN)/mypy
