@@ -16,10 +16,11 @@ CLI commands have their own commit point, `donorhub.database.unit_of_work`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, flash, redirect, request, url_for
+from flask import Flask, Response, flash, g, redirect, request, session, url_for
 
 from donorhub.errors import DomainError, GatewayError, problem, render_error, wants_json
 from donorhub.extensions import db
@@ -33,12 +34,27 @@ GATEWAY_FAILED = (
 )
 
 
+def remember_session_at_start() -> None:
+    """What the browser's session held before the view ran: restored if the commit fails."""
+    g.session_at_start = copy.deepcopy(dict(session))
+
+
 def finish_request_transaction(response: Response) -> Response:
-    """Commit what the request wrote when its answer is a success; otherwise roll it back."""
-    if response.status_code < 400:
-        db.session.commit()
-    else:
+    """Commit what the request wrote when its answer is a success; otherwise roll it back.
+
+    The session cookie is written after this, so when the commit fails the view's changes to
+    the session (a sign-in, a sign-out, a "done" message) are undone too: the browser must
+    not believe in a change the database refused. The error then becomes our 500 page."""
+    if response.status_code >= 400:
         db.session.rollback()
+        return response
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        session.clear()
+        session.update(g.get("session_at_start", {}))
+        raise
     return response
 
 
@@ -94,6 +110,7 @@ def _refused(message: str, status: int):
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(remember_session_at_start)
     app.after_request(finish_request_transaction)
 
     @app.errorhandler(DomainError)

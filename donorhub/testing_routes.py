@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template_string, request
+from flask import Blueprint, abort, flash, redirect, render_template_string, request, session
 
-from donorhub.audit import record_audit
+from donorhub.audit import AuditEvent, record_audit
 from donorhub.commit_point import back_on_error, commit_before_calling_stripe
 from donorhub.errors import DomainError, GatewayError
+from donorhub.extensions import db
 from donorhub.security import public
 
 bp = Blueprint("testing", __name__, url_prefix="/_testing")
@@ -74,4 +75,19 @@ def write_then(outcome: str):
         raise GatewayError("down", retryable=True, kind="connection")
     if outcome == "crash":
         raise RuntimeError("a bug")
+    if outcome == "commit-fails":
+        # Signed in and told "done" by the view, but the commit is refused (no such user).
+        session["testing_signed_in"] = True
+        flash("Done.", "success")
+        record_audit(None, "testing.write", "testing", None, {"outcome": "second"})
+        db.session.add(
+            AuditEvent(
+                actor_id=2_000_000_000,
+                action="testing.write",
+                subject_type="testing",
+                subject_id=None,
+                detail={},
+            )
+        )
+        return "written"
     abort(404)

@@ -17,14 +17,15 @@ OUTCOMES = {
     "provider-down": (303, False),
     "kept-then-provider-down": (303, True),
     "crash": (500, False),
+    "commit-fails": (500, False),
 }
 
 
 @pytest.fixture
 def app(app_factory):
     """Without form tokens: these requests prove the commit point, not CSRF (which every real
-    form has; tests/security covers it)."""
-    return app_factory(WTF_CSRF_ENABLED=False)
+    form has; tests/security covers it). Errors become our 500 page, as in production."""
+    return app_factory(WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
 
 
 def _rows(app) -> int:
@@ -66,3 +67,15 @@ def test_the_payment_provider_failing_says_nothing_changed(app, client):
         "We could not reach our payment provider, so nothing has changed. "
         "Please try again in a few minutes."
     ]
+
+
+def test_a_refused_commit_leaves_the_browser_session_as_it_was(app, client):
+    with client.session_transaction() as session:
+        session["before"] = "kept"
+    response = client.post("/_testing/write/commit-fails")
+    assert response.status_code == 500
+    with client.session_transaction() as session:
+        assert session.get("before") == "kept"
+        assert "testing_signed_in" not in session
+        assert session.get("_flashes", []) == []
+    assert _rows(app) == 0
