@@ -18,7 +18,11 @@ from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
 from donorhub.campaigns import services as campaign_services
-from donorhub.commit_point import back_on_error, commit_before_calling_stripe
+from donorhub.commit_point import (
+    back_on_error,
+    commit_before_calling_stripe,
+    commit_before_refusing,
+)
 from donorhub.csv import to_csv
 from donorhub.database import uk_today
 from donorhub.donations import bp, giftaid, services, staff_bp
@@ -72,7 +76,7 @@ def gateway_failure_page(row, error: GatewayError):
     """Stripe could not open the checkout: say so plainly and offer to try again."""
     # Kept although the page answers 502/503: the gift (and its attempt number) must be
     # there when the donor tries again, so the retry reuses its idempotency key.
-    commit_before_calling_stripe()
+    commit_before_refusing()
     status = 503 if error.retryable else 502
     return render_template("donations/try_again.html", row=row, error=error), status
 

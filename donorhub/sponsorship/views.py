@@ -11,7 +11,7 @@ from flask_login import current_user
 from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
 from donorhub.children import services as children_services
-from donorhub.commit_point import commit_before_calling_stripe
+from donorhub.commit_point import commit_before_calling_stripe, commit_before_refusing
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
 from donorhub.forms import EmptySchema, load_form
@@ -143,7 +143,7 @@ def _to_checkout(sponsorship):
     except GatewayError as error:
         # Keep the hold and its attempt number although the page is an error: the retry
         # calls Stripe again with the same idempotency key.
-        commit_before_calling_stripe()
+        commit_before_refusing()
         return render_template(
             "sponsorship/try_again.html", sponsorship=sponsorship, error=error
         ), 503 if error.retryable else 502
