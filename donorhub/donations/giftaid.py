@@ -329,6 +329,24 @@ class ClaimPreview:
         return sum(r[1] for r in self.rows)
 
 
+def declared_row(
+    gift: Donation, declaration: GiftAidDeclaration, paid_at: datetime, now: datetime
+) -> tuple[ScheduleRow, list[str]]:
+    """HMRC's schedule row for a gift under its declaration: (row, problems)."""
+    return build_row(
+        donation_id=gift.id,
+        title=declaration.title,
+        first_name=declaration.first_name,
+        last_name=declaration.last_name,
+        house=declaration.house,
+        postcode=declaration.postcode,
+        paid_at=paid_at,
+        # The fee cover is left out until an adviser confirms it qualifies (docs/gift-aid.md).
+        amount_minor=gift.gift_minor,
+        now=now,
+    )
+
+
 def claimable_gifts(date_from: date, date_to: date) -> Sequence[Donation]:
     """Dates are UK dates (Europe/London), as on HMRC's schedule."""
     start = datetime.combine(date_from, time(0), UK).astimezone(UTC)
@@ -357,18 +375,7 @@ def preview_claim(date_from: date, date_to: date) -> ClaimPreview:
             raise RuntimeError("claimable gift without paid_at")  # only paid gifts are claimable
         if declaration is None or not declaration.covers(gift, gift.paid_at):
             continue
-        row, row_problems = build_row(
-            donation_id=gift.id,
-            title=declaration.title,
-            first_name=declaration.first_name,
-            last_name=declaration.last_name,
-            house=declaration.house,
-            postcode=declaration.postcode,
-            paid_at=gift.paid_at,
-            # The fee cover is left out until an adviser confirms it qualifies (docs/gift-aid.md).
-            amount_minor=gift.gift_minor,
-            now=now,
-        )
+        row, row_problems = declared_row(gift, declaration, gift.paid_at, now)
         if row_problems:
             problems.append((gift.id, row_problems))
         else:
@@ -434,17 +441,7 @@ def claim_rows(claim_id: int) -> list | None:
         # A claimed gift was paid under a declaration (both checked when it was claimed).
         if declaration is None or gift.paid_at is None:
             raise RuntimeError("claimed gift without its declaration or paid_at")
-        row, _problems = build_row(
-            donation_id=gift.id,
-            title=declaration.title,
-            first_name=declaration.first_name,
-            last_name=declaration.last_name,
-            house=declaration.house,
-            postcode=declaration.postcode,
-            paid_at=gift.paid_at,
-            amount_minor=gift.gift_minor,
-            now=gift.paid_at,
-        )
+        row, _problems = declared_row(gift, declaration, gift.paid_at, gift.paid_at)
         rows.append(row)
     return rows
 
