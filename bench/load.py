@@ -349,12 +349,15 @@ def stored_bench_events(engine) -> int:
         ).scalar()
 
 
-def wait_until_settled(engine, seconds: float = 30) -> int:
-    """The stored count once the workers have finished the requests wrk left in flight."""
-    last, deadline = -1, time.monotonic() + seconds
+def wait_until_settled(engine, seconds: float = 60, quiet_seconds: int = 3) -> int:
+    """The stored count once the workers have finished the requests wrk left in flight: the
+    count unchanged for `quiet_seconds` in a row (a webhook under full load can take well
+    over a second, so one unchanged second is not enough)."""
+    last, quiet, deadline = -1, 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
         now = stored_bench_events(engine)
-        if now == last:
+        quiet = quiet + 1 if now == last else 0
+        if quiet >= quiet_seconds:
             return now
         last = now
         time.sleep(1.0)
@@ -717,6 +720,15 @@ def main() -> int:
         answered = sum(hook_result.statuses.values())
         duplicates = max(0, answered - applied_in_run)
         partial, topped_up, top_up_statuses = complete_partial_rows(engine, base_url, groups)
+        # A request still in flight when the count looked settled may land now and leave its
+        # row part-way: settle once more and complete what it left.
+        wait_until_settled(engine)
+        more_partial, more_topped_up, more_statuses = complete_partial_rows(
+            engine, base_url, groups
+        )
+        partial, topped_up = partial + more_partial, topped_up + more_topped_up
+        for status, count in more_statuses.items():
+            top_up_statuses[status] = top_up_statuses.get(status, 0) + count
         check = check_webhook_effects(engine, gifts, plans, groups)
         if set(top_up_statuses) - {200}:
             check["problems"].append(f"untimed deliveries answered {top_up_statuses}")

@@ -74,28 +74,30 @@ def commit_before_refusing() -> None:
     db.session.commit()
 
 
-def back_on_error(endpoint: str, *view_args: str) -> Callable[[View], View]:
+def back_on_error(endpoint: str, *view_args: str, code: int = 303) -> Callable[[View], View]:
     """Where a person is sent, with the error's message, when a service refuses (a
     `DomainError`) or the payment provider fails: `endpoint`, built with the named arguments
-    of the current URL. A view without it shows the error on a page of its own (422)."""
+    of the current URL, redirected with `code` (303 See Other; 302 where a page has always
+    answered so). A view without it shows the error on a page of its own (422)."""
 
     def decorate(view: View) -> View:
-        view.back_on_error = (endpoint, view_args)  # type: ignore[attr-defined]
+        view.back_on_error = (endpoint, view_args, code)  # type: ignore[attr-defined]
         return view
 
     return decorate
 
 
-def _back_target() -> str | None:
+def _back_target() -> tuple[str, int] | None:
+    """(address, redirect code) the current view declared with `back_on_error`, if any."""
     from flask import current_app
 
     view = current_app.view_functions.get(request.endpoint or "")
     target = getattr(view, "back_on_error", None)
     if target is None:
         return None
-    endpoint, names = target
+    endpoint, names, code = target
     arguments = {name: (request.view_args or {})[name] for name in names}
-    return url_for(endpoint, **arguments)
+    return url_for(endpoint, **arguments), code
 
 
 def _refused(message: str, status: int):
@@ -105,8 +107,9 @@ def _refused(message: str, status: int):
     target = _back_target()
     if target is None:
         return render_error(status, message)
+    address, code = target
     flash(message, "error")
-    return redirect(target, code=303)
+    return redirect(address, code=code)
 
 
 def init_app(app: Flask) -> None:

@@ -295,7 +295,7 @@ def _plan_action(plan_row: RecurringPlan, action: str, back: str, card_return: s
 
 @bp.post("/donate/plans/<public_id>/<action>")
 @signed_in
-@back_on_error("donations.plan", "public_id")
+@back_on_error("donations.plan", "public_id", code=302)
 def plan_action(public_id: str, action: str):
     """Pause, resume, cancel, or update the card of your regular gift."""
     row = _own_plan(public_id)
@@ -411,7 +411,7 @@ def manage(token: str):
 
 @bp.post("/donate/manage/<token>/<action>")
 @public
-@back_on_error("donations.manage", "token")
+@back_on_error("donations.manage", "token", code=302)
 def manage_action(token: str, action: str):
     """Carry out the donor's choice from the receipt link (POST, CSRF-protected)."""
     row = _plan_from_token(token)
