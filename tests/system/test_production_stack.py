@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import require
+from tests.helpers import HANG_GUARD_SECONDS, require
 from tests.metrics import METRICS
 from tests.system import deploy_doc
 from tests.system.stack import (
@@ -399,8 +399,13 @@ def test_the_documented_production_stack_takes_a_gift_over_https(tmp_path, smtp_
         upstream = logged[0].get("upstream_request_id", "")
         assert re.fullmatch(r"[0-9a-f]{32}", upstream), logged[0]
         assert upstream != ours
-        ids = (tmp_path / "nginx" / "ids.log").read_text()
-        assert f"{upstream} POST /account/sign-in 302" in ids, ids[-2000:]
+        # nginx writes its access line once the response has gone, so it may trail the page.
+        line, ids_log = f"{upstream} POST /account/sign-in 302", tmp_path / "nginx" / "ids.log"
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        while line not in ids_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ids = ids_log.read_text()
+        assert line in ids, ids[-2000:]
         # The limiter counted this visitor's address (X-Forwarded-For from nginx) in Redis.
         keys = [k.decode() for k in counters.keys("*")]
         assert any("127.0.0.1" in k for k in keys), keys
