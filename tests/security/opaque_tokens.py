@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+import zlib
 
 
 def decodings(token: str) -> list[bytes]:
     """The token itself and every piece of it read as URL-safe base64, standard base64 or hex
-    (itsdangerous tokens are base64 payloads and signatures joined by dots)."""
+    (itsdangerous tokens are base64 payloads and signatures joined by dots), and whatever of
+    those decodes as zlib (itsdangerous compresses a payload when that makes it shorter)."""
     pieces = [token, *token.split("."), *token.split("/")]
     found = [piece.encode() for piece in pieces]
     for piece in pieces:
@@ -22,6 +24,11 @@ def decodings(token: str) -> list[bytes]:
         try:
             found.append(bytes.fromhex(piece))
         except ValueError:
+            pass
+    for data in list(found):
+        try:
+            found.append(zlib.decompress(data))
+        except zlib.error:
             continue
     return found
 
