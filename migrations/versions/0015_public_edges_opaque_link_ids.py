@@ -1,5 +1,5 @@
-"""random ids for e-mailed links: a public id per account and an unsubscribe key per
-notification preference, which links carry instead of row ids
+"""random ids for e-mailed links: a public id per account and per Gift Aid declaration and
+an unsubscribe key per notification preference, which links carry instead of row ids
 
 Revision ID: 0015_public_edges
 Revises: 0014
@@ -21,6 +21,7 @@ depends_on = None
 #: (table, column): each row gets its own 128 random bits, URL-safe.
 RANDOM_COLUMNS = (
     ('users', 'public_id'),
+    ('gift_aid_declarations', 'public_id'),
     ('notification_preferences', 'unsubscribe_key'),
 )
 
@@ -39,8 +40,8 @@ def upgrade():
             batch_op.create_unique_constraint(batch_op.f(f'uq_{table_name}_{column}'), [column])
     # Links mailed before this revision named the account by its row id. Unsubscribe,
     # verification, reset and e-mail change links made then stop working (the pages say so
-    # and offer a new one); plan manage links keep working until they expire (see
-    # donorhub/donations/plans.py).
+    # and offer a new one); plan manage and Gift Aid confirmation links keep working until
+    # they expire (see donorhub/donations/plans.py and giftaid.py).
 
 
 def downgrade():
