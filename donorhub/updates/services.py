@@ -247,7 +247,7 @@ def unsubscribe_url(user_id: int) -> str:
 def read_unsubscribe_link(token: str) -> tuple[UnsubscribeLink, NotificationPreference | None]:
     """Whose link this is, and whether it is still the current one."""
     key, dot, mac = token.partition(".")
-    if not dot or not key or len(key) > 32 or len(mac) > 64:
+    if not dot or not key or len(key) > 32 or len(mac) > 64 or not token.isascii():
         return UnsubscribeLink.INVALID, None
     row = db.session.scalar(
         select(NotificationPreference).where(NotificationPreference.unsubscribe_key == key)

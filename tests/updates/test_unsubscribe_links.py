@@ -70,6 +70,7 @@ def test_a_forged_or_altered_link_is_refused_with_a_clear_page_and_changes_nothi
         "no MAC": key,
         "the id-carrying format": id_link,
         "nonsense": "not-a-link-at-all-0123456789",
+        "non-ASCII MAC": f"{key}.{mac[:-1]}%C3%A9",
     }
     client = app.test_client()
     accepted = []
