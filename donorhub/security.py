@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, TypeGuard, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from donorhub.logs import log_security_event
@@ -20,6 +20,7 @@ from donorhub.urls import carries_secret
 
 log = logging.getLogger(__name__)
 View = TypeVar("View", bound=Callable[..., Any])
+Kept = TypeVar("Kept", bound=Callable[..., Any] | Blueprint)
 
 
 class Access(StrEnum):
@@ -60,6 +61,34 @@ def staff(*roles: str) -> Callable[[View], View]:
 
     return decorate
 
+
+def keep_private(target: Kept) -> Kept:
+    """Keep every response of this blueprint (its routes now and any added later) or of this
+    one view out of every cache and every search engine: `Cache-Control: no-store, private`
+    and `X-Robots-Tag: noindex`. For every page that can show anything about a child (the
+    public listing and profiles too: a cached or indexed copy is a dated snapshot an
+    observer can compare), and for the portal and the staff area."""
+    target.keep_private = True  # type: ignore[union-attr]
+    return target
+
+
+def is_kept_private(app: Flask, endpoint: str | None) -> bool:
+    """Whether the view behind `endpoint`, or a blueprint it belongs to, was kept private."""
+    if endpoint is None:
+        return False
+    if getattr(app.view_functions.get(endpoint), "keep_private", False):
+        return True
+    blueprint = endpoint.rpartition(".")[0]
+    while blueprint:
+        if getattr(app.blueprints.get(blueprint), "keep_private", False):
+            return True
+        blueprint = blueprint.rpartition(".")[0]
+    return False
+
+
+#: What a kept-private page tells search engines: do not index it, follow nothing on it,
+#: keep no copy of it.
+NOINDEX = "noindex, nofollow, noarchive"
 
 #: The path under which every staff upload route lives, so that the reverse proxy can give
 #: these paths alone a larger body limit (docs/deploy.md, `location /staff/uploads/`).
@@ -233,6 +262,9 @@ def add_security_headers(response):
     if carries_secret():  # a token in the address: no cache keeps it, no Referer repeats it
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
+    if is_kept_private(current_app, request.endpoint):
+        response.headers["Cache-Control"] = "no-store, private"
+        response.headers["X-Robots-Tag"] = NOINDEX
     response.headers["X-Request-ID"] = getattr(g, "request_id", "")
     response.headers.pop("Server", None)
     response.headers.pop("X-Powered-By", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from enum import StrEnum
 
@@ -18,10 +19,17 @@ class StaffRole(StrEnum):
     SAFEGUARDING_OFFICER = "safeguarding_officer"
 
 
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
 class User(TimestampMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: Random: what e-mailed links name the account by. The row id counts up, so a link that
+    #: carried it would tell whoever sees it how many accounts came before, and roughly when.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     #: Stored lower-cased and trimmed, so look-ups and uniqueness are case-blind.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     full_name: Mapped[str] = mapped_column(String(200))

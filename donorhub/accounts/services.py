@@ -184,7 +184,9 @@ def register_account(email: str, full_name: str, password: str) -> User | None:
 
 
 def send_verification(user: User) -> None:
-    token = tokens.make_token("verify", {"uid": user.id, "email": user.email})
+    token = tokens.make_token(
+        "verify", {"u": user.public_id, "e": tokens.address_digest(user.email)}
+    )
     # No name: the address is not confirmed, so whoever registered could have typed anything.
     queue_mail(
         user.email,
@@ -198,8 +200,12 @@ def send_verification(user: User) -> None:
 def verify_email(token: str) -> User:
     """:raises tokens.InvalidToken: the link is broken, expired or for an old address."""
     payload = tokens.read_token("verify", token, current_app.config["VERIFY_TOKEN_MAX_AGE"])
-    user = db.session.get(User, payload.get("uid"))
-    if user is None or user.email != payload.get("email") or user.is_disabled:
+    user = user_for_link(payload)
+    if (
+        user is None
+        or not hmac.compare_digest(tokens.address_digest(user.email), str(payload.get("e")))
+        or user.is_disabled
+    ):
         raise tokens.InvalidToken("verify")
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
@@ -258,11 +264,16 @@ def request_password_reset(email: str) -> None:
         user
         if exists and user is not None
         else User(
-            id=0, email=email, full_name="", password_hash=_NO_ACCOUNT_HASH, session_version=1
+            id=0,
+            public_id=_NO_ACCOUNT_PUBLIC_ID,
+            email=email,
+            full_name="",
+            password_hash=_NO_ACCOUNT_HASH,
+            session_version=1,
         )
     )
     token = tokens.make_token(
-        "reset", {"uid": subject_user.id, "fp": tokens.account_fingerprint(subject_user)}
+        "reset", {"u": subject_user.public_id, "fp": tokens.account_fingerprint(subject_user)}
     )
     message = render_mail(
         subject_user.email,
@@ -287,12 +298,22 @@ class _NotSent(Exception):
 
 #: Stands in for a password hash when a reset is asked for an address without an account.
 _NO_ACCOUNT_HASH = "$argon2id$v=19$m=65536,t=3,p=4$" + "A" * 22 + "$" + "A" * 43
+#: And for its public id (the token made for it is never sent).
+_NO_ACCOUNT_PUBLIC_ID = "A" * 22
+
+
+def user_for_link(payload: dict) -> User | None:
+    """The account an e-mailed link names (by its random public id, never its row id)."""
+    public_id = payload.get("u")
+    if not isinstance(public_id, str) or not public_id or public_id == _NO_ACCOUNT_PUBLIC_ID:
+        return None
+    return db.session.scalar(select(User).where(User.public_id == public_id))
 
 
 def user_for_reset_token(token: str) -> User:
     """:raises tokens.InvalidToken: the link is broken, expired, used or outdated."""
     payload = tokens.read_token("reset", token, current_app.config["RESET_TOKEN_MAX_AGE"])
-    user = db.session.get(User, payload.get("uid"))
+    user = user_for_link(payload)
     if user is None or user.is_disabled or payload.get("fp") != tokens.account_fingerprint(user):
         raise tokens.InvalidToken("reset")
     return user
@@ -346,7 +367,10 @@ def request_email_change(user: User, new_email: str, current_password: str) -> N
             reset_url=urls.external_url("accounts.forgot_password"),
         )
         return
-    token = tokens.make_token("change-email", {"uid": user.id, "old": user.email, "new": new_email})
+    token = tokens.make_token(
+        "change-email",
+        {"u": user.public_id, "old": tokens.address_digest(user.email), "new": new_email},
+    )
     # No name to the new address: nobody there has confirmed anything yet.
     queue_mail(
         new_email,
@@ -365,8 +389,12 @@ def request_email_change(user: User, new_email: str, current_password: str) -> N
 
 def confirm_email_change(token: str) -> User:
     payload = tokens.read_token("change-email", token, current_app.config["VERIFY_TOKEN_MAX_AGE"])
-    user = db.session.get(User, payload.get("uid"))
-    if user is None or user.is_disabled or user.email != payload.get("old"):
+    user = user_for_link(payload)
+    if (
+        user is None
+        or user.is_disabled
+        or not hmac.compare_digest(tokens.address_digest(user.email), str(payload.get("old")))
+    ):
         raise tokens.InvalidToken("change-email")
     new_email = str(payload.get("new"))
     if find_user_by_email(new_email) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,14 @@ def account_fingerprint(user: User) -> str:
         ]
     )
     return hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+def address_digest(email: str) -> str:
+    """Binds a link to an address without writing the address into the link (a token's
+    payload is only signed, so anyone holding the link can read it)."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    message = f"donorhub.accounts.address|{email}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
 def make_token(purpose: str, payload: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
 from flask import Blueprint
 
+from donorhub.security import keep_private
+
 bp = Blueprint("campaigns", __name__)
 #: Staff pages for fundraisers: campaigns and exchange rates (/staff/campaigns, /staff/rates).
-staff_bp = Blueprint("campaigns_staff", __name__, url_prefix="/staff")
+staff_bp = keep_private(Blueprint("campaigns_staff", __name__, url_prefix="/staff"))

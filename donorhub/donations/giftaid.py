@@ -276,7 +276,7 @@ def _gift_aid_serializer() -> URLSafeTimedSerializer:
 
 def gift_aid_confirm_url(declaration: GiftAidDeclaration) -> str:
     """The signed link that confirms a declaration for all gifts."""
-    token = _gift_aid_serializer().dumps({"d": declaration.id})
+    token = _gift_aid_serializer().dumps({"d": declaration.public_id})
     return external_url("donations.confirm_gift_aid", token=token)
 
 
@@ -286,9 +286,17 @@ def declaration_for_confirm_token(token: str) -> GiftAidDeclaration | None:
         payload = _gift_aid_serializer().loads(token, max_age=30 * 24 * 3600)
     except (BadSignature, SignatureExpired):
         return None
-    declaration = (
-        db.session.get(GiftAidDeclaration, payload.get("d")) if isinstance(payload, dict) else None
-    )
+    reference = payload.get("d") if isinstance(payload, dict) else None
+    if isinstance(reference, str):
+        declaration = db.session.scalar(
+            select(GiftAidDeclaration).where(GiftAidDeclaration.public_id == reference)
+        )
+    elif isinstance(reference, int) and not isinstance(reference, bool):
+        # Links mailed before public ids named the declaration by row id; they are honoured
+        # for the 30 days they were made for, and none is left after that.
+        declaration = db.session.get(GiftAidDeclaration, reference)
+    else:
+        declaration = None
     if (
         declaration is None
         or declaration.effective_at is None

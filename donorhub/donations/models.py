@@ -555,6 +555,8 @@ class GiftAidDeclaration(Model):
     __tablename__ = "gift_aid_declarations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: What the mailed confirmation link names the declaration by (the row id counts up).
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     donor_id: Mapped[int] = mapped_column(ForeignKey("donors.id", ondelete="RESTRICT"), index=True)
     title: Mapped[str | None] = mapped_column(String(4))
     first_name: Mapped[str] = mapped_column(String(35))

@@ -38,8 +38,10 @@ def _manage_serializer() -> URLSafeTimedSerializer:
 
 
 def manage_token(plan: RecurringPlan) -> str:
-    """The signed token of the link that manages a plan without signing in."""
-    return _manage_serializer().dumps({"p": plan.id, "v": plan.manage_version})
+    """The signed token of the link that manages a plan without signing in. It names the
+    plan by its random public id: a row id counts up, so it would tell whoever sees the link
+    how many plans came before this one."""
+    return _manage_serializer().dumps({"p": plan.public_id, "v": plan.manage_version})
 
 
 def manage_url(plan: RecurringPlan) -> str:
@@ -56,7 +58,16 @@ def plan_for_manage_token(token: str) -> RecurringPlan | None:
         return None
     if not isinstance(payload, dict):
         return None
-    plan = db.session.get(RecurringPlan, payload.get("p"))
+    reference = payload.get("p")
+    if isinstance(reference, str):
+        plan = db.session.scalar(select(RecurringPlan).where(RecurringPlan.public_id == reference))
+    elif isinstance(reference, int) and not isinstance(reference, bool):
+        # Links mailed before public ids named the plan by row id. They are honoured until
+        # they expire (PLAN_MANAGE_LINK_MAX_AGE): a donor without an account has no other way
+        # to stop a gift, and checking the signature shows nobody anything new.
+        plan = db.session.get(RecurringPlan, reference)
+    else:
+        return None
     if plan is None or plan.manage_version != payload.get("v"):
         return None
     return plan

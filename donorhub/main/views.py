@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, render_template
+from flask import Response, jsonify, render_template
 from sqlalchemy import text
 
 from donorhub.extensions import db
@@ -29,3 +29,25 @@ def healthz():
     the deployment (not even the environment's name) is told to whoever asks."""
     db.session.execute(text("SELECT 1"))
     return jsonify(status="ok")
+
+
+#: Paths no crawler may fetch: every page about a child (the listing, profiles, match-me,
+#: the impact counts), the portal, update links, accounts, plan links and the staff area.
+#: Kept-private pages also answer `X-Robots-Tag: noindex`, for crawlers that ignore this.
+ROBOTS_DISALLOW = (
+    "/sponsor",
+    "/my/",
+    "/updates/",
+    "/impact",
+    "/account",
+    "/donate/manage",
+    "/staff",
+)
+
+
+@bp.get("/robots.txt")
+@public
+def robots_txt():
+    """Which paths crawlers must leave alone; the home page, giving and campaigns stay open."""
+    lines = ["User-agent: *", *(f"Disallow: {path}" for path in ROBOTS_DISALLOW), ""]
+    return Response("\n".join(lines), mimetype="text/plain")

@@ -2,4 +2,6 @@
 
 from flask import Blueprint
 
-bp = Blueprint("staff", __name__, url_prefix="/staff")
+from donorhub.security import keep_private
+
+bp = keep_private(Blueprint("staff", __name__, url_prefix="/staff"))

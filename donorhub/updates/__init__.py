@@ -2,4 +2,6 @@
 
 from flask import Blueprint
 
-bp = Blueprint("updates", __name__)
+from donorhub.security import keep_private
+
+bp = keep_private(Blueprint("updates", __name__))

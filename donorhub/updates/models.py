@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -51,11 +52,21 @@ class UpdateNotification(Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def new_unsubscribe_key() -> str:
+    """128 random bits, URL-safe: what an unsubscribe link names its person by."""
+    return secrets.token_urlsafe(16)
+
+
 class NotificationPreference(Model):
     __tablename__ = "notification_preferences"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    #: Random, per person: the unsubscribe link carries it instead of any id of ours, so a
+    #: link says nothing about how many people signed up before this one, or when.
+    unsubscribe_key: Mapped[str] = mapped_column(
+        String(32), unique=True, default=new_unsubscribe_key
+    )
     choice: Mapped[NotificationChoice] = mapped_column(
         Enum(
             NotificationChoice,

@@ -3,11 +3,14 @@ anything: the mail says only that news is waiting, never what it is or about who
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from donorhub.accounts.models import User
@@ -216,28 +219,56 @@ def external(endpoint: str, **values: Any) -> str:
 # Unsubscribing -----------------------------------------------------------------------------
 
 
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="donorhub.updates.unsub")
+class UnsubscribeLink(StrEnum):
+    CURRENT = "current"  # made since the person's last choice: it turns mail off
+    OLD = "old"  # ours, but made before a later choice, which it cannot undo
+    INVALID = "invalid"  # altered, forged, or for nobody
+
+
+def _link_mac(key: str, version: int) -> str:
+    """The keyed MAC that binds a link to its person's key and preference version: without
+    SECRET_KEY nobody (not even someone holding a copy of the database) can make a link."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    message = f"donorhub.updates.unsubscribe|{key}|{version}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def unsubscribe_token(user_id: int) -> str:
+    """`<random key>.<MAC>`: no id, count or date of ours, in any encoding."""
+    row = preference(user_id)
+    return f"{row.unsubscribe_key}.{_link_mac(row.unsubscribe_key, row.version)}"
 
 
 def unsubscribe_url(user_id: int) -> str:
-    version = preference(user_id).version
-    return external("updates.unsubscribe", token=_serializer().dumps([user_id, version]))
+    return external("updates.unsubscribe", token=unsubscribe_token(user_id))
+
+
+def read_unsubscribe_link(token: str) -> tuple[UnsubscribeLink, NotificationPreference | None]:
+    """Whose link this is, and whether it is still the current one."""
+    key, dot, mac = token.partition(".")
+    if not dot or not key or len(key) > 32 or len(mac) > 64 or not token.isascii():
+        return UnsubscribeLink.INVALID, None
+    row = db.session.scalar(
+        select(NotificationPreference).where(NotificationPreference.unsubscribe_key == key)
+    )
+    if row is None:
+        return UnsubscribeLink.INVALID, None
+    if hmac.compare_digest(mac, _link_mac(key, row.version)):
+        return UnsubscribeLink.CURRENT, row
+    if any(hmac.compare_digest(mac, _link_mac(key, v)) for v in range(1, row.version)):
+        return UnsubscribeLink.OLD, row
+    return UnsubscribeLink.INVALID, None
 
 
 def unsubscribe(token: str) -> bool:
-    """Turn notifications off for the person the link was made for. False: a bad link."""
-    try:
-        user_id, version = _serializer().loads(token)
-    except (BadSignature, ValueError, TypeError):
+    """Turn notifications off for the person the link was made for. False: a bad link, or
+    an old one while notifications are on (a later choice is not undone by an old mail)."""
+    state, row = read_unsubscribe_link(token)
+    if row is None:
         return False
-    row = db.session.scalar(
-        select(NotificationPreference).where(NotificationPreference.user_id == user_id)
-    )
-    if row is None or row.version != version:
-        # A link from before a later choice, or for nobody: do nothing, say it worked only
-        # if notifications are off anyway.
-        return row is not None and row.choice == NotificationChoice.NONE
+    if state is UnsubscribeLink.OLD:
+        return row.choice == NotificationChoice.NONE
     row.choice = NotificationChoice.NONE
     row.version += 1
     row.updated_at = utcnow()

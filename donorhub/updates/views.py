@@ -52,7 +52,11 @@ def preferences():
 @bp.get("/updates/unsubscribe/<token>")
 @public
 def unsubscribe_page(token: str):
-    """The link in a notification: a page with one button, because a GET changes nothing."""
+    """The link in a notification: a page with one button, because a GET changes nothing.
+    A link that is not ours (altered, forged, or for nobody) is refused here already."""
+    state, _row = services.read_unsubscribe_link(token)
+    if state is services.UnsubscribeLink.INVALID:
+        return render_template("updates/unsubscribed.html", done=False), 400
     return render_template("updates/unsubscribe.html", token=token)
 
 
