@@ -335,6 +335,11 @@ class Importer:
     def _hash(self, kind: str, token: str) -> str:
         return keyed_hash(self.key, self.partner, kind, token)
 
+    def _content_hash(self, kind: str, *parts: object) -> str:
+        """Keyed, because the parts include the partner's free text: an unkeyed hash of a
+        short text can be confirmed by anyone who guesses it."""
+        return self._hash(kind, digest(*parts))
+
     def _load_existing(self) -> None:
         """Fetch every row this batch may touch in a few queries, not one per record."""
         child_hashes = list(
@@ -364,7 +369,8 @@ class Importer:
 
     def _apply_child(self, record: ChildRecord) -> None:
         ref_hash = self._hash("child", record.ref)
-        content = digest(
+        content = self._content_hash(
+            "child_content",
             record.home,
             record.age_band,
             record.gender,
@@ -427,9 +433,12 @@ class Importer:
         if record.about is None:
             children.withdraw_about(child)
             return
+        text_hash = self._hash("about_text", record.about)
+        # The text itself is gone once decided; its keyed hash says whether this is the
+        # same text again (the decision stands) or a new one (it is reviewed afresh).
         if (
             existing is not None
-            and existing.original == record.about
+            and existing.original_hash == text_hash
             and existing.status != ReviewStatus.WITHDRAWN
         ):
             return
@@ -439,7 +448,7 @@ class Importer:
             self.report.problem(
                 record.line, "about", "the PII guard found a possible identifier", "quarantined"
             )
-        children.receive_about(child, record.about, findings, self.now)
+        children.receive_about(child, record.about, findings, self.now, text_hash=text_hash)
 
     def _apply_update(self, record: UpdateRecord) -> None:
         child = None
@@ -457,7 +466,8 @@ class Importer:
                 self._reject(record.line, "child", "the child leaves the programme in this batch")
                 return
         source_hash = self._hash("update", record.id)
-        content = digest(
+        content = self._content_hash(
+            "update_content",
             child.ref_hash if child else None,
             record.home,
             str(record.period),
@@ -493,6 +503,7 @@ class Importer:
             category=record.category,
             milestones=list(record.milestones),
             text=record.text,
+            text_hash=self._hash("update_text", record.text) if record.text else None,
             findings=findings,
             content_hash=content,
             now=self.now,
