@@ -14,6 +14,7 @@ from donorhub.children import review
 from donorhub.children.models import ChildText, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
 from tests.feed.builders import Batch, crowd, update
+from tests.metrics import METRICS
 
 CANARY = "Ravindra-Canary"
 PLANTED = f"Her brother {CANARY} calls on 98200 12345."
@@ -64,7 +65,13 @@ def row_id(model) -> int:
 def assert_planted_text_is_nowhere(app):
     dump = database_dump(app)
     assert "Ravindra" in PLANTED and len(dump) > 1000  # the dump holds the crowd
-    assert CANARY not in dump and "98200 12345" not in dump
+    hits = (CANARY in dump) + ("98200 12345" in dump)
+    METRICS.tally(
+        "decided originals: database dumps after a decision / planted values found",
+        dumps=1,
+        hits=hits,
+    )
+    assert hits == 0
 
 
 @pytest.mark.parametrize("kind", ["about", "update"])
