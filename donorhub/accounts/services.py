@@ -764,11 +764,9 @@ def approve_role_request(actor: User, request: RoleRequest) -> None:
     user = request.user
     if user.is_disabled:
         raise DomainError("That account is disabled: cancel the request instead.")
+    _claim_role_request(actor, request, "granted")
     if not user.has_role(request.role):
         user.roles.append(UserRole(role=request.role))
-    request.outcome = "granted"
-    request.decided_by_id = actor.id
-    request.decided_at = utcnow()
     db.session.flush()
     requester = request.requested_by.full_name if request.requested_by else "someone"
     alerted = alert_role_granted(
@@ -788,12 +786,27 @@ def approve_role_request(actor: User, request: RoleRequest) -> None:
     )
 
 
+def _claim_role_request(actor: User, request: RoleRequest, outcome: str) -> None:
+    """Decide the request by a conditional UPDATE, so that of two people deciding it at the
+    same moment (approve and cancel, or two approvals) exactly one wins."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(RoleRequest)
+        .where(RoleRequest.id == request.id, RoleRequest.outcome.is_(None))
+        .values(outcome=outcome, decided_by_id=actor.id, decided_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise DomainError("This request was approved or cancelled already.")
+    set_committed_value(request, "outcome", outcome)
+    set_committed_value(request, "decided_by_id", actor.id)
+    set_committed_value(request, "decided_at", now)
+
+
 def cancel_role_request(actor: User, request: RoleRequest) -> None:
     if request.outcome is not None:
         raise DomainError("This request was approved or cancelled already.")
-    request.outcome = "cancelled"
-    request.decided_by_id = actor.id
-    request.decided_at = utcnow()
+    _claim_role_request(actor, request, "cancelled")
     record_audit(
         actor,
         "staff.role_request_cancelled",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from donorhub.accounts.models import RoleRequest, User
+from donorhub.accounts.models import RoleRequest, StaffRole, User
 from donorhub.audit import AuditEvent
 from donorhub.extensions import db
 from donorhub.mail.sender import send_due_mail
@@ -215,3 +215,36 @@ def test_the_first_officer_comes_from_the_server_and_later_ones_need_a_second_pe
             db.session.scalar(select(User).where(User.email == "second.officer@example.org"))
             is None
         )
+
+
+def test_a_request_cancelled_while_the_approver_looked_at_it_grants_nothing(app, make_user):
+    """Two people decide at once: the approver's copy still says "waiting" when the
+    cancellation has already been committed."""
+    from donorhub.accounts import services
+
+    admin = make_user(roles=("admin",))
+    second = make_user(roles=("admin",))
+    colleague = make_user(roles=("fundraiser",))
+    with app.app_context():
+        request = services.request_role(
+            db.session.get(User, admin.id),
+            db.session.get(User, colleague.id),
+            StaffRole.SAFEGUARDING_OFFICER,
+        )
+        db.session.commit()
+        request_id = request.id
+    with app.app_context():
+        stale = db.session.get(RoleRequest, request_id)  # read before the cancellation
+        assert stale.outcome is None
+        other = db.engine.connect()
+        other.execute(
+            RoleRequest.__table__.update()
+            .where(RoleRequest.__table__.c.id == request_id)
+            .values(outcome="cancelled")
+        )
+        other.commit()
+        other.close()
+        with pytest.raises(services.DomainError, match="approved or cancelled already"):
+            services.approve_role_request(db.session.get(User, second.id), stale)
+        db.session.rollback()
+    assert roles_of(app, colleague.id) == {"fundraiser"}
