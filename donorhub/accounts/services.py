@@ -790,13 +790,13 @@ def _claim_role_request(actor: User, request: RoleRequest, outcome: str) -> None
     """Decide the request by a conditional UPDATE, so that of two people deciding it at the
     same moment (approve and cancel, or two approvals) exactly one wins."""
     now = utcnow()
-    claimed = db.session.execute(
+    result = db.session.execute(
         update(RoleRequest)
         .where(RoleRequest.id == request.id, RoleRequest.outcome.is_(None))
         .values(outcome=outcome, decided_by_id=actor.id, decided_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 1:
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         raise DomainError("This request was approved or cancelled already.")
     set_committed_value(request, "outcome", outcome)
     set_committed_value(request, "decided_by_id", actor.id)
