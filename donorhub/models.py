@@ -2,6 +2,7 @@
 
 from donorhub.accounts.models import (  # noqa: F401
     DataRequest,
+    RoleRequest,
     StaffInvitation,
     User,
     UserRole,

@@ -158,6 +158,43 @@ class UserRole(Model):
     user: Mapped[User] = relationship(back_populates="roles")
 
 
+#: Roles that take effect only when a second person approves the grant (docs/security.md,
+#: "Two people for the safeguarding-officer role"): its holder sees children's texts unmasked
+#: and decides what sponsors read.
+SECOND_PERSON_ROLES = frozenset({StaffRole.SAFEGUARDING_OFFICER})
+
+
+class RoleRequest(Model):
+    """A grant of a second-person role, waiting for someone other than the requester and
+    the grantee to approve it. Nothing is granted until then."""
+
+    __tablename__ = "role_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[StaffRole] = mapped_column(
+        Enum(
+            StaffRole,
+            native_enum=False,
+            length=32,
+            validate_strings=True,
+            values_callable=lambda roles: [r.value for r in roles],
+        )
+    )
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    #: None while waiting; "granted" or "cancelled" once decided.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
+
+    def __repr__(self) -> str:
+        return f"<RoleRequest {self.id}>"
+
+
 class DataRequestKind(StrEnum):
     ERASURE = "erasure"
     EXPORT = "export"

@@ -29,10 +29,12 @@ from donorhub.accounts.codes import (
     normalise_recovery_code,
 )
 from donorhub.accounts.models import (
+    SECOND_PERSON_ROLES,
     DataRequest,
     DataRequestKind,
     MailThrottle,
     RecoveryCode,
+    RoleRequest,
     StaffInvitation,
     StaffRole,
     User,
@@ -444,7 +446,17 @@ def request_account_deletion(user: User, current_password: str) -> DataRequest:
 def create_staff_account(
     email: str, full_name: str, password: str, role: StaffRole, actor: User | None
 ) -> User:
-    """A verified account holding `role`; it must enrol two factors at first sign-in."""
+    """A verified account holding `role`; it must enrol two factors at first sign-in.
+
+    Only the operator on the server can call this (`flask accounts create-staff`, the demo
+    seed). It makes the first safeguarding officer; once an officer exists, a further one is
+    requested in the staff area and approved by a second person.
+    """
+    if role in SECOND_PERSON_ROLES and enabled_holders(role):
+        raise DomainError(
+            f"There is a {role.value} already: ask an admin to give the role from the staff "
+            "accounts page, where a second person approves it."
+        )
     check_password_policy(password, email)
     email = email.strip().lower()
     user = find_user_by_email(email)
@@ -468,7 +480,10 @@ def create_staff_account(
         )
     user.roles.append(UserRole(role=role))
     db.session.flush()
-    record_audit(actor, "staff.role_granted", "user", user.id, {"role": role.value})
+    detail: dict = {"role": role.value}
+    if role in SECOND_PERSON_ROLES:
+        detail["officers_alerted"] = alert_role_granted(user, role, "by the operator on the server")
+    record_audit(actor, "staff.role_granted", "user", user.id, detail)
     return user
 
 
@@ -609,11 +624,12 @@ def accept_invitation(token: str, password: str, now: datetime | None = None) ->
         if invitation.invited_by_id is not None
         else None
     )
-    for code in invitation.roles:
+    now_granted = [code for code in invitation.roles if StaffRole(code) not in SECOND_PERSON_ROLES]
+    for code in now_granted:
         if not user.has_role(code):
             user.roles.append(UserRole(role=StaffRole(code)))
     db.session.flush()
-    for code in invitation.roles:
+    for code in now_granted:
         record_audit(
             inviter,
             "staff.role_granted",
@@ -621,6 +637,9 @@ def accept_invitation(token: str, password: str, now: datetime | None = None) ->
             user.id,
             {"role": code, "invitation": invitation.id},
         )
+    for code in invitation.roles:
+        if code not in now_granted:  # the admin's invitation is their request for it
+            request_role(inviter, user, StaffRole(code))
     invitation.accepted_at = now
     invitation.user_id = user.id
     record_audit(user, "staff.invitation_accepted", "staff_invitation", invitation.id, {})
@@ -635,8 +654,15 @@ def withdraw_invitation(actor: User, invitation: StaffInvitation) -> None:
     record_audit(actor, "staff.invitation_withdrawn", "staff_invitation", invitation.id, {})
 
 
-def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -> bool:
-    """Give a staff account exactly `roles`. Returns whether anything changed.
+@dataclass(frozen=True)
+class RoleChanges:
+    changed: bool  # roles granted or removed now
+    requested: tuple[str, ...]  # roles that wait for a second person
+
+
+def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -> RoleChanges:
+    """Give a staff account exactly `roles`; a second-person role is requested instead
+    (request_role) and takes effect when someone else approves it.
 
     Roles are read from the database on every request, so a removed role stops working on
     the person's next click; their sessions carry on.
@@ -651,16 +677,171 @@ def set_staff_roles(actor: User, user: User, roles: Iterable[StaffRole | str]) -
     if user.id == actor.id and StaffRole.ADMIN.value not in wanted:
         raise DomainError("You cannot remove your own admin role. Ask another admin.")
     current = set(user.staff_roles)
+    requested = sorted(code for code in wanted - current if StaffRole(code) in SECOND_PERSON_ROLES)
+    granted = wanted - current - set(requested)
+    if not current & wanted and not granted:
+        raise DomainError(
+            "The safeguarding officer role takes effect only once a second person approves "
+            "it, and until then this account would have no role: keep one of its present "
+            "roles ticked, and remove it after the approval."
+        )
     for role in [r for r in user.roles if r.role.value not in wanted]:
         user.roles.remove(role)
-    for code in sorted(wanted - current):
+    for code in sorted(granted):
         user.roles.append(UserRole(role=StaffRole(code)))
     db.session.flush()
     for code in sorted(current - wanted):
         record_audit(actor, "staff.role_revoked", "user", user.id, {"role": code})
-    for code in sorted(wanted - current):
+    for code in sorted(granted):
         record_audit(actor, "staff.role_granted", "user", user.id, {"role": code})
-    return wanted != current
+    for code in requested:
+        request_role(actor, user, StaffRole(code))
+    return RoleChanges(bool(granted or current - wanted), tuple(requested))
+
+
+# Roles that need a second person --------------------------------------------------------
+
+
+def enabled_holders(role: StaffRole) -> list[User]:
+    return list(
+        db.session.scalars(
+            select(User)
+            .join(UserRole)
+            .where(UserRole.role == role, User.is_disabled.is_(False))
+            .order_by(User.id)
+        )
+    )
+
+
+def _alert_officers(template: str, subject: str, **context) -> int:
+    """Mail every safeguarding officer (through the outbox); returns how many."""
+    officers = enabled_holders(StaffRole.SAFEGUARDING_OFFICER)
+    for officer in officers:
+        queue_mail(officer.email, template, subject=subject, name=officer.full_name, **context)
+    return len(officers)
+
+
+def alert_role_granted(user: User, role: StaffRole, how: str) -> int:
+    return _alert_officers(
+        "accounts/role_granted",
+        subject=f"{user.full_name} is now a safeguarding officer",
+        grantee=user.full_name,
+        how=how,
+    )
+
+
+def pending_role_requests() -> list[RoleRequest]:
+    return list(
+        db.session.scalars(
+            select(RoleRequest).where(RoleRequest.outcome.is_(None)).order_by(RoleRequest.id)
+        )
+    )
+
+
+def request_role(actor: User | None, user: User, role: StaffRole) -> RoleRequest:
+    """Ask for `role` for `user`; every safeguarding officer is told. A request already
+    waiting for the same role is returned as it is."""
+    waiting = db.session.scalar(
+        select(RoleRequest).where(
+            RoleRequest.user_id == user.id,
+            RoleRequest.role == role,
+            RoleRequest.outcome.is_(None),
+        )
+    )
+    if waiting is not None:
+        return waiting
+    request = RoleRequest(
+        user_id=user.id, role=role, requested_by_id=actor.id if actor is not None else None
+    )
+    db.session.add(request)
+    db.session.flush()
+    alerted = _alert_officers(
+        "accounts/role_requested",
+        subject=f"Approval needed: {user.full_name} as a safeguarding officer",
+        grantee=user.full_name,
+        requester=actor.full_name if actor is not None else "Someone no longer on the staff",
+        requests_url=urls.external_url("staff.role_requests"),
+    )
+    record_audit(
+        actor,
+        "staff.role_requested",
+        "user",
+        user.id,
+        {"role": role.value, "request": request.id, "officers_alerted": alerted},
+    )
+    return request
+
+
+def approve_role_request(actor: User, request: RoleRequest) -> None:
+    """The second person's approval: the role takes effect now, and every officer is told.
+
+    :raises DomainError: decided already; the approver is the requester, the grantee, or
+        neither an admin nor a safeguarding officer; or the grantee's account is disabled.
+    """
+    if request.outcome is not None:
+        raise DomainError("This request was approved or cancelled already.")
+    if not (actor.has_role(StaffRole.ADMIN) or actor.has_role(StaffRole.SAFEGUARDING_OFFICER)):
+        raise DomainError("Only another admin or a safeguarding officer can approve this.")
+    if actor.id == request.user_id:
+        raise DomainError("Nobody can approve a role for themselves.")
+    if actor.id == request.requested_by_id:
+        raise DomainError(
+            "You asked for this role, so a second person must approve it: another admin or a "
+            "safeguarding officer."
+        )
+    user = request.user
+    if user.is_disabled:
+        raise DomainError("That account is disabled: cancel the request instead.")
+    _claim_role_request(actor, request, "granted")
+    if not user.has_role(request.role):
+        user.roles.append(UserRole(role=request.role))
+    db.session.flush()
+    requester = request.requested_by.full_name if request.requested_by else "someone"
+    alerted = alert_role_granted(
+        user, request.role, f"{requester} asked for it and {actor.full_name} approved it"
+    )
+    record_audit(
+        actor,
+        "staff.role_granted",
+        "user",
+        user.id,
+        {
+            "role": request.role.value,
+            "request": request.id,
+            "requested_by": request.requested_by_id or 0,
+            "officers_alerted": alerted,
+        },
+    )
+
+
+def _claim_role_request(actor: User, request: RoleRequest, outcome: str) -> None:
+    """Decide the request by a conditional UPDATE, so that of two people deciding it at the
+    same moment (approve and cancel, or two approvals) exactly one wins."""
+    now = utcnow()
+    result = db.session.execute(
+        update(RoleRequest)
+        .where(RoleRequest.id == request.id, RoleRequest.outcome.is_(None))
+        .values(outcome=outcome, decided_by_id=actor.id, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+        raise DomainError("This request was approved or cancelled already.")
+    set_committed_value(request, "outcome", outcome)
+    set_committed_value(request, "decided_by_id", actor.id)
+    set_committed_value(request, "decided_at", now)
+
+
+def cancel_role_request(actor: User, request: RoleRequest) -> None:
+    if request.outcome is not None:
+        raise DomainError("This request was approved or cancelled already.")
+    _claim_role_request(actor, request, "cancelled")
+    record_audit(
+        actor,
+        "staff.role_request_cancelled",
+        "user",
+        request.user_id,
+        {"role": request.role.value, "request": request.id},
+    )
 
 
 # Two-factor sign-in ------------------------------------------------------------------------

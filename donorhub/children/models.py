@@ -67,7 +67,8 @@ class Child(Model):
     consent_basis: Mapped[str] = mapped_column(String(32))
     #: The last quarter the consent covers, "YYYY-Qn".
     consent_expires: Mapped[str] = mapped_column(String(7))
-    #: SHA-256 of the last record imported for this child, to tell "unchanged" from "updated".
+    #: Keyed hash of the last record imported for this child, to tell "unchanged" from
+    #: "updated"; keyed, because the record holds the partner's text.
     content_hash: Mapped[str] = mapped_column(String(64))
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -97,8 +98,12 @@ class ChildText(Model):
     child_id: Mapped[int] = mapped_column(
         ForeignKey("children.id", ondelete="CASCADE"), unique=True
     )
-    #: As the partner sent it. Shown only to safeguarding officers, flagged spans masked.
+    #: As the partner sent it, while it waits for a decision. Shown only to safeguarding
+    #: officers, flagged spans masked; erased by the decision (approve, reject, withdraw).
     original: Mapped[str | None] = mapped_column(Text)
+    #: Keyed hash (FEED_PSEUDONYM_KEY) of what the partner sent; kept after the decision, so
+    #: it proves what was received and a re-sent identical text is recognised.
+    original_hash: Mapped[str | None] = mapped_column(String(64))
     #: What sponsors read once approved (the officer may have edited it).
     approved: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), index=True)
@@ -125,7 +130,10 @@ class ChildUpdate(Model):
     period: Mapped[str] = mapped_column(String(7), index=True)
     category: Mapped[str] = mapped_column(String(32))
     milestones: Mapped[list] = mapped_column(JSON, default=list)
+    #: As the partner sent it, until the decision erases it (see ChildText.original).
     original_text: Mapped[str | None] = mapped_column(Text)
+    #: Keyed hash of the text the partner sent; None when the update carried none.
+    original_hash: Mapped[str | None] = mapped_column(String(64))
     approved_text: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), index=True)
     findings: Mapped[list] = mapped_column(JSON, default=list)

@@ -2,7 +2,9 @@
 
 Free text arrives PENDING (the PII guard found nothing) or QUARANTINED (it found something).
 An officer approves it as it is, approves an edited version, or rejects it. Flagged spans are
-masked on every review screen; seeing them unmasked is a separate, audited action.
+masked on every review screen; seeing them unmasked is a separate, audited action, possible
+only while the item waits. The decision erases the partner's original: only its keyed hash
+stays (docs/safeguarding.md, "Originals").
 """
 
 from __future__ import annotations
@@ -165,9 +167,22 @@ def masked_text(text: str | None, findings: list[dict]) -> str:
     return "".join(REMOVED if s.flagged else s.text for s in masked_segments(text, findings))
 
 
+def forget_original(row: ChildText | ChildUpdate) -> None:
+    """Erase the partner's original once it is decided; its keyed hash stays."""
+    if isinstance(row, ChildText):
+        row.original = None
+    else:
+        row.original_text = None
+
+
 def reveal(actor: User, kind: str, item_id: int) -> tuple[str | None, list[dict]]:
-    """The unmasked text, for an officer who must judge a flagged part. Always audited."""
+    """The unmasked text, for an officer who must judge a flagged part. Always audited.
+
+    :raises NotReviewable: the item was decided (its original is gone) or withdrawn.
+    """
     row = _row(kind, item_id)
+    if row.status not in OPEN:
+        raise NotReviewable("This item was decided already: its original text is not kept.")
     record_audit(actor, "safeguarding.text_revealed", f"child_{kind}", item_id, {})
     return original_text(kind, item_id), list(row.findings)
 
@@ -216,6 +231,7 @@ def approve(
         row.approved = text
     else:
         row.approved_text = text
+    forget_original(row)
     row.status = ReviewStatus.APPROVED
     row.reviewed_by_id = actor.id
     row.reviewed_at = utcnow()
@@ -264,6 +280,7 @@ def reject(actor: User, kind: str, item_id: int, reason: str) -> None:
         row.approved = None
     else:
         row.approved_text = None
+    forget_original(row)
     row.reviewed_by_id = actor.id
     row.reviewed_at = utcnow()
     record_audit(actor, "safeguarding.rejected", f"child_{kind}", item_id, {"reason": reason})

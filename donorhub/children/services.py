@@ -169,15 +169,25 @@ def set_child_facts(
     child.content_hash = content_hash
 
 
-def receive_about(child: Child, text: str, findings: list[dict], now: datetime) -> ReviewStatus:
+def receive_about(
+    child: Child, text: str, findings: list[dict], now: datetime, *, text_hash: str
+) -> ReviewStatus:
     """Store a new `about` text for review: QUARANTINED when the PII guard found something,
-    PENDING otherwise. Any earlier decision on the child's text is undone."""
+    PENDING otherwise. Any earlier decision on the child's text is undone. `text_hash` is the
+    feed's keyed hash of `text`, kept once the decision erases the text."""
     status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
     existing = child.about
     if existing is None:
-        child.about = ChildText(original=text, status=status, findings=findings, received_at=now)
+        child.about = ChildText(
+            original=text,
+            original_hash=text_hash,
+            status=status,
+            findings=findings,
+            received_at=now,
+        )
     else:
         existing.original = text
+        existing.original_hash = text_hash
         existing.status = status
         existing.findings = findings
         existing.approved = None
@@ -208,11 +218,13 @@ def receive_update(
     category: str,
     milestones: list[str],
     text: str | None,
+    text_hash: str | None,
     findings: list[dict],
     content_hash: str,
     now: datetime,
 ) -> ChildUpdate:
-    """Store a new or replaced update for review (a new one when `update` is None)."""
+    """Store a new or replaced update for review (a new one when `update` is None).
+    `text_hash` is the feed's keyed hash of `text`, kept once the decision erases it."""
     if update is None:
         update = ChildUpdate(source_hash=source_hash, received_at=now)
         db.session.add(update)
@@ -222,6 +234,7 @@ def receive_update(
     update.category = category
     update.milestones = list(milestones)
     update.original_text = text
+    update.original_hash = text_hash
     update.approved_text = None
     update.status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
     update.findings = findings

@@ -43,6 +43,7 @@ from donorhub.feed.parse import (
     parse_feed,
 )
 from donorhub.feed.pseudonyms import AliasPool, keyed_hash, new_public_token
+from donorhub.feed.source import FileFate
 from donorhub.mail.services import queue_mail
 
 log = logging.getLogger(__name__)
@@ -146,11 +147,14 @@ def import_batch(
     source: str,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    file_fate: FileFate = FileFate.NEVER_STORED,
 ) -> ImportReport:
     """Import one batch in the caller's transaction. Never commits.
 
     A rejected batch leaves only a FeedRun row saying why (lines, fields, rules; no values)
     and, when fields outside the contract arrived, mail to the safeguarding officers.
+    `file_fate` is what the caller does with the batch's file afterwards, so that what staff
+    are told about it is true.
     """
     now = now or datetime.now(UTC)
     settings = feed_settings(now.date())
@@ -161,7 +165,7 @@ def import_batch(
     try:
         parsed = parse_feed(raw, settings)
     except UnknownFieldRejected as error:
-        reason = describe_unknown_fields(error)
+        reason = describe_unknown_fields(error, file_fate)
         _record_rejection(settings.partner, None, sha256, source, reason, now)
         alert_safeguarding_officers(reason)
         return ImportReport(status="rejected", reason=reason)
@@ -245,18 +249,19 @@ def record_failure(raw: bytes, source: str, reason: str, now: datetime | None = 
     )
 
 
-def describe_unknown_fields(error: UnknownFieldRejected) -> str:
+def describe_unknown_fields(error: UnknownFieldRejected, file_fate: FileFate) -> str:
     parts = []
     for (line, name), position in zip(error.fields, error.positions, strict=True):
         leaf = name.rsplit(".", 1)[-1]
         label = f"'{name}'" if leaf in KNOWN_LEAK_FIELDS else f"field #{position}"
         parts.append(f"line {line}: {label}")
     shown = "; ".join(parts[:20]) + (f"; and {len(parts) - 20} more" if len(parts) > 20 else "")
-    return (
-        f"Fields outside the contract ({shown}). Nothing was imported and the file was not kept."[
-            :500
-        ]
-    )
+    outcome = file_fate.sentence()
+    # The file's fate is what staff act on, so it is never the part cut to fit the column.
+    room = 500 - len("Fields outside the contract (). ") - len(outcome)
+    if len(shown) > room:
+        shown = shown[: room - 1] + "…"
+    return f"Fields outside the contract ({shown}). {outcome}"
 
 
 def alert_safeguarding_officers(reason: str) -> None:
@@ -330,6 +335,11 @@ class Importer:
     def _hash(self, kind: str, token: str) -> str:
         return keyed_hash(self.key, self.partner, kind, token)
 
+    def _content_hash(self, kind: str, *parts: object) -> str:
+        """Keyed, because the parts include the partner's free text: an unkeyed hash of a
+        short text can be confirmed by anyone who guesses it."""
+        return self._hash(kind, digest(*parts))
+
     def _load_existing(self) -> None:
         """Fetch every row this batch may touch in a few queries, not one per record."""
         child_hashes = list(
@@ -359,7 +369,8 @@ class Importer:
 
     def _apply_child(self, record: ChildRecord) -> None:
         ref_hash = self._hash("child", record.ref)
-        content = digest(
+        content = self._content_hash(
+            "child_content",
             record.home,
             record.age_band,
             record.gender,
@@ -422,9 +433,12 @@ class Importer:
         if record.about is None:
             children.withdraw_about(child)
             return
+        text_hash = self._hash("about_text", record.about)
+        # The text itself is gone once decided; its keyed hash says whether this is the
+        # same text again (the decision stands) or a new one (it is reviewed afresh).
         if (
             existing is not None
-            and existing.original == record.about
+            and existing.original_hash == text_hash
             and existing.status != ReviewStatus.WITHDRAWN
         ):
             return
@@ -434,7 +448,7 @@ class Importer:
             self.report.problem(
                 record.line, "about", "the PII guard found a possible identifier", "quarantined"
             )
-        children.receive_about(child, record.about, findings, self.now)
+        children.receive_about(child, record.about, findings, self.now, text_hash=text_hash)
 
     def _apply_update(self, record: UpdateRecord) -> None:
         child = None
@@ -452,7 +466,8 @@ class Importer:
                 self._reject(record.line, "child", "the child leaves the programme in this batch")
                 return
         source_hash = self._hash("update", record.id)
-        content = digest(
+        content = self._content_hash(
+            "update_content",
             child.ref_hash if child else None,
             record.home,
             str(record.period),
@@ -488,6 +503,7 @@ class Importer:
             category=record.category,
             milestones=list(record.milestones),
             text=record.text,
+            text_hash=self._hash("update_text", record.text) if record.text else None,
             findings=findings,
             content_hash=content,
             now=self.now,

@@ -89,7 +89,11 @@ def run_import(
                 report = importer.reject_oversized(source.label, now)
             else:
                 report = importer.import_batch(
-                    feed_file.raw, source=source.label, now=now, progress=progress
+                    feed_file.raw,
+                    source=source.label,
+                    now=now,
+                    progress=progress,
+                    file_fate=feed_file.fate(dry_run),
                 )
             if dry_run:
                 db.session.rollback()

@@ -127,3 +127,41 @@ def test_a_refused_fetch_is_a_clear_error(app_factory, partner_server):
     result = app.test_cli_runner().invoke(args=["feed", "import"])
     assert result.exit_code == 1
     assert "The feed could not be fetched (HTTPError)." in result.output
+
+
+def officer_alerts(app):
+    from donorhub.mail.models import OutboxMessage
+
+    with app.app_context():
+        return [m.text_body for m in db.session.scalars(select(OutboxMessage))]
+
+
+def test_the_rejection_alert_says_a_file_named_on_the_command_line_was_kept(
+    app, tmp_path, make_user
+):
+    make_user(roles=("safeguarding_officer",))
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(Batch().add(*crowd(5), child(village="x")).bytes())
+    result = app.test_cli_runner().invoke(args=["feed", "import", str(path)])
+    assert result.exit_code == 1
+    assert path.exists()
+    [alert] = officer_alerts(app)
+    assert "deleted" not in alert and "deleted" not in result.output
+    assert "The file was kept where it was given on the command line" in alert
+    assert "delete it" in alert and "delete it" in result.output
+
+
+def test_the_rejection_alert_says_a_drop_directory_file_was_deleted(
+    app_factory, tmp_path, make_user
+):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "leak.jsonl").write_bytes(Batch().add(*crowd(5), child(village="x")).bytes())
+    make_user(roles=("safeguarding_officer",))  # on this test's database, like the app below
+    app = app_factory(FEED_DIR=str(drop))
+    with app.app_context():
+        assert import_feed() == "1 batch(es): rejected"
+    assert list(drop.iterdir()) == []
+    [alert] = officer_alerts(app)
+    assert "Nothing was imported and the file was deleted." in alert
+    assert "kept" not in alert

@@ -131,12 +131,13 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
     # Signed in: the page shows the recovery codes once, with the way on to the staff area.
     assert response.status_code == 200 and 'href="/staff"' in response.get_data(as_text=True)
     assert newcomer.get("/staff/donors").status_code == 200
-    assert newcomer.get("/staff/safeguarding").status_code == 200
+    # The officer role waits for a second person (tests/staff/test_role_requests.py).
+    assert newcomer.get("/staff/safeguarding").status_code == 403
     assert newcomer.get("/staff/accounts").status_code == 403
 
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == "new.colleague@example.org"))
-        assert user.staff_roles == {"fundraiser", "safeguarding_officer"}
+        assert user.staff_roles == {"fundraiser"}
         assert user.is_verified and user.has_totp
         invitation = db.session.scalar(select(StaffInvitation))
         assert invitation.accepted_at is not None and invitation.user_id == user.id
@@ -155,10 +156,10 @@ def test_an_invited_person_chooses_a_password_enrols_two_factors_and_gets_their_
             {"role": "fundraiser", "invitation": invitation_id},
         ),
         (
-            "staff.role_granted",
+            "staff.role_requested",
             admin_user.id,
             new_id,
-            {"role": "safeguarding_officer", "invitation": invitation_id},
+            {"role": "safeguarding_officer", "request": 1, "officers_alerted": 0},
         ),
         ("staff.invitation_accepted", new_id, invitation_id, {}),
         ("staff.totp_enrolled", new_id, new_id, {}),
@@ -348,14 +349,20 @@ def test_an_admin_changes_roles_and_the_change_holds_on_the_next_click(app, admi
     ).get_data(as_text=True)
     response = client.post(
         url + "/roles",
-        data={"role_safeguarding_officer": "on", "csrf_token": csrf_token(client, url)},
+        data={"role_admin": "on", "csrf_token": csrf_token(client, url)},
     )
     assert response.status_code == 302
-    assert theirs.get("/staff/donors").status_code == 403
-    assert theirs.get("/staff/safeguarding").status_code == 200
-    assert audit_rows(app)[-2:] == [
+    assert theirs.get("/staff/accounts").status_code == 200
+    back = client.post(
+        url + "/roles", data={"role_fundraiser": "on", "csrf_token": csrf_token(client, url)}
+    )
+    assert back.status_code == 302
+    assert theirs.get("/staff/accounts").status_code == 403
+    assert audit_rows(app)[-4:] == [
         ("staff.role_revoked", admin_user.id, colleague.id, {"role": "fundraiser"}),
-        ("staff.role_granted", admin_user.id, colleague.id, {"role": "safeguarding_officer"}),
+        ("staff.role_granted", admin_user.id, colleague.id, {"role": "admin"}),
+        ("staff.role_revoked", admin_user.id, colleague.id, {"role": "admin"}),
+        ("staff.role_granted", admin_user.id, colleague.id, {"role": "fundraiser"}),
     ]
 
     before = counts(app)

@@ -13,5 +13,6 @@ from donorhub.staff.views import (  # noqa: F401  (each module registers its rou
     donors,
     outbox,
     reports,
+    role_requests,
     safeguarding,
 )

@@ -114,12 +114,20 @@ def account_roles(user_id: int):
     data, errors = load_form(StaffRolesSchema())
     if not errors:
         try:
-            changed = account_services.set_staff_roles(current_user, user, data["roles"])
+            changes = account_services.set_staff_roles(current_user, user, data["roles"])
         except DomainError as error:
             errors = {"roles": [str(error)]}
     if errors:
         return render_account(user, errors, 422)
-    flash("The roles are saved." if changed else "Nothing changed.", "success")
+    if changes.requested:
+        flash(
+            ("The other roles are saved. " if changes.changed else "")
+            + "The safeguarding officer role is asked for: it takes effect when another "
+            "admin or a safeguarding officer approves it, and every officer has been told.",
+            "success",
+        )
+    else:
+        flash("The roles are saved." if changes.changed else "Nothing changed.", "success")
     return redirect(url_for("staff.account", user_id=user.id))
 
 

@@ -111,7 +111,11 @@ def review_item(kind: str, item_id: int):
 def reveal_item(kind: str, item_id: int):
     """The text with nothing masked, when a flagged part must be judged. Audited."""
     item = load_item(kind, item_id)
-    text, findings = review.reveal(current_user, kind, item_id)
+    try:
+        text, findings = review.reveal(current_user, kind, item_id)
+    except review.NotReviewable as error:
+        flash(str(error), "error")
+        return redirect(url_for("staff.safeguarding"))
     return render_template(
         "staff/safeguarding/reveal.html", item=item, text=text, findings=findings
     )
