@@ -386,6 +386,8 @@ _PHRASAL_VERBS = frozenset(
     "move moved moves moving come came comes coming log logged drop dropped go went goes "
     "carry carried keep kept hold held get got gets getting".split()
 )
+# "Her family cheered her on.", "They took her in.": a verb, its object, then the particle.
+_OBJECT_PRONOUNS = frozenset("her him them it me us you".split())
 # "She knows where she comes from." ends in a preposition and has lost nothing.
 _WH_WORDS = frozenset("what where who whom which that whoever wherever how".split())
 _CLAUSE_END = re.compile(r"\s*(?:[,.;:!?)\u2026\u0964]|[-\u2013\u2014](?=\s)|$)")
@@ -427,7 +429,7 @@ def dangling_endings(text: str) -> list[str]:
             dangling = not (
                 set(words) & _WH_WORDS
                 or (word in _PARTICLES and len(words) > 2)
-                or (word in ("in", "on") and before in _PHRASAL_VERBS)
+                or (word in ("in", "on") and before in _PHRASAL_VERBS | _OBJECT_PRONOUNS)
             )
         else:
             dangling = False

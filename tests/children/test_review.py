@@ -300,6 +300,7 @@ def test_residue_rules_keep_complete_sentences():
     assert dangling_endings("Her mother, who sells flowers, works in.") == ["“…works in.”"]
     for complete in (
         "She has settled in.",
+        "Her family cheered her on.",
         "She grew up fast.",
         "She knows where she comes from.",
         "We are proud of her.",
@@ -370,3 +371,12 @@ def test_each_finding_and_unknown_word_group_is_confirmed_on_its_own(app, make_u
             select(AuditEvent.detail).where(AuditEvent.action == "safeguarding.approved")
         ).one()
     assert detail == {"edited": False, "flags_confirmed": 2, "unknown_words_confirmed": 1}
+
+
+def test_the_projects_own_vocabulary_is_recognised_in_review(app):
+    from donorhub.children.review import read_text
+
+    with app.test_request_context():
+        reading = read_text("about", 1, "She moved to aftercare and plays kho kho.")
+    assert reading.unknown_words == []
+    assert reading.summary == "No identifier pattern found; every word is in the known vocabulary"
