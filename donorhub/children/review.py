@@ -251,10 +251,15 @@ def original_text(kind: str, item_id: int) -> str | None:
 
 
 def masked_segments(
-    text: str | None, findings: list[dict], unknown: Collection[guard.UnknownWord] = ()
+    text: str | None,
+    findings: list[dict],
+    unknown: Collection[guard.UnknownWord] = (),
+    *,
+    revealed: bool = False,
 ) -> list[Segment]:
     """The text cut into plain, flagged and unknown parts; flagged parts carry no characters
-    of the original, only the detector's name; unknown words are kept, to be highlighted."""
+    of the original, only the detector's name (unless `revealed`, for the audited reveal
+    page); unknown words are kept, to be highlighted."""
     if not text:
         return []
     segments: list[Segment] = []
@@ -278,7 +283,7 @@ def masked_segments(
         if end <= start:
             continue
         plain(start)
-        segments.append(Segment("", True, finding["detector"]))
+        segments.append(Segment(text[start:end] if revealed else "", True, finding["detector"]))
         position = end
     plain(len(text))
     return segments

@@ -220,6 +220,10 @@ def test_unknown_words_are_highlighted_on_the_item_page_flagged_parts_stay_hidde
     assert re.findall(r'<mark class="unknown-word"[^>]*>([^<]+)<', flagged)[0] == "bhelpuri"
     assert "Ravi" not in flagged and "98200" not in flagged
     assert "[hidden: possible phone]" in flagged
+    revealed = client.get(f"/staff/safeguarding/about/{text_id(app, mixed)}/reveal")
+    html = revealed.get_data(as_text=True)
+    assert re.findall(r'<mark class="unknown-word"[^>]*>([^<]+)<', html) == ["bhelpuri"]
+    assert re.findall(r'<mark class="flag"[^>]*>([^<]+)<', html) == ["Ravi", "98200 12345"]
 
 
 # -- Residue: an edit must be a rewrite ------------------------------------------------------

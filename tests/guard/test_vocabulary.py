@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,18 @@ def test_the_known_english_list_holds_no_name_or_place_of_the_guards_lists():
     }
     assert sorted(known & names) == []
     assert all(word == word.lower() and not word.endswith("'s") for word in known)
+
+
+def test_most_ordinary_update_sentences_are_fully_recognised():
+    """Highlighting is not quarantine, but an officer who sees marks on every text stops
+    reading them: the figure says how often an ordinary sentence carries none."""
+    from tests.metrics import METRICS
+
+    raw = (Path(__file__).parent / "corpus" / "pii_negative.txt").read_text(encoding="utf-8")
+    sentences = [line for line in raw.splitlines() if line.strip() and line[0] != "#"]
+    marked = [s for s in sentences if unknown_words(s)]
+    METRICS.report(
+        "guard vocabulary: negative-corpus sentences with no unknown word",
+        f"{len(sentences) - len(marked)} of {len(sentences)}",
+    )
+    assert len(marked) <= len(sentences) // 5

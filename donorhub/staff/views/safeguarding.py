@@ -151,8 +151,13 @@ def reveal_item(kind: str, item_id: int):
     """The text with nothing masked, when a flagged part must be judged. Audited."""
     item = load_item(kind, item_id)
     text, findings = review.reveal(current_user, kind, item_id)
+    unknown = item.reading.unknown if item.reading else []
     return render_template(
-        "staff/safeguarding/reveal.html", item=item, text=text, findings=findings
+        "staff/safeguarding/reveal.html",
+        item=item,
+        text=text,
+        findings=findings,
+        segments=review.masked_segments(text, findings, unknown, revealed=True),
     )
 
 
