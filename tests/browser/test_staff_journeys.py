@@ -139,6 +139,19 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
         "She won the school relay race. Her brother [removed] cheered from [removed]."
     )
 
+    # As sent, each flagged part needs its own tick: described by rule and shape, not shown.
+    checks = page.get_by_role("group", name="Before approving the text as sent")
+    expect(checks.get_by_role("checkbox")).to_have_count(2)
+    expect(checks).to_contain_text("I have checked: possible person name")
+    page.get_by_role("checkbox", name="I have checked: possible place").check()
+    page.get_by_role("button", name="Approve as sent").click()
+    expect(
+        page.get_by_role("checkbox", name="I have checked: possible person name")
+    ).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error", has_text="Tick this once")).to_have_count(1)
+    axe.check(page)
+    assert_clean("the refused approval as sent", page.content())
+
     # Approving with the markers left in is refused, and the text stays masked.
     page.get_by_role("button", name="Approve the edited text").click()
     expect(page.locator("#text-error")).to_contain_text("Replace or delete every [removed]")
@@ -180,14 +193,15 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
     assert [action for action, *_ in trail] == [
         "safeguarding.queue_viewed",
         "safeguarding.item_viewed",  # the page
-        "safeguarding.item_viewed",  # the refused approval
+        "safeguarding.item_viewed",  # the refused approvals: as sent, and with markers
+        "safeguarding.item_viewed",
         "safeguarding.item_viewed",  # two previews
         "safeguarding.item_viewed",
         "safeguarding.item_viewed",  # the approval
         "safeguarding.approved",
         "safeguarding.queue_viewed",
     ]
-    assert trail[6] == (
+    assert trail[7] == (
         "safeguarding.approved",
         "child_update",
         update_id,
