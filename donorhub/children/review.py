@@ -107,7 +107,7 @@ class Reading:
     def summary(self) -> str:
         """What was and was not recognised, in words; never "clean", never "no flags"."""
         if not self.text:
-            return "No free text: only sentences DonorHub writes from codes"
+            return "No free text to check"
         kinds = sorted({f["detector"].replace("_", " ") for f in self.findings})
         count = len(self.findings)
         flagged = (
