@@ -1,5 +1,6 @@
 """Demo child data: import the committed demo feed, then approve what a careful safeguarding
-officer would, leaving the quarantined items for a newcomer to review."""
+officer would without a second look (nothing flagged, every word known), leaving the
+quarantined items, and any text with a word not recognised, for a newcomer to review."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def seed_feed() -> str:
     approved = 0
     with unit_of_work():
         for item in review.review_queue():
-            if item.status == ReviewStatus.PENDING and officer is not None:
+            nothing_to_check = item.reading is None or not item.reading.checks
+            if item.status == ReviewStatus.PENDING and officer is not None and nothing_to_check:
                 review.approve(officer, item.kind, item.id)
                 approved += 1
     statuses = ", ".join(report.status for _, report in results)

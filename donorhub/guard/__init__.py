@@ -7,5 +7,14 @@ See docs/pii-guard.md.
 """
 
 from donorhub.guard.scan import DETECTORS, GUARD_ERROR_RULE, Finding, scan_text
+from donorhub.guard.vocabulary import UnknownWord, unknown_word_groups, unknown_words
 
-__all__ = ["DETECTORS", "GUARD_ERROR_RULE", "Finding", "scan_text"]
+__all__ = [
+    "DETECTORS",
+    "GUARD_ERROR_RULE",
+    "Finding",
+    "UnknownWord",
+    "scan_text",
+    "unknown_word_groups",
+    "unknown_words",
+]

@@ -139,14 +139,42 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
         "She won the school relay race. Her brother [removed] cheered from [removed]."
     )
 
+    # As sent, each flagged part needs its own tick: described by rule and shape, not shown.
+    checks = page.get_by_role("group", name="Before approving the text as sent")
+    expect(checks.get_by_role("checkbox")).to_have_count(2)
+    expect(checks).to_contain_text("I have checked: possible person name")
+    page.get_by_role("checkbox", name="I have checked: possible place").check()
+    page.get_by_role("button", name="Approve as sent").click()
+    expect(
+        page.get_by_role("checkbox", name="I have checked: possible person name")
+    ).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error", has_text="Tick this once")).to_have_count(1)
+    axe.check(page)
+    assert_clean("the refused approval as sent", page.content())
+
     # Approving with the markers left in is refused, and the text stays masked.
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Approve the edited text").click()
     expect(page.locator("#text-error")).to_contain_text("Replace or delete every [removed]")
     axe.check(page)
     assert_clean("the refused approval", page.content())
 
+    # Deleting the markers is not a rewrite: the preview says so before anything is decided.
+    page.get_by_role("textbox", name="Edited text").fill(
+        "She won the school relay race. Her brother cheered from."
+    )
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#text-error")).to_contain_text("only cuts the flagged parts out")
+    expect(page.locator("#text-error-2")).to_contain_text("“…Her brother cheered from.” ends as")
+    axe.check(page)
+
+    # The preview shows the sponsor's sentences exactly, milestone sentences included.
     page.get_by_role("textbox", name="Edited text").fill(REWRITTEN_TEXT)
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#edited-preview")).to_contain_text(f"{alias} passed the term exams.")
+    expect(page.locator("#edited-preview")).to_contain_text(REWRITTEN_TEXT)
+    expect(page.get_by_text("every word is in the known vocabulary")).to_be_visible()
+    axe.check(page)
+    page.get_by_role("button", name="Approve the edited text").click()
     expect(page.get_by_text(f"Approved: {alias}'s update.")).to_be_visible()
     expect(page.get_by_text("Nothing is waiting for review.")).to_be_visible()
     axe.check(page)
@@ -164,17 +192,20 @@ def test_officer_rewrites_and_approves_a_quarantined_update_the_sponsor_reads_it
     trail = audit_trail(app, officer.id)
     assert [action for action, *_ in trail] == [
         "safeguarding.queue_viewed",
+        "safeguarding.item_viewed",  # the page
+        "safeguarding.item_viewed",  # the refused approvals: as sent, and with markers
         "safeguarding.item_viewed",
+        "safeguarding.item_viewed",  # two previews
         "safeguarding.item_viewed",
-        "safeguarding.item_viewed",
+        "safeguarding.item_viewed",  # the approval
         "safeguarding.approved",
         "safeguarding.queue_viewed",
     ]
-    assert trail[4] == (
+    assert trail[7] == (
         "safeguarding.approved",
         "child_update",
         update_id,
-        {"edited": True, "flags_confirmed": 0},
+        {"edited": True, "flags_confirmed": 0, "unknown_words_confirmed": 0},
     )
     assert "safeguarding.text_revealed" not in [action for action, *_ in trail]
 

@@ -205,7 +205,6 @@ def sponsor_planted_children(app, user_id: int, officer_id: int) -> None:
             "update",
             update_row.id,
             edited_text="She enjoyed the art class.",
-            confirmed=True,
         )
         db.session.commit()
         # Published and announced the way the jobs do it, so the rendered update and the

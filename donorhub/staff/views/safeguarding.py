@@ -23,9 +23,30 @@ OFFICER = StaffRole.SAFEGUARDING_OFFICER
 
 
 class ApproveSchema(FormSchema):
+    """Approve (or preview) a text. Besides these fields, the form carries one checkbox per
+    flagged part and per group of unrecognised words, named by `review.Check.key`:
+    `approve_schema` adds a field for each such name the form sends."""
+
     mode = fields.String(required=True, validate=validate.OneOf(["as_sent", "edited"]))
     text = fields.String(load_default=None, validate=validate.Length(max=600))
-    confirm = CheckboxField(load_default=False)
+
+
+MAX_CHECKS = 200
+
+
+def approve_schema() -> ApproveSchema:
+    checks = [key for key in request.form if review.CHECK_KEY.fullmatch(key)][:MAX_CHECKS]
+    schema = ApproveSchema.from_dict(
+        {key: CheckboxField(load_default=False) for key in checks}, name="ApproveWithChecks"
+    )
+    return schema()  # type: ignore[return-value]
+
+
+def ticked(data: dict) -> set[str]:
+    return {key for key, value in data.items() if review.CHECK_KEY.fullmatch(key) and value}
+
+
+UNTICKED = "Tick this once you have checked this part."
 
 
 class RejectSchema(FormSchema):
@@ -69,22 +90,40 @@ def safeguarding():
 
 
 def render_review(
-    item: review.ReviewItem, *, errors=None, status=200, edited_text=None, needs_confirmation=None
+    item: review.ReviewItem,
+    *,
+    errors=None,
+    status=200,
+    edited_text=None,
+    confirmed=frozenset(),
+    warnings=(),
 ):
+    """The item page. With `edited_text`, the officer's edit is shown as a sponsor would read
+    it, with what the guard makes of it and its own checks to confirm."""
     original = review.original_text(item.kind, item.id)
-    segments = review.masked_segments(original, item.findings)
-    masked = review.masked_text(original, item.findings)
-    preview_text = None if item.findings else original
+    reading = item.reading or review.approval_reading(item.kind, item.id)
+    masked = review.masked_text(original, reading.findings)
+    preview_text = None if reading.findings else original
     preview = review.sponsor_preview(item.kind, item.id, preview_text)
+    edited = None
+    if edited_text is not None:
+        edited_reading = review.approval_reading(item.kind, item.id, edited_text)
+        edited = {
+            "reading": edited_reading,
+            "preview": review.sponsor_preview(item.kind, item.id, edited_reading.text),
+        }
     return render_template(
         "staff/safeguarding/review.html",
         item=item,
-        segments=segments,
+        reading=reading,
+        segments=reading.segments,
         masked=masked if edited_text is None else edited_text,
         preview=preview,
+        edited=edited,
+        confirmed=confirmed,
+        warnings=list(warnings),
         errors=errors or {},
         reasons=review.REJECTION_REASONS,
-        needs_confirmation=needs_confirmation,
     ), status
 
 
@@ -116,29 +155,61 @@ def reveal_item(kind: str, item_id: int):
     except review.NotReviewable as error:
         flash(str(error), "error")
         return redirect(url_for("staff.safeguarding"))
+    unknown = item.reading.unknown if item.reading else []
     return render_template(
-        "staff/safeguarding/reveal.html", item=item, text=text, findings=findings
+        "staff/safeguarding/reveal.html",
+        item=item,
+        text=text,
+        findings=findings,
+        segments=review.masked_segments(text, findings, unknown, revealed=True),
+    )
+
+
+@bp.post("/safeguarding/<kind>/<int:item_id>/preview")
+@staff(OFFICER)
+def preview_item(kind: str, item_id: int):
+    """The edited text as a sponsor would read it, what the guard makes of it and why it
+    could not be approved yet. Decides nothing."""
+    item = load_item(kind, item_id)
+    data, errors = load_form(approve_schema())
+    if errors:
+        return render_refused_decision(kind, item_id, errors=errors)
+    text = data["text"] or ""
+    return render_review(
+        item,
+        edited_text=text,
+        confirmed=ticked(data),
+        warnings=review.edit_problems(kind, item_id, text),
     )
 
 
 @bp.post("/safeguarding/<kind>/<int:item_id>/approve")
 @staff(OFFICER)
 def approve_item(kind: str, item_id: int):
-    """Approve as sent, or as edited."""
+    """Approve as sent, or as edited, once every check of that text is ticked."""
     item = load_item(kind, item_id)
-    data, errors = load_form(ApproveSchema())
+    data, errors = load_form(approve_schema())
     if errors:
         return render_refused_decision(kind, item_id, errors=errors)
-    edited = data["text"] if data["mode"] == "edited" else None
+    # "edited" with no text field is an empty edit (refused), never the text as sent.
+    edited = (data["text"] or "") if data["mode"] == "edited" else None
+    confirmed = ticked(data)
     try:
-        review.approve(current_user, kind, item_id, edited_text=edited, confirmed=data["confirm"])
+        review.approve(current_user, kind, item_id, edited_text=edited, confirmed=confirmed)
     except review.NeedsConfirmation as error:
         return render_refused_decision(
             kind,
             item_id,
             edited_text=edited,
-            errors={"confirm": [str(error)]},
-            needs_confirmation=len(error.findings),
+            confirmed=confirmed,
+            errors={
+                f"checks_{data['mode']}": [str(error)],
+                **{check.key: [UNTICKED] for check in error.missing},
+            },
+        )
+    except review.ResidueLeft as error:
+        return render_refused_decision(
+            kind, item_id, edited_text=edited, confirmed=confirmed, errors={"text": error.problems}
         )
     except DomainError as error:
         return render_refused_decision(
