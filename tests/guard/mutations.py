@@ -40,9 +40,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -61,7 +63,10 @@ def _int(low: int, high: int) -> st.SearchStrategy[int]:
 _BOOL = st.booleans()
 
 
-def _pick(draw: st.DrawFn, options: tuple | list):  # type: ignore[no-untyped-def, type-arg]
+T = TypeVar("T")
+
+
+def _pick(draw: st.DrawFn, options: Sequence[T]) -> T:
     return options[draw(_int(0, len(options) - 1))]
 
 
@@ -101,7 +106,7 @@ class Variant:
 
 
 def load_rows() -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     lines = (CORPUS / "pii_positive.tsv").read_text(encoding="utf-8").splitlines()
     for line in lines:
         if not line.strip() or line.startswith("#"):
@@ -310,7 +315,7 @@ def _mutate_digits(draw: st.DrawFn, detector: str, ident: str) -> tuple[str, lis
         ):
             # Keep the groups (a date stays a date), change the separators.
             if draw(_BOOL):
-                seps = ("/", "_", "-", ".", "|", " / ", " - ", "\\", " ")
+                seps: tuple[str, ...] = ("/", "_", "-", ".", "|", " / ", " - ", "\\", " ")
                 if detector == "case_number":
                     seps += (" of ", " of ", "/")
                 sep = _pick(draw, seps)
@@ -414,7 +419,8 @@ def _key_words(detector: str, ident: str) -> list[re.Match[str]]:
     word is generic ("court hearing", "last month"), the words themselves."""
     if detector in ("email", "url", "social_handle", "id_number", "phone", "aadhaar"):
         return []
-    splittable, generic = [], []
+    splittable: list[re.Match[str]] = []
+    generic: list[re.Match[str]] = []
     for m in _WORD_RE.finditer(ident):
         word = m.group()
         if len(word) < 2 or len(word) > 14 or (len(word) == 2 and not word.isupper()):
@@ -444,7 +450,7 @@ def _lowercase_keeps_meaning(detector: str, ident: str) -> bool:
     return detector in ("exact_date", "exact_age", "case_number", "email", "url", "pin_code")
 
 
-def _letter_split(draw: st.DrawFn, word: str, lower_ok: bool) -> tuple[str, str]:
+def _letter_split(draw: st.DrawFn, word: str) -> tuple[str, str]:
     sep = _pick(draw, _SPLIT_SEPARATORS)
     case = _pick(draw, ("keep", "keep", "lower", "upper"))
     if case == "lower":
@@ -492,11 +498,13 @@ def _mutate_letters(draw: st.DrawFn, detector: str, ident: str) -> tuple[str, li
             ident = ident[: month.start()] + new + ident[month.end() :]
             applied.append(f"lower case: month {new}")
     keys = _key_words(detector, ident)
-    if keys and draw(_BOOL):
-        m = _pick(draw, keys)
-        split, how = _letter_split(draw, m.group(), True)
-        ident = ident[: m.start()] + split + ident[m.end() :]
-        applied.append(how)
+    if keys:
+        split_one: bool = draw(_BOOL)
+        if split_one:
+            m = _pick(draw, keys)
+            split, how = _letter_split(draw, m.group())
+            ident = ident[: m.start()] + split + ident[m.end() :]
+            applied.append(how)
     if draw(_BOOL):
         within = [(m.start(), m.end()) for m in _key_words(detector, ident)]
         if not within:
