@@ -290,14 +290,19 @@ def _mutate_digits(draw: st.DrawFn, detector: str, ident: str) -> tuple[str, lis
         for m in list(_SPELLED_RE.finditer(ident))[::-1]:
             digits = _spelled_to_digits(m.group())
             ident = ident[: m.start()] + digits + ident[m.end() :]
+            applied.append("number words: read as digits")
     # Work on ASCII digits; other scripts are drawn below.
-    ident = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in ident)
+    ascii_ident = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in ident)
+    if ascii_ident != ident:
+        applied.append("digit script: read as ASCII")
+        ident = ascii_ident
     runs = list(_RUN_RE.finditer(ident))
     out, cursor = "", 0
     for m in runs:
         raw, digits = m.group(), _ascii_digits(m.group())
         start, end = m.start(), m.end()
         new = raw
+        labelled = len(applied)
         if _is_free_run(detector, ident, start, end, digits):
             shape = _pick(draw, ("keep", "regroup", "regroup", "words", "separators"))
             if shape == "regroup":
@@ -333,6 +338,8 @@ def _mutate_digits(draw: st.DrawFn, detector: str, ident: str) -> tuple[str, lis
             if not tail[:1].isalpha():  # "13yo" stays digits; "13 years" may become words
                 new = words[int(raw)]
                 applied.append("number words: age in " + ("Hindi" if hindi else "English"))
+        if new == raw:
+            del applied[labelled:]  # regrouped into the groups it had
         if any(ch.isdigit() for ch in new):
             if len(digits) >= 5 and draw(_BOOL):
                 looked = _digit_lookalikes(draw, new)
@@ -633,6 +640,7 @@ def variants(draw: st.DrawFn, row: Row) -> Variant:
 
 def _draw_row(row: Row, per_row: int) -> list[Variant]:
     drawn: dict[tuple[str, tuple[tuple[int, int], ...]], Variant] = {}
+    original = "".join(row.parts)
 
     @seed(SEED + row.index)
     @settings(
@@ -646,7 +654,8 @@ def _draw_row(row: Row, per_row: int) -> list[Variant]:
     @given(variants(row))
     def keep(variant: Variant) -> None:
         key = (variant.text, variant.spans)
-        if variant.mutations and key not in drawn:
+        # A draw can leave the text as it was ("mixed" scripts that picked no digit).
+        if variant.text != original and key not in drawn:
             drawn[key] = variant
 
     keep()
