@@ -10,12 +10,14 @@ row's detector that overlaps it (as in test_scan.py).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from functools import cache
 
 import pytest
 
 from donorhub.guard.scan import DETECTORS, Finding, scan_text
 from tests.guard.mutations import (
     MUTATIONS_FILE,
+    StoredCorpus,
     Variant,
     fingerprint,
     generate_variants,
@@ -27,8 +29,13 @@ from tests.metrics import METRICS
 MINIMUM_VARIANTS = 10_000
 MISSES_SHOWN_PER_CATEGORY = 12
 
-STORED = read_corpus()
 ROWS = load_rows()
+
+
+@cache
+def stored() -> StoredCorpus:
+    """Read once per process, when a test needs it (not at collection on every worker)."""
+    return read_corpus()
 
 
 def _caught(variant: Variant, findings: list[Finding]) -> bool:
@@ -44,11 +51,11 @@ def _describe(variant: Variant, findings: list[Finding]) -> str:
 
 
 def test_stored_corpus_matches_the_positive_corpus_and_the_generator():
-    assert STORED.current, (
+    assert stored().current, (
         f"{MUTATIONS_FILE.name} was drawn from another pii_positive.tsv or mutations.py: "
         "regenerate it with `python -m tests.guard.mutations` and commit it"
     )
-    assert STORED.fingerprint == fingerprint(STORED.variants)
+    assert stored().fingerprint == fingerprint(stored().variants)
 
 
 @pytest.mark.parametrize("detector", ["phone", "person_name", "place", "exact_date"])
@@ -56,18 +63,18 @@ def test_stored_corpus_is_what_the_seeded_strategies_draw(detector):
     """Redraws the first row of a few categories: the file holds exactly what the seeded
     strategies produce, so every run checks the same variants."""
     row = next(row for row in ROWS if row.detector == detector)
-    stored = [v for v in STORED.variants if v.row == row.index]
+    kept = [v for v in stored().variants if v.row == row.index]
     redrawn = generate_variants([row])
     assert [(v.text, v.spans, v.mutations) for v in redrawn] == [
-        (v.text, v.spans, v.mutations) for v in stored
+        (v.text, v.spans, v.mutations) for v in kept
     ]
 
 
 def test_every_identifier_is_mutated_and_the_corpus_is_large_enough():
-    mutated_rows = {v.row for v in STORED.variants}
+    mutated_rows = {v.row for v in stored().variants}
     assert mutated_rows == {row.index for row in ROWS}
-    assert {v.detector for v in STORED.variants} == set(DETECTORS)
-    assert len({(v.text, v.spans) for v in STORED.variants}) >= MINIMUM_VARIANTS
+    assert {v.detector for v in stored().variants} == set(DETECTORS)
+    assert len({(v.text, v.spans) for v in stored().variants}) >= MINIMUM_VARIANTS
 
 
 def _mutation_kind(mutation: str) -> str:
@@ -95,7 +102,7 @@ def test_recall_is_complete_in_every_category(capsys):
     caught: Counter[str] = Counter()
     flagged_elsewhere: Counter[str] = Counter()
     missed: dict[str, list[tuple[Variant, str]]] = defaultdict(list)
-    for variant in STORED.variants:
+    for variant in stored().variants:
         findings = scan_text(variant.text)
         totals[variant.detector] += 1
         if _caught(variant, findings):
@@ -105,7 +112,7 @@ def test_recall_is_complete_in_every_category(capsys):
             flagged_elsewhere[variant.detector] += 1
         missed[variant.detector].append((variant, _describe(variant, findings)))
 
-    METRICS.report("PII guard mutation corpus: variants", len(STORED.variants))
+    METRICS.report("PII guard mutation corpus: variants", len(stored().variants))
     for detector in DETECTORS:
         share = caught[detector] / totals[detector]
         METRICS.report(
@@ -135,4 +142,4 @@ def test_recall_is_complete_in_every_category(capsys):
 
 @pytest.mark.slow
 def test_redrawing_the_whole_corpus_gives_the_stored_list():
-    assert fingerprint(generate_variants()) == STORED.fingerprint
+    assert fingerprint(generate_variants()) == stored().fingerprint
