@@ -154,7 +154,11 @@ _REPEAT_WORDS = {
     "devanagari": ("डबल", "ट्रिपल"),
 }
 _WORD_GAPS = (" ", " ", "-", ", ", " - ", "  ")
-_DIGIT_SEPARATORS = (" ", "/", "_", ".", "-", "|", "  ", " / ", " - ", " _ ", ". ", "\u00a0", "\\")
+# Invisible ones too: a zero-width space or a soft hyphen shows nothing between the digits.
+_DIGIT_SEPARATORS = (
+    " ", "/", "_", ".", "-", "|", "  ", " / ", " - ", " _ ", ". ", "\u00a0", "\\", "\u200b",
+    "\u00ad",
+)  # fmt: skip
 _AGE_WORDS_EN = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty"
@@ -165,7 +169,7 @@ _AGE_WORDS_HI = (
 ).split()
 
 # A digit run: digits with up to three separators between them.
-_RUN_RE = re.compile(r"\d(?:[ .\-/()_|\u00a0\u200b]{0,3}\d)*")
+_RUN_RE = re.compile(r"\d(?:[ .\-/()_|\u00a0\u200b\u00ad]{0,3}\d)*")
 _WORD_VALUES = {
     word: str(value)
     for words in _DIGIT_WORDS.values()
@@ -385,7 +389,7 @@ _SCHOOL_WORDS = frozenset(
 )
 _WORD_RE = re.compile(r"[A-Za-z]+")
 
-_SPLIT_SEPARATORS = ("-", ".", " ", "_", "*", ". ", "|")
+_SPLIT_SEPARATORS = ("-", ".", " ", "_", "*", ". ", "|", "\u200b")
 _HOMOGLYPHS = {
     "a": ("\u0430", "\u03b1"), "c": ("\u0441", "\u03f2"), "e": ("\u0435",),
     "h": ("\u04bb",), "i": ("\u0456", "\u03b9"), "j": ("\u0458",), "k": ("\u03ba",),
