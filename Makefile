@@ -200,13 +200,18 @@ test-stressed: install-test stress-tools
 bench-load: install bench-tools
 	$(BIN)/python bench/load.py
 
-# Coverage-guided fuzzing of the feed parser (atheris); FUZZ_SECONDS=1200 for the slow tier.
+# Coverage-guided fuzzing of the feed parser and of the PII guard's scan_text (atheris);
+# FUZZ_SECONDS=1200 FUZZ_SCAN_SECONDS=1200 for the slow tier.
 FUZZ_SECONDS ?= 60
+FUZZ_SCAN_SECONDS ?= 30
 fuzz: install-test
 	$(BIN)/pip install --quiet -c constraints.txt atheris
-	mkdir -p /tmp/donorhub-fuzz-corpus
+	mkdir -p /tmp/donorhub-fuzz-corpus /tmp/donorhub-scan-fuzz-corpus
 	$(BIN)/python tests/fuzz/fuzz_feed_parser.py /tmp/donorhub-fuzz-corpus tests/fuzz/corpus \
 	  -max_total_time=$(FUZZ_SECONDS) -timeout=1 -rss_limit_mb=1024
+	$(BIN)/python tests/fuzz/fuzz_guard_scan.py /tmp/donorhub-scan-fuzz-corpus \
+	  tests/fuzz/scan_corpus -max_total_time=$(FUZZ_SCAN_SECONDS) -timeout=2 -rss_limit_mb=1024 \
+	  -artifact_prefix=/tmp/donorhub-scan-crash-
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) $(DAST_VENV) node_modules .pytest_cache .ruff_cache reports
