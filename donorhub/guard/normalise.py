@@ -8,10 +8,10 @@ spelling, in stages:
 1. fold each character: NFKC, the digits of every script to ASCII, zero-width characters
    dropped, dashes and quotes unified, Latin diacritics stripped, Cyrillic and Greek
    look-alike letters mapped to Latin;
-2. look-alike letters inside digit runs become digits ("982OO l2345");
-3. digit words in English and Hindi (Latin and Devanagari script) become digits when they
+2. look-alike letters inside digit runs become digits ("982OO l2345", "MH0l");
+3. letters split by separators are joined ("M-e-e-n-a", "m.e.e.n.a", "M e e n a");
+4. digit words in English and Hindi (Latin and Devanagari script) become digits when they
    form a run of five or more digits ("nine eight two double zero…", "एक दो तीन…");
-4. letters split by separators are joined ("M-e-e-n-a", "m.e.e.n.a", "M e e n a");
 5. address abbreviations and Hindi/Marathi phrasings are rewritten to the words the
    detectors know ("rd" to "road", "majha naav" to "my name is"), from `data/rewrites.txt`.
 
@@ -50,10 +50,15 @@ def normalise(text: str) -> Normalised:
     norm = _fold(text)
     edits, disguised = _digit_lookalike_edits(norm.text)
     norm, _ = _rewrite(norm, edits)
-    norm, moved = _rewrite(norm, _digit_word_edits(norm.text))
-    disguised = [(moved[s], moved[e]) for s, e in disguised]
+    edits, disguised_alone = _lone_lookalike_edits(norm.text)
+    norm, _ = _rewrite(norm, edits)
+    disguised += disguised_alone
+    # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
     edits, joined = _split_letter_edits(norm.text)
     norm, moved = _rewrite(norm, edits)
+    joined = [(moved[s], moved[e]) for s, e in joined]
+    disguised = [(moved[s], moved[e]) for s, e in disguised]
+    norm, moved = _rewrite(norm, _digit_word_edits(norm.text))
     joined = [(moved[s], moved[e]) for s, e in joined]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
     norm, moved = _rewrite(norm, _phrase_edits(norm.text))
@@ -170,25 +175,41 @@ def _fold(text: str) -> Normalised:
 # A separator is anything that is neither a letter nor a digit nor a line break.
 _SEP = r"[^A-Za-z0-9\u0900-\u097f\n]"
 _LOOKALIKE_DIGITS = {"O": "0", "o": "0", "I": "1", "l": "1", "i": "1"}
-_LOOKALIKE_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])[0-9OoIli]*[0-9][0-9OoIli]*(?![A-Za-z0-9])")
-_LOOKALIKE_ALONE_RE = re.compile(rf"(?<=[0-9]{_SEP})[OoIl](?={_SEP}{{1,3}}[0-9])")
+# A token of digits and look-alikes with at least one real digit, after an optional letter
+# prefix that stays letters ("MH0l" is "MH01").
+_LOOKALIKE_TOKEN_RE = re.compile(
+    r"(?<![A-Za-z0-9])(?P<prefix>[A-Za-z]{0,4}?)(?P<body>[0-9OoIli]*[0-9][0-9OoIli]*)"
+    r"(?![A-Za-z0-9])"
+)
+# A look-alike standing alone between digits: "98200 O 12345", "4987 / l / 234".
+_LOOKALIKE_ALONE_RE = re.compile(r"(?<![A-Za-z0-9])[OoIl]{1,3}(?![A-Za-z0-9])")
+_DIGIT_BEFORE_RE = re.compile(rf"[0-9]{_SEP}{{1,4}}$")
+_DIGIT_AFTER_RE = re.compile(rf"{_SEP}{{1,4}}[0-9]")
 
 
 def _digit_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     spans: list[tuple[int, int]] = []
     for m in _LOOKALIKE_TOKEN_RE.finditer(text):
-        token = m.group()
-        if token.isdigit() or sum(ch.isdigit() for ch in token) < 2:
+        body = m.group("body")
+        if body.isdigit() or len(body) < 2:
             continue
-        spans.append((m.start(), m.end()))
-        for offset, ch in enumerate(token):
+        if len(body) >= 5:
+            spans.append((m.start(), m.end()))
+        for offset, ch in enumerate(body, start=m.start("body")):
             if ch in _LOOKALIKE_DIGITS:
-                edits.append((m.start() + offset, m.start() + offset + 1, _LOOKALIKE_DIGITS[ch]))
+                edits.append((offset, offset + 1, _LOOKALIKE_DIGITS[ch]))
+    return edits, spans
+
+
+def _lone_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
+    edits: list[_Edit] = []
+    spans: list[tuple[int, int]] = []
     for m in _LOOKALIKE_ALONE_RE.finditer(text):
-        edits.append((m.start(), m.end(), _LOOKALIKE_DIGITS[m.group()]))
-        spans.append((m.start(), m.end()))
-    edits.sort()
+        if _DIGIT_BEFORE_RE.search(text, max(0, m.start() - 5), m.start()) and (
+            _DIGIT_AFTER_RE.match(text, m.end())
+        ):
+            edits.append((m.start(), m.end(), "".join(_LOOKALIKE_DIGITS[c] for c in m.group())))
     return edits, spans
 
 
@@ -213,7 +234,10 @@ DIGIT_WORDS = {
     "छः": "6", "छे": "6", "छै": "6", "सहा": "6", "सात": "7", "आठ": "8", "नौ": "9",
     "नऊ": "9",
 }  # fmt: skip
-_MULTIPLIERS = {"double": 2, "triple": 3, "treble": 3, "dabal": 2, "dubal": 2, "tripal": 3}
+_MULTIPLIERS = {
+    "double": 2, "triple": 3, "treble": 3, "dabal": 2, "dubal": 2, "tripal": 3,
+    "डबल": 2, "ट्रिपल": 3, "दुगना": 2,
+}  # fmt: skip
 _WORD_OR_NUMBER_RE = re.compile(r"[A-Za-z]+|[\u0900-\u097f]+|[0-9]+")
 _YEAR_RE = re.compile(r"(?:19|20)\d\d")
 _GAP_RE = re.compile(rf"{_SEP}{{0,4}}")
@@ -284,11 +308,13 @@ def _digit_word_edits(text: str) -> list[_Edit]:
 # ---------------------------------------------------------------------------------------
 # 4. Letters split by separators
 
-# Three or more single letters, each followed by one to three separator characters
-# ("M-e-e-n-a", "m.e.e.n.a", "M e e n a", "S_u_n_i_t_a"). A comma followed by a space is
-# a list ("A, B, C"), not a split word.
+# Three or more single letters with the same one to three separator characters between
+# them ("M-e-e-n-a", "m.e.e.n.a", "M e e n a", "S_u_n_i_t_a", "c. h. h. a. h"). The same
+# separator throughout keeps "G.B. r|o|a|d" two words. A comma followed by a space is a
+# list ("A, B, C"), not a split word.
 _SPLIT_LETTERS_RE = re.compile(
-    r"(?<![A-Za-z0-9])[A-Za-z](?:(?:[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])){2,}"
+    r"(?<![A-Za-z0-9])[A-Za-z](?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
+    r"(?:(?P=sep)[A-Za-z](?![A-Za-z0-9]))+"
 )
 
 
@@ -305,6 +331,14 @@ def _split_letter_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
                     gap_start = None
             elif gap_start is None:
                 gap_start = index
+        # "m.a.r.c.h. 12", "t.h.i.r.t.e.e.n.-year-old": the separator after the last
+        # letter belongs to the spelling, not to the sentence.
+        marks = set(m.group("sep").strip())
+        end = m.end()
+        while end < len(text) and end - m.end() < 2 and text[end] in marks:
+            end += 1
+        if end > m.end():
+            edits.append((m.end(), end, ""))
     return edits, words
 
 

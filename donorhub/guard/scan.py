@@ -316,7 +316,8 @@ _OBFUSCATED_EMAIL_RE = re.compile(
 )
 _PROVIDER_EMAIL_RE = re.compile(
     r"(?i:\b[a-z0-9._%+\-]+\s*(?:\(at\)|\[at\]|\sat\s|@)\s*"
-    r"(?:gmail|g\s?mail|yahoo|hotmail|outlook|rediffmail|rediff|ymail|icloud|protonmail)\b)"
+    r"(?:gmail|g\s?mail|yahoo|hotmail|outlook|rediffmail|rediff|ymail|icloud|protonmail|"
+    r"okaxis|oksbi|okhdfcbank|okicici|ybl|ibl|axl|apl|paytm|upi)\b)"
 )
 _EMAIL_MENTION_RE = re.compile(
     r"(?i:\b(?:e-?mail|gmail|mail)\s*(?:(?:id|address)\s*(?:is|:|-|=)?|:)\s*[a-z0-9._%+\-]{3,})"
@@ -332,6 +333,13 @@ _OBFUSCATED_URL_RE = re.compile(
     r"(?i:\b(?:www\s*(?:\(dot\)|\[dot\]|\sdot\s)\s*)?[a-z0-9\-]{2,}\s*"
     r"(?:\(dot\)|\[dot\]|\{dot\}|\sdot\s)\s*(?:com|in|org|net|co|ly|me)\b)"
 )
+# "www . priyasart . in", "bit . ly/abc", "youtu dot be/abc": a domain with its dots
+# spaced out or written as a word.
+_SPACED_DOMAIN_RE = re.compile(
+    r"(?i:\b(?:www\s*(?:\.|\(dot\)|\[dot\]|\sdot\s)\s*)?[a-z0-9\-]{2,}"
+    r"(?:\s+\.\s*|\s*\.\s+|\s*(?:\(dot\)|\[dot\]|\{dot\})\s*|\s+dot\s+)"
+    r"(?:com|in|org|net|co|ly|me|be|io|gl|to|tv)\b(?:\s*/\s*[^\s<>\"']+)?)"
+)
 _HANDLE_RE = re.compile(r"(?<![A-Za-z0-9_.@])@\s?[A-Za-z0-9_][A-Za-z0-9_.]{1,29}")
 _SOCIAL_URL_RE = re.compile(
     r"(?i:\b(?:fb|facebook|instagram|insta|wa|t|twitter|x|tiktok|youtube|youtu|snapchat|"
@@ -346,7 +354,7 @@ _PLATFORM_ID_RE = re.compile(
     rf"(?i:\b(?:(?P<strong>{_STRONG_PLATFORMS})|(?P<weak>{_WEAK_PLATFORMS}))\b"
     r"(?:\s*(?P<idword>id|handle|user\s?name|account|acc|page|channel|no\.?|number|num|#))?"
     r"\s*(?P<sep>:|=|-|is|pe|par|as|on)?\s*"
-    r"(?P<value>@?[a-z0-9_.]{3,40}))"
+    r"(?P<value>\d(?:[\s.\-_/|]{0,3}\d){4,}|@?[a-z0-9_.]{3,40}))"
 )
 
 
@@ -360,6 +368,7 @@ def _detect_contact(ctx: _Context) -> None:
         (_URL_RE, "url", "web address"),
         (_BARE_DOMAIN_RE, "url", "domain name or short link"),
         (_OBFUSCATED_URL_RE, "url", "web address written out (site dot com)"),
+        (_SPACED_DOMAIN_RE, "url", "web address with its dots spaced or written out"),
         (_SOCIAL_URL_RE, "social_handle", "social-media profile link"),
     ):
         for m in regex.finditer(text):
@@ -409,6 +418,9 @@ _SECTION_LAW_RE = re.compile(
 )
 _LEGAL_ACRONYM_RE = re.compile(
     r"\b(?:POCSO|PITA|ITPA|IPC|BNS|BNSS|CrPC|JJB|CWC|NCPCR|SCPCR|AHTU|SJPU|DCPU|DLSA)\b"
+    r"|(?i:\b(?:pocso|itpa|ipc|bnss|crpc|jjb|cwc|ncpcr|scpcr|ahtu|sjpu|dcpu|dlsa)\b)"
+    # "pita" is also Hindi for father: in lower case only next to a legal word.
+    r"|(?i:\b(?:pita|bns)\b(?=\s+(?:case|act|section|sections|court|hearing|charges?|trial)\b))"
 )
 _LEGAL_WORDS_RE = re.compile(
     r"(?i:\b(?:child\s+welfare\s+committee|juvenile\s+justice\s+board|"
@@ -417,7 +429,9 @@ _LEGAL_WORDS_RE = re.compile(
     r"deposition|traffickers?|brothels?|raid(?:s|ed)?|rescue\s+operations?|rescued\s+from|"
     r"pimp|pimps|madam\s+of)\b)"
 )
-_SERIAL_RE = re.compile(r"(?i:\b(?:s[rl]\.?\s?no\.?|serial\s+(?:no\.?|number))\s*[:.\-]?\s*\d+)")
+_SERIAL_RE = re.compile(
+    r"(?i:\b(?:s[rl]\.?\s?(?:no\.?|number|#)|serial\s+(?:no\.?|number|#))\s*[:.\-]?\s*\d+)"
+)
 _POLICE_RE = re.compile(r"(?i:\bpolice\s+(?:station|chowki|thana|post|outpost|choki)\b)")
 _STATION_ABBR_RE = re.compile(r"\b([A-Z][a-z]+)\s+(?:P\.\s?S\.?|PS\b|(?i:thana)\b)")
 _NUMBER_YEAR_RE = re.compile(r"(?<![\w/])\d{1,6}/(?:19|20)\d{2}(?![\w/])")
@@ -498,7 +512,7 @@ _MONTH_YEAR_RE = re.compile(rf"(?i:\b(?P<month>{_MONTH_ANY}),?\s*(?:of\s+)?(?:19
 _MONTH_CONTEXT_RE = re.compile(
     r"(?i:\b(?:in|since|during|from|until|till|by|before|after|early|mid|late|end\s+of|"
     r"beginning\s+of|start\s+of|middle\s+of|month\s+of|last|this|next|every|of)[\s\-]+"
-    rf"(?P<month>{_MONTH_FULL})\b)"
+    rf"(?P<month>{_MONTH_FULL}|(?:jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\b\.?)(?![a-z]))"
 )
 _MONTH_CAPITAL_RE = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
@@ -549,6 +563,8 @@ def _month_is_verb(ctx: _Context, m: re.Match[str]) -> bool:
     word = m.group("month")
     if not (word.islower() and word.rstrip(".").lower() in ("may", "march")):
         return False
+    if m.re is _MONTH_CONTEXT_RE and m.group().split()[0].lower() not in ("this", "every", "of"):
+        return False  # "in march", "since may": after a preposition it is the month
     if _DATE_IN_MATCH_RE.search(m.group()):
         return False
     return not _DATE_CONTEXT_BEFORE_RE.search(ctx.text, max(0, m.start() - 20), m.start())
@@ -731,6 +747,20 @@ def _valid_compact_date(digits: str) -> bool:
     return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31
 
 
+def _valid_grouped_date(groups: list[str]) -> bool:
+    """Day, month and year ("12 03 2024", "12 / 03 / 24") or year, month and day."""
+    lengths = [len(g) for g in groups]
+    if lengths[0] == 4 and lengths[1] <= 2 and lengths[2] <= 2:
+        year, month, day = (int(g) for g in groups)
+        return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31
+    if lengths[0] <= 2 and lengths[1] <= 2 and lengths[2] in (2, 4):
+        day, month, year = (int(g) for g in groups)
+        if lengths[2] == 4 and not 1900 <= year <= 2099:
+            return False
+        return _valid_day_month(day, month)
+    return False
+
+
 def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
     count = len(digits)
     international = raw.lstrip("(").startswith("+") or digits.startswith("00")
@@ -747,6 +777,8 @@ def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
         return "pin_code", "standalone 6-digit number"
     if count == 8 and len(groups) == 1 and _valid_compact_date(digits):
         return "exact_date", "date written as 8 digits"
+    if len(groups) == 3 and _valid_grouped_date([g for g in groups]):
+        return "exact_date", "date with unusual separators"
     if count <= 11:
         if international or (count == 10 and digits[0] in "6789"):
             return "phone", "mobile phone number"
@@ -861,6 +893,11 @@ _NUMBER_WORD_AGE = (
     r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty(?:[\s\-](?:one|two|three))?)"
 )
 _AGE_NUM = rf"(?:\d{{1,2}}|{_NUMBER_WORD_AGE})"
+_HINDI_AGE_NUM = (
+    r"(?:\d{1,2}|ek|do|don|teen|char|chaar|paanch|panch|pach|chhah|chhe|saha|saat|aath|nau|"
+    r"das|daha|gyarah|gyara|akra|barah|bara|terah|tera|chaudah|chauda|pandrah|pandhra|solah|"
+    r"sola|satrah|satra|atharah|athra|unnis|ekonis|bees|vees|" + _NUMBER_WORD_AGE[3:-1] + ")"
+)
 _AGE_PATTERNS = (
     (
         re.compile(rf"(?i:\b{_AGE_NUM}[\s\-]*(?:years?|yrs?\.?|yr)[\s\-]*(?:old|of\s+age)\b)"),
@@ -892,7 +929,7 @@ _AGE_PATTERNS = (
     ),
     (
         re.compile(
-            r"(?i:\b(?:birthday|b'?day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
+            r"(?i:\b(?:birthday|b'?day|b-day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
             r"vaa?dh\s*divas|wadh\s*divas|date\s+of\s+birth|born\s+on|born\s+in|"
             r"born\s+(?:19|20)\d{2}|birth\s*-?\s*dates?|janm?a?\s*tithi|janm?a?\s*tarikh)\b"
             rf"|\bborn(?=[\s,]+(?:the\s+)?(?:\d|{_MONTH_ANY}\b))|\bd\.?o\.?b\b\.?)"
@@ -901,7 +938,7 @@ _AGE_PATTERNS = (
     ),
     (
         re.compile(
-            rf"(?i:\b{_AGE_NUM}\s*(?:(?:saal|sal|baras)\s*(?:ki|ka|ke)|"
+            rf"(?i:\b{_HINDI_AGE_NUM}\s*(?:(?:saal|sal|baras)\s*(?:ki|ka|ke)|"
             r"varsh(?:a|e|achi|anchi|aanchi|achya|anchya)?)\b)"
         ),
         "age in years (Hindi/Marathi)",
@@ -961,7 +998,7 @@ _LANDMARKS = frozenset(
 _NUMBERED_LANE_RE = re.compile(
     r"(?i:\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|"
     r"ninth|tenth|eleventh|twelfth|thirteenth|fourteenth)\s+(?:gully|galli|gali|lane|"
-    r"cross\s+lane|cross|khetwadi|kumbharwada)\b|\b(?:gully|galli|gali|lane|sector|plot|ward|"
+    r"cross\s+lane|cross|khetwadi|kumbharwada)\b|\b(?:gully|galli|gali|lane|sector|sec\.?|plot|ward|"
     r"khetwadi|kumbharwada)\s*(?:no\.?|number|#)?\s*\d{1,3}\b|"
     r"\b\d{1,2}\s*(?:no\.?|number|nambar)\s*(?:gully|galli|gali|lane)\b)"
 )
@@ -996,6 +1033,20 @@ def _capitalised_run_before(ctx: _Context, index: int, limit: int = 3) -> int | 
     return first if first < index else None
 
 
+# Address words after which a lower-case unknown word is a place name. Generic English
+# ones (park, garden, station) are left out: "herb garden", "fire station".
+_INDIAN_ADDRESS_SUFFIXES = frozenset(
+    "road rd marg street lane gully galli gali nagar colony chawl wadi peth bazaar bazar "
+    "chowk pada mohalla basti vasti nagari naka tekdi pura gaon taluka tehsil district "
+    "mandi sector".split()
+)
+# Place-name endings distinctive enough to flag a long word in lower case too.
+_LOWER_PLACE_ENDINGS = (
+    "nagar", "pura", "wadi", "wada", "pada", "peth", "ganj", "gunj", "bagh", "puram",
+    "abad", "garh", "gaon", "pally", "palli", "halli", "kheda", "khurd", "palem", "palayam",
+)  # fmt: skip
+
+
 def _unknown_lower_word(ctx: _Context, tok: _Token) -> bool:
     """A lower-case word nobody vouched for, where a place name could stand."""
     low = tok.text
@@ -1027,14 +1078,19 @@ def _detect_places(ctx: _Context) -> None:
         low = tok.lower
         if low in _ADDRESS_SUFFIXES and index > 0 and ctx.space_gap[index - 1]:
             first = _capitalised_run_before(ctx, index)
-            if first is None and _unknown_lower_word(ctx, tokens[index - 1]):
+            if (
+                first is None
+                and low in _INDIAN_ADDRESS_SUFFIXES
+                and _unknown_lower_word(ctx, tokens[index - 1])
+            ):
                 first = index - 1  # "lamington road", "bhendi gali"
             if first is not None and not ctx.is_masked(tokens[first].start, tok.end):
                 ctx.add("place", tokens[first].start, tok.end, f"address: <Name> {tok.text}")
         if (
-            tok.is_cap
-            and len(low) >= 6
-            and low.endswith(_GLUED_PLACE_ENDINGS)
+            (
+                (tok.is_cap and len(low) >= 6 and low.endswith(_GLUED_PLACE_ENDINGS))
+                or (len(low) >= 8 and low.endswith(_LOWER_PLACE_ENDINGS))
+            )
             and not ctx.is_common(low)
             and low not in ctx.lex.names
             and not ctx.is_masked(tok.start, tok.end)
@@ -1104,6 +1160,25 @@ _SCHOOL_PATTERNS = (
 )
 
 
+def _lower_run_before(ctx: _Context, index: int, limit: int = 4) -> int | None:
+    """First token of lower-case words before `index` that include an unknown one."""
+    tokens = ctx.tokens
+    first = None
+    unknown = False
+    k = index - 1
+    while k >= 0 and index - k <= limit and ctx.phrase_gap[k]:
+        tok = tokens[k]
+        possessive_s = tok.text == "s" and ctx.text[tok.start - 1 : tok.start] == "'"
+        if not possessive_s and not (tok.text.isalpha() and tok.text.islower()):
+            break
+        if tok.lower in _DETERMINERS:
+            break
+        unknown = unknown or _unknown_lower_word(ctx, tok)
+        first = k
+        k -= 1
+    return first if unknown else None
+
+
 def _detect_schools(ctx: _Context) -> None:
     tokens = ctx.tokens
     for i, j in ctx.phrase_hits(ctx.lex.schools, 4):
@@ -1116,6 +1191,8 @@ def _detect_schools(ctx: _Context) -> None:
         if tok.lower not in _SCHOOL_SUFFIXES or index == 0 or not ctx.space_gap[index - 1]:
             continue
         first = _capitalised_run_before(ctx, index, limit=5)
+        if first is None and tok.lower not in ("classes", "tutorials"):
+            first = _lower_run_before(ctx, index)  # "saraswati vidyalaya", "st mary's convent"
         if first is not None:
             ctx.add("school", tokens[first].start, tok.end, f"named school: <Name> {tok.text}")
 
@@ -1148,10 +1225,14 @@ _KINSHIP_BEFORE_RE = re.compile(
     r"(?:\s*,|\s+name\s+(?:is|was)|\s+named|\s+called|\s+is|\s+was)?\s+)"
 )
 _NAMED_RE = re.compile(
-    r"(?i:\b(?:named|called|nicknamed|name\s+is|name\s+was|name's|names\s+are|naam|naav|"
+    r"(?i:\b(?:call(?:s|ed)?\s+(?:her|him|me)|named|called|nicknamed|name\s+is|name\s+was|"
+    r"name's|names\s+are|(?:naam|naav|nav)(?:\s+(?:is|hai|h|aahe|ahe|was|tha|thi))?|"
     r"known\s+as|goes\s+by|calls?\s+(?:her|him|me)|call\s+her|name\s*:)\s*[:\-]?\s*)"
 )
 _NON_LATIN_RUN_RE = re.compile(r"[^\x00-\x7f\s]+")
+# "Hamari Grace", "Amchi Hope": "our" in Hindi and Marathi before a capitalised name.
+_OUR_RE = re.compile(r"(?i:\b(?:hamari|hamara|hamare|amchi|aamchi|amcha|aamcha|amchya)\s+)")
+_LOWER_JI_RE = re.compile(r"\b([a-z]{3,})(?:-|\s)?ji\b")
 # Hindi and Marathi sentences where the name sits between two fixed words: "mi Chinu ahe"
 # (I am Chinu), "main Chinu hoon", "tila Chinu mhantat" (they call her Chinu).
 _NAME_BETWEEN_RE = re.compile(
@@ -1242,6 +1323,11 @@ def _detect_names(ctx: _Context) -> None:
         word = text[start:end]
         if not ctx.is_common(word) and not ctx.is_masked(start, end):
             ctx.add("person_name", start, end, "word spelled out letter by letter")
+    for m in _OUR_RE.finditer(text):
+        _name_after(ctx, m.end(), False, "name after 'our' (hamari/amchi)")
+    for m in _LOWER_JI_RE.finditer(text):
+        if m.group(1) in lex.names and not ctx.is_masked(m.start(), m.end()):
+            ctx.add("person_name", m.start(), m.end(), "name with the respectful -ji")
     for m in _JI_SUFFIX_RE.finditer(text):
         if not ctx.is_common(m.group(1)) and not ctx.is_masked(m.start(), m.end()):
             ctx.add("person_name", m.start(), m.end(), "name with the respectful -ji")
