@@ -48,6 +48,7 @@ class Normalised:
 
 def normalise(text: str) -> Normalised:
     norm = _fold(text)
+    hidden = _words_with_invisible_characters(text, norm)
     edits, disguised = _digit_lookalike_edits(norm.text)
     norm, _ = _rewrite(norm, edits)
     edits, disguised_alone = _lone_lookalike_edits(norm.text)
@@ -56,7 +57,7 @@ def normalise(text: str) -> Normalised:
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
     edits, joined = _split_letter_edits(norm.text)
     norm, moved = _rewrite(norm, edits)
-    joined = [(moved[s], moved[e]) for s, e in joined]
+    joined = [(moved[s], moved[e]) for s, e in joined + hidden]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
     norm, moved = _rewrite(norm, _digit_word_edits(norm.text))
     joined = [(moved[s], moved[e]) for s, e in joined]
@@ -157,6 +158,19 @@ def _fold_char(ch: str) -> str:
         return base if base.isascii() else folded
     # A lone accent after a Latin letter goes; a Devanagari vowel sign or virama stays.
     return "" if unicodedata.name(ch, "").startswith("COMBINING") else folded
+
+
+_WORD_RE = re.compile(r"[A-Za-z]+")
+
+
+def _words_with_invisible_characters(text: str, norm: Normalised) -> list[tuple[int, int]]:
+    """Folded words that had a zero-width character inside them ("mon\u200bdal")."""
+    spans = []
+    for m in _WORD_RE.finditer(norm.text):
+        first, last = norm.starts[m.start()], norm.ends[m.end() - 1]
+        if any(ch in _ZERO_WIDTH for ch in text[first:last]):
+            spans.append((m.start(), m.end()))
+    return spans
 
 
 def _fold(text: str) -> Normalised:
@@ -313,7 +327,8 @@ def _digit_word_edits(text: str) -> list[_Edit]:
 # separator throughout keeps "G.B. r|o|a|d" two words. A comma followed by a space is a
 # list ("A, B, C"), not a split word.
 _SPLIT_LETTERS_RE = re.compile(
-    r"(?<![A-Za-z0-9])[A-Za-z](?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
+    r"(?<![A-Za-z0-9'])(?<![A-Za-z][.\-_*|/~+:\\])"
+    r"(?:[A-Za-z](?=[A-Za-z][.\-_*|~+:\\]))?[A-Za-z](?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
     r"(?:(?P=sep)[A-Za-z](?![A-Za-z0-9]))+"
 )
 
@@ -326,6 +341,10 @@ def _split_letter_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
         gap_start = None
         for index in range(m.start(), m.end()):
             if text[index].isalpha():
+                # Spelled-out letters read as an acronym or a capitalised name ("f.i.r."
+                # is FIR, "m.e.e.n.a" is MEENA), so the rules for capitals apply.
+                if text[index].islower():
+                    edits.append((index, index + 1, text[index].upper()))
                 if gap_start is not None:
                     edits.append((gap_start, index, ""))
                     gap_start = None
@@ -339,6 +358,7 @@ def _split_letter_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
             end += 1
         if end > m.end():
             edits.append((m.end(), end, ""))
+    edits.sort()
     return edits, words
 
 
@@ -363,7 +383,7 @@ def _rewrite_table() -> tuple[re.Pattern[str], dict[str, str]]:
 
 # "PS" and "P.S." after a word are a police station ("Colaba PS"); at the start of a
 # sentence "P.S." is a postscript.
-_POLICE_STATION_ABBR_RE = re.compile(r"(?<=[A-Za-z][ ,])(?:P\.\s?S\.?|PS)(?![A-Za-z0-9])")
+_POLICE_STATION_ABBR_RE = re.compile(r"(?<=[A-Za-z][ ,])(?i:p\.?\s?s\.?)(?![A-Za-z0-9])")
 
 
 def _phrase_edits(text: str) -> list[_Edit]:

@@ -191,6 +191,7 @@ class _Context:
             for a, b in zip(self.tokens, self.tokens[1:], strict=False)
         ]
         self.findings: list[tuple[str, int, int, str]] = []
+        self.joined_starts = frozenset(start for start, _ in folded.joined)
         self.masked = bytearray(len(self.text))  # safe phrases
         self.numeric_claimed = bytearray(len(self.text))  # numbers already explained
         self.covered = bytearray(len(self.text))  # any non-name finding
@@ -315,7 +316,7 @@ _OBFUSCATED_EMAIL_RE = re.compile(
     r"\s*(?:\(dot\)|\[dot\]|\{dot\}|<dot>|\sdot\s|\.)\s*(?:com|in|org|net|co)\b)"
 )
 _PROVIDER_EMAIL_RE = re.compile(
-    r"(?i:\b[a-z0-9._%+\-]+\s*(?:\(at\)|\[at\]|\sat\s|@)\s*"
+    r"(?i:\b[a-z0-9._%+\-]+\s*(?:\(at\)|\[at\]|\{at\}|<at>|\sat\s|@)\s*"
     r"(?:gmail|g\s?mail|yahoo|hotmail|outlook|rediffmail|rediff|ymail|icloud|protonmail|"
     r"okaxis|oksbi|okhdfcbank|okicici|ybl|ibl|axl|apl|paytm|upi)\b)"
 )
@@ -441,6 +442,17 @@ _NUMBER_OF_YEAR_RE = re.compile(
 )
 
 
+_RUN_BEFORE_RE = re.compile(r"\d[^\w\n]{1,4}$")
+_RUN_AFTER_RE = re.compile(r"(?![,;.]\s)[^\w\n]{1,4}\d")
+
+
+def _continues_a_digit_run(text: str, start: int, end: int) -> bool:
+    """True for "0864/2099" inside "7531 _ 0864/2099": part of a longer number."""
+    return bool(
+        _RUN_BEFORE_RE.search(text, max(0, start - 5), start) or _RUN_AFTER_RE.match(text, end)
+    )
+
+
 def _detect_case_numbers(ctx: _Context) -> None:
     text = ctx.text
     for regex, rule in (
@@ -460,7 +472,7 @@ def _detect_case_numbers(ctx: _Context) -> None:
         if not ctx.is_common(m.group(1)):
             ctx.add("case_number", m.start(), m.end(), "named police station")
     for m in _NUMBER_YEAR_RE.finditer(text):
-        if ctx.numeric_claimed[m.start()]:
+        if ctx.numeric_claimed[m.start()] or _continues_a_digit_run(text, m.start(), m.end()):
             continue
         number = m.group().split("/")[0]
         if len(number) <= 2 and 1 <= int(number) <= 12:
@@ -765,6 +777,15 @@ def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
     count = len(digits)
     international = raw.lstrip("(").startswith("+") or digits.startswith("00")
     groups = re.findall(r"\d+", raw)
+    if len(groups) == 3 and _valid_grouped_date(groups):
+        return "exact_date", "date with unusual separators"
+    if (
+        len(groups) == 2
+        and len(groups[0]) <= 2
+        and 1 <= int(groups[0]) <= 12
+        and _YEAR_RE.fullmatch(groups[1])
+    ):
+        return "exact_date", "month and year"
     if count < 5:
         return None
     if count == 5:
@@ -777,8 +798,6 @@ def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
         return "pin_code", "standalone 6-digit number"
     if count == 8 and len(groups) == 1 and _valid_compact_date(digits):
         return "exact_date", "date written as 8 digits"
-    if len(groups) == 3 and _valid_grouped_date([g for g in groups]):
-        return "exact_date", "date with unusual separators"
     if count <= 11:
         if international or (count == 10 and digits[0] in "6789"):
             return "phone", "mobile phone number"
@@ -826,6 +845,11 @@ def _detect_digit_runs(ctx: _Context) -> None:
         if any(ctx.numeric_claimed[start:end]):
             continue
         digits = "".join(ch for ch in raw if ch.isdigit())
+        groups = re.findall(r"\d+", raw)
+        if len(groups) == 3 and _valid_grouped_date(groups) and not _TIME_RANGE_RE.fullmatch(raw):
+            ctx.add("exact_date", start, end, "date with unusual separators")
+            ctx.claim_numbers(start, end)
+            continue
         if _YEAR_GROUPS_RE.fullmatch(raw) or _TIME_RANGE_RE.fullmatch(raw):
             continue  # "2023 2024", "2024-25" or "9.30-11.30": years and times are allowed
         if len(digits) < 10 and _CURRENCY_BEFORE_RE.search(text, max(0, start - 6), start):
@@ -999,8 +1023,8 @@ _NUMBERED_LANE_RE = re.compile(
     r"(?i:\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|"
     r"ninth|tenth|eleventh|twelfth|thirteenth|fourteenth)\s+(?:gully|galli|gali|lane|"
     r"cross\s+lane|cross|khetwadi|kumbharwada)\b|\b(?:gully|galli|gali|lane|sector|sec\.?|plot|ward|"
-    r"khetwadi|kumbharwada)\s*(?:no\.?|number|#)?\s*\d{1,3}\b|"
-    r"\b\d{1,2}\s*(?:no\.?|number|nambar)\s*(?:gully|galli|gali|lane)\b)"
+    r"khetwadi|kumbharwada)\s*(?:no[.:]?|number|#)?\s*\d{1,3}\b|"
+    r"\b\d{1,2}\s*(?:no\.?|number|nambar|#)\s*(?:gully|galli|gali|lane)\b)"
 )
 _HOUSE_NUMBER_RE = re.compile(
     r"(?i:\b(?:house|h|flat|room|plot|building|bldg|chawl|block|door|shop|survey|gala|kholi|"
@@ -1036,7 +1060,7 @@ def _capitalised_run_before(ctx: _Context, index: int, limit: int = 3) -> int | 
 # Address words after which a lower-case unknown word is a place name. Generic English
 # ones (park, garden, station) are left out: "herb garden", "fire station".
 _INDIAN_ADDRESS_SUFFIXES = frozenset(
-    "road rd marg street lane gully galli gali nagar colony chawl wadi peth bazaar bazar "
+    "road rd marg street st lane gully galli gali nagar colony chawl wadi peth bazaar bazar "
     "chowk pada mohalla basti vasti nagari naka tekdi pura gaon taluka tehsil district "
     "mandi sector".split()
 )
@@ -1140,20 +1164,20 @@ _SCHOOL_SUFFIXES = frozenset(
 _SCHOOL_PATTERNS = (
     (
         re.compile(
-            r"(?i:\bz\.?\s?p\.?\s+(?:school|shala|prathamik|primary|high|vidyalaya)|"
+            r"(?i:\bz[\s.\-*_|]{0,2}p\.?\s+(?:school|shala|prathamik|primary|high|vidyalaya)|"
             r"\bzill?a\s+parishad)"
         ),
         "Zilla Parishad school",
     ),
     (
         re.compile(
-            r"\b(?:BMC|MCGM|PMC|NMMC|TMC|KDMC|MNP|NMC|PCMC|ZP|KMC|MCD|NDMC|MC)\s+"
-            r"(?i:school|shala|vidyalaya)"
+            r"(?i:\b(?:bmc|mcgm|pmc|nmmc|tmc|kdmc|mnp|nmc|pcmc|zp|kmc|mcd|ndmc)\s+"
+            r"(?:school|shala|vidyalaya))"
         ),
         "municipal school",
     ),
     (
-        re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no\.?|number|#)\s*\d+)"),
+        re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no[.:]?|number|#)\s*\d+)"),
         "numbered school",
     ),
     (re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z][a-z]+(?:'s)?"), "saint-named institution"),
@@ -1169,11 +1193,12 @@ def _lower_run_before(ctx: _Context, index: int, limit: int = 4) -> int | None:
     while k >= 0 and index - k <= limit and ctx.phrase_gap[k]:
         tok = tokens[k]
         possessive_s = tok.text == "s" and ctx.text[tok.start - 1 : tok.start] == "'"
-        if not possessive_s and not (tok.text.isalpha() and tok.text.islower()):
+        spelled = tok.start in ctx.joined_starts
+        if not (possessive_s or spelled or (tok.text.isalpha() and tok.text.islower())):
             break
         if tok.lower in _DETERMINERS:
             break
-        unknown = unknown or _unknown_lower_word(ctx, tok)
+        unknown = unknown or spelled or _unknown_lower_word(ctx, tok)
         first = k
         k -= 1
     return first if unknown else None
