@@ -328,7 +328,8 @@ def _digit_word_edits(text: str) -> list[_Edit]:
 # list ("A, B, C"), not a split word.
 _SPLIT_LETTERS_RE = re.compile(
     r"(?<![A-Za-z0-9'])(?<![A-Za-z][.\-_*|/~+:\\])"
-    r"(?:[A-Za-z](?=[A-Za-z][.\-_*|~+:\\]))?[A-Za-z](?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
+    r"(?:[A-Za-z](?=[A-Za-z][.\-_*|~+:\\]))?[A-Za-z]"
+    r"(?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
     r"(?:(?P=sep)[A-Za-z](?![A-Za-z0-9]))+"
 )
 
