@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -46,7 +47,9 @@ class Normalised:
         return self.starts[start], self.ends[end - 1]
 
 
-def normalise(text: str) -> Normalised:
+def normalise(text: str, is_known: Callable[[str], bool] | None = None) -> Normalised:
+    """`is_known(word)` (lower case) lets letter-joining leave out a neighbouring one-letter
+    word: "a t h i r t e e n y/o" is "a THIRTEEN y/o", not "ATHIRTEENY"."""
     norm = _fold(text)
     hidden = _words_with_invisible_characters(text, norm)
     edits, disguised = _digit_lookalike_edits(norm.text)
@@ -55,7 +58,7 @@ def normalise(text: str) -> Normalised:
     norm, _ = _rewrite(norm, edits)
     disguised += disguised_alone
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
-    edits, joined = _split_letter_edits(norm.text)
+    edits, joined = _split_letter_edits(norm.text, is_known)
     norm, moved = _rewrite(norm, edits)
     joined = [(moved[s], moved[e]) for s, e in joined + hidden]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
@@ -334,10 +337,47 @@ _SPLIT_LETTERS_RE = re.compile(
 )
 
 
-def _split_letter_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
+def _trim_to_known(
+    text: str, letters: list[int], is_known: Callable[[str], bool] | None
+) -> list[int]:
+    """Drop a first or last letter that is a word of its own when the rest is a known word."""
+    word = "".join(text[i] for i in letters).lower()
+    if is_known is None or is_known(word) or word in _rewrite_table()[1]:
+        return letters
+    # A last letter is a word of its own only when punctuation is glued to it ("p.s.", "y/o").
+    glued_after = text[letters[-1] + 1 : letters[-1] + 2] not in ("", " ")
+    for a, b in ((1, 0), (0, 1), (1, 1)):
+        if (a and word[0] not in "aio") or (b and not glued_after):
+            continue
+        kept = letters[a : len(letters) - b]
+        if len(kept) >= 3 and is_known(word[a : len(word) - b]):
+            return kept
+    return letters
+
+
+def _split_letter_edits(
+    text: str, is_known: Callable[[str], bool] | None = None
+) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     words: list[tuple[int, int]] = []
     for m in _SPLIT_LETTERS_RE.finditer(text):
+        letters = [i for i in range(m.start(), m.end()) if text[i].isalpha()]
+        # Only a space can stand between a spelled-out word and a one-letter word next to it.
+        spaced = " " in m.group("sep")
+        kept = _trim_to_known(text, letters, is_known) if spaced else letters
+        if kept is not letters:
+            start, stop = kept[0], kept[-1] + 1
+            words.append((start, stop))
+            for index in range(start, stop):
+                if text[index].isalpha():
+                    if text[index].islower():
+                        edits.append((index, index + 1, text[index].upper()))
+                elif index > start and text[index - 1].isalpha():
+                    gap = index
+                    while not text[gap].isalpha():
+                        gap += 1
+                    edits.append((index, gap, ""))
+            continue
         words.append((m.start(), m.end()))
         gap_start = None
         for index in range(m.start(), m.end()):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from donorhub.guard.normalise import Normalised, normalise
+from donorhub.guard.normalise import DIGIT_WORDS, Normalised, normalise
 
 DETECTORS = (
     "person_name",
@@ -262,7 +262,7 @@ class _Context:
 
 
 def _scan(text: str) -> list[Finding]:
-    ctx = _Context(normalise(text))
+    ctx = _Context(normalise(text, _is_known_word))
     _mask_safe_phrases(ctx)
     _detect_contact(ctx)
     _detect_case_numbers(ctx)
@@ -276,6 +276,21 @@ def _scan(text: str) -> list[Finding]:
     _detect_names(ctx)
     _detect_unreadable_script(ctx)
     return _finalise(ctx)
+
+
+def _is_known_word(word: str) -> bool:
+    """A word the lists know: common, a name, a place, a digit word or a month."""
+    lex = _lexicon()
+    return (
+        word in lex.common
+        or word in lex.safe_words
+        or word in lex.names
+        or word in lex.places
+        or word in DIGIT_WORDS
+        or word in _MONTH_WORDS
+        or word in _ADDRESS_SUFFIXES
+        or word in _SCHOOL_SUFFIXES
+    )
 
 
 def _finalise(ctx: _Context) -> list[Finding]:
@@ -1102,10 +1117,10 @@ def _detect_places(ctx: _Context) -> None:
         low = tok.lower
         if low in _ADDRESS_SUFFIXES and index > 0 and ctx.space_gap[index - 1]:
             first = _capitalised_run_before(ctx, index)
-            if (
-                first is None
-                and low in _INDIAN_ADDRESS_SUFFIXES
-                and _unknown_lower_word(ctx, tokens[index - 1])
+            before = tokens[index - 1]
+            if first is None and (
+                (low in _INDIAN_ADDRESS_SUFFIXES and _unknown_lower_word(ctx, before))
+                or (before.text.islower() and before.lower in ctx.lex.names)
             ):
                 first = index - 1  # "lamington road", "bhendi gali"
             if first is not None and not ctx.is_masked(tokens[first].start, tok.end):
