@@ -331,7 +331,8 @@ def _digit_word_edits(text: str) -> list[_Edit]:
 # list ("A, B, C"), not a split word.
 _SPLIT_LETTERS_RE = re.compile(
     r"(?<![A-Za-z0-9'])(?<![A-Za-z][.\-_*|/~+:\\])"
-    r"(?:[A-Za-z](?=[A-Za-z][.\-_*|~+:\\]))?[A-Za-z]"
+    # A word may be glued to the first letter: "Kamathi\u200bP_U_R_A", "Кa-v-i-t-a".
+    r"(?:[A-Za-z]+(?=[A-Za-z][._*|~+:\\])|[A-Za-z](?=[A-Za-z]-))?[A-Za-z]"
     r"(?P<sep>[ .\-_*/|~+:'\\]{1,3}|,(?! ))[A-Za-z](?![A-Za-z0-9])"
     r"(?:(?P=sep)[A-Za-z](?![A-Za-z0-9]))+"
 )
