@@ -5,11 +5,11 @@ ID numbers, places, schools, exact dates and ages, case numbers. A record with a
 is quarantined for a safeguarding officer, so the guard errs toward flagging: a false
 positive costs a reviewer a minute, a false negative can cost a child her safety.
 
-The text is folded first (NFKC, all Unicode digits to ASCII, dashes and quotes unified,
-zero-width characters dropped, Latin diacritics and Cyrillic/Greek look-alikes mapped to
-ASCII) so that "９８２００ １２３４５" or "98200\u200b12345" cannot slip through. Every folded
-character remembers the original character it came from, so offsets always point into the
-ORIGINAL text even when folding changes its length.
+The text is normalised first (`normalise.py`: characters folded, look-alike digits, digit
+words, letters split by separators, abbreviations and Hindi/Marathi phrasings) so that
+"98200/12345", "nine eight two oh oh…", "M-e-e-n-a" or "lamington rd" cannot slip through.
+Every normalised character remembers the original span it came from, so offsets always
+point into the ORIGINAL text even when normalising changes its length.
 
 Word lists live in `data/*.txt` next to this module; see docs/pii-guard.md.
 """
@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+
+from donorhub.guard.normalise import DIGIT_WORDS, Normalised, normalise
 
 DETECTORS = (
     "person_name",
@@ -140,68 +142,6 @@ def _lexicon() -> _Lexicon:
 
 
 # ---------------------------------------------------------------------------------------
-# Folding with an offset map back to the original text
-
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u034f")
-_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
-_SINGLE_QUOTES = frozenset("\u2018\u2019\u201a\u201b\u2032\u0060\u00b4")
-_DOUBLE_QUOTES = frozenset("\u201c\u201d\u201e\u201f\u2033")
-# Look-alike letters used to dodge keyword filters ("Кamathipura" with a Cyrillic K).
-_CONFUSABLES = {
-    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
-    "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
-    "С": "C", "Т": "T", "Х": "X", "І": "I", "Ј": "J", "Ѕ": "S",
-    "ο": "o", "α": "a", "ν": "v", "ρ": "p", "ι": "i", "κ": "k", "τ": "t", "υ": "u",
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
-    "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
-}  # fmt: skip
-
-
-@lru_cache(maxsize=4096)
-def _fold_char(ch: str) -> str:
-    if ch in _ZERO_WIDTH:
-        return ""
-    if ch in _DASHES:
-        return "-"
-    if ch in _SINGLE_QUOTES:
-        return "'"
-    if ch in _DOUBLE_QUOTES:
-        return '"'
-    if ch in "\u0964\u0965":  # Devanagari danda ends a sentence
-        return "."
-    if ch in _CONFUSABLES:
-        return _CONFUSABLES[ch]
-    if ch.isdecimal():  # any script's digits: Devanagari, Bengali, fullwidth...
-        return str(unicodedata.decimal(ch))
-    folded = unicodedata.normalize("NFKC", ch)
-    if folded.isascii():
-        return folded
-    # Strip diacritics from Latin letters ("Kamāṭhipurā"); keep other scripts intact.
-    base = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
-    return base if base.isascii() else folded
-
-
-@dataclass(frozen=True)
-class _Folded:
-    text: str
-    origin: tuple[int, ...]  # origin[j] = index in the original text of folded char j
-
-    def to_original(self, start: int, end: int) -> tuple[int, int]:
-        return self.origin[start], self.origin[end - 1] + 1
-
-
-def _fold(text: str) -> _Folded:
-    parts: list[str] = []
-    origin: list[int] = []
-    for index, ch in enumerate(text):
-        folded = ch if ch.isascii() else _fold_char(ch)
-        parts.append(folded)
-        origin.extend([index] * len(folded))
-    return _Folded("".join(parts), tuple(origin))
-
-
-# ---------------------------------------------------------------------------------------
 # Tokens and shared helpers
 
 _TOKEN_RE = re.compile(r"[A-Za-z]+|[0-9]+")
@@ -236,7 +176,7 @@ class _Token:
 class _Context:
     """Folded text, its tokens and the findings collected so far (in folded offsets)."""
 
-    def __init__(self, folded: _Folded) -> None:
+    def __init__(self, folded: Normalised) -> None:
         self.folded = folded
         self.text = folded.text
         self.lex = _lexicon()
@@ -251,6 +191,7 @@ class _Context:
             for a, b in zip(self.tokens, self.tokens[1:], strict=False)
         ]
         self.findings: list[tuple[str, int, int, str]] = []
+        self.joined_starts = frozenset(start for start, _ in folded.joined)
         self.masked = bytearray(len(self.text))  # safe phrases
         self.numeric_claimed = bytearray(len(self.text))  # numbers already explained
         self.covered = bytearray(len(self.text))  # any non-name finding
@@ -321,8 +262,7 @@ class _Context:
 
 
 def _scan(text: str) -> list[Finding]:
-    folded = _fold(text)
-    ctx = _Context(folded)
+    ctx = _Context(normalise(text, _is_known_word))
     _mask_safe_phrases(ctx)
     _detect_contact(ctx)
     _detect_case_numbers(ctx)
@@ -336,6 +276,21 @@ def _scan(text: str) -> list[Finding]:
     _detect_names(ctx)
     _detect_unreadable_script(ctx)
     return _finalise(ctx)
+
+
+def _is_known_word(word: str) -> bool:
+    """A word the lists know: common, a name, a place, a digit word or a month."""
+    lex = _lexicon()
+    return (
+        word in lex.common
+        or word in lex.safe_words
+        or word in lex.names
+        or word in lex.places
+        or word in DIGIT_WORDS
+        or word in _MONTH_WORDS
+        or word in _ADDRESS_SUFFIXES
+        or word in _SCHOOL_SUFFIXES
+    )
 
 
 def _finalise(ctx: _Context) -> list[Finding]:
@@ -376,8 +331,9 @@ _OBFUSCATED_EMAIL_RE = re.compile(
     r"\s*(?:\(dot\)|\[dot\]|\{dot\}|<dot>|\sdot\s|\.)\s*(?:com|in|org|net|co)\b)"
 )
 _PROVIDER_EMAIL_RE = re.compile(
-    r"(?i:\b[a-z0-9._%+\-]+\s*(?:\(at\)|\[at\]|\sat\s|@)\s*"
-    r"(?:gmail|g\s?mail|yahoo|hotmail|outlook|rediffmail|rediff|ymail|icloud|protonmail)\b)"
+    r"(?i:\b[a-z0-9._%+\-]+\s*(?:\(at\)|\[at\]|\{at\}|<at>|\sat\s|@)\s*"
+    r"(?:gmail|g\s?mail|yahoo|hotmail|outlook|rediffmail|rediff|ymail|icloud|protonmail|"
+    r"okaxis|oksbi|okhdfcbank|okicici|ybl|ibl|axl|apl|paytm|upi)\b)"
 )
 _EMAIL_MENTION_RE = re.compile(
     r"(?i:\b(?:e-?mail|gmail|mail)\s*(?:(?:id|address)\s*(?:is|:|-|=)?|:)\s*[a-z0-9._%+\-]{3,})"
@@ -393,6 +349,13 @@ _OBFUSCATED_URL_RE = re.compile(
     r"(?i:\b(?:www\s*(?:\(dot\)|\[dot\]|\sdot\s)\s*)?[a-z0-9\-]{2,}\s*"
     r"(?:\(dot\)|\[dot\]|\{dot\}|\sdot\s)\s*(?:com|in|org|net|co|ly|me)\b)"
 )
+# "www . priyasart . in", "bit . ly/abc", "youtu dot be/abc": a domain with its dots
+# spaced out or written as a word.
+_SPACED_DOMAIN_RE = re.compile(
+    r"(?i:\b(?:www\s*(?:\.|\(dot\)|\[dot\]|\sdot\s)\s*)?[a-z0-9\-]{2,}"
+    r"(?:\s+\.\s*|\s*\.\s+|\s*(?:\(dot\)|\[dot\]|\{dot\})\s*|\s+dot\s+)"
+    r"(?:com|in|org|net|co|ly|me|be|io|gl|to|tv)\b(?:\s*/\s*[^\s<>\"']+)?)"
+)
 _HANDLE_RE = re.compile(r"(?<![A-Za-z0-9_.@])@\s?[A-Za-z0-9_][A-Za-z0-9_.]{1,29}")
 _SOCIAL_URL_RE = re.compile(
     r"(?i:\b(?:fb|facebook|instagram|insta|wa|t|twitter|x|tiktok|youtube|youtu|snapchat|"
@@ -407,7 +370,7 @@ _PLATFORM_ID_RE = re.compile(
     rf"(?i:\b(?:(?P<strong>{_STRONG_PLATFORMS})|(?P<weak>{_WEAK_PLATFORMS}))\b"
     r"(?:\s*(?P<idword>id|handle|user\s?name|account|acc|page|channel|no\.?|number|num|#))?"
     r"\s*(?P<sep>:|=|-|is|pe|par|as|on)?\s*"
-    r"(?P<value>@?[a-z0-9_.]{3,40}))"
+    r"(?P<value>\d(?:[\s.\-_/|]{0,3}\d){4,}|@?[a-z0-9_.]{3,40}))"
 )
 
 
@@ -421,6 +384,7 @@ def _detect_contact(ctx: _Context) -> None:
         (_URL_RE, "url", "web address"),
         (_BARE_DOMAIN_RE, "url", "domain name or short link"),
         (_OBFUSCATED_URL_RE, "url", "web address written out (site dot com)"),
+        (_SPACED_DOMAIN_RE, "url", "web address with its dots spaced or written out"),
         (_SOCIAL_URL_RE, "social_handle", "social-media profile link"),
     ):
         for m in regex.finditer(text):
@@ -470,6 +434,9 @@ _SECTION_LAW_RE = re.compile(
 )
 _LEGAL_ACRONYM_RE = re.compile(
     r"\b(?:POCSO|PITA|ITPA|IPC|BNS|BNSS|CrPC|JJB|CWC|NCPCR|SCPCR|AHTU|SJPU|DCPU|DLSA)\b"
+    r"|(?i:\b(?:pocso|itpa|ipc|bnss|crpc|jjb|cwc|ncpcr|scpcr|ahtu|sjpu|dcpu|dlsa)\b)"
+    # "pita" is also Hindi for father: in lower case only next to a legal word.
+    r"|(?i:\b(?:pita|bns)\b(?=\s+(?:case|act|section|sections|court|hearing|charges?|trial)\b))"
 )
 _LEGAL_WORDS_RE = re.compile(
     r"(?i:\b(?:child\s+welfare\s+committee|juvenile\s+justice\s+board|"
@@ -478,10 +445,27 @@ _LEGAL_WORDS_RE = re.compile(
     r"deposition|traffickers?|brothels?|raid(?:s|ed)?|rescue\s+operations?|rescued\s+from|"
     r"pimp|pimps|madam\s+of)\b)"
 )
-_SERIAL_RE = re.compile(r"(?i:\b(?:s[rl]\.?\s?no\.?|serial\s+(?:no\.?|number))\s*[:.\-]?\s*\d+)")
+_SERIAL_RE = re.compile(
+    r"(?i:\b(?:s[rl]\.?\s?(?:no\.?|number|#)|serial\s+(?:no\.?|number|#))\s*[:.\-]?\s*\d+)"
+)
 _POLICE_RE = re.compile(r"(?i:\bpolice\s+(?:station|chowki|thana|post|outpost|choki)\b)")
 _STATION_ABBR_RE = re.compile(r"\b([A-Z][a-z]+)\s+(?:P\.\s?S\.?|PS\b|(?i:thana)\b)")
 _NUMBER_YEAR_RE = re.compile(r"(?<![\w/])\d{1,6}/(?:19|20)\d{2}(?![\w/])")
+# "145 of 2024", "No. 88 of 2023": the way courts and the police number cases.
+_NUMBER_OF_YEAR_RE = re.compile(
+    r"(?:\b(?i:no|number|num)\.?\s*)?(?<![\w/])\d{1,6}\s+of\s+(?:19|20)\d{2}(?![\w/])"
+)
+
+
+_RUN_BEFORE_RE = re.compile(r"\d[^\w\n]{1,4}$")
+_RUN_AFTER_RE = re.compile(r"(?![,;.]\s)[^\w\n]{1,4}\d")
+
+
+def _continues_a_digit_run(text: str, start: int, end: int) -> bool:
+    """True for "0864/2099" inside "7531 _ 0864/2099": part of a longer number."""
+    return bool(
+        _RUN_BEFORE_RE.search(text, max(0, start - 5), start) or _RUN_AFTER_RE.match(text, end)
+    )
 
 
 def _detect_case_numbers(ctx: _Context) -> None:
@@ -503,12 +487,15 @@ def _detect_case_numbers(ctx: _Context) -> None:
         if not ctx.is_common(m.group(1)):
             ctx.add("case_number", m.start(), m.end(), "named police station")
     for m in _NUMBER_YEAR_RE.finditer(text):
-        if ctx.numeric_claimed[m.start()]:
+        if ctx.numeric_claimed[m.start()] or _continues_a_digit_run(text, m.start(), m.end()):
             continue
         number = m.group().split("/")[0]
         if len(number) <= 2 and 1 <= int(number) <= 12:
             continue  # month/year: the date detector reports it
         ctx.add("case_number", m.start(), m.end(), "number/year reference (case-number format)")
+        ctx.claim_numbers(m.start(), m.end())
+    for m in _NUMBER_OF_YEAR_RE.finditer(text):
+        ctx.add("case_number", m.start(), m.end(), "'N of year' reference (case-number format)")
         ctx.claim_numbers(m.start(), m.end())
 
 
@@ -552,7 +539,7 @@ _MONTH_YEAR_RE = re.compile(rf"(?i:\b(?P<month>{_MONTH_ANY}),?\s*(?:of\s+)?(?:19
 _MONTH_CONTEXT_RE = re.compile(
     r"(?i:\b(?:in|since|during|from|until|till|by|before|after|early|mid|late|end\s+of|"
     r"beginning\s+of|start\s+of|middle\s+of|month\s+of|last|this|next|every|of)[\s\-]+"
-    rf"(?P<month>{_MONTH_FULL})\b)"
+    rf"(?P<month>{_MONTH_FULL}|(?:jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\b\.?)(?![a-z]))"
 )
 _MONTH_CAPITAL_RE = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
@@ -590,10 +577,24 @@ def _valid_day_month(day: int, month: int) -> bool:
     return (1 <= day <= 31 and 1 <= month <= 12) or (1 <= month <= 31 and 1 <= day <= 12)
 
 
+_DATE_IN_MATCH_RE = re.compile(r"(?:19|20)\d{2}|'\d{2}|\d(?:st|nd|rd|th)")
+_DATE_CONTEXT_BEFORE_RE = re.compile(
+    r"(?i:\b(?:born|birth\s*-?\s*date|birthday|b'?day|dob|d\.o\.b\.?|dated|date|on)"
+    r"[\s:,\-]*(?:is|was)?[\s:,\-]*$)"
+)
+
+
 def _month_is_verb(ctx: _Context, m: re.Match[str]) -> bool:
-    """'may' and 'march' in lower case are usually verbs, not months."""
+    """'may' and 'march' in lower case are usually verbs ("she may join"), unless a year,
+    an ordinal or a date word shows a date ("born 3 may 2012", "on 3 march")."""
     word = m.group("month")
-    return word.islower() and word.rstrip(".").lower() in ("may", "march")
+    if not (word.islower() and word.rstrip(".").lower() in ("may", "march")):
+        return False
+    if m.re is _MONTH_CONTEXT_RE and m.group().split()[0].lower() not in ("this", "every", "of"):
+        return False  # "in march", "since may": after a preposition it is the month
+    if _DATE_IN_MATCH_RE.search(m.group()):
+        return False
+    return not _DATE_CONTEXT_BEFORE_RE.search(ctx.text, max(0, m.start() - 20), m.start())
 
 
 def _detect_dates(ctx: _Context) -> None:
@@ -690,6 +691,8 @@ _ALNUM_HARMLESS_RE = re.compile(
 
 def _detect_id_patterns(ctx: _Context) -> None:
     text = ctx.text
+    for start, end in ctx.folded.disguised:
+        ctx.add("id_number", start, end, "digits written with look-alike letters (O for 0)")
     for regex, rule in _ID_PATTERNS:
         for m in regex.finditer(text):
             if ctx.numeric_claimed[m.start()]:
@@ -710,12 +713,23 @@ def _detect_id_patterns(ctx: _Context) -> None:
 # ---------------------------------------------------------------------------------------
 # Digit runs: phone numbers, Aadhaar, long IDs, PIN codes
 
-# Digits separated by at most three spaces, dots, dashes or brackets. Separators never
-# match digits, so every repetition consumes a digit and matching stays linear.
-_DIGIT_RUN_RE = re.compile(r"(?<![\w+])(?:\+\s?)?\(?\d(?:[ .\-()]{0,3}\d)*")
+# Digits separated by up to four characters that are neither letters, digits nor line
+# breaks: "98200/12345", "2345_6789_0124", "98 | 200 . 12". Separators never match digits,
+# so every repetition consumes a digit and matching stays linear.
+_DIGIT_SEPARATORS = r"[^A-Za-z0-9\u0900-\u097f\n]"
+_DIGIT_RUN_RE = re.compile(rf"(?<![A-Za-z0-9+])(?:\+\s?)?\(?\d(?:{_DIGIT_SEPARATORS}{{0,4}}\d)*")
 _CURRENCY_BEFORE_RE = re.compile(r"(?i:(?:\u20b9|rs\.?|inr|\$|usd|\u20ac|\u00a3)\s*)$")
 _TIME_RANGE_RE = re.compile(r"\d{1,2}[.:]\d{2}(?:\s{0,2}-\s{0,2}\d{1,2}[.:]\d{2})+")
-_YEAR_GROUPS_RE = re.compile(r"(?:19|20)\d{2}(?:[ .\-]{1,3}(?:(?:19|20)\d{2}|\d{2}))+")
+_YEAR_RE = re.compile(r"(?:19|20)\d{2}")
+_YEAR_GROUPS_RE = re.compile(r"(?:19|20)\d{2}(?:[ .,/\-]{1,3}(?:(?:19|20)\d{2}|\d{2}))+")
+# An amount in Indian or Western grouping ("1,20,000", "10,000") of at most seven digits,
+# followed by what it counts: it cannot hold a whole phone number.
+_GROUPED_AMOUNT_RE = re.compile(r"\d{1,3}(?:,\d{2})*,\d{3}|\d{1,3}(?:,\d{3})+")
+_COUNTED_AFTER_RE = re.compile(
+    r"(?i:\s*(?:rupees|rs\b|inr\b|dollars|pounds|euros|lakh|crore|steps|people|children|girls|"
+    r"boys|women|men|families|students|trees|books|meals|km\b|kilometres|kilometers|metres|"
+    r"meters|kg\b|litres|liters|copies|signatures|volunteers|donors|sponsors|visitors|views))"
+)
 
 _VERHOEFF_D = (
     (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
@@ -760,12 +774,37 @@ def _valid_compact_date(digits: str) -> bool:
     return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31
 
 
+def _valid_grouped_date(groups: list[str]) -> bool:
+    """Day, month and year ("12 03 2024", "12 / 03 / 24") or year, month and day."""
+    lengths = [len(g) for g in groups]
+    if lengths[0] == 4 and lengths[1] <= 2 and lengths[2] <= 2:
+        year, month, day = (int(g) for g in groups)
+        return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31
+    if lengths[0] <= 2 and lengths[1] <= 2 and lengths[2] in (2, 4):
+        day, month, year = (int(g) for g in groups)
+        if lengths[2] == 4 and not 1900 <= year <= 2099:
+            return False
+        return _valid_day_month(day, month)
+    return False
+
+
 def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
     count = len(digits)
     international = raw.lstrip("(").startswith("+") or digits.startswith("00")
     groups = re.findall(r"\d+", raw)
-    if count < 6:
+    if len(groups) == 3 and _valid_grouped_date(groups):
+        return "exact_date", "date with unusual separators"
+    if (
+        len(groups) == 2
+        and len(groups[0]) <= 2
+        and 1 <= int(groups[0]) <= 12
+        and _YEAR_RE.fullmatch(groups[1])
+    ):
+        return "exact_date", "month and year"
+    if count < 5:
         return None
+    if count == 5:
+        return "phone", "run of 5 digits (part of a phone number or an ID)"
     if count == 6:
         if len(groups) == 2 and len(groups[0]) == 4 and digits[:2] in ("19", "20"):
             return None  # an academic year such as 2024-25
@@ -792,25 +831,54 @@ def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
     return "id_number", f"long run of {count} digits (ID or account number)"
 
 
+_PROSE_BREAK_RE = re.compile(r"[,;.]\s+")
+
+
+def _digit_runs(text: str) -> list[tuple[str, int, int]]:
+    """Digit runs, split where prose punctuation meets a year ("In 2024, 150 girls")."""
+    runs = []
+    for m in _DIGIT_RUN_RE.finditer(text):
+        raw, start = m.group(), m.start()
+        # A run may start inside a bracket: trim so spans stay tight.
+        if raw.startswith("(") and ")" not in raw:
+            raw, start = raw[1:], start + 1
+        groups = list(re.finditer(r"\d+", raw))
+        cut = 0
+        for left, right in zip(groups, groups[1:], strict=False):
+            if _PROSE_BREAK_RE.fullmatch(raw, left.end(), right.start()) and (
+                _YEAR_RE.fullmatch(left.group()) or _YEAR_RE.fullmatch(right.group())
+            ):
+                runs.append((raw[cut : left.end()], start + cut, start + left.end()))
+                cut = right.start()
+        runs.append((raw[cut:], start + cut, start + len(raw)))
+    return runs
+
+
 def _detect_digit_runs(ctx: _Context) -> None:
     text = ctx.text
-    for m in _DIGIT_RUN_RE.finditer(text):
-        raw = m.group()
-        start, end = m.start(), m.end()
-        # A run may start inside a bracket or end with one: trim so spans stay tight.
-        while raw and raw[-1] in " .-()":
-            raw = raw[:-1]
-            end -= 1
-        if raw.startswith("(") and ")" not in raw:
-            raw = raw[1:]
-            start += 1
+    for raw, start, end in _digit_runs(text):
         if any(ctx.numeric_claimed[start:end]):
             continue
         digits = "".join(ch for ch in raw if ch.isdigit())
+        groups = re.findall(r"\d+", raw)
+        if len(groups) == 3 and _valid_grouped_date(groups) and not _TIME_RANGE_RE.fullmatch(raw):
+            ctx.add("exact_date", start, end, "date with unusual separators")
+            ctx.claim_numbers(start, end)
+            continue
         if _YEAR_GROUPS_RE.fullmatch(raw) or _TIME_RANGE_RE.fullmatch(raw):
             continue  # "2023 2024", "2024-25" or "9.30-11.30": years and times are allowed
         if len(digits) < 10 and _CURRENCY_BEFORE_RE.search(text, max(0, start - 6), start):
             continue
+        if (
+            len(digits) <= 7
+            and _GROUPED_AMOUNT_RE.fullmatch(raw)
+            and _COUNTED_AFTER_RE.match(text, end)
+        ):
+            continue  # "10,000 steps", "1,20,000 rupees"
+        if text[end : end + 1].isalpha() and re.fullmatch(r"\d+", raw):
+            unit = re.match(r"[A-Za-z]+", text[end:])
+            if unit and _ALNUM_HARMLESS_RE.fullmatch(raw + unit.group()):
+                continue  # "10000m", "25000rs": a quantity with its unit
         verdict = _classify_digit_run(raw, digits)
         if verdict:
             ctx.add(verdict[0], start, end, verdict[1])
@@ -864,6 +932,11 @@ _NUMBER_WORD_AGE = (
     r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty(?:[\s\-](?:one|two|three))?)"
 )
 _AGE_NUM = rf"(?:\d{{1,2}}|{_NUMBER_WORD_AGE})"
+_HINDI_AGE_NUM = (
+    r"(?:\d{1,2}|ek|do|don|teen|char|chaar|paanch|panch|pach|chhah|chhe|saha|saat|aath|nau|"
+    r"das|daha|gyarah|gyara|akra|barah|bara|terah|tera|chaudah|chauda|pandrah|pandhra|solah|"
+    r"sola|satrah|satra|atharah|athra|unnis|ekonis|bees|vees|" + _NUMBER_WORD_AGE[3:-1] + ")"
+)
 _AGE_PATTERNS = (
     (
         re.compile(rf"(?i:\b{_AGE_NUM}[\s\-]*(?:years?|yrs?\.?|yr)[\s\-]*(?:old|of\s+age)\b)"),
@@ -895,15 +968,16 @@ _AGE_PATTERNS = (
     ),
     (
         re.compile(
-            r"(?i:\b(?:birthday|b'?day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
+            r"(?i:\b(?:birthday|b'?day|b-day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
             r"vaa?dh\s*divas|wadh\s*divas|date\s+of\s+birth|born\s+on|born\s+in|"
-            r"born\s+(?:19|20)\d{2})\b|\bd\.?o\.?b\b\.?)"
+            r"born\s+(?:19|20)\d{2}|birth\s*-?\s*dates?|janm?a?\s*tithi|janm?a?\s*tarikh)\b"
+            rf"|\bborn(?=[\s,]+(?:the\s+)?(?:\d|{_MONTH_ANY}\b))|\bd\.?o\.?b\b\.?)"
         ),
         "birthday or birth date (identifies)",
     ),
     (
         re.compile(
-            rf"(?i:\b{_AGE_NUM}\s*(?:(?:saal|sal|baras)\s*(?:ki|ka|ke)|"
+            rf"(?i:\b{_HINDI_AGE_NUM}\s*(?:(?:saal|sal|baras)\s*(?:ki|ka|ke)|"
             r"varsh(?:a|e|achi|anchi|aanchi|achya|anchya)?)\b)"
         ),
         "age in years (Hindi/Marathi)",
@@ -963,9 +1037,9 @@ _LANDMARKS = frozenset(
 _NUMBERED_LANE_RE = re.compile(
     r"(?i:\b(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|"
     r"ninth|tenth|eleventh|twelfth|thirteenth|fourteenth)\s+(?:gully|galli|gali|lane|"
-    r"cross\s+lane|cross|khetwadi|kumbharwada)\b|\b(?:gully|galli|gali|lane|sector|plot|ward|"
-    r"khetwadi|kumbharwada)\s*(?:no\.?|number|#)?\s*\d{1,3}\b|"
-    r"\b\d{1,2}\s*(?:no\.?|number|nambar)\s*(?:gully|galli|gali|lane)\b)"
+    r"cross\s+lane|cross|khetwadi|kumbharwada)\b|\b(?:gully|galli|gali|lane|sector|sec\.?|plot|ward|"
+    r"khetwadi|kumbharwada)\s*(?:no[.:]?|number|#)?\s*\d{1,3}\b|"
+    r"\b\d{1,2}\s*(?:no\.?|number|nambar|#)\s*(?:gully|galli|gali|lane)\b)"
 )
 _HOUSE_NUMBER_RE = re.compile(
     r"(?i:\b(?:house|h|flat|room|plot|building|bldg|chawl|block|door|shop|survey|gala|kholi|"
@@ -998,6 +1072,33 @@ def _capitalised_run_before(ctx: _Context, index: int, limit: int = 3) -> int | 
     return first if first < index else None
 
 
+# Address words after which a lower-case unknown word is a place name. Generic English
+# ones (park, garden, station) are left out: "herb garden", "fire station".
+_INDIAN_ADDRESS_SUFFIXES = frozenset(
+    "road rd marg street st lane gully galli gali nagar colony chawl wadi peth bazaar bazar "
+    "chowk pada mohalla basti vasti nagari naka tekdi pura gaon taluka tehsil district "
+    "mandi sector".split()
+)
+# Place-name endings distinctive enough to flag a long word in lower case too.
+_LOWER_PLACE_ENDINGS = (
+    "nagar", "pura", "wadi", "wada", "pada", "peth", "ganj", "gunj", "bagh", "puram",
+    "abad", "garh", "gaon", "pally", "palli", "halli", "kheda", "khurd", "palem", "palayam",
+)  # fmt: skip
+
+
+def _unknown_lower_word(ctx: _Context, tok: _Token) -> bool:
+    """A lower-case word nobody vouched for, where a place name could stand."""
+    low = tok.text
+    return (
+        low.isalpha()
+        and low.islower()
+        and len(low) >= 4
+        and not ctx.is_common(low)
+        and low not in _DETERMINERS
+        and low not in _MONTH_WORDS
+    )
+
+
 def _detect_places(ctx: _Context) -> None:
     text, tokens = ctx.text, ctx.tokens
     for i, j in ctx.phrase_hits(ctx.lex.places, 5):
@@ -1016,12 +1117,19 @@ def _detect_places(ctx: _Context) -> None:
         low = tok.lower
         if low in _ADDRESS_SUFFIXES and index > 0 and ctx.space_gap[index - 1]:
             first = _capitalised_run_before(ctx, index)
+            before = tokens[index - 1]
+            if first is None and (
+                (low in _INDIAN_ADDRESS_SUFFIXES and _unknown_lower_word(ctx, before))
+                or (before.text.islower() and before.lower in ctx.lex.names)
+            ):
+                first = index - 1  # "lamington road", "bhendi gali"
             if first is not None and not ctx.is_masked(tokens[first].start, tok.end):
                 ctx.add("place", tokens[first].start, tok.end, f"address: <Name> {tok.text}")
         if (
-            tok.is_cap
-            and len(low) >= 6
-            and low.endswith(_GLUED_PLACE_ENDINGS)
+            (
+                (tok.is_cap and len(low) >= 6 and low.endswith(_GLUED_PLACE_ENDINGS))
+                or (len(low) >= 8 and low.endswith(_LOWER_PLACE_ENDINGS))
+            )
             and not ctx.is_common(low)
             and low not in ctx.lex.names
             and not ctx.is_masked(tok.start, tok.end)
@@ -1036,6 +1144,9 @@ def _detect_places(ctx: _Context) -> None:
         if k >= len(tokens):
             continue
         tok = tokens[k]
+        if _unknown_lower_word(ctx, tok) and not ctx.is_masked(tok.start, tok.end):
+            ctx.add("place", m.start(), tok.end, "place after near/opposite/behind")
+            continue
         if tok.is_cap and tok.text.isalpha() and not ctx.is_common(tok.text):
             end = tok.end
             while (
@@ -1068,24 +1179,44 @@ _SCHOOL_SUFFIXES = frozenset(
 _SCHOOL_PATTERNS = (
     (
         re.compile(
-            r"(?i:\bz\.?\s?p\.?\s+(?:school|shala|prathamik|primary|high|vidyalaya)|"
+            r"(?i:\bz[\s.\-*_|]{0,2}p\.?\s+(?:school|shala|prathamik|primary|high|vidyalaya)|"
             r"\bzill?a\s+parishad)"
         ),
         "Zilla Parishad school",
     ),
     (
         re.compile(
-            r"\b(?:BMC|MCGM|PMC|NMMC|TMC|KDMC|MNP|NMC|PCMC|ZP|KMC|MCD|NDMC|MC)\s+"
-            r"(?i:school|shala|vidyalaya)"
+            r"(?i:\b(?:bmc|mcgm|pmc|nmmc|tmc|kdmc|mnp|nmc|pcmc|zp|kmc|mcd|ndmc)\s+"
+            r"(?:school|shala|vidyalaya))"
         ),
         "municipal school",
     ),
     (
-        re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no\.?|number|#)\s*\d+)"),
+        re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no[.:]?|number|#)\s*\d+)"),
         "numbered school",
     ),
     (re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z][a-z]+(?:'s)?"), "saint-named institution"),
 )
+
+
+def _lower_run_before(ctx: _Context, index: int, limit: int = 4) -> int | None:
+    """First token of lower-case words before `index` that include an unknown one."""
+    tokens = ctx.tokens
+    first = None
+    unknown = False
+    k = index - 1
+    while k >= 0 and index - k <= limit and ctx.phrase_gap[k]:
+        tok = tokens[k]
+        possessive_s = tok.text == "s" and ctx.text[tok.start - 1 : tok.start] == "'"
+        spelled = tok.start in ctx.joined_starts
+        if not (possessive_s or spelled or (tok.text.isalpha() and tok.text.islower())):
+            break
+        if tok.lower in _DETERMINERS:
+            break
+        unknown = unknown or spelled or _unknown_lower_word(ctx, tok)
+        first = k
+        k -= 1
+    return first if unknown else None
 
 
 def _detect_schools(ctx: _Context) -> None:
@@ -1100,6 +1231,8 @@ def _detect_schools(ctx: _Context) -> None:
         if tok.lower not in _SCHOOL_SUFFIXES or index == 0 or not ctx.space_gap[index - 1]:
             continue
         first = _capitalised_run_before(ctx, index, limit=5)
+        if first is None and tok.lower not in ("classes", "tutorials"):
+            first = _lower_run_before(ctx, index)  # "saraswati vidyalaya", "st mary's convent"
         if first is not None:
             ctx.add("school", tokens[first].start, tok.end, f"named school: <Name> {tok.text}")
 
@@ -1127,14 +1260,33 @@ _KINSHIP_BEFORE_RE = re.compile(
     r"daughter|son|husband|wife|neighbou?r|classmates?|roommates?|didi|bhai|behen|bahen|"
     r"dost|saheli|maa|aai|baba|appa|amma|mausi|chacha|chachi|mama|mami|nani|dadi|nana|"
     r"dada|bhaiya|bhabhi|guardian|stepfather|stepmother|siblings?|relatives?|teacher|tutor|"
+    r"beti|bitiya|beta|mulgi|mulga|bahin|bahan|maitrin|maitri|"
     r"caregiver|housemother|counsell?or|sponsor|boyfriend|girlfriend)(?:'s)?"
     r"(?:\s*,|\s+name\s+(?:is|was)|\s+named|\s+called|\s+is|\s+was)?\s+)"
 )
 _NAMED_RE = re.compile(
-    r"(?i:\b(?:named|called|nicknamed|name\s+is|name\s+was|name's|names\s+are|naam|naav|"
+    r"(?i:\b(?:call(?:s|ed)?\s+(?:her|him|me)|named|called|nicknamed|name\s+is|name\s+was|"
+    r"name's|names\s+are|(?:naam|naav|nav)(?:\s+(?:is|hai|h|aahe|ahe|was|tha|thi))?|"
     r"known\s+as|goes\s+by|calls?\s+(?:her|him|me)|call\s+her|name\s*:)\s*[:\-]?\s*)"
 )
 _NON_LATIN_RUN_RE = re.compile(r"[^\x00-\x7f\s]+")
+# "Hamari Grace", "Amchi Hope": "our" in Hindi and Marathi before a capitalised name.
+_OUR_RE = re.compile(r"(?i:\b(?:hamari|hamara|hamare|amchi|aamchi|amcha|aamcha|amchya)\s+)")
+_LOWER_JI_RE = re.compile(r"\b([a-z]{3,})(?:-|\s)?ji\b")
+# Hindi and Marathi sentences where the name sits between two fixed words: "mi Chinu ahe"
+# (I am Chinu), "main Chinu hoon", "tila Chinu mhantat" (they call her Chinu).
+_NAME_BETWEEN_RE = re.compile(
+    r"(?i:\b(?:mi|mee|me)\s+([a-z]+)\s+(?:ahe|aahe|ahey|aahey|hai)\b"
+    r"|\b(?:main|mai|mein|mae|mei)\s+([a-z]+)\s+(?:hoon|hun|hu|hoo|hoo+n)\b"
+    r"|\b(?:tila|tyala|tyanna|use|usko|isko|ise|unhe|inhe)\s+([a-z]+)\s+"
+    r"(?:mhantat|mhanatat|mhantaat|mhanta|bulate|bulaate|bulati|kehte|kahte|kahate)\b)"
+)
+# Hindi and Marathi words that can stand between those fixed words without being a name.
+_NOT_A_NAME_BETWEEN = frozenset(
+    "khush khushi theek thik thick achha achhi accha acchi thaki thakli ithe tithe ghari "
+    "ghar bara bari mast hushar tayar taiyar ready fine okay ok thoda thodi bahut pan pun "
+    "aata ab abhi yahan wahan".split()
+)
 
 
 def _is_name_like(ctx: _Context, tok: _Token, allow_lower: bool) -> bool:
@@ -1203,6 +1355,19 @@ def _detect_names(ctx: _Context) -> None:
         _name_after(ctx, m.end(), not possessive, "name after a kinship or relationship word")
     for m in _NAMED_RE.finditer(text):
         _name_after(ctx, m.end(), True, "name introduced by named/called/my name is")
+    for m in _NAME_BETWEEN_RE.finditer(text):
+        group = next(g for g in (1, 2, 3) if m.group(g))
+        if m.group(group).lower() not in _NOT_A_NAME_BETWEEN:
+            _name_after(ctx, m.start(group), True, "name in 'mi … ahe' / 'main … hoon'")
+    for start, end in ctx.folded.joined:
+        word = text[start:end]
+        if not ctx.is_common(word) and not ctx.is_masked(start, end):
+            ctx.add("person_name", start, end, "word spelled out letter by letter")
+    for m in _OUR_RE.finditer(text):
+        _name_after(ctx, m.end(), False, "name after 'our' (hamari/amchi)")
+    for m in _LOWER_JI_RE.finditer(text):
+        if m.group(1) in lex.names and not ctx.is_masked(m.start(), m.end()):
+            ctx.add("person_name", m.start(), m.end(), "name with the respectful -ji")
     for m in _JI_SUFFIX_RE.finditer(text):
         if not ctx.is_common(m.group(1)) and not ctx.is_masked(m.start(), m.end()):
             ctx.add("person_name", m.start(), m.end(), "name with the respectful -ji")
