@@ -465,7 +465,9 @@ def only_open_to_sponsored(before: Snapshot, after: Snapshot) -> set[str]:
     turned = {
         c.alias
         for c in changes
-        if c.page == "listing" and c.kind == "state" and (c.before, c.after) == ("open", "sponsored")
+        if c.page == "listing"
+        and c.kind == "state"
+        and (c.before, c.after) == ("open", "sponsored")
     }
     unexplained = []
     for change in changes:
@@ -474,8 +476,11 @@ def only_open_to_sponsored(before: Snapshot, after: Snapshot) -> set[str]:
                 (change.kind == "state" and (change.before, change.after) == ("open", "sponsored"))
                 or (change.kind == "removed" and change.page.startswith("filter "))
                 or change.kind == "moved"
-                or (change.page == "profile" and change.kind in ("status", "state")
-                    and change.after in ("sponsored", "gone", 404, 410))
+                or (
+                    change.page == "profile"
+                    and change.kind in ("status", "state")
+                    and change.after in ("sponsored", "gone", 404, 410)
+                )
             )
         elif change.kind == "option removed":
             name, value = str(change.before).split("=", 1)
@@ -496,9 +501,16 @@ def only_open_to_sponsored(before: Snapshot, after: Snapshot) -> set[str]:
 # Checks on one snapshot --------------------------------------------------------------------
 
 
-def check_match_me(snapshot: Snapshot) -> None:
-    """ "Match me" sends to an open card that fits the choice, and says "no match" only when
-    no open card fits."""
+def check_consistency(snapshot: Snapshot) -> None:
+    """Every page tells the same story: a "sponsored" card's profile offers no way to sponsor
+    and an open card's profile does; "Match me" sends to an open card that fits the choice,
+    and says "no match" only when no open card fits."""
+    for card in snapshot.listing:
+        profile = snapshot.profiles.get(card.token or "")
+        if card.state == "open":
+            assert profile is not None and profile.state == "open", f"{card.alias}: {profile}"
+        else:
+            assert profile is None or profile.state != "open", f"{card.alias} can be chosen"
     for key, result in snapshot.matches.items():
         cards = snapshot.listing if key is None else snapshot.filtered[key]
         open_tokens = {c.token for c in cards if c.state == "open"}
@@ -543,7 +555,12 @@ def assert_not_shown(snapshot: Snapshot, tokens: Iterable[str], aliases: Iterabl
 
 _SUMMARY = re.compile(
     r"^\{alias\} is an? (?P<who>girl|boy|child)(?: aged (?P<age>.+?))?"
-    r"(?: (?P<stage>" + "|".join(re.escape(s) for s in sorted({*STAGE_TEXT.values(), *STAGE_WIDE.values()}, key=len, reverse=True)) + r"))?"
+    r"(?: (?P<stage>"
+    + "|".join(
+        re.escape(s)
+        for s in sorted({*STAGE_TEXT.values(), *STAGE_WIDE.values()}, key=len, reverse=True)
+    )
+    + r"))?"
     r" at a safe home in (?P<region>.+)\.$"
 )
 _ENJOYS = re.compile(r"^Enjoys (?P<list>.+)\.$")

@@ -76,9 +76,7 @@ def feed(app, world: World, *groups: tuple[str, list[dict]], now: datetime | Non
     batch = Batch()
     for name, records in groups:
         batch.add(*records)
-        world.refs.setdefault(name, []).extend(
-            r["ref"] for r in records if r["type"] == "child"
-        )
+        world.refs.setdefault(name, []).extend(r["ref"] for r in records if r["type"] == "child")
     with app.app_context():
         report = importer.import_batch(batch.bytes(), source="test", now=now or datetime.now(UTC))
         db.session.commit()
@@ -209,7 +207,7 @@ def test_an_exit_and_a_sponsorship_look_the_same_and_publication_stays_monotone(
         before = snapshot(app, world)
         observer.assert_not_shown(before, *hidden)
         observer.assert_k_anonymous(before, K)
-        observer.check_match_me(before)
+        observer.check_consistency(before)
         target = middle_card(before, world.group_aliases("A"))
         if event == "exit":
             feed(app, world, ("exit", [exit_record(world.ref_of(target))]))
@@ -221,7 +219,7 @@ def test_an_exit_and_a_sponsorship_look_the_same_and_publication_stays_monotone(
         assert observer.only_open_to_sponsored(before, after) == {target}
         observer.assert_not_shown(after, *hidden)
         observer.assert_k_anonymous(after, K)
-        observer.check_match_me(after)
+        observer.check_consistency(after)
         seen[event] = observer.canonical(changes)
 
         publish(app)
@@ -229,7 +227,7 @@ def test_an_exit_and_a_sponsorship_look_the_same_and_publication_stays_monotone(
         observer.assert_k_anonymous(published, K)
         observer.assert_monotone(after, published)
         observer.assert_monotone(before, published)
-        observer.check_match_me(published)
+        observer.check_consistency(published)
     METRICS.report("observer: scenarios from one starting state (exit, sponsorship)", len(seen))
     assert seen["exit"] == seen["sponsorship"], (seen["exit"], seen["sponsorship"])
 
@@ -251,7 +249,7 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
             hidden_aliases + world.group_aliases(*unseen),
         )
         observer.assert_k_anonymous(now, K)
-        observer.check_match_me(now)
+        observer.check_consistency(now)
         last, steps = now, steps + 1
         return now
 
@@ -272,7 +270,12 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     step(set(), unseen=("D", "D1"))
     # An arrival and an exit from the class of exactly K in one batch.
     a_gone = world.refs["A"][2]
-    feed(app, world, ("E", [kid(age_band="6-8", interests=["singing"])]), ("exit", [exit_record(a_gone)]))
+    feed(
+        app,
+        world,
+        ("E", [kid(age_band="6-8", interests=["singing"])]),
+        ("exit", [exit_record(a_gone)]),
+    )
     step({world.aliases[a_gone]}, unseen=("D", "D1", "E"))
     # The exit of a newcomer before anyone saw her.
     feed(app, world, ("exit", [exit_record(world.refs["D"][0])]))
@@ -283,7 +286,7 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     published = snapshot(app, world)
     observer.assert_k_anonymous(published, K)
     observer.assert_monotone(before_publication, published)
-    observer.check_match_me(published)
+    observer.check_consistency(published)
     last = published
     # After the publication, an exit again only turns a card "sponsored".
     b_ref = world.refs["B"][3]
@@ -345,9 +348,7 @@ def test_shown_classes_stay_at_k_after_six_sponsorships(observed_app, sim, spons
     observer.assert_k_anonymous(published, K)
     observer.assert_monotone(after, published)
     classes = observer.shown_classes(published)
-    METRICS.report(
-        "observer: smallest shown class after 6 sponsorships", min(classes.values())
-    )
+    METRICS.report("observer: smallest shown class after 6 sponsorships", min(classes.values()))
 
 
 def arrive_sixty(app) -> tuple[World, list[str]]:
@@ -359,8 +360,10 @@ def arrive_sixty(app) -> tuple[World, list[str]]:
     arrival_refs: list[str] = []
     for batch_number in range(6):
         records = [
-            kid(age_band=classes[(batch_number * 10 + line) % 12][0],
-                interests=[classes[(batch_number * 10 + line) % 12][1]])
+            kid(
+                age_band=classes[(batch_number * 10 + line) % 12][0],
+                interests=[classes[(batch_number * 10 + line) % 12][1]],
+            )
             for line in range(10)
         ]
         arrival_refs += [r["ref"] for r in records]
