@@ -58,6 +58,8 @@ class _PageParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
+        #: Lines of the profile's sponsoring panel (the call to sponsor, or "has a sponsor").
+        self.panel_lines: list[str] = []
         self.cards: list[_RawCard] = []
         self.links: list[str] = []
         self.forms: list[str] = []
@@ -69,12 +71,15 @@ class _PageParser(HTMLParser):
         self._heading = False
         self._heading_text: list[str] = []
         self._select: str | None = None
+        self._panel_depth = 0
 
     def _flush(self) -> None:
         text = " ".join("".join(self._buffer).split())
         self._buffer = []
         if text:
             self.lines.append(text)
+            if self._panel_depth:
+                self.panel_lines.append(text)
             if self._card is not None:
                 self._card.lines.append(text)
 
@@ -85,6 +90,10 @@ class _PageParser(HTMLParser):
             return
         if tag in _BLOCK:
             self._flush()
+        if tag == "section" and (
+            self._panel_depth or "panel" in (attributes.get("class") or "").split()
+        ):
+            self._panel_depth += 1
         if tag == "article" and "profile-card" in (attributes.get("class") or "").split():
             self._card = _RawCard()
             self._card_depth = 1
@@ -111,6 +120,8 @@ class _PageParser(HTMLParser):
             return
         if tag in _BLOCK:
             self._flush()
+        if tag == "section" and self._panel_depth:
+            self._panel_depth -= 1
         if tag in ("h1", "h2", "h3", "h4") and self._heading and self._card is not None:
             self._card.heading = " ".join("".join(self._heading_text).split())
             self._heading = False
@@ -175,6 +186,8 @@ class Profile:
     alias: str | None
     lines: tuple[str, ...]
     actions: tuple[str, ...]
+    #: The lines of the sponsoring panel: how to sponsor her, or that she has a sponsor.
+    panel: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -186,7 +199,11 @@ class Profile:
 
     @property
     def facts(self) -> tuple[str, ...]:
-        return tuple(line for line in self.lines if not _ABOUT_SPONSORING.search(line))
+        """Everything the page says but the sponsoring panel and lines about sponsoring."""
+        panel = set(self.panel)
+        return tuple(
+            line for line in self.lines if line not in panel and not _ABOUT_SPONSORING.search(line)
+        )
 
 
 @dataclass(frozen=True)
@@ -252,13 +269,15 @@ def _profile(status: int, body: str, token: str) -> Profile:
     if status != 200:
         return Profile(status, None, (), ())
     parser = _parse(body)
-    heading = next((line for line in _main_lines(body)), None)
-    alias = heading
-    lines = tuple(_replace_alias(line, alias) if alias else line for line in parser.lines)
+    alias = next(iter(_main_lines(body)), None)
+
+    def named(lines: list[str]) -> tuple[str, ...]:
+        return tuple(_replace_alias(line, alias) if alias else line for line in lines)
+
     actions = tuple(
         sorted({a.replace(token, "{token}") for a in (*parser.links, *parser.forms) if token in a})
     )
-    return Profile(status, alias, lines, actions)
+    return Profile(status, alias, named(parser.lines), actions, named(parser.panel_lines))
 
 
 class _FirstHeading(HTMLParser):
@@ -520,21 +539,32 @@ def check_consistency(snapshot: Snapshot) -> None:
             assert result.outcome == "no_match" and not open_tokens, f"match me {key}: {result}"
 
 
+def description(snapshot: Snapshot, card: Card) -> tuple:
+    """What the pages say of one shown child, without her identity and whether she is open
+    or sponsored: the attributes her card and profile state, and any other sentence about her
+    (a line naming her that is not about sponsoring)."""
+    profile = snapshot.profiles.get(card.token or "")
+    lines = card.facts + (profile.facts if profile and profile.status == 200 else ())
+    stated = facts_of(lines)
+    known = (_SUMMARY, _ENJOYS, _JOINED)
+    other = frozenset(
+        line
+        for line in lines
+        if "{alias}" in line and line != "{alias}" and not any(p.match(line) for p in known)
+    )
+    return (tuple(sorted(stated.items(), key=lambda item: item[0])), other)
+
+
 def shown_classes(snapshot: Snapshot) -> Counter:
-    """How many shown children share each identity-free description (card and profile facts
-    together, whether open or sponsored)."""
-    classes: Counter = Counter()
-    for card in snapshot.listing:
-        profile = snapshot.profiles.get(card.token or "")
-        profile_facts = profile.facts if profile and profile.status == 200 else ()
-        classes[(card.facts, profile_facts)] += 1
-    return classes
+    """How many shown children share each description (`description`), open and sponsored
+    cards alike."""
+    return Counter(description(snapshot, card) for card in snapshot.listing)
 
 
 def assert_k_anonymous(snapshot: Snapshot, k: int) -> None:
     small = {key: n for key, n in shown_classes(snapshot).items() if n < k}
     assert not small, f"{len(small)} shown classes below {k}: " + "; ".join(
-        f"{n} x {key[0]}" for key, n in small.items()
+        f"{n} x {dict(key[0])}" for key, n in small.items()
     )
 
 
