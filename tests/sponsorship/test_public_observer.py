@@ -27,7 +27,7 @@ from donorhub.feed.pseudonyms import keyed_hash
 from tests.feed.builders import Batch, child, exit_record, update
 from tests.metrics import METRICS
 from tests.sponsorship import observer
-from tests.sponsorship.helpers import signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import choose, signed_in_client, sponsor_through_stripe
 
 K = 5
 #: One safe home per region the crowd uses: the feed accepts a child's region only as her
@@ -272,8 +272,12 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     newcomers = [kid(age_band="6-8", interests=["singing"]) for _ in range(K)]
     feed(app, world, ("D", newcomers), ("D1", [kid("West Bengal", age_band="0-5")]))
     step(set(), unseen=("D", "D1"))
+    b_alias, b_alias_held = world.group_aliases("B")[:2]
+    # A hold that is never paid: the visitor went to the checkout and left.
+    response = choose(signed_in_client(app, sponsor(target_app=app)), last.token_of(b_alias_held))
+    assert response.status_code == 303
+    step(set(), unseen=("D", "D1"))
     # A sponsorship.
-    b_alias = world.group_aliases("B")[0]
     sponsor_child(app, sim, sponsor, last.token_of(b_alias))
     step({b_alias}, unseen=("D", "D1"))
     # The exit of an "India" card, with news of another child in the same batch.
