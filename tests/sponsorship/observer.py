@@ -685,3 +685,26 @@ def alias_on_profile(client, token: str) -> str | None:
     """The alias a profile page shows (None when it does not open)."""
     response = client.get(f"/sponsor/{token}")
     return _profile(response.status_code, response.get_data(as_text=True), token).alias
+
+
+def assert_reveals_nothing_new(history: Iterable[Snapshot], latest: Snapshot) -> None:
+    """No card of `latest` states an attribute more finely than every earlier card of the
+    same child did: a child hidden for a while, or coarsened, never comes back finer than
+    she was ever shown."""
+    earlier = list(history)
+    problems = []
+    for card in latest.listing:
+        profile = latest.profiles.get(card.token or "")
+        after_lines = card.facts + (profile.facts if profile else ())
+        news: set[str] | None = None
+        for old in earlier:
+            shown = old.card(card.alias)
+            if shown is None:
+                continue
+            old_profile = old.profiles.get(shown.token or "")
+            before_lines = shown.facts + (old_profile.facts if old_profile else ())
+            finer = set(finer_attributes(after_lines, before_lines))
+            news = finer if news is None else news & finer
+        if news:
+            problems.append(f"{card.alias}: {', '.join(sorted(news))}")
+    assert not problems, "cards say more than they ever did: " + "; ".join(problems)

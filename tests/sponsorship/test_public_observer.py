@@ -242,6 +242,7 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     #: Whether the cards of sponsored or departed children turned "sponsored" at once (True)
     #: or only at the next publication (False): the same for every event, whatever it was.
     at_once: set[bool] = set()
+    history = [last]
 
     def step(acted_on: set[str], *, unseen: tuple[str, ...] = ()) -> observer.Snapshot:
         nonlocal last, steps
@@ -266,6 +267,7 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
         observer.assert_k_anonymous(now, K)
         observer.check_consistency(now)
         last, steps = now, steps + 1
+        history.append(now)
         return now
 
     # New arrivals (a class of K and a loner) stay unseen until the next publication.
@@ -299,6 +301,27 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     # The exit of a newcomer before anyone saw her.
     feed(app, world, ("exit", [exit_record(world.refs["D"][0])]))
     step(set(), unseen=("D", "D1", "E"))
+    # News from the partner: one child moves on to another stage, one withdraws her consent
+    # to a profile, and the sponsored child leaves.
+    no_profile = {
+        "profile": False,
+        "updates": False,
+        "basis": "guardian_and_child",
+        "expires": "2027-Q2",
+    }
+    changed = [
+        kid(
+            "Gujarat",
+            ref=world.refs["C"][1],
+            age_band="15-17",
+            stage="reintegration",
+            joined_year=2023,
+            interests=["sewing"],
+        ),
+        kid(ref=world.refs["A"][3], interests=["drawing"], consent=no_profile),
+    ]
+    feed(app, world, ("changed", changed), ("exit", [exit_record(world.ref_of(b_alias))]))
+    step(set(), unseen=("D", "D1", "E"))
 
     assert len(at_once) == 1, "sponsorships and exits showed at different times"
 
@@ -308,10 +331,12 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     observer.assert_k_anonymous(published, K)
     observer.assert_monotone(before_publication, published)
     observer.check_consistency(published)
-    assert published.card(b_alias).state == "sponsored"
-    for ref in (c_ref, a_gone):
+    history.append(published)
+    for ref in (c_ref, a_gone, world.ref_of(b_alias)):
         gone = published.card(world.aliases[ref])
         assert gone is None or gone.state == "sponsored"
+    withdrawn = world.refs["A"][3]
+    assert published.card(world.aliases[withdrawn]) is None
     # Children who left before anyone saw them never appear.
     left_unseen = [world.refs["S2"][0], world.refs["D"][0]]
     observer.assert_not_shown(
@@ -322,6 +347,18 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     b_ref = world.refs["B"][3]
     feed(app, world, ("exit", [exit_record(b_ref)]))
     step({world.aliases[b_ref]}, unseen=("D", "D1", "E"))
+    # She gives her consent again: at the next publication her card, if shown, says nothing
+    # that no earlier card of hers said.
+    feed(app, world, ("changed", [kid(ref=withdrawn, interests=["drawing"])]))
+    step(set(), unseen=("D", "D1", "E"))
+    publish(app)
+    republished = snapshot(app, world)
+    # A crowd hides her again, at the level her look-alikes reached meanwhile.
+    assert republished.card(world.aliases[withdrawn]) is not None
+    observer.assert_k_anonymous(republished, K)
+    observer.assert_monotone(last, republished)
+    observer.assert_reveals_nothing_new(history, republished)
+    observer.check_consistency(republished)
     METRICS.report("observer: batches checked between publications", steps)
 
 
