@@ -187,7 +187,7 @@ def observed_app(app_factory, sim):
     )
 
 
-# Sections 5: exits between publications -----------------------------------------------------
+# Exits and sponsorships between publications ------------------------------------------------
 
 
 def test_an_exit_and_a_sponsorship_look_the_same_and_publication_stays_monotone(
@@ -362,7 +362,7 @@ def test_between_publications_only_open_to_sponsored_changes(observed_app, sim, 
     METRICS.report("observer: batches checked between publications", steps)
 
 
-# Section 4: what is shown publicly -----------------------------------------------------------
+# What is shown publicly ---------------------------------------------------------------------
 
 PLANTED_ABOUT = "She hums a tune about green kites over the river while she paints the sky."
 
