@@ -246,9 +246,6 @@ class Snapshot:
     def visible_text(self) -> str:
         return "\n".join(self.bodies.values())
 
-    def page_count(self) -> int:
-        return len(self.bodies)
-
 
 def _cards(parser: _PageParser) -> tuple[Card, ...]:
     cards = []
@@ -269,7 +266,7 @@ def _profile(status: int, body: str, token: str) -> Profile:
     if status != 200:
         return Profile(status, None, (), ())
     parser = _parse(body)
-    alias = next(iter(_main_lines(body)), None)
+    alias = _first_heading(body)
 
     def named(lines: list[str]) -> tuple[str, ...]:
         return tuple(_replace_alias(line, alias) if alias else line for line in lines)
@@ -300,12 +297,11 @@ class _FirstHeading(HTMLParser):
             self.text.append(data)
 
 
-def _main_lines(body: str) -> Iterable[str]:
-    """The profile's first heading: the child's alias."""
+def _first_heading(body: str) -> str | None:
+    """A profile's first heading: the child's alias."""
     parser = _FirstHeading()
     parser.feed(body)
-    text = " ".join("".join(parser.text).split())
-    return [text] if text else []
+    return " ".join("".join(parser.text).split()) or None
 
 
 def _match(response) -> Match:
