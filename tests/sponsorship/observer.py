@@ -704,3 +704,9 @@ def assert_reveals_nothing_new(history: Iterable[Snapshot], latest: Snapshot) ->
         if news:
             problems.append(f"{card.alias}: {', '.join(sorted(news))}")
     assert not problems, "cards say more than they ever did: " + "; ".join(problems)
+
+
+def visible_lines(body: str, alias: str | None = None) -> tuple[str, ...]:
+    """A page's visible text lines (the alias, if given, as "{alias}")."""
+    lines = _parse(body).lines
+    return tuple(_replace_alias(line, alias) if alias else line for line in lines)
