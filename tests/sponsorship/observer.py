@@ -535,32 +535,37 @@ def check_consistency(snapshot: Snapshot) -> None:
             assert result.outcome == "no_match" and not open_tokens, f"match me {key}: {result}"
 
 
-def description(snapshot: Snapshot, card: Card) -> tuple:
-    """What the pages say of one shown child, without her identity and whether she is open
-    or sponsored: the attributes her card and profile state, and any other sentence about her
-    (a line naming her that is not about sponsoring)."""
+def _said_of(snapshot: Snapshot, card: Card) -> tuple[str, ...]:
     profile = snapshot.profiles.get(card.token or "")
-    lines = card.facts + (profile.facts if profile and profile.status == 200 else ())
-    stated = facts_of(lines)
+    return card.facts + (profile.facts if profile and profile.status == 200 else ())
+
+
+def description(snapshot: Snapshot, card: Card, common: frozenset[str] = frozenset()) -> tuple:
+    """What the pages say of one shown child, without her identity and whether she is open
+    or sponsored: the attributes her card and profile state, and every other line they show
+    that is not on every child's pages (`common`: the site's own words), such as free text."""
+    lines = _said_of(snapshot, card)
     known = (_SUMMARY, _ENJOYS, _JOINED)
     other = frozenset(
         line
         for line in lines
-        if "{alias}" in line and line != "{alias}" and not any(p.match(line) for p in known)
+        if line not in common and line != "{alias}" and not any(p.match(line) for p in known)
     )
-    return (tuple(sorted(stated.items(), key=lambda item: item[0])), other)
+    return (tuple(sorted(facts_of(lines).items(), key=lambda item: item[0])), other)
 
 
 def shown_classes(snapshot: Snapshot) -> Counter:
     """How many shown children share each description (`description`), open and sponsored
     cards alike."""
-    return Counter(description(snapshot, card) for card in snapshot.listing)
+    said = [frozenset(_said_of(snapshot, card)) for card in snapshot.listing]
+    common = frozenset.intersection(*said) if said else frozenset()
+    return Counter(description(snapshot, card, common) for card in snapshot.listing)
 
 
 def assert_k_anonymous(snapshot: Snapshot, k: int) -> None:
     small = {key: n for key, n in shown_classes(snapshot).items() if n < k}
     assert not small, f"{len(small)} shown classes below {k}: " + "; ".join(
-        f"{n} x {dict(key[0])}" for key, n in small.items()
+        f"{n} x {dict(key[0])} {sorted(key[1])}" for key, n in small.items()
     )
 
 

@@ -395,6 +395,7 @@ def test_approved_about_text_reaches_only_the_childs_sponsor(observed_app, sim, 
     publish(app)
     fragments = (PLANTED_ABOUT, "green kites", "hums a tune")
     public = snapshot(app, world)
+    observer.assert_k_anonymous(public, K)  # free text would make her card one of a kind
     for fragment in fragments:
         assert fragment not in public.visible_text(), fragment
 
