@@ -404,6 +404,13 @@ def test_approved_about_text_reaches_only_the_childs_sponsor(observed_app, sim, 
     row, _ = sponsor_through_stripe(app, client, sim, world.tokens[ref])
     portal = client.get(f"/my/sponsorships/{row.portal_token}").get_data(as_text=True)
     assert PLANTED_ABOUT in portal
+    # The sponsor of one of her look-alikes does not read it.
+    other = signed_in_client(app, sponsor(target_app=app))
+    other_row, _ = sponsor_through_stripe(app, other, sim, world.tokens[world.refs["A"][1]])
+    other_portal = other.get(f"/my/sponsorships/{other_row.portal_token}")
+    other_page = other_portal.get_data(as_text=True)
+    assert other_portal.status_code == 200 and world.aliases[world.refs["A"][1]] in other_page
+    assert "green kites" not in other_page
     publish(app)
     for fragment in fragments:
         assert fragment not in snapshot(app, world).visible_text(), fragment
