@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from donorhub.children.periods import parse_quarter, quarter_of
@@ -155,8 +155,35 @@ def release_children(crowd: Sequence[ChildFacts], k: int, today: date) -> dict[i
     return released
 
 
-#: The number of levels `generalisation_levels` has; a floor past it means "never again".
-LEVELS = 5
+@dataclass(frozen=True)
+class Bounds:
+    """What a child's earlier cards showed, which bounds every later card of hers."""
+
+    floor_level: int
+    interests_cap: tuple[str, ...]
+    region_withheld: bool
+
+
+def bounded(child: ChildFacts, earlier: Bounds | None, withheld_states: set[str]) -> ChildFacts:
+    """The child as the release checks may see her now: never finer than her earlier cards,
+    and without her state where the state has a single safe home."""
+    withheld = child.region in withheld_states
+    if earlier is None:
+        return replace(child, floor=0, region_withheld=withheld)
+    return replace(
+        child,
+        interests=tuple(i for i in child.interests if i in earlier.interests_cap),
+        floor=earlier.floor_level,
+        region_withheld=withheld or earlier.region_withheld,
+    )
+
+
+def bounds_after(shown: Released, earlier: Bounds | None) -> Bounds:
+    return Bounds(
+        shown.level,
+        shown.interests,
+        (earlier is not None and earlier.region_withheld) or shown.region_text == "India",
+    )
 
 
 def _split_by_interests(

@@ -319,33 +319,19 @@ def publish_releases(now: datetime) -> int:
     children = db.session.scalars(
         select(Child).options(selectinload(Child.release)).order_by(Child.id)
     ).all()
-    crowd = []
-    for c in children:
-        if not (
-            c.status == ChildStatus.ACTIVE
-            and c.consent_profile
-            and release.consent_current(c.consent_expires, horizon)
-        ):
-            continue
-        row = c.release
-        earlier = row is not None and row.floor_level is not None
-        interests = tuple(c.interests)
-        if earlier and row is not None and row.interests_cap is not None:
-            interests = tuple(i for i in interests if i in row.interests_cap)
-        crowd.append(
+    crowd = [
+        release.bounded(
             release.ChildFacts(
-                c.id,
-                c.age_band,
-                c.gender,
-                c.region,
-                c.stage,
-                c.joined_year,
-                interests,
-                floor=row.floor_level if earlier and row is not None and row.floor_level else 0,
-                region_withheld=c.region in withheld_states
-                or (row is not None and row.region_withheld),
-            )
+                c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year, tuple(c.interests)
+            ),
+            _bounds(c.release),
+            withheld_states,
         )
+        for c in children
+        if c.status == ChildStatus.ACTIVE
+        and c.consent_profile
+        and release.consent_current(c.consent_expires, horizon)
+    ]
     decided = release.release_children(crowd, k, now.date())
     sponsored = _sponsored_child_ids()
     for child in children:
@@ -372,14 +358,21 @@ def publish_releases(now: datetime) -> int:
             row.joined_text = released.joined_text
             row.interests = list(released.interests)
             row.level, row.crowd_size = released.level, released.crowd_size
-            # What this card showed bounds every later card of hers.
-            row.floor_level = released.level
-            row.interests_cap = list(released.interests)
-            row.region_withheld = bool(row.region_withheld) or released.region_text == "India"
+            # What this card shows bounds every later card of hers.
+            bounds = release.bounds_after(released, _bounds(row))
+            row.floor_level = bounds.floor_level
+            row.interests_cap = list(bounds.interests_cap)
+            row.region_withheld = bounds.region_withheld
             if row.first_listed_at is None:
                 row.first_listed_at = now
         row.computed_at = now
     return len(decided)
+
+
+def _bounds(row: ChildRelease | None) -> release.Bounds | None:
+    if row is None or row.floor_level is None:
+        return None
+    return release.Bounds(row.floor_level, tuple(row.interests_cap or ()), row.region_withheld)
 
 
 #: The key under app.extensions of the function that names the children whose every place a
