@@ -115,7 +115,9 @@ def test_look_alikes_of_a_child_who_left_are_coarsened_never_refined():
         ChildFacts(n, "12-14", "girl", "Maharashtra", "education", 2024, ()) for n in range(5)
     ]
     others = [ChildFacts(10 + n, "12-14", "girl", "Delhi", "education", 2024, ()) for n in range(5)]
-    first = release_children([bounded(c, None, SINGLE_HOME) for c in maharashtra + others], K, TODAY)
+    first = release_children(
+        [bounded(c, None, SINGLE_HOME) for c in maharashtra + others], K, TODAY
+    )
     assert {first[n].region_text for n in range(5)} == {"Maharashtra"}
     assert {first[10 + n].region_text for n in range(5)} == {"India"}  # Delhi has one home
     bounds = {c: bounds_after(r, None) for c, r in first.items()}
