@@ -8,12 +8,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from flask import current_app
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from donorhub.accounts.models import User
 from donorhub.children import services as children
 from donorhub.children.models import Child, ChildRelease
 from donorhub.extensions import db
+from donorhub.feed import importer
+from donorhub.feed.pseudonyms import keyed_hash
 from donorhub.jobs.scheduler import next_run_times
 from donorhub.sponsorship import services
 from tests.feed.builders import Batch, child, crowd, exit_record
@@ -122,3 +127,71 @@ def test_match_me_picks_at_random_among_the_longest_waiting_band(app, import_fee
         picks = {services.match(services.Filters()).token for _ in range(40)}
         db.session.remove()
     assert picks <= early and len(picks) > 1
+
+
+def _refs_by_token(refs: list[str]) -> dict[str, str]:
+    config = current_app.config
+    by_hash = {
+        keyed_hash(config["FEED_PSEUDONYM_KEY"], config["FEED_PARTNER"], "child", ref): ref
+        for ref in refs
+    }
+    rows = db.session.execute(select(Child.ref_hash, Child.public_token)).all()
+    return {token: by_hash[ref_hash] for ref_hash, token in sorted(rows) if ref_hash in by_hash}
+
+
+def _observe(app, tokens: list[str], chooser_id: int, token: str) -> tuple:
+    """What anyone can see from outside: every card with every field and the order, every
+    profile, and what a sponsor pressing "Sponsor" on `token` is told."""
+    cards = tuple(services.listed_profiles())
+    profiles = tuple(services.profile_by_token(t) for t in tokens)
+    try:
+        with db.session.begin_nested() as attempt:
+            services.hold_child(db.session.get(User, chooser_id), token, "gbp")
+            attempt.rollback()
+        answer = "held"
+    except services.ChildTaken as error:
+        answer = f"taken: {error}"
+    except services.ChildUnavailable as error:
+        answer = f"unavailable: {error}"
+    return cards, profiles, answer
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(which=st.integers(0, 9), arrivals=st.integers(0, 6), leaves_too=st.integers(0, 9))
+def test_between_publications_an_exit_looks_exactly_like_a_sponsorship(
+    app, import_feed, sponsor, which, arrivals, leaves_too
+):
+    records = [child(f"c-look-alike-{n:02d}") for n in range(10)]
+    records += [child(f"c-younger-{n:02d}", age_band="9-11") for n in range(5)]
+    with app.app_context():
+        seeded = db.session.scalar(select(Child.id).limit(1)) is not None
+        db.session.remove()
+    if not seeded:  # hypothesis runs every example on the same database
+        import_feed(Batch().add(*records))
+    taker, chooser = sponsor(), sponsor()
+    with app.app_context():
+        refs = _refs_by_token([r["ref"] for r in records])
+        tokens = [token for token, ref in refs.items() if "look-alike" in ref]
+        token = tokens[which]
+        seen = []
+        for scenario in ("exit", "sponsorship"):
+            with db.session.begin_nested() as outcome:
+                batch = Batch().add(*crowd(arrivals))
+                if scenario == "exit":
+                    batch.add(exit_record(refs[token]))
+                else:
+                    services.hold_child(db.session.get(User, taker.id), token, "gbp")
+                if leaves_too != which:  # someone else leaves in the same batch
+                    batch.add(exit_record(refs[tokens[leaves_too]]))
+                importer.import_batch(batch.bytes(), source="test", now=MONDAY)
+                seen.append(_observe(app, list(refs), chooser.id, token))
+                outcome.rollback()
+        before = _observe(app, list(refs), chooser.id, tokens[(which + 1) % 10])
+        db.session.rollback()
+    assert seen[0] == seen[1]
+    assert seen[0][:2] == before[:2]  # and the listing did not change at all
+    assert seen[0][2] == "taken: Someone else has just chosen this child."
