@@ -271,6 +271,11 @@ class Config:
     FEED_IMPORT_MINUTES = env_int("FEED_IMPORT_MINUTES", 60)
     #: K of the k-anonymity release check and of small-cell suppression.
     RELEASE_K = env_int("RELEASE_K", 5)
+    #: The fixed public schedule of releases (docs/safeguarding.md): what the public sees of
+    #: the children changes only then. Weekday 0 is Monday.
+    RELEASE_PUBLISH_WEEKDAY = env_int("RELEASE_PUBLISH_WEEKDAY", 0)
+    RELEASE_PUBLISH_HOUR = env_int("RELEASE_PUBLISH_HOUR", 4)
+    RELEASE_PUBLISH_TIMEZONE = os.environ.get("RELEASE_PUBLISH_TIMEZONE", "Europe/London")
     EXIT_NOTICE_MIN_DAYS = env_int("EXIT_NOTICE_MIN_DAYS", 7)
     EXIT_NOTICE_MAX_DAYS = env_int("EXIT_NOTICE_MAX_DAYS", 21)
     #: Approved updates are released together: "quarterly" (on this day of January, April,

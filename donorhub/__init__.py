@@ -44,6 +44,7 @@ def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Fl
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
+    register_wiring(app)
     register_templates(app)
 
     from donorhub.errors import register_error_handlers
@@ -118,14 +119,24 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
 
 
+def register_wiring(app: Flask) -> None:
+    """Lookups a lower package needs from a higher one, handed down here."""
+    from donorhub.children.services import FULLY_SPONSORED
+    from donorhub.sponsorship.services import fully_sponsored_child_ids
+
+    app.extensions[FULLY_SPONSORED] = fully_sponsored_child_ids
+
+
 def register_cli(app: Flask) -> None:
     from donorhub.accounts.cli import accounts_cli
+    from donorhub.children.cli import children_cli
     from donorhub.demo.cli import demo_cli
     from donorhub.feed.cli import feed_cli
     from donorhub.jobs.cli import jobs_cli
     from donorhub.payments.cli import payments_cli
 
     app.cli.add_command(accounts_cli)
+    app.cli.add_command(children_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(feed_cli)
     app.cli.add_command(jobs_cli)

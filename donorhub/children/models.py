@@ -2,7 +2,7 @@
 
 Nothing of tier T0 has a column here: no name, no date of birth, no place of origin, no
 partner reference in clear. What sponsors and the public may see is the released copy
-(`ChildRelease`), recomputed by the release checks after every change.
+(`ChildRelease`), recomputed by the release checks on the fixed public schedule.
 """
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ class HomeStat(Model):
 class ChildRelease(Model):
     """What the release checks allow sponsors and the public to see of one child.
 
-    Recomputed for every child whenever the population changes, because one child's exit can
-    shrink another child's crowd below K.
+    Recomputed for every child at each publication (`publish_releases`, on a fixed weekly
+    schedule) and at no other moment: changes between publications (arrivals, exits,
+    sponsorships) reach public pages only then, all together.
     """
 
     __tablename__ = "child_releases"
@@ -176,9 +177,13 @@ class ChildRelease(Model):
     child_id: Mapped[int] = mapped_column(
         ForeignKey("children.id", ondelete="CASCADE"), unique=True
     )
-    #: False: nothing of this child is shown anywhere (no consent, expired, exited, or the
-    #: release checks could not hide it in a crowd of K).
+    #: True: her card is on the public listing until the next publication (open, or
+    #: "sponsored"), even if she has left since. False: nothing of her is shown anywhere (no
+    #: consent, exited, or the release checks could not hide her in a crowd of K).
     is_listed: Mapped[bool] = mapped_column(default=False)
+    #: Her card offers sponsorship: she had a free place at the publication. Frozen until the
+    #: next one, so the listing never shows the moment of a sponsorship or of an exit.
+    shown_open: Mapped[bool] = mapped_column(default=False)
     updates_allowed: Mapped[bool] = mapped_column(default=False)
     age_text: Mapped[str | None] = mapped_column(String(32))
     gender_text: Mapped[str | None] = mapped_column(String(16))
@@ -189,6 +194,15 @@ class ChildRelease(Model):
     #: How far the attributes had to be generalised (0 = as sent), for staff.
     level: Mapped[int] = mapped_column(default=0)
     crowd_size: Mapped[int] = mapped_column(default=0)
+    #: Bounds on every later card, from the cards she was shown with: never a level finer
+    #: than `floor_level`, never an interest outside `interests_cap`, never her state once
+    #: withheld. None: never shown.
+    floor_level: Mapped[int | None]
+    interests_cap: Mapped[list | None] = mapped_column(JSON)
+    region_withheld: Mapped[bool] = mapped_column(default=False)
+    #: The publication that first listed her: "Match me" measures waiting from it, a moment
+    #: the public already saw.
+    first_listed_at: Mapped[datetime | None]
     computed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     child: Mapped[Child] = relationship(back_populates="release")

@@ -1,16 +1,21 @@
 """Release checks: consent, k-anonymity by generalisation, and small-cell suppression.
 
-The crowd a child hides in is every child who may be listed publicly. Every card shown must be
+The crowd a child hides in is every card that is shown: every child released is listed
+publicly (a fully sponsored one as a "sponsored" card), and every card shown must be
 identical, interests included, to at least K-1 other cards. Children are tried at increasing
 levels of generalisation; a child who cannot be hidden even at the coarsest level is not
 listed at all. Interests are shown only where K cards can show the same ones.
+
+Releases are monotone over time: a child's `floor` is the finest level she was ever shown at,
+and she is never shown finer again (nor interests she no longer shows, nor a state once
+withheld), so comparing old and new cards teaches nobody more than either card alone.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from donorhub.children.periods import parse_quarter, quarter_of
@@ -60,7 +65,12 @@ class ChildFacts:
     region: str
     stage: str
     joined_year: int
+    #: The interests she may show: her own, capped by what her earlier cards showed.
     interests: tuple[str, ...]
+    #: The finest level she may be shown at (0 for a child never shown).
+    floor: int = 0
+    #: Her state is never named: it has one safe home, or an earlier card withheld it.
+    region_withheld: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,20 +89,25 @@ def _joined(year: int, today: date) -> str:
     return "joined more than a year ago" if today.year - year >= 2 else "joined recently"
 
 
+def _region(child: ChildFacts) -> str:
+    """A state with a single safe home would name the home: such a child's card says India."""
+    return "India" if child.region_withheld else child.region
+
+
 #: Each level maps a child to the tuple sponsors would see; later levels reveal less.
 def generalisation_levels(today: date) -> list[Callable[[ChildFacts], tuple]]:
     return [
         lambda c: (
             AGE_EXACT[c.age_band],
             GENDER_TEXT[c.gender],
-            c.region,
+            _region(c),
             STAGE_TEXT[c.stage],
             str(c.joined_year),
         ),
         lambda c: (
             AGE_EXACT[c.age_band],
             GENDER_TEXT[c.gender],
-            c.region,
+            _region(c),
             STAGE_TEXT[c.stage],
             _joined(c.joined_year, today),
         ),
@@ -118,26 +133,57 @@ def release_children(crowd: Sequence[ChildFacts], k: int, today: date) -> dict[i
 
     Levels are applied to a shrinking pool: groups of at least K identical children at the
     finest level are released there; the rest are tried again, coarser; whoever is left after
-    the coarsest level is not listed.
+    the coarsest level is not listed. A child joins the pool only from her `floor` on, so no
+    card is ever finer than one she had before.
     """
     released: dict[int, Released] = {}
-    pool = list(crowd)
+    pending = list(crowd)
     for level_number, level in enumerate(generalisation_levels(today)):
         groups: dict[tuple, list[ChildFacts]] = defaultdict(list)
-        for child in pool:
-            groups[level(child)].append(child)
-        remaining = []
+        for child in pending:
+            if child.floor <= level_number:
+                groups[level(child)].append(child)
         for key, members in groups.items():
             if len(members) < k:
-                remaining.extend(members)
                 continue
             age, gender, region, stage, joined = key
             for child_id, interests in _split_by_interests(members, (), k).items():
                 released[child_id] = Released(
                     level_number, len(members), age, gender, region, stage, joined, interests
                 )
-        pool = remaining
+        pending = [child for child in pending if child.child_id not in released]
     return released
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a child's earlier cards showed, which bounds every later card of hers."""
+
+    floor_level: int
+    interests_cap: tuple[str, ...]
+    region_withheld: bool
+
+
+def bounded(child: ChildFacts, earlier: Bounds | None, withheld_states: set[str]) -> ChildFacts:
+    """The child as the release checks may see her now: never finer than her earlier cards,
+    and without her state where the state has a single safe home."""
+    withheld = child.region in withheld_states
+    if earlier is None:
+        return replace(child, floor=0, region_withheld=withheld)
+    return replace(
+        child,
+        interests=tuple(i for i in child.interests if i in earlier.interests_cap),
+        floor=earlier.floor_level,
+        region_withheld=withheld or earlier.region_withheld,
+    )
+
+
+def bounds_after(shown: Released, earlier: Bounds | None) -> Bounds:
+    return Bounds(
+        shown.level,
+        shown.interests,
+        (earlier is not None and earlier.region_withheld) or shown.region_text == "India",
+    )
 
 
 def _split_by_interests(

@@ -8,8 +8,10 @@ through the functions at the end of this module; it decides what to store, these
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
@@ -30,7 +32,6 @@ from donorhub.children.models import (
 from donorhub.children.periods import period_label
 from donorhub.children.release import suppress_table
 from donorhub.children.vocab import MILESTONE_SENTENCES
-from donorhub.database import utcnow
 from donorhub.extensions import db
 
 #: The subject of the milestone sentences of news about a home rather than one child.
@@ -167,6 +168,11 @@ def set_child_facts(
     child.consent_basis = consent_basis
     child.consent_expires = consent_expires
     child.content_hash = content_hash
+    if not consent_updates and child.release is not None:
+        # Only sponsors read updates, and no public card changes: no need to wait for the
+        # publication to honour a withdrawal. Profile consent is checked live when a
+        # sponsor chooses, and the card leaves at the next publication.
+        child.release.updates_allowed = False
 
 
 def receive_about(
@@ -259,8 +265,9 @@ def store_home_stats(home_code: str, period: str, counts: dict[str, int]) -> str
 
 
 def record_exit(child: Child, period: str, now: datetime) -> None:
-    """Unpublish at once, purge the child's words everywhere, and owe sponsors a neutral
-    notice after a random delay, so its timing says nothing about when or why."""
+    """Close her for sponsorship, purge her words, and owe sponsors a neutral notice after a
+    random delay, so its timing says nothing about when or why. Her public card leaves at
+    the next publication, together with everything else that changed."""
     # A child first seen in this batch has no id yet, and updates added in this transaction
     # are not in the database yet: flush, so the notice can name her and the purge sees them.
     db.session.flush()
@@ -275,9 +282,9 @@ def record_exit(child: Child, period: str, now: datetime) -> None:
         update.approved_text = None
         update.milestones = []
         update.findings = []
-    if child.release is not None:
-        child.release.is_listed = False
-        child.release.updates_allowed = False
+    # Her card stays exactly as published until the next publication (publish_releases):
+    # changing it now would tell the world the moment of an exit. Holds are refused on it
+    # with the words a sponsored child's card gets, and her sponsors' views are the portal's.
     config = current_app.config
     low, high = config["EXIT_NOTICE_MIN_DAYS"], config["EXIT_NOTICE_MAX_DAYS"]
     delay = timedelta(days=low) + timedelta(
@@ -286,20 +293,60 @@ def record_exit(child: Child, period: str, now: datetime) -> None:
     db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
 
 
-def refresh_releases(today: date) -> int:
-    """Recompute what may be shown of every child. Returns how many are listed."""
+def next_publication(now: datetime) -> datetime:
+    """The first moment of the fixed public release schedule after `now` (UTC): weekly, on
+    RELEASE_PUBLISH_WEEKDAY (0 = Monday) at RELEASE_PUBLISH_HOUR in RELEASE_PUBLISH_TIMEZONE."""
+    config = current_app.config
+    zone = ZoneInfo(config["RELEASE_PUBLISH_TIMEZONE"])
+    local = now.astimezone(zone)
+    days_ahead = (config["RELEASE_PUBLISH_WEEKDAY"] - local.weekday()) % 7
+    day = local.date() + timedelta(days=days_ahead)
+    moment = datetime.combine(day, time(config["RELEASE_PUBLISH_HOUR"]), zone)
+    if moment <= local:
+        moment = datetime.combine(
+            day + timedelta(days=7), time(config["RELEASE_PUBLISH_HOUR"]), zone
+        )
+    return moment.astimezone(UTC)
+
+
+def single_home_states() -> set[str]:
+    """States with one safe home (FEED_HOMES): naming the state would name the home."""
+    homes_per_state = Counter(current_app.config["FEED_HOMES"].values())
+    return {state for state, homes in homes_per_state.items() if homes == 1}
+
+
+def publish_releases(now: datetime) -> int:
+    """Decide, on the fixed public schedule, what the public and sponsors see of every child
+    until the next publication; returns how many cards are shown. The only moment anything
+    shown of a child changes, apart from sponsors' own portals.
+
+    Everyone who may be shown is in the crowd, sponsored or not, and every released child is
+    shown (a fully sponsored one as a "sponsored" card), so the crowd is exactly the cards
+    shown. Consent must cover the whole week to the next publication. Exits since the last
+    publication leave now, together with arrivals, sponsorships and every other change.
+    Nothing is shown finer than before (`release.ChildFacts.floor`).
+    """
     k = current_app.config["RELEASE_K"]
-    children = db.session.scalars(select(Child).options(selectinload(Child.release))).all()
+    horizon = next_publication(now).date()
+    withheld_states = single_home_states()
+    children = db.session.scalars(
+        select(Child).options(selectinload(Child.release)).order_by(Child.id)
+    ).all()
     crowd = [
-        release.ChildFacts(
-            c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year, tuple(c.interests)
+        release.bounded(
+            release.ChildFacts(
+                c.id, c.age_band, c.gender, c.region, c.stage, c.joined_year, tuple(c.interests)
+            ),
+            _bounds(c.release),
+            withheld_states,
         )
         for c in children
         if c.status == ChildStatus.ACTIVE
         and c.consent_profile
-        and release.consent_current(c.consent_expires, today)
+        and release.consent_current(c.consent_expires, horizon)
     ]
-    decided = release.release_children(crowd, k, today)
+    decided = release.release_children(crowd, k, now.date())
+    sponsored = _sponsored_child_ids()
     for child in children:
         row = child.release
         if row is None:
@@ -308,6 +355,7 @@ def refresh_releases(today: date) -> int:
         released = decided.get(child.id)
         if released is None:
             row.is_listed = False
+            row.shown_open = False
             row.updates_allowed = False
             row.age_text = row.gender_text = row.region_text = None
             row.stage_text = row.joined_text = None
@@ -316,11 +364,35 @@ def refresh_releases(today: date) -> int:
             row.crowd_size = 0
         else:
             row.is_listed = True
+            row.shown_open = child.id not in sponsored
             row.updates_allowed = child.consent_updates
             row.age_text, row.gender_text = released.age_text, released.gender_text
             row.region_text, row.stage_text = released.region_text, released.stage_text
             row.joined_text = released.joined_text
             row.interests = list(released.interests)
             row.level, row.crowd_size = released.level, released.crowd_size
-        row.computed_at = utcnow()
+            # What this card shows bounds every later card of hers.
+            bounds = release.bounds_after(released, _bounds(row))
+            row.floor_level = bounds.floor_level
+            row.interests_cap = list(bounds.interests_cap)
+            row.region_withheld = bounds.region_withheld
+            if row.first_listed_at is None:
+                row.first_listed_at = now
+        row.computed_at = now
     return len(decided)
+
+
+def _bounds(row: ChildRelease | None) -> release.Bounds | None:
+    if row is None or row.floor_level is None:
+        return None
+    return release.Bounds(row.floor_level, tuple(row.interests_cap or ()), row.region_withheld)
+
+
+#: The key under app.extensions of the function that names the children whose every place a
+#: sponsorship has taken. Sponsorship sits above children, so create_app wires it in.
+FULLY_SPONSORED = "donorhub.children.fully_sponsored"
+
+
+def _sponsored_child_ids() -> set[int]:
+    lookup = current_app.extensions.get(FULLY_SPONSORED)
+    return set(lookup()) if lookup is not None else set()

@@ -10,8 +10,9 @@ from flask import current_app
 
 from donorhub.accounts.services import find_user_by_email
 from donorhub.children import review
+from donorhub.children import services as children
 from donorhub.children.models import ReviewStatus
-from donorhub.database import unit_of_work
+from donorhub.database import unit_of_work, utcnow
 from donorhub.feed.jobs import run_import
 from donorhub.feed.source import DropDirectorySource
 
@@ -32,5 +33,10 @@ def seed_feed() -> str:
             if item.status == ReviewStatus.PENDING and officer is not None and nothing_to_check:
                 review.approve(officer, item.kind, item.id)
                 approved += 1
+        # A demo cannot wait for Monday: publish the releases as the schedule would.
+        shown = children.publish_releases(utcnow())
     statuses = ", ".join(report.status for _, report in results)
-    return f"demo feed: {len(results)} batches ({statuses}); {approved} items approved"
+    return (
+        f"demo feed: {len(results)} batches ({statuses}); {approved} items approved; "
+        f"{shown} cards published"
+    )

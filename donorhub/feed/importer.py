@@ -1,4 +1,5 @@
-"""Importing the partner's feed: parse → guard → pseudonymise → upsert → release checks.
+"""Importing the partner's feed: parse → guard → pseudonymise → upsert (releases are published
+on their own schedule, `children.services.publish_releases`).
 
 A batch is one unit of work: the caller (CLI, job) commits once at the end, so a crash or a
 kill at any moment leaves the state before the batch or after it. Unique indexes on the
@@ -329,7 +330,6 @@ class Importer:
                     if done % 100 == 0 or done == total:
                         self.progress(done, total)
         db.session.flush()
-        children.refresh_releases(self.now.date())
         return report
 
     def _hash(self, kind: str, token: str) -> str:

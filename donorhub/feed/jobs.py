@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from donorhub.children import services as children
-from donorhub.database import unit_of_work
 from donorhub.extensions import db
 from donorhub.feed import importer
 from donorhub.feed.source import DropDirectorySource, FeedSource, HttpsSource
@@ -146,13 +144,6 @@ def import_feed() -> str:
     return f"{len(results)} batch(es): " + ", ".join(r.status for _, r in results)
 
 
-def refresh_releases() -> str:
-    """Re-run the release checks daily, so consent that expires hides a child on time."""
-    with unit_of_work():
-        listed = children.refresh_releases(datetime.now(UTC).date())
-    return f"{listed} children listed"
-
-
 JOBS = [
     JobSpec(
         name="import_feed",
@@ -162,11 +153,5 @@ JOBS = [
             "minutes": current_app.config["FEED_IMPORT_MINUTES"],
         },
         description="Import the partner's feed from the drop directory or HTTPS",
-    ),
-    JobSpec(
-        name="refresh_releases",
-        func=refresh_releases,
-        trigger=lambda: {"trigger": "cron", "hour": 2, "minute": 15},
-        description="Re-run the release checks (consent expiry) every night",
     ),
 ]

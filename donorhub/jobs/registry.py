@@ -20,6 +20,7 @@ log = logging.getLogger("donorhub.jobs")
 JOB_MODULES = (
     "donorhub.mail.jobs",
     "donorhub.feed.jobs",
+    "donorhub.children.jobs",
     "donorhub.payments.jobs",
     "donorhub.sponsorship.jobs",
     "donorhub.updates.jobs",

@@ -42,6 +42,7 @@ def next_run_times(app: Flask, now: datetime | None = None) -> list[tuple[JobSpe
             else:
                 from apscheduler.triggers.cron import CronTrigger
 
-                trigger = CronTrigger(timezone=UTC, **arguments)
+                arguments.setdefault("timezone", UTC)
+                trigger = CronTrigger(**arguments)
             rows.append((job, trigger.get_next_fire_time(None, now)))
     return rows

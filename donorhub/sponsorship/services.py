@@ -9,11 +9,13 @@ child's raw attributes. Services flush, never commit.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeGuard
 
 from flask import current_app
@@ -30,6 +32,7 @@ from donorhub.children.models import (
     ExitNotice,
     ReviewStatus,
 )
+from donorhub.children.release import consent_current
 from donorhub.children.services import UpdateView
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
@@ -110,7 +113,10 @@ class ProfileCard:
     """Everything a sponsor or the public may see of one child. Nothing else exists for them.
 
     `token` is the public profile token; the portal builds cards with token "" (a sponsor
-    must not be able to link their child to a public card)."""
+    must not be able to link their child to a public card). `about`, the approved free text,
+    is for the child's sponsors only: public cards never carry it (it is unique to one
+    child, so no crowd could hide her behind it). `sponsored`: a public card that offers no
+    sponsorship until the next publication."""
 
     token: str
     alias: str
@@ -122,6 +128,7 @@ class ProfileCard:
     joined_text: str | None
     interests: tuple[str, ...]
     about: str | None
+    sponsored: bool = False
 
     @property
     def summary(self) -> str:
@@ -190,16 +197,40 @@ def _places_taken():
     )
 
 
-def _listed_query(*, with_free_place: bool = True):
-    query = (
-        select(Child, ChildRelease, ChildText)
+def _public_card(child: Child, released: ChildRelease) -> ProfileCard:
+    """A card as the public sees it: the published release, never the about text, and
+    "sponsored" as it was at the publication (whatever happened since)."""
+    return replace(_card(child, released, None), sponsored=not released.shown_open)
+
+
+def _shown_query():
+    """Every card of the last publication. A child who left since stays until the next
+    one, exactly as published: her leaving must not show before it."""
+    return (
+        select(Child, ChildRelease)
         .join(ChildRelease, ChildRelease.child_id == Child.id)
-        .outerjoin(ChildText, ChildText.child_id == Child.id)
-        .where(Child.status == ChildStatus.ACTIVE, ChildRelease.is_listed.is_(True))
+        .where(ChildRelease.is_listed.is_(True))
     )
-    if with_free_place:
-        query = query.where(_places_taken() < current_app.config["SPONSORS_PER_CHILD"])
-    return query
+
+
+def fully_sponsored_child_ids() -> set[int]:
+    """Children whose every place a sponsorship has taken (a hold in progress does not
+    count: it may run out, and her card would read "sponsored" for a week)."""
+    cap = current_app.config["SPONSORS_PER_CHILD"]
+    rows = db.session.execute(
+        select(SponsorshipPlace.child_id, func.count(SponsorshipPlace.id))
+        .join(Sponsorship, Sponsorship.id == SponsorshipPlace.sponsorship_id)
+        .where(Sponsorship.status != _S.PENDING)
+        .group_by(SponsorshipPlace.child_id)
+    ).all()
+    return {child_id for child_id, taken in rows if taken >= cap}
+
+
+def _order_key(token: str, day: date) -> bytes:
+    """A daily shuffle: the same order all day for everyone, a new one each day, unrelated
+    to arrival, the partner's line order or anything else about the child."""
+    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"listing order", "sha256")
+    return hmac.new(key.digest(), f"{day.isoformat()} {token}".encode(), "sha256").digest()
 
 
 @dataclass(frozen=True)
@@ -225,17 +256,24 @@ class Filters:
         return bool(self.age or self.region or self.stage or self.interest)
 
 
-def listed_profiles(filters: Filters | None = None) -> list[ProfileCard]:
-    """Listed children with a free place, longest-waiting first, that fit `filters`."""
-    rows = db.session.execute(_listed_query().order_by(Child.first_seen_at, Child.id)).all()
-    cards = [_card(child, released, about) for child, released, about in rows]
+def listed_profiles(
+    filters: Filters | None = None, now: datetime | None = None
+) -> list[ProfileCard]:
+    """Every card of the last publication that fits `filters`, open and "sponsored", in
+    today's shuffled order."""
+    day = (now or utcnow()).date()
+    rows = sorted(
+        db.session.execute(_shown_query()).all(),
+        key=lambda row: _order_key(row[0].public_token, day),
+    )
+    cards = [_public_card(child, released) for child, released in rows]
     if filters is not None:
         cards = [c for c in cards if filters.matches(c)]
     return cards
 
 
 def filter_options(cards: list[ProfileCard]) -> dict[str, list[str]]:
-    """The released values present on the cards that are open now."""
+    """The released values present on the cards shown."""
     return {
         "age": sorted({c.age_text for c in cards if c.age_text}),
         "region": sorted({c.region_text for c in cards if c.region_text}),
@@ -245,17 +283,37 @@ def filter_options(cards: list[ProfileCard]) -> dict[str, list[str]]:
 
 
 def profile_by_token(token: str) -> ProfileCard | None:
-    """A public profile: only while the child is listed and has a free place."""
+    """A public profile: any card of the last publication, open or "sponsored"."""
     if not token or len(token) > 64:
         return None
-    row = db.session.execute(_listed_query().where(Child.public_token == token)).first()
-    return _card(*row) if row is not None else None
+    row = db.session.execute(_shown_query().where(Child.public_token == token)).first()
+    return _public_card(*row) if row is not None else None
+
+
+#: "Match me" prefers children who have been on the listing at least this long.
+LONG_WAIT = timedelta(days=91)
 
 
 def match(filters: Filters) -> ProfileCard | None:
-    """ "Match me": the child who has waited longest among those that fit the preferences."""
-    cards = listed_profiles(filters)
-    return cards[0] if cards else None
+    """ "Match me": a random open card among those that fit the preferences, from the
+    children listed for more than three months if any fit, else from the others.
+
+    Only what the public already saw decides: the open state and the waiting band are as of
+    the last publication, and waiting counts from the first publication that listed the
+    child. A finer order (days waited, arrival) pressed over and over would reveal what
+    the cards hide; a choice among live states would reveal a sponsorship or an exit."""
+    rows = db.session.execute(_shown_query().where(ChildRelease.shown_open.is_(True))).all()
+    long_wait: list[ProfileCard] = []
+    recent: list[ProfileCard] = []
+    for child, released in rows:
+        card = _public_card(child, released)
+        if not filters.matches(card):
+            continue
+        listed = released.first_listed_at or released.computed_at
+        band = long_wait if released.computed_at - listed >= LONG_WAIT else recent
+        band.append(card)
+    band = long_wait or recent
+    return secrets.choice(band) if band else None
 
 
 # Eligibility: verified e-mail, code of conduct, suspension ---------------------------------
@@ -412,14 +470,19 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
     child = db.session.scalar(
         select(Child)
         .join(ChildRelease)
-        .where(
-            Child.public_token == token,
-            Child.status == ChildStatus.ACTIVE,
-            ChildRelease.is_listed.is_(True),
-        )
+        .where(Child.public_token == token, ChildRelease.is_listed.is_(True))
     )
-    if child is None:
+    if child is None or child.release is None:
         raise ChildUnavailable("That child is no longer waiting for a sponsor.")
+    # A card shown as sponsored, a child who left or whose consent ended since the
+    # publication: refused below exactly as a child whose last place was just taken, at the
+    # same point and with the same words, so no one can tell these apart by trying.
+    may_take_place = (
+        child.release.shown_open
+        and child.status == ChildStatus.ACTIVE
+        and child.consent_profile
+        and consent_current(child.consent_expires, now.date())
+    )
     mine = db.session.scalar(
         select(Sponsorship).where(
             Sponsorship.user_id == user.id,
@@ -474,7 +537,7 @@ def hold_child(user, token: str, currency: str, now: datetime | None = None) -> 
             "You are already choosing a child in another window. Finish "
             "there, or choose again in a moment."
         ) from None
-    if not _claim_place(child.id, sponsorship):
+    if not may_take_place or not _claim_place(child.id, sponsorship):
         raise ChildTaken("Someone else has just chosen this child.")
     for old in replaced:
         # The new hold is secured: now the old checkout must not stay payable. If Stripe

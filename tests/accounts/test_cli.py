@@ -60,6 +60,7 @@ def test_demo_seed_fills_an_empty_database_once(app):
     first = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert first.exit_code == 0, first.output
     assert "admin@demo.donorhub.invalid" in first.output
+    assert "cards published" in first.output and "No listed child" not in first.output
     second = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert "already has accounts" in second.output
     with app.app_context():

@@ -7,9 +7,9 @@ import re
 from sqlalchemy import select
 
 from donorhub.audit import AuditEvent
-from donorhub.children.models import ChildText, ChildUpdate, ReviewStatus
+from donorhub.children.models import Child, ChildText, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
-from donorhub.sponsorship.services import listed_profiles
+from donorhub.sponsorship.services import child_content, listed_profiles
 from tests.feed.builders import Batch, crowd, update
 from tests.helpers import csrf_token, sign_in
 
@@ -40,6 +40,13 @@ def ids(app):
 def audit_actions(app):
     with app.app_context():
         return db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+
+
+def sponsor_profiles(app):
+    """Each listed child's profile as her sponsors see it in the portal."""
+    with app.app_context():
+        profiles = [child_content(child)[0] for child in db.session.scalars(select(Child))]
+        return [profile for profile in profiles if profile is not None]
 
 
 def post(client, url, data, page):
@@ -107,12 +114,14 @@ def test_flagged_text_needs_an_edit_or_an_explicit_confirmation(app, make_user, 
             "Her family keeps in touch.",
             officer.id,
         )
-        approved_about = {card.about for card in listed_profiles()}
+    approved_about = {profile.about for profile in sponsor_profiles(app)}
     assert "Her family keeps in touch." in approved_about
     assert audit_actions(app)[-1] == "safeguarding.approved"
 
 
-def test_unflagged_text_is_approved_as_sent_and_appears_on_the_profile(app, make_user, import_feed):
+def test_approved_text_reaches_the_childs_sponsors_and_never_a_public_page(
+    app, make_user, import_feed
+):
     seed(import_feed)
     client, _ = officer_client(app, make_user)
     texts, _ = ids(app)
@@ -121,11 +130,15 @@ def test_unflagged_text_is_approved_as_sent_and_appears_on_the_profile(app, make
     page = client.get(url).get_data(as_text=True)
     assert "What a sponsor would read" in page and "Loves drawing birds" in page
     assert post(client, url + "/approve", {"mode": "as_sent"}, url).status_code == 302
+    abouts = [p.about for p in sponsor_profiles(app) if p.about]
+    assert abouts == ["Loves drawing birds and wants to teach."]
+    # Free text is unique to one child: no crowd could hide her behind it.
     with app.app_context():
-        cards = [c for c in listed_profiles() if c.about]
-    assert [c.about for c in cards] == ["Loves drawing birds and wants to teach."]
-    public = app.test_client().get(f"/sponsor/{cards[0].token}").get_data(as_text=True)
-    assert "Loves drawing birds and wants to teach." in public
+        cards = listed_profiles()
+    assert len(cards) == 5 and all(card.about is None for card in cards)
+    visitor = app.test_client()
+    for page in ["/sponsor", *(f"/sponsor/{card.token}" for card in cards)]:
+        assert "Loves drawing birds" not in visitor.get(page).get_data(as_text=True)
 
 
 def test_rejected_text_never_reaches_a_profile(app, make_user, import_feed):

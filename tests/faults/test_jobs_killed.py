@@ -10,7 +10,7 @@ hand-over (the server holds its reply until the kill), and, through the test-onl
 of donorhub/park_for_kill.py (tests/kill_points.py), just after the k-th Stripe API call
 returned (Stripe has acted, nothing of ours is committed), just after the n-th committed unit
 of work, or, for jobs that do their work in one transaction (publish_updates,
-refresh_releases, each exit notice), inside that transaction with its writes flushed. The slow
+publish_releases, each exit notice), inside that transaction with its writes flushed. The slow
 tier adds a kill at every step of whole runs (start, inside the transaction, after the
 commit, the end).
 
@@ -697,7 +697,7 @@ def test_reconcile_killed_mid_run_applies_each_event_once(
     )
 
 
-# Single-transaction jobs: publish_updates, refresh_releases ------------------------------
+# Single-transaction jobs: publish_updates, publish_releases ------------------------------
 
 
 def test_publish_updates_killed_inside_its_transaction_publishes_once(
@@ -733,7 +733,7 @@ def test_publish_updates_killed_inside_its_transaction_publishes_once(
     report("publish_updates", backend, kills, landed, 0, waiting - sum(published.values()))
 
 
-def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
+def test_publish_releases_killed_inside_its_transaction_decides_each_child_once(
     app, tmp_path, backend, import_feed
 ):
     from donorhub.children.models import Child, ChildRelease
@@ -751,15 +751,15 @@ def test_refresh_releases_killed_inside_its_transaction_decides_each_child_once(
     env = job_env(app, tmp_path)
     decided = Counter({"12-14": 30})
     # Parked inside its one transaction, every write flushed, the commit not yet made.
-    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "refresh_releases")
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "publish_releases")
     at_kill = Counter(r for (r,) in rows(app, listed_query))
     assert at_kill == before, at_kill  # the listing as it was: no child decided
     kills, landed = 1, "killed inside its write transaction: listing unchanged"
-    run_to_end(env, tmp_path, "jobs", "run-once", "refresh_releases")
+    run_to_end(env, tmp_path, "jobs", "run-once", "publish_releases")
     after = Counter(r for (r,) in rows(app, listed_query))
     assert after == decided
     assert count(app, ChildRelease) == 60  # one release row per child, none doubled
-    report("refresh_releases", backend, kills, landed, 0, 0)
+    report("publish_releases", backend, kills, landed, 0, 0)
 
 
 # purge_mail_throttle ------------------------------------------------------------------------
@@ -837,7 +837,7 @@ def test_import_feed_killed_between_batches_imports_each_batch_once(app, tmp_pat
 
 
 @pytest.mark.slow  # four more kills per job, each a fresh process
-@pytest.mark.parametrize("job", ["publish_updates", "refresh_releases"])
+@pytest.mark.parametrize("job", ["publish_updates", "publish_releases"])
 def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
     app, tmp_path, backend, import_feed, job
 ):
@@ -852,7 +852,7 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
         Batch().add(*records, *[update_record(r["ref"]) for r in records for _ in range(5)])
     )
 
-    def expire_younger(expires: str) -> None:  # refresh_releases' work: consent ran out
+    def expire_younger(expires: str) -> None:  # publish_releases' work: consent ran out
         db.session.execute(
             update(Child).where(Child.age_band == "9-11").values(consent_expires=expires)
         )
@@ -866,7 +866,7 @@ def test_single_transaction_jobs_killed_at_each_step_leave_before_or_after(
             )
             db.session.execute(Publication.__table__.delete())
             expire_younger("2027-Q2")
-            children.refresh_releases(utcnow().date())
+            children.publish_releases(utcnow())
             expire_younger("2026-Q3")
             db.session.commit()
             db.session.remove()

@@ -109,7 +109,7 @@ def test_jobs_list_shows_every_job_with_its_next_run(app, tmp_path):
         "purge_mail_throttle",
         "send_mail",
         "import_feed",
-        "refresh_releases",
+        "publish_releases",
         "reconcile_stripe",
         "release_sponsorship_holds",
         "stop_collection_after_exits",

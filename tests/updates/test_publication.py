@@ -162,6 +162,9 @@ def test_only_coded_updates_are_auto_approved_and_only_when_configured(app_facto
             source="test",
             now=IMPORTED,
         )
+        from donorhub.children import services as children
+
+        children.publish_releases(IMPORTED)  # the weekly release schedule came round
         db.session.commit()
     run_publish(app, "2026-11-28 05:00:00+00:00")
     with app.app_context():
