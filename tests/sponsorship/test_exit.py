@@ -134,7 +134,9 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
         db.session.commit()
         db.session.remove()
     for row in (a_row, b_row):
-        assert sim.api(f"/v1/subscriptions/{subscription_of(app, row.id)}")["pause_collection"] is None
+        assert (
+            sim.api(f"/v1/subscriptions/{subscription_of(app, row.id)}")["pause_collection"] is None
+        )
     paid_before = paid_instalments(app, a_row.id)
     sim.control(f"/_sim/subscriptions/{subscription_of(app, a_row.id)}/renew")
     postman.flush()
@@ -183,7 +185,9 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
         db.session.remove()
     assert send_mail(app) >= 2
     for user in (alice, bob):
-        [mail] = [m for m in mailbox.to(user.email) if m.subject == "We have news about your sponsorship"]
+        [mail] = [
+            m for m in mailbox.to(user.email) if m.subject == "We have news about your sponsorship"
+        ]
         assert "We have news about your sponsorship. Please sign in." in mail.text
         assert (
             "Every payment taken for this sponsorship since the change we are telling you "
@@ -258,3 +262,45 @@ def test_new_match_after_exit_stops_the_old_subscription(pay_app, import_feed, s
         assert db.session.get(Sponsorship, new_row.id).status is S.ACTIVE
         assert db.session.get(Sponsorship, row.id).outcome == "new_match"
         db.session.remove()
+
+
+def test_a_refund_stripe_fails_is_retried_and_the_notice_waits_for_it(
+    pay_app, import_feed, sponsor, sim, mailbox
+):
+    kids = load_children(pay_app, import_feed, 6)
+    user = sponsor(target_app=pay_app)
+    client = signed_in_client(pay_app, user)
+    row, postman = sponsor_through_stripe(pay_app, client, sim, kids.tokens[0])
+    taken_a_minute_ago(pay_app)
+    import_feed(Batch().add(exit_record(kids.refs[0])), now=utcnow())
+    sim.control(f"/_sim/subscriptions/{subscription_of(pay_app, row.id)}/renew")
+    postman.flush()
+    due = notice_time(pay_app, kids.ids[0]) + timedelta(minutes=1)
+    # Stripe answers the refund with server errors (the library's own retries included),
+    # then refuses the next one outright.
+    sim.fault(path_prefix="/v1/refunds", method="POST", status=500, times=10)
+    with pay_app.app_context():
+        assert jobs.send_due_exit_notices(due) == 0  # not refunded: the notice waits
+        db.session.remove()
+    sim.clear_faults()
+    sim.fault(path_prefix="/v1/refunds", method="POST", status=400, times=1)
+    with pay_app.app_context():
+        assert jobs.send_due_exit_notices(due) == 0
+        db.session.remove()
+    sim.clear_faults()
+    assert refunds_at_stripe(sim) == []
+    with pay_app.app_context():
+        # Stripe is back: the job retries (a new refund row, a new key) and then tells.
+        assert jobs.send_due_exit_notices(due + timedelta(hours=1)) == 1
+        assert jobs.send_due_exit_notices(due + timedelta(hours=2)) == 0
+        tries = db.session.scalars(select(Refund).order_by(Refund.id)).all()
+        assert [t.status.value for t in tries[:2]] == ["not_sent", "not_sent"]
+        assert len(tries) == 3 and tries[2].stripe_refund_id is not None
+        db.session.remove()
+    postman.flush()
+    [refund] = refunds_at_stripe(sim)
+    *_, (_, payment, status) = gifts_of(pay_app, row.id)
+    assert payment in (refund["payment_intent"], refund["charge"])
+    assert status is DonationStatus.REFUNDED
+    page = client.get(f"/my/sponsorships/{row.portal_token}").get_data(as_text=True)
+    assert REFUNDED in page and "She read a whole book" not in page
