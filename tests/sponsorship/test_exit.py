@@ -22,7 +22,12 @@ from donorhub.sponsorship.models import Disclosure, Sponsorship, SponsorshipStat
 from tests.feed.builders import Batch, exit_record
 from tests.helpers import csrf_token, mentions
 from tests.payments.stripe_helpers import send_mail
-from tests.sponsorship.helpers import load_children, signed_in_client, sponsor_through_stripe
+from tests.sponsorship.helpers import (
+    load_children,
+    signed_in_client,
+    sponsor_through_stripe,
+    taken_a_minute_ago,
+)
 
 S = SponsorshipStatus
 REFUNDED = "Every payment taken for this sponsorship since then has been refunded to you."
@@ -74,16 +79,6 @@ def as_seen(client, page: str) -> str:
     body = client.get(page).get_data(as_text=True)
     body = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token" value=""', body)
     return re.sub(r'nonce="[^"]*"', 'nonce=""', body)
-
-
-def taken_a_minute_ago(app) -> None:
-    """Date every payment so far a minute back: Stripe dates payments to the whole second,
-    and a payment in the very second of the exit counts as after it (refunded)."""
-    with app.app_context():
-        for gift in db.session.scalars(select(Donation).where(Donation.paid_at.is_not(None))):
-            gift.paid_at -= timedelta(minutes=1)
-        db.session.commit()
-        db.session.remove()
 
 
 def notice_time(app, child_id: int):
