@@ -172,13 +172,25 @@ def home_news(region_text: str | None) -> HomeNews:
 
 
 def children_shown_home_news(homes: set[str]) -> set[int]:
-    """Active children allowed updates whose sponsors see news of any of these homes at the
-    child's released level (so a notification never singles out the child's own home)."""
-    rows = db.session.execute(
-        select(Child.id, ChildRelease.region_text)
-        .join(ChildRelease, ChildRelease.child_id == Child.id)
-        .where(Child.status == ChildStatus.ACTIVE, ChildRelease.updates_allowed.is_(True))
-    ).all()
+    """Children allowed updates whose sponsors see news of any of these homes at the child's
+    released level (so a notification never singles out the child's own home). A child who
+    exited and whose notice is not sent yet counts at the level her sponsors still see: the
+    mails must not stop before the notice says why."""
+    rows: list[tuple[int, str | None]] = [
+        (child_id, region_text)
+        for child_id, region_text in db.session.execute(
+            select(Child.id, ChildRelease.region_text)
+            .join(ChildRelease, ChildRelease.child_id == Child.id)
+            .where(Child.status == ChildStatus.ACTIVE, ChildRelease.updates_allowed.is_(True))
+        ).all()
+    ]
+    for child_id, shown in db.session.execute(
+        select(ExitNotice.child_id, ExitNotice.shown_release).where(
+            ExitNotice.sent_at.is_(None), ExitNotice.shown_release.is_not(None)
+        )
+    ).all():
+        if shown and shown.get("updates_allowed"):
+            rows.append((child_id, shown.get("region_text")))
     found = set()
     for child_id, region_text in rows:
         _, pool = home_pool(region_text)

@@ -1038,7 +1038,9 @@ def _post_exit_gifts(now: datetime, child_id: int | None = None) -> list[tuple[i
     return [
         (gift_id, public_id)
         for gift_id, public_id, paid_at, exited_at in db.session.execute(query).all()
-        if paid_at >= exited_at.replace(microsecond=0)
+        if paid_at is not None  # both NOT NULL by the query
+        and exited_at is not None
+        and paid_at >= exited_at.replace(microsecond=0)
     ]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from donorhub.accounts.models import User
 from donorhub.children import review
+from donorhub.children import services as children
 from donorhub.children.models import Child, ChildRelease, ChildUpdate
 from donorhub.database import utcnow
 from donorhub.extensions import db
@@ -239,16 +240,29 @@ def test_home_news_notifies_every_sponsor_whose_pool_holds_the_home(app, import_
             )
             db.session.commit()
             db.session.remove()
-    with app.app_context():
+
+    def told_of(home: str) -> set[int]:
         from donorhub.updates.models import Publication
 
-        publication = Publication(scheduled_for=utcnow().date(), updates_published=1)
-        db.session.add(publication)
-        db.session.flush()
-        wb_news = db.session.scalar(select(ChildUpdate).where(ChildUpdate.home_code == "WB-01"))
-        wb_news.publication_id = publication.id
-        told = updates.recipients(publication)
-        db.session.rollback()
+        with app.app_context():
+            publication = Publication(scheduled_for=utcnow().date(), updates_published=1)
+            db.session.add(publication)
+            db.session.flush()
+            news = db.session.scalar(select(ChildUpdate).where(ChildUpdate.home_code == home))
+            news.publication_id = publication.id
+            told = updates.recipients(publication)
+            db.session.rollback()
+            db.session.remove()
+        return told
+
     # West Bengal's news reaches both "India" sponsors (whatever home their child is in),
     # and not the sponsor of a child released as Maharashtra.
-    assert told == {people["MH-02"], people["WB-01"]}
+    assert told_of("WB-01") == {people["MH-02"], people["WB-01"]}
+    assert told_of("MH-01") == set(people.values())
+    # The Maharashtra child exits: until the neutral notice her sponsor goes on hearing of
+    # her pool's news like everyone else (the mails stopping would tell of the exit).
+    with app.app_context():
+        children.record_exit(db.session.get(Child, ids["MH-01"]), "2026-Q3", utcnow())
+        db.session.commit()
+        db.session.remove()
+    assert told_of("MH-01") == set(people.values())
