@@ -1016,7 +1016,9 @@ def _exit_refund_token(gift_public_id: str) -> str:
     return f"exit-{gift_public_id}"
 
 
-def _post_exit_gifts(now: datetime, child_id: int | None = None) -> list[tuple[int, str]]:
+def _post_exit_gifts(
+    now: datetime, child_id: int | None = None, sponsorship_id: int | None = None
+) -> list[tuple[int, str]]:
     """(id, public id) of every sponsorship payment taken after the child's exit, for
     exits whose notice is due. Stripe dates a payment to the whole second, so a payment in
     the second of the exit counts as after it (refunding one too many, never one too few)."""
@@ -1035,6 +1037,8 @@ def _post_exit_gifts(now: datetime, child_id: int | None = None) -> list[tuple[i
     )
     if child_id is not None:
         query = query.where(Child.id == child_id)
+    if sponsorship_id is not None:
+        query = query.where(Sponsorship.id == sponsorship_id)
     return [
         (gift_id, public_id)
         for gift_id, public_id, paid_at, exited_at in db.session.execute(query).all()
@@ -1044,13 +1048,15 @@ def _post_exit_gifts(now: datetime, child_id: int | None = None) -> list[tuple[i
     ]
 
 
-def exit_refund_ids(now: datetime, child_id: int | None = None) -> list[int]:
+def exit_refund_ids(
+    now: datetime, child_id: int | None = None, sponsorship_id: int | None = None
+) -> list[int]:
     """Payments taken for a sponsorship after its child's exit, once the exit's notice is due,
     that still need refunding (the job refunds each with `ask_exit_refund`, then sends it).
     Checked on every run, so a payment whose news reaches us late is refunded too."""
     return [
         gift_id
-        for gift_id, public_id in _post_exit_gifts(now, child_id)
+        for gift_id, public_id in _post_exit_gifts(now, child_id, sponsorship_id)
         if not donations.automatic_refund_settled(gift_id, _exit_refund_token(public_id))
     ]
 
@@ -1100,28 +1106,34 @@ def _told_of_exit(sponsorship: Sponsorship, exited_at: datetime | None) -> str |
 
 def send_exit_notice(notice_id: int, now: datetime) -> int:
     """The neutral notice, once ExitNotice.notify_after has passed and after its two first
-    steps: collection stopped (stop_collection_after_exit) and every payment taken since the
-    exit refunded (ask_exit_refund). Waits while either is unfinished. Then, in this one unit
-    of work: each sponsor still collecting moves to moved_on (the place is freed) and gets
-    the content-free mail and the portal message, both saying the payments since then were
-    refunded; the child's words are purged; the notice is marked sent. Returns how many
-    sponsors were told."""
+    steps for a sponsorship: collection stopped (stop_collection_after_exit) and every payment
+    taken since the exit refunded (ask_exit_refund). In this one unit of work, each sponsor
+    whose steps are done and who is not told yet is told: a sponsorship still collecting
+    moves to moved_on (the place is freed), and the sponsor gets the content-free mail and
+    the portal message, both saying the payments since then were refunded. A sponsor whose
+    refund Stripe has not made yet waits for the next run (each is told as soon as their own
+    refund is made, so no refund arrives long before its notice). Once every sponsor is told,
+    the child's words are purged and the notice is marked sent. Returns how many sponsors
+    were told."""
     notice = db.session.get_one(ExitNotice, notice_id)
     if notice.sent_at is not None:
         return 0
+    child = db.session.get(Child, notice.child_id)
+    exited_at = child.exited_at if child is not None else None
     rows = db.session.scalars(
         select(Sponsorship).where(Sponsorship.child_id == notice.child_id)
     ).all()
-    if any(s.status in (_S.ACTIVE, _S.PAST_DUE) and s.collection_stopped_at is None for s in rows):
-        return 0  # collection not stopped yet: that step first
-    if exit_refund_ids(now, notice.child_id):
-        return 0  # a payment since the exit is not refunded yet: that step first
-    child = db.session.get(Child, notice.child_id)
-    exited_at = child.exited_at if child is not None else None
     sent = 0
+    waiting = 0
     for sponsorship in rows:
         kind = _told_of_exit(sponsorship, exited_at)
         if kind is None:
+            continue
+        stopping = sponsorship.status in (_S.ACTIVE, _S.PAST_DUE)
+        if (stopping and sponsorship.collection_stopped_at is None) or exit_refund_ids(
+            now, notice.child_id, sponsorship.id
+        ):
+            waiting += 1  # collection not stopped, or a payment not refunded yet
             continue
         sponsorship = _lock_again(sponsorship)
         if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
@@ -1131,6 +1143,8 @@ def send_exit_notice(notice_id: int, now: datetime) -> int:
         _message(sponsorship, kind)
         _news_mail(sponsorship, refunded=True)
         sent += 1
+    if waiting:
+        return sent
     if child is not None:
         children.purge_exited_child(child)
     notice.sent_at = now
