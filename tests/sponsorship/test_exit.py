@@ -21,6 +21,7 @@ from donorhub.sponsorship import jobs
 from donorhub.sponsorship.models import Disclosure, Sponsorship, SponsorshipStatus
 from tests.feed.builders import Batch, exit_record
 from tests.helpers import csrf_token, mentions
+from tests.metrics import METRICS
 from tests.payments.stripe_helpers import send_mail
 from tests.sponsorship.helpers import (
     load_children,
@@ -89,7 +90,7 @@ def notice_time(app, child_id: int):
         return value
 
 
-def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
+def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox, backend):
     app = app_factory(
         SPONSORS_PER_CHILD=2, STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url]
     )
@@ -218,6 +219,11 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox):
         assert jobs.send_due_exit_notices(notify_after + timedelta(days=40)) == 0
         db.session.remove()
     assert len(refunds_at_stripe(sim)) == 1
+    METRICS.report(
+        f"exit: portal pages identical from exit to notice / refunds per payment after the "
+        f"exit / refunds of other payments ({backend})",
+        f"{len(pages)} of {len(pages)} / 1 / 0",
+    )
     with app.app_context():
         a = db.session.get(Sponsorship, a_row.id)
         b = db.session.get(Sponsorship, b_row.id)
