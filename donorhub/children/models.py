@@ -229,3 +229,7 @@ class ExitNotice(Model):
     )
     notify_after: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    #: The released fields sponsors were shown at the exit (children/services.py
+    #: SHOWN_RELEASE_FIELDS), kept so their portal shows the same until the notice; None when
+    #: the child was not shown to anyone. Coded texts only, never free text.
+    shown_release: Mapped[dict | None] = mapped_column(JSON)

@@ -52,12 +52,18 @@ class UpdateView:
 
 @dataclass(frozen=True)
 class HomeNews:
-    """What a sponsor may read about the child's safe home: its published news, and its
-    latest counts with small cells hidden. Never the home's code or name."""
+    """What a sponsor may read about the safe homes at the child's released level: the
+    published news and the latest counts of every home in the released state (or of all
+    homes, when the child is released as "India"), small cells hidden. Never one home's
+    code, name or counts unless the released state has only that home."""
 
+    #: The released region the news is pooled over: a state, or "India".
+    region: str
     stats_period: str | None
     stats: tuple[tuple[str, str], ...]
     news: tuple[tuple[str, tuple[str, ...]], ...]
+    #: The ChildUpdate ids of the news shown, newest first (for the disclosure ledger).
+    update_ids: tuple[int, ...] = ()
 
 
 def update_sentences(subject: str, milestones: list[str], text: str | None) -> list[str]:
@@ -95,31 +101,103 @@ def approved_updates(child: Child) -> tuple[UpdateView, ...]:
     return tuple(views)
 
 
-def home_news(home_code: str) -> HomeNews:
-    """The home's latest published news (at most eight items, newest first) and its latest
-    counts, small cells hidden."""
+#: The region of a child released without a state: every home is pooled.
+COUNTRY = "India"
+
+
+def home_pool(region_text: str | None) -> tuple[str, frozenset[str] | None]:
+    """The released region and the homes pooled under it: the configured homes of a released
+    state, or None (every home) when the release shows only the country."""
+    if not region_text or region_text == COUNTRY:
+        return COUNTRY, None
+    homes = current_app.config["FEED_HOMES"]
+    return region_text, frozenset(code for code, state in homes.items() if state == region_text)
+
+
+def _pooled_counts(pool: frozenset[str] | None) -> tuple[str | None, dict[str, int]]:
+    """The latest quarter every reporting home of the pool has counts for, and their sums.
+
+    Summing homes that reported different quarters, or showing a pool whose counts come from
+    one home of several, would count a single home the release does not show: a pool of a
+    region with more than one home needs at least two reporting homes."""
+    query = select(HomeStat)
+    if pool is not None:
+        query = query.where(HomeStat.home_code.in_(sorted(pool)))
+    rows = db.session.scalars(query).all()
+    by_home: dict[str, dict[str, HomeStat]] = {}
+    for row in rows:
+        by_home.setdefault(row.home_code, {})[row.period] = row
+    configured = len(pool) if pool is not None else len(current_app.config["FEED_HOMES"])
+    if len(by_home) < (1 if configured <= 1 else 2):
+        return None, {}
+    common = set.intersection(*(set(periods) for periods in by_home.values()))
+    if not common:
+        return None, {}
+    period = max(common)
+    sums = {m: sum(getattr(periods[period], m) for periods in by_home.values()) for m in MEASURES}
+    return period, sums
+
+
+def home_news(region_text: str | None) -> HomeNews:
+    """The published news (at most eight items, newest first) and the latest counts of the
+    homes pooled under a released region, small cells hidden."""
     k = current_app.config["RELEASE_K"]
-    latest = db.session.scalars(
-        select(HomeStat).where(HomeStat.home_code == home_code).order_by(HomeStat.period.desc())
-    ).first()
+    region, pool = home_pool(region_text)
+    period, sums = _pooled_counts(pool)
     stats: tuple[tuple[str, str], ...] = ()
-    if latest is not None:
-        # One home alone: the row is its own line, so a single small cell drags a second
-        # one with it, and no count can be worked out from the others.
-        cells = suppress_table({"home": {m: getattr(latest, m) for m in MEASURES}}, k)["home"]
+    if period is not None:
+        # The pool is one row: a single small cell drags a second one with it, so no count
+        # can be worked out from the others.
+        cells = suppress_table({"pool": sums}, k)["pool"]
         stats = tuple((label, cells[m].text(k)) for m, label in MEASURES.items())
+    query = _published_approved().where(ChildUpdate.child_id.is_(None))
+    if pool is not None:
+        query = query.where(ChildUpdate.home_code.in_(sorted(pool)))
     rows = db.session.scalars(
-        _published_approved()
-        .where(ChildUpdate.child_id.is_(None), ChildUpdate.home_code == home_code)
-        .order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc())
-        .limit(8)
+        query.order_by(ChildUpdate.published_at.desc(), ChildUpdate.id.desc()).limit(8)
     ).all()
     news = []
+    ids = []
     for row in rows:
         sentences = update_sentences(HOME_SUBJECT, row.milestones, row.approved_text)
         if sentences:
             news.append((period_label(row.period), tuple(sentences)))
-    return HomeNews(period_label(latest.period) if latest else None, stats, tuple(news))
+            ids.append(row.id)
+    return HomeNews(
+        region,
+        period_label(period) if period else None,
+        stats,
+        tuple(news),
+        tuple(ids),
+    )
+
+
+def children_shown_home_news(homes: set[str]) -> set[int]:
+    """Children allowed updates whose sponsors see news of any of these homes at the child's
+    released level (so a notification never singles out the child's own home). A child who
+    exited and whose notice is not sent yet counts at the level her sponsors still see: the
+    mails must not stop before the notice says why."""
+    rows: list[tuple[int, str | None]] = [
+        (child_id, region_text)
+        for child_id, region_text in db.session.execute(
+            select(Child.id, ChildRelease.region_text)
+            .join(ChildRelease, ChildRelease.child_id == Child.id)
+            .where(Child.status == ChildStatus.ACTIVE, ChildRelease.updates_allowed.is_(True))
+        ).all()
+    ]
+    for child_id, shown in db.session.execute(
+        select(ExitNotice.child_id, ExitNotice.shown_release).where(
+            ExitNotice.sent_at.is_(None), ExitNotice.shown_release.is_not(None)
+        )
+    ).all():
+        if shown and shown.get("updates_allowed"):
+            rows.append((child_id, shown.get("region_text")))
+    found = set()
+    for child_id, region_text in rows:
+        _, pool = home_pool(region_text)
+        if pool is None or pool & homes:
+            found.add(child_id)
+    return found
 
 
 # Writing: what the feed importer stores ---------------------------------------------------
@@ -264,24 +342,69 @@ def store_home_stats(home_code: str, period: str, counts: dict[str, int]) -> str
     return "updated"
 
 
+#: The released fields a sponsor's portal keeps showing from the exit until the notice.
+SHOWN_RELEASE_FIELDS = (
+    "age_text",
+    "gender_text",
+    "region_text",
+    "stage_text",
+    "joined_text",
+    "interests",
+    "updates_allowed",
+)
+
+
+def _release_as_shown(child: Child) -> dict | None:
+    """The release sponsors were shown at this moment, or None when they were shown nothing."""
+    row = child.release
+    if row is None or not row.is_listed:
+        return None
+    return {name: getattr(row, name) for name in SHOWN_RELEASE_FIELDS}
+
+
+def shown_release_at_exit(child: Child) -> ChildRelease | None:
+    """What a sponsor of an exited child is shown until the neutral notice goes out: the
+    release as it stood at the exit, as a detached row (never added to the session). None
+    once the notice has gone, or when nothing was shown at the exit."""
+    notice = db.session.scalar(select(ExitNotice).where(ExitNotice.child_id == child.id))
+    if notice is None or notice.sent_at is not None or not notice.shown_release:
+        return None
+    shown = {name: notice.shown_release.get(name) for name in SHOWN_RELEASE_FIELDS}
+    shown["interests"] = list(shown["interests"] or [])
+    shown["updates_allowed"] = bool(shown["updates_allowed"])
+    return ChildRelease(is_listed=True, **shown)
+
+
+def _withdraw_update(update: ChildUpdate) -> None:
+    update.status = ReviewStatus.WITHDRAWN
+    update.original_text = None
+    update.approved_text = None
+    update.milestones = []
+    update.findings = []
+
+
 def record_exit(child: Child, period: str, now: datetime) -> None:
-    """Close her for sponsorship, purge her words, and owe sponsors a neutral notice after a
-    random delay, so its timing says nothing about when or why. Her public card leaves at
-    the next publication, together with everything else that changed."""
+    """Close her for sponsorship, and owe sponsors a neutral notice after a random delay, so
+    its timing says nothing about when or why. Her public card leaves at the next
+    publication, together with everything else that changed.
+
+    Until the notice, a sponsor's portal shows exactly what it showed before the exit, so the
+    release sponsors saw is kept on the notice and the approved text they read stays; every
+    text they never saw (waiting for review, approved but not yet published) is purged now,
+    so nothing new can reach them. The rest is purged when the notice goes out
+    (`purge_exited_child`)."""
     # A child first seen in this batch has no id yet, and updates added in this transaction
     # are not in the database yet: flush, so the notice can name her and the purge sees them.
     db.session.flush()
+    shown = _release_as_shown(child)
     child.status = ChildStatus.EXITED
     child.exited_period = period
     child.exited_at = now
-    if child.about is not None:
+    if child.about is not None and child.about.status is not ReviewStatus.APPROVED:
         withdraw_text(child.about)
     for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
-        update.status = ReviewStatus.WITHDRAWN
-        update.original_text = None
-        update.approved_text = None
-        update.milestones = []
-        update.findings = []
+        if not (update.status is ReviewStatus.APPROVED and update.published_at is not None):
+            _withdraw_update(update)
     # Her card stays exactly as published until the next publication (publish_releases):
     # changing it now would tell the world the moment of an exit. Holds are refused on it
     # with the words a sponsored child's card gets, and her sponsors' views are the portal's.
@@ -290,7 +413,16 @@ def record_exit(child: Child, period: str, now: datetime) -> None:
     delay = timedelta(days=low) + timedelta(
         seconds=secrets.randbelow(int(timedelta(days=high - low).total_seconds()) + 1)
     )
-    db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay))
+    db.session.add(ExitNotice(child_id=child.id, notify_after=now + delay, shown_release=shown))
+
+
+def purge_exited_child(child: Child) -> None:
+    """The neutral notice has gone out: purge the child's words everywhere (her approved
+    about text and every update), so no view can show them again."""
+    if child.about is not None:
+        withdraw_text(child.about)
+    for update in db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child.id)):
+        _withdraw_update(update)
 
 
 def next_publication(now: datetime) -> datetime:

@@ -167,7 +167,8 @@ def refundable_minor(donation: Donation) -> int:
 def request_refund(
     donation_id: int, amount_minor: int, reason: str, note: str | None, request_token: str, actor
 ) -> tuple[Refund, bool]:
-    """The refund staff asked for, as a row of its own: (row, created). The caller commits it
+    """The refund staff (or, with `actor` None, a job) asked for, as a row of its own:
+    (row, created). The caller commits it
     before send_refund calls Stripe, so the idempotency key (refund-<row id>-<random>) and Stripe's
     metadata name this one intent whatever happens next. The gift's row lock serialises two
     submits; the second of the same form (same request_token) gets the first's row.
@@ -200,7 +201,7 @@ def request_refund(
         note=note,
         status=RefundStatus.REQUESTED,
         request_token=request_token,
-        created_by_id=actor.id,
+        created_by_id=actor.id if actor is not None else None,
     )
     try:
         with db.session.begin_nested():
@@ -230,6 +231,78 @@ def request_refund(
     )
     db.session.flush()
     return refund, True
+
+
+#: A job's refund of one gift is asked for this many times (each a new row once Stripe refused
+#: or lost the one before); then it is left to staff, who see every failure in the audit log.
+AUTOMATIC_REFUND_ATTEMPTS = 5
+
+
+def request_automatic_refund(donation_id: int, token_prefix: str, note: str) -> Refund | None:
+    """Ask for the rest of a paid gift back on behalf of a job (no person): the row already
+    in flight (not answered by Stripe yet: send it again, same key), a new row, or None when
+    nothing is left to refund or the attempts are used up.
+
+    An instalment's invoice.paid event names no payment: its PaymentIntent is asked of
+    Stripe first (a GatewayError leaves everything as it was, for the next try).
+
+    Each attempt's request token is `<token_prefix>-<n>`, so asking again never makes a
+    second refund of what the first one returned, and a row Stripe refused (not sent, or
+    failed afterwards) is followed by a new one with a new key. Same rules as staff refunds:
+    never more than was paid, counting refunds whose outcome is not known yet."""
+    found = db.session.get(Donation, donation_id)
+    if found is None:
+        raise DomainError("No such gift.")
+    intent = None
+    if not (found.stripe_payment_intent_id or found.stripe_charge_id) and found.stripe_invoice_id:
+        intent = get_gateway().payment_intent_of_invoice(found.stripe_invoice_id)
+    donation = db.session.scalar(
+        select(Donation)
+        .where(Donation.id == donation_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if donation is None:
+        raise RuntimeError("gift row vanished")  # read above; gifts are never deleted
+    if intent and not (donation.stripe_payment_intent_id or donation.stripe_charge_id):
+        donation.stripe_payment_intent_id = intent
+    tries = db.session.scalars(
+        select(Refund)
+        .where(Refund.donation_id == donation.id, Refund.request_token.like(f"{token_prefix}-%"))
+        .order_by(Refund.id)
+    ).all()
+    for row in tries:
+        if row.status is RefundStatus.REQUESTED and row.stripe_refund_id is None:
+            return row
+    if donation.status not in (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
+        return None
+    amount = refundable_minor(donation)
+    if amount <= 0:
+        return None
+    if len(tries) >= AUTOMATIC_REFUND_ATTEMPTS:
+        return None  # each failure is in the audit log for staff (refund_not_sent / _failed)
+    row, _ = request_refund(
+        donation.id, amount, "other", note, f"{token_prefix}-{len(tries) + 1}", None
+    )
+    return row
+
+
+def automatic_refund_settled(donation_id: int, token_prefix: str) -> bool:
+    """Whether nothing more is to be done for a job's refund of this gift: refunded (Stripe
+    accepted it), nothing left to refund, or the attempts are used up (staff were told)."""
+    donation = db.session.get(Donation, donation_id)
+    if donation is None:
+        return True
+    tries = db.session.scalars(
+        select(Refund).where(
+            Refund.donation_id == donation.id, Refund.request_token.like(f"{token_prefix}-%")
+        )
+    ).all()
+    if any(r.status is RefundStatus.REQUESTED for r in tries):
+        return False
+    if donation.status not in (DonationStatus.PAID, DonationStatus.PARTIALLY_REFUNDED):
+        return True
+    return refundable_minor(donation) <= 0 or len(tries) >= AUTOMATIC_REFUND_ATTEMPTS
 
 
 def send_refund(refund_id: int) -> Refund:
@@ -449,8 +522,9 @@ RECOVER_AFTER = timedelta(minutes=10)
 
 
 def stale_refund_ids(older_than: timedelta = RECOVER_AFTER) -> list[int]:
-    """Staff refunds still "requested" (no Stripe answer recorded) for longer than a call
-    can take: their outcome was lost (a timeout, a worker that died) or they were never sent."""
+    """Our own refunds (staff's, or a job's: those with our idempotency key) still
+    "requested" (no Stripe answer recorded) for longer than a call can take: their outcome
+    was lost (a timeout, a worker that died) or they were never sent."""
     cutoff = utcnow() - older_than
     return list(
         db.session.scalars(
@@ -458,7 +532,7 @@ def stale_refund_ids(older_than: timedelta = RECOVER_AFTER) -> list[int]:
             .where(
                 Refund.status == RefundStatus.REQUESTED,
                 Refund.stripe_refund_id.is_(None),
-                Refund.created_by_id.is_not(None),
+                Refund.idempotency_key.is_not(None),
                 Refund.created_at <= cutoff,
             )
             .order_by(Refund.id)

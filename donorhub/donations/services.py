@@ -56,6 +56,13 @@ from donorhub.donations.plans import (
     resume_plan,
 )
 from donorhub.donations.receipts import history, issue_receipt, statement, tax_year
+from donorhub.donations.refunds import (
+    automatic_refund_settled,
+    refund_refused,
+    request_automatic_refund,
+    send_refund,
+    settle_refund,
+)
 from donorhub.donations.stripe_events import (
     flagged_gifts,
     record_async_payment_failed,
@@ -114,6 +121,12 @@ __all__ = [
     "plan_for_manage_token",
     "prepare_plan_change",
     "resume_plan",
+    # refunds a job makes (staff refunds go through their own page)
+    "automatic_refund_settled",
+    "refund_refused",
+    "request_automatic_refund",
+    "send_refund",
+    "settle_refund",
     # receipts, history, statements
     "history",
     "issue_receipt",

@@ -120,6 +120,7 @@ class PaymentGateway(Protocol):
     def list_events(self, since: int) -> Iterator[PaymentEvent]: ...
     def invoice_payment_failure(self, invoice_id: str) -> PaymentFailure | None: ...
     def invoice_for_payment_intent(self, intent_id: str) -> str | None: ...
+    def payment_intent_of_invoice(self, invoice_id: str) -> str | None: ...
     def subscription(self, subscription_id: str) -> SubscriptionData | None: ...
     def change_subscription(self, change: SubscriptionChange) -> None: ...
     def pause_subscription(self, subscription_id: str, idempotency_key: str) -> None: ...
@@ -408,6 +409,22 @@ class StripeGateway:
         for payment in payments.data:
             invoice = payment.to_dict().get("invoice")
             return invoice if isinstance(invoice, str) else (invoice or {}).get("id")
+        return None
+
+    def payment_intent_of_invoice(self, invoice_id: str) -> str | None:
+        """The PaymentIntent that paid an invoice, if any (to refund an instalment, whose
+        invoice.paid event names no payment)."""
+        try:
+            payments = self.client.v1.invoice_payments.list({"invoice": invoice_id})
+        except stripe.StripeError as error:
+            raise _translate(error) from None
+        for payment in payments.data:
+            found = payment.to_dict()
+            if found.get("status") not in (None, "paid"):
+                continue
+            intent = (found.get("payment") or {}).get("payment_intent")
+            if intent:
+                return intent if isinstance(intent, str) else intent.get("id")
         return None
 
     # -- Subscriptions --

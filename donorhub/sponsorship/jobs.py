@@ -1,8 +1,9 @@
-"""Scheduled sponsorship work: holds, lapses and the two steps of an exit.
+"""Scheduled sponsorship work: holds, lapses and the neutral notice of an exit.
 
-Each sponsorship (or exit notice) is its own unit of work: the services handle one item and
-flush, and the loop here commits after each, so a Stripe call that fails for one item does
-not undo the items already done.
+Each sponsorship, refund or exit notice is its own unit of work: the services handle one item
+and flush, and the loop here commits after each, so a Stripe call that fails for one item
+does not undo the items already done, and a process killed between two steps finds the done
+ones done when it runs again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import datetime
 from flask import current_app
 
 from donorhub.database import unit_of_work, utcnow
+from donorhub.donations import services as donations
+from donorhub.errors import DomainError
 from donorhub.jobs.registry import JobSpec
 from donorhub.payments.gateway import GatewayError
 from donorhub.sponsorship import services
@@ -50,11 +53,12 @@ def lapse_overdue(now: datetime | None = None) -> int:
 
 
 def stop_collection_for_exited(now: datetime | None = None) -> int:
-    """Stop charging for the sponsorships of children who exited; returns how many. One that
-    Stripe could not pause is left for the next run."""
+    """Stop charging for the sponsorships of children whose exit notice is due, and for
+    unplaced ones; returns how many. One that Stripe could not pause is left for the next
+    run."""
     now = now or utcnow()
     stopped = 0
-    for sponsorship_id in services.exited_ids():
+    for sponsorship_id in services.exited_ids(now):
         try:
             with unit_of_work():
                 done = services.stop_collection_after_exit(sponsorship_id, now)
@@ -66,9 +70,62 @@ def stop_collection_for_exited(now: datetime | None = None) -> int:
     return stopped
 
 
-def send_due_exit_notices(now: datetime | None = None) -> int:
-    """Send every exit notice whose time has come; returns how many sponsors were told."""
+def refund_after_exits(now: datetime | None = None) -> int:
+    """Refund every sponsorship payment taken after the child's exit, once the exit's
+    notice is due; returns how many refunds Stripe accepted in this run.
+
+    Two units of work per refund, as for staff refunds: the refund row (its idempotency key)
+    is committed, then Stripe is called and its answer recorded. A killed run sends the same
+    row with the same key next time, so Stripe makes it once. A refund Stripe did not make
+    is retried by the next run: a timeout with the same key; a refusal, or a server error
+    whose outcome Stripe then says was no refund, with a new row."""
     now = now or utcnow()
+    refunded = 0
+    for gift_id in services.exit_refund_ids(now):
+        try:
+            with unit_of_work():
+                refund_id = services.ask_exit_refund(gift_id)
+        except GatewayError as error:  # the instalment's payment could not be looked up
+            log.warning("could not prepare a refund after an exit", extra={"kind": error.kind})
+            continue
+        except DomainError:
+            log.warning("a payment after an exit has nothing Stripe can refund")
+            continue
+        if refund_id is None:
+            continue
+        try:
+            with unit_of_work():
+                donations.send_refund(refund_id)
+        except GatewayError as error:
+            log.warning("could not refund a payment after an exit", extra={"kind": error.kind})
+            _after_refund_error(refund_id, error)
+            continue
+        refunded += 1
+    return refunded
+
+
+def _after_refund_error(refund_id: int, error: GatewayError) -> None:
+    if error.retryable and not error.key_spent:
+        return  # a timeout or a busy Stripe: the same row and key go again next run
+    try:
+        with unit_of_work():
+            if error.retryable:
+                # Stripe keeps its 5xx under our key: ask it whether the refund was made.
+                donations.settle_refund(refund_id)
+            else:
+                donations.refund_refused(refund_id, error.kind)
+    except GatewayError as again:
+        log.warning("could not ask Stripe about a refund", extra={"kind": again.kind})
+
+
+def send_due_exit_notices(now: datetime | None = None) -> int:
+    """Carry out every exit notice whose time has come, in its order: collection stopped,
+    the payments since the exit refunded, then the notice itself (mail, portal message,
+    purge). Returns how many sponsors were told. A notice whose first steps are not finished
+    (Stripe unreachable) waits for the next run."""
+    now = now or utcnow()
+    stop_collection_for_exited(now)
+    refund_after_exits(now)
     sent = 0
     for notice_id in services.due_exit_notice_ids(now):
         with unit_of_work():
@@ -87,12 +144,14 @@ def lapse_sponsorships() -> str:
 
 
 def stop_collection_after_exits() -> str:
-    """Pause Stripe collection for sponsorships of children who exited (no mail)."""
+    """Pause Stripe collection for sponsorships of children whose exit notice is due, and
+    for unplaced ones (no mail)."""
     return f"{stop_collection_for_exited()} sponsorships stopped"
 
 
 def send_exit_notices() -> str:
-    """Send the neutral notice once ExitNotice.notify_after has passed."""
+    """Once ExitNotice.notify_after has passed: stop collection, refund the payments since
+    the exit, send the neutral notice and purge the child's words."""
     return f"{send_due_exit_notices()} sponsors told"
 
 
@@ -114,13 +173,13 @@ JOBS = [
         name="stop_collection_after_exits",
         func=stop_collection_after_exits,
         trigger=_every,
-        description="Stop charging for sponsorships of children who exited",
+        description="Stop charging for sponsorships whose exit notice is due, and unplaced ones",
     ),
     JobSpec(
         name="send_sponsor_exit_notices",
         func=send_exit_notices,
         trigger=_every,
-        description="Send the delayed, neutral exit notice to sponsors",
+        description="Refund payments since an exit, then send the delayed, neutral notice",
     ),
     JobSpec(
         name="lapse_sponsorships",

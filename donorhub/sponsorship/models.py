@@ -237,7 +237,13 @@ class Disclosure(Model):
     profile_hash: Mapped[str] = mapped_column(String(64))
     #: The ChildUpdate ids shown, in order.
     update_ids: Mapped[list] = mapped_column(JSON, default=list)
-    #: SHA-256 over profile_hash and the shown update texts: equal means the same facts.
+    #: SHA-256 of the safe homes' news and counts shown beside the child (pooled at her
+    #: released level); None when none were shown.
+    home_hash: Mapped[str | None] = mapped_column(String(64))
+    #: The ChildUpdate ids of the homes' news shown, newest first.
+    home_update_ids: Mapped[list | None] = mapped_column(JSON, default=list)
+    #: SHA-256 over profile_hash, the shown update texts and home_hash: equal means the same
+    #: facts.
     content_hash: Mapped[str] = mapped_column(String(64))
     #: "YYYY-MM-DD" (UTC), for the once-a-day dedupe.
     shown_on: Mapped[str] = mapped_column(String(10))

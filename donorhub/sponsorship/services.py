@@ -33,11 +33,12 @@ from donorhub.children.models import (
     ReviewStatus,
 )
 from donorhub.children.release import consent_current
-from donorhub.children.services import UpdateView
+from donorhub.children.services import HomeNews, UpdateView
 from donorhub.database import utcnow
 from donorhub.donations import services as donations
 from donorhub.donations.models import (
     SPONSORSHIP_DESIGNATION,
+    Donation,
     Frequency,
     PlanStatus,
     RecurringPlan,
@@ -839,6 +840,10 @@ def sync_status_with_plan(
     current = sponsorship.status
     if plan is None or current in (_S.MOVED_ON, _S.UNPLACED, _S.ENDED, _S.LAPSED, _S.CANCELLED):
         return current
+    if sponsorship.collection_stopped_at is not None:
+        # Paused by the exit notice's first step: the pause is ours, not a failed payment,
+        # and the notice itself moves it on.
+        return current
     status = plan.status
     if status is PlanStatus.PENDING:
         return current
@@ -896,14 +901,16 @@ def _message(sponsorship: Sponsorship, kind: str) -> None:
     )
 
 
-def _news_mail(sponsorship: Sponsorship) -> None:
-    """The only mail about a child's sponsorship news: it says nothing but "sign in"."""
+def _news_mail(sponsorship: Sponsorship, *, refunded: bool = False) -> None:
+    """The only mail about a child's sponsorship news: it says nothing but "sign in" (and,
+    for an exit, that the payments since then were refunded)."""
     queue_mail(
         sponsorship.user.email,
         "sponsorship/news",
         subject=NEWS_MAIL_SUBJECT,
         name=sponsorship.user.full_name,
         portal_url=external_url("sponsorship.portal"),
+        refunded=refunded,
     )
 
 
@@ -1021,15 +1028,21 @@ def lapse_sponsorship(sponsorship_id: int, now: datetime) -> bool:
     return True
 
 
-def exited_ids() -> list[int]:
-    """Sponsorships whose collection must stop after an exit: running ones of a child with an
-    ExitNotice, and unplaced ones not stopped yet (the job stops each with
+def exited_ids(now: datetime) -> list[int]:
+    """Sponsorships whose collection must stop: those still collecting for a child whose
+    neutral notice is due (never sooner: until the notice, the sponsorship runs exactly as
+    before the exit), and unplaced ones not stopped yet (the job stops each with
     `stop_collection_after_exit`)."""
     ids = list(
         db.session.scalars(
             select(Sponsorship.id)
             .join(ExitNotice, ExitNotice.child_id == Sponsorship.child_id)
-            .where(Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]))
+            .where(
+                ExitNotice.notify_after <= now,
+                ExitNotice.sent_at.is_(None),
+                Sponsorship.status.in_([_S.ACTIVE, _S.PAST_DUE]),
+                Sponsorship.collection_stopped_at.is_(None),
+            )
         ).all()
     )
     ids += db.session.scalars(
@@ -1041,13 +1054,11 @@ def exited_ids() -> list[int]:
 
 
 def stop_collection_after_exit(sponsorship_id: int, now: datetime) -> bool:
-    """Step 1 of an exit, soon after the import: stop charging for the old sponsorship.
-
-    The feed import records the exit and its ExitNotice in its own transaction and never
-    calls Stripe. This pauses the sponsorship's collection at Stripe (no mail: nothing may
-    tell the sponsor before the delayed notice), and marks the sponsorship moved_on, freeing
-    the place. True when stopped (False: stopped before). One unit of work each (the job
-    commits).
+    """The first step of the neutral notice (or of an unplaced payment): pause the
+    sponsorship's collection at Stripe, with no mail. The status is left as it is, so the
+    portal goes on showing what it showed until the notice itself (send_exit_notice) moves
+    it to moved_on. True when stopped (False: stopped before). One unit of work each (the
+    job commits).
 
     :raises GatewayError: Stripe could not pause it; the job rolls back and tries next run.
     """
@@ -1060,10 +1071,70 @@ def stop_collection_after_exit(sponsorship_id: int, now: datetime) -> bool:
     if plan is not None and plan.is_live and plan.stripe_subscription_id:
         donations.pause_plan(plan, None, notify=False)
     sponsorship.collection_stopped_at = now
-    if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
-        sponsorship.move(_S.MOVED_ON)
-        _free_place(sponsorship)
     return True
+
+
+def _exit_refund_token(gift_public_id: str) -> str:
+    """The request-token prefix of the automatic refunds of one gift after an exit."""
+    return f"exit-{gift_public_id}"
+
+
+def _post_exit_gifts(
+    now: datetime, child_id: int | None = None, sponsorship_id: int | None = None
+) -> list[tuple[int, str]]:
+    """(id, public id) of every sponsorship payment taken after the child's exit, for
+    exits whose notice is due. Stripe dates a payment to the whole second, so a payment in
+    the second of the exit counts as after it (refunding one too many, never one too few)."""
+    query = (
+        select(Donation.id, Donation.public_id, Donation.paid_at, Child.exited_at)
+        .join(Sponsorship, Sponsorship.plan_id == Donation.plan_id)
+        .join(Child, Child.id == Sponsorship.child_id)
+        .join(ExitNotice, ExitNotice.child_id == Child.id)
+        .where(
+            ExitNotice.notify_after <= now,
+            Child.exited_at.is_not(None),
+            Donation.paid_at.is_not(None),
+            Donation.designation == SPONSORSHIP_DESIGNATION,
+        )
+        .order_by(Donation.id)
+    )
+    if child_id is not None:
+        query = query.where(Child.id == child_id)
+    if sponsorship_id is not None:
+        query = query.where(Sponsorship.id == sponsorship_id)
+    return [
+        (gift_id, public_id)
+        for gift_id, public_id, paid_at, exited_at in db.session.execute(query).all()
+        if paid_at is not None  # both NOT NULL by the query
+        and exited_at is not None
+        and paid_at >= exited_at.replace(microsecond=0)
+    ]
+
+
+def exit_refund_ids(
+    now: datetime, child_id: int | None = None, sponsorship_id: int | None = None
+) -> list[int]:
+    """Payments taken for a sponsorship after its child's exit, once the exit's notice is due,
+    that still need refunding (the job refunds each with `ask_exit_refund`, then sends it).
+    Checked on every run, so a payment whose news reaches us late is refunded too."""
+    return [
+        gift_id
+        for gift_id, public_id in _post_exit_gifts(now, child_id, sponsorship_id)
+        if not donations.automatic_refund_settled(gift_id, _exit_refund_token(public_id))
+    ]
+
+
+def ask_exit_refund(gift_id: int) -> int | None:
+    """The refund row of a payment taken after the child's exit: the one in flight, a new
+    one, or None (nothing left to refund). One unit of work: the row and its idempotency key
+    are committed before Stripe is called."""
+    gift = db.session.get_one(Donation, gift_id)
+    row = donations.request_automatic_refund(
+        gift.id,
+        _exit_refund_token(gift.public_id),
+        "Sponsorship payment taken after the child moved on",
+    )
+    return row.id if row is not None else None
 
 
 def due_exit_notice_ids(now: datetime) -> list[int]:
@@ -1078,24 +1149,67 @@ def due_exit_notice_ids(now: datetime) -> list[int]:
     )
 
 
+def _told_of_exit(sponsorship: Sponsorship, exited_at: datetime | None) -> str | None:
+    """Which notice this sponsorship gets: "moved_on" (with the three choices), "moved_on_ended"
+    (the sponsor ended it after the exit: told, and refunded, without a choice), or None."""
+    if sponsorship.notified_at is not None:
+        return None
+    if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE, _S.MOVED_ON):
+        return "moved_on"
+    ended_at = sponsorship.cancelled_at or sponsorship.lapsed_at
+    if (
+        sponsorship.status in (_S.CANCELLED, _S.LAPSED)
+        and exited_at is not None
+        and ended_at is not None
+        and ended_at >= exited_at
+    ):
+        return "moved_on_ended"
+    return None
+
+
 def send_exit_notice(notice_id: int, now: datetime) -> int:
-    """Step 2 of an exit, when ExitNotice.notify_after has passed: each sponsor gets the
-    content-free mail and the portal message with the three choices. Waits while any of the
-    child's sponsorships still has collection running (step 1 not done yet). Returns how many
-    sponsors were told. One unit of work each (the job commits)."""
+    """The neutral notice, once ExitNotice.notify_after has passed and after its two first
+    steps for a sponsorship: collection stopped (stop_collection_after_exit) and every payment
+    taken since the exit refunded (ask_exit_refund). In this one unit of work, each sponsor
+    whose steps are done and who is not told yet is told: a sponsorship still collecting
+    moves to moved_on (the place is freed), and the sponsor gets the content-free mail and
+    the portal message, both saying the payments since then were refunded. A sponsor whose
+    refund Stripe has not made yet waits for the next run (each is told as soon as their own
+    refund is made, so no refund arrives long before its notice). Once every sponsor is told,
+    the child's words are purged and the notice is marked sent. Returns how many sponsors
+    were told."""
     notice = db.session.get_one(ExitNotice, notice_id)
+    if notice.sent_at is not None:
+        return 0
+    child = db.session.get(Child, notice.child_id)
+    exited_at = child.exited_at if child is not None else None
     rows = db.session.scalars(
         select(Sponsorship).where(Sponsorship.child_id == notice.child_id)
     ).all()
-    if any(s.status in (_S.ACTIVE, _S.PAST_DUE) for s in rows):
-        return 0  # collection not stopped yet: step 1 first
     sent = 0
+    waiting = 0
     for sponsorship in rows:
-        if sponsorship.status is _S.MOVED_ON and sponsorship.notified_at is None:
-            sponsorship.notified_at = now
-            _message(sponsorship, "moved_on")
-            _news_mail(sponsorship)
-            sent += 1
+        kind = _told_of_exit(sponsorship, exited_at)
+        if kind is None:
+            continue
+        stopping = sponsorship.status in (_S.ACTIVE, _S.PAST_DUE)
+        if (stopping and sponsorship.collection_stopped_at is None) or exit_refund_ids(
+            now, notice.child_id, sponsorship.id
+        ):
+            waiting += 1  # collection not stopped, or a payment not refunded yet
+            continue
+        sponsorship = _lock_again(sponsorship)
+        if sponsorship.status in (_S.ACTIVE, _S.PAST_DUE):
+            sponsorship.move(_S.MOVED_ON)
+            _free_place(sponsorship)
+        sponsorship.notified_at = now
+        _message(sponsorship, kind)
+        _news_mail(sponsorship, refunded=True)
+        sent += 1
+    if waiting:
+        return sent
+    if child is not None:
+        children.purge_exited_child(child)
     notice.sent_at = now
     return sent
 
@@ -1112,19 +1226,32 @@ class PortalEntry:
     payment_text: str
     messages: tuple[str, ...]
     awaits_choice: bool
+    #: The safe homes' news and counts at the child's released level (the sponsorship's
+    #: own page only; None on the list and when no child content is shown).
+    home: HomeNews | None = None
+
+
+def _release_shown(child: Child | None) -> ChildRelease | None:
+    """The release a sponsor is shown: the child's current one while she is open, and, from
+    her exit until the neutral notice, the one sponsors saw at the exit (so the portal says
+    nothing before the notice does). None: nothing may be shown."""
+    if child is None:
+        return None
+    if _child_open(child):
+        return child.release
+    if child.status is ChildStatus.EXITED:
+        return children.shown_release_at_exit(child)
+    return None
 
 
 def child_content(child: Child | None) -> tuple[ProfileCard | None, tuple[UpdateView, ...]]:
     """What ANY sponsor of this child may see, built from the child alone, so all sponsors
     of a child see the same facts: the released fields, the approved about text, and the
     approved, published updates (when the release allows updates), oldest first."""
-    if not _child_open(child):
+    released = _release_shown(child)
+    if child is None or released is None:
         return None, ()
-    released = child.release
-    if released is None:
-        raise RuntimeError("open child without a release")
-    about = child.about
-    profile = _card(child, released, about, token="")
+    profile = _card(child, released, child.about, token="")
     updates = children.approved_updates(child) if released.updates_allowed else ()
     return profile, updates
 
@@ -1142,14 +1269,22 @@ _PAYMENT_TEXT = {
     _S.EXPIRED: "This hold ended before payment.",
 }
 
+#: Said by the exit notice, in the portal as in the mail.
+REFUNDED_WORDS = "Every payment taken for this sponsorship since then has been refunded to you."
+
 
 def _message_text(kind: str, alias: str | None) -> str:
     who = alias or "The child you sponsored"
     if kind == "moved_on":
         return (
             f"{who} {MOVED_ON_WORDS}. Thank you for everything your sponsorship "
-            "gave. Please choose what happens next: nothing more is charged for this "
-            "sponsorship unless you choose to continue."
+            f"gave. {REFUNDED_WORDS} Please choose what happens next: nothing more is "
+            "charged for this sponsorship unless you choose to continue."
+        )
+    if kind == "moved_on_ended":
+        return (
+            f"{who} {MOVED_ON_WORDS}. Thank you for everything your sponsorship "
+            f"gave. {REFUNDED_WORDS} Nothing more will be taken."
         )
     if kind == "unplaced":
         return (
@@ -1160,11 +1295,16 @@ def _message_text(kind: str, alias: str | None) -> str:
     return "This sponsorship has ended because its payments did not go through."
 
 
-def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> PortalEntry:
+def portal_entry(
+    user, sponsorship: Sponsorship, *, show_children: bool, with_home: bool = False
+) -> PortalEntry:
     profile: ProfileCard | None = None
     updates: tuple[UpdateView, ...] = ()
+    home: HomeNews | None = None
     if show_children and sponsorship.status in SHOWS_CHILD:
         profile, updates = child_content(sponsorship.child)
+        if profile is not None and with_home:
+            home = children.home_news(profile.region_text)
     alias = sponsorship.child.alias if (show_children and sponsorship.child is not None) else None
     kinds = db.session.scalars(
         select(SponsorMessage.kind)
@@ -1183,6 +1323,7 @@ def portal_entry(user, sponsorship: Sponsorship, *, show_children: bool) -> Port
         payment,
         tuple(_message_text(k, alias) for k in kinds),
         awaits,
+        home,
     )
 
 
@@ -1203,18 +1344,41 @@ def _sha(value) -> str:
     ).hexdigest()
 
 
-def content_hash(profile: ProfileCard, updates: tuple[UpdateView, ...]) -> tuple[str, str]:
+def home_hash(home: HomeNews | None) -> str | None:
+    """SHA-256 of the homes' news and counts shown (canonical JSON), None when none shown."""
+    if home is None:
+        return None
+    return _sha(
+        {
+            "region": home.region,
+            "stats_period": home.stats_period,
+            "stats": [list(pair) for pair in home.stats],
+            "news": [
+                [i, period, list(sentences)]
+                for i, (period, sentences) in zip(home.update_ids, home.news, strict=True)
+            ],
+        }
+    )
+
+
+def content_hash(
+    profile: ProfileCard, updates: tuple[UpdateView, ...], home: HomeNews | None = None
+) -> tuple[str, str]:
     profile_hash = _sha(profile.shown_fields())
-    return profile_hash, _sha([profile_hash, [[u.id, list(u.sentences)] for u in updates]])
+    shown: list = [profile_hash, [[u.id, list(u.sentences)] for u in updates]]
+    if home is not None:
+        shown.append(home_hash(home))
+    return profile_hash, _sha(shown)
 
 
 def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> None:
-    """Append what this sponsor was just shown to the ledger (once per content per day)."""
+    """Append what this sponsor was just shown to the ledger (once per content per day): the
+    child's profile and updates, and the homes' news and counts shown beside them."""
     if entry.profile is None:
         return
     now = now or utcnow()
     sponsorship = entry.sponsorship
-    profile_hash, full_hash = content_hash(entry.profile, entry.updates)
+    profile_hash, full_hash = content_hash(entry.profile, entry.updates, entry.home)
     day = now.date().isoformat()
     exists = db.session.scalar(
         select(Disclosure.id)
@@ -1236,6 +1400,8 @@ def record_disclosure(user, entry: PortalEntry, now: datetime | None = None) -> 
                     child_id=sponsorship.child_id,
                     profile_hash=profile_hash,
                     update_ids=[u.id for u in entry.updates],
+                    home_hash=home_hash(entry.home),
+                    home_update_ids=list(entry.home.update_ids) if entry.home else [],
                     content_hash=full_hash,
                     shown_on=day,
                     shown_at=now,

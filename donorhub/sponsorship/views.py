@@ -10,7 +10,6 @@ from flask_login import current_user
 
 from donorhub.accounts.models import StaffRole
 from donorhub.audit import record_audit
-from donorhub.children import services as children_services
 from donorhub.commit_point import commit_before_calling_stripe, commit_before_refusing
 from donorhub.errors import DomainError
 from donorhub.extensions import db, limiter
@@ -218,18 +217,13 @@ def portal_sponsorship(token: str):
     """One sponsorship: the released profile, approved updates, payment and controls."""
     sponsorship = _own(token)
     show = services.may_see_children(current_user)
-    entry = services.portal_entry(current_user, sponsorship, show_children=show)
+    entry = services.portal_entry(current_user, sponsorship, show_children=show, with_home=True)
     services.record_disclosure(current_user, entry)
-    home = (
-        children_services.home_news(sponsorship.child.home_code)
-        if entry.profile is not None and sponsorship.child is not None
-        else None
-    )
     return render_template(
         "sponsorship/sponsorship.html",
         entry=entry,
         token=token,
-        home=home,
+        home=entry.home,
         suspended=services.is_suspended(current_user.id),
         conduct_ok=services.accepted_current_conduct(current_user.id),
     )

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from donorhub.accounts.models import User
 from donorhub.children import review
-from donorhub.children.models import Child, ChildRelease, ChildStatus, ChildUpdate, ReviewStatus
+from donorhub.children import services as children
+from donorhub.children.models import ChildStatus, ChildUpdate, ReviewStatus
 from donorhub.children.periods import quarter_of
 from donorhub.database import utcnow
 from donorhub.extensions import db
@@ -111,27 +112,20 @@ def publish_due(today: date | None = None, now: datetime | None = None) -> Publi
 
 
 def recipients(publication: Publication) -> set[int]:
-    """Sponsors of the children with news in this publication, and of children in the homes
-    with home news. Only people who may see child content at all."""
+    """Sponsors of the children with news in this publication, and of children whose
+    released region pools a home with news. Only people who may see child content at all."""
     from donorhub.sponsorship import services as sponsorship
 
     updates = db.session.scalars(
         select(ChildUpdate).where(ChildUpdate.publication_id == publication.id)
     ).all()
     child_ids = {u.child_id for u in updates if u.child_id is not None}
-    homes = {u.home_code for u in updates if u.child_id is None}
+    homes = {u.home_code for u in updates if u.child_id is None and u.home_code}
     if homes:
-        child_ids |= set(
-            db.session.scalars(
-                select(Child.id)
-                .join(ChildRelease)
-                .where(
-                    Child.home_code.in_(homes),
-                    Child.status == ChildStatus.ACTIVE,
-                    ChildRelease.updates_allowed.is_(True),
-                )
-            )
-        )
+        # Home news is shown pooled at each child's released level, so it goes to the
+        # sponsors of every child whose pool holds one of these homes: telling only those of
+        # the home's own children would name the home a release hides.
+        child_ids |= children.children_shown_home_news(homes)
     return set(sponsorship.sponsors_to_notify(child_ids)) if child_ids else set()
 
 

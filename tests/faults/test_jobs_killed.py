@@ -50,6 +50,7 @@ from tests.sponsorship.helpers import (
     load_children,
     signed_in_client,
     sponsor_through_stripe,
+    taken_a_minute_ago,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -438,12 +439,18 @@ def events_for(sim, event_type: str, object_id: str) -> int:
 def test_stop_collection_killed_mid_stripe_call_stops_each_once(
     pay_app, tmp_path, backend, import_feed, sponsor, sim
 ):
+    from donorhub.children.models import ExitNotice
     from donorhub.sponsorship.models import Sponsorship, SponsorshipStatus
 
     how_many = 6
     kids, ids = sponsored(pay_app, import_feed, sponsor, sim, how_many)
     subs = subscription_ids(pay_app, ids)
-    import_feed(Batch().add(*[exit_record(ref) for ref in kids.refs]))
+    taken_a_minute_ago(pay_app)
+    import_feed(Batch().add(*[exit_record(ref) for ref in kids.refs]), now=utcnow())
+    with pay_app.app_context():  # collection stops only when the notice is due
+        db.session.execute(update(ExitNotice).values(notify_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+        db.session.remove()
     outbox_before = count(pay_app, OutboxMessage)
     before = api_calls(sim, "POST", "/v1/subscriptions/")
     env = job_env(pay_app, tmp_path)
@@ -459,7 +466,7 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(
         match="POST /v1/subscriptions/",
     )
     assert api_calls(sim, "POST", "/v1/subscriptions/") - before == 3
-    moved = count(pay_app, Sponsorship, Sponsorship.status == SponsorshipStatus.MOVED_ON)
+    moved = count(pay_app, Sponsorship, Sponsorship.collection_stopped_at.is_not(None))
     paused_at_stripe = sum(
         1 for s in subs.values() if sim.api(f"/v1/subscriptions/{s}")["pause_collection"]
     )
@@ -471,7 +478,8 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(
             Sponsorship.id.in_(ids)
         ),
     )
-    assert all(status is SponsorshipStatus.MOVED_ON and stopped for status, stopped in final)
+    # Stopped, and still active until the notice itself: the portal says nothing sooner.
+    assert all(status is SponsorshipStatus.ACTIVE and stopped for status, stopped in final)
     pauses = {
         sub: sum(
             1
@@ -484,7 +492,7 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(
     duplicates = sum(n - 1 for n in pauses.values() if n > 1)
     missing = sum(1 for n in pauses.values() if n == 0)
     assert duplicates == 0 and missing == 0, pauses
-    assert count(pay_app, OutboxMessage) == outbox_before  # step 1 of an exit mails nobody
+    assert count(pay_app, OutboxMessage) == outbox_before  # stopping mails nobody
     report(
         "stop_collection_after_exits",
         backend,
@@ -494,15 +502,11 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(
         missing,
     )
 
-    # Step 2, the neutral notice: one short transaction per notice. Killed inside the first
-    # notice's transaction, then just after one notice committed, then inside the next.
-    from donorhub.children.models import ExitNotice
+    # The neutral notice: one short transaction per notice (no payment since the exits, so
+    # nothing to refund). Killed inside the first notice's transaction, then just after one
+    # notice committed, then inside the next.
     from donorhub.sponsorship.models import SponsorMessage
 
-    with pay_app.app_context():
-        db.session.execute(update(ExitNotice).values(notify_after=utcnow() - timedelta(days=1)))
-        db.session.commit()
-        db.session.remove()
     told_after = []
     for point in ("before-commit", "after-commit", "before-commit"):
         kill_parked(env, tmp_path, point, "jobs", "run-once", "send_sponsor_exit_notices")
@@ -536,6 +540,80 @@ def test_stop_collection_killed_mid_stripe_call_stops_each_once(
     missing = (how_many - len(notices)) + (how_many - len(messages))
     assert duplicates == 0 and missing == 0, (notices, messages)
     report("send_sponsor_exit_notices", backend, kills, landed, duplicates, missing)
+
+
+def test_exit_notice_killed_between_refund_and_purge_refunds_once_and_tells_once(
+    pay_app, tmp_path, backend, import_feed, sponsor, sim
+):
+    """send_sponsor_exit_notices killed as Stripe makes the second refund (our answer not
+    recorded), then just after that answer is committed (refunded, not yet told or purged),
+    then inside the notice's own transaction: the next run refunds nothing twice and tells
+    each sponsor once."""
+    from donorhub.children.models import ChildUpdate, ExitNotice, ReviewStatus
+    from donorhub.donations.models import Refund
+    from donorhub.sponsorship.models import SponsorMessage, Sponsorship
+
+    how_many = 2
+    kids = load_children(pay_app, import_feed, 5)  # K look-alikes, so they are listed
+    ids = []
+    for token in kids.tokens[:how_many]:
+        client = signed_in_client(pay_app, sponsor(target_app=pay_app))
+        row, postman = sponsor_through_stripe(pay_app, client, sim, token)
+        ids.append(row.id)
+    taken_a_minute_ago(pay_app)
+    import_feed(Batch().add(*[exit_record(ref) for ref in kids.refs[:how_many]]), now=utcnow())
+    for sub in subscription_ids(pay_app, ids).values():  # a payment after each exit
+        sim.control(f"/_sim/subscriptions/{sub}/renew")
+    postman.flush()
+    with pay_app.app_context():
+        db.session.execute(update(ExitNotice).values(notify_after=utcnow() - timedelta(days=1)))
+        db.session.commit()
+        db.session.remove()
+    env = job_env(pay_app, tmp_path)
+    job = ("jobs", "run-once", "send_sponsor_exit_notices")
+
+    def made() -> int:
+        return len(sim.api("/v1/refunds?limit=100")["data"])
+
+    def told() -> tuple[int, int, int]:
+        return (
+            count(pay_app, ExitNotice, ExitNotice.sent_at.is_not(None)),
+            count(pay_app, OutboxMessage, OutboxMessage.template == "sponsorship/news"),
+            count(pay_app, SponsorMessage, SponsorMessage.kind == "moved_on"),
+        )
+
+    landed = []
+    kill_parked(env, tmp_path, "stripe-call", *job, nth=2, match="POST /v1/refunds")
+    recorded = count(pay_app, Refund, Refund.stripe_refund_id.is_not(None))
+    assert (made(), recorded, told()) == (2, 1, (0, 0, 0))
+    landed.append("Stripe made 2 refunds / 1 recorded")
+    kill_parked(env, tmp_path, "after-commit", *job)  # the second refund's answer committed
+    recorded = count(pay_app, Refund, Refund.stripe_refund_id.is_not(None))
+    assert (made(), recorded, told()) == (2, 2, (0, 0, 0))
+    landed.append("both recorded, nobody told")
+    kill_parked(env, tmp_path, "before-commit", *job)  # inside the notice's transaction
+    assert (made(), told()) == (2, (0, 0, 0))
+    landed.append("notice rolled back")
+    run_to_end(env, tmp_path, *job)
+    run_to_end(env, tmp_path, *job)
+    assert told() == (how_many, how_many, how_many)
+    refunds = sim.api("/v1/refunds?limit=100")["data"]
+    per_payment = Counter(r["payment_intent"] for r in refunds)
+    duplicates = sum(n - 1 for n in per_payment.values())
+    missing = how_many - len(per_payment)
+    assert duplicates == 0 and missing == 0, per_payment
+    purged = rows(
+        pay_app,
+        select(ChildUpdate.status).where(ChildUpdate.child_id.in_(kids.ids[:how_many])),
+    )
+    assert all(status is ReviewStatus.WITHDRAWN for (status,) in purged)
+    stopped = rows(
+        pay_app, select(Sponsorship.collection_stopped_at).where(Sponsorship.id.in_(ids))
+    )
+    assert all(at is not None for (at,) in stopped)
+    report(
+        "send_sponsor_exit_notices (refunds)", backend, 3, " / ".join(landed), duplicates, missing
+    )
 
 
 def test_lapse_killed_mid_stripe_call_lapses_each_once(

@@ -5,12 +5,14 @@ sponsor, pay_app, sim, ...) are plugins in tests/fixtures/."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from donorhub.children import review
 from donorhub.children.models import Child, ChildUpdate
 from donorhub.database import utcnow
+from donorhub.donations.models import Donation
 from donorhub.extensions import db
 from donorhub.sponsorship.models import Sponsorship
 from tests.feed.builders import Batch, crowd, update
@@ -100,3 +102,13 @@ def state(app, sponsorship_id: int):
         result = (row.status, row.plan.status if row.plan else None)
         db.session.remove()
         return result
+
+
+def taken_a_minute_ago(app) -> None:
+    """Date every payment so far a minute back: Stripe dates payments to the whole second,
+    and a payment in the very second of the exit counts as after it (refunded)."""
+    with app.app_context():
+        for gift in db.session.scalars(select(Donation).where(Donation.paid_at.is_not(None))):
+            gift.paid_at -= timedelta(minutes=1)
+        db.session.commit()
+        db.session.remove()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -293,36 +293,46 @@ def test_the_preferences_page(app, make_user):
         assert services.preference(person.id).choice == NotificationChoice.DIGEST
 
 
-def test_exit_withdraws_published_updates(app, import_feed, make_user):
+def test_exit_withdraws_unseen_updates_at_once_and_published_ones_with_the_notice(
+    app, import_feed, make_user
+):
+    from donorhub.sponsorship import jobs as sponsorship_jobs
+
     officer = make_user(roles=("safeguarding_officer",))
     records = seed(app, import_feed)
     approve_all(app, officer.id)
     run_publish(app, "2026-11-28 05:00:00+00:00")
+    # News still waiting for review at the exit was never seen by a sponsor: purged with it.
+    import_feed(Batch().add(update(records[0]["ref"], text="She planted a tree.")), now=IMPORTED)
     import_feed(Batch().add(exit_record(records[0]["ref"])), now=IMPORTED)
     with app.app_context():
-        withdrawn = db.session.scalars(
-            select(ChildUpdate).where(ChildUpdate.status == ReviewStatus.WITHDRAWN)
-        ).all()
-        assert len(withdrawn) == 1 and withdrawn[0].approved_text is None
+        child_id = first_child_id(app)
+        rows = db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child_id))
+        by_status = {u.status: u for u in rows}
+        assert set(by_status) == {ReviewStatus.APPROVED, ReviewStatus.WITHDRAWN}
+        assert by_status[ReviewStatus.WITHDRAWN].original_text is None
+        # What sponsors already read stays until the neutral notice ...
+        assert by_status[ReviewStatus.APPROVED].approved_text == "She read a whole book."
+        sponsorship_jobs.send_due_exit_notices(IMPORTED + timedelta(days=22))
+        # ... which purges it.
+        rows = db.session.scalars(select(ChildUpdate).where(ChildUpdate.child_id == child_id))
+        assert all(u.status is ReviewStatus.WITHDRAWN and u.approved_text is None for u in rows)
 
 
-def test_the_portal_shows_home_news_and_suppressed_home_counts(app, import_feed, make_user):
+def test_the_portal_shows_home_news_and_suppressed_counts_of_the_released_state(
+    app, import_feed, make_user
+):
     from tests.feed.builders import home_stats
 
     officer = make_user(roles=("safeguarding_officer",))
     person = make_user()
     records = crowd(5)
+    counts = {"in_vocational_training": 5, "reintegrated": 2, "new_arrivals": 1}
     import_feed(
         Batch().add(
             *records,
-            home_stats(
-                "MH-02",
-                children_in_care=37,
-                in_school=30,
-                in_vocational_training=5,
-                reintegrated=4,
-                new_arrivals=3,
-            ),
+            home_stats("MH-02", children_in_care=37, in_school=30, **counts),
+            home_stats("MH-01", children_in_care=20, in_school=11, **counts),
             update(
                 home="MH-02",
                 milestones=["celebrated_festival"],
@@ -339,10 +349,12 @@ def test_the_portal_shows_home_news_and_suppressed_home_counts(app, import_feed,
     client = app.test_client()
     sign_in(client, person.email)
     page = client.get(f"/my/sponsorships/{token}").get_data(as_text=True)
-    assert "News from the safe home" in page
+    assert "News from the safe homes in Maharashtra" in page
     assert "The children at the home celebrated" in page
     assert "The garden gave its first tomatoes." in page
-    assert ">37<" in page and ">30<" in page
-    # 4 and 3 are below K=5; 5 is not, but the row had hidden cells already (>=2).
-    assert ">4<" not in page and ">3<" not in page
-    assert "MH-02" not in page
+    # Both Maharashtra homes together: 57 in care, 41 in school, 10 learning a trade.
+    assert ">57<" in page and ">41<" in page and ">10<" in page
+    # 4 and 2 are below K=5 (and their row had hidden cells already).
+    assert ">4<" not in page and ">2<" not in page
+    assert ">37<" not in page and ">30<" not in page  # never one home's own counts
+    assert "MH-02" not in page and "MH-01" not in page

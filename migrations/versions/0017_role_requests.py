@@ -1,7 +1,7 @@
 """role requests: the safeguarding-officer role takes effect only on a second person's approval
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-05 06:30:00.000000
 
 """
@@ -12,8 +12,8 @@ import donorhub.database
 
 
 # revision identifiers, used by Alembic.
-revision = '0016'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """random ids for e-mailed links: a public id per account and per Gift Aid declaration and
 an unsubscribe key per notification preference, which links carry instead of row ids
 
-Revision ID: 0015_public_edges
-Revises: 0014
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-05 05:30:00.000000
 
 """
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0015_public_edges'
-down_revision = '0014'
+revision = '0018'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """child texts: no original kept after a decision, only its keyed hash; content hashes keyed
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-05 06:00:00.000000
 
 """
@@ -14,8 +14,8 @@ from flask import current_app
 
 
 # revision identifiers, used by Alembic.
-revision = '0015'
-down_revision = '0014'
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
