@@ -219,12 +219,19 @@ def _digit_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]
     return edits, spans
 
 
+def _ends_a_digit_run(lookalikes: str, gap: str) -> bool:
+    """ "713 1 ol", "71_310\\l": look-alikes closing a number. A lone "I" after a space
+    is the pronoun ("in 2024 I went"), so one letter needs a separator glued to it."""
+    return len(lookalikes) >= 2 or not any(ch.isspace() for ch in gap)
+
+
 def _lone_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     spans: list[tuple[int, int]] = []
     for m in _LOOKALIKE_ALONE_RE.finditer(text):
-        if _DIGIT_BEFORE_RE.search(text, max(0, m.start() - 5), m.start()) and (
-            _DIGIT_AFTER_RE.match(text, m.end())
+        before = _DIGIT_BEFORE_RE.search(text, max(0, m.start() - 5), m.start())
+        if before and (
+            _DIGIT_AFTER_RE.match(text, m.end()) or _ends_a_digit_run(m.group(), before.group())
         ):
             edits.append((m.start(), m.end(), "".join(_LOOKALIKE_DIGITS[c] for c in m.group())))
     return edits, spans
@@ -338,6 +345,13 @@ _SPLIT_LETTERS_RE = re.compile(
 )
 
 
+# Two letters split by a mark no word uses ("g*b Road", "p|s", "N*R"), or two lower-case
+# letters split by a full stop and a space ("n. r the"): "J. K." stays initials.
+_SPLIT_PAIR_RE = re.compile(
+    r"(?<![A-Za-z0-9.'\-])(?:[A-Za-z][*_|~+\\][A-Za-z]|[a-z]\. [a-z])(?![A-Za-z0-9])"
+)
+
+
 def _trim_to_known(
     text: str, letters: list[int], is_known: Callable[[str], bool] | None
 ) -> list[int]:
@@ -345,10 +359,11 @@ def _trim_to_known(
     word = "".join(text[i] for i in letters).lower()
     if is_known is None or is_known(word) or word in _rewrite_table()[1]:
         return letters
-    # A last letter is a word of its own only when punctuation is glued to it ("p.s.", "y/o").
-    glued_after = text[letters[-1] + 1 : letters[-1] + 2] not in ("", " ")
+    # A last letter is a word of its own when punctuation glues it to another letter ("p.s.",
+    # "y/o"; the full stop of "r. a. i. d." ends the spelling) or when it is the article "a".
+    glued_after = re.match(r"[^A-Za-z0-9\s]+[A-Za-z]", text[letters[-1] + 1 : letters[-1] + 4])
     for a, b in ((1, 0), (0, 1), (1, 1)):
-        if (a and word[0] not in "aio") or (b and not glued_after):
+        if (a and word[0] not in "aio") or (b and not glued_after and word[-1] != "a"):
             continue
         kept = letters[a : len(letters) - b]
         if len(kept) >= 3 and is_known(word[a : len(word) - b]):
@@ -378,6 +393,9 @@ def _split_letter_edits(
                     while not text[gap].isalpha():
                         gap += 1
                     edits.append((index, gap, ""))
+            if stop < letters[-1]:
+                # "THIRTEEN y/o", "NAGPADA p.s.": only a space parts the word from the next.
+                edits.append((stop, letters[letters.index(stop - 1) + 1], " "))
             continue
         words.append((m.start(), m.end()))
         gap_start = None
@@ -400,6 +418,11 @@ def _split_letter_edits(
             end += 1
         if end > m.end():
             edits.append((m.end(), end, ""))
+    taken = [(w[0], w[1]) for w in words]
+    for m in _SPLIT_PAIR_RE.finditer(text):
+        if any(m.start() < stop and m.end() > start for start, stop in taken):
+            continue
+        edits.append((m.start(), m.end(), (m.group()[0] + m.group()[-1]).upper()))
     edits.sort()
     return edits, words
 
