@@ -58,7 +58,7 @@ def normalise(text: str, is_known: Callable[[str], bool] | None = None) -> Norma
     norm, _ = _rewrite(norm, edits)
     disguised += disguised_alone
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
-    edits, joined = _split_letter_edits(norm.text, is_known)
+    edits, joined = _split_letter_edits(norm.text, is_known, _invisible_breaks(text, norm))
     norm, moved = _rewrite(norm, edits)
     joined = [(moved[s], moved[e]) for s, e in joined + hidden]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
@@ -174,6 +174,17 @@ def _words_with_invisible_characters(text: str, norm: Normalised) -> list[tuple[
         if any(ch in _ZERO_WIDTH for ch in text[first:last]):
             spans.append((m.start(), m.end()))
     return spans
+
+
+def _invisible_breaks(text: str, norm: Normalised) -> frozenset[int]:
+    """Folded positions of letters that follow a letter across a zero-width character."""
+    return frozenset(
+        j
+        for j in range(1, len(norm.text))
+        if norm.text[j].isalpha()
+        and norm.text[j - 1].isalpha()
+        and any(ch in _ZERO_WIDTH for ch in text[norm.ends[j - 1] : norm.starts[j]])
+    )
 
 
 def _fold(text: str) -> Normalised:
@@ -372,15 +383,51 @@ def _trim_to_known(
 
 
 def _split_letter_edits(
-    text: str, is_known: Callable[[str], bool] | None = None
+    text: str, is_known: Callable[[str], bool] | None = None, breaks: frozenset[int] = frozenset()
+) -> tuple[list[_Edit], list[tuple[int, int]]]:
+    """`breaks`: positions where an invisible character stood between two letters. There a
+    spelled-out word may be glued to a whole one ("Kamathi\u200bp-u-r-a", "k a m a t h
+    i\u200bpura"); the rules run on a probe with a NUL at each break, mapped back."""
+    if not breaks:
+        return _split_letter_edits_of(text, is_known)
+    probe_parts: list[str] = []
+    to_text: list[int] = []
+    for index, ch in enumerate(text):
+        if index in breaks:
+            probe_parts.append("\0")
+            to_text.append(index)
+        probe_parts.append(ch)
+        to_text.append(index)
+    to_text.append(len(text))
+    probe_edits, probe_words = _split_letter_edits_of("".join(probe_parts), is_known)
+    edits = [
+        (to_text[a], to_text[b], repl)
+        for a, b, repl in probe_edits
+        if to_text[a] < to_text[b] or repl
+    ]
+    return edits, [(to_text[a], to_text[b]) for a, b in probe_words]
+
+
+_GLUED_AT_BREAK_BEFORE_RE = re.compile(r"[A-Za-z]+\0$")
+_GLUED_AT_BREAK_AFTER_RE = re.compile(r"\0[A-Za-z]+")
+
+
+def _split_letter_edits_of(
+    text: str, is_known: Callable[[str], bool] | None
 ) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     words: list[tuple[int, int]] = []
     for m in _SPLIT_LETTERS_RE.finditer(text):
-        letters = [i for i in range(m.start(), m.end()) if text[i].isalpha()]
+        begin, finish = m.start(), m.end()
+        if glued := _GLUED_AT_BREAK_BEFORE_RE.search(text, max(0, begin - 40), begin):
+            begin = glued.start()
+        if glued := _GLUED_AT_BREAK_AFTER_RE.match(text, finish):
+            finish = glued.end()
+        letters = [i for i in range(begin, finish) if text[i].isalpha()]
         # Only a space can stand between a spelled-out word and a one-letter word next to it.
         spaced = " " in m.group("sep")
-        kept = _trim_to_known(text, letters, is_known) if spaced else letters
+        glued_at_break = (begin, finish) != (m.start(), m.end())
+        kept = _trim_to_known(text, letters, is_known) if spaced and not glued_at_break else letters
         if kept is not letters:
             start, stop = kept[0], kept[-1] + 1
             words.append((start, stop))
@@ -397,9 +444,9 @@ def _split_letter_edits(
                 # "THIRTEEN y/o", "NAGPADA p.s.": only a space parts the word from the next.
                 edits.append((stop, letters[letters.index(stop - 1) + 1], " "))
             continue
-        words.append((m.start(), m.end()))
+        words.append((begin, finish))
         gap_start = None
-        for index in range(m.start(), m.end()):
+        for index in range(begin, finish):
             if text[index].isalpha():
                 # Spelled-out letters read as an acronym or a capitalised name ("f.i.r."
                 # is FIR, "m.e.e.n.a" is MEENA), so the rules for capitals apply.
@@ -413,11 +460,11 @@ def _split_letter_edits(
         # "m.a.r.c.h. 12", "t.h.i.r.t.e.e.n.-year-old": the separator after the last
         # letter belongs to the spelling, not to the sentence.
         marks = set(m.group("sep").strip())
-        end = m.end()
-        while end < len(text) and end - m.end() < 2 and text[end] in marks:
+        end = finish
+        while end < len(text) and end - finish < 2 and text[end] in marks:
             end += 1
-        if end > m.end():
-            edits.append((m.end(), end, ""))
+        if end > finish:
+            edits.append((finish, end, ""))
     taken = [(w[0], w[1]) for w in words]
     for m in _SPLIT_PAIR_RE.finditer(text):
         if any(m.start() < stop and m.end() > start for start, stop in taken):
