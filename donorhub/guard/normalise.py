@@ -373,11 +373,16 @@ def _trim_to_known(
     # A last letter is a word of its own when punctuation glues it to another letter ("p.s.",
     # "y/o"; the full stop of "r. a. i. d." ends the spelling) or when it is the article "a".
     glued_after = re.match(r"[^A-Za-z0-9\s]+[A-Za-z]", text[letters[-1] + 1 : letters[-1] + 4])
-    for a, b in ((1, 0), (0, 1), (1, 1)):
-        if (a and word[0] not in "aio") or (b and not glued_after and word[-1] != "a"):
+    # Two glued first letters are an abbreviation of their own ("Nr. t. h. e", "St. X. a. v").
+    abbreviated = letters[1] == letters[0] + 1
+    for a, b in ((1, 0), (0, 1), (1, 1), (2, 0)):
+        if a == 1 and word[0] not in "aio" or a == 2 and not abbreviated:
+            continue
+        if b and not glued_after and word[-1] != "a":
             continue
         kept = letters[a : len(letters) - b]
-        if len(kept) >= 3 and is_known(word[a : len(word) - b]):
+        rest = word[a : len(word) - b]
+        if len(kept) >= 3 and (is_known(rest) or rest in _rewrite_table()[1]):
             return kept
     return letters
 

@@ -290,7 +290,14 @@ def _is_known_word(word: str) -> bool:
         or word in _MONTH_WORDS
         or word in _ADDRESS_SUFFIXES
         or word in _SCHOOL_SUFFIXES
+        or word in _school_words()
     )
+
+
+@lru_cache(maxsize=1)
+def _school_words() -> frozenset[str]:
+    """Words of listed school names ("xavier"), so "S. t. X. a. v. i. e. r" can be read."""
+    return frozenset(w for key in _lexicon().schools for w in key.split() if len(w) >= 3)
 
 
 def _finalise(ctx: _Context) -> list[Finding]:
@@ -972,7 +979,7 @@ _AGE_PATTERNS = (
     ),
     (
         re.compile(
-            r"(?i:\b(?:birthday|b'?day|b-day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
+            r"(?i:\b(?:birthday|b[^A-Za-z0-9\n]{0,3}d[^A-Za-z0-9\n]{0,3}a[^A-Za-z0-9\n]{0,3}y|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
             r"vaa?dh\s*divas|wadh\s*divas|date\s+of\s+birth|born\s+on|born\s+in|"
             r"born\s+(?:19|20)\d{2}|birth\s*-?\s*dates?|janm?a?\s*tithi|janm?a?\s*tarikh)\b"
             rf"|\bborn(?=[\s,]+(?:the\s+)?(?:\d|{_MONTH_ANY}\b))|\bd\.?o\.?b\b\.?)"
@@ -1199,7 +1206,10 @@ _SCHOOL_PATTERNS = (
         re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no[.:]?|number|#)\s*\d+)"),
         "numbered school",
     ),
-    (re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z][a-z]+(?:'s)?"), "saint-named institution"),
+    (
+        re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z](?:[a-z]+|[A-Z]+)(?:'s)?"),
+        "saint-named institution",
+    ),
 )
 
 
