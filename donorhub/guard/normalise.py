@@ -58,7 +58,9 @@ def normalise(text: str, is_known: Callable[[str], bool] | None = None) -> Norma
     norm, _ = _rewrite(norm, edits)
     disguised += disguised_alone
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
-    edits, joined = _split_letter_edits(norm.text, is_known, _invisible_breaks(text, norm))
+    edits, joined = _split_letter_edits(
+        norm.text, is_known, _invisible_breaks(text, norm), _accented_letters(text, norm)
+    )
     norm, moved = _rewrite(norm, edits)
     joined = [(moved[s], moved[e]) for s, e in joined + hidden]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
@@ -184,6 +186,19 @@ def _invisible_breaks(text: str, norm: Normalised) -> frozenset[int]:
         if norm.text[j].isalpha()
         and norm.text[j - 1].isalpha()
         and any(ch in _ZERO_WIDTH for ch in text[norm.ends[j - 1] : norm.starts[j]])
+    )
+
+
+def _accented_letters(text: str, norm: Normalised) -> frozenset[int]:
+    """Folded positions of Latin letters that carried an accent ("ā" folded to "a")."""
+    return frozenset(
+        j
+        for j, ch in enumerate(norm.text)
+        if ch.isascii()
+        and ch.isalpha()
+        and not text[norm.starts[j]].isascii()
+        # A canonical decomposition is a letter with an accent; look-alikes have none.
+        and unicodedata.decomposition(text[norm.starts[j]])[:1] not in ("", "<")
     )
 
 
@@ -388,23 +403,33 @@ def _trim_to_known(
 
 
 def _split_letter_edits(
-    text: str, is_known: Callable[[str], bool] | None = None, breaks: frozenset[int] = frozenset()
+    text: str,
+    is_known: Callable[[str], bool] | None = None,
+    breaks: frozenset[int] = frozenset(),
+    accented: frozenset[int] = frozenset(),
 ) -> tuple[list[_Edit], list[tuple[int, int]]]:
     """`breaks`: positions where an invisible character stood between two letters. There a
     spelled-out word may be glued to a whole one ("Kamathi\u200bp-u-r-a", "k a m a t h
-    i\u200bpura"); the rules run on a probe with a NUL at each break, mapped back."""
-    if not breaks:
-        return _split_letter_edits_of(text, is_known)
+    i\u200bpura"); the rules run on a probe with a NUL at each break, mapped back.
+    `accented`: positions of letters folded from accented ones. A word holding one may be
+    glued by a space to letters spelled out next to it ("Kamāṭh i p u rā")."""
+    if not breaks and not accented:
+        return _split_letter_edits_of(text, is_known, frozenset())
     probe_parts: list[str] = []
     to_text: list[int] = []
+    probe_accented: set[int] = set()
     for index, ch in enumerate(text):
         if index in breaks:
             probe_parts.append("\0")
             to_text.append(index)
+        if index in accented:
+            probe_accented.add(len(to_text))
         probe_parts.append(ch)
         to_text.append(index)
     to_text.append(len(text))
-    probe_edits, probe_words = _split_letter_edits_of("".join(probe_parts), is_known)
+    probe_edits, probe_words = _split_letter_edits_of(
+        "".join(probe_parts), is_known, frozenset(probe_accented)
+    )
     edits = [
         (to_text[a], to_text[b], repl)
         for a, b, repl in probe_edits
@@ -415,10 +440,12 @@ def _split_letter_edits(
 
 _GLUED_AT_BREAK_BEFORE_RE = re.compile(r"[A-Za-z]+\0$")
 _GLUED_AT_BREAK_AFTER_RE = re.compile(r"\0[A-Za-z]+")
+_ACCENTED_WORD_BEFORE_RE = re.compile(r"[A-Za-z]+ $")
+_ACCENTED_WORD_AFTER_RE = re.compile(r" [A-Za-z]+(?![A-Za-z0-9])")
 
 
 def _split_letter_edits_of(
-    text: str, is_known: Callable[[str], bool] | None
+    text: str, is_known: Callable[[str], bool] | None, accented: frozenset[int]
 ) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     words: list[tuple[int, int]] = []
@@ -428,6 +455,13 @@ def _split_letter_edits_of(
             begin = glued.start()
         if glued := _GLUED_AT_BREAK_AFTER_RE.match(text, finish):
             finish = glued.end()
+        if accented and m.group("sep") == " ":
+            word = _ACCENTED_WORD_BEFORE_RE.search(text, max(0, begin - 40), begin)
+            if word and accented.intersection(range(word.start(), word.end())):
+                begin = word.start()
+            word = _ACCENTED_WORD_AFTER_RE.match(text, finish)
+            if word and accented.intersection(range(word.start(), word.end())):
+                finish = word.end()
         letters = [i for i in range(begin, finish) if text[i].isalpha()]
         # Only a space can stand between a spelled-out word and a one-letter word next to it.
         spaced = " " in m.group("sep")
