@@ -58,7 +58,9 @@ def normalise(text: str, is_known: Callable[[str], bool] | None = None) -> Norma
     norm, _ = _rewrite(norm, edits)
     disguised += disguised_alone
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
-    edits, joined = _split_letter_edits(norm.text, is_known)
+    edits, joined = _split_letter_edits(
+        norm.text, is_known, _invisible_breaks(text, norm), _accented_letters(text, norm)
+    )
     norm, moved = _rewrite(norm, edits)
     joined = [(moved[s], moved[e]) for s, e in joined + hidden]
     disguised = [(moved[s], moved[e]) for s, e in disguised]
@@ -176,6 +178,30 @@ def _words_with_invisible_characters(text: str, norm: Normalised) -> list[tuple[
     return spans
 
 
+def _invisible_breaks(text: str, norm: Normalised) -> frozenset[int]:
+    """Folded positions of letters that follow a letter across a zero-width character."""
+    return frozenset(
+        j
+        for j in range(1, len(norm.text))
+        if norm.text[j].isalpha()
+        and norm.text[j - 1].isalpha()
+        and any(ch in _ZERO_WIDTH for ch in text[norm.ends[j - 1] : norm.starts[j]])
+    )
+
+
+def _accented_letters(text: str, norm: Normalised) -> frozenset[int]:
+    """Folded positions of Latin letters that carried an accent ("ā" folded to "a")."""
+    return frozenset(
+        j
+        for j, ch in enumerate(norm.text)
+        if ch.isascii()
+        and ch.isalpha()
+        and not text[norm.starts[j]].isascii()
+        # A canonical decomposition is a letter with an accent; look-alikes have none.
+        and unicodedata.decomposition(text[norm.starts[j]])[:1] not in ("", "<")
+    )
+
+
 def _fold(text: str) -> Normalised:
     parts: list[str] = []
     starts: list[int] = []
@@ -219,12 +245,19 @@ def _digit_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]
     return edits, spans
 
 
+def _ends_a_digit_run(lookalikes: str, gap: str) -> bool:
+    """ "713 1 ol", "71_310\\l": look-alikes closing a number. A lone "I" after a space
+    is the pronoun ("in 2024 I went"), so one letter needs a separator glued to it."""
+    return len(lookalikes) >= 2 or not any(ch.isspace() for ch in gap)
+
+
 def _lone_lookalike_edits(text: str) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     spans: list[tuple[int, int]] = []
     for m in _LOOKALIKE_ALONE_RE.finditer(text):
-        if _DIGIT_BEFORE_RE.search(text, max(0, m.start() - 5), m.start()) and (
-            _DIGIT_AFTER_RE.match(text, m.end())
+        before = _DIGIT_BEFORE_RE.search(text, max(0, m.start() - 5), m.start())
+        if before and (
+            _DIGIT_AFTER_RE.match(text, m.end()) or _ends_a_digit_run(m.group(), before.group())
         ):
             edits.append((m.start(), m.end(), "".join(_LOOKALIKE_DIGITS[c] for c in m.group())))
     return edits, spans
@@ -338,6 +371,13 @@ _SPLIT_LETTERS_RE = re.compile(
 )
 
 
+# Two letters split by a mark no word uses ("g*b Road", "p|s", "N*R"), or two lower-case
+# letters split by a full stop and a space ("n. r the"): "J. K." stays initials.
+_SPLIT_PAIR_RE = re.compile(
+    r"(?<![A-Za-z0-9.'\-])(?:[A-Za-z][*_|~+\\][A-Za-z]|[a-z]\. [a-z])(?![A-Za-z0-9])"
+)
+
+
 def _trim_to_known(
     text: str, letters: list[int], is_known: Callable[[str], bool] | None
 ) -> list[int]:
@@ -345,27 +385,88 @@ def _trim_to_known(
     word = "".join(text[i] for i in letters).lower()
     if is_known is None or is_known(word) or word in _rewrite_table()[1]:
         return letters
-    # A last letter is a word of its own only when punctuation is glued to it ("p.s.", "y/o").
-    glued_after = text[letters[-1] + 1 : letters[-1] + 2] not in ("", " ")
-    for a, b in ((1, 0), (0, 1), (1, 1)):
-        if (a and word[0] not in "aio") or (b and not glued_after):
+    # A last letter is a word of its own when punctuation glues it to another letter ("p.s.",
+    # "y/o"; the full stop of "r. a. i. d." ends the spelling) or when it is the article "a".
+    glued_after = re.match(r"[^A-Za-z0-9\s]+[A-Za-z]", text[letters[-1] + 1 : letters[-1] + 4])
+    # Two glued first letters are an abbreviation of their own ("Nr. t. h. e", "St. X. a. v").
+    abbreviated = letters[1] == letters[0] + 1
+    for a, b in ((1, 0), (0, 1), (1, 1), (2, 0)):
+        if a == 1 and word[0] not in "aio" or a == 2 and not abbreviated:
+            continue
+        if b and not glued_after and word[-1] != "a":
             continue
         kept = letters[a : len(letters) - b]
-        if len(kept) >= 3 and is_known(word[a : len(word) - b]):
+        rest = word[a : len(word) - b]
+        if len(kept) >= 3 and (is_known(rest) or rest in _rewrite_table()[1]):
             return kept
     return letters
 
 
 def _split_letter_edits(
-    text: str, is_known: Callable[[str], bool] | None = None
+    text: str,
+    is_known: Callable[[str], bool] | None = None,
+    breaks: frozenset[int] = frozenset(),
+    accented: frozenset[int] = frozenset(),
+) -> tuple[list[_Edit], list[tuple[int, int]]]:
+    """`breaks`: positions where an invisible character stood between two letters. There a
+    spelled-out word may be glued to a whole one ("Kamathi\u200bp-u-r-a", "k a m a t h
+    i\u200bpura"); the rules run on a probe with a NUL at each break, mapped back.
+    `accented`: positions of letters folded from accented ones. A word holding one may be
+    glued by a space to letters spelled out next to it ("Kamāṭh i p u rā")."""
+    if not breaks and not accented:
+        return _split_letter_edits_of(text, is_known, frozenset())
+    probe_parts: list[str] = []
+    to_text: list[int] = []
+    probe_accented: set[int] = set()
+    for index, ch in enumerate(text):
+        if index in breaks:
+            probe_parts.append("\0")
+            to_text.append(index)
+        if index in accented:
+            probe_accented.add(len(to_text))
+        probe_parts.append(ch)
+        to_text.append(index)
+    to_text.append(len(text))
+    probe_edits, probe_words = _split_letter_edits_of(
+        "".join(probe_parts), is_known, frozenset(probe_accented)
+    )
+    edits = [
+        (to_text[a], to_text[b], repl)
+        for a, b, repl in probe_edits
+        if to_text[a] < to_text[b] or repl
+    ]
+    return edits, [(to_text[a], to_text[b]) for a, b in probe_words]
+
+
+_GLUED_AT_BREAK_BEFORE_RE = re.compile(r"[A-Za-z]+\0$")
+_GLUED_AT_BREAK_AFTER_RE = re.compile(r"\0[A-Za-z]+")
+_ACCENTED_WORD_BEFORE_RE = re.compile(r"[A-Za-z]+ $")
+_ACCENTED_WORD_AFTER_RE = re.compile(r" [A-Za-z]+(?![A-Za-z0-9])")
+
+
+def _split_letter_edits_of(
+    text: str, is_known: Callable[[str], bool] | None, accented: frozenset[int]
 ) -> tuple[list[_Edit], list[tuple[int, int]]]:
     edits: list[_Edit] = []
     words: list[tuple[int, int]] = []
     for m in _SPLIT_LETTERS_RE.finditer(text):
-        letters = [i for i in range(m.start(), m.end()) if text[i].isalpha()]
+        begin, finish = m.start(), m.end()
+        if glued := _GLUED_AT_BREAK_BEFORE_RE.search(text, max(0, begin - 40), begin):
+            begin = glued.start()
+        if glued := _GLUED_AT_BREAK_AFTER_RE.match(text, finish):
+            finish = glued.end()
+        if accented and m.group("sep") == " ":
+            word = _ACCENTED_WORD_BEFORE_RE.search(text, max(0, begin - 40), begin)
+            if word and accented.intersection(range(word.start(), word.end())):
+                begin = word.start()
+            word = _ACCENTED_WORD_AFTER_RE.match(text, finish)
+            if word and accented.intersection(range(word.start(), word.end())):
+                finish = word.end()
+        letters = [i for i in range(begin, finish) if text[i].isalpha()]
         # Only a space can stand between a spelled-out word and a one-letter word next to it.
         spaced = " " in m.group("sep")
-        kept = _trim_to_known(text, letters, is_known) if spaced else letters
+        glued_at_break = (begin, finish) != (m.start(), m.end())
+        kept = _trim_to_known(text, letters, is_known) if spaced and not glued_at_break else letters
         if kept is not letters:
             start, stop = kept[0], kept[-1] + 1
             words.append((start, stop))
@@ -378,10 +479,13 @@ def _split_letter_edits(
                     while not text[gap].isalpha():
                         gap += 1
                     edits.append((index, gap, ""))
+            if stop < letters[-1]:
+                # "THIRTEEN y/o", "NAGPADA p.s.": only a space parts the word from the next.
+                edits.append((stop, letters[letters.index(stop - 1) + 1], " "))
             continue
-        words.append((m.start(), m.end()))
+        words.append((begin, finish))
         gap_start = None
-        for index in range(m.start(), m.end()):
+        for index in range(begin, finish):
             if text[index].isalpha():
                 # Spelled-out letters read as an acronym or a capitalised name ("f.i.r."
                 # is FIR, "m.e.e.n.a" is MEENA), so the rules for capitals apply.
@@ -395,11 +499,16 @@ def _split_letter_edits(
         # "m.a.r.c.h. 12", "t.h.i.r.t.e.e.n.-year-old": the separator after the last
         # letter belongs to the spelling, not to the sentence.
         marks = set(m.group("sep").strip())
-        end = m.end()
-        while end < len(text) and end - m.end() < 2 and text[end] in marks:
+        end = finish
+        while end < len(text) and end - finish < 2 and text[end] in marks:
             end += 1
-        if end > m.end():
-            edits.append((m.end(), end, ""))
+        if end > finish:
+            edits.append((finish, end, ""))
+    taken = [(w[0], w[1]) for w in words]
+    for m in _SPLIT_PAIR_RE.finditer(text):
+        if any(m.start() < stop and m.end() > start for start, stop in taken):
+            continue
+        edits.append((m.start(), m.end(), (m.group()[0] + m.group()[-1]).upper()))
     edits.sort()
     return edits, words
 

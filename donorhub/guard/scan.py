@@ -290,7 +290,14 @@ def _is_known_word(word: str) -> bool:
         or word in _MONTH_WORDS
         or word in _ADDRESS_SUFFIXES
         or word in _SCHOOL_SUFFIXES
+        or word in _school_words()
     )
+
+
+@lru_cache(maxsize=1)
+def _school_words() -> frozenset[str]:
+    """Words of listed school names ("xavier"), so "S. t. X. a. v. i. e. r" can be read."""
+    return frozenset(w for key in _lexicon().schools for w in key.split() if len(w) >= 3)
 
 
 def _finalise(ctx: _Context) -> list[Finding]:
@@ -370,7 +377,7 @@ _PLATFORM_ID_RE = re.compile(
     rf"(?i:\b(?:(?P<strong>{_STRONG_PLATFORMS})|(?P<weak>{_WEAK_PLATFORMS}))\b"
     r"(?:\s*(?P<idword>id|handle|user\s?name|account|acc|page|channel|no\.?|number|num|#))?"
     r"\s*(?P<sep>:|=|-|is|pe|par|as|on)?\s*"
-    r"(?P<value>\d(?:[\s.\-_/|]{0,3}\d){4,}|@?[a-z0-9_.]{3,40}))"
+    r"(?P<value>\d(?:[\s.,\-_/|]{0,3}\d){4,}|@?[a-z0-9_.]{3,40}))"
 )
 
 
@@ -457,8 +464,9 @@ _NUMBER_OF_YEAR_RE = re.compile(
 )
 
 
-_RUN_BEFORE_RE = re.compile(r"\d[^\w\n]{1,4}$")
-_RUN_AFTER_RE = re.compile(r"(?![,;.]\s)[^\w\n]{1,4}\d")
+# "_" counts as a separator here as it does in digit runs ("7531 _ 0864/2099").
+_RUN_BEFORE_RE = re.compile(r"\d[^A-Za-z0-9\n]{1,4}$")
+_RUN_AFTER_RE = re.compile(r"(?![,;.]\s)[^A-Za-z0-9\n]{1,4}\d")
 
 
 def _continues_a_digit_run(text: str, start: int, end: int) -> bool:
@@ -803,6 +811,9 @@ def _classify_digit_run(raw: str, digits: str) -> tuple[str, str] | None:
         return "exact_date", "month and year"
     if count < 5:
         return None
+    if len(groups) == 2 and len(groups[0]) <= 4 and _YEAR_RE.fullmatch(groups[1]):
+        # "123 - 2024", "123_2024": a case number written with another separator.
+        return "case_number", "number/year reference (case-number format)"
     if count == 5:
         return "phone", "run of 5 digits (part of a phone number or an ID)"
     if count == 6:
@@ -968,7 +979,7 @@ _AGE_PATTERNS = (
     ),
     (
         re.compile(
-            r"(?i:\b(?:birthday|b'?day|b-day|bday|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
+            r"(?i:\b(?:birthday|b[^A-Za-z0-9\n]{0,3}d[^A-Za-z0-9\n]{0,3}a[^A-Za-z0-9\n]{0,3}y|birth\s+day|janam\s*din|janm(?:a)?\s*din|"
             r"vaa?dh\s*divas|wadh\s*divas|date\s+of\s+birth|born\s+on|born\s+in|"
             r"born\s+(?:19|20)\d{2}|birth\s*-?\s*dates?|janm?a?\s*tithi|janm?a?\s*tarikh)\b"
             rf"|\bborn(?=[\s,]+(?:the\s+)?(?:\d|{_MONTH_ANY}\b))|\bd\.?o\.?b\b\.?)"
@@ -1195,7 +1206,10 @@ _SCHOOL_PATTERNS = (
         re.compile(r"(?i:\b(?:school|shala|vidyalaya)\s*(?:no[.:]?|number|#)\s*\d+)"),
         "numbered school",
     ),
-    (re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z][a-z]+(?:'s)?"), "saint-named institution"),
+    (
+        re.compile(r"\b(?:St\.?|Saint|Sant)\s+[A-Z](?:[a-z]+|[A-Z]+)(?:'s)?"),
+        "saint-named institution",
+    ),
 )
 
 
@@ -1308,6 +1322,15 @@ def _name_after(ctx: _Context, pos: int, allow_lower: bool, rule: str, start: in
     if k is None:
         return
     tok = ctx.tokens[k]
+    if (
+        len(tok.text) == 1
+        and k + 1 < len(ctx.tokens)
+        and ctx.text[tok.end : ctx.tokens[k + 1].start] == "'"
+        and f"{tok.lower} {ctx.tokens[k + 1].lower}" in ctx.lex.names
+    ):
+        # "mr. d'souza": a surname with an elided particle, in any case.
+        ctx.add("person_name", start if start >= 0 else tok.start, ctx.tokens[k + 1].end, rule)
+        return
     if not _is_name_like(ctx, tok, allow_lower) or ctx.is_masked(tok.start, tok.end):
         return
     end = tok.end
@@ -1361,7 +1384,9 @@ def _detect_names(ctx: _Context) -> None:
             _name_after(ctx, m.start(group), True, "name in 'mi … ahe' / 'main … hoon'")
     for start, end in ctx.folded.joined:
         word = text[start:end]
-        if not ctx.is_common(word) and not ctx.is_masked(start, end):
+        # "m\u200bo\u200bh...": a listed name stays a name though it looks like "-ed" English.
+        known_name = word.lower() in lex.names
+        if (known_name or not ctx.is_common(word)) and not ctx.is_masked(start, end):
             ctx.add("person_name", start, end, "word spelled out letter by letter")
     for m in _OUR_RE.finditer(text):
         _name_after(ctx, m.end(), False, "name after 'our' (hamari/amchi)")

@@ -153,6 +153,8 @@ def test_usual_spelling_is_still_flagged(detector, marked):
         "Do one thing at a time, she says.",
         "She sat with the other girls and read.",
         "Oh, she loves the main road and the busy market.",
+        # "I" after a number is the pronoun, not a look-alike 1 closing the number.
+        "In 2024 I learned to swim.",
     ],
     ids=lambda v: v[:40],
 )
