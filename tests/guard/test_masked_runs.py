@@ -28,9 +28,7 @@ def _digits(text: str) -> str:
 
 @pytest.mark.parametrize("text", PARTLY_CLAIMED)
 def test_a_number_partly_claimed_by_one_rule_is_masked_whole(text):
-    findings = [
-        {"detector": f.detector, "start": f.start, "end": f.end} for f in scan_text(text)
-    ]
+    findings = [{"detector": f.detector, "start": f.start, "end": f.end} for f in scan_text(text)]
     shown = masked_text(text, findings)
     assert not _digits(shown), f"{text!r} is shown to the officer as {shown!r}"
 
