@@ -40,7 +40,7 @@ from donorhub.accounts.models import (
     User,
     UserRole,
 )
-from donorhub.audit import record_audit
+from donorhub.audit import AuditEvent, record_audit
 from donorhub.database import utcnow
 from donorhub.errors import DomainError
 from donorhub.extensions import db
@@ -772,6 +772,21 @@ def request_role(actor: User | None, user: User, role: StaffRole) -> RoleRequest
     return request
 
 
+def _gave_approving_role(granter_id: int, user: User) -> bool:
+    """Whether `granter_id` ever gave `user` a role that may approve a role request: an admin
+    who makes a second account of their own an admin must not approve through it."""
+    approving = {StaffRole.ADMIN.value, StaffRole.SAFEGUARDING_OFFICER.value}
+    grants = db.session.scalars(
+        select(AuditEvent.detail).where(
+            AuditEvent.action == "staff.role_granted",
+            AuditEvent.subject_type == "user",
+            AuditEvent.subject_id == user.id,
+            AuditEvent.actor_id == granter_id,
+        )
+    )
+    return any(detail.get("role") in approving for detail in grants)
+
+
 def approve_role_request(actor: User, request: RoleRequest) -> None:
     """The second person's approval: the role takes effect now, and every officer is told.
 
@@ -788,6 +803,11 @@ def approve_role_request(actor: User, request: RoleRequest) -> None:
         raise DomainError(
             "You asked for this role, so a second person must approve it: another admin or a "
             "safeguarding officer."
+        )
+    if request.requested_by_id is not None and _gave_approving_role(request.requested_by_id, actor):
+        raise DomainError(
+            "The person who asked for this gave you your admin or officer role, so a second "
+            "person must be someone they did not make."
         )
     user = request.user
     if user.is_disabled:

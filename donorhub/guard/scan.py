@@ -868,9 +868,12 @@ def _digit_runs(text: str) -> list[tuple[str, int, int]]:
 def _detect_digit_runs(ctx: _Context) -> None:
     text = ctx.text
     for raw, start, end in _digit_runs(text):
-        if any(ctx.numeric_claimed[start:end]):
-            continue
         digits = "".join(ch for ch in raw if ch.isdigit())
+        claimed = [ctx.numeric_claimed[i] for i in range(start, end) if text[i].isdigit()]
+        # A run another rule read only part of ("7531 _ 0864/2099" as a case number) is
+        # still one long number: the officer's masked view would show the unclaimed digits.
+        if all(claimed) or (any(claimed) and len(digits) < 5):
+            continue
         groups = re.findall(r"\d+", raw)
         if len(groups) == 3 and _valid_grouped_date(groups) and not _TIME_RANGE_RE.fullmatch(raw):
             ctx.add("exact_date", start, end, "date with unusual separators")

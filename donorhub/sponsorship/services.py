@@ -435,9 +435,12 @@ def _free_place(sponsorship: Sponsorship) -> None:
 
 
 def _child_open(child: Child | None) -> TypeGuard[Child]:
+    # Her card stays until the next publication, but a withdrawal of profile consent closes
+    # her for sponsors at the import that brings it.
     return (
         child is not None
         and child.status == ChildStatus.ACTIVE
+        and child.consent_profile
         and child.release is not None
         and child.release.is_listed
     )
@@ -683,6 +686,7 @@ def expired_hold_ids(now: datetime) -> list[int]:
             .where(
                 (Sponsorship.hold_expires_at <= now)
                 | (Child.status != ChildStatus.ACTIVE)
+                | (Child.consent_profile.is_not(True))
                 | (ChildRelease.is_listed.is_not(True))
             )
         ).all()

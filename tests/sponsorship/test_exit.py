@@ -126,7 +126,7 @@ def test_exit_flow_end_to_end(app_factory, import_feed, sponsor, sim, mailbox, b
     with app.app_context():
         assert jobs.stop_collection_for_exited(notify_after - timedelta(minutes=1)) == 0
         assert jobs.send_due_exit_notices(notify_after - timedelta(minutes=1)) == 0
-        children.refresh_releases(utcnow().date())
+        children.publish_releases(utcnow())
         db.session.commit()
         db.session.remove()
     for row in (a_row, b_row):
