@@ -138,21 +138,24 @@ class MailThrottle(Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _staff_role_type() -> Enum:
+    """A staff role stored as its value in a plain string column (no database enum type)."""
+    return Enum(
+        StaffRole,
+        native_enum=False,
+        length=32,
+        validate_strings=True,
+        values_callable=lambda roles: [r.value for r in roles],
+    )
+
+
 class UserRole(Model):
     __tablename__ = "user_roles"
     __table_args__ = (UniqueConstraint("user_id", "role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    role: Mapped[StaffRole] = mapped_column(
-        Enum(
-            StaffRole,
-            native_enum=False,
-            length=32,
-            validate_strings=True,
-            values_callable=lambda roles: [r.value for r in roles],
-        )
-    )
+    role: Mapped[StaffRole] = mapped_column(_staff_role_type())
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="roles")
@@ -172,15 +175,7 @@ class RoleRequest(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    role: Mapped[StaffRole] = mapped_column(
-        Enum(
-            StaffRole,
-            native_enum=False,
-            length=32,
-            validate_strings=True,
-            values_callable=lambda roles: [r.value for r in roles],
-        )
-    )
+    role: Mapped[StaffRole] = mapped_column(_staff_role_type())
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
