@@ -499,7 +499,11 @@ def approval_reading(kind: str, item_id: int, edited_text: str | None = None) ->
         return read_text(
             kind, item_id, original_text(kind, item_id), stored_findings=list(row.findings)
         )
-    return read_text(kind, item_id, " ".join(edited_text.split()))
+    text = " ".join(edited_text.split())
+    # An "edit" that is the partner's text unchanged is that text: the findings stored at
+    # import, which the guard may no longer make, still need their confirmations.
+    same = text == original_text(kind, item_id)
+    return read_text(kind, item_id, text, stored_findings=list(row.findings) if same else ())
 
 
 def approve(

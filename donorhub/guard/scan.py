@@ -723,9 +723,11 @@ def _detect_id_patterns(ctx: _Context) -> None:
 
 # Digits separated by up to four characters that are neither letters, digits nor line
 # breaks: "98200/12345", "2345_6789_0124", "98 | 200 . 12". Separators never match digits,
-# so every repetition consumes a digit and matching stays linear.
+# so every repetition consumes a digit and matching stays linear. A run may start right
+# after a letter ("phone9820 012345", "B1204 5678"): starting it only after the glued group
+# would leave that group's digits in the clear beside the masked rest.
 _DIGIT_SEPARATORS = r"[^A-Za-z0-9\u0900-\u097f\n]"
-_DIGIT_RUN_RE = re.compile(rf"(?<![A-Za-z0-9+])(?:\+\s?)?\(?\d(?:{_DIGIT_SEPARATORS}{{0,4}}\d)*")
+_DIGIT_RUN_RE = re.compile(rf"(?<![0-9+])(?:\+\s?)?\(?\d(?:{_DIGIT_SEPARATORS}{{0,4}}\d)*")
 _CURRENCY_BEFORE_RE = re.compile(r"(?i:(?:\u20b9|rs\.?|inr|\$|usd|\u20ac|\u00a3)\s*)$")
 _TIME_RANGE_RE = re.compile(r"\d{1,2}[.:]\d{2}(?:\s{0,2}-\s{0,2}\d{1,2}[.:]\d{2})+")
 _YEAR_RE = re.compile(r"(?:19|20)\d{2}")

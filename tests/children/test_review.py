@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from donorhub.audit import AuditEvent
+from donorhub.children import review
 from donorhub.children.models import Child, ChildText, ChildUpdate, ReviewStatus
 from donorhub.extensions import db
 from donorhub.sponsorship.services import child_content, listed_profiles
@@ -398,3 +400,25 @@ def test_the_projects_own_vocabulary_is_recognised_in_review(app):
         reading = read_text("about", 1, "She moved to aftercare and plays kho kho.")
     assert reading.unknown_words == []
     assert reading.summary == "No identifier pattern found; every word is in the known vocabulary"
+
+
+def test_an_edit_identical_to_the_original_still_needs_the_flags_found_at_import(
+    app, make_user, import_feed
+):
+    # The guard may have changed since the import: a finding stored then must still be
+    # confirmed, whether the officer approves the text as sent or "edits" it to the same text.
+    original = "Loves drawing birds and wants to teach."
+    seed_texts(import_feed, original)
+    _, officer = officer_client(app, make_user)
+    item = text_id(app, original)
+    with app.app_context():
+        row = db.session.get(ChildText, item)
+        start = original.index("birds")
+        row.findings = [
+            {"detector": "person_name", "start": start, "end": start + 5, "rule": "older rule"}
+        ]
+        db.session.commit()
+        assert len(review.approval_reading("about", item).checks) == 1
+        # Nothing ticked: the current guard finds nothing in the text, the stored finding stays.
+        with pytest.raises(review.NeedsConfirmation):
+            review.approve(officer, "about", item, edited_text=original, confirmed=set())

@@ -21,6 +21,13 @@ PARTLY_CLAIMED = [
     "Licence MH-01201. 1001/2345.",
 ]
 
+# One number whose first group is glued to a word: the run must not start only after it.
+GLUED_TO_A_WORD = [
+    "Call phone9820 012345 after six.",
+    "Her mob9820 0123 45 is with the warden.",
+    "They live in room B1204 5678 now.",
+]
+
 
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
@@ -28,6 +35,13 @@ def _digits(text: str) -> str:
 
 @pytest.mark.parametrize("text", PARTLY_CLAIMED)
 def test_a_number_partly_claimed_by_one_rule_is_masked_whole(text):
+    findings = [{"detector": f.detector, "start": f.start, "end": f.end} for f in scan_text(text)]
+    shown = masked_text(text, findings)
+    assert not _digits(shown), f"{text!r} is shown to the officer as {shown!r}"
+
+
+@pytest.mark.parametrize("text", GLUED_TO_A_WORD)
+def test_a_number_whose_first_group_touches_a_word_is_masked_whole(text):
     findings = [{"detector": f.detector, "start": f.start, "end": f.end} for f in scan_text(text)]
     shown = masked_text(text, findings)
     assert not _digits(shown), f"{text!r} is shown to the officer as {shown!r}"
