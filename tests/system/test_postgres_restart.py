@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from tests.helpers import HANG_GUARD_SECONDS
 from tests.metrics import METRICS
 from tests.system import mixed
 from tests.system.stack import (
@@ -302,7 +303,13 @@ def test_jobs_lock_is_taken_again_when_its_session_ends_or_given_up(tmp_path):
     def end_sessions(pids: list[int]) -> None:
         with admin.connect() as connection:
             for pid in pids:
-                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                # With a timeout the call returns once the backend has gone (and its locks
+                # with it), not when the signal is sent: the next look at pg_locks is settled.
+                ended = connection.execute(
+                    text("SELECT pg_terminate_backend(:pid, :ms)"),
+                    {"pid": pid, "ms": HANG_GUARD_SECONDS * 1000},
+                ).scalar()
+                assert ended, f"backend {pid} did not end within the hang guard"
 
     first = SchedulerLock(url, Config.JOBS_LOCK_ID, str(tmp_path))
     second = SchedulerLock(url, Config.JOBS_LOCK_ID, str(tmp_path))
