@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.fixtures.payments",
     "tests.fixtures.feed",
     "tests.fixtures.sponsorship",
+    "tests.fixtures.queries",
 ]
 
 #: Tests that cannot share the machine with each other, so xdist runs each group on one worker
