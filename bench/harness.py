@@ -92,7 +92,12 @@ def scratch_database(
 def production_env(redis_db: int = REDIS_DB, **extra: str) -> dict[str, str]:
     """The settings ProductionConfig accepts, with values made for this run: the production
     code paths (Secure cookies, HSTS, Redis-backed limits, SMTP mail) on 127.0.0.1 over plain
-    HTTP (no TLS: nginx's part, measured elsewhere)."""
+    HTTP (no TLS: nginx's part, measured elsewhere).
+
+    Stripe is a test key at a local port nothing listens on, without retries: a call the app
+    makes to Stripe (e.g. listing a charge's refunds) fails at once, as the app allows, and
+    nothing leaves the machine. A benchmark that needs Stripe's answers starts the simulator
+    (tests/system/stack.py start_simulator) and passes STRIPE_API_BASE=its base_url."""
     env = {
         "DONORHUB_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(48),
@@ -101,7 +106,8 @@ def production_env(redis_db: int = REDIS_DB, **extra: str) -> dict[str, str]:
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_urlsafe(24),
         "ALLOW_STRIPE_TEST_MODE": "true",
-        "STRIPE_API_BASE": "",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",
+        "STRIPE_MAX_NETWORK_RETRIES": "0",
         "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:6379/{redis_db}",
         "MAIL_DELIVERY": "smtp",
         "LOG_LEVEL": "WARNING",
