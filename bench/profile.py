@@ -45,8 +45,9 @@ from bench.harness import (  # noqa: E402
     worker_pids,
 )
 
-#: Where a sync worker waits for the next connection: not time spent on a request.
-WAITING_FOR_REQUEST = ("wait (gunicorn/workers/sync.py)", "accept (socket.py)")
+#: Where a sync worker waits for the next connection (SyncWorker.wait, a select()): not time
+#: spent on a request.
+WAITING_FOR_REQUEST = "SyncWorker.wait (gunicorn/workers/sync.py)"
 TOP = 20
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*)\)$")
 
@@ -89,10 +90,8 @@ def summarise(raw: str, top: int = TOP) -> str:
     """The text report of one worker's samples."""
     stacks = read_stacks(raw)
     total = sum(count for _, count in stacks)
-    idle = sum(count for frames, count in stacks if any(f in WAITING_FOR_REQUEST for f in frames))
-    busy = [
-        (frames, count) for frames, count in stacks if not set(frames) & set(WAITING_FOR_REQUEST)
-    ]
+    idle = sum(count for frames, count in stacks if WAITING_FOR_REQUEST in frames)
+    busy = [(frames, count) for frames, count in stacks if WAITING_FOR_REQUEST not in frames]
     busy_total = sum(count for _, count in busy) or 1
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()

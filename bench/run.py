@@ -25,6 +25,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,8 @@ if str(ROOT) not in sys.path:
 from bench.harness import machine_facts  # noqa: E402
 from bench.ratios import Ratio  # noqa: E402
 
+#: The quick table's budget (the README promises `make bench` under 5 minutes).
+QUICK_BUDGET_SECONDS = 300
 #: (short name, module, what it measures), in the table's order.
 BENCHMARKS: list[tuple[str, str, str]] = [
     (
@@ -144,7 +148,28 @@ def short_error(error: BaseException) -> str:
     return " ".join(text.split())[:400]
 
 
+@contextmanager
+def output_to_stderr() -> Iterator[None]:
+    """A benchmark's own output (and its subprocesses') goes to stderr, so that stdout holds
+    the one table."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def run_benchmark(short: str, module_name: str, quick: bool) -> list[Row]:
+    with output_to_stderr():
+        return _run_benchmark(short, module_name, quick)
+
+
+def _run_benchmark(short: str, module_name: str, quick: bool) -> list[Row]:
     started = time.monotonic()
     try:
         measure = load_measure(module_name)
@@ -275,9 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for short, module_name, what in selection.chosen:
         print(f"bench: {short} ({what}) ...", file=sys.stderr, flush=True)
+        module_started = time.monotonic()
         found = run_benchmark(short, module_name, args.quick)
         for row in found:
             print(f"bench:   {row.name}: {row.value_text} {row.result}", file=sys.stderr)
+        print(
+            f"bench:   {short} took {time.monotonic() - module_started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         rows += found
     seconds = time.monotonic() - started
     load_after = [round(x, 2) for x in os.getloadavg()]
@@ -293,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         f"after {' '.join(map(str, load_after))}"
     )
     print(summary)
+    if args.quick and seconds > QUICK_BUDGET_SECONDS:
+        print(
+            f"the quick run took {seconds:.0f} s, over its {QUICK_BUDGET_SECONDS} s budget: "
+            "see each benchmark's time in the JSON report",
+        )
 
     report = {
         "mode": mode,

@@ -42,6 +42,7 @@ XDIST_GROUPS = {
         "system/",
         "security/test_production_environment.py",
         "bench/test_harness.py",
+        "bench/test_profile.py",
     ),
 }
 

@@ -111,3 +111,13 @@ def test_an_unknown_short_name_is_refused(tmp_path):
     code, _, data = run_bench(tmp_path, "no_such_benchmark")
 
     assert code == 2 and data == {}
+
+
+def test_a_benchmarks_own_output_stays_out_of_the_table(tmp_path):
+    code, stdout, data = run_bench(tmp_path, f"{FAKES}.noisy")
+
+    assert code == 0, stdout
+    assert "seeding" not in stdout and "gunicorn is up" not in stdout
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["name", "ratio", "goal", "detail", "result"]
+    assert lines[2].startswith("fake noisy / quiet") and lines[3].startswith("1 of 1 rows pass")
