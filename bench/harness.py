@@ -474,11 +474,13 @@ def alternate(
     b_results: list = []
     set_ratios = []
     for index in range(sets):
-        order = ["a", "b"] * runs
-        order = order[: runs * 2]
-        # A B B A for an even set, B A A B for an odd one (runs=2); a b a b ... otherwise.
-        if runs == 2:
-            order = ["a", "b", "b", "a"] if index % 2 == 0 else ["b", "a", "a", "b"]
+        # Pairs alternate AB, BA, ...; each set starts with the other order: with runs=2 the
+        # sets are A B B A and B A A B.
+        order = [
+            side
+            for run in range(runs)
+            for side in (("a", "b") if (run + index) % 2 == 0 else ("b", "a"))
+        ]
         set_a: list[float] = []
         set_b: list[float] = []
         for side in order:

@@ -314,9 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     load_after = [round(x, 2) for x in os.getloadavg()]
 
     print(table(rows))
-    if args.markdown:
-        print()
-        print(markdown(rows))
     failures = [r for r in rows if failed(r, args.quick)]
     summary = (
         f"{sum(r.result == PASS for r in rows)} of {len(rows)} rows pass; {mode} run in "
@@ -324,6 +321,17 @@ def main(argv: list[str] | None = None) -> int:
         f"after {' '.join(map(str, load_after))}"
     )
     print(summary)
+    if args.markdown:
+        print()
+        print(markdown(rows))
+        print()
+        print(
+            f"Machine: {facts['cores']} cores, load average before "
+            f"{' '.join(map(str, load_before))}, after {' '.join(map(str, load_after))}; "
+            f"PostgreSQL {facts['postgresql']}, Python {facts['python']}; commit "
+            f"{facts['git_commit']}; {facts['date']}; `make bench{'' if args.quick else '-full'}` "
+            f"in {seconds:.0f} s."
+        )
     if args.quick and seconds > QUICK_BUDGET_SECONDS:
         print(
             f"the quick run took {seconds:.0f} s, over its {QUICK_BUDGET_SECONDS} s budget: "
