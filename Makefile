@@ -7,7 +7,7 @@ PORT ?= 5000
 export FLASK_APP := wsgi
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-slow lint install install-test browser db clean help fuzz bench tools bench-tools bench-load
+.PHONY: run test test-slow lint install install-test browser db clean help fuzz bench bench-full profile tools bench-tools bench-load
 
 help:
 	@echo "make run    serve DonorHub with demo data on http://127.0.0.1:$(PORT)"
@@ -17,6 +17,9 @@ help:
 	@echo "make typecheck   mypy"
 	@echo "make test-slow   the slow tier (wapiti3, every-page axe sweep, more fault runs)"
 	@echo "make test-stressed   the timing-sensitive tests under stress --cpu 4 (part of make test)"
+	@echo "make bench        every benchmark ratio in one table, quick sizes (under 5 minutes)"
+	@echo "make bench-full   the same at the goals' sizes (docs/benchmarks.md)"
+	@echo "make profile PAGE=/sponsor   py-spy flame graph and top functions of a page under wrk"
 	@echo "make bench-load   the wrk load benchmark (docs/benchmarks.md)"
 
 $(BIN)/python:
@@ -130,7 +133,12 @@ test: install-test browser bench-tools stack-tools lint
 test-slow: install-test browser bench-tools tools
 	$(BIN)/pytest -m slow
 
-# wrk (Debian's package) for the load benchmark, bench/load.py, and its smoke test.
+# wrk (Debian's package) for the benchmarks (bench/), their smoke tests and the profiles; and
+# py-spy (PyPI, pinned in constraints.txt) into the venv for the profiles (bench/profile.py).
+bench-tools: $(VENV)/.installed-bench
+$(VENV)/.installed-bench: $(VENV)/.installed constraints.txt
+	@$(BIN)/pip install --quiet -c constraints.txt py-spy && touch $@ \
+	  || echo "!!! py-spy could not be installed: make profile will not run !!!"
 bench-tools:
 	@if ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -199,6 +207,22 @@ test-stressed: install-test stress-tools
 
 bench-load: install bench-tools
 	$(BIN)/python bench/load.py
+
+# Every benchmark's ratios in one table, with goals and pass/fail, also in reports/bench.json
+# (bench/run.py; BENCH_ARGS="--only overhead webhooks" for some). Quick: under 5 minutes.
+BENCH_ARGS ?=
+bench: install bench-tools
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+bench-full: install bench-tools
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# py-spy on a gunicorn worker while wrk loads PAGE (a path, `campaign`, `child` or `webhook`):
+# reports/profile-<name>.svg (flame graph) and .txt (top functions). Needs ptrace (root).
+PAGE ?= /
+PROFILE_SECONDS ?= 20
+profile: install bench-tools
+	$(BIN)/python bench/profile.py $(PAGE) --seconds $(PROFILE_SECONDS)
 
 # Coverage-guided fuzzing of the feed parser and of the PII guard's scan_text (atheris);
 # FUZZ_SECONDS=1200 FUZZ_SCAN_SECONDS=1200 for the slow tier.

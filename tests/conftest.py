@@ -34,10 +34,16 @@ pytest_plugins = [
 
 #: Tests that cannot share the machine with each other, so xdist runs each group on one worker
 #: (`--dist loadgroup`, set by `make test`): they start whole stacks of real processes (gunicorn,
-#: the jobs process, nginx, private PostgreSQL clusters), and the system tests and the
-#: production-environment test use the same Redis database (14). Paths relative to tests/.
+#: the jobs process, nginx, private PostgreSQL clusters), and the system tests, the
+#: production-environment test and the benchmark harness's test use the same Redis database
+#: (14). Paths relative to tests/.
 XDIST_GROUPS = {
-    "system": ("system/", "security/test_production_environment.py"),
+    "system": (
+        "system/",
+        "security/test_production_environment.py",
+        "bench/test_harness.py",
+        "bench/test_profile.py",
+    ),
 }
 
 
