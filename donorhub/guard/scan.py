@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any, NamedTuple, TypeVar
 
 from donorhub.guard.normalise import DIGIT_WORDS, Normalised, normalise
 
@@ -73,16 +73,34 @@ def scan_text(text: str) -> list[Finding]:
 # Word lists
 
 
+_V = TypeVar("_V")
+
+
+class _PhraseTable(dict[str, _V]):
+    """Phrase key ("dil maya") -> value, and for every first word the lengths in words of
+    the phrases it begins, longest first. A key of n words can only equal n tokens joined
+    by spaces whose first is its first word, so `phrase_hits` looks up only those lengths,
+    and nothing for a token that begins no phrase (most of them)."""
+
+    def __init__(self, entries: dict[str, _V]) -> None:
+        super().__init__(entries)
+        lengths: dict[str, set[int]] = {}
+        for key in self:
+            words = key.split(" ")
+            lengths.setdefault(words[0], set()).add(len(words))
+        self.lengths = {word: tuple(sorted(n, reverse=True)) for word, n in lengths.items()}
+
+
 @dataclass(frozen=True)
 class _Lexicon:
-    names: dict[str, str]  # phrase key -> "given" | "surname"
+    names: _PhraseTable[str]  # phrase key -> "given" | "surname"
     ambiguous_english: frozenset[str]
     ambiguous_indian: frozenset[str]
     common: frozenset[str]
     safe_words: frozenset[str]
-    safe_phrases: dict[str, frozenset[str] | None]
-    places: dict[str, frozenset[str] | None]
-    schools: dict[str, frozenset[str] | None]
+    safe_phrases: _PhraseTable[frozenset[str] | None]
+    places: _PhraseTable[frozenset[str] | None]
+    schools: _PhraseTable[frozenset[str] | None]
 
 
 def _read_list(name: str) -> list[str]:
@@ -99,7 +117,7 @@ def _phrase_key(phrase: str) -> str:
     return " ".join(_TOKEN_RE.findall(phrase.lower()))
 
 
-def _phrase_table(entries: list[str]) -> dict[str, frozenset[str] | None]:
+def _phrase_table(entries: list[str]) -> _PhraseTable[frozenset[str] | None]:
     """Map a phrase key to None (any case matches) or to the exact spellings allowed.
 
     A leading "=" in a list marks a name that is also an ordinary word ("=Puri"), which
@@ -117,7 +135,7 @@ def _phrase_table(entries: list[str]) -> dict[str, frozenset[str] | None]:
     for key in loose:
         table[key] = None
     table.pop("", None)
-    return table
+    return _PhraseTable(table)
 
 
 @lru_cache(maxsize=1)
@@ -130,7 +148,7 @@ def _lexicon() -> _Lexicon:
             names[_phrase_key(entry)] = "given"
     names.pop("", None)
     return _Lexicon(
-        names=names,
+        names=_PhraseTable(names),
         ambiguous_english=frozenset(_read_list("names_ambiguous_english.txt")),
         ambiguous_indian=frozenset(_read_list("names_ambiguous_indian.txt")),
         common=frozenset(_read_list("common_words.txt")),
@@ -158,19 +176,23 @@ _MONTH_WORDS = frozenset(
 _ROMAN_RE = re.compile(r"[IVXL]+")
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
+    """A word ([A-Za-z]+) or a number ([0-9]+) of the normalised text: its lower case and
+    whether it is capitalised are computed once, as every detector asks."""
+
     start: int
     end: int
     text: str
+    lower: str  # text.lower()
+    is_cap: bool  # text[0].isupper()
 
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
 
-    @property
-    def is_cap(self) -> bool:
-        return self.text[0].isupper()
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    for m in _TOKEN_RE.finditer(text):
+        word = m.group()
+        tokens.append(_Token(m.start(), m.end(), word, word.lower(), word[0].isupper()))
+    return tokens
 
 
 class _Context:
@@ -180,7 +202,8 @@ class _Context:
         self.folded = folded
         self.text = folded.text
         self.lex = _lexicon()
-        self.tokens = [_Token(m.start(), m.end(), m.group()) for m in _TOKEN_RE.finditer(self.text)]
+        self.tokens = _tokens(self.text)
+        self.lowers = [tok.lower for tok in self.tokens]
         self.token_at = {tok.start: i for i, tok in enumerate(self.tokens)}
         self.phrase_gap = [
             _PHRASE_GAP_RE.fullmatch(self.text, a.end, b.start) is not None
@@ -236,22 +259,24 @@ class _Context:
             j -= 1
         return j < 0 or self.text[j] in ".!?:;\n\r|"
 
-    def phrase_hits(self, table: Mapping[str, object], max_len: int) -> list[tuple[int, int]]:
+    def phrase_hits(self, table: _PhraseTable[Any], max_len: int) -> list[tuple[int, int]]:
         """Longest-first matches of multi-word phrases; returns token index ranges."""
         hits = []
-        tokens = self.tokens
+        tokens, lowers, phrase_gap = self.tokens, self.lowers, self.phrase_gap
+        count = len(tokens)
         i = 0
-        while i < len(tokens):
+        while i < count:
             matched = 0
-            for length in range(min(max_len, len(tokens) - i), 0, -1):
-                if length > 1 and not all(self.phrase_gap[i : i + length - 1]):
+            for length in table.lengths.get(lowers[i], ()):
+                if length > max_len or length > count - i:
                     continue
-                words = tokens[i : i + length]
-                spellings = table.get(" ".join(t.lower for t in words), ...)
+                if length > 1 and not all(phrase_gap[i : i + length - 1]):
+                    continue
+                spellings = table.get(" ".join(lowers[i : i + length]), ...)
                 if spellings is ...:
                     continue
                 if isinstance(spellings, frozenset):
-                    surface = " ".join(t.text for t in words)
+                    surface = " ".join(t.text for t in tokens[i : i + length])
                     if surface not in spellings and not surface.isupper():
                         continue
                 hits.append((i, i + length))
