@@ -286,8 +286,9 @@ class _Context:
         return hits
 
 
-def _scan(text: str) -> list[Finding]:
-    ctx = _Context(normalise(text, _is_known_word))
+def _scan(text: str, shortcuts: bool = True) -> list[Finding]:
+    """`shortcuts=False` runs every stage of the normaliser (the same findings, slower)."""
+    ctx = _Context(normalise(text, _is_known_word, shortcuts=shortcuts))
     _mask_safe_phrases(ctx)
     _detect_contact(ctx)
     _detect_case_numbers(ctx)
