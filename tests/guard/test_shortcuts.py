@@ -80,9 +80,7 @@ _EDGY = st.lists(
 ).map(lambda parts: "".join(piece + sep for piece, sep in parts))
 _ANY = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200)
 _ASCII = st.text(alphabet=st.characters(max_codepoint=127), max_size=200)
-_SETTINGS = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS
