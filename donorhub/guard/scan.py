@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -164,6 +165,8 @@ def _lexicon() -> _Lexicon:
 
 _TOKEN_RE = re.compile(r"[A-Za-z]+|[0-9]+")
 _PHRASE_GAP_RE = re.compile(r"[ \t.'\-]{0,3}")
+_PHRASE_GAP_CHARS = " \t.'-"
+_ANY_DIGIT_RE = re.compile(r"\d")  # any script's decimal digits: it includes [0-9]
 _ENGLISH_SUFFIXES = (
     "ing", "ings", "ly", "tion", "tions", "sion", "ment", "ments", "ness", "ful", "ous",
     "ity", "ies", "ive", "able", "ible", "ship", "ance", "ence", "ers", "ism", "ist",
@@ -198,26 +201,33 @@ def _tokens(text: str) -> list[_Token]:
 class _Context:
     """Folded text, its tokens and the findings collected so far (in folded offsets)."""
 
-    def __init__(self, folded: Normalised) -> None:
+    def __init__(self, folded: Normalised, shortcuts: bool = True) -> None:
         self.folded = folded
         self.text = folded.text
         self.lex = _lexicon()
         self.tokens = _tokens(self.text)
         self.lowers = [tok.lower for tok in self.tokens]
         self.token_at = {tok.start: i for i, tok in enumerate(self.tokens)}
-        self.phrase_gap = [
-            _PHRASE_GAP_RE.fullmatch(self.text, a.end, b.start) is not None
-            for a, b in zip(self.tokens, self.tokens[1:], strict=False)
+        gaps = [
+            self.text[a.end : b.start] for a, b in zip(self.tokens, self.tokens[1:], strict=False)
         ]
-        self.space_gap = [
-            self.text[a.end : b.start] in (" ", "  ")
-            for a, b in zip(self.tokens, self.tokens[1:], strict=False)
-        ]
+        # _PHRASE_GAP_RE.fullmatch: at most three characters, each one of those it allows.
+        self.phrase_gap = [len(gap) <= 3 and not gap.strip(_PHRASE_GAP_CHARS) for gap in gaps]
+        self.space_gap = [gap in (" ", "  ") for gap in gaps]
+        # Without `shortcuts` every pattern is run, as if the text had a digit.
+        self.has_digit = not shortcuts or _ANY_DIGIT_RE.search(self.text) is not None
         self.findings: list[tuple[str, int, int, str]] = []
         self.joined_starts = frozenset(start for start, _ in folded.joined)
         self.masked = bytearray(len(self.text))  # safe phrases
         self.numeric_claimed = bytearray(len(self.text))  # numbers already explained
         self.covered = bytearray(len(self.text))  # any non-name finding
+
+    def finditer(self, regex: re.Pattern[str]) -> Iterator[re.Match[str]]:
+        """`regex.finditer(text)`; for a pattern of which every match holds a digit
+        (`_NEEDS_A_DIGIT`), nothing without a scan when the text has no digit at all."""
+        if not self.has_digit and regex in _NEEDS_A_DIGIT:
+            return iter(())
+        return regex.finditer(self.text)
 
     def add(self, detector: str, start: int, end: int, rule: str) -> None:
         if end <= start:
@@ -287,8 +297,9 @@ class _Context:
 
 
 def _scan(text: str, shortcuts: bool = True) -> list[Finding]:
-    """`shortcuts=False` runs every stage of the normaliser (the same findings, slower)."""
-    ctx = _Context(normalise(text, _is_known_word, shortcuts=shortcuts))
+    """`shortcuts=False` runs every stage of the normaliser and every pattern (the same
+    findings, slower: tests/guard/test_shortcuts.py)."""
+    ctx = _Context(normalise(text, _is_known_word, shortcuts=shortcuts), shortcuts)
     _mask_safe_phrases(ctx)
     _detect_contact(ctx)
     _detect_case_numbers(ctx)
@@ -514,13 +525,13 @@ def _detect_case_numbers(ctx: _Context) -> None:
         (_SERIAL_RE, "serial number"),
         (_POLICE_RE, "police station"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             ctx.add("case_number", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for m in _STATION_ABBR_RE.finditer(text):
         if not ctx.is_common(m.group(1)):
             ctx.add("case_number", m.start(), m.end(), "named police station")
-    for m in _NUMBER_YEAR_RE.finditer(text):
+    for m in ctx.finditer(_NUMBER_YEAR_RE):
         if ctx.numeric_claimed[m.start()] or _continues_a_digit_run(text, m.start(), m.end()):
             continue
         number = m.group().split("/")[0]
@@ -528,7 +539,7 @@ def _detect_case_numbers(ctx: _Context) -> None:
             continue  # month/year: the date detector reports it
         ctx.add("case_number", m.start(), m.end(), "number/year reference (case-number format)")
         ctx.claim_numbers(m.start(), m.end())
-    for m in _NUMBER_OF_YEAR_RE.finditer(text):
+    for m in ctx.finditer(_NUMBER_OF_YEAR_RE):
         ctx.add("case_number", m.start(), m.end(), "'N of year' reference (case-number format)")
         ctx.claim_numbers(m.start(), m.end())
 
@@ -638,18 +649,18 @@ def _detect_dates(ctx: _Context) -> None:
         ctx.add("exact_date", m.start(), m.end(), rule)
         ctx.claim_numbers(m.start(), m.end())
 
-    for m in _NUMERIC_DMY_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_DMY_RE):
         if not ctx.numeric_claimed[m.start()] and _valid_day_month(
             int(m.group(1)), int(m.group(3))
         ):
             add(m, "numeric date")
-    for m in _NUMERIC_YMD_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_YMD_RE):
         if 1 <= int(m.group(3)) <= 12 and 1 <= int(m.group(4)) <= 31:
             add(m, "numeric date (year first)")
-    for m in _NUMERIC_MY_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_MY_RE):
         if not ctx.numeric_claimed[m.start()]:
             add(m, "month and year")
-    for m in _CONTEXT_DM_RE.finditer(text):
+    for m in ctx.finditer(_CONTEXT_DM_RE):
         if _valid_day_month(int(m.group(1)), int(m.group(2))):
             add(m, "day/month date")
     for regex, rule in (
@@ -658,7 +669,7 @@ def _detect_dates(ctx: _Context) -> None:
         (_MONTH_YEAR_RE, "month and year (a month of arrival identifies)"),
         (_MONTH_CONTEXT_RE, "month named as a time (only years or quarters are allowed)"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             if _month_is_verb(ctx, m):
                 continue
             if regex is _DAY_MONTH_RE and not 1 <= int(m.group(1)) <= 31:
@@ -684,7 +695,7 @@ def _detect_dates(ctx: _Context) -> None:
         (_FESTIVAL_ARRIVAL_RE, "arrival dated by a festival"),
         (_HINDU_MONTH_RE, "month of the Hindu/Bengali calendar"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             add(m, rule)
 
 
@@ -728,12 +739,13 @@ def _detect_id_patterns(ctx: _Context) -> None:
     for start, end in ctx.folded.disguised:
         ctx.add("id_number", start, end, "digits written with look-alike letters (O for 0)")
     for regex, rule in _ID_PATTERNS:
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             if ctx.numeric_claimed[m.start()]:
                 continue
             ctx.add("id_number", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
-    for m in _ALNUM_TOKEN_RE.finditer(text):
+    # A code with five digits needs a digit.
+    for m in _ALNUM_TOKEN_RE.finditer(text) if ctx.has_digit else ():
         token = m.group()
         digits = sum(ch.isdigit() for ch in token)
         if digits < 5 or not any(ch.isalpha() for ch in token):
@@ -894,6 +906,8 @@ def _digit_runs(text: str) -> list[tuple[str, int, int]]:
 
 
 def _detect_digit_runs(ctx: _Context) -> None:
+    if not ctx.has_digit:
+        return  # a run starts with a digit
     text = ctx.text
     for raw, start, end in _digit_runs(text):
         digits = "".join(ch for ch in raw if ch.isdigit())
@@ -1152,7 +1166,7 @@ def _detect_places(ctx: _Context) -> None:
         (_HOUSE_NUMBER_RE, "house, flat or room number"),
         (_PIN_WORD_RE, "PIN code"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             ctx.add("pin_code" if regex is _PIN_WORD_RE else "place", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for index, tok in enumerate(tokens):
@@ -1269,7 +1283,7 @@ def _detect_schools(ctx: _Context) -> None:
     for i, j in ctx.phrase_hits(ctx.lex.schools, 4):
         ctx.add("school", tokens[i].start, tokens[j - 1].end, "known school or school chain")
     for regex, rule in _SCHOOL_PATTERNS:
-        for m in regex.finditer(ctx.text):
+        for m in ctx.finditer(regex):
             ctx.add("school", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for index, tok in enumerate(tokens):
@@ -1503,3 +1517,31 @@ def _detect_unreadable_script(ctx: _Context) -> None:
             m.end(),
             "text in a script the guard cannot check (for example Devanagari)",
         )
+
+
+# Patterns of which every match holds a digit (\d or [0-9], both within \d): each has one
+# outside any optional part or alternative, in every alternative. `_Context.finditer` does
+# not run them over a text without a digit; tests/guard/test_shortcuts.py checks both ways.
+_NEEDS_A_DIGIT = frozenset(
+    {
+        _CASE_NO_RE,  # ...\d[\w/\-]*
+        _US_SECTION_RE,  # u/s \d+
+        _SECTION_LAW_RE,  # section \d+
+        _SERIAL_RE,  # sr. no. \d+
+        _NUMBER_YEAR_RE,  # \d{1,6}/(?:19|20)\d{2}
+        _NUMBER_OF_YEAR_RE,  # \d{1,6} of (?:19|20)\d{2}
+        _NUMERIC_DMY_RE,
+        _NUMERIC_YMD_RE,
+        _NUMERIC_MY_RE,
+        _CONTEXT_DM_RE,
+        _DAY_MONTH_RE,  # (\d{1,2}) month
+        _MONTH_DAY_RE,  # month (\d{1,2})
+        _MONTH_YEAR_RE,  # month (?:19|20)\d{2}
+        _ORDINAL_DAY_RE,  # both alternatives: \d{1,2}(?:st|nd|rd|th)
+        _FESTIVAL_YEAR_RE,  # both alternatives: (?:19|20)\d{2}
+        *(regex for regex, _ in _ID_PATTERNS),  # each has \d, the IFSC code a literal 0
+        _HOUSE_NUMBER_RE,  # ...\d[a-z0-9/\-]*
+        _PIN_WORD_RE,  # \d{3}\s?\d{3}
+        _SCHOOL_PATTERNS[2][0],  # school no. \d+
+    }
+)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from donorhub.guard import normalise as norm_module
 from donorhub.guard.normalise import DIGIT_WORDS, normalise
-from donorhub.guard.scan import _is_known_word, _scan
+from donorhub.guard.scan import _NEEDS_A_DIGIT, _is_known_word, _scan
 
 CORPUS = Path(__file__).parent / "corpus"
 _MARK_RE = re.compile(r"\[\[|\]\]")
@@ -129,6 +129,44 @@ def test_skipped_character_stages_would_find_nothing(text):
     if norm_module._ASCII_DIGIT_RE.search(folded.text) is None:
         assert norm_module._digit_lookalike_edits(folded.text) == ([], [])
         assert norm_module._lone_lookalike_edits(folded.text) == ([], [])
+
+
+# What the patterns that need a digit look for around it.
+_AROUND_NUMBERS = [
+    "FIR No. ", "case no: ", "Crime number ", "u/s ", "U / S. ", "section ", "Sec. ", "sr. no. ",
+    "serial # ", " of ", "/", "-", ".", "March ", "mar", "Diwali ", "new year ", "the ", "st ",
+    "th", "on ", "dated ", "PAN ", "ABCDE", "abc", "A", "MH ", "SBIN", "0", "O", "house no. ",
+    "flat # ", "pin code ", "PIN: ", "school no. ", "shala number ", "ifsc ", "aadhaar no ",
+    "\u0966", "\uff19", "\u00b2", "\u2460", "IPC", "POCSO", "'", ",",
+]  # fmt: skip
+_DIGITS_RE = re.compile(r"\d")
+
+
+def _without_digits(text: str) -> str:
+    return _DIGITS_RE.sub("", text)
+
+
+def test_patterns_that_need_a_digit_find_nothing_in_the_corpora_without_their_digits():
+    for text in CORPUS_TEXTS:
+        stripped = _without_digits(normalise(text, _is_known_word).text)
+        for regex in _NEEDS_A_DIGIT:
+            assert regex.search(stripped) is None, (regex.pattern, stripped)
+
+
+@_SETTINGS
+@given(
+    st.one_of(
+        _ANY,
+        st.lists(
+            st.tuples(st.sampled_from(_AROUND_NUMBERS), st.sampled_from(_SEPARATORS)),
+            max_size=20,
+        ).map(lambda parts: "".join(piece + sep for piece, sep in parts)),
+    )
+)
+def test_patterns_that_need_a_digit_find_nothing_without_one(text):
+    text = _without_digits(text)
+    for regex in _NEEDS_A_DIGIT:
+        assert regex.search(text) is None, regex.pattern
 
 
 @pytest.mark.parametrize(
