@@ -225,7 +225,7 @@ class _Context:
     def finditer(self, regex: re.Pattern[str]) -> Iterator[re.Match[str]]:
         """`regex.finditer(text)`; for a pattern of which every match holds a digit
         (`_NEEDS_A_DIGIT`), nothing without a scan when the text has no digit at all."""
-        if not self.has_digit and regex in _NEEDS_A_DIGIT:
+        if not self.has_digit and id(regex) in _NEEDS_A_DIGIT_IDS:
             return iter(())
         return regex.finditer(self.text)
 
@@ -1545,3 +1545,5 @@ _NEEDS_A_DIGIT = frozenset(
         _SCHOOL_PATTERNS[2][0],  # school no. \d+
     }
 )
+# Looked up by identity: hashing a compiled pattern hashes its whole program, every time.
+_NEEDS_A_DIGIT_IDS = frozenset(id(regex) for regex in _NEEDS_A_DIGIT)
