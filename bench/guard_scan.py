@@ -87,7 +87,9 @@ def text_sets(quick: bool = False) -> dict[str, list[str]]:
 
 
 @contextmanager
-def guard_before(commit: str = BEFORE_COMMIT) -> Iterator[tuple[Scan | None, str]]:
+def guard_before(
+    commit: str = BEFORE_COMMIT, package: str = BEFORE_PACKAGE
+) -> Iterator[tuple[Scan | None, str]]:
     """`(scan_text, "")` of the guard at `commit`, or `(None, why)` when git cannot give it.
 
     The package is extracted with `git archive` into a temporary directory, its absolute
@@ -110,19 +112,19 @@ def guard_before(commit: str = BEFORE_COMMIT) -> Iterator[tuple[Scan | None, str
     with tempfile.TemporaryDirectory(prefix="guard-before-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
-        package = Path(tmp) / BEFORE_PACKAGE
-        shutil.move(str(Path(tmp) / "donorhub" / "guard"), package)
-        for source in package.glob("*.py"):
+        folder = Path(tmp) / package
+        shutil.move(str(Path(tmp) / "donorhub" / "guard"), folder)
+        for source in folder.glob("*.py"):
             code = source.read_text(encoding="utf-8")
-            source.write_text(code.replace("donorhub.guard", BEFORE_PACKAGE), encoding="utf-8")
+            source.write_text(code.replace("donorhub.guard", package), encoding="utf-8")
         sys.path.insert(0, tmp)
         try:
-            module = importlib.import_module(BEFORE_PACKAGE)
+            module = importlib.import_module(package)
             module.scan_text("Warm the word lists of Meena in Kamathipura on 9820012345.")
             yield module.scan_text, ""
         finally:
             sys.path.remove(tmp)
-            for name in [n for n in sys.modules if n.split(".")[0] == BEFORE_PACKAGE]:
+            for name in [n for n in sys.modules if n.split(".")[0] == package]:
                 del sys.modules[name]
 
 
