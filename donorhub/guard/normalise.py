@@ -47,42 +47,66 @@ class Normalised:
         return self.starts[start], self.ends[end - 1]
 
 
-def normalise(text: str, is_known: Callable[[str], bool] | None = None) -> Normalised:
+def normalise(
+    text: str, is_known: Callable[[str], bool] | None = None, *, shortcuts: bool = True
+) -> Normalised:
     """`is_known(word)` (lower case) lets letter-joining leave out a neighbouring one-letter
-    word: "a t h i r t e e n y/o" is "a THIRTEEN y/o", not "ATHIRTEENY"."""
-    norm = _fold(text)
-    hidden = _words_with_invisible_characters(text, norm)
-    edits, disguised = _digit_lookalike_edits(norm.text)
-    norm, _ = _rewrite(norm, edits)
-    edits, disguised_alone = _lone_lookalike_edits(norm.text)
-    norm, _ = _rewrite(norm, edits)
-    disguised += disguised_alone
+    word: "a t h i r t e e n y/o" is "a THIRTEEN y/o", not "ATHIRTEENY".
+
+    With `shortcuts` (the default) a stage is skipped when the text lacks what the stage
+    needs to change anything, which is cheap to check; most texts are plain ASCII prose.
+    Each skip is exact, the stage would return nothing (the reason is given at each), so
+    the result is the same either way: tests/guard/test_shortcuts.py compares both."""
+    # Every ASCII character folds to itself: the identity map, without the per-character loop.
+    norm = _identity(text) if shortcuts and text.isascii() else _fold(text)
+    # Both look for a zero-width character in the original text.
+    invisible = not (shortcuts and _ZERO_WIDTH.isdisjoint(text))
+    hidden = _words_with_invisible_characters(text, norm) if invisible else []
+    disguised: list[tuple[int, int]] = []
+    # Both patterns need an ASCII digit (a look-alike counts only beside a real digit).
+    if not (shortcuts and _ASCII_DIGIT_RE.search(norm.text) is None):
+        edits, disguised = _digit_lookalike_edits(norm.text)
+        norm, _ = _rewrite(norm, edits)
+        edits, disguised_alone = _lone_lookalike_edits(norm.text)
+        norm, _ = _rewrite(norm, edits)
+        disguised += disguised_alone
     # Letters are joined before digit words are read: "z. e. r. o" is a digit word.
     edits, joined = _split_letter_edits(
-        norm.text, is_known, _invisible_breaks(text, norm), _accented_letters(text, norm)
+        norm.text,
+        is_known,
+        _invisible_breaks(text, norm) if invisible else frozenset(),
+        # An accented letter is a non-ASCII character of the original text.
+        frozenset() if shortcuts and text.isascii() else _accented_letters(text, norm),
     )
     norm, moved = _rewrite(norm, edits)
-    joined = [(moved[s], moved[e]) for s, e in joined + hidden]
-    disguised = [(moved[s], moved[e]) for s, e in disguised]
-    norm, moved = _rewrite(norm, _digit_word_edits(norm.text))
-    joined = [(moved[s], moved[e]) for s, e in joined]
-    disguised = [(moved[s], moved[e]) for s, e in disguised]
-    norm, moved = _rewrite(norm, _phrase_edits(norm.text))
-    joined = [(moved[s], moved[e]) for s, e in joined]
-    disguised = [(moved[s], moved[e]) for s, e in disguised]
+    joined = _move(joined + hidden, moved)
+    disguised = _move(disguised, moved)
+    if not (shortcuts and _no_digit_word_run(norm.text)):
+        norm, moved = _rewrite(norm, _digit_word_edits(norm.text))
+        joined = _move(joined, moved)
+        disguised = _move(disguised, moved)
+    if not (shortcuts and _no_rewritten_word(norm.text)):
+        norm, moved = _rewrite(norm, _phrase_edits(norm.text))
+        joined = _move(joined, moved)
+        disguised = _move(disguised, moved)
     return Normalised(norm.text, norm.starts, norm.ends, tuple(joined), tuple(disguised))
+
+
+def _move(spans: list[tuple[int, int]], moved: list[int] | None) -> list[tuple[int, int]]:
+    return spans if moved is None else [(moved[s], moved[e]) for s, e in spans]
 
 
 _Edit = tuple[int, int, str]  # replace text[start:end] with the string
 
 
-def _rewrite(norm: Normalised, edits: list[_Edit]) -> tuple[Normalised, list[int]]:
-    """Apply non-overlapping edits (sorted by start); also return old -> new positions.
+def _rewrite(norm: Normalised, edits: list[_Edit]) -> tuple[Normalised, list[int] | None]:
+    """Apply non-overlapping edits (sorted by start); also return old -> new positions
+    (None when there are no edits: every position stays where it is).
 
     Every character of a replacement maps to the whole original span it replaces.
     """
     if not edits:
-        return norm, list(range(len(norm.text) + 1))
+        return norm, None
     text, starts, ends = norm.text, norm.starts, norm.ends
     parts: list[str] = []
     new_starts: list[int] = []
@@ -166,6 +190,7 @@ def _fold_char(ch: str) -> str:
 
 
 _WORD_RE = re.compile(r"[A-Za-z]+")
+_ASCII_DIGIT_RE = re.compile(r"[0-9]")
 
 
 def _words_with_invisible_characters(text: str, norm: Normalised) -> list[tuple[int, int]]:
@@ -200,6 +225,11 @@ def _accented_letters(text: str, norm: Normalised) -> frozenset[int]:
         # A canonical decomposition is a letter with an accent; look-alikes have none.
         and unicodedata.decomposition(text[norm.starts[j]])[:1] not in ("", "<")
     )
+
+
+def _identity(text: str) -> Normalised:
+    """`_fold(text)` of an ASCII text: each character stays, in its place."""
+    return Normalised(text, tuple(range(len(text))), tuple(range(1, len(text) + 1)))
 
 
 def _fold(text: str) -> Normalised:
@@ -291,6 +321,31 @@ _MULTIPLIERS = {
 _WORD_OR_NUMBER_RE = re.compile(r"[A-Za-z]+|[\u0900-\u097f]+|[0-9]+")
 _YEAR_RE = re.compile(r"(?:19|20)\d\d")
 _GAP_RE = re.compile(rf"{_SEP}{{0,4}}")
+
+
+# What a digit word or a multiplier in Latin script adds at most to a run's digits: one for a
+# digit word; n - 1 for a multiplier of n, which turns the next digit into n ("double five").
+_COUNTING_WORDS = {
+    **{w: 1 for w in DIGIT_WORDS if w.isascii()},
+    **{w: n - 1 for w, n in _MULTIPLIERS.items() if w.isascii()},
+}
+_ASCII_WORD_RE = re.compile(r"[a-z]+")
+
+
+def _no_digit_word_run(text: str) -> bool:
+    """True only when `_digit_word_edits(text)` is empty. It rewrites a run only if the run
+    holds a digit word or a multiplier and its digits add up to five or more. In ASCII text
+    those are Latin tokens (whole words: `[a-z]+` of the lower-cased text), and no run adds
+    up to more than every digit of the text plus, for each counting word, its weight times
+    the number of times it occurs (`str.count`, which may count more, never fewer)."""
+    if not text.isascii():
+        return False
+    lower = text.lower()
+    present = _COUNTING_WORDS.keys() & set(_ASCII_WORD_RE.findall(lower))
+    if not present:
+        return True
+    digits = sum(map(text.count, "0123456789"))
+    return digits + sum(lower.count(w) * _COUNTING_WORDS[w] for w in present) < 5
 
 
 def _digit_word_edits(text: str) -> list[_Edit]:
@@ -535,6 +590,31 @@ def _rewrite_table() -> tuple[re.Pattern[str], dict[str, str]]:
 # "PS" and "P.S." after a word are a police station ("Colaba PS"); at the start of a
 # sentence "P.S." is a postscript.
 _POLICE_STATION_ABBR_RE = re.compile(r"(?<=[A-Za-z][ ,])(?i:p\.?\s?s\.?)(?![A-Za-z0-9])")
+
+
+@lru_cache(maxsize=1)
+def _rewritten_first_words() -> frozenset[str] | None:
+    """The letters each rewritten form begins with, up to the first non-letter ("rd" of "rd.",
+    "mera" of "mera naam"), and "p", "ps" of the police station's "P.S."; None if a form
+    does not begin with a letter (then `_no_rewritten_word` cannot tell)."""
+    firsts = {"p", "ps"}
+    for written in _rewrite_table()[1]:
+        first = _ASCII_WORD_RE.match(written)
+        if first is None:
+            return None
+        firsts.add(first.group())
+    return frozenset(firsts)
+
+
+def _no_rewritten_word(text: str) -> bool:
+    """True only when `_phrase_edits(text)` is empty. In ASCII text a match of either pattern
+    starts where no letter or digit precedes and the text's letters there, up to the next
+    non-letter, are the form's first letters (its next character, or the lookahead after
+    it, is never a letter), so one of those words must be among the text's words."""
+    firsts = _rewritten_first_words()
+    if firsts is None or not text.isascii():
+        return False
+    return firsts.isdisjoint(_ASCII_WORD_RE.findall(text.lower()))
 
 
 def _phrase_edits(text: str) -> list[_Edit]:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any, NamedTuple, TypeVar
 
 from donorhub.guard.normalise import DIGIT_WORDS, Normalised, normalise
 
@@ -73,16 +74,34 @@ def scan_text(text: str) -> list[Finding]:
 # Word lists
 
 
+_V = TypeVar("_V")
+
+
+class _PhraseTable(dict[str, _V]):
+    """Phrase key ("dil maya") -> value, and for every first word the lengths in words of
+    the phrases it begins, longest first. A key of n words can only equal n tokens joined
+    by spaces whose first is its first word, so `phrase_hits` looks up only those lengths,
+    and nothing for a token that begins no phrase (most of them)."""
+
+    def __init__(self, entries: dict[str, _V]) -> None:
+        super().__init__(entries)
+        lengths: dict[str, set[int]] = {}
+        for key in self:
+            words = key.split(" ")
+            lengths.setdefault(words[0], set()).add(len(words))
+        self.lengths = {word: tuple(sorted(n, reverse=True)) for word, n in lengths.items()}
+
+
 @dataclass(frozen=True)
 class _Lexicon:
-    names: dict[str, str]  # phrase key -> "given" | "surname"
+    names: _PhraseTable[str]  # phrase key -> "given" | "surname"
     ambiguous_english: frozenset[str]
     ambiguous_indian: frozenset[str]
     common: frozenset[str]
     safe_words: frozenset[str]
-    safe_phrases: dict[str, frozenset[str] | None]
-    places: dict[str, frozenset[str] | None]
-    schools: dict[str, frozenset[str] | None]
+    safe_phrases: _PhraseTable[frozenset[str] | None]
+    places: _PhraseTable[frozenset[str] | None]
+    schools: _PhraseTable[frozenset[str] | None]
 
 
 def _read_list(name: str) -> list[str]:
@@ -99,7 +118,7 @@ def _phrase_key(phrase: str) -> str:
     return " ".join(_TOKEN_RE.findall(phrase.lower()))
 
 
-def _phrase_table(entries: list[str]) -> dict[str, frozenset[str] | None]:
+def _phrase_table(entries: list[str]) -> _PhraseTable[frozenset[str] | None]:
     """Map a phrase key to None (any case matches) or to the exact spellings allowed.
 
     A leading "=" in a list marks a name that is also an ordinary word ("=Puri"), which
@@ -117,7 +136,7 @@ def _phrase_table(entries: list[str]) -> dict[str, frozenset[str] | None]:
     for key in loose:
         table[key] = None
     table.pop("", None)
-    return table
+    return _PhraseTable(table)
 
 
 @lru_cache(maxsize=1)
@@ -130,7 +149,7 @@ def _lexicon() -> _Lexicon:
             names[_phrase_key(entry)] = "given"
     names.pop("", None)
     return _Lexicon(
-        names=names,
+        names=_PhraseTable(names),
         ambiguous_english=frozenset(_read_list("names_ambiguous_english.txt")),
         ambiguous_indian=frozenset(_read_list("names_ambiguous_indian.txt")),
         common=frozenset(_read_list("common_words.txt")),
@@ -146,6 +165,8 @@ def _lexicon() -> _Lexicon:
 
 _TOKEN_RE = re.compile(r"[A-Za-z]+|[0-9]+")
 _PHRASE_GAP_RE = re.compile(r"[ \t.'\-]{0,3}")
+_PHRASE_GAP_CHARS = " \t.'-"
+_ANY_DIGIT_RE = re.compile(r"\d")  # any script's decimal digits: it includes [0-9]
 _ENGLISH_SUFFIXES = (
     "ing", "ings", "ly", "tion", "tions", "sion", "ment", "ments", "ness", "ful", "ous",
     "ity", "ies", "ive", "able", "ible", "ship", "ance", "ence", "ers", "ism", "ist",
@@ -158,43 +179,55 @@ _MONTH_WORDS = frozenset(
 _ROMAN_RE = re.compile(r"[IVXL]+")
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
+    """A word ([A-Za-z]+) or a number ([0-9]+) of the normalised text: its lower case and
+    whether it is capitalised are computed once, as every detector asks."""
+
     start: int
     end: int
     text: str
+    lower: str  # text.lower()
+    is_cap: bool  # text[0].isupper()
 
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
 
-    @property
-    def is_cap(self) -> bool:
-        return self.text[0].isupper()
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    for m in _TOKEN_RE.finditer(text):
+        word = m.group()
+        tokens.append(_Token(m.start(), m.end(), word, word.lower(), word[0].isupper()))
+    return tokens
 
 
 class _Context:
     """Folded text, its tokens and the findings collected so far (in folded offsets)."""
 
-    def __init__(self, folded: Normalised) -> None:
+    def __init__(self, folded: Normalised, shortcuts: bool = True) -> None:
         self.folded = folded
         self.text = folded.text
         self.lex = _lexicon()
-        self.tokens = [_Token(m.start(), m.end(), m.group()) for m in _TOKEN_RE.finditer(self.text)]
+        self.tokens = _tokens(self.text)
+        self.lowers = [tok.lower for tok in self.tokens]
         self.token_at = {tok.start: i for i, tok in enumerate(self.tokens)}
-        self.phrase_gap = [
-            _PHRASE_GAP_RE.fullmatch(self.text, a.end, b.start) is not None
-            for a, b in zip(self.tokens, self.tokens[1:], strict=False)
+        gaps = [
+            self.text[a.end : b.start] for a, b in zip(self.tokens, self.tokens[1:], strict=False)
         ]
-        self.space_gap = [
-            self.text[a.end : b.start] in (" ", "  ")
-            for a, b in zip(self.tokens, self.tokens[1:], strict=False)
-        ]
+        # _PHRASE_GAP_RE.fullmatch: at most three characters, each one of those it allows.
+        self.phrase_gap = [len(gap) <= 3 and not gap.strip(_PHRASE_GAP_CHARS) for gap in gaps]
+        self.space_gap = [gap in (" ", "  ") for gap in gaps]
+        # Without `shortcuts` every pattern is run, as if the text had a digit.
+        self.has_digit = not shortcuts or _ANY_DIGIT_RE.search(self.text) is not None
         self.findings: list[tuple[str, int, int, str]] = []
         self.joined_starts = frozenset(start for start, _ in folded.joined)
         self.masked = bytearray(len(self.text))  # safe phrases
         self.numeric_claimed = bytearray(len(self.text))  # numbers already explained
         self.covered = bytearray(len(self.text))  # any non-name finding
+
+    def finditer(self, regex: re.Pattern[str]) -> Iterator[re.Match[str]]:
+        """`regex.finditer(text)`; for a pattern of which every match holds a digit
+        (`_NEEDS_A_DIGIT`), nothing without a scan when the text has no digit at all."""
+        if not self.has_digit and id(regex) in _NEEDS_A_DIGIT_IDS:
+            return iter(())
+        return regex.finditer(self.text)
 
     def add(self, detector: str, start: int, end: int, rule: str) -> None:
         if end <= start:
@@ -236,22 +269,24 @@ class _Context:
             j -= 1
         return j < 0 or self.text[j] in ".!?:;\n\r|"
 
-    def phrase_hits(self, table: Mapping[str, object], max_len: int) -> list[tuple[int, int]]:
+    def phrase_hits(self, table: _PhraseTable[Any], max_len: int) -> list[tuple[int, int]]:
         """Longest-first matches of multi-word phrases; returns token index ranges."""
         hits = []
-        tokens = self.tokens
+        tokens, lowers, phrase_gap = self.tokens, self.lowers, self.phrase_gap
+        count = len(tokens)
         i = 0
-        while i < len(tokens):
+        while i < count:
             matched = 0
-            for length in range(min(max_len, len(tokens) - i), 0, -1):
-                if length > 1 and not all(self.phrase_gap[i : i + length - 1]):
+            for length in table.lengths.get(lowers[i], ()):
+                if length > max_len or length > count - i:
                     continue
-                words = tokens[i : i + length]
-                spellings = table.get(" ".join(t.lower for t in words), ...)
+                if length > 1 and not all(phrase_gap[i : i + length - 1]):
+                    continue
+                spellings = table.get(" ".join(lowers[i : i + length]), ...)
                 if spellings is ...:
                     continue
                 if isinstance(spellings, frozenset):
-                    surface = " ".join(t.text for t in words)
+                    surface = " ".join(t.text for t in tokens[i : i + length])
                     if surface not in spellings and not surface.isupper():
                         continue
                 hits.append((i, i + length))
@@ -261,8 +296,10 @@ class _Context:
         return hits
 
 
-def _scan(text: str) -> list[Finding]:
-    ctx = _Context(normalise(text, _is_known_word))
+def _scan(text: str, shortcuts: bool = True) -> list[Finding]:
+    """`shortcuts=False` runs every stage of the normaliser and every pattern (the same
+    findings, slower: tests/guard/test_shortcuts.py)."""
+    ctx = _Context(normalise(text, _is_known_word, shortcuts=shortcuts), shortcuts)
     _mask_safe_phrases(ctx)
     _detect_contact(ctx)
     _detect_case_numbers(ctx)
@@ -488,13 +525,13 @@ def _detect_case_numbers(ctx: _Context) -> None:
         (_SERIAL_RE, "serial number"),
         (_POLICE_RE, "police station"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             ctx.add("case_number", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for m in _STATION_ABBR_RE.finditer(text):
         if not ctx.is_common(m.group(1)):
             ctx.add("case_number", m.start(), m.end(), "named police station")
-    for m in _NUMBER_YEAR_RE.finditer(text):
+    for m in ctx.finditer(_NUMBER_YEAR_RE):
         if ctx.numeric_claimed[m.start()] or _continues_a_digit_run(text, m.start(), m.end()):
             continue
         number = m.group().split("/")[0]
@@ -502,7 +539,7 @@ def _detect_case_numbers(ctx: _Context) -> None:
             continue  # month/year: the date detector reports it
         ctx.add("case_number", m.start(), m.end(), "number/year reference (case-number format)")
         ctx.claim_numbers(m.start(), m.end())
-    for m in _NUMBER_OF_YEAR_RE.finditer(text):
+    for m in ctx.finditer(_NUMBER_OF_YEAR_RE):
         ctx.add("case_number", m.start(), m.end(), "'N of year' reference (case-number format)")
         ctx.claim_numbers(m.start(), m.end())
 
@@ -612,18 +649,18 @@ def _detect_dates(ctx: _Context) -> None:
         ctx.add("exact_date", m.start(), m.end(), rule)
         ctx.claim_numbers(m.start(), m.end())
 
-    for m in _NUMERIC_DMY_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_DMY_RE):
         if not ctx.numeric_claimed[m.start()] and _valid_day_month(
             int(m.group(1)), int(m.group(3))
         ):
             add(m, "numeric date")
-    for m in _NUMERIC_YMD_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_YMD_RE):
         if 1 <= int(m.group(3)) <= 12 and 1 <= int(m.group(4)) <= 31:
             add(m, "numeric date (year first)")
-    for m in _NUMERIC_MY_RE.finditer(text):
+    for m in ctx.finditer(_NUMERIC_MY_RE):
         if not ctx.numeric_claimed[m.start()]:
             add(m, "month and year")
-    for m in _CONTEXT_DM_RE.finditer(text):
+    for m in ctx.finditer(_CONTEXT_DM_RE):
         if _valid_day_month(int(m.group(1)), int(m.group(2))):
             add(m, "day/month date")
     for regex, rule in (
@@ -632,7 +669,7 @@ def _detect_dates(ctx: _Context) -> None:
         (_MONTH_YEAR_RE, "month and year (a month of arrival identifies)"),
         (_MONTH_CONTEXT_RE, "month named as a time (only years or quarters are allowed)"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             if _month_is_verb(ctx, m):
                 continue
             if regex is _DAY_MONTH_RE and not 1 <= int(m.group(1)) <= 31:
@@ -658,7 +695,7 @@ def _detect_dates(ctx: _Context) -> None:
         (_FESTIVAL_ARRIVAL_RE, "arrival dated by a festival"),
         (_HINDU_MONTH_RE, "month of the Hindu/Bengali calendar"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             add(m, rule)
 
 
@@ -702,12 +739,13 @@ def _detect_id_patterns(ctx: _Context) -> None:
     for start, end in ctx.folded.disguised:
         ctx.add("id_number", start, end, "digits written with look-alike letters (O for 0)")
     for regex, rule in _ID_PATTERNS:
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             if ctx.numeric_claimed[m.start()]:
                 continue
             ctx.add("id_number", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
-    for m in _ALNUM_TOKEN_RE.finditer(text):
+    # A code with five digits needs a digit.
+    for m in _ALNUM_TOKEN_RE.finditer(text) if ctx.has_digit else ():
         token = m.group()
         digits = sum(ch.isdigit() for ch in token)
         if digits < 5 or not any(ch.isalpha() for ch in token):
@@ -868,6 +906,8 @@ def _digit_runs(text: str) -> list[tuple[str, int, int]]:
 
 
 def _detect_digit_runs(ctx: _Context) -> None:
+    if not ctx.has_digit:
+        return  # a run starts with a digit
     text = ctx.text
     for raw, start, end in _digit_runs(text):
         digits = "".join(ch for ch in raw if ch.isdigit())
@@ -1126,7 +1166,7 @@ def _detect_places(ctx: _Context) -> None:
         (_HOUSE_NUMBER_RE, "house, flat or room number"),
         (_PIN_WORD_RE, "PIN code"),
     ):
-        for m in regex.finditer(text):
+        for m in ctx.finditer(regex):
             ctx.add("pin_code" if regex is _PIN_WORD_RE else "place", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for index, tok in enumerate(tokens):
@@ -1243,7 +1283,7 @@ def _detect_schools(ctx: _Context) -> None:
     for i, j in ctx.phrase_hits(ctx.lex.schools, 4):
         ctx.add("school", tokens[i].start, tokens[j - 1].end, "known school or school chain")
     for regex, rule in _SCHOOL_PATTERNS:
-        for m in regex.finditer(ctx.text):
+        for m in ctx.finditer(regex):
             ctx.add("school", m.start(), m.end(), rule)
             ctx.claim_numbers(m.start(), m.end())
     for index, tok in enumerate(tokens):
@@ -1477,3 +1517,33 @@ def _detect_unreadable_script(ctx: _Context) -> None:
             m.end(),
             "text in a script the guard cannot check (for example Devanagari)",
         )
+
+
+# Patterns of which every match holds a digit (\d or [0-9], both within \d): each has one
+# outside any optional part or alternative, in every alternative. `_Context.finditer` does
+# not run them over a text without a digit; tests/guard/test_shortcuts.py checks both ways.
+_NEEDS_A_DIGIT = frozenset(
+    {
+        _CASE_NO_RE,  # ...\d[\w/\-]*
+        _US_SECTION_RE,  # u/s \d+
+        _SECTION_LAW_RE,  # section \d+
+        _SERIAL_RE,  # sr. no. \d+
+        _NUMBER_YEAR_RE,  # \d{1,6}/(?:19|20)\d{2}
+        _NUMBER_OF_YEAR_RE,  # \d{1,6} of (?:19|20)\d{2}
+        _NUMERIC_DMY_RE,
+        _NUMERIC_YMD_RE,
+        _NUMERIC_MY_RE,
+        _CONTEXT_DM_RE,
+        _DAY_MONTH_RE,  # (\d{1,2}) month
+        _MONTH_DAY_RE,  # month (\d{1,2})
+        _MONTH_YEAR_RE,  # month (?:19|20)\d{2}
+        _ORDINAL_DAY_RE,  # both alternatives: \d{1,2}(?:st|nd|rd|th)
+        _FESTIVAL_YEAR_RE,  # both alternatives: (?:19|20)\d{2}
+        *(regex for regex, _ in _ID_PATTERNS),  # each has \d, the IFSC code a literal 0
+        _HOUSE_NUMBER_RE,  # ...\d[a-z0-9/\-]*
+        _PIN_WORD_RE,  # \d{3}\s?\d{3}
+        _SCHOOL_PATTERNS[2][0],  # school no. \d+
+    }
+)
+# Looked up by identity: hashing a compiled pattern hashes its whole program, every time.
+_NEEDS_A_DIGIT_IDS = frozenset(id(regex) for regex in _NEEDS_A_DIGIT)
