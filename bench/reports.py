@@ -648,7 +648,7 @@ def app_rows(key: str, rows) -> list[list]:
 # Timing ---------------------------------------------------------------------------------------
 
 
-def best_of_each(repeat: int, first, second, min_seconds: float = 1.0, max_rounds: int = 200):
+def best_of_each(repeat: int, first, second, min_seconds: float = 2.0, max_rounds: int = 300):
     """Best time of each of two calls, taken in turn (first, second, first, ...): at least
     `repeat` rounds, and more (up to `max_rounds`) until `min_seconds` have passed, so the
     best of a query of a few milliseconds is not one lucky or unlucky draw."""

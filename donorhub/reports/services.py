@@ -304,13 +304,9 @@ def gift_size(date_from: date, date_to: date, period: str = "month") -> Report:
     )
 
 
-def donor_set(date_from: date, date_to: date) -> set[int]:
-    """D(P): donors with at least one counted gift in P."""
-    return set(
-        db.session.scalars(
-            select(Donation.donor_id).where(_counted(), _in_range(date_from, date_to)).distinct()
-        )
-    )
+def donor_ids_in(date_from: date, date_to: date):
+    """D(P) as a subquery: donors with at least one counted gift in P."""
+    return select(Donation.donor_id).where(_counted(), _in_range(date_from, date_to)).distinct()
 
 
 def first_gift_dates(donor_ids=None) -> dict[int, datetime]:
