@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from donorhub.audit import record_audit
-from donorhub.donations.donors import current_consents
 from donorhub.donations.models import (
     Donation,
     Donor,
+    DonorConsent,
     DonorErasure,
     OfflineGift,
+    Receipt,
     net_gift_expression,
 )
 from donorhub.extensions import db
@@ -51,8 +52,9 @@ DONOR_COLUMNS = [
 def donations_export(date_from: date, date_to: date, actor: User) -> tuple[list[str], list[list]]:
     net = net_gift_expression()
     rows = db.session.execute(
-        select(Donation, net, OfflineGift.method)
+        select(Donation, net, OfflineGift.method, Receipt.number)
         .outerjoin(OfflineGift, OfflineGift.donation_id == Donation.id)
+        .outerjoin(Receipt, Receipt.donation_id == Donation.id)
         .where(Donation.paid_at.is_not(None), reports._in_range(date_from, date_to))
         .order_by(Donation.paid_at, Donation.id)
     ).all()
@@ -70,9 +72,9 @@ def donations_export(date_from: date, date_to: date, actor: User) -> tuple[list[
             g.designation,
             g.campaign_id,
             method or "card",
-            g.receipt.number if g.receipt else None,
+            receipt,
         ]
-        for g, n, method in rows
+        for g, n, method, receipt in rows
     ]
     record_audit(actor, "export.donations", "export", None, {"rows": len(out)})
     return DONATION_COLUMNS, out
@@ -84,16 +86,25 @@ def donors_export(
     """Donors with a counted gift in the range. audience "consented": only donors whose
     newest e-mail consent is a yes (for marketing); "all": every such donor (for
     administration, e.g. thanking), never erased donors."""
-    donor_ids = reports.donor_set(date_from, date_to)
+    in_period = reports.donor_ids_in(date_from, date_to)
     erased = set(db.session.scalars(select(DonorErasure.donor_id)))
-    firsts = reports.first_gift_dates()
+    firsts = reports.first_gift_dates(in_period)
+    # Each donor's newest e-mail consent (the last recorded wins, as on the donor's page).
+    consents = {
+        row.donor_id: row
+        for row in db.session.scalars(
+            select(DonorConsent)
+            .where(DonorConsent.channel == "email", DonorConsent.donor_id.in_(in_period))
+            .order_by(DonorConsent.recorded_at, DonorConsent.id)
+        )
+    }
     out = []
     for donor in db.session.scalars(
-        select(Donor).where(Donor.id.in_(donor_ids or [-1])).order_by(Donor.id)
+        select(Donor).where(Donor.id.in_(in_period)).order_by(Donor.id)
     ):
         if donor.id in erased:
             continue
-        consent = current_consents(donor.id).get("email")
+        consent = consents.get(donor.id)
         granted = bool(consent and consent.granted)
         if audience == "consented" and not granted:
             continue

@@ -14,13 +14,26 @@ Conventions, decided once:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+)
 
 from donorhub import money
 from donorhub.audit import AuditEvent
@@ -31,7 +44,6 @@ from donorhub.donations.models import (
     Frequency,
     PlanPaymentFailure,
     RecurringPlan,
-    net_gift_expression,
 )
 from donorhub.extensions import db
 from donorhub.sponsorship import services as sponsorship_services
@@ -48,6 +60,7 @@ REPORTS = {
     "sponsorship": "Sponsorship",
 }
 SYBUNT_LOOKBACK_YEARS = 4
+PLAN_AMOUNT_ACTIONS = ("plan.changed", "plan.amount_changed_in_stripe")
 
 
 @dataclass
@@ -67,15 +80,22 @@ def _start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def _between(column, start: datetime, end: datetime):
+    return and_(column >= start, column < end)
+
+
 def _in_range(date_from: date, date_to: date):
-    return and_(
-        Donation.paid_at >= _start(date_from),
-        Donation.paid_at < _start(date_to + timedelta(days=1)),
-    )
+    return _between(Donation.paid_at, _start(date_from), _start(date_to + timedelta(days=1)))
+
+
+def _net():
+    """A gift's amount − refunded − fee cover: its counted amount when `_counted()` holds
+    (the same figure as campaigns' net_gift_expression() for a counted gift)."""
+    return Donation.amount_minor - Donation.amount_refunded_minor - Donation.fee_cover_minor
 
 
 def _counted():
-    return and_(Donation.status.in_(COUNTED_STATUSES), net_gift_expression() > 0)
+    return and_(Donation.status.in_(COUNTED_STATUSES), _net() > 0)
 
 
 def previous_period(date_from: date, date_to: date) -> tuple[date, date]:
@@ -88,13 +108,12 @@ def _rates() -> tuple[str, dict]:
     return reporting, money.current_rates(reporting)
 
 
-def _converted(by_currency: dict[str, int]) -> tuple[int, tuple[str, ...]]:
-    reporting, rates = _rates()
-    result = money.convert(by_currency, reporting, rates)
-    return result.total_minor, result.missing
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
 
 
 def period_label(moment: datetime, period: str) -> str:
+    """The label of the period holding a UTC moment: "2026", "2026-Q3" or "2026-07"."""
     if period == "year":
         return f"{moment.year}"
     if period == "quarter":
@@ -102,25 +121,57 @@ def period_label(moment: datetime, period: str) -> str:
     return f"{moment.year}-{moment.month:02d}"
 
 
-def _gift_rows(date_from: date, date_to: date, *columns):
-    net = net_gift_expression()
-    return db.session.execute(
-        select(*columns, net.label("net")).where(_counted(), _in_range(date_from, date_to))
+def period_label_sql(column, period: str, dialect: str):
+    """SQL computing `period_label` of a UTC timestamp column, so gifts group in the database:
+    to_char on PostgreSQL (timestamptz read in UTC), strftime on SQLite (naive UTC text)."""
+    if dialect == "postgresql":
+        pattern = {"year": "YYYY", "quarter": 'YYYY-"Q"Q'}.get(period, "YYYY-MM")
+        return func.to_char(func.timezone("UTC", column), pattern, type_=String)
+    if period == "year":
+        return func.strftime("%Y", column, type_=String)
+    if period == "quarter":
+        quarter = (cast(func.strftime("%m", column), Integer) + 2) // 3
+        return func.strftime("%Y", column, type_=String).concat("-Q").concat(cast(quarter, String))
+    return func.strftime("%Y-%m", column, type_=String)
+
+
+def _group_sums(group, date_from: date, date_to: date) -> list[tuple[Any, str, int, int]]:
+    """(group, currency, counted gifts, Σ net) for the counted gifts of [from, to], grouped in
+    the database: only the aggregated rows travel."""
+    gifts = (
+        select(group.label("grp"), Donation.currency, _net().label("net"))
+        .where(_counted(), _in_range(date_from, date_to))
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(gifts.c.grp, gifts.c.currency, func.count(), func.sum(gifts.c.net)).group_by(
+            gifts.c.grp, gifts.c.currency
+        )
     ).all()
+    return [(grp, currency, int(n), int(total)) for grp, currency, n, total in rows]
 
 
-def _grouped_totals(key: str, title: str, rows, label_of, reporting: str) -> Report:
-    """rows: (group, currency, net). One line per group and currency, plus converted."""
+def _grouped_totals(
+    key: str,
+    title: str,
+    rows: list[tuple[Any, str, int, int]],
+    label_of: Callable[[Any], str],
+) -> Report:
+    """rows: (group, currency, gifts, Σ net). One line per label and currency, plus the
+    label's total converted into the reporting currency with the staff-set rates."""
+    reporting, rates = _rates()
     groups: dict[str, dict[str, list[int]]] = {}
-    for group, currency, net in rows:
+    for group, currency, count, total in rows:
         bucket = groups.setdefault(label_of(group), {}).setdefault(currency, [0, 0])
-        bucket[0] += int(net)
-        bucket[1] += 1
+        bucket[0] += total
+        bucket[1] += count
     table, chart = [], []
     for label in sorted(groups):
         per_currency = {c: v[0] for c, v in groups[label].items()}
-        converted, missing = _converted(per_currency)
-        for currency in sorted(per_currency):
+        result = money.convert(per_currency, reporting, rates)
+        converted, missing = result.total_minor, result.missing
+        currencies = sorted(per_currency)
+        for currency in currencies:
             total, count = groups[label][currency]
             table.append(
                 [
@@ -128,7 +179,7 @@ def _grouped_totals(key: str, title: str, rows, label_of, reporting: str) -> Rep
                     currency,
                     count,
                     total,
-                    converted if currency == sorted(per_currency)[0] else "",
+                    converted if currency == currencies[0] else "",
                     " ".join(missing),
                 ]
             )
@@ -144,38 +195,35 @@ def _grouped_totals(key: str, title: str, rows, label_of, reporting: str) -> Rep
 
 
 def totals_by_period(date_from: date, date_to: date, period: str = "month") -> Report:
-    reporting, _ = _rates()
-    rows = _gift_rows(date_from, date_to, Donation.paid_at, Donation.currency)
+    label = period_label_sql(Donation.paid_at, period, _dialect())
     report = _grouped_totals(
-        "totals",
-        f"Totals by {period}",
-        [(p, c, n) for p, c, n in rows],
-        lambda moment: period_label(moment, period),
-        reporting,
+        "totals", f"Totals by {period}", _group_sums(label, date_from, date_to), str
     )
     report.columns[0] = period
     return report
 
 
 def totals_by_campaign(date_from: date, date_to: date, period: str = "month") -> Report:
-    reporting, _ = _rates()
-    names = dict(db.session.execute(select(Campaign.id, Campaign.appeal_code)).all())
-    rows = _gift_rows(date_from, date_to, Donation.campaign_id, Donation.currency)
+    rows = _group_sums(Donation.campaign_id, date_from, date_to)
+    ids = {cid for cid, *_ in rows if cid}
+    names = dict(
+        db.session.execute(
+            select(Campaign.id, Campaign.appeal_code).where(Campaign.id.in_(ids or [-1]))
+        ).all()
+    )
     report = _grouped_totals(
         "campaigns",
         "Totals by campaign",
         rows,
         lambda cid: names.get(cid, "(none)") if cid else "(none)",
-        reporting,
     )
     report.columns[0] = "appeal_code"
     return report
 
 
 def totals_by_fund(date_from: date, date_to: date, period: str = "month") -> Report:
-    reporting, _ = _rates()
-    rows = _gift_rows(date_from, date_to, Donation.designation, Donation.currency)
-    report = _grouped_totals("funds", "Totals by fund", rows, str, reporting)
+    rows = _group_sums(Donation.designation, date_from, date_to)
+    report = _grouped_totals("funds", "Totals by fund", rows, str)
     report.columns[0] = "fund"
     return report
 
@@ -195,17 +243,51 @@ def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def _gift_size_rows(date_from: date, date_to: date) -> list[tuple[str, int, int, int]]:
+    """(currency, counted gifts, Σ net, twice the median net) per currency. Twice the median
+    is an integer: the middle net doubled, or the sum of the two middle nets."""
+    net = _net()
+    where = (_counted(), _in_range(date_from, date_to))
+    if _dialect() == "postgresql":
+        # percentile_cont interpolates in double precision: exact for these integers (far
+        # below 2**52), and doubled it is a whole number again.
+        doubled = cast(func.percentile_cont(0.5).within_group(net) * 2, BigInteger)
+        query = (
+            select(Donation.currency, func.count(), func.sum(net), doubled)
+            .where(*where)
+            .group_by(Donation.currency)
+        )
+    else:
+        ranked = (
+            select(
+                Donation.currency,
+                net.label("net"),
+                func.row_number().over(partition_by=Donation.currency, order_by=net).label("rn"),
+                func.count().over(partition_by=Donation.currency).label("n"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        r = ranked.c
+
+        def middle(position):
+            return func.sum(case((r.rn == position, r.net), else_=0))
+
+        query = select(
+            r.currency,
+            func.count(),
+            func.sum(r.net),
+            middle((r.n + 1) // 2) + middle((r.n + 2) // 2),
+        ).group_by(r.currency)
+    return [(c, int(n), int(total), int(twice)) for c, n, total, twice in db.session.execute(query)]
+
+
 def gift_size(date_from: date, date_to: date, period: str = "month") -> Report:
-    rows = _gift_rows(date_from, date_to, Donation.currency)
-    by_currency: dict[str, list[int]] = {}
-    for currency, net in rows:
-        by_currency.setdefault(currency, []).append(int(net))
     table, chart = [], []
-    for currency in sorted(by_currency):
-        values = by_currency[currency]
-        average = _round(Decimal(sum(values)) / len(values))
-        middle = _round(median(values))
-        table.append([currency, len(values), sum(values), average, middle])
+    for currency, count, total, twice_median in sorted(_gift_size_rows(date_from, date_to)):
+        average = _round(Decimal(total) / count)
+        middle = _round(Decimal(twice_median) / 2)
+        table.append([currency, count, total, average, middle])
         chart.append((f"{currency.upper()} mean", average))
         chart.append((f"{currency.upper()} median", middle))
     return Report(
@@ -222,38 +304,52 @@ def gift_size(date_from: date, date_to: date, period: str = "month") -> Report:
     )
 
 
-def donor_set(date_from: date, date_to: date) -> set[int]:
-    """D(P): donors with at least one counted gift in P."""
-    return set(
-        db.session.scalars(
-            select(Donation.donor_id).where(_counted(), _in_range(date_from, date_to)).distinct()
-        )
-    )
+def donor_ids_in(date_from: date, date_to: date):
+    """D(P) as a subquery: donors with at least one counted gift in P."""
+    return select(Donation.donor_id).where(_counted(), _in_range(date_from, date_to)).distinct()
 
 
-def first_gift_dates() -> dict[int, datetime]:
+def first_gift_dates(donor_ids=None) -> dict[int, datetime]:
+    """Each donor's first counted gift (of the donors `donor_ids` selects, if given)."""
+    query = select(Donation.donor_id, func.min(Donation.paid_at)).where(_counted())
+    if donor_ids is not None:
+        query = query.where(Donation.donor_id.in_(donor_ids))
     # Counted gifts are paid, so each donor's earliest payment time is never NULL.
-    return dict(
-        db.session.execute(  # type: ignore[arg-type]
-            select(Donation.donor_id, func.min(Donation.paid_at))
-            .where(_counted())
-            .group_by(Donation.donor_id)
-        ).all()
-    )
+    return dict(db.session.execute(query.group_by(Donation.donor_id)).all())  # type: ignore[arg-type]
+
+
+def _flag(condition):
+    """1 for a donor with at least one gift meeting `condition`, else 0 (in a GROUP BY donor)."""
+    return func.max(case((condition, 1), else_=0))
+
+
+def _count_where(condition):
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 def donors_report(date_from: date, date_to: date, period: str = "month") -> Report:
-    donors = donor_set(date_from, date_to)
-    firsts = first_gift_dates()
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
-    first_time = {d for d in donors if start <= firsts[d] < end}
-    repeat = donors - first_time
+    # Every donor in D(P) has a gift before `end`, so their first gift is among those.
+    per_donor = (
+        select(
+            func.min(Donation.paid_at).label("first"),
+            _flag(Donation.paid_at >= start).label("cur"),
+        )
+        .where(_counted(), Donation.paid_at < end)
+        .group_by(Donation.donor_id)
+        .subquery()
+    )
+    d = per_donor.c
+    everyone, first = db.session.execute(
+        select(_count_where(d.cur == 1), _count_where(and_(d.cur == 1, d.first >= start)))
+    ).one()
+    first_time, repeat = int(first), int(everyone) - int(first)
     return Report(
         "donors",
         "First-time and repeat donors",
         ["kind", "donors"],
-        [["first_time", len(first_time)], ["repeat", len(repeat)], ["all", len(donors)]],
-        [("First-time", len(first_time)), ("Repeat", len(repeat))],
+        [["first_time", first_time], ["repeat", repeat], ["all", int(everyone)]],
+        [("First-time", first_time), ("Repeat", repeat)],
         "donors",
         [
             "First-time: donors in D(P) whose first counted gift ever is in P; "
@@ -270,27 +366,51 @@ def _percent(part: int, whole: int) -> str:
 
 def retention(date_from: date, date_to: date, period: str = "month") -> Report:
     prev_from, prev_to = previous_period(date_from, date_to)
-    current, previous = donor_set(date_from, date_to), donor_set(prev_from, prev_to)
-    firsts = first_gift_dates()
-    retained = previous & current
-    new_prev = {
-        d for d in previous if _start(prev_from) <= firsts[d] < _start(prev_to + timedelta(days=1))
-    }
-    repeat_prev = previous - new_prev
+    start, end = _start(date_from), _start(date_to + timedelta(days=1))
+    prev_start = _start(prev_from)  # P−1 ends where P starts
     lookback_from = date(prev_from.year - SYBUNT_LOOKBACK_YEARS, prev_from.month, 1)
-    earlier = donor_set(lookback_from, prev_from - timedelta(days=1))
-    lybunt = previous - current
-    sybunt = earlier - current - lybunt
+    paid = Donation.paid_at
+    # One row per donor with a counted gift before the end of P: which periods they gave in,
+    # and their first counted gift ever (for those in D(P−1), it is before `end`).
+    per_donor = (
+        select(
+            func.min(paid).label("first"),
+            _flag(paid >= start).label("cur"),
+            _flag(_between(paid, prev_start, start)).label("prev"),
+            _flag(_between(paid, _start(lookback_from), prev_start)).label("earlier"),
+        )
+        .where(_counted(), paid < end)
+        .group_by(Donation.donor_id)
+        .subquery()
+    )
+    d = per_donor.c
+    cur, prev, earlier = d.cur == 1, d.prev == 1, d.earlier == 1
+    new_prev = and_(prev, d.first >= prev_start)
+    repeat_prev = and_(prev, d.first < prev_start)
+    figures = db.session.execute(
+        select(
+            _count_where(prev),
+            _count_where(cur),
+            _count_where(and_(prev, cur)),
+            _count_where(new_prev),
+            _count_where(and_(new_prev, cur)),
+            _count_where(repeat_prev),
+            _count_where(and_(repeat_prev, cur)),
+            _count_where(and_(earlier, not_(cur), not_(prev))),
+        )
+    ).one()
+    previous, current, retained, new, new_kept, repeat, repeat_kept, sybunt = map(int, figures)
+    lybunt = previous - retained
     rows: list[list[Any]] = [
-        ["donors_previous_period", len(previous)],
-        ["donors_this_period", len(current)],
-        ["retained", len(retained)],
-        ["retention_rate_percent", _percent(len(retained), len(previous))],
-        ["attrition_rate_percent", _percent(len(previous) - len(retained), len(previous))],
-        ["new_donor_retention_percent", _percent(len(new_prev & current), len(new_prev))],
-        ["repeat_donor_retention_percent", _percent(len(repeat_prev & current), len(repeat_prev))],
-        ["lybunt", len(lybunt)],
-        ["sybunt", len(sybunt)],
+        ["donors_previous_period", previous],
+        ["donors_this_period", current],
+        ["retained", retained],
+        ["retention_rate_percent", _percent(retained, previous)],
+        ["attrition_rate_percent", _percent(previous - retained, previous)],
+        ["new_donor_retention_percent", _percent(new_kept, new)],
+        ["repeat_donor_retention_percent", _percent(repeat_kept, repeat)],
+        ["lybunt", lybunt],
+        ["sybunt", sybunt],
     ]
     return Report(
         "retention",
@@ -298,10 +418,10 @@ def retention(date_from: date, date_to: date, period: str = "month") -> Report:
         ["measure", "value"],
         rows,
         [
-            ("Previous", len(previous)),
-            ("Retained", len(retained)),
-            ("LYBUNT", len(lybunt)),
-            ("SYBUNT", len(sybunt)),
+            ("Previous", previous),
+            ("Retained", retained),
+            ("LYBUNT", lybunt),
+            ("SYBUNT", sybunt),
         ],
         "donors",
         [
@@ -332,14 +452,30 @@ def _plan_live_at(plan: RecurringPlan, moment: datetime) -> bool:
     return not stopped or min(stopped) >= moment
 
 
-def _amount_history(plan_ids: list[int]) -> dict[int, list[tuple[datetime, int]]]:
+def _plan_live_at_sql(moment: datetime):
+    """`_plan_live_at` in SQL, for plans with a start."""
+    p = RecurringPlan
+    return and_(
+        p.started_at < moment,
+        or_(p.cancelled_at.is_(None), p.cancelled_at >= moment),
+        or_(p.ended_at.is_(None), p.ended_at >= moment),
+    )
+
+
+def _amount_events(plan_id):
+    a = AuditEvent
+    return and_(
+        a.subject_type == "plan",
+        a.action.in_(PLAN_AMOUNT_ACTIONS),
+        a.subject_id == plan_id,
+    )
+
+
+def _amount_history(plans) -> dict[int, list[tuple[datetime, int]]]:
+    """The recorded amount changes of the plans `plans` selects (ids), oldest first."""
     events = db.session.execute(
         select(AuditEvent.subject_id, AuditEvent.at, AuditEvent.detail)
-        .where(
-            AuditEvent.subject_type == "plan",
-            AuditEvent.action.in_(("plan.changed", "plan.amount_changed_in_stripe")),
-            AuditEvent.subject_id.in_(plan_ids or [-1]),
-        )
+        .where(_amount_events(AuditEvent.subject_id), AuditEvent.subject_id.in_(plans))
         .order_by(AuditEvent.id)
     ).all()
     history: dict[int, list[tuple[datetime, int]]] = {}
@@ -349,19 +485,82 @@ def _amount_history(plan_ids: list[int]) -> dict[int, list[tuple[datetime, int]]
     return history
 
 
+MRR_MEASURES = (
+    "starting",
+    "new",
+    "expansion",
+    "contraction",
+    "voluntary_churn",
+    "involuntary_churn",
+    "ending",
+)
+
+
+def _unchanged_plans_mrr(start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """The MRR measures, in twelfths, of the plans whose amount never changed (no change in
+    the audit log: the amount at any moment is today's), summed in the database per currency.
+    Their amount is the same at both ends, so they add nothing to expansion or contraction."""
+    p = RecurringPlan
+    monthly = case((p.frequency == Frequency.YEARLY, 1), else_=12) * (
+        p.amount_minor - p.fee_cover_minor
+    )
+    live_start, live_end = _plan_live_at_sql(start), _plan_live_at_sql(end)
+    involuntary = and_(p.cancelled_at.is_(None), p.last_failure_code.is_not(None))
+    churned = and_(live_start, not_(live_end))
+
+    def total(condition):
+        return func.coalesce(func.sum(case((condition, monthly), else_=0)), 0)
+
+    rows = db.session.execute(
+        select(
+            p.currency,
+            total(live_start),
+            total(and_(not_(live_start), live_end)),
+            total(and_(churned, not_(involuntary))),
+            total(and_(churned, involuntary)),
+            total(live_end),
+        )
+        .where(p.started_at.is_not(None), not_(exists().where(_amount_events(p.id))))
+        .group_by(p.currency)
+    ).all()
+    return {
+        currency: dict(
+            zip(
+                MRR_MEASURES,
+                (int(s), int(n), 0, 0, int(v), int(i), int(e)),
+                strict=True,
+            )
+        )
+        for currency, s, n, v, i, e in rows
+    }
+
+
 def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
     """Starting and ending MRR per currency and the movements between them."""
     start, end = _start(date_from), _start(date_to + timedelta(days=1))
-    plans = list(
-        db.session.scalars(select(RecurringPlan).where(RecurringPlan.started_at.is_not(None)))
+    buckets = _unchanged_plans_mrr(start, end)
+    # Plans with an amount change in the audit log (few): their amount at a moment is
+    # replayed in Python from the recorded changes.
+    changed = select(RecurringPlan.id).where(
+        RecurringPlan.started_at.is_not(None), exists().where(_amount_events(RecurringPlan.id))
     )
-    history = _amount_history([p.id for p in plans])
-    # The amount at a moment: replay the recorded changes back from today's amount.
+    plans = list(db.session.scalars(select(RecurringPlan).where(RecurringPlan.id.in_(changed))))
+    history = _amount_history(changed)
+    # The amount before the first recorded change: the plan's first paid instalment.
+    first_paid = (
+        select(Donation.plan_id, func.min(Donation.paid_at).label("at"))
+        .where(Donation.plan_id.in_(changed), Donation.paid_at.is_not(None))
+        .group_by(Donation.plan_id)
+        .subquery()
+    )
     first_amounts = dict(
         db.session.execute(
             select(Donation.plan_id, Donation.amount_minor - Donation.fee_cover_minor)
-            .where(Donation.plan_id.is_not(None), Donation.paid_at.is_not(None))
-            .order_by(Donation.plan_id, Donation.paid_at.desc())
+            .join(
+                first_paid,
+                and_(Donation.plan_id == first_paid.c.plan_id, Donation.paid_at == first_paid.c.at),
+            )
+            .order_by(Donation.plan_id, Donation.id)
         ).all()
     )
 
@@ -374,18 +573,8 @@ def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
             return first_amounts.get(plan.id, plan.gift_minor)
         return plan.gift_minor
 
-    buckets: dict[str, dict[str, int]] = {}
-    names = (
-        "starting",
-        "new",
-        "expansion",
-        "contraction",
-        "voluntary_churn",
-        "involuntary_churn",
-        "ending",
-    )
     for plan in plans:
-        b = buckets.setdefault(plan.currency, {n: 0 for n in names})
+        b = buckets.setdefault(plan.currency, {n: 0 for n in MRR_MEASURES})
         live_start, live_end = _plan_live_at(plan, start), _plan_live_at(plan, end)
         m_start = twelfths(amount_at(plan, start), plan.frequency)
         m_end = twelfths(amount_at(plan, end), plan.frequency)
@@ -406,13 +595,13 @@ def mrr(date_from: date, date_to: date, period: str = "month") -> Report:
     table, chart = [], []
     for currency in sorted(buckets):
         b = buckets[currency]
-        table.append([currency, *[_from_twelfths(b[n]) for n in names]])
-        for n in names[1:-1]:
+        table.append([currency, *[_from_twelfths(b[n]) for n in MRR_MEASURES]])
+        for n in MRR_MEASURES[1:-1]:
             chart.append((f"{currency.upper()} {n.replace('_', ' ')}", _from_twelfths(b[n])))
     return Report(
         "mrr",
         "Recurring revenue (MRR) and its movements",
-        ["currency", *[f"{n}_minor" for n in names]],
+        ["currency", *[f"{n}_minor" for n in MRR_MEASURES]],
         table,
         chart,
         "minor units a month",
