@@ -49,16 +49,19 @@ class AliasesExhausted(RuntimeError):
 
 
 class AliasPool:
-    """Draws random aliases never given out before, and records each so it never is again.
+    """Draws random aliases never given out before.
 
     Loaded once per import. Single words first; when they run out, two words ("Wren Meadow"),
-    which gives tens of thousands more.
+    which gives tens of thousands more. `drawn` lists what this pool gave out, in order: the
+    importer records them (`children.services.record_aliases`) in the batch's transaction,
+    so none is ever given out again.
     """
 
     def __init__(self) -> None:
         self.used = set(db.session.scalars(select(AliasUse.alias)))
         self.words = usable_aliases(current_app.config["CHARITY_NAME"])
         self.free_singles = [word for word in self.words if word not in self.used]
+        self.drawn: list[str] = []
 
     def draw(self) -> str:
         if self.free_singles:
@@ -66,7 +69,7 @@ class AliasPool:
         else:
             alias = self._draw_pair()
         self.used.add(alias)
-        db.session.add(AliasUse(alias=alias))
+        self.drawn.append(alias)
         return alias
 
     def _draw_pair(self) -> str:
