@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, insert, select
 from sqlalchemy.orm import selectinload
 
 from donorhub.children import release
@@ -412,22 +412,34 @@ def new_update_row(
     }
 
 
-#: Rows per IN list when reading back the ids of children stored in bulk.
-ID_CHUNK = 1000
+#: Values per IN list on a database without arrays (SQLite).
+IN_CHUNK = 500
+
+
+def one_of(column: ColumnElement[str], values: list[str]) -> list[ColumnElement[bool]]:
+    """Conditions that, one query each, select the rows whose `column` is one of `values`:
+    on PostgreSQL a single `= ANY(array)` (one parameter, whatever the count), elsewhere IN
+    lists of IN_CHUNK values."""
+    if not values:
+        return []
+    if db.session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, list(values), type_=ARRAY(String())))]
+    return [
+        column.in_(values[start : start + IN_CHUNK]) for start in range(0, len(values), IN_CHUNK)
+    ]
 
 
 def insert_children(rows: list[dict]) -> dict[str, int]:
     """Store children first seen in a batch (`new_child_row`) in one executemany; returns
-    their ids by ref_hash, read back in a few queries."""
+    their ids by ref_hash, read back in one query (PostgreSQL) or a few."""
     if not rows:
         return {}
     db.session.execute(insert(Child.__table__), rows)
-    hashes = [row["ref_hash"] for row in rows]
     ids: dict[str, int] = {}
-    for start in range(0, len(hashes), ID_CHUNK):
-        chunk = hashes[start : start + ID_CHUNK]
-        query = select(Child.ref_hash, Child.id).where(Child.ref_hash.in_(chunk))
-        for ref_hash, child_id in db.session.execute(query):
+    for condition in one_of(Child.ref_hash, [row["ref_hash"] for row in rows]):
+        for ref_hash, child_id in db.session.execute(
+            select(Child.ref_hash, Child.id).where(condition)
+        ):
             ids[ref_hash] = child_id
     return ids
 

@@ -43,7 +43,7 @@ from donorhub.feed.parse import (
     UpdateRecord,
     parse_feed,
 )
-from donorhub.feed.pseudonyms import AliasPool, keyed_hash, new_public_token
+from donorhub.feed.pseudonyms import AliasPool, KeyedHasher, new_public_token
 from donorhub.feed.source import FileFate
 from donorhub.mail.services import queue_mail
 
@@ -305,9 +305,11 @@ class Importer:
         self.now = now
         self.progress = progress or (lambda _done, _total: None)
         self.report = ImportReport(batch=parsed.header.batch)
+        self.hasher = KeyedHasher(key, partner)
         self.child_hashes: dict[str, str] = {}
         self.children_by_hash: dict[str, Child] = {}
         self.updates_by_hash: dict[str, ChildUpdate] = {}
+        self.update_hashes: dict[str, str] = {}
         self.aliases: AliasPool | None = None
         # Children first seen in this batch: their rows, then (once stored) their ids.
         self.new_children: dict[str, dict] = {}
@@ -352,7 +354,7 @@ class Importer:
             self.progress(self.done, self.total)
 
     def _hash(self, kind: str, token: str) -> str:
-        return keyed_hash(self.key, self.partner, kind, token)
+        return self.hasher(kind, token)
 
     def _child_hash(self, ref: str) -> str:
         """A child's keyed hash, computed once per reference in a batch."""
@@ -373,20 +375,18 @@ class Importer:
             | {self._child_hash(r.child) for r in self.parsed.updates if r.child}
             | {self._child_hash(r.child) for r in self.parsed.exits}
         )
-        for start in range(0, len(child_hashes), 500):
-            chunk = child_hashes[start : start + 500]
+        for condition in children.one_of(Child.ref_hash, child_hashes):
             for child in db.session.scalars(
                 select(Child)
-                .where(Child.ref_hash.in_(chunk))
+                .where(condition)
                 .options(selectinload(Child.about), selectinload(Child.release))
             ):
                 self.children_by_hash[child.ref_hash] = child
-        update_hashes = list({self._hash("update", r.id) for r in self.parsed.updates})
-        for start in range(0, len(update_hashes), 500):
-            chunk = update_hashes[start : start + 500]
-            for update in db.session.scalars(
-                select(ChildUpdate).where(ChildUpdate.source_hash.in_(chunk))
-            ):
+        self.update_hashes = {r.id: self._hash("update", r.id) for r in self.parsed.updates}
+        for condition in children.one_of(
+            ChildUpdate.source_hash, list(self.update_hashes.values())
+        ):
+            for update in db.session.scalars(select(ChildUpdate).where(condition)):
                 self.updates_by_hash[update.source_hash] = update
 
     def _reject(self, line: int, field_name: str | None, rule: str) -> None:
@@ -534,7 +534,7 @@ class Importer:
                 child_id, child_home = child.id, child.home_code
             elif new is not None:
                 child_id, child_home = self.new_child_ids[child_hash], new["home_code"]
-        source_hash = self._hash("update", record.id)
+        source_hash = self.update_hashes[record.id]
         content = self._content_hash(
             "update_content",
             child_hash,
