@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, insert, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from donorhub.children import release
 from donorhub.children.impact import MEASURES
@@ -416,7 +416,7 @@ def new_update_row(
 IN_CHUNK = 500
 
 
-def one_of(column: ColumnElement[str], values: list[str]) -> list[ColumnElement[bool]]:
+def one_of(column: InstrumentedAttribute[str], values: list[str]) -> list[ColumnElement[bool]]:
     """Conditions that, one query each, select the rows whose `column` is one of `values`:
     on PostgreSQL a single `= ANY(array)` (one parameter, whatever the count), elsewhere IN
     lists of IN_CHUNK values."""

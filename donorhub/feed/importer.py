@@ -431,7 +431,7 @@ class Importer:
         if child is not None and child.content_hash == content:
             self.report.unchanged += 1
             return
-        facts = {
+        facts: dict[str, Any] = {
             "home_code": record.home,
             "age_band": record.age_band,
             "gender": record.gender,
