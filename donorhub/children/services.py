@@ -14,12 +14,13 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, insert, select
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from donorhub.children import release
 from donorhub.children.impact import MEASURES
 from donorhub.children.models import (
+    AliasUse,
     Child,
     ChildRelease,
     ChildStatus,
@@ -325,6 +326,140 @@ def receive_update(
     update.content_hash = content_hash
     update.reviewed_by_id = update.reviewed_at = None
     return update
+
+
+# Children, texts and updates first seen in a batch are stored in bulk: one executemany per
+# table, no ORM object per row. The row builders below say what such a row holds; the
+# per-object functions above handle what changes an existing row.
+
+
+def new_child_row(
+    *,
+    ref_hash: str,
+    alias: str,
+    public_token: str,
+    illustration: int,
+    now: datetime,
+    facts: dict,
+) -> dict:
+    """The row of a child first seen in a batch: what `new_child` and `set_child_facts` would
+    store (`facts` holds exactly `set_child_facts`' keywords)."""
+    return {
+        "ref_hash": ref_hash,
+        "alias": alias,
+        "public_token": public_token,
+        "illustration": illustration,
+        "status": ChildStatus.ACTIVE,
+        "first_seen_at": now,
+        "exited_period": None,
+        "exited_at": None,
+        **facts,
+        "interests": list(facts["interests"]),
+    }
+
+
+def new_about_row(
+    child_id: int, text: str, findings: list[dict], now: datetime, *, text_hash: str
+) -> dict:
+    """The `about` text of a child first seen in a batch, as `receive_about` stores it."""
+    return {
+        "child_id": child_id,
+        "original": text,
+        "original_hash": text_hash,
+        "approved": None,
+        "status": ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING,
+        "findings": findings,
+        "received_at": now,
+        "reviewed_by_id": None,
+        "reviewed_at": None,
+    }
+
+
+def new_update_row(
+    *,
+    source_hash: str,
+    child_id: int | None,
+    home_code: str | None,
+    period: str,
+    category: str,
+    milestones: list[str],
+    text: str | None,
+    text_hash: str | None,
+    findings: list[dict],
+    content_hash: str,
+    now: datetime,
+) -> dict:
+    """An update first seen in a batch, as `receive_update(None, ...)` stores it; `home_code`
+    is the child's when the update is about a child."""
+    return {
+        "source_hash": source_hash,
+        "child_id": child_id,
+        "home_code": home_code,
+        "period": period,
+        "category": category,
+        "milestones": list(milestones),
+        "original_text": text,
+        "original_hash": text_hash,
+        "approved_text": None,
+        "status": ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING,
+        "findings": findings,
+        "content_hash": content_hash,
+        "received_at": now,
+        "reviewed_by_id": None,
+        "reviewed_at": None,
+        "published_at": None,
+        "publication_id": None,
+    }
+
+
+#: Values per IN list on a database without arrays (SQLite).
+IN_CHUNK = 500
+
+
+def one_of(column: InstrumentedAttribute[str], values: list[str]) -> list[ColumnElement[bool]]:
+    """Conditions that, one query each, select the rows whose `column` is one of `values`:
+    on PostgreSQL a single `= ANY(array)` (one parameter, whatever the count), elsewhere IN
+    lists of IN_CHUNK values."""
+    if not values:
+        return []
+    if db.session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, list(values), type_=ARRAY(String())))]
+    return [
+        column.in_(values[start : start + IN_CHUNK]) for start in range(0, len(values), IN_CHUNK)
+    ]
+
+
+def insert_children(rows: list[dict]) -> dict[str, int]:
+    """Store children first seen in a batch (`new_child_row`) in one executemany; returns
+    their ids by ref_hash, read back in one query (PostgreSQL) or a few."""
+    if not rows:
+        return {}
+    db.session.execute(insert(Child.__table__), rows)
+    ids: dict[str, int] = {}
+    for condition in one_of(Child.ref_hash, [row["ref_hash"] for row in rows]):
+        for ref_hash, child_id in db.session.execute(
+            select(Child.ref_hash, Child.id).where(condition)
+        ):
+            ids[ref_hash] = child_id
+    return ids
+
+
+def insert_about_texts(rows: list[dict]) -> None:
+    """Store the `about` texts of children first seen in a batch (`new_about_row`)."""
+    if rows:
+        db.session.execute(insert(ChildText.__table__), rows)
+
+
+def insert_updates(rows: list[dict]) -> None:
+    """Store updates first seen in a batch (`new_update_row`) in one executemany."""
+    if rows:
+        db.session.execute(insert(ChildUpdate.__table__), rows)
+
+
+def record_aliases(aliases: list[str]) -> None:
+    """Every alias given out in a batch, so none is ever given out again."""
+    if aliases:
+        db.session.execute(insert(AliasUse.__table__), [{"alias": alias} for alias in aliases])
 
 
 def store_home_stats(home_code: str, period: str, counts: dict[str, int]) -> str:

@@ -8,11 +8,13 @@ batch id and the file's SHA-256 make a second import of the same batch a no-op.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -43,7 +45,7 @@ from donorhub.feed.parse import (
     UpdateRecord,
     parse_feed,
 )
-from donorhub.feed.pseudonyms import AliasPool, keyed_hash, new_public_token
+from donorhub.feed.pseudonyms import AliasPool, KeyedHasher, new_public_token
 from donorhub.feed.source import FileFate
 from donorhub.mail.services import queue_mail
 
@@ -163,6 +165,35 @@ def import_batch(
     sha256 = hashlib.sha256(raw).hexdigest()
     if _completed_run(sha256=sha256) is not None:
         return ImportReport(already_imported=True, status="already imported")
+    with cycle_collector_paused():
+        return _import_batch(raw, source, now, progress, file_fate, settings, key, sha256)
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """A batch holds hundreds of thousands of long-lived objects (records, rows) that the
+    cycle collector would walk again and again as they pile up: it is paused for the batch.
+    Reference counting still frees whatever is dropped; the few cycles a batch leaves wait
+    for the next collection after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _import_batch(
+    raw: bytes,
+    source: str,
+    now: datetime,
+    progress: Callable[[int, int], None] | None,
+    file_fate: FileFate,
+    settings: FeedSettings,
+    key: str,
+    sha256: str,
+) -> ImportReport:
     try:
         parsed = parse_feed(raw, settings)
     except UnknownFieldRejected as error:
@@ -282,7 +313,14 @@ def alert_safeguarding_officers(reason: str) -> None:
 
 
 class Importer:
-    """Applies the records of one parsed batch. Children first, so updates can find them."""
+    """Applies the records of one parsed batch. Children first, so updates can find them.
+
+    Rows this batch creates (children, their `about` texts, aliases, updates) are collected as
+    plain rows and stored in bulk, one executemany per table, once the children (then the
+    updates) are decided; rows that already exist are loaded up front in a few queries and
+    changed as objects, through the same services as before. All in the caller's
+    transaction.
+    """
 
     def __init__(
         self,
@@ -298,12 +336,22 @@ class Importer:
         self.now = now
         self.progress = progress or (lambda _done, _total: None)
         self.report = ImportReport(batch=parsed.header.batch)
+        self.hasher = KeyedHasher(key, partner)
+        self.child_hashes: dict[str, str] = {}
         self.children_by_hash: dict[str, Child] = {}
         self.updates_by_hash: dict[str, ChildUpdate] = {}
+        self.update_hashes: dict[str, str] = {}
         self.aliases: AliasPool | None = None
+        # Children first seen in this batch: their rows, then (once stored) their ids.
+        self.new_children: dict[str, dict] = {}
+        self.new_abouts: list[tuple[str, str, list[dict], str]] = []
+        self.new_child_ids: dict[str, int] = {}
+        self.new_updates: list[dict] = []
         # Children who leave in this very batch: whatever the order of the lines, the exit
         # wins, so none of their words from this batch is ever stored.
-        self.exiting = {self._hash("child", r.child) for r in parsed.exits}
+        self.exiting = {self._child_hash(r.child) for r in parsed.exits}
+        self.done = 0
+        self.total = 0
 
     def run(self) -> ImportReport:
         parsed, report = self.parsed, self.report
@@ -312,28 +360,39 @@ class Importer:
             report.problem(error.line, error.field, error.rule, "record rejected")
         report.rejected = len(parsed.rejected_lines)
         self._load_existing()
-        steps: list[tuple[list[Any], Callable[[Any], None]]] = [
-            (parsed.children, self._apply_child),
-            (parsed.updates, self._apply_update),
-            (parsed.home_stats, self._apply_home_stats),
-            (parsed.exits, self._apply_exit),
+        steps: list[tuple[list[Any], Callable[[Any], None], Callable[[], None] | None]] = [
+            (parsed.children, self._apply_child, self._store_new_children),
+            (parsed.updates, self._apply_update, self._store_new_updates),
+            (parsed.home_stats, self._apply_home_stats, None),
+            (parsed.exits, self._apply_exit, None),
         ]
-        total = sum(len(records) for records, _ in steps)
-        done = 0
+        self.total = sum(len(records) for records, _, _ in steps)
         # Every row this batch touches was loaded above; flushing before each query would
         # only cost time.
         with db.session.no_autoflush:
-            for records, apply in steps:
+            for records, apply, store in steps:
                 for record in records:
                     apply(record)
-                    done += 1
-                    if done % 100 == 0 or done == total:
-                        self.progress(done, total)
+                    self._tick()
+                if store is not None:
+                    store()
         db.session.flush()
         return report
 
+    def _tick(self) -> None:
+        self.done += 1
+        if self.done % 100 == 0 or self.done == self.total:
+            self.progress(self.done, self.total)
+
     def _hash(self, kind: str, token: str) -> str:
-        return keyed_hash(self.key, self.partner, kind, token)
+        return self.hasher(kind, token)
+
+    def _child_hash(self, ref: str) -> str:
+        """A child's keyed hash, computed once per reference in a batch."""
+        found = self.child_hashes.get(ref)
+        if found is None:
+            found = self.child_hashes[ref] = self._hash("child", ref)
+        return found
 
     def _content_hash(self, kind: str, *parts: object) -> str:
         """Keyed, because the parts include the partner's free text: an unkeyed hash of a
@@ -343,32 +402,40 @@ class Importer:
     def _load_existing(self) -> None:
         """Fetch every row this batch may touch in a few queries, not one per record."""
         child_hashes = list(
-            {self._hash("child", r.ref) for r in self.parsed.children}
-            | {self._hash("child", r.child) for r in self.parsed.updates if r.child}
-            | {self._hash("child", r.child) for r in self.parsed.exits}
+            {self._child_hash(r.ref) for r in self.parsed.children}
+            | {self._child_hash(r.child) for r in self.parsed.updates if r.child}
+            | {self._child_hash(r.child) for r in self.parsed.exits}
         )
-        for start in range(0, len(child_hashes), 500):
-            chunk = child_hashes[start : start + 500]
+        for condition in children.one_of(Child.ref_hash, child_hashes):
             for child in db.session.scalars(
                 select(Child)
-                .where(Child.ref_hash.in_(chunk))
+                .where(condition)
                 .options(selectinload(Child.about), selectinload(Child.release))
             ):
                 self.children_by_hash[child.ref_hash] = child
-        update_hashes = list({self._hash("update", r.id) for r in self.parsed.updates})
-        for start in range(0, len(update_hashes), 500):
-            chunk = update_hashes[start : start + 500]
-            for update in db.session.scalars(
-                select(ChildUpdate).where(ChildUpdate.source_hash.in_(chunk))
-            ):
+        self.update_hashes = {r.id: self._hash("update", r.id) for r in self.parsed.updates}
+        for condition in children.one_of(
+            ChildUpdate.source_hash, list(self.update_hashes.values())
+        ):
+            for update in db.session.scalars(select(ChildUpdate).where(condition)):
                 self.updates_by_hash[update.source_hash] = update
 
     def _reject(self, line: int, field_name: str | None, rule: str) -> None:
         self.report.problem(line, field_name, rule, "record rejected")
         self.report.rejected += 1
 
+    def _scan(self, text: str, line: int, field_name: str) -> list[dict]:
+        """The PII guard's findings on one text; a text with any is quarantined."""
+        findings = [finding_dict(f) for f in guard.scan_text(text)]
+        if findings:
+            self.report.quarantined += 1
+            self.report.problem(
+                line, field_name, "the PII guard found a possible identifier", "quarantined"
+            )
+        return findings
+
     def _apply_child(self, record: ChildRecord) -> None:
-        ref_hash = self._hash("child", record.ref)
+        ref_hash = self._child_hash(record.ref)
         content = self._content_hash(
             "child_content",
             record.home,
@@ -395,38 +462,68 @@ class Importer:
         if child is not None and child.content_hash == content:
             self.report.unchanged += 1
             return
+        facts: dict[str, Any] = {
+            "home_code": record.home,
+            "age_band": record.age_band,
+            "gender": record.gender,
+            "region": record.region,
+            "stage": record.stage,
+            "joined_year": record.joined_year,
+            "interests": list(record.interests),
+            "consent_profile": record.consent.profile,
+            "consent_updates": record.consent.updates,
+            "consent_basis": record.consent.basis,
+            "consent_expires": str(record.consent.expires),
+            "content_hash": content,
+        }
         if child is None:
-            if self.aliases is None:
-                self.aliases = AliasPool()
-            child = children.new_child(
-                ref_hash=ref_hash,
-                alias=self.aliases.draw(),
-                public_token=new_public_token(),
-                illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
-                now=self.now,
-            )
-            self.children_by_hash[ref_hash] = child
-            self.report.created += 1
-        else:
-            self.report.updated += 1
-        children.set_child_facts(
-            child,
-            home_code=record.home,
-            age_band=record.age_band,
-            gender=record.gender,
-            region=record.region,
-            stage=record.stage,
-            joined_year=record.joined_year,
-            interests=list(record.interests),
-            consent_profile=record.consent.profile,
-            consent_updates=record.consent.updates,
-            consent_basis=record.consent.basis,
-            consent_expires=str(record.consent.expires),
-            content_hash=content,
-        )
+            self._add_child(record, ref_hash, facts)
+            return
+        self.report.updated += 1
+        children.set_child_facts(child, **facts)
         if ref_hash in self.exiting:
             return  # record_exit withdraws any text she had; this batch's is never kept
         self._apply_about(child, record)
+
+    def _add_child(self, record: ChildRecord, ref_hash: str, facts: dict) -> None:
+        """A child first seen in this batch: her row (and her text's) wait for the bulk
+        insert at the end of the children."""
+        if self.aliases is None:
+            self.aliases = AliasPool()
+        self.new_children[ref_hash] = children.new_child_row(
+            ref_hash=ref_hash,
+            alias=self.aliases.draw(),
+            public_token=new_public_token(),
+            illustration=secrets.randbelow(ILLUSTRATIONS) + 1,
+            now=self.now,
+            facts=facts,
+        )
+        self.report.created += 1
+        if ref_hash in self.exiting or record.about is None:
+            return  # she leaves in this batch: none of its words is kept
+        text_hash = self._hash("about_text", record.about)
+        findings = self._scan(record.about, record.line, "about")
+        self.new_abouts.append((ref_hash, record.about, findings, text_hash))
+
+    def _store_new_children(self) -> None:
+        self.new_child_ids = children.insert_children(list(self.new_children.values()))
+        if self.aliases is not None:
+            children.record_aliases(self.aliases.drawn)
+        children.insert_about_texts(
+            [
+                children.new_about_row(
+                    self.new_child_ids[ref_hash], text, findings, self.now, text_hash=text_hash
+                )
+                for ref_hash, text, findings, text_hash in self.new_abouts
+            ]
+        )
+
+    def _stored_new_child(self, ref_hash: str) -> Child:
+        """A child this batch created, as an object, for the rare change that needs one."""
+        child = db.session.get(Child, self.new_child_ids[ref_hash])
+        assert child is not None
+        self.children_by_hash[ref_hash] = child
+        return child
 
     def _apply_about(self, child: Child, record: ChildRecord) -> None:
         existing = child.about
@@ -442,33 +539,36 @@ class Importer:
             and existing.status != ReviewStatus.WITHDRAWN
         ):
             return
-        findings = [finding_dict(f) for f in guard.scan_text(record.about)]
-        if findings:
-            self.report.quarantined += 1
-            self.report.problem(
-                record.line, "about", "the PII guard found a possible identifier", "quarantined"
-            )
+        findings = self._scan(record.about, record.line, "about")
         children.receive_about(child, record.about, findings, self.now, text_hash=text_hash)
 
     def _apply_update(self, record: UpdateRecord) -> None:
-        child = None
+        child: Child | None = None
+        child_hash = child_home = None
+        child_id: int | None = None
         if record.child is not None:
-            child = self.children_by_hash.get(self._hash("child", record.child))
-            if child is None:
+            child_hash = self._child_hash(record.child)
+            child = self.children_by_hash.get(child_hash)
+            new = self.new_children.get(child_hash)
+            if child is None and new is None:
                 self._reject(
                     record.line, "child", "the update names a child the platform does not know"
                 )
                 return
-            if child.status == ChildStatus.EXITED:
+            if child is not None and child.status == ChildStatus.EXITED:
                 self._reject(record.line, "child", "the child has left the programme")
                 return
-            if child.ref_hash in self.exiting:
+            if child_hash in self.exiting:
                 self._reject(record.line, "child", "the child leaves the programme in this batch")
                 return
-        source_hash = self._hash("update", record.id)
+            if child is not None:
+                child_id, child_home = child.id, child.home_code
+            elif new is not None:
+                child_id, child_home = self.new_child_ids[child_hash], new["home_code"]
+        source_hash = self.update_hashes[record.id]
         content = self._content_hash(
             "update_content",
-            child.ref_hash if child else None,
+            child_hash,
             record.home,
             str(record.period),
             record.category,
@@ -484,17 +584,30 @@ class Importer:
                 record.line, "id", "an update that is already published cannot be replaced"
             )
             return
-        findings = [finding_dict(f) for f in guard.scan_text(record.text)] if record.text else []
-        if findings:
-            self.report.quarantined += 1
-            self.report.problem(
-                record.line, "text", "the PII guard found a possible identifier", "quarantined"
-            )
+        findings = self._scan(record.text, record.line, "text") if record.text else []
+        text_hash = self._hash("update_text", record.text) if record.text else None
         if existing is None:
             self.report.created += 1
-        else:
-            self.report.updated += 1
-        self.updates_by_hash[source_hash] = children.receive_update(
+            self.new_updates.append(
+                children.new_update_row(
+                    source_hash=source_hash,
+                    child_id=child_id,
+                    home_code=child_home if child_hash is not None else record.home,
+                    period=str(record.period),
+                    category=record.category,
+                    milestones=list(record.milestones),
+                    text=record.text,
+                    text_hash=text_hash,
+                    findings=findings,
+                    content_hash=content,
+                    now=self.now,
+                )
+            )
+            return
+        self.report.updated += 1
+        if child is None and child_hash is not None:
+            child = self._stored_new_child(child_hash)
+        children.receive_update(
             existing,
             source_hash=source_hash,
             child=child,
@@ -503,11 +616,14 @@ class Importer:
             category=record.category,
             milestones=list(record.milestones),
             text=record.text,
-            text_hash=self._hash("update_text", record.text) if record.text else None,
+            text_hash=text_hash,
             findings=findings,
             content_hash=content,
             now=self.now,
         )
+
+    def _store_new_updates(self) -> None:
+        children.insert_updates(self.new_updates)
 
     def _apply_home_stats(self, record: HomeStatsRecord) -> None:
         values = {
@@ -521,7 +637,10 @@ class Importer:
         setattr(self.report, outcome, getattr(self.report, outcome) + 1)
 
     def _apply_exit(self, record: ExitRecord) -> None:
-        child = self.children_by_hash.get(self._hash("child", record.child))
+        ref_hash = self._child_hash(record.child)
+        child = self.children_by_hash.get(ref_hash)
+        if child is None and ref_hash in self.new_child_ids:
+            child = self._stored_new_child(ref_hash)
         if child is None:
             self._reject(record.line, "child", "the exit names a child the platform does not know")
             return

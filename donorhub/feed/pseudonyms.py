@@ -22,6 +22,20 @@ def keyed_hash(key: str, partner: str, kind: str, token: str) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
+class KeyedHasher:
+    """`keyed_hash` for one key and partner, with the key's HMAC state prepared once: an
+    import computes several hashes per record."""
+
+    def __init__(self, key: str, partner: str) -> None:
+        self.base = hmac.new(key.encode(), digestmod=hashlib.sha256)
+        self.prefix = f"{partner}\x1f"
+
+    def __call__(self, kind: str, token: str) -> str:
+        mac = self.base.copy()
+        mac.update(f"{self.prefix}{kind}\x1f{token}".encode())
+        return mac.hexdigest()
+
+
 @cache
 def alias_words() -> tuple[str, ...]:
     text = resources.files("donorhub.feed").joinpath("data/aliases.txt").read_text("utf-8")
@@ -49,16 +63,19 @@ class AliasesExhausted(RuntimeError):
 
 
 class AliasPool:
-    """Draws random aliases never given out before, and records each so it never is again.
+    """Draws random aliases never given out before.
 
     Loaded once per import. Single words first; when they run out, two words ("Wren Meadow"),
-    which gives tens of thousands more.
+    which gives tens of thousands more. `drawn` lists what this pool gave out, in order: the
+    importer records them (`children.services.record_aliases`) in the batch's transaction,
+    so none is ever given out again.
     """
 
     def __init__(self) -> None:
         self.used = set(db.session.scalars(select(AliasUse.alias)))
         self.words = usable_aliases(current_app.config["CHARITY_NAME"])
         self.free_singles = [word for word in self.words if word not in self.used]
+        self.drawn: list[str] = []
 
     def draw(self) -> str:
         if self.free_singles:
@@ -66,7 +83,7 @@ class AliasPool:
         else:
             alias = self._draw_pair()
         self.used.add(alias)
-        db.session.add(AliasUse(alias=alias))
+        self.drawn.append(alias)
         return alias
 
     def _draw_pair(self) -> str:
