@@ -246,7 +246,7 @@ def totals_differences() -> list[str]:
     they agree). Call it at the start of a transaction, and roll that back."""
     _consistent_snapshot()
     counted, stored = recount(), stored_figures()
-    names = dict(db.session.execute(select(Campaign.id, Campaign.name)).tuples().all())
+    names = {row.id: row.name for row in db.session.execute(select(Campaign.id, Campaign.name))}
     sentences = []
     for campaign_id in sorted(set(counted) | set(stored)):
         want = counted.get(campaign_id, Figures({}, {}, 0))
