@@ -10,12 +10,11 @@ expired and needs-review gifts count nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
-
-from collections.abc import Sequence
 
 import nh3
 from markdown_it import MarkdownIt
@@ -276,7 +275,7 @@ def totals_differences() -> list[str]:
         if wrong_donors:
             parts.append(f"the gift count of {wrong_donors} donor(s) differs")
         name = names.get(campaign_id, "(deleted)")
-        sentences.append(f"Campaign {campaign_id} \"{name}\": " + "; ".join(parts) + ".")
+        sentences.append(f'Campaign {campaign_id} "{name}": ' + "; ".join(parts) + ".")
     return sentences
 
 
