@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import nh3
 from markdown_it import MarkdownIt
-from sqlalchemy import delete, false, func, insert, select, text, update
+from sqlalchemy import delete, false, func, insert, or_, select, text, update
 
 from donorhub.audit import record_audit
 from donorhub.campaigns.models import (
@@ -66,9 +67,13 @@ ALLOWED_URL_SCHEMES = {"https", "http", "mailto"}
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
 
 
+@lru_cache(maxsize=256)
 def render_markdown(source: str) -> str:
     """Markdown to safe HTML: raw HTML is not passed through, images are not rendered
-    (the CSP allows only our own), and nh3 keeps only the allow-listed tags."""
+    (the CSP allows only our own), and nh3 keeps only the allow-listed tags.
+
+    A pure function of the text, so each worker renders a campaign's body once, not on
+    every request for its page: an edited body is a new key (public text only)."""
     html = _markdown.render(source or "")
     return nh3.clean(
         html,
@@ -182,14 +187,14 @@ def recount(campaign_ids: Sequence[int] | None = None) -> dict[int, Figures]:
         .where(*where)
         .group_by(Donation.campaign_id, Donation.currency)
     ):
-        money.setdefault(campaign_id, {})[currency] = (int(total), int(count))
+        money.setdefault(int(campaign_id), {})[currency] = (int(total), int(count))
     donor_gifts: dict[int, dict[int, int]] = {}
     for campaign_id, donor_id, count in db.session.execute(
         select(Donation.campaign_id, Donation.donor_id, func.count())
         .where(*where)
         .group_by(Donation.campaign_id, Donation.donor_id)
     ):
-        donor_gifts.setdefault(campaign_id, {})[donor_id] = int(count)
+        donor_gifts.setdefault(int(campaign_id or 0), {})[donor_id] = int(count)
     return {
         campaign_id: Figures(
             money.get(campaign_id, {}),
@@ -207,13 +212,16 @@ def stored_figures(campaign_ids: Sequence[int] | None = None) -> dict[int, Figur
         return [] if campaign_ids is None else [column.in_(list(campaign_ids))]
 
     money: dict[int, dict[str, tuple[int, int]]] = {}
-    for row in db.session.scalars(select(CampaignTotal).where(*only(CampaignTotal.campaign_id))):
-        if row.raised_minor or row.gifts:
-            money.setdefault(row.campaign_id, {})[row.currency] = (row.raised_minor, row.gifts)
+    for total in db.session.scalars(select(CampaignTotal).where(*only(CampaignTotal.campaign_id))):
+        if total.raised_minor or total.gifts:
+            money.setdefault(total.campaign_id, {})[total.currency] = (
+                total.raised_minor,
+                total.gifts,
+            )
     donor_gifts: dict[int, dict[int, int]] = {}
-    for row in db.session.scalars(select(CampaignDonor).where(*only(CampaignDonor.campaign_id))):
-        if row.gifts:
-            donor_gifts.setdefault(row.campaign_id, {})[row.donor_id] = row.gifts
+    for donor in db.session.scalars(select(CampaignDonor).where(*only(CampaignDonor.campaign_id))):
+        if donor.gifts:
+            donor_gifts.setdefault(donor.campaign_id, {})[donor.donor_id] = donor.gifts
     donors = {
         row.campaign_id: row.donors
         for row in db.session.scalars(
@@ -392,12 +400,18 @@ def is_open_for_gifts(campaign: Campaign, today: date | None = None) -> bool:
 
 def live_campaigns(today: date | None = None) -> list[Campaign]:
     """Published campaigns whose dates include today, soonest ending first."""
-    rows = db.session.scalars(
-        select(Campaign)
-        .where(Campaign.status == CampaignStatus.LIVE)
-        .order_by(Campaign.ends_on, Campaign.id)
-    ).all()
-    return [c for c in rows if is_open_for_gifts(c, today)]
+    today = today or uk_today()
+    return list(
+        db.session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.status == CampaignStatus.LIVE,
+                Campaign.starts_on <= today,
+                or_(Campaign.ends_on.is_(None), Campaign.ends_on >= today),
+            )
+            .order_by(Campaign.ends_on, Campaign.id)
+        )
+    )
 
 
 def public_campaign(slug: str) -> Campaign | None:
