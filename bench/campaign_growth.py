@@ -277,6 +277,7 @@ def run(gifts: int, duration: int, keep: bool = False, quiet: bool = False) -> d
         page = f"/campaigns/{slugs[0]}"
         server = start_gunicorn(url, work_dir / "logs", workers=2, name="web")
         targets = {
+            "healthz": Target("healthz", "/healthz", lines=[line("GET", "/healthz")]),
             "home": Target("home", "/", lines=[line("GET", "/")]),
             "campaign page": Target("campaign page", page, lines=[line("GET", page)]),
         }
@@ -336,14 +337,21 @@ def run(gifts: int, duration: int, keep: bool = False, quiet: bool = False) -> d
 
 
 def ratios(result: dict) -> list[Ratio]:
+    """Requests/s with the gifts ÷ without. The detail adds the same ratio with each phase's
+    figure taken relative to /healthz in that phase: on a shared machine whose load changed
+    between the two phases, that one shows what the gifts did, not the neighbours."""
     gifts = result["gifts"]
     correct = not result["problems"]
+    empty, full = result["empty"], result["full"]
+    drift = full["healthz"] / empty["healthz"]
     return [
         Ratio(
             name=f"{label}, {gifts:,} gifts / none ({CAMPAIGNS} live campaigns)",
-            value=result["full"][key] / result["empty"][key],
+            value=full[key] / empty[key],
             goal=GOAL,
-            detail=f"{result['full'][key]:.0f} req/s vs {result['empty'][key]:.0f} req/s"
+            detail=f"{full[key]:.0f} req/s vs {empty[key]:.0f} req/s; /healthz "
+            f"{full['healthz']:.0f} vs {empty['healthz']:.0f}, so relative to /healthz "
+            f"{full[key] / empty[key] / drift:.2f}"
             + ("" if correct else "; WRONG FIGURES: " + "; ".join(result["problems"][:3])),
             correct=correct,
         )
