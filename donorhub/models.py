@@ -8,7 +8,12 @@ from donorhub.accounts.models import (  # noqa: F401
     UserRole,
 )
 from donorhub.audit import AuditEvent  # noqa: F401
-from donorhub.campaigns.models import Campaign  # noqa: F401
+from donorhub.campaigns.models import (  # noqa: F401
+    Campaign,
+    CampaignDonor,
+    CampaignDonorCount,
+    CampaignTotal,
+)
 from donorhub.children.models import (  # noqa: F401
     AliasUse,
     Child,

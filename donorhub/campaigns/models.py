@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import BigInteger, Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from donorhub.database import TimestampMixin, check_move, utcnow
@@ -68,3 +68,53 @@ class Campaign(TimestampMixin, Model):
 
     def __repr__(self) -> str:
         return f"<Campaign {self.id} {self.status}>"
+
+
+# Running totals ------------------------------------------------------------------------------
+#
+# Kept by the database itself: triggers on `donations` (migration 0020_totals_campaign_totals)
+# add each gift's counted amount when it starts to count and take it away when it stops, in
+# the statement (and so the transaction) that changes the gift, whoever changes it: the ORM,
+# a bulk UPDATE, raw SQL or COPY. Nothing in Python writes these tables except the repair
+# (services.repair_totals), which rewrites them from a full recount. What counts is the rule of
+# donorhub/donations/models.py (COUNTED_STATUSES, net_gift_expression); docs/campaigns.md.
+
+
+class CampaignTotal(Model):
+    """The counted money of one campaign in one currency: Σ net and the number of gifts."""
+
+    __tablename__ = "campaign_totals"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    raised_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    gifts: Mapped[int] = mapped_column(default=0)
+
+
+class CampaignDonor(Model):
+    """How many counted gifts one donor has in one campaign (rows at 0 stay), so the number
+    of distinct donors moves exactly when a donor's first gift starts or last gift stops
+    counting."""
+
+    __tablename__ = "campaign_donors"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    donor_id: Mapped[int] = mapped_column(
+        ForeignKey("donors.id", ondelete="CASCADE"), primary_key=True
+    )
+    gifts: Mapped[int] = mapped_column(default=0)
+
+
+class CampaignDonorCount(Model):
+    """The number of distinct donors with a counted gift in one campaign."""
+
+    __tablename__ = "campaign_donor_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    donors: Mapped[int] = mapped_column(default=0)

@@ -10,17 +10,25 @@ expired and needs-review gifts count nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import nh3
 from markdown_it import MarkdownIt
-from sqlalchemy import func, select
+from sqlalchemy import delete, false, func, insert, or_, select, text, update
 
 from donorhub.audit import record_audit
-from donorhub.campaigns.models import Campaign, CampaignStatus
+from donorhub.campaigns.models import (
+    Campaign,
+    CampaignDonor,
+    CampaignDonorCount,
+    CampaignStatus,
+    CampaignTotal,
+)
 from donorhub.database import uk_today
 from donorhub.donations.models import (
     COUNTED_STATUSES,
@@ -59,9 +67,13 @@ ALLOWED_URL_SCHEMES = {"https", "http", "mailto"}
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
 
 
+@lru_cache(maxsize=256)
 def render_markdown(source: str) -> str:
     """Markdown to safe HTML: raw HTML is not passed through, images are not rendered
-    (the CSP allows only our own), and nh3 keeps only the allow-listed tags."""
+    (the CSP allows only our own), and nh3 keeps only the allow-listed tags.
+
+    A pure function of the text, so each worker renders a campaign's body once, not on
+    every request for its page: an edited body is a new key (public text only)."""
     html = _markdown.render(source or "")
     return nh3.clean(
         html,
@@ -97,35 +109,216 @@ class Totals:
 
 
 def campaign_totals(campaign: Campaign, rates: dict[str, Decimal] | None = None) -> Totals:
-    net = net_gift_expression()
-    counted = Donation.campaign_id == campaign.id
-    rows = db.session.execute(
-        select(Donation.currency, func.sum(net), func.count())
-        .where(counted, Donation.status.in_(COUNTED_STATUSES), net > 0)
-        .group_by(Donation.currency)
-    ).all()
-    by_currency = {currency: int(total or 0) for currency, total, _ in rows}
-    gifts = sum(int(n) for _, _, n in rows)
-    donors = (
-        db.session.scalar(
-            select(func.count(func.distinct(Donation.donor_id))).where(
-                counted, Donation.status.in_(COUNTED_STATUSES), net > 0
-            )
-        )
-        or 0
-    )
-    from flask import current_app
+    """One campaign's figures, read from the running totals (one statement; two when the
+    rates are not given)."""
+    return totals_for([campaign], rates)[campaign.id]
 
+
+def totals_for(
+    campaigns: Sequence[Campaign], rates: dict[str, Decimal] | None = None
+) -> dict[int, Totals]:
+    """The figures of every campaign given, by id, in one statement whatever their number
+    and however many gifts they have: the running totals that the database keeps in the
+    transaction of every change to a gift (models.CampaignTotal and migration 0020)."""
     if rates is None:
+        from flask import current_app
+
         rates = current_rates(current_app.config["REPORTING_CURRENCY"])
-    return Totals(
-        by_currency,
-        int(donors),
-        gifts,
-        convert(by_currency, campaign.goal_currency, rates),
-        campaign.goal_minor,
-        campaign.goal_currency,
+    by_currency: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
+    gifts = dict.fromkeys(by_currency, 0)
+    donors = dict.fromkeys(by_currency, 0)
+    if by_currency:
+        rows = db.session.execute(
+            select(
+                CampaignDonorCount.campaign_id,
+                CampaignDonorCount.donors,
+                CampaignTotal.currency,
+                CampaignTotal.raised_minor,
+                CampaignTotal.gifts,
+            )
+            .outerjoin(CampaignTotal, CampaignTotal.campaign_id == CampaignDonorCount.campaign_id)
+            .where(CampaignDonorCount.campaign_id.in_(list(by_currency)))
+        ).all()
+        for campaign_id, donor_count, currency, raised, counted in rows:
+            donors[campaign_id] = int(donor_count)
+            if currency is not None and counted:
+                by_currency[campaign_id][currency] = int(raised)
+                gifts[campaign_id] += int(counted)
+    return {
+        c.id: Totals(
+            by_currency[c.id],
+            donors[c.id],
+            gifts[c.id],
+            convert(by_currency[c.id], c.goal_currency, rates),
+            c.goal_minor,
+            c.goal_currency,
+        )
+        for c in campaigns
+    }
+
+
+# The running totals against a full recount ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A campaign's figures counted one way: money and gifts per currency, gifts per
+    donor (donors with none left out), distinct donors."""
+
+    money: dict[str, tuple[int, int]]
+    donor_gifts: dict[int, int]
+    donors: int
+
+
+def _counted_gifts():
+    net = net_gift_expression()
+    return net, (Donation.campaign_id.is_not(None), Donation.status.in_(COUNTED_STATUSES), net > 0)
+
+
+def recount(campaign_ids: Sequence[int] | None = None) -> dict[int, Figures]:
+    """Every figure counted afresh from the gifts (what the running totals must equal)."""
+    net, counted = _counted_gifts()
+    where = list(counted)
+    if campaign_ids is not None:
+        where.append(Donation.campaign_id.in_(list(campaign_ids)))
+    money: dict[int, dict[str, tuple[int, int]]] = {}
+    for campaign_id, currency, total, count in db.session.execute(
+        select(Donation.campaign_id, Donation.currency, func.sum(net), func.count())
+        .where(*where)
+        .group_by(Donation.campaign_id, Donation.currency)
+    ):
+        money.setdefault(int(campaign_id), {})[currency] = (int(total), int(count))
+    donor_gifts: dict[int, dict[int, int]] = {}
+    for campaign_id, donor_id, count in db.session.execute(
+        select(Donation.campaign_id, Donation.donor_id, func.count())
+        .where(*where)
+        .group_by(Donation.campaign_id, Donation.donor_id)
+    ):
+        donor_gifts.setdefault(int(campaign_id or 0), {})[donor_id] = int(count)
+    return {
+        campaign_id: Figures(
+            money.get(campaign_id, {}),
+            donor_gifts.get(campaign_id, {}),
+            len(donor_gifts.get(campaign_id, {})),
+        )
+        for campaign_id in set(money) | set(donor_gifts)
+    }
+
+
+def stored_figures(campaign_ids: Sequence[int] | None = None) -> dict[int, Figures]:
+    """The running totals as stored, in the shape of recount() (rows at zero left out)."""
+
+    def only(column):
+        return [] if campaign_ids is None else [column.in_(list(campaign_ids))]
+
+    money: dict[int, dict[str, tuple[int, int]]] = {}
+    for total in db.session.scalars(select(CampaignTotal).where(*only(CampaignTotal.campaign_id))):
+        if total.raised_minor or total.gifts:
+            money.setdefault(total.campaign_id, {})[total.currency] = (
+                total.raised_minor,
+                total.gifts,
+            )
+    donor_gifts: dict[int, dict[int, int]] = {}
+    for donor in db.session.scalars(select(CampaignDonor).where(*only(CampaignDonor.campaign_id))):
+        if donor.gifts:
+            donor_gifts.setdefault(donor.campaign_id, {})[donor.donor_id] = donor.gifts
+    donors = {
+        row.campaign_id: row.donors
+        for row in db.session.scalars(
+            select(CampaignDonorCount).where(*only(CampaignDonorCount.campaign_id))
+        )
+        if row.donors
+    }
+    return {
+        campaign_id: Figures(
+            money.get(campaign_id, {}), donor_gifts.get(campaign_id, {}), donors.get(campaign_id, 0)
+        )
+        for campaign_id in set(money) | set(donor_gifts) | set(donors)
+    }
+
+
+def _consistent_snapshot() -> None:
+    """Read the stored totals and the gifts from one snapshot: on PostgreSQL the rest of
+    this transaction runs REPEATABLE READ (the totals move in the gifts' own transactions,
+    so one snapshot always agrees with itself); SQLite holds its write lock, so no gift
+    changes between the reads. The caller rolls back."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:  # a write that changes nothing takes SQLite's write lock until the rollback
+        db.session.execute(update(CampaignDonorCount).where(false()).values(donors=0))
+
+
+def totals_differences() -> list[str]:
+    """A sentence per campaign whose running totals differ from a full recount (none when
+    they agree). Call it at the start of a transaction, and roll that back."""
+    _consistent_snapshot()
+    counted, stored = recount(), stored_figures()
+    names = {row.id: row.name for row in db.session.execute(select(Campaign.id, Campaign.name))}
+    sentences = []
+    for campaign_id in sorted(set(counted) | set(stored)):
+        want = counted.get(campaign_id, Figures({}, {}, 0))
+        have = stored.get(campaign_id, Figures({}, {}, 0))
+        if want == have:
+            continue
+        parts = []
+        for currency in sorted(set(want.money) | set(have.money)):
+            (w_money, w_gifts), (h_money, h_gifts) = (
+                want.money.get(currency, (0, 0)),
+                have.money.get(currency, (0, 0)),
+            )
+            if w_money != h_money:
+                parts.append(
+                    f"{currency} raised {h_money} stored, {w_money} counted "
+                    f"(difference {h_money - w_money:+d} minor units)"
+                )
+            if w_gifts != h_gifts:
+                parts.append(f"{currency} gifts {h_gifts} stored, {w_gifts} counted")
+        if want.donors != have.donors:
+            parts.append(f"donors {have.donors} stored, {want.donors} counted")
+        wrong_donors = sum(
+            1
+            for donor_id in set(want.donor_gifts) | set(have.donor_gifts)
+            if want.donor_gifts.get(donor_id, 0) != have.donor_gifts.get(donor_id, 0)
+        )
+        if wrong_donors:
+            parts.append(f"the gift count of {wrong_donors} donor(s) differs")
+        name = names.get(campaign_id, "(deleted)")
+        sentences.append(f'Campaign {campaign_id} "{name}": ' + "; ".join(parts) + ".")
+    return sentences
+
+
+def repair_totals() -> None:
+    """Rewrite every running total from a full recount, in the caller's transaction. On
+    PostgreSQL gifts cannot change meanwhile (their table is locked against writes until
+    the commit); on SQLite the first delete takes the database's write lock."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("LOCK TABLE donations IN SHARE ROW EXCLUSIVE MODE"))
+    for model in (CampaignDonorCount, CampaignDonor, CampaignTotal):
+        db.session.execute(delete(model))
+    net, counted = _counted_gifts()
+    db.session.execute(
+        insert(CampaignTotal).from_select(
+            ["campaign_id", "currency", "raised_minor", "gifts"],
+            select(Donation.campaign_id, Donation.currency, func.sum(net), func.count())
+            .where(*counted)
+            .group_by(Donation.campaign_id, Donation.currency),
+        )
     )
+    db.session.execute(
+        insert(CampaignDonor).from_select(
+            ["campaign_id", "donor_id", "gifts"],
+            select(Donation.campaign_id, Donation.donor_id, func.count())
+            .where(*counted)
+            .group_by(Donation.campaign_id, Donation.donor_id),
+        )
+    )
+    db.session.execute(
+        insert(CampaignDonorCount).from_select(
+            ["campaign_id", "donors"],
+            select(CampaignDonor.campaign_id, func.count()).group_by(CampaignDonor.campaign_id),
+        )
+    )
+    db.session.expire_all()
 
 
 # Campaign life cycle -------------------------------------------------------------------------
@@ -207,12 +400,18 @@ def is_open_for_gifts(campaign: Campaign, today: date | None = None) -> bool:
 
 def live_campaigns(today: date | None = None) -> list[Campaign]:
     """Published campaigns whose dates include today, soonest ending first."""
-    rows = db.session.scalars(
-        select(Campaign)
-        .where(Campaign.status == CampaignStatus.LIVE)
-        .order_by(Campaign.ends_on, Campaign.id)
-    ).all()
-    return [c for c in rows if is_open_for_gifts(c, today)]
+    today = today or uk_today()
+    return list(
+        db.session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.status == CampaignStatus.LIVE,
+                Campaign.starts_on <= today,
+                or_(Campaign.ends_on.is_(None), Campaign.ends_on >= today),
+            )
+            .order_by(Campaign.ends_on, Campaign.id)
+        )
+    )
 
 
 def public_campaign(slug: str) -> Campaign | None:
