@@ -172,7 +172,11 @@ class ChildRelease(Model):
     """
 
     __tablename__ = "child_releases"
-    __table_args__ = (Index("ix_child_releases_listing", "is_listed", "list_order"),)
+    __table_args__ = (
+        Index("ix_child_releases_listing", "is_listed", "list_order"),
+        Index("ix_child_releases_list_day", "is_listed", "list_day"),
+        Index("ix_child_releases_match", "long_wait", "match_rank"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     child_id: Mapped[int] = mapped_column(
@@ -211,6 +215,12 @@ class ChildRelease(Model):
     #: SQL by an index instead of sorting every card on every request.
     list_order: Mapped[str | None] = mapped_column(String(64))
     list_day: Mapped[date | None]
+    #: "Match me"'s waiting band at the publication: first listed at least LONG_WAIT before.
+    long_wait: Mapped[bool] = mapped_column(default=False)
+    #: An open card's random place 0..n-1 among the open cards of its band, drawn at each
+    #: publication, so "Match me" picks uniformly without counting every card. None: not
+    #: open at the publication (or not listed).
+    match_rank: Mapped[int | None]
     computed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     child: Mapped[Child] = relationship(back_populates="release")

@@ -517,8 +517,26 @@ def publish_releases(now: datetime) -> int:
             row.list_day = now.date()
         else:
             row.list_order = row.list_day = None
+        row.long_wait = row.first_listed_at is not None and now - row.first_listed_at >= LONG_WAIT
+        row.match_rank = None
         row.computed_at = now
+    _draw_match_places([c.release for c in children if c.release is not None])
     return len(decided)
+
+
+#: "Match me" prefers children who have been on the listing at least this long, measured
+#: from the publication that first listed them (a moment the public saw).
+LONG_WAIT = timedelta(days=91)
+
+
+def _draw_match_places(rows: list[ChildRelease]) -> None:
+    """Give the open cards of each waiting band a random place 0..n-1 ("Match me")."""
+    shuffle = secrets.SystemRandom().shuffle
+    for long_wait in (True, False):
+        band = [r for r in rows if r.is_listed and r.shown_open and r.long_wait is long_wait]
+        shuffle(band)
+        for place, row in enumerate(band):
+            row.match_rank = place
 
 
 # The listing's order ------------------------------------------------------------------------

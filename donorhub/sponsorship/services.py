@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeGuard
 
 from flask import current_app
-from sqlalchemy import Text, and_, case, cast, delete, func, not_, select
+from sqlalchemy import Text, cast, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
@@ -305,8 +305,19 @@ def listed_page(
     skip = (number - 1) * PAGE_SIZE
     query = _shown_query().where(*filters.where())
     if ordered:
+        # The page's releases first (narrow rows, by the index), then their children.
+        page = (
+            select(ChildRelease.id)
+            .where(ChildRelease.is_listed.is_(True), *filters.where())
+            .order_by(ChildRelease.list_order)
+            .offset(skip)
+            .limit(PAGE_SIZE + 1)
+            .subquery()
+        )
         rows = db.session.execute(
-            query.order_by(ChildRelease.list_order).offset(skip).limit(PAGE_SIZE + 1)
+            _shown_query()
+            .join(page, page.c.id == ChildRelease.id)
+            .order_by(ChildRelease.list_order)
         ).all()
     else:
         rows = sorted(
@@ -350,17 +361,9 @@ def profile_by_token(token: str) -> ProfileCard | None:
 
 
 #: "Match me" prefers children who have been on the listing at least this long.
-LONG_WAIT = timedelta(days=91)
-
-
-def _waited_long():
-    """SQL: the release's card was first listed at least LONG_WAIT before its publication."""
-    released, first = ChildRelease.computed_at, ChildRelease.first_listed_at
-    if db.session.get_bind().dialect.name == "sqlite":
-        waited = func.julianday(released) - func.julianday(first) >= LONG_WAIT.days
-    else:
-        waited = released - first >= LONG_WAIT
-    return and_(first.is_not(None), waited)
+LONG_WAIT = children.LONG_WAIT
+#: "Match me" draws this many random places of a band at once (one statement).
+MATCH_DRAWS = 32
 
 
 def match(filters: Filters) -> ProfileCard | None:
@@ -371,25 +374,52 @@ def match(filters: Filters) -> ProfileCard | None:
     the last publication, and waiting counts from the first publication that listed the
     child. A finer order (days waited, arrival) pressed over and over would reveal what
     the cards hide; a choice among live states would reveal a sponsorship or an exit.
-    Counted and picked in SQL: two statements whatever the number of children."""
+
+    Each publication gives the open cards of each band a random place 0..n-1
+    (`ChildRelease.match_rank`). MATCH_DRAWS places are drawn at once, uniformly and
+    independently, and the first drawn whose card fits is chosen: uniform among the cards
+    that fit, at a cost that does not grow with the number of children. Only when no draw
+    fits (a narrow choice) are the fitting cards counted and one taken at a random position.
+    """
     fits = [ChildRelease.is_listed.is_(True), ChildRelease.shown_open.is_(True), *filters.where()]
-    long_wait = _waited_long()
-    everyone, waited = db.session.execute(
-        select(
-            func.count(ChildRelease.id), func.coalesce(func.sum(case((long_wait, 1), else_=0)), 0)
-        ).where(*fits)
-    ).one()
-    band, size = (long_wait, waited) if waited else (not_(long_wait), everyone)
-    if not size:
-        return None
-    row = db.session.execute(
-        _shown_query()
-        .where(*fits, band)
-        .order_by(ChildRelease.id)
-        .offset(secrets.randbelow(size))
-        .limit(1)
-    ).first()
-    return _public_card(*row) if row is not None else None
+
+    def places(long_wait: bool):
+        return (
+            select(func.max(ChildRelease.match_rank))
+            .where(ChildRelease.long_wait.is_(long_wait), ChildRelease.match_rank.is_not(None))
+            .scalar_subquery()
+        )
+
+    highest = db.session.execute(select(places(True), places(False))).one()
+    for long_wait, top in zip((True, False), highest, strict=True):
+        if top is None:
+            continue
+        band = [*fits, ChildRelease.long_wait.is_(long_wait)]
+        draws = [secrets.randbelow(top + 1) for _ in range(MATCH_DRAWS)]
+        found = {
+            released.match_rank: (child, released)
+            for child, released in db.session.execute(
+                _shown_query().where(*band, ChildRelease.match_rank.in_(set(draws)))
+            ).all()
+        }
+        for place in draws:
+            if place in found:
+                return _public_card(*found[place])
+        band.append(ChildRelease.match_rank.is_not(None))
+        size = db.session.scalar(select(func.count(ChildRelease.id)).where(*band))
+        if size:
+            picked = (
+                select(ChildRelease.id)
+                .where(*band)
+                .order_by(ChildRelease.match_rank)
+                .offset(secrets.randbelow(size))
+                .limit(1)
+                .scalar_subquery()
+            )
+            row = db.session.execute(_shown_query().where(ChildRelease.id == picked)).first()
+            if row is not None:
+                return _public_card(*row)
+    return None
 
 
 # Eligibility: verified e-mail, code of conduct, suspension ---------------------------------
