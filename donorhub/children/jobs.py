@@ -16,6 +16,13 @@ def publish_releases() -> str:
     return f"{shown} cards shown"
 
 
+def shuffle_listing() -> str:
+    """Store the new UTC day's listing order (the same keys readers compute until then)."""
+    with unit_of_work():
+        written = services.shuffle_listing(utcnow().date())
+    return f"{written} cards ordered"
+
+
 def _schedule() -> dict:
     config = current_app.config
     return {
@@ -33,5 +40,11 @@ JOBS = [
         func=publish_releases,
         trigger=_schedule,
         description="Publish the children's public cards on the fixed weekly schedule",
+    ),
+    JobSpec(
+        name="shuffle_listing",
+        func=shuffle_listing,
+        trigger=lambda: {"trigger": "cron", "hour": 0, "minute": 0, "timezone": "UTC"},
+        description="Store the day's random order of the public listing at the start of the day",
     ),
 ]

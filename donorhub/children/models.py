@@ -7,10 +7,10 @@ partner reference in clear. What sponsors and the public may see is the released
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from donorhub.database import utcnow
@@ -172,6 +172,11 @@ class ChildRelease(Model):
     """
 
     __tablename__ = "child_releases"
+    __table_args__ = (
+        Index("ix_child_releases_listing", "is_listed", "list_order"),
+        Index("ix_child_releases_list_day", "is_listed", "list_day"),
+        Index("ix_child_releases_match", "long_wait", "match_rank"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     child_id: Mapped[int] = mapped_column(
@@ -203,6 +208,19 @@ class ChildRelease(Model):
     #: The publication that first listed her: "Match me" measures waiting from it, a moment
     #: the public already saw.
     first_listed_at: Mapped[datetime | None]
+    #: Her place in the listing on `list_day` (UTC): a keyed hash of the day and her public
+    #: token (`children.services.listing_order_key`), so the order is the same for everyone
+    #: all day, new each day and unrelated to arrival. Written for every listed card at each
+    #: publication and at the start of each UTC day (`shuffle_listing`), so /sponsor pages in
+    #: SQL by an index instead of sorting every card on every request.
+    list_order: Mapped[str | None] = mapped_column(String(64))
+    list_day: Mapped[date | None]
+    #: "Match me"'s waiting band at the publication: first listed at least LONG_WAIT before.
+    long_wait: Mapped[bool] = mapped_column(default=False)
+    #: An open card's random place 0..n-1 among the open cards of its band, drawn at each
+    #: publication, so "Match me" picks uniformly without counting every card. None: not
+    #: open at the publication (or not listed).
+    match_rank: Mapped[int | None]
     computed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     child: Mapped[Child] = relationship(back_populates="release")

@@ -7,14 +7,16 @@ through the functions at the end of this module; it decides what to store, these
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, insert, select
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, insert, or_, select
+from sqlalchemy import update as update_rows
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from donorhub.children import release
@@ -32,7 +34,7 @@ from donorhub.children.models import (
 )
 from donorhub.children.periods import period_label
 from donorhub.children.release import suppress_table
-from donorhub.children.vocab import MILESTONE_SENTENCES
+from donorhub.children.vocab import INTERESTS, MILESTONE_SENTENCES, REGIONS
 from donorhub.extensions import db
 
 #: The subject of the milestone sentences of news about a home rather than one child.
@@ -645,8 +647,80 @@ def publish_releases(now: datetime) -> int:
             row.region_withheld = bounds.region_withheld
             if row.first_listed_at is None:
                 row.first_listed_at = now
+        if row.is_listed:
+            row.list_order = listing_order_key(child.public_token, now.date())
+            row.list_day = now.date()
+        else:
+            row.list_order = row.list_day = None
+        row.long_wait = row.first_listed_at is not None and now - row.first_listed_at >= LONG_WAIT
+        row.match_rank = None
         row.computed_at = now
+    _draw_match_places([c.release for c in children if c.release is not None])
     return len(decided)
+
+
+#: "Match me" prefers children who have been on the listing at least this long, measured
+#: from the publication that first listed them (a moment the public saw).
+LONG_WAIT = timedelta(days=91)
+
+
+def _draw_match_places(rows: list[ChildRelease]) -> None:
+    """Give the open cards of each waiting band a random place 0..n-1 ("Match me")."""
+    shuffle = secrets.SystemRandom().shuffle
+    for long_wait in (True, False):
+        band = [r for r in rows if r.is_listed and r.shown_open and r.long_wait is long_wait]
+        shuffle(band)
+        for place, row in enumerate(band):
+            row.match_rank = place
+
+
+# The listing's order ------------------------------------------------------------------------
+
+
+def listing_order_key(token: str, day: date) -> str:
+    """A card's place in the listing on `day` (UTC): a daily shuffle, the same order all day
+    for everyone, a new one each day, unrelated to arrival, the partner's line order or
+    anything else about the child (HMAC-SHA256 under a key derived from SECRET_KEY)."""
+    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"listing order", "sha256")
+    return hmac.new(key.digest(), f"{day.isoformat()} {token}".encode(), "sha256").hexdigest()
+
+
+def shuffle_listing(day: date) -> int:
+    """Store `day`'s order key on every listed card that does not have it yet (job
+    `shuffle_listing`, at the start of each UTC day); returns how many were written. Until it
+    has run, readers sort by the same keys computed on the fly, so the order of a day never
+    depends on when this ran."""
+    rows = db.session.execute(
+        select(ChildRelease.id, Child.public_token)
+        .join(Child, Child.id == ChildRelease.child_id)
+        .where(
+            ChildRelease.is_listed.is_(True),
+            or_(ChildRelease.list_day.is_(None), ChildRelease.list_day != day),
+        )
+    ).all()
+    if rows:
+        db.session.execute(
+            update_rows(ChildRelease),
+            [
+                {"id": row_id, "list_order": listing_order_key(token, day), "list_day": day}
+                for row_id, token in rows
+            ],
+        )
+    return len(rows)
+
+
+def released_vocabulary() -> dict[str, list[str]]:
+    """Every text a released card can show, per filter of the listing: fixed by the release
+    checks' wordings and the configured homes, whatever is listed now (so the filters of a
+    page tell nobody which values the current cards have, and cost nothing to offer)."""
+    homes = current_app.config["FEED_HOMES"]
+    states = set(homes.values()) if homes else set(REGIONS)
+    return {
+        "age": list(dict.fromkeys([*release.AGE_EXACT.values(), *release.AGE_WIDE.values()])),
+        "region": [*sorted(states - single_home_states() - {"India"}), "India"],
+        "stage": list(dict.fromkeys([*release.STAGE_TEXT.values(), *release.STAGE_WIDE.values()])),
+        "interest": sorted(INTERESTS),
+    }
 
 
 def _bounds(row: ChildRelease | None) -> release.Bounds | None:

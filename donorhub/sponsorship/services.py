@@ -9,7 +9,6 @@ child's raw attributes. Services flush, never commit.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -19,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeGuard
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import Text, cast, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from donorhub.audit import record_audit
@@ -227,13 +226,6 @@ def fully_sponsored_child_ids() -> set[int]:
     return {child_id for child_id, taken in rows if taken >= cap}
 
 
-def _order_key(token: str, day: date) -> bytes:
-    """A daily shuffle: the same order all day for everyone, a new one each day, unrelated
-    to arrival, the partner's line order or anything else about the child."""
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"listing order", "sha256")
-    return hmac.new(key.digest(), f"{day.isoformat()} {token}".encode(), "sha256").digest()
-
-
 @dataclass(frozen=True)
 class Filters:
     """A visitor's choices. Every value is compared with RELEASED text only: filtering on a
@@ -256,31 +248,108 @@ class Filters:
     def any(self) -> bool:
         return bool(self.age or self.region or self.stage or self.interest)
 
+    def where(self) -> list:
+        """The same choices as SQL conditions on the release."""
+        conditions = []
+        if self.age:
+            conditions.append(ChildRelease.age_text == self.age)
+        if self.region:
+            conditions.append(ChildRelease.region_text == self.region)
+        if self.stage:
+            conditions.append(ChildRelease.stage_text == self.stage)
+        if self.interest:
+            # The JSON list as stored ('["drawing", "kho_kho"]'): the quoted code is one item.
+            code = self.interest.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(cast(ChildRelease.interests, Text).like(f'%"{code}"%', escape="\\"))
+        return conditions
+
+
+#: Cards on one page of /sponsor.
+PAGE_SIZE = 24
+#: No listing has more pages than this; a larger number is read as the first page.
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """One page of the listing: its cards in today's order, and whether there is a page
+    before and after it. `any_listed`: some card is listed at all (with or without filters)."""
+
+    cards: list[ProfileCard]
+    number: int
+    has_previous: bool
+    has_next: bool
+    any_listed: bool
+
+
+def _listing_state(day: date) -> tuple[bool, bool]:
+    """(any card listed, every listed card ordered for `day`), from the indexes alone."""
+    listed = ChildRelease.is_listed.is_(True)
+    oldest = select(func.min(ChildRelease.list_day)).where(listed).scalar_subquery()
+    newest = select(func.max(ChildRelease.list_day)).where(listed).scalar_subquery()
+    unordered = select(ChildRelease.id).where(listed, ChildRelease.list_order.is_(None)).exists()
+    first, last, any_unordered = db.session.execute(select(oldest, newest, unordered)).one()
+    return (first is not None or any_unordered, first == last == day and not any_unordered)
+
+
+def listed_page(
+    filters: Filters | None = None, number: int = 1, now: datetime | None = None
+) -> ListingPage:
+    """Page `number` of the cards of the last publication that fit `filters`, open and
+    "sponsored", in today's order. Ordered and cut in SQL by the day's stored keys; if the
+    day's keys are not stored yet (between midnight and the `shuffle_listing` job), the
+    same keys are computed here, so a page shows the same cards all day either way."""
+    filters = filters or Filters()
+    day = (now or utcnow()).date()
+    any_listed, ordered = _listing_state(day)
+    skip = (number - 1) * PAGE_SIZE
+    query = _shown_query().where(*filters.where())
+    if ordered:
+        # The page's releases first (narrow rows, by the index), then their children.
+        page = (
+            select(ChildRelease.id)
+            .where(ChildRelease.is_listed.is_(True), *filters.where())
+            .order_by(ChildRelease.list_order)
+            .offset(skip)
+            .limit(PAGE_SIZE + 1)
+            .subquery()
+        )
+        rows = db.session.execute(
+            _shown_query()
+            .join(page, page.c.id == ChildRelease.id)
+            .order_by(ChildRelease.list_order)
+        ).all()
+    else:
+        rows = sorted(
+            db.session.execute(query).all(),
+            key=lambda row: children.listing_order_key(row[0].public_token, day),
+        )[skip : skip + PAGE_SIZE + 1]
+    return ListingPage(
+        cards=[_public_card(child, released) for child, released in rows[:PAGE_SIZE]],
+        number=number,
+        has_previous=number > 1,
+        has_next=len(rows) > PAGE_SIZE,
+        any_listed=any_listed,
+    )
+
 
 def listed_profiles(
     filters: Filters | None = None, now: datetime | None = None
 ) -> list[ProfileCard]:
     """Every card of the last publication that fits `filters`, open and "sponsored", in
-    today's shuffled order."""
+    today's order: all the pages of the listing one after the other."""
     day = (now or utcnow()).date()
     rows = sorted(
-        db.session.execute(_shown_query()).all(),
-        key=lambda row: _order_key(row[0].public_token, day),
+        db.session.execute(_shown_query().where(*(filters or Filters()).where())).all(),
+        key=lambda row: children.listing_order_key(row[0].public_token, day),
     )
-    cards = [_public_card(child, released) for child, released in rows]
-    if filters is not None:
-        cards = [c for c in cards if filters.matches(c)]
-    return cards
+    return [_public_card(child, released) for child, released in rows]
 
 
-def filter_options(cards: list[ProfileCard]) -> dict[str, list[str]]:
-    """The released values present on the cards shown."""
-    return {
-        "age": sorted({c.age_text for c in cards if c.age_text}),
-        "region": sorted({c.region_text for c in cards if c.region_text}),
-        "stage": sorted({c.stage_text for c in cards if c.stage_text}),
-        "interest": sorted({i for c in cards for i in c.interests}),
-    }
+def filter_options() -> dict[str, list[str]]:
+    """The values a visitor may filter on: every text a released card can show (fixed
+    vocabularies), not the values of the cards listed now."""
+    return children.released_vocabulary()
 
 
 def profile_by_token(token: str) -> ProfileCard | None:
@@ -292,7 +361,9 @@ def profile_by_token(token: str) -> ProfileCard | None:
 
 
 #: "Match me" prefers children who have been on the listing at least this long.
-LONG_WAIT = timedelta(days=91)
+LONG_WAIT = children.LONG_WAIT
+#: "Match me" draws this many random places of a band at once (one statement).
+MATCH_DRAWS = 32
 
 
 def match(filters: Filters) -> ProfileCard | None:
@@ -302,19 +373,53 @@ def match(filters: Filters) -> ProfileCard | None:
     Only what the public already saw decides: the open state and the waiting band are as of
     the last publication, and waiting counts from the first publication that listed the
     child. A finer order (days waited, arrival) pressed over and over would reveal what
-    the cards hide; a choice among live states would reveal a sponsorship or an exit."""
-    rows = db.session.execute(_shown_query().where(ChildRelease.shown_open.is_(True))).all()
-    long_wait: list[ProfileCard] = []
-    recent: list[ProfileCard] = []
-    for child, released in rows:
-        card = _public_card(child, released)
-        if not filters.matches(card):
+    the cards hide; a choice among live states would reveal a sponsorship or an exit.
+
+    Each publication gives the open cards of each band a random place 0..n-1
+    (`ChildRelease.match_rank`). MATCH_DRAWS places are drawn at once, uniformly and
+    independently, and the first drawn whose card fits is chosen: uniform among the cards
+    that fit, at a cost that does not grow with the number of children. Only when no draw
+    fits (a narrow choice) are the fitting cards counted and one taken at a random position.
+    """
+    fits = [ChildRelease.is_listed.is_(True), ChildRelease.shown_open.is_(True), *filters.where()]
+
+    def places(long_wait: bool):
+        return (
+            select(func.max(ChildRelease.match_rank))
+            .where(ChildRelease.long_wait.is_(long_wait), ChildRelease.match_rank.is_not(None))
+            .scalar_subquery()
+        )
+
+    highest = db.session.execute(select(places(True), places(False))).one()
+    for long_wait, top in zip((True, False), highest, strict=True):
+        if top is None:
             continue
-        listed = released.first_listed_at or released.computed_at
-        band = long_wait if released.computed_at - listed >= LONG_WAIT else recent
-        band.append(card)
-    band = long_wait or recent
-    return secrets.choice(band) if band else None
+        band = [*fits, ChildRelease.long_wait.is_(long_wait)]
+        draws = [secrets.randbelow(top + 1) for _ in range(MATCH_DRAWS)]
+        found = {
+            released.match_rank: (child, released)
+            for child, released in db.session.execute(
+                _shown_query().where(*band, ChildRelease.match_rank.in_(set(draws)))
+            ).all()
+        }
+        for place in draws:
+            if place in found:
+                return _public_card(*found[place])
+        band.append(ChildRelease.match_rank.is_not(None))
+        size = db.session.scalar(select(func.count(ChildRelease.id)).where(*band))
+        if size:
+            picked = (
+                select(ChildRelease.id)
+                .where(*band)
+                .order_by(ChildRelease.match_rank)
+                .offset(secrets.randbelow(size))
+                .limit(1)
+                .scalar_subquery()
+            )
+            row = db.session.execute(_shown_query().where(ChildRelease.id == picked)).first()
+            if row is not None:
+                return _public_card(*row)
+    return None
 
 
 # Eligibility: verified e-mail, code of conduct, suspension ---------------------------------

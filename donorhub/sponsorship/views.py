@@ -43,35 +43,47 @@ def _amounts() -> list[tuple[str, str, str]]:
     ]
 
 
+def _page_number() -> int:
+    """The page asked for; anything but a whole number from 1 to MAX_PAGE is the first."""
+    text = request.args.get("page", "")
+    if not text.isdigit() or len(text) > 6:
+        return 1
+    number = int(text)
+    return number if 1 <= number <= services.MAX_PAGE else 1
+
+
 @bp.get("/sponsor")
 @public
 def waiting_children():
-    """Profiles of children waiting for a sponsor, filterable by released values."""
+    """Profiles of children waiting for a sponsor, filterable by released values, a page of
+    cards at a time (the filters are kept from page to page)."""
     if _viewer_suspended():
         return render_template("sponsorship/suspended.html"), 403
-    everyone = services.listed_profiles()
-    options = services.filter_options(everyone)
+    options = services.filter_options()
     filters = _filters(options)
-    profiles = [c for c in everyone if filters.matches(c)]
+    page = services.listed_page(filters, _page_number())
+    chosen = {name: getattr(filters, name) for name in FILTER_NAMES if getattr(filters, name)}
     return render_template(
         "sponsorship/waiting.html",
-        profiles=profiles,
+        profiles=page.cards,
+        page=page,
+        chosen=chosen,
         options=options,
         filters=filters,
-        total=len(everyone),
+        total=page.any_listed,
         interest_name=services.interest_name,
         no_match=request.args.get("no_match") == "1",
+        page_size=services.PAGE_SIZE,
     )
 
 
 @bp.get("/sponsor/match")
 @public
 def match_me():
-    """ "Match me": the longest-waiting child who fits the optional preferences."""
+    """ "Match me": a random open child who fits the optional preferences."""
     if _viewer_suspended():
         return render_template("sponsorship/suspended.html"), 403
-    options = services.filter_options(services.listed_profiles())
-    card = services.match(_filters(options))
+    card = services.match(_filters(services.filter_options()))
     if card is None:
         args: dict[str, Any] = {k: v for k, v in request.args.items() if k in FILTER_NAMES}
         return redirect(url_for("sponsorship.waiting_children", no_match="1", **args))

@@ -840,6 +840,29 @@ def test_publish_releases_killed_inside_its_transaction_decides_each_child_once(
     report("publish_releases", backend, kills, landed, 0, 0)
 
 
+def test_shuffle_listing_killed_inside_its_transaction_orders_each_card_once(
+    app, tmp_path, backend, import_feed
+):
+    from donorhub.children.models import ChildRelease
+
+    import_feed(Batch().add(*crowd(30)))  # published on the feed fixture's day, not today
+    ordered = select(ChildRelease.list_day, ChildRelease.list_order).where(
+        ChildRelease.is_listed.is_(True)
+    )
+    before = sorted(rows(app, ordered))
+    assert len(before) == 30 and len({day for day, _ in before}) == 1
+    env = job_env(app, tmp_path)
+    # Parked inside its one transaction, every key flushed, the commit not yet made.
+    kill_parked(env, tmp_path, "before-commit", "jobs", "run-once", "shuffle_listing")
+    assert sorted(rows(app, ordered)) == before  # the stored order as it was
+    kills, landed = 1, "killed inside its write transaction: stored order unchanged"
+    run_to_end(env, tmp_path, "jobs", "run-once", "shuffle_listing")
+    after = sorted(rows(app, ordered))
+    assert len({day for day, _ in after}) == 1 and after[0][0] != before[0][0]
+    assert len({key for _, key in after}) == 30  # every card keyed once for the new day
+    report("shuffle_listing", backend, kills, landed, 0, 0)
+
+
 # purge_mail_throttle ------------------------------------------------------------------------
 
 

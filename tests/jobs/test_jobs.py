@@ -110,6 +110,7 @@ def test_jobs_list_shows_every_job_with_its_next_run(app, tmp_path):
         "send_mail",
         "import_feed",
         "publish_releases",
+        "shuffle_listing",
         "reconcile_stripe",
         "release_sponsorship_holds",
         "stop_collection_after_exits",

@@ -64,6 +64,8 @@ class _PageParser(HTMLParser):
         self.links: list[str] = []
         self.forms: list[str] = []
         self.options: dict[str, list[str]] = {}
+        #: The listing's link to its next page, if any.
+        self.next_page: str | None = None
         self._buffer: list[str] = []
         self._skip = 0
         self._card: _RawCard | None = None
@@ -103,6 +105,8 @@ class _PageParser(HTMLParser):
             self._heading, self._heading_text = True, []
         if tag == "a" and attributes.get("href"):
             self.links.append(attributes["href"])
+            if "next" in (attributes.get("rel") or "").split():
+                self.next_page = attributes["href"]
             if self._card is not None:
                 self._card.hrefs.append(attributes["href"])
         if tag == "img" and self._card is not None and self._card.art is None:
@@ -330,10 +334,22 @@ def take_snapshot(client, known_tokens: Iterable[str] = ()) -> Snapshot:
             bodies[url] = response.get_data(as_text=True)
         return response
 
-    response = get("/sponsor")
-    assert response.status_code == 200, response.status_code
-    page = _parse(bodies["/sponsor"])
-    listing = _cards(page)
+    def every_page(url: str) -> tuple[_PageParser, tuple[Card, ...]]:
+        """The listing at `url` and all the pages after it: the first page and every card."""
+        response = get(url)
+        assert response.status_code == 200, response.status_code
+        first = page = _parse(bodies[url])
+        cards = _cards(page)
+        while page.next_page is not None:
+            url = page.next_page
+            assert url not in bodies, f"the pages of the listing loop back to {url}"
+            response = get(url)
+            assert response.status_code == 200, response.status_code
+            page = _parse(bodies[url])
+            cards += _cards(page)
+        return first, cards
+
+    page, listing = every_page("/sponsor")
     options = {name: tuple(page.options.get(name, ())) for name in FILTERS}
     filtered: dict[tuple[str, str], tuple[Card, ...]] = {}
     matches: dict[tuple[str, str] | None, Match] = {}
@@ -341,9 +357,7 @@ def take_snapshot(client, known_tokens: Iterable[str] = ()) -> Snapshot:
     for name, values in options.items():
         for value in values:
             query = urlencode({name: value})
-            url = f"/sponsor?{query}"
-            get(url)
-            filtered[(name, value)] = _cards(_parse(bodies[url]))
+            filtered[(name, value)] = every_page(f"/sponsor?{query}")[1]
             matches[(name, value)] = _match(get(f"/sponsor/match?{query}", keep=False))
     tokens = {c.token for c in listing if c.token}
     for cards in filtered.values():
@@ -675,11 +689,25 @@ def assert_monotone(before: Snapshot, after: Snapshot) -> None:
 # Single pages ------------------------------------------------------------------------------
 
 
+def listing_pages(client, url: str = "/sponsor") -> list[tuple[Card, ...]]:
+    """The cards of each page of the listing at `url`, following its "next" links."""
+    pages: list[tuple[Card, ...]] = []
+    seen: set[str] = set()
+    next_url: str | None = url
+    while next_url is not None:
+        assert next_url not in seen, f"the pages of the listing loop back to {next_url}"
+        seen.add(next_url)
+        response = client.get(next_url)
+        assert response.status_code == 200, response.status_code
+        page = _parse(response.get_data(as_text=True))
+        pages.append(_cards(page))
+        next_url = page.next_page
+    return pages
+
+
 def take_snapshot_listing(client) -> tuple[Card, ...]:
-    """The unfiltered /sponsor listing only, in page order."""
-    response = client.get("/sponsor")
-    assert response.status_code == 200, response.status_code
-    return _cards(_parse(response.get_data(as_text=True)))
+    """The unfiltered /sponsor listing only, every page in order."""
+    return tuple(card for page in listing_pages(client) for card in page)
 
 
 def alias_on_profile(client, token: str) -> str | None:

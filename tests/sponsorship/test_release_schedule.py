@@ -6,6 +6,7 @@ is never shown, and "Match me" chooses by coarse waiting bands."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
@@ -195,3 +196,28 @@ def test_between_publications_an_exit_looks_exactly_like_a_sponsorship(
     assert seen[0] == seen[1]
     assert seen[0][:2] == before[:2]  # and the listing did not change at all
     assert seen[0][2] == "taken: Someone else has just chosen this child."
+
+
+def test_match_me_is_uniform_among_fitting_cards_and_finds_a_narrow_choice(
+    app, import_feed, monkeypatch
+):
+    import_feed(Batch().add(*crowd(10), *crowd(5, age_band="9-11")), publish=False)
+    with app.app_context():
+        children.publish_releases(MONDAY)
+        db.session.commit()
+        young = db.session.scalar(
+            select(ChildRelease.age_text).join(Child).where(Child.age_band == "9-11")
+        )
+        # Every open card has its own place in its band, drawn at the publication.
+        places = sorted(db.session.scalars(select(ChildRelease.match_rank)))
+        assert places == list(range(15))
+        picks = Counter(services.match(services.Filters()).token for _ in range(1500))
+        assert len(picks) == 15  # everyone can be picked, about equally often
+        assert max(picks.values()) < 2 * min(picks.values()), picks
+        # A choice no draw is likely to hit: the fitting cards are counted instead.
+        monkeypatch.setattr(services, "MATCH_DRAWS", 1)
+        fitting = {services.match(services.Filters(age=young)).token for _ in range(60)}
+        assert len(fitting) == 5
+        assert all(services.profile_by_token(t).age_text == young for t in fitting)
+        assert services.match(services.Filters(age="18 or over")) is None
+        db.session.remove()
