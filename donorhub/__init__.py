@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_qualified_name
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment
@@ -69,6 +71,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    check_rate_limits_on_limited_routes_only(app, limiter)
     login_manager.init_app(app)
     login_manager.login_view = "accounts.sign_in"
     login_manager.login_message = "Please sign in to see that page."
@@ -82,6 +85,44 @@ def register_extensions(app: Flask) -> None:
 
     # Import every model so that metadata (and Alembic) sees the whole schema.
     import donorhub.models  # noqa: F401
+
+
+def check_rate_limits_on_limited_routes_only(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's before-request hook resolves the limits of every request. DonorHub
+    sets no default, application, meta or blueprint limits (each sensitive route names its
+    own, and its decorator checks them), so on every other route the hook finds nothing to
+    count. It is kept, unchanged, for the routes marked for limiting, and for every route
+    the moment any limit reaches beyond a route's own decorator."""
+    hooks = app.before_request_funcs[None]
+    check = limiter._check_request_limit
+    if check not in hooks:  # limiting switched off (RATELIMIT_ENABLED): no hook to narrow
+        return
+    position = hooks.index(check)
+    marked: set[str] = limiter._marked_for_limiting
+    manager = limiter.limit_manager
+    reaches_every_route: list[bool] = []
+
+    def check_request_limit() -> None:
+        if not reaches_every_route:  # decided at the first request, once every route is wired
+            reaches_every_route.append(
+                bool(
+                    manager.default_limits
+                    or manager.application_limits
+                    or manager._blueprint_limits
+                    or limiter._meta_limits
+                    or limiter._in_memory_fallback
+                )
+            )
+        endpoint = request.endpoint or ""
+        view = app.view_functions.get(endpoint)
+        if (
+            reaches_every_route[0]
+            or (view is not None and get_qualified_name(view) in marked)
+            or manager.has_hints(endpoint)
+        ):
+            check()
+
+    hooks[position] = check_request_limit
 
 
 def register_blueprints(app: Flask) -> None:
