@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import secrets
 import statistics
 import sys
@@ -128,9 +129,29 @@ def warm_up(base_url: str, rounds: int = 40) -> None:
             fetch(base_url + path)
 
 
+def worker_cpu_seconds(master_pid: int) -> float:
+    """User and system CPU time of a gunicorn master's workers so far (from /proc)."""
+    ticks = 0
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_pair(
-    servers: dict[str, str], path: str, order: list[str], wrk_args, work_dir: Path
+    servers: dict[str, Service],
+    path: str,
+    order: list[str],
+    wrk_args,
+    work_dir: Path,
+    cpu: dict[str, list[float]],
 ) -> dict[str, float]:
+    """One wrk run on `path` for each server in `order`; requests/s by server, and each
+    server's worker CPU time per request appended to `cpu` (microseconds)."""
     must_contain, name = PAGES[path]
     figures = {}
     for which in order:
@@ -140,7 +161,10 @@ def run_pair(
             lines=[f"GET\t{path}\t"],
             must_contain=must_contain,
         )
-        result = run_wrk(servers[which], target, wrk_args, work_dir)
+        before = worker_cpu_seconds(servers[which].pid)
+        result = run_wrk(servers[which].base_url, target, wrk_args, work_dir)
+        used = worker_cpu_seconds(servers[which].pid) - before
+        cpu[which].append(used / max(result.requests, 1) * 1e6)
         if result.errors:
             raise RuntimeError(
                 f"{which} {path}: {result.socket_errors} socket errors, "
@@ -157,10 +181,11 @@ def page_weight(base_url: str) -> tuple[int, int]:
 
 
 def measure_servers(
-    servers: dict[str, str], *, duration: int, sets: int = 2, runs: int = 2
+    servers: dict[str, Service], *, duration: int, sets: int = 2, runs: int = 2
 ) -> list[Ratio]:
     wrk_args = SimpleNamespace(threads=2, connections=20, duration=duration, timeout=10)
     rps: dict[str, dict[str, list[float]]] = {p: {"donorhub": [], "bare": []} for p in PAGES}
+    cpu: dict[str, dict[str, list[float]]] = {p: {"donorhub": [], "bare": []} for p in PAGES}
     with tempfile.TemporaryDirectory(prefix="donorhub-overhead-") as work:
         for set_number in range(sets):
             for run in range(runs):
@@ -169,7 +194,7 @@ def measure_servers(
                     ["donorhub", "bare"] if (set_number + run) % 2 == 0 else ["bare", "donorhub"]
                 )
                 for path in PAGES:
-                    figures = run_pair(servers, path, order, wrk_args, Path(work))
+                    figures = run_pair(servers, path, order, wrk_args, Path(work), cpu[path])
                     for which, value in figures.items():
                         rps[path][which].append(value)
                     print(
@@ -183,6 +208,8 @@ def measure_servers(
         ours = statistics.median(rps[path]["donorhub"])
         bare = statistics.median(rps[path]["bare"])
         spread = max(rps[path]["donorhub"]) / min(rps[path]["donorhub"]) - 1
+        cpu_ours = statistics.median(cpu[path]["donorhub"])
+        cpu_bare = statistics.median(cpu[path]["bare"])
         ratios.append(
             Ratio(
                 name=f"{name} {path}: DonorHub / bare Flask",
@@ -190,11 +217,14 @@ def measure_servers(
                 goal=GOAL_RATIO,
                 detail=(
                     f"{ours:.0f} req/s vs {bare:.0f} req/s (medians of {len(rps[path]['bare'])}"
-                    f" runs of {duration} s, wrk -t2 -c20; DonorHub's spread {spread:.0%})"
+                    f" runs of {duration} s, wrk -t2 -c20; DonorHub's spread {spread:.0%}); "
+                    f"worker CPU per request {cpu_ours:.0f} µs vs {cpu_bare:.0f} µs "
+                    f"(bare / DonorHub {cpu_bare / cpu_ours:.2f}, a cross-check that other "
+                    "processes on the machine do not move)"
                 ),
             )
         )
-    raw, compressed = page_weight(servers["donorhub"])
+    raw, compressed = page_weight(servers["donorhub"].base_url)
     ratios.append(
         Ratio(
             name="donate page on the wire / 16 KB",
@@ -230,9 +260,9 @@ def run(*, duration: int, keep: bool, database: str = DATABASE) -> list[Ratio]:
             services.append(donorhub)
             bare = start_bare_app(url, log_dir, env)
             services.append(bare)
-            servers = {"donorhub": donorhub.base_url, "bare": bare.base_url}
-            for base_url in servers.values():
-                warm_up(base_url)
+            servers = {"donorhub": donorhub, "bare": bare}
+            for service in servers.values():
+                warm_up(service.base_url)
             return measure_servers(servers, duration=duration)
     finally:
         for service in services:

@@ -13,11 +13,32 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import Config, config_for_environment
 
 
+class DonorHubFlask(Flask):
+    """Flask, remembering which hooks and views are plain functions. Flask asks
+    `ensure_sync` about every hook, context processor and view of every request, and each
+    answer inspects the function again; the answer never changes for a function."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._known_sync: set[Any] = set()
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            if func in self._known_sync:
+                return func
+        except TypeError:  # unhashable: ask Flask every time
+            return super().ensure_sync(func)
+        made = super().ensure_sync(func)
+        if made is func and len(self._known_sync) < 10_000:
+            self._known_sync.add(func)
+        return made
+
+
 def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Flask:
     """Build the app: configuration, extensions, blueprints, CLI, error handlers."""
     config_class = config_class or config_for_environment()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    app = Flask(
+    app = DonorHubFlask(
         __name__,
         template_folder=os.path.join(root, "templates"),
         static_folder=os.path.join(root, "static"),

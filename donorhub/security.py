@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Flask, abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login import current_user, logout_user
+from itsdangerous import URLSafeTimedSerializer
 
 from donorhub.logs import log_security_event
 from donorhub.urls import carries_secret
@@ -183,8 +184,14 @@ def may_be_signed_in() -> bool:
 
 
 def enforce_session_timeouts() -> Any:
-    """End sessions that sat idle too long, or that began too long ago."""
-    if not may_be_signed_in() or not current_user.is_authenticated:
+    """End sessions that sat idle too long, or that began too long ago.
+
+    A request that carries nobody's session is anonymous: Flask-Login is told so directly
+    (its own anonymous user), instead of working it out from the session on first use."""
+    if not may_be_signed_in():
+        current_app.login_manager._update_request_context_with_user()  # type: ignore[attr-defined]
+        return None
+    if not current_user.is_authenticated:
         return None
     now = int(datetime.now(UTC).timestamp())
     config = current_app.config
@@ -380,6 +387,16 @@ class LazySessionInterface(SecureCookieSessionInterface):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer, made once per key set instead of once per request: the
+        same keys (SECRET_KEY first, then its fallbacks), salt and signer."""
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = getattr(self, "_serializer", None)
+        if cached is None or cached[0] != key:
+            cached = (key, super().get_signing_serializer(app))
+            self._serializer = cached
+        return cached[1]
 
 
 def init_app(app: Flask) -> None:
