@@ -36,7 +36,7 @@ GATEWAY_FAILED = (
 
 def remember_session_at_start() -> None:
     """What the browser's session held before the view ran: restored if the commit fails."""
-    g.session_at_start = copy.deepcopy(dict(session))
+    g.session_at_start = copy.deepcopy(dict(session)) if session else {}
 
 
 def finish_request_transaction(response: Response) -> Response:

@@ -318,6 +318,12 @@ def add_security_headers(response):
 def refuse_nul_bytes() -> None:
     """400 for a NUL character in the path, the query or a form field: no page takes one,
     and PostgreSQL refuses it in a text parameter, which would otherwise surface as a 500."""
+    environ = request.environ
+    if not environ.get("QUERY_STRING") and not environ.get("CONTENT_TYPE"):
+        # No query and no form (most requests): the path is all there is to check.
+        if "\x00" in request.path:
+            abort(400)
+        return
     values = [request.path, *(part for item in request.args.items(multi=True) for part in item)]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [part for item in request.form.items(multi=True) for part in item]
