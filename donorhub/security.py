@@ -389,7 +389,7 @@ class LazySessionInterface(SecureCookieSessionInterface):
     visitors are anonymous and never send one. Saving is Flask's own, so an empty,
     unmodified session still sets no cookie."""
 
-    def open_session(self, app: Flask, request) -> SecureCookieSession | None:  # type: ignore[override]
+    def open_session(self, app: Flask, request) -> SecureCookieSession | None:
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
