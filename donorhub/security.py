@@ -259,6 +259,8 @@ def content_security_policy(form_action_extra: list[str]) -> str:
 
 #: Where init_app keeps the headers every response carries, built once from the settings.
 FIXED_HEADERS = "donorhub.fixed_headers"
+#: Where add_security_headers remembers, per endpoint, whether it is kept private.
+KEPT_PRIVATE = "donorhub.kept_private"
 
 
 def fixed_security_headers(config: Any) -> tuple[tuple[str, str, str], ...]:
@@ -304,7 +306,13 @@ def add_security_headers(response):
     if carries_secret():  # a token in the address: no cache keeps it, no Referer repeats it
         headers["Cache-Control"] = "no-store"
         headers["Referrer-Policy"] = "no-referrer"
-    if is_kept_private(app, request.endpoint):
+    # Whether an endpoint is kept private is fixed once the app is wired: asked once each.
+    kept_private = app.extensions.setdefault(KEPT_PRIVATE, {})
+    endpoint = request.endpoint
+    private = kept_private.get(endpoint)
+    if private is None:
+        private = kept_private[endpoint] = is_kept_private(app, endpoint)
+    if private:
         headers["Cache-Control"] = "no-store, private"
         headers["X-Robots-Tag"] = NOINDEX
     headers["X-Request-ID"] = getattr(g, "request_id", "")
