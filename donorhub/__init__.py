@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -144,6 +145,35 @@ def check_rate_limits_on_limited_routes_only(app: Flask, limiter: Limiter) -> No
             check()
 
     hooks[position] = check_request_limit
+    skip_limiter_hooks_when_unused(app, limiter)
+
+
+def skip_limiter_hooks_when_unused(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's after-request hook (its headers, conditional deductions) and its
+    teardown (resetting its state) read the state a limit check leaves on the request. A
+    request that no check touched has none (Flask-Limiter creates it on first use), so both
+    would only create it to find it empty: they run when it exists."""
+    from flask.globals import request_ctx
+
+    def belongs_to_limiter(hook: Any) -> bool:
+        owner = getattr(hook, "__self__", None)
+        partial_args = getattr(hook, "args", ())
+        return owner is limiter or (bool(partial_args) and partial_args[0] is limiter)
+
+    def when_used(hook: Any) -> Any:
+        @functools.wraps(hook)
+        def run_if_limiter_was_used(argument: Any) -> Any:
+            if hasattr(request_ctx, "_limiter_request_context"):
+                return hook(argument)
+            return argument
+
+        return run_if_limiter_was_used
+
+    for registry in (app.after_request_funcs, app.teardown_request_funcs):
+        hooks = registry.get(None, [])
+        for index, hook in enumerate(hooks):
+            if belongs_to_limiter(hook):
+                hooks[index] = when_used(hook)
 
 
 def register_blueprints(app: Flask) -> None:
