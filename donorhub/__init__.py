@@ -157,8 +157,8 @@ def skip_limiter_hooks_when_unused(app: Flask, limiter: Limiter) -> None:
 
     def belongs_to_limiter(hook: Any) -> bool:
         owner = getattr(hook, "__self__", None)
-        partial_args = getattr(hook, "args", ())
-        return owner is limiter or (bool(partial_args) and partial_args[0] is limiter)
+        partial_args: tuple[Any, ...] = getattr(hook, "args", ())
+        return owner is limiter or (len(partial_args) > 0 and partial_args[0] is limiter)
 
     def when_used(hook: Any) -> Any:
         @functools.wraps(hook)
