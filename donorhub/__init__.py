@@ -246,11 +246,12 @@ def register_templates(app: Flask) -> None:
     app.add_template_filter(format_money, "money")
     app.add_template_filter(plain_amount, "plain_amount")
 
-    @app.context_processor
-    def globals_for_templates() -> dict[str, Any]:
-        return {
-            "charity_name": app.config["CHARITY_NAME"],
-            "charity_registration": app.config["CHARITY_REGISTRATION"],
-            "StaffRole": StaffRole,
-            "current_user": current_user,
-        }
+    # Globals every template sees, set once: the charity's name and number are settings,
+    # and current_user is Flask-Login's proxy (it reads the request's user when used), so
+    # none of them needs a context processor building a dict on every render.
+    app.jinja_env.globals.update(
+        charity_name=app.config["CHARITY_NAME"],
+        charity_registration=app.config["CHARITY_REGISTRATION"],
+        StaffRole=StaffRole,
+        current_user=current_user,
+    )
