@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_qualified_name
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment
+
+
+class DonorHubFlask(Flask):
+    """Flask, remembering which hooks and views are plain functions. Flask asks
+    `ensure_sync` about every hook, context processor and view of every request, and each
+    answer inspects the function again; the answer never changes for a function."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._known_sync: set[Any] = set()
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            if func in self._known_sync:
+                return func
+        except TypeError:  # unhashable: ask Flask every time
+            return super().ensure_sync(func)
+        made = super().ensure_sync(func)
+        if made is func and len(self._known_sync) < 10_000:
+            self._known_sync.add(func)
+        return made
 
 
 def create_app(config_class: type[Config] | None = None, **overrides: Any) -> Flask:
     """Build the app: configuration, extensions, blueprints, CLI, error handlers."""
     config_class = config_class or config_for_environment()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    app = Flask(
+    app = DonorHubFlask(
         __name__,
         template_folder=os.path.join(root, "templates"),
         static_folder=os.path.join(root, "static"),
@@ -69,6 +93,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    check_rate_limits_on_limited_routes_only(app, limiter)
     login_manager.init_app(app)
     login_manager.login_view = "accounts.sign_in"
     login_manager.login_message = "Please sign in to see that page."
@@ -82,6 +107,73 @@ def register_extensions(app: Flask) -> None:
 
     # Import every model so that metadata (and Alembic) sees the whole schema.
     import donorhub.models  # noqa: F401
+
+
+def check_rate_limits_on_limited_routes_only(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's before-request hook resolves the limits of every request. DonorHub
+    sets no default, application, meta or blueprint limits (each sensitive route names its
+    own, and its decorator checks them), so on every other route the hook finds nothing to
+    count. It is kept, unchanged, for the routes marked for limiting, and for every route
+    the moment any limit reaches beyond a route's own decorator."""
+    hooks = app.before_request_funcs[None]
+    check = limiter._check_request_limit
+    if check not in hooks:  # limiting switched off (RATELIMIT_ENABLED): no hook to narrow
+        return
+    position = hooks.index(check)
+    marked: set[str] = limiter._marked_for_limiting
+    manager = limiter.limit_manager
+    reaches_every_route: list[bool] = []
+
+    def check_request_limit() -> None:
+        if not reaches_every_route:  # decided at the first request, once every route is wired
+            reaches_every_route.append(
+                bool(
+                    manager.default_limits
+                    or manager.application_limits
+                    or manager._blueprint_limits
+                    or limiter._meta_limits
+                    or limiter._in_memory_fallback
+                )
+            )
+        endpoint = request.endpoint or ""
+        view = app.view_functions.get(endpoint)
+        if (
+            reaches_every_route[0]
+            or (view is not None and get_qualified_name(view) in marked)
+            or manager.has_hints(endpoint)
+        ):
+            check()
+
+    hooks[position] = check_request_limit
+    skip_limiter_hooks_when_unused(app, limiter)
+
+
+def skip_limiter_hooks_when_unused(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's after-request hook (its headers, conditional deductions) and its
+    teardown (resetting its state) read the state a limit check leaves on the request. A
+    request that no check touched has none (Flask-Limiter creates it on first use), so both
+    would only create it to find it empty: they run when it exists."""
+    from flask.globals import request_ctx
+
+    def belongs_to_limiter(hook: Any) -> bool:
+        owner = getattr(hook, "__self__", None)
+        partial_args: tuple[Any, ...] = getattr(hook, "args", ())
+        return owner is limiter or (len(partial_args) > 0 and partial_args[0] is limiter)
+
+    def when_used(hook: Any) -> Any:
+        @functools.wraps(hook)
+        def run_if_limiter_was_used(argument: Any) -> Any:
+            if hasattr(request_ctx, "_limiter_request_context"):
+                return hook(argument)
+            return argument
+
+        return run_if_limiter_was_used
+
+    for registry in (app.after_request_funcs, app.teardown_request_funcs):
+        hooks = registry.get(None, [])
+        for index, hook in enumerate(hooks):
+            if belongs_to_limiter(hook):
+                hooks[index] = when_used(hook)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -154,11 +246,12 @@ def register_templates(app: Flask) -> None:
     app.add_template_filter(format_money, "money")
     app.add_template_filter(plain_amount, "plain_amount")
 
-    @app.context_processor
-    def globals_for_templates() -> dict[str, Any]:
-        return {
-            "charity_name": app.config["CHARITY_NAME"],
-            "charity_registration": app.config["CHARITY_REGISTRATION"],
-            "StaffRole": StaffRole,
-            "current_user": current_user,
-        }
+    # Globals every template sees, set once: the charity's name and number are settings,
+    # and current_user is Flask-Login's proxy (it reads the request's user when used), so
+    # none of them needs a context processor building a dict on every render.
+    app.jinja_env.globals.update(
+        charity_name=app.config["CHARITY_NAME"],
+        charity_registration=app.config["CHARITY_REGISTRATION"],
+        StaffRole=StaffRole,
+        current_user=current_user,
+    )

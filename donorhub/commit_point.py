@@ -36,7 +36,7 @@ GATEWAY_FAILED = (
 
 def remember_session_at_start() -> None:
     """What the browser's session held before the view ran: restored if the commit fails."""
-    g.session_at_start = copy.deepcopy(dict(session))
+    g.session_at_start = copy.deepcopy(dict(session)) if session else {}
 
 
 def finish_request_transaction(response: Response) -> Response:
@@ -44,7 +44,11 @@ def finish_request_transaction(response: Response) -> Response:
 
     The session cookie is written after this, so when the commit fails the view's changes to
     the session (a sign-in, a sign-out, a "done" message) are undone too: the browser must
-    not believe in a change the database refused. The error then becomes our 500 page."""
+    not believe in a change the database refused. The error then becomes our 500 page.
+    A request that never opened a database session (most anonymous pages, static files)
+    has nothing to commit or roll back, so none is made just to be closed."""
+    if not db.session.registry.has():
+        return response
     if response.status_code >= 400:
         db.session.rollback()
         return response

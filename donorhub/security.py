@@ -13,7 +13,9 @@ from typing import Any, TypeGuard, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login import current_user, logout_user
+from itsdangerous import URLSafeTimedSerializer
 
 from donorhub.logs import log_security_event
 from donorhub.urls import carries_secret
@@ -173,8 +175,22 @@ def stamp_session(now: datetime | None = None) -> None:
     session["seen_at"] = int(now.timestamp())
 
 
+def may_be_signed_in() -> bool:
+    """Whether the request carries anything that could sign someone in: a user id in the
+    session or a remember-me cookie. Without either the visitor is anonymous, and
+    `current_user` need not be loaded to know it."""
+    remember = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    return "_user_id" in session or remember in request.cookies
+
+
 def enforce_session_timeouts() -> Any:
-    """End sessions that sat idle too long, or that began too long ago."""
+    """End sessions that sat idle too long, or that began too long ago.
+
+    A request that carries nobody's session is anonymous: Flask-Login is told so directly
+    (its own anonymous user), instead of working it out from the session on first use."""
+    if not may_be_signed_in():
+        current_app.login_manager._update_request_context_with_user()  # type: ignore[attr-defined]
+        return None
     if not current_user.is_authenticated:
         return None
     now = int(datetime.now(UTC).timestamp())
@@ -241,16 +257,44 @@ def content_security_policy(form_action_extra: list[str]) -> str:
     )
 
 
-def add_security_headers(response):
-    config = current_app.config
-    response.headers["Content-Security-Policy"] = content_security_policy(config["CSP_FORM_ACTION"])
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+#: Where init_app keeps the headers every response carries, built once from the settings.
+FIXED_HEADERS = "donorhub.fixed_headers"
+#: Where add_security_headers remembers, per endpoint, whether it is kept private.
+KEPT_PRIVATE = "donorhub.kept_private"
+
+
+def fixed_security_headers(config: Any) -> tuple[tuple[str, str, str], ...]:
+    """The headers that are the same on every response, from the app's settings, as (name,
+    lower-case name, value): built once per app (init_app), not once per request.
+    Referrer-Policy is not here: a view may set its own (token pages), so it is a default."""
+    headers = [
+        ("Content-Security-Policy", content_security_policy(config["CSP_FORM_ACTION"])),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    ]
     if config.get("HSTS"):
-        response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        headers.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    return tuple((name, name.lower(), value) for name, value in headers)
+
+
+def add_security_headers(response):
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    headers = response.headers
+    fixed = app.extensions.get(FIXED_HEADERS)
+    if fixed is None:  # an app that skipped init_app: build them now, the same way
+        fixed = fixed_security_headers(config)
+    present = {name.lower() for name in headers.keys()}
+    for name, lower, value in fixed:
+        # Replaces any value a view set; when there is none (nearly always), one append.
+        if lower in present:
+            headers[name] = value
+        else:
+            headers.add(name, value)
+    if "referrer-policy" not in present:
+        headers.add("Referrer-Policy", "strict-origin-when-cross-origin")
     # From the session cookie, not current_user: loading the person needs the database, and
     # the headers must go out on the error page of a request whose database failed.
     signed_in = (
@@ -258,22 +302,36 @@ def add_security_headers(response):
         or request.cookies.get(config.get("REMEMBER_COOKIE_NAME", "remember_token")) is not None
     )
     if signed_in or request.path.startswith(("/account", "/staff")):
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     if carries_secret():  # a token in the address: no cache keeps it, no Referer repeats it
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
-    if is_kept_private(current_app, request.endpoint):
-        response.headers["Cache-Control"] = "no-store, private"
-        response.headers["X-Robots-Tag"] = NOINDEX
-    response.headers["X-Request-ID"] = getattr(g, "request_id", "")
-    response.headers.pop("Server", None)
-    response.headers.pop("X-Powered-By", None)
+        headers["Cache-Control"] = "no-store"
+        headers["Referrer-Policy"] = "no-referrer"
+    # Whether an endpoint is kept private is fixed once the app is wired: asked once each.
+    kept_private = app.extensions.setdefault(KEPT_PRIVATE, {})
+    endpoint = request.endpoint
+    private = kept_private.get(endpoint)
+    if private is None:
+        private = kept_private[endpoint] = is_kept_private(app, endpoint)
+    if private:
+        headers["Cache-Control"] = "no-store, private"
+        headers["X-Robots-Tag"] = NOINDEX
+    headers["X-Request-ID"] = getattr(g, "request_id", "")
+    if "server" in present:
+        headers.pop("Server", None)
+    if "x-powered-by" in present:
+        headers.pop("X-Powered-By", None)
     return response
 
 
 def refuse_nul_bytes() -> None:
     """400 for a NUL character in the path, the query or a form field: no page takes one,
     and PostgreSQL refuses it in a text parameter, which would otherwise surface as a 500."""
+    environ = request.environ
+    if not environ.get("QUERY_STRING") and not environ.get("CONTENT_TYPE"):
+        # No query and no form (most requests): the path is all there is to check.
+        if "\x00" in request.path:
+            abort(400)
+        return
     values = [request.path, *(part for item in request.args.items(multi=True) for part in item)]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [part for item in request.form.items(multi=True) for part in item]
@@ -333,7 +391,31 @@ def is_safe_next(target: str | None) -> TypeGuard[str]:
     return True
 
 
+class LazySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, unchanged, except that a request without a session
+    cookie gets its empty session without the signing serializer being built: most
+    visitors are anonymous and never send one. Saving is Flask's own, so an empty,
+    unmodified session still sets no cookie."""
+
+    def open_session(self, app: Flask, request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer, made once per key set instead of once per request: the
+        same keys (SECRET_KEY first, then its fallbacks), salt and signer."""
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = getattr(self, "_serializer", None)
+        if cached is None or cached[0] != key:
+            cached = (key, super().get_signing_serializer(app))
+            self._serializer = cached
+        return cached[1]
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = LazySessionInterface()
+    app.extensions[FIXED_HEADERS] = fixed_security_headers(app.config)
     app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_timeouts)
     app.before_request(enforce_access)
