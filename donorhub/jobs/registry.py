@@ -63,9 +63,7 @@ class RunningWorkers:
     def __init__(self, app: Flask, workers: list[WorkerSpec]) -> None:
         self.stop_event = threading.Event()
         self.threads = [
-            threading.Thread(
-                target=self._run, args=(app, worker), name=worker.name, daemon=True
-            )
+            threading.Thread(target=self._run, args=(app, worker), name=worker.name, daemon=True)
             for worker in workers
         ]
 

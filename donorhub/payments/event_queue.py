@@ -205,7 +205,8 @@ def events_with_payload_mentioning(needles: Sequence[str]) -> list[int]:
         found.extend(
             db.session.scalars(
                 select(StripeEvent.id).where(
-                    StripeEvent.payload.is_not(None), StripeEvent.payload.contains(needle, autoescape=True)
+                    StripeEvent.payload.is_not(None),
+                    StripeEvent.payload.contains(needle, autoescape=True),
                 )
             )
         )

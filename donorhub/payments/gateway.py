@@ -388,7 +388,8 @@ class StripeGateway:
             events = []
             for item in page.auto_paging_iter():
                 data = item.to_dict()
-                events.append(ReceivedEvent(event_from_dict(data), json.dumps(data)))
+                # default=str: the library reads Stripe's decimal strings as Decimal.
+                events.append(ReceivedEvent(event_from_dict(data), json.dumps(data, default=str)))
         except stripe.StripeError as error:
             raise _translate(error) from None
         events.sort(key=lambda e: (e.event.created, e.event.id))

@@ -88,9 +88,12 @@ def apply_now(app: Flask) -> ApplyReport:
             db.session.remove()
 
 
-def run_event_worker(app: Flask, stop: threading.Event) -> None:
+def run_event_worker(
+    app: Flask, stop: threading.Event, idle: threading.Event | None = None
+) -> None:
     """Apply stored events until `stop` is set: drain, then wait for a NOTIFY or the poll
-    interval. A failure of the step itself (the database away) is logged and tried again."""
+    interval. A failure of the step itself (the database away) is logged and tried again.
+    `idle` (for tests) is set each time a drain has finished and the worker starts waiting."""
     listener = Listener(app.config["SQLALCHEMY_DATABASE_URI"])
     poll = float(app.config["WEBHOOK_WORKER_POLL_SECONDS"])
     if listener.enabled:
@@ -111,6 +114,8 @@ def run_event_worker(app: Flask, stop: threading.Event) -> None:
                 continue
             if stop.is_set():
                 break
+            if idle is not None:
+                idle.set()
             listener.wait(poll, stop)
     finally:
         listener.close()

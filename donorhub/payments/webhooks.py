@@ -24,7 +24,6 @@ from flask import Response
 from flask import request as flask_request
 from sqlalchemy.exc import IntegrityError
 
-from donorhub.database import utcnow
 from donorhub.donations import refunds
 from donorhub.donations import services as donations
 from donorhub.errors import problem
@@ -114,10 +113,7 @@ class ApplyReport:
         self.dead += other.dead
 
     def summary(self) -> str:
-        return (
-            f"{self.applied} applied, {self.failed} failed "
-            f"({self.dead} now dead letters)"
-        )
+        return f"{self.applied} applied, {self.failed} failed ({self.dead} now dead letters)"
 
 
 def apply_stored(row: StripeEvent) -> HandlerOutcome:
