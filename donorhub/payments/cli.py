@@ -48,8 +48,12 @@ def apply_events(once: bool) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if once:
+        import time
+
+        started = time.perf_counter()
         report = apply_now(app)
-        click.echo(f"Stripe events: {report.summary()}.")
+        seconds = time.perf_counter() - started
+        click.echo(f"Stripe events: {report.summary()}, in {seconds:.3f} s.")
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

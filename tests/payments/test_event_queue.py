@@ -154,9 +154,22 @@ def test_a_failing_event_rolls_back_only_itself_in_its_batch(pay_app, pay_client
                 )
             )
         db.session.commit()
-    for event in (first, second):
-        assert post_event(pay_client, event, apply=False).status_code == 200
-    report = apply_stored_events(pay_app)
+    try:
+        for event in (first, second):
+            assert post_event(pay_client, event, apply=False).status_code == 200
+        report = apply_stored_events(pay_app)
+    finally:
+        with pay_app.app_context():
+            db.session.execute(
+                db.text(
+                    "DROP TRIGGER one_fails"
+                    if backend == "sqlite"
+                    else "DROP TRIGGER one_fails ON outbox_messages"
+                )
+            )
+            if backend != "sqlite":
+                db.session.execute(db.text("DROP FUNCTION one_fails()"))
+            db.session.commit()
     assert (report.applied, report.failed) == (1, 1)
     assert _status(pay_app, first_id) is DonationStatus.PAID
     assert _status(pay_app, second_id) is DonationStatus.PENDING
