@@ -198,6 +198,15 @@ def start_reference(url: str, log_dir: Path):
     """bench/webhook_reference.py under gunicorn, 2 sync workers, on its own database."""
     from tests.system.stack import WEBHOOK_SECRET, free_port, spawn, wait_until_up
 
+    table = (
+        "CREATE TABLE queued_events (id bigserial PRIMARY KEY, "
+        "event_id text UNIQUE NOT NULL, type text NOT NULL, payload text NOT NULL, "
+        "received_at timestamptz NOT NULL DEFAULT now())"
+    )
+    setup = create_engine(url, poolclass=NullPool)
+    with setup.begin() as connection:
+        connection.execute(text(table))  # bench/webhook_reference.py's table
+    setup.dispose()
     port = free_port()
     command = [
         sys.executable,
@@ -240,13 +249,13 @@ def signed_lines(path: str, bodies: list[str]) -> list[str]:
     ]
 
 
-def drain_with_worker(url: str) -> tuple[int, float, str]:
+def drain_with_worker(url: str, **env: str) -> tuple[int, float, str]:
     """`flask payments apply-events --once`: (events applied, seconds, its line)."""
     import re
 
     from tests.system.stack import run_flask
 
-    output = run_flask(url, "payments", "apply-events", "--once", quiet=True).stdout
+    output = run_flask(url, "payments", "apply-events", "--once", quiet=True, **env).stdout
     found = re.search(r"(\d+) applied, (\d+) failed .* in ([0-9.]+) s", output)
     if not found:
         raise RuntimeError(f"the worker did not report: {output[-2000:]}")
@@ -287,10 +296,16 @@ def measure(quick: bool) -> list:
         group_by_subject,
         line,
         run_wrk,
-        stored_bench_events,
+        wait_until_settled,
     )
     from bench.ratios import Ratio
-    from tests.system.stack import drop_database, fresh_database, migrate, start_gunicorn
+    from tests.system.stack import (
+        drop_database,
+        fresh_database,
+        migrate,
+        start_gunicorn,
+        start_simulator,
+    )
 
     duration = 5 if quick else 30
     args = SimpleNamespace(threads=2, connections=16, duration=duration, timeout=30)
@@ -310,7 +325,12 @@ def measure(quick: bool) -> list:
         for index, events in enumerate(groups.values()):
             shares[index % args.threads].extend(body for _, body in events)
 
-        web = start_gunicorn(url, work_dir / "logs", workers=2, name="web")
+        # A handler may ask Stripe (a refund's list, an invoice): the simulator answers, as
+        # Stripe would, instead of a connection that fails after the library's retries.
+        sim = start_simulator(work_dir / "logs", None)
+        services.append(sim)
+        stripe_env = {"STRIPE_API_BASE": sim.base_url}
+        web = start_gunicorn(url, work_dir / "logs", workers=2, name="web", **stripe_env)
         services.append(web)
         reference = start_reference(reference_url, work_dir / "logs")
         services.append(reference)
@@ -346,9 +366,9 @@ def measure(quick: bool) -> list:
             args,
             work_dir,
         )
-        stored = stored_bench_events(engine)
+        stored = wait_until_settled(engine)  # requests wrk left in flight end first
         partial, completed, statuses = complete_partial_rows(engine, web.base_url, groups)
-        applied, seconds, worker_line = drain_with_worker(url)
+        applied, seconds, worker_line = drain_with_worker(url, **stripe_env)
         check = check_webhook_effects(engine, gifts, plans, groups)
         waiting, payloads = queue_left(engine)
     finally:

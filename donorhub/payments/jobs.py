@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
@@ -41,7 +42,7 @@ class Listener:
             if self.enabled
             else ""
         )
-        self.connection = None
+        self.connection: Any = None  # a psycopg.Connection while listening
 
     def connect(self) -> None:
         import psycopg

@@ -384,3 +384,32 @@ def test_the_worker_polls_on_sqlite(app_factory, sim, backend):
     finally:
         stop.set()
         thread.join(timeout=HANG_GUARD_SECONDS)
+
+
+def test_the_thank_you_page_and_the_donor_portal_show_the_gift_once_applied(
+    pay_app, pay_client, sim, make_user
+):
+    """Stored is not confirmed: the thank-you page says "confirming" (and its status answer
+    says so) until the worker applies the event; then the page, its status answer and the
+    donor's own gifts page show the gift paid at once."""
+    donor = make_user("portal@example.org")
+    sign_in(pay_client, donor.email)
+    url = checkout_url(give(pay_client, email=donor.email, full_name="Portal Donor"))
+    status, thank_you = sim.pay(url)
+    assert status in (302, 303) and "/donate/thank-you" in thank_you
+    path = thank_you.split("://", 1)[-1].split("/", 1)[-1]
+    page = pay_client.get("/" + path).get_data(as_text=True)
+    assert "We are confirming" in page and "data-confirm-status" in page
+    status_url = "/donate/thank-you/status?" + page.split("thank-you/status?", 1)[1].split('"')[0]
+    status_url = status_url.replace("&amp;", "&")
+    assert pay_client.get(status_url).get_json() == {"confirmed": False}
+    (event,) = sim.events(("checkout.session.completed",))
+    assert post_event(pay_client, event, apply=False).status_code == 200
+    assert pay_client.get(status_url).get_json() == {"confirmed": False}  # stored only
+    assert "£25.00" not in pay_client.get("/donate/history").get_data(as_text=True)
+
+    assert apply_stored_events(pay_app).applied == 1  # the worker's next step
+    assert pay_client.get(status_url).get_json() == {"confirmed": True}
+    assert "is confirmed" in pay_client.get("/" + path).get_data(as_text=True)
+    history = pay_client.get("/donate/history").get_data(as_text=True)
+    assert "£25.00" in history and "Paid" in history
