@@ -14,7 +14,8 @@ wrong passwords for known accounts (a full argon2id verify each), and /stripe/we
 distinct pre-signed events (the webhook stores them; `flask payments apply-events --once`
 applies them afterwards, as the jobs process's event worker would). For each target it prints
 requests/s, p50 and p99 latency and errors, and the ratios to the baseline. After the webhook
-run it checks in the database that every event was stored once and applied once. Exits non-zero on any error or failed check.
+run it checks in the database that every event was stored once and applied once. Exits
+non-zero on any error or failed check.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ from donorhub.payments.reconcile import reconcile
 from donorhub.payments.webhooks import ApplyReport, drain
 
 log = logging.getLogger("donorhub.payments.worker")
+#: The channel is a constant (event_queue.NOTIFY_CHANNEL); LISTEN takes no bound parameter.
+LISTEN = "LISTEN stripe_events"
+if NOTIFY_CHANNEL != "stripe_events":
+    raise RuntimeError("LISTEN must name event_queue.NOTIFY_CHANNEL")
 
 
 def reconcile_stripe() -> str:
@@ -49,7 +53,7 @@ class Listener:
 
         self.close()
         connection = psycopg.connect(self.conninfo, autocommit=True)
-        connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        connection.execute(LISTEN)
         self.connection = connection
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
@@ -59,7 +63,6 @@ class Listener:
         try:
             if self.connection is None or self.connection.closed:
                 self.connect()
-            assert self.connection is not None
             for _notify in self.connection.notifies(timeout=seconds, stop_after=1):
                 break
             # Every stored event sent one: take those already queued too, so one drain
