@@ -60,9 +60,10 @@ def test_a_worker_killed_around_its_commit_loses_nothing_and_applies_nothing_twi
         assert _facts(pay_app) == (0, 0, 0, len(events))
     else:  # the kill came after a commit: what it committed is whole
         paid, receipts, applied, waiting = _facts(pay_app)
-        # PostgreSQL commits the batch at once; pysqlite ends each event's savepoint with
-        # a commit of its own (it opens no transaction for the claim's SELECT).
-        assert paid == receipts and applied >= 1 and applied + waiting == len(events)
+        # pysqlite ends each event's savepoint with a commit of its own (it opens no
+        # transaction for the claim's SELECT); on PostgreSQL the first committed write may
+        # come before the batch's. Either way what was committed is consistent.
+        assert paid == receipts and applied + waiting == len(events)
     output = run_to_end(env, tmp_path, *WORKER)
     assert "0 failed" in output, output
     assert _facts(pay_app) == (3, 3, len(events), 0)
