@@ -234,6 +234,17 @@ class Config:
     #: Reconciliation: how often the job runs, and how far back it looks the first time.
     STRIPE_RECONCILE_INTERVAL_MINUTES = env_int("STRIPE_RECONCILE_INTERVAL_MINUTES", 15)
     STRIPE_RECONCILE_LOOKBACK_HOURS = env_int("STRIPE_RECONCILE_LOOKBACK_HOURS", 72)
+    #: The webhook stores each event and answers; a worker applies it (docs/architecture.md).
+    #: A failing event is tried again after BASE seconds, doubled per try up to MAX, and
+    #: after MAX_ATTEMPTS tries it is a dead letter for staff (docs/operations.md).
+    WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 10)
+    WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
+    WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+    #: Events the worker applies per commit (each in a savepoint of its own).
+    WEBHOOK_BATCH_SIZE = env_int("WEBHOOK_BATCH_SIZE", 50)
+    #: How often the worker looks for due events without being woken: SQLite has no
+    #: LISTEN/NOTIFY, and on PostgreSQL it is the safety net (and retries come due).
+    WEBHOOK_WORKER_POLL_SECONDS = float(os.environ.get("WEBHOOK_WORKER_POLL_SECONDS") or 1.0)
     # --- end of donations and payments ----------------------------------------------------
 
     # --- Sponsorship (issue 5; docs/sponsorship.md) ---------------------------------------

@@ -100,15 +100,11 @@ ARCHITECTURE = {
     # gifts, plans, refunds and sponsorships, so the table that maps an event type to its
     # handler must name handlers in donations and sponsorship, while those packages use
     # payments' gateway. Keeping the table in payments keeps "which events do we act on" in
-    # one place (docs/architecture.md "The one deliberate inversion"). Reconciliation applies
-    # missed events through the same table.
+    # one place (docs/architecture.md "The one deliberate inversion"). Reconciliation stores
+    # missed events for the worker, which applies them through the same table.
     "inversions": {
         ("donorhub.payments.webhooks", "donorhub.donations"): "the webhook dispatch table",
         ("donorhub.payments.webhooks", "donorhub.sponsorship"): "the webhook dispatch table",
-        (
-            "donorhub.payments.reconcile",
-            "donorhub.payments.webhooks",
-        ): "reconciliation applies missed events through the dispatch table",
         (
             "donorhub.payments.reconcile",
             "donorhub.donations",

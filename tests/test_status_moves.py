@@ -20,6 +20,7 @@ from donorhub.donations.models import (
 )
 from donorhub.errors import IllegalTransition
 from donorhub.mail.models import OUTBOX_MOVES, OutboxMessage, OutboxStatus
+from donorhub.payments.models import EVENT_MOVES, EventState
 from donorhub.sponsorship.models import SPONSORSHIP_MOVES, SponsorshipStatus
 
 TABLES: list[tuple[type[StrEnum], dict]] = [
@@ -30,6 +31,7 @@ TABLES: list[tuple[type[StrEnum], dict]] = [
     (DisputeStatus, DISPUTE_MOVES),
     (OutboxStatus, OUTBOX_MOVES),
     (SponsorshipStatus, SPONSORSHIP_MOVES),
+    (EventState, EVENT_MOVES),
 ]
 
 

@@ -4,6 +4,9 @@ Erasure overwrites personal data (names, e-mails, addresses, notes, dedications)
 financial records the law requires (amounts, dates, currencies, receipt numbers, Gift Aid
 claim links, and each Gift Aid declaration behind a claim already filed, as claimed, for
 HMRC's audit), deletes the Stripe customers, disables the account, and is audited.
+It also forgets the stored Stripe events that still hold the donor's e-mail address or
+customer ids (an event is stored with its payload until the worker applies it, and a dead
+letter keeps it until resolved): those payloads are cleared, and the export lists them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from donorhub.donations.models import (
 )
 from donorhub.errors import DomainError
 from donorhub.extensions import db
+from donorhub.payments import event_queue
 from donorhub.payments.gateway import get_gateway
 
 ERASED_NAME = "Erased donor"
@@ -50,9 +54,13 @@ def export_for_user(user: User) -> dict:
         "plans": [],
         "gift_aid_declarations": [],
         "consents": [],
+        "payment_events_held": [],
     }
     if donor is None:
         return data
+    data["payment_events_held"] = event_queue.held_events_summary(
+        event_queue.events_with_payload_mentioning(_stripe_needles(donor))
+    )
     data["donor"] = {
         "email": donor.email,
         "full_name": donor.full_name,
@@ -122,6 +130,17 @@ def export_for_user(user: User) -> dict:
     return data
 
 
+def _stripe_needles(donor: Donor) -> list[str]:
+    """What identifies this donor inside a stored Stripe payload: the e-mail address and
+    the Stripe customer ids of their plans."""
+    customers = db.session.scalars(
+        select(RecurringPlan.stripe_customer_id).where(
+            RecurringPlan.donor_id == donor.id, RecurringPlan.stripe_customer_id.is_not(None)
+        )
+    )
+    return [donor.email, *(c for c in customers if c)]
+
+
 def open_requests() -> list[DataRequest]:
     return list(
         db.session.scalars(
@@ -150,9 +169,11 @@ def erase_donor(donor: Donor, actor: User, data_request: DataRequest | None = No
             "Cancel this donor's live plans first, so no payment is taken after erasure."
         )
     customers = sorted({p.stripe_customer_id for p in plans if p.stripe_customer_id})
+    held_events = event_queue.events_with_payload_mentioning([donor.email, *customers])
     gateway = get_gateway()
     for customer_id in customers:
         gateway.delete_customer(customer_id)
+    event_queue.erase_payloads(held_events)
     tag = f"erased-{donor.id}"
     donor.email = f"{tag}@erased.invalid"
     donor.full_name = ERASED_NAME
@@ -229,6 +250,7 @@ def erase_donor(donor: Donor, actor: User, data_request: DataRequest | None = No
         donor.id,
         {
             "stripe_customers_deleted": len(customers),
+            "stripe_event_payloads_erased": len(held_events),
             "gift_aid_declarations_kept_for_filed_claims": len(filed),
             "data_request": data_request.id if data_request else None,
         },

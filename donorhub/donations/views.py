@@ -9,6 +9,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -149,25 +150,39 @@ def retry(public_id: str):
     return to_checkout(row)
 
 
-@bp.get("/donate/thank-you")
-@public
-def thank_you():
-    """Where Checkout sends the donor back. The webhook, not this page, confirms the gift."""
+def _returning_gift() -> tuple[Donation | RecurringPlan, bool]:
+    """The gift or plan Checkout sent the donor back for, and whether it is confirmed."""
     row = services.find_by_session(
         request.args.get("session_id", "")
     ) or services.find_by_public_id(request.args.get("ref", ""))
     if row is None:
         abort(404)
     if isinstance(row, Donation):
-        confirmed = row.is_paid
-    else:
-        confirmed = row.status not in (PlanStatus.PENDING,)
+        return row, row.is_paid
+    return row, row.status not in (PlanStatus.PENDING,)
+
+
+@bp.get("/donate/thank-you")
+@public
+def thank_you():
+    """Where Checkout sends the donor back. The webhook's event, applied by the event
+    worker, confirms the gift; while it is not, the page asks `thank_you_status`."""
+    row, confirmed = _returning_gift()
     return render_template(
         "donations/thank_you.html",
         row=row,
         confirmed=confirmed,
         is_plan=isinstance(row, RecurringPlan),
     )
+
+
+@bp.get("/donate/thank-you/status")
+@public
+def thank_you_status():
+    """Whether the thank-you page's gift is confirmed yet: the page's script asks this (a few
+    bytes, one query) until the event worker has applied Stripe's event."""
+    _row, confirmed = _returning_gift()
+    return jsonify(confirmed=confirmed)
 
 
 @bp.get("/donate/cancelled")

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from donorhub.jobs.lock import SchedulerLock
-from donorhub.jobs.registry import all_jobs, find_job, run_job
+from donorhub.jobs.registry import RunningWorkers, all_jobs, all_workers, find_job, run_job
 from donorhub.jobs.scheduler import build_scheduler, next_run_times
 
 jobs_cli = AppGroup("jobs", help="Scheduled work: run the scheduler, list or run jobs.")
@@ -59,10 +59,17 @@ def run_scheduler() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"Jobs process started with {len(scheduler.get_jobs()) - 1} jobs.")
+    with app.app_context():
+        workers = RunningWorkers(app, all_workers())
+    workers.start()
+    click.echo(
+        f"Jobs process started with {len(scheduler.get_jobs()) - 1} jobs and "
+        f"{len(workers.threads)} workers."
+    )
     try:
         scheduler.start()
     finally:
+        workers.stop()
         lock.release()
         click.echo("Jobs process stopped.")
     if lost:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,49 @@ class JobSpec:
     #: Called inside an app context, so intervals can come from configuration.
     trigger: Callable[[], dict[str, Any]]
     description: str
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A long-running thread of the jobs process (a feature's `WORKERS`), not a schedule."""
+
+    name: str
+    #: Runs until the event is set; owns its app contexts and commits.
+    run: Callable[[Flask, threading.Event], None]
+    description: str
+
+
+def all_workers() -> list[WorkerSpec]:
+    workers: list[WorkerSpec] = []
+    for module_name in JOB_MODULES:
+        workers.extend(getattr(importlib.import_module(module_name), "WORKERS", []))
+    return workers
+
+
+class RunningWorkers:
+    """The jobs process's worker threads: started with the scheduler, stopped with it."""
+
+    def __init__(self, app: Flask, workers: list[WorkerSpec]) -> None:
+        self.stop_event = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(app, worker), name=worker.name, daemon=True)
+            for worker in workers
+        ]
+
+    def _run(self, app: Flask, worker: WorkerSpec) -> None:
+        try:
+            worker.run(app, self.stop_event)
+        except Exception:
+            log.exception("worker failed", extra={"worker": worker.name})
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=timeout)
 
 
 def all_jobs() -> list[JobSpec]:

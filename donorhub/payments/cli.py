@@ -1,4 +1,5 @@
-"""`flask payments reconcile [--since DATE]` and `flask payments simulate-renewal PLAN`."""
+"""`flask payments reconcile [--since DATE]`, `flask payments apply-events [--once]` and
+`flask payments simulate-renewal PLAN`."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ payments_cli = AppGroup("payments", help="Stripe: reconciliation and the local s
     "STRIPE_RECONCILE_LOOKBACK_HOURS (72) ago.",
 )
 def reconcile_command(since: datetime | None) -> None:
-    """List Stripe's events and apply any that were missed (idempotent)."""
+    """List Stripe's events and store any that were missed for the event worker
+    (idempotent); report the queue's dead letters."""
     from donorhub.payments.reconcile import reconcile
 
     try:
@@ -32,6 +34,33 @@ def reconcile_command(since: datetime | None) -> None:
     click.echo(report.summary())
     if report.failed:
         raise SystemExit(1)
+
+
+@payments_cli.command("apply-events")
+@click.option("--once", is_flag=True, help="Apply every due event, then stop.")
+def apply_events(once: bool) -> None:
+    """Apply stored Stripe events: the event worker in this process (the jobs process runs
+    one too; on PostgreSQL more than one may run, none applies an event another holds)."""
+    import signal
+    import threading
+
+    from donorhub.payments.jobs import apply_now, run_event_worker
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if once:
+        import time
+
+        started = time.perf_counter()
+        report = apply_now(app)
+        seconds = time.perf_counter() - started
+        click.echo(f"Stripe events: {report.summary()}, in {seconds:.3f} s.")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo("Event worker started.")
+    run_event_worker(app, stop)
+    click.echo("Event worker stopped.")
 
 
 @payments_cli.command("simulate-renewal")

@@ -11,6 +11,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from config import TestingConfig
+from donorhub.payments.jobs import run_event_worker
 from stripe_simulator import start_simulator
 from tests.browser.audits import AXE_SOURCE, AxeAudit
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, in_ci, require
@@ -81,7 +82,8 @@ class LiveServer(str):
 
 @pytest.fixture
 def giving_server(app_factory):
-    """The app over real HTTP, with a simulator that delivers webhooks to it."""
+    """The app over real HTTP, with a simulator that delivers webhooks to it, and the event
+    worker applying what the webhook stored (polling: the tests' SQLite has no NOTIFY)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -98,7 +100,13 @@ def giving_server(app_factory):
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    sim.donorhub_app = app  # settle_webhooks waits for the worker too
+    stop = threading.Event()
+    worker = threading.Thread(target=run_event_worker, args=(app, stop), daemon=True)
+    worker.start()
     yield base_url, app, sim
+    stop.set()
+    worker.join(timeout=30)
     server.shutdown()
     thread.join(timeout=10)
     sim.shutdown()

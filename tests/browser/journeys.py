@@ -47,7 +47,9 @@ def wait_for(predicate, timeout: float = 15):
 
 def settle_webhooks(sim, timeout: float = 30) -> list[dict]:
     """Wait until the simulator has delivered every event it created, and fail if one was
-    refused: the webhook is the source of truth, so a step is done only when it has landed."""
+    refused: the webhook is the source of truth, so a step is done only when it has landed;
+    then until the event worker has applied every stored event that is due (the app is the
+    one giving_server put beside the simulator)."""
 
     def deliveries():
         url = sim.base_url + "/_sim/deliveries"
@@ -57,7 +59,30 @@ def settle_webhooks(sim, timeout: float = 30) -> list[dict]:
         assert not failed, f"webhooks refused by the app: {failed}"
         return rows if all(row["delivery"] == "delivered" for row in rows) else None
 
-    return wait_for(deliveries, timeout)
+    delivered = wait_for(deliveries, timeout)
+    app = getattr(sim, "donorhub_app", None)
+    if app is not None:
+        from sqlalchemy import func, select
+
+        from donorhub.database import utcnow
+        from donorhub.payments.models import PENDING_STATES, StripeEvent
+
+        def applied():
+            due = in_app(
+                app,
+                lambda: db.session.scalar(
+                    select(func.count())
+                    .select_from(StripeEvent)
+                    .where(
+                        StripeEvent.state.in_(PENDING_STATES),
+                        StripeEvent.next_attempt_at <= utcnow(),
+                    )
+                ),
+            )
+            return due == 0
+
+        wait_for(applied, timeout)
+    return delivered
 
 
 def in_app(app, read):

@@ -5,6 +5,10 @@ The app talks to a real simulator over HTTP with the real stripe library. With
 deliver_webhooks=False the simulator only stores events; tests fetch them from /v1/events,
 sign them exactly as Stripe does and post them to /stripe/webhook themselves (in order,
 shuffled, duplicated, ...).
+
+The webhook only stores an event; the event worker applies it. `post_event` does what the
+running system does after each delivery: it runs the worker's step once
+(`apply_stored_events`), so the event's effect is there when it returns.
 """
 
 from __future__ import annotations
@@ -128,14 +132,27 @@ def sign(payload: bytes, *, timestamp: int | None = None, secret: str = WEBHOOK_
     return stripe.WebhookSignature.generate_signature_header(payload.decode(), secret, timestamp)
 
 
-def post_event(client, event: dict | bytes, **sign_args):
+def apply_stored_events(app):
+    """The event worker's step, run once in this process: every due stored event applied
+    (donorhub/payments/jobs.py apply_now). Returns its ApplyReport."""
+    from donorhub.payments.jobs import apply_now
+
+    return apply_now(app)
+
+
+def post_event(client, event: dict | bytes, *, apply: bool = True, **sign_args):
+    """Deliver one signed event; then, as the running system's worker would, apply what
+    was stored (apply=False: leave it stored, for tests of the queue itself)."""
     payload = event if isinstance(event, bytes) else json.dumps(event).encode()
-    return client.post(
+    response = client.post(
         "/stripe/webhook",
         data=payload,
         content_type="application/json",
         headers={"Stripe-Signature": sign(payload, **sign_args)},
     )
+    if apply and response.status_code == 200:
+        apply_stored_events(client.application)
+    return response
 
 
 def deliver(client, events: list[dict]) -> list[int]:

@@ -1,4 +1,5 @@
-"""Reconciliation: events the webhook never received are applied from /v1/events, once."""
+"""Reconciliation: events the webhook never received are stored from /v1/events, once, and
+the event worker applies them; dead letters are reported."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from sqlalchemy import func, select
 
 from donorhub.donations.models import Donation, DonationStatus, PlanStatus, RecurringPlan
 from donorhub.extensions import db
-from donorhub.payments.models import StripeEvent
+from donorhub.payments.models import EventState, StripeEvent
 from tests.metrics import METRICS
-from tests.payments.stripe_helpers import checkout_url, deliver, give
+from tests.payments.stripe_helpers import apply_stored_events, checkout_url, deliver, give
 
 
 def test_reconcile_applies_missed_events_idempotently(pay_app, pay_client, sim):
@@ -21,6 +22,8 @@ def test_reconcile_applies_missed_events_idempotently(pay_app, pay_client, sim):
     result = runner.invoke(args=["payments", "reconcile", "--since", "2020-01-01"])
     assert result.exit_code == 0, result.output
     assert f"{len(events)} listed" in result.output
+    assert f"{len(events) - len(events) // 2} stored for the worker" in result.output
+    apply_stored_events(pay_app)  # the event worker
     with pay_app.app_context():
         assert (
             db.session.scalar(select(Donation.status).where(Donation.plan_id.is_(None)))
@@ -29,7 +32,8 @@ def test_reconcile_applies_missed_events_idempotently(pay_app, pay_client, sim):
         assert db.session.scalar(select(RecurringPlan.status)) is PlanStatus.ACTIVE
         assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == len(events)
     again = runner.invoke(args=["payments", "reconcile"])
-    assert again.exit_code == 0 and "0 applied" in again.output, again.output
+    assert again.exit_code == 0 and "0 stored" in again.output, again.output
+    assert apply_stored_events(pay_app).claimed == 0
     with pay_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Donation)) == 2
     METRICS.report("reconciliation: events listed / applied twice", f"{len(events)} / 0")
@@ -42,6 +46,7 @@ def test_reconcile_job_and_simulate_renewal_command(pay_app, pay_client, sim):
     with pay_app.app_context():
         job = find_job("reconcile_stripe")
     assert run_job(pay_app, job)
+    apply_stored_events(pay_app)
     with pay_app.app_context():
         plan = db.session.scalar(select(RecurringPlan))
         assert plan.status is PlanStatus.ACTIVE
@@ -51,6 +56,7 @@ def test_reconcile_job_and_simulate_renewal_command(pay_app, pay_client, sim):
     )
     assert result.exit_code == 0, result.output
     assert run_job(pay_app, job)
+    apply_stored_events(pay_app)
     with pay_app.app_context():
         assert db.session.get(RecurringPlan, plan_id).status is PlanStatus.PAST_DUE
 
@@ -72,30 +78,64 @@ def test_reconcile_default_path_covers_a_gap_before_a_newer_event(pay_app, pay_c
                 stripe_created_at=utcnow() + timedelta(minutes=20),
                 source="webhook",
                 outcome="ignored",
+                state=EventState.APPLIED,
+                next_attempt_at=None,
             )
         )
         db.session.commit()
     result = pay_app.test_cli_runner().invoke(args=["payments", "reconcile"])
     assert result.exit_code == 0, result.output
+    apply_stored_events(pay_app)
     with pay_app.app_context():
         assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID
 
 
-def test_reconcile_retries_an_event_that_failed_in_the_previous_run(
-    pay_app, pay_client, sim, backend
+def test_an_event_reconciliation_stored_is_retried_then_reported_as_a_dead_letter(
+    app_factory, pay_client, sim, backend
 ):
-    from donorhub.jobs.registry import find_job, run_job
+    """Reconciliation stores a missed event like the webhook; when its handler keeps failing
+    the worker retries it and then leaves it as a dead letter, which the next
+    reconciliation reports (and does not store again); once fixed and retried, it applies."""
+    from sqlalchemy import update
+
+    from donorhub.database import utcnow
+    from donorhub.payments import event_queue
     from tests.payments.test_webhooks import _break_outbox
 
+    pay_app = app_factory(
+        STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url], WEBHOOK_MAX_ATTEMPTS=2
+    )
+    pay_client = pay_app.test_client()
     sim.pay(checkout_url(give(pay_client)))
     with pay_app.app_context():
         _break_outbox(backend, True)  # the receipt cannot be written: the event fails
-    failed = pay_app.test_cli_runner().invoke(args=["payments", "reconcile"])
-    assert failed.exit_code == 1 and "failed" in failed.output
+    runner = pay_app.test_cli_runner()
+    stored = runner.invoke(args=["payments", "reconcile"])
+    assert stored.exit_code == 0, stored.output
+    for _try in range(2):
+        assert apply_stored_events(pay_app).failed >= 1
+        with pay_app.app_context():  # the backoff has passed
+            db.session.execute(update(StripeEvent).values(next_attempt_at=utcnow()))
+            db.session.commit()
+    assert apply_stored_events(pay_app).claimed == 0  # only dead letters are left
+    again = runner.invoke(args=["payments", "reconcile"])
+    assert again.exit_code == 0, again.output
+    # Both payment events (checkout completed, payment intent succeeded) write the receipt.
+    assert "0 stored" in again.output and " 2 dead letters" in again.output, again.output
     with pay_app.app_context():
         assert db.session.scalar(select(Donation.status)) is DonationStatus.PENDING
+        dead = event_queue.dead_letters()
+        assert sorted(e.type for e in dead) == [
+            "checkout.session.completed",
+            "payment_intent.succeeded",
+        ]
+        assert {e.last_error for e in dead} == {
+            {"sqlite": "IntegrityError", "postgresql": "ProgrammingError"}[backend]
+        }
         _break_outbox(backend, False)
-        job = find_job("reconcile_stripe")
-    assert run_job(pay_app, job)  # the next scheduled run, default window
+        for row in dead:
+            event_queue.retry_dead_letter(None, row.id)
+        db.session.commit()
+    assert apply_stored_events(pay_app).applied == 2
     with pay_app.app_context():
         assert db.session.scalar(select(Donation.status)) is DonationStatus.PAID

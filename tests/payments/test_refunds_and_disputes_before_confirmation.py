@@ -7,15 +7,22 @@ from datetime import date
 
 import pytest
 import stripe
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from donorhub.database import utcnow
 from donorhub.donations import giftaid
 from donorhub.donations.models import Donation, DonationStatus
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
-from donorhub.payments.models import StripeEvent
+from donorhub.payments.models import EventState, StripeEvent
 from tests.metrics import METRICS
-from tests.payments.stripe_helpers import checkout_url, deliver, give, session_id_from
+from tests.payments.stripe_helpers import (
+    apply_stored_events,
+    checkout_url,
+    deliver,
+    give,
+    session_id_from,
+)
 
 GIFT_AID = {
     "gift_aid": "on",
@@ -143,8 +150,8 @@ def test_refund_of_an_invoice_that_is_not_ours_is_acknowledged(pay_app, pay_clie
 
 
 def test_refund_of_our_invoice_before_its_gift_is_retried(pay_app, pay_client, sim):
-    """Ours (the invoice carries our plan reference) but not recorded yet: 500, so Stripe
-    retries; after invoice.paid the refund applies."""
+    """Ours (the invoice carries our plan reference) but not recorded yet: stored, and the
+    worker tries it again after its backoff; after invoice.paid the refund applies."""
     url = checkout_url(give(pay_client, frequency="monthly"))
     sim.pay(url)
     intent = next(
@@ -152,7 +159,20 @@ def test_refund_of_our_invoice_before_its_gift_is_retried(pay_app, pay_client, s
     )
     _stripe(sim).v1.refunds.create({"payment_intent": intent})
     (refund,) = sim.events(("charge.refunded",))
-    assert deliver(pay_client, [refund]) == [500]
+    assert deliver(pay_client, [refund]) == [200]
+    with pay_app.app_context():
+        row = db.session.scalar(select(StripeEvent).where(StripeEvent.event_id == refund["id"]))
+        assert (row.state, row.attempts, row.last_error) == (EventState.RETRYING, 1, "NotReady")
     others = [e for e in sim.events() if e["type"] != "charge.refunded"]
     assert set(deliver(pay_client, others + [refund])) == {200}
+    # The refund's own events (refund.created) recorded it meanwhile.
+    assert _state(pay_app)[0] is DonationStatus.REFUNDED
+    with pay_app.app_context():  # the backoff has passed: charge.refunded applies, once
+        db.session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.event_id == refund["id"])
+            .values(next_attempt_at=utcnow())
+        )
+        db.session.commit()
+    assert apply_stored_events(pay_app).applied == 1
     assert _state(pay_app)[0] is DonationStatus.REFUNDED

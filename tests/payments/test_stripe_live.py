@@ -59,5 +59,5 @@ def test_checkout_is_created_once_per_key_in_test_mode(live_gateway, mode, inter
 
 
 def test_events_can_be_listed_for_reconciliation(live_gateway):
-    events = list(live_gateway.list_events(int(time.time()) - 3600))
+    events = [r.event for r in live_gateway.list_events(int(time.time()) - 3600)]
     assert all(event.id.startswith("evt_") for event in events)

@@ -8,20 +8,23 @@ import re
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
+from donorhub.database import utcnow
 from donorhub.donations.models import Donation, DonationKind, DonationStatus, Donor
 from donorhub.extensions import db
 from donorhub.mail.models import OutboxMessage
-from donorhub.payments.models import StripeEvent
+from donorhub.payments.models import EventState, StripeEvent
 from tests.helpers import HANG_GUARD_SECONDS, join_all
 from tests.metrics import METRICS
 from tests.payments.stripe_helpers import (
     WEBHOOK_SECRET,
+    apply_stored_events,
     checkout_url,
     deliver,
     give,
@@ -100,6 +103,7 @@ def test_webhook_signature_cases(pay_app, pay_client, sim):
         if not should_accept and counts(pay_app) != before:
             unexpected.append((name, "changed the database"))
     assert unexpected == []
+    apply_stored_events(pay_app)  # the worker, after the deliveries
     after = counts(pay_app)
     assert after["paid"] == 1 and after["events"] == 1
     METRICS.report("10.1 webhook signature cases / unexpected accepts", f"{len(cases)} / 0")
@@ -153,6 +157,7 @@ def test_webhook_duplicate_delivery_sequential_and_concurrent(pay_app, pay_clien
     join_all(threads)
     assert errors == []
     assert results == [200] * 16
+    apply_stored_events(pay_app)  # the worker, after the deliveries
     with pay_app.app_context():
         for donation, event_id in ((first, event["id"]), (second, event2["id"])):
             row = db.session.get(Donation, donation.id)
@@ -304,24 +309,48 @@ def _break_outbox(backend: str, on: bool) -> None:
     db.session.commit()
 
 
-def test_webhook_handler_failure_is_retryable(pay_app, pay_client, sim, backend):
+def test_webhook_handler_failure_is_retried_with_backoff(pay_app, pay_client, sim, backend):
+    """The event is stored and answered 200 whatever its handler does; the worker's failed
+    try rolls back its effect only, and the event waits for its backoff, then applies once."""
     donation, events = paid_one_off(pay_app, pay_client, sim)
     event = completed(events)
     with pay_app.app_context():
-        # The receipt's outbox insert fails *after* the event row was inserted.
+        # The receipt's outbox insert fails *after* the donation was marked paid.
         _break_outbox(backend, True)
     try:
-        assert post_event(pay_client, event).status_code == 500
+        assert post_event(pay_client, event).status_code == 200  # stored; the try fails
         with pay_app.app_context():
-            assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 0
+            row = db.session.scalar(select(StripeEvent))
+            assert (row.state, row.attempts, row.last_error) == (
+                EventState.RETRYING,
+                1,
+                # The class only (the trigger's RAISE is a ProgrammingError on PostgreSQL).
+                {"sqlite": "IntegrityError", "postgresql": "ProgrammingError"}[backend],
+            )
+            assert row.next_attempt_at > utcnow() + timedelta(seconds=25)  # 30 s backoff
+            assert row.payload is not None and row.outcome is None
             assert db.session.get(Donation, donation.id).status is DonationStatus.PENDING
+        assert apply_stored_events(pay_app).claimed == 0  # not due yet
     finally:
         with pay_app.app_context():
             _break_outbox(backend, False)
-    assert post_event(pay_client, event).status_code == 200
-    assert post_event(pay_client, event).status_code == 200
+    assert post_event(pay_client, event).status_code == 200  # Stripe's retry: a duplicate
+    assert counts(pay_app)["paid"] == 0
+    with pay_app.app_context():  # the backoff has passed
+        db.session.execute(update(StripeEvent).values(next_attempt_at=utcnow()))
+        db.session.commit()
+    assert apply_stored_events(pay_app).applied == 1
+    assert apply_stored_events(pay_app).claimed == 0
     after = counts(pay_app)
     assert (after["events"], after["paid"], after["receipts"]) == (1, 1, 1)
+    with pay_app.app_context():
+        row = db.session.scalar(select(StripeEvent))
+        assert (row.state, row.outcome, row.payload, row.attempts) == (
+            EventState.APPLIED,
+            "applied",
+            None,
+            1,
+        )
 
 
 # 10.6 -----------------------------------------------------------------------------------------

@@ -15,4 +15,5 @@ from donorhub.staff.views import (  # noqa: F401  (each module registers its rou
     reports,
     role_requests,
     safeguarding,
+    stripe_events,
 )
