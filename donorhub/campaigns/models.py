@@ -72,7 +72,7 @@ class Campaign(TimestampMixin, Model):
 
 # Running totals ------------------------------------------------------------------------------
 #
-# Kept by the database itself: triggers on `donations` (migration 0020_totals_campaign_totals)
+# Kept by the database itself: triggers on `donations` (migration 0020_campaign_totals)
 # add each gift's counted amount when it starts to count and take it away when it stops, in
 # the statement (and so the transaction) that changes the gift, whoever changes it: the ORM,
 # a bulk UPDATE, raw SQL or COPY. Nothing in Python writes these tables except the repair
