@@ -521,7 +521,8 @@ class Importer:
     def _stored_new_child(self, ref_hash: str) -> Child:
         """A child this batch created, as an object, for the rare change that needs one."""
         child = db.session.get(Child, self.new_child_ids[ref_hash])
-        assert child is not None
+        if child is None:
+            raise RuntimeError("a child inserted by this batch is missing from its transaction")
         self.children_by_hash[ref_hash] = child
         return child
 
