@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from config import TestingConfig
@@ -80,6 +82,16 @@ class LiveServer(str):
         return instance
 
 
+@dataclass(frozen=True)
+class SimulatorBesideApp:
+    """The running simulator and the app it delivers to: settle_webhooks waits for that
+    app's event worker too."""
+
+    base_url: str
+    shutdown: Callable[[], None]
+    donorhub_app: Flask
+
+
 @pytest.fixture
 def giving_server(app_factory):
     """The app over real HTTP, with a simulator that delivers webhooks to it, and the event
@@ -88,19 +100,21 @@ def giving_server(app_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
-    sim = start_simulator(
+    running = start_simulator(
         f"{base_url}/stripe/webhook",
         TestingConfig.STRIPE_WEBHOOK_SECRET,
         deliver_webhooks=True,
         webhook_retry_delays=(0.2, 0.5, 1),
     )
     app = app_factory(
-        PUBLIC_BASE_URL=base_url, STRIPE_API_BASE=sim.base_url, CSP_FORM_ACTION=[sim.base_url]
+        PUBLIC_BASE_URL=base_url,
+        STRIPE_API_BASE=running.base_url,
+        CSP_FORM_ACTION=[running.base_url],
     )
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    sim.donorhub_app = app  # settle_webhooks waits for the worker too
+    sim = SimulatorBesideApp(running.base_url, running.shutdown, app)
     stop = threading.Event()
     worker = threading.Thread(target=run_event_worker, args=(app, stop), daemon=True)
     worker.start()
