@@ -91,7 +91,7 @@ def test_concurrent_duplicate_deliveries_are_stored_once_and_applied_once(
     def deliver():
         try:
             client = pay_app.test_client()
-            start.wait()
+            start.wait(timeout=HANG_GUARD_SECONDS)
             response = client.post(
                 "/stripe/webhook",
                 data=payload,
@@ -253,7 +253,9 @@ def test_two_workers_on_postgresql_never_apply_one_event(pay_app, pay_client, si
 
     def handler(event):
         handled.append(event.id)
-        both_inside.wait()  # each worker holds its own event here, at the same time
+        both_inside.wait(
+            timeout=HANG_GUARD_SECONDS
+        )  # each worker holds its own event here, at the same time
         return original(event)
 
     reports: list = []
