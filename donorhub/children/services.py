@@ -316,18 +316,49 @@ def receive_update(
         update = ChildUpdate(source_hash=source_hash, received_at=now)
         db.session.add(update)
     update.child = child
-    update.home_code = home_code if child is None else child.home_code
-    update.period = period
-    update.category = category
-    update.milestones = list(milestones)
-    update.original_text = text
-    update.original_hash = text_hash
-    update.approved_text = None
-    update.status = ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING
-    update.findings = findings
-    update.content_hash = content_hash
-    update.reviewed_by_id = update.reviewed_at = None
+    received = _as_received_for_review(
+        home_code=home_code if child is None else child.home_code,
+        period=period,
+        category=category,
+        milestones=milestones,
+        text=text,
+        text_hash=text_hash,
+        findings=findings,
+        content_hash=content_hash,
+    )
+    for name, value in received.items():
+        setattr(update, name, value)
     return update
+
+
+def _as_received_for_review(
+    *,
+    home_code: str | None,
+    period: str,
+    category: str,
+    milestones: list[str],
+    text: str | None,
+    text_hash: str | None,
+    findings: list[dict],
+    content_hash: str,
+) -> dict:
+    """What an update holds when it (or its replacement) arrives: the partner's text awaiting
+    review, quarantined when the guard found anything, no decision yet. One rule for the
+    per-object path and the bulk rows."""
+    return {
+        "home_code": home_code,
+        "period": period,
+        "category": category,
+        "milestones": list(milestones),
+        "original_text": text,
+        "original_hash": text_hash,
+        "approved_text": None,
+        "status": ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING,
+        "findings": findings,
+        "content_hash": content_hash,
+        "reviewed_by_id": None,
+        "reviewed_at": None,
+    }
 
 
 # Children, texts and updates first seen in a batch are stored in bulk: one executemany per
@@ -396,21 +427,19 @@ def new_update_row(
     return {
         "source_hash": source_hash,
         "child_id": child_id,
-        "home_code": home_code,
-        "period": period,
-        "category": category,
-        "milestones": list(milestones),
-        "original_text": text,
-        "original_hash": text_hash,
-        "approved_text": None,
-        "status": ReviewStatus.QUARANTINED if findings else ReviewStatus.PENDING,
-        "findings": findings,
-        "content_hash": content_hash,
         "received_at": now,
-        "reviewed_by_id": None,
-        "reviewed_at": None,
         "published_at": None,
         "publication_id": None,
+        **_as_received_for_review(
+            home_code=home_code,
+            period=period,
+            category=category,
+            milestones=milestones,
+            text=text,
+            text_hash=text_hash,
+            findings=findings,
+            content_hash=content_hash,
+        ),
     }
 
 
