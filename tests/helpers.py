@@ -207,3 +207,32 @@ def input_schemas() -> list[type]:
         if cls.__module__.startswith("donorhub.") and cls not in found:
             found.append(cls)
     return found
+
+
+def live_campaign(**fields):
+    """A published campaign open for gifts since yesterday, with its own slug and appeal
+    code, added to the session (the caller flushes or commits); `fields` override any column."""
+    import uuid
+    from datetime import timedelta
+
+    from donorhub.campaigns.models import Campaign, CampaignStatus
+    from donorhub.database import uk_today, utcnow
+    from donorhub.extensions import db
+
+    tag = uuid.uuid4().hex[:10]
+    values = {
+        "name": f"Campaign {tag}",
+        "slug": f"campaign-{tag}",
+        "summary": "A campaign",
+        "body_md": "",
+        "goal_minor": 100_000,
+        "goal_currency": "gbp",
+        "starts_on": uk_today() - timedelta(days=1),
+        "ends_on": None,
+        "appeal_code": f"C{tag.upper()}",
+        "status": CampaignStatus.LIVE,
+        "published_at": utcnow(),
+    }
+    campaign = Campaign(**{**values, **fields})
+    db.session.add(campaign)
+    return campaign

@@ -21,12 +21,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from donorhub.campaigns import services
-from donorhub.campaigns.models import Campaign, CampaignStatus, CampaignTotal
-from donorhub.database import uk_today, utcnow
+from donorhub.campaigns.models import Campaign, CampaignTotal
+from donorhub.database import uk_today
 from donorhub.donations.models import Donation
 from donorhub.donations.stripe_events import NotReady
 from donorhub.errors import DomainError, GatewayError
 from donorhub.extensions import db
+from tests.helpers import live_campaign
 
 FIXTURES = json.loads(
     (Path(__file__).resolve().parents[2] / "stripe_simulator/fixtures.json").read_text()
@@ -38,25 +39,15 @@ _ids = itertools.count(1)
 
 
 def _campaigns() -> list[Campaign]:
-    today = uk_today()
-    made = []
-    for n in range(CAMPAIGNS):
-        tag = uuid.uuid4().hex[:10]
-        campaign = Campaign(
-            slug=f"totals-{tag}",
+    made = [
+        live_campaign(
             name=f"Totals {n}",
             summary="A campaign whose totals are checked",
-            body_md="",
             goal_minor=1_000_000,
-            goal_currency="gbp",
-            starts_on=today - timedelta(days=1),
-            ends_on=today + timedelta(days=30),
-            appeal_code=f"T{tag.upper()}",
-            status=CampaignStatus.LIVE,
-            published_at=utcnow(),
+            ends_on=uk_today() + timedelta(days=30),
         )
-        db.session.add(campaign)
-        made.append(campaign)
+        for n in range(CAMPAIGNS)
+    ]
     db.session.flush()
     return made
 

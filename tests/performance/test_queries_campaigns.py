@@ -8,9 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from donorhub.campaigns.models import Campaign, CampaignStatus
-from donorhub.database import uk_today, utcnow
+from donorhub.database import uk_today
 from donorhub.donations.models import Donation, DonationKind, DonationStatus, Donor
 from donorhub.extensions import db
+from tests.helpers import live_campaign
 
 #: The statements of each page now: the campaigns, the exchange rates, the totals of all of
 #: them in one (the request sends no transaction control: it only reads).
@@ -19,29 +20,18 @@ CAMPAIGN_AT_MOST = 3
 
 
 def add_campaigns(app, campaigns: int) -> list[int]:
-    today = uk_today()
     with app.app_context():
-        ids = []
-        for n in range(campaigns):
-            tag = uuid.uuid4().hex[:8]
-            campaign = Campaign(
-                slug=f"queries-{tag}",
+        made = [
+            live_campaign(
                 name=f"Queries {n}",
                 summary="Counting statements",
                 body_md="Some **words**.",
-                goal_minor=100_000,
-                goal_currency="gbp",
-                starts_on=today - timedelta(days=1),
-                ends_on=today + timedelta(days=10 + n),
-                appeal_code=f"Q{tag.upper()}",
-                status=CampaignStatus.LIVE,
-                published_at=utcnow(),
+                ends_on=uk_today() + timedelta(days=10 + n),
             )
-            db.session.add(campaign)
-            db.session.flush()
-            ids.append(campaign.id)
+            for n in range(campaigns)
+        ]
         db.session.commit()
-        return ids
+        return [campaign.id for campaign in made]
 
 
 def add_gifts(app, campaign_ids: list[int], gifts: int) -> None:
